@@ -1,0 +1,110 @@
+"""The Python API: `Launcher` and `Job`.
+
+    from launcher import Launcher, JobSpec
+    spec = JobSpec.from_yaml("examples/quickstart.yaml")
+    launcher = Launcher(backend="local")
+    print(launcher.plan(spec).to_yaml())
+    job = launcher.submit(spec)
+    for line in job.logs(follow=True):
+        print(line)
+    status = job.wait()
+
+The CLI is a thin layer over this module. Every submitted job is recorded in
+the local job registry before anything else happens, so the record survives a
+crash or a Ctrl-C of the caller.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterator
+
+from launcher import registry
+from launcher.backend import Backend
+from launcher.jobs import JobRecord, JobRegistry, new_job_id
+from launcher.plan import JobRef, JobState, JobStatus, Plan
+from launcher.spec import JobSpec
+
+__all__ = ["Launcher", "Job"]
+
+# Hooks run just before a plan is submitted (budget checks, --resume-from
+# copies). Each takes (launcher, plan) and may raise a LauncherError to refuse.
+PreSubmitHook = Callable[["Launcher", Plan], None]
+
+
+class Launcher:
+    def __init__(
+        self,
+        backend: str | Backend = "local",
+        jobs: JobRegistry | None = None,
+        before_submit: tuple[PreSubmitHook, ...] = (),
+    ) -> None:
+        self.backend = registry.create(backend) if isinstance(backend, str) else backend
+        self._jobs = jobs
+        self.before_submit = before_submit
+
+    @property
+    def jobs(self) -> JobRegistry:
+        if self._jobs is None:
+            self._jobs = JobRegistry()
+        return self._jobs
+
+    def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
+        return self.backend.plan(spec, job_id)
+
+    def submit(self, spec_or_plan: JobSpec | Plan) -> "Job":
+        plan = spec_or_plan if isinstance(spec_or_plan, Plan) else self.plan(spec_or_plan, new_job_id(spec_or_plan.name))
+        for hook in self.before_submit:
+            hook(self, plan)
+        ref = self.backend.submit(plan)
+        self.jobs.add(ref, plan.spec.name, plan.spec.model_dump(mode="json"), plan.hash())
+        return Job(ref, self.backend, self.jobs)
+
+    def job(self, job_id: str) -> "Job":
+        record = self.jobs.get(job_id)
+        return Job(record.ref, self.backend, self.jobs)
+
+    @classmethod
+    def attach(cls, job_id: str, jobs: JobRegistry | None = None) -> "Job":
+        """A handle on a recorded job, on whatever backend it ran."""
+        jobs = jobs or JobRegistry()
+        record = jobs.get(job_id)
+        return Job(record.ref, registry.create(record.backend), jobs)
+
+
+class Job:
+    """A submitted job: ask its status, read its logs, wait for it, cancel it."""
+
+    def __init__(self, ref: JobRef, backend: Backend, jobs: JobRegistry) -> None:
+        self.ref = ref
+        self.backend = backend
+        self.jobs = jobs
+
+    @property
+    def id(self) -> str:
+        return self.ref.id
+
+    def record(self) -> JobRecord:
+        return self.jobs.get(self.ref.id)
+
+    def status(self) -> JobStatus:
+        status = self.backend.status(self.ref)
+        self.jobs.update(self.ref.id, status)
+        return status
+
+    def logs(self, follow: bool = False) -> Iterator[str]:
+        return self.backend.logs(self.ref, follow=follow)
+
+    def wait(self, poll: float = 5.0, timeout: float | None = None) -> JobStatus:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if status.finished:
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                return status
+            time.sleep(poll)
+
+    def cancel(self) -> None:
+        self.backend.cancel(self.ref)
+        self.jobs.update(self.ref.id, JobStatus(JobState.STOPPING, "stop requested"))

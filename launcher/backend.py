@@ -1,0 +1,128 @@
+"""The narrow contract every backend implements.
+
+`plan(spec)` is PURE: no network, no SDK client, no environment reads, no
+mutation of the spec; it returns a frozen `Plan` holding the native request.
+`submit(plan)` is the only step with side effects. Clients (boto3, docker,
+Vertex, Azure ML) are injected through each backend's constructor and created
+lazily on first use otherwise, so tests pass fakes without monkeypatching.
+
+What a backend cannot do is declared as data (`unsupported`), so the core
+raises one uniform error instead of each backend raising NotImplementedError
+at run time.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import importlib.util
+from dataclasses import dataclass, field
+from typing import ClassVar, Iterator, Mapping
+
+from pydantic import BaseModel, ConfigDict
+
+from launcher.errors import LauncherError
+from launcher.plan import JobRef, JobStatus, Plan
+from launcher.spec import JobSpec
+
+__all__ = ["Backend", "BackendCheck", "BackendOptions", "Feature", "Offer"]
+
+
+class BackendOptions(BaseModel):
+    """Base of each backend's options model (the `local:`/`aws:`/... section)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Feature(str, enum.Enum):
+    SPOT = "spot"
+    MULTI_NODE = "multi_node"
+    GPU = "gpu"
+    IMAGE_PUSH = "image_push"
+    OFFERS = "offers"
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One way to run a spec on a backend: an instance choice and its price."""
+
+    backend: str
+    instance: str
+    gpu_type: str | None
+    gpus: int  # per node
+    nodes: int
+    price_per_hour: float  # USD per node-hour, spot price when spot
+    spot: bool = False
+    region: str = ""
+    startup_s: float = 0.0
+    details: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BackendCheck:
+    """What `launch backends` shows: is the SDK installed, are credentials usable."""
+
+    name: str
+    sdk: bool
+    credentials: bool | None  # None: not checked / not applicable
+    message: str = ""
+
+
+class Backend(abc.ABC):
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str | None] = None  # the pip extra holding the SDK
+    sdk_modules: ClassVar[tuple[str, ...]] = ()
+    options_model: ClassVar[type[BaseModel]] = BackendOptions
+    unsupported: ClassVar[Mapping[Feature, str]] = {}
+
+    def options(self, spec: JobSpec) -> BaseModel:
+        """This backend's validated options section of `spec`."""
+        return spec.options_for(self.name, self.options_model)
+
+    def require(self, feature: Feature) -> None:
+        """Raise the uniform error when this backend lacks `feature`."""
+        if feature in self.unsupported:
+            raise LauncherError(f"The {self.name} backend does not support {feature.value}: {self.unsupported[feature]}")
+
+    @abc.abstractmethod
+    def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
+        """Build the native request. Pure: no I/O, no clients, no environment.
+
+        `job_id` names the job (unique per submission, chosen by the Launcher);
+        without it the plan is named after `spec.name`, so plans are
+        deterministic and golden files stay stable. The returned plan's
+        `job_name` becomes the JobRef id.
+        """
+
+    @abc.abstractmethod
+    def submit(self, plan: Plan) -> JobRef:
+        """Send the plan's request. The only step with side effects."""
+
+    @abc.abstractmethod
+    def status(self, ref: JobRef) -> JobStatus: ...
+
+    @abc.abstractmethod
+    def logs(self, ref: JobRef, follow: bool = False) -> Iterator[str]:
+        """Log lines of the job; with follow, until the job finishes."""
+
+    @abc.abstractmethod
+    def cancel(self, ref: JobRef) -> None: ...
+
+    def offers(self, spec: JobSpec) -> list[Offer]:
+        """Instance choices with prices for the estimator."""
+        self.require(Feature.OFFERS)
+        raise LauncherError(f"The {self.name} backend lists no offers yet.")
+
+    def push_image(self, local_image: str, docker_client: object) -> str:
+        """Push a locally built image to this backend's registry; return the pushed reference with digest."""
+        self.require(Feature.IMAGE_PUSH)
+        raise LauncherError(f"The {self.name} backend cannot push images.")
+
+    def check(self) -> BackendCheck:
+        """Is the SDK importable? Backends override to also probe credentials."""
+        missing = [m for m in self.sdk_modules if importlib.util.find_spec(m.split(".")[0]) is None]
+        if missing:
+            hint = f"pip install 'torch-launcher[{self.extra}]'" if self.extra else "install it"
+            return BackendCheck(self.name, False, None, f"missing {', '.join(missing)}: {hint}")
+        return BackendCheck(self.name, True, None, "ready")

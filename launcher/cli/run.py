@@ -1,0 +1,82 @@
+"""`launch run` (the default command): plan, submit, stream logs, exit with the job's code."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from launcher.cli.base import echo_json, main
+
+__all__ = ["run"]
+
+
+@main.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option("-b", "--backend", default="local", show_default=True, help="local, aws, gcp, azure (or an installed plugin)")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a spec key, e.g. train.epochs=3")
+@click.option("--dry-run", is_flag=True, help="print the request the backend would send, secrets redacted, and exit")
+@click.option("--detach", is_flag=True, help="submit and return; follow later with `launch logs JOB -f`")
+@click.option("--yes", "-y", is_flag=True, help="do not ask before starting a paid cloud job")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--resume-from", default=None, metavar="URI", help="copy this run's checkpoint into the job's checkpoint store first")
+@click.option("--ignore-budget", is_flag=True, help="submit even when the estimate exceeds limits.max_cost")
+def run(
+    job_file: str, backend: str, overrides: tuple[str, ...], dry_run: bool, detach: bool, yes: bool,
+    as_json: bool, resume_from: str | None, ignore_budget: bool,
+) -> None:  # fmt: skip
+    """Run JOB_FILE on a backend (default: this machine)."""
+    from launcher.api import Launcher
+    from launcher.jobs import new_job_id
+    from launcher.spec import load_spec
+
+    spec = load_spec(job_file, overrides)
+    launcher = Launcher(backend=backend, before_submit=_hooks(resume_from, ignore_budget))
+    plan = launcher.plan(spec, None if dry_run else new_job_id(spec.name))
+    if dry_run:
+        click.echo(plan.to_json() if as_json else plan.to_yaml(), nl=not as_json)
+        return
+    if launcher.backend.name != "local" and not yes and sys.stdin.isatty():
+        click.confirm(f"Start {plan.job_name} on {launcher.backend.name}? This may cost money", abort=True, err=True)
+    job = launcher.submit(plan)
+    click.echo(f"submitted {job.id} to {job.backend.name}", err=True)
+    if detach:
+        if as_json:
+            echo_json({"id": job.id, "backend": job.backend.name, "native_id": job.ref.native_id})
+        return
+    sys.exit(_follow(job, as_json))
+
+
+def _hooks(resume_from: str | None, ignore_budget: bool) -> tuple:  # type: ignore[type-arg]
+    hooks = []
+    if resume_from:
+        from launcher.storage.resume import copy_for_resume_hook
+
+        hooks.append(copy_for_resume_hook(resume_from))
+    if not ignore_budget:
+        from launcher.estimate.budget import budget_hook
+
+        hooks.append(budget_hook)
+    return tuple(hooks)
+
+
+def _follow(job, as_json: bool) -> int:  # type: ignore[no-untyped-def]
+    """Stream logs until the job ends; Ctrl-C stops the job and keeps its record consistent."""
+    try:
+        for line in job.logs(follow=True):
+            click.echo(line, err=as_json)
+        status = job.wait(poll=2.0)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: stopping {job.id} ...", err=True)
+        job.cancel()
+        status = job.wait(poll=1.0, timeout=60)
+        click.echo(f"{job.id}: {status.state.value}", err=True)
+        return 130
+    summary = {"id": job.id, "backend": job.backend.name, "state": status.state.value,
+               "message": status.message, "exit_code": status.result_code()}  # fmt: skip
+    if as_json:
+        echo_json(summary)
+    else:
+        tail = f" ({status.message})" if status.message else ""
+        click.echo(f"{job.id}: {status.state.value}{tail}", err=True)
+    return status.result_code()

@@ -1,0 +1,152 @@
+"""The training image's ENTRYPOINT: the same program on every backend.
+
+    python -m launcher.entrypoint --run-name NAME [--checkpoint-uri URI]
+        [--gpus N] [--nproc N] [--keep K] [--save-dir DIR] -- train key=value ...
+    python -m launcher.entrypoint ... -- python my_script.py --flag
+
+It detects the platform (launcher.rendezvous), resolves secret references
+into environment variables (launcher.secrets), pulls the newest complete
+checkpoint when the checkpoint URI is remote, starts torchrun with the right
+nnodes / node_rank / nproc_per_node, forwards SIGTERM and SIGINT (spot
+preemption, `launch stop`, Ctrl-C) to it, keeps the checkpoint folder synced
+from node 0, flushes that sync at the end and exits with the job's code.
+
+`train ...` is shorthand for `-m launcher.train ...`; any other command is
+run with `torchrun --no-python`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import FrameType
+from typing import Sequence
+
+from launcher import rendezvous
+
+__all__ = ["main", "build_command", "parse_args", "is_remote"]
+
+REMOTE_SCHEMES = ("s3://", "gs://", "az://")
+
+
+def is_remote(uri: str | None) -> bool:
+    return bool(uri) and str(uri).startswith(REMOTE_SCHEMES)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="launcher.entrypoint", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run-name", required=True, help="the run's folder under the checkpoint URI")
+    parser.add_argument("--checkpoint-uri", default=None, help="local path, s3://, gs:// or az:// URI")
+    parser.add_argument("--keep", type=int, default=3, help="checkpoints to keep in the store")
+    parser.add_argument("--every", type=int, default=1, help="epochs between checkpoint uploads")
+    parser.add_argument("--gpus", type=int, default=None, help="GPUs per node (default: all visible)")
+    parser.add_argument("--nproc", type=int, default=None, help="processes per node (default: GPUs, or 1 on CPU)")
+    parser.add_argument("--save-dir", default=None, help="local folder the trainer writes checkpoints to")
+    parser.add_argument("--spec-hash", default="", help="hash of the job spec, stored in checkpoints")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- train key=value ... | -- PROGRAM ARGS")
+    args = parser.parse_args(list(argv))
+    if args.command[:1] == ["--"]:
+        args.command = args.command[1:]
+    if not args.command:
+        args.command = ["train"]
+    return args
+
+
+def visible_gpus() -> int:
+    try:
+        import torch  # noqa: PLC0415 - only inside the image, where torch is installed
+    except ImportError:
+        return 0
+    return torch.cuda.device_count()
+
+
+def processes_per_node(args: argparse.Namespace) -> int:
+    if args.nproc:
+        return args.nproc
+    gpus = args.gpus if args.gpus is not None else visible_gpus()
+    return max(gpus, 1)
+
+
+def save_dir_for(args: argparse.Namespace, environ: dict[str, str]) -> Path:
+    """Where the trainer writes: the checkpoint folder itself when it is local."""
+    if args.save_dir:
+        return Path(args.save_dir)
+    if args.checkpoint_uri and not is_remote(args.checkpoint_uri):
+        return Path(args.checkpoint_uri) / args.run_name
+    if environ.get("AIP_CHECKPOINT_DIR", "").startswith("/gcs/"):
+        return Path(environ["AIP_CHECKPOINT_DIR"]) / args.run_name
+    return Path(tempfile.gettempdir()) / "launcher-checkpoints" / args.run_name
+
+
+def build_command(args: argparse.Namespace, rdzv: rendezvous.Rendezvous, nproc: int, save_dir: Path) -> list[str]:
+    torchrun = [sys.executable, "-m", "torch.distributed.run", *rdzv.torchrun_args(nproc)]
+    if args.command[0] == "train":
+        return [*torchrun, "-m", "launcher.train", *args.command[1:], f"save_dir={save_dir}"]
+    return [*torchrun, "--no-python", *args.command]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    environ = dict(os.environ)
+    rdzv = rendezvous.detect(environ)
+    from launcher import secrets  # noqa: PLC0415 - imports a cloud SDK only when a reference needs it
+
+    environ.update(secrets.resolve_environment(environ))
+    save_dir = save_dir_for(args, environ)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    nproc = processes_per_node(args)
+    environ.update(
+        LAUNCHER_RUN_NAME=args.run_name,
+        LAUNCHER_SAVE_DIR=str(save_dir),
+        LAUNCHER_SPEC_HASH=args.spec_hash,
+        LAUNCHER_PLATFORM=rdzv.platform,
+    )
+    syncer = _start_sync(args, rdzv, save_dir)
+    cmd = build_command(args, rdzv, nproc, save_dir)
+    print(f"[launcher] {rdzv.platform}: node {rdzv.node_rank}/{rdzv.nnodes}, {nproc} process(es) per node", flush=True)
+    code = _run_forwarding_signals(cmd, environ)
+    if syncer is not None:
+        syncer.close()
+    print(f"[launcher] exit code {code}", flush=True)
+    return code
+
+
+def _start_sync(args: argparse.Namespace, rdzv: rendezvous.Rendezvous, save_dir: Path):  # type: ignore[no-untyped-def]
+    """Pull the newest complete checkpoint; node 0 then keeps the store in sync."""
+    if not is_remote(args.checkpoint_uri):
+        return None
+    from launcher.storage import sync  # noqa: PLC0415
+
+    sync.pull_latest(args.checkpoint_uri, args.run_name, save_dir)
+    if not rdzv.is_chief:
+        return None
+    syncer = sync.Syncer(args.checkpoint_uri, args.run_name, save_dir, keep=args.keep, spec_hash=args.spec_hash)
+    syncer.start()
+    return syncer
+
+
+def _run_forwarding_signals(cmd: list[str], environ: dict[str, str]) -> int:
+    proc = subprocess.Popen(cmd, env=environ)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = proc.wait()
+        while code is None:  # pragma: no cover - wait() only returns None on interruption
+            code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 - code if code < 0 else code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

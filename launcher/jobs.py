@@ -1,0 +1,217 @@
+"""The local job registry: one SQLite file that remembers every submitted job.
+
+Stored in `$LAUNCHER_STATE_DIR/jobs.db` (default `$XDG_STATE_HOME/launcher`,
+i.e. `~/.local/state/launcher`). Each write is its own committed transaction
+in WAL mode, so a record survives a crash of the CLI mid-job: the job is
+inserted right after submit, before any log is streamed, and its status is
+updated whenever the CLI learns something new.
+
+Besides jobs, the registry keeps throughput measurements (images/s by model,
+image size, batch, precision and device) for the estimator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as _random
+import sqlite3
+import time
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from launcher.errors import JobNotFoundError
+from launcher.plan import JobRef, JobState, JobStatus, thaw
+
+__all__ = ["JobRecord", "JobRegistry", "Throughput", "state_dir", "new_job_id"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    backend TEXT NOT NULL,
+    native_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    plan_hash TEXT NOT NULL,
+    ref_extra TEXT NOT NULL DEFAULT '{}',
+    state TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    exit_code INTEGER,
+    submitted_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    finished_at REAL,
+    metrics TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS throughput (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    model TEXT NOT NULL,
+    imgsz INTEGER NOT NULL,
+    batch INTEGER NOT NULL,
+    precision TEXT NOT NULL,
+    device TEXT NOT NULL,
+    images_per_s REAL NOT NULL,
+    source TEXT NOT NULL,
+    job_id TEXT,
+    recorded_at REAL NOT NULL,
+    details TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+
+def state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    if environ.get("LAUNCHER_STATE_DIR"):
+        return Path(environ["LAUNCHER_STATE_DIR"])
+    base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "launcher"
+
+
+def new_job_id(name: str) -> str:
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{_random.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    backend: str
+    native_id: str
+    name: str
+    spec: dict[str, Any]
+    plan_hash: str
+    ref_extra: dict[str, Any]
+    state: JobState
+    message: str
+    exit_code: int | None
+    submitted_at: float
+    updated_at: float
+    finished_at: float | None
+    metrics: dict[str, Any]
+
+    @property
+    def ref(self) -> JobRef:
+        return JobRef(self.id, self.backend, self.native_id, self.ref_extra)
+
+
+@dataclass(frozen=True)
+class Throughput:
+    model: str
+    imgsz: int
+    batch: int
+    precision: str
+    device: str
+    images_per_s: float
+    source: str
+    job_id: str | None = None
+    recorded_at: float = 0.0
+    details: Mapping[str, Any] | None = None
+
+
+class JobRegistry:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or state_dir() / "jobs.db"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self.path, timeout=30)) as db:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            with db:  # one committed transaction per call
+                yield db
+
+    # ------------------------------------------------------------ jobs
+
+    def add(self, ref: JobRef, name: str, spec: Mapping[str, Any], plan_hash: str) -> None:
+        now = time.time()
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO jobs (id, backend, native_id, name, spec, plan_hash, ref_extra, state, submitted_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (ref.id, ref.backend, ref.native_id, name, json.dumps(spec), plan_hash,
+                 json.dumps(thaw(ref.extra)), JobState.PENDING.value, now, now),
+            )  # fmt: skip
+
+    def update(self, job_id: str, status: JobStatus) -> None:
+        now = time.time()
+        finished = now if status.finished else None
+        with self._connect() as db:
+            db.execute(
+                "UPDATE jobs SET state = ?, message = ?, exit_code = ?, updated_at = ?,"
+                " finished_at = COALESCE(finished_at, ?) WHERE id = ?",
+                (status.state.value, status.message, status.exit_code, now, finished, job_id),
+            )
+
+    def add_metrics(self, job_id: str, metrics: Mapping[str, Any]) -> None:
+        record = self.get(job_id)
+        merged = {**record.metrics, **metrics}
+        with self._connect() as db:
+            db.execute("UPDATE jobs SET metrics = ? WHERE id = ?", (json.dumps(merged), job_id))
+
+    def get(self, job_id: str) -> JobRecord:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                row = db.execute("SELECT * FROM jobs WHERE native_id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFoundError(f"No job '{job_id}' in the job registry ({self.path}).", "List jobs with: launch ls")
+        return _record(row)
+
+    def list(self, limit: int = 50, backend: str | None = None) -> list[JobRecord]:
+        query, params = "SELECT * FROM jobs", []
+        if backend:
+            query, params = query + " WHERE backend = ?", [backend]
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY submitted_at DESC LIMIT ?", (*params, limit)).fetchall()
+        return [_record(r) for r in rows]
+
+    def latest(self) -> JobRecord | None:
+        found = self.list(limit=1)
+        return found[0] if found else None
+
+    # ------------------------------------------------------------ throughput
+
+    def add_throughput(self, t: Throughput) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO throughput (model, imgsz, batch, precision, device, images_per_s, source, job_id, recorded_at, details)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (t.model, t.imgsz, t.batch, t.precision, t.device, t.images_per_s, t.source, t.job_id,
+                 t.recorded_at or time.time(), json.dumps(dict(t.details or {}))),
+            )  # fmt: skip
+
+    def throughputs(self, model: str | None = None, device: str | None = None) -> list[Throughput]:
+        query, params = "SELECT * FROM throughput WHERE 1=1", []
+        if model:
+            query, params = query + " AND model = ?", [*params, model]
+        if device:
+            query, params = query + " AND device = ?", [*params, device]
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY recorded_at DESC", params).fetchall()
+        return [
+            Throughput(r["model"], r["imgsz"], r["batch"], r["precision"], r["device"], r["images_per_s"],
+                       r["source"], r["job_id"], r["recorded_at"], json.loads(r["details"]))
+            for r in rows
+        ]  # fmt: skip
+
+
+def _record(row: sqlite3.Row) -> JobRecord:
+    return JobRecord(
+        id=row["id"],
+        backend=row["backend"],
+        native_id=row["native_id"],
+        name=row["name"],
+        spec=json.loads(row["spec"]),
+        plan_hash=row["plan_hash"],
+        ref_extra=json.loads(row["ref_extra"]),
+        state=JobState(row["state"]),
+        message=row["message"],
+        exit_code=row["exit_code"],
+        submitted_at=row["submitted_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+        metrics=json.loads(row["metrics"]),
+    )

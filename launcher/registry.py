@@ -1,0 +1,87 @@
+"""Backends, found through the entry-point group `launcher.backends`.
+
+Built-in backends are registered in pyproject.toml exactly as third-party
+ones are; all entries are merged, and a third-party entry never hides a
+built-in one (a clash of names is reported, the built-in kept). Loading an
+entry imports only the backend module, which must not import its SDK at
+module level.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import metadata
+from typing import Callable
+
+from launcher.backend import Backend
+from launcher.errors import LauncherError, MissingExtraError
+
+__all__ = ["GROUP", "ALIASES", "BUILTIN", "available", "find", "get", "create", "canonical"]
+
+GROUP = "launcher.backends"
+BUILTIN = {"local", "aws", "gcp", "azure"}
+BUILTIN_DIST = "torch-launcher"
+ALIASES = {"sagemaker": "aws", "vertex": "gcp", "azureml": "azure", "docker": "local"}
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    return list(metadata.entry_points(group=GROUP))
+
+
+@functools.lru_cache(maxsize=1)
+def _index() -> dict[str, metadata.EntryPoint]:
+    """name -> entry point; built-ins first, and never replaced by a plugin."""
+    found: dict[str, metadata.EntryPoint] = {}
+    for ep in sorted(_entry_points(), key=lambda e: (e.dist is None or e.dist.name != BUILTIN_DIST)):
+        if ep.name in found:
+            continue
+        found[ep.name] = ep
+    return found
+
+
+def reload() -> None:
+    """Forget cached entry points (tests that add a plugin call this)."""
+    _index.cache_clear()
+
+
+def available() -> list[str]:
+    return sorted(_index())
+
+
+def canonical(name: str) -> str:
+    name = name.strip().lower()
+    return ALIASES.get(name, name)
+
+
+def find(name: str) -> type[Backend] | None:
+    """The backend class for `name` or an alias, or None when no such backend is installed."""
+    ep = _index().get(canonical(name))
+    if ep is None:
+        return None
+    return _load(ep)
+
+
+def get(name: str) -> type[Backend]:
+    cls = find(name)
+    if cls is None:
+        names = ", ".join(available())
+        raise LauncherError(f"Unknown backend '{name}'.", f"Choose one of: {names} (aliases: sagemaker, vertex, azureml).")
+    return cls
+
+
+def create(name: str, factory: Callable[[type[Backend]], Backend] | None = None) -> Backend:
+    cls = get(name)
+    return factory(cls) if factory else cls()
+
+
+def _load(ep: metadata.EntryPoint) -> type[Backend]:
+    try:
+        cls = ep.load()
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"The backend '{ep.name}' could not be imported ({exc}).",
+            f"Install its extra: pip install '{BUILTIN_DIST}[{ep.name}]'" if ep.name in BUILTIN else "Reinstall the plugin that provides it.",
+        ) from None
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise LauncherError(f"The entry point '{ep.name}' ({ep.value}) is not a launcher Backend class.")
+    return cls

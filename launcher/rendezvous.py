@@ -1,0 +1,96 @@
+"""Where am I running, and how does this node join the torchrun rendezvous?
+
+The same image runs on every backend; each platform tells a node its rank and
+its master differently:
+
+- SageMaker (own image): /opt/ml/input/config/resourceconfig.json holds
+  `hosts` (sorted) and `current_host`; SM_* variables are NOT set for a plain
+  image. https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-running-container.html
+- Vertex AI: CLUSTER_SPEC (JSON) on every replica; workerpool0 is the chief.
+  https://cloud.google.com/vertex-ai/docs/training/distributed-training
+- Azure ML, PyTorch distribution with process_count_per_instance=1:
+  MASTER_ADDR, MASTER_PORT, NODE_RANK (and WORLD_SIZE = nodes).
+- local: one node; torchrun's own standalone rendezvous.
+
+Every function here is pure over (environ, files) so tests feed sample values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+__all__ = ["Rendezvous", "detect", "SAGEMAKER_RESOURCE_CONFIG", "DEFAULT_PORT"]
+
+SAGEMAKER_RESOURCE_CONFIG = Path("/opt/ml/input/config/resourceconfig.json")
+DEFAULT_PORT = 29500
+
+
+@dataclass(frozen=True)
+class Rendezvous:
+    platform: str
+    nnodes: int
+    node_rank: int
+    master_addr: str
+    master_port: int
+
+    @property
+    def is_chief(self) -> bool:
+        return self.node_rank == 0
+
+    def torchrun_args(self, nproc: int) -> list[str]:
+        if self.nnodes == 1:
+            return ["--standalone", "--nnodes", "1", "--nproc_per_node", str(nproc)]
+        return [
+            "--nnodes", str(self.nnodes),
+            "--node_rank", str(self.node_rank),
+            "--master_addr", self.master_addr,
+            "--master_port", str(self.master_port),
+            "--nproc_per_node", str(nproc),
+        ]  # fmt: skip
+
+
+def detect(environ: Mapping[str, str] | None = None, resource_config: Path = SAGEMAKER_RESOURCE_CONFIG) -> Rendezvous:
+    """The rendezvous for this node, from the first platform whose marker is present."""
+    environ = os.environ if environ is None else environ
+    if resource_config.exists():
+        return sagemaker(json.loads(resource_config.read_text()), environ)
+    if "CLUSTER_SPEC" in environ:
+        return vertex(environ)
+    if "AZUREML_RUN_ID" in environ or ("NODE_RANK" in environ and "MASTER_ADDR" in environ):
+        return azureml(environ)
+    return Rendezvous("local", 1, 0, "127.0.0.1", int(environ.get("MASTER_PORT", DEFAULT_PORT)))
+
+
+def sagemaker(config: Mapping[str, object], environ: Mapping[str, str]) -> Rendezvous:
+    hosts = sorted(str(h) for h in config["hosts"])  # type: ignore[union-attr]
+    current = str(config["current_host"])
+    return Rendezvous("sagemaker", len(hosts), hosts.index(current), hosts[0], int(environ.get("MASTER_PORT", DEFAULT_PORT)))
+
+
+def vertex(environ: Mapping[str, str]) -> Rendezvous:
+    spec = json.loads(environ["CLUSTER_SPEC"])
+    cluster: dict[str, list[str]] = spec["cluster"]
+    pools = sorted(cluster, key=lambda name: int(name.removeprefix("workerpool")))
+    task = spec["task"]
+    rank = 0
+    for pool in pools:
+        if pool == task["type"]:
+            rank += int(task["index"])
+            break
+        rank += len(cluster[pool])
+    chief_host, _, chief_port = cluster["workerpool0"][0].partition(":")
+    addr = environ.get("MASTER_ADDR", chief_host)
+    port = int(environ.get("MASTER_PORT", chief_port or DEFAULT_PORT))
+    return Rendezvous("vertex", sum(len(cluster[p]) for p in pools), rank, addr, port)
+
+
+def azureml(environ: Mapping[str, str]) -> Rendezvous:
+    # With process_count_per_instance=1, WORLD_SIZE counts nodes, not processes.
+    nnodes = int(environ.get("WORLD_SIZE", "1"))
+    rank = int(environ.get("NODE_RANK", environ.get("RANK", "0")))
+    addr = environ.get("MASTER_ADDR", "127.0.0.1")
+    return Rendezvous("azureml", nnodes, rank, addr, int(environ.get("MASTER_PORT", DEFAULT_PORT)))

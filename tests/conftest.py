@@ -1,0 +1,30 @@
+"""Shared fixtures. Every test gets its own job registry and state dir."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("LAUNCHER_STATE_DIR", str(state))
+    return state
+
+
+def require_service(name: str, available: bool, why: str) -> None:
+    """Skip when a local service (Docker, Azurite, ...) is missing, except in CI.
+
+    CI sets LAUNCHER_REQUIRE_SERVICES=1: there a missing service is a failure,
+    so a broken CI setup can never turn into silently skipped tests.
+    """
+    if available:
+        return
+    if os.environ.get("LAUNCHER_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{name} is required in CI but unavailable: {why}")
+    pytest.skip(f"{name} unavailable: {why}")
