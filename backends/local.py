@@ -1,0 +1,599 @@
+"""The local backend: train on this machine, in Docker or as host processes.
+
+Both runtimes run the same container entrypoint (`python -m
+launcher.entrypoint ... -- train key=value ...`), so a job behaves here as it
+does on a cloud backend.
+
+- `docker`: the payload is the keyword arguments of the docker SDK's
+  `containers.create` (image, command, environment, volumes, device_requests,
+  shm_size, labels, name). The data folder is mounted read-only at /data, the
+  checkpoint folder read-write at /checkpoints.
+- `process`: the payload is the argv, environment and working directory of
+  the entrypoint on the host. A small supervisor (`python -m backends.local
+  supervise DIR -- ARGV`) runs it in its own process group, writes its output
+  to `DIR/output.log` and its exit code to `DIR/exit_code`, so `launch logs`
+  and `launch status` work after the CLI that started the job has exited.
+
+`runtime: auto` is resolved at SUBMIT time, because `plan` is pure and cannot
+probe Docker: an `auto` plan holds both payloads, and submit uses the docker
+one when the engine answers and the image is present, otherwise the process
+one, saying why on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, TextIO
+
+from pydantic import Field, field_validator
+
+from launcher.backend import Backend, BackendCheck, BackendOptions, Feature
+from launcher.errors import LauncherError
+from launcher.plan import JobRef, JobState, JobStatus, Plan
+from launcher.spec import BUILTIN_DATASETS, JobSpec
+
+__all__ = ["LocalBackend", "LocalOptions", "Mount", "shm_bytes", "host_gpu_count", "supervise"]
+
+DATA_TARGET = "/data"
+CHECKPOINT_TARGET = "/checkpoints"
+STOP_GRACE_S = 30  # SIGTERM first, SIGKILL after this many seconds (docker stop's timeout)
+LOG_FILE, EXIT_FILE, STOPPED_FILE = "output.log", "exit_code", "stopped"
+_MIB = 1024 * 1024
+
+
+class Mount(BackendOptions):
+    """A host folder made visible to the container (docker runtime only)."""
+
+    source: str = Field(description="absolute host path")
+    target: str = Field(description="absolute path inside the container")
+    read_only: bool = Field(True, description="mount read-only (default)")
+
+    @field_validator("source", "target")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"'{value}' is not an absolute path")
+        return value
+
+
+class LocalOptions(BackendOptions):
+    """The `local:` section of a job spec."""
+
+    runtime: Literal["auto", "docker", "process"] = Field(
+        "auto", description="docker, process (torchrun on the host) or auto: docker when an engine answers"
+    )
+    nproc: int | None = Field(None, ge=1, le=256, description="processes per node (default: GPUs, or 1 on CPU)")
+    shm_size: str | None = Field(None, description="container shared memory, like '8g' (default: sized for DataLoader workers)")
+    gpus: list[str] | None = Field(None, description="GPU device ids to use, like ['0', '1'] (default: any resources.gpus GPUs)")
+    mounts: list[Mount] = Field(default_factory=list, description="extra host folders to mount into the container")
+    entrypoint: list[str] | None = Field(None, description="override the image's ENTRYPOINT (docker runtime)")
+    user: str | None = Field(None, description="run the container as this user, like '1000:1000'")
+    network: str | None = Field(None, description="docker network mode, like 'host' (default: bridge)")
+    python: str = Field("python", description="interpreter of the process runtime; 'python' = the one running launch")
+    workdir: str | None = Field(None, description="working directory of the process runtime (default: the current one)")
+
+    @field_validator("shm_size")
+    @classmethod
+    def _shm(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip().lower().rstrip("bkmg").isdigit():
+            raise ValueError(f"'{value}' is not a size; write it like '8g' or '512m'")
+        return value
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpu_ids(cls, value: Any) -> Any:
+        if isinstance(value, (str, int)):
+            value = str(value).split(",")
+        return [str(v).strip() for v in value] if isinstance(value, list) else value
+
+
+def shm_bytes(nproc: int, workers: int) -> int:
+    """Shared memory for the DataLoader: each worker passes batches through /dev/shm.
+
+    Docker's default of 64 MiB makes PyTorch DataLoader workers die with "bus
+    error" (https://github.com/pytorch/pytorch#docker-image). We give each
+    process 512 MiB plus 256 MiB per worker, and never less than 1 GiB.
+    """
+    return max(1024, nproc * (512 + 256 * workers)) * _MIB
+
+
+def host_gpu_count() -> int:
+    """NVIDIA GPUs the driver reports, without importing torch (one folder per GPU)."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return len(list(gpus.iterdir())) if gpus.is_dir() else 0
+
+
+# ---------------------------------------------------------------- plan (pure)
+
+
+def _is_local_path(value: str | None) -> bool:
+    return bool(value) and value not in BUILTIN_DATASETS and "://" not in str(value)
+
+
+def _gpu_count(spec: JobSpec, opts: LocalOptions) -> int:
+    if opts.gpus is None:
+        return spec.resources.gpus
+    if spec.resources.gpus not in (0, len(opts.gpus)):
+        raise LauncherError(
+            f"resources.gpus is {spec.resources.gpus} but local.gpus lists {len(opts.gpus)} device(s).",
+            "Make them agree, or drop resources.gpus.",
+        )
+    return len(opts.gpus)
+
+
+def _nproc(spec: JobSpec, opts: LocalOptions) -> int:
+    return opts.nproc or max(_gpu_count(spec, opts), 1)
+
+
+def _entrypoint_args(spec: JobSpec, opts: LocalOptions, checkpoint: str | None, data: str | None) -> list[str]:
+    """The entrypoint's arguments, per the container command contract."""
+    args = ["--run-name", spec.name]
+    if checkpoint:
+        args += ["--checkpoint-uri", checkpoint, "--keep", str(spec.checkpoint.keep), "--every", str(spec.checkpoint.every)]
+    args += ["--gpus", str(_gpu_count(spec, opts))]
+    if opts.nproc:
+        args += ["--nproc", str(opts.nproc)]
+    args += ["--spec-hash", spec.spec_hash(), "--"]
+    if spec.command:
+        return [*args, *spec.command]
+    train = spec.train.model_copy(update={"data": data}) if data else spec.train
+    return [*args, "train", *train.to_args()]
+
+
+def _environment(spec: JobSpec) -> dict[str, str | None]:
+    """Spec env plus secret NAMES (value None): submit reads the values from its own environment."""
+    env: dict[str, str | None] = {"PYTHONUNBUFFERED": "1", **spec.env}
+    env.update({name: None for name in spec.secrets})
+    return env
+
+
+def _labels(spec: JobSpec, job_name: str) -> dict[str, str]:
+    return {
+        "launcher.job": job_name,
+        "launcher.name": spec.name,
+        "launcher.backend": "local",
+        "launcher.spec-hash": spec.spec_hash(),
+    }
+
+
+def _volumes(spec: JobSpec, opts: LocalOptions) -> dict[str, dict[str, str]]:
+    volumes: dict[str, dict[str, str]] = {}
+    if _is_local_path(spec.train.data):
+        volumes[spec.train.data] = {"bind": DATA_TARGET, "mode": "ro"}
+    if _is_local_path(spec.checkpoint.uri):
+        volumes[str(spec.checkpoint.uri)] = {"bind": CHECKPOINT_TARGET, "mode": "rw"}
+    for mount in opts.mounts:
+        volumes[mount.source] = {"bind": mount.target, "mode": "ro" if mount.read_only else "rw"}
+    return volumes
+
+
+def _device_requests(spec: JobSpec, opts: LocalOptions) -> list[dict[str, Any]]:
+    """GPUs through an NVIDIA device request (what `docker run --gpus` sends)."""
+    if _gpu_count(spec, opts) == 0:
+        return []
+    request: dict[str, Any] = {"driver": "nvidia", "capabilities": [["gpu"]]}
+    if opts.gpus is not None:
+        request["device_ids"] = list(opts.gpus)
+    else:
+        request["count"] = spec.resources.gpus
+    return [request]
+
+
+def docker_payload(spec: JobSpec, opts: LocalOptions, job_name: str) -> dict[str, Any]:
+    """Keyword arguments of docker SDK `containers.create`."""
+    checkpoint = CHECKPOINT_TARGET if _is_local_path(spec.checkpoint.uri) else spec.checkpoint.uri
+    data = DATA_TARGET if _is_local_path(spec.train.data) else None
+    payload: dict[str, Any] = {
+        "image": spec.image,
+        "name": job_name,
+        "command": _entrypoint_args(spec, opts, checkpoint, data),
+        "environment": _environment(spec),
+        "labels": _labels(spec, job_name),
+        "shm_size": opts.shm_size or f"{shm_bytes(_nproc(spec, opts), spec.train.workers) // _MIB}m",
+        "volumes": _volumes(spec, opts),
+    }
+    extras = {"entrypoint": opts.entrypoint, "user": opts.user, "network_mode": opts.network}
+    payload.update({k: v for k, v in extras.items() if v is not None})
+    if requests := _device_requests(spec, opts):
+        payload["device_requests"] = requests
+    return payload
+
+
+def process_payload(spec: JobSpec, opts: LocalOptions) -> dict[str, Any]:
+    """argv, extra environment and working directory of the entrypoint on the host."""
+    env = _environment(spec)
+    if opts.gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(opts.gpus)
+    payload: dict[str, Any] = {
+        "argv": [opts.python, "-m", "launcher.entrypoint", *_entrypoint_args(spec, opts, spec.checkpoint.uri, None)],
+        "env": env,
+        "gpus": _gpu_count(spec, opts),
+    }
+    if opts.workdir:
+        payload["cwd"] = opts.workdir
+    return payload
+
+
+def _notes(spec: JobSpec, opts: LocalOptions) -> list[str]:
+    notes = []
+    if opts.runtime == "auto":
+        notes.append("runtime auto: docker if the engine answers and the image exists at submit, else process")
+    if spec.resources.spot:
+        notes.append("resources.spot has no meaning on this machine and is ignored")
+    if spec.resources.gpu_type:
+        notes.append(f"resources.gpu_type {spec.resources.gpu_type} is ignored locally: the host's GPUs are used")
+    if not spec.checkpoint.uri:
+        notes.append("checkpoint.uri is not set: checkpoints stay in a temporary folder (in the container for docker)")
+    if spec.limits.max_runtime:
+        notes.append("limits.max_runtime is not enforced by the local backend")
+    return notes
+
+
+# ---------------------------------------------------------------- the backend
+
+
+class LocalBackend(Backend):
+    """Runs jobs on this machine. Clients and host probes are injected for tests."""
+
+    name: ClassVar[str] = "local"
+    aliases: ClassVar[tuple[str, ...]] = ("docker",)
+    extra: ClassVar[str | None] = "docker"
+    options_model: ClassVar[type[LocalOptions]] = LocalOptions
+    unsupported: ClassVar[Mapping[Feature, str]] = {
+        Feature.MULTI_NODE: "it runs one node, this machine",
+        Feature.SPOT: "this machine has no spot capacity",
+        Feature.IMAGE_PUSH: "images built here are already local",
+    }
+
+    def __init__(
+        self,
+        docker_client: Any = None,
+        state_dir: Path | None = None,
+        gpu_count: Callable[[], int] = host_gpu_count,
+        stderr: TextIO | None = None,
+    ) -> None:
+        self._docker = docker_client
+        self._state_dir = state_dir
+        self._gpu_count = gpu_count
+        self._stderr = stderr
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    # ------------------------------------------------------------ plan
+
+    def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
+        opts: LocalOptions = self.options(spec)  # type: ignore[assignment]
+        if spec.resources.nodes > 1:
+            self.require(Feature.MULTI_NODE)
+        job_name = job_id or spec.name
+        payload: dict[str, Any] = {"runtime": opts.runtime}
+        if opts.runtime in ("auto", "docker"):
+            payload["docker"] = docker_payload(spec, opts, job_name)
+        if opts.runtime in ("auto", "process"):
+            payload["process"] = process_payload(spec, opts)
+        return Plan("local", job_name, spec, payload, tuple(spec.secrets), tuple(_notes(spec, opts)))
+
+    # ------------------------------------------------------------ submit
+
+    def submit(self, plan: Plan) -> JobRef:
+        request = plan.request()
+        runtime = self._runtime(request)
+        secrets = _secret_values(plan.secrets)
+        if runtime == "docker":
+            return self._submit_docker(plan.job_name, request["docker"], secrets)
+        return self._submit_process(plan.job_name, request["process"], secrets)
+
+    def _runtime(self, request: dict[str, Any]) -> str:
+        if request["runtime"] != "auto":
+            return str(request["runtime"])
+        why = self._docker_unusable(request["docker"]["image"])
+        if why is None:
+            return "docker"
+        self._say(f"local: {why}; running the job as host processes (set local.runtime to choose).")
+        return "process"
+
+    def _docker_unusable(self, image: str) -> str | None:
+        """Why `auto` cannot use Docker, or None when it can."""
+        try:
+            client = self.docker()
+        except LauncherError as exc:
+            return exc.message.rstrip(".")
+        errors = _docker_errors()
+        try:
+            client.images.get(image)
+        except errors.ImageNotFound:
+            return f"the image {image} is not on this machine"
+        return None
+
+    def _submit_docker(self, job_name: str, payload: dict[str, Any], secrets: dict[str, str]) -> JobRef:
+        client = self.docker()
+        _require_image(client, payload["image"])
+        if payload.get("device_requests"):
+            _require_nvidia_runtime(client)
+        payload["environment"] = {**payload["environment"], **secrets}
+        container = client.containers.create(**payload)
+        container.start()
+        return JobRef(job_name, self.name, container.id, {"runtime": "docker", "container": payload["name"]})
+
+    def _submit_process(self, job_name: str, payload: dict[str, Any], secrets: dict[str, str]) -> JobRef:
+        gpus = int(payload.get("gpus", 0))
+        if gpus and self._gpu_count() < gpus:
+            raise LauncherError(
+                f"The job asks for {gpus} GPU(s) but this machine has {self._gpu_count()}.",
+                "Set resources.gpus: 0 to train on the CPU, or run it on a cloud backend (-b aws|gcp|azure).",
+            )
+        job_dir = self.job_dir(job_name)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        argv = list(payload["argv"])
+        if argv[0] == "python":
+            argv[0] = sys.executable  # the interpreter (and venv) running launch
+        env = {**os.environ, **{k: v for k, v in payload["env"].items() if v is not None}, **secrets}
+        supervisor = [sys.executable, "-m", "backends.local", "supervise", str(job_dir), "--", *argv]
+        with open(job_dir / LOG_FILE, "ab") as log:
+            proc = subprocess.Popen(
+                supervisor, cwd=payload.get("cwd"), env=env, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        self._procs[job_name] = proc
+        (job_dir / "pid").write_text(str(proc.pid))
+        return JobRef(job_name, self.name, str(proc.pid), {"runtime": "process", "dir": str(job_dir)})
+
+    # ------------------------------------------------------------ follow
+
+    def status(self, ref: JobRef) -> JobStatus:
+        if ref.extra.get("runtime") == "docker":
+            return self._docker_status(ref)
+        return self._process_status(ref)
+
+    def logs(self, ref: JobRef, follow: bool = False) -> Iterator[str]:
+        if ref.extra.get("runtime") == "docker":
+            return self._docker_logs(ref, follow)
+        return self._process_logs(ref, follow)
+
+    def cancel(self, ref: JobRef) -> None:
+        self._dir(ref).mkdir(parents=True, exist_ok=True)
+        (self._dir(ref) / STOPPED_FILE).write_text(str(time.time()))
+        if ref.extra.get("runtime") == "docker":
+            self._docker_container(ref).stop(timeout=STOP_GRACE_S)  # SIGTERM, SIGKILL after the timeout
+        else:
+            self._stop_process(ref)
+
+    def check(self) -> BackendCheck:
+        try:
+            self.docker()
+        except LauncherError as exc:
+            return BackendCheck(self.name, True, None, f"process runtime only: {exc.message}")
+        return BackendCheck(self.name, True, None, "docker and process runtimes ready")
+
+    # ------------------------------------------------------------ docker
+
+    def docker(self) -> Any:
+        """The docker client: the injected one, or one from the environment, checked with a ping."""
+        docker = _docker_module()
+        try:
+            if self._docker is None:
+                self._docker = docker.from_env()
+            self._docker.ping()
+        except docker.errors.DockerException as exc:
+            self._docker = None
+            raise LauncherError(
+                f"The Docker engine is not answering ({_first_line(exc)}).",
+                "Start it (`sudo systemctl start docker`, or `dockerd &` as root), or set local.runtime: process.",
+            ) from None
+        return self._docker
+
+    def _docker_container(self, ref: JobRef) -> Any:
+        errors = _docker_errors()
+        try:
+            return self.docker().containers.get(ref.native_id)
+        except errors.NotFound:
+            raise LauncherError(
+                f"The container of job {ref.id} no longer exists.", "It was removed; its record is all that is left."
+            ) from None
+
+    def _docker_status(self, ref: JobRef) -> JobStatus:
+        try:
+            container = self._docker_container(ref)
+        except LauncherError as exc:
+            return JobStatus(JobState.UNKNOWN, exc.message)
+        state = container.attrs["State"]
+        native = str(state.get("Status", ""))
+        if native in ("created", "restarting"):
+            return JobStatus(JobState.PENDING, native_state=native)
+        if native in ("running", "paused"):
+            return JobStatus(JobState.RUNNING, native_state=native)
+        return self._finished(ref, int(state.get("ExitCode", 1)), native, str(state.get("Error") or ""))
+
+    def _docker_logs(self, ref: JobRef, follow: bool) -> Iterator[str]:
+        container = self._docker_container(ref)
+        if not follow:
+            yield from container.logs().decode("utf-8", "replace").splitlines()
+            return
+        yield from _lines(container.logs(stream=True, follow=True))
+
+    # ------------------------------------------------------------ process
+
+    def job_dir(self, job_name: str) -> Path:
+        from launcher.jobs import state_dir  # noqa: PLC0415 - reads the environment, so only at submit
+
+        return (self._state_dir or state_dir()) / "local" / job_name
+
+    def _dir(self, ref: JobRef) -> Path:
+        return Path(ref.extra["dir"]) if "dir" in ref.extra else self.job_dir(ref.id)
+
+    def _process_status(self, ref: JobRef) -> JobStatus:
+        code = _read_exit_code(self._dir(ref))
+        if code is not None:
+            return self._finished(ref, code, "exited")
+        if self._alive(ref):
+            return JobStatus(JobState.RUNNING, native_state="running")
+        if (self._dir(ref) / STOPPED_FILE).exists():
+            return JobStatus(JobState.STOPPED, "stopped by the user", native_state="killed")
+        return JobStatus(JobState.FAILED, "the job's processes ended without an exit code", native_state="lost")
+
+    def _finished(self, ref: JobRef, code: int, native: str, error: str = "") -> JobStatus:
+        if (self._dir(ref) / STOPPED_FILE).exists():
+            return JobStatus(JobState.STOPPED, "stopped by the user", code, native)
+        if code == 0:
+            return JobStatus(JobState.SUCCEEDED, "", 0, native)
+        return JobStatus(JobState.FAILED, error or f"exit code {code}", code, native)
+
+    def _alive(self, ref: JobRef) -> bool:
+        proc = self._procs.get(ref.id)
+        if proc is not None:
+            return proc.poll() is None  # also reaps our own child, which would otherwise linger as a zombie
+        try:
+            os.killpg(int(ref.native_id), 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    def _process_logs(self, ref: JobRef, follow: bool) -> Iterator[str]:
+        path = self._dir(ref) / LOG_FILE
+        if not path.exists():
+            return
+        with open(path, "rb") as log:
+            yield from _tail(log, lambda: follow and self._alive(ref) and _read_exit_code(self._dir(ref)) is None)
+
+    def _stop_process(self, ref: JobRef) -> None:
+        """SIGTERM the job's process group, then SIGKILL it after the grace period."""
+        pgid = int(ref.native_id)
+        if not self._alive(ref):
+            return
+        os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline and self._alive(ref):
+            time.sleep(0.2)
+        if self._alive(ref):
+            os.killpg(pgid, signal.SIGKILL)
+
+    def _say(self, message: str) -> None:
+        print(message, file=self._stderr or sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _docker_module() -> Any:
+    from launcher.lazy import require  # noqa: PLC0415
+
+    require("docker.errors", "docker")
+    return require("docker", "docker")
+
+
+def _docker_errors() -> Any:
+    return _docker_module().errors
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _require_image(client: Any, image: str) -> None:
+    try:
+        client.images.get(image)
+    except _docker_errors().ImageNotFound:
+        raise LauncherError(
+            f"The image {image} is not on this machine.",
+            "Build it with `launch image build`, or set `image:` to one that `docker images` lists.",
+        ) from None
+
+
+def _require_nvidia_runtime(client: Any) -> None:
+    """GPU device requests need the NVIDIA container toolkit, which registers the `nvidia` runtime.
+
+    https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html
+    """
+    runtimes = client.info().get("Runtimes") or {}
+    if "nvidia" not in runtimes:
+        raise LauncherError(
+            "The job asks for GPUs but Docker on this machine has no NVIDIA runtime.",
+            "Install the NVIDIA Container Toolkit, or set resources.gpus: 0 to train on the CPU.",
+        )
+
+
+def _secret_values(names: tuple[str, ...]) -> dict[str, str]:
+    missing = [name for name in names if name not in os.environ]
+    if missing:
+        raise LauncherError(
+            f"The secret {missing[0]} is listed in the spec but not set in your environment.",
+            f"Export {missing[0]} before launching.",
+        )
+    return {name: os.environ[name] for name in names}
+
+
+def _read_exit_code(job_dir: Path) -> int | None:
+    try:
+        return int((job_dir / EXIT_FILE).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    """Whole lines from a stream of byte chunks."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        yield from (line.decode("utf-8", "replace") for line in complete)
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
+def _tail(log: Any, more: Callable[[], bool], poll: float = 0.2) -> Iterator[str]:
+    """Lines of an open log file; while `more()` holds, wait for new ones (like `tail -f`)."""
+
+    def chunks() -> Iterator[bytes]:
+        while True:
+            data = log.read()
+            if data:
+                yield data
+                continue
+            if not more():
+                yield log.read()  # what was written between the last read and the end
+                return
+            time.sleep(poll)
+
+    return _lines(chunks())
+
+
+# ---------------------------------------------------------------- supervisor
+
+
+def supervise(job_dir: Path, argv: list[str]) -> int:
+    """Run `argv`, then record its exit code atomically so `status` can read it later.
+
+    The supervisor leads the job's process group: `cancel` signals the whole
+    group, so the entrypoint gets SIGTERM directly and forwards it to torchrun;
+    the supervisor itself only waits. A no-op handler (not SIG_IGN, which
+    children would inherit) keeps it alive to write the code.
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    try:
+        code = subprocess.call(argv)
+    except OSError as exc:
+        print(f"[launcher] cannot start {argv[0]}: {exc}", flush=True)
+        code = 127
+    code = 128 - code if code < 0 else code
+    tmp = job_dir / (EXIT_FILE + ".tmp")
+    tmp.write_text(str(code))
+    os.replace(tmp, job_dir / EXIT_FILE)
+    return code
+
+
+def _main(argv: list[str]) -> int:
+    if len(argv) < 4 or argv[0] != "supervise" or argv[2] != "--":
+        print("usage: python -m backends.local supervise JOB_DIR -- ARGV...", file=sys.stderr)
+        return 2
+    return supervise(Path(argv[1]), argv[3:])
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,135 @@
+"""The one interface every checkpoint store implements: list, put, get, delete.
+
+A store is rooted at a URI (`s3://bucket/prefix`, `gs://...`, `az://container/prefix`
+or a local folder); keys are relative, `/`-separated paths under that root.
+Stores move whole files between a local path and a key; everything above
+that (manifests, versions, retention, verification) lives in
+`launcher.storage.manifest` and `launcher.storage.sync`, written once for all
+stores.
+
+Keys are checked by `check_key` on every call: a key with `..`, an absolute
+path, a backslash or an empty segment is refused, so a hostile listing or
+manifest can never make a pull write outside its destination folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterable
+
+from launcher.errors import LauncherError
+
+__all__ = [
+    "Store",
+    "ObjectInfo",
+    "Progress",
+    "UnsafeKeyError",
+    "check_key",
+    "safe_local_path",
+    "sha256_file",
+    "CHUNK",
+]
+
+# Called with the number of bytes moved since the last call.
+Progress = Callable[[int], None]
+
+CHUNK = 8 * 1024 * 1024
+
+
+class UnsafeKeyError(LauncherError):
+    """A key that could escape its folder (`..`, absolute, drive letter, backslash)."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object: its key relative to the store root, size, and the store's own checksum if any."""
+
+    key: str
+    size: int
+    checksum: str | None = None
+
+
+def check_key(key: str) -> str:
+    """Return `key` if it is a safe relative path, else raise UnsafeKeyError."""
+    bad = (
+        not key
+        or key.startswith("/")
+        or "\\" in key
+        or "\x00" in key
+        or (len(key) > 1 and key[1] == ":")
+        or any(part in ("", ".", "..") for part in key.split("/"))
+    )
+    if bad:
+        raise UnsafeKeyError(
+            f"Refusing the checkpoint key {key!r}: keys must be relative paths without '..', '.', or empty parts.",
+            "The manifest or listing was written by something other than this launcher; check the store.",
+        )
+    return key
+
+
+def safe_local_path(root: Path, key: str) -> Path:
+    """`root/key`, guaranteed to stay inside `root` (symlinks included)."""
+    check_key(key)
+    root = Path(root).resolve()
+    target = (root / PurePosixPath(key)).resolve()
+    if root != target and root not in target.parents:
+        raise UnsafeKeyError(f"Refusing to write {key!r} outside {root}.", "Remove symlinks in the destination folder.")
+    return target
+
+
+def sha256_file(path: Path, progress: Progress | None = None) -> str:
+    """The file's sha256, read in 8 MiB chunks (hashlib releases the GIL on big buffers)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            if progress:
+                progress(len(chunk))
+    return digest.hexdigest()
+
+
+class Store(ABC):
+    """A place that holds objects under keys. Implementations only move bytes."""
+
+    scheme: str = ""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uri!r})"
+
+    def url(self, key: str) -> str:
+        """The full URI of a key, for messages."""
+        return f"{self.uri}/{key}" if key else self.uri
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        """Every object whose key starts with `prefix` (a folder, like `files/`)."""
+
+    @abstractmethod
+    def put(self, key: str, src: Path, progress: Progress | None = None) -> ObjectInfo:
+        """Upload the file `src` to `key`, replacing any object there."""
+
+    @abstractmethod
+    def get(self, key: str, dest: Path, progress: Progress | None = None) -> None:
+        """Download `key` into the file `dest` (the caller makes it atomic and verifies it)."""
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Write a small object (a manifest) in one request, so readers see all of it or none."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes | None:
+        """A small object's content, or None when it does not exist."""
+
+    @abstractmethod
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete these keys; missing ones are ignored."""
+
+    @abstractmethod
+    def sub(self, folder: str) -> "Store":
+        """The same store, same client, rooted one folder deeper (`<uri>/<folder>`)."""

@@ -1,0 +1,118 @@
+"""`s3://bucket/prefix` through boto3.
+
+Credentials, region and endpoint come from boto3's standard chain (env vars,
+profiles, instance/task roles; `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_S3`
+for S3-compatible servers), or from an injected client. Large files go
+through s3transfer's managed transfer: multipart with parts uploaded and
+ranges downloaded in parallel (TransferConfig).
+https://boto3.amazonaws.com/v1/documentation/api/latest/reference/customizations/s3.html
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from launcher.lazy import require
+from launcher.storage.base import ObjectInfo, Progress, Store, check_key
+from launcher.storage.retry import RetryPolicy
+
+__all__ = ["S3Store", "transfer_config", "default_client"]
+
+PART = 16 * 1024 * 1024
+
+
+def transfer_config(concurrency: int = 16):  # type: ignore[no-untyped-def]
+    """Multipart above 16 MiB in 16 MiB parts, `concurrency` parts in flight."""
+    s3transfer = require("boto3.s3.transfer", "aws")
+    return s3transfer.TransferConfig(
+        multipart_threshold=PART, multipart_chunksize=PART, max_concurrency=concurrency, use_threads=True
+    )
+
+
+def default_client():  # type: ignore[no-untyped-def]
+    """An S3 client from the standard credential chain, with room for parallel parts."""
+    boto3 = require("boto3", "aws")
+    config = require("botocore.config", "aws").Config(
+        retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32
+    )
+    return boto3.client("s3", config=config)
+
+
+def _split(uri: str) -> tuple[str, str]:
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    return bucket, prefix.strip("/")
+
+
+class S3Store(Store):
+    scheme = "s3"
+
+    def __init__(self, uri: str, client: Any = None, retry: RetryPolicy | None = None, concurrency: int = 16) -> None:
+        super().__init__(uri)
+        self.bucket, self.prefix = _split(self.uri)
+        self._client = client
+        self.retry = retry or RetryPolicy()
+        self.concurrency = concurrency
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = default_client()
+        return self._client
+
+    def sub(self, folder: str) -> "S3Store":
+        return S3Store(f"{self.uri}/{check_key(folder)}", self._client, self.retry, self.concurrency)
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        return self.retry.call(lambda: self._list(root, root + prefix), f"list {self.url(prefix)}")
+
+    def _list(self, root: str, prefix: str) -> list[ObjectInfo]:
+        found = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                found.append(ObjectInfo(obj["Key"][len(root) :], obj["Size"], obj.get("ETag", "").strip('"')))
+        return found
+
+    def put(self, key: str, src: Path, progress: Progress | None = None) -> ObjectInfo:
+        name = self._key(key)
+        self.retry.call(
+            lambda: self.client.upload_file(
+                str(src), self.bucket, name, Callback=progress, Config=transfer_config(self.concurrency)
+            ),
+            f"upload {self.url(key)}",
+        )
+        return ObjectInfo(key, Path(src).stat().st_size)
+
+    def get(self, key: str, dest: Path, progress: Progress | None = None) -> None:
+        name = self._key(key)
+        self.retry.call(
+            lambda: self.client.download_file(
+                self.bucket, name, str(dest), Callback=progress, Config=transfer_config(self.concurrency)
+            ),
+            f"download {self.url(key)}",
+        )
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        name = self._key(key)
+        self.retry.call(lambda: self.client.put_object(Bucket=self.bucket, Key=name, Body=data), f"write {key}")
+
+    def get_bytes(self, key: str) -> bytes | None:
+        name = self._key(key)
+        return self.retry.call(lambda: self._get_bytes(name), f"read {self.url(key)}")
+
+    def _get_bytes(self, name: str) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=name)["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None
+
+    def delete(self, keys: Iterable[str]) -> None:
+        names = [self._key(k) for k in keys]
+        for start in range(0, len(names), 1000):  # DeleteObjects takes at most 1000 keys
+            batch = {"Objects": [{"Key": n} for n in names[start : start + 1000]], "Quiet": True}
+            self.retry.call(lambda b=batch: self.client.delete_objects(Bucket=self.bucket, Delete=b), "delete")
