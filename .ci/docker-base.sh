@@ -13,8 +13,9 @@ set -euo pipefail
 IMAGE="${1:-${LAUNCHER_BASE_IMAGE:-torch-launcher-base:bookworm}}"
 SUITE=bookworm
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-# python3.11 + the shared libraries a host-built CPython and torch wheels load.
-PACKAGES="ca-certificates,python3.11,python3.11-venv,libssl3,libffi8,libsqlite3-0,libbz2-1.0,liblzma5,libreadline8,libgomp1,procps"
+# python3.11 (python3-venv brings ensurepip, for installing wheels into an image)
+# + the shared libraries a host-built CPython and torch wheels load.
+PACKAGES="ca-certificates,python3.11,python3-venv,libssl3,libffi8,libsqlite3-0,libbz2-1.0,liblzma5,libreadline8,libgomp1,procps"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="${LAUNCHER_CI_CACHE:-$ROOT/.ci/cache}"
 KEY="$(printf '%s %s %s' "$SUITE" "$MIRROR" "$PACKAGES" | sha256sum | cut -c1-12)"
@@ -31,7 +32,7 @@ if [ ! -s "$TARBALL" ]; then
     trap 'rm -rf "$WORK"' EXIT
     echo "docker-base: debootstrap $SUITE into $WORK/rootfs (a few minutes)"
     debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$WORK/rootfs" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
-        || { tail -30 "$WORK/debootstrap.log"; exit 1; }
+        || { tail -30 "$WORK/debootstrap.log"; tail -30 "$WORK/rootfs/debootstrap/debootstrap.log" 2>/dev/null; exit 1; }
     # Keep the image small: apt lists and downloaded .debs are not needed at run time.
     rm -rf "$WORK/rootfs/var/cache/apt/archives/"*.deb "$WORK/rootfs/var/lib/apt/lists/"*
     tar -C "$WORK/rootfs" -cf "$TARBALL.tmp" .

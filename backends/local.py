@@ -9,10 +9,12 @@ does on a cloud backend.
   shm_size, labels, name). The data folder is mounted read-only at /data, the
   checkpoint folder read-write at /checkpoints.
 - `process`: the payload is the argv, environment and working directory of
-  the entrypoint on the host. A small supervisor (`python -m backends.local
-  supervise DIR -- ARGV`) runs it in its own process group, writes its output
-  to `DIR/output.log` and its exit code to `DIR/exit_code`, so `launch logs`
-  and `launch status` work after the CLI that started the job has exited.
+  the entrypoint on the host (argv[0] `python` means the interpreter running
+  `launch`). A small supervisor (`python -m backends.local supervise DIR --
+  ARGV`) runs it in its own process group, writes its output to
+  `DIR/output.log` and its exit code to `DIR/exit_code`, so `launch logs` and
+  `launch status` work after the CLI that started the job has exited; it also
+  enforces limits.max_runtime. DIR is `<state dir>/local/<job id>`.
 
 `runtime: auto` is resolved at SUBMIT time, because `plan` is pure and cannot
 probe Docker: an `auto` plan holds both payloads, and submit uses the docker
@@ -22,13 +24,12 @@ one, saying why on stderr.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, TextIO
 
 from pydantic import Field, field_validator
@@ -38,12 +39,14 @@ from launcher.errors import LauncherError
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.spec import BUILTIN_DATASETS, JobSpec
 
-__all__ = ["LocalBackend", "LocalOptions", "Mount", "shm_bytes", "host_gpu_count", "supervise"]
+__all__ = [
+    "LocalBackend", "LocalOptions", "Mount", "docker_payload", "process_payload", "shm_bytes", "host_gpu_count", "supervise",
+]  # fmt: skip
 
 DATA_TARGET = "/data"
 CHECKPOINT_TARGET = "/checkpoints"
 STOP_GRACE_S = 30  # SIGTERM first, SIGKILL after this many seconds (docker stop's timeout)
-LOG_FILE, EXIT_FILE, STOPPED_FILE = "output.log", "exit_code", "stopped"
+LOG_FILE, EXIT_FILE, STOPPED_FILE, TIMEOUT_FILE = "output.log", "exit_code", "stopped", "timed_out"
 _MIB = 1024 * 1024
 
 
@@ -217,6 +220,8 @@ def process_payload(spec: JobSpec, opts: LocalOptions) -> dict[str, Any]:
     }
     if opts.workdir:
         payload["cwd"] = opts.workdir
+    if spec.limits.max_runtime:
+        payload["max_runtime_s"] = spec.limits.max_runtime  # enforced by the supervisor
     return payload
 
 
@@ -230,8 +235,8 @@ def _notes(spec: JobSpec, opts: LocalOptions) -> list[str]:
         notes.append(f"resources.gpu_type {spec.resources.gpu_type} is ignored locally: the host's GPUs are used")
     if not spec.checkpoint.uri:
         notes.append("checkpoint.uri is not set: checkpoints stay in a temporary folder (in the container for docker)")
-    if spec.limits.max_runtime:
-        notes.append("limits.max_runtime is not enforced by the local backend")
+    if spec.limits.max_runtime and opts.runtime != "process":
+        notes.append("limits.max_runtime is enforced by the process runtime only, not in Docker")
     return notes
 
 
@@ -315,9 +320,9 @@ class LocalBackend(Backend):
         _require_image(client, payload["image"])
         if payload.get("device_requests"):
             _require_nvidia_runtime(client)
+        _prepare_mounts(payload.get("volumes", {}))
         payload["environment"] = {**payload["environment"], **secrets}
-        container = client.containers.create(**payload)
-        container.start()
+        container = _start_container(client, payload)
         return JobRef(job_name, self.name, container.id, {"runtime": "docker", "container": payload["name"]})
 
     def _submit_process(self, job_name: str, payload: dict[str, Any], secrets: dict[str, str]) -> JobRef:
@@ -333,14 +338,14 @@ class LocalBackend(Backend):
         if argv[0] == "python":
             argv[0] = sys.executable  # the interpreter (and venv) running launch
         env = {**os.environ, **{k: v for k, v in payload["env"].items() if v is not None}, **secrets}
-        supervisor = [sys.executable, "-m", "backends.local", "supervise", str(job_dir), "--", *argv]
+        limit = ["--max-runtime", str(payload["max_runtime_s"])] if payload.get("max_runtime_s") else []
+        supervisor = [sys.executable, "-m", "backends.local", "supervise", str(job_dir), *limit, "--", *argv]
         with open(job_dir / LOG_FILE, "ab") as log:
             proc = subprocess.Popen(
                 supervisor, cwd=payload.get("cwd"), env=env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self._procs[job_name] = proc
-        (job_dir / "pid").write_text(str(proc.pid))
         return JobRef(job_name, self.name, str(proc.pid), {"runtime": "process", "dir": str(job_dir)})
 
     # ------------------------------------------------------------ follow
@@ -356,10 +361,13 @@ class LocalBackend(Backend):
         return self._process_logs(ref, follow)
 
     def cancel(self, ref: JobRef) -> None:
+        """SIGTERM, then SIGKILL after STOP_GRACE_S; a job that already ended keeps its own outcome."""
+        if self.status(ref).finished:
+            return
         self._dir(ref).mkdir(parents=True, exist_ok=True)
         (self._dir(ref) / STOPPED_FILE).write_text(str(time.time()))
         if ref.extra.get("runtime") == "docker":
-            self._docker_container(ref).stop(timeout=STOP_GRACE_S)  # SIGTERM, SIGKILL after the timeout
+            self._docker_container(ref).stop(timeout=STOP_GRACE_S)
         else:
             self._stop_process(ref)
 
@@ -379,7 +387,7 @@ class LocalBackend(Backend):
             if self._docker is None:
                 self._docker = docker.from_env()
             self._docker.ping()
-        except docker.errors.DockerException as exc:
+        except (docker.errors.DockerException, OSError) as exc:  # requests' errors are OSErrors
             self._docker = None
             raise LauncherError(
                 f"The Docker engine is not answering ({_first_line(exc)}).",
@@ -439,6 +447,8 @@ class LocalBackend(Backend):
     def _finished(self, ref: JobRef, code: int, native: str, error: str = "") -> JobStatus:
         if (self._dir(ref) / STOPPED_FILE).exists():
             return JobStatus(JobState.STOPPED, "stopped by the user", code, native)
+        if (self._dir(ref) / TIMEOUT_FILE).exists():
+            return JobStatus(JobState.FAILED, "stopped: limits.max_runtime reached", code, native)
         if code == 0:
             return JobStatus(JobState.SUCCEEDED, "", 0, native)
         return JobStatus(JobState.FAILED, error or f"exit code {code}", code, native)
@@ -518,6 +528,38 @@ def _require_nvidia_runtime(client: Any) -> None:
         )
 
 
+def _start_container(client: Any, payload: dict[str, Any]) -> Any:
+    """Create and start; the engine's refusal (bad mount, name taken, ...) becomes one sentence."""
+    errors = _docker_errors()
+    container = None
+    try:
+        container = client.containers.create(**payload)
+        container.start()
+    except errors.APIError as exc:
+        if container is not None:
+            container.remove(force=True)
+        reason = str(getattr(exc, "explanation", None) or exc).strip()
+        raise LauncherError(f"Docker refused to start the job: {reason}.", "Fix the local: options or the spec.") from None
+    return container
+
+
+def _prepare_mounts(volumes: Mapping[str, Mapping[str, str]]) -> None:
+    """Read-only sources must exist; read-write ones are created now, by this user.
+
+    Docker silently creates a missing bind source as an empty, root-owned
+    folder, which would turn a typo in train.data into a confusing trainer error.
+    """
+    for source, bind in volumes.items():
+        if bind.get("mode") != "rw" and not Path(source).exists():
+            raise LauncherError(
+                f"{source} (mounted at {bind['bind']}) does not exist on this machine.",
+                "Fix the path in train.data or local.mounts.",
+            )
+    for source, bind in volumes.items():
+        if bind.get("mode") == "rw":
+            Path(source).mkdir(parents=True, exist_ok=True)
+
+
 def _secret_values(names: tuple[str, ...]) -> dict[str, str]:
     missing = [name for name in names if name not in os.environ]
     if missing:
@@ -566,22 +608,43 @@ def _tail(log: Any, more: Callable[[], bool], poll: float = 0.2) -> Iterator[str
 # ---------------------------------------------------------------- supervisor
 
 
-def supervise(job_dir: Path, argv: list[str]) -> int:
+def supervise(job_dir: Path, argv: list[str], max_runtime: float | None = None) -> int:
     """Run `argv`, then record its exit code atomically so `status` can read it later.
 
     The supervisor leads the job's process group: `cancel` signals the whole
     group, so the entrypoint gets SIGTERM directly and forwards it to torchrun;
     the supervisor itself only waits. A no-op handler (not SIG_IGN, which
-    children would inherit) keeps it alive to write the code.
+    children would inherit) keeps it alive to write the code. Past
+    `max_runtime` seconds it stops the group the same way and exits 124, as
+    coreutils' `timeout` does.
     """
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     try:
-        code = subprocess.call(argv)
+        proc = subprocess.Popen(argv)
     except OSError as exc:
         print(f"[launcher] cannot start {argv[0]}: {exc}", flush=True)
-        code = 127
-    code = 128 - code if code < 0 else code
+        return _record_exit(job_dir, 127)
+    try:
+        code = proc.wait(timeout=max_runtime)
+    except subprocess.TimeoutExpired:
+        code = _time_out(job_dir, proc, max_runtime or 0)
+    return _record_exit(job_dir, 128 - code if code < 0 else code)
+
+
+def _time_out(job_dir: Path, proc: subprocess.Popen[bytes], max_runtime: float) -> int:
+    print(f"[launcher] limits.max_runtime ({max_runtime:.0f}s) reached: stopping the job", flush=True)
+    (job_dir / TIMEOUT_FILE).write_text(str(max_runtime))
+    os.killpg(os.getpgrp(), signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        _record_exit(job_dir, 124)
+        os.killpg(os.getpgrp(), signal.SIGKILL)  # ends this supervisor too, after the code is written
+    return 124
+
+
+def _record_exit(job_dir: Path, code: int) -> int:
     tmp = job_dir / (EXIT_FILE + ".tmp")
     tmp.write_text(str(code))
     os.replace(tmp, job_dir / EXIT_FILE)
@@ -589,10 +652,14 @@ def supervise(job_dir: Path, argv: list[str]) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    """`supervise JOB_DIR [--max-runtime SECONDS] -- ARGV...`"""
+    max_runtime = None
+    if argv[2:3] == ["--max-runtime"] and len(argv) > 3:
+        max_runtime, argv = float(argv[3]), [*argv[:2], *argv[4:]]
     if len(argv) < 4 or argv[0] != "supervise" or argv[2] != "--":
-        print("usage: python -m backends.local supervise JOB_DIR -- ARGV...", file=sys.stderr)
+        print("usage: python -m backends.local supervise JOB_DIR [--max-runtime S] -- ARGV...", file=sys.stderr)
         return 2
-    return supervise(Path(argv[1]), argv[3:])
+    return supervise(Path(argv[1]), argv[3:], max_runtime)
 
 
 if __name__ == "__main__":

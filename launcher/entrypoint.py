@@ -78,8 +78,12 @@ def save_dir_for(args: argparse.Namespace, environ: dict[str, str]) -> Path:
         return Path(args.save_dir)
     if args.checkpoint_uri and not is_remote(args.checkpoint_uri):
         return Path(args.checkpoint_uri) / args.run_name
-    if environ.get("AIP_CHECKPOINT_DIR", "").startswith("/gcs/"):
-        return Path(environ["AIP_CHECKPOINT_DIR"]) / args.run_name
+    # Vertex sets AIP_CHECKPOINT_DIR=gs://B/P (<baseOutputDirectory>/checkpoints) and mounts
+    # bucket B at /gcs/B: https://cloud.google.com/vertex-ai/docs/training/cloud-storage-file-system
+    # With a remote checkpoint URI the sync owns checkpoint I/O, so the mount is used only without one.
+    aip = environ.get("AIP_CHECKPOINT_DIR", "")
+    if aip.startswith(("gs://", "/gcs/")) and not args.checkpoint_uri:
+        return Path("/gcs/" + aip.removeprefix("gs://").removeprefix("/gcs/")) / args.run_name
     return Path(tempfile.gettempdir()) / "launcher-checkpoints" / args.run_name
 
 
@@ -125,7 +129,9 @@ def _start_sync(args: argparse.Namespace, rdzv: rendezvous.Rendezvous, save_dir:
     sync.pull_latest(args.checkpoint_uri, args.run_name, save_dir)
     if not rdzv.is_chief:
         return None
-    syncer = sync.Syncer(args.checkpoint_uri, args.run_name, save_dir, keep=args.keep, spec_hash=args.spec_hash)
+    syncer = sync.Syncer(
+        args.checkpoint_uri, args.run_name, save_dir, keep=args.keep, spec_hash=args.spec_hash, every=args.every
+    )
     syncer.start()
     return syncer
 

@@ -31,11 +31,12 @@ def run(
     from launcher.spec import load_spec
 
     spec = load_spec(job_file, overrides)
-    launcher = Launcher(backend=backend, before_submit=_hooks(resume_from, ignore_budget))
+    launcher = Launcher(backend=backend)
     plan = launcher.plan(spec, None if dry_run else new_job_id(spec.name))
     if dry_run:
         click.echo(plan.to_json() if as_json else plan.to_yaml(), nl=not as_json)
         return
+    launcher.before_submit = _hooks(resume_from, ignore_budget)  # after --dry-run: it must not load the estimator
     if launcher.backend.name != "local" and not yes and sys.stdin.isatty():
         click.confirm(f"Start {plan.job_name} on {launcher.backend.name}? This may cost money", abort=True, err=True)
     job = launcher.submit(plan)

@@ -115,8 +115,12 @@ class Store(ABC):
         """Upload the file `src` to `key`, replacing any object there."""
 
     @abstractmethod
-    def get(self, key: str, dest: Path, progress: Progress | None = None) -> None:
-        """Download `key` into the file `dest` (the caller makes it atomic and verifies it)."""
+    def get(self, key: str, dest: Path, progress: Progress | None = None) -> str | None:
+        """Download `key` into the file `dest` (the caller makes it atomic and verifies it).
+
+        Returns the sha256 of the bytes written when the store computed it on
+        the way (saves the caller a second read), else None.
+        """
 
     @abstractmethod
     def put_bytes(self, key: str, data: bytes) -> None:

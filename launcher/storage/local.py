@@ -8,6 +8,7 @@ the new one, never half of one.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -85,9 +86,15 @@ class LocalStore(Store):
             atomic_write(dest, lambda out: copy_file(f, out, progress))
         return ObjectInfo(key, dest.stat().st_size)
 
-    def get(self, key: str, dest: Path, progress: Progress | None = None) -> None:
+    def get(self, key: str, dest: Path, progress: Progress | None = None) -> str:
+        digest = hashlib.sha256()
         with open(self._path(key), "rb") as f, open(dest, "wb") as out:
-            copy_file(f, out, progress)
+            while chunk := f.read(CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                if progress:
+                    progress(len(chunk))
+        return digest.hexdigest()
 
     def put_bytes(self, key: str, data: bytes) -> None:
         atomic_write(self._path(key), lambda out: out.write(data))

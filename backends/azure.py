@@ -1,0 +1,672 @@
+"""Azure ML backend: one command job per spec, PyTorch distribution, one process per node.
+
+`plan(spec)` is pure and imports no Azure library: its payload is the command
+job in the azure-ai-ml YAML shape (https://learn.microsoft.com/azure/machine-learning/reference-yaml-job-command),
+which `submit` loads with `azure.ai.ml.load_job` and sends with
+`MLClient.jobs.create_or_update`. Decisions recorded here:
+
+- `distribution: {type: pytorch, process_count_per_instance: 1}`: Azure ML
+  then sets MASTER_ADDR, MASTER_PORT, WORLD_SIZE (= nodes) and NODE_RANK on
+  each node, and our entrypoint starts torchrun with nproc = GPUs itself. A
+  count above 1 would make Azure start one entrypoint per GPU, each of which
+  would start its own torchrun.
+  https://learn.microsoft.com/azure/machine-learning/how-to-train-distributed-gpu#pytorch
+- Compute: a named cluster (`azure.compute`), or serverless compute with
+  `resources.instance_type` chosen from the dated catalog. Spot is
+  `queue_settings.job_tier: spot` on serverless; on a cluster, low priority
+  is the cluster's own `tier`, set when the cluster is created, so submit
+  checks the cluster instead of asking for it per job.
+  https://learn.microsoft.com/azure/machine-learning/how-to-use-serverless-compute
+- Data and checkpoints on Azure storage (azureml://, az://, https blob URLs)
+  are mounted: data read-only (`ro_mount`), the checkpoint folder read-write
+  (`rw_mount`), and the entrypoint sees a local path. Other checkpoint URIs
+  (s3://, gs://) are synced by the entrypoint's unified sync instead.
+- Secrets: submit stores each value in the workspace's Key Vault and the job
+  gets only `azure-kv:` references in LAUNCHER_SECRET_REFS.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import json
+import os
+import re
+import shlex
+import time
+from typing import Any, Callable, Iterator, Mapping
+
+import yaml
+from pydantic import Field, field_validator
+
+from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Offer
+from launcher.catalog import load_catalog
+from launcher.errors import LauncherError
+from launcher.lazy import require
+from launcher.plan import JobRef, JobState, JobStatus, Plan
+from launcher.spec import BUILTIN_DATASETS, JobSpec
+
+__all__ = [
+    "AzureMLBackend",
+    "AzureOptions",
+    "STATES",
+    "acr_refresh_token",
+    "choose_instance",
+    "job_from_payload",
+    "log_files",
+    "secret_name",
+    "storage_path",
+]
+
+EXTRA = "azure"
+DEFAULT_SHM = "16g"
+CHECKPOINT_OUTPUT = "checkpoints"
+DATA_INPUT = "data"
+LOG_PATTERNS = (re.compile(r"user_logs/std_log.*\.txt$"), re.compile(r"azureml-logs/70_driver_log.*\.txt$"))
+_IDENTITIES = ("user_identity", "managed", "aml_token")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_AZURE_SCHEMES = ("azureml://", "wasbs://", "abfss://")
+_BLOB_HTTPS = re.compile(r"^https://[a-z0-9]+\.(blob|dfs)\.core\.windows\.net/")
+
+# Azure ML job statuses -> ours. https://learn.microsoft.com/python/api/azure-ai-ml/azure.ai.ml.entities.job
+STATES: Mapping[str, JobState] = {
+    "NotStarted": JobState.PENDING,
+    "Queued": JobState.PENDING,
+    "Preparing": JobState.PENDING,
+    "Provisioning": JobState.PENDING,
+    "Starting": JobState.PENDING,
+    "Paused": JobState.PENDING,
+    "Running": JobState.RUNNING,
+    "Finalizing": JobState.RUNNING,
+    "CancelRequested": JobState.STOPPING,
+    "Completed": JobState.SUCCEEDED,
+    "Failed": JobState.FAILED,
+    "Canceled": JobState.STOPPED,
+    "NotResponding": JobState.UNKNOWN,
+    "Unknown": JobState.UNKNOWN,
+}
+
+
+class AzureOptions(BackendOptions):
+    """The `azure:` section of a job spec."""
+
+    subscription_id: str | None = Field(None, description="Azure subscription id of the workspace")
+    resource_group: str | None = Field(None, description="resource group of the workspace")
+    workspace: str | None = Field(None, description="Azure ML workspace name")
+    compute: str | None = Field(None, description="compute cluster name; absent = serverless compute")
+    instance_type: str | None = Field(None, description="VM size, like Standard_NC24ads_A100_v4; default: cheapest fit from the catalog")
+    region: str | None = Field(None, description="region used for prices (default: the catalog's default region)")
+    identity: str | None = Field(None, description="user_identity, managed, aml_token, or a user-assigned managed identity client id")
+    key_vault: str | None = Field(None, description="Key Vault name or URL that holds the spec's secrets")
+    storage_account: str | None = Field(None, description="storage account of az://container/prefix URIs")
+    experiment: str | None = Field(None, description="experiment name (default: the spec's name)")
+    tags: dict[str, str] = Field(default_factory=dict, description="job tags")
+    shm_size: str = Field(DEFAULT_SHM, description="shared memory of the container, like '16g' (DataLoader workers need it)")
+
+    @field_validator("identity")
+    @classmethod
+    def _identity(cls, value: str | None) -> str | None:
+        if value is None or value in _IDENTITIES or _UUID.match(value):
+            return value
+        raise ValueError(f"'{value}' is not an identity; use one of {', '.join(_IDENTITIES)} or a managed identity client id")
+
+    @field_validator("shm_size")
+    @classmethod
+    def _shm(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+[bkmg]", value):
+            raise ValueError(f"'{value}' is not a size; write it like '16g' or '512m'")
+        return value
+
+    @field_validator("key_vault")
+    @classmethod
+    def _vault(cls, value: str | None) -> str | None:
+        if value and not value.startswith("https://") and not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]", value):
+            raise ValueError(f"'{value}' is not a Key Vault name (3-24 letters, digits, dashes) or https:// URL")
+        return value
+
+    def vault_url(self) -> str | None:
+        if not self.key_vault:
+            return None
+        return self.key_vault.rstrip("/") if "://" in self.key_vault else f"https://{self.key_vault}.vault.azure.net"
+
+    def workspace_missing(self) -> list[str]:
+        return [f"azure.{k}" for k in ("subscription_id", "resource_group", "workspace") if not getattr(self, k)]
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def secret_name(spec_name: str, env_name: str) -> str:
+    """The Key Vault secret holding `env_name` for this spec (Key Vault names allow letters, digits, dashes)."""
+    return f"{spec_name}-{env_name.replace('_', '-')}"
+
+
+def storage_path(uri: str, opts: AzureOptions) -> str | None:
+    """An Azure ML path for `uri` when it is on Azure storage, else None."""
+    if uri.startswith(_AZURE_SCHEMES) or _BLOB_HTTPS.match(uri):
+        return uri
+    if not uri.startswith("az://"):
+        return None
+    if not opts.storage_account:
+        raise LauncherError(
+            f"'{uri}' is an az:// URI, but the azure section names no storage account.",
+            "Set azure.storage_account to the account that holds the container.",
+        )
+    return f"https://{opts.storage_account}.blob.core.windows.net/{uri.removeprefix('az://')}"
+
+
+def _instances(catalog: Mapping[str, Any]) -> Mapping[str, Any]:
+    return catalog["instances"]
+
+
+def _price(row: Mapping[str, Any], region: str, spot: bool) -> float | None:
+    prices = row["prices"].get(region)
+    if not prices:
+        return None
+    return prices["spot" if spot else "on_demand"]
+
+
+def _fits(row: Mapping[str, Any], spec: JobSpec) -> bool:
+    res = spec.resources
+    if row["gpus"] != res.gpus:
+        return False
+    if res.gpu_type and row.get("gpu_type") != res.gpu_type:
+        return False
+    return (res.cpus or 0) <= row["vcpus"] and (res.memory or 0) <= row["memory_gib"]
+
+
+def choose_instance(spec: JobSpec, opts: AzureOptions, catalog: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+    """The VM size: the one named in the options (checked), else the cheapest that fits `resources`."""
+    instances = _instances(catalog)
+    region = opts.region or catalog["default_region"]
+    if opts.instance_type:
+        return opts.instance_type, _named_instance(opts.instance_type, spec, instances)
+    fitting = [(name, row) for name, row in instances.items() if _fits(row, spec) and _price(row, region, False)]
+    if not fitting:
+        res = spec.resources
+        want = f"{res.gpus} x {res.gpu_type or 'any'} GPU" if res.gpus else "a CPU-only VM"
+        raise LauncherError(
+            f"No Azure ML VM size in the catalog for {region} has {want} per node within the cpus/memory asked.",
+            "Change resources (gpus per node: 1, 2, 4 or 8) or name one with azure.instance_type.",
+        )
+    return min(fitting, key=lambda item: _price(item[1], region, False) or 0.0)
+
+
+def _named_instance(name: str, spec: JobSpec, instances: Mapping[str, Any]) -> Mapping[str, Any]:
+    row = instances.get(name)
+    if row is None:
+        close = difflib.get_close_matches(name, list(instances), n=1, cutoff=0.6)
+        hint = f"Did you mean '{close[0]}'?" if close else f"Known sizes: {', '.join(sorted(instances))}."
+        raise LauncherError(f"azure.instance_type '{name}' is not an Azure ML VM size in the catalog.", hint)
+    if row["gpus"] != spec.resources.gpus:
+        raise LauncherError(
+            f"azure.instance_type {name} has {row['gpus']} GPU(s) per node, but resources.gpus is {spec.resources.gpus}.",
+            f"Set resources.gpus to {row['gpus']} or choose another size.",
+        )
+    return row
+
+
+def _timeout(spec: JobSpec, price: float | None) -> tuple[int | None, list[str]]:
+    """limits.timeout in seconds: max_runtime, capped so the VM cost stays within max_cost."""
+    limits, notes = spec.limits, []
+    timeout = limits.max_runtime
+    if limits.max_cost and price:
+        budget_s = int(limits.max_cost / (price * spec.resources.nodes) * 3600)
+        if timeout is None or budget_s < timeout:
+            notes.append(f"limits.timeout {budget_s}s: max_cost ${limits.max_cost:g} at ${price:g}/h x {spec.resources.nodes} node(s)")
+            timeout = budget_s
+    elif limits.max_cost:
+        notes.append("max_cost cannot cap the runtime: the cluster's VM price is unknown; set azure.instance_type to its VM size")
+    return timeout, notes
+
+
+def _checkpoint(spec: JobSpec, opts: AzureOptions) -> tuple[dict[str, Any], str | None, list[str]]:
+    """(outputs, --checkpoint-uri value, notes) for the spec's checkpoint URI."""
+    uri = spec.checkpoint.uri
+    if uri is None:
+        return {}, None, ["no checkpoint.uri: checkpoints stay on the node and are lost when the job ends"]
+    path = storage_path(uri, opts)
+    if path is not None:
+        output = {"type": "uri_folder", "path": path, "mode": "rw_mount"}
+        return {CHECKPOINT_OUTPUT: output}, "${{outputs.%s}}" % CHECKPOINT_OUTPUT, []
+    if "://" not in uri:
+        raise LauncherError(
+            f"checkpoint.uri '{uri}' is a local path, which Azure ML nodes cannot reach.",
+            "Use az://container/prefix (with azure.storage_account) or azureml://datastores/NAME/paths/PREFIX.",
+        )
+    note = (f"checkpoint.uri {uri} is not Azure storage: nothing is mounted; the entrypoint syncs checkpoints "
+            "to it with the unified sync, so give the job that store's credentials through secrets")
+    return {}, uri, [note]
+
+
+def _data(spec: JobSpec, opts: AzureOptions) -> tuple[dict[str, Any], str | None, list[str]]:
+    """(inputs, value of the trainer's data= argument, notes)."""
+    data = spec.train.data
+    path = storage_path(data, opts)
+    if path is not None:
+        return {DATA_INPUT: {"type": "uri_folder", "path": path, "mode": "ro_mount"}}, "${{inputs.%s}}" % DATA_INPUT, []
+    if "://" not in data and data not in BUILTIN_DATASETS:
+        raise LauncherError(
+            f"train.data '{data}' is a local folder, which Azure ML nodes cannot reach.",
+            "Upload it (az storage blob upload-batch) and set train.data to az://container/prefix or an azureml:// path.",
+        )
+    notes = [f"train.data {data} is read by the trainer itself (not mounted)"] if "://" in data else []
+    return {}, None, notes
+
+
+def _command(spec: JobSpec, job_name: str, checkpoint: str | None, data: str | None) -> str:
+    """The container command contract: python -m launcher.entrypoint ... -- train key=value ..."""
+    args = ["python", "-m", "launcher.entrypoint", "--run-name", job_name]
+    if checkpoint:
+        args += ["--checkpoint-uri", checkpoint, "--keep", str(spec.checkpoint.keep), "--every", str(spec.checkpoint.every)]
+    args += ["--gpus", str(spec.resources.gpus), "--spec-hash", spec.spec_hash(), "--"]
+    if spec.command:
+        return shlex.join(args + list(spec.command))
+    train = [a if not (data and a.startswith("data=")) else f"data={data}" for a in spec.train.to_args()]
+    # Azure ML substitutes ${{inputs.x}} / ${{outputs.x}} in the command text, so they stay unquoted.
+    return " ".join(a if "${{" in a else shlex.quote(a) for a in [*args, "train", *train])
+
+
+def _environment(spec: JobSpec, opts: AzureOptions) -> dict[str, str]:
+    env = dict(spec.env)
+    if opts.storage_account:
+        env["AZURE_STORAGE_ACCOUNT"] = opts.storage_account
+    if spec.secrets:
+        vault = opts.vault_url()
+        if vault is None:
+            raise LauncherError(
+                f"The spec lists secrets ({', '.join(spec.secrets)}) but the azure section names no Key Vault.",
+                "Set azure.key_vault to the workspace's Key Vault name; submit stores the values there.",
+            )
+        refs = {name: f"azure-kv:{vault}/secrets/{secret_name(spec.name, name)}" for name in spec.secrets}
+        env["LAUNCHER_SECRET_REFS"] = json.dumps(refs, sort_keys=True)
+    return env
+
+
+def _identity(opts: AzureOptions) -> dict[str, str] | None:
+    if opts.identity is None:
+        return None
+    if _UUID.match(opts.identity):
+        return {"type": "managed", "client_id": opts.identity}
+    return {"type": opts.identity}
+
+
+def _compute(spec: JobSpec, opts: AzureOptions, instance: str) -> tuple[dict[str, Any], list[str]]:
+    """compute / resources / queue_settings fields, and notes about spot."""
+    res = spec.resources
+    resources: dict[str, Any] = {"instance_count": res.nodes, "shm_size": opts.shm_size}
+    if opts.compute:
+        notes = []
+        if res.spot:
+            notes.append(f"resources.spot: low priority is the tier of cluster {opts.compute}; submit checks it is low_priority")
+        return {"compute": f"azureml:{opts.compute}", "resources": resources}, notes
+    resources["instance_type"] = instance
+    tier = "spot" if res.spot else "standard"
+    return {"resources": resources, "queue_settings": {"job_tier": tier}}, []
+
+
+# ---------------------------------------------------------------- the backend
+
+
+class AzureMLBackend(Backend):
+    """Azure ML command jobs. Clients are injected; otherwise made on first use."""
+
+    name = "azure"
+    aliases = ("azureml",)
+    extra = EXTRA
+    sdk_modules = ("azure.ai.ml",)
+    options_model = AzureOptions
+    unsupported: Mapping[Feature, str] = {}
+
+    def __init__(
+        self,
+        ml_client: Any = None,
+        *,
+        credential: Any = None,
+        client_kwargs: Mapping[str, Any] | None = None,
+        workspace: AzureOptions | None = None,
+        environ: Mapping[str, str] | None = None,
+        poll_s: float = 15.0,
+        catalog: Mapping[str, Any] | None = None,
+    ) -> None:
+        """`ml_client`: an azure.ai.ml.MLClient for every call; `credential` and `client_kwargs`
+        (e.g. `transport=`) build MLClient, Key Vault and registry clients when needed; `workspace`
+        names the workspace for calls without a spec (image push, check)."""
+        self._ml_client = ml_client
+        self._credential = credential
+        self._client_kwargs = dict(client_kwargs or {})
+        self._workspace = workspace
+        self._environ = environ
+        self._poll_s = poll_s
+        self._catalog = catalog
+
+    # ------------------------------------------------------------ plan (pure)
+
+    def catalog(self) -> Mapping[str, Any]:
+        return self._catalog if self._catalog is not None else load_catalog("azure")
+
+    def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
+        opts: AzureOptions = self.options(spec)  # type: ignore[assignment]
+        missing = opts.workspace_missing()
+        if missing:
+            raise LauncherError(
+                f"The Azure ML workspace is not fully named: {', '.join(missing)} missing.",
+                "Add them to the spec's azure section, e.g. subscription_id: ${AZURE_SUBSCRIPTION_ID}.",
+            )
+        job_name = job_id or spec.name
+        catalog = self.catalog()
+        instance, row = self._instance(spec, opts, catalog)
+        price = _price(row, opts.region or catalog["default_region"], spec.resources.spot) if row else None
+        payload, notes = self._payload(spec, opts, job_name, instance)
+        timeout, timeout_notes = _timeout(spec, price)
+        if timeout:
+            payload["limits"] = {"timeout": timeout}
+        return Plan(self.name, job_name, spec, payload, secrets=tuple(spec.secrets), notes=(*notes, *timeout_notes))
+
+    def _instance(self, spec: JobSpec, opts: AzureOptions, catalog: Mapping[str, Any]) -> tuple[str, Mapping[str, Any] | None]:
+        if opts.compute and not opts.instance_type:
+            return "", None  # the cluster decides the VM size
+        return choose_instance(spec, opts, catalog)
+
+    def _payload(self, spec: JobSpec, opts: AzureOptions, job_name: str, instance: str) -> tuple[dict[str, Any], list[str]]:
+        outputs, ckpt_arg, ckpt_notes = _checkpoint(spec, opts)
+        inputs, data_arg, data_notes = _data(spec, opts)
+        compute, compute_notes = _compute(spec, opts, instance)
+        payload: dict[str, Any] = {
+            "type": "command",
+            "name": job_name,
+            "display_name": spec.name,
+            "experiment_name": opts.experiment or spec.name,
+            "command": _command(spec, job_name, ckpt_arg, data_arg),
+            "environment": {"image": spec.image},
+            **compute,
+            "distribution": {"type": "pytorch", "process_count_per_instance": 1},
+            "environment_variables": _environment(spec, opts),
+            "tags": {**opts.tags, "launcher-job": job_name, "launcher-spec": spec.name, "launcher-spec-hash": spec.spec_hash()},
+        }
+        if inputs:
+            payload["inputs"] = inputs
+        if outputs:
+            payload["outputs"] = outputs
+        identity = _identity(opts)
+        if identity:
+            payload["identity"] = identity
+        return payload, [*compute_notes, *ckpt_notes, *data_notes]
+
+    # ------------------------------------------------------------ clients
+
+    def _credential_or_default(self) -> Any:
+        if self._credential is None:
+            self._credential = require("azure.identity", EXTRA).DefaultAzureCredential()
+        return self._credential
+
+    def client(self, subscription_id: str, resource_group: str, workspace: str) -> Any:
+        """The injected MLClient, else one for this workspace."""
+        if self._ml_client is not None:
+            return self._ml_client
+        ml = require("azure.ai.ml", EXTRA)
+        self._ml_client = ml.MLClient(
+            self._credential_or_default(), subscription_id, resource_group, workspace, **self._client_kwargs
+        )
+        return self._ml_client
+
+    def _client_for(self, ref: JobRef) -> Any:
+        extra = ref.extra
+        return self.client(extra.get("subscription_id", ""), extra.get("resource_group", ""), extra.get("workspace", ""))
+
+    def _default_workspace(self) -> AzureOptions:
+        """The workspace for calls without a spec: the constructor's, else the usual environment variables."""
+        if self._workspace is not None:
+            return self._workspace
+        env = os.environ if self._environ is None else self._environ
+        return AzureOptions(
+            subscription_id=env.get("AZURE_SUBSCRIPTION_ID"),
+            resource_group=env.get("AZURE_RESOURCE_GROUP"),
+            workspace=env.get("AZUREML_WORKSPACE_NAME"),
+        )
+
+    def _default_client(self) -> Any:
+        ws = self._default_workspace()
+        if self._ml_client is None and ws.workspace_missing():
+            raise LauncherError(
+                "No Azure ML workspace is named.",
+                "Set AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP and AZUREML_WORKSPACE_NAME.",
+            )
+        return self.client(str(ws.subscription_id), str(ws.resource_group), str(ws.workspace))
+
+    # ------------------------------------------------------------ submit
+
+    def submit(self, plan: Plan) -> JobRef:
+        opts: AzureOptions = self.options(plan.spec)  # type: ignore[assignment]
+        client = self.client(str(opts.subscription_id), str(opts.resource_group), str(opts.workspace))
+        if opts.compute:
+            self._check_cluster(client, opts, plan.spec)
+        self._store_secrets(plan, opts)
+        job = job_from_payload(plan.request())
+        created = _call(lambda: client.jobs.create_or_update(job), f"submitting job {plan.job_name}")
+        studio = getattr(created, "studio_url", None) or ""
+        extra = {"subscription_id": opts.subscription_id, "resource_group": opts.resource_group,
+                 "workspace": opts.workspace, "studio_url": studio}  # fmt: skip
+        return JobRef(plan.job_name, self.name, created.name, extra)
+
+    def _check_cluster(self, client: Any, opts: AzureOptions, spec: JobSpec) -> None:
+        """Fail before submitting when the cluster is missing, too small or of the wrong tier."""
+        errors = require("azure.core.exceptions", EXTRA)
+        try:
+            cluster = client.compute.get(opts.compute)
+        except errors.ResourceNotFoundError:
+            raise LauncherError(
+                f"Compute target '{opts.compute}' was not found in workspace {opts.workspace}.",
+                "Create it (az ml compute create --type AmlCompute ...), fix azure.compute, or remove it to use serverless compute.",
+            ) from None
+        except errors.HttpResponseError as exc:
+            raise LauncherError(f"Could not read compute target '{opts.compute}': {_reason(exc)}.", "Check the workspace settings and your access.") from None
+        _check_cluster_fits(cluster, opts.compute or "", spec, opts.instance_type)
+
+    def _store_secrets(self, plan: Plan, opts: AzureOptions) -> None:
+        """Store each secret's value in Key Vault; the job only holds references."""
+        if not plan.secrets:
+            return
+        env = os.environ if self._environ is None else self._environ
+        missing = [name for name in plan.secrets if name not in env]
+        if missing:
+            raise LauncherError(f"Secret {missing[0]} is not set in the environment.", f"Export {missing[0]} before launching.")
+        keyvault = require("azure.keyvault.secrets", EXTRA)
+        client = keyvault.SecretClient(str(opts.vault_url()), self._credential_or_default(), **self._client_kwargs)
+        for name in plan.secrets:
+            kv_name = secret_name(plan.spec.name, name)
+            _call(lambda: client.set_secret(kv_name, env[name], tags={"launcher-spec": plan.spec.name}), f"storing secret {name} in Key Vault")
+
+    # ------------------------------------------------------------ follow
+
+    def status(self, ref: JobRef) -> JobStatus:
+        client = self._client_for(ref)
+        job = _call(lambda: client.jobs.get(ref.native_id), f"reading job {ref.native_id}")
+        native = _status_name(job.status)
+        state = STATES.get(native, JobState.UNKNOWN)
+        message = self._error(client, ref.native_id) if state is JobState.FAILED else ""
+        details = {"studio_url": getattr(job, "studio_url", None) or ""}
+        return JobStatus(state, message or native, native_state=native, details=details)
+
+    def _error(self, client: Any, name: str) -> str:
+        """The run's error message; the job resource itself carries none (run history does)."""
+        details = client.jobs._runs_operations.get_run_details(name)  # the same call jobs.stream makes
+        error = getattr(getattr(details, "error", None), "error", None)
+        return str(getattr(error, "message", "") or "") or "the job failed without an error message"
+
+    def logs(self, ref: JobRef, follow: bool = False) -> Iterator[str]:
+        """The user logs (one file per node/process), downloaded from the run's log file URLs."""
+        client = self._client_for(ref)
+        seen: dict[str, int] = {}
+        while True:
+            details = client.jobs._runs_operations.get_run_details(ref.native_id)
+            yield from self._new_lines(client, details.log_files or {}, seen)
+            if not follow or STATES.get(_status_name(details.status), JobState.UNKNOWN).finished:
+                return
+            time.sleep(self._poll_s)
+
+    def _new_lines(self, client: Any, files: Mapping[str, str], seen: dict[str, int]) -> Iterator[str]:
+        names = log_files(files)
+        for name in names:
+            text = _download(client, files[name])
+            lines = text.splitlines()
+            prefix = f"[{name.rsplit('/', 1)[-1].removesuffix('.txt')}] " if len(names) > 1 else ""
+            for line in lines[seen.get(name, 0):]:
+                yield prefix + line
+            seen[name] = len(lines)
+
+    def cancel(self, ref: JobRef) -> None:
+        client = self._client_for(ref)
+        _call(lambda: client.jobs.begin_cancel(ref.native_id), f"cancelling job {ref.native_id}")
+
+    # ------------------------------------------------------------ estimator, image, check
+
+    def offers(self, spec: JobSpec) -> list[Offer]:
+        opts: AzureOptions = self.options(spec)  # type: ignore[assignment]
+        catalog = self.catalog()
+        region = opts.region or catalog["default_region"]
+        names = [opts.instance_type] if opts.instance_type else list(_instances(catalog))
+        rows = []
+        for name in names:
+            row = _named_instance(name, spec, _instances(catalog)) if opts.instance_type else _instances(catalog)[name]
+            price = _price(row, region, spec.resources.spot)
+            if price is None or not (opts.instance_type or _fits(row, spec)):
+                continue
+            details = {"vcpus": row["vcpus"], "memory_gib": row["memory_gib"], "catalog_date": catalog["date"]}
+            rows.append(Offer(self.name, name, row.get("gpu_type"), row["gpus"], spec.resources.nodes, price,
+                              spot=spec.resources.spot, region=region, startup_s=float(catalog["startup_s"]), details=details))  # fmt: skip
+        return sorted(rows, key=lambda offer: offer.price_per_hour)
+
+    def push_image(self, local_image: str, docker_client: object) -> str:
+        """Tag and push to the workspace's Azure Container Registry, logging in with an ACR token."""
+        client = self._default_client()
+        ws = _call(lambda: client.workspaces.get(client.workspace_name), "reading the workspace")
+        registry = _registry_server(getattr(ws, "container_registry", None))
+        password = acr_refresh_token(registry, self._ml_credential(client), self._client_kwargs)
+        repo, tag = _target(registry, local_image)
+        docker_client.images.get(local_image).tag(repo, tag)  # type: ignore[attr-defined]
+        auth = {"username": "00000000-0000-0000-0000-000000000000", "password": password}
+        stream = docker_client.images.push(repo, tag=tag, auth_config=auth, stream=True, decode=True)  # type: ignore[attr-defined]
+        return f"{repo}@{_pushed_digest(stream, repo)}"
+
+    def _ml_credential(self, client: Any) -> Any:
+        return self._credential or getattr(client, "_credential", None) or self._credential_or_default()
+
+    def check(self) -> BackendCheck:
+        base = super().check()
+        if not base.sdk:
+            return base
+        try:
+            client = self._default_client()
+            _call(lambda: client.workspaces.get(client.workspace_name), "reading the workspace")
+        except LauncherError as exc:
+            return BackendCheck(self.name, True, False, str(exc))
+        return BackendCheck(self.name, True, True, f"workspace {client.workspace_name} reachable")
+
+
+# ---------------------------------------------------------------- SDK-side helpers
+
+
+def job_from_payload(payload: Mapping[str, Any]) -> Any:
+    """The azure-ai-ml Command job for a plan payload, through the SDK's own YAML schema."""
+    ml = require("azure.ai.ml", EXTRA)
+    return ml.load_job(source=io.StringIO(yaml.safe_dump(dict(payload))))
+
+
+def log_files(files: Mapping[str, str]) -> list[str]:
+    """The user log files, sorted: common runtime std_log*.txt, else the legacy driver logs."""
+    for pattern in LOG_PATTERNS:
+        found = sorted(name for name in files if pattern.search(name))
+        if found:
+            return found
+    return []
+
+
+def _download(client: Any, url: str) -> str:
+    utils = require("azure.ai.ml._utils.utils", EXTRA)
+    return utils.download_text_from_url(url, client.jobs._requests_pipeline)
+
+
+def _check_cluster_fits(cluster: Any, name: str, spec: JobSpec, instance_type: str | None) -> None:
+    size = str(getattr(cluster, "size", "") or "")
+    if instance_type and size and size.lower() != instance_type.lower():
+        raise LauncherError(
+            f"Cluster '{name}' runs {size}, but azure.instance_type says {instance_type} (used for prices and the budget).",
+            f"Set azure.instance_type to {size}, or drop it.",
+        )
+    tier = str(getattr(cluster, "tier", "") or "").lower().replace("lowpriority", "low_priority")
+    if spec.resources.spot and tier and tier != "low_priority":
+        raise LauncherError(
+            f"resources.spot is true but cluster '{name}' is {tier}; Azure ML sets low priority per cluster.",
+            "Use a cluster created with --tier low_priority, remove azure.compute for serverless spot, or set resources.spot: false.",
+        )
+    most = getattr(cluster, "max_instances", None)
+    if most is not None and spec.resources.nodes > int(most):
+        raise LauncherError(
+            f"Cluster '{name}' scales to {most} node(s) but resources.nodes is {spec.resources.nodes}.",
+            f"Raise its max instances (az ml compute update --name {name} --max-instances {spec.resources.nodes}) or use fewer nodes.",
+        )
+
+
+def _status_name(status: Any) -> str:
+    """'Running' from the SDK's status enum member or plain string."""
+    return str(getattr(status, "value", status) or "NotStarted")
+
+
+def _reason(exc: Exception) -> str:
+    message = getattr(exc, "message", None) or str(exc)
+    return str(message).strip().splitlines()[0] if message else type(exc).__name__
+
+
+def _call(fn: Callable[[], Any], doing: str) -> Any:
+    """Run one SDK call; turn the service's errors into one sentence and a fix."""
+    errors = require("azure.core.exceptions", EXTRA)
+    try:
+        return fn()
+    except errors.ClientAuthenticationError as exc:
+        raise LauncherError(f"Azure refused the credentials while {doing}: {_reason(exc)}.", "Run `az login` or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET.") from None
+    except errors.ResourceNotFoundError as exc:
+        raise LauncherError(f"Not found while {doing}: {_reason(exc)}.", "Check the subscription, resource group and workspace names.") from None
+    except errors.HttpResponseError as exc:
+        raise LauncherError(f"Azure ML rejected {doing}: {_reason(exc)}.", "Fix the field the message names and submit again.") from None
+    except errors.AzureError as exc:  # the SDK's own validation errors and network failures
+        raise LauncherError(f"Azure ML failed while {doing}: {_reason(exc)}.", "Check the message; retry if it was a network error.") from None
+
+
+def _registry_server(container_registry: str | None) -> str:
+    if not container_registry:
+        raise LauncherError("The workspace has no container registry yet.", "Attach one: az ml workspace update --container-registry ...")
+    return f"{container_registry.rstrip('/').rsplit('/', 1)[-1].lower()}.azurecr.io"
+
+
+def _target(registry: str, local_image: str) -> tuple[str, str]:
+    """registry/repo and tag for a local image name like 'name:tag' or 'host/name:tag'."""
+    name, _, tag = local_image.rpartition(":") if ":" in local_image.rsplit("/", 1)[-1] else (local_image, "", "latest")
+    return f"{registry}/{name.rsplit('/', 1)[-1]}", tag or "latest"
+
+
+def acr_refresh_token(registry: str, credential: Any, client_kwargs: Mapping[str, Any]) -> str:
+    """Exchange an Entra ID token for an ACR refresh token (the `az acr login --expose-token` flow).
+
+    https://github.com/Azure/acr/blob/main/docs/AAD-OAuth.md
+    """
+    core = require("azure.core", EXTRA)
+    rest = require("azure.core.rest", EXTRA)
+    token = credential.get_token("https://management.azure.com/.default").token
+    form = {"grant_type": "access_token", "service": registry, "access_token": token}
+    with core.PipelineClient(f"https://{registry}", **client_kwargs) as http:
+        response = http.send_request(rest.HttpRequest("POST", f"https://{registry}/oauth2/exchange", data=form))
+    if response.status_code != 200:
+        raise LauncherError(f"{registry} refused the token exchange (HTTP {response.status_code}).", "Grant your identity the AcrPush role on the registry.")
+    return str(response.json()["refresh_token"])
+
+
+def _pushed_digest(stream: Any, repo: str) -> str:
+    digest = ""
+    for event in stream:
+        if event.get("error"):
+            raise LauncherError(f"Pushing {repo} failed: {event['error']}.", "Check the registry login and your AcrPush role.")
+        digest = (event.get("aux") or {}).get("Digest", digest)
+    if not digest:
+        raise LauncherError(f"Pushing {repo} returned no digest.", "Retry the push.")
+    return str(digest)

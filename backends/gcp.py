@@ -1,0 +1,656 @@
+"""GCP Vertex AI backend: one CustomJob per job spec.
+
+`plan()` builds the CustomJob REST body (camelCase, int64 as strings,
+durations like "3600s") without importing any Google library:
+https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.customJobs
+
+- Worker pool 0 holds exactly one replica, the chief; pool 1 holds the other
+  nodes - 1 replicas with the same machine. Vertex gives every replica
+  CLUSTER_SPEC, from which the entrypoint derives the torchrun rendezvous
+  (launcher.rendezvous.vertex).
+  https://cloud.google.com/vertex-ai/docs/training/distributed-training
+- The machine type and accelerator come from `gcp.machine_type` /
+  `gcp.accelerator_type` or are chosen from `resources` through the dated
+  catalog (launcher/catalog/gcp.json), which also holds the allowed counts.
+- A gs:// checkpoint URI also becomes `baseOutputDirectory`, so Vertex sets
+  AIP_CHECKPOINT_DIR / AIP_MODEL_DIR under the run's folder; the entrypoint's
+  unified sync does the checkpoint I/O itself.
+- Secrets are stored by `submit` in Secret Manager; the body only carries
+  `gcp-sm:` references in LAUNCHER_SECRET_REFS, resolved in the container.
+
+`submit`, `status` and `cancel` use aiplatform_v1.JobServiceClient, `logs`
+reads Cloud Logging (resource.type="ml_job"); all clients are injected through
+the constructor or created lazily on first use.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import time
+from typing import Any, Iterator, Literal, Mapping
+
+from pydantic import Field, field_validator
+
+from launcher.backend import Backend, BackendCheck, BackendOptions, Offer
+from launcher.errors import LauncherError
+from launcher.lazy import require
+from launcher.plan import JobRef, JobState, JobStatus, Plan
+from launcher.spec import BUILTIN_DATASETS, DEFAULT_IMAGE, JobSpec
+
+__all__ = ["GcpOptions", "VertexBackend", "JOB_STATES", "secret_id", "parent_of"]
+
+ENTRYPOINT = ["python", "-m", "launcher.entrypoint"]
+VCPUS_PER_GPU = 4
+_LABEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
+_NETWORK_RE = re.compile(r"^projects/[^/]+/global/networks/[^/]+$")
+_EXIT_RE = re.compile(r"non-zero status of (\d+)")
+_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+
+# JobState enum -> our state. PAUSED and UPDATING are transient; EXPIRED and
+# PARTIALLY_SUCCEEDED did not run to completion. https://cloud.google.com/vertex-ai/docs/reference/rest/v1/JobState
+JOB_STATES: Mapping[str, JobState] = {
+    "JOB_STATE_UNSPECIFIED": JobState.UNKNOWN,
+    "JOB_STATE_QUEUED": JobState.PENDING,
+    "JOB_STATE_PENDING": JobState.PENDING,
+    "JOB_STATE_PAUSED": JobState.PENDING,
+    "JOB_STATE_RUNNING": JobState.RUNNING,
+    "JOB_STATE_UPDATING": JobState.RUNNING,
+    "JOB_STATE_SUCCEEDED": JobState.SUCCEEDED,
+    "JOB_STATE_FAILED": JobState.FAILED,
+    "JOB_STATE_EXPIRED": JobState.FAILED,
+    "JOB_STATE_PARTIALLY_SUCCEEDED": JobState.FAILED,
+    "JOB_STATE_CANCELLING": JobState.STOPPING,
+    "JOB_STATE_CANCELLED": JobState.STOPPED,
+}
+
+
+class GcpOptions(BackendOptions):
+    """The `gcp:` section of a job spec."""
+
+    project: str | None = Field(None, description="GCP project id (required), e.g. ${GOOGLE_CLOUD_PROJECT}")
+    region: str | None = Field(None, description="Vertex AI region (required), e.g. us-central1")
+    staging_bucket: str | None = Field(None, description="gs://bucket/prefix for Vertex outputs when the checkpoint URI is not gs://")
+    machine_type: str | None = Field(None, description="Vertex machine type; default: cheapest that fits resources")
+    accelerator_type: str | None = Field(None, description="NVIDIA_TESLA_T4, NVIDIA_L4, ... or T4, L4, A100, H100")
+    service_account: str | None = Field(None, description="service account email the job runs as")
+    network: str | None = Field(None, description="peered VPC: projects/PROJECT_NUMBER/global/networks/NAME")
+    labels: dict[str, str] = Field(default_factory=dict, description="labels on the CustomJob")
+    boot_disk_size_gb: int = Field(100, ge=100, le=64000, description="boot disk per replica (GB)")
+    boot_disk_type: Literal["pd-ssd", "pd-standard"] = Field("pd-ssd", description="pd-ssd or pd-standard")
+    secrets_project: str | None = Field(None, description="project holding the job's secrets; default: project")
+
+    @field_validator("staging_bucket")
+    @classmethod
+    def _bucket(cls, value: str | None) -> str | None:
+        if value and not value.startswith("gs://"):
+            value = f"gs://{value}"
+        return value.rstrip("/") if value else value
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, value: str | None) -> str | None:
+        if value and not _NETWORK_RE.match(value):
+            raise ValueError(f"'{value}' is not a network name; write it as projects/PROJECT_NUMBER/global/networks/NAME")
+        return value
+
+    @field_validator("service_account")
+    @classmethod
+    def _account(cls, value: str | None) -> str | None:
+        if value and "@" not in value:
+            raise ValueError(f"'{value}' is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            if not _LABEL_RE.match(key) or not _LABEL_VALUE_RE.match(str(item)):
+                raise ValueError(
+                    f"label {key}={item} is not valid; keys and values use lowercase letters, digits, '_' and '-' "
+                    "(keys start with a letter, at most 63 characters)"
+                )
+        return value
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def parent_of(options: GcpOptions) -> str:
+    return f"projects/{options.project}/locations/{options.region}"
+
+
+def secret_id(spec_name: str, name: str) -> str:
+    """The Secret Manager secret holding `name` for this job spec (stable across submissions)."""
+    return f"launcher-{spec_name}-{name}"
+
+
+def _secret_ref(options: GcpOptions, spec_name: str, name: str) -> str:
+    project = options.secrets_project or options.project
+    return f"gcp-sm:projects/{project}/secrets/{secret_id(spec_name, name)}/versions/latest"
+
+
+def _accelerator_enum(catalog: Mapping[str, Any], value: str) -> str:
+    """'T4', 't4' or 'NVIDIA_TESLA_T4' -> 'NVIDIA_TESLA_T4'."""
+    accelerators = catalog["accelerators"]
+    wanted = value.strip().upper()
+    if wanted in accelerators:
+        return wanted
+    for enum, info in accelerators.items():
+        if info["gpu_type"] == wanted:
+            return enum
+    known = ", ".join(f"{info['gpu_type']} ({enum})" for enum, info in accelerators.items())
+    raise LauncherError(f"Vertex AI has no accelerator '{value}' in the catalog.", f"Use one of: {known}.")
+
+
+def _label_value(text: str) -> str:
+    return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:63]
+
+
+class VertexBackend(Backend):
+    """Vertex AI custom jobs. Clients are injected or created lazily per region."""
+
+    name = "gcp"
+    aliases = ("vertex",)
+    extra = "gcp"
+    sdk_modules = ("google.cloud.aiplatform",)
+    options_model = GcpOptions
+
+    def __init__(
+        self,
+        job_client: Any = None,
+        logging_client: Any = None,
+        secrets_client: Any = None,
+        credentials: Any = None,
+        catalog: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        project: str | None = None,
+        region: str | None = None,
+        repository: str = "launcher",
+        poll_s: float = 10.0,
+        pushed_image: str | None = None,
+    ) -> None:
+        """`pushed_image` replaces the spec's default local image tag; by default it is the
+        reference `launch image build --push -b gcp` recorded, read here, once, so that
+        `plan` stays free of I/O. `environ` is where submit reads secret values."""
+        if pushed_image is None:
+            from launcher.images import pushed_image as recorded
+
+            pushed_image = recorded(self.name)
+        self._pushed_image = pushed_image
+        self._job_client = job_client  # injected: used for every region
+        self._job_clients: dict[str | None, Any] = {}
+        self._logging_client = logging_client
+        self._secrets_client = secrets_client
+        self._credentials = credentials
+        self._catalog = catalog
+        self._environ = environ
+        self._project = project
+        self._region = region
+        self._repository = repository  # Artifact Registry docker repository for push_image
+        self.poll_s = poll_s
+
+    # ------------------------------------------------------------ plan (pure)
+
+    @property
+    def catalog(self) -> Mapping[str, Any]:
+        if self._catalog is None:
+            from launcher.catalog import load_catalog
+
+            self._catalog = load_catalog("gcp")
+        return self._catalog
+
+    def options(self, spec: JobSpec) -> GcpOptions:  # type: ignore[override]
+        return spec.options_for(self.name, GcpOptions)  # type: ignore[return-value]
+
+    def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
+        options = self.options(spec)
+        _require_location(options)
+        job_name = job_id or spec.name
+        machine = self.machine(spec, options)
+        notes = [f"parent: {parent_of(options)}", f"machine: {machine['name']} x {spec.resources.nodes} node(s)"]
+        if _local_image(self._image(spec)):
+            notes.append(f"image {spec.image} is a local name; push it first: launch image build --push -b gcp")
+        if options.region not in self.catalog["regions"]:
+            notes.append(f"no catalog prices for {options.region}: {self.catalog['default_region']} prices used")
+        job_spec: dict[str, Any] = {"workerPoolSpecs": self._pools(spec, options, machine)}
+        output = _output_directory(spec, options, notes)
+        if output:
+            job_spec["baseOutputDirectory"] = {"outputUriPrefix": output}
+        scheduling = self._scheduling(spec, options, machine, notes)
+        if scheduling:
+            job_spec["scheduling"] = scheduling
+        if options.service_account:
+            job_spec["serviceAccount"] = options.service_account
+        if options.network:
+            job_spec["network"] = options.network
+        payload = {"displayName": job_name, "jobSpec": job_spec, "labels": _labels(spec, options, job_name)}
+        return Plan(self.name, job_name, spec, payload, secrets=tuple(spec.secrets), notes=tuple(notes))
+
+    def machine(self, spec: JobSpec, options: GcpOptions) -> dict[str, Any]:
+        """The catalog instance (machine type + accelerator + count) this spec runs on."""
+        if options.machine_type:
+            return self._named_machine(spec, options)
+        return self._cheapest_machine(spec, options)
+
+    def _named_machine(self, spec: JobSpec, options: GcpOptions) -> dict[str, Any]:
+        machine_type = str(options.machine_type)
+        info = self.catalog["machine_types"].get(machine_type)
+        if info is None:
+            raise LauncherError(
+                f"Unknown Vertex AI machine type '{machine_type}'.",
+                f"Use one of: {', '.join(self.catalog['machine_types'])}, or leave gcp.machine_type out to choose from resources.",
+            )
+        gpus = spec.resources.gpus
+        wanted = options.accelerator_type or spec.resources.gpu_type
+        accel = _accelerator_enum(self.catalog, wanted) if wanted else None
+        if gpus and accel is None and len(info["accelerators"]) == 1:
+            accel = next(iter(info["accelerators"]))
+        if gpus and accel is None:
+            raise LauncherError(
+                f"{machine_type} takes several accelerator types and none was given.",
+                f"Set resources.gpu_type or gcp.accelerator_type to one of: {', '.join(info['accelerators'])}.",
+            )
+        return self._instance_for(machine_type, accel if gpus else None, gpus, info)
+
+    def _instance_for(self, machine_type: str, accel: str | None, gpus: int, info: Mapping[str, Any]) -> dict[str, Any]:
+        for name, inst in self.catalog["instances"].items():
+            if inst["machine_type"] == machine_type and inst["accelerator_type"] == accel and inst["gpus"] == gpus:
+                return {"name": name, **inst}
+        allowed = "; ".join(f"{t}: {', '.join(map(str, counts))}" for t, counts in info["accelerators"].items())
+        if accel and accel not in info["accelerators"]:
+            raise LauncherError(f"{machine_type} cannot take {accel}.", f"It allows {allowed or 'no accelerators'}.")
+        what = f"{gpus} x {accel}" if gpus else "no GPU"
+        hint = "set resources.gpus to an allowed count" if info.get("gpu_required") or gpus else "pick another machine type"
+        raise LauncherError(f"{machine_type} does not allow {what}.", f"It allows {allowed} GPUs per node: {hint}.")
+
+    def _cheapest_machine(self, spec: JobSpec, options: GcpOptions) -> dict[str, Any]:
+        fits = self._fitting(spec, options)
+        if not fits:
+            raise LauncherError(*self._no_fit(spec, self._wanted_accelerator(spec, options)))
+        region = _price_region(self.catalog, options.region)
+        return min(fits, key=lambda inst: (_price(inst, region, spec.resources.spot) or float("inf"), inst["name"]))
+
+    def _wanted_accelerator(self, spec: JobSpec, options: GcpOptions) -> str | None:
+        wanted = options.accelerator_type or spec.resources.gpu_type
+        return _accelerator_enum(self.catalog, wanted) if wanted else None
+
+    def _fitting(self, spec: JobSpec, options: GcpOptions) -> list[dict[str, Any]]:
+        """Catalog instances with exactly the requested GPUs and at least the requested vCPUs and memory."""
+        res = spec.resources
+        accel = self._wanted_accelerator(spec, options) if res.gpus else None
+        # Without resources.cpus, ask for 4 vCPUs per GPU so data loading keeps the GPUs busy.
+        cpus = res.cpus or VCPUS_PER_GPU * res.gpus
+        return [
+            {"name": name, **inst}
+            for name, inst in self.catalog["instances"].items()
+            if inst["gpus"] == res.gpus and (accel is None or inst["accelerator_type"] == accel)
+            and inst["vcpus"] >= cpus and inst["memory_gib"] >= (res.memory or 0)
+        ]  # fmt: skip
+
+    def _no_fit(self, spec: JobSpec, accel: str | None) -> tuple[str, str]:
+        res = spec.resources
+        counts = sorted({i["gpus"] for i in self.catalog["instances"].values() if accel is None or i["accelerator_type"] == accel} - {0})
+        what = f"{res.gpus} x {accel or 'GPU'}" if res.gpus else "a CPU-only machine"
+        extra = f" with {res.cpus} vCPUs" if res.cpus else ""
+        extra += f" and {res.memory:g} GiB" if res.memory else ""
+        return (
+            f"No Vertex AI machine type in the catalog offers {what}{extra} per node.",
+            f"Use one of these GPU counts per node for {accel or 'GPUs'}: {', '.join(map(str, counts))}; or lower cpus/memory.",
+        )
+
+    def _pools(self, spec: JobSpec, options: GcpOptions, machine: Mapping[str, Any]) -> list[dict[str, Any]]:
+        machine_spec: dict[str, Any] = {"machineType": machine["machine_type"]}
+        if machine["accelerator_type"]:
+            machine_spec["acceleratorType"] = machine["accelerator_type"]
+            machine_spec["acceleratorCount"] = machine["accelerator_count"]
+        pool = {
+            "machineSpec": machine_spec,
+            "replicaCount": "1",  # int64 -> JSON string
+            "diskSpec": {"bootDiskType": options.boot_disk_type, "bootDiskSizeGb": options.boot_disk_size_gb},
+            "containerSpec": {"imageUri": self._image(spec), "command": list(ENTRYPOINT), "args": _args(spec), "env": _env(spec, options)},
+        }
+        pools = [pool]
+        if spec.resources.nodes > 1:  # pool 0 must hold exactly one replica: the chief
+            pools.append({**pool, "replicaCount": str(spec.resources.nodes - 1)})
+        return pools
+
+    def _image(self, spec: JobSpec) -> str:
+        if spec.image == DEFAULT_IMAGE and self._pushed_image:
+            return self._pushed_image  # the digest `launch image build --push -b gcp` recorded
+        return spec.image
+
+    def _scheduling(self, spec: JobSpec, options: GcpOptions, machine: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
+        # A static torchrun rendezvous cannot absorb one worker leaving and coming back:
+        # restart the whole job (it resumes from the checkpoint) when any worker restarts.
+        scheduling: dict[str, Any] = {"restartJobOnWorkerRestart": True} if spec.resources.nodes > 1 else {}
+        timeout = self._timeout(spec, options, machine, notes)
+        if timeout:
+            scheduling["timeout"] = f"{timeout}s"
+        if spec.resources.spot:
+            scheduling["strategy"] = "SPOT"  # https://cloud.google.com/vertex-ai/docs/training/use-spot-vms
+        return scheduling
+
+    def _timeout(self, spec: JobSpec, options: GcpOptions, machine: Mapping[str, Any], notes: list[str]) -> int | None:
+        timeout = spec.limits.max_runtime
+        if spec.limits.max_cost is None:
+            return timeout
+        price = _price(machine, _price_region(self.catalog, options.region), spec.resources.spot)
+        if not price:
+            notes.append(f"max_cost not enforced: no catalog price for {machine['name']} in {options.region}")
+            return timeout
+        budget_s = int(spec.limits.max_cost / (price * spec.resources.nodes) * 3600)
+        if budget_s < 60:
+            raise LauncherError(
+                f"limits.max_cost ${spec.limits.max_cost:g} buys under a minute of {spec.resources.nodes} x {machine['name']} "
+                f"at ${price:g}/node-hour.",
+                "Raise limits.max_cost or choose fewer or cheaper machines.",
+            )
+        if timeout is None or budget_s < timeout:
+            notes.append(f"timeout {budget_s}s from max_cost ${spec.limits.max_cost:g} at ${price:g}/node-hour x {spec.resources.nodes}")
+            return budget_s
+        return timeout
+
+    # ------------------------------------------------------------ submit / follow
+
+    def submit(self, plan: Plan) -> JobRef:
+        options = self.options(plan.spec)
+        _require_location(options)
+        image = plan.payload["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["imageUri"]
+        if _local_image(image):
+            raise LauncherError(
+                f"The image {image} exists only on this machine; Vertex AI cannot pull it.",
+                "Push it with: launch image build --push -b gcp, then set image: to the pushed reference.",
+            )
+        if plan.secrets:
+            self._store_secrets(plan, options)
+        aiplatform = require("google.cloud.aiplatform_v1", "gcp")
+        job = aiplatform.CustomJob.from_json(json.dumps(plan.request()))
+        created = self._jobs(options.region).create_custom_job(parent=parent_of(options), custom_job=job)
+        extra = {"project": options.project, "region": options.region}
+        return JobRef(plan.job_name, self.name, created.name, extra)
+
+    def status(self, ref: JobRef) -> JobStatus:
+        job = self._jobs(_region_of(ref)).get_custom_job(name=ref.native_id)
+        native = job.state.name if hasattr(job.state, "name") else str(job.state)
+        state = JOB_STATES.get(native, JobState.UNKNOWN)
+        message = job.error.message if job.error and job.error.message else ""
+        exit_code = None
+        match = _EXIT_RE.search(message)
+        if state is JobState.FAILED and match:
+            exit_code = int(match.group(1))
+        return JobStatus(state, message or native, exit_code, native)
+
+    def cancel(self, ref: JobRef) -> None:
+        self._jobs(_region_of(ref)).cancel_custom_job(name=ref.native_id)
+
+    def logs(self, ref: JobRef, follow: bool = False) -> Iterator[str]:
+        """Container output from Cloud Logging; with follow, polls until the job finishes."""
+        job_id = ref.native_id.rsplit("/", 1)[-1]
+        base = f'resource.type="ml_job" AND resource.labels.job_id="{job_id}"'
+        after = ""
+        while True:
+            finished = follow and self.status(ref).finished  # read state first: no line is lost at the end
+            for timestamp, line in self._log_entries(ref, base, after):
+                after = timestamp or after
+                yield line
+            if not follow or finished:
+                return
+            time.sleep(self.poll_s)
+
+    def _log_entries(self, ref: JobRef, base: str, after: str) -> Iterator[tuple[str, str]]:
+        exceptions = require("google.api_core.exceptions", "gcp")
+        query = f'{base} AND timestamp>"{after}"' if after else base
+        client = self._logs_client(_location_of(ref)[0])
+        try:
+            for entry in client.list_entries(filter_=query, order_by="timestamp asc"):
+                yield _timestamp(entry), _payload_text(entry.payload)
+        except (exceptions.PermissionDenied, exceptions.Forbidden) as exc:
+            raise LauncherError(
+                f"Cannot read the logs of {ref.id}: Cloud Logging denied access ({exc.message}).",
+                "Grant your account roles/logging.viewer on the project, or open the job in the Cloud Console.",
+            ) from None
+
+    # ------------------------------------------------------------ offers, image, check
+
+    def offers(self, spec: JobSpec) -> list[Offer]:
+        options = self.options(spec)
+        regions = [options.region] if options.region else list(self.catalog["regions"])
+        if options.machine_type:
+            candidates = [self._named_machine(spec, options)]
+        else:
+            candidates = self._fitting(spec, options)
+        rows = []
+        for inst in candidates:
+            for region in regions:
+                priced_at = _price_region(self.catalog, region)  # a region missing from the catalog: default prices
+                price = _price(inst, priced_at, spec.resources.spot)
+                if price:
+                    rows.append(self._offer(spec, inst, region, price, priced_at))
+        return sorted(rows, key=lambda o: (o.price_per_hour, o.instance, o.region))
+
+    def _offer(self, spec: JobSpec, inst: Mapping[str, Any], region: str, price: float, priced_at: str) -> Offer:
+        details = {k: inst[k] for k in ("machine_type", "accelerator_type", "accelerator_count", "vcpus", "memory_gib")}
+        details["price_region"] = priced_at
+        return Offer(
+            self.name, inst["name"], inst["gpu_type"], inst["gpus"], spec.resources.nodes, price,
+            spec.resources.spot, region, float(self.catalog.get("startup_s", 0)), details,
+        )  # fmt: skip
+
+    def push_image(self, local_image: str, docker_client: object) -> str:
+        """Tag and push to Artifact Registry ({region}-docker.pkg.dev/{project}/{repo}/name:tag)."""
+        credentials, project = self._google_credentials()
+        project = self._project or project
+        region = self._region or self._env().get("CLOUDSDK_COMPUTE_REGION") or str(self.catalog["default_region"])
+        if not project:
+            raise LauncherError("No GCP project for the image push.", "Set GOOGLE_CLOUD_PROJECT or run: gcloud config set project PROJECT.")
+        base, tag = _split_tag(local_image)
+        host = f"{region}-docker.pkg.dev"
+        repository = f"{host}/{project}/{self._repository}/{base.rsplit('/', 1)[-1]}"
+        auth = {"username": "oauth2accesstoken", "password": _access_token(credentials)}
+        docker_client.login(registry=f"https://{host}", **auth)  # type: ignore[attr-defined]
+        docker_client.images.get(local_image).tag(repository, tag=tag)  # type: ignore[attr-defined]
+        return f"{repository}@{_push(docker_client, repository, tag, auth)}"
+
+    def check(self) -> BackendCheck:
+        base = super().check()
+        if not base.sdk:
+            return base
+        try:
+            _, project = self._google_credentials()
+        except LauncherError as exc:
+            return BackendCheck(self.name, True, False, str(exc))
+        return BackendCheck(self.name, True, True, f"credentials found (project {project or 'not set'})")
+
+    # ------------------------------------------------------------ clients
+
+    def _env(self) -> Mapping[str, str]:
+        return os.environ if self._environ is None else self._environ
+
+    def _google_credentials(self) -> tuple[Any, str | None]:
+        if self._credentials is not None:
+            return self._credentials, self._project
+        auth = require("google.auth", "gcp")
+        errors = require("google.auth.exceptions", "gcp")
+        try:
+            return auth.default(scopes=_SCOPES)
+        except errors.DefaultCredentialsError:
+            raise LauncherError(
+                "No Google Cloud credentials found.", "Run: gcloud auth application-default login"
+            ) from None
+
+    def _jobs(self, region: str | None) -> Any:
+        """The job service client of `region`: Vertex serves each region at its own endpoint."""
+        if self._job_client is not None:
+            return self._job_client
+        if region not in self._job_clients:
+            aiplatform = require("google.cloud.aiplatform_v1", "gcp")
+            endpoint = {"api_endpoint": f"{region}-aiplatform.googleapis.com"}
+            self._job_clients[region] = aiplatform.JobServiceClient(credentials=self._credentials, client_options=endpoint)
+        return self._job_clients[region]
+
+    def _logs_client(self, project: str | None) -> Any:
+        if self._logging_client is None:
+            logging = require("google.cloud.logging", "gcp")
+            self._logging_client = logging.Client(project=project, credentials=self._credentials)
+        return self._logging_client
+
+    def _secrets(self) -> Any:
+        if self._secrets_client is None:
+            secretmanager = require("google.cloud.secretmanager", "gcp")
+            self._secrets_client = secretmanager.SecretManagerServiceClient(credentials=self._credentials)
+        return self._secrets_client
+
+    def _store_secrets(self, plan: Plan, options: GcpOptions) -> None:
+        """Add each secret's current value as a new version of its Secret Manager secret."""
+        env = self._env()
+        missing = [name for name in plan.secrets if name not in env]
+        if missing:
+            raise LauncherError(f"Secret {missing[0]} is not set in the environment.", f"Export {missing[0]} before submitting.")
+        exceptions = require("google.api_core.exceptions", "gcp")
+        client = self._secrets()
+        project = f"projects/{options.secrets_project or options.project}"
+        for name in plan.secrets:
+            sid = secret_id(plan.spec.name, name)
+            try:
+                client.create_secret(parent=project, secret_id=sid, secret={"replication": {"automatic": {}}})
+            except exceptions.Conflict:  # AlreadyExists over gRPC, HTTP 409 over REST
+                pass  # a later submission of the same spec adds a new version
+            client.add_secret_version(parent=f"{project}/secrets/{sid}", payload={"data": env[name].encode()})
+
+
+# ---------------------------------------------------------------- plan pieces
+
+
+def _require_location(options: GcpOptions) -> None:
+    for key, example in (("project", "my-project  # or ${GOOGLE_CLOUD_PROJECT}"), ("region", "us-central1")):
+        if not getattr(options, key):
+            raise LauncherError(f"The gcp backend needs gcp.{key}.", f"Add it to the job spec: gcp: {{{key}: {example}}}.")
+
+
+def _local_image(image: str) -> bool:
+    """A bare name like 'torch-launcher-train:latest' names no registry Vertex can pull from."""
+    return "/" not in image
+
+
+def _args(spec: JobSpec) -> list[str]:
+    """The container command contract: entrypoint flags, then `--` and the command."""
+    args = ["--run-name", spec.name]
+    if spec.checkpoint.uri:
+        args += ["--checkpoint-uri", spec.checkpoint.uri]
+    args += ["--keep", str(spec.checkpoint.keep), "--every", str(spec.checkpoint.every)]
+    args += ["--gpus", str(spec.resources.gpus), "--spec-hash", spec.spec_hash()]
+    command = list(spec.command) if spec.command else ["train", *spec.train.to_args()]
+    return [*args, "--", *command]
+
+
+def _env(spec: JobSpec, options: GcpOptions) -> list[dict[str, str]]:
+    env = [{"name": k, "value": v} for k, v in spec.env.items()]
+    if spec.secrets:
+        refs = {name: _secret_ref(options, spec.name, name) for name in spec.secrets}
+        env.append({"name": "LAUNCHER_SECRET_REFS", "value": json.dumps(refs, sort_keys=True)})
+    return env
+
+
+def _output_directory(spec: JobSpec, options: GcpOptions, notes: list[str]) -> str | None:
+    """gs:// checkpoints: the run's folder, where Vertex points AIP_CHECKPOINT_DIR and AIP_MODEL_DIR."""
+    uri = spec.checkpoint.uri
+    _check_data(spec)
+    if uri and uri.startswith("gs://"):
+        return f"{uri.rstrip('/')}/{spec.name}"
+    if uri and uri.startswith(("s3://", "az://")):
+        notes.append(
+            f"checkpoints: {uri} is synced from inside the container by the launcher's checkpoint sync, "
+            "not by Vertex; give the container credentials for that store through secrets"
+        )
+    elif uri and not uri.startswith("/gcs/"):
+        raise LauncherError(
+            f"The checkpoint path {uri} is on this machine, which Vertex AI jobs cannot reach.",
+            "Use a gs://bucket/prefix URI (Vertex mounts it as /gcs/bucket/prefix), or s3:// / az:// synced by the container.",
+        )
+    if options.staging_bucket:
+        return f"{options.staging_bucket}/{spec.name}"
+    return None
+
+
+def _check_data(spec: JobSpec) -> None:
+    data = spec.train.data
+    if spec.command or data in BUILTIN_DATASETS or "://" in data or data.startswith("/gcs/"):
+        return
+    raise LauncherError(
+        f"The training data {data} is on this machine, which Vertex AI jobs cannot reach.",
+        "Upload it (gsutil -m cp -r DIR gs://bucket/data) and set train.data to the gs:// URI or its /gcs/bucket/data mount.",
+    )
+
+
+def _labels(spec: JobSpec, options: GcpOptions, job_name: str) -> dict[str, str]:
+    return {"launcher-job": _label_value(job_name), "launcher-spec": _label_value(spec.name), **options.labels}
+
+
+def _price_region(catalog: Mapping[str, Any], region: str | None) -> str:
+    return region if region in catalog["regions"] else str(catalog["default_region"])
+
+
+def _price(inst: Mapping[str, Any], region: str, spot: bool) -> float | None:
+    prices = inst["prices"].get(region)
+    return None if prices is None else prices.get("spot" if spot else "on_demand")
+
+
+# ---------------------------------------------------------------- client helpers
+
+
+def _location_of(ref: JobRef) -> tuple[str | None, str | None]:
+    """(project, region) of a job, from its resource name projects/P/locations/R/customJobs/ID."""
+    parts = ref.native_id.split("/")
+    if len(parts) == 6:
+        return parts[1], parts[3]
+    return ref.extra.get("project"), ref.extra.get("region")
+
+
+def _region_of(ref: JobRef) -> str | None:
+    return _location_of(ref)[1]
+
+
+def _timestamp(entry: Any) -> str:
+    """RFC 3339 in UTC, as Cloud Logging filters compare timestamps."""
+    stamp = getattr(entry, "timestamp", None)
+    if stamp is None:
+        return ""
+    return stamp.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _payload_text(payload: Any) -> str:
+    if isinstance(payload, Mapping):
+        return str(payload.get("message", json.dumps(dict(payload), sort_keys=True)))
+    return "" if payload is None else str(payload).rstrip("\n")
+
+
+def _split_tag(image: str) -> tuple[str, str]:
+    """'repo/name:tag' -> ('repo/name', 'tag'); no tag means 'latest' (a registry port is not a tag)."""
+    if ":" in image.rsplit("/", 1)[-1]:
+        base, tag = image.rsplit(":", 1)
+        return base, tag
+    return image, "latest"
+
+
+def _access_token(credentials: Any) -> str:
+    transport = require("google.auth.transport.requests", "gcp")
+    credentials.refresh(transport.Request())
+    return str(credentials.token)
+
+
+def _push(docker_client: Any, repository: str, tag: str, auth: Mapping[str, str]) -> str:
+    digest = ""
+    for event in docker_client.images.push(repository, tag=tag, auth_config=dict(auth), stream=True, decode=True):
+        if event.get("error"):
+            raise LauncherError(f"Pushing {repository}:{tag} failed: {event['error']}", _PUSH_FIX)
+        digest = event.get("aux", {}).get("Digest", digest)
+    if not digest:
+        raise LauncherError(f"Pushing {repository}:{tag} returned no digest.", _PUSH_FIX)
+    return digest
+
+
+_PUSH_FIX = "Check that the Artifact Registry repository exists (gcloud artifacts repositories create launcher --repository-format=docker) and that you may write to it."

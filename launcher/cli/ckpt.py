@@ -1,0 +1,194 @@
+"""`launch ckpt ls|pull|push|cp`: look at and move checkpoints between any stores.
+
+    launch ckpt ls s3://bucket/ckpts            runs under a prefix
+    launch ckpt ls s3://bucket/ckpts/my-run     that run's checkpoints (or: launch ckpt ls JOB_ID)
+    launch ckpt pull gs://b/ckpts/run ./here    newest complete checkpoint -> plain files, verified
+    launch ckpt push ./here az://c/ckpts/run    a folder -> a new checkpoint (changed files only)
+    launch ckpt cp gs://b/ckpts/run s3://b/ckpts/run   any store to any store, verified
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import click
+
+from launcher.cli.base import console, echo_json, fail, main
+
+__all__ = ["ckpt"]
+
+
+@main.group()
+def ckpt() -> None:
+    """List, pull, push and copy checkpoints (local path, s3://, gs://, az://)."""
+
+
+class RichMeter:
+    """A byte progress bar on stderr (rich is imported lazily, like everything in the CLI)."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+        self.progress = Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                                 console=console(stderr=True), transient=False)  # fmt: skip
+        self.task = None
+
+    def __enter__(self) -> "RichMeter":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def begin(self, total: int, description: str) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(description, total=total)
+
+    def advance(self, n: int) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, n)
+
+
+def resolve(target: str) -> str:
+    """A URI or local path as given; a job id becomes `<its checkpoint.uri>/<run folder>`."""
+    if "://" in target or Path(target).exists():
+        return target
+    from launcher.errors import JobNotFoundError
+    from launcher.jobs import JobRegistry
+
+    try:
+        record = JobRegistry().get(target)
+    except JobNotFoundError:
+        fail(f"{target!r} is neither a checkpoint URI, an existing folder nor a known job id.")
+    uri = (record.spec.get("checkpoint") or {}).get("uri")
+    if not uri:
+        fail(f"Job {target} has no checkpoint.uri in its spec, so it stored no checkpoints.")
+    return _run_folder(uri, [record.id, record.native_id, record.name])
+
+
+def _run_folder(uri: str, names: list[str]) -> str:
+    """Backends name the run folder after the job id or the spec name: take the one that exists."""
+    from launcher.storage import join_uri, open_store
+    from launcher.storage.manifest import MANIFEST
+
+    for name in names:
+        if name and open_store(join_uri(uri, name)).get_bytes(MANIFEST) is not None:
+            return join_uri(uri, name)
+    return join_uri(uri, names[0])
+
+
+@ckpt.command("ls")
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def ls(target: str, as_json: bool) -> None:
+    """List a run's checkpoints (URI of a run, or JOB_ID), or the runs under a prefix."""
+    from launcher.storage import open_store
+    from launcher.storage.manifest import candidates
+
+    store = open_store(resolve(target))
+    rows = [_row(where, found) for where, found in candidates(store)]
+    if not as_json:
+        rows = [{**r, "where": r["where"][len(store.uri) + 1 :] or r["where"]} for r in rows]
+    if not rows:
+        rows = _runs(store)
+    if as_json:
+        echo_json(rows)
+    elif not rows:
+        click.echo(f"no checkpoints under {store.uri}", err=True)
+    else:
+        _table(rows)
+
+
+def _row(where: str, found) -> dict:  # type: ignore[no-untyped-def]
+    from launcher.storage.manifest import Manifest
+
+    if not isinstance(found, Manifest):
+        return {"where": where, "status": f"damaged: {found}"}
+    when = dt.datetime.fromtimestamp(found.time, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return {"where": where, "version": found.version, "epoch": found.epoch, "step": found.step, "time": when,
+            "files": len(found.files), "bytes": found.size, "status": "ok"}  # fmt: skip
+
+
+def _runs(store) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Runs below a prefix: folders that hold a manifest.json."""
+    from launcher.storage.manifest import MANIFEST, Manifest, ManifestError
+
+    rows = []
+    for obj in store.list(""):
+        if obj.key.endswith("/" + MANIFEST) and obj.key.count("/") == 1 and not obj.key.startswith(".."):
+            run = obj.key.rsplit("/", 1)[0]
+            try:
+                rows.append({"run": run, **_row(store.url(run), Manifest.parse(store.get_bytes(obj.key) or b""))})
+            except ManifestError as exc:
+                rows.append({"run": run, "where": store.url(run), "status": f"damaged: {exc}"})
+    return rows
+
+
+def _table(rows: list[dict]) -> None:
+    from rich.table import Table
+
+    table = Table(box=None)
+    columns = [c for c in ("run", "version", "epoch", "step", "time", "files", "bytes", "status", "where") if any(c in r for r in rows)]
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row.get(c, "")) for c in columns))
+    console().print(table)
+
+
+def _report(result) -> None:  # type: ignore[no-untyped-def]
+    for line in result.skipped:
+        click.echo(line, err=True)
+
+
+@ckpt.command()
+@click.argument("src")
+@click.argument("dest", type=click.Path(file_okay=False))
+def pull(src: str, dest: str) -> None:
+    """Download SRC's newest complete checkpoint into the folder DEST, verified."""
+    from launcher.storage import open_store
+    from launcher.storage.sync import pull as pull_
+
+    with RichMeter() as meter:
+        result = pull_(open_store(resolve(src)), Path(dest), meter, log=lambda _m: None)
+    _report(result)
+    if result.manifest is None:
+        fail(f"No complete checkpoint at {src}.", code=1)
+    click.echo(f"checkpoint {result.manifest.version} (epoch {result.manifest.epoch}) -> {dest}: "
+               f"{result.bytes_received} bytes downloaded, {result.files_reused} files already there", err=True)  # fmt: skip
+
+
+@ckpt.command()
+@click.argument("src", type=click.Path(exists=True, file_okay=False))
+@click.argument("dest")
+@click.option("--keep", default=3, show_default=True, help="checkpoints to keep in DEST")
+def push(src: str, dest: str, keep: int) -> None:
+    """Upload the folder SRC as DEST's newest checkpoint (only changed files are sent)."""
+    from launcher.storage import open_store
+    from launcher.storage.sync import Pusher
+
+    pusher = Pusher(open_store(dest), Path(src), keep=keep, log=lambda _m: None)
+    with RichMeter() as meter:
+        manifest = pusher.push(meter)
+    if manifest is None:
+        fail(f"{src} holds no files to push.", code=1)
+    s = pusher.stats
+    click.echo(f"checkpoint {manifest.version} at {dest}: {s.files_sent} files ({s.bytes_sent} bytes) sent, "
+               f"{s.files_unchanged} unchanged", err=True)  # fmt: skip
+
+
+@ckpt.command()
+@click.argument("src")
+@click.argument("dest")
+@click.option("--keep", default=3, show_default=True, help="checkpoints to keep in DEST")
+def cp(src: str, dest: str, keep: int) -> None:
+    """Copy SRC's newest complete checkpoint to DEST (any store to any store), verified."""
+    from launcher.storage import open_store
+    from launcher.storage.sync import copy
+
+    with RichMeter() as meter:
+        result = copy(open_store(resolve(src)), open_store(dest), keep=keep, meter=meter, log=lambda _m: None)
+    _report(result)
+    click.echo(f"copied checkpoint {result.manifest.version} (epoch {result.manifest.epoch}) to {dest}", err=True)

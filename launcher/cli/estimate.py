@@ -1,0 +1,191 @@
+"""`launch estimate`, `launch profile` and `launch catalog show|update`.
+
+    launch estimate JOB.yaml [-b NAME ...] [--json] [--plot FILE.png] [--images N] [--data-gb G]
+    launch profile JOB.yaml [--steps N]
+    launch catalog show [-b NAME ...]
+    launch catalog update -b aws|gcp|azure
+
+The local row's electricity and hardware figures come from the user config
+file ($LAUNCHER_CONFIG or ~/.config/launcher/config.yaml, section `local`):
+electricity_usd_per_kwh (0.17), host_watts (150), gpu_watts (nvidia-smi's
+power limit), hardware_usd (3000), lifetime_years (4), utilisation (0.5),
+startup_s (10, until `launch profile` measures it).
+"""
+
+from __future__ import annotations
+
+import click
+
+from launcher.cli.base import console, echo_json, main
+
+__all__ = ["estimate_cmd", "profile_cmd", "catalog"]
+
+BACKENDS_HELP = "backend to price (repeatable; default: every installed backend)"
+
+
+@main.command("estimate")
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option("-b", "--backend", "backends", multiple=True, metavar="NAME", help=BACKENDS_HELP)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a spec key, e.g. train.epochs=3")
+@click.option("--images", type=click.IntRange(min=1), default=None, help="number of training images, when the data is remote")
+@click.option("--data-gb", type=click.FloatRange(min=0), default=None, help="dataset size in GB, for the staging time of remote data")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), default=None, help="also draw cost vs time to this PNG")
+def estimate_cmd(
+    job_file: str, backends: tuple[str, ...], overrides: tuple[str, ...], images: int | None, data_gb: float | None,
+    as_json: bool, plot_file: str | None,
+) -> None:  # fmt: skip
+    """Time and cost of JOB_FILE on each backend and instance option.
+
+    Marks the cheapest, the fastest, and the best option within limits.max_cost / limits.max_runtime.
+    Throughput comes from `launch profile` (measured), past runs, or a cited per-GPU table.
+
+    \b
+    The local row costs electricity and hardware wear, from $LAUNCHER_CONFIG or
+    ~/.config/launcher/config.yaml (all keys optional, defaults shown):
+      local:
+        electricity_usd_per_kwh: 0.17
+        host_watts: 150
+        gpu_watts: null        # per GPU; null = nvidia-smi power limit
+        hardware_usd: 3000
+        lifetime_years: 4
+        utilisation: 0.5
+        startup_s: 10          # until `launch profile` measures it
+    """
+    from launcher import registry
+    from launcher.estimate.model import estimate
+    from launcher.jobs import JobRegistry
+    from launcher.spec import load_spec
+
+    spec = load_spec(job_file, overrides)
+    chosen = [registry.create(b) for b in backends] if backends else None
+    data_bytes = int(data_gb * 1e9) if data_gb is not None else None
+    rows = estimate(spec, chosen, jobs=JobRegistry(), train_images=images, data_bytes=data_bytes)
+    if plot_file:
+        from launcher.estimate.plot import plot_rows
+
+        plot_rows(rows, plot_file, title=f"{spec.name}: cost vs time")
+    if as_json:
+        echo_json([r.to_dict() for r in rows])
+        return
+    _print_rows(rows, spec)
+    if plot_file:
+        click.echo(f"plot: {plot_file}", err=True)
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def _money(value: float) -> str:
+    return f"${value:,.2f}" if value >= 0.1 else f"${value:.4f}"
+
+
+def _print_rows(rows, spec) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    columns = ("backend", "instance", "GPUs", "$/h", "startup", "training", "total time", "total cost", "throughput", "catalog", "")
+    table = Table(*columns, box=None)
+    for r in sorted((r for r in rows if r.ok), key=lambda r: (r.cost, r.total_s)):
+        table.add_row(*_cells(r))
+    out = console()
+    out.width = max(out.width, 180)  # a table this wide is unreadable folded into 80 columns
+    out.print(table)
+    for r in rows:
+        if not r.ok:
+            out.print(f"[yellow]{r.offer.backend} {'' if r.offer.instance == '-' else r.offer.instance}[/yellow]: {r.error}")
+    limits = spec.limits
+    if limits.max_cost or limits.max_runtime:
+        budget = f"max_cost ${limits.max_cost:.2f}" if limits.max_cost else ""
+        runtime = f"max_runtime {_hms(limits.max_runtime)}" if limits.max_runtime else ""
+        out.print(f"limits: {' '.join(x for x in (budget, runtime) if x)}")
+
+
+def _cells(r) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
+    o = r.offer
+    gpus = f"{o.nodes}x{o.gpus} {o.gpu_type or ''}".strip() if o.gpus else ("CPU" if o.nodes == 1 else f"{o.nodes}x CPU")
+    inst = f"{o.instance}{' spot' if o.spot else ''}" + (f" {o.region}" if o.region else "")
+    total = f"{_hms(r.total_s)} ({_hms(r.time_range[0])}-{_hms(r.time_range[1])})"
+    cost = f"{_money(r.cost)} ({_money(r.cost_range[0])}-{_money(r.cost_range[1])})"
+    source = f"{r.source} {r.images_per_s:.0f} img/s/GPU"
+    marks = ", ".join([*r.marks, *([] if r.within_limits else ["over limits"])])
+    training = _hms(r.training_s + r.validation_s + r.interruption_s)
+    price = _money(o.price_per_hour * o.nodes)
+    return (o.backend, inst, gpus, price, _hms(r.startup_s), training, total, cost, source, r.catalog_date or "-", marks.strip())
+
+
+@main.command("profile")
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option("--steps", type=click.IntRange(min=2), default=20, show_default=True, help="training steps to run")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a spec key, e.g. train.batch=64")
+@click.option("--synthetic", is_flag=True, help="time the model alone on random tensors instead of running the trainer")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def profile_cmd(job_file: str, steps: int, overrides: tuple[str, ...], synthetic: bool, as_json: bool) -> None:
+    """Run a few real training steps of JOB_FILE here and record images/s for estimates."""
+    from launcher.estimate.profile import profile
+    from launcher.jobs import JobRegistry
+    from launcher.spec import load_spec
+
+    spec = load_spec(job_file, overrides)
+    record = profile(spec, steps, JobRegistry(), synthetic=True if synthetic else None)
+    if as_json:
+        echo_json({"model": record.model, "imgsz": record.imgsz, "batch": record.batch, "precision": record.precision,
+                   "device": record.device, "images_per_s": record.images_per_s, **dict(record.details or {})})  # fmt: skip
+        return
+    click.echo(
+        f"{record.model} {record.imgsz}px batch {record.batch} {record.precision} on {record.device}: "
+        f"{record.images_per_s:.1f} images/s (recorded for estimates)"
+    )
+
+
+@main.group("catalog")
+def catalog() -> None:
+    """Show or refresh the dated price catalogs."""
+
+
+@catalog.command("show")
+@click.option("-b", "--backend", "backends", multiple=True, metavar="NAME", help="aws, gcp or azure (default: all)")
+@click.option("--region", default=None, help="only this region")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def catalog_show(backends: tuple[str, ...], region: str | None, as_json: bool) -> None:
+    """Print instances, GPUs and prices with the catalog's date and sources."""
+    from launcher.catalog import catalog_path, load_catalog
+    from launcher.registry import canonical
+
+    names = [canonical(b) for b in backends] or ["aws", "gcp", "azure"]
+    if as_json:
+        echo_json({n: load_catalog(n) for n in names})
+        return
+    from rich.table import Table
+
+    out = console()
+    for name in names:
+        data = load_catalog(name)
+        out.print(f"[bold]{name}[/bold]: prices of {data.get('date')} ({catalog_path(name)})")
+        table = Table("instance", "GPUs", "vCPUs", "region", "on-demand $/h", "spot $/h", box=None)
+        for inst, entry in sorted(data.get("instances", {}).items(), key=lambda kv: (kv[1].get("gpus", 0), kv[0])):
+            for reg, prices in entry.get("prices", {}).items():
+                if region and reg != region:
+                    continue
+                gpus = f"{entry.get('gpus', 0)}x {entry.get('gpu_type')}" if entry.get("gpus") else "-"
+                table.add_row(inst, gpus, str(entry.get("vcpus", "")), reg, _price(prices.get("on_demand")), _price(prices.get("spot")))
+        out.print(table)
+        for source in data.get("sources", []):
+            out.print(f"  source: {source}")
+
+
+def _price(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+@catalog.command("update")
+@click.option("-b", "--backend", required=True, type=click.Choice(["aws", "gcp", "azure"]), help="which catalog to refresh")
+def catalog_update(backend: str) -> None:
+    """Refresh a catalog from the provider's public price API (the old file is kept if this fails)."""
+    from launcher.estimate.update import update_catalog
+
+    path = update_catalog(backend)
+    click.echo(f"updated {backend} prices: {path}")

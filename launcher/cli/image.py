@@ -1,0 +1,73 @@
+"""`launch image build|ls`: build the training image, push it to cloud registries."""
+
+from __future__ import annotations
+
+import click
+
+from launcher.cli.base import echo_json, main
+
+__all__ = ["image", "build", "ls"]
+
+
+@main.group()
+def image() -> None:
+    """Build the training image and push it where backends can pull it."""
+
+
+@image.command()
+@click.option("--tag", "-t", default=None, help="local image tag (default: the spec's default image)")
+@click.option("--file", "dockerfile", default=None, help="Dockerfile, relative to the context (default: images/Dockerfile)")
+@click.option(
+    "--context", type=click.Path(file_okay=False, exists=True), default=None, help="build context (default: the repository)"
+)
+@click.option("--push", is_flag=True, help="push the built image through each backend given with -b")
+@click.option("-b", "--backend", "backends", multiple=True, metavar="NAME", help="backend to push to (aws, gcp, azure)")
+@click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE", help="Dockerfile ARG value; repeatable")
+@click.option("--quiet", "-q", is_flag=True, help="do not print build progress")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable result")
+def build(
+    tag: str | None, dockerfile: str | None, context: str | None, push: bool, backends: tuple[str, ...],
+    build_args: tuple[str, ...], quiet: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Build images/Dockerfile with the local Docker engine (and optionally push it)."""
+    from pathlib import Path
+
+    from launcher import images
+    from launcher.cli.base import fail
+    from launcher.spec import DEFAULT_IMAGE
+
+    if push and not backends:
+        fail("--push needs at least one backend: add -b aws, -b gcp or -b azure.")
+    bad = [arg for arg in build_args if "=" not in arg]
+    if bad:
+        fail(f"--build-arg {bad[0]!r} is not KEY=VALUE.")
+    tag = tag or DEFAULT_IMAGE
+    progress = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+    image_id = images.build(
+        tag, Path(context) if context else images.REPO, dockerfile or images.DOCKERFILE, progress=progress,
+        buildargs=dict(arg.split("=", 1) for arg in build_args),
+    )  # fmt: skip
+    click.echo(f"built {tag} ({image_id[:19]})", err=True)
+    pushed = {}
+    for name in backends if push else ():
+        click.echo(f"pushing {tag} to {name} ...", err=True)
+        pushed[name] = images.push(name, tag)
+        click.echo(f"pushed {pushed[name]}", err=True)
+    if as_json:
+        echo_json({"tag": tag, "id": image_id, "pushed": pushed})
+
+
+@image.command(name="ls")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def ls(as_json: bool) -> None:
+    """Show the image references last pushed for each backend."""
+    from launcher import images
+
+    pushed = images.pushed_images()
+    if as_json:
+        echo_json(pushed)
+        return
+    if not pushed:
+        click.echo("no image pushed yet: launch image build --push -b aws|gcp|azure", err=True)
+    for backend, entry in sorted(pushed.items()):
+        click.echo(f"{backend}\t{entry['ref']}\t(from {entry['local']})")

@@ -1,0 +1,146 @@
+"""The training image: build it with the docker SDK, push it, remember where it went.
+
+`build()` builds `images/Dockerfile` with the repository root as context (the
+image needs the launcher's own source). `push()` hands a built image to a
+backend (`Backend.push_image`: ECR, Artifact Registry, ACR) and records the
+pushed reference, digest included, in `<state dir>/images.json`, so a later
+`launch -b aws job.yaml` can use exactly the image that was pushed
+(`pushed_image("aws")`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from launcher.errors import LauncherError
+from launcher.spec import DEFAULT_IMAGE
+
+__all__ = [
+    "REPO", "DOCKERFILE", "DEFAULT_IGNORE", "build", "push", "pushed_image", "pushed_images", "record_push",
+    "progress_lines", "ignore_patterns",
+]  # fmt: skip
+
+REPO = Path(__file__).resolve().parents[1]
+DOCKERFILE = "images/Dockerfile"
+_STATE_FILE = "images.json"
+DEFAULT_IGNORE = (
+    ".git", ".venv", "venv", ".ci/cache", "runs", "data", "benchmarks/out", ".pytest_cache",
+    "**/__pycache__", "**/*.pyc", "*.egg-info", "build", "dist",
+)  # fmt: skip
+
+Progress = Callable[[str], None]
+
+
+def _client(client: Any) -> Any:
+    if client is not None:
+        return client
+    from backends.local import LocalBackend  # noqa: PLC0415 - one place turns "no engine" into a clear error
+
+    return LocalBackend().docker()
+
+
+def progress_lines(events: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """Readable lines from the engine's JSON build stream; a build error becomes a LauncherError."""
+    for event in events:
+        if "error" in event:
+            detail = str(event.get("errorDetail", {}).get("message") or event["error"]).strip()
+            raise LauncherError(f"The image build failed: {detail}.", "Fix the Dockerfile step above and build again.")
+        text = str(event.get("stream") or event.get("status") or "").rstrip()
+        if text:
+            yield text
+
+
+def build(
+    tag: str = DEFAULT_IMAGE,
+    context: Path = REPO,
+    dockerfile: str = DOCKERFILE,
+    client: Any = None,
+    progress: Progress = lambda line: None,
+    buildargs: dict[str, str] | None = None,
+) -> str:
+    """Build the image and return its id; each step of the build goes to `progress`."""
+    if not (context / dockerfile).is_file():
+        raise LauncherError(
+            f"There is no {dockerfile} under {context}.",
+            "Run this from a checkout of the torch-launcher repository, or pass --context and --file.",
+        )
+    api = _client(client).api
+    with _context_tar(context, dockerfile) as tar:
+        # forcerm: also remove the intermediate container of a failed step
+        events = api.build(
+            fileobj=tar, custom_context=True, dockerfile=dockerfile, tag=tag,
+            rm=True, forcerm=True, decode=True, buildargs=buildargs or {},
+        )  # fmt: skip
+        for line in progress_lines(events):
+            progress(line)
+    return str(_client(client).images.get(tag).id)
+
+
+def ignore_patterns(context: Path) -> list[str]:
+    """The context's .dockerignore, or DEFAULT_IGNORE when it has none.
+
+    Without it the context of a checkout would include the virtual
+    environment (gigabytes of torch) and the CI cache.
+    """
+    file = context / ".dockerignore"
+    if not file.is_file():
+        return list(DEFAULT_IGNORE)
+    lines = (line.strip() for line in file.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _context_tar(context: Path, dockerfile: str) -> Any:
+    """The build context as a tar file, made by the docker SDK's own packer (same rules as `docker build`)."""
+    from docker.utils import tar  # noqa: PLC0415
+
+    return tar(str(context), exclude=ignore_patterns(context), dockerfile=(dockerfile, None))
+
+
+def push(backend: str, local_tag: str = DEFAULT_IMAGE, client: Any = None) -> str:
+    """Push `local_tag` through `backend` and record the reference it returns."""
+    from launcher import registry  # noqa: PLC0415
+
+    target = registry.create(backend)
+    ref = target.push_image(local_tag, _client(client))
+    record_push(target.name, local_tag, ref)
+    return ref
+
+
+def _state_path() -> Path:
+    from launcher.jobs import state_dir  # noqa: PLC0415
+
+    return state_dir() / _STATE_FILE
+
+
+def pushed_images() -> dict[str, dict[str, Any]]:
+    """backend -> {"local": tag, "ref": pushed reference, "pushed_at": time}."""
+    path = _state_path()
+    if not path.exists():
+        return {}
+    try:
+        return dict(json.loads(path.read_text()))
+    except (ValueError, TypeError):
+        return {}  # a damaged file only loses the memory of pushes, which a new push restores
+
+
+def pushed_image(backend: str) -> str | None:
+    """The reference (with digest) last pushed for `backend`, if any."""
+    from launcher.registry import canonical  # noqa: PLC0415
+
+    entry = pushed_images().get(canonical(backend))
+    return str(entry["ref"]) if entry else None
+
+
+def record_push(backend: str, local_tag: str, ref: str) -> None:
+    """Remember a push; written atomically so a crash never leaves half a file."""
+    path = _state_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = pushed_images()
+    images[backend] = {"local": local_tag, "ref": ref, "pushed_at": time.time()}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(images, indent=2))
+    os.replace(tmp, path)

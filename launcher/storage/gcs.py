@@ -1,0 +1,151 @@
+"""`gs://bucket/prefix` through google-cloud-storage.
+
+Credentials come from Application Default Credentials; with
+`STORAGE_EMULATOR_HOST` set the client talks to that emulator anonymously
+(google-cloud-storage's own rule). Files above 8 MiB use resumable uploads in
+`CHUNK`-sized requests, so a dropped connection re-sends one chunk, not the
+file; files of one checkpoint move in parallel (launcher.storage.sync).
+https://cloud.google.com/storage/docs/resumable-uploads
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import Any, Iterable
+
+from launcher.lazy import require
+from launcher.storage.base import ObjectInfo, Progress, Store, check_key
+from launcher.storage.retry import RetryPolicy
+
+__all__ = ["GCSStore", "default_client"]
+
+CHUNK = 32 * 1024 * 1024  # must be a multiple of 256 KiB
+
+
+def default_client():  # type: ignore[no-untyped-def]
+    return require("google.cloud.storage", "gcp").Client()
+
+
+class _Counting(io.RawIOBase):
+    """A file wrapper that reports bytes read or written, for progress bars."""
+
+    def __init__(self, raw: Any, progress: Progress | None, hashed: bool = False) -> None:
+        self.raw, self.progress = raw, progress
+        self.digest = hashlib.sha256() if hashed else None
+        self.in_order = True
+        self._hashed = 0
+
+    def hexdigest(self) -> str | None:
+        return self.digest.hexdigest() if self.digest is not None and self.in_order else None
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self._report(len(data))
+        return data
+
+    def write(self, data: Any) -> int:
+        if self.digest is not None:
+            self.in_order = self.in_order and self.raw.tell() == self._hashed
+            self.digest.update(data)
+            self._hashed += len(data)
+        written = self.raw.write(data)
+        self._report(len(data))
+        return written
+
+    def _report(self, n: int) -> None:
+        if self.progress and n:
+            self.progress(n)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+
+class GCSStore(Store):
+    scheme = "gs"
+
+    def __init__(self, uri: str, client: Any = None, retry: RetryPolicy | None = None) -> None:
+        super().__init__(uri)
+        self.bucket_name, _, prefix = self.uri[len("gs://") :].partition("/")
+        self.prefix = prefix.strip("/")
+        self._client = client
+        self.retry = retry or RetryPolicy()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = default_client()
+        return self._client
+
+    def sub(self, folder: str) -> "GCSStore":
+        return GCSStore(f"{self.uri}/{check_key(folder)}", self._client, self.retry)
+
+    def _blob(self, key: str, chunked: bool = False) -> Any:
+        check_key(key)
+        name = f"{self.prefix}/{key}" if self.prefix else key
+        return self.client.bucket(self.bucket_name).blob(name, chunk_size=CHUNK if chunked else None)
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        root = f"{self.prefix}/" if self.prefix else ""
+
+        def run() -> list[ObjectInfo]:
+            blobs = self.client.list_blobs(self.bucket_name, prefix=root + prefix)
+            return [ObjectInfo(b.name[len(root) :], int(b.size or 0), b.md5_hash) for b in blobs]
+
+        return self.retry.call(run, f"list {self.url(prefix)}")
+
+    def put(self, key: str, src: Path, progress: Progress | None = None) -> ObjectInfo:
+        size = Path(src).stat().st_size
+
+        def run() -> None:
+            with open(src, "rb") as f:
+                self._blob(key, chunked=True).upload_from_file(_Counting(f, progress), size=size, rewind=True)
+
+        self.retry.call(run, f"upload {self.url(key)}")
+        return ObjectInfo(key, size)
+
+    def get(self, key: str, dest: Path, progress: Progress | None = None) -> str | None:
+        """One streamed GET, written in order, so it is hashed on the way (None if the SDK seeked)."""
+
+        def run() -> str | None:
+            with open(dest, "wb") as f:
+                counting = _Counting(f, progress, hashed=True)
+                self._blob(key).download_to_file(counting)
+                return counting.hexdigest()
+
+        return self.retry.call(run, f"download {self.url(key)}")
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.retry.call(lambda: self._blob(key).upload_from_string(data), f"write {self.url(key)}")
+
+    def get_bytes(self, key: str) -> bytes | None:
+        not_found = require("google.api_core.exceptions", "gcp").NotFound
+
+        def run() -> bytes | None:
+            try:
+                return self._blob(key).download_as_bytes()
+            except not_found:
+                return None
+
+        return self.retry.call(run, f"read {self.url(key)}")
+
+    def delete(self, keys: Iterable[str]) -> None:
+        not_found = require("google.api_core.exceptions", "gcp").NotFound
+        for key in keys:
+            try:
+                self.retry.call(self._blob(key).delete, f"delete {self.url(key)}")
+            except not_found:
+                pass

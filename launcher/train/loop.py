@@ -1,0 +1,519 @@
+"""The training loop: AMP, DDP, EMA validation, checkpoints, exact resume.
+
+One `Trainer` per process. Rank 0 alone prints and writes files. The state
+needed to continue a run bit-for-bit (weights, EMA, optimizer, scaler, step,
+early-stopping counters, RNG states, the position inside the epoch) goes into
+every `last.pt`; the schedule and the augmentation randomness are pure
+functions of (seed, epoch, step), so nothing else has to be saved.
+
+SIGTERM (spot preemption, `launch stop`) sets a flag; at the next step all
+ranks agree to stop, rank 0 writes `last.pt` at the current step and the
+process exits with 143 (128 + SIGTERM). A resumed run skips the batches that
+were already done and continues as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from launcher import datasets
+from launcher.errors import LauncherError
+from launcher.spec import TrainConfig
+from launcher.train import autobatch, checkpoint, data, report
+from launcher.train.dist import Dist
+from launcher.train.model import build_model
+from launcher.train.optim import ModelEMA, Schedule, build_optimizer, resolve_auto
+
+__all__ = ["Trainer", "pick_precision", "SIGTERM_EXIT", "batch_seed"]
+
+SIGTERM_EXIT = 128 + signal.SIGTERM
+OOM_RETRY_STEPS = 10  # AutoBatch: an out-of-memory error within this many steps halves the batch
+
+
+def pick_precision(amp: bool, device_type: str, bf16_ok: bool) -> str:
+    """bf16 where the device does it natively, else fp16 (+GradScaler) on CUDA; fp32 otherwise."""
+    if not amp:
+        return "fp32"
+    if bf16_ok:
+        return "bf16"
+    return "fp16" if device_type == "cuda" else "fp32"
+
+
+def _bf16_supported(device) -> bool:  # type: ignore[no-untyped-def]
+    import torch  # noqa: PLC0415
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    # only native bf16 (AVX512-BF16 or AMX): oneDNN's emulation on plain AVX512 is slower than
+    # fp32 (measured on this project's AVX512 build machine: about 1.5x slower for resnet18)
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def batch_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
+    """The seed of one batch's augmentation: the same whether or not the run was resumed."""
+    return ((seed * 10_007 + epoch) * 1_000_003 + batch) * 1_031 + rank
+
+
+def _ignore_sigterm(_worker_id: int) -> None:
+    # torchrun signals the whole process group; the rank saves and then ends its workers itself
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, save_dir: Path, dist: Dist, spec_hash: str = "", out: TextIO | None = None) -> None:
+        import torch  # noqa: PLC0415
+
+        self.cfg, self.save_dir, self.dist, self.spec_hash = cfg, save_dir, dist, spec_hash
+        self.out = out or sys.stdout
+        self.device = dist.device or torch.device("cpu")
+        self.stop_requested = False
+        self.started = time.monotonic()
+        self.totals = {"train_time": 0.0, "images": 0.0}
+        self.best_fitness, self.best_epoch, self.bad_epochs, self.stopped_early = -1.0, -1, 0, False
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.epoch_acc = {"loss_sum": 0.0, "steps": 0.0, "time": 0.0, "images": 0.0}
+
+    # ------------------------------------------------------------ helpers
+
+    def log(self, message: str) -> None:
+        if self.dist.main:
+            print(f"[train] {message}", file=self.out, flush=True)
+
+    def request_stop(self, *_args: Any) -> None:
+        self.stop_requested = True
+
+    # ------------------------------------------------------------ setup
+
+    def setup(self) -> dict[str, Any] | None:
+        """Data, model, optimizer; returns the checkpoint to resume from, if any."""
+        import torch  # noqa: PLC0415
+
+        torch.manual_seed(self.cfg.seed)
+        self._data()
+        resumed = checkpoint.find_resume(self.save_dir)
+        state = resumed[1] if resumed else None
+        if state is not None:
+            self._check_compatible(state, resumed[0])
+        self.precision = pick_precision(self.cfg.amp, self.device.type, _bf16_supported(self.device))
+        self._model()
+        self.batch = self._choose_batch(state)
+        self._loaders()
+        self._optimizer()
+        if state is not None:
+            self._restore(state)
+            self.log(f"resuming from {resumed[0]}: epoch {self.epoch + 1}, step {self.step_in_epoch} of {self.steps_per_epoch}")
+        return state
+
+    def _data(self) -> None:
+        root = datasets.resolve(self.cfg.data)
+        full = data.scan(root / "train")
+        if not full.samples:
+            raise LauncherError(f"{root / 'train'} holds no images.", "Put images in <root>/train/<class>/.")
+        self.train_split = data.stratified_subset(full, self.cfg.fraction, self.cfg.seed)
+        self.val_split = data.scan(root / "val", full.classes)
+        self.classes = full.classes
+        self.size = data.cache_size(self.cfg.imgsz, self.cfg.multi_scale)
+        cache = self._cache_mode(len(self.train_split.samples) + len(self.val_split.samples))
+        self.train_set = data.ImageSet(self.train_split, self.size, cache)
+        self.val_set = data.ImageSet(self.val_split, self.size, cache)
+        t0 = time.monotonic()
+        self._prepare_caches(cache)
+        if cache:
+            self.log(f"cache={cache}: {len(self.train_set) + len(self.val_set)} images at {self.size}px in {time.monotonic() - t0:.1f}s")
+
+    def _cache_mode(self, n_images: int) -> str | bool:
+        cache = self.cfg.cache
+        if cache == "ram" and not data.ram_fits(n_images, self.size, self.dist.local_world, data.available_memory()):
+            gib = n_images * self.size**2 * 3 * self.dist.local_world / (1 << 30)
+            self.log(f"WARNING: cache=ram needs {gib:.1f} GiB for {self.dist.local_world} process(es), more than memory allows; not caching")
+            return False
+        return cache
+
+    def _prepare_caches(self, cache: str | bool) -> None:
+        threads = max(1, min(8, self.cfg.workers or 1))
+        if cache == "disk" and self.dist.local_rank != 0:
+            self.dist.barrier()  # local rank 0 writes the arrays; the others then only read them
+        self.train_set.prepare(threads)
+        self.val_set.prepare(threads)
+        if cache == "disk" and self.dist.local_rank == 0:
+            self.dist.barrier()
+        if cache == "disk":
+            self.log(f"disk cache: {self.train_set.written + self.val_set.written} arrays written, "
+                     f"{self.train_set.reused + self.val_set.reused} reused")
+
+    def _check_compatible(self, state: dict[str, Any], path: Path) -> None:
+        if state.get("model_name") != self.cfg.model or state.get("classes") != self.classes:
+            raise LauncherError(
+                f"{path} was trained as {state.get('model_name')} on {len(state.get('classes', []))} classes, "
+                f"but this run asks for {self.cfg.model} on {len(self.classes)} classes.",
+                "Use another checkpoint folder (a new run name), or the same model and dataset.",
+            )
+        if self.spec_hash and state.get("spec_hash") and state["spec_hash"] != self.spec_hash:
+            self.log(f"note: the job spec changed since {path.name} was written (spec hash {state['spec_hash']} -> {self.spec_hash})")
+
+    def _model(self) -> None:
+        import torch  # noqa: PLC0415
+
+        model = build_model(self.cfg.model, len(self.classes), self.cfg.pretrained).to(self.device)
+        model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.ema = ModelEMA(model)
+        self.net = model
+        if self.dist.active:
+            from torch.nn.parallel import DistributedDataParallel  # noqa: PLC0415
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(model, device_ids=ids)
+        self.criterion = torch.nn.CrossEntropyLoss()
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+
+    def _choose_batch(self, state: dict[str, Any] | None) -> int:
+        if self.cfg.batch != -1:
+            return self.cfg.batch
+        if state is not None:
+            return int(state["batch"])
+        step = self._profile_step if self.device.type == "cuda" else None
+        batch, why = autobatch.auto_batch(self.device, step, self.dist.min_int)
+        self.log(why)
+        return batch
+
+    def _profile_step(self, batch: int) -> None:
+        """CUDA only (AutoBatch): one full step on scratch copies of the model and optimizer."""
+        import copy  # noqa: PLC0415
+
+        import torch  # noqa: PLC0415
+
+        model = copy.deepcopy(self.model).train()
+        opt = build_optimizer("AdamW", model, 1e-3, 0.9, 0.0)  # the optimizer with the most state
+        ema = ModelEMA(model)
+        x = torch.randn(batch, 3, self.size, self.size, device=self.device).contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, len(self.classes), (batch,), device=self.device)
+        with self._autocast():
+            loss = self.criterion(model(x), y)
+        loss.backward()
+        opt.step()
+        ema.update(model)
+        del model, opt, ema, x, y, loss
+
+    def _loaders(self) -> None:
+        import os  # noqa: PLC0415
+
+        d = self.dist
+        workers = min(self.cfg.workers, max(0, (os.cpu_count() or 1) // d.local_world))
+        if self.train_set.buffer is not None:
+            workers = min(workers, 2)  # a batch from the RAM buffer is one memcpy: few workers suffice
+        self.workers = workers
+        pin = self.device.type == "cuda"
+        self.train_batches = data.TrainBatches(len(self.train_set), self.batch, d.rank, d.world, self.cfg.seed)
+        self.train_loader = data.make_loader(self.train_set, self.train_batches, workers, pin, _ignore_sigterm)
+        from torch.utils.data import BatchSampler  # noqa: PLC0415
+
+        val_batches = BatchSampler(data.ShardSampler(len(self.val_set), d.rank, d.world), self.batch * 2, drop_last=False)
+        self.val_loader = data.make_loader(self.val_set, val_batches, min(workers, 2), pin, _ignore_sigterm)
+        self.steps_per_epoch = len(self.train_batches)
+
+    def _optimizer(self) -> None:
+        iterations = self.cfg.epochs * self.steps_per_epoch
+        name, lr0 = resolve_auto(self.cfg.optimizer, self.cfg.lr0, iterations, len(self.classes))
+        if self.cfg.optimizer == "auto":
+            self.log(f"optimizer auto -> {name} lr0={lr0:g} ({iterations} iterations; SGD above {10_000})")
+        self.optimizer_name, self.lr0 = name, lr0
+        self.optimizer = build_optimizer(name, self.model, lr0, self.cfg.momentum, self.cfg.weight_decay)
+        self.schedule = Schedule.for_run(lr0, self.cfg.lrf, self.cfg.epochs, self.steps_per_epoch, self.cfg.warmup_epochs, self.cfg.cos_lr)
+
+    # ------------------------------------------------------------ state
+
+    def state(self, finished: bool = False) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "epoch_acc": dict(self.epoch_acc),
+            "totals": dict(self.totals),
+            "early_stop": {"best_fitness": self.best_fitness, "best_epoch": self.best_epoch,
+                           "bad_epochs": self.bad_epochs, "stopped_early": self.stopped_early},
+            "finished": finished,
+            "epochs": self.cfg.epochs,
+            "batch": self.batch,
+            "optimizer_name": self.optimizer_name,
+            "classes": list(self.classes),
+            "model_name": self.cfg.model,
+            "imgsz": self.cfg.imgsz,
+            "precision": self.precision,
+            "spec_hash": self.spec_hash,
+            "train_args": self.cfg.model_dump(mode="json"),
+            "rng": checkpoint.rng_state(),
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        if state.get("optimizer_name") == self.optimizer_name:
+            self.optimizer.load_state_dict(state["optimizer"])
+        else:
+            self.log(f"optimizer changed ({state.get('optimizer_name')} -> {self.optimizer_name}): starting its state fresh")
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
+        same_batches = int(state["batch"]) == self.batch
+        self.step_in_epoch = int(state["step_in_epoch"]) if same_batches else 0
+        self.epoch_acc = dict(state["epoch_acc"]) if same_batches else {k: 0.0 for k in self.epoch_acc}
+        self.totals = dict(state["totals"])
+        es = state["early_stop"]
+        self.best_fitness, self.best_epoch = float(es["best_fitness"]), int(es["best_epoch"])
+        self.bad_epochs, self.stopped_early = int(es["bad_epochs"]), bool(es["stopped_early"])
+        checkpoint.set_rng_state(state["rng"])
+
+    def already_finished(self, state: dict[str, Any] | None) -> bool:
+        if state is None:
+            return False
+        if int(state["epoch"]) >= self.cfg.epochs:
+            return True
+        return bool(state["early_stop"]["stopped_early"]) and self.cfg.epochs <= int(state["epochs"])
+
+    def save(self, finished: bool = False, end_of_epoch: bool = False) -> None:
+        if not self.dist.main:
+            return
+        state = self.state(finished)
+        checkpoint.save(state, self.save_dir / checkpoint.LAST)
+        if end_of_epoch and self.best_epoch == self.epoch - 1:
+            checkpoint.save(state, self.save_dir / checkpoint.BEST)
+        period = self.cfg.save_period
+        if end_of_epoch and period > 0 and self.epoch % period == 0:
+            checkpoint.save(state, self.save_dir / checkpoint.epoch_name(self.epoch))
+
+    # ------------------------------------------------------------ steps
+
+    def _autocast(self):  # type: ignore[no-untyped-def]
+        import torch  # noqa: PLC0415
+
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+    def train_step(self, x, y) -> tuple[float, bool]:  # type: ignore[no-untyped-def]
+        """One optimizer step on a prepared batch; returns (loss, stop).
+
+        One small collective per step carries both decisions every rank must
+        share: "some rank saw a non-finite loss" (all skip the step) and "some
+        rank got SIGTERM" (all stop after this step)."""
+        lr = self.schedule(self.global_step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with self._autocast():
+            loss = self.criterion(self.net(x), y)
+        value = loss.detach().float().item()
+        bad, stop = self.dist.any(float(not math.isfinite(value)), float(self.stop_requested))
+        if bad:
+            self.log(f"WARNING: non-finite loss at step {self.global_step} (this rank: {value}): step skipped")
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.ema.update(self.model)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.global_step += 1
+        return value, bool(stop)
+
+    def _batch_input(self, images, labels, b: int):  # type: ignore[no-untyped-def]
+        import torch  # noqa: PLC0415
+
+        gen = torch.Generator().manual_seed(batch_seed(self.cfg.seed, self.epoch, b, self.dist.rank))
+        size = self.cfg.imgsz
+        if self.cfg.multi_scale:
+            size = data.multi_scale_size(self.cfg.imgsz, 0.5 + torch.rand(1, generator=gen).item())
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        return data.augment(images, size, self.cfg.scale, gen), labels
+
+    # ------------------------------------------------------------ epochs
+
+    def train_epoch(self) -> bool:
+        """Train the rest of the current epoch; False when stopped by SIGTERM."""
+        self.net.train()
+        self.train_batches.set_epoch(self.epoch, skip=self.step_in_epoch)
+        progress = report.Progress(self.epoch, self.cfg.epochs, self.steps_per_epoch, self.out) if self.dist.main else None
+        acc = self.epoch_acc
+        tick = time.monotonic()
+        for b, (images, labels) in enumerate(self.train_loader, start=self.step_in_epoch):
+            x, y = self._batch_input(images, labels, b)
+            loss, stop = self.train_step(x, y)
+            now = time.monotonic()
+            acc["time"] += now - tick
+            tick = now
+            acc["images"] += len(labels) * self.dist.world
+            if math.isfinite(loss):
+                acc["loss_sum"] += loss
+                acc["steps"] += 1
+            self.step_in_epoch = b + 1
+            if progress is not None:
+                progress.update(b, acc["loss_sum"] / max(acc["steps"], 1), self.schedule(self.global_step - 1),
+                                acc["images"] / max(acc["time"], 1e-9))
+            if stop:
+                return False
+        return True
+
+    def validate(self) -> dict[str, float]:
+        """EMA weights on the whole validation set; every sample counted once across ranks."""
+        import torch  # noqa: PLC0415
+
+        model = self.ema.module
+        model.eval()
+        k = min(5, len(self.classes))
+        sums = [0.0, 0.0, 0.0, 0.0]  # loss, top-1 hits, top-k hits, samples
+        with torch.no_grad(), self._autocast():
+            for images, labels in self.val_loader:
+                x = data.to_model_input(images.to(self.device), self.cfg.imgsz)
+                y = labels.to(self.device)
+                logits = model(x).float()
+                top = logits.topk(k, dim=1).indices
+                hits = top == y[:, None]
+                sums[0] += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
+                sums[1] += hits[:, 0].sum().item()
+                sums[2] += hits.any(dim=1).sum().item()
+                sums[3] += len(y)
+        loss, top1, topk, n = self.dist.sum(sums)
+        n = max(n, 1.0)
+        return {"val_loss": loss / n, "top1": top1 / n, "top5": topk / n, "val_samples": n}
+
+    def end_epoch(self, metrics: dict[str, float]) -> bool:
+        """Record the epoch, update early stopping, save; True when training should stop early."""
+        acc = self.epoch_acc
+        fitness = metrics["top1"]
+        if fitness > self.best_fitness:  # strict improvement only
+            self.best_fitness, self.best_epoch, self.bad_epochs = fitness, self.epoch, 0
+        else:
+            self.bad_epochs += 1
+        stop = self.cfg.patience > 0 and self.bad_epochs >= self.cfg.patience
+        stop = bool(self.dist.any(float(stop))[0])  # rank 0 decides the same, but never risk a split
+        self.totals["train_time"] += acc["time"]
+        self.totals["images"] += acc["images"]
+        row = {"epoch": self.epoch + 1, "train_loss": acc["loss_sum"] / max(acc["steps"], 1), **metrics,
+               "lr": self.schedule(self.global_step - 1), "time_s": acc["time"],
+               "images_per_s": acc["images"] / max(acc["time"], 1e-9)}
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.epoch_acc = {k: 0.0 for k in acc}
+        self.stopped_early = stop
+        finished = stop or self.epoch >= self.cfg.epochs
+        if self.dist.main:
+            self.log(f"epoch {row['epoch']}/{self.cfg.epochs}: train_loss {row['train_loss']:.4f} "
+                     f"val_loss {row['val_loss']:.4f} top1 {row['top1']:.4f} top5 {row['top5']:.4f}")
+            report.append_row(self.save_dir / "results.csv", row)
+        self.save(finished=finished, end_of_epoch=True)
+        if stop:
+            self.log(f"early stop: no improvement of top-1 for {self.cfg.patience} epochs (best {self.best_fitness:.4f} "
+                     f"at epoch {self.best_epoch + 1})")
+        return stop
+
+    # ------------------------------------------------------------ run
+
+    def fit(self) -> int:
+        """Train to the end (or an early stop); returns the process exit code."""
+        state = self.setup()
+        if self.already_finished(state):
+            self.log(f"this run already finished ({state['epoch']} of {state['epochs']} epochs) in {self.save_dir}; "
+                     "nothing to do. Raise train.epochs to train longer, or use a new run name to start over.")
+            return 0
+        if self.dist.main:
+            report.truncate_rows(self.save_dir / "results.csv", self.epoch)
+        self.log(f"{self.cfg.model} on {len(self.train_set)} train / {len(self.val_set)} val images, "
+                 f"{len(self.classes)} classes, batch {self.batch} x {self.dist.world} process(es), "
+                 f"{self.precision}, {self.device}, {self.workers} workers")
+        previous = signal.signal(signal.SIGTERM, self.request_stop)
+        try:
+            code = self._epochs()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if code == 0:
+            self.finish()
+        return code
+
+    def _epochs(self) -> int:
+        while self.epoch < self.cfg.epochs:
+            if not self._epoch_with_oom_retry():
+                self.save()
+                self.log(f"stopped by SIGTERM: saved {self.save_dir / checkpoint.LAST} at epoch {self.epoch + 1}, "
+                         f"step {self.step_in_epoch}; run again to resume")
+                return SIGTERM_EXIT
+            if self.end_epoch(self.validate()):
+                break
+            if self.dist.any(float(self.stop_requested))[0]:
+                self.log(f"stopped by SIGTERM after epoch {self.epoch}: saved {self.save_dir / checkpoint.LAST}")
+                return SIGTERM_EXIT
+        return 0
+
+    def _epoch_with_oom_retry(self) -> bool:
+        """AutoBatch safety net (CUDA): out of memory in the first steps halves the batch."""
+        while True:
+            try:
+                return self.train_epoch()
+            except RuntimeError as exc:
+                if not (self.cfg.batch == -1 and self.global_step < OOM_RETRY_STEPS and self.batch > 1
+                        and autobatch.is_oom(exc) and not self.dist.active):
+                    raise
+            self._halve_batch()
+
+    def _halve_batch(self) -> None:
+        import torch  # noqa: PLC0415
+
+        torch.cuda.empty_cache()
+        self.batch //= 2
+        self.log(f"out of memory in the first steps: batch halved to {self.batch}")
+        self.epoch_acc = {k: 0.0 for k in self.epoch_acc}
+        self.step_in_epoch = self.global_step = 0
+        self._loaders()
+        self._optimizer()
+
+    def finish(self) -> None:
+        if not self.dist.main:
+            return
+        csv_path = self.save_dir / "results.csv"
+        report.plot(csv_path, self.save_dir / "results.png")
+        rows = report.read_rows(csv_path)
+        best = self.save_dir / checkpoint.BEST
+        summary = {
+            "best_top1": self.best_fitness,
+            "best_epoch": self.best_epoch + 1,
+            "epochs_run": self.epoch,
+            "stopped_early": self.stopped_early,
+            "images_per_second": self.totals["images"] / max(self.totals["train_time"], 1e-9),
+            "images_per_second_per_process": self.totals["images"] / max(self.totals["train_time"], 1e-9) / self.dist.world,
+            "train_time_s": self.totals["train_time"],
+            "wall_time_s": time.monotonic() - self.started,
+            "device": self.device.type,
+            "device_name": _device_name(self.device),
+            "world_size": self.dist.world,
+            "precision": self.precision,
+            "batch": self.batch,
+            "imgsz": self.cfg.imgsz,
+            "model": self.cfg.model,
+            "optimizer": self.optimizer_name,
+            "train_images": len(self.train_set),
+            "val_images": len(self.val_set),
+            "final_top1": rows[-1]["top1"] if rows else None,
+            "weights": str(best),
+            "spec_hash": self.spec_hash,
+        }
+        report.write_json(self.save_dir / "results.json", summary)
+        print(f"[train] done: best top-1 {self.best_fitness:.4f} at epoch {self.best_epoch + 1} of {self.epoch}; "
+              f"{summary['images_per_second']:.0f} images/s; weights: {best} (last: {self.save_dir / checkpoint.LAST})",
+              file=self.out, flush=True)
+
+
+def _device_name(device) -> str:  # type: ignore[no-untyped-def]
+    import platform  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()

@@ -1,0 +1,239 @@
+"""The Docker runtime against the real engine.
+
+The container is the offline base image (tests/docker_base.py) running the
+host's Python and venv bind-mounted read-only, so the real entrypoint, torch
+and torchrun run inside it. GPU device requests cannot run here (no GPU
+runtime); they are checked as payloads in test_local_plan.py and refused with
+a clear error below.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from backends.local import LocalBackend
+from launcher.api import Launcher
+from launcher.cli import main
+from launcher.errors import LauncherError
+from launcher.plan import JobState
+from launcher.spec import validate_spec
+from tests.conftest import require_service
+from tests.docker_base import BASE_IMAGE, docker_client, ensure_base_image, host_python, host_python_mounts
+
+pytestmark = pytest.mark.docker
+
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import os, torch, torch.distributed as dist
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    value = torch.tensor([float(rank + 1)])
+    dist.all_reduce(value)
+    print(f"rank {rank} all_reduce={value.item():.0f}", flush=True)
+    if rank == 0:
+        try:
+            open("/data/probe", "w")
+            print("data writable", flush=True)
+        except OSError:
+            print("data read-only", flush=True)
+        print("data files", sorted(os.listdir("/data")), flush=True)
+        open(os.path.join(os.environ["LAUNCHER_SAVE_DIR"], "done.txt"), "w").write("ok")
+    dist.destroy_process_group()
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def client() -> Any:
+    found, why = docker_client()
+    require_service("docker", found is not None, why)
+    problem = ensure_base_image(found)
+    require_service("docker base image", not problem, problem)
+    return found
+
+
+@pytest.fixture
+def jobs(client: Any) -> Iterator[list[str]]:
+    """Job ids a test starts; their containers are removed afterwards."""
+    started: list[str] = []
+    yield started
+    for job_id in started:
+        for container in client.containers.list(all=True, filters={"label": f"launcher.job={job_id}"}):
+            container.remove(force=True)
+
+
+def _spec(tmp_path: Path, **raw: Any) -> Any:
+    local = {"runtime": "docker", **raw.pop("local", {})}
+    return validate_spec({"name": "dock", "image": BASE_IMAGE, **raw, "local": local}, None, tmp_path)
+
+
+def _shell(script: str) -> dict[str, Any]:
+    """local options that replace the image entrypoint with a shell script (no torch: fast)."""
+    return {"entrypoint": ["/bin/sh", "-c", script, "sh"]}
+
+
+def test_ddp_job_runs_in_a_container_through_the_cli(client: Any, jobs: list[str], tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "sample.txt").write_text("x")
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({
+        "name": "dock-ddp",
+        "image": BASE_IMAGE,
+        "command": [host_python(), "-c", DDP_SCRIPT],
+        "train": {"data": str(tmp_path / "data"), "workers": 0},
+        "checkpoint": {"uri": str(tmp_path / "ckpt")},
+        "local": {"runtime": "docker", "nproc": 2, "mounts": host_python_mounts(),
+                  "entrypoint": [host_python(), "-m", "launcher.entrypoint"]},
+    }))  # fmt: skip
+    result = CliRunner().invoke(main, ["run", str(job), "--ignore-budget"], catch_exceptions=False)
+    record = Launcher().jobs.latest()
+    assert record is not None
+    jobs.append(record.id)
+    assert result.exit_code == 0, result.output
+    assert "rank 0 all_reduce=3" in result.output and "rank 1 all_reduce=3" in result.output
+    assert "data read-only" in result.output and "['sample.txt']" in result.output
+    assert (tmp_path / "ckpt" / "dock-ddp" / "done.txt").read_text() == "ok"
+    labels = client.containers.get(record.native_id).labels
+    assert labels["launcher.job"] == record.id and labels["launcher.name"] == "dock-ddp"
+
+
+def test_exit_code_is_passed_through(client: Any, jobs: list[str], tmp_path: Path) -> None:
+    backend = LocalBackend(docker_client=client)
+    spec = _spec(tmp_path, local=_shell("echo hello from $LAUNCH_GREETING; exit 7"), env={"LAUNCH_GREETING": "docker"})
+    plan = backend.plan(spec, f"dock-exit-{time.time_ns()}")
+    jobs.append(plan.job_name)
+    ref = backend.submit(plan)
+    assert list(backend.logs(ref, follow=True)) == ["hello from docker"]
+    status = LocalBackend(docker_client=client).status(ref)
+    assert (status.state, status.exit_code, status.result_code()) == (JobState.FAILED, 7, 7)
+
+
+def test_cancel_sends_sigterm_then_records_stopped(client: Any, jobs: list[str], tmp_path: Path) -> None:
+    backend = LocalBackend(docker_client=client)
+    script = "trap 'echo got TERM; exit 143' TERM; echo up; while true; do sleep 0.1; done"
+    plan = backend.plan(_spec(tmp_path, local=_shell(script)), f"dock-stop-{time.time_ns()}")
+    jobs.append(plan.job_name)
+    ref = backend.submit(plan)
+    logs = backend.logs(ref, follow=True)
+    assert next(logs) == "up"
+    backend.cancel(ref)
+    assert "got TERM" in list(logs)
+    status = backend.status(ref)
+    assert (status.state, status.exit_code) == (JobState.STOPPED, 143)
+
+
+def test_secret_values_reach_the_container_but_not_the_plan(
+    client: Any, jobs: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCK_TOKEN", "tok-123")
+    backend = LocalBackend(docker_client=client)
+    spec = _spec(tmp_path, secrets=["DOCK_TOKEN"], local=_shell("echo len=${#DOCK_TOKEN}"))
+    plan = backend.plan(spec, f"dock-sec-{time.time_ns()}")
+    jobs.append(plan.job_name)
+    assert "tok-123" not in plan.to_yaml()
+    ref = backend.submit(plan)
+    assert list(backend.logs(ref, follow=True)) == ["len=7"]
+
+
+def test_missing_image_is_one_sentence_and_a_fix(client: Any, tmp_path: Path) -> None:
+    spec = validate_spec({"name": "noimg", "image": "launcher-test/absent:nope", "local": {"runtime": "docker"}}, None, tmp_path)
+    backend = LocalBackend(docker_client=client)
+    with pytest.raises(LauncherError, match="not on this machine") as err:
+        backend.submit(backend.plan(spec, "noimg-1"))
+    assert "launch image build" in str(err.value)
+
+
+def test_gpus_without_an_nvidia_runtime_are_refused(client: Any, tmp_path: Path) -> None:
+    if "nvidia" in (client.info().get("Runtimes") or {}):
+        pytest.skip("this engine has an NVIDIA runtime")
+    backend = LocalBackend(docker_client=client)
+    spec = _spec(tmp_path, resources={"gpus": 1})
+    with pytest.raises(LauncherError, match="no NVIDIA runtime") as err:
+        backend.submit(backend.plan(spec, "gpu-1"))
+    assert "resources.gpus: 0" in str(err.value)
+
+
+def test_engine_not_running_is_one_sentence_and_a_fix(tmp_path: Path) -> None:
+    import docker
+
+    dead = docker.DockerClient(base_url=f"unix://{tmp_path}/none.sock", version="1.41")
+    backend = LocalBackend(docker_client=dead)
+    with pytest.raises(LauncherError, match="Docker engine is not answering") as err:
+        backend.submit(backend.plan(_spec(tmp_path), "dead-1"))
+    assert "local.runtime: process" in str(err.value)
+
+
+def test_host_python_mounts_cover_the_interpreter() -> None:
+    sources = [m["source"] for m in host_python_mounts()]
+    assert any(sys.executable.startswith(s) for s in sources)
+    assert any(sys.base_prefix.startswith(s) for s in sources)
+
+
+def test_ctrl_c_in_the_cli_stops_the_container(client: Any, jobs: list[str], tmp_path: Path) -> None:
+    script = "trap 'echo got TERM; exit 143' TERM; echo up; while true; do sleep 0.1; done"
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({"name": "dock-ctrl-c", "image": BASE_IMAGE, "local": {"runtime": "docker", **_shell(script)}}))
+    cli = subprocess.Popen(
+        [sys.executable, "-c", "from launcher.cli import main; main()", "run", str(job), "--ignore-budget"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert cli.stdout is not None and cli.stdout.readline().strip() == "up"
+    finally:
+        record = Launcher().jobs.latest()
+        jobs.extend([record.id] if record else [])
+    cli.send_signal(signal.SIGINT)
+    out, err = cli.communicate(timeout=90)
+    assert cli.returncode == 130, err
+    assert "interrupted: stopping" in err and "Traceback" not in err
+    record = Launcher().jobs.get(jobs[0])
+    assert record.state is JobState.STOPPED
+    container = client.containers.get(record.native_id)
+    assert container.attrs["State"]["Status"] == "exited"
+    assert b"got TERM" in container.logs()  # SIGTERM first: the job could clean up
+
+
+def test_a_missing_data_folder_is_refused_and_the_checkpoint_folder_is_created(
+    client: Any, jobs: list[str], tmp_path: Path
+) -> None:
+    backend = LocalBackend(docker_client=client)
+    spec = _spec(tmp_path, train={"data": str(tmp_path / "no-such-data")}, checkpoint={"uri": str(tmp_path / "ckpt")})
+    with pytest.raises(LauncherError, match="no-such-data \\(mounted at /data\\) does not exist") as err:
+        backend.submit(backend.plan(spec, "nodata-1"))
+    assert "train.data" in str(err.value)
+    (tmp_path / "data").mkdir()
+    script = _shell("test -d /checkpoints && echo ckpt-mounted")
+    spec = _spec(tmp_path, train={"data": str(tmp_path / "data")}, checkpoint={"uri": str(tmp_path / "ckpt")}, local=script)
+    plan = backend.plan(spec, f"ckpt-{time.time_ns()}")
+    jobs.append(plan.job_name)
+    ref = backend.submit(plan)
+    assert list(backend.logs(ref, follow=True)) == ["ckpt-mounted"]
+    assert (tmp_path / "ckpt").is_dir()
+
+
+def test_an_engine_refusal_is_one_sentence_and_leaves_no_container(client: Any, tmp_path: Path) -> None:
+    backend = LocalBackend(docker_client=client)
+    plan = backend.plan(_spec(tmp_path, local={"network": "no-such-network-xyz"}), f"refused-{time.time_ns()}")
+    with pytest.raises(LauncherError, match="Docker refused to start the job: .*no-such-network-xyz"):
+        backend.submit(plan)
+    assert client.containers.list(all=True, filters={"label": f"launcher.job={plan.job_name}"}) == []
+
+
+def test_cancel_after_the_end_keeps_the_outcome(client: Any, jobs: list[str], tmp_path: Path) -> None:
+    backend = LocalBackend(docker_client=client)
+    plan = backend.plan(_spec(tmp_path, local=_shell("exit 0")), f"done-{time.time_ns()}")
+    jobs.append(plan.job_name)
+    ref = backend.submit(plan)
+    list(backend.logs(ref, follow=True))
+    backend.cancel(ref)
+    assert backend.status(ref).state is JobState.SUCCEEDED

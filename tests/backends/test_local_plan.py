@@ -1,0 +1,149 @@
+"""Golden plans of the local backend, and what a plan must never do.
+
+Regenerate the golden files after an intended change with
+`UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/backends/test_local_plan.py`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from backends.local import LocalBackend, LocalOptions, shm_bytes
+from launcher.errors import LauncherError, SpecError
+from launcher.plan import REDACTED
+from launcher.spec import JobSpec, validate_spec
+
+GOLDEN = Path(__file__).parent / "golden"
+
+BASE: dict[str, Any] = {
+    "name": "digits",
+    "train": {"data": "/srv/data/digits", "epochs": 3, "imgsz": 32, "batch": 64, "workers": 4},
+    "checkpoint": {"uri": "/srv/checkpoints", "every": 1, "keep": 2},
+    "env": {"LOG_LEVEL": "info"},
+    "secrets": ["WANDB_API_KEY"],
+}
+
+CASES: dict[str, dict[str, Any]] = {
+    "local_docker_gpu": {**BASE, "resources": {"gpus": 2}, "local": {"runtime": "docker"}},
+    "local_docker_cpu": {
+        **BASE,
+        "local": {"runtime": "docker", "nproc": 2, "shm_size": "4g", "user": "1000:1000", "network": "host",
+                  "mounts": [{"source": "/srv/cache", "target": "/cache"}]},
+    },  # fmt: skip
+    "local_process": {**BASE, "command": ["python", "ddp.py", "--steps", "3"], "local": {"runtime": "process", "nproc": 2}},
+    "local_auto": {**BASE, "local": {"runtime": "auto"}},
+}
+
+
+def _spec(raw: dict[str, Any]) -> JobSpec:
+    return validate_spec(raw, Path("job.yaml"), Path("/srv"))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_plan_matches_golden_file(case: str) -> None:
+    text = LocalBackend().plan(_spec(CASES[case])).to_yaml()
+    golden = GOLDEN / f"{case}.yaml"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_docker_payload_parses_into_the_sdks_own_types() -> None:
+    from docker.models.containers import _create_container_args
+    from docker.types import ContainerConfig
+
+    payload = LocalBackend().plan(_spec(CASES["local_docker_gpu"])).request()["docker"]
+    args = _create_container_args({**payload, "version": "1.43"})
+    name = args.pop("name")
+    config = ContainerConfig("1.43", **args)
+    assert name == "digits"
+    assert config["HostConfig"]["DeviceRequests"][0]["Count"] == 2
+    assert config["HostConfig"]["DeviceRequests"][0]["Driver"] == "nvidia"
+    assert sorted(config["HostConfig"]["Binds"]) == ["/srv/checkpoints:/checkpoints:rw", "/srv/data/digits:/data:ro"]
+    assert config["HostConfig"]["ShmSize"] == shm_bytes(2, 4)
+
+
+def test_job_id_names_the_container_and_labels_it() -> None:
+    plan = LocalBackend().plan(_spec(CASES["local_docker_gpu"]), job_id="digits-20260101-000000-abcd")
+    docker = plan.payload["docker"]
+    assert plan.job_name == docker["name"] == "digits-20260101-000000-abcd"
+    assert docker["labels"]["launcher.job"] == "digits-20260101-000000-abcd"
+    assert docker["command"][:2] == ("--run-name", "digits")  # the checkpoint run folder stays the spec name
+
+
+def test_plan_is_pure_and_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = _spec(CASES["local_auto"])
+    before = spec.model_dump()
+    first = LocalBackend().plan(spec)
+    monkeypatch.setenv("WANDB_API_KEY", "s3cr3t-value")
+    monkeypatch.chdir("/")
+    second = LocalBackend().plan(spec)
+    assert spec.model_dump() == before
+    assert first.to_yaml() == second.to_yaml()
+    assert "s3cr3t-value" not in second.to_yaml()
+
+
+def test_secret_values_never_reach_the_printed_plan() -> None:
+    spec = _spec({**CASES["local_process"], "env": {"LOG_LEVEL": "info"}})
+    plan = LocalBackend().plan(spec)
+    assert plan.secrets == ("WANDB_API_KEY",)
+    assert yaml.safe_load(plan.to_yaml())["payload"]["process"]["env"]["WANDB_API_KEY"] in (None, REDACTED)
+
+
+def test_cpu_job_has_no_device_request_and_docker_default_shm_is_never_used() -> None:
+    payload = LocalBackend().plan(_spec({**BASE, "local": {"runtime": "docker"}})).payload["docker"]
+    assert "device_requests" not in payload
+    assert payload["shm_size"] == f"{shm_bytes(1, 4) // 1024 // 1024}m"
+    assert shm_bytes(1, 0) >= 1024 * 1024 * 1024
+
+
+def test_gpu_device_ids_select_devices() -> None:
+    spec = _spec({**BASE, "local": {"runtime": "auto", "gpus": "0,3"}})
+    plan = LocalBackend().plan(spec)
+    assert plan.payload["docker"]["device_requests"][0]["device_ids"] == ("0", "3")
+    assert plan.payload["process"]["env"]["CUDA_VISIBLE_DEVICES"] == "0,3"
+    assert "--gpus" in plan.payload["process"]["argv"]
+
+
+def test_gpu_ids_disagreeing_with_resources_is_an_error() -> None:
+    spec = _spec({**BASE, "resources": {"gpus": 4}, "local": {"gpus": ["0"]}})
+    with pytest.raises(LauncherError, match="local.gpus lists 1"):
+        LocalBackend().plan(spec)
+
+
+def test_multi_node_is_refused_with_the_uniform_error() -> None:
+    with pytest.raises(LauncherError, match="does not support multi_node"):
+        LocalBackend().plan(_spec({**BASE, "resources": {"nodes": 2}}))
+
+
+def test_builtin_dataset_is_not_mounted() -> None:
+    spec = _spec({**BASE, "train": {"data": "digits"}, "checkpoint": {"uri": "s3://bucket/runs"}})
+    docker = LocalBackend().plan(spec).payload["docker"]
+    assert docker["volumes"] == {}
+    assert "data=digits" in docker["command"]
+    assert docker["command"][docker["command"].index("--checkpoint-uri") + 1] == "s3://bucket/runs"
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"runtim": "docker"}, "local.runtim: unknown key 'runtim'; did you mean 'runtime'?"),
+        ({"runtime": "podman"}, "local.runtime"),
+        ({"shm_size": "lots"}, "'lots' is not a size"),
+        ({"mounts": [{"source": "data", "target": "/data"}]}, "'data' is not an absolute path"),
+    ],
+)
+def test_bad_local_options_name_the_key(section: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError, match=message.replace("?", r"\?").replace(".", r"\.")):
+        _spec({**BASE, "local": section})
+
+
+def test_options_model_defaults() -> None:
+    opts = LocalOptions()
+    assert opts.runtime == "auto"
+    assert opts.python == "python"

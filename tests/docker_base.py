@@ -1,0 +1,70 @@
+"""Docker for tests: a client, the offline base image, and the host-Python mounts.
+
+No image registry is reachable here, so the base image is a debootstrapped
+Debian bookworm (Python 3.11, the host's glibc) made by `.ci/docker-base.sh`.
+Tests do not copy gigabytes of torch into an image: the container runs the
+host's interpreter and virtual environment, bind-mounted read-only at the
+same paths (`host_python_mounts`), so `import torch` works inside.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BASE_IMAGE", "REPO", "docker_client", "ensure_base_image", "host_python_mounts", "host_python"]
+
+REPO = Path(__file__).resolve().parents[1]
+SYSTEM_PREFIXES = ("/", "/usr")
+BASE_IMAGE = os.environ.get("LAUNCHER_BASE_IMAGE", "torch-launcher-base:bookworm")
+
+
+def docker_client() -> tuple[Any, str]:
+    """(client, "") when an engine answers, else (None, why)."""
+    try:
+        import docker
+    except ImportError:
+        return None, "the docker Python package is not installed"
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means: no usable engine
+        return None, f"no Docker engine answers ({str(exc).splitlines()[0][:120]}); start it with `dockerd &`"
+    return client, ""
+
+
+def ensure_base_image(client: Any, image: str = BASE_IMAGE) -> str:
+    """Build the base image with .ci/docker-base.sh when missing; "" on success, else why not."""
+    import docker
+
+    try:
+        client.images.get(image)
+        return ""
+    except docker.errors.ImageNotFound:
+        pass
+    done = subprocess.run(
+        [str(REPO / ".ci" / "docker-base.sh"), image], capture_output=True, text=True, timeout=1800, check=False
+    )
+    if done.returncode != 0:
+        return f".ci/docker-base.sh failed: {(done.stdout + done.stderr).strip()[-300:]}"
+    return ""
+
+
+def host_python() -> str:
+    """The interpreter running the tests (the venv's), usable inside the container at the same path."""
+    return sys.executable
+
+
+def host_python_mounts() -> list[dict[str, Any]]:
+    """`local.mounts` entries exposing this interpreter, its venv and the repository read-only."""
+    sources = {str(REPO)}
+    for prefix in (sys.prefix, sys.base_prefix, str(Path(os.path.realpath(sys.executable)).parents[1])):
+        if prefix in SYSTEM_PREFIXES:
+            continue  # Debian's own python3.11: the base image has the same one at the same path
+        if not prefix.startswith(str(REPO) + os.sep):
+            sources.add(prefix)
+    nested = {s for s in sources for t in sources if s != t and s.startswith(t + os.sep)}
+    return [{"source": s, "target": s, "read_only": True} for s in sorted(sources - nested)]

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import pytest
+
+from launcher.errors import LauncherError
+from launcher.estimate.model import estimate
+from launcher.estimate.profile import profile, profile_synthetic
+from launcher.jobs import JobRegistry
+
+from .fakes import spec
+
+
+class FakeTrainerRun:
+    """Stands in for the entrypoint subprocess: writes what the trainer writes, returns timed output lines."""
+
+    def __init__(self, code_lines: list[tuple[float, str]] | None = None) -> None:
+        self.cmd: list[str] = []
+        self.lines = code_lines or [
+            (4.0, "[launcher] local: node 0/1, 1 process(es) per node"),
+            (20.0, "[train] epoch 1/2: train_loss 2.1 val_loss 1.9 top1 0.4 top5 0.9"),
+            (30.0, "[train] epoch 2/2: train_loss 1.1 val_loss 1.0 top1 0.7 top5 0.99"),
+            (33.0, ""),
+        ]
+
+    def __call__(self, cmd: Sequence[str], env: dict[str, str], timeout: float) -> list[tuple[float, str]]:
+        self.cmd = list(cmd)
+        save = Path(cmd[cmd.index("--save-dir") + 1])
+        (save / "results.csv").write_text("epoch,time_s,images_per_s\n1,9.0,16.7\n2,6.0,25.0\n")
+        results = {"images_per_second": 90.0, "images_per_second_per_process": 90.0, "world_size": 1, "device": "cpu",
+                   "device_name": "x86_64", "precision": "bf16", "batch": 32, "imgsz": 224, "model": "resnet50",
+                   "train_images": 150, "val_images": 360, "epochs_run": 2, "wall_time_s": 28.0}  # fmt: skip
+        (save / "results.json").write_text(json.dumps(results))
+        return self.lines
+
+
+def test_profile_runs_the_trainer_and_records_overheads(tmp_path) -> None:
+    jobs = JobRegistry(tmp_path / "j.db")
+    run = FakeTrainerRun()
+    record = profile(spec(resources={"gpus": 0}), steps=10, jobs=jobs, synthetic=False, run=run)
+    assert run.cmd[1:3] == ["-m", "launcher.entrypoint"] and "--" in run.cmd
+    train_args = run.cmd[run.cmd.index("train") + 1 :]
+    assert "epochs=2" in train_args and "model=resnet50" in train_args and "epochs=10" not in train_args
+    assert f"fraction={10 / 2 * 32 / 1437:.6g}" in train_args
+    assert (record.images_per_s, record.device, record.precision, record.source) == (25.0, "cpu", "amp", "profile")
+    # one steady epoch = 10 s between the epoch lines: 6 s training + 4.8 s modelled validation (360 / (3 x 25)) - 0.8 s
+    assert record.details["epoch_overhead_s"] == pytest.approx(-0.8)
+    assert record.details["overhead_s"] == pytest.approx(33.0 - 2 * 10.0)
+    (stored,) = jobs.throughputs(device="cpu")
+    assert stored.images_per_s == 25.0
+
+
+def test_local_estimate_reproduces_the_profiled_run(tmp_path) -> None:
+    """Estimating the profiled run itself must give back its wall time."""
+    jobs = JobRegistry(tmp_path / "j.db")
+    s = spec(resources={"gpus": 0}, epochs=2, fraction=150 / 1437)
+    profile(s, steps=10, jobs=jobs, synthetic=False, run=FakeTrainerRun())
+    from launcher.estimate.local import LocalCosts, local_offers
+
+    class Local:
+        name = "local"
+
+        def offers(self, spec):  # type: ignore[no-untyped-def]
+            return local_offers(spec, LocalCosts(), gpus=[])
+
+    (row,) = estimate(s, [Local()], jobs=jobs)  # type: ignore[list-item]
+    assert row.source == "measured"
+    assert row.total_s == pytest.approx(33.0, rel=0.01)
+
+
+def test_a_failing_trainer_is_one_clear_error(tmp_path) -> None:
+    def run(cmd, env, timeout):  # type: ignore[no-untyped-def]
+        raise LauncherError("The profiling run failed (exit 1): boom")
+
+    with pytest.raises(LauncherError, match="boom"):
+        profile(spec(resources={"gpus": 0}), steps=4, jobs=JobRegistry(tmp_path / "j.db"), synthetic=False, run=run)
+
+
+def test_remote_data_cannot_be_profiled(tmp_path) -> None:
+    with pytest.raises(LauncherError, match="unknown"):
+        profile(spec(data="s3://b/d"), steps=4, jobs=JobRegistry(tmp_path / "j.db"), synthetic=False, run=FakeTrainerRun())
+
+
+def test_synthetic_profile_times_real_steps(tmp_path) -> None:
+    pytest.importorskip("torchvision")
+    s = spec(model="mobilenet_v3_small", imgsz=32, batch=4, resources={"gpus": 0})
+    record = profile_synthetic(s, steps=2, warmup=1)
+    assert record.images_per_s > 0 and record.details["method"] == "synthetic"
+    assert (record.model, record.imgsz, record.batch) == ("mobilenet_v3_small", 32, 4)

@@ -1,0 +1,200 @@
+"""One suite, every store: local folder, S3 (moto server), GCS (gcp-storage-emulator), Azure Blob (Azurite)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from launcher.errors import LauncherError
+from launcher.storage.base import sha256_file
+from launcher.storage.manifest import FILES, HISTORY, MANIFEST, Manifest, versions_in_store
+from launcher.storage.retry import RetryPolicy
+from launcher.storage.sync import Pusher, copy, pull, push
+from tests.launcher.storage.conftest import REPO_ROOT, StoreKind, subprocess_env
+from tests.launcher.storage.helpers import FaultProxy, fake_checkpoint, write_files
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")}
+
+
+def test_put_get_list_delete(kind: StoreKind, tmp_path: Path) -> None:
+    store = kind.store()
+    src = tmp_path / "blob"
+    src.write_bytes(b"x" * 70_000)
+    info = store.put("files/00000001/a/blob", src)
+    store.put_bytes("manifest.json", b"{}")
+    assert info.size == 70_000
+    assert {(o.key, o.size) for o in store.list()} == {("files/00000001/a/blob", 70_000), ("manifest.json", 2)}
+    assert [o.key for o in store.list(FILES)] == ["files/00000001/a/blob"]
+    sha = store.get("files/00000001/a/blob", tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == src.read_bytes()
+    assert sha in (None, sha256_file(src))
+    assert store.get_bytes("manifest.json") == b"{}" and store.get_bytes("missing.json") is None
+    store.delete(["files/00000001/a/blob", "manifest.json", "never-existed"])
+    assert store.list() == []
+
+
+def test_large_files_go_in_parts_and_come_back_whole(kind: StoreKind, tmp_path: Path) -> None:
+    """34 MiB crosses every store's multipart / block / chunk size (16 or 32 MiB)."""
+    store, src = kind.store(), tmp_path / "big"
+    src.write_bytes(os.urandom(34 * 1024 * 1024 + 5))
+    seen: list[int] = []
+    store.put("big.pt", src, seen.append)
+    assert sum(seen) == src.stat().st_size and store.list()[0].size == src.stat().st_size
+    seen.clear()
+    sha = store.get("big.pt", tmp_path / "back", seen.append)
+    assert sum(seen) == src.stat().st_size and sha in (None, sha256_file(src))
+    assert sha256_file(tmp_path / "back") == sha256_file(src)
+
+
+def test_push_pull_sends_only_changes(kind: StoreKind, tmp_path: Path) -> None:
+    store, src = kind.store(), tmp_path / "src"
+    write_files(src, fake_checkpoint(1))
+    pusher = Pusher(store, src, keep=3)
+    first = pusher.push()
+    assert first is not None and first.version == 1 and first.epoch == 1
+    assert pusher.stats.files_sent == 4
+    sent = pusher.stats.bytes_sent
+    assert pusher.push() == first and pusher.stats.bytes_sent == sent  # unchanged folder: 0 bytes, no version
+    write_files(src, {"last.pt": b"new last", "results.csv": b"epoch,train_loss\n1,0.1\n2,0.05\n"})
+    second = pusher.push()
+    assert second.version == 2 and second.epoch == 2
+    assert pusher.stats.bytes_sent - sent == len(b"new last") + len(b"epoch,train_loss\n1,0.1\n2,0.05\n")
+    assert second.files["best.pt"] == first.files["best.pt"]  # points at version 1's copy
+    result = pull(store, tmp_path / "dest")
+    assert result.manifest == second and result.skipped == []
+    assert files_of(tmp_path / "dest") == files_of(src)
+    again = pull(store, tmp_path / "dest")
+    assert again.bytes_received == 0 and again.files_reused == 4
+
+
+def test_a_fresh_writer_does_not_resend_pulled_files(kind: StoreKind, tmp_path: Path) -> None:
+    store = kind.store()
+    write_files(tmp_path / "a", fake_checkpoint(2))
+    push(store, tmp_path / "a")
+    pull(store, tmp_path / "b")  # a resumed job: pulls, then its own writer starts
+    pusher = Pusher(store, tmp_path / "b")
+    assert pusher.push().version == 1 and pusher.stats.bytes_sent == 0
+
+
+def test_keep_retains_the_newest_versions_only(kind: StoreKind, tmp_path: Path) -> None:
+    store, src = kind.store(), tmp_path / "src"
+    pusher = Pusher(store, src, keep=2)
+    for epoch in range(1, 6):
+        write_files(src, fake_checkpoint(epoch, size=1000))
+        newest = pusher.push()
+    assert versions_in_store(store) == [4, 5]
+    used = {e.key for v in (4, 5) for e in Manifest.parse(store.get_bytes(f"{HISTORY}{v:08d}.json")).files.values()}
+    listed = {o.key for o in store.list(FILES)}
+    assert listed == used and {e.key for e in newest.files.values()} <= listed
+    assert f"{FILES}00000003/last.pt" not in listed and f"{FILES}00000001/epoch-1.pt" in listed  # still in the folder
+    assert pull(store, tmp_path / "dest").manifest == newest
+
+
+@pytest.mark.parametrize("where", ["between files", "before manifest"])
+def test_killed_writer_process_leaves_previous_checkpoint(kind: StoreKind, tmp_path: Path, where: str) -> None:
+    store, src = kind.store(), tmp_path / "src"
+    write_files(src, fake_checkpoint(1))
+    push(store, src)
+    write_files(src, fake_checkpoint(2))
+    flag = ["--die-after-files", "1"] if where == "between files" else ["--die-before-manifest"]
+    proc = subprocess.run([sys.executable, "-m", "tests.launcher.storage.writer", store.uri, str(src), *flag],
+                          env=subprocess_env(kind), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 9, proc.stderr
+    assert any(o.key.startswith(f"{FILES}00000002/") for o in store.list(FILES))  # it did upload something
+    result = pull(store, tmp_path / "dest")
+    assert result.manifest.version == 1 and files_of(tmp_path / "dest")["last.pt"] == fake_checkpoint(1)["last.pt"]
+    assert result.skipped == ["ignored files of unfinished checkpoint(s) [2]: no complete manifest lists them"]
+    resumed = Pusher(store, src).push()  # the restarted writer finishes the job and cleans up
+    assert resumed.version == 2 and pull(store, tmp_path / "dest2").skipped == []
+    assert {o.key.split("/")[1] for o in store.list(FILES)} <= {"00000001", "00000002"}
+
+
+def test_corrupt_file_falls_back_to_previous_checkpoint(kind: StoreKind, tmp_path: Path) -> None:
+    store, src = kind.store(), tmp_path / "src"
+    write_files(src, fake_checkpoint(1))
+    push(store, src)
+    write_files(src, fake_checkpoint(2))
+    second = push(store, src)
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\0" * second.files["last.pt"].size)  # same size, wrong bytes
+    store.put(second.files["last.pt"].key, bad)
+    result = pull(store, tmp_path / "dest")
+    assert result.manifest.version == 1
+    assert "skipped checkpoint 2" in result.skipped[0] and "sha256" in result.skipped[0]
+    assert files_of(tmp_path / "dest") == fake_checkpoint(1)
+
+
+def test_truncated_manifest_uses_the_history_copy(kind: StoreKind, tmp_path: Path) -> None:
+    store, src = kind.store(), tmp_path / "src"
+    write_files(src, fake_checkpoint(1))
+    push(store, src)
+    write_files(src, fake_checkpoint(2))
+    push(store, src)
+    data = store.get_bytes(MANIFEST)
+    store.put_bytes(MANIFEST, data[: len(data) // 2])
+    result = pull(store, tmp_path / "dest")
+    assert result.manifest.version == 2 and "manifest.json is damaged" in result.skipped[0]
+    store.put_bytes(f"{HISTORY}00000002.json", data.replace(b'"epoch": 2', b'"epoch": 9'))  # edited: digest fails
+    result = pull(store, tmp_path / "dest2")
+    assert result.manifest.version == 1 and "digest" in result.skipped[1] and "checkpoint(s) [2]" in result.skipped[2]
+
+
+def test_unsafe_keys_in_a_manifest_are_refused(kind: StoreKind, tmp_path: Path) -> None:
+    store, src = kind.store(), tmp_path / "src"
+    write_files(src, fake_checkpoint(1))
+    good = push(store, src)
+    for name, key in (("../escape.pt", good.files["last.pt"].key), ("/etc/evil", "x"), ("ok.pt", "../../x")):
+        body = {**good.body(), "version": 2, "files": {name: {"key": key, "size": 1, "sha256": "0"}}}
+        store.put_bytes(MANIFEST, _with_digest(body))
+        result = pull(store, tmp_path / "dest" / "inner")
+        assert result.manifest == good and "Refusing the checkpoint key" in result.skipped[0]
+    assert not (tmp_path / "dest" / "escape.pt").exists() and sorted(p.name for p in (tmp_path / "dest").iterdir()) == ["inner"]
+
+
+def _with_digest(body: dict) -> bytes:
+    from launcher.storage.manifest import _digest
+
+    return json.dumps({**body, "digest": _digest(body)}).encode()
+
+
+@pytest.mark.parametrize("target", ["local", "s3", "gcs", "azure"])
+def test_copy_between_any_two_stores(kind: StoreKind, target: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    dst_kind = StoreKind("local", str(tmp_path / "other"), None, None) if target == "local" else request.getfixturevalue(f"{target}_kind")
+    src_store, dst_store = kind.store(), dst_kind.store()
+    write_files(tmp_path / "src", fake_checkpoint(3))
+    original = push(src_store, tmp_path / "src", spec_hash="abc")
+    result = copy(src_store, dst_store)
+    copied = pull(dst_store, tmp_path / "dest").manifest
+    assert result.manifest == original
+    assert (copied.epoch, copied.spec_hash, copied.size) == (3, "abc", original.size)
+    assert files_of(tmp_path / "dest") == fake_checkpoint(3)
+
+
+def test_throttling_and_5xx_are_retried(remote_kind: StoreKind, tmp_path: Path) -> None:
+    write_files(tmp_path / "src", fake_checkpoint(1))
+    with FaultProxy(remote_kind.endpoint, fail=4) as proxy:
+        retry = RetryPolicy(sleep=lambda _s: None)
+        store = remote_kind.store(endpoint=proxy.endpoint, retry=retry)
+        manifest = push(store, tmp_path / "src")
+        assert pull(store, tmp_path / "dest").manifest == manifest
+    assert proxy.failed == 4 and proxy.forwarded > 0
+    assert files_of(tmp_path / "dest") == fake_checkpoint(1)
+
+
+@pytest.mark.parametrize("name", ["s3", "azure"])
+def test_without_retries_the_injected_faults_surface(name: str, request: pytest.FixtureRequest) -> None:
+    """The control for the test above: the proxy's errors do reach our layer (SDK retries are off)."""
+    remote = request.getfixturevalue(f"{name}_kind")
+    with FaultProxy(remote.endpoint, fail=1) as proxy:
+        store = remote.store(endpoint=proxy.endpoint, retry=RetryPolicy(attempts=1))
+        with pytest.raises(Exception) as info:
+            store.get_bytes(MANIFEST)
+    assert not isinstance(info.value, LauncherError)
+    assert proxy.failed == 1

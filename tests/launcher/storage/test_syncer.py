@@ -1,0 +1,81 @@
+"""The background Syncer the entrypoint runs on node 0, against every store."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from launcher.storage.manifest import versions_in_store
+from launcher.storage.sync import Syncer, pull, pull_latest
+from tests.launcher.storage.conftest import StoreKind
+from tests.launcher.storage.helpers import fake_checkpoint, write_files
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_syncer_uploads_each_checkpoint_and_flushes_on_close(kind: StoreKind, tmp_path: Path) -> None:
+    store, folder = kind.store(), tmp_path / "save"
+    syncer = Syncer("", "", folder, keep=5, spec_hash="h1", interval=0.05, settle=0.05, store=store, log=lambda _m: None)
+    syncer.start()
+    for epoch in (1, 2):
+        write_files(folder, fake_checkpoint(epoch))
+        wait_for(lambda e=epoch: versions_in_store(store)[-1:] == [e])
+    write_files(folder, fake_checkpoint(3))  # the trainer's final save, right before it exits
+    assert syncer.close(grace=60)
+    result = pull(store, tmp_path / "dest")
+    assert (result.manifest.version, result.manifest.epoch, result.manifest.spec_hash) == (3, 3, "h1")
+    assert (tmp_path / "dest" / "last.pt").read_bytes() == fake_checkpoint(3)["last.pt"]
+    assert syncer.stats.files_unchanged >= 2  # best.pt and epoch-1.pt were never re-sent
+    sent_best = [v for v in result.manifest.files.values() if v.key.endswith("best.pt")]
+    assert sent_best[0].key == "files/00000001/best.pt"
+
+
+def test_syncer_every_n_uploads_less_but_close_sends_the_last(kind: StoreKind, tmp_path: Path) -> None:
+    store, folder = kind.store(), tmp_path / "save"
+    syncer = Syncer("", "", folder, every=2, interval=0.05, settle=0.05, store=store, log=lambda _m: None).start()
+    write_files(folder, fake_checkpoint(1))
+    time.sleep(0.5)
+    assert versions_in_store(store) == []
+    write_files(folder, fake_checkpoint(2))
+    wait_for(lambda: versions_in_store(store) == [1])
+    write_files(folder, fake_checkpoint(3))
+    assert syncer.close(grace=60)
+    assert pull(store, tmp_path / "dest").manifest.epoch == 3
+
+
+def test_resumed_node_pulls_then_syncs_without_resending(kind: StoreKind, tmp_path: Path) -> None:
+    root = kind.uri("")
+    first = tmp_path / "job1"
+    syncer = Syncer(root, "run-a", first, interval=0.05, settle=0.05, store=kind.store("run-a"), log=lambda _m: None)
+    write_files(first, fake_checkpoint(2))
+    syncer.start()
+    assert syncer.close(grace=60)
+    second = tmp_path / "job2"
+    result = pull_latest(root, "run-a", second, **kind.client_kwargs())
+    assert result.manifest.epoch == 2
+    resumed = Syncer(root, "run-a", second, interval=0.05, settle=0.05, store=kind.store("run-a"), log=lambda _m: None)
+    resumed.start()
+    write_files(second, {"last.pt": b"epoch 3"})
+    assert resumed.close(grace=60)
+    assert resumed.stats.bytes_sent == len(b"epoch 3") and resumed.stats.files_sent == 1
+
+
+def test_pull_latest_with_nothing_there_starts_fresh(kind: StoreKind, tmp_path: Path) -> None:
+    result = pull_latest(kind.uri(""), "nothing-yet", tmp_path / "dest", **kind.client_kwargs())
+    assert result.manifest is None and result.skipped == []
+
+
+def test_pull_latest_keeps_a_newer_local_checkpoint(kind: StoreKind, tmp_path: Path) -> None:
+    """Restarted on the same machine after an upload was cut short: never roll the folder back."""
+    write_files(tmp_path / "src", fake_checkpoint(2))
+    Syncer("", "", tmp_path / "src", store=kind.store("run-b"), log=lambda _m: None).close(grace=60)
+    write_files(tmp_path / "here", fake_checkpoint(3))
+    result = pull_latest(kind.uri(""), "run-b", tmp_path / "here", **kind.client_kwargs())
+    assert result.manifest is None and "kept the local checkpoint" in result.skipped[-1]
+    assert (tmp_path / "here" / "last.pt").read_bytes() == fake_checkpoint(3)["last.pt"]
+    assert pull_latest(kind.uri(""), "run-b", tmp_path / "older", **kind.client_kwargs()).manifest.epoch == 2
