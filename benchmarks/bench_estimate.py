@@ -10,8 +10,8 @@
 4. prints predicted vs measured wall time and the error (target: within 15%).
 
 Defaults to examples/quickstart.yaml; without it, an equivalent tiny job
-(resnet18 on the built-in digits at 32 px). Uses a fresh state dir, so earlier
-profiles and runs do not leak into the figure. Results also go to
+(resnet18 on the built-in digits at 32 px). Uses a fresh state dir and
+run name, so earlier profiles and runs do not leak into the figure. Results also go to
 benchmarks/out/bench_estimate.json.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -80,7 +81,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-estimate-") as tmp:
         job = opts.job or (str(QUICKSTART) if QUICKSTART.exists() else _write_tiny(Path(tmp)))
         env = {**os.environ, "LAUNCHER_STATE_DIR": str(Path(tmp) / "state")}
-        sets = [*opts.sets, "local.runtime=process"]
+        # a fresh run name: a finished run in the entrypoint's default save dir would be resumed as "nothing to do"
+        run_name = f"bench-estimate-{os.getpid()}"
+        sets = [*opts.sets, "local.runtime=process", f"name={run_name}"]
         print(f"job: {job} {' '.join(opts.sets)}", flush=True)
         prof = json.loads(_launch(["profile", job, "--steps", str(opts.steps), "--json", *_flags(opts.sets)], env).stdout)
         print(f"profile: {prof['images_per_s']:.1f} img/s on {prof['device']}, run overhead {prof.get('overhead_s')} s, "
@@ -91,6 +94,7 @@ def main() -> int:
         start = time.monotonic()
         _launch(["run", job, "-b", "local", *_flags(sets)], env, capture=False)
         measured = time.monotonic() - start
+        shutil.rmtree(Path(tempfile.gettempdir()) / "launcher-checkpoints" / run_name, ignore_errors=True)
     error = (float(row["total_s"]) - measured) / measured
     verdict = "within" if abs(error) <= TARGET else "OUTSIDE"
     print(f"predicted {row['total_s']:.1f} s, measured {measured:.1f} s: error {error:+.1%} ({verdict} the {TARGET:.0%} target)")

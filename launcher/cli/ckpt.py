@@ -88,11 +88,9 @@ def ls(target: str, as_json: bool) -> None:
     from launcher.storage.manifest import candidates
 
     store = open_store(resolve(target))
-    rows = [_row(where, found) for where, found in candidates(store)]
-    if not as_json:
+    rows = [_row(where, found) for where, found in candidates(store)] or _runs(store)
+    if not as_json:  # keys relative to what the user typed; the table stays readable
         rows = [{**r, "where": r["where"][len(store.uri) + 1 :] or r["where"]} for r in rows]
-    if not rows:
-        rows = _runs(store)
     if as_json:
         echo_json(rows)
     elif not rows:

@@ -64,7 +64,7 @@ def estimate_cmd(
     if plot_file:
         from launcher.estimate.plot import plot_rows
 
-        plot_rows(rows, plot_file, title=f"{spec.name}: cost vs time")
+        plot_rows(rows, plot_file, f"{spec.name}: cost vs time", spec.limits.max_cost, spec.limits.max_runtime)
     if as_json:
         echo_json([r.to_dict() for r in rows])
         return

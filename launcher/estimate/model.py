@@ -199,7 +199,7 @@ def estimate_offer(spec: JobSpec, offer: Offer, figure: Figure, data: Dataset, c
     validation = validation_seconds(spec, data, ips, offer)
     lost = interruption_seconds(spec, training + validation, startup, offer, catalog)
     total = startup + staging + training + validation + lost
-    storage = _storage_cost(data, total)
+    storage = _storage_cost(data, total, offer)
     cost = total / 3600.0 * offer.price_per_hour * offer.nodes + storage
     u = min(figure.uncertainty, 0.9)
     su = gpu_table()["uncertainty"]["startup"]
@@ -214,9 +214,9 @@ def estimate_offer(spec: JobSpec, offer: Offer, figure: Figure, data: Dataset, c
     )  # fmt: skip
 
 
-def _storage_cost(data: Dataset, total_s: float) -> float:
-    """Object storage for a dataset uploaded for the run, prorated (buckets bill per GB-month)."""
-    if not data.local:
+def _storage_cost(data: Dataset, total_s: float, offer: Offer) -> float:
+    """Object storage for a local dataset uploaded for a cloud run, prorated (buckets bill per GB-month)."""
+    if not data.local or offer.backend == "local":
         return 0.0
     return data.bytes / 1e9 * STORAGE_USD_PER_GB_MONTH * (total_s / 3600.0) / HOURS_PER_MONTH
 

@@ -35,7 +35,10 @@ def label(row: Row) -> str:
     return f"{o.backend}: {nodes}{o.instance}{' spot' if o.spot else ''}{region}"
 
 
-def plot_rows(rows: Sequence[Row], path: str | Path, title: str = "") -> Path:
+def plot_rows(
+    rows: Sequence[Row], path: str | Path, title: str = "", max_cost: float | None = None, max_runtime_s: float | None = None
+) -> Path:
+    """Draw every usable row, the Pareto front and the spec's limits (red lines) into a PNG."""
     from launcher.lazy import require
 
     matplotlib = require("matplotlib", "train")
@@ -52,6 +55,10 @@ def plot_rows(rows: Sequence[Row], path: str | Path, title: str = "") -> Path:
     ax.scatter([r.total_s / 3600 for r in front], [r.cost for r in front], s=120, facecolors="none", edgecolors="k")
     for r in ok:
         ax.annotate(label(r), (r.total_s / 3600, r.cost), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    if max_cost:
+        ax.axhline(max_cost, color="tab:red", ls=":", lw=1, label=f"max_cost ${max_cost:g}")
+    if max_runtime_s:
+        ax.axvline(max_runtime_s / 3600, color="tab:red", ls="-.", lw=1, label=f"max_runtime {max_runtime_s / 3600:.2g} h")
     _axes(ax, ok, title)
     out = Path(path)
     fig.savefig(out, dpi=130)

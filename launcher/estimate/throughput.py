@@ -122,7 +122,7 @@ def _from_records(spec: JobSpec, records: Iterable[Throughput]) -> Figure | None
     records = [r for r in records if r.precision == precision_of(spec) and r.images_per_s > 0]
     for tag, label in SOURCES:
         mine = [r for r in records if r.source == tag]
-        exact = [r for r in mine if r.imgsz == spec.train.imgsz and r.batch == spec.train.batch]
+        exact = [r for r in mine if r.imgsz == spec.train.imgsz and spec.train.batch in (r.batch, -1)]  # -1: AutoBatch
         if exact:
             return _figure(exact, label, spec, scaled=False)
     for tag, label in SOURCES:  # same model and device, other image size or batch: scale by FLOPs

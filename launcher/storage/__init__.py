@@ -19,8 +19,6 @@ from launcher.storage.retry import RetryPolicy
 
 __all__ = ["open_store", "join_uri", "Store", "ObjectInfo", "UnsafeKeyError"]
 
-SCHEMES = ("s3://", "gs://", "az://")
-
 
 def join_uri(uri: str, *parts: str) -> str:
     return "/".join([uri.rstrip("/"), *(p.strip("/") for p in parts if p)])

@@ -119,7 +119,7 @@ def load_image(path: str, size: int):  # type: ignore[no-untyped-def]
         im = im.resize((nw, nh), Image.BILINEAR, reducing_gap=3.0 if r < 0.5 else None)
         left, top = (nw - size) // 2, (nh - size) // 2
         im = im.crop((left, top, left + size, top + size))
-        return np.asarray(im, dtype=np.uint8)
+        return np.array(im, dtype=np.uint8)  # a writable copy: torch.from_numpy needs one
 
 
 def disk_cache_dir() -> Path:

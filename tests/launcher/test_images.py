@@ -109,8 +109,9 @@ def test_cli_build_reports_a_failing_step(client: Any, tag: str, tmp_path: Path)
 @pytest.mark.docker
 def test_cli_build_then_push_to_a_backend_without_a_registry(client: Any, tag: str, tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nARG GREETING\nRUN echo $GREETING > /greeting\n")
-    args = ["image", "build", "-t", tag, "--context", str(tmp_path), "--file", "Dockerfile", "--json", "-q"]
-    result = CliRunner().invoke(main, [*args, "--build-arg", "GREETING=hi-there"])
+    args = ["image", "build", "-t", tag, "--context", str(tmp_path), "--file", "Dockerfile", "--json", "-q",
+            "--build-arg", "GREETING=hi-there"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert f"built {tag}" in result.output
     assert client.containers.run(tag, ["cat", "/greeting"], remove=True).decode().strip() == "hi-there"

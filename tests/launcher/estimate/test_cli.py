@@ -65,3 +65,15 @@ def test_catalog_show_prints_the_date(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["catalog", "show", "-b", "aws"])
     assert result.exit_code == 0, result.output
     assert "2031-02-03" in result.output and "ml.x" in result.output and "1.2500" in result.output
+
+
+def test_run_refuses_over_budget_and_the_flag_overrides(fake_plugin: str, tmp_path: Path) -> None:
+    job = tmp_path / "dear.yaml"
+    job.write_text("name: dear\ntrain: {model: resnet50, data: digits, epochs: 50}\n"
+                   "resources: {gpus: 1, gpu_type: A10G}\nlimits: {max_cost: 0.01}\n")  # fmt: skip
+    refused = CliRunner().invoke(main, ["run", str(job), "-b", fake_plugin, "--yes", "--detach"])
+    assert refused.exit_code == 3
+    assert "exceeds limits.max_cost $0.01" in refused.output and "--ignore-budget" in refused.output
+    forced = CliRunner().invoke(main, ["run", str(job), "-b", fake_plugin, "--yes", "--detach", "--ignore-budget"])
+    assert forced.exit_code == 0, forced.output
+    assert "submitted dear-" in forced.output

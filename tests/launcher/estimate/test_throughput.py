@@ -98,3 +98,9 @@ def test_shipped_model_table_matches_installed_torchvision() -> None:
         shipped = model_table()["models"][name]
         assert (entry["gflops"], entry["at_px"]) == (shipped["gflops"], shipped["at_px"]), name
     assert _torchvision_entry("no_such_model") is None
+
+
+def test_autobatch_matches_whatever_batch_was_chosen(jobs: JobRegistry) -> None:
+    jobs.add_throughput(_t("profile", 700.0, batch=96))
+    fig = throughput(spec(batch=-1), "A10G", jobs)
+    assert (fig.source, fig.images_per_s) == ("measured", 700.0) and "scaled" not in fig.detail

@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from launcher.errors import LauncherError
+from launcher.spec import TrainConfig
+from launcher.train import checkpoint
+from launcher.train.dist import Dist
+from launcher.train.loop import SIGTERM_EXIT, Trainer, pick_precision
+from tests.launcher.train.conftest import TINY
+
+
+def _cfg(data: Path, **kw: object) -> TrainConfig:
+    base = dict(item.split("=", 1) for item in TINY)
+    base.update(data=str(data), epochs=2)
+    base.update({k: v for k, v in kw.items()})
+    return TrainConfig.model_validate(base)
+
+
+def _trainer(cfg: TrainConfig, save_dir: Path) -> tuple[Trainer, io.StringIO]:
+    out = io.StringIO()
+    return Trainer(cfg, save_dir, Dist(device=torch.device("cpu")), spec_hash="h1", out=out), out
+
+
+def test_a_run_writes_every_output(tiny_data: Path, tmp_path: Path) -> None:
+    trainer, out = _trainer(_cfg(tiny_data, save_period=1, cache="ram"), tmp_path)
+    assert trainer.fit() == 0
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"last.pt", "best.pt", "epoch-1.pt", "epoch-2.pt", "results.csv", "results.png", "results.json"} <= names
+    rows = (tmp_path / "results.csv").read_text().splitlines()
+    assert rows[0] == "epoch,train_loss,val_loss,top1,top5,lr,time_s,images_per_s" and len(rows) == 3
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["epochs_run"] == 2 and result["model"] == "shufflenet_v2_x0_5" and result["precision"] == "fp32"
+    assert result["batch"] == 4 and result["imgsz"] == 16 and result["images_per_second"] > 0
+    assert result["val_images"] == 9 and result["train_images"] == 24
+    assert "done: best top-1" in out.getvalue() and str(tmp_path / "best.pt") in out.getvalue()
+    last = checkpoint.load(tmp_path / "last.pt")
+    assert last["finished"] and last["epoch"] == 2 and last["spec_hash"] == "h1"
+    assert set(last) >= {"model", "ema", "optimizer", "scaler", "rng", "early_stop", "global_step"}
+
+
+def test_save_period_off_writes_no_epoch_files(tiny_data: Path, tmp_path: Path) -> None:
+    trainer, _ = _trainer(_cfg(tiny_data, epochs=1, save_period=-1), tmp_path)
+    trainer.fit()
+    assert not list(tmp_path.glob("epoch-*.pt"))
+
+
+def test_patience_stops_without_strict_improvement(tiny_data: Path, tmp_path: Path) -> None:
+    # a learning rate this small cannot change a prediction: top-1 stays flat after epoch 1
+    trainer, out = _trainer(_cfg(tiny_data, epochs=6, patience=2, lr0=1e-12, optimizer="SGD"), tmp_path)
+    assert trainer.fit() == 0
+    assert json.loads((tmp_path / "results.json").read_text())["epochs_run"] == 3
+    assert "early stop" in out.getvalue()
+
+
+def test_resuming_a_finished_run_is_a_message_and_epochs_can_be_extended(tiny_data: Path, tmp_path: Path) -> None:
+    first, _ = _trainer(_cfg(tiny_data, epochs=1), tmp_path)
+    first.fit()
+    again, out = _trainer(_cfg(tiny_data, epochs=1), tmp_path)
+    assert again.fit() == 0 and "already finished" in out.getvalue()
+    longer, out = _trainer(_cfg(tiny_data, epochs=2), tmp_path)
+    assert longer.fit() == 0
+    assert "resuming from" in out.getvalue() and "epoch 2/2" in out.getvalue()
+    assert len((tmp_path / "results.csv").read_text().splitlines()) == 3
+
+
+def test_resuming_with_another_model_is_a_clear_error(tiny_data: Path, tmp_path: Path) -> None:
+    _trainer(_cfg(tiny_data, epochs=1), tmp_path)[0].fit()
+    other, _ = _trainer(_cfg(tiny_data, epochs=2, model="mobilenet_v3_small"), tmp_path)
+    with pytest.raises(LauncherError, match="was trained as shufflenet_v2_x0_5 on 3 classes"):
+        other.fit()
+
+
+def test_a_non_finite_loss_skips_the_step(tiny_data: Path, tmp_path: Path) -> None:
+    trainer, out = _trainer(_cfg(tiny_data), tmp_path)
+    trainer.setup()
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    x = torch.full((4, 3, 16, 16), float("nan"))
+    loss, stop = trainer.train_step(x, torch.tensor([0, 1, 2, 0]))
+    assert loss != loss and not stop  # NaN
+    assert "non-finite loss" in out.getvalue() and "step skipped" in out.getvalue()
+    after = trainer.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if before[k].dtype.is_floating_point and "running" not in k)
+    trainer.train_step(torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 0]))
+    assert not torch.equal(before["fc.weight"], trainer.model.state_dict()["fc.weight"])
+
+
+def test_validation_uses_the_ema_weights(tiny_data: Path, tmp_path: Path) -> None:
+    trainer, _ = _trainer(_cfg(tiny_data), tmp_path)
+    trainer.setup()
+    with torch.no_grad():
+        trainer.ema.module.fc.weight.zero_()
+        trainer.ema.module.fc.bias.copy_(torch.tensor([0.0, 0.0, 5.0]))  # the EMA model always says class 2
+    metrics = trainer.validate()
+    assert metrics["top1"] == pytest.approx(1 / 3) and metrics["val_samples"] == 9
+
+
+def test_sigterm_flag_saves_mid_epoch_and_exits_143(tiny_data: Path, tmp_path: Path) -> None:
+    trainer, out = _trainer(_cfg(tiny_data), tmp_path)
+    trainer.setup()
+    trainer.request_stop()
+    assert trainer._epochs() == SIGTERM_EXIT
+    state = checkpoint.load(tmp_path / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"], state["finished"]) == (0, 1, False)
+    assert "stopped by SIGTERM" in out.getvalue()
+
+
+def test_precision_choice() -> None:
+    assert pick_precision(True, "cuda", bf16_ok=True) == "bf16"
+    assert pick_precision(True, "cuda", bf16_ok=False) == "fp16"
+    assert pick_precision(True, "cpu", bf16_ok=False) == "fp32"
+    assert pick_precision(False, "cuda", bf16_ok=True) == "fp32"
+
+
+def test_amp_true_uses_bf16_autocast_when_the_device_has_it(tiny_data: Path, tmp_path: Path) -> None:
+    trainer, _ = _trainer(_cfg(tiny_data, amp=True), tmp_path)
+    trainer.setup()
+    trainer.precision = pick_precision(True, "cpu", bf16_ok=True)  # what a bf16-capable CPU picks
+    with trainer._autocast():
+        out = trainer.model(torch.randn(2, 3, 16, 16))
+    assert out.dtype == torch.bfloat16
+    trainer.precision = "fp32"
+    with trainer._autocast():
+        assert trainer.model(torch.randn(2, 3, 16, 16)).dtype == torch.float32
+
+
+def test_fp16_uses_a_grad_scaler(tiny_data: Path, tmp_path: Path) -> None:
+    trainer, _ = _trainer(_cfg(tiny_data), tmp_path)
+    trainer.precision = "fp16"
+    trainer._data()
+    trainer._model()
+    assert trainer.scaler.is_enabled()
+
+
+def test_pretrained_path_loads_a_local_state_dict(tiny_data: Path, tmp_path: Path) -> None:
+    import torchvision
+
+    source = torchvision.models.shufflenet_v2_x0_5(num_classes=1000)
+    torch.save(source.state_dict(), tmp_path / "w.pt")
+    trainer, _ = _trainer(_cfg(tiny_data, pretrained=str(tmp_path / "w.pt")), tmp_path / "run")
+    trainer.setup()
+    got = trainer.model.state_dict()
+    assert torch.equal(got["conv1.0.weight"], source.state_dict()["conv1.0.weight"])
+    assert got["fc.weight"].shape == (3, 1024)  # the head was sized for this dataset
+
+
+def test_pretrained_true_reads_torchvision_weights_from_the_hub_cache(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision
+
+    weights = torchvision.models.ShuffleNet_V2_X0_5_Weights.DEFAULT
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    source = torchvision.models.shufflenet_v2_x0_5()
+    torch.save(source.state_dict(), hub / weights.url.rsplit("/", 1)[-1])
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    trainer, _ = _trainer(_cfg(tiny_data, pretrained=True), tmp_path / "run")
+    trainer.setup()
+    assert torch.equal(trainer.model.state_dict()["conv1.0.weight"], source.state_dict()["conv1.0.weight"])
+    assert trainer.model.fc.out_features == 3
+
+
+def test_pretrained_true_offline_is_a_clear_error(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    for var in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens there: the download fails at once
+    trainer, _ = _trainer(_cfg(tiny_data, pretrained=True), tmp_path / "run")
+    with pytest.raises(LauncherError, match=r"could not get the pretrained weights of shufflenet_v2_x0_5.*hub/checkpoints"):
+        trainer.setup()
+
+
+def test_unknown_model_names_the_closest(tiny_data: Path, tmp_path: Path) -> None:
+    trainer, _ = _trainer(_cfg(tiny_data, model="resnet19"), tmp_path)
+    with pytest.raises(LauncherError, match="Did you mean resnet18"):
+        trainer.setup()
+
+
+def test_cpu_threads_drop_to_one_only_on_an_oversubscribed_machine() -> None:
+    from launcher.train.loop import cpu_threads
+
+    assert cpu_threads({}, load_1min=5.0, cpus=2) == 1
+    assert cpu_threads({}, load_1min=1.0, cpus=2) is None
+    assert cpu_threads({"OMP_NUM_THREADS": "2"}, load_1min=5.0, cpus=2) is None
