@@ -346,7 +346,7 @@ class SageMakerBackend(Backend):
                 "TrainingImage": self._image(spec, opts),
                 "TrainingInputMode": "File",
                 "ContainerEntrypoint": list(ENTRYPOINT),
-                "ContainerArguments": self._arguments(spec, job, gpus, data_arg),
+                "ContainerArguments": self._arguments(spec, gpus, data_arg),
             },
             "ResourceConfig": self._resources(spec, opts, instance),
             "StoppingCondition": self._stopping(spec, opts, row, region, notes),
@@ -356,7 +356,7 @@ class SageMakerBackend(Backend):
         }
         if channels:
             request["InputDataConfig"] = channels
-        request.update(self._checkpoint(spec, job, notes))
+        request.update(self._checkpoint(spec, notes))
         if spec.resources.spot:
             request["EnableManagedSpotTraining"] = True
             if not spec.checkpoint.uri:
@@ -452,9 +452,13 @@ class SageMakerBackend(Backend):
             "Upload it (aws s3 sync DIR s3://BUCKET/PREFIX) and set train.data to that s3:// URI.",
         )
 
-    def _arguments(self, spec: JobSpec, job: str, gpus: int, data_arg: str) -> list[str]:
-        """ContainerArguments per the container contract; each at most 256 characters."""
-        args = ["--run-name", job, "--gpus", str(gpus), "--spec-hash", spec.spec_hash()]
+    def _arguments(self, spec: JobSpec, gpus: int, data_arg: str) -> list[str]:
+        """ContainerArguments per the container contract; each at most 256 characters.
+
+        The run folder is the spec's name, not the job name, so a resubmitted or
+        moved job finds its checkpoints under the same `<uri>/<name>/`.
+        """
+        args = ["--run-name", spec.name, "--gpus", str(gpus), "--spec-hash", spec.spec_hash()]
         ckpt = spec.checkpoint
         if ckpt.uri:
             args += ["--checkpoint-uri", ckpt.uri, "--every", str(ckpt.every), "--keep", str(ckpt.keep)]
@@ -542,14 +546,14 @@ class SageMakerBackend(Backend):
             raise LauncherError(f"The job has {len(tags)} tags; SageMaker allows 50.", "Remove some of aws.tags.")
         return [{"Key": k, "Value": v} for k, v in tags.items()]
 
-    def _checkpoint(self, spec: JobSpec, job: str, notes: list[str]) -> dict[str, Any]:
+    def _checkpoint(self, spec: JobSpec, notes: list[str]) -> dict[str, Any]:
         uri = spec.checkpoint.uri
         if not uri:
             return {}
         if uri.startswith("s3://"):
             if not _S3_RE.match(uri):
                 raise LauncherError(f"checkpoint.uri '{uri}' is not a valid s3:// URI.", "Write it like s3://bucket/prefix.")
-            mirror = f"{uri.rstrip('/')}/{job}/{CHECKPOINT_MIRROR}"
+            mirror = f"{uri.rstrip('/')}/{spec.name}/{CHECKPOINT_MIRROR}"
             return {"CheckpointConfig": {"S3Uri": mirror, "LocalPath": CHECKPOINT_DIR}}
         if uri.startswith(("gs://", "az://")):
             notes.append(

@@ -254,9 +254,12 @@ def _data(spec: JobSpec, opts: AzureOptions) -> tuple[dict[str, Any], str | None
     return {}, None, notes
 
 
-def _command(spec: JobSpec, job_name: str, checkpoint: str | None, data: str | None) -> str:
-    """The container command contract: python -m launcher.entrypoint ... -- train key=value ..."""
-    args = ["python", "-m", "launcher.entrypoint", "--run-name", job_name]
+def _command(spec: JobSpec, checkpoint: str | None, data: str | None) -> str:
+    """The container command contract: python -m launcher.entrypoint ... -- train key=value ...
+
+    The run folder is the spec's name, so every backend reads and writes `<uri>/<name>/`.
+    """
+    args = ["python", "-m", "launcher.entrypoint", "--run-name", spec.name]
     if checkpoint:
         args += ["--checkpoint-uri", checkpoint, "--keep", str(spec.checkpoint.keep), "--every", str(spec.checkpoint.every)]
     args += ["--gpus", str(spec.resources.gpus), "--spec-hash", spec.spec_hash(), "--"]
@@ -377,7 +380,7 @@ class AzureMLBackend(Backend):
             "name": job_name,
             "display_name": spec.name,
             "experiment_name": opts.experiment or spec.name,
-            "command": _command(spec, job_name, ckpt_arg, data_arg),
+            "command": _command(spec, ckpt_arg, data_arg),
             "environment": {"image": spec.image},
             **compute,
             "distribution": {"type": "pytorch", "process_count_per_instance": 1},

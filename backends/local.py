@@ -34,7 +34,7 @@ from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, TextIO
 
 from pydantic import Field, field_validator
 
-from launcher.backend import Backend, BackendCheck, BackendOptions, Feature
+from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Offer
 from launcher.errors import LauncherError
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.spec import BUILTIN_DATASETS, JobSpec
@@ -370,6 +370,12 @@ class LocalBackend(Backend):
             self._docker_container(ref).stop(timeout=STOP_GRACE_S)
         else:
             self._stop_process(ref)
+
+    def offers(self, spec: JobSpec) -> list[Offer]:
+        """This machine as an option: electricity and hardware wear (launcher.estimate.local)."""
+        from launcher.estimate.local import local_offers  # noqa: PLC0415
+
+        return local_offers(spec)
 
     def check(self) -> BackendCheck:
         try:

@@ -145,8 +145,21 @@ def main() -> None:
         root = make_jpegs(work / "jpegs", args.images, args.source)
         print(f"{args.images} train JPEGs at {args.source}px, {args.model} at {args.imgsz}px, batch {args.batch}, "
               f"{args.workers} workers; second-epoch figures", flush=True)
+        import os
+
+        import torch
+
+        from launcher.train.loop import cpu_threads
+
+        threads = cpu_threads(dict(os.environ), os.getloadavg()[0], os.cpu_count() or 1)
+        if threads:
+            torch.set_num_threads(threads)  # the trainer's own rule, applied to every loop here alike
+        precision = "bf16" if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "fp32"
+        before = bare_loop(args, precision)
         ram = trainer(args, root, "ram", work)
-        bare = bare_loop(args, str(ram["precision"]))
+        after = bare_loop(args, str(ram["precision"]))
+        bare = (before + after) / 2  # the machine is shared: average the ceiling around the trainer's run
+        print(f"    bare loop: {before:.1f} img/s before, {after:.1f} img/s after the trainer ({torch.get_num_threads()} thread(s))")
         print(f"(1) trainer cache=ram {ram['images_per_s']:.1f} img/s vs bare loop {bare:.1f} img/s "
               f"({ram['precision']}): ratio {ram['images_per_s'] / bare:.3f} (target >= 0.95)", flush=True)
         plain = plain_loop(args, root)

@@ -17,10 +17,12 @@ crash or a Ctrl-C of the caller.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable, Iterator
 
 from launcher import registry
 from launcher.backend import Backend
+from launcher.errors import LauncherError
 from launcher.jobs import JobRecord, JobRegistry, new_job_id
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.spec import JobSpec
@@ -90,7 +92,29 @@ class Job:
     def status(self) -> JobStatus:
         status = self.backend.status(self.ref)
         self.jobs.update(self.ref.id, status)
+        if status.ok:
+            self._record_results()
         return status
+
+    def results_path(self) -> Path | None:
+        """The trainer's results.json, when the run folder is on this machine."""
+        record = self.record()
+        uri = (record.spec.get("checkpoint") or {}).get("uri")
+        if not uri or "://" in uri:
+            return None
+        return Path(uri) / record.name / "results.json"
+
+    def _record_results(self) -> None:
+        """Once per job: feed the measured throughput to the estimator (launch estimate)."""
+        path = self.results_path()
+        if path is None or not path.exists() or "images_per_s" in self.record().metrics:
+            return
+        from launcher.estimate.record import record_results  # noqa: PLC0415
+
+        try:
+            record_results(self.jobs, self.id, path)
+        except LauncherError:
+            pass  # a custom command's results.json need not follow the trainer's format
 
     def logs(self, follow: bool = False) -> Iterator[str]:
         return self.backend.logs(self.ref, follow=follow)

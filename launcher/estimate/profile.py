@@ -93,9 +93,10 @@ def profile_with_trainer(spec: JobSpec, steps: int, run: Runner | None = None, t
     processes = max(spec.resources.gpus, 1)
     fraction = min(1.0, (steps / PROFILE_EPOCHS) * batch * processes / data.train_images)
     with tempfile.TemporaryDirectory(prefix="launch-profile-") as tmp:
-        cmd = _entrypoint_command(spec, fraction, Path(tmp))
-        lines = (run or _run)(cmd, {**os.environ, "LAUNCHER_SAVE_DIR": tmp}, timeout)
-        return _from_trainer_output(spec, Path(tmp), lines)
+        save_dir = Path(tmp) / "save"
+        cmd = _entrypoint_command(spec, fraction, save_dir)
+        lines = (run or _run)(cmd, {**os.environ, "LAUNCHER_SAVE_DIR": str(save_dir)}, timeout)
+        return _from_trainer_output(spec, save_dir, lines)
 
 
 def _entrypoint_command(spec: JobSpec, fraction: float, save_dir: Path) -> list[str]:
@@ -103,6 +104,12 @@ def _entrypoint_command(spec: JobSpec, fraction: float, save_dir: Path) -> list[
     args = [a for a in spec.train.to_args() if a.split("=", 1)[0] not in override]
     args += [f"{k}={v}" for k, v in override.items()]
     entry = ["--run-name", f"profile-{spec.name}", "--gpus", str(spec.resources.gpus), "--save-dir", str(save_dir)]
+    uri = spec.checkpoint.uri
+    if uri and "://" not in uri:
+        # a local checkpoint store costs a copy per checkpoint: profile the same copy into a scratch store
+        # (a cloud store is never written by a profile)
+        ckpt = spec.checkpoint
+        entry += ["--checkpoint-uri", str(save_dir.parent / "store"), "--keep", str(ckpt.keep), "--every", str(ckpt.every)]
     return [sys.executable, "-m", "launcher.entrypoint", *entry, "--", "train", *args]
 
 

@@ -2,8 +2,9 @@
 
 The hook runs just before submit (launcher.api.Launcher.before_submit). It
 copies the newest complete, verified checkpoint from `URI` (any store, or a
-plain local run folder) into `<spec.checkpoint.uri>/<job name>/`, where the
-new job's entrypoint pulls it before training, so a run stopped on the local
+plain local run folder) into `<spec.checkpoint.uri>/<spec.name>/`, the run
+folder every backend passes to the entrypoint (`--run-name <spec.name>`), where
+the new job's entrypoint pulls it before training, so a run stopped on the local
 machine or GCP continues on AWS. A local checkpoint URI is the trainer's own
 folder (the entrypoint trains in it directly), so there the files are
 placed as plain files instead of the store layout.
@@ -18,7 +19,12 @@ from launcher.storage import join_uri, open_store
 from launcher.storage.local import LocalStore
 from launcher.storage.sync import copy, pull
 
-__all__ = ["copy_for_resume_hook", "copy_for_resume"]
+__all__ = ["copy_for_resume_hook", "copy_for_resume", "run_folder"]
+
+
+def run_folder(plan: Any) -> str:
+    """The run folder the job's entrypoint reads: the spec's name, on every backend (not the job id)."""
+    return plan.spec.name
 
 
 def copy_for_resume(src_uri: str, dst_uri: str, run_name: str, keep: int = 3, **clients: Any) -> str:
@@ -48,7 +54,7 @@ def copy_for_resume_hook(src_uri: str, **clients: Any) -> Callable[[Any, Any], N
                 "Add `checkpoint: {uri: s3://bucket/ckpts}` (a store the backend can reach) to the spec, "
                 "or pass --set checkpoint.uri=URI.",
             )
-        where = copy_for_resume(src_uri, target, plan.job_name, keep=plan.spec.checkpoint.keep, **clients)
+        where = copy_for_resume(src_uri, target, run_folder(plan), keep=plan.spec.checkpoint.keep, **clients)
         print(f"[launcher] copied the newest checkpoint of {src_uri} to {where}", flush=True)
 
     return hook

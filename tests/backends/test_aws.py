@@ -137,7 +137,7 @@ def test_golden_cases_cover_the_issue() -> None:
     stop = spot["StoppingCondition"]
     assert stop["MaxWaitTimeInSeconds"] >= stop["MaxRuntimeInSeconds"]
     # SageMaker mirrors the trainer's folder inside the run folder, apart from the manifest layout (see backends/aws.py)
-    assert spot["CheckpointConfig"] == {"S3Uri": f"s3://my-bucket/ckpts/{JOB_ID}/sagemaker", "LocalPath": "/opt/ml/checkpoints"}
+    assert spot["CheckpointConfig"] == {"S3Uri": "s3://my-bucket/ckpts/flowers/sagemaker", "LocalPath": "/opt/ml/checkpoints"}
     args = spot["AlgorithmSpecification"]["ContainerArguments"]
     assert args[args.index("--save-dir") + 1] == "/opt/ml/checkpoints" and "--checkpoint-uri" in args
     assert plans["cpu_only"]["ResourceConfig"]["InstanceType"] == "ml.c5.xlarge"
@@ -332,7 +332,7 @@ def test_submit_creates_job_and_stores_secrets(aws_env: Any) -> None:
     assert (ref.id, ref.native_id, ref.extra["region"], ref.extra["instance_count"]) == (JOB_ID, JOB_ID, REGION, 2)
     desc = aws_env.client("sagemaker").describe_training_job(TrainingJobName=JOB_ID)
     assert desc["ResourceConfig"]["InstanceType"] == "ml.p4d.24xlarge"
-    assert desc["CheckpointConfig"]["S3Uri"] == f"s3://my-bucket/ckpts/{JOB_ID}/sagemaker"
+    assert desc["CheckpointConfig"]["S3Uri"] == "s3://my-bucket/ckpts/flowers/sagemaker"
     assert desc["AlgorithmSpecification"]["ContainerEntrypoint"] == ["python", "-m", "launcher.entrypoint"]
     sm = aws_env.client("secretsmanager")
     assert sm.get_secret_value(SecretId="torch-launcher/flowers/WANDB_API_KEY")["SecretString"] == "s3cret-1"

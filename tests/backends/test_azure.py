@@ -135,13 +135,13 @@ def test_plan_becomes_command_job_with_expected_rest_form(case: str) -> None:
     assert {k: v["mode"] for k, v in (rest.get("outputs") or {}).items()} == outputs
     assert rest["limits"]["timeout"] == timeout
     assert rest.get("queueSettings") == queue
-    assert rest["command"].startswith("python -m launcher.entrypoint --run-name job-1 ")
+    assert rest["command"].startswith("python -m launcher.entrypoint --run-name digits ")
 
 
 def test_plan_follows_the_container_contract() -> None:
     payload = AzureMLBackend().plan(_spec(CASES["azure_1x1_gpu"]), job_id="run-7").request()
     args = entrypoint.parse_args(payload["command"].split()[3:])
-    assert args.run_name == "run-7"
+    assert args.run_name == "digits"  # the run folder is the spec name, not the job id
     assert args.checkpoint_uri == "${{outputs.checkpoints}}"  # Azure ML replaces it by the rw_mount path
     assert (args.keep, args.gpus) == (2, 1)
     assert args.command[0] == "train" and "data=${{inputs.data}}" in args.command

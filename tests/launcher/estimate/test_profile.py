@@ -10,6 +10,7 @@ from launcher.errors import LauncherError
 from launcher.estimate.model import estimate
 from launcher.estimate.profile import profile, profile_synthetic
 from launcher.jobs import JobRegistry
+from launcher.spec import JobSpec
 
 from .fakes import spec
 
@@ -29,6 +30,7 @@ class FakeTrainerRun:
     def __call__(self, cmd: Sequence[str], env: dict[str, str], timeout: float) -> list[tuple[float, str]]:
         self.cmd = list(cmd)
         save = Path(cmd[cmd.index("--save-dir") + 1])
+        save.mkdir(parents=True, exist_ok=True)
         (save / "results.csv").write_text("epoch,time_s,images_per_s\n1,9.0,16.7\n2,6.0,25.0\n")
         results = {"images_per_second": 90.0, "images_per_second_per_process": 90.0, "world_size": 1, "device": "cpu",
                    "device_name": "x86_64", "precision": "bf16", "batch": 32, "imgsz": 224, "model": "resnet50",
@@ -69,6 +71,15 @@ def test_local_estimate_reproduces_the_profiled_run(tmp_path) -> None:
     (row,) = estimate(s, [Local()], jobs=jobs)  # type: ignore[list-item]
     assert row.source == "measured"
     assert row.total_s == pytest.approx(33.0, rel=0.01)
+
+
+def test_a_local_checkpoint_store_is_profiled_into_scratch(tmp_path) -> None:
+    run = FakeTrainerRun()
+    raw = spec(resources={"gpus": 0}).model_dump()
+    s = JobSpec.model_validate({**raw, "checkpoint": {"uri": str(tmp_path / "runs")}})
+    profile(s, steps=4, jobs=JobRegistry(tmp_path / "j.db"), synthetic=False, run=run)
+    store = run.cmd[run.cmd.index("--checkpoint-uri") + 1]
+    assert store.endswith("store") and not store.startswith(str(tmp_path))
 
 
 def test_a_failing_trainer_is_one_clear_error(tmp_path) -> None:

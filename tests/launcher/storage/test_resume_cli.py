@@ -29,9 +29,11 @@ def test_resume_hook_copies_into_the_new_jobs_folder(kind: StoreKind, s3_kind: S
     write_files(tmp_path / "src", fake_checkpoint(2))
     push(src, tmp_path / "src")
     hook = copy_for_resume_hook(src.uri, **{**kind.client_kwargs(), **s3_kind.client_kwargs()})
-    plan = plan_for(s3_kind.uri("resume-target"))
+    plan = plan_for(s3_kind.uri(f"resume-target-{kind.name}"))
+    target = s3_kind.store(f"resume-target-{kind.name}/resumed")  # <uri>/<spec.name>: every backend's --run-name
+    write_files(tmp_path / "other", fake_checkpoint(5))
+    push(target, tmp_path / "other")  # an earlier run of the same spec: --resume-from must win over it
     hook(None, plan)
-    target = s3_kind.store(f"resume-target/{plan.job_name}")
     result = pull(target, tmp_path / "dest")
     assert result.manifest.epoch == 2 and (tmp_path / "dest" / "last.pt").read_bytes() == fake_checkpoint(2)["last.pt"]
 
@@ -43,7 +45,7 @@ def test_resume_into_a_local_uri_places_plain_files(s3_kind: StoreKind, tmp_path
     push(src, tmp_path / "src")
     plan = plan_for(str(tmp_path / "local-ckpts"))
     copy_for_resume_hook(src.uri, **s3_kind.client_kwargs())(None, plan)
-    folder = tmp_path / "local-ckpts" / plan.job_name
+    folder = tmp_path / "local-ckpts" / plan.spec.name
     assert (folder / "last.pt").read_bytes() == fake_checkpoint(1)["last.pt"]
 
 
@@ -52,7 +54,7 @@ def test_resume_from_a_plain_local_run_folder(s3_kind: StoreKind, tmp_path: Path
     write_files(tmp_path / "local-run", fake_checkpoint(4))
     plan = plan_for(s3_kind.uri("from-local"))
     copy_for_resume_hook(str(tmp_path / "local-run"), **s3_kind.client_kwargs())(None, plan)
-    result = pull(s3_kind.store(f"from-local/{plan.job_name}"), tmp_path / "dest")
+    result = pull(s3_kind.store(f"from-local/{plan.spec.name}"), tmp_path / "dest")
     assert result.manifest.epoch == 4
 
 

@@ -36,7 +36,11 @@ def test_put_get_list_delete(kind: StoreKind, tmp_path: Path) -> None:
     assert (tmp_path / "back").read_bytes() == src.read_bytes()
     assert sha in (None, sha256_file(src))
     assert store.get_bytes("manifest.json") == b"{}" and store.get_bytes("missing.json") is None
-    store.delete(["files/00000001/a/blob", "manifest.json", "never-existed"])
+    (tmp_path / "empty").write_bytes(b"")
+    store.put("empty", tmp_path / "empty")
+    assert store.get("empty", tmp_path / "empty-back") in (None, sha256_file(tmp_path / "empty"))
+    assert (tmp_path / "empty-back").read_bytes() == b""
+    store.delete(["files/00000001/a/blob", "manifest.json", "never-existed", "empty"])
     assert store.list() == []
 
 
