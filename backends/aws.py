@@ -59,6 +59,7 @@ from pydantic import Field, field_validator, model_validator
 
 from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Offer
 from launcher.errors import LauncherError
+from launcher.limits import budget_runtime
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.secrets import REFS_VARIABLE
 from launcher.spec import BUILTIN_DATASETS, DEFAULT_IMAGE, JobSpec, Resources
@@ -84,7 +85,6 @@ DATA_DIR = f"/opt/ml/input/data/{DATA_CHANNEL}"
 ENTRYPOINT = ("python", "-m", "launcher.entrypoint")
 DEFAULT_RUNTIME_S = 86_400  # SageMaker's own default MaxRuntimeInSeconds (1 day)
 MAX_RUNTIME_S = 28 * 86_400  # SageMaker's upper limit for MaxRuntimeInSeconds
-MIN_BUDGET_RUNTIME_S = 60
 ARG_MAX, ARGS_MAX = 256, 100  # TrainingContainerArgument length / list size (service model)
 ENV_VALUE_MAX, ENV_MAX = 512, 100  # TrainingEnvironmentMap
 NAME_MAX = 63
@@ -343,7 +343,7 @@ class SageMakerBackend(Backend):
             "TrainingJobName": job,
             "RoleArn": role,
             "AlgorithmSpecification": {
-                "TrainingImage": self._image(spec, opts),
+                "TrainingImage": self._image(spec, opts, notes),
                 "TrainingInputMode": "File",
                 "ContainerEntrypoint": list(ENTRYPOINT),
                 "ContainerArguments": self._arguments(spec, gpus, data_arg),
@@ -423,15 +423,13 @@ class SageMakerBackend(Backend):
             )
         return name, row, row["gpus"]
 
-    def _image(self, spec: JobSpec, opts: AwsOptions) -> str:
+    def _image(self, spec: JobSpec, opts: AwsOptions, notes: list[str]) -> str:
+        """The ECR image; a non-ECR image still plans (so --dry-run works) but cannot be submitted."""
         image = opts.image_uri or spec.image
         if image == DEFAULT_IMAGE and self._pushed_image:
             image = self._pushed_image  # the digest `launch image build --push -b aws` recorded
-        if not _ECR_RE.match(image) or len(image) > 255:
-            raise LauncherError(
-                f"The image '{image}' is not in Amazon ECR, and SageMaker pulls training images only from ECR.",
-                "Run `launch image build --push -b aws` (later plans use the pushed digest), or set aws.image_uri to an ECR reference.",
-            )
+        if not _is_ecr(image):
+            notes.append(f"image {image} is not in Amazon ECR yet: submit will refuse until it is pushed")
         return image
 
     def _data(self, spec: JobSpec, notes: list[str]) -> tuple[str, list[dict[str, Any]]]:
@@ -506,19 +504,10 @@ class SageMakerBackend(Backend):
     def _budget_runtime(self, spec: JobSpec, row: Mapping[str, Any], region: str, runtime: int, notes: list[str]) -> int:
         """Never run longer than max_cost buys at the catalog price (the spot price for spot jobs)."""
         prices, used = _price(row, region, self.catalog)
-        rate = prices["spot" if spec.resources.spot else "on_demand"] * spec.resources.nodes
-        budget_s = int(spec.limits.max_cost / rate * 3600)  # type: ignore[operator]
         if used != region:
             notes.append(f"no catalog price for {region}; the budget limit uses {used} prices")
-        if budget_s < MIN_BUDGET_RUNTIME_S:
-            raise LauncherError(
-                f"limits.max_cost ${spec.limits.max_cost:g} buys only {budget_s} s at ${rate:.2f}/h.",
-                "Raise limits.max_cost or choose smaller resources.",
-            )
-        if budget_s < runtime:
-            notes.append(f"MaxRuntimeInSeconds {budget_s} = max_cost ${spec.limits.max_cost:g} / ${rate:.4f} per hour")
-            return budget_s
-        return runtime
+        capped = budget_runtime(spec, prices["spot" if spec.resources.spot else "on_demand"], "instance", notes)
+        return min(runtime, capped) if capped else runtime
 
     def _output(self, opts: AwsOptions, region: str, role: str, notes: list[str]) -> str:
         if opts.output_uri:
@@ -570,6 +559,12 @@ class SageMakerBackend(Backend):
 
     def submit(self, plan: Plan) -> JobRef:
         request = plan.request()
+        image = request["AlgorithmSpecification"]["TrainingImage"]
+        if not _is_ecr(image):
+            raise LauncherError(
+                f"The image '{image}' is not in Amazon ECR, and SageMaker pulls training images only from ECR.",
+                "Run `launch image build --push -b aws` (later plans use the pushed digest), or set aws.image_uri to an ECR reference.",
+            )
         opts: AwsOptions = self.options(plan.spec)  # type: ignore[assignment]
         region = opts.region
         self._store_secrets(request.get("Environment", {}), region)
@@ -817,6 +812,10 @@ class SageMakerBackend(Backend):
 
 
 # ---------------------------------------------------------------- errors
+
+
+def _is_ecr(image: str) -> bool:
+    return bool(_ECR_RE.match(image)) and len(image) <= 255
 
 
 def _error_code(exc: Exception) -> str:

@@ -42,6 +42,7 @@ from pydantic import Field, field_validator
 from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Offer
 from launcher.catalog import load_catalog
 from launcher.errors import LauncherError
+from launcher.limits import budget_runtime
 from launcher.lazy import require
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.spec import BUILTIN_DATASETS, JobSpec
@@ -208,16 +209,12 @@ def _named_instance(name: str, spec: JobSpec, instances: Mapping[str, Any]) -> M
 
 def _timeout(spec: JobSpec, price: float | None) -> tuple[int | None, list[str]]:
     """limits.timeout in seconds: max_runtime, capped so the VM cost stays within max_cost."""
-    limits, notes = spec.limits, []
-    timeout = limits.max_runtime
-    if limits.max_cost and price:
-        budget_s = int(limits.max_cost / (price * spec.resources.nodes) * 3600)
-        if timeout is None or budget_s < timeout:
-            notes.append(f"limits.timeout {budget_s}s: max_cost ${limits.max_cost:g} at ${price:g}/h x {spec.resources.nodes} node(s)")
-            timeout = budget_s
-    elif limits.max_cost:
+    notes: list[str] = []
+    if price:
+        return budget_runtime(spec, price, "VM", notes), notes
+    if spec.limits.max_cost:
         notes.append("max_cost cannot cap the runtime: the cluster's VM price is unknown; set azure.instance_type to its VM size")
-    return timeout, notes
+    return spec.limits.max_runtime, notes
 
 
 def _checkpoint(spec: JobSpec, opts: AzureOptions) -> tuple[dict[str, Any], str | None, list[str]]:

@@ -36,6 +36,7 @@ from pydantic import Field, field_validator
 
 from launcher.backend import Backend, BackendCheck, BackendOptions, Offer
 from launcher.errors import LauncherError
+from launcher.limits import budget_runtime
 from launcher.lazy import require
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.spec import BUILTIN_DATASETS, DEFAULT_IMAGE, JobSpec
@@ -342,17 +343,7 @@ class VertexBackend(Backend):
         if not price:
             notes.append(f"max_cost not enforced: no catalog price for {machine['name']} in {options.region}")
             return timeout
-        budget_s = int(spec.limits.max_cost / (price * spec.resources.nodes) * 3600)
-        if budget_s < 60:
-            raise LauncherError(
-                f"limits.max_cost ${spec.limits.max_cost:g} buys under a minute of {spec.resources.nodes} x {machine['name']} "
-                f"at ${price:g}/node-hour.",
-                "Raise limits.max_cost or choose fewer or cheaper machines.",
-            )
-        if timeout is None or budget_s < timeout:
-            notes.append(f"timeout {budget_s}s from max_cost ${spec.limits.max_cost:g} at ${price:g}/node-hour x {spec.resources.nodes}")
-            return budget_s
-        return timeout
+        return budget_runtime(spec, price, machine["name"], notes)
 
     # ------------------------------------------------------------ submit / follow
 

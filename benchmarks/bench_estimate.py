@@ -117,10 +117,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-estimate-") as tmp:
         job = opts.job or (str(QUICKSTART) if QUICKSTART.exists() else _write_tiny(Path(tmp)))
         env = {**os.environ, "LAUNCHER_STATE_DIR": str(Path(tmp) / "state")}
+        # The trainer picks its CPU thread count from the load average when OMP_NUM_THREADS is unset, and the
+        # profile itself raises that load for the run after it: pin one count so both measure the same setup.
+        env.setdefault("OMP_NUM_THREADS", "1")
         # a fresh run name: a finished run in the entrypoint's default save dir would be resumed as "nothing to do"
         run_name = f"bench-estimate-{os.getpid()}"
         sets = [*opts.sets, "local.runtime=process", f"name={run_name}"]
-        print(f"job: {job} {' '.join(opts.sets)}", flush=True)
+        print(f"job: {job} {' '.join(opts.sets)} (OMP_NUM_THREADS={env['OMP_NUM_THREADS']})", flush=True)
         prof = json.loads(_launch(["profile", job, "--steps", str(opts.steps), "--json", *_flags(opts.sets)], env).stdout)
         print(f"profile: {prof['images_per_s']:.1f} img/s on {prof['device']}, run overhead {prof.get('overhead_s')} s, "
               f"epoch overhead {prof.get('epoch_overhead_s')} s", flush=True)  # fmt: skip

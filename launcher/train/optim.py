@@ -67,12 +67,17 @@ def build_optimizer(name: str, model, lr0: float, momentum: float, weight_decay:
 
     groups = param_groups(model, weight_decay)
     betas = (momentum, 0.999)
+    # torch picks the per-tensor Python loop on CPU by default; the fused (Adam, AdamW, SGD) or
+    # foreach kernels do the same math in a few calls (the loop was 40% of a resnet18 CPU step)
+    fast = {"foreach": True}
     if name == "SGD":
-        return torch.optim.SGD(groups, lr=lr0, momentum=momentum, nesterov=momentum > 0)
-    if name in ("Adam", "AdamW", "NAdam", "RAdam"):
-        return getattr(torch.optim, name)(groups, lr=lr0, betas=betas)
+        return torch.optim.SGD(groups, lr=lr0, momentum=momentum, nesterov=momentum > 0, fused=True)
+    if name in ("Adam", "AdamW"):
+        return getattr(torch.optim, name)(groups, lr=lr0, betas=betas, fused=True)
+    if name in ("NAdam", "RAdam"):
+        return getattr(torch.optim, name)(groups, lr=lr0, betas=betas, **fast)
     if name == "RMSProp":
-        return torch.optim.RMSprop(groups, lr=lr0, momentum=momentum)
+        return torch.optim.RMSprop(groups, lr=lr0, momentum=momentum, **fast)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)} or auto")
 
 

@@ -267,7 +267,6 @@ def test_registry_finds_the_backend_by_alias() -> None:
         (dict(aws={"region": None}), r"needs a region.*aws\.region"),
         (dict(aws={"region": "us-east-9"}), r"not offered in region 'us-east-9'.*did you mean us-east-"),
         (dict(checkpoint={"uri": "/tmp/ckpts"}), r"local path.*s3://"),
-        (dict(image="torch-launcher-train:latest"), r"not in Amazon ECR.*launch image build --push -b aws"),
         (dict(train={"data": "/data/flowers"}), r"local folder.*aws s3 sync"),
         (dict(checkpoint={"uri": "s3://my-bucket/" + "x" * 300}), r"256"),
         (dict(resources={"spot": True}, aws={"keep_alive_s": 60}), r"warm pools.*spot"),
@@ -280,6 +279,13 @@ def test_bad_input_is_one_sentence_with_a_fix(over: dict[str, Any], message: str
     with pytest.raises(LauncherError, match=message) as info:
         backend().plan(make_spec(**over), JOB_ID)
     assert info.value.fix and "\n" not in str(info.value)
+
+
+def test_an_image_not_in_ecr_plans_for_dry_run_but_cannot_be_submitted() -> None:
+    plan = backend().plan(make_spec(image="torch-launcher-train:latest"), JOB_ID)
+    assert any("not in Amazon ECR" in note for note in plan.notes)
+    with pytest.raises(LauncherError, match=r"not in Amazon ECR.*launch image build --push -b aws"):
+        backend().submit(plan)
 
 
 @pytest.mark.parametrize(

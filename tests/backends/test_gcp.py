@@ -194,7 +194,7 @@ def test_cheapest_machine_that_fits_is_chosen() -> None:
         ({"gcp": {"project": "demo-project"}}, "needs gcp.region"),
         ({"checkpoint": {"uri": "/srv/checkpoints"}}, "Use a gs://bucket/prefix URI"),
         ({"train__data": "/srv/data/digits"}, "training data /srv/data/digits is on this machine"),
-        ({"limits": {"max_cost": 0.001}}, "buys under a minute"),
+        ({"limits": {"max_cost": 0.001}}, "buys only 5 s"),
     ],
 )
 def test_bad_input_is_one_sentence_and_a_fix(changes: dict[str, Any], message: str) -> None:
