@@ -124,7 +124,11 @@ def _cells(r) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
 @click.option("--synthetic", is_flag=True, help="time the model alone on random tensors instead of running the trainer")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def profile_cmd(job_file: str, steps: int, overrides: tuple[str, ...], synthetic: bool, as_json: bool) -> None:
-    """Run a few real training steps of JOB_FILE here and record images/s for estimates."""
+    """Run a few real training steps of JOB_FILE here and record images/s for estimates.
+
+    On a CPU shared with other work, set OMP_NUM_THREADS for both the profile and the
+    run: without it the trainer picks its thread count from the load at start.
+    """
     from launcher.estimate.profile import profile
     from launcher.jobs import JobRegistry
     from launcher.spec import load_spec

@@ -23,9 +23,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -63,23 +65,43 @@ def profile(
 _EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+): train_loss")
 
 
-def _run(cmd: Sequence[str], env: dict[str, str], timeout: float) -> list[tuple[float, str]]:
-    """Run `cmd`, returning each output line with the seconds since start at which it arrived."""
+def _run(cmd: Sequence[str], env: dict[str, str], timeout: float, grace: float = 60.0) -> list[tuple[float, str]]:
+    """Run `cmd`, returning each output line with the seconds since start at which it arrived.
+
+    The last entry marks the exit. A run that printed the trainer's final
+    "[train] done" line but has not exited `grace` seconds later is stuck at
+    interpreter exit (DataLoader workers that ignore SIGTERM): its process
+    group is killed and the done line's time stands for the exit.
+    """
     start = time.monotonic()
     lines: list[tuple[float, str]] = []
-    proc = subprocess.Popen(list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    reader = threading.Thread(target=_collect, args=(proc, start, lines), daemon=True)
+    reader.start()
+    while proc.poll() is None:
+        now = time.monotonic() - start
+        done = [t for t, text in list(lines) if "[train] done:" in text]
+        if now > timeout or (done and now - done[0] > grace):
+            os.killpg(proc.pid, signal.SIGKILL)  # our own child's session: entrypoint, torchrun, trainer, workers
+            proc.wait()
+            if not done:
+                raise LauncherError(f"The profiling run took longer than {timeout:.0f} s.", "Profile with fewer --steps.")
+            return [*lines, (done[0], "")]
+        time.sleep(0.2)
+    reader.join(timeout=5)
+    lines.append((time.monotonic() - start, ""))  # the exit: its time is the wall time
+    if proc.returncode != 0:
+        tail = [text for _, text in lines if text.strip()][-1:] or ["no output"]
+        raise LauncherError(
+            f"The profiling run failed (exit {proc.returncode}): {tail[0]}", "Run the job once with `launch JOB.yaml` to see the full error."
+        )
+    return lines
+
+
+def _collect(proc: subprocess.Popen, start: float, lines: list[tuple[float, str]]) -> None:  # type: ignore[type-arg]
     assert proc.stdout is not None
     for line in proc.stdout:
         lines.append((time.monotonic() - start, line.rstrip()))
-        if time.monotonic() - start > timeout:
-            proc.kill()
-            raise LauncherError(f"The profiling run took longer than {timeout:.0f} s.", "Profile with fewer --steps.")
-    code = proc.wait()
-    lines.append((time.monotonic() - start, ""))  # the exit: its time is the wall time
-    if code != 0:
-        tail = [text for _, text in lines if text.strip()][-1:] or ["no output"]
-        raise LauncherError(f"The profiling run failed (exit {code}): {tail[0]}", "Run the job once with `launch JOB.yaml` to see the full error.")
-    return lines
 
 
 def profile_with_trainer(spec: JobSpec, steps: int, run: Runner | None = None, timeout: float = 1800) -> Throughput:

@@ -329,4 +329,4 @@ def augment(images, size: int, scale: float, generator):  # type: ignore[no-unty
     x = images.permute(0, 3, 1, 2).float()
     grid = F.affine_grid(theta.to(x.device), [n, 3, size, size], align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return _normalize(x)
+    return _normalize(x.contiguous(memory_format=torch.channels_last))  # the model's layout: no conversion in conv1

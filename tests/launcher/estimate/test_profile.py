@@ -101,3 +101,35 @@ def test_synthetic_profile_times_real_steps(tmp_path) -> None:
     record = profile_synthetic(s, steps=2, warmup=1)
     assert record.images_per_s > 0 and record.details["method"] == "synthetic"
     assert (record.model, record.imgsz, record.batch) == ("mobilenet_v3_small", 32, 4)
+
+
+def _py(code: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-c", code]
+
+
+def test_run_times_each_output_line_and_the_exit() -> None:
+    from launcher.estimate.profile import _run
+
+    lines = _run(_py("import time; print('a', flush=True); time.sleep(0.3); print('b')"), {}, timeout=60)
+    assert [text for _, text in lines] == ["a", "b", ""]
+    assert lines[0][0] <= lines[1][0] <= lines[2][0] and lines[1][0] - lines[0][0] >= 0.25
+
+
+def test_run_stops_a_job_stuck_after_the_done_line() -> None:
+    import time
+
+    from launcher.estimate.profile import _run
+
+    start = time.monotonic()
+    lines = _run(_py("import time; print('[train] done: ok', flush=True); time.sleep(60)"), {}, timeout=120, grace=0.5)
+    assert time.monotonic() - start < 30
+    assert lines[-1] == (lines[0][0], "")  # the done line's time stands for the exit
+
+
+def test_run_reports_a_failure_with_its_last_line() -> None:
+    from launcher.estimate.profile import _run
+
+    with pytest.raises(LauncherError, match=r"exit 3\): bad input"):
+        _run(_py("import sys; print('bad input'); sys.exit(3)"), {}, timeout=60)
