@@ -31,9 +31,10 @@ BACKENDS_HELP = "backend to price (repeatable; default: every installed backend)
 @click.option("--data-gb", type=click.FloatRange(min=0), default=None, help="dataset size in GB, for the staging time of remote data")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), default=None, help="also draw cost vs time to this PNG")
+@click.option("--all", "show_all", is_flag=True, help="show every option, not only the cheapest per backend and GPU type")
 def estimate_cmd(
     job_file: str, backends: tuple[str, ...], overrides: tuple[str, ...], images: int | None, data_gb: float | None,
-    as_json: bool, plot_file: str | None,
+    as_json: bool, plot_file: str | None, show_all: bool,
 ) -> None:  # fmt: skip
     """Time and cost of JOB_FILE on each backend and instance option.
 
@@ -68,7 +69,7 @@ def estimate_cmd(
     if as_json:
         echo_json([r.to_dict() for r in rows])
         return
-    _print_rows(rows, spec)
+    _print_rows(rows, spec, show_all)
     if plot_file:
         click.echo(f"plot: {plot_file}", err=True)
 
@@ -84,19 +85,43 @@ def _money(value: float) -> str:
     return f"${value:,.2f}" if value >= 0.1 else f"${value:.4f}"
 
 
-def _print_rows(rows, spec) -> None:  # type: ignore[no-untyped-def]
+def _shown(rows, show_all: bool) -> list:  # type: ignore[no-untyped-def, type-arg]
+    """The cheapest option per (backend, GPU type, spot), plus every marked one; all with --all."""
+    ranked = sorted((r for r in rows if r.ok), key=lambda r: (r.cost, r.total_s))
+    if show_all:
+        return ranked
+    seen: set[tuple[object, ...]] = set()
+    shown = []
+    for r in ranked:
+        key = (r.offer.backend, r.offer.gpu_type, r.offer.gpus, r.offer.nodes, r.offer.spot)
+        if key not in seen or r.marks:
+            shown.append(r)
+        seen.add(key)
+    return shown
+
+
+def _print_rows(rows, spec, show_all: bool = False) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
 
     columns = ("backend", "instance", "GPUs", "$/h", "startup", "training", "total time", "total cost", "throughput", "catalog", "")
     table = Table(*columns, box=None)
-    for r in sorted((r for r in rows if r.ok), key=lambda r: (r.cost, r.total_s)):
+    shown = _shown(rows, show_all)
+    for r in shown:
         table.add_row(*_cells(r))
     out = console()
     out.width = max(out.width, 180)  # a table this wide is unreadable folded into 80 columns
     out.print(table)
+    hidden = sum(1 for r in rows if r.ok) - len(shown)
+    if hidden:
+        out.print(f"{hidden} more options (larger instances of the same GPU type): --all shows them")
+    reasons: dict[tuple[str, str], list[str]] = {}
     for r in rows:
         if not r.ok:
-            out.print(f"[yellow]{r.offer.backend} {'' if r.offer.instance == '-' else r.offer.instance}[/yellow]: {r.error}")
+            error = str(r.error).replace(r.offer.instance, "{instance}") if r.offer.instance != "-" else str(r.error)
+            reasons.setdefault((r.offer.backend, error), []).append("" if r.offer.instance == "-" else r.offer.instance)
+    for (backend, error), instances in reasons.items():
+        names = ", ".join(dict.fromkeys(i for i in instances if i))
+        out.print(f"[yellow]{backend} {names}[/yellow]: {error.replace('{instance}', 'these instances')}")
     limits = spec.limits
     if limits.max_cost or limits.max_runtime:
         budget = f"max_cost ${limits.max_cost:.2f}" if limits.max_cost else ""
