@@ -54,18 +54,21 @@ def _bf16_supported(device) -> bool:  # type: ignore[no-untyped-def]
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
-def cpu_threads(environ: dict[str, str], load_1min: float, cpus: int) -> int | None:
+def cpu_threads(environ: dict[str, str], load_1min: float, cpus: int, workers: int = 0) -> int | None:
     """Intra-op threads for a CPU run, or None to keep torch's default.
 
-    OpenMP workers spin while they wait for each other; on a machine whose
-    run queue is already longer than its CPUs, every step then waits for the
-    slowest, descheduled thread. Measured on this project's shared 2-core
-    build machine (load about 5): resnet18 steps ran 4x faster with 1 thread
-    than with 2. An explicit OMP_NUM_THREADS always wins.
+    OpenMP threads spin while they wait for each other; when the run queue is
+    longer than the CPUs, every step waits for the slowest, descheduled
+    thread. Measured on this project's shared 2-core build machine (load
+    about 5): resnet18 steps ran 4x faster with 1 thread than with 2. So: 1
+    thread on an oversubscribed machine, and leave one core per DataLoader
+    worker otherwise. An explicit OMP_NUM_THREADS always wins.
     """
     if environ.get("OMP_NUM_THREADS"):
         return None
-    return 1 if load_1min > cpus else None
+    if load_1min > cpus:
+        return 1
+    return max(1, cpus - workers) if workers else None
 
 
 def batch_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
@@ -109,7 +112,6 @@ class Trainer:
 
         torch.manual_seed(self.cfg.seed)
         if self.device.type == "cpu":
-            self._cpu_threads()
             # tiny optimizer statistics (Adam's second moments) turn denormal late in training, and
             # x86 arithmetic on denormals is ~100x slower: flush them to zero as GPUs do
             torch.set_flush_denormal(True)
@@ -134,10 +136,10 @@ class Trainer:
         import torch  # noqa: PLC0415
 
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = cpu_threads(dict(os.environ), os.getloadavg()[0], cpus)
+        threads = cpu_threads(dict(os.environ), os.getloadavg()[0], cpus, self.workers)
         if threads is not None and threads != torch.get_num_threads():
             torch.set_num_threads(threads)
-            self.log(f"the CPUs are busy (load {os.getloadavg()[0]:.1f} on {cpus}): using {threads} thread; "
+            self.log(f"{threads} compute thread(s) (load {os.getloadavg()[0]:.1f} on {cpus} CPUs, {self.workers} workers); "
                      "set OMP_NUM_THREADS to choose")
 
     def _data(self) -> None:
@@ -250,6 +252,8 @@ class Trainer:
         val_batches = BatchSampler(data.ShardSampler(len(self.val_set), d.rank, d.world), self.batch * 2, drop_last=False)
         self.val_loader = data.make_loader(self.val_set, val_batches, min(workers, 2), pin, _ignore_sigterm)
         self.steps_per_epoch = len(self.train_batches)
+        if self.device.type == "cpu":
+            self._cpu_threads()
 
     def _optimizer(self) -> None:
         iterations = self.cfg.epochs * self.steps_per_epoch

@@ -117,26 +117,28 @@ class ModelEMA:
         for p in self.module.parameters():
             p.requires_grad_(False)
         self.decay, self.tau, self.updates = decay, tau, 0
+        self._cache: tuple | None = None
 
     def _pairs(self, model):  # type: ignore[no-untyped-def]
-        src = _unwrap(model).state_dict()
-        dst = self.module.state_dict()
-        keys = [k for k, v in dst.items() if v.dtype.is_floating_point]
-        return [dst[k] for k in keys], [src[k].detach() for k in keys]
+        """(ema floats, model floats, ema ints, model ints), built once per model: state_dict()
+        tensors share storage with the live weights, so the lists stay valid across steps."""
+        if self._cache is None or self._cache[0] is not model:
+            src, dst = _unwrap(model).state_dict(), self.module.state_dict()
+            floats = [k for k, v in dst.items() if v.dtype.is_floating_point]
+            ints = [k for k, v in dst.items() if not v.dtype.is_floating_point]
+            self._cache = (model, [dst[k] for k in floats], [src[k] for k in floats], [dst[k] for k in ints], [src[k] for k in ints])
+        return self._cache[1:]
 
     def update(self, model) -> None:  # type: ignore[no-untyped-def]
         import torch  # noqa: PLC0415
 
         self.updates += 1
         d = self.decay * (1 - math.exp(-self.updates / self.tau))
-        ema, cur = self._pairs(model)
+        ema, cur, ema_int, cur_int = self._pairs(model)
         with torch.no_grad():
             torch._foreach_lerp_(ema, cur, 1.0 - d)  # ema = d * ema + (1 - d) * cur, one fused call
-        # integer buffers (BatchNorm's num_batches_tracked) follow the model
-        src = _unwrap(model).state_dict()
-        for k, v in self.module.state_dict().items():
-            if not v.dtype.is_floating_point:
-                v.copy_(src[k])
+            for e, c in zip(ema_int, cur_int):  # integer buffers (BatchNorm's num_batches_tracked) follow the model
+                e.copy_(c)
 
     def state_dict(self) -> dict:
         return {"module": self.module.state_dict(), "updates": self.updates}

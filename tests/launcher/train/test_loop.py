@@ -185,3 +185,5 @@ def test_cpu_threads_drop_to_one_only_on_an_oversubscribed_machine() -> None:
     assert cpu_threads({}, load_1min=5.0, cpus=2) == 1
     assert cpu_threads({}, load_1min=1.0, cpus=2) is None
     assert cpu_threads({"OMP_NUM_THREADS": "2"}, load_1min=5.0, cpus=2) is None
+    assert cpu_threads({}, load_1min=0.5, cpus=8, workers=2) == 6  # a core for each DataLoader worker
+    assert cpu_threads({}, load_1min=0.5, cpus=2, workers=4) == 1

@@ -66,3 +66,16 @@ def test_ema_follows_the_model_with_a_ramping_decay() -> None:
     d = 0.9 * (1 - math.exp(-1))
     assert torch.allclose(ema.module.weight, d * before + (1 - d) * net.weight)
     assert not ema.module.weight.requires_grad
+
+
+def test_ema_keeps_following_after_many_in_place_steps() -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = ModelEMA(net, decay=0.0, tau=1.0)  # decay 0: the EMA is a copy of the model
+    for _ in range(3):
+        with torch.no_grad():
+            net[0].weight.mul_(2.0)
+        net(torch.randn(4, 2))  # BatchNorm statistics and its integer counter change
+        ema.update(net)
+    assert torch.equal(ema.module[0].weight, net[0].weight)
+    assert torch.equal(ema.module[1].running_mean, net[1].running_mean)
+    assert ema.module[1].num_batches_tracked.item() == 3
