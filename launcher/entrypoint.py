@@ -88,7 +88,7 @@ def save_dir_for(args: argparse.Namespace, environ: dict[str, str]) -> Path:
 
 
 def build_command(args: argparse.Namespace, rdzv: rendezvous.Rendezvous, nproc: int, save_dir: Path) -> list[str]:
-    torchrun = [sys.executable, "-m", "torch.distributed.run", *rdzv.torchrun_args(nproc)]
+    torchrun = [sys.executable, "-m", "launcher.torchrun", *rdzv.torchrun_args(nproc)]
     if args.command[0] == "train":
         return [*torchrun, "-m", "launcher.train", *args.command[1:], f"save_dir={save_dir}"]
     return [*torchrun, "--no-python", *args.command]
@@ -137,21 +137,28 @@ def _start_sync(args: argparse.Namespace, rdzv: rendezvous.Rendezvous, save_dir:
 
 
 def _run_forwarding_signals(cmd: list[str], environ: dict[str, str]) -> int:
+    """Run torchrun, forwarding SIGTERM/SIGINT; a signalled job exits 128 + signal.
+
+    torchrun itself exits 1 (with a SignalException) after forwarding a signal
+    to its workers; reporting 143 for SIGTERM tells a preempted job from a crash.
+    """
     proc = subprocess.Popen(cmd, env=environ)
+    received: list[int] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
         if proc.poll() is None:
             proc.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         code = proc.wait()
-        while code is None:  # pragma: no cover - wait() only returns None on interruption
-            code = proc.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 128 - code if code < 0 else code
+    if code < 0:
+        return 128 - code
+    return 128 + received[0] if received and code != 0 else code
 
 
 if __name__ == "__main__":

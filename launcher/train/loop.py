@@ -475,9 +475,23 @@ class Trainer:
             code = self._epochs()
         finally:
             signal.signal(signal.SIGTERM, previous)
+            self.close_loaders()
         if code == 0:
             self.finish()
         return code
+
+    def close_loaders(self) -> None:
+        """Stop persistent DataLoader workers now, not at interpreter exit.
+
+        The workers ignore SIGTERM (so a preemption signal sent to the whole
+        process group cannot kill them before the rank saves). Left alive until
+        exit, multiprocessing's atexit hook would SIGTERM them and then join
+        forever; shutting them down here sends them the normal end-of-data sentinel.
+        """
+        for name in ("train_loader", "val_loader"):
+            iterator = getattr(getattr(self, name, None), "_iterator", None)
+            if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+                iterator._shutdown_workers()
 
     def _epochs(self) -> int:
         while self.epoch < self.cfg.epochs:

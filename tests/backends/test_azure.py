@@ -438,7 +438,7 @@ def test_rendezvous_from_azure_environment_for_each_node(rank: int, tmp_path: Pa
     assert rdzv == rendezvous.Rendezvous("azureml", 2, rank, "10.0.0.4", 6105)
     args = entrypoint.parse_args(["--run-name", "digits-1", "--gpus", "4", "--", "train", "epochs=1"])
     cmd = entrypoint.build_command(args, rdzv, entrypoint.processes_per_node(args), tmp_path)
-    torchrun = cmd[cmd.index("torch.distributed.run") + 1 : cmd.index("-m", 3)]
+    torchrun = cmd[cmd.index("launcher.torchrun") + 1 : cmd.index("-m", 3)]
     assert torchrun == ["--nnodes", "2", "--node_rank", str(rank), "--master_addr", "10.0.0.4",
                         "--master_port", "6105", "--nproc_per_node", "4"]  # fmt: skip
 

@@ -1,0 +1,96 @@
+"""The image's entrypoint: command line, save folder, secrets, signals, exit codes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from launcher import entrypoint, rendezvous, secrets
+from launcher.errors import LauncherError
+
+LOCAL = rendezvous.Rendezvous("local", 1, 0, "127.0.0.1", 29500)
+
+
+def test_train_shorthand_runs_the_trainer_module_under_torchrun(tmp_path: Path) -> None:
+    args = entrypoint.parse_args(["--run-name", "r", "--nproc", "2", "--", "train", "epochs=2"])
+    cmd = entrypoint.build_command(args, LOCAL, entrypoint.processes_per_node(args), tmp_path)
+    assert cmd[1:3] == ["-m", "launcher.torchrun"]
+    assert cmd[3:9] == ["--standalone", "--nnodes", "1", "--nproc_per_node", "2", "-m"]
+    assert cmd[9:] == ["launcher.train", "epochs=2", f"save_dir={tmp_path}"]
+
+
+def test_custom_commands_run_without_python_and_multi_node_uses_the_rendezvous(tmp_path: Path) -> None:
+    args = entrypoint.parse_args(["--run-name", "r", "--gpus", "4", "--", "bash", "train.sh"])
+    node = rendezvous.Rendezvous("sagemaker", 3, 2, "algo-1", 29500)
+    cmd = entrypoint.build_command(args, node, entrypoint.processes_per_node(args), tmp_path)
+    assert cmd[3:] == ["--nnodes", "3", "--node_rank", "2", "--master_addr", "algo-1", "--master_port", "29500",
+                       "--nproc_per_node", "4", "--no-python", "bash", "train.sh"]  # fmt: skip
+
+
+def test_save_dir_is_the_local_checkpoint_folder_or_a_staging_folder(tmp_path: Path) -> None:
+    local = entrypoint.parse_args(["--run-name", "r", "--checkpoint-uri", str(tmp_path)])
+    assert entrypoint.save_dir_for(local, {}) == tmp_path / "r"
+    remote = entrypoint.parse_args(["--run-name", "r", "--checkpoint-uri", "s3://b/ck"])
+    assert entrypoint.save_dir_for(remote, {}).name == "r" and "launcher-checkpoints" in str(entrypoint.save_dir_for(remote, {}))
+    explicit = entrypoint.parse_args(["--run-name", "r", "--save-dir", "/opt/ml/checkpoints"])
+    assert entrypoint.save_dir_for(explicit, {}) == Path("/opt/ml/checkpoints")
+
+
+def test_secret_references_resolve_into_values_and_unknown_schemes_fail() -> None:
+    environ = {"LAUNCHER_SECRET_REFS": json.dumps({"TOKEN": "env:HOST_TOKEN"}), "HOST_TOKEN": "s3cr3t"}
+    assert secrets.resolve_environment(environ) == {"TOKEN": "s3cr3t"}
+    with pytest.raises(LauncherError, match="Unknown secret reference 'vault:x'"):
+        secrets.resolve("vault:x", {})
+    with pytest.raises(LauncherError, match="Export MISSING"):
+        secrets.resolve("env:MISSING", {})
+
+
+def test_local_rendezvous_is_the_default() -> None:
+    rdzv = rendezvous.detect({}, resource_config=Path("/nonexistent"))
+    assert (rdzv.platform, rdzv.nnodes, rdzv.node_rank) == ("local", 1, 0)
+
+
+SLEEPER = """
+import signal, sys, time
+def stop(signum, frame):
+    print("worker got SIGTERM", flush=True)
+    sys.exit(143)
+signal.signal(signal.SIGTERM, stop)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_sigterm_reaches_the_workers_and_the_exit_code_says_so(tmp_path: Path) -> None:
+    script = tmp_path / "sleeper.py"
+    script.write_text(SLEEPER)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "launcher.entrypoint", "--run-name", "r", "--save-dir", str(tmp_path / "out"),
+         "--nproc", "1", "--", sys.executable, str(script)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 120
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if line.strip() == "ready":
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    text = "".join(lines) + out
+    assert "worker got SIGTERM" in text
+    assert proc.returncode == 143, text
+
+
+def test_the_job_exit_code_passes_through(tmp_path: Path) -> None:
+    code = entrypoint.main(["--run-name", "r", "--save-dir", str(tmp_path), "--nproc", "1", "--",
+                            sys.executable, "-c", "import sys; sys.exit(7)"])  # fmt: skip
+    assert code == 7
