@@ -16,8 +16,7 @@ from typing import Any, Iterable, Mapping
 
 from launcher.errors import LauncherError
 from launcher.lazy import require
-from launcher.storage.base import ObjectInfo, Progress, Store, check_key
-from launcher.storage.retry import RetryPolicy
+from launcher.storage.base import CloudStore, ObjectInfo, Progress
 
 __all__ = ["AzureStore", "default_client"]
 
@@ -55,36 +54,18 @@ def _progress_hook(progress: Progress | None):  # type: ignore[no-untyped-def]
     return hook
 
 
-class AzureStore(Store):
+class AzureStore(CloudStore):
     scheme = "az"
-
-    def __init__(self, uri: str, client: Any = None, retry: RetryPolicy | None = None, concurrency: int = 8) -> None:
-        super().__init__(uri)
-        self.container, _, prefix = self.uri[len("az://") :].partition("/")
-        self.prefix = prefix.strip("/")
-        self._client = client
-        self.retry = retry or RetryPolicy()
-        self.concurrency = concurrency
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = default_client()
-        return self._client
-
-    def sub(self, folder: str) -> "AzureStore":
-        return AzureStore(f"{self.uri}/{check_key(folder)}", self._client, self.retry, self.concurrency)
+    default_client = staticmethod(default_client)
 
     def _blob(self, key: str) -> Any:
-        check_key(key)
-        name = f"{self.prefix}/{key}" if self.prefix else key
-        return self.client.get_blob_client(self.container, name)
+        return self.client.get_blob_client(self.bucket, self.name(key))
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         root = f"{self.prefix}/" if self.prefix else ""
 
         def run() -> list[ObjectInfo]:
-            blobs = self.client.get_container_client(self.container).list_blobs(name_starts_with=root + prefix)
+            blobs = self.client.get_container_client(self.bucket).list_blobs(name_starts_with=root + prefix)
             return [ObjectInfo(b.name[len(root) :], b.size, b.etag) for b in blobs]
 
         return self.retry.call(run, f"list {self.url(prefix)}")
@@ -128,8 +109,4 @@ class AzureStore(Store):
 
     def delete(self, keys: Iterable[str]) -> None:
         not_found = require("azure.core.exceptions", "azure").ResourceNotFoundError
-        for key in keys:
-            try:
-                self.retry.call(self._blob(key).delete_blob, f"delete {self.url(key)}")
-            except not_found:
-                pass
+        self._delete_each(keys, lambda key: self._blob(key).delete_blob(), not_found)

@@ -18,12 +18,14 @@ import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from launcher.errors import LauncherError
+from launcher.storage.retry import RetryPolicy
 
 __all__ = [
     "Store",
+    "CloudStore",
     "ObjectInfo",
     "Progress",
     "UnsafeKeyError",
@@ -137,3 +139,47 @@ class Store(ABC):
     @abstractmethod
     def sub(self, folder: str) -> "Store":
         """The same store, same client, rooted one folder deeper (`<uri>/<folder>`)."""
+
+
+class CloudStore(Store):
+    """What the bucket stores share: a lazily created SDK client, retries, a prefix.
+
+    `uri` is `<scheme>://<bucket or container>/<prefix>`; subclasses set
+    `scheme` and `default_concurrency` and implement `default_client()`.
+    """
+
+    default_concurrency = 8
+
+    def __init__(self, uri: str, client: Any = None, retry: RetryPolicy | None = None, concurrency: int | None = None) -> None:
+        super().__init__(uri)
+        self.bucket, _, prefix = self.uri[len(self.scheme) + 3 :].partition("/")
+        self.prefix = prefix.strip("/")
+        self._client = client
+        self.retry = retry or RetryPolicy()
+        self.concurrency = concurrency or self.default_concurrency
+
+    @staticmethod
+    @abstractmethod
+    def default_client() -> Any:
+        """The SDK client from the SDK's standard credential chain."""
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self.default_client()
+        return self._client
+
+    def sub(self, folder: str) -> "CloudStore":
+        return type(self)(f"{self.uri}/{check_key(folder)}", self._client, self.retry, self.concurrency)
+
+    def name(self, key: str) -> str:
+        """The object name of a (checked) key under this store's prefix."""
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _delete_each(self, keys: Iterable[str], delete: Callable[[str], object], not_found: type[BaseException]) -> None:
+        for key in keys:
+            try:
+                self.retry.call(lambda k=key: delete(k), f"delete {self.url(key)}")
+            except not_found:
+                pass

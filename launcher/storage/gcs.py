@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from launcher.lazy import require
-from launcher.storage.base import ObjectInfo, Progress, Store, check_key
-from launcher.storage.retry import RetryPolicy
+from launcher.storage.base import CloudStore, ObjectInfo, Progress
 
 __all__ = ["GCSStore", "default_client"]
 
@@ -74,35 +73,18 @@ class _Counting(io.RawIOBase):
         return True
 
 
-class GCSStore(Store):
+class GCSStore(CloudStore):
     scheme = "gs"
-
-    def __init__(self, uri: str, client: Any = None, retry: RetryPolicy | None = None) -> None:
-        super().__init__(uri)
-        self.bucket_name, _, prefix = self.uri[len("gs://") :].partition("/")
-        self.prefix = prefix.strip("/")
-        self._client = client
-        self.retry = retry or RetryPolicy()
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = default_client()
-        return self._client
-
-    def sub(self, folder: str) -> "GCSStore":
-        return GCSStore(f"{self.uri}/{check_key(folder)}", self._client, self.retry)
+    default_client = staticmethod(default_client)
 
     def _blob(self, key: str, chunked: bool = False) -> Any:
-        check_key(key)
-        name = f"{self.prefix}/{key}" if self.prefix else key
-        return self.client.bucket(self.bucket_name).blob(name, chunk_size=CHUNK if chunked else None)
+        return self.client.bucket(self.bucket).blob(self.name(key), chunk_size=CHUNK if chunked else None)
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         root = f"{self.prefix}/" if self.prefix else ""
 
         def run() -> list[ObjectInfo]:
-            blobs = self.client.list_blobs(self.bucket_name, prefix=root + prefix)
+            blobs = self.client.list_blobs(self.bucket, prefix=root + prefix)
             return [ObjectInfo(b.name[len(root) :], int(b.size or 0), b.md5_hash) for b in blobs]
 
         return self.retry.call(run, f"list {self.url(prefix)}")
@@ -144,8 +126,4 @@ class GCSStore(Store):
 
     def delete(self, keys: Iterable[str]) -> None:
         not_found = require("google.api_core.exceptions", "gcp").NotFound
-        for key in keys:
-            try:
-                self.retry.call(self._blob(key).delete, f"delete {self.url(key)}")
-            except not_found:
-                pass
+        self._delete_each(keys, lambda key: self._blob(key).delete(), not_found)

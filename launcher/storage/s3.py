@@ -15,11 +15,10 @@ import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 from launcher.lazy import require
-from launcher.storage.base import ObjectInfo, Progress, Store, check_key
-from launcher.storage.retry import RetryPolicy
+from launcher.storage.base import CloudStore, ObjectInfo, Progress
 
 __all__ = ["S3Store", "transfer_config", "default_client"]
 
@@ -43,33 +42,13 @@ def default_client():  # type: ignore[no-untyped-def]
     return boto3.client("s3", config=config)
 
 
-def _split(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    return bucket, prefix.strip("/")
-
-
-class S3Store(Store):
+class S3Store(CloudStore):
     scheme = "s3"
-
-    def __init__(self, uri: str, client: Any = None, retry: RetryPolicy | None = None, concurrency: int = 16) -> None:
-        super().__init__(uri)
-        self.bucket, self.prefix = _split(self.uri)
-        self._client = client
-        self.retry = retry or RetryPolicy()
-        self.concurrency = concurrency
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = default_client()
-        return self._client
-
-    def sub(self, folder: str) -> "S3Store":
-        return S3Store(f"{self.uri}/{check_key(folder)}", self._client, self.retry, self.concurrency)
+    default_concurrency = 16
+    default_client = staticmethod(default_client)
 
     def _key(self, key: str) -> str:
-        check_key(key)
-        return f"{self.prefix}/{key}" if self.prefix else key
+        return self.name(key)
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         root = f"{self.prefix}/" if self.prefix else ""

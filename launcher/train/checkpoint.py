@@ -12,12 +12,12 @@ the new one, never a torn one (the checkpoint syncer relies on that too).
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from launcher.storage.local import atomic_write
 
 __all__ = ["save", "load", "find_resume", "rng_state", "set_rng_state", "LAST", "BEST", "epoch_name"]
 
@@ -30,31 +30,10 @@ def epoch_name(epoch: int) -> str:
 
 
 def save(state: dict[str, Any], path: Path) -> None:
+    """Atomic: a temp file next to `path`, fsync, rename (a reader never sees half a checkpoint)."""
     import torch  # noqa: PLC0415
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load(path: Path) -> dict[str, Any]:
