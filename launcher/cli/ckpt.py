@@ -65,17 +65,18 @@ def resolve(target: str) -> str:
     uri = (record.spec.get("checkpoint") or {}).get("uri")
     if not uri:
         fail(f"Job {target} has no checkpoint.uri in its spec, so it stored no checkpoints.")
-    return _run_folder(uri, [record.id, record.native_id, record.name])
+    return _run_folder(uri, [record.name, record.id, record.native_id])
 
 
 def _run_folder(uri: str, names: list[str]) -> str:
-    """Backends name the run folder after the job id or the spec name: take the one that exists."""
+    """The run folder is named after the spec (older runs: the job id): take the one that exists."""
     from launcher.storage import join_uri, open_store
     from launcher.storage.manifest import MANIFEST
 
     for name in names:
-        if name and open_store(join_uri(uri, name)).get_bytes(MANIFEST) is not None:
-            return join_uri(uri, name)
+        folder = join_uri(uri, name)
+        if open_store(folder).get_bytes(MANIFEST) is not None or ("://" not in uri and Path(folder).is_dir()):
+            return folder
     return join_uri(uri, names[0])
 
 
@@ -88,7 +89,7 @@ def ls(target: str, as_json: bool) -> None:
     from launcher.storage.manifest import candidates
 
     store = open_store(resolve(target))
-    rows = [_row(where, found) for where, found in candidates(store)] or _runs(store)
+    rows = [_row(where, found) for where, found in candidates(store)] or _runs(store) or _plain(store)
     if not as_json:  # keys relative to what the user typed; the table stays readable
         rows = [{**r, "where": r["where"][len(store.uri) + 1 :] or r["where"]} for r in rows]
     if as_json:
@@ -107,6 +108,15 @@ def _row(where: str, found) -> dict:  # type: ignore[no-untyped-def]
     when = dt.datetime.fromtimestamp(found.time, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     return {"where": where, "version": found.version, "epoch": found.epoch, "step": found.step, "time": when,
             "files": len(found.files), "bytes": found.size, "status": "ok"}  # fmt: skip
+
+
+def _plain(store) -> list[dict]:  # type: ignore[no-untyped-def]
+    """A local run folder the trainer wrote in place (no manifest): its files are one checkpoint."""
+    from launcher.storage.local import LocalStore
+    from launcher.storage.sync import plain_manifest
+
+    found = plain_manifest(store.root) if isinstance(store, LocalStore) and store.root.is_dir() else None
+    return [{**_row(store.uri, found), "status": "plain (no manifest)"}] if found else []
 
 
 def _runs(store) -> list[dict]:  # type: ignore[no-untyped-def]
