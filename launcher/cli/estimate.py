@@ -135,7 +135,7 @@ def _cells(r) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
     inst = f"{o.instance}{' spot' if o.spot else ''}" + (f" {o.region}" if o.region else "")
     total = f"{_hms(r.total_s)} ({_hms(r.time_range[0])}-{_hms(r.time_range[1])})"
     cost = f"{_money(r.cost)} ({_money(r.cost_range[0])}-{_money(r.cost_range[1])})"
-    source = f"{r.source} {r.images_per_s:.0f} img/s/GPU"
+    source = f"{r.source} {r.images_per_s:.0f} img/s" + ("/GPU" if o.gpus else "")
     marks = ", ".join([*r.marks, *([] if r.within_limits else ["over limits"])])
     training = _hms(r.training_s + r.validation_s + r.interruption_s)
     price = _money(o.price_per_hour * o.nodes)

@@ -119,7 +119,12 @@ def throughput(spec: JobSpec, device: str, jobs: JobRegistry | None = None) -> F
 
 
 def _from_records(spec: JobSpec, records: Iterable[Throughput]) -> Figure | None:
-    records = [r for r in records if r.precision == precision_of(spec) and r.images_per_s > 0]
+    measured = [r for r in records if r.images_per_s > 0]
+    records = [r for r in measured if r.precision == precision_of(spec)]
+    if not records and measured and all(r.device == "cpu" for r in measured):
+        # On a CPU without native bf16 the trainer runs `amp: true` in fp32 (launcher.train.loop.pick_precision),
+        # so a CPU record's precision is what really ran: it still measures this job.
+        records = measured
     for tag, label in SOURCES:
         mine = [r for r in records if r.source == tag]
         exact = [r for r in mine if r.imgsz == spec.train.imgsz and spec.train.batch in (r.batch, -1)]  # -1: AutoBatch

@@ -89,6 +89,13 @@ def test_records_of_other_precision_or_device_are_ignored(jobs: JobRegistry) -> 
     assert throughput(spec(), "A10G", jobs).source == "table"
 
 
+def test_a_cpu_run_measures_an_amp_job_even_in_fp32(jobs: JobRegistry) -> None:
+    """amp: true trains in fp32 on a CPU without native bf16, and records say fp32: still the right figure."""
+    jobs.add_throughput(Throughput("resnet50", 224, 32, "fp32", "cpu", 41.0, "job"))
+    figure = throughput(spec(), "cpu", jobs)
+    assert figure is not None and figure.images_per_s == pytest.approx(41.0)
+
+
 def test_shipped_model_table_matches_installed_torchvision() -> None:
     pytest.importorskip("torchvision")
     from launcher.estimate.throughput import _torchvision_entry, model_table
