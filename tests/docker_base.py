@@ -68,3 +68,14 @@ def host_python_mounts() -> list[dict[str, Any]]:
             sources.add(prefix)
     nested = {s for s in sources for t in sources if s != t and s.startswith(t + os.sep)}
     return [{"source": s, "target": s, "read_only": True} for s in sorted(sources - nested)]
+
+
+def engine_or_skip() -> Any:
+    """A docker client with the base image ready; skips (fails in CI) when there is no engine."""
+    from tests.conftest import require_service  # noqa: PLC0415 - conftest imports nothing from here
+
+    found, why = docker_client()
+    require_service("docker", found is not None, why)
+    problem = ensure_base_image(found)
+    require_service("docker base image", not problem, problem)
+    return found

@@ -27,8 +27,7 @@ from launcher.cli import main
 from launcher.errors import LauncherError
 from launcher.plan import JobState
 from launcher.spec import validate_spec
-from tests.conftest import require_service
-from tests.docker_base import BASE_IMAGE, docker_client, ensure_base_image, host_python, host_python_mounts
+from tests.docker_base import BASE_IMAGE, engine_or_skip, host_python, host_python_mounts
 
 pytestmark = pytest.mark.docker
 
@@ -55,11 +54,7 @@ DDP_SCRIPT = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def client() -> Any:
-    found, why = docker_client()
-    require_service("docker", found is not None, why)
-    problem = ensure_base_image(found)
-    require_service("docker base image", not problem, problem)
-    return found
+    return engine_or_skip()
 
 
 @pytest.fixture

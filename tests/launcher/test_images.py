@@ -14,8 +14,7 @@ from launcher import images, registry
 from launcher.cli import main
 from launcher.errors import LauncherError
 from launcher.jobs import state_dir
-from tests.conftest import require_service
-from tests.docker_base import BASE_IMAGE, docker_client, ensure_base_image
+from tests.docker_base import BASE_IMAGE, engine_or_skip
 
 
 def test_push_records_are_kept_per_backend_and_found_by_alias() -> None:
@@ -63,11 +62,7 @@ def test_missing_dockerfile_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def client() -> Any:
-    found, why = docker_client()
-    require_service("docker", found is not None, why)
-    problem = ensure_base_image(found)
-    require_service("docker base image", not problem, problem)
-    return found
+    return engine_or_skip()
 
 
 @pytest.fixture
