@@ -35,6 +35,7 @@ from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, TextIO
 from pydantic import Field, field_validator
 
 from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Offer
+from launcher.entrypoint import TIMEOUT_EXIT
 from launcher.errors import LauncherError
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.spec import BUILTIN_DATASETS, JobSpec
@@ -134,9 +135,13 @@ def _nproc(spec: JobSpec, opts: LocalOptions) -> int:
     return opts.nproc or max(_gpu_count(spec, opts), 1)
 
 
-def _entrypoint_args(spec: JobSpec, opts: LocalOptions, checkpoint: str | None, data: str | None) -> list[str]:
+def _entrypoint_args(
+    spec: JobSpec, opts: LocalOptions, checkpoint: str | None, data: str | None, max_runtime: int | None = None
+) -> list[str]:
     """The entrypoint's arguments, per the container command contract."""
     args = ["--run-name", spec.name]
+    if max_runtime:
+        args += ["--max-runtime", str(max_runtime)]
     if checkpoint:
         args += ["--checkpoint-uri", checkpoint, "--keep", str(spec.checkpoint.keep), "--every", str(spec.checkpoint.every)]
     args += ["--gpus", str(_gpu_count(spec, opts))]
@@ -195,7 +200,7 @@ def docker_payload(spec: JobSpec, opts: LocalOptions, job_name: str) -> dict[str
     payload: dict[str, Any] = {
         "image": spec.image,
         "name": job_name,
-        "command": _entrypoint_args(spec, opts, checkpoint, data),
+        "command": _entrypoint_args(spec, opts, checkpoint, data, spec.limits.max_runtime),  # the entrypoint enforces it
         "environment": _environment(spec),
         "labels": _labels(spec, job_name),
         "shm_size": opts.shm_size or f"{shm_bytes(_nproc(spec, opts), spec.train.workers) // _MIB}m",
@@ -235,8 +240,6 @@ def _notes(spec: JobSpec, opts: LocalOptions) -> list[str]:
         notes.append(f"resources.gpu_type {spec.resources.gpu_type} is ignored locally: the host's GPUs are used")
     if not spec.checkpoint.uri:
         notes.append("checkpoint.uri is not set: checkpoints stay in a temporary folder (in the container for docker)")
-    if spec.limits.max_runtime and opts.runtime != "process":
-        notes.append("limits.max_runtime is enforced by the process runtime only, not in Docker")
     return notes
 
 
@@ -453,7 +456,7 @@ class LocalBackend(Backend):
     def _finished(self, ref: JobRef, code: int, native: str, error: str = "") -> JobStatus:
         if (self._dir(ref) / STOPPED_FILE).exists():
             return JobStatus(JobState.STOPPED, "stopped by the user", code, native)
-        if (self._dir(ref) / TIMEOUT_FILE).exists():
+        if (self._dir(ref) / TIMEOUT_FILE).exists() or (code == TIMEOUT_EXIT and ref.extra.get("runtime") == "docker"):
             return JobStatus(JobState.FAILED, "stopped: limits.max_runtime reached", code, native)
         if code == 0:
             return JobStatus(JobState.SUCCEEDED, "", 0, native)

@@ -29,9 +29,11 @@ from typing import Sequence
 
 from launcher import rendezvous
 
-__all__ = ["main", "build_command", "parse_args", "is_remote"]
+__all__ = ["main", "build_command", "parse_args", "is_remote", "TIMEOUT_EXIT"]
 
 REMOTE_SCHEMES = ("s3://", "gs://", "az://")
+TIMEOUT_EXIT = 124  # like coreutils `timeout`
+STOP_GRACE_S = 120  # after SIGTERM, as long as SageMaker waits before its SIGKILL
 
 
 def is_remote(uri: str | None) -> bool:
@@ -48,6 +50,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--nproc", type=int, default=None, help="processes per node (default: GPUs, or 1 on CPU)")
     parser.add_argument("--save-dir", default=None, help="local folder the trainer writes checkpoints to")
     parser.add_argument("--spec-hash", default="", help="hash of the job spec, stored in checkpoints")
+    parser.add_argument("--max-runtime", type=float, default=None,
+                        help="seconds; then SIGTERM (the trainer saves last.pt) and exit 124")  # fmt: skip
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- train key=value ... | -- PROGRAM ARGS")
     args = parser.parse_args(list(argv))
     if args.command[:1] == ["--"]:
@@ -113,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     syncer = _start_sync(args, rdzv, save_dir)
     cmd = build_command(args, rdzv, nproc, save_dir)
     print(f"[launcher] {rdzv.platform}: node {rdzv.node_rank}/{rdzv.nnodes}, {nproc} process(es) per node", flush=True)
-    code = _run_forwarding_signals(cmd, environ)
+    code = _run_forwarding_signals(cmd, environ, args.max_runtime)
     if syncer is not None:
         syncer.close()
     print(f"[launcher] exit code {code}", flush=True)
@@ -136,11 +140,13 @@ def _start_sync(args: argparse.Namespace, rdzv: rendezvous.Rendezvous, save_dir:
     return syncer
 
 
-def _run_forwarding_signals(cmd: list[str], environ: dict[str, str]) -> int:
+def _run_forwarding_signals(cmd: list[str], environ: dict[str, str], max_runtime: float | None = None) -> int:
     """Run torchrun, forwarding SIGTERM/SIGINT; a signalled job exits 128 + signal.
 
     torchrun itself exits 1 (with a SignalException) after forwarding a signal
     to its workers; reporting 143 for SIGTERM tells a preempted job from a crash.
+    Past `max_runtime` seconds the job gets the same SIGTERM (so the trainer
+    saves its checkpoint) and the entrypoint exits 124.
     """
     proc = subprocess.Popen(cmd, env=environ)
     received: list[int] = []
@@ -152,13 +158,27 @@ def _run_forwarding_signals(cmd: list[str], environ: dict[str, str]) -> int:
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        code = proc.wait()
+        try:
+            code = proc.wait(timeout=max_runtime)
+        except subprocess.TimeoutExpired:
+            return _time_out(proc, max_runtime or 0)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if code < 0:
         return 128 - code
     return 128 + received[0] if received and code != 0 else code
+
+
+def _time_out(proc: subprocess.Popen[bytes], max_runtime: float) -> int:
+    print(f"[launcher] limits.max_runtime ({max_runtime:.0f}s) reached: stopping the job (it saves first)", flush=True)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return TIMEOUT_EXIT
 
 
 if __name__ == "__main__":

@@ -76,6 +76,14 @@ def test_job_id_names_the_container_and_labels_it() -> None:
     assert docker["command"][:2] == ("--run-name", "digits")  # the checkpoint run folder stays the spec name
 
 
+def test_max_runtime_is_enforced_by_the_entrypoint_in_docker_and_the_supervisor_for_processes() -> None:
+    limited = {**CASES["local_docker_cpu"], "limits": {"max_runtime": "2h"}}
+    docker = LocalBackend().plan(_spec(limited)).payload["docker"]
+    assert docker["command"][2:4] == ("--max-runtime", "7200")
+    process = LocalBackend().plan(_spec({**CASES["local_process"], "limits": {"max_runtime": "2h"}})).payload["process"]
+    assert process["max_runtime_s"] == 7200 and "--max-runtime" not in process["argv"]
+
+
 def test_plan_is_pure_and_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = _spec(CASES["local_auto"])
     before = spec.model_dump()

@@ -94,3 +94,16 @@ def test_the_job_exit_code_passes_through(tmp_path: Path) -> None:
     code = entrypoint.main(["--run-name", "r", "--save-dir", str(tmp_path), "--nproc", "1", "--",
                             sys.executable, "-c", "import sys; sys.exit(7)"])  # fmt: skip
     assert code == 7
+
+
+def test_max_runtime_stops_the_job_so_it_saves_and_exits_124(tmp_path: Path) -> None:
+    script = tmp_path / "sleeper.py"
+    script.write_text(SLEEPER)
+    result = subprocess.run(
+        [sys.executable, "-m", "launcher.entrypoint", "--run-name", "r", "--save-dir", str(tmp_path / "out"),
+         "--nproc", "1", "--max-runtime", "20", "--", sys.executable, str(script)],  # 20 s: time for torchrun to start
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    text = result.stdout + result.stderr
+    assert "limits.max_runtime (20s) reached" in text and "worker got SIGTERM" in text
+    assert result.returncode == entrypoint.TIMEOUT_EXIT
