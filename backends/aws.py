@@ -57,12 +57,12 @@ from typing import Any, Callable, Iterator, Mapping
 
 from pydantic import Field, field_validator, model_validator
 
-from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Offer
+from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Feature, Offer
 from launcher.errors import LauncherError
 from launcher.limits import budget_runtime
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.secrets import REFS_VARIABLE
-from launcher.spec import BUILTIN_DATASETS, DEFAULT_IMAGE, JobSpec, Resources
+from launcher.spec import BUILTIN_DATASETS, JobSpec, Resources
 
 __all__ = [
     "SageMakerBackend",
@@ -258,7 +258,7 @@ def map_status(desc: Mapping[str, Any]) -> JobStatus:
 # ---------------------------------------------------------------- backend
 
 
-class SageMakerBackend(Backend):
+class SageMakerBackend(CloudBackend):
     """Training jobs on AWS SageMaker, with the project's own image and entrypoint."""
 
     name = "aws"
@@ -287,28 +287,15 @@ class SageMakerBackend(Backend):
         it is the reference `launch image build --push -b aws` recorded, read
         here, once, so that `plan` itself stays free of I/O.
         """
-        if pushed_image is None:
-            from launcher.images import pushed_image as recorded
-
-            pushed_image = recorded(self.name)
-        self._pushed_image = pushed_image
+        super().__init__(catalog, pushed_image)
         self._session = session
         self._clients: dict[Any, Any] = dict(clients or {})
         self._jobs = jobs
         self._environ = environ
-        self._catalog = catalog
         self._sleep = sleep
         self.poll_s = poll_s
 
     # ------------------------------------------------------------ helpers
-
-    @property
-    def catalog(self) -> Mapping[str, Any]:
-        if self._catalog is None:
-            from launcher.catalog import load_catalog
-
-            self._catalog = load_catalog("aws")
-        return self._catalog
 
     @property
     def jobs(self) -> Any:
@@ -425,9 +412,7 @@ class SageMakerBackend(Backend):
 
     def _image(self, spec: JobSpec, opts: AwsOptions, notes: list[str]) -> str:
         """The ECR image; a non-ECR image still plans (so --dry-run works) but cannot be submitted."""
-        image = opts.image_uri or spec.image
-        if image == DEFAULT_IMAGE and self._pushed_image:
-            image = self._pushed_image  # the digest `launch image build --push -b aws` recorded
+        image = opts.image_uri or self.training_image(spec)
         if not _is_ecr(image):
             notes.append(f"image {image} is not in Amazon ECR yet: submit will refuse until it is pushed")
         return image

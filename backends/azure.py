@@ -39,8 +39,7 @@ from typing import Any, Callable, Iterator, Mapping
 import yaml
 from pydantic import Field, field_validator
 
-from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Offer
-from launcher.catalog import load_catalog
+from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Feature, Offer
 from launcher.errors import LauncherError
 from launcher.limits import budget_runtime
 from launcher.lazy import require
@@ -308,7 +307,7 @@ def _compute(spec: JobSpec, opts: AzureOptions, instance: str) -> tuple[dict[str
 # ---------------------------------------------------------------- the backend
 
 
-class AzureMLBackend(Backend):
+class AzureMLBackend(CloudBackend):
     """Azure ML command jobs. Clients are injected; otherwise made on first use."""
 
     name = "azure"
@@ -328,22 +327,20 @@ class AzureMLBackend(Backend):
         environ: Mapping[str, str] | None = None,
         poll_s: float = 15.0,
         catalog: Mapping[str, Any] | None = None,
+        pushed_image: str | None = None,
     ) -> None:
         """`ml_client`: an azure.ai.ml.MLClient for every call; `credential` and `client_kwargs`
         (e.g. `transport=`) build MLClient, Key Vault and registry clients when needed; `workspace`
         names the workspace for calls without a spec (image push, check)."""
+        super().__init__(catalog, pushed_image)
         self._ml_client = ml_client
         self._credential = credential
         self._client_kwargs = dict(client_kwargs or {})
         self._workspace = workspace
         self._environ = environ
         self._poll_s = poll_s
-        self._catalog = catalog
 
     # ------------------------------------------------------------ plan (pure)
-
-    def catalog(self) -> Mapping[str, Any]:
-        return self._catalog if self._catalog is not None else load_catalog("azure")
 
     def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
         opts: AzureOptions = self.options(spec)  # type: ignore[assignment]
@@ -354,7 +351,7 @@ class AzureMLBackend(Backend):
                 "Add them to the spec's azure section, e.g. subscription_id: ${AZURE_SUBSCRIPTION_ID}.",
             )
         job_name = job_id or spec.name
-        catalog = self.catalog()
+        catalog = self.catalog
         instance, row = self._instance(spec, opts, catalog)
         price = _price(row, opts.region or catalog["default_region"], spec.resources.spot) if row else None
         payload, notes = self._payload(spec, opts, job_name, instance)
@@ -523,7 +520,7 @@ class AzureMLBackend(Backend):
 
     def offers(self, spec: JobSpec) -> list[Offer]:
         opts: AzureOptions = self.options(spec)  # type: ignore[assignment]
-        catalog = self.catalog()
+        catalog = self.catalog
         region = opts.region or catalog["default_region"]
         names = [opts.instance_type] if opts.instance_type else list(_instances(catalog))
         rows = []

@@ -34,12 +34,12 @@ from typing import Any, Iterator, Literal, Mapping
 
 from pydantic import Field, field_validator
 
-from launcher.backend import Backend, BackendCheck, BackendOptions, Offer
+from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer
 from launcher.errors import LauncherError
 from launcher.limits import budget_runtime
 from launcher.lazy import require
 from launcher.plan import JobRef, JobState, JobStatus, Plan
-from launcher.spec import BUILTIN_DATASETS, DEFAULT_IMAGE, JobSpec
+from launcher.spec import BUILTIN_DATASETS, JobSpec
 
 __all__ = ["GcpOptions", "VertexBackend", "JOB_STATES", "secret_id", "parent_of"]
 
@@ -151,7 +151,7 @@ def _label_value(text: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:63]
 
 
-class VertexBackend(Backend):
+class VertexBackend(CloudBackend):
     """Vertex AI custom jobs. Clients are injected or created lazily per region."""
 
     name = "gcp"
@@ -177,17 +177,12 @@ class VertexBackend(Backend):
         """`pushed_image` replaces the spec's default local image tag; by default it is the
         reference `launch image build --push -b gcp` recorded, read here, once, so that
         `plan` stays free of I/O. `environ` is where submit reads secret values."""
-        if pushed_image is None:
-            from launcher.images import pushed_image as recorded
-
-            pushed_image = recorded(self.name)
-        self._pushed_image = pushed_image
+        super().__init__(catalog, pushed_image)
         self._job_client = job_client  # injected: used for every region
         self._job_clients: dict[str | None, Any] = {}
         self._logging_client = logging_client
         self._secrets_client = secrets_client
         self._credentials = credentials
-        self._catalog = catalog
         self._environ = environ
         self._project = project
         self._region = region
@@ -195,14 +190,6 @@ class VertexBackend(Backend):
         self.poll_s = poll_s
 
     # ------------------------------------------------------------ plan (pure)
-
-    @property
-    def catalog(self) -> Mapping[str, Any]:
-        if self._catalog is None:
-            from launcher.catalog import load_catalog
-
-            self._catalog = load_catalog("gcp")
-        return self._catalog
 
     def options(self, spec: JobSpec) -> GcpOptions:  # type: ignore[override]
         return spec.options_for(self.name, GcpOptions)  # type: ignore[return-value]
@@ -213,7 +200,7 @@ class VertexBackend(Backend):
         job_name = job_id or spec.name
         machine = self.machine(spec, options)
         notes = [f"parent: {parent_of(options)}", f"machine: {machine['name']} x {spec.resources.nodes} node(s)"]
-        if _local_image(self._image(spec)):
+        if _local_image(self.training_image(spec)):
             notes.append(f"image {spec.image} is a local name; push it first: launch image build --push -b gcp")
         if options.region not in self.catalog["regions"]:
             notes.append(f"no catalog prices for {options.region}: {self.catalog['default_region']} prices used")
@@ -312,17 +299,12 @@ class VertexBackend(Backend):
             "machineSpec": machine_spec,
             "replicaCount": "1",  # int64 -> JSON string
             "diskSpec": {"bootDiskType": options.boot_disk_type, "bootDiskSizeGb": options.boot_disk_size_gb},
-            "containerSpec": {"imageUri": self._image(spec), "command": list(ENTRYPOINT), "args": _args(spec), "env": _env(spec, options)},
+            "containerSpec": {"imageUri": self.training_image(spec), "command": list(ENTRYPOINT), "args": _args(spec), "env": _env(spec, options)},
         }
         pools = [pool]
         if spec.resources.nodes > 1:  # pool 0 must hold exactly one replica: the chief
             pools.append({**pool, "replicaCount": str(spec.resources.nodes - 1)})
         return pools
-
-    def _image(self, spec: JobSpec) -> str:
-        if spec.image == DEFAULT_IMAGE and self._pushed_image:
-            return self._pushed_image  # the digest `launch image build --push -b gcp` recorded
-        return spec.image
 
     def _scheduling(self, spec: JobSpec, options: GcpOptions, machine: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
         # A static torchrun rendezvous cannot absorb one worker leaving and coming back:

@@ -17,15 +17,15 @@ import abc
 import enum
 import importlib.util
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterator, Mapping
+from typing import Any, ClassVar, Iterator, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
 from launcher.errors import LauncherError
 from launcher.plan import JobRef, JobStatus, Plan
-from launcher.spec import JobSpec
+from launcher.spec import DEFAULT_IMAGE, JobSpec
 
-__all__ = ["Backend", "BackendCheck", "BackendOptions", "Feature", "Offer"]
+__all__ = ["Backend", "BackendCheck", "BackendOptions", "CloudBackend", "Feature", "Offer"]
 
 
 class BackendOptions(BaseModel):
@@ -126,3 +126,34 @@ class Backend(abc.ABC):
             hint = f"pip install 'torch-launcher[{self.extra}]'" if self.extra else "install it"
             return BackendCheck(self.name, False, None, f"missing {', '.join(missing)}: {hint}")
         return BackendCheck(self.name, True, None, "ready")
+
+
+class CloudBackend(Backend):
+    """A cloud backend: priced from its dated catalog (launcher/catalog/<name>.json), running
+    the image that `launch image build --push -b <name>` pushed when the spec keeps the default tag.
+
+    The pushed reference is read when the backend is made (tests inject it, and the
+    catalog), so that `plan` itself stays free of I/O.
+    """
+
+    def __init__(self, catalog: Mapping[str, Any] | None = None, pushed_image: str | None = None) -> None:
+        if pushed_image is None:
+            from launcher.images import pushed_image as recorded  # noqa: PLC0415
+
+            pushed_image = recorded(self.name)
+        self._pushed_image = pushed_image
+        self._catalog = catalog
+
+    @property
+    def catalog(self) -> Mapping[str, Any]:
+        if self._catalog is None:
+            from launcher.catalog import load_catalog  # noqa: PLC0415
+
+            self._catalog = load_catalog(self.name)
+        return self._catalog
+
+    def training_image(self, spec: JobSpec) -> str:
+        """spec.image, or the pushed reference in place of this project's default local tag."""
+        if spec.image == DEFAULT_IMAGE and self._pushed_image:
+            return self._pushed_image
+        return spec.image

@@ -158,7 +158,7 @@ def test_plan_shows_only_secret_references() -> None:
 def test_timeout_is_capped_by_max_cost_at_the_vm_price() -> None:
     backend = AzureMLBackend()
     plan = backend.plan(_spec(CASES["azure_2x4_low_priority"]))
-    price = backend.catalog()["instances"]["Standard_NC24s_v3"]["prices"]["eastus"]["spot"]
+    price = backend.catalog["instances"]["Standard_NC24s_v3"]["prices"]["eastus"]["spot"]
     assert plan.request()["limits"]["timeout"] == int(20 / (price * 2) * 3600)
     assert any("max_cost" in note for note in plan.notes)
 
