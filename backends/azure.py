@@ -375,7 +375,7 @@ class AzureMLBackend(CloudBackend):
             "display_name": spec.name,
             "experiment_name": opts.experiment or spec.name,
             "command": _command(spec, ckpt_arg, data_arg),
-            "environment": {"image": spec.image},
+            "environment": {"image": self.training_image(spec)},
             **compute,
             "distribution": {"type": "pytorch", "process_count_per_instance": 1},
             "environment_variables": _environment(spec, opts),

@@ -368,6 +368,13 @@ def test_status_of_unknown_job_is_one_clear_error(fake: FakeAzure) -> None:
         _backend(fake).status(ref)
 
 
+def test_the_pushed_image_replaces_the_default_local_image() -> None:
+    pushed = "wsacr123.azurecr.io/torch-launcher-train@sha256:abc"
+    spec = _with("azure_cpu_only", image="torch-launcher-train:latest")
+    assert AzureMLBackend(pushed_image=pushed).plan(spec).payload["environment"]["image"] == pushed
+    assert AzureMLBackend(pushed_image="").plan(spec).payload["environment"]["image"] == "torch-launcher-train:latest"
+
+
 # ---------------------------------------------------------------- offers, image push, check
 
 
