@@ -96,9 +96,9 @@ class Job:
             self._record_results()
         return status
 
-    def results_path(self) -> Path | None:
+    def results_path(self, record: JobRecord | None = None) -> Path | None:
         """The trainer's results.json, when the run folder is on this machine."""
-        record = self.record()
+        record = record or self.record()
         uri = (record.spec.get("checkpoint") or {}).get("uri")
         if not uri or "://" in uri:
             return None
@@ -106,8 +106,9 @@ class Job:
 
     def _record_results(self) -> None:
         """Once per job: feed the measured throughput to the estimator (launch estimate)."""
-        path = self.results_path()
-        if path is None or not path.exists() or "images_per_s" in self.record().metrics:
+        record = self.record()
+        path = self.results_path(record)
+        if path is None or not path.exists() or "images_per_s" in record.metrics:
             return
         from launcher.estimate.record import record_results  # noqa: PLC0415
 
