@@ -6,6 +6,11 @@ It is written as PNGs into `<cache>/digits/{train,val}/<class>/*.png` with a
 deterministic, class-stratified 80/20 split, so the trainer reads it through
 the same ImageFolder code path as any user dataset. The cache folder is
 `$LAUNCHER_DATA_DIR` or `~/.cache/launcher/datasets`.
+
+A remote `train.data` (s3://, gs://, az://) resolves to a local folder too:
+a gs:// URI whose bucket is mounted at /gcs/<bucket> (Vertex AI's Cloud
+Storage FUSE) is read through the mount; anything else is pulled once into
+`<cache>/remote/` by launcher.storage.dataset (verified, reused on restart).
 """
 
 from __future__ import annotations
@@ -14,16 +19,32 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from launcher.errors import LauncherError
 
-__all__ = ["BUILTINS", "data_dir", "resolve", "write_digits"]
+__all__ = ["BUILTINS", "GCS_MOUNT", "data_dir", "is_remote", "mounted_path", "resolve", "stage", "write_digits"]
 
 BUILTINS = ("digits",)
 _VAL_FRACTION = 0.2
 _SPLIT_SEED = 0
 _DONE = ".complete"
+REMOTE_SCHEMES = ("s3://", "gs://", "az://")
+# Vertex AI mounts every bucket the job can read at /gcs/<bucket> (Cloud Storage FUSE):
+# https://cloud.google.com/vertex-ai/docs/training/cloud-storage-file-system
+GCS_MOUNT = Path("/gcs")
+
+
+def is_remote(data: str) -> bool:
+    return data.startswith(REMOTE_SCHEMES)
+
+
+def mounted_path(uri: str, gcs_mount: Path = GCS_MOUNT) -> Path | None:
+    """The Cloud Storage FUSE path of a gs:// URI when its bucket is mounted here, else None."""
+    if not uri.startswith("gs://") or not gcs_mount.is_dir():
+        return None
+    path = gcs_mount / uri.removeprefix("gs://").strip("/")
+    return path if path.is_dir() else None
 
 
 def data_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -33,22 +54,48 @@ def data_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path.home() / ".cache" / "launcher" / "datasets"
 
 
-def resolve(data: str, environ: Mapping[str, str] | None = None) -> Path:
-    """A `train.data` value -> a local ImageFolder root (writing a built-in on first use)."""
+def resolve(data: str, environ: Mapping[str, str] | None = None, gcs_mount: Path = GCS_MOUNT) -> Path:
+    """A `train.data` value -> a local ImageFolder root (writing a built-in, or fetching a URI, on first use)."""
     if data == "digits":
         return write_digits(data_dir(environ))
-    if "://" in data:
-        raise LauncherError(
-            f"train.data {data!r} is a remote URI, but the trainer reads a local folder.",
-            "Stage it first (the backends mount or copy data to a local path) and pass that path.",
-        )
-    root = Path(data).expanduser()
+    if is_remote(data):
+        root = mounted_path(data, gcs_mount) or _fetch(data, environ)
+    elif "://" in data:
+        raise LauncherError(f"train.data {data!r} is not a URI the trainer can read.", "Use s3://, gs://, az:// or a local folder.")
+    else:
+        root = Path(data).expanduser()
     if not (root / "train").is_dir() or not (root / "val").is_dir():
+        where = data if str(root) == data else f"{data} (read from {root})"
         raise LauncherError(
-            f"train.data {str(root)!r} is not an ImageFolder dataset (it needs train/ and val/ folders).",
+            f"train.data {where} is not an ImageFolder dataset (it needs train/ and val/ folders).",
             "Lay it out as <root>/train/<class>/*.jpg and <root>/val/<class>/*.jpg, or use data: digits.",
         )
     return root
+
+
+def stage(command: Sequence[str], environ: Mapping[str, str] | None = None, gcs_mount: Path = GCS_MOUNT) -> tuple[str, ...]:
+    """A train command with its remote `data=` URI replaced by the local folder `resolve` makes of it.
+
+    The entrypoint calls this once per node, before torchrun, so every process
+    on the node reads one verified copy. Other commands are returned unchanged.
+    """
+    if list(command[:1]) != ["train"]:
+        return tuple(command)
+    staged = []
+    for arg in command:
+        key, sep, value = arg.partition("=")
+        if key == "data" and sep and is_remote(value):
+            local = resolve(value, environ, gcs_mount)
+            print(f"[launcher] training data {value} -> {local}", flush=True)
+            arg = f"data={local}"
+        staged.append(arg)
+    return tuple(staged)
+
+
+def _fetch(uri: str, environ: Mapping[str, str] | None) -> Path:
+    from launcher.storage.dataset import fetch  # noqa: PLC0415 - imports a cloud SDK
+
+    return fetch(uri, data_dir(environ) / "remote").root
 
 
 def write_digits(cache: Path) -> Path:

@@ -34,5 +34,17 @@ def test_digits_images_are_real_8x8_pictures(tmp_path: Path) -> None:
 def test_bad_data_values_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(LauncherError, match="not an ImageFolder dataset"):
         datasets.resolve(str(tmp_path), environ={})
-    with pytest.raises(LauncherError, match="remote URI"):
-        datasets.resolve("s3://bucket/data", environ={})
+    with pytest.raises(LauncherError, match="not a URI the trainer can read"):
+        datasets.resolve("ftp://host/data", environ={})
+
+
+def test_a_gs_uri_is_read_through_its_cloud_storage_fuse_mount(tmp_path: Path) -> None:
+    """Vertex AI mounts buckets at /gcs/<bucket>: the trainer reads there, nothing is downloaded."""
+    mount = tmp_path / "gcs"
+    datasets.write_digits(mount / "bucket" / "sets")
+    root = datasets.resolve("gs://bucket/sets/digits", environ={"LAUNCHER_DATA_DIR": str(tmp_path / "cache")}, gcs_mount=mount)
+    assert root == mount / "bucket" / "sets" / "digits"
+    assert not (tmp_path / "cache").exists()
+    staged = datasets.stage(["train", "epochs=1", "data=gs://bucket/sets/digits"], {}, gcs_mount=mount)
+    assert staged == ("train", "epochs=1", f"data={root}")
+    assert datasets.stage(["python", "x.py", "data=gs://bucket/sets/digits"], {}) == ("python", "x.py", "data=gs://bucket/sets/digits")

@@ -1,0 +1,207 @@
+"""Remote training data (s3://, gs://, az://) pulled into a node-local cache, verified, reused.
+
+    root = fetch("s3://bucket/digits", cache)   # -> <cache>/<id>/data, an ImageFolder on local disk
+
+The trainer reads a local folder; when `train.data` is a URI the platform
+does not mount, the entrypoint (once per node, before torchrun) calls
+`fetch`. The cache for one URI is `<cache>/<sha256(uri)[:16]>/`:
+
+    data/        the objects, keys as relative paths (each written to a temp file, then renamed)
+    .complete    JSON: the URI and, per file, [size, etag, mtime_ns] -- written LAST
+
+A later run (a restart on the same node, a second job) lists the URI again
+and reuses the cache when the listing still matches `.complete` (same keys,
+sizes, etags) and every local file still has its recorded size and mtime; a
+file that changed on either side is fetched again, files no longer listed
+are removed, and only then is `.complete` rewritten. A crash mid-fetch
+leaves no `.complete`, so the next run checks and completes the folder. When
+the store cannot be listed (no network, no credentials), a complete cache is
+used as it is, with a warning. A file lock keeps two processes on one node
+from fetching the same URI at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from launcher.errors import LauncherError
+from launcher.storage.base import ObjectInfo, Store, UnsafeKeyError, check_key, safe_local_path
+
+__all__ = ["FetchResult", "fetch", "cache_folder", "listing", "COMPLETE", "REMOTE_SCHEMES"]
+
+REMOTE_SCHEMES = ("s3://", "gs://", "az://")
+COMPLETE = ".complete"
+WORKERS = 8
+
+Log = Callable[[str], None]
+
+
+def _print(message: str) -> None:
+    print(f"[launcher] {message}", flush=True)
+
+
+@dataclass
+class FetchResult:
+    root: Path
+    files: int = 0
+    downloaded: int = 0  # files fetched this time
+    bytes_received: int = 0
+    removed: int = 0
+    reused: bool = False  # the whole cache was valid: nothing fetched
+
+
+def cache_folder(uri: str, cache: Path) -> Path:
+    """The cache folder of one URI (a hash, so any URI makes a safe, short folder name)."""
+    return Path(cache) / hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16]
+
+
+def listing(store: Store) -> dict[str, ObjectInfo]:
+    """The dataset's files: every object under the URI except folder markers and unsafe keys."""
+    found = {}
+    for obj in store.list(""):
+        if obj.key.endswith("/") or not obj.key:
+            continue  # "folder" placeholder objects some tools create
+        try:
+            found[check_key(obj.key)] = obj
+        except UnsafeKeyError:
+            continue  # never written outside the cache folder
+    return dict(sorted(found.items()))
+
+
+def fetch(uri: str, cache: Path, store: Store | None = None, log: Log = _print) -> FetchResult:
+    """Make `<cache>/<id>/data` an exact, verified copy of the objects under `uri`; returns where it is."""
+    from launcher.storage import open_store  # noqa: PLC0415 - storage/__init__ imports this package's base
+
+    store = store or open_store(uri)
+    folder = cache_folder(uri, cache)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _locked(folder / ".lock"):
+        return _fetch_locked(uri, store, folder, log)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _fetch_locked(uri: str, store: Store, folder: Path, log: Log) -> FetchResult:
+    data = folder / "data"
+    done = _read_complete(folder, uri)
+    try:
+        remote = listing(store)
+    except Exception as exc:  # noqa: BLE001 - any SDK error: fall back to a complete cache
+        if done is not None and not _stale_files(data, done):
+            log(f"could not list {uri} ({type(exc).__name__}: {exc}); using the cached copy in {data}")
+            return FetchResult(data, len(done), reused=True)
+        raise LauncherError(
+            f"Could not list the training data at {uri}: {type(exc).__name__}: {exc}",
+            "Check the URI and that this machine (or the job) has credentials to read it.",
+        ) from None
+    if not remote:
+        raise LauncherError(f"The training data URI {uri} holds no files.", "Check the URI (bucket and prefix) in train.data.")
+    if done is not None and _same_listing(done, remote) and not _stale_files(data, done):
+        log(f"training data: reusing {len(remote)} cached files of {uri} in {data}")
+        return FetchResult(data, len(remote), reused=True)
+    return _refresh(uri, store, folder, remote, done or {}, log)
+
+
+def _read_complete(folder: Path, uri: str) -> dict[str, list[Any]] | None:
+    try:
+        body = json.loads((folder / COMPLETE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(body, dict) or body.get("uri") != uri.rstrip("/") or not isinstance(body.get("files"), dict):
+        return None
+    return body["files"]
+
+
+def _same_listing(done: dict[str, list[Any]], remote: dict[str, ObjectInfo]) -> bool:
+    return done.keys() == remote.keys() and all(done[k][:2] == [o.size, o.checksum] for k, o in remote.items())
+
+
+def _stale_files(data: Path, done: dict[str, list[Any]]) -> list[str]:
+    """Cached files missing or changed since they were written (size or mtime differs)."""
+    stale = []
+    for key, (size, _etag, mtime_ns) in done.items():
+        try:
+            st = safe_local_path(data, key).stat()
+        except (OSError, UnsafeKeyError):
+            stale.append(key)
+            continue
+        if st.st_size != size or st.st_mtime_ns != mtime_ns:
+            stale.append(key)
+    return stale
+
+
+def _refresh(uri: str, store: Store, folder: Path, remote: dict[str, ObjectInfo], done: dict[str, list[Any]], log: Log) -> FetchResult:
+    """Fetch what is missing or changed, remove what is gone, then write `.complete`."""
+    data = folder / "data"
+    (folder / COMPLETE).unlink(missing_ok=True)  # from here until the end the cache is not trusted
+    stale = set(_stale_files(data, done))
+    keep = {k for k, o in remote.items() if k in done and k not in stale and done[k][:2] == [o.size, o.checksum]}
+    todo = [k for k in remote if k not in keep]
+    total = sum(remote[k].size for k in todo)
+    log(f"training data: fetching {len(todo)} of {len(remote)} files ({total / 1e6:.1f} MB) from {uri} into {data}")
+    started = time.monotonic()
+    with ThreadPoolExecutor(WORKERS) as pool:
+        for _ in pool.map(lambda k: _get(store, k, remote[k], data), todo):
+            pass
+    removed = _remove_extra(data, set(remote))
+    files = {k: [o.size, o.checksum, safe_local_path(data, k).stat().st_mtime_ns] for k, o in remote.items()}
+    _write_atomic(folder / COMPLETE, json.dumps({"uri": uri.rstrip("/"), "files": files}).encode())
+    log(f"training data: {len(todo)} files fetched in {time.monotonic() - started:.1f}s, "
+        f"{len(keep)} reused, {removed} removed")  # fmt: skip
+    return FetchResult(data, len(remote), len(todo), total, removed)
+
+
+def _get(store: Store, key: str, obj: ObjectInfo, data: Path) -> None:
+    """Download one object next to its place, check its size, then rename it into place."""
+    dest = safe_local_path(data, key)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.part")
+    try:
+        store.get(key, tmp)
+        size = tmp.stat().st_size
+        if size != obj.size:
+            raise LauncherError(f"{store.url(key)} arrived with {size} bytes; the listing says {obj.size}.",
+                                "Retry; if it persists the object is being rewritten while the job starts.")  # fmt: skip
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _remove_extra(data: Path, keys: set[str]) -> int:
+    removed = 0
+    if not data.is_dir():
+        return 0
+    for path in sorted(data.rglob("*"), reverse=True):
+        if path.is_file() or path.is_symlink():
+            if path.relative_to(data).as_posix() not in keys:
+                path.unlink()
+                removed += 1
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    return removed
+
+
+def _write_atomic(path: Path, body: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(body)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,116 @@
+"""Remote training data: fetched once into a node-local cache, verified, reused, repaired (launcher.storage.dataset)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from launcher import datasets
+from launcher.errors import LauncherError
+from launcher.storage.base import Store
+from launcher.storage.dataset import COMPLETE, cache_folder, fetch
+from tests.launcher.storage.conftest import StoreKind
+
+FILES = {
+    "train/0/a.png": b"zero-a" * 50,
+    "train/1/b.png": b"one-b" * 70,
+    "val/0/c.png": b"zero-c" * 30,
+    "val/1/d.png": b"one-d" * 20,
+}
+
+
+def upload(store: Store, tmp_path: Path, files: dict[str, bytes]) -> None:
+    for key, body in files.items():
+        src = tmp_path / "upload.bin"
+        src.write_bytes(body)
+        store.put(key, src)
+
+
+def quiet(_message: str) -> None:
+    pass
+
+
+def test_fetch_copies_every_object_then_reuses_the_cache(remote_kind: StoreKind, tmp_path: Path) -> None:
+    store = remote_kind.store()
+    upload(store, tmp_path, FILES)
+    first = fetch(store.uri, tmp_path / "cache", store=store, log=quiet)
+    assert (first.files, first.downloaded, first.reused) == (4, 4, False)
+    assert {p.relative_to(first.root).as_posix(): p.read_bytes() for p in first.root.rglob("*") if p.is_file()} == FILES
+    marker = json.loads((cache_folder(store.uri, tmp_path / "cache") / COMPLETE).read_text())
+    assert marker["uri"] == store.uri and sorted(marker["files"]) == sorted(FILES)
+
+    again = fetch(store.uri, tmp_path / "cache", store=store, log=quiet)
+    assert (again.root, again.downloaded, again.reused) == (first.root, 0, True)
+
+
+def test_a_corrupted_or_missing_cached_file_is_fetched_again(s3_kind: StoreKind, tmp_path: Path) -> None:
+    store = s3_kind.store()
+    upload(store, tmp_path, FILES)
+    root = fetch(store.uri, tmp_path / "cache", store=store, log=quiet).root
+    (root / "train/0/a.png").write_bytes(b"garbage")
+    (root / "val/1/d.png").unlink()
+    repaired = fetch(store.uri, tmp_path / "cache", store=store, log=quiet)
+    assert (repaired.downloaded, repaired.reused) == (2, False)
+    assert (root / "train/0/a.png").read_bytes() == FILES["train/0/a.png"]
+    assert (root / "val/1/d.png").read_bytes() == FILES["val/1/d.png"]
+
+
+def test_an_interrupted_fetch_leaves_no_marker_and_is_completed_next_time(s3_kind: StoreKind, tmp_path: Path) -> None:
+    store = s3_kind.store()
+    upload(store, tmp_path, FILES)
+    result = fetch(store.uri, tmp_path / "cache", store=store, log=quiet)
+    (cache_folder(store.uri, tmp_path / "cache") / COMPLETE).unlink()  # as if killed before the marker
+    (result.root / "val/0/c.png").unlink()
+    (result.root / "val/0/.c.png.part").write_bytes(b"half")  # a temp file of the killed download
+    again = fetch(store.uri, tmp_path / "cache", store=store, log=quiet)
+    assert again.downloaded == 4 and not (result.root / "val/0/.c.png.part").exists()
+    assert (result.root / "val/0/c.png").read_bytes() == FILES["val/0/c.png"]
+
+
+def test_remote_changes_reach_the_cache(s3_kind: StoreKind, tmp_path: Path) -> None:
+    store = s3_kind.store()
+    upload(store, tmp_path, FILES)
+    root = fetch(store.uri, tmp_path / "cache", store=store, log=quiet).root
+    upload(store, tmp_path, {"train/1/b.png": b"replaced"})
+    store.delete(["val/1/d.png"])
+    result = fetch(store.uri, tmp_path / "cache", store=store, log=quiet)
+    assert (result.downloaded, result.removed) == (1, 1)
+    assert (root / "train/1/b.png").read_bytes() == b"replaced" and not (root / "val/1/d.png").exists()
+
+
+def test_unreachable_store_uses_a_complete_cache_else_says_so(s3_kind: StoreKind, tmp_path: Path) -> None:
+    store = s3_kind.store()
+    upload(store, tmp_path, FILES)
+    fetch(store.uri, tmp_path / "cache", store=store, log=quiet)
+    from launcher.storage.s3 import S3Store
+
+    broken = S3Store(store.uri.replace("s3://ckpts", "s3://no-such-bucket"), client=store.client)
+    broken.uri = store.uri  # same URI, but every call fails: as if the network or credentials were gone
+    messages: list[str] = []
+    assert fetch(store.uri, tmp_path / "cache", store=broken, log=messages.append).reused
+    assert "using the cached copy" in messages[0]
+    with pytest.raises(LauncherError, match="Could not list the training data"):
+        fetch(store.uri, tmp_path / "other-cache", store=broken, log=quiet)
+
+
+def test_an_empty_uri_is_a_clear_error(s3_kind: StoreKind, tmp_path: Path) -> None:
+    store = s3_kind.store()
+    with pytest.raises(LauncherError, match="holds no files"):
+        fetch(store.uri, tmp_path / "cache", store=store, log=quiet)
+
+
+def test_train_command_data_uri_becomes_the_cached_folder(s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the entrypoint does once per node: `data=s3://...` -> `data=<node-local cache>`, through the SDK's own chain."""
+    for name, value in s3_kind.env.items():
+        monkeypatch.setenv(name, value)
+    store = s3_kind.store()
+    upload(store, tmp_path, FILES)
+    environ = {"LAUNCHER_DATA_DIR": str(tmp_path / "data")}
+    staged = datasets.stage(["train", f"data={store.uri}", "epochs=1"], environ)
+    local = Path(staged[1].removeprefix("data="))
+    assert staged[0] == "train" and staged[2] == "epochs=1"
+    assert local.is_relative_to(tmp_path / "data" / "remote") and (local / "train/1/b.png").read_bytes() == FILES["train/1/b.png"]
+    with pytest.raises(LauncherError, match="not an ImageFolder"):
+        datasets.resolve(store.uri + "/train", environ)
