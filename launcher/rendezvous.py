@@ -12,6 +12,13 @@ its master differently:
   MASTER_ADDR, MASTER_PORT, NODE_RANK (and WORLD_SIZE = nodes).
 - local: one node; torchrun's own standalone rendezvous.
 
+A Rendezvous also carries `environment`: variables the platform expects the
+training processes to have and does not set itself. On SageMaker that is
+what its own training toolkit sets for torchrun: NCCL_SOCKET_IFNAME from
+resourceconfig.json's `network_interface_name`, and on EFA instance types
+FI_PROVIDER=efa (plus FI_EFA_USE_DEVICE_RDMA=1, RDMAV_FORK_SAFE=1 where EFA
+does RDMA). https://github.com/aws/sagemaker-training-toolkit (torch_distributed.py)
+
 Every function here is pure over (environ, files) so tests feed sample values.
 """
 
@@ -19,14 +26,23 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["Rendezvous", "detect", "SAGEMAKER_RESOURCE_CONFIG", "DEFAULT_PORT"]
+__all__ = ["Rendezvous", "detect", "sagemaker_environment", "SAGEMAKER_RESOURCE_CONFIG", "DEFAULT_PORT",
+           "EFA_INSTANCES", "EFA_RDMA_INSTANCES"]
 
 SAGEMAKER_RESOURCE_CONFIG = Path("/opt/ml/input/config/resourceconfig.json")
 DEFAULT_PORT = 29500
+# SageMaker instance types with EFA that NCCL uses, and those where EFA also does RDMA (the
+# lists SageMaker's training toolkit keys its EFA settings on, plus the later p5/p6 types).
+EFA_INSTANCES = frozenset({
+    "ml.g4dn.8xlarge", "ml.g4dn.12xlarge", "ml.g4dn.16xlarge", "ml.g5.48xlarge", "ml.g6.48xlarge",
+    "ml.g6e.48xlarge", "ml.p3dn.24xlarge", "ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.p5.48xlarge",
+    "ml.p5e.48xlarge", "ml.p5en.48xlarge", "ml.p6-b200.48xlarge", "ml.trn1.32xlarge", "ml.trn1n.32xlarge",
+})  # fmt: skip
+EFA_RDMA_INSTANCES = frozenset({"ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.trn1.32xlarge", "ml.trn1n.32xlarge"})
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,7 @@ class Rendezvous:
     node_rank: int
     master_addr: str
     master_port: int
+    environment: Mapping[str, str] = field(default_factory=dict)  # for the training processes (see above)
 
     @property
     def is_chief(self) -> bool:
@@ -68,7 +85,21 @@ def detect(environ: Mapping[str, str] | None = None, resource_config: Path = SAG
 def sagemaker(config: Mapping[str, object], environ: Mapping[str, str]) -> Rendezvous:
     hosts = sorted(str(h) for h in config["hosts"])  # type: ignore[union-attr]
     current = str(config["current_host"])
-    return Rendezvous("sagemaker", len(hosts), hosts.index(current), hosts[0], int(environ.get("MASTER_PORT", DEFAULT_PORT)))
+    port = int(environ.get("MASTER_PORT", DEFAULT_PORT))
+    return Rendezvous("sagemaker", len(hosts), hosts.index(current), hosts[0], port, sagemaker_environment(config))
+
+
+def sagemaker_environment(config: Mapping[str, object]) -> dict[str, str]:
+    """NCCL's network interface and, on EFA instance types, libfabric's EFA provider."""
+    env = {}
+    if config.get("network_interface_name"):
+        env["NCCL_SOCKET_IFNAME"] = str(config["network_interface_name"])
+    instance = str(config.get("current_instance_type", ""))
+    if instance in EFA_INSTANCES:
+        env["FI_PROVIDER"] = "efa"
+    if instance in EFA_RDMA_INSTANCES:
+        env.update(FI_EFA_USE_DEVICE_RDMA="1", RDMAV_FORK_SAFE="1")
+    return env
 
 
 def vertex(environ: Mapping[str, str]) -> Rendezvous:
