@@ -9,17 +9,34 @@ same paths (`host_python_mounts`), so `import torch` works inside.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BASE_IMAGE", "REPO", "docker_client", "ensure_base_image", "host_python_mounts", "host_python"]
+__all__ = [
+    "BASE_IMAGE", "TRAIN_IMAGE", "REPO", "docker_client", "ensure_base_image", "engine_or_skip", "train_image_or_skip",
+    "source_digest",
+]  # fmt: skip
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEM_PREFIXES = ("/", "/usr")
 BASE_IMAGE = os.environ.get("LAUNCHER_BASE_IMAGE", "torch-launcher-base:bookworm")
+# The image built from images/Dockerfile (images/build-offline.sh; .ci/run builds it once).
+TRAIN_IMAGE = os.environ.get("LAUNCHER_TEST_IMAGE", "torch-launcher-train:latest")
+_PACKAGES = ("launcher", "backends")
+# The same digest, computed inside the image over the installed packages.
+_DIGEST_IN_IMAGE = """
+import hashlib, importlib.util, pathlib
+h = hashlib.sha256()
+for pkg in %r:
+    root = pathlib.Path(importlib.util.find_spec(pkg).origin).parent
+    for f in sorted(root.rglob("*.py")):
+        h.update(f"{pkg}/{f.relative_to(root).as_posix()}".encode()); h.update(f.read_bytes())
+print(h.hexdigest())
+""" % (_PACKAGES,)
 
 
 def docker_client() -> tuple[Any, str]:
@@ -79,3 +96,33 @@ def engine_or_skip() -> Any:
     problem = ensure_base_image(found)
     require_service("docker base image", not problem, problem)
     return found
+
+
+def source_digest(root: Path = REPO) -> str:
+    """sha256 over the .py files of the packages the image installs, as in the image."""
+    h = hashlib.sha256()
+    for pkg in _PACKAGES:
+        for f in sorted((root / pkg).rglob("*.py")):
+            h.update(f"{pkg}/{f.relative_to(root / pkg).as_posix()}".encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def train_image_or_skip(client: Any, image: str = TRAIN_IMAGE) -> str:
+    """The training image, built from THIS checkout's source; skips (fails in CI) otherwise.
+
+    A stale image would test yesterday's code, so the packages installed in the
+    image are compared with the working tree.
+    """
+    import docker
+    from tests.conftest import require_service  # noqa: PLC0415
+
+    build = "build it with images/build-offline.sh (offline) or `launch image build`"
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        require_service("training image", False, f"{image} does not exist; {build}")
+    out = client.containers.run(image, ["-c", _DIGEST_IN_IMAGE], entrypoint="python", remove=True)
+    fresh = out.decode().strip() == source_digest()
+    require_service("training image", fresh, f"{image} holds other sources than this checkout; {build}")
+    return image

@@ -1,14 +1,15 @@
 """The Docker runtime against the real engine.
 
-The container is the offline base image (tests/docker_base.py) running the
-host's Python and venv bind-mounted read-only, so the real entrypoint, torch
-and torchrun run inside it. GPU device requests cannot run here (no GPU
+The container is the training image built from images/Dockerfile
+(tests/docker_base.py: TRAIN_IMAGE, built by images/build-offline.sh), so the
+real entrypoint, torch and torchrun run inside it, as the submitting user. GPU device requests cannot run here (no GPU
 runtime); they are checked as payloads in test_local_plan.py and refused with
 a clear error below.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -27,9 +28,10 @@ from launcher.cli import main
 from launcher.errors import LauncherError
 from launcher.plan import JobState
 from launcher.spec import validate_spec
-from tests.docker_base import BASE_IMAGE, engine_or_skip, host_python, host_python_mounts
+from tests.docker_base import TRAIN_IMAGE, engine_or_skip, train_image_or_skip
 
 pytestmark = pytest.mark.docker
+REPO = Path(__file__).resolve().parents[2]
 
 DDP_SCRIPT = textwrap.dedent(
     """
@@ -54,7 +56,9 @@ DDP_SCRIPT = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def client() -> Any:
-    return engine_or_skip()
+    found = engine_or_skip()
+    train_image_or_skip(found)
+    return found
 
 
 @pytest.fixture
@@ -69,7 +73,7 @@ def jobs(client: Any) -> Iterator[list[str]]:
 
 def _spec(tmp_path: Path, **raw: Any) -> Any:
     local = {"runtime": "docker", **raw.pop("local", {})}
-    return validate_spec({"name": "dock", "image": BASE_IMAGE, **raw, "local": local}, None, tmp_path)
+    return validate_spec({"name": "dock", "image": TRAIN_IMAGE, **raw, "local": local}, None, tmp_path)
 
 
 def _shell(script: str) -> dict[str, Any]:
@@ -83,12 +87,11 @@ def test_ddp_job_runs_in_a_container_through_the_cli(client: Any, jobs: list[str
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump({
         "name": "dock-ddp",
-        "image": BASE_IMAGE,
-        "command": [host_python(), "-c", DDP_SCRIPT],
+        "image": TRAIN_IMAGE,
+        "command": ["python", "-c", DDP_SCRIPT],
         "train": {"data": str(tmp_path / "data"), "workers": 0},
         "checkpoint": {"uri": str(tmp_path / "ckpt")},
-        "local": {"runtime": "docker", "nproc": 2, "mounts": host_python_mounts(),
-                  "entrypoint": [host_python(), "-m", "launcher.entrypoint"]},
+        "local": {"runtime": "docker", "nproc": 2},
     }))  # fmt: skip
     result = CliRunner().invoke(main, ["run", str(job), "--ignore-budget"], catch_exceptions=False)
     record = Launcher().jobs.latest()
@@ -168,16 +171,10 @@ def test_engine_not_running_is_one_sentence_and_a_fix(tmp_path: Path) -> None:
     assert "local.runtime: process" in str(err.value)
 
 
-def test_host_python_mounts_cover_the_interpreter() -> None:
-    sources = [m["source"] for m in host_python_mounts()]
-    assert any(sys.executable.startswith(s) for s in sources)
-    assert any(sys.base_prefix.startswith(s) for s in sources)
-
-
 def test_ctrl_c_in_the_cli_stops_the_container(client: Any, jobs: list[str], tmp_path: Path) -> None:
     script = "trap 'echo got TERM; exit 143' TERM; echo up; while true; do sleep 0.1; done"
     job = tmp_path / "job.yaml"
-    job.write_text(yaml.safe_dump({"name": "dock-ctrl-c", "image": BASE_IMAGE, "local": {"runtime": "docker", **_shell(script)}}))
+    job.write_text(yaml.safe_dump({"name": "dock-ctrl-c", "image": TRAIN_IMAGE, "local": {"runtime": "docker", **_shell(script)}}))
     cli = subprocess.Popen(
         [sys.executable, "-c", "from launcher.cli import main; main()", "run", str(job), "--ignore-budget"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -232,3 +229,40 @@ def test_cancel_after_the_end_keeps_the_outcome(client: Any, jobs: list[str], tm
     list(backend.logs(ref, follow=True))
     backend.cancel(ref)
     assert backend.status(ref).state is JobState.SUCCEEDED
+
+
+QUICKSTART = REPO / "examples" / "quickstart.yaml"
+SHORT = ["--set", "local.runtime=docker", "--set", "train.epochs=1", "--set", "train.fraction=0.25", "--ignore-budget"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("uid", [0, 4242], ids=["as-root", "as-an-ordinary-user"])
+def test_quickstart_in_the_image_leaves_files_owned_by_the_submitting_user(client: Any, uid: int) -> None:
+    """The image runs as root on the clouds; locally it runs as whoever submits, so the run folder is theirs.
+
+    The ordinary user is a real uid with no home, in the docker group only (setpriv), running
+    `launch` from a folder of its own, as a workstation user would.
+    """
+    import grp
+    import shutil
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="launcher-user-"))
+    try:
+        shutil.copy(QUICKSTART, work / "quickstart.yaml")
+        (work / "state").mkdir()
+        os.chown(work, uid, uid)
+        os.chown(work / "state", uid, uid)
+        work.chmod(0o755)
+        cmd = [sys.executable, "-m", "launcher.cli", "-b", "local", "quickstart.yaml", *SHORT]
+        if uid:
+            cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", f"--groups={grp.getgrnam('docker').gr_gid}", *cmd]
+        env = {**os.environ, "HOME": str(work), "LAUNCHER_STATE_DIR": str(work / "state"), "PYTHONPATH": str(REPO)}
+        done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=900, check=False)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        run = work / "runs" / "quickstart"
+        for name in ("last.pt", "results.csv"):
+            assert (run / name).stat().st_uid == uid, f"{name} belongs to uid {(run / name).stat().st_uid}, not {uid}"
+        assert "PermissionError" not in done.stdout + done.stderr
+    finally:
+        subprocess.run(["rm", "-rf", str(work)], check=False)

@@ -1,0 +1,71 @@
+"""The one scenario every platform must pass, with the plan its own backend produced.
+
+1. Submit a 2-node x 1-process job (gloo on CPU). Once node 0 has logged the end of
+   epoch 2, SIGTERM every container mid-epoch, as a spot reclaim does.
+2. Every node exits 143; the store's newest complete checkpoint was written after
+   the SIGTERM (the trainer saved at once and the entrypoint flushed it).
+3. Submit the same plan again: it resumes from the store, trains the remaining
+   epochs and exits 0. results.csv in the store holds each epoch exactly once and
+   the final validation top-1 is at least MIN_TOP1.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Callable, Protocol
+
+from tests.conformance.cluster import MIN_TOP1, RunResult, wait_until
+
+__all__ = ["Job", "preempt_then_resume", "SIGTERM_EXIT", "EPOCHS", "TRAIN"]
+
+SIGTERM_EXIT = 143
+EPOCHS = 8
+# digits at 32 px, resnet18, 2 nodes x 1 process x batch 32; workers=2 keeps two CPU cores busy enough
+TRAIN = {"model": "resnet18", "epochs": EPOCHS, "imgsz": 32, "batch": 32, "workers": 2, "amp": True}
+TIMEOUT_S = 900
+
+
+class Job(Protocol):
+    def logs(self) -> str: ...
+    def terminate(self) -> None: ...
+    def wait(self, timeout: float) -> list[int]: ...
+    def cleanup(self) -> None: ...
+
+
+def preempt_then_resume(start: Callable[[], Job], read: Callable[[Path], RunResult], tmp_path: Path) -> RunResult:
+    first = start()
+    try:
+        ready = wait_until(lambda: f"epoch 2/{EPOCHS}:" in first.logs() or _ended(first), TIMEOUT_S, 1.0)
+        assert ready and f"epoch 2/{EPOCHS}:" in first.logs(), f"no epoch 2 within {TIMEOUT_S}s:\n{first.logs()[-6000:]}"
+        time.sleep(3)  # into epoch 3
+        sigterm_at = time.time()
+        first.terminate()
+        codes = first.wait(300)
+        logs = first.logs()
+    finally:
+        first.cleanup()
+    assert codes and all(code == SIGTERM_EXIT for code in codes), f"exit codes {codes} after SIGTERM:\n{logs[-6000:]}"
+    assert "stopped by SIGTERM" in logs, logs[-6000:]
+    stopped = read(tmp_path / "after-sigterm")
+    written = dt.datetime.strptime(stopped.manifest["time"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.timezone.utc)
+    assert written.timestamp() >= int(sigterm_at), f"the newest checkpoint {stopped.manifest} predates the SIGTERM"
+    assert stopped.epochs == list(range(1, len(stopped.epochs) + 1)) and len(stopped.epochs) >= 2, stopped.rows
+
+    second = start()
+    try:
+        codes = second.wait(TIMEOUT_S)
+        logs = second.logs()
+    finally:
+        second.cleanup()
+    assert codes and all(code == 0 for code in codes), f"exit codes {codes} of the resumed run:\n{logs[-6000:]}"
+    assert "resuming from" in logs, logs[-6000:]
+    final = read(tmp_path / "final")
+    assert final.epochs == list(range(1, EPOCHS + 1)), f"results.csv epochs {final.epochs}"
+    assert final.best_top1 >= MIN_TOP1, f"best top-1 {final.best_top1}:\n{logs[-3000:]}"
+    return final
+
+
+def _ended(job: Job) -> bool:
+    return "[launcher] exit code" in job.logs()

@@ -1,0 +1,58 @@
+"""SageMaker: our CreateTrainingJob request, run by AWS's own local mode (sagemaker SDK v2).
+
+Local mode writes resourceconfig.json per host, names the hosts algo-1-xxxx and
+algo-2-xxxx on one compose network, downloads the S3 channel to
+/opt/ml/input/data/train (root-owned, as on SageMaker), and runs our
+ContainerEntrypoint/ContainerArguments. Its S3 is moto: LocalSession's
+s3_endpoint_url, which local mode itself hands to the containers as
+AWS_ENDPOINT_URL_S3. Replaced in the request: TrainingImage (the local build) and
+ResourceConfig.InstanceType ("local").
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from launcher.api import Launcher
+from launcher.spec import validate_spec
+from tests.conftest import require_service
+from tests.conformance.cluster import REPO, store_results
+from tests.conformance.conftest import BUCKET
+from tests.conformance.platforms import SageMakerLocalJob
+from tests.conformance.scenario import TRAIN, preempt_then_resume
+
+SAGEMAKER_PYTHON = os.environ.get("LAUNCHER_SAGEMAKER_PYTHON", str(REPO / ".venv-sagemaker" / "bin" / "python"))
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def test_two_nodes_train_and_resume_after_sigterm(docker: Any, image: str, s3_endpoint: str, digits: Path, tmp_path: Path) -> None:
+    import boto3
+
+    require_service("sagemaker SDK v2", Path(SAGEMAKER_PYTHON).exists(),
+                    f"{SAGEMAKER_PYTHON} is missing (python3 -m venv .venv-sagemaker && .venv-sagemaker/bin/pip install 'sagemaker<3')")  # fmt: skip
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=BUCKET)
+    for path in (p for p in digits.rglob("*") if p.is_file()):
+        s3.upload_file(str(path), BUCKET, f"data/digits/{path.relative_to(digits).as_posix()}")
+    name = f"conf-sagemaker-{uuid.uuid4().hex[:6]}"
+    spec = validate_spec({
+        "name": name,
+        "train": {**TRAIN, "data": f"s3://{BUCKET}/data/digits"},
+        "resources": {"nodes": 2, "gpus": 0},
+        "checkpoint": {"uri": f"s3://{BUCKET}/checkpoints"},
+        "aws": {"region": "us-east-1", "role_arn": "arn:aws:iam::123456789012:role/SageMakerRole",
+                "output_uri": f"s3://{BUCKET}/output", "instance_type": "ml.m5.xlarge"},
+    }, None, tmp_path)  # fmt: skip
+    request = Launcher(backend="aws").plan(spec).request()
+    assert request["ResourceConfig"]["InstanceCount"] == 2
+    request["AlgorithmSpecification"]["TrainingImage"] = image
+    request["ResourceConfig"]["InstanceType"] = "local"
+
+    env = {**os.environ, **AWS_ENV}
+    runs = iter(range(1, 10))
+    start = lambda: SageMakerLocalJob(SAGEMAKER_PYTHON, request, s3_endpoint, tmp_path / f"run{next(runs)}", env, docker, image)  # noqa: E731
+    read = lambda dest: store_results(f"s3://{BUCKET}/checkpoints", name, {**AWS_ENV, "AWS_ENDPOINT_URL": s3_endpoint}, dest)  # noqa: E731
+    preempt_then_resume(start, read, tmp_path)
