@@ -9,10 +9,17 @@ file's size and sha256; a damaged manifest or file makes the reader fall
 back to the previous complete checkpoint and say what it skipped. Writes
 send only files that changed since the newest manifest (an unchanged file is
 never re-sent), then the manifest.
+
+`scratch` (optional everywhere) is where this module keeps its own files:
+the sync state, staging copies and partial downloads. By default they live
+in the checkpoint folder itself, as dot-files; the entrypoint puts them in a
+hidden sibling folder instead, so a folder the platform mirrors (SageMaker's
+/opt/ml/checkpoints) holds only the trainer's files.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -130,8 +137,8 @@ def read_progress(folder: Path) -> tuple[int | None, int | None]:
 class LocalState:
     """What the folder's files were when last synced (size, mtime, sha256), so unchanged ones are not re-hashed."""
 
-    def __init__(self, folder: Path) -> None:
-        self.path = Path(folder) / STATE_FILE
+    def __init__(self, folder: Path, scratch: Path | None = None) -> None:
+        self.path = Path(scratch or folder) / STATE_FILE
         try:
             self.files: dict[str, list[Any]] = json.loads(self.path.read_text())["files"]
         except (OSError, ValueError, KeyError, TypeError):
@@ -155,11 +162,11 @@ class LocalState:
 
 
 @contextmanager
-def staged(folder: Path, names: list[str]) -> Iterator[Path]:
+def staged(folder: Path, names: list[str], scratch: Path | None = None) -> Iterator[Path]:
     """A frozen view of `names`: big files hard-linked (the trainer replaces them by rename, so the link keeps
     the old bytes), small ones copied (results.csv is appended in place)."""
     try:
-        stage = Path(tempfile.mkdtemp(prefix=".launcher-stage-", dir=folder))
+        stage = Path(tempfile.mkdtemp(prefix=".launcher-stage-", dir=_made(scratch) or folder))
     except OSError:  # a read-only folder: stage copies elsewhere
         stage = Path(tempfile.mkdtemp(prefix="launcher-stage-"))
     try:
@@ -204,7 +211,7 @@ class PullResult:
     files_reused: int = 0
 
 
-def pull(store: Store, dest: Path, meter: Meter | None = None, log: Log = _print) -> PullResult:
+def pull(store: Store, dest: Path, meter: Meter | None = None, log: Log = _print, scratch: Path | None = None) -> PullResult:
     """Download the newest complete, verified checkpoint into `dest`; fall back past damaged ones."""
     dest = Path(dest)
     result = PullResult(None)
@@ -214,7 +221,7 @@ def pull(store: Store, dest: Path, meter: Meter | None = None, log: Log = _print
             log(result.skipped[-1])
             continue
         try:
-            _download(store, found, dest, meter or _NoMeter(), result)
+            _download(store, found, dest, meter or _NoMeter(), result, scratch)
         except CorruptCheckpointError as exc:
             result.skipped.append(f"skipped checkpoint {found.version} ({where}): {exc}")
             log(result.skipped[-1])
@@ -257,12 +264,12 @@ def _note_unfinished(store: Store, manifest: Manifest, result: PullResult, log: 
         log(result.skipped[-1])
 
 
-def _download(store: Store, manifest: Manifest, dest: Path, meter: Meter, result: PullResult) -> None:
+def _download(store: Store, manifest: Manifest, dest: Path, meter: Meter, result: PullResult, scratch: Path | None = None) -> None:
     """Fetch every file into a staging folder, verify all, then move them into `dest` together."""
     dest.mkdir(parents=True, exist_ok=True)
-    state = LocalState(dest)
+    state = LocalState(dest, scratch)
     meter.begin(manifest.size, f"pull checkpoint {manifest.version}")
-    stage = Path(tempfile.mkdtemp(prefix=".launcher-pull-", dir=dest))
+    stage = Path(tempfile.mkdtemp(prefix=".launcher-pull-", dir=_made(scratch) or dest))
     try:
         with ThreadPoolExecutor(WORKERS) as pool:
             jobs = {n: pool.submit(_fetch, store, n, e, dest, stage, state, meter) for n, e in manifest.files.items()}
@@ -271,7 +278,7 @@ def _download(store: Store, manifest: Manifest, dest: Path, meter: Meter, result
             if not reused:
                 target = safe_local_path(dest, name)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(path, target)
+                _move(path, target)
                 result.bytes_received += manifest.files[name].size
             else:
                 result.files_reused += 1
@@ -300,12 +307,12 @@ def _fetch(store: Store, name: str, entry: FileEntry, dest: Path, stage: Path, s
     return path, False
 
 
-def pull_latest(uri: str, run_name: str, dest_dir: Path, **clients: Any) -> PullResult:
+def pull_latest(uri: str, run_name: str, dest_dir: Path, scratch: Path | None = None, **clients: Any) -> PullResult:
     """What the entrypoint calls on every node before training: resume from the newest complete checkpoint."""
     store = open_store(join_uri(uri, run_name), **clients)
     if (kept := _local_is_newer(store, Path(dest_dir))) is not None:
         return kept
-    result = pull(store, Path(dest_dir))
+    result = pull(store, Path(dest_dir), scratch=scratch)
     if result.manifest is None:
         _print(f"no complete checkpoint at {store.uri}; starting fresh")
     else:
@@ -313,6 +320,24 @@ def pull_latest(uri: str, run_name: str, dest_dir: Path, **clients: Any) -> Pull
         _print(f"resuming from checkpoint {m.version} (epoch {m.epoch}) of {store.uri}: "
                f"{len(m.files)} files, {result.bytes_received} bytes downloaded, {result.files_reused} already here")  # fmt: skip
     return result
+
+
+def _made(scratch: Path | None) -> Path | None:
+    if scratch is not None:
+        Path(scratch).mkdir(parents=True, exist_ok=True)
+    return scratch
+
+
+def _move(src: Path, dst: Path) -> None:
+    """Rename into place; across file systems (a scratch folder elsewhere), copy next to `dst` first."""
+    try:
+        os.replace(src, dst)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        part = dst.with_name(f".{dst.name}.part")
+        shutil.copy2(src, part)
+        os.replace(part, dst)
 
 
 def _local_is_newer(store: Store, dest: Path) -> PullResult | None:
@@ -343,11 +368,13 @@ class PushStats:
 class Pusher:
     """Uploads successive versions of one folder to one run store; remembers what the store already has."""
 
-    def __init__(self, store: Store, folder: Path, keep: int = 3, spec_hash: str = "", log: Log = _print) -> None:
+    def __init__(self, store: Store, folder: Path, keep: int = 3, spec_hash: str = "", log: Log = _print,
+                 scratch: Path | None = None) -> None:  # fmt: skip
         self.store, self.folder, self.keep, self.spec_hash, self.log = store, Path(folder), keep, spec_hash, log
+        self.scratch = scratch
         self.base, _skipped = newest(store, log)
         self.next_version = max([0, *versions_in_store(store), self.base.version if self.base else 0]) + 1
-        self.state = LocalState(self.folder)
+        self.state = LocalState(self.folder, scratch)
         self.stats = PushStats()
         self._lock = threading.Lock()
 
@@ -359,7 +386,7 @@ class Pusher:
         meter = meter or _NoMeter()
         meter.begin(sum(st.st_size for st in files.values()), f"push checkpoint {self.next_version}")
         epoch, step = (meta.epoch, meta.step) if meta else read_progress(self.folder)
-        with staged(self.folder, list(files)) as stage:
+        with staged(self.folder, list(files), self.scratch) as stage:
             with ThreadPoolExecutor(WORKERS) as pool:
                 jobs = {name: pool.submit(self._entry, name, stage, meter) for name in files}
                 entries = {name: job.result() for name, job in jobs.items()}
@@ -443,10 +470,10 @@ class Syncer:
 
     def __init__(self, uri: str, run_name: str, save_dir: Path, keep: int = 3, spec_hash: str = "",
                  every: int = 1, interval: float = 2.0, settle: float = 1.0, store: Store | None = None,
-                 log: Log = _print) -> None:  # fmt: skip
+                 log: Log = _print, scratch: Path | None = None) -> None:  # fmt: skip
         self.store = store or open_store(join_uri(uri, run_name))
         self.folder, self.every, self.interval, self.settle, self.log = Path(save_dir), max(every, 1), interval, settle, log
-        self.keep, self.spec_hash = keep, spec_hash
+        self.keep, self.spec_hash, self.scratch = keep, spec_hash, scratch
         self._pusher: Pusher | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -461,7 +488,7 @@ class Syncer:
     @property
     def pusher(self) -> Pusher:
         if self._pusher is None:
-            self._pusher = Pusher(self.store, self.folder, self.keep, self.spec_hash, self.log)
+            self._pusher = Pusher(self.store, self.folder, self.keep, self.spec_hash, self.log, self.scratch)
         return self._pusher
 
     def _signature(self) -> Any:
