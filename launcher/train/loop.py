@@ -25,6 +25,7 @@ from launcher import datasets
 from launcher.errors import LauncherError
 from launcher.spec import TrainConfig
 from launcher.train import autobatch, checkpoint, data, report
+from launcher.train import metrics as sinks
 from launcher.train.dist import Dist
 from launcher.train.model import build_model
 from launcher.train.optim import ModelEMA, Schedule, build_optimizer, resolve_auto
@@ -47,6 +48,11 @@ def pick_precision(amp: bool, device_type: str, bf16_ok: bool) -> str:
 def _bf16_supported(device) -> bool:  # type: ignore[no-untyped-def]
     import torch  # noqa: PLC0415
 
+    import os  # noqa: PLC0415
+
+    # LAUNCHER_AMP_DTYPE=fp16 picks fp16 + GradScaler on a bf16-capable GPU (benchmarks/gpu_check.py checks both)
+    if os.environ.get("LAUNCHER_AMP_DTYPE") == "fp16":
+        return False
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     # only native bf16 (AVX512-BF16 or AMX): oneDNN's emulation on plain AVX512 is slower than
@@ -94,6 +100,7 @@ class Trainer:
         self.best_fitness, self.best_epoch, self.bad_epochs, self.stopped_early = -1.0, -1, 0, False
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.epoch_acc = {"loss_sum": 0.0, "steps": 0.0, "time": 0.0, "images": 0.0}
+        self.reporters = sinks.Reporters([], self.log)
 
     # ------------------------------------------------------------ helpers
 
@@ -446,9 +453,11 @@ class Trainer:
         self.stopped_early = stop
         finished = stop or self.epoch >= self.cfg.epochs
         if self.dist.main:
-            self.log(f"epoch {row['epoch']}/{self.cfg.epochs}: train_loss {row['train_loss']:.4f} "
-                     f"val_loss {row['val_loss']:.4f} top1 {row['top1']:.4f} top5 {row['top5']:.4f}")
+            values = {**row, **self._peak_memory()}
+            self.log(sinks.summary_line(values, self.cfg.epochs))
             report.append_row(self.save_dir / "results.csv", row)
+            self.reporters.log(row["epoch"], {k: values[k] for k in sinks.METRICS if k in values})
+            self.reporters.flush()  # before last.pt: the syncer uploads the events with this checkpoint
         self.save(finished=finished, end_of_epoch=True)
         if stop:
             self.log(f"early stop: no improvement of top-1 for {self.cfg.patience} epochs (best {self.best_fitness:.4f} "
@@ -467,6 +476,7 @@ class Trainer:
             return 0
         if self.dist.main:
             report.truncate_rows(self.save_dir / "results.csv", self.epoch)
+            self.reporters = sinks.from_env(self.save_dir, self.epoch + 1, self.cfg.model_dump(mode="json"), log=self.log)
         self.log(f"{self.cfg.model} on {len(self.train_set)} train / {len(self.val_set)} val images, "
                  f"{len(self.classes)} classes, batch {self.batch} x {self.dist.world} process(es), "
                  f"{self.precision}, {self.device}, {self.workers} workers")
@@ -476,6 +486,7 @@ class Trainer:
         finally:
             signal.signal(signal.SIGTERM, previous)
             self.close_loaders()
+            self.reporters.close()
         if code == 0:
             self.finish()
         return code
@@ -493,8 +504,23 @@ class Trainer:
             if iterator is not None and hasattr(iterator, "_shutdown_workers"):
                 iterator._shutdown_workers()
 
+    def _peak_memory(self) -> dict[str, float]:
+        """This epoch's peak GPU memory held by PyTorch's allocator (what nvidia-smi shows, less the context)."""
+        import torch  # noqa: PLC0415
+
+        if self.device.type != "cuda":
+            return {}
+        return {"gpu_mem_gib": torch.cuda.max_memory_reserved(self.device) / (1 << 30)}
+
+    def _reset_peak_memory(self) -> None:
+        import torch  # noqa: PLC0415
+
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
     def _epochs(self) -> int:
         while self.epoch < self.cfg.epochs:
+            self._reset_peak_memory()
             if not self._epoch_with_oom_retry():
                 self.save()
                 self.log(f"stopped by SIGTERM: saved {self.save_dir / checkpoint.LAST} at epoch {self.epoch + 1}, "

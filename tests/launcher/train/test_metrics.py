@@ -1,0 +1,119 @@
+"""Where the numbers go: TensorBoard events beside results.csv (read back with TensorBoard's own reader),
+the syncer carrying them with the checkpoints, and a resumed run that reads each epoch once."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from launcher.spec import TrainConfig
+from launcher.storage.local import LocalStore
+from launcher.storage.sync import Syncer, pull
+from launcher.train import metrics, report
+from launcher.train.dist import Dist
+from launcher.train.loop import Trainer
+from tests.launcher.train.conftest import TINY
+
+CSV_METRICS = ["train_loss", "val_loss", "top1", "top5", "lr", "time_s", "images_per_s"]
+
+
+def _cfg(data: Path, **kw: object) -> TrainConfig:
+    base = dict(item.split("=", 1) for item in TINY)
+    base.update(data=str(data), epochs=2)
+    base.update(kw)
+    return TrainConfig.model_validate(base)
+
+
+def _fit(cfg: TrainConfig, save_dir: Path) -> str:
+    out = io.StringIO()
+    assert Trainer(cfg, save_dir, Dist(device=torch.device("cpu")), out=out).fit() == 0, out.getvalue()
+    return out.getvalue()
+
+
+def _scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """What TensorBoard shows: its own reader, with its orphaned-data purge (the default)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def _assert_events_equal_csv(folder: Path) -> None:
+    rows = report.read_rows(folder / "results.csv")
+    found = _scalars(folder)
+    assert set(found) == set(CSV_METRICS)  # no GPU here: no gpu_mem_gib
+    for name in CSV_METRICS:
+        assert [step for step, _ in found[name]] == [int(r["epoch"]) for r in rows], name
+        # events hold float32: equal to results.csv to float32 precision
+        assert [v for _, v in found[name]] == pytest.approx([r[name] for r in rows], rel=1e-6), name
+
+
+@pytest.fixture(autouse=True)
+def _no_trackers(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("WANDB_API_KEY", "WANDB_PROJECT", "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "AIP_TENSORBOARD_LOG_DIR"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_tensorboard_events_equal_results_csv(tiny_data: Path, tmp_path: Path) -> None:
+    out = _fit(_cfg(tiny_data), tmp_path)
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
+    _assert_events_equal_csv(tmp_path)
+    assert "WARNING" not in out
+
+
+def test_the_epoch_summary_line_carries_every_metric_and_sagemaker_regexes_read_it(tiny_data: Path, tmp_path: Path) -> None:
+    out = _fit(_cfg(tiny_data), tmp_path)
+    rows = report.read_rows(tmp_path / "results.csv")
+    for name, regex in metrics.LOG_REGEXES.items():
+        values = [float(m.group(1)) for line in out.splitlines() if (m := re.search(regex, line))]
+        if name == "gpu_mem_gib":
+            assert values == []  # CPU run
+            continue
+        expected = [r[name] for r in rows]
+        assert values == pytest.approx(expected, rel=1e-3, abs=0.006), name  # as rounded in the log line
+
+
+def test_a_resumed_run_reads_each_epoch_once(tiny_data: Path, tmp_path: Path) -> None:
+    _fit(_cfg(tiny_data, epochs=3, save_period=1), tmp_path)
+    # the last checkpoint is lost (as when its upload was cut short): the run resumes from epoch 2
+    # and redoes epoch 3, whose events the folder already holds
+    (tmp_path / "last.pt").unlink()
+    (tmp_path / "epoch-3.pt").unlink()
+    out = _fit(_cfg(tiny_data, epochs=3, save_period=1), tmp_path)
+    assert "resuming from" in out and "epoch-2.pt" in out
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2  # appended in a new file, old file untouched
+    _assert_events_equal_csv(tmp_path)
+
+
+def test_the_syncer_uploads_the_events_with_the_checkpoints(tiny_data: Path, tmp_path: Path) -> None:
+    run, store = tmp_path / "run", LocalStore(str(tmp_path / "store"))
+    run.mkdir()
+    syncer = Syncer("", "", run, store=store, interval=0.05, settle=0.05, log=lambda _m: None).start()
+    _fit(_cfg(tiny_data), run)
+    assert syncer.close(grace=60)
+    elsewhere = tmp_path / "elsewhere"
+    result = pull(store, elsewhere, log=lambda _m: None)
+    assert result.manifest is not None and result.manifest.epoch == 2
+    assert any(name.startswith("events.out.tfevents.") for name in result.manifest.files)
+    _assert_events_equal_csv(elsewhere)
+    # a new machine resumes from the store and trains on: one more event file, every epoch once
+    _fit(_cfg(tiny_data, epochs=3), elsewhere)
+    assert len(list(elsewhere.glob("events.out.tfevents.*"))) == 2
+    _assert_events_equal_csv(elsewhere)
+
+
+def test_vertex_tensorboard_dir_gets_the_same_events(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIP_TENSORBOARD_LOG_DIR", str(tmp_path / "aip"))
+    _fit(_cfg(tiny_data, epochs=1), tmp_path / "run")
+    assert _scalars(tmp_path / "aip") == _scalars(tmp_path / "run")
+
+
+def test_gs_tensorboard_dir_is_read_through_the_gcs_mount() -> None:
+    dirs = metrics.tensorboard_dirs(Path("/r"), {"AIP_TENSORBOARD_LOG_DIR": "gs://b/out/logs/"})
+    assert dirs == [Path("/r"), Path("/gcs/b/out/logs")]
+    assert metrics.tensorboard_dirs(Path("/r"), {}) == [Path("/r")]
