@@ -27,7 +27,7 @@ BACKENDS_HELP = "backend to price (repeatable; default: every installed backend)
 @click.argument("job_file", type=click.Path(dir_okay=False))
 @click.option("-b", "--backend", "backends", multiple=True, metavar="NAME", help=BACKENDS_HELP)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a spec key, e.g. train.epochs=3")
-@click.option("--images", type=click.IntRange(min=1), default=None, help="number of training images, when the data is remote")
+@click.option("--images", type=click.IntRange(min=1), default=None, help="number of training images (remote data is counted by listing it when credentials allow)")
 @click.option("--data-gb", type=click.FloatRange(min=0), default=None, help="dataset size in GB, for the staging time of remote data")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), default=None, help="also draw cost vs time to this PNG")
@@ -61,7 +61,8 @@ def estimate_cmd(
     spec = load_spec(job_file, overrides)
     chosen = [registry.create(b) for b in backends] if backends else None
     data_bytes = int(data_gb * 1e9) if data_gb is not None else None
-    rows = estimate(spec, chosen, jobs=JobRegistry(), train_images=images, data_bytes=data_bytes)
+    dataset = _listed_dataset(spec.train.data) if images is None else None
+    rows = estimate(spec, chosen, jobs=JobRegistry(), train_images=images, data_bytes=data_bytes, dataset=dataset)
     if plot_file:
         from launcher.estimate.plot import plot_rows
 
@@ -72,6 +73,20 @@ def estimate_cmd(
     _print_rows(rows, spec, show_all)
     if plot_file:
         click.echo(f"plot: {plot_file}", err=True)
+
+
+def _listed_dataset(data: str):  # type: ignore[no-untyped-def]
+    """A remote dataset's size, by listing it (cached); None, with a note, when it cannot be listed."""
+    if not data.startswith(("s3://", "gs://", "az://")):
+        return None
+    from launcher.estimate.remote_data import remote_dataset
+    from launcher.jobs import state_dir
+
+    found = remote_dataset(data, state_dir() / "dataset-sizes.json")
+    if isinstance(found, str):
+        click.echo(f"note: {found}; pass --images N (training images) to estimate without it", err=True)
+        return None
+    return found
 
 
 def _hms(seconds: float) -> str:

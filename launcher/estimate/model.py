@@ -271,11 +271,15 @@ def estimate(
     jobs: JobRegistry | None = None,
     train_images: int | None = None,
     data_bytes: int | None = None,
+    dataset: Dataset | None = None,
 ) -> list[Row]:
-    """Rows for every offer of every backend (all installed ones by default), marked."""
+    """Rows for every offer of every backend (all installed ones by default), marked.
+
+    `dataset`: the data's size when the caller found it (a remote dataset, listed).
+    """
     if backends is None:
         backends = _installed_backends()
-    data = dataset_size(spec, train_images, data_bytes)
+    data = dataset or dataset_size(spec, train_images, data_bytes)
     rows: list[Row] = []
     for backend in backends:
         offers = _offers(backend, spec)

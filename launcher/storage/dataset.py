@@ -36,9 +36,10 @@ from typing import Any, Callable, Iterator
 from launcher.errors import LauncherError
 from launcher.storage.base import ObjectInfo, Store, UnsafeKeyError, check_key, safe_local_path
 
-__all__ = ["FetchResult", "fetch", "cache_folder", "listing", "COMPLETE", "REMOTE_SCHEMES"]
+__all__ = ["FetchResult", "ImageCount", "fetch", "count_images", "cache_folder", "listing", "COMPLETE", "REMOTE_SCHEMES"]
 
 REMOTE_SCHEMES = ("s3://", "gs://", "az://")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # as launcher.train.data reads
 COMPLETE = ".complete"
 WORKERS = 8
 
@@ -75,6 +76,27 @@ def listing(store: Store) -> dict[str, ObjectInfo]:
         except UnsafeKeyError:
             continue  # never written outside the cache folder
     return dict(sorted(found.items()))
+
+
+@dataclass(frozen=True)
+class ImageCount:
+    """What `launch estimate` needs of a remote ImageFolder: images per split and total bytes."""
+
+    train: int
+    val: int
+    bytes: int
+
+
+def count_images(store: Store) -> ImageCount:
+    """Count the images under `train/` and `val/` by listing the store (no object is read)."""
+    counts = {"train": 0, "val": 0}
+    total = 0
+    for key, obj in listing(store).items():
+        total += obj.size
+        split = key.split("/", 1)[0]
+        if split in counts and key.lower().endswith(IMAGE_SUFFIXES):
+            counts[split] += 1
+    return ImageCount(counts["train"], counts["val"], total)
 
 
 def fetch(uri: str, cache: Path, store: Store | None = None, log: Log = _print) -> FetchResult:
