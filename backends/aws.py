@@ -63,6 +63,7 @@ from launcher.limits import budget_runtime
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.secrets import REFS_VARIABLE
 from launcher.spec import BUILTIN_DATASETS, JobSpec, Resources
+from launcher.train.metrics import LOG_REGEXES
 
 __all__ = [
     "SageMakerBackend",
@@ -83,6 +84,9 @@ CHECKPOINT_MIRROR = "sagemaker"  # CheckpointConfig sub-prefix of the run folder
 DATA_CHANNEL = "train"
 DATA_DIR = f"/opt/ml/input/data/{DATA_CHANNEL}"
 ENTRYPOINT = ("python", "-m", "launcher.entrypoint")
+# the trainer's epoch summary lines, so the SageMaker console and CloudWatch plot each metric
+# (https://docs.aws.amazon.com/sagemaker/latest/dg/training-metrics.html)
+METRIC_DEFINITIONS = tuple({"Name": name, "Regex": regex} for name, regex in LOG_REGEXES.items())
 DEFAULT_RUNTIME_S = 86_400  # SageMaker's own default MaxRuntimeInSeconds (1 day)
 MAX_RUNTIME_S = 28 * 86_400  # SageMaker's upper limit for MaxRuntimeInSeconds
 ARG_MAX, ARGS_MAX = 256, 100  # TrainingContainerArgument length / list size (service model)
@@ -332,6 +336,7 @@ class SageMakerBackend(CloudBackend):
             "AlgorithmSpecification": {
                 "TrainingImage": self._image(spec, opts, notes),
                 "TrainingInputMode": "File",
+                "MetricDefinitions": [dict(d) for d in METRIC_DEFINITIONS],
                 "ContainerEntrypoint": list(ENTRYPOINT),
                 "ContainerArguments": self._arguments(spec, gpus, data_arg),
             },
