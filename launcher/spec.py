@@ -14,16 +14,19 @@ All environment and filesystem reads happen here, at load time, so that
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import hashlib
 import json
+import math
 import os
 import re
+import stat
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from launcher.errors import SpecError
 
@@ -49,9 +52,37 @@ _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
+# Bounds on what a spec file may be, so that hostile input fails fast instead of
+# hanging or exhausting memory: a spec is a few hundred bytes of a few levels.
+MAX_SPEC_BYTES = 1 << 20
+MAX_DEPTH = 32
+MAX_NODES = 100_000  # values after expanding YAML aliases (a "billion laughs" file stops here)
+MAX_ENV_VALUE = 32 * 1024  # a container's environment is no place for a blob; Linux caps one string at 128 KiB
+MAX_ENV_TOTAL = 128 * 1024
+URI_SCHEMES = ("s3://", "gs://", "az://")
+# Azure ML also mounts its own kinds of location (see backends/azure.py); other backends refuse them at plan time.
+AZURE_URI_SCHEMES = ("azureml://", "wasbs://", "abfss://")
+_AZURE_BLOB_HTTPS = re.compile(r"^https://[a-z0-9]+\.(blob|dfs)\.core\.windows\.net/")
+
+
+def _number(value: Any) -> Any:
+    """Refuse booleans and non-finite floats where a number is expected (pydantic would take true as 1)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, not {str(value).lower()}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a finite number, not {value}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_number)]
+Float = Annotated[float, BeforeValidator(_number)]
+
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+MAX_DURATION = 365 * 86400
 
 
 def parse_duration(value: str | int | float) -> int:
@@ -59,9 +90,13 @@ def parse_duration(value: str | int | float) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a duration like '4h', '90m' or a number of seconds")
     if isinstance(value, (int, float)):
-        if value <= 0:
-            raise ValueError("a duration must be positive")
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError("a duration must be a positive number of seconds, like '4h' or 3600")
+        if value > MAX_DURATION:
+            raise ValueError(f"a duration must be at most {MAX_DURATION // 86400} days")
         return int(value)
+    if len(str(value)) > 64:
+        raise ValueError("this is not a duration; write it like '4h', '1h30m', '90m' or '3600s'")
     match = _DURATION_RE.match(str(value).strip().lower())
     if not value or not match or not any(match.groups()):
         raise ValueError(f"'{value}' is not a duration; write it like '4h', '1h30m', '90m' or '3600s'")
@@ -69,6 +104,8 @@ def parse_duration(value: str | int | float) -> int:
     seconds = ((d * 24 + h) * 60 + m) * 60 + s
     if seconds <= 0:
         raise ValueError("a duration must be positive")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"a duration must be at most {MAX_DURATION // 86400} days")
     return seconds
 
 
@@ -77,26 +114,33 @@ class TrainConfig(_Model):
 
     model: str = Field("resnet18", description="torchvision classification model name")
     data: str = Field("digits", description="ImageFolder root (train/, val/), s3://, gs://, az:// URI or a built-in dataset: digits")
-    epochs: int = Field(10, ge=1, description="number of epochs to train")
-    batch: int = Field(32, description="batch size per GPU (per process); -1 = AutoBatch")
-    imgsz: int = Field(224, ge=8, le=4096, description="training and validation image size (pixels)")
-    fraction: float = Field(1.0, gt=0.0, le=1.0, description="fraction of the training set to use (class-stratified)")
-    scale: float = Field(0.5, ge=0.0, lt=1.0, description="random-resized-crop scale gain: crops cover 1-scale..1 of the image")
+    epochs: Int = Field(10, ge=1, le=100_000, description="number of epochs to train")
+    batch: Int = Field(32, le=65_536, description="batch size per GPU (per process); -1 = AutoBatch")
+    imgsz: Int = Field(224, ge=8, le=4096, description="training and validation image size (pixels)")
+    fraction: Float = Field(1.0, gt=0.0, le=1.0, description="fraction of the training set to use (class-stratified)")
+    scale: Float = Field(0.5, ge=0.0, lt=1.0, description="random-resized-crop scale gain: crops cover 1-scale..1 of the image")
     multi_scale: bool = Field(False, description="pick a random image size in [0.5, 1.5] x imgsz per batch")
     cache: Literal["ram", "disk", False] = Field(False, description="cache decoded images: ram, disk or false")
     amp: bool = Field(True, description="automatic mixed precision (bf16 where supported, else fp16)")
     pretrained: bool | str = Field(False, description="true: torchvision weights; a path: a local state dict")
     optimizer: Literal["SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp", "auto"] = "auto"
-    lr0: float = Field(0.01, gt=0.0, description="initial learning rate")
-    lrf: float = Field(0.01, gt=0.0, le=1.0, description="final learning rate = lr0 * lrf")
-    momentum: float = Field(0.937, ge=0.0, lt=1.0)
-    weight_decay: float = Field(0.0005, ge=0.0)
-    warmup_epochs: float = Field(3.0, ge=0.0)
+    lr0: Float = Field(0.01, gt=0.0, le=100.0, description="initial learning rate")
+    lrf: Float = Field(0.01, gt=0.0, le=1.0, description="final learning rate = lr0 * lrf")
+    momentum: Float = Field(0.937, ge=0.0, lt=1.0)
+    weight_decay: Float = Field(0.0005, ge=0.0, le=100.0)
+    warmup_epochs: Float = Field(3.0, ge=0.0, le=100_000)
     cos_lr: bool = Field(False, description="cosine instead of linear learning-rate decay")
-    patience: int = Field(100, ge=0, description="epochs without improvement before stopping (0 = never)")
-    save_period: int = Field(-1, description="also save epoch-N.pt every N epochs (-1 = off)")
-    workers: int = Field(8, ge=0, description="DataLoader workers per process")
-    seed: int = 0
+    patience: Int = Field(100, ge=0, le=100_000, description="epochs without improvement before stopping (0 = never)")
+    save_period: Int = Field(-1, ge=-1, le=100_000, description="also save epoch-N.pt every N epochs (-1 = off)")
+    workers: Int = Field(8, ge=0, le=1024, description="DataLoader workers per process")
+    seed: Int = Field(0, ge=0, le=2**32 - 1, description="random seed (numpy takes 0 .. 2**32-1)")
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, value: str) -> str:
+        if value in BUILTIN_DATASETS:
+            return value
+        return check_location(value, "a dataset")
 
     @field_validator("cache", mode="before")
     @classmethod
@@ -125,13 +169,38 @@ def _arg(value: Any) -> str:
     return str(value)
 
 
+def _kind(value: Any) -> str:
+    return {dict: "mapping", list: "list"}.get(type(value), type(value).__name__)
+
+
+def check_location(value: str, what: str) -> str:
+    """A local path or an s3://, gs://, az:// URI with a bucket and no '..' segment; else ValueError."""
+    if "\0" in value:
+        raise ValueError("contains a NUL character")
+    if "://" not in value:
+        if not value.strip():
+            raise ValueError(f"is empty; name {what}: a folder, or an s3://, gs:// or az:// URI")
+        return value
+    scheme = value.split("://", 1)[0] + "://"
+    if _AZURE_BLOB_HTTPS.match(value):
+        scheme = "https://"
+    elif scheme not in URI_SCHEMES + AZURE_URI_SCHEMES:
+        raise ValueError(f"{value!r} has scheme {scheme!r}, which is not supported; use s3://, gs://, az:// or a local folder")
+    bucket, _, key = value[len(scheme):].partition("/")
+    if not bucket:
+        raise ValueError(f"{value!r} names no bucket; write it as {scheme}BUCKET/prefix")
+    if ".." in key.split("/") or "." in key.split("/"):
+        raise ValueError(f"{value!r} has a '.' or '..' segment; write the prefix without them")
+    return value
+
+
 class Resources(_Model):
-    gpus: int = Field(0, ge=0, le=16, description="GPUs per node (0 = CPU only)")
-    nodes: int = Field(1, ge=1, le=512, description="number of machines")
+    gpus: Int = Field(0, ge=0, le=16, description="GPUs per node (0 = CPU only)")
+    nodes: Int = Field(1, ge=1, le=512, description="number of machines")
     gpu_type: str | None = Field(None, description="T4, A10G, L4, V100, A100, A100-80GB, H100, ...")
     spot: bool = Field(False, description="use spot / preemptible / low-priority capacity")
-    cpus: int | None = Field(None, ge=1, description="minimum vCPUs per node")
-    memory: float | None = Field(None, gt=0, description="minimum memory per node in GiB ('64Gi' or 64)")
+    cpus: Int | None = Field(None, ge=1, le=4096, description="minimum vCPUs per node")
+    memory: Float | None = Field(None, gt=0, le=65_536, description="minimum memory per node in GiB ('64Gi' or 64)")
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -151,13 +220,18 @@ class Resources(_Model):
 
 class CheckpointConfig(_Model):
     uri: str | None = Field(None, description="local path, s3://, gs:// or az://container/prefix")
-    every: int = Field(1, ge=1, description="epochs between checkpoint uploads")
-    keep: int = Field(3, ge=1, description="how many checkpoints to keep in the store")
+    every: Int = Field(1, ge=1, le=100_000, description="epochs between checkpoint uploads")
+    keep: Int = Field(3, ge=1, le=10_000, description="how many checkpoints to keep in the store")
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str | None) -> str | None:
+        return None if value is None else check_location(value, "a checkpoint store")
 
 
 class Limits(_Model):
     max_runtime: int | None = Field(None, description="hard runtime limit, like '4h' (seconds once loaded)")
-    max_cost: float | None = Field(None, gt=0, description="budget in USD; submit refuses estimates above it")
+    max_cost: Float | None = Field(None, gt=0, le=10_000_000, description="budget in USD; submit refuses estimates above it")
 
     @field_validator("max_runtime", mode="before")
     @classmethod
@@ -196,14 +270,28 @@ class JobSpec(_Model):
     @field_validator("command", mode="before")
     @classmethod
     def _command(cls, value: Any) -> Any:
-        return value.split() if isinstance(value, str) else value
+        value = value.split() if isinstance(value, str) else value
+        if isinstance(value, list) and (not value or any(part == "" for part in value)):
+            raise ValueError("the command is empty; remove 'command:' to run the built-in trainer, or name a program")
+        return value
 
     @field_validator("env", mode="before")
     @classmethod
     def _env(cls, value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return {str(k): _arg(v) for k, v in value.items()}
-        return value
+        if not isinstance(value, Mapping):
+            return value
+        env = {}
+        for key, item in value.items():
+            if item is None:
+                raise ValueError(f"{key} has no value; write {key}: '' for an empty string, or remove it")
+            if not isinstance(item, (str, int, float, datetime.date)):
+                raise ValueError(f"{key} is a {_kind(item)}; an environment value must be a string or a number")
+            env[str(key)] = _arg(item)
+            if len(env[str(key)]) > MAX_ENV_VALUE:
+                raise ValueError(f"{key} is {len(env[str(key)])} characters; an environment value may have at most {MAX_ENV_VALUE}")
+        if sum(len(k) + len(v) for k, v in env.items()) > MAX_ENV_TOTAL:
+            raise ValueError(f"the environment is larger than {MAX_ENV_TOTAL // 1024} KiB; pass large data as a file or through train.data")
+        return env
 
     @model_validator(mode="after")
     def _names(self) -> "JobSpec":
@@ -252,35 +340,39 @@ def load_spec(
     file = Path(path)
     raw = _read_yaml(file)
     environ = os.environ if environ is None else environ
-    raw = _interpolate(raw, environ, file, ())
+    raw = _interpolate_all(raw, environ, file)
+    sets: dict[tuple[str, ...], str] = {}
     for item in overrides:
         key, value = parse_set(item)
-        _set_path(raw, key, value, file)
-    return validate_spec(raw, file, cwd or Path.cwd())
+        _set_path(raw, key, value, file, item)
+        sets[tuple(key)] = item
+    return validate_spec(raw, file, cwd or Path.cwd(), sets)
 
 
-def validate_spec(raw: dict[str, Any], file: Path | None, cwd: Path) -> JobSpec:
+def validate_spec(
+    raw: dict[str, Any], file: Path | None, cwd: Path, sets: Mapping[tuple[str, ...], str] | None = None
+) -> JobSpec:
     try:
         spec = JobSpec.model_validate(_resolve_paths(raw, cwd))
     except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, file, JobSpec)) from None
-    _check_backend_sections(spec, file)
+        raise SpecError(format_validation_error(exc, file, JobSpec, sets=sets)) from None
+    _check_backend_sections(spec, file, sets)
     return spec
 
 
 def _read_yaml(file: Path) -> dict[str, Any]:
-    if not file.exists():
-        raise SpecError(f"{file}: no such file.", "Check the path, or start from examples/quickstart.yaml.")
-    if file.is_dir():
-        raise SpecError(f"{file} is a directory, not a job spec file.", "Pass the path of a .yaml file.")
-    text = file.read_text(encoding="utf-8")
+    text = _read_text(file)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - _SpecLoader is a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{file}:{where}: YAML syntax error: {problem}.", "Fix the YAML at that line.") from None
+    except RecursionError:
+        raise SpecError(f"{file}: the YAML is nested too deeply.", f"A job spec needs a few levels, at most {MAX_DEPTH}.") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise SpecError(f"{file}: a value cannot be read: {str(exc).splitlines()[0]}.", "Fix that value.") from None
     if data is None:
         raise SpecError(f"{file} is empty.", "A job spec needs at least 'name:'; see examples/quickstart.yaml.")
     if not isinstance(data, dict):
@@ -289,27 +381,135 @@ def _read_yaml(file: Path) -> dict[str, Any]:
             f"{file}: the top level is a {kind}, but a job spec must be a mapping of keys to values.",
             "Write 'name: my-job' and the other keys at the top level, without a leading '-'.",
         )
+    _check_size(data, file)
     return data
 
 
-def _interpolate(value: Any, environ: Mapping[str, str], file: Path, loc: tuple[str, ...]) -> Any:
+def _read_text(file: Path) -> str:
+    """The file's text: only a regular file, at most MAX_SPEC_BYTES, in UTF-8.
+
+    Opened non-blocking and checked with fstat before reading, so a named pipe
+    or a device (/dev/zero, /dev/stdin) is refused instead of hanging.
+    """
+    try:
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise SpecError(f"{file}: no such file.", "Check the path, or start from examples/quickstart.yaml.") from None
+    except IsADirectoryError:
+        raise SpecError(f"{file} is a directory, not a job spec file.", "Pass the path of a .yaml file.") from None
+    except OSError as exc:
+        raise SpecError(f"{file}: cannot be read ({exc.strerror}).", "Check the path and its permissions.") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise SpecError(f"{file} is a directory, not a job spec file.", "Pass the path of a .yaml file.")
+        if not stat.S_ISREG(mode):
+            raise SpecError(f"{file} is not a regular file (a pipe or a device).", "Save the spec to a .yaml file and pass its path.")
+        data = _read_at_most(fd, MAX_SPEC_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(f"{file} is larger than {MAX_SPEC_BYTES // 1024} KiB; that is not a job spec.", "Pass the job's .yaml file.")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SpecError(f"{file} is saved as UTF-16.", "Save it as UTF-8.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SpecError(f"{file}: line {line}: the file is not UTF-8 text.", "Save it as UTF-8.") from None
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks, size = [], 0
+    while size < limit:
+        chunk = os.read(fd, min(1 << 16, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (the last would silently win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[tuple[str, str], yaml.Node] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key '{key_node.value}' appears twice in one mapping; keep one", key_node.start_mark
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+_SpecLoader.add_constructor("tag:yaml.org,2002:map", _SpecLoader.construct_yaml_map)
+
+
+def _check_size(data: Any, file: Path) -> None:
+    """Refuse trees deeper than MAX_DEPTH or larger than MAX_NODES once aliases are expanded.
+
+    YAML aliases let 800 bytes stand for billions of values; counting with a
+    memo per shared object is linear in the file, and the copies later on are
+    then bounded too. A self-referencing alias never ends, so it fails the depth check.
+    """
+    memo: dict[int, int] = {}
+
+    def count(value: Any, depth: int) -> int:
+        if not isinstance(value, (dict, list)):
+            return 1
+        if depth > MAX_DEPTH:
+            raise SpecError(f"{file}: the YAML is nested more than {MAX_DEPTH} levels deep, or refers to itself.", "Flatten it: a job spec needs a few levels.")
+        if id(value) in memo:
+            return memo[id(value)]
+        items = value.values() if isinstance(value, dict) else value
+        total = 1
+        for item in items:
+            total += count(item, depth + 1)
+            if total > MAX_NODES:
+                raise SpecError(f"{file}: the YAML expands to more than {MAX_NODES} values (aliases repeated).", "Write the spec without nested aliases.")
+        memo[id(value)] = total
+        return total
+
+    count(data, 0)
+
+
+def _interpolate_all(raw: dict[str, Any], environ: Mapping[str, str], file: Path) -> dict[str, Any]:
+    """Replace every ${VAR} and ${VAR:-default}; report all missing variables at once."""
+    missing: dict[str, str] = {}
+    result = _interpolate(raw, environ, (), missing)
+    if len(missing) == 1:
+        (name, loc), = missing.items()
+        raise SpecError(f"{file}: {loc}: environment variable {name} is not set.", f"Set it, or give a default: ${{{name}:-value}}.")
+    if missing:
+        where = ", ".join(f"{name} (at {loc})" for name, loc in missing.items())
+        raise SpecError(
+            f"{file}: {len(missing)} environment variables are not set: {where}.",
+            f"Set them, or give defaults like ${{{next(iter(missing))}:-value}}.",
+        )
+    return result
+
+
+def _interpolate(value: Any, environ: Mapping[str, str], loc: tuple[str, ...], missing: dict[str, str]) -> Any:
     if isinstance(value, dict):
-        return {k: _interpolate(v, environ, file, (*loc, str(k))) for k, v in value.items()}
+        return {k: _interpolate(v, environ, (*loc, str(k)), missing) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, environ, file, (*loc, str(i))) for i, v in enumerate(value)]
+        return [_interpolate(v, environ, (*loc, str(i)), missing) for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
+        if default is not None:
+            return environ.get(name) or default  # as in shells, ':-' treats an empty variable as unset
         if name in environ:
             return environ[name]
-        if default is not None:
-            return default
-        raise SpecError(
-            f"{file}: {'.'.join(loc)}: environment variable {name} is not set.",
-            f"Set it, or give a default: ${{{name}:-value}}.",
-        )
+        missing.setdefault(name, ".".join(loc))
+        return ""
 
     return _VAR_RE.sub(substitute, value)
 
@@ -319,14 +519,21 @@ def parse_set(item: str) -> tuple[list[str], Any]:
     key, sep, text = item.partition("=")
     if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
         raise SpecError(f"--set {item!r} is not KEY=VALUE.", "Write it like --set train.epochs=3.")
+    if len(item) > MAX_SPEC_BYTES:
+        raise SpecError(f"--set {key.strip()}: the value is longer than {MAX_SPEC_BYTES // 1024} KiB.", "Shorten it.")
     try:
         value = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
         value = text
+    except (ValueError, RecursionError) as exc:  # an integer of more than 4300 digits, deep nesting
+        reason = str(exc).splitlines()[0] if isinstance(exc, ValueError) else "nested too deeply"
+        raise SpecError(f"--set {key.strip()}: the value cannot be read ({reason}).", "Give a plain value, like --set train.epochs=3.") from None
+    if isinstance(value, (dict, list)):
+        _check_size(value, Path(f"--set {key.strip()}"))
     return key.strip().split("."), value
 
 
-def _set_path(raw: dict[str, Any], key: list[str], value: Any, file: Path) -> None:
+def _set_path(raw: dict[str, Any], key: list[str], value: Any, file: Path, item: str = "") -> None:
     node = raw
     for i, part in enumerate(key[:-1]):
         child = node.setdefault(part, {})
@@ -360,7 +567,7 @@ def _absolute(value: str, cwd: Path, builtin: tuple[str, ...] = ()) -> str:
     return str(path if path.is_absolute() else (cwd / path).resolve())
 
 
-def _check_backend_sections(spec: JobSpec, file: Path | None) -> None:
+def _check_backend_sections(spec: JobSpec, file: Path | None, sets: Mapping[tuple[str, ...], str] | None = None) -> None:
     """Validate every backend section present in the file with that backend's model."""
     from launcher import registry  # the registry imports backend modules, which import this one
 
@@ -376,22 +583,44 @@ def _check_backend_sections(spec: JobSpec, file: Path | None) -> None:
             backend.options_model.model_validate(values)
         except ValidationError as exc:
             prefix = (name,) if name in BACKEND_SECTIONS else ("plugins", name)
-            raise SpecError(format_validation_error(exc, file, backend.options_model, prefix)) from None
+            raise SpecError(format_validation_error(exc, file, backend.options_model, prefix, sets)) from None
 
 
 # ---------------------------------------------------------------- errors
 
 
 def format_validation_error(
-    exc: ValidationError, file: Path | None, model: type[BaseModel], prefix: tuple[str, ...] = ()
+    exc: ValidationError,
+    file: Path | None,
+    model: type[BaseModel],
+    prefix: tuple[str, ...] = (),
+    sets: Mapping[tuple[str, ...], str] | None = None,
 ) -> str:
-    """One line per problem: file, key path, reason, and a suggestion for typos."""
-    lines = []
+    """One line: the first problem's source (file or --set), key path, reason, a suggestion for typos.
+
+    Further problems are counted and their keys named, so the line stays one line.
+    """
+    problems = []
     for err in exc.errors():
         loc = tuple(str(part) for part in err["loc"])
-        where = ".".join((*prefix, *loc)) or "(top level)"
-        lines.append(f"{file}: {where}: {_reason(err, model, loc)}" if file else f"{where}: {_reason(err, model, loc)}")
-    return "\n".join(lines)
+        full = (*prefix, *loc)
+        where = ".".join(full) or "(top level)"
+        source = _source(full, file, sets or {})
+        reason = _reason(err, model, loc).replace("\n", " ")[:300]
+        problems.append((where, f"{source}: {where}: {reason}" if source else f"{where}: {reason}"))
+    first = problems[0][1]
+    if len(problems) == 1:
+        return first
+    others = ", ".join(where for where, _ in problems[1:4]) + (", ..." if len(problems) > 4 else "")
+    return f"{first} (and {len(problems) - 1} more: {others})"
+
+
+def _source(loc: tuple[str, ...], file: Path | None, sets: Mapping[tuple[str, ...], str]) -> str | None:
+    """Where a value came from: the --set that wrote it (or a key above it), else the file."""
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in sets:
+            return f"--set {sets[loc[:n]]}"[:200]
+    return str(file) if file else None
 
 
 def _reason(err: Mapping[str, Any], model: type[BaseModel], loc: tuple[str, ...]) -> str:
