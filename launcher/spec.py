@@ -74,6 +74,18 @@ def _number(value: Any) -> Any:
     return value
 
 
+def _env_value(value: Any) -> str:
+    if value is None:
+        raise ValueError("has no value; write '' for an empty string, or remove the key")
+    if not isinstance(value, (str, int, float, datetime.date)):
+        raise ValueError(f"is a {_kind(value)}; an environment value must be a string or a number")
+    text = _arg(value)
+    if len(text) > MAX_ENV_VALUE:
+        raise ValueError(f"is {len(text)} characters; an environment value may have at most {MAX_ENV_VALUE}")
+    return text
+
+
+EnvValue = Annotated[str, BeforeValidator(_env_value)]
 Int = Annotated[int, BeforeValidator(_number)]
 Float = Annotated[float, BeforeValidator(_number)]
 
@@ -248,7 +260,7 @@ class JobSpec(_Model):
     train: TrainConfig = Field(default_factory=TrainConfig)
     resources: Resources = Field(default_factory=Resources)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, EnvValue] = Field(default_factory=dict)
     secrets: list[str] = Field(default_factory=list, description="names of environment variables passed at submit time, never stored")
     limits: Limits = Field(default_factory=Limits)
     local: dict[str, Any] = Field(default_factory=dict, description="options of the local backend")
@@ -280,16 +292,9 @@ class JobSpec(_Model):
     def _env(cls, value: Any) -> Any:
         if not isinstance(value, Mapping):
             return value
-        env = {}
-        for key, item in value.items():
-            if item is None:
-                raise ValueError(f"{key} has no value; write {key}: '' for an empty string, or remove it")
-            if not isinstance(item, (str, int, float, datetime.date)):
-                raise ValueError(f"{key} is a {_kind(item)}; an environment value must be a string or a number")
-            env[str(key)] = _arg(item)
-            if len(env[str(key)]) > MAX_ENV_VALUE:
-                raise ValueError(f"{key} is {len(env[str(key)])} characters; an environment value may have at most {MAX_ENV_VALUE}")
-        if sum(len(k) + len(v) for k, v in env.items()) > MAX_ENV_TOTAL:
+        env = {str(k): v for k, v in value.items()}  # each value is checked by _env_value, with its key in the error
+        sizes = [len(k) + len(_arg(v)) for k, v in env.items() if isinstance(v, (str, int, float))]
+        if sum(n for n in sizes if n <= MAX_ENV_VALUE) > MAX_ENV_TOTAL:  # a single oversized value is named by _env_value
             raise ValueError(f"the environment is larger than {MAX_ENV_TOTAL // 1024} KiB; pass large data as a file or through train.data")
         return env
 

@@ -111,9 +111,9 @@ def test_huge_integer_in_the_file_is_refused(tmp_path: Path) -> None:
         ("train: {data: 'az://c/x/../y'}", "train.data"),
         ("train: {data: 'http://example.com/d.zip'}", "train.data: 'http://example.com/d.zip' has scheme"),
         ("train: {data: ''}", "train.data"),
-        ("env: {A: null}", "env: A has no value"),
-        ("env: {A: [1, 2]}", "env: A is a list"),
-        ("env: {A: {b: 1}}", "env: A is a mapping"),
+        ("env: {A: null}", "env.A: has no value"),
+        ("env: {A: [1, 2]}", "env.A: is a list"),
+        ("env: {A: {b: 1}}", "env.A: is a mapping"),
         ("command: ''", "command: the command is empty"),
         ("command: []", "command: the command is empty"),
         ("command: ['']", "command: the command is empty"),
@@ -129,7 +129,7 @@ def test_wrong_values_are_refused_naming_the_key(tmp_path: Path, text: str, frag
 
 def test_huge_env_value_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, BASE + "env: {BLOB: '${BLOB}'}\n")
-    assert "env: BLOB is 5000000 characters" in refused(path, environ={"BLOB": "x" * 5_000_000})
+    assert "env.BLOB: is 5000000 characters" in refused(path, environ={"BLOB": "x" * 5_000_000})
 
 
 def test_merge_keys_may_override_without_a_duplicate_error(tmp_path: Path) -> None:
