@@ -58,10 +58,10 @@ from typing import Any, Callable, Iterator, Mapping
 from pydantic import Field, field_validator, model_validator
 
 from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Feature, Offer
+from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
 from launcher.limits import budget_runtime
 from launcher.plan import JobRef, JobState, JobStatus, Plan
-from launcher.secrets import REFS_VARIABLE
 from launcher.spec import BUILTIN_DATASETS, JobSpec, Resources
 from launcher.train.metrics import LOG_REGEXES
 
@@ -83,7 +83,6 @@ CHECKPOINT_DIR = "/opt/ml/checkpoints"
 CHECKPOINT_MIRROR = "sagemaker"  # CheckpointConfig sub-prefix of the run folder; see the module docstring
 DATA_CHANNEL = "train"
 DATA_DIR = f"/opt/ml/input/data/{DATA_CHANNEL}"
-ENTRYPOINT = ("python", "-m", "launcher.entrypoint")
 # the trainer's epoch summary lines, so the SageMaker console and CloudWatch plot each metric
 # (https://docs.aws.amazon.com/sagemaker/latest/dg/training-metrics.html)
 METRIC_DEFINITIONS = tuple({"Name": name, "Regex": regex} for name, regex in LOG_REGEXES.items())
@@ -330,6 +329,9 @@ class SageMakerBackend(CloudBackend):
         instance, row, gpus = self._instance(spec, opts)
         notes: list[str] = []
         data_arg, channels = self._data(spec, notes)
+        stopping = self._stopping(spec, opts, row, region, notes)
+        limited = spec.limits.max_runtime or spec.limits.max_cost
+        max_runtime = stopping["MaxRuntimeInSeconds"] if limited else None
         request: dict[str, Any] = {
             "TrainingJobName": job,
             "RoleArn": role,
@@ -338,10 +340,10 @@ class SageMakerBackend(CloudBackend):
                 "TrainingInputMode": "File",
                 "MetricDefinitions": [dict(d) for d in METRIC_DEFINITIONS],
                 "ContainerEntrypoint": list(ENTRYPOINT),
-                "ContainerArguments": self._arguments(spec, gpus, data_arg),
+                "ContainerArguments": self._arguments(spec, gpus, data_arg, max_runtime),
             },
             "ResourceConfig": self._resources(spec, opts, instance),
-            "StoppingCondition": self._stopping(spec, opts, row, region, notes),
+            "StoppingCondition": stopping,
             "OutputDataConfig": {"S3OutputPath": self._output(opts, region, role, notes)},
             "Environment": self._environment(spec, opts, region),
             "Tags": self._tags(spec, opts),
@@ -440,20 +442,12 @@ class SageMakerBackend(CloudBackend):
             "Upload it (aws s3 sync DIR s3://BUCKET/PREFIX) and set train.data to that s3:// URI.",
         )
 
-    def _arguments(self, spec: JobSpec, gpus: int, data_arg: str) -> list[str]:
-        """ContainerArguments per the container contract; each at most 256 characters.
-
-        The run folder is the spec's name, not the job name, so a resubmitted or
-        moved job finds its checkpoints under the same `<uri>/<name>/`.
-        """
-        args = ["--run-name", spec.name, "--gpus", str(gpus), "--spec-hash", spec.spec_hash()]
-        ckpt = spec.checkpoint
-        if ckpt.uri:
-            args += ["--checkpoint-uri", ckpt.uri, "--every", str(ckpt.every), "--keep", str(ckpt.keep)]
-            if ckpt.uri.startswith("s3://"):
-                args += ["--save-dir", CHECKPOINT_DIR]
-        train = spec.train.model_copy(update={"data": data_arg}).to_args()
-        args += ["--", *(spec.command or ["train", *train])]
+    def _arguments(self, spec: JobSpec, gpus: int, data_arg: str, max_runtime: int | None) -> list[str]:
+        """ContainerArguments per the container contract; each at most 256 characters."""
+        uri = spec.checkpoint.uri
+        save_dir = CHECKPOINT_DIR if uri and uri.startswith("s3://") else None
+        contract = EntrypointArgs.for_spec(spec, gpus=gpus, checkpoint_uri=uri, data=data_arg, save_dir=save_dir, max_runtime=max_runtime)
+        args = contract.to_argv()
         for arg in args:
             if len(arg) > ARG_MAX:
                 raise LauncherError(
@@ -510,8 +504,8 @@ class SageMakerBackend(CloudBackend):
         env = {"AWS_DEFAULT_REGION": region, "PYTHONUNBUFFERED": "1", **spec.env}
         if spec.secrets:
             prefix = opts.secrets_prefix or f"{TAG_PREFIX}/{spec.name}"
-            refs = {name: f"aws-sm:{prefix}/{name}" for name in sorted(spec.secrets)}
-            env[REFS_VARIABLE] = json.dumps(refs, separators=(",", ":"))
+            refs = {name: secret_ref("aws-sm", f"{prefix}/{name}") for name in spec.secrets}
+            env[SECRET_REFS_VARIABLE] = secret_refs_value(refs)
         for key, value in env.items():
             if len(value) > ENV_VALUE_MAX:
                 raise LauncherError(f"Environment value {key} is {len(value)} characters; SageMaker allows {ENV_VALUE_MAX}.", "Shorten it.")
@@ -578,7 +572,7 @@ class SageMakerBackend(CloudBackend):
 
     def _store_secrets(self, environment: Mapping[str, str], region: str | None) -> None:
         """Put each referenced secret's local value into Secrets Manager (create, or add a new version)."""
-        refs = json.loads(environment.get(REFS_VARIABLE) or "{}")
+        refs = json.loads(environment.get(SECRET_REFS_VARIABLE) or "{}")
         if not refs:
             return
         environ = os.environ if self._environ is None else self._environ

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import difflib
 import io
-import json
 import os
 import re
 import shlex
@@ -40,6 +39,7 @@ import yaml
 from pydantic import Field, field_validator
 
 from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Feature, Offer
+from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
 from launcher.limits import budget_runtime
 from launcher.lazy import require
@@ -250,20 +250,10 @@ def _data(spec: JobSpec, opts: AzureOptions) -> tuple[dict[str, Any], str | None
     return {}, None, notes
 
 
-def _command(spec: JobSpec, checkpoint: str | None, data: str | None) -> str:
-    """The container command contract: python -m launcher.entrypoint ... -- train key=value ...
-
-    The run folder is the spec's name, so every backend reads and writes `<uri>/<name>/`.
-    """
-    args = ["python", "-m", "launcher.entrypoint", "--run-name", spec.name]
-    if checkpoint:
-        args += ["--checkpoint-uri", checkpoint, "--keep", str(spec.checkpoint.keep), "--every", str(spec.checkpoint.every)]
-    args += ["--gpus", str(spec.resources.gpus), "--spec-hash", spec.spec_hash(), "--"]
-    if spec.command:
-        return shlex.join(args + list(spec.command))
-    train = [a if not (data and a.startswith("data=")) else f"data={data}" for a in spec.train.to_args()]
+def _command(contract: EntrypointArgs) -> str:
+    """The container command contract as Azure ML's command text."""
     # Azure ML substitutes ${{inputs.x}} / ${{outputs.x}} in the command text, so they stay unquoted.
-    return " ".join(a if "${{" in a else shlex.quote(a) for a in [*args, "train", *train])
+    return " ".join(a if "${{" in a else shlex.quote(a) for a in [*ENTRYPOINT, *contract.to_argv()])
 
 
 def _environment(spec: JobSpec, opts: AzureOptions) -> dict[str, str]:
@@ -277,8 +267,8 @@ def _environment(spec: JobSpec, opts: AzureOptions) -> dict[str, str]:
                 f"The spec lists secrets ({', '.join(spec.secrets)}) but the azure section names no Key Vault.",
                 "Set azure.key_vault to the workspace's Key Vault name; submit stores the values there.",
             )
-        refs = {name: f"azure-kv:{vault}/secrets/{secret_name(spec.name, name)}" for name in spec.secrets}
-        env["LAUNCHER_SECRET_REFS"] = json.dumps(refs, sort_keys=True)
+        refs = {name: secret_ref("azure-kv", f"{vault}/secrets/{secret_name(spec.name, name)}") for name in spec.secrets}
+        env[SECRET_REFS_VARIABLE] = secret_refs_value(refs)
     return env
 
 
@@ -354,8 +344,11 @@ class AzureMLBackend(CloudBackend):
         catalog = self.catalog
         instance, row = self._instance(spec, opts, catalog)
         price = _price(row, opts.region or catalog["default_region"], spec.resources.spot) if row else None
-        payload, notes = self._payload(spec, opts, job_name, instance)
         timeout, timeout_notes = _timeout(spec, price)
+        # One process per GPU: the VM size's GPUs when known; on a cluster that decides the size,
+        # the GPUs asked for, else all the node has (the entrypoint counts them).
+        gpus = row["gpus"] if row else (spec.resources.gpus or None)
+        payload, notes = self._payload(spec, opts, job_name, instance, gpus, timeout)
         if timeout:
             payload["limits"] = {"timeout": timeout}
         return Plan(self.name, job_name, spec, payload, secrets=tuple(spec.secrets), notes=(*notes, *timeout_notes))
@@ -365,7 +358,9 @@ class AzureMLBackend(CloudBackend):
             return "", None  # the cluster decides the VM size
         return choose_instance(spec, opts, catalog)
 
-    def _payload(self, spec: JobSpec, opts: AzureOptions, job_name: str, instance: str) -> tuple[dict[str, Any], list[str]]:
+    def _payload(
+        self, spec: JobSpec, opts: AzureOptions, job_name: str, instance: str, gpus: int | None, timeout: int | None
+    ) -> tuple[dict[str, Any], list[str]]:
         outputs, ckpt_arg, ckpt_notes = _checkpoint(spec, opts)
         inputs, data_arg, data_notes = _data(spec, opts)
         compute, compute_notes = _compute(spec, opts, instance)
@@ -374,7 +369,7 @@ class AzureMLBackend(CloudBackend):
             "name": job_name,
             "display_name": spec.name,
             "experiment_name": opts.experiment or spec.name,
-            "command": _command(spec, ckpt_arg, data_arg),
+            "command": _command(EntrypointArgs.for_spec(spec, gpus=gpus, checkpoint_uri=ckpt_arg, data=data_arg, max_runtime=timeout)),
             "environment": {"image": self.training_image(spec)},
             **compute,
             "distribution": {"type": "pytorch", "process_count_per_instance": 1},

@@ -35,6 +35,7 @@ from typing import Any, Iterator, Literal, Mapping
 from pydantic import Field, field_validator
 
 from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer
+from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
 from launcher.limits import budget_runtime
 from launcher.lazy import require
@@ -43,7 +44,6 @@ from launcher.spec import BUILTIN_DATASETS, JobSpec
 
 __all__ = ["GcpOptions", "VertexBackend", "JOB_STATES", "secret_id", "parent_of"]
 
-ENTRYPOINT = ["python", "-m", "launcher.entrypoint"]
 VCPUS_PER_GPU = 4
 _LABEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
@@ -131,7 +131,7 @@ def secret_id(spec_name: str, name: str) -> str:
 
 def _secret_ref(options: GcpOptions, spec_name: str, name: str) -> str:
     project = options.secrets_project or options.project
-    return f"gcp-sm:projects/{project}/secrets/{secret_id(spec_name, name)}/versions/latest"
+    return secret_ref("gcp-sm", f"projects/{project}/secrets/{secret_id(spec_name, name)}/versions/latest")
 
 
 def _accelerator_enum(catalog: Mapping[str, Any], value: str) -> str:
@@ -204,11 +204,12 @@ class VertexBackend(CloudBackend):
             notes.append(f"image {spec.image} is a local name; push it first: launch image build --push -b gcp")
         if options.region not in self.catalog["regions"]:
             notes.append(f"no catalog prices for {options.region}: {self.catalog['default_region']} prices used")
-        job_spec: dict[str, Any] = {"workerPoolSpecs": self._pools(spec, options, machine)}
+        timeout = self._timeout(spec, options, machine, notes)
+        job_spec: dict[str, Any] = {"workerPoolSpecs": self._pools(spec, options, machine, timeout)}
         output = _output_directory(spec, options, notes)
         if output:
             job_spec["baseOutputDirectory"] = {"outputUriPrefix": output}
-        scheduling = self._scheduling(spec, options, machine, notes)
+        scheduling = _scheduling(spec, timeout)
         if scheduling:
             job_spec["scheduling"] = scheduling
         if options.service_account:
@@ -290,7 +291,7 @@ class VertexBackend(CloudBackend):
             f"Use one of these GPU counts per node for {accel or 'GPUs'}: {', '.join(map(str, counts))}; or lower cpus/memory.",
         )
 
-    def _pools(self, spec: JobSpec, options: GcpOptions, machine: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def _pools(self, spec: JobSpec, options: GcpOptions, machine: Mapping[str, Any], timeout: int | None) -> list[dict[str, Any]]:
         machine_spec: dict[str, Any] = {"machineType": machine["machine_type"]}
         if machine["accelerator_type"]:
             machine_spec["acceleratorType"] = machine["accelerator_type"]
@@ -299,23 +300,17 @@ class VertexBackend(CloudBackend):
             "machineSpec": machine_spec,
             "replicaCount": "1",  # int64 -> JSON string
             "diskSpec": {"bootDiskType": options.boot_disk_type, "bootDiskSizeGb": options.boot_disk_size_gb},
-            "containerSpec": {"imageUri": self.training_image(spec), "command": list(ENTRYPOINT), "args": _args(spec), "env": _env(spec, options)},
+            "containerSpec": {
+                "imageUri": self.training_image(spec),
+                "command": list(ENTRYPOINT),
+                "args": EntrypointArgs.for_spec(spec, gpus=machine["gpus"], checkpoint_uri=spec.checkpoint.uri, max_runtime=timeout).to_argv(),
+                "env": _env(spec, options),
+            },
         }
         pools = [pool]
         if spec.resources.nodes > 1:  # pool 0 must hold exactly one replica: the chief
             pools.append({**pool, "replicaCount": str(spec.resources.nodes - 1)})
         return pools
-
-    def _scheduling(self, spec: JobSpec, options: GcpOptions, machine: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
-        # A static torchrun rendezvous cannot absorb one worker leaving and coming back:
-        # restart the whole job (it resumes from the checkpoint) when any worker restarts.
-        scheduling: dict[str, Any] = {"restartJobOnWorkerRestart": True} if spec.resources.nodes > 1 else {}
-        timeout = self._timeout(spec, options, machine, notes)
-        if timeout:
-            scheduling["timeout"] = f"{timeout}s"
-        if spec.resources.spot:
-            scheduling["strategy"] = "SPOT"  # https://cloud.google.com/vertex-ai/docs/training/use-spot-vms
-        return scheduling
 
     def _timeout(self, spec: JobSpec, options: GcpOptions, machine: Mapping[str, Any], notes: list[str]) -> int | None:
         timeout = spec.limits.max_runtime
@@ -509,22 +504,22 @@ def _local_image(image: str) -> bool:
     return "/" not in image
 
 
-def _args(spec: JobSpec) -> list[str]:
-    """The container command contract: entrypoint flags, then `--` and the command."""
-    args = ["--run-name", spec.name]
-    if spec.checkpoint.uri:
-        args += ["--checkpoint-uri", spec.checkpoint.uri]
-    args += ["--keep", str(spec.checkpoint.keep), "--every", str(spec.checkpoint.every)]
-    args += ["--gpus", str(spec.resources.gpus), "--spec-hash", spec.spec_hash()]
-    command = list(spec.command) if spec.command else ["train", *spec.train.to_args()]
-    return [*args, "--", *command]
+def _scheduling(spec: JobSpec, timeout: int | None) -> dict[str, Any]:
+    # A static torchrun rendezvous cannot absorb one worker leaving and coming back:
+    # restart the whole job (it resumes from the checkpoint) when any worker restarts.
+    scheduling: dict[str, Any] = {"restartJobOnWorkerRestart": True} if spec.resources.nodes > 1 else {}
+    if timeout:
+        scheduling["timeout"] = f"{timeout}s"
+    if spec.resources.spot:
+        scheduling["strategy"] = "SPOT"  # https://cloud.google.com/vertex-ai/docs/training/use-spot-vms
+    return scheduling
 
 
 def _env(spec: JobSpec, options: GcpOptions) -> list[dict[str, str]]:
     env = [{"name": k, "value": v} for k, v in spec.env.items()]
     if spec.secrets:
         refs = {name: _secret_ref(options, spec.name, name) for name in spec.secrets}
-        env.append({"name": "LAUNCHER_SECRET_REFS", "value": json.dumps(refs, sort_keys=True)})
+        env.append({"name": SECRET_REFS_VARIABLE, "value": secret_refs_value(refs)})
     return env
 
 

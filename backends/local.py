@@ -35,6 +35,7 @@ from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, TextIO
 from pydantic import Field, field_validator
 
 from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Offer
+from launcher.contract import EntrypointArgs
 from launcher.entrypoint import TIMEOUT_EXIT
 from launcher.errors import LauncherError
 from launcher.plan import JobRef, JobState, JobStatus, Plan
@@ -138,20 +139,11 @@ def _nproc(spec: JobSpec, opts: LocalOptions) -> int:
 def _entrypoint_args(
     spec: JobSpec, opts: LocalOptions, checkpoint: str | None, data: str | None, max_runtime: int | None = None
 ) -> list[str]:
-    """The entrypoint's arguments, per the container command contract."""
-    args = ["--run-name", spec.name]
-    if max_runtime:
-        args += ["--max-runtime", str(max_runtime)]
-    if checkpoint:
-        args += ["--checkpoint-uri", checkpoint, "--keep", str(spec.checkpoint.keep), "--every", str(spec.checkpoint.every)]
-    args += ["--gpus", str(_gpu_count(spec, opts))]
-    if opts.nproc:
-        args += ["--nproc", str(opts.nproc)]
-    args += ["--spec-hash", spec.spec_hash(), "--"]
-    if spec.command:
-        return [*args, *spec.command]
-    train = spec.train.model_copy(update={"data": data}) if data else spec.train
-    return [*args, "train", *train.to_args()]
+    """The entrypoint's arguments, per the container contract (launcher.contract)."""
+    contract = EntrypointArgs.for_spec(
+        spec, gpus=_gpu_count(spec, opts), checkpoint_uri=checkpoint, data=data, nproc=opts.nproc, max_runtime=max_runtime
+    )
+    return contract.to_argv()
 
 
 def _environment(spec: JobSpec) -> dict[str, str | None]:

@@ -1,8 +1,10 @@
 """The training image's ENTRYPOINT: the same program on every backend.
 
-    python -m launcher.entrypoint --run-name NAME [--checkpoint-uri URI]
-        [--gpus N] [--nproc N] [--keep K] [--save-dir DIR] -- train key=value ...
+    python -m launcher.entrypoint --run-name NAME [--checkpoint-uri URI] ... -- train key=value ...
     python -m launcher.entrypoint ... -- python my_script.py --flag
+
+The flags are the container contract, defined once in launcher.contract
+(EntrypointArgs), which also writes them for every backend.
 
 It detects the platform (launcher.rendezvous), resolves secret references
 into environment variables (launcher.secrets), pulls the newest complete
@@ -17,7 +19,6 @@ run with `torchrun --no-python`.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
@@ -28,6 +29,7 @@ from types import FrameType
 from typing import Sequence
 
 from launcher import rendezvous
+from launcher.contract import EntrypointArgs
 
 __all__ = ["main", "build_command", "parse_args", "is_remote", "TIMEOUT_EXIT"]
 
@@ -40,25 +42,9 @@ def is_remote(uri: str | None) -> bool:
     return bool(uri) and str(uri).startswith(REMOTE_SCHEMES)
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="launcher.entrypoint", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run-name", required=True, help="the run's folder under the checkpoint URI")
-    parser.add_argument("--checkpoint-uri", default=None, help="local path, s3://, gs:// or az:// URI")
-    parser.add_argument("--keep", type=int, default=3, help="checkpoints to keep in the store")
-    parser.add_argument("--every", type=int, default=1, help="epochs between checkpoint uploads")
-    parser.add_argument("--gpus", type=int, default=None, help="GPUs per node (default: all visible)")
-    parser.add_argument("--nproc", type=int, default=None, help="processes per node (default: GPUs, or 1 on CPU)")
-    parser.add_argument("--save-dir", default=None, help="local folder the trainer writes checkpoints to")
-    parser.add_argument("--spec-hash", default="", help="hash of the job spec, stored in checkpoints")
-    parser.add_argument("--max-runtime", type=float, default=None,
-                        help="seconds; then SIGTERM (the trainer saves last.pt) and exit 124")  # fmt: skip
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- train key=value ... | -- PROGRAM ARGS")
-    args = parser.parse_args(list(argv))
-    if args.command[:1] == ["--"]:
-        args.command = args.command[1:]
-    if not args.command:
-        args.command = ["train"]
-    return args
+def parse_args(argv: Sequence[str]) -> EntrypointArgs:
+    """The command line, as the container contract (launcher.contract) defines it."""
+    return EntrypointArgs.parse(argv)
 
 
 def visible_gpus() -> int:
@@ -69,14 +55,14 @@ def visible_gpus() -> int:
     return torch.cuda.device_count()
 
 
-def processes_per_node(args: argparse.Namespace) -> int:
+def processes_per_node(args: EntrypointArgs) -> int:
     if args.nproc:
         return args.nproc
     gpus = args.gpus if args.gpus is not None else visible_gpus()
     return max(gpus, 1)
 
 
-def save_dir_for(args: argparse.Namespace, environ: dict[str, str]) -> Path:
+def save_dir_for(args: EntrypointArgs, environ: dict[str, str]) -> Path:
     """Where the trainer writes: the checkpoint folder itself when it is local."""
     if args.save_dir:
         return Path(args.save_dir)
@@ -91,7 +77,7 @@ def save_dir_for(args: argparse.Namespace, environ: dict[str, str]) -> Path:
     return Path(tempfile.gettempdir()) / "launcher-checkpoints" / args.run_name
 
 
-def build_command(args: argparse.Namespace, rdzv: rendezvous.Rendezvous, nproc: int, save_dir: Path) -> list[str]:
+def build_command(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, nproc: int, save_dir: Path) -> list[str]:
     torchrun = [sys.executable, "-m", "launcher.torchrun", *rdzv.torchrun_args(nproc)]
     if args.command[0] == "train":
         return [*torchrun, "-m", "launcher.train", *args.command[1:], f"save_dir={save_dir}"]
@@ -124,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _start_sync(args: argparse.Namespace, rdzv: rendezvous.Rendezvous, save_dir: Path):  # type: ignore[no-untyped-def]
+def _start_sync(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, save_dir: Path):  # type: ignore[no-untyped-def]
     """Pull the newest complete checkpoint; node 0 then keeps the store in sync."""
     if not is_remote(args.checkpoint_uri):
         return None

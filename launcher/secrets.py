@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 from typing import Callable, Mapping
 
+from launcher.contract import SECRET_REFS_VARIABLE
 from launcher.errors import LauncherError
 from launcher.lazy import require
 
 __all__ = ["REFS_VARIABLE", "resolve_environment", "resolve", "RESOLVERS"]
 
-REFS_VARIABLE = "LAUNCHER_SECRET_REFS"
+REFS_VARIABLE = SECRET_REFS_VARIABLE  # the name and the schemes are the container contract's
 
 
 def _aws_secrets_manager(ref: str, environ: Mapping[str, str]) -> str:

@@ -20,6 +20,7 @@ Either way the result goes to the job registry with source "profile".
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import re
@@ -32,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from launcher.contract import EntrypointArgs
 from launcher.errors import LauncherError
 from launcher.estimate.throughput import canonical_device, gpu_table, precision_of
 from launcher.jobs import JobRegistry, Throughput
@@ -125,14 +127,13 @@ def _entrypoint_command(spec: JobSpec, fraction: float, save_dir: Path) -> list[
     override = {"epochs": str(PROFILE_EPOCHS), "fraction": f"{fraction:.6g}", "patience": "0", "save_period": "-1"}
     args = [a for a in spec.train.to_args() if a.split("=", 1)[0] not in override]
     args += [f"{k}={v}" for k, v in override.items()]
-    entry = ["--run-name", f"profile-{spec.name}", "--gpus", str(spec.resources.gpus), "--save-dir", str(save_dir)]
     uri = spec.checkpoint.uri
-    if uri and "://" not in uri:
-        # a local checkpoint store costs a copy per checkpoint: profile the same copy into a scratch store
-        # (a cloud store is never written by a profile)
-        ckpt = spec.checkpoint
-        entry += ["--checkpoint-uri", str(save_dir.parent / "store"), "--keep", str(ckpt.keep), "--every", str(ckpt.every)]
-    return [sys.executable, "-m", "launcher.entrypoint", *entry, "--", "train", *args]
+    # a local checkpoint store costs a copy per checkpoint: profile the same copy into a scratch store
+    # (a cloud store is never written by a profile)
+    store = str(save_dir.parent / "store") if uri and "://" not in uri else None
+    contract = EntrypointArgs.for_spec(spec, gpus=spec.resources.gpus, checkpoint_uri=store, save_dir=str(save_dir))
+    contract = dataclasses.replace(contract, run_name=f"profile-{spec.name}", command=("train", *args))
+    return [sys.executable, "-m", "launcher.entrypoint", *contract.to_argv()]
 
 
 def _from_trainer_output(spec: JobSpec, save_dir: Path, lines: list[tuple[float, str]]) -> Throughput:

@@ -130,14 +130,12 @@ def test_container_follows_the_entrypoint_contract() -> None:
     spec = _spec(CASES["gcp_1x1_gpu"])
     container = VertexBackend().plan(spec).request()["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]
     assert container["command"] == ["python", "-m", "launcher.entrypoint"]
-    assert container["args"] == [
-        "--run-name", "digits", "--checkpoint-uri", "gs://demo-ckpt/runs", "--keep", "2", "--every", "1",
-        "--gpus", "1", "--spec-hash", spec.spec_hash(), "--", "train", *spec.train.to_args(),
-    ]  # fmt: skip
-    from launcher.entrypoint import parse_args
+    from launcher.contract import EntrypointArgs
 
-    parsed = parse_args(container["args"])
-    assert parsed.checkpoint_uri == "gs://demo-ckpt/runs" and parsed.command[0] == "train"
+    assert EntrypointArgs.parse(container["args"]) == EntrypointArgs(
+        run_name="digits", checkpoint_uri="gs://demo-ckpt/runs", keep=2, every=1, gpus=1,
+        spec_hash=spec.spec_hash(), command=("train", *spec.train.to_args()),
+    )  # fmt: skip
 
 
 def test_gs_checkpoint_becomes_the_base_output_directory_of_the_run() -> None:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from backends.local import LocalBackend, LocalOptions, shm_bytes
+from launcher.contract import EntrypointArgs
 from launcher.errors import LauncherError, SpecError
 from launcher.plan import REDACTED
 from launcher.spec import JobSpec, validate_spec
@@ -79,7 +80,7 @@ def test_job_id_names_the_container_and_labels_it() -> None:
 def test_max_runtime_is_enforced_by_the_entrypoint_in_docker_and_the_supervisor_for_processes() -> None:
     limited = {**CASES["local_docker_cpu"], "limits": {"max_runtime": "2h"}}
     docker = LocalBackend().plan(_spec(limited)).payload["docker"]
-    assert docker["command"][2:4] == ("--max-runtime", "7200")
+    assert EntrypointArgs.parse(docker["command"]).max_runtime == 7200
     process = LocalBackend().plan(_spec({**CASES["local_process"], "limits": {"max_runtime": "2h"}})).payload["process"]
     assert process["max_runtime_s"] == 7200 and "--max-runtime" not in process["argv"]
 

@@ -1,0 +1,159 @@
+"""The container contract: the one command line every backend gives the training image.
+
+    python -m launcher.entrypoint --run-name NAME [--checkpoint-uri URI] [--keep K]
+        [--every E] [--gpus N] [--nproc N] [--save-dir DIR] [--spec-hash H]
+        [--max-runtime S] -- train key=value ...   (or -- PROGRAM ARGS)
+
+`EntrypointArgs` is that command line as a value. Backends (and the profiler)
+build it with `EntrypointArgs.for_spec` and write it with `to_argv()`; the entrypoint reads
+it back with `parse()`, so the two sides cannot drift. One field is one flag:
+a new flag is one more field with its `_flag(...)` metadata, nothing else.
+A flag is written only when its value differs from the field's default,
+which is also the parser's default, so `parse(x.to_argv()) == x`.
+
+Secret references travel in one environment variable, SECRET_REFS_VARIABLE,
+as compact JSON {"NAME": "<scheme>:<reference>"}; the schemes are named here
+and resolved inside the image by launcher.secrets.
+
+This module runs on both sides (the user's machine and the image), so it
+imports nothing beyond the standard library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from launcher.spec import JobSpec
+
+__all__ = [
+    "EntrypointArgs",
+    "ENTRYPOINT",
+    "SECRET_REFS_VARIABLE",
+    "SECRET_SCHEMES",
+    "secret_ref",
+    "secret_refs_value",
+    "train_command",
+]
+
+ENTRYPOINT = ("python", "-m", "launcher.entrypoint")
+SECRET_REFS_VARIABLE = "LAUNCHER_SECRET_REFS"
+# scheme -> where the value lives; resolved by launcher.secrets.RESOLVERS inside the image
+SECRET_SCHEMES = {
+    "aws-sm": "AWS Secrets Manager secret id or ARN",
+    "aws-ssm": "AWS SSM Parameter Store name (SecureString)",
+    "gcp-sm": "GCP Secret Manager version: projects/P/secrets/S/versions/V",
+    "azure-kv": "Azure Key Vault secret URL: https://VAULT.vault.azure.net/secrets/NAME",
+    "env": "a variable already in the container's environment",
+}
+
+
+def _flag(help_text: str, kind: type = str) -> dict[str, Any]:
+    return {"flag": True, "help": help_text, "type": kind}
+
+
+@dataclass(frozen=True)
+class EntrypointArgs:
+    """The entrypoint's command line. Field `save_dir` is flag `--save-dir`, and so on."""
+
+    run_name: str = field(metadata=_flag("the run's folder under the checkpoint URI"))
+    command: tuple[str, ...] = ("train",)
+    checkpoint_uri: str | None = field(default=None, metadata=_flag("local path, s3://, gs:// or az:// URI"))
+    keep: int = field(default=3, metadata=_flag("checkpoints to keep in the store", int))
+    every: int = field(default=1, metadata=_flag("epochs between checkpoint uploads", int))
+    gpus: int | None = field(default=None, metadata=_flag("GPUs per node (default: all visible)", int))
+    nproc: int | None = field(default=None, metadata=_flag("processes per node (default: GPUs, or 1 on CPU)", int))
+    save_dir: str | None = field(default=None, metadata=_flag("local folder the trainer writes checkpoints to"))
+    spec_hash: str = field(default="", metadata=_flag("hash of the job spec, stored in checkpoints"))
+    max_runtime: int | None = field(
+        default=None, metadata=_flag("seconds; then SIGTERM (the trainer saves last.pt) and exit 124", int)
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "command", tuple(self.command) or ("train",))
+
+    def to_argv(self) -> list[str]:
+        """The arguments after `python -m launcher.entrypoint`: each flag whose value is not its default."""
+        argv: list[str] = []
+        for f in _flag_fields():
+            value = getattr(self, f.name)
+            if value != f.default:
+                argv += [_option(f.name), str(value)]
+        return [*argv, "--", *self.command]
+
+    @classmethod
+    def for_spec(cls, spec: "JobSpec", *, gpus: int | None, checkpoint_uri: str | None, data: str | None = None,
+                 **flags: Any) -> "EntrypointArgs":  # fmt: skip
+        """The contract for a job spec; the backend passes what only it knows.
+
+        `gpus`: GPUs per node when the backend knows them (None: all the node has);
+        `checkpoint_uri`: the store as the container sees it (None: no store);
+        `data`: the trainer's data= as the container sees it (None: the spec's).
+        `--keep` / `--every` travel only with a checkpoint URI, which they qualify.
+        The run folder is the spec's name, not the job's, so a resubmitted or
+        moved job finds its checkpoints under the same `<uri>/<name>/`.
+        """
+        store = {"checkpoint_uri": checkpoint_uri, "keep": spec.checkpoint.keep, "every": spec.checkpoint.every}
+        return cls(
+            run_name=spec.name,
+            command=train_command(spec, data),
+            gpus=gpus,
+            spec_hash=spec.spec_hash(),
+            **(store if checkpoint_uri else {}),
+            **flags,
+        )
+
+    @classmethod
+    def parser(cls) -> argparse.ArgumentParser:
+        """The parser the entrypoint itself uses (`--help` shows the fields' help)."""
+        parser = argparse.ArgumentParser(prog="launcher.entrypoint", description="The training image's entrypoint.")
+        for f in _flag_fields():
+            kind = f.metadata["type"]
+            if f.default is dataclasses.MISSING:
+                parser.add_argument(_option(f.name), type=kind, required=True, help=f.metadata["help"])
+            else:
+                parser.add_argument(_option(f.name), type=kind, default=f.default, help=f.metadata["help"])
+        parser.add_argument("command", nargs=argparse.REMAINDER, help="-- train key=value ... | -- PROGRAM ARGS")
+        return parser
+
+    @classmethod
+    def parse(cls, argv: Sequence[str]) -> "EntrypointArgs":
+        """Read a command line written by `to_argv` (or by hand); no command means `train`."""
+        namespace = vars(cls.parser().parse_args(list(argv)))
+        command = namespace.pop("command")
+        if command[:1] == ["--"]:
+            command = command[1:]
+        return cls(command=tuple(command), **namespace)
+
+
+def _flag_fields() -> list[dataclasses.Field]:  # type: ignore[type-arg]
+    return [f for f in dataclasses.fields(EntrypointArgs) if f.metadata.get("flag")]
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def train_command(spec: "JobSpec", data: str | None = None) -> tuple[str, ...]:
+    """The command after `--`: the spec's own command, else `train` with the trainer's key=value
+    arguments, `data=` replaced by `data` when the backend mounts or stages the data elsewhere."""
+    if spec.command:
+        return tuple(spec.command)
+    train = spec.train.model_copy(update={"data": data}) if data else spec.train
+    return ("train", *train.to_args())
+
+
+def secret_ref(scheme: str, reference: str) -> str:
+    """'<scheme>:<reference>', for a scheme the image can resolve."""
+    if scheme not in SECRET_SCHEMES:
+        raise ValueError(f"unknown secret scheme '{scheme}'; use one of {', '.join(SECRET_SCHEMES)}")
+    return f"{scheme}:{reference}"
+
+
+def secret_refs_value(refs: Mapping[str, str]) -> str:
+    """The value of SECRET_REFS_VARIABLE: compact JSON, names sorted (plans stay byte-stable)."""
+    return json.dumps(dict(sorted(refs.items())), separators=(",", ":"))
