@@ -130,6 +130,10 @@ class Job:
                 return status
             time.sleep(poll)
 
-    def cancel(self) -> None:
+    def cancel(self) -> bool:
+        """Ask the backend to stop the job; False, with nothing changed, when it had already finished."""
+        if self.status().finished:  # the stored state may be stale: ask the backend first
+            return False
         self.backend.cancel(self.ref)
         self.jobs.update(self.ref.id, JobStatus(JobState.STOPPING, "stop requested"))
+        return True

@@ -60,7 +60,9 @@ def logs(job_id: str, follow: bool) -> None:
 def stop(job_id: str) -> None:
     """Stop (cancel) a running job."""
     job = _job(job_id)
-    job.cancel()
+    if not job.cancel():
+        click.echo(f"{job.id} already finished ({job.record().state.value}); nothing to stop", err=True)
+        return
     click.echo(f"stop requested for {job.id}", err=True)
 
 
@@ -71,8 +73,10 @@ def stop(job_id: str) -> None:
 def ls(limit: int, backend: str | None, as_json: bool) -> None:
     """List recent jobs (newest first)."""
     from launcher.jobs import JobRegistry
+    from launcher.refresh import refresh_unfinished
 
-    records = JobRegistry().list(limit=limit, backend=backend)
+    jobs = JobRegistry()
+    records = refresh_unfinished(jobs.list(limit=limit, backend=backend), jobs)
     if as_json:
         echo_json([{"id": r.id, "backend": r.backend, "native_id": r.native_id, "state": r.state.value,
                     "submitted_at": r.submitted_at, "message": r.message} for r in records])  # fmt: skip
