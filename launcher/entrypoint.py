@@ -31,10 +31,11 @@ from typing import Sequence
 from launcher import rendezvous
 from launcher.contract import EntrypointArgs
 
-__all__ = ["main", "build_command", "parse_args", "is_remote", "TIMEOUT_EXIT"]
+__all__ = ["main", "build_command", "parse_args", "is_remote", "node_save_dir", "scratch_for", "TIMEOUT_EXIT"]
 
 REMOTE_SCHEMES = ("s3://", "gs://", "az://")
 TIMEOUT_EXIT = 124  # like coreutils `timeout`
+SAGEMAKER_CHECKPOINTS = Path("/opt/ml/checkpoints")  # CheckpointConfig.LocalPath: mirrored to S3 by SageMaker
 STOP_GRACE_S = 120  # after SIGTERM, as long as SageMaker waits before its SIGKILL
 
 
@@ -77,6 +78,25 @@ def save_dir_for(args: EntrypointArgs, environ: dict[str, str]) -> Path:
     return Path(tempfile.gettempdir()) / "launcher-checkpoints" / args.run_name
 
 
+def node_save_dir(save_dir: Path, rdzv: rendezvous.Rendezvous, run_name: str) -> Path:
+    """SageMaker uploads every node's /opt/ml/checkpoints to the SAME S3 prefix, so only node 0 writes there;
+    the other nodes keep (and resume from) a folder of their own."""
+    if rdzv.platform == "sagemaker" and not rdzv.is_chief and save_dir.is_relative_to(SAGEMAKER_CHECKPOINTS):
+        return Path(tempfile.gettempdir()) / "launcher-checkpoints" / run_name
+    return save_dir
+
+
+def scratch_for(save_dir: Path) -> Path:
+    """Where the checkpoint sync keeps its state and partial files: a hidden sibling of the save folder
+    (same file system, so renames stay atomic), never the folder itself, which a platform may mirror."""
+    scratch = save_dir.parent / f".{save_dir.name}.launcher"
+    try:
+        scratch.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only parent: any private folder will do
+        scratch = Path(tempfile.mkdtemp(prefix="launcher-sync-"))
+    return scratch
+
+
 def build_command(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, nproc: int, save_dir: Path) -> list[str]:
     torchrun = [sys.executable, "-m", "launcher.torchrun", *rdzv.torchrun_args(nproc)]
     if args.command[0] == "train":
@@ -88,10 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     environ = dict(os.environ)
     rdzv = rendezvous.detect(environ)
+    environ = {**rdzv.environment, **environ}  # the platform's NCCL/EFA settings; the job's own env wins
     from launcher import secrets  # noqa: PLC0415 - imports a cloud SDK only when a reference needs it
 
-    environ.update(secrets.resolve_environment(environ))
-    save_dir = save_dir_for(args, environ)
+    resolved = secrets.resolve_environment(environ)
+    environ.update(resolved)
+    os.environ.update(resolved)  # the store SDKs below (data fetch, checkpoint sync) read credentials from here
+    args = _stage_data(args, environ)
+    save_dir = node_save_dir(save_dir_for(args, environ), rdzv, args.run_name)
     save_dir.mkdir(parents=True, exist_ok=True)
     nproc = processes_per_node(args)
     environ.update(
@@ -110,17 +134,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def _stage_data(args: EntrypointArgs, environ: dict[str, str]) -> EntrypointArgs:
+    """A remote `data=` fetched (or found mounted) once per node, before torchrun starts the ranks."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from launcher import datasets  # noqa: PLC0415
+
+    return replace(args, command=datasets.stage(args.command, environ))
+
+
 def _start_sync(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, save_dir: Path):  # type: ignore[no-untyped-def]
     """Pull the newest complete checkpoint; node 0 then keeps the store in sync."""
     if not is_remote(args.checkpoint_uri):
         return None
     from launcher.storage import sync  # noqa: PLC0415
 
-    sync.pull_latest(args.checkpoint_uri, args.run_name, save_dir)
+    scratch = scratch_for(save_dir)
+    sync.pull_latest(args.checkpoint_uri, args.run_name, save_dir, scratch=scratch)
     if not rdzv.is_chief:
         return None
     syncer = sync.Syncer(
-        args.checkpoint_uri, args.run_name, save_dir, keep=args.keep, spec_hash=args.spec_hash, every=args.every
+        args.checkpoint_uri, args.run_name, save_dir, keep=args.keep, spec_hash=args.spec_hash, every=args.every,
+        scratch=scratch,
     )
     syncer.start()
     return syncer
