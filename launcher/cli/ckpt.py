@@ -83,13 +83,17 @@ def _run_folder(uri: str, names: list[str]) -> str:
 @ckpt.command("ls")
 @click.argument("target")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def ls(target: str, as_json: bool) -> None:
+@click.option("--verify", is_flag=True, help="also check every file's sha256 (reads all of them; sizes are always checked)")
+def ls(target: str, as_json: bool, verify: bool) -> None:
     """List a run's checkpoints (URI of a run, or JOB_ID), or the runs under a prefix."""
     from launcher.storage import open_store
     from launcher.storage.manifest import candidates
 
     store = open_store(resolve(target))
-    rows = [_row(where, found) for where, found in candidates(store)] or _runs(store) or _plain(store)
+    rows = [_row(where, found) for where, found in candidates(store)]
+    if rows:
+        _check_files(store, rows, verify)
+    rows = rows or _runs(store) or _plain(store)
     if not as_json:  # keys relative to what the user typed; the table stays readable
         rows = [{**r, "where": r["where"][len(store.uri) + 1 :] or r["where"]} for r in rows]
     if as_json:
@@ -104,10 +108,59 @@ def _row(where: str, found) -> dict:  # type: ignore[no-untyped-def]
     from launcher.storage.manifest import Manifest
 
     if not isinstance(found, Manifest):
-        return {"where": where, "status": f"damaged: {found}"}
+        return {"where": where, "status": f"damaged: {found.message}"}
     when = dt.datetime.fromtimestamp(found.time, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     return {"where": where, "version": found.version, "epoch": found.epoch, "step": found.step, "time": when,
-            "files": len(found.files), "bytes": found.size, "status": "ok"}  # fmt: skip
+            "files": len(found.files), "bytes": found.size, "status": "ok", "_manifest": found}  # fmt: skip
+
+
+def _check_files(store, rows: list[dict], verify: bool) -> None:  # type: ignore[no-untyped-def]
+    """Mark each version whose files are missing or the wrong size (one listing), or, with --verify, whose
+    bytes do not match their sha256 (each distinct file is read once)."""
+    from launcher.storage.manifest import FILES
+
+    sizes = {obj.key: obj.size for obj in store.list(FILES)}
+    hashes: dict[str, str | None] = {}
+    for row in rows:
+        manifest = row.pop("_manifest", None)
+        if manifest is None:
+            continue
+        problems = [p for e in manifest.files.values() if (p := _file_problem(store, e, sizes, hashes if verify else None))]
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            row["status"] = f"damaged: {problems[0]}{more}"
+        elif verify:
+            row["status"] = "ok (sha256 verified)"
+
+
+def _file_problem(store, entry, sizes: dict[str, int], hashes: dict[str, str | None] | None) -> str:  # type: ignore[no-untyped-def]
+    """What is wrong with one listed file, or ''."""
+    if entry.key not in sizes:
+        return f"{entry.key} is missing"
+    if sizes[entry.key] != entry.size:
+        return f"{entry.key} has {sizes[entry.key]} bytes, the manifest says {entry.size}"
+    if hashes is None:
+        return ""
+    if entry.key not in hashes:
+        hashes[entry.key] = _sha256(store, entry.key)
+    return "" if hashes[entry.key] == entry.sha256 else f"{entry.key} does not match its sha256"
+
+
+def _sha256(store, key: str) -> str | None:  # type: ignore[no-untyped-def]
+    import tempfile
+
+    from launcher.errors import LauncherError
+    from launcher.storage.base import safe_local_path, sha256_file
+    from launcher.storage.local import LocalStore
+
+    if isinstance(store, LocalStore):
+        return sha256_file(safe_local_path(store.root, key))
+    with tempfile.TemporaryDirectory(prefix="launcher-verify-") as tmp:
+        path = Path(tmp) / "object"
+        try:
+            return store.get(key, path) or sha256_file(path)
+        except LauncherError:  # deleted since the listing
+            return None
 
 
 def _plain(store) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -115,23 +168,52 @@ def _plain(store) -> list[dict]:  # type: ignore[no-untyped-def]
     from launcher.storage.local import LocalStore
     from launcher.storage.sync import plain_manifest
 
-    found = plain_manifest(store.root) if isinstance(store, LocalStore) and store.root.is_dir() else None
-    return [{**_row(store.uri, found), "status": "plain (no manifest)"}] if found else []
+    if not isinstance(store, LocalStore) or not store.root.is_dir():
+        return []
+    if not any(p.is_file() and not p.name.startswith(".") for p in store.root.iterdir()):
+        return []  # only folders: a store root or a parent of runs, not a run the trainer wrote in
+    found = plain_manifest(store.root)
+    if not found:
+        return []
+    row = _row(store.uri, found)
+    row.pop("_manifest")
+    return [{**row, "status": "plain (no manifest)"}]
 
 
 def _runs(store) -> list[dict]:  # type: ignore[no-untyped-def]
-    """Runs below a prefix: folders that hold a manifest.json."""
-    from launcher.storage.manifest import MANIFEST, Manifest, ManifestError
+    """Runs below a prefix: folders that hold a manifest.json, each with its newest usable checkpoint.
+
+    A key that could escape its folder (written by another tool) gets its own row; it never hides the others.
+    """
+    from launcher.errors import LauncherError
+    from launcher.storage.manifest import MANIFEST
 
     rows = []
     for obj in store.list(""):
-        if obj.key.endswith("/" + MANIFEST) and obj.key.count("/") == 1 and not obj.key.startswith(".."):
-            run = obj.key.rsplit("/", 1)[0]
-            try:
-                rows.append({"run": run, **_row(store.url(run), Manifest.parse(store.get_bytes(obj.key) or b""))})
-            except ManifestError as exc:
-                rows.append({"run": run, "where": store.url(run), "status": f"damaged: {exc}"})
+        if not (obj.key.endswith("/" + MANIFEST) and obj.key.count("/") == 1):
+            continue
+        run = obj.key.rsplit("/", 1)[0]
+        try:
+            rows.append({"run": run, **_newest_row(store.sub(run))})
+        except LauncherError as exc:
+            rows.append({"run": run, "where": f"{store.uri}/{run}", "status": f"refused: {exc.message}"})
     return rows
+
+
+def _newest_row(run) -> dict:  # type: ignore[no-untyped-def]
+    """The newest checkpoint that parses (a damaged head falls back, like a reader), or the head's damage."""
+    from launcher.storage.manifest import Manifest, candidates
+
+    first = None
+    for where, found in candidates(run):
+        if isinstance(found, Manifest):
+            row = _row(run.uri, found)
+            row.pop("_manifest")
+            if first is not None:
+                row["status"] = f"ok (newest readable; {first['status']})"
+            return row
+        first = first or _row(run.uri, found)
+    return first or {"where": run.uri, "status": "damaged: no manifest readable"}
 
 
 def _table(rows: list[dict]) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 
 from launcher.errors import LauncherError
 from launcher.lazy import require
-from launcher.storage.base import CloudStore, ObjectInfo, Progress
+from launcher.storage.base import CloudStore, MissingObjectError, ObjectInfo, Progress
 
 __all__ = ["AzureStore", "default_client"]
 
@@ -24,7 +24,7 @@ BLOCK = 16 * 1024 * 1024
 
 
 def default_client(environ: Mapping[str, str] | None = None):  # type: ignore[no-untyped-def]
-    """A BlobServiceClient from the connection string or the account name + DefaultAzureCredential."""
+    """A BlobServiceClient from the connection string or the account name + the job's credential (launcher.azure_identity)."""
     environ = os.environ if environ is None else environ
     blob = require("azure.storage.blob", "azure")
     options = {"max_single_put_size": BLOCK, "max_block_size": BLOCK, "max_chunk_get_size": BLOCK}
@@ -37,7 +37,9 @@ def default_client(environ: Mapping[str, str] | None = None):  # type: ignore[no
             "Set AZURE_STORAGE_ACCOUNT (and log in with `az login` or a managed identity) "
             "or AZURE_STORAGE_CONNECTION_STRING.",
         )
-    credential = require("azure.identity", "azure").DefaultAzureCredential()
+    from launcher.azure_identity import job_credential  # noqa: PLC0415 - inside Azure ML: the job's identity
+
+    credential = job_credential(environ)
     return blob.BlobServiceClient(f"https://{account}.blob.core.windows.net", credential=credential, **options)
 
 
@@ -91,7 +93,10 @@ class AzureStore(CloudStore):
             with open(dest, "wb") as f:
                 stream.readinto(f)
 
-        self.retry.call(run, f"download {self.url(key)}")
+        try:
+            self.retry.call(run, f"download {self.url(key)}")
+        except require("azure.core.exceptions", "azure").ResourceNotFoundError:
+            raise MissingObjectError(self.url(key)) from None
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self.retry.call(lambda: self._blob(key).upload_blob(data, overwrite=True), f"write {self.url(key)}")

@@ -29,6 +29,7 @@ __all__ = [
     "ObjectInfo",
     "Progress",
     "UnsafeKeyError",
+    "MissingObjectError",
     "check_key",
     "safe_local_path",
     "sha256_file",
@@ -43,6 +44,14 @@ CHUNK = 8 * 1024 * 1024
 
 class UnsafeKeyError(LauncherError):
     """A key that could escape its folder (`..`, absolute, drive letter, backslash)."""
+
+
+class MissingObjectError(LauncherError):
+    """`get` of a key that is not in the store (every store raises this, whatever its SDK says)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"{url} is missing from the store.", "Something deleted it; readers fall back to an older checkpoint.")
+        self.url = url
 
 
 @dataclass(frozen=True)
@@ -121,7 +130,8 @@ class Store(ABC):
         """Download `key` into the file `dest` (the caller makes it atomic and verifies it).
 
         Returns the sha256 of the bytes written when the store computed it on
-        the way (saves the caller a second read), else None.
+        the way (saves the caller a second read), else None. Raises
+        MissingObjectError when the key does not exist.
         """
 
     @abstractmethod

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from launcher.lazy import require
-from launcher.storage.base import CloudStore, ObjectInfo, Progress
+from launcher.storage.base import CloudStore, MissingObjectError, ObjectInfo, Progress
 
 __all__ = ["GCSStore", "default_client"]
 
@@ -108,7 +108,10 @@ class GCSStore(CloudStore):
                 self._blob(key).download_to_file(counting)
                 return counting.hexdigest()
 
-        return self.retry.call(run, f"download {self.url(key)}")
+        try:
+            return self.retry.call(run, f"download {self.url(key)}")
+        except require("google.api_core.exceptions", "gcp").NotFound:
+            raise MissingObjectError(self.url(key)) from None
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self.retry.call(lambda: self._blob(key).upload_from_string(data), f"write {self.url(key)}")

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-from launcher.storage.base import CHUNK, ObjectInfo, Progress, Store, check_key, safe_local_path
+from launcher.storage.base import CHUNK, MissingObjectError, ObjectInfo, Progress, Store, check_key, safe_local_path
 
 __all__ = ["LocalStore", "atomic_write", "copy_file"]
 
@@ -88,7 +88,11 @@ class LocalStore(Store):
 
     def get(self, key: str, dest: Path, progress: Progress | None = None) -> str:
         digest = hashlib.sha256()
-        with open(self._path(key), "rb") as f, open(dest, "wb") as out:
+        try:
+            src = open(self._path(key), "rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise MissingObjectError(self.url(key)) from None
+        with src as f, open(dest, "wb") as out:
             while chunk := f.read(CHUNK):
                 out.write(chunk)
                 digest.update(chunk)

@@ -52,7 +52,14 @@ FORMAT = 1
 
 
 class ManifestError(LauncherError):
-    """A manifest that cannot be trusted: unreadable, truncated, or with unsafe keys."""
+    """A manifest that cannot be trusted: unreadable, truncated, or with unsafe keys.
+
+    `version` is the checkpoint it belonged to, when its file name says so.
+    """
+
+    def __init__(self, message: str, fix: str | None = None, version: int | None = None) -> None:
+        super().__init__(message, fix)
+        self.version = version
 
 
 @dataclass(frozen=True)
@@ -92,23 +99,104 @@ class Manifest:
         try:
             body = json.loads(data)
             digest = body.pop("digest")
-            files = {check_key(name): _entry(raw) for name, raw in body["files"].items()}
-        except UnsafeKeyError as exc:
-            raise ManifestError(f"{where} is refused: {exc.message}") from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ManifestError(f"{where} is damaged ({type(exc).__name__}: {exc}).") from None
         if digest != _digest(body):
             raise ManifestError(f"{where} does not match its digest (truncated or edited).")
-        return cls(version=int(body["version"]), files=files, epoch=body.get("epoch"), step=body.get("step"),
-                   time=float(body.get("time") or 0), spec_hash=body.get("spec_hash") or "",
-                   writer=body.get("writer") or {})  # fmt: skip
+        try:  # an intact manifest may still be wrong (written by another tool, or by a bug): check every field
+            files = _files(body["files"])
+            return cls(version=_int(body, "version"), files=files, epoch=_int(body, "epoch", None),
+                       step=_int(body, "step", None), time=_number(body, "time"), spec_hash=_str(body, "spec_hash"),
+                       writer=_dict(body, "writer"))  # fmt: skip
+        except UnsafeKeyError as exc:
+            raise ManifestError(f"{where} is refused: {exc.message}") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ManifestError(f"{where} is intact but invalid ({_why(exc)}).") from None
 
     def renumbered(self, version: int) -> "Manifest":
         return replace(self, version=version)
 
 
-def _entry(raw: dict[str, Any]) -> FileEntry:
-    return FileEntry(check_key(raw["key"]), int(raw["size"]), str(raw["sha256"]))
+MAX_NAME_BYTES = 1024  # S3 and GCS object names; Azure allows 1024 characters
+MAX_PART_BYTES = 255  # one path component on ext4, xfs, NTFS, APFS
+
+
+def _files(raw: Any) -> dict[str, FileEntry]:
+    if not isinstance(raw, dict):
+        raise TypeError(f"'files' is {type(raw).__name__}, not an object")
+    files = {_name(name): _entry(name, entry) for name, entry in raw.items()}
+    _check_clashes(files)
+    return files
+
+
+def _entry(name: str, raw: Any) -> FileEntry:
+    if not isinstance(raw, dict):
+        raise TypeError(f"the entry of {name!r} is {type(raw).__name__}, not an object")
+    key, size, sha = _name(raw["key"]), _int(raw, "size"), raw["sha256"]
+    if not isinstance(sha, str) or len(sha) != 64:
+        raise ValueError(f"the sha256 of {name!r} is not 64 hex digits")
+    return FileEntry(key, size, sha)
+
+
+def _name(name: Any) -> str:
+    """A file name or key that is safe and that every file system and store can hold."""
+    if not isinstance(name, str):
+        raise TypeError(f"the name {name!r} is not a string")
+    check_key(name)
+    encoded = name.encode("utf-8", "surrogatepass")
+    if len(encoded) > MAX_NAME_BYTES or any(len(p.encode("utf-8", "surrogatepass")) > MAX_PART_BYTES for p in name.split("/")):
+        raise ValueError(f"the name {name[:40]!r}... is too long for a file system ({len(encoded)} bytes)")
+    if any(part.startswith(".") for part in name.split("/")):
+        raise ValueError(f"the name {name!r} is hidden; the launcher never stores dot-files")
+    return name
+
+
+def _check_clashes(files: dict[str, FileEntry]) -> None:
+    """Two names that cannot both exist in one folder: `a` and `a/b`, or `A.pt` and `a.pt` (macOS, Windows)."""
+    folded: dict[str, str] = {}
+    for name in files:
+        other = folded.setdefault(name.casefold(), name)
+        if other != name:
+            raise ValueError(f"file-name clash: {other!r} and {name!r} differ only in case")
+    for name in files:
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in files:
+                raise ValueError(f"file-name clash: {'/'.join(parts[:i])!r} is a file and a folder of {name!r}")
+
+
+def _int(body: dict[str, Any], key: str, default: Any = ...) -> Any:
+    value = body.get(key, default) if default is not ... else body[key]
+    if value is None and default is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise TypeError(f"{key!r} is {value!r}, not a whole number")
+    return value
+
+
+def _number(body: dict[str, Any], key: str) -> float:
+    value = body[key]
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1e11:
+        raise TypeError(f"{key!r} is {value!r}, not a time in seconds since 1970")
+    return float(value)
+
+
+def _str(body: dict[str, Any], key: str) -> str:
+    value = body.get(key) or ""
+    if not isinstance(value, str):
+        raise TypeError(f"{key!r} is {value!r}, not a string")
+    return value
+
+
+def _dict(body: dict[str, Any], key: str) -> dict[str, Any]:
+    value = body.get(key) or {}
+    if not isinstance(value, dict):
+        raise TypeError(f"{key!r} is {value!r}, not an object")
+    return value
+
+
+def _why(exc: BaseException) -> str:
+    return f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
 
 
 def _digest(body: dict[str, Any]) -> str:
@@ -138,23 +226,38 @@ def versions_in_store(store: Store) -> list[int]:
 
 
 def candidates(store: Store) -> Iterator[tuple[str, Manifest | ManifestError]]:
-    """Every manifest a reader may use, newest first: manifest.json, then the history.
+    """Every manifest a reader may use, newest version first; yields (where, manifest) or (where, error).
 
-    Yields (where, manifest) or (where, error) so the caller can say what it skipped.
+    The newest is decided by version number, not by which file is the head:
+    a writer that died between `manifests/N.json` and `manifest.json` leaves
+    a stale head, and version N is still complete. A damaged head is
+    reported first (errors carry `.version` when the file name tells it).
     """
-    tried: set[int] = set()
+    history = versions_in_store(store)
     head = store.get_bytes(MANIFEST)
-    if head is not None:
-        found = _parse(head, store.url(MANIFEST))
-        if isinstance(found, Manifest):
-            tried.add(found.version)
+    found = None if head is None else _parse(head, store.url(MANIFEST))
+    if isinstance(found, ManifestError):
         yield store.url(MANIFEST), found
-    for version in reversed(versions_in_store(store)):
-        if version in tried:
+    elif isinstance(found, Manifest) and found.version not in history:
+        history = sorted({*history, found.version})
+    for version in reversed(history):
+        if isinstance(found, Manifest) and version == found.version:
+            yield store.url(MANIFEST), found
             continue
         key = history_key(version)
-        data = store.get_bytes(key)
-        yield store.url(key), ManifestError(f"{store.url(key)} vanished.") if data is None else _parse(data, store.url(key))
+        yield store.url(key), _history(store, key, version)
+
+
+def _history(store: Store, key: str, version: int) -> Manifest | ManifestError:
+    data = store.get_bytes(key)
+    if data is None:
+        return ManifestError(f"{store.url(key)} vanished while it was read (deleted by retention?).", version=version)
+    found = _parse(data, store.url(key))
+    if isinstance(found, Manifest) and found.version != version:
+        return ManifestError(f"{store.url(key)} says it is version {found.version}; refused.", version=version)
+    if isinstance(found, ManifestError):
+        found.version = version
+    return found
 
 
 def _parse(data: bytes, where: str) -> Manifest | ManifestError:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Iterable
 
 from launcher.lazy import require
-from launcher.storage.base import CloudStore, ObjectInfo, Progress
+from launcher.storage.base import CloudStore, MissingObjectError, ObjectInfo, Progress
+from launcher.storage.retry import http_status
 
 __all__ = ["S3Store", "transfer_config", "default_client"]
 
@@ -78,9 +79,7 @@ class S3Store(CloudStore):
         is what made a verified download slower than a plain `download_file`.
         """
         name = self._key(key)
-        size = self.retry.call(lambda: self.client.head_object(Bucket=self.bucket, Key=name), f"stat {key}")[
-            "ContentLength"
-        ]
+        size = self._size(key, name)
         digest = hashlib.sha256()
         with open(dest, "wb") as f, ThreadPoolExecutor(self.concurrency) as pool:
             f.truncate(size)
@@ -92,6 +91,15 @@ class S3Store(CloudStore):
             while pending:
                 digest.update(pending.popleft().result())
         return digest.hexdigest()
+
+    def _size(self, key: str, name: str) -> int:
+        try:
+            head = self.retry.call(lambda: self.client.head_object(Bucket=self.bucket, Key=name), f"stat {key}")
+        except self.client.exceptions.ClientError as exc:
+            if http_status(exc) == 404:
+                raise MissingObjectError(self.url(key)) from None
+            raise
+        return int(head["ContentLength"])
 
     def _range(self, name: str, start: int, end: int, fd: int, progress: Progress | None) -> bytes:
         def fetch() -> bytes:

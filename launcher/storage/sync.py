@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator, Protocol
 
 from launcher.errors import LauncherError
 from launcher.storage import join_uri, open_store
-from launcher.storage.base import Store, safe_local_path, sha256_file
+from launcher.storage.base import MissingObjectError, Store, safe_local_path, sha256_file
 from launcher.storage.local import LocalStore
 from launcher.storage.manifest import (
     FILES,
@@ -215,19 +215,22 @@ def pull(store: Store, dest: Path, meter: Meter | None = None, log: Log = _print
     """Download the newest complete, verified checkpoint into `dest`; fall back past damaged ones."""
     dest = Path(dest)
     result = PullResult(None)
+    tried: set[int] = set()
     for where, found in _sources(store):
         if isinstance(found, ManifestError):
-            result.skipped.append(f"skipped {found}")
+            tried.add(found.version if found.version is not None else -1)
+            result.skipped.append(f"skipped {found.message}")
             log(result.skipped[-1])
             continue
+        tried.add(found.version)
         try:
             _download(store, found, dest, meter or _NoMeter(), result, scratch)
         except CorruptCheckpointError as exc:
-            result.skipped.append(f"skipped checkpoint {found.version} ({where}): {exc}")
+            result.skipped.append(f"skipped checkpoint {found.version} ({where}): {exc.message}")
             log(result.skipped[-1])
             continue
         result.manifest = found
-        _note_unfinished(store, found, result, log)
+        _note_unfinished(store, found, tried, result, log)
         return result
     return result
 
@@ -253,12 +256,15 @@ def plain_manifest(folder: Path) -> Manifest | None:
     return Manifest(0, entries, epoch, step, mtime, "", {"plain_folder": str(folder)})
 
 
-def _note_unfinished(store: Store, manifest: Manifest, result: PullResult, log: Log) -> None:
-    """Say so when files of a newer, unfinished upload exist (a writer was killed before its manifest)."""
+def _note_unfinished(store: Store, manifest: Manifest, tried: set[int], result: PullResult, log: Log) -> None:
+    """Say so when files of a newer upload that never got a manifest exist (a writer was killed before it).
+
+    Versions whose manifest was there but skipped were already reported with their reason.
+    """
     if isinstance(store, LocalStore) and manifest.version == 0:
         return
     newer = sorted({int(v) for o in store.list(FILES) if (v := o.key[len(FILES) :].split("/")[0]).isdigit()
-                    and int(v) > manifest.version})  # fmt: skip
+                    and int(v) > manifest.version and int(v) not in tried})  # fmt: skip
     if newer:
         result.skipped.append(f"ignored files of unfinished checkpoint(s) {newer}: no complete manifest lists them")
         log(result.skipped[-1])
@@ -298,7 +304,10 @@ def _fetch(store: Store, name: str, entry: FileEntry, dest: Path, stage: Path, s
             return have, True
     path = safe_local_path(stage, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sha = store.get(entry.key, path, meter.advance)
+    try:
+        sha = store.get(entry.key, path, meter.advance)
+    except MissingObjectError as exc:
+        raise CorruptCheckpointError(f"{exc.url}, which it lists, is missing") from None
     size = path.stat().st_size
     if size != entry.size:
         raise CorruptCheckpointError(f"{store.url(entry.key)} has {size} bytes, the manifest says {entry.size}")
