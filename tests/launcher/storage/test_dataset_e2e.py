@@ -1,0 +1,48 @@
+"""`launch -b local` with `train.data: s3://...` (moto): the entrypoint fetches the data once per node,
+the trainer trains on it, and a second run reuses the node-local cache without downloading again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from launcher import datasets
+from launcher.cli import main
+from tests.launcher.storage.conftest import StoreKind
+
+
+def upload_small_digits(kind: StoreKind, tmp_path: Path, per_class: int = 6) -> str:
+    """A few images per class of the shipped digits, as an ImageFolder under a fresh prefix."""
+    source = datasets.write_digits(tmp_path / "source")
+    store = kind.store()
+    for split in ("train", "val"):
+        for folder in sorted((source / split).iterdir()):
+            for image in sorted(folder.iterdir())[:per_class]:
+                store.put(f"{split}/{folder.name}/{image.name}", image)
+    return store.uri
+
+
+@pytest.mark.slow
+def test_local_run_trains_on_s3_data_and_reuses_the_cache(s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in s3_kind.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LAUNCHER_DATA_DIR", str(tmp_path / "node-cache"))
+    uri = upload_small_digits(s3_kind, tmp_path)
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({
+        "name": "s3-data",
+        "train": {"model": "resnet18", "data": uri, "epochs": 1, "imgsz": 16, "batch": 16, "workers": 0, "amp": False},
+        "checkpoint": {"uri": str(tmp_path / "ckpt")},
+        "local": {"runtime": "process", "nproc": 1},
+    }))  # fmt: skip
+    first = CliRunner().invoke(main, ["run", str(job), "--ignore-budget"], catch_exceptions=False)
+    assert first.exit_code == 0, first.output[-3000:]
+    assert "training data: fetching 120 of 120 files" in first.output
+    assert (tmp_path / "ckpt" / "s3-data" / "last.pt").stat().st_size > 0
+
+    second = CliRunner().invoke(main, ["run", str(job), "--ignore-budget", "--set", "name=s3-data-2"], catch_exceptions=False)
+    assert second.exit_code == 0, second.output[-3000:]
+    assert "training data: reusing 120 cached files" in second.output and "fetching" not in second.output
