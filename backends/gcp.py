@@ -47,6 +47,7 @@ __all__ = ["GcpOptions", "VertexBackend", "JOB_STATES", "secret_id", "parent_of"
 VCPUS_PER_GPU = 4
 _LABEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
+_TENSORBOARD_RE = re.compile(r"^projects/[^/]+/locations/[^/]+/tensorboards/[0-9]+$")
 _NETWORK_RE = re.compile(r"^projects/[^/]+/global/networks/[^/]+$")
 _EXIT_RE = re.compile(r"non-zero status of (\d+)")
 _SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
@@ -83,6 +84,8 @@ class GcpOptions(BackendOptions):
     boot_disk_size_gb: int = Field(100, ge=100, le=64000, description="boot disk per replica (GB)")
     boot_disk_type: Literal["pd-ssd", "pd-standard"] = Field("pd-ssd", description="pd-ssd or pd-standard")
     secrets_project: str | None = Field(None, description="project holding the job's secrets; default: project")
+    tensorboard: str | None = Field(
+        None, description="Vertex AI TensorBoard instance the job writes to: its ID or projects/P/locations/R/tensorboards/ID")
 
     @field_validator("staging_bucket")
     @classmethod
@@ -96,6 +99,13 @@ class GcpOptions(BackendOptions):
     def _network(cls, value: str | None) -> str | None:
         if value and not _NETWORK_RE.match(value):
             raise ValueError(f"'{value}' is not a network name; write it as projects/PROJECT_NUMBER/global/networks/NAME")
+        return value
+
+    @field_validator("tensorboard")
+    @classmethod
+    def _tensorboard(cls, value: str | None) -> str | None:
+        if value and not (_TENSORBOARD_RE.match(value) or value.isdigit()):
+            raise ValueError(f"'{value}' is not a TensorBoard instance; write its ID or projects/P/locations/R/tensorboards/ID")
         return value
 
     @field_validator("service_account")
@@ -214,6 +224,8 @@ class VertexBackend(CloudBackend):
             job_spec["scheduling"] = scheduling
         if options.service_account:
             job_spec["serviceAccount"] = options.service_account
+        if options.tensorboard:
+            job_spec["tensorboard"] = _tensorboard(options, output)
         if options.network:
             job_spec["network"] = options.network
         payload = {"displayName": job_name, "jobSpec": job_spec, "labels": _labels(spec, options, job_name)}
@@ -521,6 +533,21 @@ def _env(spec: JobSpec, options: GcpOptions) -> list[dict[str, str]]:
         refs = {name: _secret_ref(options, spec.name, name) for name in spec.secrets}
         env.append({"name": SECRET_REFS_VARIABLE, "value": secret_refs_value(refs)})
     return env
+
+
+def _tensorboard(options: GcpOptions, output: str | None) -> str:
+    """The instance's full name. Vertex writes TensorBoard logs only with a service account and an output directory
+    (AIP_TENSORBOARD_LOG_DIR lies under it): https://cloud.google.com/vertex-ai/docs/experiments/tensorboard-training"""
+    if not options.service_account:
+        raise LauncherError("gcp.tensorboard needs gcp.service_account: Vertex AI uploads TensorBoard logs as that account.",
+                            "Set gcp.service_account to an account with roles/storage.admin and roles/aiplatform.user.")
+    if not output:
+        raise LauncherError("gcp.tensorboard needs an output directory for AIP_TENSORBOARD_LOG_DIR.",
+                            "Use a gs:// checkpoint.uri, or set gcp.staging_bucket.")
+    name = str(options.tensorboard)
+    if name.isdigit():
+        name = f"projects/{options.project}/locations/{options.region}/tensorboards/{name}"
+    return name
 
 
 def _output_directory(spec: JobSpec, options: GcpOptions, notes: list[str]) -> str | None:
