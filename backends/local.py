@@ -49,6 +49,10 @@ DATA_TARGET = "/data"
 CHECKPOINT_TARGET = "/checkpoints"
 STOP_GRACE_S = 30  # SIGTERM first, SIGKILL after this many seconds (docker stop's timeout)
 LOG_FILE, EXIT_FILE, STOPPED_FILE, TIMEOUT_FILE = "output.log", "exit_code", "stopped", "timed_out"
+# Secret values reach a container through a read-only file that a small shell shim sources
+# before exec'ing the real entrypoint, never through its environment (`docker inspect` shows that).
+SECRETS_FILE, SECRETS_TARGET = "secrets.env", "/run/launcher/secrets.env"
+SECRETS_SHIM = f'set -a; . {SECRETS_TARGET}; set +a; exec "$@"'
 _MIB = 1024 * 1024
 
 
@@ -316,9 +320,27 @@ class LocalBackend(Backend):
         if payload.get("device_requests"):
             _require_nvidia_runtime(client)
         _prepare_mounts(payload.get("volumes", {}))
-        payload["environment"] = {**payload["environment"], **secrets}
-        container = _start_container(client, payload)
+        payload["environment"] = {k: v for k, v in payload["environment"].items() if v is not None}
+        secrets_file = self._secrets_file(job_name, secrets) if secrets else None
+        if secrets_file is not None:
+            payload = _with_secrets_file(client, payload, secrets_file)
+        try:
+            container = _start_container(client, payload)
+        finally:
+            if secrets_file is not None:
+                secrets_file.unlink(missing_ok=True)  # the started container keeps its mount of the file
         return JobRef(job_name, self.name, container.id, {"runtime": "docker", "container": payload["name"]})
+
+    def _secrets_file(self, job_name: str, secrets: Mapping[str, str]) -> Path:
+        """A sourceable NAME='value' file in the job's folder, which only this user may enter."""
+        job_dir = self.job_dir(job_name)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        job_dir.chmod(0o700)
+        path = job_dir / SECRETS_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)  # 0644: the container may run as another uid
+        with os.fdopen(fd, "w") as out:
+            out.writelines(f"{name}='{value.replace(chr(39), chr(39) + chr(92) + chr(39) + chr(39))}'\n" for name, value in secrets.items())
+        return path
 
     def _submit_process(self, job_name: str, payload: dict[str, Any], secrets: dict[str, str]) -> JobRef:
         gpus = int(payload.get("gpus", 0))
@@ -406,6 +428,9 @@ class LocalBackend(Backend):
             ) from None
 
     def _docker_status(self, ref: JobRef) -> JobStatus:
+        code = _read_exit_code(self._dir(ref))
+        if code is not None:  # its container was removed once its logs were kept
+            return self._finished(ref, code, "exited")
         try:
             container = self._docker_container(ref)
         except LauncherError as exc:
@@ -416,9 +441,29 @@ class LocalBackend(Backend):
             return JobStatus(JobState.PENDING, native_state=native)
         if native in ("running", "paused"):
             return JobStatus(JobState.RUNNING, native_state=native)
-        return self._finished(ref, int(state.get("ExitCode", 1)), native, str(state.get("Error") or ""))
+        status = self._finished(ref, int(state.get("ExitCode", 1)), native, str(state.get("Error") or ""))
+        self._keep_and_remove(ref, container, int(state.get("ExitCode", 1)))
+        return status
+
+    def _keep_and_remove(self, ref: JobRef, container: Any, code: int) -> None:
+        """Copy a finished container's log and exit code into the job's folder, then remove the container."""
+        job_dir = self._dir(ref)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        part = job_dir / f"{LOG_FILE}.part"
+        with open(part, "wb") as out:
+            for chunk in container.logs(stream=True, follow=False):
+                out.write(chunk)
+        part.replace(job_dir / LOG_FILE)
+        (job_dir / EXIT_FILE).write_text(str(code))  # written last: its presence says the log is complete
+        try:
+            container.remove()
+        except _docker_errors().APIError:
+            pass  # removed meanwhile by another `launch` process, or by the user
 
     def _docker_logs(self, ref: JobRef, follow: bool) -> Iterator[str]:
+        if _read_exit_code(self._dir(ref)) is not None and (self._dir(ref) / LOG_FILE).exists():
+            yield from (self._dir(ref) / LOG_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+            return
         container = self._docker_container(ref)
         if not follow:
             yield from container.logs().decode("utf-8", "replace").splitlines()
@@ -542,6 +587,15 @@ def _start_container(client: Any, payload: dict[str, Any]) -> Any:
         reason = str(getattr(exc, "explanation", None) or exc).strip()
         raise LauncherError(f"Docker refused to start the job: {reason}.", "Fix the local: options or the spec.") from None
     return container
+
+
+def _with_secrets_file(client: Any, payload: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The payload with `path` mounted read-only and the entrypoint wrapped by SECRETS_SHIM."""
+    entrypoint = payload.get("entrypoint") or client.images.get(payload["image"]).attrs["Config"].get("Entrypoint") or []
+    if isinstance(entrypoint, str):
+        entrypoint = ["/bin/sh", "-c", entrypoint]
+    volumes = {**payload.get("volumes", {}), str(path): {"bind": SECRETS_TARGET, "mode": "ro"}}
+    return {**payload, "entrypoint": ["/bin/sh", "-c", SECRETS_SHIM, "launcher-secrets", *entrypoint], "volumes": volumes}
 
 
 def _prepare_mounts(volumes: Mapping[str, Mapping[str, str]]) -> None:
