@@ -9,9 +9,10 @@
         print(line)
     status = job.wait()
 
-The CLI is a thin layer over this module. Every submitted job is recorded in
-the local job registry before anything else happens, so the record survives a
-crash or a Ctrl-C of the caller.
+The CLI is a thin layer over this module. Every job is recorded in the local
+job registry (state `submitting`) BEFORE the backend's submit call and
+completed with the native id after it, so a crash or a Ctrl-C of the caller,
+even in the middle of that call, never leaves a paid job untracked.
 """
 
 from __future__ import annotations
@@ -58,8 +59,23 @@ class Launcher:
         plan = spec_or_plan if isinstance(spec_or_plan, Plan) else self.plan(spec_or_plan, new_job_id(spec_or_plan.name))
         for hook in self.before_submit:
             hook(self, plan)
-        ref = self.backend.submit(plan)
-        self.jobs.add(ref, plan.spec.name, plan.spec.model_dump(mode="json"), plan.hash())
+        return self._submit_recorded(plan)
+
+    def _submit_recorded(self, plan: Plan) -> "Job":
+        """Record first, then submit: a failed call marks the record failed; an interrupted one leaves it
+        `submitting`, with a message saying where to look."""
+        pending = JobRef(plan.job_name, self.backend.name, "")
+        note = f"submit to {self.backend.name} did not answer (interrupted?): look for job {plan.job_name} there"
+        self.jobs.add(pending, plan.spec.name, plan.spec.model_dump(mode="json"), plan.hash(), JobState.SUBMITTING, note)
+        try:
+            ref = self.backend.submit(plan)
+        except LauncherError as exc:  # the backend refused before starting anything
+            self.jobs.update(plan.job_name, JobStatus(JobState.FAILED, f"submit refused: {exc}"))
+            raise
+        except Exception as exc:  # e.g. a timeout after the request went out: the job may exist
+            self.jobs.update(plan.job_name, JobStatus(JobState.SUBMITTING, f"{note} ({type(exc).__name__}: {exc})"))
+            raise
+        self.jobs.submitted(ref)
         return Job(ref, self.backend, self.jobs)
 
     def job(self, job_id: str) -> "Job":
@@ -90,6 +106,12 @@ class Job:
         return self.jobs.get(self.ref.id)
 
     def status(self) -> JobStatus:
+        if not self.ref.native_id:  # still `submitting` (or interrupted there): the backend has no id to ask about
+            record = self.record()
+            if record.native_id:
+                self.ref = record.ref
+            else:
+                return JobStatus(record.state, record.message, record.exit_code)
         status = self.backend.status(self.ref)
         self.jobs.update(self.ref.id, status)
         if status.ok:
@@ -134,6 +156,9 @@ class Job:
         """Ask the backend to stop the job; False, with nothing changed, when it had already finished."""
         if self.status().finished:  # the stored state may be stale: ask the backend first
             return False
+        if not self.ref.native_id:
+            raise LauncherError(f"Job {self.id} was never confirmed by {self.backend.name}, so it cannot be stopped from here.",
+                                f"Look for {self.id} in the {self.backend.name} console and stop it there.")  # fmt: skip
         self.backend.cancel(self.ref)
         self.jobs.update(self.ref.id, JobStatus(JobState.STOPPING, "stop requested"))
         return True

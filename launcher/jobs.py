@@ -3,7 +3,9 @@
 Stored in `$LAUNCHER_STATE_DIR/jobs.db` (default `$XDG_STATE_HOME/launcher`,
 i.e. `~/.local/state/launcher`). Each write is its own committed transaction
 in WAL mode, so a record survives a crash of the CLI mid-job: the job is
-inserted right after submit, before any log is streamed, and its status is
+inserted as `submitting` BEFORE the backend's submit call (a crash or Ctrl-C
+during that call leaves a record to look for, never an untracked paid job),
+completed with the native id when the call returns, and its status is
 updated whenever the CLI learns something new.
 
 Besides jobs, the registry keeps throughput measurements (images/s by model,
@@ -125,15 +127,26 @@ class JobRegistry:
 
     # ------------------------------------------------------------ jobs
 
-    def add(self, ref: JobRef, name: str, spec: Mapping[str, Any], plan_hash: str) -> None:
+    def add(self, ref: JobRef, name: str, spec: Mapping[str, Any], plan_hash: str,
+            state: JobState = JobState.PENDING, message: str = "") -> None:  # fmt: skip
         now = time.time()
         with self._connect() as db:
             db.execute(
-                "INSERT INTO jobs (id, backend, native_id, name, spec, plan_hash, ref_extra, state, submitted_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, backend, native_id, name, spec, plan_hash, ref_extra, state, message,"
+                " submitted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (ref.id, ref.backend, ref.native_id, name, json.dumps(spec), plan_hash,
-                 json.dumps(thaw(ref.extra)), JobState.PENDING.value, now, now),
+                 json.dumps(thaw(ref.extra)), state.value, message, now, now),
             )  # fmt: skip
+
+    def submitted(self, ref: JobRef) -> None:
+        """Complete a `submitting` record with what the backend answered: its native id and details."""
+        now = time.time()
+        with self._connect() as db:
+            db.execute(
+                "UPDATE jobs SET native_id = ?, ref_extra = ?, state = ?, message = '', submitted_at = ?, updated_at = ?"
+                " WHERE id = ?",  # updated_at = submitted_at: no state learnt from the backend yet (launcher.refresh)
+                (ref.native_id, json.dumps(thaw(ref.extra)), JobState.PENDING.value, now, now, ref.id),
+            )
 
     def update(self, job_id: str, status: JobStatus) -> None:
         now = time.time()

@@ -117,6 +117,7 @@ class JobRef:
 
 
 class JobState(str, enum.Enum):
+    SUBMITTING = "submitting"  # recorded, the backend's submit call not yet answered (see launcher.api)
     PENDING = "pending"
     RUNNING = "running"
     STOPPING = "stopping"
