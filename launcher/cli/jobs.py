@@ -34,11 +34,17 @@ def status(job_id: str | None, as_json: bool) -> None:
     job = _job(job_id)
     st = job.status()
     record = job.record()
+    from launcher.progress import for_record
+
+    progress = for_record(record)
     if as_json:
         echo_json({"id": job.id, "backend": record.backend, "native_id": record.native_id, "state": st.state.value,
-                   "message": st.message, "exit_code": st.exit_code, "details": dict(st.details)})  # fmt: skip
+                   "message": st.message, "exit_code": st.exit_code, "details": dict(st.details),
+                   "progress": progress.to_dict() if progress else None})  # fmt: skip
         return
     click.echo(f"{job.id}  {record.backend}  {st.state.value}" + (f"  {st.message}" if st.message else ""))
+    if progress:
+        click.echo(progress.line())
 
 
 @main.command()
@@ -77,14 +83,19 @@ def ls(limit: int, backend: str | None, as_json: bool) -> None:
 
     jobs = JobRegistry()
     records = refresh_unfinished(jobs.list(limit=limit, backend=backend), jobs)
+    from launcher.progress import for_record
+
+    # cloud stores are read for unfinished jobs only: one manifest read per row is fine, twenty old ones are not
+    progress = {r.id: for_record(r, remote=not r.state.finished) for r in records}
     if as_json:
         echo_json([{"id": r.id, "backend": r.backend, "native_id": r.native_id, "state": r.state.value,
-                    "submitted_at": r.submitted_at, "message": r.message} for r in records])  # fmt: skip
+                    "submitted_at": r.submitted_at, "message": r.message,
+                    "progress": p.to_dict() if (p := progress[r.id]) else None} for r in records])  # fmt: skip
         return
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    table = Table("job", "backend", "state", "submitted", "message", box=None)
+    table = Table("job", "backend", "state", Column("progress", no_wrap=True), "submitted", "message", box=None)
     for r in records:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.submitted_at))
-        table.add_row(r.id, r.backend, r.state.value, when, r.message[:60])
+        table.add_row(r.id, r.backend, r.state.value, p.short() if (p := progress[r.id]) else "-", when, r.message[:60])
     console().print(table)

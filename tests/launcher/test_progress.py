@@ -1,0 +1,94 @@
+"""`launch status` / `launch ls` progress: epoch, best top-1 so far and an ETA, from the run's results.csv."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from backends.local import LocalBackend
+from launcher.api import Launcher
+from launcher.cli import main
+from launcher.jobs import JobRegistry
+from launcher.progress import for_record, from_csv
+from launcher.spec import validate_spec
+from launcher.train import report
+
+HEADER = ",".join(report.COLUMNS) + "\n"
+
+
+def _row(epoch: int, top1: float, time_s: float) -> dict[str, float]:
+    return {"epoch": epoch, "train_loss": 1.0, "val_loss": 1.0, "top1": top1, "top5": 1.0, "lr": 0.01,
+            "time_s": time_s, "images_per_s": 50.0}
+
+
+def test_eta_is_the_remaining_epochs_at_the_mean_epoch_time(tmp_path: Path) -> None:
+    for e, (top1, t) in enumerate([(0.4, 20.0), (0.9, 40.0), (0.6, 30.0)], start=1):
+        report.append_row(tmp_path / "results.csv", _row(e, top1, t))
+    text = (tmp_path / "results.csv").read_text()
+    running = from_csv(text, 10, finished=False, source="x")
+    assert running is not None and (running.epoch, running.best_top1, running.eta_s) == (3, 0.9, 7 * 30.0)
+    assert running.short() == "3/10 top1 0.900 ETA 3m"
+    done = from_csv(text, 10, finished=True, source="x")
+    assert done is not None and done.eta_s is None  # a finished (stopped) job has no ETA
+
+
+@pytest.mark.parametrize("text", ["", HEADER, "step,loss\n1,0.5\n"])
+def test_no_epoch_or_another_programs_csv_is_no_progress(text: str) -> None:
+    assert from_csv(text, 10, finished=False, source="x") is None
+
+
+@pytest.fixture
+def running_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A real local process job that keeps running (its 'python' sleeps), with a local checkpoint folder."""
+    monkeypatch.setenv("LAUNCHER_STATE_DIR", str(tmp_path / "state"))
+    sleeper = tmp_path / "sleepy-python"
+    sleeper.write_text("#!/bin/sh\nexec sleep 60\n")
+    sleeper.chmod(sleeper.stat().st_mode | stat.S_IEXEC)
+    raw = {"name": "digits-run", "train": {"epochs": 8}, "checkpoint": {"uri": str(tmp_path / "ckpt")},
+           "local": {"runtime": "process", "python": str(sleeper)}}
+    job = Launcher(LocalBackend(), JobRegistry()).submit(validate_spec(raw, None, tmp_path))
+    yield job, tmp_path / "ckpt" / "digits-run"
+    job.cancel()
+
+
+def test_status_and_ls_show_progress_and_json_carries_it(running_job, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    job, run = running_job
+    run.mkdir(parents=True)
+    env = {"LAUNCHER_STATE_DIR": os.environ["LAUNCHER_STATE_DIR"]}
+    before = CliRunner().invoke(main, ["status", job.id, "--json"], env=env)
+    assert before.exit_code == 0, before.output
+    assert json.loads(before.stdout)["progress"] is None  # no epoch finished yet
+    report.append_row(run / "results.csv", _row(1, 0.5, 12.0))
+    report.append_row(run / "results.csv", _row(2, 0.75, 18.0))
+
+    shown = CliRunner().invoke(main, ["status", job.id], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "epoch 2/8  best top-1 0.7500  ETA 1m" in shown.stdout and str(run / "results.csv") in shown.stdout
+    data = json.loads(CliRunner().invoke(main, ["status", job.id, "--json"], env=env).stdout)
+    assert data["state"] == "running"
+    assert data["progress"] == {"epoch": 2, "epochs": 8, "best_top1": 0.75, "eta_s": 90.0, "source": str(run / "results.csv")}
+
+    listed = CliRunner().invoke(main, ["ls"], env=env)
+    assert listed.exit_code == 0 and "progress" in listed.stdout and "2/8 top1 0.750 ETA 1m" in listed.stdout
+    rows = json.loads(CliRunner().invoke(main, ["ls", "--json"], env=env).stdout)
+    assert [r["progress"]["epoch"] for r in rows if r["id"] == job.id] == [2]
+
+
+def test_an_unreachable_store_reads_as_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAUNCHER_STATE_DIR", str(tmp_path / "state"))
+    from launcher.plan import JobRef
+
+    jobs = JobRegistry()
+    spec = {"name": "r", "checkpoint": {"uri": "s3://no-such-bucket-for-tests/x"}, "train": {"epochs": 3}}
+    jobs.add(JobRef("r-1", "aws", "r-1"), "r", spec, "h")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # nothing listens: fails at once, offline
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    assert for_record(jobs.get("r-1")) is None
+    assert for_record(jobs.get("r-1"), remote=False) is None
