@@ -204,6 +204,9 @@ class MlflowReporter(Reporter):
         self.client = mlflow.MlflowClient(tracking_uri=environ["MLFLOW_TRACKING_URI"])
         # Azure ML (and `mlflow run`) hand the job its run in MLFLOW_RUN_ID; otherwise continue ours, or start one
         run_id = environ.get("MLFLOW_RUN_ID") or ids.get("mlflow_run_id")
+        self.own = not environ.get("MLFLOW_RUN_ID")  # the platform's run is the platform's to end
+        if run_id is not None and self.own:
+            self.client.update_run(run_id, status="RUNNING")  # resumed: it was marked finished when it stopped
         if run_id is None:
             experiment = environ.get("MLFLOW_EXPERIMENT_NAME") or "launcher"
             found = self.client.get_experiment_by_name(experiment)
@@ -222,6 +225,10 @@ class MlflowReporter(Reporter):
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, epoch) for k, v in values.items()]
         self.client.log_batch(self.run_id, metrics=metrics)
+
+    def close(self) -> None:
+        if self.own:
+            self.client.set_terminated(self.run_id)
 
 
 # ------------------------------------------------------------------ assembly

@@ -117,3 +117,12 @@ def test_gs_tensorboard_dir_is_read_through_the_gcs_mount() -> None:
     dirs = metrics.tensorboard_dirs(Path("/r"), {"AIP_TENSORBOARD_LOG_DIR": "gs://b/out/logs/"})
     assert dirs == [Path("/r"), Path("/gcs/b/out/logs")]
     assert metrics.tensorboard_dirs(Path("/r"), {}) == [Path("/r")]
+
+
+def test_the_readme_shows_the_real_summary_line() -> None:
+    from tests.conftest import REPO
+
+    line = re.search(r"\n(\[train\] epoch 3/10: .+)\n", (REPO / "README.md").read_text()).group(1)  # type: ignore[union-attr]
+    values = {name: float(m.group(1)) for name, regex in metrics.LOG_REGEXES.items() if (m := re.search(regex, line))}
+    assert set(values) == set(metrics.LOG_REGEXES)
+    assert "[train] " + metrics.summary_line(values, 10) == line

@@ -77,6 +77,7 @@ def test_an_mlflow_store_receives_the_same_metrics_and_a_resume_continues_the_ru
     assert _mlflow_history(mlflow_store, run_id) == _csv(run)
     params = mlflow.MlflowClient(tracking_uri=mlflow_store).get_run(run_id).data.params
     assert params["model"] == "shufflenet_v2_x0_5" and params["imgsz"] == "16"
+    assert mlflow.MlflowClient(tracking_uri=mlflow_store).get_run(run_id).info.status == "FINISHED"
     _fit(_cfg(tiny_data, epochs=3), run)  # resumed: the same MLflow run, epoch 3 added, nothing twice
     assert _mlflow_history(mlflow_store, run_id) == _csv(run)
     assert len(_csv(run)["top1"]) == 3
@@ -94,6 +95,7 @@ def test_on_azure_ml_the_metrics_go_to_the_platforms_run(tiny_data: Path, tmp_pa
     run = tmp_path / "run"
     _fit(_cfg(tiny_data, epochs=1), run)
     assert _mlflow_history(mlflow_store, job_run) == _csv(run)
+    assert client.get_run(job_run).info.status == "RUNNING"  # Azure ML ends its own run
     assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == 1  # no run of our own
 
 
