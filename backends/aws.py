@@ -63,6 +63,7 @@ from launcher.errors import LauncherError
 from launcher.limits import budget_runtime
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.spec import BUILTIN_DATASETS, JobSpec, Resources
+from launcher.storage.upload import data_target, stage_local_data
 from launcher.train.metrics import LOG_REGEXES
 
 __all__ = [
@@ -425,8 +426,15 @@ class SageMakerBackend(CloudBackend):
         return image
 
     def _data(self, spec: JobSpec, notes: list[str]) -> tuple[str, list[dict[str, Any]]]:
-        """The trainer's data= value and the S3 input channel, if any."""
+        """The trainer's data= value and the S3 input channel, if any.
+
+        A local folder is uploaded at submit to `<checkpoint.uri>/_data/<content hash>/`
+        (launcher.storage.upload); the plan names it with the hash as a placeholder.
+        """
         data = spec.train.data
+        if (target := data_target(spec)) is not None:
+            notes.append(f"train.data {data} is uploaded at submit to {target} (unchanged content is not sent again)")
+            data = target
         if data.startswith("s3://"):
             if not _S3_RE.match(data):
                 raise LauncherError(f"train.data '{data}' is not a valid s3:// URI.", "Write it like s3://bucket/prefix.")
@@ -551,6 +559,8 @@ class SageMakerBackend(CloudBackend):
             )
         opts: AwsOptions = self.options(plan.spec)  # type: ignore[assignment]
         region = opts.region
+        plan = stage_local_data(plan, s3=self._client("s3", region))  # a local data folder, uploaded once
+        request = plan.request()
         self._store_secrets(request.get("Environment", {}), region)
         if not opts.output_uri:
             self._ensure_bucket(request["OutputDataConfig"]["S3OutputPath"], region)

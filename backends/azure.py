@@ -17,27 +17,36 @@ which `submit` loads with `azure.ai.ml.load_job` and sends with
   is the cluster's own `tier`, set when the cluster is created, so submit
   checks the cluster instead of asking for it per job.
   https://learn.microsoft.com/azure/machine-learning/how-to-use-serverless-compute
-- Data and checkpoints on Azure storage (azureml://, az://, https blob URLs)
-  are mounted: data read-only (`ro_mount`), the checkpoint folder read-write
-  (`rw_mount`), and the entrypoint sees a local path. Other checkpoint URIs
-  (s3://, gs://) are synced by the entrypoint's unified sync instead.
-- Secrets: submit stores each value in the workspace's Key Vault and the job
-  gets only `azure-kv:` references in LAUNCHER_SECRET_REFS.
+- Data on Azure storage (azureml://, az://, https blob URLs) is an input,
+  mounted read-only (`ro_mount`); the trainer reads `${{inputs.data}}`. A
+  local data folder is uploaded at submit to `<checkpoint.uri>/_data/<hash>/`
+  and mounted the same way. s3:// and gs:// data is fetched by the entrypoint.
+- az:// checkpoints are synced by the entrypoint like every other store
+  (manifest layout, keep, every; `ckpt ls` and resume see them), with the
+  job's identity (launcher.azure_identity). azureml:// and https checkpoint
+  URIs, which our stores cannot open, stay a read-write mounted output.
+- Secrets: submit stores each value in Key Vault (azure.key_vault, else the
+  workspace's own, looked up at submit) and the job gets only `azure-kv:`
+  references in LAUNCHER_SECRET_REFS, read with the job's identity.
+- The image must be in a registry: a local-only tag is refused at submit.
 """
 
 from __future__ import annotations
 
 import difflib
 import io
+import json
 import os
 import re
 import shlex
 import time
+from dataclasses import replace
 from typing import Any, Callable, Iterator, Mapping
 
 import yaml
 from pydantic import Field, field_validator
 
+from launcher.azure_identity import IDENTITY_VARIABLE, USER_IDENTITY
 from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Feature, Offer
 from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
@@ -45,6 +54,7 @@ from launcher.limits import budget_runtime
 from launcher.lazy import require
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.spec import BUILTIN_DATASETS, JobSpec
+from launcher.storage.upload import data_target, stage_local_data
 
 __all__ = [
     "AzureMLBackend",
@@ -62,6 +72,9 @@ EXTRA = "azure"
 DEFAULT_SHM = "16g"
 CHECKPOINT_OUTPUT = "checkpoints"
 DATA_INPUT = "data"
+# Without azure.key_vault the plan names the workspace's own Key Vault by this placeholder; submit
+# reads the workspace and puts in the vault's URL (plan() may not call Azure).
+WORKSPACE_VAULT = "{workspace-key-vault}"
 LOG_PATTERNS = (re.compile(r"user_logs/std_log.*\.txt$"), re.compile(r"azureml-logs/70_driver_log.*\.txt$"))
 _IDENTITIES = ("user_identity", "managed", "aml_token")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
@@ -221,6 +234,9 @@ def _checkpoint(spec: JobSpec, opts: AzureOptions) -> tuple[dict[str, Any], str 
     uri = spec.checkpoint.uri
     if uri is None:
         return {}, None, ["no checkpoint.uri: checkpoints stay on the node and are lost when the job ends"]
+    if uri.startswith("az://"):
+        storage_path(uri, opts)  # the account must be named: the entrypoint's store needs it
+        return {}, uri, [f"checkpoints: {uri} is synced by the entrypoint (manifest, keep, every), with the job's identity"]
     path = storage_path(uri, opts)
     if path is not None:
         output = {"type": "uri_folder", "path": path, "mode": "rw_mount"}
@@ -238,9 +254,14 @@ def _checkpoint(spec: JobSpec, opts: AzureOptions) -> tuple[dict[str, Any], str 
 def _data(spec: JobSpec, opts: AzureOptions) -> tuple[dict[str, Any], str | None, list[str]]:
     """(inputs, value of the trainer's data= argument, notes)."""
     data = spec.train.data
+    upload = data_target(spec)  # a local folder: uploaded at submit to the checkpoint store
+    notes = [f"train.data {data} is uploaded at submit to {upload} (unchanged content is not sent again)"] if upload else []
+    data = upload or data
     path = storage_path(data, opts)
     if path is not None:
-        return {DATA_INPUT: {"type": "uri_folder", "path": path, "mode": "ro_mount"}}, "${{inputs.%s}}" % DATA_INPUT, []
+        return {DATA_INPUT: {"type": "uri_folder", "path": path, "mode": "ro_mount"}}, "${{inputs.%s}}" % DATA_INPUT, notes
+    if upload:
+        return {}, upload, notes  # s3:// or gs://: the entrypoint fetches it
     if "://" not in data and data not in BUILTIN_DATASETS:
         raise LauncherError(
             f"train.data '{data}' is a local folder, which Azure ML nodes cannot reach.",
@@ -260,16 +281,36 @@ def _environment(spec: JobSpec, opts: AzureOptions) -> dict[str, str]:
     env = dict(spec.env)
     if opts.storage_account:
         env["AZURE_STORAGE_ACCOUNT"] = opts.storage_account
+    env.update(_identity_environment(opts))
     if spec.secrets:
-        vault = opts.vault_url()
-        if vault is None:
-            raise LauncherError(
-                f"The spec lists secrets ({', '.join(spec.secrets)}) but the azure section names no Key Vault.",
-                "Set azure.key_vault to the workspace's Key Vault name; submit stores the values there.",
-            )
+        vault = opts.vault_url() or WORKSPACE_VAULT  # submit looks the workspace's Key Vault up
         refs = {name: secret_ref("azure-kv", f"{vault}/secrets/{secret_name(spec.name, name)}") for name in spec.secrets}
         env[SECRET_REFS_VARIABLE] = secret_refs_value(refs)
     return env
+
+
+def _refuse_local_image(image: str) -> None:
+    """A bare name like 'torch-launcher-train:latest' names no registry Azure ML can pull from."""
+    if "/" not in image:
+        raise LauncherError(
+            f"The image {image} exists only on this machine; Azure ML cannot pull it.",
+            "Push it with: launch image build --push -b azure (later plans use the pushed reference), "
+            "or set image: to a registry reference.",
+        )
+
+
+def _substitute(request: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    return json.loads(json.dumps(request).replace(old, new))
+
+
+def _identity_environment(opts: AzureOptions) -> dict[str, str]:
+    """Tell the container which identity the job runs as, so Key Vault and az:// stores use it
+    (launcher.azure_identity): on-behalf-of for user_identity, the client id of a user-assigned identity."""
+    if opts.identity == USER_IDENTITY:
+        return {IDENTITY_VARIABLE: USER_IDENTITY}
+    if opts.identity and _UUID.match(opts.identity):
+        return {"AZURE_CLIENT_ID": opts.identity}
+    return {}
 
 
 def _identity(opts: AzureOptions) -> dict[str, str] | None:
@@ -430,10 +471,15 @@ class AzureMLBackend(CloudBackend):
 
     def submit(self, plan: Plan) -> JobRef:
         opts: AzureOptions = self.options(plan.spec)  # type: ignore[assignment]
+        _refuse_local_image(plan.payload["environment"]["image"])
         client = self.client(str(opts.subscription_id), str(opts.resource_group), str(opts.workspace))
         if opts.compute:
             self._check_cluster(client, opts, plan.spec)
-        self._store_secrets(plan, opts)
+        vault = opts.vault_url() or (self._workspace_vault(client, opts) if plan.secrets else None)
+        if vault and not opts.vault_url():
+            plan = replace(plan, payload=_substitute(plan.request(), WORKSPACE_VAULT, vault))
+        self._store_secrets(plan, vault)
+        plan = stage_local_data(plan)  # a local data folder, uploaded once (content-keyed)
         job = job_from_payload(plan.request())
         created = _call(lambda: client.jobs.create_or_update(job), f"submitting job {plan.job_name}")
         studio = getattr(created, "studio_url", None) or ""
@@ -455,7 +501,18 @@ class AzureMLBackend(CloudBackend):
             raise LauncherError(f"Could not read compute target '{opts.compute}': {_reason(exc)}.", "Check the workspace settings and your access.") from None
         _check_cluster_fits(cluster, opts.compute or "", spec, opts.instance_type)
 
-    def _store_secrets(self, plan: Plan, opts: AzureOptions) -> None:
+    def _workspace_vault(self, client: Any, opts: AzureOptions) -> str:
+        """The URL of the workspace's own Key Vault (its ARM id ends in /vaults/<name>)."""
+        ws = _call(lambda: client.workspaces.get(opts.workspace), "reading the workspace")
+        arm_id = str(getattr(ws, "key_vault", "") or "")
+        if "/vaults/" not in arm_id:
+            raise LauncherError(
+                f"Workspace {opts.workspace} names no Key Vault, and the spec lists secrets.",
+                "Set azure.key_vault to the Key Vault that should hold the job's secrets.",
+            )
+        return f"https://{arm_id.rsplit('/vaults/', 1)[1].strip('/')}.vault.azure.net"
+
+    def _store_secrets(self, plan: Plan, vault: str | None) -> None:
         """Store each secret's value in Key Vault; the job only holds references."""
         if not plan.secrets:
             return
@@ -464,7 +521,7 @@ class AzureMLBackend(CloudBackend):
         if missing:
             raise LauncherError(f"Secret {missing[0]} is not set in the environment.", f"Export {missing[0]} before launching.")
         keyvault = require("azure.keyvault.secrets", EXTRA)
-        client = keyvault.SecretClient(str(opts.vault_url()), self._credential_or_default(), **self._client_kwargs)
+        client = keyvault.SecretClient(str(vault), self._credential_or_default(), **self._client_kwargs)
         for name in plan.secrets:
             kv_name = secret_name(plan.spec.name, name)
             _call(lambda: client.set_secret(kv_name, env[name], tags={"launcher-spec": plan.spec.name}), f"storing secret {name} in Key Vault")

@@ -41,6 +41,7 @@ from launcher.limits import budget_runtime
 from launcher.lazy import require
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.spec import BUILTIN_DATASETS, JobSpec
+from launcher.storage.upload import data_target, stage_local_data
 
 __all__ = ["GcpOptions", "VertexBackend", "JOB_STATES", "secret_id", "parent_of"]
 
@@ -315,7 +316,8 @@ class VertexBackend(CloudBackend):
             "containerSpec": {
                 "imageUri": self.training_image(spec),
                 "command": list(ENTRYPOINT),
-                "args": EntrypointArgs.for_spec(spec, gpus=machine["gpus"], checkpoint_uri=spec.checkpoint.uri, max_runtime=timeout).to_argv(),
+                "args": EntrypointArgs.for_spec(spec, gpus=machine["gpus"], checkpoint_uri=spec.checkpoint.uri,
+                                                data=_container_data(spec), max_runtime=timeout).to_argv(),  # fmt: skip
                 "env": _env(spec, options),
             },
         }
@@ -345,6 +347,7 @@ class VertexBackend(CloudBackend):
                 f"The image {image} exists only on this machine; Vertex AI cannot pull it.",
                 "Push it with: launch image build --push -b gcp, then set image: to the pushed reference.",
             )
+        plan = stage_local_data(plan)  # a local data folder, uploaded once (content-keyed)
         if plan.secrets:
             self._store_secrets(plan, options)
         aiplatform = require("google.cloud.aiplatform_v1", "gcp")
@@ -554,6 +557,8 @@ def _output_directory(spec: JobSpec, options: GcpOptions, notes: list[str]) -> s
     """gs:// checkpoints: the run's folder, where Vertex points AIP_CHECKPOINT_DIR and AIP_MODEL_DIR."""
     uri = spec.checkpoint.uri
     _check_data(spec)
+    if not spec.command and (target := data_target(spec)):
+        notes.append(f"train.data {spec.train.data} is uploaded at submit to {target} (unchanged content is not sent again)")
     if uri and uri.startswith("gs://"):
         return f"{uri.rstrip('/')}/{spec.name}"
     if uri and uri.startswith(("s3://", "az://")):
@@ -573,12 +578,23 @@ def _output_directory(spec: JobSpec, options: GcpOptions, notes: list[str]) -> s
 
 def _check_data(spec: JobSpec) -> None:
     data = spec.train.data
-    if spec.command or data in BUILTIN_DATASETS or "://" in data or data.startswith("/gcs/"):
-        return
+    if spec.command or data in BUILTIN_DATASETS or "://" in data or data.startswith("/gcs/") or data_target(spec) is not None:
+        return  # data_target: a local folder with a remote store is uploaded at submit
     raise LauncherError(
         f"The training data {data} is on this machine, which Vertex AI jobs cannot reach.",
         "Upload it (gsutil -m cp -r DIR gs://bucket/data) and set train.data to the gs:// URI or its /gcs/bucket/data mount.",
     )
+
+
+def _container_data(spec: JobSpec) -> str | None:
+    """train.data as the container reads it, when it differs from the spec's: gs:// through the
+    Cloud Storage FUSE mount Vertex gives every job at /gcs/<bucket>/ (no download, no credentials);
+    a local folder from where submit uploads it. Other URIs (s3://, az://) the entrypoint fetches.
+    https://cloud.google.com/vertex-ai/docs/training/cloud-storage-file-system"""
+    data = data_target(spec) or spec.train.data
+    if data.startswith("gs://"):
+        return "/gcs/" + data.removeprefix("gs://")
+    return data if data != spec.train.data else None
 
 
 def _labels(spec: JobSpec, options: GcpOptions, job_name: str) -> dict[str, str]:

@@ -47,10 +47,11 @@ def _gcp_secret_manager(ref: str, environ: Mapping[str, str]) -> str:
 
 
 def _azure_key_vault(ref: str, environ: Mapping[str, str]) -> str:
-    identity = require("azure.identity", "azure")
+    from launcher.azure_identity import job_credential  # noqa: PLC0415 - the job's own identity, not the node's
+
     keyvault = require("azure.keyvault.secrets", "azure")
     vault, _, name = ref.partition("/secrets/")
-    client = keyvault.SecretClient(vault_url=vault, credential=identity.DefaultAzureCredential())
+    client = keyvault.SecretClient(vault_url=vault, credential=job_credential(environ))
     return client.get_secret(name.split("/")[0]).value
 
 

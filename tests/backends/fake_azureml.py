@@ -65,6 +65,7 @@ class FakeAzure(BaseAdapter):
     statuses: dict[str, list[str]] = field(default_factory=dict)  # job -> statuses returned in turn
     calls: list[Call] = field(default_factory=list)
     registry: str = "wsacr123"
+    vault: str = "wskv123"  # the workspace's own Key Vault
     reject_jobs: str = ""  # when set, job PUTs fail with this message (quota, bad field, ...)
 
     def __post_init__(self) -> None:
@@ -130,7 +131,8 @@ class FakeAzure(BaseAdapter):
         body = {
             "id": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}",
             "name": ws, "location": "eastus", "kind": "Default",
-            "properties": {"discoveryUrl": f"{REGIONAL}/discovery", "containerRegistry": registry, "workspaceId": "ws-guid"},
+            "properties": {"discoveryUrl": f"{REGIONAL}/discovery", "containerRegistry": registry, "workspaceId": "ws-guid",
+                           "keyVault": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{self.vault}"},
         }  # fmt: skip
         return 200, body, {}
 

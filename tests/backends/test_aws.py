@@ -267,7 +267,7 @@ def test_registry_finds_the_backend_by_alias() -> None:
         (dict(aws={"region": None}), r"needs a region.*aws\.region"),
         (dict(aws={"region": "us-east-9"}), r"not offered in region 'us-east-9'.*did you mean us-east-"),
         (dict(checkpoint={"uri": "/tmp/ckpts"}), r"local path.*s3://"),
-        (dict(train={"data": "/data/flowers"}), r"local folder.*aws s3 sync"),
+        (dict(train={"data": "/data/flowers"}), r"folder on this machine.*no remote store"),
         (dict(checkpoint={"uri": "s3://my-bucket/" + "x" * 300}), r"256"),
         (dict(resources={"spot": True}, aws={"keep_alive_s": 60}), r"warm pools.*spot"),
         (dict(resources={"gpus": 8, "gpu_type": "H100"}, limits={"max_cost": 1}), r"buys only"),

@@ -67,7 +67,7 @@ CASES: dict[str, dict[str, Any]] = {
     },
 }
 EXPECTED_REST = {  # case -> (instance count, instance type, inputs, outputs, timeout, queue settings)
-    "azure_1x1_gpu": (1, "Standard_NC24ads_A100_v4", {"data": "ReadOnlyMount"}, {"checkpoints": "ReadWriteMount"}, "PT4H", {"jobTier": "Standard"}),
+    "azure_1x1_gpu": (1, "Standard_NC24ads_A100_v4", {"data": "ReadOnlyMount"}, {}, "PT4H", {"jobTier": "Standard"}),
     "azure_2x4_low_priority": (2, None, {"data": "ReadOnlyMount"}, {"checkpoints": "ReadWriteMount"}, "PT4H5M5S", None),
     "azure_cpu_only": (1, "Standard_D4s_v3", {}, {}, "PT30M", {"jobTier": "Standard"}),
 }
@@ -142,7 +142,7 @@ def test_plan_follows_the_container_contract() -> None:
     payload = AzureMLBackend().plan(_spec(CASES["azure_1x1_gpu"]), job_id="run-7").request()
     args = entrypoint.parse_args(payload["command"].split()[3:])
     assert args.run_name == "digits"  # the run folder is the spec name, not the job id
-    assert args.checkpoint_uri == "${{outputs.checkpoints}}"  # Azure ML replaces it by the rw_mount path
+    assert args.checkpoint_uri == "az://checkpoints/runs"  # synced by the entrypoint, manifest layout
     assert (args.keep, args.gpus) == (2, 1)
     assert args.command[0] == "train" and "data=${{inputs.data}}" in args.command
     assert payload["inputs"]["data"]["path"] == "https://visiondata.blob.core.windows.net/datasets/digits"
@@ -236,10 +236,11 @@ def test_az_uri_needs_a_storage_account() -> None:
         AzureMLBackend().plan(spec)
 
 
-def test_secrets_need_a_key_vault() -> None:
+def test_secrets_without_a_key_vault_plan_with_the_workspaces_vault() -> None:
+    """A dry run needs no azure.key_vault: submit looks the workspace's Key Vault up."""
     spec = _with("azure_cpu_only", secrets=["HF_TOKEN"])
-    with pytest.raises(LauncherError, match="azure.key_vault"):
-        AzureMLBackend().plan(spec)
+    refs = json.loads(AzureMLBackend().plan(spec).request()["environment_variables"]["LAUNCHER_SECRET_REFS"])
+    assert refs == {"HF_TOKEN": "azure-kv:{workspace-key-vault}/secrets/digits-HF-TOKEN"}
 
 
 def test_bad_options_name_the_key() -> None:
@@ -262,7 +263,7 @@ def test_submit_sends_the_command_job_and_stores_secrets_in_key_vault(fake: Fake
     body = put.body["properties"]
     assert body["distribution"] == {"distributionType": "PyTorch", "processCountPerInstance": 1}
     assert body["resources"]["instanceType"] == "Standard_NC24ads_A100_v4"
-    assert body["outputs"]["checkpoints"]["mode"] == "ReadWriteMount"
+    assert not body.get("outputs")  # az:// checkpoints are synced by the entrypoint, not mounted
     assert body["environmentId"].endswith(fake.requests_to(r"/environments/", "PUT")[0].path)
     assert "s3cret-value" not in json.dumps(put.body)
     assert put.headers["Authorization"] == "Bearer fake-aad-token"

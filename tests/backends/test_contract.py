@@ -110,7 +110,7 @@ def test_secret_references_use_the_contracts_variable_and_form(backend: str) -> 
 @pytest.mark.parametrize(
     ("backend", "data", "seen"),
     [("aws", "s3://my-bucket/digits", "/opt/ml/input/data/train"), ("azure", "az://datasets/digits", "${{inputs.data}}"),
-     ("gcp", "gs://b/digits", "gs://b/digits"), ("local", "/srv/digits", "/data")],
+     ("gcp", "gs://b/digits", "/gcs/b/digits"), ("local", "/srv/digits", "/data")],  # gcp: Cloud Storage FUSE
 )  # fmt: skip
 def test_data_is_rewritten_by_one_rule(backend: str, data: str, seen: str) -> None:
     """The trainer's data= is where the backend put the data, and nothing else of the command changes."""

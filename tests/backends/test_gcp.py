@@ -191,7 +191,7 @@ def test_cheapest_machine_that_fits_is_chosen() -> None:
         ({"gcp": {"region": "us-central1"}}, "needs gcp.project"),
         ({"gcp": {"project": "demo-project"}}, "needs gcp.region"),
         ({"checkpoint": {"uri": "/srv/checkpoints"}}, "Use a gs://bucket/prefix URI"),
-        ({"train__data": "/srv/data/digits"}, "training data /srv/data/digits is on this machine"),
+        ({"train__data": "/srv/data/digits", "checkpoint__uri": None}, "/srv/data/digits is a folder on this machine, and the job has no remote store"),
         ({"limits": {"max_cost": 0.001}}, "buys only 5 s"),
     ],
 )

@@ -17,3 +17,11 @@ def test_a_user_assigned_identity_is_chosen_by_its_client_id() -> None:
 
 def test_otherwise_the_default_chain() -> None:
     assert type(job_credential({})).__name__ == "DefaultAzureCredential"
+
+
+def test_az_stores_in_a_user_identity_job_use_the_jobs_identity() -> None:
+    from launcher.storage.azure import default_client
+
+    client = default_client({"AZURE_STORAGE_ACCOUNT": "acct", IDENTITY_VARIABLE: USER_IDENTITY})
+    assert client.url.startswith("https://acct.blob.core.windows.net")
+    assert type(client.credential).__name__ == "AzureMLOnBehalfOfCredential"
