@@ -70,7 +70,7 @@ def estimate_cmd(
     if as_json:
         echo_json([r.to_dict() for r in rows])
         return
-    _print_rows(rows, spec, show_all)
+    _print_rows(rows, spec, show_all, job_file)
     if plot_file:
         click.echo(f"plot: {plot_file}", err=True)
 
@@ -115,7 +115,11 @@ def _shown(rows, show_all: bool) -> list:  # type: ignore[no-untyped-def, type-a
     return shown
 
 
-def _print_rows(rows, spec, show_all: bool = False) -> None:  # type: ignore[no-untyped-def]
+def _cloud_cpu_without_figure(r) -> bool:  # type: ignore[no-untyped-def]
+    return r.offer.backend != "local" and not r.offer.gpus and "no throughput figure" in str(r.error or "")
+
+
+def _print_rows(rows, spec, show_all: bool = False, job_file: str = "JOB.yaml") -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
 
     columns = ("backend", "instance", "GPUs", "$/h", "startup", "training", "total time", "total cost", "throughput", "catalog", "")
@@ -130,13 +134,19 @@ def _print_rows(rows, spec, show_all: bool = False) -> None:  # type: ignore[no-
     if hidden:
         out.print(f"{hidden} more options (larger instances of the same GPU type): --all shows them")
     reasons: dict[tuple[str, str], list[str]] = {}
+    # The per-GPU table has no CPU figures: one line on how to see cloud rows beats one error per backend.
+    cpu_only = [r for r in rows if _cloud_cpu_without_figure(r)]
     for r in rows:
-        if not r.ok:
+        if not r.ok and not _cloud_cpu_without_figure(r):
             error = str(r.error).replace(r.offer.instance, "{instance}") if r.offer.instance != "-" else str(r.error)
             reasons.setdefault((r.offer.backend, error), []).append("" if r.offer.instance == "-" else r.offer.instance)
     for (backend, error), instances in reasons.items():
         names = ", ".join(dict.fromkeys(i for i in instances if i))
         out.print(f"[yellow]{backend} {names}[/yellow]: {error.replace('{instance}', 'these instances')}")
+    if cpu_only:
+        backends = ", ".join(dict.fromkeys(r.offer.backend for r in cpu_only))
+        out.print(f"[yellow]{backends}[/yellow]: no CPU throughput figures (the table is per GPU); for cloud GPU rows run: "
+                  f"launch estimate {job_file} --set resources.gpus=1", soft_wrap=True)
     limits = spec.limits
     if limits.max_cost or limits.max_runtime:
         budget = f"max_cost ${limits.max_cost:.2f}" if limits.max_cost else ""

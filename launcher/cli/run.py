@@ -80,4 +80,15 @@ def _follow(job, as_json: bool) -> int:  # type: ignore[no-untyped-def]
     else:
         tail = f" ({status.message})" if status.message else ""
         click.echo(f"{job.id}: {status.state.value}{tail}", err=True)
+        _say_where_results_are(job)
     return status.result_code()
+
+
+def _say_where_results_are(job) -> None:  # type: ignore[no-untyped-def]
+    """The host paths of results.csv/results.png, when the run folder is on this machine."""
+    path = job.results_path()
+    if path is None:
+        return
+    found = [str(path.parent / name) for name in ("results.csv", "results.png") if (path.parent / name).exists()]
+    if found:
+        click.echo(f"results: {' and '.join(found)}", err=True)

@@ -134,6 +134,7 @@ class Trainer:
         self._optimizer()
         if state is not None:
             self._restore(state)
+        if state is not None and not self.already_finished(state):  # a finished run says only that, in fit()
             self.log(f"resuming from {resumed[0]}: epoch {self.epoch + 1}, step {self.step_in_epoch} of {self.steps_per_epoch}")
         return state
 

@@ -63,6 +63,7 @@ def test_resuming_a_finished_run_is_a_message_and_epochs_can_be_extended(tiny_da
     first.fit()
     again, out = _trainer(_cfg(tiny_data, epochs=1), tmp_path)
     assert again.fit() == 0 and "already finished" in out.getvalue()
+    assert "resuming from" not in out.getvalue()  # only the one line that matters
     longer, out = _trainer(_cfg(tiny_data, epochs=2), tmp_path)
     assert longer.fit() == 0
     assert "resuming from" in out.getvalue() and "epoch 2/2" in out.getvalue()
