@@ -34,6 +34,7 @@ from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, TextIO
 
 from pydantic import Field, field_validator
 
+from launcher import datasets
 from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Offer
 from launcher.contract import EntrypointArgs
 from launcher.entrypoint import TIMEOUT_EXIT
@@ -47,6 +48,7 @@ __all__ = [
 
 DATA_TARGET = "/data"
 CHECKPOINT_TARGET = "/checkpoints"
+DATA_CACHE_TARGET = "/var/cache/launcher-data"  # the host's remote-data cache, for data: s3:// / gs:// / az://
 STOP_GRACE_S = 30  # SIGTERM first, SIGKILL after this many seconds (docker stop's timeout)
 LOG_FILE, EXIT_FILE, STOPPED_FILE, TIMEOUT_FILE = "output.log", "exit_code", "stopped", "timed_out"
 # Secret values reach a container through a read-only file that a small shell shim sources
@@ -324,6 +326,7 @@ class LocalBackend(Backend):
         if payload.get("device_requests"):
             _require_nvidia_runtime(client)
         _prepare_mounts(payload.get("volumes", {}))
+        payload = _with_data_cache(payload)
         payload["environment"] = {k: v for k, v in payload["environment"].items() if v is not None}
         secrets_file = self._secrets_file(job_name, secrets) if secrets else None
         if secrets_file is not None:
@@ -600,6 +603,21 @@ def _with_secrets_file(client: Any, payload: dict[str, Any], path: Path) -> dict
         entrypoint = ["/bin/sh", "-c", entrypoint]
     volumes = {**payload.get("volumes", {}), str(path): {"bind": SECRETS_TARGET, "mode": "ro"}}
     return {**payload, "entrypoint": ["/bin/sh", "-c", SECRETS_SHIM, "launcher-secrets", *entrypoint], "volumes": volumes}
+
+
+def _with_data_cache(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload with this machine's data cache mounted when train.data is a remote URI.
+
+    The entrypoint fetches remote data into $LAUNCHER_DATA_DIR (launcher.storage.dataset); pointed
+    at the host's cache, a restarted container or the next job reuses the verified copy instead of
+    downloading it again, and a container running as the submitting user can write there.
+    """
+    if not any(str(a).startswith("data=") and datasets.is_remote(str(a)[5:]) for a in payload.get("command") or []):
+        return payload
+    cache = datasets.data_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    volumes = {**payload.get("volumes", {}), str(cache): {"bind": DATA_CACHE_TARGET, "mode": "rw"}}
+    return {**payload, "volumes": volumes, "environment": {**payload["environment"], "LAUNCHER_DATA_DIR": DATA_CACHE_TARGET}}
 
 
 def _prepare_mounts(volumes: Mapping[str, Mapping[str, str]]) -> None:
