@@ -21,6 +21,7 @@ from, so every epoch is read once.
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 from pathlib import Path
@@ -68,13 +69,13 @@ def _fmt(name: str, value: float) -> str:
     return f"{value:.6g}" if name == "lr" else f"{value:.4f}"
 
 
-class Reporter:
+class Reporter(abc.ABC):
     """One sink. `log` gets {metric: value} for one epoch; `flush` runs before each checkpoint is saved."""
 
     name = "reporter"
 
-    def log(self, epoch: int, values: Mapping[str, float]) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def log(self, epoch: int, values: Mapping[str, float]) -> None: ...
 
     def flush(self) -> None:
         pass
