@@ -58,11 +58,11 @@ from typing import Any, Callable, Iterator, Mapping
 from pydantic import Field, field_validator, model_validator
 
 from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Feature, Offer
+from launcher.catalog import select
 from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
-from launcher.limits import budget_runtime
 from launcher.plan import JobRef, JobState, JobStatus, Plan
-from launcher.spec import BUILTIN_DATASETS, JobSpec, Resources
+from launcher.spec import BUILTIN_DATASETS, JobSpec
 from launcher.storage.upload import data_target, stage_local_data
 from launcher.train.metrics import LOG_REGEXES
 
@@ -71,7 +71,6 @@ __all__ = [
     "AwsOptions",
     "sagemaker_job_name",
     "map_status",
-    "candidates",
     "LOG_GROUP",
     "CHECKPOINT_DIR",
     "CHECKPOINT_MIRROR",
@@ -183,49 +182,7 @@ def sagemaker_job_name(job_id: str) -> str:
 # ---------------------------------------------------------------- catalog
 
 
-def candidates(resources: Resources, catalog: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    """Catalog instances that fit `resources` (exact GPU count and type, enough vCPUs and memory)."""
-    found = []
-    for name, row in catalog["instances"].items():
-        if row["gpus"] != resources.gpus:
-            continue
-        if resources.gpu_type and (row.get("gpu_type") or "").upper() != resources.gpu_type:
-            continue
-        if resources.cpus and row["vcpus"] < resources.cpus:
-            continue
-        if resources.memory and row["memory_gib"] < resources.memory:
-            continue
-        found.append((name, row))
-    return found
-
-
-def _price(row: Mapping[str, Any], region: str, catalog: Mapping[str, Any]) -> tuple[Mapping[str, float], str]:
-    """The prices of `row` in `region`, else in the catalog's default region (and which region that was)."""
-    prices = row["prices"]
-    if region in prices:
-        return prices[region], region
-    default = catalog["default_region"]
-    return prices[default], default
-
-
-def _no_fit(resources: Resources, catalog: Mapping[str, Any]) -> LauncherError:
-    kind = resources.gpu_type or "any type"
-    if resources.gpus:
-        same_type = [r for r in catalog["instances"].values() if not resources.gpu_type or r.get("gpu_type") == resources.gpu_type]
-        counts = sorted({r["gpus"] for r in same_type if r["gpus"]})
-        if counts and resources.gpus not in counts:
-            return LauncherError(
-                f"No SageMaker instance has exactly {resources.gpus} {kind} GPUs per node; they come with {', '.join(map(str, counts))}.",
-                "Set resources.gpus to one of those (and resources.nodes for more), or name aws.instance_type.",
-            )
-        types = sorted({str(r.get("gpu_type")) for r in catalog["instances"].values() if r["gpus"]})
-        if resources.gpu_type and resources.gpu_type not in types:
-            return LauncherError(f"SageMaker has no {resources.gpu_type} GPUs in the catalog.", f"Use resources.gpu_type: one of {', '.join(types)}.")
-    return LauncherError(
-        f"No SageMaker instance in the catalog fits {resources.gpus} {kind} GPU(s), "
-        f"{resources.cpus or 'any'} vCPUs and {resources.memory or 'any'} GiB.",
-        "Lower resources.cpus / resources.memory, or name aws.instance_type.",
-    )
+CLOUD = select.Cloud("SageMaker", "training instance type", "aws.instance_type")
 
 
 # ---------------------------------------------------------------- status
@@ -327,10 +284,11 @@ class SageMakerBackend(CloudBackend):
         opts: AwsOptions = self.options(spec)  # type: ignore[assignment]
         region, role = self._region(opts), self._role(opts)
         job = sagemaker_job_name(job_id or spec.name)
-        instance, row, gpus = self._instance(spec, opts)
         notes: list[str] = []
+        choice = self._instance(spec, opts, notes)
+        instance, gpus = choice.name, choice.gpus
         data_arg, channels = self._data(spec, notes)
-        stopping = self._stopping(spec, opts, row, region, notes)
+        stopping = self._stopping(spec, opts, choice, notes)
         limited = spec.limits.max_runtime or spec.limits.max_cost
         max_runtime = stopping["MaxRuntimeInSeconds"] if limited else None
         request: dict[str, Any] = {
@@ -356,8 +314,6 @@ class SageMakerBackend(CloudBackend):
             request["EnableManagedSpotTraining"] = True
             if not spec.checkpoint.uri:
                 notes.append("spot without checkpoint.uri: after an interruption SageMaker restarts training from scratch")
-        if gpus and not spec.resources.gpus:
-            notes.append(f"resources.gpus is 0; the job uses all {gpus} GPU(s) of {instance}")
         if opts.subnets:
             request["VpcConfig"] = {"Subnets": list(opts.subnets), "SecurityGroupIds": list(opts.security_group_ids)}
         if opts.max_retries:
@@ -386,37 +342,11 @@ class SageMakerBackend(CloudBackend):
             )
         return opts.role_arn
 
-    def _instance(self, spec: JobSpec, opts: AwsOptions) -> tuple[str, Mapping[str, Any], int]:
-        """(instance type, catalog row, GPUs per node) for the spec."""
-        res, instances = spec.resources, self.catalog["instances"]
+    def _instance(self, spec: JobSpec, opts: AwsOptions, notes: list[str]) -> select.Choice:
+        """The named instance type, else the cheapest that fits (launcher.catalog.select)."""
         if opts.instance_type:
-            return self._named_instance(res, opts.instance_type, instances)
-        fits = candidates(res, self.catalog)
-        if not fits:
-            raise _no_fit(res, self.catalog)
-        region = opts.region or self.catalog["default_region"]
-        name, row = min(fits, key=lambda item: (_price(item[1], region, self.catalog)[0]["on_demand"], item[0]))
-        return name, row, row["gpus"]
-
-    def _named_instance(self, res: Resources, name: str, instances: Mapping[str, Any]) -> tuple[str, Mapping[str, Any], int]:
-        if name not in instances:
-            close = difflib.get_close_matches(name, list(instances), n=3)
-            hint = f"did you mean {' or '.join(close)}?" if close else "`launch estimate -b aws` lists the known types."
-            raise LauncherError(f"'{name}' is not a SageMaker training instance type in the catalog.", f"Fix aws.instance_type; {hint}")
-        row = instances[name]
-        if res.gpus and row["gpus"] != res.gpus:
-            raise LauncherError(
-                f"{name} has {row['gpus']} GPU(s) per node but resources.gpus asks for {res.gpus}.",
-                f"Set resources.gpus to {row['gpus']}, or pick an instance type with {res.gpus} GPUs.",
-            )
-        if res.gpu_type and row["gpus"] and row.get("gpu_type") != res.gpu_type:
-            raise LauncherError(f"{name} has {row.get('gpu_type')} GPUs, not {res.gpu_type}.", "Fix resources.gpu_type or aws.instance_type.")
-        if (res.cpus and row["vcpus"] < res.cpus) or (res.memory and row["memory_gib"] < res.memory):
-            raise LauncherError(
-                f"{name} has {row['vcpus']} vCPUs and {row['memory_gib']} GiB, less than resources asks for.",
-                "Lower resources.cpus / resources.memory, or pick a larger aws.instance_type.",
-            )
-        return name, row, row["gpus"]
+            return select.named(self.catalog, opts.instance_type, spec.resources, opts.region, CLOUD, notes)
+        return select.choose(self.catalog, spec.resources, opts.region, CLOUD)
 
     def _image(self, spec: JobSpec, opts: AwsOptions, notes: list[str]) -> str:
         """The ECR image; a non-ECR image still plans (so --dry-run works) but cannot be submitted."""
@@ -476,13 +406,15 @@ class SageMakerBackend(CloudBackend):
             config["KeepAlivePeriodInSeconds"] = opts.keep_alive_s
         return config
 
-    def _stopping(self, spec: JobSpec, opts: AwsOptions, row: Mapping[str, Any], region: str, notes: list[str]) -> dict[str, int]:
+    def _stopping(self, spec: JobSpec, opts: AwsOptions, choice: select.Choice, notes: list[str]) -> dict[str, int]:
         # Limits: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_StoppingCondition.html
-        runtime = spec.limits.max_runtime or DEFAULT_RUNTIME_S
-        if runtime > MAX_RUNTIME_S:
-            raise LauncherError(f"limits.max_runtime is {runtime} s; SageMaker allows at most 28 days.", "Lower limits.max_runtime to 28d or less.")
-        if spec.limits.max_cost:
-            runtime = self._budget_runtime(spec, row, region, runtime, notes)
+        asked = spec.limits.max_runtime
+        if asked and asked > MAX_RUNTIME_S:
+            raise LauncherError(f"limits.max_runtime is {asked} s; SageMaker allows at most 28 days.", "Lower limits.max_runtime to 28d or less.")
+        select.price_note(choice, opts.region, notes)
+        limit = select.runtime_limit(spec, choice, notes)
+        # without limits.max_runtime, SageMaker's own default still bounds a budget-capped runtime
+        runtime = limit if asked else min(limit or DEFAULT_RUNTIME_S, DEFAULT_RUNTIME_S)
         condition = {"MaxRuntimeInSeconds": runtime}
         if spec.resources.spot:
             wait = opts.max_wait_s or 2 * runtime
@@ -492,14 +424,6 @@ class SageMakerBackend(CloudBackend):
                 )
             condition["MaxWaitTimeInSeconds"] = wait
         return condition
-
-    def _budget_runtime(self, spec: JobSpec, row: Mapping[str, Any], region: str, runtime: int, notes: list[str]) -> int:
-        """Never run longer than max_cost buys at the catalog price (the spot price for spot jobs)."""
-        prices, used = _price(row, region, self.catalog)
-        if used != region:
-            notes.append(f"no catalog price for {region}; the budget limit uses {used} prices")
-        capped = budget_runtime(spec, prices["spot" if spec.resources.spot else "on_demand"], "instance", notes)
-        return min(runtime, capped) if capped else runtime
 
     def _output(self, opts: AwsOptions, region: str, role: str, notes: list[str]) -> str:
         if opts.output_uri:
@@ -569,14 +493,14 @@ class SageMakerBackend(CloudBackend):
         except Exception as exc:  # botocore errors, mapped to one sentence and a fix
             raise _aws_error(exc, f"create SageMaker job {plan.job_name}") from None
         instance = request["ResourceConfig"]["InstanceType"]
-        prices, _ = _price(self.catalog["instances"][instance], region or "", self.catalog)
+        on_demand = select.price(instance, self.catalog, region, spot=False).on_demand
         extra = {
             "region": region,
             "arn": response.get("TrainingJobArn", ""),
             "instance_type": instance,
             "instance_count": request["ResourceConfig"]["InstanceCount"],
             "spot": bool(request.get("EnableManagedSpotTraining")),
-            "on_demand_per_hour": prices["on_demand"],
+            "on_demand_per_hour": on_demand,
         }
         return JobRef(plan.job_name, self.name, plan.job_name, extra)
 
@@ -711,30 +635,23 @@ class SageMakerBackend(CloudBackend):
     def offers(self, spec: JobSpec) -> list[Offer]:
         """One row per catalog instance that fits, priced in the spec's region (or the catalog's default)."""
         opts: AwsOptions = self.options(spec)  # type: ignore[assignment]
-        if opts.instance_type:
-            name, row, _ = self._named_instance(spec.resources, opts.instance_type, self.catalog["instances"])
-            fits = [(name, row)]
-        else:
-            fits = candidates(spec.resources, self.catalog)
-        region = opts.region or self.catalog["default_region"]
-        rows = [self._offer(spec, name, row, region) for name, row in fits]
-        return sorted(rows, key=lambda o: (o.price_per_hour, o.instance))
+        names = [self._instance(spec, opts, []).name] if opts.instance_type else None
+        return [self._offer(spec, choice) for choice in select.offer_rows(self.catalog, spec.resources, opts.region, names)]
 
-    def _offer(self, spec: JobSpec, name: str, row: Mapping[str, Any], region: str) -> Offer:
-        prices, used = _price(row, region, self.catalog)
-        spot = spec.resources.spot
+    def _offer(self, spec: JobSpec, choice: select.Choice) -> Offer:
+        row, spot = choice.row, spec.resources.spot
         return Offer(
             backend=self.name,
-            instance=name,
+            instance=choice.name,
             gpu_type=row.get("gpu_type"),
             gpus=row["gpus"],
             nodes=spec.resources.nodes,
-            price_per_hour=prices["spot" if spot else "on_demand"],
+            price_per_hour=float(choice.price or 0.0),
             spot=spot,
-            region=used,
+            region=choice.region,
             startup_s=float(self.catalog.get("startup_s", 0)),
-            details={"vcpus": row["vcpus"], "memory_gib": row["memory_gib"], "on_demand": prices["on_demand"],
-                     "spot_estimate": prices["spot"], "catalog_date": self.catalog.get("date", "")},
+            details={"vcpus": row["vcpus"], "memory_gib": row["memory_gib"], "on_demand": choice.on_demand,
+                     "spot_estimate": row["prices"][choice.region].get("spot"), "catalog_date": self.catalog.get("date", "")},
         )  # fmt: skip
 
     def push_image(self, local_image: str, docker_client: object) -> str:

@@ -33,7 +33,6 @@ which `submit` loads with `azure.ai.ml.load_job` and sends with
 
 from __future__ import annotations
 
-import difflib
 import io
 import json
 import os
@@ -48,9 +47,9 @@ from pydantic import Field, field_validator
 
 from launcher.azure_identity import IDENTITY_VARIABLE, USER_IDENTITY
 from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Feature, Offer
+from launcher.catalog import select
 from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
-from launcher.limits import budget_runtime
 from launcher.lazy import require
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.spec import BUILTIN_DATASETS, JobSpec
@@ -61,7 +60,6 @@ __all__ = [
     "AzureOptions",
     "STATES",
     "acr_refresh_token",
-    "choose_instance",
     "job_from_payload",
     "log_files",
     "secret_name",
@@ -168,65 +166,7 @@ def storage_path(uri: str, opts: AzureOptions) -> str | None:
     return f"https://{opts.storage_account}.blob.core.windows.net/{uri.removeprefix('az://')}"
 
 
-def _instances(catalog: Mapping[str, Any]) -> Mapping[str, Any]:
-    return catalog["instances"]
-
-
-def _price(row: Mapping[str, Any], region: str, spot: bool) -> float | None:
-    prices = row["prices"].get(region)
-    if not prices:
-        return None
-    return prices["spot" if spot else "on_demand"]
-
-
-def _fits(row: Mapping[str, Any], spec: JobSpec) -> bool:
-    res = spec.resources
-    if row["gpus"] != res.gpus:
-        return False
-    if res.gpu_type and row.get("gpu_type") != res.gpu_type:
-        return False
-    return (res.cpus or 0) <= row["vcpus"] and (res.memory or 0) <= row["memory_gib"]
-
-
-def choose_instance(spec: JobSpec, opts: AzureOptions, catalog: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
-    """The VM size: the one named in the options (checked), else the cheapest that fits `resources`."""
-    instances = _instances(catalog)
-    region = opts.region or catalog["default_region"]
-    if opts.instance_type:
-        return opts.instance_type, _named_instance(opts.instance_type, spec, instances)
-    fitting = [(name, row) for name, row in instances.items() if _fits(row, spec) and _price(row, region, False)]
-    if not fitting:
-        res = spec.resources
-        want = f"{res.gpus} x {res.gpu_type or 'any'} GPU" if res.gpus else "a CPU-only VM"
-        raise LauncherError(
-            f"No Azure ML VM size in the catalog for {region} has {want} per node within the cpus/memory asked.",
-            "Change resources (gpus per node: 1, 2, 4 or 8) or name one with azure.instance_type.",
-        )
-    return min(fitting, key=lambda item: _price(item[1], region, False) or 0.0)
-
-
-def _named_instance(name: str, spec: JobSpec, instances: Mapping[str, Any]) -> Mapping[str, Any]:
-    row = instances.get(name)
-    if row is None:
-        close = difflib.get_close_matches(name, list(instances), n=1, cutoff=0.6)
-        hint = f"Did you mean '{close[0]}'?" if close else f"Known sizes: {', '.join(sorted(instances))}."
-        raise LauncherError(f"azure.instance_type '{name}' is not an Azure ML VM size in the catalog.", hint)
-    if row["gpus"] != spec.resources.gpus:
-        raise LauncherError(
-            f"azure.instance_type {name} has {row['gpus']} GPU(s) per node, but resources.gpus is {spec.resources.gpus}.",
-            f"Set resources.gpus to {row['gpus']} or choose another size.",
-        )
-    return row
-
-
-def _timeout(spec: JobSpec, price: float | None) -> tuple[int | None, list[str]]:
-    """limits.timeout in seconds: max_runtime, capped so the VM cost stays within max_cost."""
-    notes: list[str] = []
-    if price:
-        return budget_runtime(spec, price, "VM", notes), notes
-    if spec.limits.max_cost:
-        notes.append("max_cost cannot cap the runtime: the cluster's VM price is unknown; set azure.instance_type to its VM size")
-    return spec.limits.max_runtime, notes
+CLOUD = select.Cloud("Azure ML", "VM size", "azure.instance_type")
 
 
 def _checkpoint(spec: JobSpec, opts: AzureOptions) -> tuple[dict[str, Any], str | None, list[str]]:
@@ -382,22 +322,28 @@ class AzureMLBackend(CloudBackend):
                 "Add them to the spec's azure section, e.g. subscription_id: ${AZURE_SUBSCRIPTION_ID}.",
             )
         job_name = job_id or spec.name
-        catalog = self.catalog
-        instance, row = self._instance(spec, opts, catalog)
-        price = _price(row, opts.region or catalog["default_region"], spec.resources.spot) if row else None
-        timeout, timeout_notes = _timeout(spec, price)
+        size_notes: list[str] = []
+        choice = self._instance(spec, opts, size_notes)
+        if choice:
+            select.price_note(choice, opts.region, size_notes)
+        elif spec.limits.max_cost:
+            size_notes.append("max_cost cannot cap the runtime: the cluster's VM price is unknown; set azure.instance_type to its VM size")
+        timeout = select.runtime_limit(spec, choice, size_notes) if choice else spec.limits.max_runtime
         # One process per GPU: the VM size's GPUs when known; on a cluster that decides the size,
         # the GPUs asked for, else all the node has (the entrypoint counts them).
-        gpus = row["gpus"] if row else (spec.resources.gpus or None)
-        payload, notes = self._payload(spec, opts, job_name, instance, gpus, timeout)
+        gpus = choice.gpus if choice else (spec.resources.gpus or None)
+        payload, notes = self._payload(spec, opts, job_name, choice.name if choice else "", gpus, timeout)
         if timeout:
             payload["limits"] = {"timeout": timeout}
-        return Plan(self.name, job_name, spec, payload, secrets=tuple(spec.secrets), notes=(*notes, *timeout_notes))
+        return Plan(self.name, job_name, spec, payload, secrets=tuple(spec.secrets), notes=(*notes, *size_notes))
 
-    def _instance(self, spec: JobSpec, opts: AzureOptions, catalog: Mapping[str, Any]) -> tuple[str, Mapping[str, Any] | None]:
-        if opts.compute and not opts.instance_type:
-            return "", None  # the cluster decides the VM size
-        return choose_instance(spec, opts, catalog)
+    def _instance(self, spec: JobSpec, opts: AzureOptions, notes: list[str]) -> select.Choice | None:
+        """The named VM size, else the cheapest that fits (launcher.catalog.select); None: the cluster decides."""
+        if opts.instance_type:
+            return select.named(self.catalog, opts.instance_type, spec.resources, opts.region, CLOUD, notes)
+        if opts.compute:
+            return None
+        return select.choose(self.catalog, spec.resources, opts.region, CLOUD)
 
     def _payload(
         self, spec: JobSpec, opts: AzureOptions, job_name: str, instance: str, gpus: int | None, timeout: int | None
@@ -572,19 +518,14 @@ class AzureMLBackend(CloudBackend):
 
     def offers(self, spec: JobSpec) -> list[Offer]:
         opts: AzureOptions = self.options(spec)  # type: ignore[assignment]
-        catalog = self.catalog
-        region = opts.region or catalog["default_region"]
-        names = [opts.instance_type] if opts.instance_type else list(_instances(catalog))
+        named = self._instance(spec, opts, []) if opts.instance_type else None
         rows = []
-        for name in names:
-            row = _named_instance(name, spec, _instances(catalog)) if opts.instance_type else _instances(catalog)[name]
-            price = _price(row, region, spec.resources.spot)
-            if price is None or not (opts.instance_type or _fits(row, spec)):
-                continue
-            details = {"vcpus": row["vcpus"], "memory_gib": row["memory_gib"], "catalog_date": catalog["date"]}
-            rows.append(Offer(self.name, name, row.get("gpu_type"), row["gpus"], spec.resources.nodes, price,
-                              spot=spec.resources.spot, region=region, startup_s=float(catalog["startup_s"]), details=details))  # fmt: skip
-        return sorted(rows, key=lambda offer: offer.price_per_hour)
+        for choice in select.offer_rows(self.catalog, spec.resources, opts.region, [named.name] if named else None):
+            row = choice.row
+            details = {"vcpus": row["vcpus"], "memory_gib": row["memory_gib"], "catalog_date": self.catalog["date"]}
+            rows.append(Offer(self.name, choice.name, row.get("gpu_type"), row["gpus"], spec.resources.nodes, float(choice.price or 0.0),
+                              spot=spec.resources.spot, region=choice.region, startup_s=float(self.catalog["startup_s"]), details=details))  # fmt: skip
+        return rows
 
     def push_image(self, local_image: str, docker_client: object) -> str:
         """Tag and push to the workspace's Azure Container Registry, logging in with an ACR token."""

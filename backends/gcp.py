@@ -35,17 +35,17 @@ from typing import Any, Iterator, Literal, Mapping
 from pydantic import Field, field_validator
 
 from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer
+from launcher.catalog import select
 from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
-from launcher.limits import budget_runtime
 from launcher.lazy import require
 from launcher.plan import JobRef, JobState, JobStatus, Plan
-from launcher.spec import BUILTIN_DATASETS, JobSpec
+from launcher.spec import BUILTIN_DATASETS, JobSpec, Resources
 from launcher.storage.upload import data_target, stage_local_data
 
 __all__ = ["GcpOptions", "VertexBackend", "JOB_STATES", "secret_id", "parent_of"]
 
-VCPUS_PER_GPU = 4
+CLOUD = select.Cloud("Vertex AI", "machine", "gcp.machine_type")
 _LABEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _TENSORBOARD_RE = re.compile(r"^projects/[^/]+/locations/[^/]+/tensorboards/[0-9]+$")
@@ -209,13 +209,13 @@ class VertexBackend(CloudBackend):
         options = self.options(spec)
         _require_location(options)
         job_name = job_id or spec.name
-        machine = self.machine(spec, options)
-        notes = [f"parent: {parent_of(options)}", f"machine: {machine['name']} x {spec.resources.nodes} node(s)"]
+        notes = [f"parent: {parent_of(options)}"]
+        machine = self.machine(spec, options, notes)
+        notes.append(f"machine: {machine.name} x {spec.resources.nodes} node(s)")
         if _local_image(self.training_image(spec)):
             notes.append(f"image {spec.image} is a local name; push it first: launch image build --push -b gcp")
-        if options.region not in self.catalog["regions"]:
-            notes.append(f"no catalog prices for {options.region}: {self.catalog['default_region']} prices used")
-        timeout = self._timeout(spec, options, machine, notes)
+        select.price_note(machine, options.region, notes)
+        timeout = select.runtime_limit(spec, machine, notes)
         job_spec: dict[str, Any] = {"workerPoolSpecs": self._pools(spec, options, machine, timeout)}
         output = _output_directory(spec, options, notes)
         if output:
@@ -232,13 +232,22 @@ class VertexBackend(CloudBackend):
         payload = {"displayName": job_name, "jobSpec": job_spec, "labels": _labels(spec, options, job_name)}
         return Plan(self.name, job_name, spec, payload, secrets=tuple(spec.secrets), notes=tuple(notes))
 
-    def machine(self, spec: JobSpec, options: GcpOptions) -> dict[str, Any]:
-        """The catalog instance (machine type + accelerator + count) this spec runs on."""
+    def machine(self, spec: JobSpec, options: GcpOptions, notes: list[str] | None = None) -> select.Choice:
+        """The catalog instance (machine type + accelerator + count) this spec runs on (launcher.catalog.select)."""
+        res = self._resources(spec, options)
         if options.machine_type:
-            return self._named_machine(spec, options)
-        return self._cheapest_machine(spec, options)
+            return select.named(self.catalog, self._named_machine(spec, options), res, options.region, CLOUD, notes)
+        return select.choose(self.catalog, res, options.region, CLOUD)
 
-    def _named_machine(self, spec: JobSpec, options: GcpOptions) -> dict[str, Any]:
+    def _resources(self, spec: JobSpec, options: GcpOptions) -> Resources:
+        """spec.resources, with gcp.accelerator_type as the GPU type it stands for."""
+        if not options.accelerator_type:
+            return spec.resources
+        enum = _accelerator_enum(self.catalog, options.accelerator_type)
+        return spec.resources.model_copy(update={"gpu_type": self.catalog["accelerators"][enum]["gpu_type"]})
+
+    def _named_machine(self, spec: JobSpec, options: GcpOptions) -> str:
+        """Vertex's own part: a machine type and accelerator expand into one catalog instance."""
         machine_type = str(options.machine_type)
         info = self.catalog["machine_types"].get(machine_type)
         if info is None:
@@ -247,6 +256,9 @@ class VertexBackend(CloudBackend):
                 f"Use one of: {', '.join(self.catalog['machine_types'])}, or leave gcp.machine_type out to choose from resources.",
             )
         gpus = spec.resources.gpus
+        options_for = [(a, n) for a, counts in info["accelerators"].items() for n in counts]
+        if not gpus and info.get("gpu_required") and len(options_for) == 1:
+            return self._instance_for(machine_type, *options_for[0], info)  # gpus: 0 takes the machine's own GPUs
         wanted = options.accelerator_type or spec.resources.gpu_type
         accel = _accelerator_enum(self.catalog, wanted) if wanted else None
         if gpus and accel is None and len(info["accelerators"]) == 1:
@@ -258,10 +270,10 @@ class VertexBackend(CloudBackend):
             )
         return self._instance_for(machine_type, accel if gpus else None, gpus, info)
 
-    def _instance_for(self, machine_type: str, accel: str | None, gpus: int, info: Mapping[str, Any]) -> dict[str, Any]:
+    def _instance_for(self, machine_type: str, accel: str | None, gpus: int, info: Mapping[str, Any]) -> str:
         for name, inst in self.catalog["instances"].items():
             if inst["machine_type"] == machine_type and inst["accelerator_type"] == accel and inst["gpus"] == gpus:
-                return {"name": name, **inst}
+                return name
         allowed = "; ".join(f"{t}: {', '.join(map(str, counts))}" for t, counts in info["accelerators"].items())
         if accel and accel not in info["accelerators"]:
             raise LauncherError(f"{machine_type} cannot take {accel}.", f"It allows {allowed or 'no accelerators'}.")
@@ -269,46 +281,12 @@ class VertexBackend(CloudBackend):
         hint = "set resources.gpus to an allowed count" if info.get("gpu_required") or gpus else "pick another machine type"
         raise LauncherError(f"{machine_type} does not allow {what}.", f"It allows {allowed} GPUs per node: {hint}.")
 
-    def _cheapest_machine(self, spec: JobSpec, options: GcpOptions) -> dict[str, Any]:
-        fits = self._fitting(spec, options)
-        if not fits:
-            raise LauncherError(*self._no_fit(spec, self._wanted_accelerator(spec, options)))
-        region = _price_region(self.catalog, options.region)
-        return min(fits, key=lambda inst: (_price(inst, region, spec.resources.spot) or float("inf"), inst["name"]))
-
-    def _wanted_accelerator(self, spec: JobSpec, options: GcpOptions) -> str | None:
-        wanted = options.accelerator_type or spec.resources.gpu_type
-        return _accelerator_enum(self.catalog, wanted) if wanted else None
-
-    def _fitting(self, spec: JobSpec, options: GcpOptions) -> list[dict[str, Any]]:
-        """Catalog instances with exactly the requested GPUs and at least the requested vCPUs and memory."""
-        res = spec.resources
-        accel = self._wanted_accelerator(spec, options) if res.gpus else None
-        # Without resources.cpus, ask for 4 vCPUs per GPU so data loading keeps the GPUs busy.
-        cpus = res.cpus or VCPUS_PER_GPU * res.gpus
-        return [
-            {"name": name, **inst}
-            for name, inst in self.catalog["instances"].items()
-            if inst["gpus"] == res.gpus and (accel is None or inst["accelerator_type"] == accel)
-            and inst["vcpus"] >= cpus and inst["memory_gib"] >= (res.memory or 0)
-        ]  # fmt: skip
-
-    def _no_fit(self, spec: JobSpec, accel: str | None) -> tuple[str, str]:
-        res = spec.resources
-        counts = sorted({i["gpus"] for i in self.catalog["instances"].values() if accel is None or i["accelerator_type"] == accel} - {0})
-        what = f"{res.gpus} x {accel or 'GPU'}" if res.gpus else "a CPU-only machine"
-        extra = f" with {res.cpus} vCPUs" if res.cpus else ""
-        extra += f" and {res.memory:g} GiB" if res.memory else ""
-        return (
-            f"No Vertex AI machine type in the catalog offers {what}{extra} per node.",
-            f"Use one of these GPU counts per node for {accel or 'GPUs'}: {', '.join(map(str, counts))}; or lower cpus/memory.",
-        )
-
-    def _pools(self, spec: JobSpec, options: GcpOptions, machine: Mapping[str, Any], timeout: int | None) -> list[dict[str, Any]]:
-        machine_spec: dict[str, Any] = {"machineType": machine["machine_type"]}
-        if machine["accelerator_type"]:
-            machine_spec["acceleratorType"] = machine["accelerator_type"]
-            machine_spec["acceleratorCount"] = machine["accelerator_count"]
+    def _pools(self, spec: JobSpec, options: GcpOptions, machine: select.Choice, timeout: int | None) -> list[dict[str, Any]]:
+        row = machine.row
+        machine_spec: dict[str, Any] = {"machineType": row["machine_type"]}
+        if row["accelerator_type"]:
+            machine_spec["acceleratorType"] = row["accelerator_type"]
+            machine_spec["acceleratorCount"] = row["accelerator_count"]
         pool = {
             "machineSpec": machine_spec,
             "replicaCount": "1",  # int64 -> JSON string
@@ -316,7 +294,7 @@ class VertexBackend(CloudBackend):
             "containerSpec": {
                 "imageUri": self.training_image(spec),
                 "command": list(ENTRYPOINT),
-                "args": EntrypointArgs.for_spec(spec, gpus=machine["gpus"], checkpoint_uri=spec.checkpoint.uri,
+                "args": EntrypointArgs.for_spec(spec, gpus=machine.gpus, checkpoint_uri=spec.checkpoint.uri,
                                                 data=_container_data(spec), max_runtime=timeout).to_argv(),  # fmt: skip
                 "env": _env(spec, options),
             },
@@ -325,16 +303,6 @@ class VertexBackend(CloudBackend):
         if spec.resources.nodes > 1:  # pool 0 must hold exactly one replica: the chief
             pools.append({**pool, "replicaCount": str(spec.resources.nodes - 1)})
         return pools
-
-    def _timeout(self, spec: JobSpec, options: GcpOptions, machine: Mapping[str, Any], notes: list[str]) -> int | None:
-        timeout = spec.limits.max_runtime
-        if spec.limits.max_cost is None:
-            return timeout
-        price = _price(machine, _price_region(self.catalog, options.region), spec.resources.spot)
-        if not price:
-            notes.append(f"max_cost not enforced: no catalog price for {machine['name']} in {options.region}")
-            return timeout
-        return budget_runtime(spec, price, machine["name"], notes)
 
     # ------------------------------------------------------------ submit / follow
 
@@ -400,26 +368,20 @@ class VertexBackend(CloudBackend):
     # ------------------------------------------------------------ offers, image, check
 
     def offers(self, spec: JobSpec) -> list[Offer]:
+        """Fitting machines priced in the spec's region, or in every catalog region when it names none."""
         options = self.options(spec)
         regions = [options.region] if options.region else list(self.catalog["regions"])
-        if options.machine_type:
-            candidates = [self._named_machine(spec, options)]
-        else:
-            candidates = self._fitting(spec, options)
-        rows = []
-        for inst in candidates:
-            for region in regions:
-                priced_at = _price_region(self.catalog, region)  # a region missing from the catalog: default prices
-                price = _price(inst, priced_at, spec.resources.spot)
-                if price:
-                    rows.append(self._offer(spec, inst, region, price, priced_at))
+        names = [self.machine(spec, options).name] if options.machine_type else None
+        res = self._resources(spec, options)
+        rows = [self._offer(spec, c, region) for region in regions for c in select.offer_rows(self.catalog, res, region, names)]
         return sorted(rows, key=lambda o: (o.price_per_hour, o.instance, o.region))
 
-    def _offer(self, spec: JobSpec, inst: Mapping[str, Any], region: str, price: float, priced_at: str) -> Offer:
+    def _offer(self, spec: JobSpec, choice: select.Choice, region: str) -> Offer:
+        inst = choice.row
         details = {k: inst[k] for k in ("machine_type", "accelerator_type", "accelerator_count", "vcpus", "memory_gib")}
-        details["price_region"] = priced_at
+        details["price_region"] = choice.region
         return Offer(
-            self.name, inst["name"], inst["gpu_type"], inst["gpus"], spec.resources.nodes, price,
+            self.name, choice.name, inst["gpu_type"], inst["gpus"], spec.resources.nodes, float(choice.price or 0.0),
             spec.resources.spot, region, float(self.catalog.get("startup_s", 0)), details,
         )  # fmt: skip
 
@@ -599,15 +561,6 @@ def _container_data(spec: JobSpec) -> str | None:
 
 def _labels(spec: JobSpec, options: GcpOptions, job_name: str) -> dict[str, str]:
     return {"launcher-job": _label_value(job_name), "launcher-spec": _label_value(spec.name), **options.labels}
-
-
-def _price_region(catalog: Mapping[str, Any], region: str | None) -> str:
-    return region if region in catalog["regions"] else str(catalog["default_region"])
-
-
-def _price(inst: Mapping[str, Any], region: str, spot: bool) -> float | None:
-    prices = inst["prices"].get(region)
-    return None if prices is None else prices.get("spot" if spot else "on_demand")
 
 
 # ---------------------------------------------------------------- client helpers

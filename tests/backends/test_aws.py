@@ -258,7 +258,7 @@ def test_registry_finds_the_backend_by_alias() -> None:
 @pytest.mark.parametrize(
     "over, message",
     [
-        (dict(aws={"instance_type": "ml.g5.xlrge"}), r"not a SageMaker training instance type.*did you mean ml\.g5\.xlarge"),
+        (dict(aws={"instance_type": "ml.g5.xlrge"}), r"not a training instance type in the SageMaker catalog.*did you mean ml\.g5\.xlarge"),
         (dict(resources={"gpus": 2}, aws={"instance_type": "ml.g5.xlarge"}), r"ml\.g5\.xlarge has 1 GPU\(s\) per node but resources\.gpus asks for 2"),
         (dict(resources={"cpus": 16}, aws={"instance_type": "ml.g5.xlarge"}), r"ml\.g5\.xlarge has 4 vCPUs"),
         (dict(resources={"gpus": 3}), r"exactly 3 any type GPUs per node; they come with 1, 4, 8"),
