@@ -16,7 +16,8 @@
 #    PIP_ARGS as build arguments.
 #
 # Environment: LAUNCHER_BASE_IMAGE, LAUNCHER_WHEELHOUSE, EXTRAS (train,aws,gcp,azure),
-# PYTHON (the python whose pip downloads the wheels; default python3),
+# PYTHON (the python whose pip downloads the wheels, ideally the project's own venv with the
+# extras installed: its pinned versions are downloaded; default python3),
 # LAUNCH (the `launch` command; default: the one on PATH).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -32,14 +33,29 @@ log() { printf 'build-offline: %s (%ss)\n' "$*" "$SECONDS"; }
 
 log "wheels for [$EXTRAS] into $WHEELS"
 mkdir -p "$WHEELS"
-# the project's own dependencies only: the project itself is installed from the build context
-"$PYTHON" -m pip download -q --disable-pip-version-check -d "$WHEELS" "$ROOT[$EXTRAS]" 'setuptools>=68' wheel 2>&1 \
+# The exact versions PYTHON's environment already resolved, when it holds the extras (CI's test venv
+# does): downloading those pins with --no-deps never re-resolves against an index that moved since
+# (a fresh resolution has failed here on a half-published release). Otherwise resolve the extras.
+# The project itself is not downloaded: the image installs it from the build context.
+if "$PYTHON" -c "import torch, torchvision, boto3, google.cloud.storage, azure.storage.blob" 2>/dev/null; then
+    "$PYTHON" -m pip freeze --exclude-editable 2>/dev/null | grep -v -e '^torch-launcher' -e '^#' -e ' @ ' >"$WHEELS/requirements.txt"
+    WANT=(--no-deps -r "$WHEELS/requirements.txt")
+else
+    WANT=("$ROOT[$EXTRAS]")
+fi
+"$PYTHON" -m pip download -q --disable-pip-version-check -d "$WHEELS" "${WANT[@]}" 'setuptools>=68' wheel 2>&1 \
     | { grep -v '^WARNING: Location' || true; }  # pip's notes about find-links folders this machine lacks
-rm -f "$WHEELS"/torch_launcher-*  # pip download also packs the project; the image takes it from source
+rm -f "$WHEELS"/torch_launcher-*
 
 ADDR="$(ip -4 -o addr show docker0 | awk '{print $4}' | cut -d/ -f1)"
 [ -n "$ADDR" ] || { echo "build-offline: no docker0 bridge address (is dockerd running?)" >&2; exit 1; }
-PORT="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])')"
+# A fixed port: PIP_ARGS names it, and a changed build argument would invalidate the cached
+# dependency layer (gigabytes) on every build.
+PORT="${LAUNCHER_WHEELHOUSE_PORT:-38765}"
+if "$PYTHON" -c "import socket, sys; s = socket.socket(); sys.exit(s.connect_ex(('$ADDR', $PORT)) != 0)"; then
+    echo "build-offline: port $PORT on $ADDR is taken; set LAUNCHER_WHEELHOUSE_PORT to a free one" >&2
+    exit 1
+fi
 "$PYTHON" -m http.server "$PORT" --bind "$ADDR" --directory "$WHEELS" >/dev/null 2>&1 &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null || true' EXIT
