@@ -57,6 +57,7 @@ _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 MAX_SPEC_BYTES = 1 << 20
 MAX_DEPTH = 32
 MAX_NODES = 100_000  # values after expanding YAML aliases (a "billion laughs" file stops here)
+MAX_STRING = 64 * 1024  # any one value, after ${VAR} interpolation and --set
 MAX_ENV_VALUE = 32 * 1024  # a container's environment is no place for a blob; Linux caps one string at 128 KiB
 MAX_ENV_TOTAL = 128 * 1024
 URI_SCHEMES = ("s3://", "gs://", "az://")
@@ -351,6 +352,7 @@ def load_spec(
         key, value = parse_set(item)
         _set_path(raw, key, value, file, item)
         sets[tuple(key)] = item
+    _check_strings(raw, file, sets)
     return validate_spec(raw, file, cwd or Path.cwd(), sets)
 
 
@@ -483,6 +485,20 @@ def _check_size(data: Any, file: Path) -> None:
     count(data, 0)
 
 
+def _check_strings(raw: Any, file: Path, sets: Mapping[tuple[str, ...], str], loc: tuple[str, ...] = ()) -> None:
+    """Refuse any value longer than MAX_STRING: only ${VAR} or --set can make one, and no key needs it."""
+    items = raw.items() if isinstance(raw, dict) else enumerate(raw) if isinstance(raw, list) else ()
+    for key, value in items:
+        where = (*loc, str(key))
+        if isinstance(value, str) and len(value) > MAX_STRING:
+            source = _source(where, file, sets)
+            raise SpecError(
+                f"{source}: {'.'.join(where)[:200]}: is {len(value)} characters; a spec value may have at most {MAX_STRING}.",
+                "Pass large data as a file (train.data, a mount) instead.",
+            )
+        _check_strings(value, file, sets, where)
+
+
 def _interpolate_all(raw: dict[str, Any], environ: Mapping[str, str], file: Path) -> dict[str, Any]:
     """Replace every ${VAR} and ${VAR:-default}; report all missing variables at once."""
     missing: dict[str, str] = {}
@@ -524,6 +540,8 @@ def parse_set(item: str) -> tuple[list[str], Any]:
     key, sep, text = item.partition("=")
     if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
         raise SpecError(f"--set {item!r} is not KEY=VALUE.", "Write it like --set train.epochs=3.")
+    if key.count(".") >= MAX_DEPTH:
+        raise SpecError(f"--set {key.strip()[:100]}...: the key is more than {MAX_DEPTH} levels deep.", "Set a key of the job spec.")
     if len(item) > MAX_SPEC_BYTES:
         raise SpecError(f"--set {key.strip()}: the value is longer than {MAX_SPEC_BYTES // 1024} KiB.", "Shorten it.")
     try:
@@ -609,7 +627,7 @@ def format_validation_error(
     for err in exc.errors():
         loc = tuple(str(part) for part in err["loc"])
         full = (*prefix, *loc)
-        where = ".".join(full) or "(top level)"
+        where = ".".join(full)[:200] or "(top level)"
         source = _source(full, file, sets or {})
         reason = _reason(err, model, loc).replace("\n", " ")[:300]
         problems.append((where, f"{source}: {where}: {reason}" if source else f"{where}: {reason}"))

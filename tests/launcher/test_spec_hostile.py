@@ -185,3 +185,18 @@ def test_good_values_still_load(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, text), environ={}, cwd=tmp_path / "sub")
     assert spec.env == {"A": "1", "B": "2.5", "C": "true", "D": ""}
     assert spec.checkpoint.uri == str(tmp_path / "runs") and spec.command == ["python", "x.py"]
+
+
+def test_huge_interpolated_or_set_values_are_refused_naming_their_source(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE + "image: ${BIG}\n")
+    message = refused(path, environ={"BIG": "x" * 1_000_000})
+    assert message.startswith(f"{path}: image: is 1000000 characters")
+    assert refused(write(tmp_path, BASE), ("image=" + "y" * 100_000,)).startswith("--set image=yyy")
+
+
+def test_set_keys_deeper_than_any_spec_are_refused(tmp_path: Path) -> None:
+    assert "levels deep" in refused(write(tmp_path, BASE), ("plugins." + ".".join(["a"] * 5000) + "=1",))
+
+
+def test_a_huge_unknown_key_stays_a_short_line(tmp_path: Path) -> None:
+    assert len(refused(write(tmp_path, BASE + "k" * 100_000 + ": 1\n"))) < 1000
