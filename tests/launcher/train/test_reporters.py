@@ -190,3 +190,16 @@ def test_wandb_offline_run_logs_the_same_metrics(tiny_data: Path, tmp_path: Path
     wandb_id = json.loads((run / metrics.TRACKERS_FILE).read_text())["wandb_id"]
     (run_dir,) = (tmp_path / "wandb").glob(f"offline-run-*-{wandb_id}")
     assert _wandb_history(run_dir) == _csv(run)
+
+
+def test_sdks_are_imported_only_by_the_sinks_that_use_them(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = ("import sys; from launcher.train import metrics; import backends.aws; "
+            f"s = metrics.from_env(__import__('pathlib').Path({str(tmp_path)!r}), 1, {{}}, environ={{}}); s.close(); "
+            "print(sorted(m for m in ('wandb', 'mlflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["[]"]
