@@ -58,7 +58,7 @@ def running_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignor
 
 def test_status_and_ls_show_progress_and_json_carries_it(running_job, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     job, run = running_job
-    run.mkdir(parents=True)
+    run.mkdir(parents=True, exist_ok=True)
     env = {"LAUNCHER_STATE_DIR": os.environ["LAUNCHER_STATE_DIR"]}
     before = CliRunner().invoke(main, ["status", job.id, "--json"], env=env)
     assert before.exit_code == 0, before.output
