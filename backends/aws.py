@@ -50,7 +50,6 @@ import base64
 import difflib
 import hashlib
 import json
-import os
 import re
 import time
 from typing import Any, Callable, Iterator, Mapping
@@ -473,7 +472,9 @@ class SageMakerBackend(CloudBackend):
 
     # ------------------------------------------------------------ submit
 
-    def submit(self, plan: Plan) -> JobRef:
+    def submit(self, plan: Plan, secrets: Mapping[str, str] | None = None) -> JobRef:
+        """`secrets`: the values of plan.secrets, read once by the Launcher (else from `environ`)."""
+        values = self.secrets_for(plan, secrets)
         request = plan.request()
         image = request["AlgorithmSpecification"]["TrainingImage"]
         if not _is_ecr(image):
@@ -485,7 +486,7 @@ class SageMakerBackend(CloudBackend):
         region = opts.region
         plan = stage_local_data(plan, s3=self._client("s3", region))  # a local data folder, uploaded once
         request = plan.request()
-        self._store_secrets(request.get("Environment", {}), region)
+        self._store_secrets(request.get("Environment", {}), region, values)
         if not opts.output_uri:
             self._ensure_bucket(request["OutputDataConfig"]["S3OutputPath"], region)
         try:
@@ -504,23 +505,18 @@ class SageMakerBackend(CloudBackend):
         }
         return JobRef(plan.job_name, self.name, plan.job_name, extra)
 
-    def _store_secrets(self, environment: Mapping[str, str], region: str | None) -> None:
-        """Put each referenced secret's local value into Secrets Manager (create, or add a new version)."""
+    def _store_secrets(self, environment: Mapping[str, str], region: str | None, values: Mapping[str, str]) -> None:
+        """Put each referenced secret's value into Secrets Manager (create, or add a new version)."""
         refs = json.loads(environment.get(SECRET_REFS_VARIABLE) or "{}")
         if not refs:
             return
-        environ = os.environ if self._environ is None else self._environ
-        missing = [name for name in refs if name not in environ]
-        if missing:
-            name = missing[0]
-            raise LauncherError(f"Secret {name} is listed in the job spec but not set in your environment.", f"Export {name} before launching.")
         client = self._client("secretsmanager", region)
         for name, ref in refs.items():
             secret_id = ref.removeprefix("aws-sm:")
             try:
-                client.create_secret(Name=secret_id, SecretString=environ[name], Tags=[{"Key": f"{TAG_PREFIX}:managed", "Value": "true"}])
+                client.create_secret(Name=secret_id, SecretString=values[name], Tags=[{"Key": f"{TAG_PREFIX}:managed", "Value": "true"}])
             except client.exceptions.ResourceExistsException:
-                client.put_secret_value(SecretId=secret_id, SecretString=environ[name])
+                client.put_secret_value(SecretId=secret_id, SecretString=values[name])
             except Exception as exc:
                 raise _aws_error(exc, f"store secret {name} in Secrets Manager") from None
 

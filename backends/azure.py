@@ -415,7 +415,9 @@ class AzureMLBackend(CloudBackend):
 
     # ------------------------------------------------------------ submit
 
-    def submit(self, plan: Plan) -> JobRef:
+    def submit(self, plan: Plan, secrets: Mapping[str, str] | None = None) -> JobRef:
+        """`secrets`: the values of plan.secrets, read once by the Launcher (else from `environ`)."""
+        values = self.secrets_for(plan, secrets)
         opts: AzureOptions = self.options(plan.spec)  # type: ignore[assignment]
         _refuse_local_image(plan.payload["environment"]["image"])
         client = self.client(str(opts.subscription_id), str(opts.resource_group), str(opts.workspace))
@@ -424,7 +426,7 @@ class AzureMLBackend(CloudBackend):
         vault = opts.vault_url() or (self._workspace_vault(client, opts) if plan.secrets else None)
         if vault and not opts.vault_url():
             plan = replace(plan, payload=_substitute(plan.request(), WORKSPACE_VAULT, vault))
-        self._store_secrets(plan, vault)
+        self._store_secrets(plan, vault, values)
         plan = stage_local_data(plan)  # a local data folder, uploaded once (content-keyed)
         job = job_from_payload(plan.request())
         created = _call(lambda: client.jobs.create_or_update(job), f"submitting job {plan.job_name}")
@@ -458,19 +460,15 @@ class AzureMLBackend(CloudBackend):
             )
         return f"https://{arm_id.rsplit('/vaults/', 1)[1].strip('/')}.vault.azure.net"
 
-    def _store_secrets(self, plan: Plan, vault: str | None) -> None:
+    def _store_secrets(self, plan: Plan, vault: str | None, values: Mapping[str, str]) -> None:
         """Store each secret's value in Key Vault; the job only holds references."""
         if not plan.secrets:
             return
-        env = os.environ if self._environ is None else self._environ
-        missing = [name for name in plan.secrets if name not in env]
-        if missing:
-            raise LauncherError(f"Secret {missing[0]} is not set in the environment.", f"Export {missing[0]} before launching.")
         keyvault = require("azure.keyvault.secrets", EXTRA)
         client = keyvault.SecretClient(str(vault), self._credential_or_default(), **self._client_kwargs)
         for name in plan.secrets:
             kv_name = secret_name(plan.spec.name, name)
-            _call(lambda: client.set_secret(kv_name, env[name], tags={"launcher-spec": plan.spec.name}), f"storing secret {name} in Key Vault")
+            _call(lambda: client.set_secret(kv_name, values[name], tags={"launcher-spec": plan.spec.name}), f"storing secret {name} in Key Vault")
 
     # ------------------------------------------------------------ follow
 

@@ -306,7 +306,9 @@ class VertexBackend(CloudBackend):
 
     # ------------------------------------------------------------ submit / follow
 
-    def submit(self, plan: Plan) -> JobRef:
+    def submit(self, plan: Plan, secrets: Mapping[str, str] | None = None) -> JobRef:
+        """`secrets`: the values of plan.secrets, read once by the Launcher (else from `environ`)."""
+        values = self.secrets_for(plan, secrets)
         options = self.options(plan.spec)
         _require_location(options)
         image = plan.payload["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["imageUri"]
@@ -317,7 +319,7 @@ class VertexBackend(CloudBackend):
             )
         plan = stage_local_data(plan)  # a local data folder, uploaded once (content-keyed)
         if plan.secrets:
-            self._store_secrets(plan, options)
+            self._store_secrets(plan, options, values)
         aiplatform = require("google.cloud.aiplatform_v1", "gcp")
         job = aiplatform.CustomJob.from_json(json.dumps(plan.request()))
         created = self._jobs(options.region).create_custom_job(parent=parent_of(options), custom_job=job)
@@ -449,12 +451,8 @@ class VertexBackend(CloudBackend):
             self._secrets_client = secretmanager.SecretManagerServiceClient(credentials=self._credentials)
         return self._secrets_client
 
-    def _store_secrets(self, plan: Plan, options: GcpOptions) -> None:
+    def _store_secrets(self, plan: Plan, options: GcpOptions, values: Mapping[str, str]) -> None:
         """Add each secret's current value as a new version of its Secret Manager secret."""
-        env = self._env()
-        missing = [name for name in plan.secrets if name not in env]
-        if missing:
-            raise LauncherError(f"Secret {missing[0]} is not set in the environment.", f"Export {missing[0]} before submitting.")
         exceptions = require("google.api_core.exceptions", "gcp")
         client = self._secrets()
         project = f"projects/{options.secrets_project or options.project}"
@@ -464,7 +462,7 @@ class VertexBackend(CloudBackend):
                 client.create_secret(parent=project, secret_id=sid, secret={"replication": {"automatic": {}}})
             except exceptions.Conflict:  # AlreadyExists over gRPC, HTTP 409 over REST
                 pass  # a later submission of the same spec adds a new version
-            client.add_secret_version(parent=f"{project}/secrets/{sid}", payload={"data": env[name].encode()})
+            client.add_secret_version(parent=f"{project}/secrets/{sid}", payload={"data": values[name].encode()})
 
 
 # ---------------------------------------------------------------- plan pieces

@@ -17,12 +17,13 @@ even in the middle of that call, never leaves a paid job untracked.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 from launcher import registry
-from launcher.backend import Backend
+from launcher.backend import Backend, secret_values
 from launcher.errors import LauncherError
 from launcher.jobs import JobRecord, JobRegistry, new_job_id
 from launcher.plan import JobRef, JobState, JobStatus, Plan
@@ -41,10 +42,13 @@ class Launcher:
         backend: str | Backend = "local",
         jobs: JobRegistry | None = None,
         before_submit: tuple[PreSubmitHook, ...] = (),
+        environ: Mapping[str, str] | None = None,
     ) -> None:
+        """`environ`: where submit reads the values of a spec's secrets (default os.environ)."""
         self.backend = registry.create(backend) if isinstance(backend, str) else backend
         self._jobs = jobs
         self.before_submit = before_submit
+        self._environ = environ
 
     @property
     def jobs(self) -> JobRegistry:
@@ -57,18 +61,23 @@ class Launcher:
 
     def submit(self, spec_or_plan: JobSpec | Plan) -> "Job":
         plan = spec_or_plan if isinstance(spec_or_plan, Plan) else self.plan(spec_or_plan, new_job_id(spec_or_plan.name))
+        # read once, here, before anything is claimed or recorded; the values never enter the plan
+        secrets = secret_values(plan.secrets, os.environ if self._environ is None else self._environ)
         for hook in self.before_submit:
             hook(self, plan)
-        return self._submit_recorded(plan)
+        return self._submit_recorded(plan, secrets)
 
-    def _submit_recorded(self, plan: Plan) -> "Job":
+    def _submit_recorded(self, plan: Plan, secrets: Mapping[str, str] | None = None) -> "Job":
         """Record first, then submit: a failed call marks the record failed; an interrupted one leaves it
         `submitting`, with a message saying where to look."""
         pending = JobRef(plan.job_name, self.backend.name, "")
         note = f"submit to {self.backend.name} did not answer (interrupted?): look for job {plan.job_name} there"
         self.jobs.add(pending, plan.spec.name, plan.spec.model_dump(mode="json"), plan.hash(), JobState.SUBMITTING, note)
         try:
-            ref = self.backend.submit(plan)
+            if self.backend.takes_secrets:
+                ref = self.backend.submit(plan, secrets=secrets)  # type: ignore[call-arg]
+            else:
+                ref = self.backend.submit(plan)
         except LauncherError as exc:  # the backend refused before starting anything
             self.jobs.update(plan.job_name, JobStatus(JobState.FAILED, f"submit refused: {exc}"))
             raise

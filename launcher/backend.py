@@ -16,8 +16,9 @@ from __future__ import annotations
 import abc
 import enum
 import importlib.util
+import os
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -25,7 +26,18 @@ from launcher.errors import LauncherError
 from launcher.plan import JobRef, JobStatus, Plan
 from launcher.spec import DEFAULT_IMAGE, JobSpec
 
-__all__ = ["Backend", "BackendCheck", "BackendOptions", "CloudBackend", "Feature", "Offer"]
+__all__ = ["Backend", "BackendCheck", "BackendOptions", "CloudBackend", "Feature", "Offer", "secret_values"]
+
+
+def secret_values(names: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
+    """The values of a spec's secrets from the submitting environment; the one error for a missing one."""
+    missing = [name for name in names if name not in environ]
+    if missing:
+        raise LauncherError(
+            f"The secret {missing[0]} is listed in the spec but not set in your environment.",
+            f"Export {missing[0]} before launching.",
+        )
+    return {name: environ[name] for name in names}
 
 
 class BackendOptions(BaseModel):
@@ -95,6 +107,10 @@ class Backend(abc.ABC):
         `job_name` becomes the JobRef id.
         """
 
+    # Whether submit takes the secret values the Launcher read (`secrets=`); a backend
+    # without it reads them itself, with launcher.backend.secret_values.
+    takes_secrets: ClassVar[bool] = False
+
     @abc.abstractmethod
     def submit(self, plan: Plan) -> JobRef:
         """Send the plan's request. The only step with side effects."""
@@ -136,6 +152,8 @@ class CloudBackend(Backend):
     catalog), so that `plan` itself stays free of I/O.
     """
 
+    takes_secrets = True
+
     def __init__(self, catalog: Mapping[str, Any] | None = None, pushed_image: str | None = None) -> None:
         if pushed_image is None:
             from launcher.images import pushed_image as recorded  # noqa: PLC0415
@@ -143,6 +161,12 @@ class CloudBackend(Backend):
             pushed_image = recorded(self.name)
         self._pushed_image = pushed_image
         self._catalog = catalog
+
+    def secrets_for(self, plan: Plan, secrets: Mapping[str, str] | None) -> dict[str, str]:
+        """The values the Launcher read (the normal path), else read here from the injected environment."""
+        environ = getattr(self, "_environ", None)
+        source = secrets if secrets is not None else os.environ if environ is None else environ
+        return secret_values(plan.secrets, source)
 
     @property
     def catalog(self) -> Mapping[str, Any]:

@@ -317,7 +317,7 @@ def test_service_rejection_is_one_sentence(fake: FakeAzure) -> None:
 
 def test_submit_needs_the_secret_values(fake: FakeAzure) -> None:
     backend = _backend(fake, {})
-    with pytest.raises(LauncherError, match="Secret WANDB_API_KEY is not set"):
+    with pytest.raises(LauncherError, match="secret WANDB_API_KEY is listed in the spec but not set in your environment"):
         backend.submit(backend.plan(_spec(CASES["azure_1x1_gpu"])))
 
 

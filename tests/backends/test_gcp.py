@@ -328,7 +328,7 @@ def test_submit_stores_secrets_in_secret_manager_and_sends_only_references(fake:
 
 def test_submit_refuses_a_secret_missing_from_the_environment(fake: FakeGoogle) -> None:
     backend = VertexBackend(**_clients(fake), environ={})
-    with pytest.raises(LauncherError, match="WANDB_API_KEY is not set"):
+    with pytest.raises(LauncherError, match="secret WANDB_API_KEY is listed in the spec but not set in your environment"):
         backend.submit(backend.plan(_spec(CASES["gcp_3x4_spot"])))
     assert fake.jobs == {}
 
