@@ -131,15 +131,15 @@ def trainer(args: argparse.Namespace, root: Path, cache: str | bool, work: Path)
     return {"epoch_s": row["time_s"], "images_per_s": row["images_per_s"], "precision": t.precision}
 
 
-def _pin_threads(workers: int) -> int:
+def _pin_threads() -> int:
     """One thread count for every loop here: the trainer's own rule, then fixed via OMP_NUM_THREADS."""
     import os
 
     import torch
 
-    from launcher.train.loop import cpu_threads
+    from launcher.cpu import cpu_threads, usable_cpus
 
-    threads = cpu_threads(dict(os.environ), os.getloadavg()[0], os.cpu_count() or 1, workers) or torch.get_num_threads()
+    threads = cpu_threads(os.environ, usable_cpus(), 1)
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # the trainer keeps an explicit setting
     return threads
@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2, help="interleaved repetitions; the best of each is kept")
     args = parser.parse_args()
-    threads = _pin_threads(args.workers)
+    threads = _pin_threads()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         root = make_jpegs(work / "jpegs", args.images, args.source)

@@ -176,8 +176,8 @@ def _cells(r) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
 def profile_cmd(job_file: str, steps: int, overrides: tuple[str, ...], synthetic: bool, as_json: bool) -> None:
     """Run a few real training steps of JOB_FILE here and record images/s for estimates.
 
-    On a CPU shared with other work, set OMP_NUM_THREADS for both the profile and the
-    run: without it the trainer picks its thread count from the load at start.
+    The profile and the run pick CPU threads by the same rule (the usable cores
+    shared among the local processes; OMP_NUM_THREADS wins), whatever the load.
     """
     from launcher.estimate.profile import profile
     from launcher.jobs import JobRegistry

@@ -193,6 +193,7 @@ def profile_synthetic(spec: JobSpec, steps: int, warmup: int = 3) -> Throughput:
     torch = require("torch", "train")
     models = require("torchvision.models", "train")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    threads = _cpu_threads(torch) if device.type == "cpu" else None
     batch = spec.train.batch if spec.train.batch > 0 else 32
     model = models.get_model(spec.train.model, num_classes=10).to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -212,8 +213,17 @@ def profile_synthetic(spec: JobSpec, steps: int, warmup: int = 3) -> Throughput:
     return Throughput(
         model=spec.train.model, imgsz=spec.train.imgsz, batch=batch, precision=precision_of(spec),
         device=canonical_device(name), images_per_s=ips, source="profile",
-        details={"method": "synthetic", "steps": steps, "device_name": name},
+        details={"method": "synthetic", "steps": steps, "device_name": name, "threads": threads},
     )  # fmt: skip
+
+
+def _cpu_threads(torch) -> int:  # type: ignore[no-untyped-def]
+    """The run's own thread policy (a trainer profile gets it inside the trainer)."""
+    from launcher.cpu import cpu_threads, usable_cpus
+
+    threads = cpu_threads(os.environ, usable_cpus(), 1)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def _step_fn(torch, model, opt, x, y, device, dtype, amp: bool):  # type: ignore[no-untyped-def]

@@ -5,7 +5,8 @@ Design (why it is shaped like this):
 - Every image is decoded ONCE into a fixed-size uint8 square (`cache_size`):
   shorter side resized to S, centre crop S x S. That fixed shape lets the RAM
   cache be one contiguous shared-memory buffer (N, S, S, 3) that DataLoader
-  workers read without copying, and lets a batch be one gather.
+  workers read without copying, and lets a batch be one gather. The disk
+  cache is the same array in one file, memory-mapped: also one gather.
 - Augmentation (random-resized-crop `scale`, multi-scale size per batch)
   runs on the whole batch on the training device as ONE `affine_grid` +
   `grid_sample`, instead of per image in Python inside workers. The random
@@ -134,6 +135,19 @@ def _disk_key(path: str, size: int) -> str:
     return hashlib.sha1(ident.encode()).hexdigest()
 
 
+def _read_index(index: Path, pack: Path, nbytes: int) -> list[str]:
+    """The row keys of an existing pack, or [] when there is none (or it is not whole)."""
+    import json  # noqa: PLC0415
+
+    try:
+        if pack.stat().st_size != nbytes:
+            return []
+        keys = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return keys if isinstance(keys, list) else []
+
+
 def available_memory() -> int:
     """MemAvailable from /proc/meminfo (what the kernel can give without swapping)."""
     try:
@@ -163,7 +177,7 @@ class ImageSet:
         self.split, self.size, self.cache = split, size, cache
         self.cache_dir = cache_dir or disk_cache_dir()
         self.buffer = None
-        self.files: list[Path] = []
+        self.pack: Path | None = None  # cache=disk: the memory-mapped array file
         self.written = self.reused = 0
 
     def __len__(self) -> int:
@@ -190,31 +204,64 @@ class ImageSet:
         self.buffer = buffer
 
     def _fill_disk(self, threads: int) -> None:
-        keys = [_disk_key(p, self.size) for p, _ in self.split.samples]
-        self.files = [self.cache_dir / k[:2] / f"{k}.npy" for k in keys]
-        missing = [i for i, f in enumerate(self.files) if not f.exists()]
-        with ThreadPoolExecutor(max(1, threads)) as pool:
-            list(pool.map(self._write_npy, missing))
-        self.written, self.reused = len(missing), len(self) - len(missing)
+        """One packed uint8 array (N, S, S, 3) per split and size, memory-mapped: a batch is one gather.
 
-    def _write_npy(self, i: int) -> None:
+        Per-image files cost an open and a header parse per image per epoch,
+        more than the decode they save for small images. The index next to the
+        pack holds each row's key (path, size, mtime, side), so a changed or
+        added image re-decodes only its own row.
+        """
+        import numpy as np  # noqa: PLC0415
+        import torch  # noqa: PLC0415
+
+        if not len(self):
+            return
+        keys = [_disk_key(p, self.size) for p, _ in self.split.samples]
+        ident = "|".join(os.path.abspath(p) for p, _ in self.split.samples) + f"|{self.size}|{_CACHE_VERSION}"
+        name = hashlib.sha1(ident.encode()).hexdigest()
+        self.pack, index = self.cache_dir / f"{name}.u8", self.cache_dir / f"{name}.json"
+        shape = (len(self), self.size, self.size, 3)
+        old = _read_index(index, self.pack, math.prod(shape))
+        missing = [i for i, k in enumerate(keys) if i >= len(old) or old[i] != k]
+        if missing:
+            self._write_pack(index, shape, keys, missing, threads)
+        self.written, self.reused = len(missing), len(self) - len(missing)
+        # copy-on-write mapping: writable for torch, never written back; the page cache holds the pixels
+        self.buffer = torch.from_numpy(np.memmap(self.pack, np.uint8, "c", shape=shape))
+
+    def _write_pack(self, index: Path, shape: tuple[int, ...], keys: list[str], rows: list[int], threads: int) -> None:
+        import json  # noqa: PLC0415
+        import shutil  # noqa: PLC0415
+
         import numpy as np  # noqa: PLC0415
 
-        target = self.files[i]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, load_image(self.split.samples[i][0], self.size))
-        os.replace(tmp, target)  # atomic: a concurrent rank reads either nothing or a whole array
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, suffix=".tmp")
+        os.close(fd)
+        reuse = len(rows) < shape[0]
+        if reuse:
+            shutil.copyfile(self.pack, tmp)  # rows still valid are kept, not decoded again
+        array = np.memmap(tmp, np.uint8, "r+" if reuse else "w+", shape=shape)
+
+        def fill(i: int) -> None:
+            array[i] = load_image(self.split.samples[i][0], self.size)
+
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            list(pool.map(fill, rows))
+        array.flush()
+        del array
+        fd, tmp_index = tempfile.mkstemp(dir=self.cache_dir, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(keys, f)
+        # pack first, index second: a crash in between leaves an index whose matching rows are still right
+        os.replace(tmp, self.pack)  # atomic: a concurrent reader maps either the old pack or the new one
+        os.replace(tmp_index, index)
 
     def image(self, i: int):  # type: ignore[no-untyped-def]
-        import numpy as np  # noqa: PLC0415
         import torch  # noqa: PLC0415
 
         if self.buffer is not None:
             return self.buffer[i]
-        if self.files:
-            return torch.from_numpy(np.load(self.files[i]))
         return torch.from_numpy(load_image(self.split.samples[i][0], self.size))
 
     def __getitem__(self, i: int):  # type: ignore[no-untyped-def]

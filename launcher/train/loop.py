@@ -15,6 +15,7 @@ were already done and continues as if it had never stopped.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from launcher import datasets
+from launcher.cpu import cpu_threads, usable_cpus
 from launcher.errors import LauncherError
 from launcher.spec import TrainConfig
 from launcher.train import autobatch, checkpoint, data, report
@@ -58,23 +60,6 @@ def _bf16_supported(device) -> bool:  # type: ignore[no-untyped-def]
     # only native bf16 (AVX512-BF16 or AMX): oneDNN's emulation on plain AVX512 is slower than
     # fp32 (measured on this project's AVX512 build machine: about 1.5x slower for resnet18)
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-
-
-def cpu_threads(environ: dict[str, str], load_1min: float, cpus: int, workers: int = 0) -> int | None:
-    """Intra-op threads for a CPU run, or None to keep torch's default.
-
-    OpenMP threads spin while they wait for each other; when the run queue is
-    longer than the CPUs, every step waits for the slowest, descheduled
-    thread. Measured on this project's shared 2-core build machine (load
-    about 5): resnet18 steps ran 4x faster with 1 thread than with 2. So: 1
-    thread on an oversubscribed machine, and leave one core per DataLoader
-    worker otherwise. An explicit OMP_NUM_THREADS always wins.
-    """
-    if environ.get("OMP_NUM_THREADS"):
-        return None
-    if load_1min > cpus:
-        return 1
-    return max(1, cpus - workers) if workers else None
 
 
 def batch_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
@@ -139,16 +124,14 @@ class Trainer:
         return state
 
     def _cpu_threads(self) -> None:
-        import os  # noqa: PLC0415
-
         import torch  # noqa: PLC0415
 
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = cpu_threads(dict(os.environ), os.getloadavg()[0], cpus, self.workers)
-        if threads is not None and threads != torch.get_num_threads():
+        cpus = usable_cpus()
+        threads = cpu_threads(os.environ, cpus, self.dist.local_world)  # the same rule as `launch profile`
+        if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
-            self.log(f"{threads} compute thread(s) (load {os.getloadavg()[0]:.1f} on {cpus} CPUs, {self.workers} workers); "
-                     "set OMP_NUM_THREADS to choose")
+        self.log(f"{threads} compute thread(s) ({cpus} CPUs, {self.dist.local_world} process(es), {self.workers} workers); "
+                 "set OMP_NUM_THREADS to choose")
 
     def _data(self) -> None:
         root = datasets.resolve(self.cfg.data)
@@ -245,9 +228,9 @@ class Trainer:
         import os  # noqa: PLC0415
 
         d = self.dist
-        workers = min(self.cfg.workers, max(0, (os.cpu_count() or 1) // d.local_world))
+        workers = min(self.cfg.workers, max(0, usable_cpus() // d.local_world))
         if self.train_set.buffer is not None:
-            # a batch from the RAM buffer is one gather, no decoding: on CPU, worker processes only
+            # a batch from the RAM buffer (or the memory-mapped disk cache) is one gather, no decoding: on CPU, worker processes only
             # take cores from the model (benchmarks/bench_trainer.py: 0.93 vs 0.85 of the bare loop);
             # on CUDA, two workers keep the gather and pinning off the step's critical path
             workers = min(workers, 2) if self.device.type == "cuda" else 0

@@ -103,6 +103,26 @@ def test_synthetic_profile_times_real_steps(tmp_path) -> None:
     assert (record.model, record.imgsz, record.batch) == ("mobilenet_v3_small", 32, 4)
 
 
+def test_synthetic_profile_uses_the_runs_thread_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from launcher.cpu import cpu_threads, usable_cpus
+
+    if torch.cuda.is_available():
+        pytest.skip("the thread policy is for CPU runs")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        record = profile_synthetic(spec(model="mobilenet_v3_small", imgsz=32, batch=4, resources={"gpus": 0}), steps=2, warmup=1)
+        assert record.details["threads"] == torch.get_num_threads() == 1  # OMP_NUM_THREADS wins, as in the trainer
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        record = profile_synthetic(spec(model="mobilenet_v3_small", imgsz=32, batch=4, resources={"gpus": 0}), steps=2, warmup=1)
+        assert record.details["threads"] == torch.get_num_threads() == cpu_threads({}, usable_cpus(), 1)
+    finally:
+        torch.set_num_threads(before)
+
+
 def _py(code: str) -> list[str]:
     import sys
 

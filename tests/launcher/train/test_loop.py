@@ -180,11 +180,27 @@ def test_unknown_model_names_the_closest(tiny_data: Path, tmp_path: Path) -> Non
         trainer.setup()
 
 
-def test_cpu_threads_drop_to_one_only_on_an_oversubscribed_machine() -> None:
-    from launcher.train.loop import cpu_threads
+def test_cpu_threads_follow_the_cores_and_the_local_processes_not_the_load() -> None:
+    from launcher.cpu import cpu_threads
 
-    assert cpu_threads({}, load_1min=5.0, cpus=2) == 1
-    assert cpu_threads({}, load_1min=1.0, cpus=2) is None
-    assert cpu_threads({"OMP_NUM_THREADS": "2"}, load_1min=5.0, cpus=2) is None
-    assert cpu_threads({}, load_1min=0.5, cpus=8, workers=2) == 6  # a core for each DataLoader worker
-    assert cpu_threads({}, load_1min=0.5, cpus=2, workers=4) == 1
+    assert cpu_threads({}, cpus=2) == 2  # the old rule gave 1 on a loaded 2-core machine: speed followed the neighbours
+    assert cpu_threads({}, cpus=8, processes=2) == 4
+    assert cpu_threads({}, cpus=2, processes=4) == 1
+    assert cpu_threads({"OMP_NUM_THREADS": "3"}, cpus=8, processes=2) == 3  # an explicit setting wins
+    assert cpu_threads({"OMP_NUM_THREADS": "x"}, cpus=4) == 4
+    assert cpu_threads({}, cpus=0) == 1
+
+
+def test_the_trainer_uses_the_thread_policy(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from launcher.cpu import cpu_threads, usable_cpus
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        trainer, out = _trainer(_cfg(tiny_data), tmp_path)
+        trainer.setup()
+        assert torch.get_num_threads() == cpu_threads({}, usable_cpus(), 1)
+    finally:
+        torch.set_num_threads(before)

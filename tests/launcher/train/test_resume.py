@@ -73,9 +73,9 @@ def test_sigkill_mid_epoch_loses_only_the_unfinished_epoch(tiny_data: Path, tmp_
 
 
 def test_sigterm_mid_epoch_saves_at_once_and_loses_nothing(tiny_data: Path, tmp_path: Path, reference: Path) -> None:
-    # a DataLoader worker (cache=disk: workers read the arrays) also gets the signal, as under torchrun;
+    # a DataLoader worker (cache=false: workers decode the files) also gets the signal, as under torchrun;
     # the reference run read a RAM cache: the same pixels must give the same weights
-    args = _args(tiny_data, tmp_path, workers=1, cache="disk")
+    args = _args(tiny_data, tmp_path, workers=1, cache="false")
     code, output = _interrupt_in_epoch_2(args, signal.SIGTERM)
     assert code == 143, output
     assert "stopped by SIGTERM" in output and "1 workers" in output
