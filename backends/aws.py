@@ -52,6 +52,7 @@ import hashlib
 import json
 import re
 import time
+from dataclasses import replace
 from typing import Any, Callable, Iterator, Mapping
 
 from pydantic import Field, field_validator, model_validator
@@ -232,7 +233,6 @@ class SageMakerBackend(CloudBackend):
         session: Any = None,
         *,
         clients: Mapping[str, Any] | None = None,
-        jobs: Any = None,
         environ: Mapping[str, str] | None = None,
         catalog: Mapping[str, Any] | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -241,7 +241,6 @@ class SageMakerBackend(CloudBackend):
     ) -> None:
         """`session` is a boto3.Session; `clients` maps service names to ready clients (tests, Stubber).
 
-        `jobs` is the JobRegistry that receives billable time and spot savings;
         `environ` is where `submit` reads secret values (default os.environ).
         `pushed_image` replaces the spec's default local image tag; by default
         it is the reference `launch image build --push -b aws` recorded, read
@@ -250,20 +249,11 @@ class SageMakerBackend(CloudBackend):
         super().__init__(catalog, pushed_image)
         self._session = session
         self._clients: dict[Any, Any] = dict(clients or {})
-        self._jobs = jobs
         self._environ = environ
         self._sleep = sleep
         self.poll_s = poll_s
 
     # ------------------------------------------------------------ helpers
-
-    @property
-    def jobs(self) -> Any:
-        if self._jobs is None:
-            from launcher.jobs import JobRegistry
-
-            self._jobs = JobRegistry()
-        return self._jobs
 
     def _client(self, service: str, region: str | None = None) -> Any:
         if service in self._clients:
@@ -546,17 +536,15 @@ class SageMakerBackend(CloudBackend):
         except Exception as exc:
             raise _aws_error(exc, f"describe SageMaker job {ref.native_id}") from None
         status = map_status(desc)
-        if status.finished:
-            self._record_metrics(ref, desc)
-        return status
+        metrics = self._metrics(ref, desc) if status.finished else {}
+        return replace(status, details={**status.details, "metrics": metrics}) if metrics else status
 
-    def _record_metrics(self, ref: JobRef, desc: Mapping[str, Any]) -> None:
-        """Billable time and managed-spot savings, as SageMaker reports them, into the job registry."""
-        from launcher.errors import JobNotFoundError
-
+    @staticmethod
+    def _metrics(ref: JobRef, desc: Mapping[str, Any]) -> dict[str, Any]:
+        """Billable time and managed-spot savings, as SageMaker reports them (the Launcher records them)."""
         billable, training = desc.get("BillableTimeInSeconds"), desc.get("TrainingTimeInSeconds")
         if billable is None:
-            return
+            return {}
         count = int(ref.extra.get("instance_count") or desc.get("ResourceConfig", {}).get("InstanceCount", 1))
         metrics: dict[str, Any] = {"billable_seconds": billable, "training_seconds": training, "instance_count": count}
         if desc.get("EnableManagedSpotTraining") and training:
@@ -566,10 +554,7 @@ class SageMakerBackend(CloudBackend):
             # SageMaker bills BillableTimeInSeconds per instance at the listed price
             # https://docs.aws.amazon.com/sagemaker/latest/dg/model-managed-spot-training.html
             metrics["cost_usd"] = round(billable * count * float(price) / 3600, 4)
-        try:
-            self.jobs.add_metrics(ref.id, metrics)
-        except JobNotFoundError:
-            pass  # a job this machine did not submit: nothing to record against
+        return metrics
 
     def logs(self, ref: JobRef, follow: bool = False) -> Iterator[str]:
         """Lines from the job's CloudWatch streams `<job>/algo-N-<ts>`, oldest first per host.

@@ -282,7 +282,6 @@ class AzureMLBackend(CloudBackend):
     """Azure ML command jobs. Clients are injected; otherwise made on first use."""
 
     name = "azure"
-    aliases = ("azureml",)
     extra = EXTRA
     sdk_modules = ("azure.ai.ml",)
     options_model = AzureOptions

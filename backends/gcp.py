@@ -166,7 +166,6 @@ class VertexBackend(CloudBackend):
     """Vertex AI custom jobs. Clients are injected or created lazily per region."""
 
     name = "gcp"
-    aliases = ("vertex",)
     extra = "gcp"
     sdk_modules = ("google.cloud.aiplatform",)
     options_model = GcpOptions

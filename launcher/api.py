@@ -123,6 +123,8 @@ class Job:
                 return JobStatus(record.state, record.message, record.exit_code)
         status = self.backend.status(self.ref)
         self.jobs.update(self.ref.id, status)
+        if status.details.get("metrics"):  # e.g. SageMaker's billable time: backends report, the Launcher records
+            self.jobs.add_metrics(self.ref.id, dict(status.details["metrics"]))
         if status.ok:
             self._record_results()
         return status

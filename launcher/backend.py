@@ -49,7 +49,6 @@ class BackendOptions(BaseModel):
 class Feature(str, enum.Enum):
     SPOT = "spot"
     MULTI_NODE = "multi_node"
-    GPU = "gpu"
     IMAGE_PUSH = "image_push"
     OFFERS = "offers"
 
@@ -82,7 +81,6 @@ class BackendCheck:
 
 class Backend(abc.ABC):
     name: ClassVar[str]
-    aliases: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str | None] = None  # the pip extra holding the SDK
     sdk_modules: ClassVar[tuple[str, ...]] = ()
     options_model: ClassVar[type[BaseModel]] = BackendOptions
@@ -148,33 +146,29 @@ class CloudBackend(Backend):
     """A cloud backend: priced from its dated catalog (launcher/catalog/<name>.json), running
     the image that `launch image build --push -b <name>` pushed when the spec keeps the default tag.
 
-    The pushed reference is read when the backend is made (tests inject it, and the
-    catalog), so that `plan` itself stays free of I/O.
+    The pushed reference and the catalog are read when the backend is made (tests
+    inject them), so that `plan` itself reads no environment and no files.
     """
 
     takes_secrets = True
 
     def __init__(self, catalog: Mapping[str, Any] | None = None, pushed_image: str | None = None) -> None:
         if pushed_image is None:
-            from launcher.images import pushed_image as recorded  # noqa: PLC0415
+            from launcher.pushed import pushed_ref  # noqa: PLC0415
 
-            pushed_image = recorded(self.name)
+            pushed_image = pushed_ref(self.name)
+        if catalog is None:
+            from launcher.catalog import load_catalog  # noqa: PLC0415 - its path depends on LAUNCHER_STATE_DIR
+
+            catalog = load_catalog(self.name)
         self._pushed_image = pushed_image
-        self._catalog = catalog
+        self.catalog: Mapping[str, Any] = catalog
 
     def secrets_for(self, plan: Plan, secrets: Mapping[str, str] | None) -> dict[str, str]:
         """The values the Launcher read (the normal path), else read here from the injected environment."""
         environ = getattr(self, "_environ", None)
         source = secrets if secrets is not None else os.environ if environ is None else environ
         return secret_values(plan.secrets, source)
-
-    @property
-    def catalog(self) -> Mapping[str, Any]:
-        if self._catalog is None:
-            from launcher.catalog import load_catalog  # noqa: PLC0415
-
-            self._catalog = load_catalog(self.name)
-        return self._catalog
 
     def training_image(self, spec: JobSpec) -> str:
         """spec.image, or the pushed reference in place of this project's default local tag."""

@@ -10,13 +10,11 @@ pushed reference, digest included, in `<state dir>/images.json`, so a later
 
 from __future__ import annotations
 
-import json
-import os
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from launcher.errors import LauncherError
+from launcher.pushed import pushed_images, pushed_ref, record_push
 from launcher.spec import DEFAULT_IMAGE
 
 __all__ = [
@@ -26,7 +24,6 @@ __all__ = [
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = "images/Dockerfile"
-_STATE_FILE = "images.json"
 DEFAULT_IGNORE = (
     ".git", ".venv", "venv", ".ci/cache", "runs", "data", "benchmarks/out", ".pytest_cache",
     "**/__pycache__", "**/*.pyc", "*.egg-info", "build", "dist",
@@ -110,37 +107,8 @@ def push(backend: str, local_tag: str = DEFAULT_IMAGE, client: Any = None) -> st
     return ref
 
 
-def _state_path() -> Path:
-    from launcher.jobs import state_dir  # noqa: PLC0415
-
-    return state_dir() / _STATE_FILE
-
-
-def pushed_images() -> dict[str, dict[str, Any]]:
-    """backend -> {"local": tag, "ref": pushed reference, "pushed_at": time}."""
-    path = _state_path()
-    if not path.exists():
-        return {}
-    try:
-        return dict(json.loads(path.read_text()))
-    except (ValueError, TypeError):
-        return {}  # a damaged file only loses the memory of pushes, which a new push restores
-
-
 def pushed_image(backend: str) -> str | None:
-    """The reference (with digest) last pushed for `backend`, if any."""
+    """The reference (with digest) last pushed for `backend` or an alias of it, if any."""
     from launcher.registry import canonical  # noqa: PLC0415
 
-    entry = pushed_images().get(canonical(backend))
-    return str(entry["ref"]) if entry else None
-
-
-def record_push(backend: str, local_tag: str, ref: str) -> None:
-    """Remember a push; written atomically so a crash never leaves half a file."""
-    path = _state_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    images = pushed_images()
-    images[backend] = {"local": local_tag, "ref": ref, "pushed_at": time.time()}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(images, indent=2))
-    os.replace(tmp, path)
+    return pushed_ref(canonical(backend))

@@ -38,8 +38,8 @@ from launcher.spec import JobSpec
 __all__ = ["LocalCosts", "LocalGpu", "config_path", "load_config", "detect_gpus", "hourly_price", "local_offers"]
 
 # The default $/kWh (0.17) is close to the US average residential retail price of 2024 in the EIA's
-# Electric Power Monthly, table 5.6.A; set your own tariff in the config file.
-ELECTRICITY_SOURCE = "https://www.eia.gov/electricity/monthly/epm_table_grapher.php?t=epmt_5_6_a"
+# Electric Power Monthly, table 5.6.A (https://www.eia.gov/electricity/monthly/epm_table_grapher.php?t=epmt_5_6_a);
+# set your own tariff in the config file.
 
 
 class LocalCosts(BaseModel):

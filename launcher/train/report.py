@@ -44,11 +44,6 @@ class Progress:
             self.stream.write(line + "\n")
         self.stream.flush()
 
-    def needs(self, step: int) -> bool:
-        """Whether update() would draw: callers skip the device sync otherwise."""
-        done = step + 1
-        return self.tty or done % self.every == 0 or done == self.steps
-
 
 def _bar(done: int, total: int, width: int = 20) -> str:
     fill = int(width * done / max(total, 1))

@@ -24,6 +24,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 
 from backends.aws import DATA_DIR, SageMakerBackend, map_status, sagemaker_job_name
 from launcher import registry, rendezvous
+from launcher.api import Job
 from launcher.catalog import load_catalog
 from launcher.errors import LauncherError, SpecError
 from launcher.jobs import JobRegistry
@@ -371,7 +372,7 @@ def test_submit_refuses_a_missing_secret(aws_env: Any) -> None:
     ],
 )
 def test_status_mapping_through_moto(aws_env: Any, native: str, secondary: str, reason: str | None, state: JobState, message: str) -> None:
-    be = backend(session=aws_env, jobs=JobRegistry(Path(os.environ["LAUNCHER_STATE_DIR"]) / "jobs.db"))
+    be = backend(session=aws_env)
     ref = be.submit(be.plan(make_spec(aws={"output_uri": "s3://my-bucket/out"}), JOB_ID))
     job = _moto_job(JOB_ID)
     job.training_job_status, job.secondary_status = native, secondary
@@ -383,15 +384,18 @@ def test_status_mapping_through_moto(aws_env: Any, native: str, secondary: str, 
     assert status.result_code() == (0 if state is JobState.SUCCEEDED else 1) or not status.finished
 
 
-def test_billable_time_and_spot_savings_are_recorded(aws_env: Any) -> None:
+def test_billable_time_and_spot_savings_are_reported_and_the_launcher_records_them(aws_env: Any) -> None:
+    """The backend returns them in JobStatus.details; only the Launcher writes the job registry."""
     jobs = JobRegistry(Path(os.environ["LAUNCHER_STATE_DIR"]) / "jobs.db")
-    be = backend(session=aws_env, jobs=jobs)
+    be = backend(session=aws_env)
     plan = be.plan(make_spec(resources={"gpus": 1, "spot": True}, aws={"output_uri": "s3://my-bucket/out"}), JOB_ID)
     ref = be.submit(plan)
     jobs.add(ref, "flowers", plan.spec.model_dump(mode="json"), plan.hash())
     job = _moto_job(JOB_ID)
     job.billable_time_in_seconds, job.training_time_in_seconds = 1200, 4000
-    assert be.status(ref).ok
+    assert be.status(ref).details["metrics"]["billable_seconds"] == 1200
+    assert jobs.get(JOB_ID).metrics == {}  # status() wrote nothing
+    assert Job(ref, be, jobs).status().ok
     metrics = jobs.get(JOB_ID).metrics
     price = load_catalog("aws")["instances"]["ml.g4dn.xlarge"]["prices"][REGION]["on_demand"]
     assert metrics["billable_seconds"] == 1200 and metrics["training_seconds"] == 4000

@@ -1,0 +1,50 @@
+"""Layers point one way: the core backend class stays below the image builder, and plan() reads
+nothing but its arguments and what the constructor read."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from launcher.catalog import load_catalog
+from launcher.spec import validate_spec
+from tests.backends.test_contract import OPTIONS
+from tests.backends.test_selection import CLOUDS, _instance
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_making_a_cloud_backend_imports_neither_the_image_builder_nor_the_local_backend() -> None:
+    code = (
+        "import sys\n"
+        "from backends.aws import SageMakerBackend\n"
+        "SageMakerBackend().plan\n"
+        "print(sorted(m for m in sys.modules if m in ('launcher.images', 'backends.local', 'launcher.estimate.local')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("cloud", sorted(CLOUDS))
+def test_plan_reads_no_environment_or_files(cloud: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refreshed catalog appearing in the state dir after the backend was made does not change its plans."""
+    backend = CLOUDS[cloud](pushed_image="")
+    raw: dict[str, Any] = {"name": "digits", "image": "registry.example/train:1", "resources": {"gpus": 1}, cloud: OPTIONS[cloud]}
+    spec = validate_spec(raw, Path("job.yaml"), Path("/srv"))
+    before = _instance(CLOUDS[cloud](pushed_image="").plan(spec))
+    refreshed = json.loads(json.dumps(load_catalog(cloud)))
+    for name, row in refreshed["instances"].items():  # make another fitting instance the cheapest
+        if name != before:
+            for prices in row["prices"].values():
+                prices.update(on_demand=0.001, spot=0.001)
+    (tmp_path / "catalog").mkdir()
+    (tmp_path / "catalog" / f"{cloud}.json").write_text(json.dumps(refreshed))
+    monkeypatch.setenv("LAUNCHER_STATE_DIR", str(tmp_path))
+    assert _instance(backend.plan(spec)) == before
+    assert _instance(CLOUDS[cloud](pushed_image="").plan(spec)) != before  # a new backend reads the refreshed copy
