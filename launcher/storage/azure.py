@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 
 from launcher.errors import LauncherError
 from launcher.lazy import require
-from launcher.storage.base import CloudStore, MissingObjectError, ObjectInfo, Progress
+from launcher.storage.base import CloudStore, HashingFile, MissingObjectError, ObjectInfo, Progress
 
 __all__ = ["AzureStore", "default_client"]
 
@@ -58,6 +58,7 @@ def _progress_hook(progress: Progress | None):  # type: ignore[no-untyped-def]
 
 class AzureStore(CloudStore):
     scheme = "az"
+    hashes_put = True
     default_client = staticmethod(default_client)
 
     def _blob(self, key: str) -> Any:

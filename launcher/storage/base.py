@@ -15,6 +15,8 @@ manifest can never make a pull write outside its destination folder.
 from __future__ import annotations
 
 import hashlib
+import io
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -34,6 +36,8 @@ __all__ = [
     "safe_local_path",
     "sha256_file",
     "CHUNK",
+    "OrderedDigest",
+    "HashingFile",
 ]
 
 # Called with the number of bytes moved since the last call.
@@ -102,10 +106,90 @@ def sha256_file(path: Path, progress: Progress | None = None) -> str:
     return digest.hexdigest()
 
 
+class OrderedDigest:
+    """The sha256 of bytes that arrive at offsets, in any order, perhaps twice (a retried chunk).
+
+    SDKs that move chunks in parallel read or write them out of order; bytes
+    that continue the hashed prefix are hashed at once, later ones wait in
+    memory (a few chunks at most) until the gap before them fills.
+    """
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self.done = 0
+        self._waiting: dict[int, bytes] = {}
+        self._lock = threading.Lock()
+
+    def feed(self, offset: int, data: Any) -> None:
+        with self._lock:
+            if offset > self.done:
+                self._waiting[offset] = bytes(data)
+                return
+            self._take(offset, data)
+            while self._waiting and min(self._waiting) <= self.done:
+                start = min(self._waiting)
+                self._take(start, self._waiting.pop(start))
+
+    def _take(self, offset: int, data: Any) -> None:
+        skip = self.done - offset  # bytes already hashed (a chunk sent or written again)
+        if skip < len(data):
+            self._sha.update(memoryview(data)[skip:])
+            self.done += len(data) - skip
+
+    def hexdigest(self, size: int) -> str | None:
+        """The sha256 when exactly `size` bytes were seen without a gap, else None."""
+        return self._sha.hexdigest() if self.done == size and not self._waiting else None
+
+
+class HashingFile(io.RawIOBase):
+    """A file wrapper for SDK calls: hashes what is read or written (at its offset) and reports progress.
+
+    `seekable=False` makes SDKs that read blocks in parallel from a seekable
+    file read it once, in order, and only send in parallel.
+    """
+
+    def __init__(self, raw: Any, progress: Progress | None = None, seekable: bool = True) -> None:
+        self.raw, self.progress, self._seekable = raw, progress, seekable
+        self.digest = OrderedDigest()
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._seekable
+
+    def read(self, size: int = -1) -> bytes:
+        offset = self.raw.tell()
+        data = self.raw.read(size)
+        self.digest.feed(offset, data)
+        self._report(len(data))
+        return data
+
+    def write(self, data: Any) -> int:
+        self.digest.feed(self.raw.tell(), data)
+        written = self.raw.write(data)
+        self._report(len(data))
+        return written
+
+    def _report(self, n: int) -> None:
+        if self.progress and n:
+            self.progress(n)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+
 class Store(ABC):
     """A place that holds objects under keys. Implementations only move bytes."""
 
     scheme: str = ""
+    hashes_put = False  # True: `put` returns the sha256 of the bytes it read in `checksum` (one read, not two)
 
     def __init__(self, uri: str) -> None:
         self.uri = uri.rstrip("/")
@@ -123,7 +207,7 @@ class Store(ABC):
 
     @abstractmethod
     def put(self, key: str, src: Path, progress: Progress | None = None) -> ObjectInfo:
-        """Upload the file `src` to `key`, replacing any object there."""
+        """Upload the file `src` to `key`, replacing any object there (`hashes_put`: with its sha256)."""
 
     @abstractmethod
     def get(self, key: str, dest: Path, progress: Progress | None = None) -> str | None:

@@ -10,13 +10,11 @@ https://cloud.google.com/storage/docs/resumable-uploads
 
 from __future__ import annotations
 
-import hashlib
-import io
 from pathlib import Path
 from typing import Any, Iterable
 
 from launcher.lazy import require
-from launcher.storage.base import CloudStore, MissingObjectError, ObjectInfo, Progress
+from launcher.storage.base import CloudStore, HashingFile, MissingObjectError, ObjectInfo, Progress
 
 __all__ = ["GCSStore", "default_client"]
 
@@ -27,54 +25,9 @@ def default_client():  # type: ignore[no-untyped-def]
     return require("google.cloud.storage", "gcp").Client()
 
 
-class _Counting(io.RawIOBase):
-    """A file wrapper that reports bytes read or written, for progress bars."""
-
-    def __init__(self, raw: Any, progress: Progress | None, hashed: bool = False) -> None:
-        self.raw, self.progress = raw, progress
-        self.digest = hashlib.sha256() if hashed else None
-        self.in_order = True
-        self._hashed = 0
-
-    def hexdigest(self) -> str | None:
-        return self.digest.hexdigest() if self.digest is not None and self.in_order else None
-
-    def readable(self) -> bool:
-        return True
-
-    def writable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
-        self._report(len(data))
-        return data
-
-    def write(self, data: Any) -> int:
-        if self.digest is not None:
-            self.in_order = self.in_order and self.raw.tell() == self._hashed
-            self.digest.update(data)
-            self._hashed += len(data)
-        written = self.raw.write(data)
-        self._report(len(data))
-        return written
-
-    def _report(self, n: int) -> None:
-        if self.progress and n:
-            self.progress(n)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self.raw.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self.raw.tell()
-
-    def seekable(self) -> bool:
-        return True
-
-
 class GCSStore(CloudStore):
     scheme = "gs"
+    hashes_put = True
     default_client = staticmethod(default_client)
 
     def _blob(self, key: str, chunked: bool = False) -> Any:
@@ -90,23 +43,26 @@ class GCSStore(CloudStore):
         return self.retry.call(run, f"list {self.url(prefix)}")
 
     def put(self, key: str, src: Path, progress: Progress | None = None) -> ObjectInfo:
+        """One resumable upload, read in order and hashed on the way: returns the sha256 in `checksum`."""
         size = Path(src).stat().st_size
 
-        def run() -> None:
+        def run() -> str | None:
             with open(src, "rb") as f:
-                self._blob(key, chunked=True).upload_from_file(_Counting(f, progress), size=size, rewind=True)
+                reader = HashingFile(f, progress)
+                self._blob(key, chunked=True).upload_from_file(reader, size=size, rewind=True)
+                return reader.digest.hexdigest(size)
 
-        self.retry.call(run, f"upload {self.url(key)}")
-        return ObjectInfo(key, size)
+        sha = self.retry.call(run, f"upload {self.url(key)}")
+        return ObjectInfo(key, size, sha)
 
     def get(self, key: str, dest: Path, progress: Progress | None = None) -> str | None:
-        """One streamed GET, written in order, so it is hashed on the way (None if the SDK seeked)."""
+        """One streamed GET, written in order, so it is hashed on the way (None if the SDK left a gap)."""
 
         def run() -> str | None:
             with open(dest, "wb") as f:
-                counting = _Counting(f, progress, hashed=True)
-                self._blob(key).download_to_file(counting)
-                return counting.hexdigest()
+                writer = HashingFile(f, progress)
+                self._blob(key).download_to_file(writer)
+                return writer.digest.hexdigest(f.tell())
 
         try:
             return self.retry.call(run, f"download {self.url(key)}")

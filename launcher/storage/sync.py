@@ -432,10 +432,10 @@ class Pusher:
 
     def _upload(self, name: str, path: Path, st: os.stat_result, sha: str | None, meter: Meter) -> FileEntry:
         key = file_key(self.next_version, name)
-        with ThreadPoolExecutor(1) as hasher:
-            digest = hasher.submit(sha256_file, path) if sha is None else None
-            self.store.put(key, path, meter.advance)
-            sha = digest.result() if digest else sha
+        with ThreadPoolExecutor(1) as hasher:  # a store that hashes while it sends saves this second read
+            digest = hasher.submit(sha256_file, path) if sha is None and not self.store.hashes_put else None
+            sent = self.store.put(key, path, meter.advance)
+            sha = sha or (digest.result() if digest else sent.checksum)
         if path.stat().st_mtime_ns != st.st_mtime_ns or path.stat().st_size != st.st_size:
             raise LauncherError(f"{name} changed while it was uploaded.", "It is uploaded again with the next checkpoint.")
         with self._lock:

@@ -57,6 +57,28 @@ def test_large_files_go_in_parts_and_come_back_whole(kind: StoreKind, tmp_path: 
     assert sha256_file(tmp_path / "back") == sha256_file(src)
 
 
+@pytest.mark.parametrize("size", [3, 34 * 1024 * 1024 + 5])
+def test_cloud_stores_hash_what_they_send_in_the_same_read(remote_kind: StoreKind, tmp_path: Path, size: int) -> None:
+    """put returns the sha256 of the bytes it read, so a push reads each file once (not once to hash, once to send)."""
+    store, src = remote_kind.store(), tmp_path / "f"
+    src.write_bytes(os.urandom(size))
+    assert store.hashes_put
+    assert store.put("f.pt", src).checksum == sha256_file(src)
+    assert store.get("f.pt", tmp_path / "back") == sha256_file(src)  # and get hashes what it writes
+
+
+def test_ordered_digest_hashes_chunks_in_any_order_and_repeats() -> None:
+    import hashlib
+
+    from launcher.storage.base import OrderedDigest
+
+    digest = OrderedDigest()
+    for offset, chunk in [(4, b"efgh"), (0, b"ab"), (0, b"abcd"), (8, b"ij"), (4, b"efgh")]:
+        digest.feed(offset, chunk)
+    assert digest.hexdigest(10) == hashlib.sha256(b"abcdefghij").hexdigest()
+    assert digest.hexdigest(11) is None  # a short transfer has no digest
+
+
 def test_push_pull_sends_only_changes(kind: StoreKind, tmp_path: Path) -> None:
     store, src = kind.store(), tmp_path / "src"
     write_files(src, fake_checkpoint(1))
