@@ -74,28 +74,35 @@ class AzureStore(CloudStore):
         return self.retry.call(run, f"list {self.url(prefix)}")
 
     def put(self, key: str, src: Path, progress: Progress | None = None) -> ObjectInfo:
+        """Blocks read once, in order (hashed on the way), sent `concurrency` at a time: sha256 in `checksum`."""
         size = Path(src).stat().st_size
 
-        def run() -> None:
+        def run() -> str | None:
             with open(src, "rb") as f:
+                reader = HashingFile(f, seekable=False)  # not seekable: the SDK reads in order, sends in parallel
                 self._blob(key).upload_blob(
-                    f, length=size, overwrite=True, max_concurrency=self.concurrency,
+                    reader, length=size, overwrite=True, max_concurrency=self.concurrency,
                     progress_hook=_progress_hook(progress),
                 )  # fmt: skip
+                return reader.digest.hexdigest(size)
 
-        self.retry.call(run, f"upload {self.url(key)}")
-        return ObjectInfo(key, size)
+        sha = self.retry.call(run, f"upload {self.url(key)}")
+        return ObjectInfo(key, size, sha)
 
-    def get(self, key: str, dest: Path, progress: Progress | None = None) -> None:  # parallel ranges: not hashed on the way
-        def run() -> None:
+    def get(self, key: str, dest: Path, progress: Progress | None = None) -> str | None:
+        """Ranges in parallel, hashed as they land (out-of-order ranges wait for the gap): returns the sha256."""
+
+        def run() -> str | None:
             stream = self._blob(key).download_blob(
                 max_concurrency=self.concurrency, progress_hook=_progress_hook(progress)
             )
             with open(dest, "wb") as f:
-                stream.readinto(f)
+                writer = HashingFile(f)
+                stream.readinto(writer)
+                return writer.digest.hexdigest(stream.size)
 
         try:
-            self.retry.call(run, f"download {self.url(key)}")
+            return self.retry.call(run, f"download {self.url(key)}")
         except require("azure.core.exceptions", "azure").ResourceNotFoundError:
             raise MissingObjectError(self.url(key)) from None
 
