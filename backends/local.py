@@ -328,6 +328,7 @@ class LocalBackend(Backend):
         _prepare_mounts(payload.get("volumes", {}))
         payload = _with_data_cache(payload)
         payload["environment"] = {k: v for k, v in payload["environment"].items() if v is not None}
+        payload["environment"]["LAUNCHER_JOB_ID"] = job_name  # whose lease the entrypoint renews (storage.lease)
         secrets_file = self._secrets_file(job_name, secrets) if secrets else None
         if secrets_file is not None:
             payload = _with_secrets_file(client, payload, secrets_file)
@@ -362,6 +363,7 @@ class LocalBackend(Backend):
         if argv[0] == "python":
             argv[0] = sys.executable  # the interpreter (and venv) running launch
         env = {**os.environ, **{k: v for k, v in payload["env"].items() if v is not None}, **secrets}
+        env["LAUNCHER_JOB_ID"] = job_name  # whose lease the entrypoint renews (launcher.storage.lease)
         limit = ["--max-runtime", str(payload["max_runtime_s"])] if payload.get("max_runtime_s") else []
         supervisor = [sys.executable, "-m", "backends.local", "supervise", str(job_dir), *limit, "--", *argv]
         with open(job_dir / LOG_FILE, "ab") as log:

@@ -18,9 +18,10 @@ even in the middle of that call, never leaves a paid job untracked.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from launcher import registry
 from launcher.backend import Backend, secret_values
@@ -59,15 +60,56 @@ class Launcher:
     def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
         return self.backend.plan(spec, job_id)
 
-    def submit(self, spec_or_plan: JobSpec | Plan) -> "Job":
+    def submit(self, spec_or_plan: JobSpec | Plan, force: bool = False) -> "Job":
+        """Submit a job. Its run folder `<checkpoint.uri>/<name>` gets one writer: a job that holds it makes
+        this raise RunBusyError naming that job, unless `force` (take it over; that job stops uploading)."""
         plan = spec_or_plan if isinstance(spec_or_plan, Plan) else self.plan(spec_or_plan, new_job_id(spec_or_plan.name))
         # read once, here, before anything is claimed or recorded; the values never enter the plan
         secrets = secret_values(plan.secrets, os.environ if self._environ is None else self._environ)
-        for hook in self.before_submit:
-            hook(self, plan)
-        return self._submit_recorded(plan, secrets)
+        run = self._claim_run(plan, force)  # before the hooks: --resume-from writes into the run folder
+        try:
+            for hook in self.before_submit:
+                hook(self, plan)
+        except BaseException:
+            self._free_run(run, plan)
+            raise
+        return self._submit_recorded(plan, run, secrets)
 
-    def _submit_recorded(self, plan: Plan, secrets: Mapping[str, str] | None = None) -> "Job":
+    def _claim_run(self, plan: Plan, force: bool) -> Any:
+        """The run folder's store with this job's lease in it; None without a checkpoint store, or when the
+        store cannot be reached from here (said on stderr: the entrypoint still takes the lease)."""
+        if not plan.spec.checkpoint.uri:
+            return None
+        from launcher.storage import join_uri, open_store  # noqa: PLC0415 - storage SDKs only when submitting
+        from launcher.storage.lease import RunBusyError, acquire  # noqa: PLC0415
+
+        try:
+            store = open_store(join_uri(plan.spec.checkpoint.uri, plan.spec.name))
+            acquire(store, plan.job_name, self.backend.name, force=force, finished=self._finished)
+        except RunBusyError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - no credentials for the store here, say; the job can still run
+            print(f"[launcher] could not check that no other job writes to {plan.spec.checkpoint.uri}/{plan.spec.name}"
+                  f" ({type(exc).__name__}: {exc}); submitting anyway", file=sys.stderr, flush=True)  # fmt: skip
+            return None
+        return store
+
+    def _finished(self, job_id: str) -> bool:
+        """Whether a job that holds a run folder is known to have ended (asks its backend when it can)."""
+        try:
+            record = self.jobs.get(job_id)
+            return record.state.finished or (bool(record.native_id) and Launcher.attach(job_id, self.jobs).status().finished)
+        except Exception:  # noqa: BLE001 - unknown here, or its backend cannot be asked: not known to be finished
+            return False
+
+    @staticmethod
+    def _free_run(run: Any, plan: Plan) -> None:
+        if run is not None:
+            from launcher.storage.lease import release  # noqa: PLC0415
+
+            release(run, plan.job_name)
+
+    def _submit_recorded(self, plan: Plan, run: Any = None, secrets: Mapping[str, str] | None = None) -> "Job":
         """Record first, then submit: a failed call marks the record failed; an interrupted one leaves it
         `submitting`, with a message saying where to look."""
         pending = JobRef(plan.job_name, self.backend.name, "")
@@ -80,6 +122,7 @@ class Launcher:
                 ref = self.backend.submit(plan)
         except LauncherError as exc:  # the backend refused before starting anything
             self.jobs.update(plan.job_name, JobStatus(JobState.FAILED, f"submit refused: {exc}"))
+            self._free_run(run, plan)
             raise
         except Exception as exc:  # e.g. a timeout after the request went out: the job may exist
             self.jobs.update(plan.job_name, JobStatus(JobState.SUBMITTING, f"{note} ({type(exc).__name__}: {exc})"))
@@ -129,13 +172,20 @@ class Job:
             self._record_results()
         return status
 
-    def results_path(self, record: JobRecord | None = None) -> Path | None:
-        """The trainer's results.json, when the run folder is on this machine."""
+    def results_path(self, record: JobRecord | None = None, name: str = "results.json") -> Path | None:
+        """Where the newest checkpoint's `name` (the trainer's results.json, results.csv, ...) lies, when
+        the run's store is a folder on this machine; None otherwise."""
         record = record or self.record()
         uri = (record.spec.get("checkpoint") or {}).get("uri")
         if not uri or "://" in uri:
             return None
-        return Path(uri) / record.name / "results.json"
+        from launcher.storage.local import LocalStore  # noqa: PLC0415
+        from launcher.storage.sync import newest  # noqa: PLC0415
+
+        store = LocalStore(str(Path(uri) / record.name))
+        manifest, _skipped = newest(store)
+        entry = manifest.files.get(name) if manifest else None
+        return store.root / entry.key if entry else None
 
     def _record_results(self) -> None:
         """Once per job: feed the measured throughput to the estimator (launch estimate)."""

@@ -8,10 +8,12 @@ The flags are the container contract, defined once in launcher.contract
 
 It detects the platform (launcher.rendezvous), resolves secret references
 into environment variables (launcher.secrets), pulls the newest complete
-checkpoint when the checkpoint URI is remote, starts torchrun with the right
-nnodes / node_rank / nproc_per_node, forwards SIGTERM and SIGINT (spot
-preemption, `launch stop`, Ctrl-C) to it, keeps the checkpoint folder synced
-from node 0, flushes that sync at the end and exits with the job's code.
+checkpoint from the checkpoint store (a local path too) into a training
+folder of this job's own, starts torchrun with the right nnodes / node_rank /
+nproc_per_node, forwards SIGTERM and SIGINT (spot preemption, `launch stop`,
+Ctrl-C) to it, keeps the store synced from node 0 while holding the run's
+lease (launcher.storage.lease), flushes that sync at the end, releases the
+lease and exits with the job's code.
 
 `train ...` is shorthand for `-m launcher.train ...`; any other command is
 run with `torchrun --no-python`.
@@ -20,6 +22,7 @@ run with `torchrun --no-python`.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +39,7 @@ __all__ = ["main", "build_command", "parse_args", "is_remote", "node_save_dir", 
 REMOTE_SCHEMES = ("s3://", "gs://", "az://")
 TIMEOUT_EXIT = 124  # like coreutils `timeout`
 SAGEMAKER_CHECKPOINTS = Path("/opt/ml/checkpoints")  # CheckpointConfig.LocalPath: mirrored to S3 by SageMaker
+JOB_FOLDER_PREFIX = "launcher-job-"  # the training folder of one job (save_dir_for), removed once synced
 STOP_GRACE_S = 120  # after SIGTERM, as long as SageMaker waits before its SIGKILL
 
 
@@ -64,18 +68,22 @@ def processes_per_node(args: EntrypointArgs) -> int:
 
 
 def save_dir_for(args: EntrypointArgs, environ: dict[str, str]) -> Path:
-    """Where the trainer writes: the checkpoint folder itself when it is local."""
+    """Where the trainer writes: `--save-dir`, else a folder of this job's own, synced to the checkpoint store.
+
+    Never the store itself (a local store has the same manifest layout as a
+    bucket) and never a folder another job used: a shared
+    $TMPDIR/launcher-checkpoints/<name> let a new job with an empty store
+    resume from an old job's leftovers and upload them as its own.
+    """
     if args.save_dir:
         return Path(args.save_dir)
-    if args.checkpoint_uri and not is_remote(args.checkpoint_uri):
-        return Path(args.checkpoint_uri) / args.run_name
     # Vertex sets AIP_CHECKPOINT_DIR=gs://B/P (<baseOutputDirectory>/checkpoints) and mounts
     # bucket B at /gcs/B: https://cloud.google.com/vertex-ai/docs/training/cloud-storage-file-system
     # With a remote checkpoint URI the sync owns checkpoint I/O, so the mount is used only without one.
     aip = environ.get("AIP_CHECKPOINT_DIR", "")
     if aip.startswith(("gs://", "/gcs/")) and not args.checkpoint_uri:
         return Path("/gcs/" + aip.removeprefix("gs://").removeprefix("/gcs/")) / args.run_name
-    return Path(tempfile.gettempdir()) / "launcher-checkpoints" / args.run_name
+    return Path(tempfile.mkdtemp(prefix=JOB_FOLDER_PREFIX)) / args.run_name
 
 
 def node_save_dir(save_dir: Path, rdzv: rendezvous.Rendezvous, run_name: str) -> Path:
@@ -130,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = _run_forwarding_signals(cmd, environ, args.max_runtime)
     if syncer is not None:
         syncer.close()
+        _remove_job_folder(save_dir, synced=not syncer.errors and not syncer.holder.lost)
     print(f"[launcher] exit code {code}", flush=True)
     return code
 
@@ -143,9 +152,18 @@ def _stage_data(args: EntrypointArgs, environ: dict[str, str]) -> EntrypointArgs
     return replace(args, command=datasets.stage(args.command, environ))
 
 
+def _remove_job_folder(save_dir: Path, synced: bool) -> None:
+    """This job's own training folder goes once the store has everything (nobody else will read it)."""
+    if save_dir.parent.name.startswith(JOB_FOLDER_PREFIX) and synced:
+        shutil.rmtree(save_dir.parent, ignore_errors=True)
+    elif save_dir.parent.name.startswith(JOB_FOLDER_PREFIX):
+        print(f"[launcher] the last checkpoint may not be in the store: it stays in {save_dir}", flush=True)
+
+
 def _start_sync(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, save_dir: Path):  # type: ignore[no-untyped-def]
-    """Pull the newest complete checkpoint; node 0 then keeps the store in sync."""
-    if not is_remote(args.checkpoint_uri):
+    """Pull the newest complete checkpoint (any store, local folders too); node 0 then keeps the store in sync
+    and holds the run's lease (launcher.storage.lease) until the job ends."""
+    if not args.checkpoint_uri:
         return None
     from launcher.storage import sync  # noqa: PLC0415
 
@@ -153,10 +171,14 @@ def _start_sync(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, save_dir: Pat
     sync.pull_latest(args.checkpoint_uri, args.run_name, save_dir, scratch=scratch)
     if not rdzv.is_chief:
         return None
+    from launcher.storage.lease import Holder  # noqa: PLC0415
+
     syncer = sync.Syncer(
         args.checkpoint_uri, args.run_name, save_dir, keep=args.keep, spec_hash=args.spec_hash, every=args.every,
         scratch=scratch,
     )
+    syncer.holder = Holder(syncer.store, log=lambda m: print(f"[launcher] {m}", flush=True))
+    syncer.holder.claim()
     syncer.start()
     return syncer
 

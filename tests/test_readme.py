@@ -33,4 +33,4 @@ def test_python_api_snippet_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "JobState.SUCCEEDED api-try-" in out
-    assert (tmp_path / "runs" / "api-try" / "results.json").exists()
+    assert (tmp_path / "runs" / "api-try" / "manifest.json").exists()  # the same store layout as a bucket

@@ -21,9 +21,11 @@ __all__ = ["run"]
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--resume-from", default=None, metavar="URI", help="copy this run's checkpoint into the job's checkpoint store first")
 @click.option("--ignore-budget", is_flag=True, help="submit even when the estimate exceeds limits.max_cost")
+@click.option("--force", is_flag=True,
+              help="take the run folder <checkpoint.uri>/<name> over from the job writing it (that job stops uploading)")
 def run(
     job_file: str, backend: str, overrides: tuple[str, ...], dry_run: bool, detach: bool, yes: bool,
-    as_json: bool, resume_from: str | None, ignore_budget: bool,
+    as_json: bool, resume_from: str | None, ignore_budget: bool, force: bool,
 ) -> None:  # fmt: skip
     """Run JOB_FILE on a backend (default: this machine)."""
     from launcher.api import Launcher
@@ -39,7 +41,7 @@ def run(
     launcher.before_submit = _hooks(resume_from, ignore_budget)  # after --dry-run: it must not load the estimator
     if launcher.backend.name != "local" and not yes and sys.stdin.isatty():
         click.confirm(f"Start {plan.job_name} on {launcher.backend.name}? This may cost money", abort=True, err=True)
-    job = launcher.submit(plan)
+    job = launcher.submit(plan, force=force)
     click.echo(f"submitted {job.id} to {job.backend.name}", err=True)
     if detach:
         if as_json:

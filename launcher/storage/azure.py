@@ -109,6 +109,15 @@ class AzureStore(CloudStore):
     def put_bytes(self, key: str, data: bytes) -> None:
         self.retry.call(lambda: self._blob(key).upload_blob(data, overwrite=True), f"write {self.url(key)}")
 
+    def put_bytes_new(self, key: str, data: bytes) -> bool:
+        """overwrite=False sends If-None-Match: *; the service answers 409 BlobAlreadyExists."""
+        exists = require("azure.core.exceptions", "azure").ResourceExistsError
+        try:
+            self.retry.call(lambda: self._blob(key).upload_blob(data, overwrite=False), f"create {self.url(key)}")
+        except exists:
+            return False
+        return True
+
     def get_bytes(self, key: str) -> bytes | None:
         not_found = require("azure.core.exceptions", "azure").ResourceNotFoundError
 

@@ -226,6 +226,18 @@ class Store(ABC):
     def get_bytes(self, key: str) -> bytes | None:
         """A small object's content, or None when it does not exist."""
 
+    def put_bytes_new(self, key: str, data: bytes) -> bool:
+        """Write a small object only if `key` does not exist yet; False when it does (the lease of a run).
+
+        Each store overrides this with its own atomic create (S3 If-None-Match, GCS
+        ifGenerationMatch=0, Azure If-None-Match: *, a hard link locally); this
+        fallback checks then writes, which is racy.
+        """
+        if self.get_bytes(key) is not None:
+            return False
+        self.put_bytes(key, data)
+        return True
+
     @abstractmethod
     def delete(self, keys: Iterable[str]) -> None:
         """Delete these keys; missing ones are ignored."""

@@ -72,6 +72,16 @@ class GCSStore(CloudStore):
     def put_bytes(self, key: str, data: bytes) -> None:
         self.retry.call(lambda: self._blob(key).upload_from_string(data), f"write {self.url(key)}")
 
+    def put_bytes_new(self, key: str, data: bytes) -> bool:
+        """ifGenerationMatch=0: GCS refuses with 412 when the object exists.
+        https://cloud.google.com/storage/docs/request-preconditions"""
+        failed = require("google.api_core.exceptions", "gcp").PreconditionFailed
+        try:
+            self.retry.call(lambda: self._blob(key).upload_from_string(data, if_generation_match=0), f"create {self.url(key)}")
+        except failed:
+            return False
+        return True
+
     def get_bytes(self, key: str) -> bytes | None:
         not_found = require("google.api_core.exceptions", "gcp").NotFound
 

@@ -103,6 +103,25 @@ class LocalStore(Store):
     def put_bytes(self, key: str, data: bytes) -> None:
         atomic_write(self._path(key), lambda out: out.write(data))
 
+    def put_bytes_new(self, key: str, data: bytes) -> bool:
+        """Write a temp file, then hard-link it to the key: the link fails if the key exists, and a
+        reader never sees a half-written object."""
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, dest)
+        except FileExistsError:
+            return False
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        _fsync_dir(dest.parent)
+        return True
+
     def get_bytes(self, key: str) -> bytes | None:
         path = self._path(key)
         return path.read_bytes() if path.is_file() else None

@@ -5,9 +5,8 @@ copies the newest complete, verified checkpoint from `URI` (any store, or a
 plain local run folder) into `<spec.checkpoint.uri>/<spec.name>/`, the run
 folder every backend passes to the entrypoint (`--run-name <spec.name>`), where
 the new job's entrypoint pulls it before training, so a run stopped on the local
-machine or GCP continues on AWS. A local checkpoint URI is the trainer's own
-folder (the entrypoint trains in it directly), so there the files are
-placed as plain files instead of the store layout.
+machine or GCP continues on AWS. A local checkpoint URI has the same layout
+as a bucket (the entrypoint syncs to it like to any store).
 """
 
 from __future__ import annotations
@@ -16,8 +15,7 @@ from typing import Any, Callable
 
 from launcher.errors import LauncherError
 from launcher.storage import join_uri, open_store
-from launcher.storage.local import LocalStore
-from launcher.storage.sync import copy, pull
+from launcher.storage.sync import copy
 
 __all__ = ["copy_for_resume_hook", "copy_for_resume", "run_folder"]
 
@@ -31,10 +29,7 @@ def copy_for_resume(src_uri: str, dst_uri: str, run_name: str, keep: int = 3, **
     """Copy the newest checkpoint of `src_uri` to `<dst_uri>/<run_name>`; returns the destination URI."""
     src = open_store(src_uri, **clients)
     dst = open_store(join_uri(dst_uri, run_name), **clients)
-    if isinstance(dst, LocalStore):
-        result = pull(src, dst.root)
-    else:
-        result = copy(src, dst, keep=keep)
+    result = copy(src, dst, keep=keep)
     if result.manifest is None:
         raise LauncherError(
             f"--resume-from {src_uri}: no complete checkpoint there.",

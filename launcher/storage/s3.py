@@ -160,6 +160,19 @@ class S3Store(CloudStore):
         name = self._key(key)
         self.retry.call(lambda: self.client.put_object(Bucket=self.bucket, Key=name, Body=data), f"write {key}")
 
+    def put_bytes_new(self, key: str, data: bytes) -> bool:
+        """A conditional write (If-None-Match: *): S3 answers 412 when the key exists.
+        https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html"""
+        name = self._key(key)
+        try:
+            self.retry.call(lambda: self.client.put_object(Bucket=self.bucket, Key=name, Body=data, IfNoneMatch="*"),
+                            f"create {self.url(key)}")  # fmt: skip
+        except self.client.exceptions.ClientError as exc:
+            if http_status(exc) in (409, 412):  # 409: a concurrent conditional write of the same key
+                return False
+            raise
+        return True
+
     def get_bytes(self, key: str) -> bytes | None:
         name = self._key(key)
         return self.retry.call(lambda: self._get_bytes(name), f"read {self.url(key)}")

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator, Protocol
 from launcher.errors import LauncherError
 from launcher.storage import join_uri, open_store
 from launcher.storage.base import MissingObjectError, Store, safe_local_path, sha256_file
+from launcher.storage.lease import LEASE
 from launcher.storage.local import LocalStore
 from launcher.storage.manifest import (
     FILES,
@@ -246,8 +247,9 @@ def _sources(store: Store) -> Iterator[tuple[str, Manifest | ManifestError]]:
 
 
 def plain_manifest(folder: Path) -> Manifest | None:
-    """A manifest describing a plain folder of checkpoint files (what a run on a local path writes)."""
-    files = scan(folder)
+    """A manifest describing a plain folder of checkpoint files (what runs on a local path wrote before
+    local stores got the manifest layout); a run's lease is not one of its files."""
+    files = {name: st for name, st in scan(folder).items() if name != LEASE}
     if not files:
         return None
     entries = {name: FileEntry(name, st.st_size, sha256_file(folder / name)) for name, st in files.items()}
@@ -456,7 +458,7 @@ def copy(src: Store, dst: Store, keep: int = 3, meter: Meter | None = None, log:
         result = pull(src, Path(tmp), meter, log)
         if result.manifest is None:
             raise LauncherError(f"There is no complete checkpoint at {src.uri}.", "Check the URI with `launch ckpt ls`.")
-        if isinstance(dst, LocalStore) and not any(True for _ in candidates(dst)) and scan(dst.root):
+        if isinstance(dst, LocalStore) and not any(True for _ in candidates(dst)) and set(scan(dst.root)) - {LEASE}:
             raise LauncherError(f"{dst.uri} already holds files that are not a checkpoint store.",
                                 "Copy into an empty folder, or use `launch ckpt pull` to get plain files.")  # fmt: skip
         Pusher(dst, Path(tmp), keep, log=log).push(meter, meta=result.manifest)
@@ -479,8 +481,9 @@ class Syncer:
 
     def __init__(self, uri: str, run_name: str, save_dir: Path, keep: int = 3, spec_hash: str = "",
                  every: int = 1, interval: float = 2.0, settle: float = 1.0, store: Store | None = None,
-                 log: Log = _print, scratch: Path | None = None) -> None:  # fmt: skip
+                 log: Log = _print, scratch: Path | None = None, holder: Any = None) -> None:  # fmt: skip
         self.store = store or open_store(join_uri(uri, run_name))
+        self.holder = holder  # launcher.storage.lease.Holder: heartbeats the run's lease, notices a takeover
         self.folder, self.every, self.interval, self.settle, self.log = Path(save_dir), max(every, 1), interval, settle, log
         self.keep, self.spec_hash, self.scratch = keep, spec_hash, scratch
         self._pusher: Pusher | None = None
@@ -515,6 +518,7 @@ class Syncer:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
+            self._still_holder()
             sig = self._signature()
             if sig == self._seen_sig:
                 continue
@@ -538,6 +542,8 @@ class Syncer:
         started = time.monotonic()
         sent_before = self.pusher.stats.bytes_sent
         try:
+            if not self._still_holder(force=True):
+                return None  # another job took the run over: never write beside it
             manifest = self.pusher.push()
         except Exception as exc:  # noqa: BLE001 - a failed upload must not kill training
             self.errors.append(f"{type(exc).__name__}: {exc}")
@@ -549,8 +555,28 @@ class Syncer:
                      f"{sent} bytes sent in {time.monotonic() - started:.1f}s")  # fmt: skip
         return manifest
 
+    def _still_holder(self, force: bool = False) -> bool:
+        """Renew the run's lease (at most once a heartbeat period unless `force`); False once it was taken over."""
+        if self.holder is None:
+            return True
+        try:
+            return bool(self.holder.renew(force=force))
+        except Exception as exc:  # noqa: BLE001 - an unreachable store must not kill training; uploads retry too
+            self.log(f"could not renew the lease on {self.store.uri} ({type(exc).__name__}: {exc})")
+            return True
+
     def close(self, grace: float = 100.0) -> bool:
-        """Stop polling and flush the last checkpoint; gives up after `grace` seconds (returns False)."""
+        """Flush the last checkpoint (within `grace` seconds, else False), then release the run's lease."""
+        try:
+            return self._close(grace)
+        finally:
+            if self.holder is not None:
+                try:
+                    self.holder.release()
+                except Exception as exc:  # noqa: BLE001 - it goes stale and is taken over later
+                    self.log(f"could not release the lease on {self.store.uri}: {type(exc).__name__}: {exc}")
+
+    def _close(self, grace: float) -> bool:
         self._stop.set()
         deadline = time.monotonic() + grace
         if self._thread is not None:

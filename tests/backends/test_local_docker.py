@@ -100,7 +100,8 @@ def test_ddp_job_runs_in_a_container_through_the_cli(client: Any, jobs: list[str
     assert result.exit_code == 0, result.output
     assert "rank 0 all_reduce=3" in result.output and "rank 1 all_reduce=3" in result.output
     assert "data read-only" in result.output and "['sample.txt']" in result.output
-    assert (tmp_path / "ckpt" / "dock-ddp" / "done.txt").read_text() == "ok"
+    pulled = CliRunner().invoke(main, ["ckpt", "pull", str(tmp_path / "ckpt" / "dock-ddp"), str(tmp_path / "out")])
+    assert pulled.exit_code == 0 and (tmp_path / "out" / "done.txt").read_text() == "ok"  # synced to the store
     # the run ended: its container is gone (found by its label), its log kept for `launch logs`
     assert client.containers.list(all=True, filters={"label": f"launcher.job={record.id}"}) == []
     assert "rank 0 all_reduce=3" in CliRunner().invoke(main, ["logs", record.id]).output
@@ -260,9 +261,11 @@ def test_quickstart_in_the_image_leaves_files_owned_by_the_submitting_user(clien
         env = {**os.environ, "HOME": str(work), "LAUNCHER_STATE_DIR": str(work / "state"), "PYTHONPATH": str(REPO)}
         done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=900, check=False)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        run = work / "runs" / "quickstart"
-        for name in ("last.pt", "results.csv"):
-            assert (run / name).stat().st_uid == uid, f"{name} belongs to uid {(run / name).stat().st_uid}, not {uid}"
+        run = work / "runs" / "quickstart"  # a checkpoint store: manifest.json, manifests/, files/N/last.pt, ...
+        stored = [p for p in run.rglob("*") if p.is_file()]
+        assert any(p.name == "last.pt" for p in stored) and (run / "manifest.json").is_file()
+        for path in stored:
+            assert path.stat().st_uid == uid, f"{path} belongs to uid {path.stat().st_uid}, not {uid}"
         assert "PermissionError" not in done.stdout + done.stderr
     finally:
         subprocess.run(["rm", "-rf", str(work)], check=False)

@@ -62,7 +62,8 @@ def test_two_process_gloo_ddp_job_runs_end_to_end(tmp_path: Path, monkeypatch: p
     assert result.exit_code == 0, result.output
     for rank in (0, 1):
         assert f"rank {rank}/2 all_reduce=3 secret_len=7" in result.output
-    assert (tmp_path / "ckpt" / "ddp-smoke" / "done.txt").read_text() == "ok"
+    pulled = runner.invoke(main, ["ckpt", "pull", str(tmp_path / "ckpt" / "ddp-smoke"), str(tmp_path / "out")])
+    assert pulled.exit_code == 0 and (tmp_path / "out" / "done.txt").read_text() == "ok"  # synced to the store
 
     job_id = Launcher().jobs.latest().id  # type: ignore[union-attr]
     status = runner.invoke(main, ["status", job_id, "--json"])
@@ -209,4 +210,8 @@ def test_the_real_trainer_runs_as_two_processes(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["run", str(job), "--ignore-budget"], catch_exceptions=False)
     assert result.exit_code == 0, result.output[-3000:]
     assert "batch 32 x 2 process(es)" in result.output and "[launcher] exit code 0" in result.output
-    assert (tmp_path / "ckpt" / "tiny-train" / "last.pt").stat().st_size > 0
+    from launcher.storage import open_store
+    from launcher.storage.sync import newest
+
+    manifest, _ = newest(open_store(str(tmp_path / "ckpt" / "tiny-train")))  # the same manifest layout as a bucket
+    assert manifest is not None and manifest.epoch == 1 and manifest.files["last.pt"].size > 0

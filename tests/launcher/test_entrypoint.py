@@ -33,11 +33,14 @@ def test_custom_commands_run_without_python_and_multi_node_uses_the_rendezvous(t
                        "--nproc_per_node", "4", "--no-python", "bash", "train.sh"]  # fmt: skip
 
 
-def test_save_dir_is_the_local_checkpoint_folder_or_a_staging_folder(tmp_path: Path) -> None:
+def test_save_dir_is_a_folder_of_this_jobs_own_never_the_store_nor_another_jobs(tmp_path: Path) -> None:
     local = entrypoint.parse_args(["--run-name", "r", "--checkpoint-uri", str(tmp_path)])
-    assert entrypoint.save_dir_for(local, {}) == tmp_path / "r"
     remote = entrypoint.parse_args(["--run-name", "r", "--checkpoint-uri", "s3://b/ck"])
-    assert entrypoint.save_dir_for(remote, {}).name == "r" and "launcher-checkpoints" in str(entrypoint.save_dir_for(remote, {}))
+    folders = [entrypoint.save_dir_for(args, {}) for args in (local, remote, remote)]
+    assert all(f.name == "r" and f.parent.name.startswith(entrypoint.JOB_FOLDER_PREFIX) for f in folders)
+    assert len({f.parent for f in folders}) == 3 and not any(f.is_relative_to(tmp_path) for f in folders)
+    for f in folders:
+        f.parent.rmdir()
     explicit = entrypoint.parse_args(["--run-name", "r", "--save-dir", "/opt/ml/checkpoints"])
     assert entrypoint.save_dir_for(explicit, {}) == Path("/opt/ml/checkpoints")
 

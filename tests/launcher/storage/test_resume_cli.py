@@ -38,15 +38,18 @@ def test_resume_hook_copies_into_the_new_jobs_folder(kind: StoreKind, s3_kind: S
     assert result.manifest.epoch == 2 and (tmp_path / "dest" / "last.pt").read_bytes() == fake_checkpoint(2)["last.pt"]
 
 
-def test_resume_into_a_local_uri_places_plain_files(s3_kind: StoreKind, tmp_path: Path) -> None:
-    """A local checkpoint URI is the trainer's own folder, so the files land there as they are."""
+def test_resume_into_a_local_uri_writes_the_store_layout(s3_kind: StoreKind, tmp_path: Path) -> None:
+    """A local checkpoint URI is a store like a bucket: the entrypoint pulls from it the same way."""
     src = s3_kind.store()
     write_files(tmp_path / "src", fake_checkpoint(1))
     push(src, tmp_path / "src")
     plan = plan_for(str(tmp_path / "local-ckpts"))
     copy_for_resume_hook(src.uri, **s3_kind.client_kwargs())(None, plan)
-    folder = tmp_path / "local-ckpts" / plan.spec.name
-    assert (folder / "last.pt").read_bytes() == fake_checkpoint(1)["last.pt"]
+    from launcher.storage import open_store
+
+    result = pull(open_store(str(tmp_path / "local-ckpts" / plan.spec.name)), tmp_path / "dest")
+    assert result.manifest is not None and result.manifest.version == 1
+    assert (tmp_path / "dest" / "last.pt").read_bytes() == fake_checkpoint(1)["last.pt"]
 
 
 def test_resume_from_a_plain_local_run_folder(s3_kind: StoreKind, tmp_path: Path) -> None:
