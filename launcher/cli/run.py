@@ -88,9 +88,7 @@ def _follow(job, as_json: bool) -> int:  # type: ignore[no-untyped-def]
 
 def _say_where_results_are(job) -> None:  # type: ignore[no-untyped-def]
     """The host paths of results.csv/results.png, when the run folder is on this machine."""
-    path = job.results_path()
-    if path is None:
-        return
-    found = [str(path.parent / name) for name in ("results.csv", "results.png") if (path.parent / name).exists()]
+    paths = [job.results_path(name=name) for name in ("results.csv", "results.png")]  # files of the newest checkpoint
+    found = [str(path) for path in paths if path is not None and path.exists()]
     if found:
         click.echo(f"results: {' and '.join(found)}", err=True)
