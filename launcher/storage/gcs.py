@@ -2,8 +2,10 @@
 
 Credentials come from Application Default Credentials; with
 `STORAGE_EMULATOR_HOST` set the client talks to that emulator anonymously
-(google-cloud-storage's own rule). Files above 8 MiB use resumable uploads in
-`CHUNK`-sized requests, so a dropped connection re-sends one chunk, not the
+(google-cloud-storage's own rule). Uploads follow the SDK's own choice: one
+request up to 8 MiB, above that a resumable upload in 100 MiB requests (32 MiB
+requests measured 0.69x of `upload_from_filename`), so a dropped connection
+re-sends one request, not the
 file; files of one checkpoint move in parallel (launcher.storage.sync).
 https://cloud.google.com/storage/docs/resumable-uploads
 """
@@ -18,8 +20,6 @@ from launcher.storage.base import CloudStore, HashingFile, MissingObjectError, O
 
 __all__ = ["GCSStore", "default_client"]
 
-CHUNK = 32 * 1024 * 1024  # must be a multiple of 256 KiB
-
 
 def default_client():  # type: ignore[no-untyped-def]
     return require("google.cloud.storage", "gcp").Client()
@@ -30,8 +30,8 @@ class GCSStore(CloudStore):
     hashes_put = True
     default_client = staticmethod(default_client)
 
-    def _blob(self, key: str, chunked: bool = False) -> Any:
-        return self.client.bucket(self.bucket).blob(self.name(key), chunk_size=CHUNK if chunked else None)
+    def _blob(self, key: str) -> Any:
+        return self.client.bucket(self.bucket).blob(self.name(key))
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         root = f"{self.prefix}/" if self.prefix else ""
@@ -43,13 +43,13 @@ class GCSStore(CloudStore):
         return self.retry.call(run, f"list {self.url(prefix)}")
 
     def put(self, key: str, src: Path, progress: Progress | None = None) -> ObjectInfo:
-        """One resumable upload, read in order and hashed on the way: returns the sha256 in `checksum`."""
+        """Read in order and hashed on the way (one request, or resumable above 8 MiB): sha256 in `checksum`."""
         size = Path(src).stat().st_size
 
         def run() -> str | None:
             with open(src, "rb") as f:
                 reader = HashingFile(f, progress)
-                self._blob(key, chunked=True).upload_from_file(reader, size=size, rewind=True)
+                self._blob(key).upload_from_file(reader, size=size, rewind=True)
                 return reader.digest.hexdigest(size)
 
         sha = self.retry.call(run, f"upload {self.url(key)}")
