@@ -135,7 +135,7 @@ class RunResult:
 
 def store_results(uri: str, run: str, env: Mapping[str, str], dest: Path) -> RunResult:
     """Pull the newest complete checkpoint with `launch ckpt pull` and read its manifest and results.csv."""
-    launch = [sys.executable, "-m", "launcher.cli"]
+    launch = [sys.executable, "-c", "from launcher.cli import main; main()"]
     full_env = {**os.environ, **env, "PYTHONPATH": str(REPO)}
     pulled = subprocess.run(
         [*launch, "ckpt", "pull", f"{uri.rstrip('/')}/{run}", str(dest)],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -34,17 +35,26 @@ def upload(service: Any, container: str, folder: Path, prefix: str) -> None:
     client = service.get_container_client(container)
     if not client.exists():
         client.create_container()
-    for path in (p for p in folder.rglob("*") if p.is_file()):
-        with path.open("rb") as f:
-            client.upload_blob(f"{prefix}/{path.relative_to(folder).as_posix()}", f, overwrite=True)
+
+    def put(path: Path) -> None:
+        client.upload_blob(f"{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes(), overwrite=True)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, [p for p in folder.rglob("*") if p.is_file()]))
 
 
 def download(service: Any, container: str, prefix: str, dest: Path) -> Path:
+    """What a ro_mount input shows: the blobs under the input's path, as files."""
     client = service.get_container_client(container)
-    for blob in client.list_blobs(name_starts_with=prefix.rstrip("/") + "/" if prefix else None):
-        target = dest / blob.name[len(prefix):].lstrip("/")
+
+    def get(name: str) -> None:
+        target = dest / name[len(prefix):].lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(client.download_blob(blob.name).readall())
+        target.write_bytes(client.download_blob(name).readall())
+
+    names = [b.name for b in client.list_blobs(name_starts_with=prefix.rstrip("/") + "/" if prefix else None)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(get, names))
     return dest
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,9 @@ def test_two_nodes_train_and_resume_after_sigterm(docker: Any, image: str, s3_en
                     f"{SAGEMAKER_PYTHON} is missing (python3 -m venv .venv-sagemaker && .venv-sagemaker/bin/pip install 'sagemaker<3')")  # fmt: skip
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
     s3.create_bucket(Bucket=BUCKET)
-    for path in (p for p in digits.rglob("*") if p.is_file()):
-        s3.upload_file(str(path), BUCKET, f"data/digits/{path.relative_to(digits).as_posix()}")
+    files = [p for p in digits.rglob("*") if p.is_file()]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda p: s3.upload_file(str(p), BUCKET, f"data/digits/{p.relative_to(digits).as_posix()}"), files))
     name = f"conf-sagemaker-{uuid.uuid4().hex[:6]}"
     spec = validate_spec({
         "name": name,
