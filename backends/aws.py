@@ -57,11 +57,12 @@ from typing import Any, Callable, Iterator, Mapping
 
 from pydantic import Field, field_validator, model_validator
 
-from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Feature, Offer
+from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer, follow_lines
 from launcher.catalog import select
 from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
 from launcher.plan import JobRef, JobState, JobStatus, Plan
+from launcher.pushed import push, split_tag
 from launcher.spec import BUILTIN_DATASETS, JobSpec
 from launcher.storage.upload import data_target, stage_local_data
 from launcher.train.metrics import LOG_REGEXES
@@ -226,7 +227,6 @@ class SageMakerBackend(CloudBackend):
     extra = "aws"
     sdk_modules = ("boto3",)
     options_model = AwsOptions
-    unsupported: Mapping[Feature, str] = {}
 
     def __init__(
         self,
@@ -567,12 +567,9 @@ class SageMakerBackend(CloudBackend):
         client = self._client("logs", ref.extra.get("region"))
         tokens: dict[str, str | None] = {}
         many = int(ref.extra.get("instance_count") or 1) > 1
-        while True:
-            finished = not follow or self.status(ref).finished
-            yield from self._new_lines(client, ref.native_id, tokens, many)
-            if finished:
-                return
-            self._sleep(self.poll_s)
+        passes = follow_lines(lambda: self._new_lines(client, ref.native_id, tokens, many), lambda: self.status(ref).finished,
+                              follow, self._sleep, self.poll_s)  # fmt: skip
+        yield from passes
 
     def _new_lines(self, client: Any, job: str, tokens: dict[str, str | None], many: bool) -> Iterator[str]:
         for stream in self._streams(client, job):
@@ -637,25 +634,16 @@ class SageMakerBackend(CloudBackend):
 
     def push_image(self, local_image: str, docker_client: object) -> str:
         """Tag and push a local image to ECR (repository created if missing); return `<repo>@sha256:...`."""
-        repo, _, tag = local_image.rpartition(":") if ":" in local_image.split("/")[-1] else (local_image, "", "latest")
+        repo, tag = split_tag(local_image)
         repo_name = repo.split("/")[-1]
         ecr = self._client("ecr", self._default_region())
         uri = self._ecr_repository(ecr, repo_name)
         username, password, registry = self._ecr_login(ecr)
         image = docker_client.images.get(local_image)  # type: ignore[attr-defined]
         image.tag(uri, tag=tag)
-        digest = None
         auth = {"username": username, "password": password}
-        stream = docker_client.images.push(uri, tag=tag, auth_config=auth, stream=True, decode=True)  # type: ignore[attr-defined]
-        for event in stream:
-            if event.get("error"):
-                raise LauncherError(
-                    f"Pushing {uri}:{tag} to ECR failed: {event['error']}", "Check the repository policy and your ECR permissions."
-                )
-            digest = (event.get("aux") or {}).get("Digest", digest)
-        if not digest:
-            raise LauncherError(f"The push of {uri}:{tag} reported no digest.", f"Retry, or check the image in ECR ({registry}).")
-        return f"{uri}@{digest}"
+        fix = f"Check the repository policy and your ECR permissions, then retry (registry {registry})."
+        return f"{uri}@{push(docker_client, uri, tag, auth, fix)}"
 
     def _default_region(self) -> str:
         """The region of an injected ECR client, else of the session (AWS_REGION, ~/.aws/config)."""

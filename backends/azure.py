@@ -46,12 +46,13 @@ import yaml
 from pydantic import Field, field_validator
 
 from launcher.azure_identity import IDENTITY_VARIABLE, USER_IDENTITY
-from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Feature, Offer
+from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer, follow_lines
 from launcher.catalog import select
 from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
 from launcher.lazy import require
 from launcher.plan import JobRef, JobState, JobStatus, Plan
+from launcher.pushed import push, split_tag
 from launcher.spec import BUILTIN_DATASETS, JobSpec
 from launcher.storage.upload import data_target, stage_local_data
 
@@ -285,7 +286,6 @@ class AzureMLBackend(CloudBackend):
     extra = EXTRA
     sdk_modules = ("azure.ai.ml",)
     options_model = AzureOptions
-    unsupported: Mapping[Feature, str] = {}
 
     def __init__(
         self,
@@ -490,12 +490,17 @@ class AzureMLBackend(CloudBackend):
         """The user logs (one file per node/process), downloaded from the run's log file URLs."""
         client = self._client_for(ref)
         seen: dict[str, int] = {}
-        while True:
-            details = client.jobs._runs_operations.get_run_details(ref.native_id)
-            yield from self._new_lines(client, details.log_files or {}, seen)
-            if not follow or STATES.get(_status_name(details.status), JobState.UNKNOWN).finished:
-                return
-            time.sleep(self._poll_s)
+        latest: list[Any] = []  # the run details read for the state, reused for that pass's files
+
+        def finished() -> bool:
+            latest.append(client.jobs._runs_operations.get_run_details(ref.native_id))
+            return STATES.get(_status_name(latest[-1].status), JobState.UNKNOWN).finished
+
+        def new_lines() -> Iterator[str]:
+            details = latest.pop() if latest else client.jobs._runs_operations.get_run_details(ref.native_id)
+            return self._new_lines(client, details.log_files or {}, seen)
+
+        yield from follow_lines(new_lines, finished, follow, time.sleep, self._poll_s)
 
     def _new_lines(self, client: Any, files: Mapping[str, str], seen: dict[str, int]) -> Iterator[str]:
         names = log_files(files)
@@ -533,8 +538,7 @@ class AzureMLBackend(CloudBackend):
         repo, tag = _target(registry, local_image)
         docker_client.images.get(local_image).tag(repo, tag)  # type: ignore[attr-defined]
         auth = {"username": "00000000-0000-0000-0000-000000000000", "password": password}
-        stream = docker_client.images.push(repo, tag=tag, auth_config=auth, stream=True, decode=True)  # type: ignore[attr-defined]
-        return f"{repo}@{_pushed_digest(stream, repo)}"
+        return f"{repo}@{push(docker_client, repo, tag, auth, 'Check the registry login and your AcrPush role, then retry.')}"
 
     def _ml_credential(self, client: Any) -> Any:
         return self._credential or getattr(client, "_credential", None) or self._credential_or_default()
@@ -628,8 +632,8 @@ def _registry_server(container_registry: str | None) -> str:
 
 def _target(registry: str, local_image: str) -> tuple[str, str]:
     """registry/repo and tag for a local image name like 'name:tag' or 'host/name:tag'."""
-    name, _, tag = local_image.rpartition(":") if ":" in local_image.rsplit("/", 1)[-1] else (local_image, "", "latest")
-    return f"{registry}/{name.rsplit('/', 1)[-1]}", tag or "latest"
+    name, tag = split_tag(local_image)
+    return f"{registry}/{name.rsplit('/', 1)[-1]}", tag
 
 
 def acr_refresh_token(registry: str, credential: Any, client_kwargs: Mapping[str, Any]) -> str:
@@ -646,14 +650,3 @@ def acr_refresh_token(registry: str, credential: Any, client_kwargs: Mapping[str
     if response.status_code != 200:
         raise LauncherError(f"{registry} refused the token exchange (HTTP {response.status_code}).", "Grant your identity the AcrPush role on the registry.")
     return str(response.json()["refresh_token"])
-
-
-def _pushed_digest(stream: Any, repo: str) -> str:
-    digest = ""
-    for event in stream:
-        if event.get("error"):
-            raise LauncherError(f"Pushing {repo} failed: {event['error']}.", "Check the registry login and your AcrPush role.")
-        digest = (event.get("aux") or {}).get("Digest", digest)
-    if not digest:
-        raise LauncherError(f"Pushing {repo} returned no digest.", "Retry the push.")
-    return str(digest)

@@ -34,12 +34,13 @@ from typing import Any, Iterator, Literal, Mapping
 
 from pydantic import Field, field_validator
 
-from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer
+from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer, follow_lines
 from launcher.catalog import select
 from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
 from launcher.lazy import require
 from launcher.plan import JobRef, JobState, JobStatus, Plan
+from launcher.pushed import push, split_tag
 from launcher.spec import BUILTIN_DATASETS, JobSpec, Resources
 from launcher.storage.upload import data_target, stage_local_data
 
@@ -343,15 +344,14 @@ class VertexBackend(CloudBackend):
         """Container output from Cloud Logging; with follow, polls until the job finishes."""
         job_id = ref.native_id.rsplit("/", 1)[-1]
         base = f'resource.type="ml_job" AND resource.labels.job_id="{job_id}"'
-        after = ""
-        while True:
-            finished = follow and self.status(ref).finished  # read state first: no line is lost at the end
-            for timestamp, line in self._log_entries(ref, base, after):
-                after = timestamp or after
+        cursor = {"after": ""}
+
+        def new_lines() -> Iterator[str]:
+            for timestamp, line in self._log_entries(ref, base, cursor["after"]):
+                cursor["after"] = timestamp or cursor["after"]
                 yield line
-            if not follow or finished:
-                return
-            time.sleep(self.poll_s)
+
+        yield from follow_lines(new_lines, lambda: self.status(ref).finished, follow, time.sleep, self.poll_s)
 
     def _log_entries(self, ref: JobRef, base: str, after: str) -> Iterator[tuple[str, str]]:
         exceptions = require("google.api_core.exceptions", "gcp")
@@ -393,13 +393,13 @@ class VertexBackend(CloudBackend):
         region = self._region or self._env().get("CLOUDSDK_COMPUTE_REGION") or str(self.catalog["default_region"])
         if not project:
             raise LauncherError("No GCP project for the image push.", "Set GOOGLE_CLOUD_PROJECT or run: gcloud config set project PROJECT.")
-        base, tag = _split_tag(local_image)
+        base, tag = split_tag(local_image)
         host = f"{region}-docker.pkg.dev"
         repository = f"{host}/{project}/{self._repository}/{base.rsplit('/', 1)[-1]}"
         auth = {"username": "oauth2accesstoken", "password": _access_token(credentials)}
         docker_client.login(registry=f"https://{host}", **auth)  # type: ignore[attr-defined]
         docker_client.images.get(local_image).tag(repository, tag=tag)  # type: ignore[attr-defined]
-        return f"{repository}@{_push(docker_client, repository, tag, auth)}"
+        return f"{repository}@{push(docker_client, repository, tag, auth, _PUSH_FIX)}"
 
     def check(self) -> BackendCheck:
         base = super().check()
@@ -589,29 +589,10 @@ def _payload_text(payload: Any) -> str:
     return "" if payload is None else str(payload).rstrip("\n")
 
 
-def _split_tag(image: str) -> tuple[str, str]:
-    """'repo/name:tag' -> ('repo/name', 'tag'); no tag means 'latest' (a registry port is not a tag)."""
-    if ":" in image.rsplit("/", 1)[-1]:
-        base, tag = image.rsplit(":", 1)
-        return base, tag
-    return image, "latest"
-
-
 def _access_token(credentials: Any) -> str:
     transport = require("google.auth.transport.requests", "gcp")
     credentials.refresh(transport.Request())
     return str(credentials.token)
-
-
-def _push(docker_client: Any, repository: str, tag: str, auth: Mapping[str, str]) -> str:
-    digest = ""
-    for event in docker_client.images.push(repository, tag=tag, auth_config=dict(auth), stream=True, decode=True):
-        if event.get("error"):
-            raise LauncherError(f"Pushing {repository}:{tag} failed: {event['error']}", _PUSH_FIX)
-        digest = event.get("aux", {}).get("Digest", digest)
-    if not digest:
-        raise LauncherError(f"Pushing {repository}:{tag} returned no digest.", _PUSH_FIX)
-    return digest
 
 
 _PUSH_FIX = "Check that the Artifact Registry repository exists (gcloud artifacts repositories create launcher --repository-format=docker) and that you may write to it."

@@ -18,7 +18,7 @@ import enum
 import importlib.util
 import os
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,7 +26,7 @@ from launcher.errors import LauncherError
 from launcher.plan import JobRef, JobStatus, Plan
 from launcher.spec import DEFAULT_IMAGE, JobSpec
 
-__all__ = ["Backend", "BackendCheck", "BackendOptions", "CloudBackend", "Feature", "Offer", "secret_values"]
+__all__ = ["Backend", "BackendCheck", "BackendOptions", "CloudBackend", "Feature", "Offer", "follow_lines", "secret_values"]
 
 
 def secret_values(names: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
@@ -38,6 +38,22 @@ def secret_values(names: Sequence[str], environ: Mapping[str, str]) -> dict[str,
             f"Export {missing[0]} before launching.",
         )
     return {name: environ[name] for name in names}
+
+
+def follow_lines(
+    new_lines: Callable[[], Iterable[str]], finished: Callable[[], bool], follow: bool, sleep: Callable[[float], None], poll_s: float
+) -> Iterator[str]:
+    """A job's log lines, pass after pass; with `follow`, until it has finished.
+
+    The state is read BEFORE each pass, so the pass after the job ended still
+    runs and its last lines are never lost.
+    """
+    while True:
+        done = not follow or finished()
+        yield from new_lines()
+        if done:
+            return
+        sleep(poll_s)
 
 
 class BackendOptions(BaseModel):

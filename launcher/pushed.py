@@ -1,4 +1,5 @@
-"""Which image `launch image build --push -b <backend>` last pushed, per backend.
+"""Pushing the training image: the tag and digest steps every cloud shares, and which image
+`launch image build --push -b <backend>` last pushed, per backend.
 
 Kept apart from launcher.images (which builds with Docker and knows the local
 backend) so that the core backend class can read it without importing either.
@@ -10,9 +11,11 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-__all__ = ["STATE_FILE", "pushed_images", "pushed_ref", "record_push"]
+from launcher.errors import LauncherError
+
+__all__ = ["STATE_FILE", "pushed_images", "pushed_ref", "record_push", "split_tag", "push"]
 
 STATE_FILE = "images.json"
 
@@ -49,3 +52,23 @@ def record_push(backend: str, local_tag: str, ref: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(images, indent=2))
     os.replace(tmp, path)
+
+
+def split_tag(image: str) -> tuple[str, str]:
+    """'host:port/repo/name:tag' -> ('host:port/repo/name', 'tag'); no tag means 'latest' (a port is not a tag)."""
+    if ":" in image.rsplit("/", 1)[-1]:
+        base, tag = image.rsplit(":", 1)
+        return base, tag
+    return image, "latest"
+
+
+def push(docker_client: Any, repository: str, tag: str, auth: Mapping[str, str], fix: str) -> str:
+    """Push `repository:tag` with the docker SDK; the digest the registry reported, or one error with `fix`."""
+    digest = ""
+    for event in docker_client.images.push(repository, tag=tag, auth_config=dict(auth), stream=True, decode=True):
+        if event.get("error"):
+            raise LauncherError(f"Pushing {repository}:{tag} failed: {event['error']}.", fix)
+        digest = (event.get("aux") or {}).get("Digest", digest)
+    if not digest:
+        raise LauncherError(f"Pushing {repository}:{tag} returned no digest.", fix)
+    return str(digest)
