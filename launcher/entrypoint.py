@@ -31,7 +31,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Sequence
 
-from launcher import rendezvous
+from launcher import grace, rendezvous
 from launcher.contract import EntrypointArgs
 
 __all__ = ["main", "build_command", "parse_args", "is_remote", "node_save_dir", "scratch_for", "TIMEOUT_EXIT"]
@@ -133,14 +133,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         LAUNCHER_PLATFORM=rdzv.platform,
     )
     syncer = _start_sync(args, rdzv, save_dir)
+    if syncer is not None:
+        _say_if_too_slow(rdzv.platform, save_dir)
     cmd = build_command(args, rdzv, nproc, save_dir)
     print(f"[launcher] {rdzv.platform}: node {rdzv.node_rank}/{rdzv.nnodes}, {nproc} process(es) per node", flush=True)
     code = _run_forwarding_signals(cmd, environ, args.max_runtime)
     if syncer is not None:
         syncer.close()
+        grace.remember_rate(scratch_for(save_dir), syncer.stats.bytes_sent, syncer.stats.seconds)  # the next start's figure
         _remove_job_folder(save_dir, synced=not syncer.errors and not syncer.holder.lost)
     print(f"[launcher] exit code {code}", flush=True)
     return code
+
+
+def _say_if_too_slow(platform: str, save_dir: Path) -> None:
+    """At start: will the checkpoint (the one resumed from) upload within the platform's preemption grace window?"""
+    note = grace.fit_warning(platform, grace.checkpoint_bytes(save_dir), grace.remembered_rate(scratch_for(save_dir)))
+    if note:
+        print(f"[launcher] {note}", flush=True)
 
 
 def _stage_data(args: EntrypointArgs, environ: dict[str, str]) -> EntrypointArgs:

@@ -374,6 +374,7 @@ class PushStats:
     files_sent: int = 0
     files_unchanged: int = 0
     versions: int = 0
+    seconds: float = 0.0  # time spent in pushes that sent bytes: bytes_sent / seconds is the upload rate
 
 
 class Pusher:
@@ -551,6 +552,7 @@ class Syncer:
             return None
         if manifest is not None:
             sent = self.pusher.stats.bytes_sent - sent_before
+            self.pusher.stats.seconds += (time.monotonic() - started) if sent else 0.0
             self.log(f"checkpoint {manifest.version} (epoch {manifest.epoch}) synced to {self.store.uri}: "
                      f"{sent} bytes sent in {time.monotonic() - started:.1f}s")  # fmt: skip
         return manifest
