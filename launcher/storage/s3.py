@@ -21,17 +21,9 @@ from launcher.lazy import require
 from launcher.storage.base import CloudStore, MissingObjectError, ObjectInfo, Progress
 from launcher.storage.retry import http_status
 
-__all__ = ["S3Store", "transfer_config", "default_client"]
+__all__ = ["S3Store", "default_client"]
 
 PART = 16 * 1024 * 1024
-
-
-def transfer_config(concurrency: int = 16):  # type: ignore[no-untyped-def]
-    """Multipart above 16 MiB in 16 MiB parts, `concurrency` parts in flight."""
-    s3transfer = require("boto3.s3.transfer", "aws")
-    return s3transfer.TransferConfig(
-        multipart_threshold=PART, multipart_chunksize=PART, max_concurrency=concurrency, use_threads=True
-    )
 
 
 def default_client():  # type: ignore[no-untyped-def]
