@@ -108,7 +108,8 @@ def _row(where: str, found) -> dict:  # type: ignore[no-untyped-def]
     from launcher.storage.manifest import Manifest
 
     if not isinstance(found, Manifest):
-        return {"where": where, "status": f"damaged: {found.message}"}
+        kind = "stale" if type(found).__name__ == "StaleHead" else "damaged"
+        return {"where": where, "status": f"{kind}: {found.message}"}
     when = dt.datetime.fromtimestamp(found.time, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     return {"where": where, "version": found.version, "epoch": found.epoch, "step": found.step, "time": when,
             "files": len(found.files), "bytes": found.size, "status": "ok", "_manifest": found}  # fmt: skip
@@ -206,6 +207,8 @@ def _newest_row(run) -> dict:  # type: ignore[no-untyped-def]
 
     first = None
     for where, found in candidates(run):
+        if type(found).__name__ == "StaleHead":
+            continue  # not damage: the newer version that follows is what a reader uses
         if isinstance(found, Manifest):
             row = _row(run.uri, found)
             row.pop("_manifest")

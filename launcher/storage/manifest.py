@@ -33,6 +33,7 @@ __all__ = [
     "Manifest",
     "FileEntry",
     "ManifestError",
+    "StaleHead",
     "MANIFEST",
     "HISTORY",
     "FILES",
@@ -60,6 +61,10 @@ class ManifestError(LauncherError):
     def __init__(self, message: str, fix: str | None = None, version: int | None = None) -> None:
         super().__init__(message, fix)
         self.version = version
+
+
+class StaleHead(ManifestError):
+    """Not damage: manifest.json names an older checkpoint than the newest complete one under manifests/."""
 
 
 @dataclass(frozen=True)
@@ -240,6 +245,11 @@ def candidates(store: Store) -> Iterator[tuple[str, Manifest | ManifestError]]:
         yield store.url(MANIFEST), found
     elif isinstance(found, Manifest) and found.version not in history:
         history = sorted({*history, found.version})
+    elif isinstance(found, Manifest) and found.version < history[-1]:
+        yield store.url(MANIFEST), StaleHead(
+            f"{store.url(MANIFEST)} names checkpoint {found.version}, but checkpoint {history[-1]} under {HISTORY} "
+            "is newer (its writer stopped between the two writes); the newer one is tried first."
+        )
     for version in reversed(history):
         if isinstance(found, Manifest) and version == found.version:
             yield store.url(MANIFEST), found

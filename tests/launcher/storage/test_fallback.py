@@ -120,8 +120,13 @@ def test_a_newer_complete_version_wins_over_a_stale_head(kind: StoreKind, tmp_pa
     store.put_bytes(MANIFEST, store.get_bytes(f"{HISTORY}00000001.json") or b"")
     lines: list[str] = []
     result = pull(store, tmp_path / "dest", log=lines.append)
-    assert result.manifest is not None and result.manifest.version == 2 and lines == []
+    assert result.manifest is not None and result.manifest.version == 2
+    assert len(lines) == 1 and "names checkpoint 1, but checkpoint 2" in lines[0], lines
     assert (tmp_path / "dest" / "last.pt").read_bytes() == fake_checkpoint(2)["last.pt"]
+    if kind.name == "local":
+        rows = _ls(store.uri)
+        assert [r["status"].split(":")[0] for r in rows] == ["stale", "ok", "ok"] and rows[1]["version"] == 2
+        assert _ls(str(store.root.parent))[0]["status"] == "ok" and _ls(str(store.root.parent))[0]["version"] == 2
 
 
 def test_a_corrupted_version_is_not_called_unfinished(tmp_path: Path) -> None:
