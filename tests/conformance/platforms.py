@@ -84,7 +84,7 @@ class SageMakerLocalJob:
 
     def containers(self) -> list[Any]:
         found = self.docker.containers.list(all=True, filters={"ancestor": self.image})
-        return [c for c in found if re.match(r"^algo-\d+-", c.name)]
+        return [c for c in found if re.search(r"(^|-)algo-\d+-\w+$", c.name)]  # <random>-algo-N-<suffix>
 
     def terminate(self) -> None:
         for container in self.containers():
