@@ -84,7 +84,7 @@ class LocalOptions(BackendOptions):
     gpus: list[str] | None = Field(None, description="GPU device ids to use, like ['0', '1'] (default: any resources.gpus GPUs)")
     mounts: list[Mount] = Field(default_factory=list, description="extra host folders to mount into the container")
     entrypoint: list[str] | None = Field(None, description="override the image's ENTRYPOINT (docker runtime)")
-    user: str | None = Field(None, description="run the container as this user, like '1000:1000'")
+    user: str | None = Field(None, description="run the container as this user, like '1000:1000' (default: the submitting user's uid:gid)")
     network: str | None = Field(None, description="docker network mode, like 'host' (default: bridge)")
     python: str = Field("python", description="interpreter of the process runtime; 'python' = the one running launch")
     workdir: str | None = Field(None, description="working directory of the process runtime (default: the current one)")
@@ -327,6 +327,10 @@ class LocalBackend(Backend):
             _require_nvidia_runtime(client)
         _prepare_mounts(payload.get("volumes", {}))
         payload = _with_data_cache(payload)
+        # The image runs as root (the clouds mount their folders root-owned); here the container
+        # runs as the submitting user instead, so what it writes into bind-mounted folders
+        # (checkpoints, results) belongs to that user, as the process runtime's files do.
+        payload.setdefault("user", f"{os.getuid()}:{os.getgid()}")
         payload["environment"] = {k: v for k, v in payload["environment"].items() if v is not None}
         payload["environment"]["LAUNCHER_JOB_ID"] = job_name  # whose lease the entrypoint renews (storage.lease)
         secrets_file = self._secrets_file(job_name, secrets) if secrets else None

@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"[launcher] {rdzv.platform}: node {rdzv.node_rank}/{rdzv.nnodes}, {nproc} process(es) per node", flush=True)
     code = _run_forwarding_signals(cmd, environ, args.max_runtime)
     if syncer is not None:
-        syncer.close()
+        _flush_despite_signals(syncer)
         grace.remember_rate(scratch_for(save_dir), syncer.stats.bytes_sent, syncer.stats.seconds)  # the next start's figure
         _remove_job_folder(save_dir, synced=not syncer.errors and not syncer.holder.lost)
     print(f"[launcher] exit code {code}", flush=True)
@@ -151,6 +151,26 @@ def _say_if_too_slow(platform: str, save_dir: Path) -> None:
     note = grace.fit_warning(platform, grace.checkpoint_bytes(save_dir), grace.remembered_rate(scratch_for(save_dir)))
     if note:
         print(f"[launcher] {note}", flush=True)
+
+
+def _flush_despite_signals(syncer) -> None:  # type: ignore[no-untyped-def]
+    """Upload the final checkpoint even if a SIGTERM arrives meanwhile.
+
+    The training processes are gone; a SIGTERM now (the platform stopping the
+    job, or docker-compose stopping this node because a peer finished first,
+    as SageMaker's local mode does) must not kill the upload of the newest
+    checkpoint: it is noted and the flush goes on (the platform's SIGKILL
+    after its grace window is the limit).
+    """
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _f: received.append(signum)) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        syncer.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        print(f"[launcher] signal {received[0]} during the final checkpoint upload: finished the upload first", flush=True)
 
 
 def _stage_data(args: EntrypointArgs, environ: dict[str, str]) -> EntrypointArgs:

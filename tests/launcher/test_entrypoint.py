@@ -110,3 +110,25 @@ def test_max_runtime_stops_the_job_so_it_saves_and_exits_124(tmp_path: Path) -> 
     text = result.stdout + result.stderr
     assert "limits.max_runtime (20s) reached" in text and "worker got SIGTERM" in text
     assert result.returncode == entrypoint.TIMEOUT_EXIT
+
+
+def test_a_sigterm_during_the_final_checkpoint_upload_does_not_cut_it_short() -> None:
+    """docker-compose (SageMaker local mode) stops node 0 when a peer exits first: the flush must finish."""
+    import os
+    import signal as signals
+
+    from launcher.entrypoint import _flush_despite_signals
+
+    class Syncer:
+        uploaded = False
+
+        def close(self) -> None:
+            os.kill(os.getpid(), signals.SIGTERM)  # arrives in the middle of the upload
+            time.sleep(0.2)
+            self.uploaded = True
+
+    syncer = Syncer()
+    before = signals.getsignal(signals.SIGTERM)
+    _flush_despite_signals(syncer)
+    assert syncer.uploaded
+    assert signals.getsignal(signals.SIGTERM) is before
