@@ -58,6 +58,7 @@ class Launcher:
         return self._jobs
 
     def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
+        registry.check_sections(spec)  # every backend section, not only this backend's
         return self.backend.plan(spec, job_id)
 
     def submit(self, spec_or_plan: JobSpec | Plan, force: bool = False) -> "Job":

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import functools
 from importlib import metadata
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Sequence
+
+from pydantic import ValidationError
 
 from launcher.backend import Backend
-from launcher.errors import LauncherError, MissingExtraError
+from launcher.errors import LauncherError, MissingExtraError, SpecError
+from launcher.spec import BACKEND_SECTIONS, JobSpec, format_validation_error, parse_set
 
-__all__ = ["GROUP", "ALIASES", "BUILTIN", "available", "find", "get", "create", "canonical"]
+__all__ = ["GROUP", "ALIASES", "BUILTIN", "available", "find", "get", "create", "canonical", "check_sections"]
 
 GROUP = "launcher.backends"
 BUILTIN = {"local", "aws", "gcp", "azure"}
@@ -72,6 +76,25 @@ def get(name: str) -> type[Backend]:
 def create(name: str, factory: Callable[[type[Backend]], Backend] | None = None) -> Backend:
     cls = get(name)
     return factory(cls) if factory else cls()
+
+
+def check_sections(spec: JobSpec, file: Path | None = None, overrides: Sequence[str] = ()) -> None:
+    """Validate every backend section the spec holds (local:, aws:, ..., plugins.<name>:) with that
+    backend's options model, so a typo in any section is found, whichever backend runs the job.
+
+    `file` and the `--set` overrides only make the message name where a value came from.
+    """
+    sets = {tuple(parse_set(item)[0]): item for item in overrides}
+    sections = [(name, getattr(spec, name)) for name in BACKEND_SECTIONS] + list(spec.plugins.items())
+    for name, values in sections:
+        backend = find(name) if values else None
+        if backend is None:
+            continue  # an empty section, or one for a plugin not installed here: nothing to check it against
+        try:
+            backend.options_model.model_validate(values)
+        except ValidationError as exc:
+            prefix = (name,) if name in BACKEND_SECTIONS else ("plugins", name)
+            raise SpecError(format_validation_error(exc, file, backend.options_model, prefix, sets)) from None
 
 
 def _load(ep: metadata.EntryPoint) -> type[Backend]:

@@ -5,8 +5,9 @@ an error with a suggestion rather than a silently ignored key. Loading a file
 (`load_spec`) does, in order: YAML parse (syntax errors give the line), a
 mapping check, `${VAR}` / `${VAR:-default}` interpolation from the
 environment, `--set a.b=c` overrides, validation, resolution of relative local
-paths against the working directory, and validation of each backend's options
-section by the model that backend owns (found through the registry).
+paths against the working directory. Each backend's options section is
+validated by the model that backend owns in `launcher.registry.check_sections`
+(the CLI and `Launcher.plan` call it), so loading a spec imports no backend.
 
 All environment and filesystem reads happen here, at load time, so that
 `Backend.plan(spec)` can stay pure.
@@ -363,7 +364,8 @@ def validate_spec(
         spec = JobSpec.model_validate(_resolve_paths(raw, cwd))
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc, file, JobSpec, sets=sets)) from None
-    _check_backend_sections(spec, file, sets)
+    # The backend sections (local:, aws:, plugins.<name>:) are checked by launcher.registry.check_sections,
+    # where backends are loaded: loading a spec imports no backend module.
     return spec
 
 
@@ -588,25 +590,6 @@ def _absolute(value: str, cwd: Path, builtin: tuple[str, ...] = ()) -> str:
         return value
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else (cwd / path).resolve())
-
-
-def _check_backend_sections(spec: JobSpec, file: Path | None, sets: Mapping[tuple[str, ...], str] | None = None) -> None:
-    """Validate every backend section present in the file with that backend's model."""
-    from launcher import registry  # the registry imports backend modules, which import this one
-
-    sections = [(name, getattr(spec, name)) for name in BACKEND_SECTIONS]
-    sections += list(spec.plugins.items())
-    for name, values in sections:
-        if not values:
-            continue
-        backend = registry.find(name)
-        if backend is None:
-            continue  # a plugin section for a backend not installed here: nothing to check it against
-        try:
-            backend.options_model.model_validate(values)
-        except ValidationError as exc:
-            prefix = (name,) if name in BACKEND_SECTIONS else ("plugins", name)
-            raise SpecError(format_validation_error(exc, file, backend.options_model, prefix, sets)) from None
 
 
 # ---------------------------------------------------------------- errors

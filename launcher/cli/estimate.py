@@ -14,6 +14,8 @@ startup_s (10, until `launch profile` measures it).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from launcher.cli.base import console, echo_json, main
@@ -59,6 +61,7 @@ def estimate_cmd(
     from launcher.spec import load_spec
 
     spec = load_spec(job_file, overrides)
+    registry.check_sections(spec, Path(job_file), overrides)
     chosen = [registry.create(b) for b in backends] if backends else None
     data_bytes = int(data_gb * 1e9) if data_gb is not None else None
     dataset = _listed_dataset(spec.train.data) if images is None else None
@@ -179,11 +182,13 @@ def profile_cmd(job_file: str, steps: int, overrides: tuple[str, ...], synthetic
     The profile and the run pick CPU threads by the same rule (the usable cores
     shared among the local processes; OMP_NUM_THREADS wins), whatever the load.
     """
+    from launcher import registry
     from launcher.estimate.profile import profile
     from launcher.jobs import JobRegistry
     from launcher.spec import load_spec
 
     spec = load_spec(job_file, overrides)
+    registry.check_sections(spec, Path(job_file), overrides)
     record = profile(spec, steps, JobRegistry(), synthetic=True if synthetic else None)
     if as_json:
         echo_json({"model": record.model, "imgsz": record.imgsz, "batch": record.batch, "precision": record.precision,

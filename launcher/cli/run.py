@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -30,9 +31,11 @@ def run(
     """Run JOB_FILE on a backend (default: this machine)."""
     from launcher.api import Launcher
     from launcher.jobs import new_job_id
+    from launcher import registry
     from launcher.spec import load_spec
 
     spec = load_spec(job_file, overrides)
+    registry.check_sections(spec, Path(job_file), overrides)
     launcher = Launcher(backend=backend)
     plan = launcher.plan(spec, None if dry_run else new_job_id(spec.name))
     if dry_run:

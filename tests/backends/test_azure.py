@@ -245,9 +245,9 @@ def test_secrets_without_a_key_vault_plan_with_the_workspaces_vault() -> None:
 
 def test_bad_options_name_the_key() -> None:
     with pytest.raises(SpecError, match=r"azure.identity: 'root' is not an identity"):
-        _with("azure_cpu_only", azure={**WS, "identity": "root"})
+        AzureMLBackend().plan(_with("azure_cpu_only", azure={**WS, "identity": "root"}))
     with pytest.raises(SpecError, match=r"azure.comptue: unknown key 'comptue'; did you mean 'compute'"):
-        _with("azure_cpu_only", azure={**WS, "comptue": "gpu"})
+        AzureMLBackend().plan(_with("azure_cpu_only", azure={**WS, "comptue": "gpu"}))
 
 
 # ---------------------------------------------------------------- submit, status, logs, cancel

@@ -31,6 +31,27 @@ def test_making_a_cloud_backend_imports_neither_the_image_builder_nor_the_local_
     assert out.strip() == "[]"
 
 
+def test_loading_a_spec_imports_no_backend_module() -> None:
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from launcher.spec import load_spec\n"
+        "load_spec(Path('examples/gcp.yaml'), environ={'GOOGLE_CLOUD_PROJECT': 'p'})\n"
+        "print(sorted(m for m in sys.modules if m == 'backends' or m.startswith('backends.') or m == 'launcher.registry'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_a_typo_in_any_backend_section_is_still_found_before_planning(tmp_path: Path) -> None:
+    from launcher.api import Launcher
+    from launcher.errors import SpecError
+
+    spec = validate_spec({"name": "d", "aws": {"regoin": "us-east-1"}}, Path("job.yaml"), Path("/srv"))
+    with pytest.raises(SpecError, match="aws.regoin: unknown key 'regoin'; did you mean 'region'"):
+        Launcher("local").plan(spec)  # the local backend runs it; the aws section is checked all the same
+
+
 @pytest.mark.parametrize("cloud", sorted(CLOUDS))
 def test_plan_reads_no_environment_or_files(cloud: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A refreshed catalog appearing in the state dir after the backend was made does not change its plans."""

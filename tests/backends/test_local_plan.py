@@ -149,7 +149,7 @@ def test_builtin_dataset_is_not_mounted() -> None:
 )
 def test_bad_local_options_name_the_key(section: dict[str, Any], message: str) -> None:
     with pytest.raises(SpecError, match=message.replace("?", r"\?").replace(".", r"\.")):
-        _spec({**BASE, "local": section})
+        LocalBackend().plan(_spec({**BASE, "local": section}))
 
 
 def test_options_model_defaults() -> None:

@@ -98,7 +98,7 @@ def test_plugin_options_come_from_the_plugins_section(plugin: None, tmp_path: Pa
     assert plan.payload["say"] == "hello"
     job.write_text("name: a\nplugins:\n  echo: {greting: hello}\n")
     with pytest.raises(SpecError, match=r"plugins.echo.greting: unknown key 'greting'; did you mean 'greeting'\?"):
-        load_spec(job)
+        Launcher("local").plan(load_spec(job))  # any backend's plan checks every section
 
 
 def test_missing_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -100,9 +100,13 @@ def test_set_overrides_are_typed_and_validated(tmp_path: Path) -> None:
 
 
 def test_backend_sections_are_validated_by_the_backends_model(tmp_path: Path) -> None:
+    """By the registry, where backends are loaded (the CLI and Launcher.plan call it), not by load_spec."""
+    from launcher import registry
+
     path = write(tmp_path, "name: a\nlocal: {runtim: process}\n")
-    with pytest.raises(SpecError, match=r"local.runtim: unknown key 'runtim'; did you mean 'runtime'\?"):
-        load_spec(path)
+    spec = load_spec(path)
+    with pytest.raises(SpecError, match=r"job.yaml: local.runtim: unknown key 'runtim'; did you mean 'runtime'\?"):
+        registry.check_sections(spec, path)
 
 
 def test_spec_is_frozen_and_hash_ignores_where_it_runs(tmp_path: Path) -> None:
