@@ -34,8 +34,19 @@ def test_no_docker_notice_names_the_extra(tmp_path: Path, monkeypatch: pytest.Mo
 def test_a_finished_run_says_where_its_results_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAUNCHER_STATE_DIR", str(tmp_path / "state"))
     run_dir = tmp_path / "ckpt" / "res"
-    fake = tmp_path / "fake-python"  # stands in for the entrypoint: writes what the trainer writes
-    fake.write_text(f"#!/bin/sh\nmkdir -p {run_dir}\ntouch {run_dir}/results.csv {run_dir}/results.png\necho trained\n")
+    # stands in for the entrypoint: the trainer's files, stored as the entrypoint stores a local run (manifest layout)
+    fake = tmp_path / "fake-python"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import pathlib, tempfile\n"
+        "from launcher.storage.local import LocalStore\n"
+        "from launcher.storage.sync import push\n"
+        "work = pathlib.Path(tempfile.mkdtemp())\n"
+        "for name in ('last.pt', 'results.csv', 'results.png'):\n"
+        "    (work / name).write_text(name)\n"
+        f"push(LocalStore({str(run_dir)!r}), work)\n"
+        "print('trained')\n"
+    )
     fake.chmod(0o755)
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump({"name": "res", "checkpoint": {"uri": str(tmp_path / "ckpt")},
@@ -43,8 +54,11 @@ def test_a_finished_run_says_where_its_results_are(tmp_path: Path, monkeypatch: 
     result = CliRunner().invoke(main, ["run", str(job), "--ignore-budget"])
     assert result.exit_code == 0, result.output
     last = result.stderr.strip().splitlines()[-1]
-    assert last == f"results: {run_dir / 'results.csv'} and {run_dir / 'results.png'}"
-
+    assert last.startswith("results: ") and " and " in last, result.stderr
+    csv, png = (Path(p) for p in last.removeprefix("results: ").split(" and "))
+    assert (csv.name, png.name) == ("results.csv", "results.png")
+    assert csv.read_text() == "results.csv" and png.read_text() == "results.png"
+    assert csv.is_relative_to(run_dir) and png.is_relative_to(run_dir)
 
 def test_estimate_of_a_cpu_job_says_in_one_line_how_to_get_cloud_rows(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["estimate", str(REPO / "examples" / "quickstart.yaml")],
