@@ -105,6 +105,9 @@ def write_digits(cache: Path) -> Path:
         return root
     cache.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".digits-", dir=cache))
+    # mkdtemp makes a 0700 folder; the dataset is shared (the image writes it as root at build
+    # time and the local backend reads it as the submitting user), so it is readable by all
+    staging.chmod(0o755)
     try:
         _write_split(staging)
         (staging / _DONE).write_text("sklearn.datasets.load_digits, stratified 80/20 split, seed 0\n")

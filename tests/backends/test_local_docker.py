@@ -255,7 +255,7 @@ def test_quickstart_in_the_image_leaves_files_owned_by_the_submitting_user(clien
         os.chown(work, uid, uid)
         os.chown(work / "state", uid, uid)
         work.chmod(0o755)
-        cmd = [sys.executable, "-m", "launcher.cli", "-b", "local", "quickstart.yaml", *SHORT]
+        cmd = [sys.executable, "-c", "from launcher.cli import main; main()", "-b", "local", "quickstart.yaml", *SHORT]
         if uid:
             cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", f"--groups={grp.getgrnam('docker').gr_gid}", *cmd]
         env = {**os.environ, "HOME": str(work), "LAUNCHER_STATE_DIR": str(work / "state"), "PYTHONPATH": str(REPO)}

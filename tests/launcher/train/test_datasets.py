@@ -48,3 +48,10 @@ def test_a_gs_uri_is_read_through_its_cloud_storage_fuse_mount(tmp_path: Path) -
     staged = datasets.stage(["train", "epochs=1", "data=gs://bucket/sets/digits"], {}, gcs_mount=mount)
     assert staged == ("train", "epochs=1", f"data={root}")
     assert datasets.stage(["python", "x.py", "data=gs://bucket/sets/digits"], {}) == ("python", "x.py", "data=gs://bucket/sets/digits")
+
+
+def test_the_digits_folder_is_readable_by_every_user(tmp_path: Path) -> None:
+    """The image writes it as root at build time; the local backend reads it as the submitting user."""
+    root = datasets.write_digits(tmp_path)
+    assert root.stat().st_mode & 0o005 == 0o005  # others may list and enter it
+    assert (root / "train").stat().st_mode & 0o005 == 0o005
