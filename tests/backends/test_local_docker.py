@@ -233,7 +233,8 @@ def test_cancel_after_the_end_keeps_the_outcome(client: Any, jobs: list[str], tm
 
 
 QUICKSTART = REPO / "examples" / "quickstart.yaml"
-SHORT = ["--set", "local.runtime=docker", "--set", "train.epochs=1", "--set", "train.fraction=0.25", "--ignore-budget"]
+SHORT = ["--set", "local.runtime=docker", "--set", f"image={TRAIN_IMAGE}", "--set", "train.epochs=1", "--set", "train.fraction=0.25",
+         "--ignore-budget"]  # fmt: skip
 
 
 @pytest.mark.slow
