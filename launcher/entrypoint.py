@@ -190,6 +190,14 @@ def _remove_job_folder(save_dir: Path, synced: bool) -> None:
         print(f"[launcher] the last checkpoint may not be in the store: it stays in {save_dir}", flush=True)
 
 
+def _total_epochs(command: Sequence[str]) -> int | None:
+    """The trainer's `epochs=N`, when the command is the trainer and names it."""
+    if command[:1] != ["train"]:
+        return None
+    values = [arg.removeprefix("epochs=") for arg in command[1:] if arg.startswith("epochs=")]
+    return int(values[-1]) if values and values[-1].isdigit() else None
+
+
 def _start_sync(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, save_dir: Path):  # type: ignore[no-untyped-def]
     """Pull the newest complete checkpoint (any store, local folders too); node 0 then keeps the store in sync
     and holds the run's lease (launcher.storage.lease) until the job ends."""
@@ -198,7 +206,7 @@ def _start_sync(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, save_dir: Pat
     from launcher.storage import sync  # noqa: PLC0415
 
     scratch = scratch_for(save_dir)
-    sync.pull_latest(args.checkpoint_uri, args.run_name, save_dir, scratch=scratch)
+    sync.pull_latest(args.checkpoint_uri, args.run_name, save_dir, scratch=scratch, epochs=_total_epochs(args.command))
     if not rdzv.is_chief:
         return None
     from launcher.storage.lease import Holder  # noqa: PLC0415

@@ -318,15 +318,20 @@ def _fetch(store: Store, name: str, entry: FileEntry, dest: Path, stage: Path, s
     return path, False
 
 
-def pull_latest(uri: str, run_name: str, dest_dir: Path, scratch: Path | None = None, **clients: Any) -> PullResult:
-    """What the entrypoint calls on every node before training: resume from the newest complete checkpoint."""
+def pull_latest(uri: str, run_name: str, dest_dir: Path, scratch: Path | None = None, epochs: int | None = None,
+                **clients: Any) -> PullResult:  # fmt: skip
+    """What the entrypoint calls on every node before training: resume from the newest complete checkpoint.
+
+    With `epochs` (the run's total), a checkpoint that already holds them all is pulled without a
+    "resuming" line: the trainer then says the run already finished, and that is all the user reads.
+    """
     store = open_store(join_uri(uri, run_name), **clients)
     if (kept := _local_is_newer(store, Path(dest_dir))) is not None:
         return kept
     result = pull(store, Path(dest_dir), scratch=scratch)
     if result.manifest is None:
         _print(f"no complete checkpoint at {store.uri}; starting fresh")
-    else:
+    elif not (epochs and result.manifest.epoch is not None and result.manifest.epoch >= epochs):
         m = result.manifest
         _print(f"resuming from checkpoint {m.version} (epoch {m.epoch}) of {store.uri}: "
                f"{len(m.files)} files, {result.bytes_received} bytes downloaded, {result.files_reused} already here")  # fmt: skip

@@ -132,3 +132,11 @@ def test_a_sigterm_during_the_final_checkpoint_upload_does_not_cut_it_short() ->
     _flush_despite_signals(syncer)
     assert syncer.uploaded
     assert signals.getsignal(signals.SIGTERM) is before
+
+
+def test_the_runs_total_epochs_come_from_the_trainers_arguments() -> None:
+    from launcher.entrypoint import _total_epochs
+
+    assert _total_epochs(["train", "model=resnet18", "epochs=8"]) == 8
+    assert _total_epochs(["train", "model=resnet18"]) is None
+    assert _total_epochs(["python", "my.py", "epochs=8"]) is None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from launcher.storage.manifest import versions_in_store
 from launcher.storage.sync import Syncer, pull, pull_latest
 from tests.launcher.storage.conftest import StoreKind
@@ -79,3 +81,17 @@ def test_pull_latest_keeps_a_newer_local_checkpoint(kind: StoreKind, tmp_path: P
     assert result.manifest is None and "kept the local checkpoint" in result.skipped[-1]
     assert (tmp_path / "here" / "last.pt").read_bytes() == fake_checkpoint(3)["last.pt"]
     assert pull_latest(kind.uri(""), "run-b", tmp_path / "older", **kind.client_kwargs()).manifest.epoch == 2
+
+
+def test_pulling_a_finished_run_does_not_announce_a_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The trainer says "this run already finished"; a "resuming from ..." line before it would contradict it."""
+    store = tmp_path / "store"
+    syncer = Syncer(str(store), "done", tmp_path / "job1", interval=0.05, settle=0.05, log=lambda _m: None)
+    write_files(tmp_path / "job1", fake_checkpoint(3))
+    syncer.start()
+    assert syncer.close(grace=60)
+    capsys.readouterr()
+    assert pull_latest(str(store), "done", tmp_path / "job2", epochs=3).manifest.epoch == 3
+    assert "resuming" not in capsys.readouterr().out
+    assert pull_latest(str(store), "done", tmp_path / "job3", epochs=5).manifest.epoch == 3
+    assert "resuming from checkpoint" in capsys.readouterr().out
