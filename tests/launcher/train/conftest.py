@@ -67,3 +67,30 @@ def run_trainer(args: list[str], timeout: float = 300, **extra_env: str) -> subp
         [sys.executable, "-m", "launcher.train", *args], cwd=REPO, env=trainer_env(**extra_env),
         capture_output=True, text=True, timeout=timeout,
     )
+
+
+CSV_METRICS = ["train_loss", "val_loss", "top1", "top5", "lr", "time_s", "images_per_s"]
+
+
+def tiny_config(data: Path, **kw: object):  # type: ignore[no-untyped-def]
+    """A TrainConfig for TINY on `data` (2 epochs unless told otherwise)."""
+    from launcher.spec import TrainConfig
+
+    base: dict[str, object] = dict(item.split("=", 1) for item in TINY)
+    base.update(data=str(data), epochs=2)
+    base.update(kw)
+    return TrainConfig.model_validate(base)
+
+
+def fit_on_cpu(cfg, save_dir: Path) -> str:  # type: ignore[no-untyped-def]
+    """Train in this process on the CPU; the trainer's output. Fails the test on a non-zero exit."""
+    import io
+
+    import torch
+
+    from launcher.train.dist import Dist
+    from launcher.train.loop import Trainer
+
+    out = io.StringIO()
+    assert Trainer(cfg, save_dir, Dist(device=torch.device("cpu")), out=out).fit() == 0, out.getvalue()
+    return out.getvalue()

@@ -3,35 +3,15 @@ the syncer carrying them with the checkpoints, and a resumed run that reads each
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
 import pytest
-import torch
 
-from launcher.spec import TrainConfig
 from launcher.storage.local import LocalStore
 from launcher.storage.sync import Syncer, pull
 from launcher.train import metrics, report
-from launcher.train.dist import Dist
-from launcher.train.loop import Trainer
-from tests.launcher.train.conftest import TINY
-
-CSV_METRICS = ["train_loss", "val_loss", "top1", "top5", "lr", "time_s", "images_per_s"]
-
-
-def _cfg(data: Path, **kw: object) -> TrainConfig:
-    base = dict(item.split("=", 1) for item in TINY)
-    base.update(data=str(data), epochs=2)
-    base.update(kw)
-    return TrainConfig.model_validate(base)
-
-
-def _fit(cfg: TrainConfig, save_dir: Path) -> str:
-    out = io.StringIO()
-    assert Trainer(cfg, save_dir, Dist(device=torch.device("cpu")), out=out).fit() == 0, out.getvalue()
-    return out.getvalue()
+from tests.launcher.train.conftest import CSV_METRICS, fit_on_cpu, tiny_config
 
 
 def _scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
@@ -60,14 +40,14 @@ def _no_trackers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_tensorboard_events_equal_results_csv(tiny_data: Path, tmp_path: Path) -> None:
-    out = _fit(_cfg(tiny_data), tmp_path)
+    out = fit_on_cpu(tiny_config(tiny_data), tmp_path)
     assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
     _assert_events_equal_csv(tmp_path)
     assert "WARNING" not in out
 
 
 def test_the_epoch_summary_line_carries_every_metric_and_sagemaker_regexes_read_it(tiny_data: Path, tmp_path: Path) -> None:
-    out = _fit(_cfg(tiny_data), tmp_path)
+    out = fit_on_cpu(tiny_config(tiny_data), tmp_path)
     rows = report.read_rows(tmp_path / "results.csv")
     for name, regex in metrics.LOG_REGEXES.items():
         values = [float(m.group(1)) for line in out.splitlines() if (m := re.search(regex, line))]
@@ -79,12 +59,12 @@ def test_the_epoch_summary_line_carries_every_metric_and_sagemaker_regexes_read_
 
 
 def test_a_resumed_run_reads_each_epoch_once(tiny_data: Path, tmp_path: Path) -> None:
-    _fit(_cfg(tiny_data, epochs=3, save_period=1), tmp_path)
+    fit_on_cpu(tiny_config(tiny_data, epochs=3, save_period=1), tmp_path)
     # the last checkpoint is lost (as when its upload was cut short): the run resumes from epoch 2
     # and redoes epoch 3, whose events the folder already holds
     (tmp_path / "last.pt").unlink()
     (tmp_path / "epoch-3.pt").unlink()
-    out = _fit(_cfg(tiny_data, epochs=3, save_period=1), tmp_path)
+    out = fit_on_cpu(tiny_config(tiny_data, epochs=3, save_period=1), tmp_path)
     assert "resuming from" in out and "epoch-2.pt" in out
     assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2  # appended in a new file, old file untouched
     _assert_events_equal_csv(tmp_path)
@@ -94,7 +74,7 @@ def test_the_syncer_uploads_the_events_with_the_checkpoints(tiny_data: Path, tmp
     run, store = tmp_path / "run", LocalStore(str(tmp_path / "store"))
     run.mkdir()
     syncer = Syncer("", "", run, store=store, interval=0.05, settle=0.05, log=lambda _m: None).start()
-    _fit(_cfg(tiny_data), run)
+    fit_on_cpu(tiny_config(tiny_data), run)
     assert syncer.close(grace=60)
     elsewhere = tmp_path / "elsewhere"
     result = pull(store, elsewhere, log=lambda _m: None)
@@ -102,14 +82,14 @@ def test_the_syncer_uploads_the_events_with_the_checkpoints(tiny_data: Path, tmp
     assert any(name.startswith("events.out.tfevents.") for name in result.manifest.files)
     _assert_events_equal_csv(elsewhere)
     # a new machine resumes from the store and trains on: one more event file, every epoch once
-    _fit(_cfg(tiny_data, epochs=3), elsewhere)
+    fit_on_cpu(tiny_config(tiny_data, epochs=3), elsewhere)
     assert len(list(elsewhere.glob("events.out.tfevents.*"))) == 2
     _assert_events_equal_csv(elsewhere)
 
 
 def test_vertex_tensorboard_dir_gets_the_same_events(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIP_TENSORBOARD_LOG_DIR", str(tmp_path / "aip"))
-    _fit(_cfg(tiny_data, epochs=1), tmp_path / "run")
+    fit_on_cpu(tiny_config(tiny_data, epochs=1), tmp_path / "run")
     assert _scalars(tmp_path / "aip") == _scalars(tmp_path / "run")
 
 

@@ -3,7 +3,6 @@ W&B in offline mode (its run log read back), and the failure path: warn once, ne
 
 from __future__ import annotations
 
-import io
 import json
 import socket
 import struct
@@ -11,28 +10,9 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 import pytest
-import torch
 
-from launcher.spec import TrainConfig
 from launcher.train import metrics, report
-from launcher.train.dist import Dist
-from launcher.train.loop import Trainer
-from tests.launcher.train.conftest import TINY
-
-CSV_METRICS = ["train_loss", "val_loss", "top1", "top5", "lr", "time_s", "images_per_s"]
-
-
-def _cfg(data: Path, **kw: object) -> TrainConfig:
-    base = dict(item.split("=", 1) for item in TINY)
-    base.update(data=str(data), epochs=2)
-    base.update(kw)
-    return TrainConfig.model_validate(base)
-
-
-def _fit(cfg: TrainConfig, save_dir: Path) -> str:
-    out = io.StringIO()
-    assert Trainer(cfg, save_dir, Dist(device=torch.device("cpu")), out=out).fit() == 0, out.getvalue()
-    return out.getvalue()
+from tests.launcher.train.conftest import CSV_METRICS, fit_on_cpu, tiny_config
 
 
 def _csv(save_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -71,14 +51,14 @@ def test_an_mlflow_store_receives_the_same_metrics_and_a_resume_continues_the_ru
     import mlflow
 
     run = tmp_path / "run"
-    out = _fit(_cfg(tiny_data), run)
+    out = fit_on_cpu(tiny_config(tiny_data), run)
     assert "WARNING" not in out
     run_id = json.loads((run / metrics.TRACKERS_FILE).read_text())["mlflow_run_id"]
     assert _mlflow_history(mlflow_store, run_id) == _csv(run)
     params = mlflow.MlflowClient(tracking_uri=mlflow_store).get_run(run_id).data.params
     assert params["model"] == "shufflenet_v2_x0_5" and params["imgsz"] == "16"
     assert mlflow.MlflowClient(tracking_uri=mlflow_store).get_run(run_id).info.status == "FINISHED"
-    _fit(_cfg(tiny_data, epochs=3), run)  # resumed: the same MLflow run, epoch 3 added, nothing twice
+    fit_on_cpu(tiny_config(tiny_data, epochs=3), run)  # resumed: the same MLflow run, epoch 3 added, nothing twice
     assert _mlflow_history(mlflow_store, run_id) == _csv(run)
     assert len(_csv(run)["top1"]) == 3
 
@@ -93,7 +73,7 @@ def test_on_azure_ml_the_metrics_go_to_the_platforms_run(tiny_data: Path, tmp_pa
     monkeypatch.setenv("AZUREML_RUN_ID", "job-run-1")
     monkeypatch.setenv("MLFLOW_RUN_ID", job_run)
     run = tmp_path / "run"
-    _fit(_cfg(tiny_data, epochs=1), run)
+    fit_on_cpu(tiny_config(tiny_data, epochs=1), run)
     assert _mlflow_history(mlflow_store, job_run) == _csv(run)
     assert client.get_run(job_run).info.status == "RUNNING"  # Azure ML ends its own run
     assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == 1  # no run of our own
@@ -111,7 +91,7 @@ def test_an_unreachable_tracking_server_warns_once_and_training_finishes(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     run = tmp_path / "run"
-    out = _fit(_cfg(tiny_data), run)
+    out = fit_on_cpu(tiny_config(tiny_data), run)
     warnings = [line for line in out.splitlines() if "WARNING" in line]
     assert len(warnings) == 1 and "MLflow reporting is off" in warnings[0], out
     assert len(report.read_rows(run / "results.csv")) == 2 and list(run.glob("events.out.tfevents.*"))
@@ -185,7 +165,7 @@ def test_wandb_offline_run_logs_the_same_metrics(tiny_data: Path, tmp_path: Path
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
     run = tmp_path / "run"
-    out = _fit(_cfg(tiny_data), run)
+    out = fit_on_cpu(tiny_config(tiny_data), run)
     assert "WARNING" not in out
     wandb_id = json.loads((run / metrics.TRACKERS_FILE).read_text())["wandb_id"]
     (run_dir,) = (tmp_path / "wandb").glob(f"offline-run-*-{wandb_id}")
