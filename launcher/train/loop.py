@@ -225,8 +225,6 @@ class Trainer:
         del model, opt, ema, x, y, loss
 
     def _loaders(self) -> None:
-        import os  # noqa: PLC0415
-
         d = self.dist
         workers = min(self.cfg.workers, max(0, usable_cpus() // d.local_world))
         if self.train_set.buffer is not None:
