@@ -50,8 +50,6 @@ def pick_precision(amp: bool, device_type: str, bf16_ok: bool) -> str:
 def _bf16_supported(device) -> bool:  # type: ignore[no-untyped-def]
     import torch  # noqa: PLC0415
 
-    import os  # noqa: PLC0415
-
     # LAUNCHER_AMP_DTYPE=fp16 picks fp16 + GradScaler on a bf16-capable GPU (benchmarks/gpu_check.py checks both)
     if os.environ.get("LAUNCHER_AMP_DTYPE") == "fp16":
         return False
