@@ -18,7 +18,7 @@ from typing import Any
 
 __all__ = [
     "BASE_IMAGE", "TRAIN_IMAGE", "REPO", "docker_client", "ensure_base_image", "engine_or_skip", "train_image_or_skip",
-    "source_digest",
+    "source_digest", "remove_job_containers",
 ]  # fmt: skip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,6 +106,13 @@ def source_digest(root: Path = REPO) -> str:
             h.update(f"{pkg}/{f.relative_to(root / pkg).as_posix()}".encode())
             h.update(f.read_bytes())
     return h.hexdigest()
+
+
+def remove_job_containers(client: Any, job_ids: list[str]) -> None:
+    """Remove every container labelled with one of `job_ids` (what a test started), running or not."""
+    for job_id in job_ids:
+        for container in client.containers.list(all=True, filters={"label": f"launcher.job={job_id}"}):
+            container.remove(force=True)
 
 
 def train_image_or_skip(client: Any, image: str = TRAIN_IMAGE) -> str:

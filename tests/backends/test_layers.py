@@ -20,6 +20,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::U
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _printed_by(code: str) -> str:
+    """What `code` prints in a fresh interpreter (a fresh sys.modules) run from the repository."""
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_making_a_cloud_backend_imports_neither_the_image_builder_nor_the_local_backend() -> None:
     code = (
         "import sys\n"
@@ -27,8 +32,7 @@ def test_making_a_cloud_backend_imports_neither_the_image_builder_nor_the_local_
         "SageMakerBackend().plan\n"
         "print(sorted(m for m in sys.modules if m in ('launcher.images', 'backends.local', 'launcher.estimate.local')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    assert _printed_by(code) == "[]"
 
 
 def test_loading_a_spec_imports_no_backend_module() -> None:
@@ -39,8 +43,7 @@ def test_loading_a_spec_imports_no_backend_module() -> None:
         "load_spec(Path('examples/gcp.yaml'), environ={'GOOGLE_CLOUD_PROJECT': 'p'})\n"
         "print(sorted(m for m in sys.modules if m == 'backends' or m.startswith('backends.') or m == 'launcher.registry'))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    assert _printed_by(code) == "[]"
 
 
 def test_a_typo_in_any_backend_section_is_still_found_before_planning(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from launcher.cli import main
 from launcher.errors import LauncherError
 from launcher.plan import JobState
 from launcher.spec import validate_spec
-from tests.docker_base import TRAIN_IMAGE, engine_or_skip, train_image_or_skip
+from tests.docker_base import TRAIN_IMAGE, engine_or_skip, remove_job_containers, train_image_or_skip
 
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[2]
@@ -66,9 +66,7 @@ def jobs(client: Any) -> Iterator[list[str]]:
     """Job ids a test starts; their containers are removed afterwards."""
     started: list[str] = []
     yield started
-    for job_id in started:
-        for container in client.containers.list(all=True, filters={"label": f"launcher.job={job_id}"}):
-            container.remove(force=True)
+    remove_job_containers(client, started)
 
 
 def _spec(tmp_path: Path, **raw: Any) -> Any:

@@ -68,12 +68,18 @@ def test_force_and_a_finished_holder_take_over(kind: StoreKind) -> None:
     assert read(store).job == "job-c"  # type: ignore[union-attr]
 
 
-def test_the_syncer_renews_and_stops_uploading_once_taken_over(kind: StoreKind, tmp_path: Path) -> None:
+def _held_by_job_a(kind: StoreKind, work: Path):  # type: ignore[no-untyped-def]
+    """A store whose lease job-a holds (claimed, as its entrypoint does), and a first checkpoint in `work`."""
     store = kind.store()
     acquire(store, "job-a")
     holder = Holder(store, "job-a", log=lambda _m: None)
     holder.claim()
-    write_files(tmp_path / "work", fake_checkpoint(1))
+    write_files(work, fake_checkpoint(1))
+    return store, holder
+
+
+def test_the_syncer_renews_and_stops_uploading_once_taken_over(kind: StoreKind, tmp_path: Path) -> None:
+    store, holder = _held_by_job_a(kind, tmp_path / "work")
     syncer = Syncer("", "", tmp_path / "work", store=store, log=lambda _m: None, holder=holder)
     assert syncer.sync_now() is not None and versions_in_store(store) == [1]
     acquire(store, "job-b", force=True)
@@ -83,11 +89,7 @@ def test_the_syncer_renews_and_stops_uploading_once_taken_over(kind: StoreKind, 
 
 
 def test_close_releases_the_lease(kind: StoreKind, tmp_path: Path) -> None:
-    store = kind.store()
-    acquire(store, "job-a")
-    holder = Holder(store, "job-a", log=lambda _m: None)
-    holder.claim()
-    write_files(tmp_path / "work", fake_checkpoint(1))
+    store, holder = _held_by_job_a(kind, tmp_path / "work")
     syncer = Syncer("", "", tmp_path / "work", store=store, log=lambda _m: None, holder=holder, interval=0.05)
     syncer.start()
     assert syncer.close(grace=60) is True
