@@ -10,7 +10,7 @@ does on a cloud backend.
   checkpoint folder read-write at /checkpoints.
 - `process`: the payload is the argv, environment and working directory of
   the entrypoint on the host (argv[0] `python` means the interpreter running
-  `launch`). A small supervisor (`python -m backends.local supervise DIR --
+  `launch`). A small supervisor (`python -m launcher.backends.local supervise DIR --
   ARGV`) runs it in its own process group, writes its output to
   `DIR/output.log` and its exit code to `DIR/exit_code`, so `launch logs` and
   `launch status` work after the CLI that started the job has exited; it also
@@ -232,8 +232,6 @@ def _notes(spec: JobSpec, opts: LocalOptions) -> list[str]:
     notes = []
     if opts.runtime == "auto":
         notes.append("runtime auto: docker if the engine answers and the image exists at submit, else process")
-    if spec.resources.spot:
-        notes.append("resources.spot has no meaning on this machine and is ignored")
     if spec.resources.gpu_type:
         notes.append(f"resources.gpu_type {spec.resources.gpu_type} is ignored locally: the host's GPUs are used")
     if not spec.checkpoint.uri:
@@ -248,14 +246,13 @@ class LocalBackend(Backend):
     """Runs jobs on this machine. Clients and host probes are injected for tests."""
 
     name: ClassVar[str] = "local"
-    aliases: ClassVar[tuple[str, ...]] = ("docker",)
     extra: ClassVar[str | None] = "docker"
     options_model: ClassVar[type[LocalOptions]] = LocalOptions
     unsupported: ClassVar[Mapping[Feature, str]] = {
         Feature.MULTI_NODE: "it runs one node, this machine",
-        Feature.SPOT: "this machine has no spot capacity",
         Feature.IMAGE_PUSH: "images built here are already local",
     }
+    ignored: ClassVar[Mapping[Feature, str]] = {Feature.SPOT: "this machine has no spot capacity"}
 
     def __init__(
         self,
@@ -274,8 +271,6 @@ class LocalBackend(Backend):
 
     def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
         opts: LocalOptions = self.options(spec)  # type: ignore[assignment]
-        if spec.resources.nodes > 1:
-            self.require(Feature.MULTI_NODE)
         job_name = job_id or spec.name
         payload: dict[str, Any] = {"runtime": opts.runtime}
         if opts.runtime in ("auto", "docker"):
@@ -286,13 +281,13 @@ class LocalBackend(Backend):
 
     # ------------------------------------------------------------ submit
 
-    def submit(self, plan: Plan) -> JobRef:
+    def submit(self, plan: Plan, secrets: Mapping[str, str] | None = None) -> JobRef:
         request = plan.request()
         runtime = self._runtime(request)
-        secrets = _secret_values(plan.secrets)
+        values = self.secrets_for(plan, secrets)
         if runtime == "docker":
-            return self._submit_docker(plan.job_name, request["docker"], secrets)
-        return self._submit_process(plan.job_name, request["process"], secrets)
+            return self._submit_docker(plan.job_name, request["docker"], values)
+        return self._submit_process(plan.job_name, request["process"], values)
 
     def _runtime(self, request: dict[str, Any]) -> str:
         if request["runtime"] != "auto":
@@ -369,7 +364,7 @@ class LocalBackend(Backend):
         env = {**os.environ, **{k: v for k, v in payload["env"].items() if v is not None}, **secrets}
         env["LAUNCHER_JOB_ID"] = job_name  # whose lease the entrypoint renews (launcher.storage.lease)
         limit = ["--max-runtime", str(payload["max_runtime_s"])] if payload.get("max_runtime_s") else []
-        supervisor = [sys.executable, "-m", "backends.local", "supervise", str(job_dir), *limit, "--", *argv]
+        supervisor = [sys.executable, "-m", "launcher.backends.local", "supervise", str(job_dir), *limit, "--", *argv]
         with open(job_dir / LOG_FILE, "ab") as log:
             proc = subprocess.Popen(
                 supervisor, cwd=payload.get("cwd"), env=env, stdin=subprocess.DEVNULL,
@@ -643,16 +638,6 @@ def _prepare_mounts(volumes: Mapping[str, Mapping[str, str]]) -> None:
             Path(source).mkdir(parents=True, exist_ok=True)
 
 
-def _secret_values(names: tuple[str, ...]) -> dict[str, str]:
-    missing = [name for name in names if name not in os.environ]
-    if missing:
-        raise LauncherError(
-            f"The secret {missing[0]} is listed in the spec but not set in your environment.",
-            f"Export {missing[0]} before launching.",
-        )
-    return {name: os.environ[name] for name in names}
-
-
 def _read_exit_code(job_dir: Path) -> int | None:
     try:
         return int((job_dir / EXIT_FILE).read_text().strip())
@@ -740,7 +725,7 @@ def _main(argv: list[str]) -> int:
     if argv[2:3] == ["--max-runtime"] and len(argv) > 3:
         max_runtime, argv = float(argv[3]), [*argv[:2], *argv[4:]]
     if len(argv) < 4 or argv[0] != "supervise" or argv[2] != "--":
-        print("usage: python -m backends.local supervise JOB_DIR [--max-runtime S] -- ARGV...", file=sys.stderr)
+        print("usage: python -m launcher.backends.local supervise JOB_DIR [--max-runtime S] -- ARGV...", file=sys.stderr)
         return 2
     return supervise(Path(argv[1]), argv[3:], max_runtime)
 

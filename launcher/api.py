@@ -17,6 +17,7 @@ even in the middle of that call, never leaves a paid job untracked.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from launcher import registry
-from launcher.backend import Backend, secret_values
+from launcher.backend import Backend, check_features, secret_values
 from launcher.errors import LauncherError
 from launcher.jobs import JobRecord, JobRegistry, new_job_id
 from launcher.plan import JobRef, JobState, JobStatus, Plan
@@ -59,7 +60,9 @@ class Launcher:
 
     def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
         registry.check_sections(spec)  # every backend section, not only this backend's
-        return self.backend.plan(spec, job_id)
+        notes = check_features(self.backend, spec)
+        plan = self.backend.plan(spec, job_id)
+        return dataclasses.replace(plan, notes=plan.notes + notes) if notes else plan
 
     def submit(self, spec_or_plan: JobSpec | Plan, force: bool = False) -> "Job":
         """Submit a job. Its run folder `<checkpoint.uri>/<name>` gets one writer: a job that holds it makes
@@ -117,10 +120,7 @@ class Launcher:
         note = f"submit to {self.backend.name} did not answer (interrupted?): look for job {plan.job_name} there"
         self.jobs.add(pending, plan.spec.name, plan.spec.model_dump(mode="json"), plan.hash(), JobState.SUBMITTING, note)
         try:
-            if self.backend.takes_secrets:
-                ref = self.backend.submit(plan, secrets=secrets)  # type: ignore[call-arg]
-            else:
-                ref = self.backend.submit(plan)
+            ref = self.backend.submit(plan, secrets=secrets)
         except LauncherError as exc:  # the backend refused before starting anything
             self.jobs.update(plan.job_name, JobStatus(JobState.FAILED, f"submit refused: {exc}"))
             self._free_run(run, plan)

@@ -6,9 +6,9 @@ mutation of the spec; it returns a frozen `Plan` holding the native request.
 Vertex, Azure ML) are injected through each backend's constructor and created
 lazily on first use otherwise, so tests pass fakes without monkeypatching.
 
-What a backend cannot do is declared as data (`unsupported`), so the core
-raises one uniform error instead of each backend raising NotImplementedError
-at run time.
+What a backend cannot do is declared as data (`unsupported`: refused;
+`ignored`: accepted with a note), and `check_features` holds it against the
+spec once, centrally, when the Launcher plans; no backend checks it itself.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from launcher.errors import LauncherError
 from launcher.plan import JobRef, JobStatus, Plan
 from launcher.spec import DEFAULT_IMAGE, JobSpec
 
-__all__ = ["Backend", "BackendCheck", "BackendOptions", "CloudBackend", "Feature", "Offer", "follow_lines", "secret_values"]
+__all__ = ["Backend", "BackendCheck", "BackendOptions", "CloudBackend", "Feature", "Offer", "check_features", "features_of",
+           "follow_lines", "secret_values"]
 
 
 def secret_values(names: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
@@ -69,6 +70,19 @@ class Feature(str, enum.Enum):
     OFFERS = "offers"
 
 
+def features_of(spec: JobSpec) -> list[Feature]:
+    """The features a spec asks of its backend."""
+    wanted = {Feature.SPOT: spec.resources.spot, Feature.MULTI_NODE: spec.resources.nodes > 1}
+    return [feature for feature, asked in wanted.items() if asked]
+
+
+def check_features(backend: "Backend", spec: JobSpec) -> tuple[str, ...]:
+    """Refuse a spec asking for what `backend` declares unsupported; the notes for what it ignores."""
+    for feature in features_of(spec):
+        backend.require(feature)
+    return tuple(f"{feature.value} is ignored: {backend.ignored[feature]}" for feature in features_of(spec) if feature in backend.ignored)
+
+
 @dataclass(frozen=True)
 class Offer:
     """One way to run a spec on a backend: an instance choice and its price."""
@@ -100,7 +114,8 @@ class Backend(abc.ABC):
     extra: ClassVar[str | None] = None  # the pip extra holding the SDK
     sdk_modules: ClassVar[tuple[str, ...]] = ()
     options_model: ClassVar[type[BaseModel]] = BackendOptions
-    unsupported: ClassVar[Mapping[Feature, str]] = {}
+    unsupported: ClassVar[Mapping[Feature, str]] = {}  # refused, with the reason
+    ignored: ClassVar[Mapping[Feature, str]] = {}  # accepted; the plan notes the reason
 
     def options(self, spec: JobSpec) -> BaseModel:
         """This backend's validated options section of `spec`."""
@@ -121,13 +136,19 @@ class Backend(abc.ABC):
         `job_name` becomes the JobRef id.
         """
 
-    # Whether submit takes the secret values the Launcher read (`secrets=`); a backend
-    # without it reads them itself, with launcher.backend.secret_values.
-    takes_secrets: ClassVar[bool] = False
-
     @abc.abstractmethod
-    def submit(self, plan: Plan) -> JobRef:
-        """Send the plan's request. The only step with side effects."""
+    def submit(self, plan: Plan, secrets: Mapping[str, str] | None = None) -> JobRef:
+        """Send the plan's request. The only step with side effects.
+
+        `secrets`: the values of `plan.secrets`, read once by the Launcher; None (a plan
+        submitted without it) reads them with `secrets_for`.
+        """
+
+    def secrets_for(self, plan: Plan, secrets: Mapping[str, str] | None) -> dict[str, str]:
+        """The values the Launcher read (the normal path), else read here from the injected environment."""
+        environ = getattr(self, "_environ", None)
+        source = secrets if secrets is not None else os.environ if environ is None else environ
+        return secret_values(plan.secrets, source)
 
     @abc.abstractmethod
     def status(self, ref: JobRef) -> JobStatus: ...
@@ -166,8 +187,6 @@ class CloudBackend(Backend):
     inject them), so that `plan` itself reads no environment and no files.
     """
 
-    takes_secrets = True
-
     def __init__(self, catalog: Mapping[str, Any] | None = None, pushed_image: str | None = None) -> None:
         if pushed_image is None:
             from launcher.pushed import pushed_ref  # noqa: PLC0415
@@ -179,12 +198,6 @@ class CloudBackend(Backend):
             catalog = load_catalog(self.name)
         self._pushed_image = pushed_image
         self.catalog: Mapping[str, Any] = catalog
-
-    def secrets_for(self, plan: Plan, secrets: Mapping[str, str] | None) -> dict[str, str]:
-        """The values the Launcher read (the normal path), else read here from the injected environment."""
-        environ = getattr(self, "_environ", None)
-        source = secrets if secrets is not None else os.environ if environ is None else environ
-        return secret_values(plan.secrets, source)
 
     def training_image(self, spec: JobSpec) -> str:
         """spec.image, or the pushed reference in place of this project's default local tag."""

@@ -35,7 +35,7 @@ Progress = Callable[[str], None]
 def _client(client: Any) -> Any:
     if client is not None:
         return client
-    from backends.local import LocalBackend  # noqa: PLC0415 - one place turns "no engine" into a clear error
+    from launcher.backends.local import LocalBackend  # noqa: PLC0415 - one place turns "no engine" into a clear error
 
     return LocalBackend().docker()
 

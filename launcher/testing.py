@@ -16,6 +16,8 @@ Each check raises AssertionError with a sentence saying what broke:
 - secrets only by reference: a secret's value never appears in the plan;
 - the container's command line is what the entrypoint parses (launcher.contract),
   when the backend passes `argv_of` to find it in its request;
+- a feature the backend declares unsupported is refused, one it declares ignored is
+  noted in the plan, when the Launcher plans (launcher.backend.check_features);
 - the plan matches a reviewed golden file (UPDATE_GOLDEN=1 writes it);
 - example specs plan.
 """
@@ -29,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from launcher.backend import Backend
+from launcher.backend import Backend, Feature
 from launcher.contract import EntrypointArgs
 from launcher.plan import Plan
 from launcher.spec import JobSpec, load_spec, validate_spec
@@ -40,6 +42,7 @@ __all__ = [
     "check_secrets_by_reference",
     "check_no_sdk_import_on_plan",
     "check_argv_round_trip",
+    "check_declared_features",
     "check_golden",
     "check_example_specs",
 ]
@@ -104,6 +107,29 @@ def check_no_sdk_import_on_plan(backend: type[Backend], raw: Mapping[str, Any], 
     assert not imported, f"{backend.__name__}.plan imported its SDK ({', '.join(imported)}); import it lazily, on submit"
 
 
+ASKING = {Feature.SPOT: {"spot": True}, Feature.MULTI_NODE: {"nodes": 2}}  # resources asking for each feature
+
+
+def check_declared_features(make: Make, raw: Mapping[str, Any]) -> None:
+    """What the backend declares unsupported is refused, what it declares ignored is noted, by the Launcher."""
+    from launcher.api import Launcher  # noqa: PLC0415 - the API imports the registry, which imports backends
+    from launcher.errors import LauncherError  # noqa: PLC0415
+
+    for feature, resources in ASKING.items():
+        spec = _spec(raw, resources={**raw.get("resources", {}), **resources})
+        backend = make()
+        if feature in backend.unsupported:
+            try:
+                Launcher(backend).plan(spec)
+            except LauncherError as exc:
+                assert f"does not support {feature.value}" in exc.message, f"{feature.value} refused, but not by the core: {exc}"
+            else:
+                raise AssertionError(f"{type(backend).__name__} declares {feature.value} unsupported, yet a spec asking for it planned")
+        elif feature in backend.ignored:
+            notes = Launcher(backend).plan(spec).notes
+            assert any(n.startswith(f"{feature.value} is ignored") for n in notes), f"the plan does not note that {feature.value} is ignored"
+
+
 def check_argv_round_trip(plan: Plan, argv: Sequence[str]) -> EntrypointArgs:
     """The command line in the request is exactly what the entrypoint parses back."""
     parsed = EntrypointArgs.parse(argv)
@@ -144,6 +170,7 @@ def check_backend(
     plan = check_plan_is_pure(make, raw, tmp_path)
     check_secrets_by_reference(make, raw)
     check_no_sdk_import_on_plan(backend, raw)
+    check_declared_features(make, raw)
     if argv_of is not None:
         check_argv_round_trip(plan, argv_of(plan))
     if golden is not None:

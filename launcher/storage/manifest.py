@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import socket
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from launcher.errors import LauncherError
@@ -117,9 +117,6 @@ class Manifest:
             raise ManifestError(f"{where} is refused: {exc.message}") from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ManifestError(f"{where} is intact but invalid ({_why(exc)}).") from None
-
-    def renumbered(self, version: int) -> "Manifest":
-        return replace(self, version=version)
 
 
 MAX_NAME_BYTES = 1024  # S3 and GCS object names; Azure allows 1024 characters

@@ -22,7 +22,7 @@ from botocore.validate import ParamValidator
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from backends.aws import DATA_DIR, SageMakerBackend, map_status, sagemaker_job_name
+from launcher.backends.aws import DATA_DIR, SageMakerBackend, map_status, sagemaker_job_name
 from launcher import registry, rendezvous
 from launcher.api import Job
 from launcher.catalog import load_catalog
@@ -182,7 +182,7 @@ def test_plan_imports_no_sdk() -> None:
     import sys
 
     code = (
-        "import sys, json; from backends.aws import SageMakerBackend; from launcher.spec import JobSpec;"
+        "import sys, json; from launcher.backends.aws import SageMakerBackend; from launcher.spec import JobSpec;"
         f"spec = JobSpec.model_validate(json.loads({json.dumps(json.dumps(make_spec(**CASES['multi_node_spot']).model_dump(mode='json')))}));"
         "SageMakerBackend().plan(spec, 'x'); print('boto3' in sys.modules, 'botocore' in sys.modules)"
     )

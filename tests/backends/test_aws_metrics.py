@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.aws import SageMakerBackend
+from launcher.backends.aws import SageMakerBackend
 from launcher.catalog import load_catalog
 from launcher.spec import JobSpec
 from launcher.train import report

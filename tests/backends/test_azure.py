@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from backends.azure import STATES, AzureMLBackend, AzureOptions, job_from_payload, log_files, secret_name
+from launcher.backends.azure import STATES, AzureMLBackend, AzureOptions, job_from_payload, log_files, secret_name
 from launcher import entrypoint, registry, rendezvous
 from launcher.errors import LauncherError, SpecError
 from launcher.plan import JobRef, JobState
@@ -171,7 +171,7 @@ def test_spot_on_serverless_asks_for_the_spot_tier() -> None:
 def test_plan_is_pure_and_imports_no_azure_library() -> None:
     code = (
         "import sys, json\n"
-        "from backends.azure import AzureMLBackend\n"
+        "from launcher.backends.azure import AzureMLBackend\n"
         "from launcher.spec import JobSpec\n"
         f"spec = JobSpec.model_validate(json.loads({json.dumps(json.dumps(CASES['azure_1x1_gpu']))}))\n"
         "AzureMLBackend().plan(spec)\n"

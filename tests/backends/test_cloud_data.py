@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from backends.aws import DATA_DIR
+from launcher.backends.aws import DATA_DIR
 from launcher.errors import LauncherError
 from launcher.storage.upload import CONTENT, MARKER, content_hash
 from tests.backends.test_aws import JOB_ID, aws_env, backend, make_spec  # noqa: F401 - aws_env is a fixture
@@ -56,7 +56,7 @@ def test_aws_submit_uploads_once_and_the_job_reads_the_upload(aws_env: Any, tmp_
 
 # ---------------------------------------------------------------- Vertex AI
 
-from backends.gcp import VertexBackend  # noqa: E402
+from launcher.backends.gcp import VertexBackend  # noqa: E402
 from tests.backends.test_gcp import _with as gcp_spec  # noqa: E402
 
 
@@ -79,7 +79,7 @@ def test_vertex_plans_a_local_folder_from_its_upload_under_the_mount(tmp_path: P
 
 # ---------------------------------------------------------------- Azure ML
 
-from backends.azure import AzureMLBackend  # noqa: E402
+from launcher.backends.azure import AzureMLBackend  # noqa: E402
 from tests.backends.fake_azureml import FakeAzure  # noqa: E402
 from tests.backends.test_azure import _backend as azure_backend  # noqa: E402
 from tests.backends.test_azure import _with as azure_spec  # noqa: E402

@@ -13,10 +13,10 @@ from typing import Any, Callable
 
 import pytest
 
-from backends.aws import SageMakerBackend
-from backends.azure import AzureMLBackend
-from backends.gcp import VertexBackend
-from backends.local import LocalBackend
+from launcher.backends.aws import SageMakerBackend
+from launcher.backends.azure import AzureMLBackend
+from launcher.backends.gcp import VertexBackend
+from launcher.backends.local import LocalBackend
 from launcher.contract import SECRET_REFS_VARIABLE, EntrypointArgs
 from launcher.plan import Plan
 from launcher.spec import JobSpec, validate_spec

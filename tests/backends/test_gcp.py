@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from backends.gcp import JOB_STATES, GcpOptions, VertexBackend, secret_id
+from launcher.backends.gcp import JOB_STATES, GcpOptions, VertexBackend, secret_id
 from launcher import rendezvous
 from launcher.backend import Offer
 from launcher.catalog import load_catalog
@@ -98,7 +98,7 @@ def test_plan_is_the_custom_job_rest_body(case: str) -> None:
 
 def test_plans_import_no_google_library() -> None:
     code = (
-        "import json, sys; from backends.gcp import VertexBackend; from launcher.spec import JobSpec; "
+        "import json, sys; from launcher.backends.gcp import VertexBackend; from launcher.spec import JobSpec; "
         f"VertexBackend().plan(JobSpec.model_validate(json.loads({json.dumps(json.dumps(CASES['gcp_3x4_spot']))}))); "
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('google.', 'grpc', 'proto')))))"
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from backends.gcp import VertexBackend
+from launcher.backends.gcp import VertexBackend
 from launcher.errors import LauncherError
 from launcher.spec import validate_spec
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.local import DATA_CACHE_TARGET, LocalOptions, _with_data_cache, docker_payload
+from launcher.backends.local import DATA_CACHE_TARGET, LocalOptions, _with_data_cache, docker_payload
 from launcher.spec import validate_spec
 
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from backends.local import LocalBackend
+from launcher.backends.local import LocalBackend
 from launcher.api import Launcher
 from launcher.cli import main
 from launcher.errors import LauncherError

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from backends.local import LocalBackend
+from launcher.backends.local import LocalBackend
 from launcher.plan import JobState
 from launcher.spec import validate_spec
 from tests.conftest import require_service

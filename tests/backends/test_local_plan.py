@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from backends.local import LocalBackend, LocalOptions, shm_bytes
+from launcher.backends.local import LocalBackend, LocalOptions, shm_bytes
+from launcher.api import Launcher
 from launcher.contract import EntrypointArgs
 from launcher.errors import LauncherError, SpecError
 from launcher.plan import REDACTED
@@ -126,8 +127,13 @@ def test_gpu_ids_disagreeing_with_resources_is_an_error() -> None:
 
 
 def test_multi_node_is_refused_with_the_uniform_error() -> None:
-    with pytest.raises(LauncherError, match="does not support multi_node"):
-        LocalBackend().plan(_spec({**BASE, "resources": {"nodes": 2}}))
+    with pytest.raises(LauncherError, match="The local backend does not support multi_node: it runs one node"):
+        Launcher(LocalBackend()).plan(_spec({**BASE, "resources": {"nodes": 2}}))
+
+
+def test_spot_is_planned_with_a_note_that_it_is_ignored() -> None:
+    plan = Launcher(LocalBackend()).plan(_spec({**BASE, "resources": {"spot": True}}))
+    assert "spot is ignored: this machine has no spot capacity" in plan.notes
 
 
 def test_builtin_dataset_is_not_mounted() -> None:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from backends.local import EXIT_FILE, LOG_FILE, LocalBackend, supervise
+from launcher.backends.local import EXIT_FILE, LOG_FILE, LocalBackend, supervise
 from launcher.api import Launcher
 from launcher.cli import main
 from launcher.errors import LauncherError

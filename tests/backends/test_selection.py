@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from backends.aws import SageMakerBackend
-from backends.azure import AzureMLBackend
-from backends.gcp import VertexBackend
+from launcher.backends.aws import SageMakerBackend
+from launcher.backends.azure import AzureMLBackend
+from launcher.backends.gcp import VertexBackend
 from launcher.catalog import select
 from launcher.contract import EntrypointArgs
 from launcher.errors import LauncherError

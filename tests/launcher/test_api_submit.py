@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import pytest
 
@@ -28,7 +28,7 @@ class Answer(Backend):
     def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
         return Plan(self.name, job_id or spec.name, spec, {})
 
-    def submit(self, plan: Plan) -> JobRef:
+    def submit(self, plan: Plan, secrets: Mapping[str, str] | None = None) -> JobRef:
         self.seen_during_submit = self.jobs.get(plan.job_name)  # what a crash at this moment would leave
         if self.outcome is not None:
             raise self.outcome

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from backends.local import LocalBackend
+from launcher.backends.local import LocalBackend
 from launcher.api import Launcher
 from launcher.cli import main
 from launcher.jobs import JobRegistry

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from backends.local import LocalBackend
+from launcher.backends.local import LocalBackend
 from launcher.cli import main
 from launcher.spec import validate_spec
 

@@ -28,7 +28,7 @@ class EchoBackend(Backend):
         opts = self.options(spec)
         return Plan(self.name, job_id or spec.name, spec, {"say": opts.greeting})
 
-    def submit(self, plan):
+    def submit(self, plan, secrets=None):
         return JobRef(plan.job_name, self.name, plan.job_name)
 
     def status(self, ref):
@@ -84,7 +84,7 @@ def test_unknown_backend_is_one_sentence_with_choices() -> None:
 def test_plugin_adds_a_backend_and_never_hides_a_builtin(plugin: None) -> None:
     assert "echo" in registry.available()
     assert registry.get("echo").__name__ == "EchoBackend"
-    assert registry.get("local").__module__ == "backends.local"  # the built-in wins the name clash
+    assert registry.get("local").__module__ == "launcher.backends.local"  # the built-in wins the name clash
 
 
 def test_plugin_options_come_from_the_plugins_section(plugin: None, tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ class SlurmishBackend(Backend):
         payload = {"partition": opts.partition, "nodes": spec.resources.nodes, "argv": [*ENTRYPOINT, *contract.to_argv()], "env": env}
         return Plan(self.name, job_id or spec.name, spec, payload, secrets=tuple(spec.secrets))
 
-    def submit(self, plan: Plan) -> JobRef:
+    def submit(self, plan: Plan, secrets: Mapping[str, str] | None = None) -> JobRef:
         self.submitted.append(plan)
         return JobRef(plan.job_name, self.name, f"slurm-{len(self.submitted)}")
 

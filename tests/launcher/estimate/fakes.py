@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from launcher.backend import Backend, Offer
 from launcher.errors import LauncherError
@@ -41,7 +41,7 @@ class FakeBackend(Backend):
         instance = self._offers[0].instance if self._offers else "none"
         return Plan(self.name, job_id or spec.name, spec, {"InstanceType": instance})
 
-    def submit(self, plan: Plan) -> JobRef:
+    def submit(self, plan: Plan, secrets: Mapping[str, str] | None = None) -> JobRef:
         self.submitted.append(plan)
         return JobRef(plan.job_name, self.name, plan.job_name)
 
