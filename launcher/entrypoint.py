@@ -134,21 +134,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     syncer = _start_sync(args, rdzv, save_dir)
     if syncer is not None:
-        _say_if_too_slow(rdzv.platform, save_dir)
+        _say_if_too_slow(rdzv.platform, save_dir, syncer.store)
     cmd = build_command(args, rdzv, nproc, save_dir)
     print(f"[launcher] {rdzv.platform}: node {rdzv.node_rank}/{rdzv.nnodes}, {nproc} process(es) per node", flush=True)
     code = _run_forwarding_signals(cmd, environ, args.max_runtime)
     if syncer is not None:
         _flush_despite_signals(syncer)
-        grace.remember_rate(scratch_for(save_dir), syncer.stats.bytes_sent, syncer.stats.seconds)  # the next start's figure
+        if not syncer.holder.lost:  # the run folder is still this job's: the next start's figure
+            grace.remember_rate(syncer.store, syncer.stats.bytes_sent, syncer.stats.seconds)
         _remove_job_folder(save_dir, synced=not syncer.errors and not syncer.holder.lost)
     print(f"[launcher] exit code {code}", flush=True)
     return code
 
 
-def _say_if_too_slow(platform: str, save_dir: Path) -> None:
+def _say_if_too_slow(platform: str, save_dir: Path, run_store) -> None:  # type: ignore[no-untyped-def]
     """At start: will the checkpoint (the one resumed from) upload within the platform's preemption grace window?"""
-    note = grace.fit_warning(platform, grace.checkpoint_bytes(save_dir), grace.remembered_rate(scratch_for(save_dir)))
+    note = grace.fit_warning(platform, grace.checkpoint_bytes(save_dir), grace.remembered_rate(run_store))
     if note:
         print(f"[launcher] {note}", flush=True)
 

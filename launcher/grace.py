@@ -3,42 +3,44 @@
 Between SIGTERM and the kill a platform gives a job a fixed time: SageMaker
 120 s (stop, managed spot), Vertex AI / GCE spot 30 s, Azure spot eviction
 30 s. The final checkpoint must be in the store by then. The entrypoint
-remembers the bandwidth of its uploads in the sync's scratch folder and, at
-start, says when the checkpoint it resumes from would likely not fit
-(benchmarks/bench_preemption.py measures SIGTERM -> manifest in the store).
+remembers the bandwidth of its uploads in the run folder of the store
+(`<uri>/<run>/upload-rate.json`, beside the manifest), so the next job of
+the run, on any machine, says at start when the checkpoint it resumes from
+would likely not fit (benchmarks/bench_preemption.py measures SIGTERM ->
+manifest in the store).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+from typing import Any
+
+from launcher.storage.sync import RATE_FILE
 
 __all__ = ["GRACE_S", "RATE_FILE", "remember_rate", "remembered_rate", "checkpoint_bytes", "fit_warning"]
 
 GRACE_S = {"sagemaker": 120, "vertex": 30, "azureml": 30}  # SIGTERM -> SIGKILL, seconds
-RATE_FILE = "upload-rate.json"
 MIN_SAMPLE = 8 << 20  # smaller uploads time the requests' latency, not the bandwidth
 
 
-def remember_rate(scratch: Path, bytes_sent: int, seconds: float) -> None:
-    """Keep the bandwidth of an upload big enough to measure it (best effort: a read-only folder keeps nothing)."""
+def remember_rate(store: Any, bytes_sent: int, seconds: float) -> None:
+    """Keep the bandwidth of an upload big enough to measure it in the run folder `store`
+    (best effort: a store that refuses the write keeps nothing, and the job goes on)."""
     if bytes_sent < MIN_SAMPLE or seconds <= 0:
         return
     try:
-        tmp = scratch / f"{RATE_FILE}.tmp"
-        tmp.write_text(json.dumps({"bytes": bytes_sent, "seconds": round(seconds, 3)}))
-        os.replace(tmp, scratch / RATE_FILE)
-    except OSError:
+        store.put_bytes(RATE_FILE, json.dumps({"bytes": bytes_sent, "seconds": round(seconds, 3)}).encode())
+    except Exception:  # noqa: BLE001 - a figure for a warning is never worth failing the job
         pass
 
 
-def remembered_rate(scratch: Path) -> float | None:
-    """Bytes per second of the last measured upload, or None."""
+def remembered_rate(store: Any) -> float | None:
+    """Bytes per second of the run's last measured upload, or None."""
     try:
-        data = json.loads((scratch / RATE_FILE).read_text())
+        data = json.loads(store.get_bytes(RATE_FILE) or b"null")
         rate = float(data["bytes"]) / float(data["seconds"])
-    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+    except Exception:  # noqa: BLE001 - unreadable, damaged or absent: no figure
         return None
     return rate if rate > 0 else None
 

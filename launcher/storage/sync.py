@@ -36,6 +36,9 @@ from launcher.errors import LauncherError
 from launcher.storage import join_uri, open_store
 from launcher.storage.base import MissingObjectError, Store, safe_local_path, sha256_file
 from launcher.storage.lease import LEASE
+
+RATE_FILE = "upload-rate.json"  # the run's measured upload bandwidth (launcher.grace)
+RUN_FILES = {LEASE, RATE_FILE}  # a run folder's own files beside its checkpoints
 from launcher.storage.local import LocalStore
 from launcher.storage.manifest import (
     FILES,
@@ -248,8 +251,8 @@ def _sources(store: Store) -> Iterator[tuple[str, Manifest | ManifestError]]:
 
 def plain_manifest(folder: Path) -> Manifest | None:
     """A manifest describing a plain folder of checkpoint files (what runs on a local path wrote before
-    local stores got the manifest layout); a run's lease is not one of its files."""
-    files = {name: st for name, st in scan(folder).items() if name != LEASE}
+    local stores got the manifest layout); the run's own files (lease, upload rate) are not among them."""
+    files = {name: st for name, st in scan(folder).items() if name not in RUN_FILES}
     if not files:
         return None
     entries = {name: FileEntry(name, st.st_size, sha256_file(folder / name)) for name, st in files.items()}
@@ -464,7 +467,7 @@ def copy(src: Store, dst: Store, keep: int = 3, meter: Meter | None = None, log:
         result = pull(src, Path(tmp), meter, log)
         if result.manifest is None:
             raise LauncherError(f"There is no complete checkpoint at {src.uri}.", "Check the URI with `launch ckpt ls`.")
-        if isinstance(dst, LocalStore) and not any(True for _ in candidates(dst)) and set(scan(dst.root)) - {LEASE}:
+        if isinstance(dst, LocalStore) and not any(True for _ in candidates(dst)) and set(scan(dst.root)) - RUN_FILES:
             raise LauncherError(f"{dst.uri} already holds files that are not a checkpoint store.",
                                 "Copy into an empty folder, or use `launch ckpt pull` to get plain files.")  # fmt: skip
         Pusher(dst, Path(tmp), keep, log=log).push(meter, meta=result.manifest)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from launcher.storage import open_store
 from launcher.grace import GRACE_S, checkpoint_bytes, fit_warning, remember_rate, remembered_rate
 
 
@@ -19,14 +20,28 @@ def test_warns_only_when_the_checkpoint_would_not_fit(tmp_path: Path) -> None:
     assert fit_warning("vertex", gb, rate=None) is None  # nothing measured yet: nothing to say
 
 
-def test_rate_is_remembered_in_the_scratch_folder(tmp_path: Path) -> None:
-    assert remembered_rate(tmp_path) is None
-    remember_rate(tmp_path, 100 << 20, 2.0)
-    assert remembered_rate(tmp_path) == (100 << 20) / 2.0
-    remember_rate(tmp_path, 1000, 0.5)  # too small to measure bandwidth: the old figure stays
-    assert remembered_rate(tmp_path) == (100 << 20) / 2.0
-    (tmp_path / "upload-rate.json").write_text("{broken")
-    assert remembered_rate(tmp_path) is None
+def test_rate_is_remembered_in_the_run_folder_of_the_store(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "runs" / "r"))
+    assert remembered_rate(store) is None
+    remember_rate(store, 100 << 20, 2.0)
+    assert remembered_rate(store) == (100 << 20) / 2.0
+    assert (tmp_path / "runs" / "r" / "upload-rate.json").is_file()
+    remember_rate(store, 1000, 0.5)  # too small to measure bandwidth: the old figure stays
+    assert remembered_rate(store) == (100 << 20) / 2.0
+    (tmp_path / "runs" / "r" / "upload-rate.json").write_text("{broken")
+    assert remembered_rate(store) is None
+
+
+def test_a_store_that_refuses_the_figure_does_not_fail_the_job() -> None:
+    class Refusing:
+        def put_bytes(self, key: str, data: bytes) -> None:
+            raise PermissionError("read-only")
+
+        def get_bytes(self, key: str) -> bytes | None:
+            raise PermissionError("no access")
+
+    remember_rate(Refusing(), 100 << 20, 2.0)
+    assert remembered_rate(Refusing()) is None
 
 
 def test_checkpoint_bytes_counts_the_checkpoint_files(tmp_path: Path) -> None:
@@ -37,22 +52,34 @@ def test_checkpoint_bytes_counts_the_checkpoint_files(tmp_path: Path) -> None:
     assert checkpoint_bytes(tmp_path / "missing") == 0
 
 
-def test_the_entrypoint_remembers_the_upload_rate_and_warns_at_the_next_start(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_next_job_of_the_run_on_another_machine_gets_the_figure_and_the_warning(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     import sys
 
     from launcher import entrypoint
+    from launcher.storage.sync import pull_latest
 
-    save_dir = tmp_path / "job" / "save"
+    first = tmp_path / "machine-a" / "save"
     writer = "import os, sys; open(os.path.join(sys.argv[1], 'last.pt'), 'wb').write(os.urandom(9 << 20))"
-    code = entrypoint.main(["--run-name", "r", "--checkpoint-uri", str(tmp_path / "store"), "--save-dir", str(save_dir),
-                            "--nproc", "1", "--", sys.executable, "-c", writer, str(save_dir)])  # fmt: skip
+    code = entrypoint.main(["--run-name", "r", "--checkpoint-uri", str(tmp_path / "store"), "--save-dir", str(first),
+                            "--nproc", "1", "--", sys.executable, "-c", writer, str(first)])  # fmt: skip
     assert code == 0
-    scratch = entrypoint.scratch_for(save_dir)
-    rate = remembered_rate(scratch)
-    assert rate is not None and rate > 0  # the final flush's bandwidth, kept beside the save folder
+    run = open_store(str(tmp_path / "store" / "r"))
+    rate = remembered_rate(run)
+    assert rate is not None and rate > 0  # the final flush's bandwidth, kept in the run folder
     capsys.readouterr()
-    remember_rate(scratch, 10 << 20, 100.0)  # as if the store took 100 s for 10 MiB
-    entrypoint._say_if_too_slow("vertex", save_dir)  # 9 MiB at 0.1 MB/s: ~90 s > 30 s
+    remember_rate(run, 10 << 20, 100.0)  # as if the store took 100 s for 10 MiB
+    second = tmp_path / "machine-b" / "save"  # a new job: a new folder, nothing of the first job's scratch
+    pull_latest(str(tmp_path / "store"), "r", second)
+    entrypoint._say_if_too_slow("vertex", second, run)  # 9 MiB at 0.1 MB/s: ~90 s > 30 s
     assert "more than the 30 s vertex gives" in capsys.readouterr().out
-    entrypoint._say_if_too_slow("sagemaker", save_dir)  # ~90 s < 120 s
+    entrypoint._say_if_too_slow("sagemaker", second, run)  # ~90 s < 120 s
     assert capsys.readouterr().out == ""
+
+
+def test_the_figure_is_not_taken_for_a_checkpoint_file(tmp_path: Path) -> None:
+    from launcher.storage.sync import plain_manifest
+
+    remember_rate(open_store(str(tmp_path)), 100 << 20, 2.0)
+    assert plain_manifest(tmp_path) is None  # a run folder holding only its own files is no plain checkpoint
+    (tmp_path / "last.pt").write_bytes(b"w")
+    assert set(plain_manifest(tmp_path).files) == {"last.pt"}  # type: ignore[union-attr]
