@@ -73,18 +73,18 @@ class AzureStore(CloudStore):
 
         return self.retry.call(run, f"list {self.url(prefix)}")
 
-    def put(self, key: str, src: Path, progress: Progress | None = None) -> ObjectInfo:
+    def put(self, key: str, src: Path, progress: Progress | None = None, sha256: str | None = None) -> ObjectInfo:
         """Blocks read once, in order (hashed on the way), sent `concurrency` at a time: sha256 in `checksum`."""
         size = Path(src).stat().st_size
 
         def run() -> str | None:
             with open(src, "rb") as f:
-                reader = HashingFile(f, seekable=False)  # not seekable: the SDK reads in order, sends in parallel
+                reader = HashingFile(f, seekable=False, hashing=sha256 is None)  # not seekable: read in order, sent in parallel
                 self._blob(key).upload_blob(
                     reader, length=size, overwrite=True, max_concurrency=self.concurrency,
                     progress_hook=_progress_hook(progress),
                 )  # fmt: skip
-                return reader.digest.hexdigest(size)
+                return sha256 or reader.digest.hexdigest(size)
 
         sha = self.retry.call(run, f"upload {self.url(key)}")
         return ObjectInfo(key, size, sha)

@@ -148,8 +148,8 @@ class HashingFile(io.RawIOBase):
     file read it once, in order, and only send in parallel.
     """
 
-    def __init__(self, raw: Any, progress: Progress | None = None, seekable: bool = True) -> None:
-        self.raw, self.progress, self._seekable = raw, progress, seekable
+    def __init__(self, raw: Any, progress: Progress | None = None, seekable: bool = True, hashing: bool = True) -> None:
+        self.raw, self.progress, self._seekable, self._hashing = raw, progress, seekable, hashing
         self.digest = OrderedDigest()
         self._pos = raw.tell()  # kept here: a buffered file's tell() is a system call per 8 KiB chunk
 
@@ -164,13 +164,15 @@ class HashingFile(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         data = self.raw.read(size)
-        self.digest.feed(self._pos, data)
+        if self._hashing:
+            self.digest.feed(self._pos, data)
         self._pos += len(data)
         self._report(len(data))
         return data
 
     def write(self, data: Any) -> int:
-        self.digest.feed(self._pos, data)
+        if self._hashing:
+            self.digest.feed(self._pos, data)
         written = self.raw.write(data)
         self._pos += written
         self._report(len(data))
@@ -209,8 +211,12 @@ class Store(ABC):
         """Every object whose key starts with `prefix` (a folder, like `files/`)."""
 
     @abstractmethod
-    def put(self, key: str, src: Path, progress: Progress | None = None) -> ObjectInfo:
-        """Upload the file `src` to `key`, replacing any object there (`hashes_put`: with its sha256)."""
+    def put(self, key: str, src: Path, progress: Progress | None = None, sha256: str | None = None) -> ObjectInfo:
+        """Upload the file `src` to `key`, replacing any object there (`hashes_put`: with its sha256).
+
+        `sha256`: the file's hash when the caller has already read it; the store
+        does not hash the bytes again and returns it as is.
+        """
 
     @abstractmethod
     def get(self, key: str, dest: Path, progress: Progress | None = None) -> str | None:

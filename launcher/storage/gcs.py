@@ -42,15 +42,15 @@ class GCSStore(CloudStore):
 
         return self.retry.call(run, f"list {self.url(prefix)}")
 
-    def put(self, key: str, src: Path, progress: Progress | None = None) -> ObjectInfo:
+    def put(self, key: str, src: Path, progress: Progress | None = None, sha256: str | None = None) -> ObjectInfo:
         """Read in order and hashed on the way (one request, or resumable above 8 MiB): sha256 in `checksum`."""
         size = Path(src).stat().st_size
 
         def run() -> str | None:
             with open(src, "rb") as f:
-                reader = HashingFile(f, progress)
+                reader = HashingFile(f, progress, hashing=sha256 is None)
                 self._blob(key).upload_from_file(reader, size=size, rewind=True)
-                return reader.digest.hexdigest(size)
+                return sha256 or reader.digest.hexdigest(size)
 
         sha = self.retry.call(run, f"upload {self.url(key)}")
         return ObjectInfo(key, size, sha)

@@ -80,7 +80,7 @@ class LocalStore(Store):
                     found.append(ObjectInfo(key, path.stat().st_size))
         return sorted(found, key=lambda o: o.key)
 
-    def put(self, key: str, src: Path, progress: Progress | None = None) -> ObjectInfo:
+    def put(self, key: str, src: Path, progress: Progress | None = None, sha256: str | None = None) -> ObjectInfo:
         dest = self._path(key)
         with open(src, "rb") as f:
             atomic_write(dest, lambda out: copy_file(f, out, progress))

@@ -55,7 +55,7 @@ class S3Store(CloudStore):
                 found.append(ObjectInfo(obj["Key"][len(root) :], obj["Size"], obj.get("ETag", "").strip('"')))
         return found
 
-    def put(self, key: str, src: Path, progress: Progress | None = None) -> ObjectInfo:
+    def put(self, key: str, src: Path, progress: Progress | None = None, sha256: str | None = None) -> ObjectInfo:
         """Read the file once, in order, hashing each part as it is read; parts go up in parallel.
 
         Returns the sha256 in `checksum`, so the caller need not read the file a
@@ -65,7 +65,7 @@ class S3Store(CloudStore):
         name, size = self._key(key), Path(src).stat().st_size
         if size <= PART:
             data = Path(src).read_bytes()
-            sha = hashlib.sha256(data).hexdigest()
+            sha = sha256 or hashlib.sha256(data).hexdigest()
             self.retry.call(lambda: self.client.put_object(Bucket=self.bucket, Key=name, Body=data), f"upload {self.url(key)}")
             if progress:
                 progress(len(data))
@@ -73,7 +73,7 @@ class S3Store(CloudStore):
         upload = self.retry.call(lambda: self.client.create_multipart_upload(Bucket=self.bucket, Key=name),
                                  f"upload {self.url(key)}")["UploadId"]  # fmt: skip
         try:
-            sha, parts = self._parts(name, upload, src, progress)
+            sha, parts = self._parts(name, upload, src, progress, hashing=sha256 is None)
             self.retry.call(lambda: self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=name, UploadId=upload, MultipartUpload={"Parts": parts}), f"upload {self.url(key)}")
         except BaseException:
@@ -82,15 +82,16 @@ class S3Store(CloudStore):
             except Exception:  # noqa: BLE001 - the original error is the one to report
                 pass
             raise
-        return ObjectInfo(key, size, sha)
+        return ObjectInfo(key, size, sha256 or sha)
 
-    def _parts(self, name: str, upload: str, src: Path, progress: Progress | None) -> tuple[str, list[dict[str, object]]]:
+    def _parts(self, name: str, upload: str, src: Path, progress: Progress | None, hashing: bool = True) -> tuple[str, list[dict[str, object]]]:
         digest, parts = hashlib.sha256(), []
         with open(src, "rb") as f, ThreadPoolExecutor(self.concurrency) as pool:
             pending: deque[Future[dict[str, object]]] = deque()
             number = 1
             while chunk := f.read(PART):
-                digest.update(chunk)
+                if hashing:
+                    digest.update(chunk)
                 pending.append(pool.submit(self._part, name, upload, number, chunk, progress))
                 number += 1
                 if len(pending) >= self.concurrency:  # bound memory: at most `concurrency` parts read ahead

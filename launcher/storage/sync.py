@@ -445,7 +445,7 @@ class Pusher:
         key = file_key(self.next_version, name)
         with ThreadPoolExecutor(1) as hasher:  # a store that hashes while it sends saves this second read
             digest = hasher.submit(sha256_file, path) if sha is None and not self.store.hashes_put else None
-            sent = self.store.put(key, path, meter.advance)
+            sent = self.store.put(key, path, meter.advance, sha256=sha)  # a hash known already is not computed again
             sha = sha or (digest.result() if digest else sent.checksum)
         if path.stat().st_mtime_ns != st.st_mtime_ns or path.stat().st_size != st.st_size:
             raise LauncherError(f"{name} changed while it was uploaded.", "It is uploaded again with the next checkpoint.")

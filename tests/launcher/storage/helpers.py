@@ -120,11 +120,11 @@ class DyingStore(Store):
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         return self.inner.list(prefix)
 
-    def put(self, key: str, src: Path, progress: Progress | None = None) -> ObjectInfo:
+    def put(self, key: str, src: Path, progress: Progress | None = None, sha256: str | None = None) -> ObjectInfo:
         with self.lock:
             if self.die_after_files is not None and self.files_put >= self.die_after_files:
                 os._exit(9)
-            info = self.inner.put(key, src, progress)
+            info = self.inner.put(key, src, progress, sha256)
             self.files_put += 1
             return info
 

@@ -67,6 +67,35 @@ def test_cloud_stores_hash_what_they_send_in_the_same_read(remote_kind: StoreKin
     assert store.get("f.pt", tmp_path / "back") == sha256_file(src)  # and get hashes what it writes
 
 
+@pytest.mark.parametrize("size", [3, 34 * 1024 * 1024 + 5])
+def test_a_hash_the_caller_knows_is_not_computed_again(remote_kind: StoreKind, tmp_path: Path, size: int) -> None:
+    store, src = remote_kind.store(), tmp_path / "f"
+    src.write_bytes(os.urandom(size))
+    told = "0" * 64  # not the file's hash: returned as is, so the store did not hash the bytes
+    assert store.put("f.pt", src, sha256=told).checksum == told
+    assert store.get("f.pt", tmp_path / "back") == sha256_file(src)  # the bytes themselves went up whole
+
+
+def test_a_rewritten_file_of_the_same_size_is_hashed_once(tmp_path: Path) -> None:
+    """Same size as before: hashed to see whether it changed; changed: sent with that hash, not hashed again."""
+    from launcher.storage.local import LocalStore
+
+    class Recording(LocalStore):
+        told: list[str | None] = []
+
+        def put(self, key, src, progress=None, sha256=None):  # type: ignore[no-untyped-def]
+            self.told.append(sha256)
+            return super().put(key, src, progress, sha256)
+
+    store, src = Recording(str(tmp_path / "store")), tmp_path / "src"
+    write_files(src, {"last.pt": b"epoch-1"})
+    pusher = Pusher(store, src)
+    pusher.push()
+    write_files(src, {"last.pt": b"epoch-2"})
+    second = pusher.push()
+    assert store.told == [None, sha256_file(src / "last.pt")] and second.files["last.pt"].sha256 == store.told[1]
+
+
 def test_ordered_digest_hashes_chunks_in_any_order_and_repeats() -> None:
     import hashlib
 
