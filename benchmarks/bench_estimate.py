@@ -7,7 +7,9 @@
 2. `launch estimate JOB -b local --json` predicts the run's total wall time;
 3. `launch run JOB -b local` (process runtime) runs the job, timed from the
    command's start to its exit;
-4. prints predicted vs measured wall time and the error (target: within 15%).
+4. prints predicted vs measured wall time and the error (targets: within 10%
+   on a quiet machine, 20% beside a second training job; --beside both
+   --rounds 3 gives the issue's 3 quiet and 3 loaded figures).
 
 Defaults to examples/quickstart.yaml; without it, an equivalent tiny job
 (resnet18 on the built-in digits at 32 px). Uses a fresh state dir and
@@ -34,7 +36,7 @@ QUICKSTART = REPO / "examples" / "quickstart.yaml"
 TINY = """name: bench-estimate
 train: {model: resnet18, data: digits, epochs: 5, imgsz: 32, batch: 64, workers: 0}
 """
-TARGET = 0.15
+TARGET, TARGET_BESIDE = 0.10, 0.20  # the local estimate's error on a quiet machine, and beside a second job
 
 
 def _launch(args: list[str], env: dict[str, str], capture: bool = True) -> subprocess.CompletedProcess[str]:
@@ -108,40 +110,73 @@ def _echo(proc: subprocess.Popen, start: float, done_at: list[float]) -> None:  
             done_at.append(time.monotonic() - start)
 
 
+def _second_job(tmp: Path, env: dict[str, str]) -> subprocess.Popen:  # type: ignore[type-arg]
+    """Another training job on this machine (the trainer on the built-in digits, long enough to outlast the
+    measured one), started before the profile and stopped after the run."""
+    argv = [sys.executable, "-m", "launcher.train", "model=resnet18", "data=digits", "imgsz=32", "epochs=1000",
+            "batch=64", "workers=0", f"save_dir={tmp / 'second-job'}"]  # fmt: skip
+    return subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def one_round(job: str | None, steps: int, user_sets: list[str], beside: bool) -> dict[str, object]:
+    """Profile, estimate and run once in a fresh state dir; with `beside`, while a second job trains."""
+    with tempfile.TemporaryDirectory(prefix="bench-estimate-") as tmp:
+        job = job or (str(QUICKSTART) if QUICKSTART.exists() else _write_tiny(Path(tmp)))
+        env = {**os.environ, "LAUNCHER_STATE_DIR": str(Path(tmp) / "state")}  # the default thread policy: launcher.cpu
+        # a fresh run name: a finished run in the entrypoint's default save dir would be resumed as "nothing to do"
+        run_name = f"bench-estimate-{os.getpid()}-{time.monotonic_ns()}"
+        sets = [*user_sets, "local.runtime=process", f"name={run_name}"]
+        second = _second_job(Path(tmp), env) if beside else None
+        try:
+            if second is not None:
+                time.sleep(10)  # past its start-up: the profile meets the job at work
+            print(f"job: {job} {' '.join(user_sets)}{' beside a second job' if beside else ''}", flush=True)
+            prof = json.loads(_launch(["profile", job, "--steps", str(steps), "--json", *_flags(user_sets)], env).stdout)
+            print(f"profile: {prof['images_per_s']:.1f} img/s on {prof['device']}, run overhead {prof.get('overhead_s')} s, "
+                  f"epoch overhead {prof.get('epoch_overhead_s')} s", flush=True)  # fmt: skip
+            row = _predicted(job, sets, env)
+            print(f"estimate: {row['total_s']:.1f} s ({row['time_range_s'][0]:.0f}-{row['time_range_s'][1]:.0f} s), "
+                  f"source {row['source']}, ${row['cost']:.4f}", flush=True)  # fmt: skip
+            measured, note = _timed_run(["run", job, "-b", "local", *_flags(sets)], env)
+            if second is not None and second.poll() is not None:
+                sys.exit(f"the second job ended early (exit {second.returncode}): the figure was not taken beside it")
+        finally:
+            if second is not None:
+                second.kill()
+                second.wait()
+            for leftover in (Path(tempfile.gettempdir()) / "launcher-checkpoints" / run_name, REPO / "runs" / run_name):
+                shutil.rmtree(leftover, ignore_errors=True)  # the run's save dir and the quickstart's local store
+    error = (float(row["total_s"]) - measured) / measured
+    print(f"predicted {row['total_s']:.1f} s, measured {measured:.1f} s{note}: error {error:+.1%}", flush=True)
+    return {"beside_second_job": beside, "profile": prof, "estimate": row, "measured_s": measured,
+            "note": note.strip(" ()"), "error": error}  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("job", nargs="?", default=None)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of each kind (the issue's figure: 3)")
+    parser.add_argument("--beside", choices=["no", "yes", "both"], default="no",
+                        help="run profile and job beside a second training job: no, yes, or both kinds of round")
     opts = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-estimate-") as tmp:
-        job = opts.job or (str(QUICKSTART) if QUICKSTART.exists() else _write_tiny(Path(tmp)))
-        env = {**os.environ, "LAUNCHER_STATE_DIR": str(Path(tmp) / "state")}
-        # The trainer picks its CPU thread count from the load average when OMP_NUM_THREADS is unset, and the
-        # profile itself raises that load for the run after it: pin one count so both measure the same setup.
-        env.setdefault("OMP_NUM_THREADS", "1")
-        # a fresh run name: a finished run in the entrypoint's default save dir would be resumed as "nothing to do"
-        run_name = f"bench-estimate-{os.getpid()}"
-        sets = [*opts.sets, "local.runtime=process", f"name={run_name}"]
-        print(f"job: {job} {' '.join(opts.sets)} (OMP_NUM_THREADS={env['OMP_NUM_THREADS']})", flush=True)
-        prof = json.loads(_launch(["profile", job, "--steps", str(opts.steps), "--json", *_flags(opts.sets)], env).stdout)
-        print(f"profile: {prof['images_per_s']:.1f} img/s on {prof['device']}, run overhead {prof.get('overhead_s')} s, "
-              f"epoch overhead {prof.get('epoch_overhead_s')} s", flush=True)  # fmt: skip
-        row = _predicted(job, sets, env)
-        print(f"estimate: {row['total_s']:.1f} s ({row['time_range_s'][0]:.0f}-{row['time_range_s'][1]:.0f} s), "
-              f"source {row['source']}, ${row['cost']:.4f}", flush=True)  # fmt: skip
-        measured, note = _timed_run(["run", job, "-b", "local", *_flags(sets)], env)
-        for leftover in (Path(tempfile.gettempdir()) / "launcher-checkpoints" / run_name, REPO / "runs" / run_name):
-            shutil.rmtree(leftover, ignore_errors=True)  # the run's save dir and the quickstart's local store
-    error = (float(row["total_s"]) - measured) / measured
-    verdict = "within" if abs(error) <= TARGET else "OUTSIDE"
-    print(f"predicted {row['total_s']:.1f} s, measured {measured:.1f} s{note}: error {error:+.1%} ({verdict} the {TARGET:.0%} target)")
+    kinds = {"no": [False], "yes": [True], "both": [False, True]}[opts.beside]
+    results = [one_round(opts.job, opts.steps, opts.sets, beside) for beside in kinds for _ in range(opts.rounds)]
+    print("\nround  machine              predicted  measured   error  target")
+    ok = True
+    for i, r in enumerate(results, 1):
+        target = TARGET_BESIDE if r["beside_second_job"] else TARGET
+        within = abs(float(r["error"])) <= target  # type: ignore[arg-type]
+        ok &= within
+        where = "beside a second job" if r["beside_second_job"] else "quiet"
+        print(f"{i:>5}  {where:<19} {float(r['estimate']['total_s']):>8.1f}s {float(r['measured_s']):>8.1f}s "  # type: ignore[index]
+              f"{float(r['error']):>+7.1%}  {'within' if within else 'OUTSIDE'} {target:.0%}")  # type: ignore[arg-type]
     out = REPO / "benchmarks" / "out"
     out.mkdir(parents=True, exist_ok=True)
-    result = {"job": job, "sets": opts.sets, "steps": opts.steps, "profile": prof, "estimate": row,
-              "measured_s": measured, "note": note.strip(" ()"), "error": error}  # fmt: skip
-    (out / "bench_estimate.json").write_text(json.dumps(result, indent=2))
-    return 0 if abs(error) <= TARGET else 1
+    (out / "bench_estimate.json").write_text(json.dumps({"job": opts.job, "sets": opts.sets, "steps": opts.steps,
+                                                         "rounds": results}, indent=2))  # fmt: skip
+    return 0 if ok else 1
 
 
 def _write_tiny(folder: Path) -> str:
