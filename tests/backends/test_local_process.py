@@ -202,7 +202,7 @@ def test_the_real_trainer_runs_as_two_processes(tmp_path: Path) -> None:
     """The built-in trainer on the shipped digits dataset, tiny: 1 epoch, 16 px, a fifth of the images."""
     job = _write_job(tmp_path, {
         "name": "tiny-train",
-        "train": {"model": "resnet18", "data": "digits", "epochs": 1, "imgsz": 16, "batch": 32,
+        "train": {"model": "shufflenet_v2_x0_5", "data": "digits", "epochs": 1, "imgsz": 16, "batch": 32,
                   "fraction": 0.2, "workers": 0, "amp": False},
         "checkpoint": {"uri": str(tmp_path / "ckpt")},
         "local": {"runtime": "process", "nproc": 2},

@@ -34,7 +34,7 @@ def test_local_run_trains_on_s3_data_and_reuses_the_cache(s3_kind: StoreKind, tm
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump({
         "name": "s3-data",
-        "train": {"model": "resnet18", "data": uri, "epochs": 1, "imgsz": 16, "batch": 16, "workers": 0, "amp": False},
+        "train": {"model": "shufflenet_v2_x0_5", "data": uri, "epochs": 1, "imgsz": 16, "batch": 16, "workers": 0, "amp": False},
         "checkpoint": {"uri": str(tmp_path / "ckpt")},
         "local": {"runtime": "process", "nproc": 1},
     }))  # fmt: skip
