@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,13 @@ def require_service(name: str, available: bool, why: str) -> None:
     if os.environ.get("LAUNCHER_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{name} is required in CI but unavailable: {why}")
     pytest.skip(f"{name} unavailable: {why}")
+
+
+def ctrl_c_reaches_it() -> None:
+    """preexec_fn for a child the test will Ctrl-C: SIGINT back to its default disposition.
+
+    A suite started in the background by a non-interactive shell (`.ci/run &`)
+    inherits SIGINT ignored, and Python then installs no KeyboardInterrupt
+    handler at all: the child would never see the test's Ctrl-C.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -28,6 +28,7 @@ from launcher.cli import main
 from launcher.errors import LauncherError
 from launcher.plan import JobState
 from launcher.spec import validate_spec
+from tests.conftest import ctrl_c_reaches_it
 from tests.docker_base import TRAIN_IMAGE, engine_or_skip, remove_job_containers, train_image_or_skip
 
 pytestmark = pytest.mark.docker
@@ -177,7 +178,7 @@ def test_ctrl_c_in_the_cli_stops_the_container(client: Any, jobs: list[str], tmp
     job.write_text(yaml.safe_dump({"name": "dock-ctrl-c", "image": TRAIN_IMAGE, "local": {"runtime": "docker", **_shell(script)}}))
     cli = subprocess.Popen(
         [sys.executable, "-c", "from launcher.cli import main; main()", "run", str(job), "--ignore-budget"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_reaches_it,
     )  # fmt: skip
     try:
         assert cli.stdout is not None and cli.stdout.readline().strip() == "up"

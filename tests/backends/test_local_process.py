@@ -26,6 +26,7 @@ from launcher.cli import main
 from launcher.errors import LauncherError
 from launcher.plan import JobState
 from launcher.spec import validate_spec
+from tests.conftest import ctrl_c_reaches_it
 
 DDP_SCRIPT = textwrap.dedent(
     """
@@ -168,7 +169,7 @@ def test_ctrl_c_in_the_cli_stops_the_job_and_keeps_the_record_consistent(tmp_pat
     job = _write_job(tmp_path, {"name": "ctrl-c", "local": {"runtime": "process", "python": str(fake_python)}})
     cli = subprocess.Popen(
         [sys.executable, "-c", "from launcher.cli import main; main()", "run", str(job), "--ignore-budget"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_reaches_it,
     )  # fmt: skip
     assert cli.stdout is not None and cli.stdout.readline().strip() == "up"
     cli.send_signal(signal.SIGINT)
