@@ -26,17 +26,16 @@ SYSTEM_PREFIXES = ("/", "/usr")
 BASE_IMAGE = os.environ.get("LAUNCHER_BASE_IMAGE", "torch-launcher-base:bookworm")
 # The image built from images/Dockerfile (images/build-offline.sh; .ci/run builds it once).
 TRAIN_IMAGE = os.environ.get("LAUNCHER_TEST_IMAGE", "torch-launcher-train:latest")
-_PACKAGES = ("launcher", "backends")
-# The same digest, computed inside the image over the installed packages.
+# The same digest, computed inside the image over the installed package `launcher`
+# (the repository's backends/ folder is installed in it, as launcher/backends).
 _DIGEST_IN_IMAGE = """
 import hashlib, importlib.util, pathlib
+root = pathlib.Path(importlib.util.find_spec("launcher").origin).parent
 h = hashlib.sha256()
-for pkg in %r:
-    root = pathlib.Path(importlib.util.find_spec(pkg).origin).parent
-    for f in sorted(root.rglob("*.py")):
-        h.update(f"{pkg}/{f.relative_to(root).as_posix()}".encode()); h.update(f.read_bytes())
+for key, f in sorted((f.relative_to(root).as_posix(), f) for f in root.rglob("*.py")):
+    h.update(key.encode()); h.update(f.read_bytes())
 print(h.hexdigest())
-""" % (_PACKAGES,)
+"""
 
 
 def docker_client() -> tuple[Any, str]:
@@ -99,12 +98,13 @@ def engine_or_skip() -> Any:
 
 
 def source_digest(root: Path = REPO) -> str:
-    """sha256 over the .py files of the packages the image installs, as in the image."""
+    """sha256 over the .py files the image installs, keyed by their path in the installed package."""
+    files = {f.relative_to(root / "launcher").as_posix(): f for f in (root / "launcher").rglob("*.py")}
+    files.update({f"backends/{f.relative_to(root / 'backends').as_posix()}": f for f in (root / "backends").rglob("*.py")})
     h = hashlib.sha256()
-    for pkg in _PACKAGES:
-        for f in sorted((root / pkg).rglob("*.py")):
-            h.update(f"{pkg}/{f.relative_to(root / pkg).as_posix()}".encode())
-            h.update(f.read_bytes())
+    for key, f in sorted(files.items()):
+        h.update(key.encode())
+        h.update(f.read_bytes())
     return h.hexdigest()
 
 
