@@ -12,9 +12,10 @@ def _setuptools() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
 
 
-def test_every_python_folder_is_a_listed_package_and_every_listed_package_a_folder() -> None:
+def test_every_folder_of_code_or_data_is_a_listed_package_and_every_listed_package_a_folder() -> None:
     config = _setuptools()
-    folders = {str(p.parent.relative_to(REPO)) for root in ("launcher", "backends") for p in (REPO / root).rglob("__init__.py")}
+    files = [p for root in ("launcher", "backends") for p in (REPO / root).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    folders = {str(p.parent.relative_to(REPO)) for p in files}  # code and data-only folders alike
     listed = {config.get("package-dir", {}).get(name, name.replace(".", "/")) for name in config["packages"]}
     assert listed == folders, f"pyproject.toml's packages differ from the tree: missing {sorted(folders - listed)}, extra {sorted(listed - folders)}"
 
