@@ -78,9 +78,10 @@ def features_of(spec: JobSpec) -> list[Feature]:
 
 def check_features(backend: "Backend", spec: JobSpec) -> tuple[str, ...]:
     """Refuse a spec asking for what `backend` declares unsupported; the notes for what it ignores."""
-    for feature in features_of(spec):
+    asked = features_of(spec)
+    for feature in asked:
         backend.require(feature)
-    return tuple(f"{feature.value} is ignored: {backend.ignored[feature]}" for feature in features_of(spec) if feature in backend.ignored)
+    return tuple(f"{feature.value} is ignored: {backend.ignored[feature]}" for feature in asked if feature in backend.ignored)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from typing import Sequence
 
 from launcher import grace, rendezvous
 from launcher.contract import EntrypointArgs
+from launcher.storage.base import Store
 
 __all__ = ["main", "build_command", "parse_args", "is_remote", "node_save_dir", "scratch_for", "TIMEOUT_EXIT"]
 
@@ -147,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _say_if_too_slow(platform: str, save_dir: Path, run_store) -> None:  # type: ignore[no-untyped-def]
+def _say_if_too_slow(platform: str, save_dir: Path, run_store: Store) -> None:
     """At start: will the checkpoint (the one resumed from) upload within the platform's preemption grace window?"""
     note = grace.fit_warning(platform, grace.checkpoint_bytes(save_dir), grace.remembered_rate(run_store))
     if note:

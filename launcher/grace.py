@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from launcher.storage.sync import RATE_FILE
+from launcher.storage.base import Store
+from launcher.storage.manifest import RATE_FILE
 
 __all__ = ["GRACE_S", "RATE_FILE", "remember_rate", "remembered_rate", "checkpoint_bytes", "fit_warning"]
 
@@ -24,7 +24,7 @@ GRACE_S = {"sagemaker": 120, "vertex": 30, "azureml": 30}  # SIGTERM -> SIGKILL,
 MIN_SAMPLE = 8 << 20  # smaller uploads time the requests' latency, not the bandwidth
 
 
-def remember_rate(store: Any, bytes_sent: int, seconds: float) -> None:
+def remember_rate(store: Store, bytes_sent: int, seconds: float) -> None:
     """Keep the bandwidth of an upload big enough to measure it in the run folder `store`
     (best effort: a store that refuses the write keeps nothing, and the job goes on)."""
     if bytes_sent < MIN_SAMPLE or seconds <= 0:
@@ -35,7 +35,7 @@ def remember_rate(store: Any, bytes_sent: int, seconds: float) -> None:
         pass
 
 
-def remembered_rate(store: Any) -> float | None:
+def remembered_rate(store: Store) -> float | None:
     """Bytes per second of the run's last measured upload, or None."""
     try:
         data = json.loads(store.get_bytes(RATE_FILE) or b"null")

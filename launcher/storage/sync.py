@@ -36,12 +36,10 @@ from launcher.errors import LauncherError
 from launcher.storage import join_uri, open_store
 from launcher.storage.base import MissingObjectError, Store, safe_local_path, sha256_file
 from launcher.storage.lease import LEASE
-
-RATE_FILE = "upload-rate.json"  # the run's measured upload bandwidth (launcher.grace)
-RUN_FILES = {LEASE, RATE_FILE}  # a run folder's own files beside its checkpoints
 from launcher.storage.local import LocalStore
 from launcher.storage.manifest import (
     FILES,
+    RATE_FILE,
     FileEntry,
     Manifest,
     ManifestError,
@@ -52,6 +50,8 @@ from launcher.storage.manifest import (
     write_manifest,
     writer_info,
 )
+
+RUN_FILES = {LEASE, RATE_FILE}  # a run folder's own files beside its checkpoints
 
 __all__ = [
     "Meter",
