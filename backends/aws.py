@@ -8,7 +8,7 @@ that are injected through the constructor or made lazily from a session.
 
 Decisions worth knowing:
 
-- The container runs `python -m launcher.entrypoint ...` through
+- The container runs `python -m launcher.runtime.entrypoint ...` through
   `ContainerEntrypoint` / `ContainerArguments` (each argument at most 256
   characters, at most 100 of them), so the same image works on every backend.
   SageMaker passes no SM_* variables to a plain image; the entrypoint reads
@@ -57,15 +57,27 @@ from typing import Any, Callable, Iterator, Mapping
 
 from pydantic import Field, field_validator, model_validator
 
-from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer, follow_lines
+from launcher.backend import (
+    BackendCheck,
+    BackendOptions,
+    CloudBackend,
+    Offer,
+    follow_lines,
+)
 from launcher.catalog import select
-from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
+from launcher.contract import (
+    ENTRYPOINT,
+    LOG_REGEXES,
+    SECRET_REFS_VARIABLE,
+    EntrypointArgs,
+    secret_ref,
+    secret_refs_value,
+)
 from launcher.errors import LauncherError
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.pushed import push, split_tag
 from launcher.spec import BUILTIN_DATASETS, JobSpec
 from launcher.storage.upload import data_target, stage_local_data
-from launcher.train.metrics import LOG_REGEXES
 
 __all__ = [
     "SageMakerBackend",

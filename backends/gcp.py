@@ -7,7 +7,7 @@ https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.cus
 - Worker pool 0 holds exactly one replica, the chief; pool 1 holds the other
   nodes - 1 replicas with the same machine. Vertex gives every replica
   CLUSTER_SPEC, from which the entrypoint derives the torchrun rendezvous
-  (launcher.rendezvous.vertex).
+  (launcher.runtime.rendezvous.vertex).
   https://cloud.google.com/vertex-ai/docs/training/distributed-training
 - The machine type and accelerator come from `gcp.machine_type` /
   `gcp.accelerator_type` or are chosen from `resources` through the dated
@@ -34,9 +34,21 @@ from typing import Any, Iterator, Literal, Mapping
 
 from pydantic import Field, field_validator
 
-from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer, follow_lines
+from launcher.backend import (
+    BackendCheck,
+    BackendOptions,
+    CloudBackend,
+    Offer,
+    follow_lines,
+)
 from launcher.catalog import select
-from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
+from launcher.contract import (
+    ENTRYPOINT,
+    SECRET_REFS_VARIABLE,
+    EntrypointArgs,
+    secret_ref,
+    secret_refs_value,
+)
 from launcher.errors import LauncherError
 from launcher.lazy import require
 from launcher.plan import JobRef, JobState, JobStatus, Plan

@@ -1,7 +1,7 @@
 """The local backend: train on this machine, in Docker or as host processes.
 
 Both runtimes run the same container entrypoint (`python -m
-launcher.entrypoint ... -- train key=value ...`), so a job behaves here as it
+launcher.runtime.entrypoint ... -- train key=value ...`), so a job behaves here as it
 does on a cloud backend.
 
 - `docker`: the payload is the keyword arguments of the docker SDK's
@@ -34,13 +34,12 @@ from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, TextIO
 
 from pydantic import Field, field_validator
 
-from launcher import datasets
 from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Offer
-from launcher.contract import EntrypointArgs
-from launcher.entrypoint import TIMEOUT_EXIT
+from launcher.contract import DATA_DIR_VARIABLE, ENTRYPOINT, TIMEOUT_EXIT, EntrypointArgs, data_dir
 from launcher.errors import LauncherError, MissingExtraError
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.spec import BUILTIN_DATASETS, JobSpec
+from launcher.storage import is_remote
 
 __all__ = [
     "LocalBackend", "LocalOptions", "Mount", "docker_payload", "process_payload", "shm_bytes", "host_gpu_count", "supervise",
@@ -217,7 +216,7 @@ def process_payload(spec: JobSpec, opts: LocalOptions) -> dict[str, Any]:
     if opts.gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(opts.gpus)
     payload: dict[str, Any] = {
-        "argv": [opts.python, "-m", "launcher.entrypoint", *_entrypoint_args(spec, opts, spec.checkpoint.uri, None)],
+        "argv": [opts.python, *ENTRYPOINT[1:], *_entrypoint_args(spec, opts, spec.checkpoint.uri, None)],
         "env": env,
         "gpus": _gpu_count(spec, opts),
     }
@@ -613,12 +612,12 @@ def _with_data_cache(payload: dict[str, Any]) -> dict[str, Any]:
     at the host's cache, a restarted container or the next job reuses the verified copy instead of
     downloading it again, and a container running as the submitting user can write there.
     """
-    if not any(str(a).startswith("data=") and datasets.is_remote(str(a)[5:]) for a in payload.get("command") or []):
+    if not any(str(a).startswith("data=") and is_remote(str(a)[5:]) for a in payload.get("command") or []):
         return payload
-    cache = datasets.data_dir()
+    cache = data_dir()
     cache.mkdir(parents=True, exist_ok=True)
     volumes = {**payload.get("volumes", {}), str(cache): {"bind": DATA_CACHE_TARGET, "mode": "rw"}}
-    return {**payload, "volumes": volumes, "environment": {**payload["environment"], "LAUNCHER_DATA_DIR": DATA_CACHE_TARGET}}
+    return {**payload, "volumes": volumes, "environment": {**payload["environment"], DATA_DIR_VARIABLE: DATA_CACHE_TARGET}}
 
 
 def _prepare_mounts(volumes: Mapping[str, Mapping[str, str]]) -> None:

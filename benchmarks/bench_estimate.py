@@ -113,7 +113,7 @@ def _echo(proc: subprocess.Popen, start: float, done_at: list[float]) -> None:  
 def _second_job(tmp: Path, env: dict[str, str]) -> subprocess.Popen:  # type: ignore[type-arg]
     """Another training job on this machine (the trainer on the built-in digits, long enough to outlast the
     measured one), started before the profile and stopped after the run."""
-    argv = [sys.executable, "-m", "launcher.train", "model=resnet18", "data=digits", "imgsz=32", "epochs=1000",
+    argv = [sys.executable, "-m", "launcher.runtime.train", "model=resnet18", "data=digits", "imgsz=32", "epochs=1000",
             "batch=64", "workers=0", f"save_dir={tmp / 'second-job'}"]  # fmt: skip
     return subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -122,7 +122,7 @@ def one_round(job: str | None, steps: int, user_sets: list[str], beside: bool) -
     """Profile, estimate and run once in a fresh state dir; with `beside`, while a second job trains."""
     with tempfile.TemporaryDirectory(prefix="bench-estimate-") as tmp:
         job = job or (str(QUICKSTART) if QUICKSTART.exists() else _write_tiny(Path(tmp)))
-        env = {**os.environ, "LAUNCHER_STATE_DIR": str(Path(tmp) / "state")}  # the default thread policy: launcher.cpu
+        env = {**os.environ, "LAUNCHER_STATE_DIR": str(Path(tmp) / "state")}  # the default thread policy: launcher.runtime.cpu
         # a fresh run name: a finished run in the entrypoint's default save dir would be resumed as "nothing to do"
         run_name = f"bench-estimate-{os.getpid()}-{time.monotonic_ns()}"
         sets = [*user_sets, "local.runtime=process", f"name={run_name}"]

@@ -9,7 +9,7 @@ at most one version behind), the job gets SIGTERM, replaces last.pt with a
 new one of the same size (prepared beforehand: this measures the upload, not
 torch.save) and exits. Timed: SIGTERM -> a manifest naming the new last.pt in
 the store, and SIGTERM -> the entrypoint's exit, against each platform's grace
-window (launcher.grace.GRACE_S).
+window (launcher.runtime.grace.GRACE_S).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_storage import S3  # noqa: E402
 
-from launcher.grace import GRACE_S  # noqa: E402
+from launcher.runtime.grace import GRACE_S  # noqa: E402
 from launcher.storage.sync import newest  # noqa: E402
 
 __all__ = ["main"]
@@ -57,7 +57,7 @@ def measure(server: S3, tmp: Path, mb: int) -> dict[str, float]:
            "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # fmt: skip
     run = f"preempt-{mb}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "launcher.entrypoint", "--run-name", run, "--checkpoint-uri", "s3://bench/runs",
+        [sys.executable, "-m", "launcher.runtime.entrypoint", "--run-name", run, "--checkpoint-uri", "s3://bench/runs",
          "--save-dir", str(save), "--nproc", "1", "--", sys.executable, str(script), str(save), str(mb << 20)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip

@@ -45,8 +45,8 @@ def make_jpegs(root: Path, images: int, source: int) -> Path:
 def _model_and_optimizer(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     import torch
 
-    from launcher.train.model import build_model
-    from launcher.train.optim import build_optimizer
+    from launcher.runtime.train.model import build_model
+    from launcher.runtime.train.optim import build_optimizer
 
     torch.manual_seed(0)
     model = build_model(args.model, 10, False).to(memory_format=torch.channels_last)
@@ -112,10 +112,10 @@ def trainer(args: argparse.Namespace, root: Path, cache: str | bool, work: Path)
 
     import torch
 
+    from launcher.runtime.train import report
+    from launcher.runtime.train.dist import Dist
+    from launcher.runtime.train.loop import Trainer
     from launcher.spec import TrainConfig
-    from launcher.train import report
-    from launcher.train.dist import Dist
-    from launcher.train.loop import Trainer
 
     os.environ["LAUNCHER_CACHE_DIR"] = str(work / "disk-cache")
     cfg = TrainConfig(model=args.model, data=str(root), imgsz=args.imgsz, batch=args.batch, epochs=2, cache=cache,
@@ -137,7 +137,7 @@ def _pin_threads() -> int:
 
     import torch
 
-    from launcher.cpu import cpu_threads, usable_cpus
+    from launcher.runtime.cpu import cpu_threads, usable_cpus
 
     threads = cpu_threads(os.environ, usable_cpus(), 1)
     torch.set_num_threads(threads)

@@ -4,8 +4,8 @@
     python benchmarks/gpu_check.py --image IMAGE       # inside the built image (docker --gpus all)
 
 For each precision (AMP bf16, then fp16 with GradScaler, forced through
-LAUNCHER_AMP_DTYPE=fp16) it runs `launcher.torchrun --standalone --nproc_per_node
-<all GPUs> -m launcher.train` with batch=-1 (AutoBatch) on the built-in digits
+LAUNCHER_AMP_DTYPE=fp16) it runs `launcher.runtime.torchrun --standalone --nproc_per_node
+<all GPUs> -m launcher.runtime.train` with batch=-1 (AutoBatch) on the built-in digits
 data, and prints one row per run: the DDP backend the workers used (NCCL
 expected), the batch AutoBatch chose, images/s per GPU, peak GPU memory, and the
 final validation top-1. It exits 1 if a run fails or did not use what it was
@@ -48,8 +48,8 @@ def _in_image(image: str, cmd: list[str], env: dict[str, str] | None = None, mou
 def run(precision: str, n: int, image: str | None, out: Path) -> dict[str, object]:
     save = out / precision
     env = {"LAUNCHER_AMP_DTYPE": precision, "NCCL_DEBUG": "VERSION"}  # NCCL prints its version line when used
-    cmd = ["python", "-m", "launcher.torchrun", "--standalone", "--nnodes", "1", "--nproc_per_node", str(n),
-           "-m", "launcher.train", *TRAIN, f"save_dir={save}"]  # fmt: skip
+    cmd = ["python", "-m", "launcher.runtime.torchrun", "--standalone", "--nnodes", "1", "--nproc_per_node", str(n),
+           "-m", "launcher.runtime.train", *TRAIN, f"save_dir={save}"]  # fmt: skip
     if image:
         cmd = _in_image(image, cmd, env, out)
     else:

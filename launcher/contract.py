@@ -1,6 +1,6 @@
 """The container contract: the one command line every backend gives the training image.
 
-    python -m launcher.entrypoint --run-name NAME [--checkpoint-uri URI] [--keep K]
+    python -m launcher.runtime.entrypoint --run-name NAME [--checkpoint-uri URI] [--keep K]
         [--every E] [--gpus N] [--nproc N] [--save-dir DIR] [--spec-hash H]
         [--max-runtime S] -- train key=value ...   (or -- PROGRAM ARGS)
 
@@ -13,7 +13,14 @@ which is also the parser's default, so `parse(x.to_argv()) == x`.
 
 Secret references travel in one environment variable, SECRET_REFS_VARIABLE,
 as compact JSON {"NAME": "<scheme>:<reference>"}; the schemes are named here
-and resolved inside the image by launcher.secrets.
+and resolved inside the image by launcher.runtime.secrets.
+
+The rest of what crosses the line between the user's machine and the image
+is here too: the exit code of a job stopped by --max-runtime, where the
+image keeps its datasets ($LAUNCHER_DATA_DIR, which the local backend mounts),
+and the epoch summary line the trainer prints, with the regexes that
+SageMaker's metric definitions apply to it, kept beside the format so the
+two cannot drift apart.
 
 This module runs on both sides (the user's machine and the image), so it
 imports nothing beyond the standard library.
@@ -24,7 +31,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 if TYPE_CHECKING:
@@ -33,6 +42,12 @@ if TYPE_CHECKING:
 __all__ = [
     "EntrypointArgs",
     "ENTRYPOINT",
+    "TIMEOUT_EXIT",
+    "DATA_DIR_VARIABLE",
+    "data_dir",
+    "METRICS",
+    "LOG_REGEXES",
+    "summary_line",
     "SECRET_REFS_VARIABLE",
     "SECRET_SCHEMES",
     "secret_ref",
@@ -40,9 +55,11 @@ __all__ = [
     "train_command",
 ]
 
-ENTRYPOINT = ("python", "-m", "launcher.entrypoint")
+ENTRYPOINT = ("python", "-m", "launcher.runtime.entrypoint")
+TIMEOUT_EXIT = 124  # a job stopped by --max-runtime, like coreutils `timeout`
+DATA_DIR_VARIABLE = "LAUNCHER_DATA_DIR"
 SECRET_REFS_VARIABLE = "LAUNCHER_SECRET_REFS"
-# scheme -> where the value lives; resolved by launcher.secrets.RESOLVERS inside the image
+# scheme -> where the value lives; resolved by launcher.runtime.secrets.RESOLVERS inside the image
 SECRET_SCHEMES = {
     "aws-sm": "AWS Secrets Manager secret id or ARN",
     "aws-ssm": "AWS SSM Parameter Store name (SecureString)",
@@ -50,6 +67,38 @@ SECRET_SCHEMES = {
     "azure-kv": "Azure Key Vault secret URL: https://VAULT.vault.azure.net/secrets/NAME",
     "env": "a variable already in the container's environment",
 }
+
+
+def data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The dataset cache: $LAUNCHER_DATA_DIR, else ~/.cache/launcher/datasets."""
+    environ = os.environ if environ is None else environ
+    if environ.get(DATA_DIR_VARIABLE):
+        return Path(environ[DATA_DIR_VARIABLE])
+    return Path.home() / ".cache" / "launcher" / "datasets"
+
+
+# results.csv's columns after `epoch`, plus peak GPU memory (CUDA only; not a results.csv column)
+METRICS = ["train_loss", "val_loss", "top1", "top5", "lr", "time_s", "images_per_s", "gpu_mem_gib"]
+_NUM = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+_HEAD = r"\[train\] epoch [0-9]+/[0-9]+:"
+# SageMaker applies each regex to every log line and plots group 1
+# (https://docs.aws.amazon.com/sagemaker/latest/dg/training-metrics.html); anchoring on the summary's
+# head keeps the per-step progress lines ("epoch 1/3 [###...] ... lr 0.01") from matching
+LOG_REGEXES = {"epoch": r"\[train\] epoch ([0-9]+)/[0-9]+:",
+               **{name: _HEAD + r".* " + name + " " + _NUM for name in METRICS}}
+
+
+def summary_line(row: Mapping[str, float], epochs: int) -> str:
+    """The epoch's one-line summary (rank 0 prints it with the `[train] ` prefix)."""
+    parts = [f"epoch {int(row['epoch'])}/{epochs}:"]
+    parts += [f"{name} {_fmt(name, row[name])}" for name in METRICS if name in row]
+    return " ".join(parts)
+
+
+def _fmt(name: str, value: float) -> str:
+    if name in ("time_s", "images_per_s", "gpu_mem_gib"):
+        return f"{value:.2f}"
+    return f"{value:.6g}" if name == "lr" else f"{value:.4f}"
 
 
 def _flag(help_text: str, kind: type = str) -> dict[str, Any]:
@@ -77,7 +126,7 @@ class EntrypointArgs:
         object.__setattr__(self, "command", tuple(self.command) or ("train",))
 
     def to_argv(self) -> list[str]:
-        """The arguments after `python -m launcher.entrypoint`: each flag whose value is not its default."""
+        """The arguments after `python -m launcher.runtime.entrypoint`: each flag whose value is not its default."""
         argv: list[str] = []
         for f in _flag_fields():
             value = getattr(self, f.name)
@@ -110,7 +159,7 @@ class EntrypointArgs:
     @classmethod
     def parser(cls) -> argparse.ArgumentParser:
         """The parser the entrypoint itself uses (`--help` shows the fields' help)."""
-        parser = argparse.ArgumentParser(prog="launcher.entrypoint", description="The training image's entrypoint.")
+        parser = argparse.ArgumentParser(prog="launcher.runtime.entrypoint", description="The training image's entrypoint.")
         for f in _flag_fields():
             kind = f.metadata["type"]
             if f.default is dataclasses.MISSING:

@@ -27,9 +27,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from launcher.errors import SpecError
+from launcher.storage import REMOTE_SCHEMES
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -61,7 +70,7 @@ MAX_NODES = 100_000  # values after expanding YAML aliases (a "billion laughs" f
 MAX_STRING = 64 * 1024  # any one value, after ${VAR} interpolation and --set
 MAX_ENV_VALUE = 32 * 1024  # a container's environment is no place for a blob; Linux caps one string at 128 KiB
 MAX_ENV_TOTAL = 128 * 1024
-URI_SCHEMES = ("s3://", "gs://", "az://")
+URI_SCHEMES = REMOTE_SCHEMES
 # Azure ML also mounts its own kinds of location (see backends/azure.py); other backends refuse them at plan time.
 AZURE_URI_SCHEMES = ("azureml://", "wasbs://", "abfss://")
 _AZURE_BLOB_HTTPS = re.compile(r"^https://[a-z0-9]+\.(blob|dfs)\.core\.windows\.net/")

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from launcher.cli.base import console, echo_json, main
+from launcher.storage import is_remote
 
 __all__ = ["estimate_cmd", "profile_cmd", "catalog"]
 
@@ -80,7 +81,7 @@ def estimate_cmd(
 
 def _listed_dataset(data: str):  # type: ignore[no-untyped-def]
     """A remote dataset's size, by listing it (cached); None, with a note, when it cannot be listed."""
-    if not data.startswith(("s3://", "gs://", "az://")):
+    if not is_remote(data):
         return None
     from launcher.estimate.remote_data import remote_dataset
     from launcher.jobs import state_dir

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 # Built-in datasets: (train images, validation images, bytes). digits is
-# scikit-learn's 1,797 8x8 images; launcher.datasets holds out a stratified 20% (ceil: 360).
+# scikit-learn's 1,797 8x8 images; launcher.runtime.datasets holds out a stratified 20% (ceil: 360).
 BUILTIN_DATASETS = {"digits": (1437, 360, 1797 * 300)}
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 DEFAULT_STARTUP_S = 300.0  # a cloud backend whose catalog gives none

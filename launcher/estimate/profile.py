@@ -1,6 +1,6 @@
 """`launch profile`: measure this machine's training speed for a job, then remember it.
 
-With the project's trainer installed (`launcher.train`), the profile runs the
+With the project's trainer installed (`launcher.runtime.train`), the profile runs the
 real trainer under the container entrypoint (torchrun), as `launch run` starts
 it on this machine, for two short epochs (a class-stratified
 `fraction` of the data sized to about N steps) with the spec's model, batch,
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from launcher.contract import EntrypointArgs
+from launcher.contract import ENTRYPOINT, EntrypointArgs
 from launcher.errors import LauncherError
 from launcher.estimate.throughput import canonical_device, gpu_table, precision_of
 from launcher.jobs import JobRegistry, Throughput
@@ -46,7 +46,7 @@ Runner = Callable[[Sequence[str], dict[str, str], float], list[tuple[float, str]
 
 
 def trainer_available() -> bool:
-    return importlib.util.find_spec("launcher.train.__main__") is not None
+    return importlib.util.find_spec("launcher.runtime.train.__main__") is not None
 
 
 def profile(
@@ -133,11 +133,15 @@ def _entrypoint_command(spec: JobSpec, fraction: float, save_dir: Path) -> list[
     store = str(save_dir.parent / "store") if uri and "://" not in uri else None
     contract = EntrypointArgs.for_spec(spec, gpus=spec.resources.gpus, checkpoint_uri=store, save_dir=str(save_dir))
     contract = dataclasses.replace(contract, run_name=f"profile-{spec.name}", command=("train", *args))
-    return [sys.executable, "-m", "launcher.entrypoint", *contract.to_argv()]
+    return [sys.executable, *ENTRYPOINT[1:], *contract.to_argv()]
 
 
 def _from_trainer_output(spec: JobSpec, save_dir: Path, lines: list[tuple[float, str]]) -> Throughput:
-    from launcher.estimate.record import device_of, per_process_images_per_s, read_results
+    from launcher.estimate.record import (
+        device_of,
+        per_process_images_per_s,
+        read_results,
+    )
 
     results = read_results(save_dir / "results.json")
     world = max(int(results.get("world_size") or 1), 1)
@@ -219,7 +223,7 @@ def profile_synthetic(spec: JobSpec, steps: int, warmup: int = 3) -> Throughput:
 
 def _cpu_threads(torch) -> int:  # type: ignore[no-untyped-def]
     """The run's own thread policy (a trainer profile gets it inside the trainer)."""
-    from launcher.cpu import cpu_threads, usable_cpus
+    from launcher.runtime.cpu import cpu_threads, usable_cpus
 
     threads = cpu_threads(os.environ, usable_cpus(), 1)
     torch.set_num_threads(threads)

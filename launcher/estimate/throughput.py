@@ -122,7 +122,7 @@ def _from_records(spec: JobSpec, records: Iterable[Throughput]) -> Figure | None
     measured = [r for r in records if r.images_per_s > 0]
     records = [r for r in measured if r.precision == precision_of(spec)]
     if not records and measured and all(r.device == "cpu" for r in measured):
-        # On a CPU without native bf16 the trainer runs `amp: true` in fp32 (launcher.train.loop.pick_precision),
+        # On a CPU without native bf16 the trainer runs `amp: true` in fp32 (launcher.runtime.train.loop.pick_precision),
         # so a CPU record's precision is what really ran: it still measures this job.
         records = measured
     for tag, label in SOURCES:

@@ -17,7 +17,14 @@ from launcher.errors import LauncherError
 from launcher.storage.base import ObjectInfo, Store, UnsafeKeyError
 from launcher.storage.retry import RetryPolicy
 
-__all__ = ["open_store", "join_uri", "Store", "ObjectInfo", "UnsafeKeyError"]
+__all__ = ["open_store", "join_uri", "is_remote", "REMOTE_SCHEMES", "Store", "ObjectInfo", "UnsafeKeyError"]
+
+REMOTE_SCHEMES = ("s3://", "gs://", "az://")
+
+
+def is_remote(uri: str | None) -> bool:
+    """An s3://, gs:// or az:// URI (not a local path)."""
+    return bool(uri) and str(uri).startswith(REMOTE_SCHEMES)
 
 
 def join_uri(uri: str, *parts: str) -> str:

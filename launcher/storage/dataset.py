@@ -34,12 +34,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from launcher.errors import LauncherError
-from launcher.storage.base import ObjectInfo, Store, UnsafeKeyError, check_key, safe_local_path
+from launcher.storage.base import (
+    ObjectInfo,
+    Store,
+    UnsafeKeyError,
+    check_key,
+    safe_local_path,
+)
 
-__all__ = ["FetchResult", "ImageCount", "fetch", "count_images", "cache_folder", "listing", "COMPLETE", "REMOTE_SCHEMES"]
+__all__ = ["FetchResult", "ImageCount", "fetch", "count_images", "cache_folder", "listing", "COMPLETE"]
 
-REMOTE_SCHEMES = ("s3://", "gs://", "az://")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # as launcher.train.data reads
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # as launcher.runtime.train.data reads
 COMPLETE = ".complete"
 WORKERS = 8
 

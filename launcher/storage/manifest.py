@@ -3,7 +3,7 @@
     <uri>/<run>/manifest.json                 newest complete checkpoint (written last)
     <uri>/<run>/manifests/00000007.json       every kept checkpoint's manifest (written just before)
     <uri>/<run>/files/00000007/last.pt        files first uploaded by checkpoint 7
-    <uri>/<run>/upload-rate.json              the run's measured upload bandwidth (launcher.grace)
+    <uri>/<run>/upload-rate.json              the run's measured upload bandwidth (launcher.runtime.grace)
 
 A checkpoint ("version") is the set of files in the trainer's folder when
 `last.pt` changed. Its manifest lists, per file, the key holding it, its size

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from launcher.errors import LauncherError
+from launcher.storage import is_remote
 from launcher.storage.base import Store, sha256_file
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def data_target(spec: "JobSpec") -> str | None:
     if spec.command or not is_local_folder(data):
         return None
     uri = spec.checkpoint.uri or ""
-    if not uri.startswith(("s3://", "gs://", "az://")):
+    if not is_remote(uri):
         raise LauncherError(
             f"train.data {data} is a folder on this machine, and the job has no remote store to upload it to.",
             "Set checkpoint.uri to an s3://, gs:// or az:// URI (the data goes to <uri>/_data/), or upload the data "

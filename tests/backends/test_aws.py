@@ -19,16 +19,22 @@ import botocore.session
 import pytest
 from botocore.stub import Stubber
 from botocore.validate import ParamValidator
+from launcher.backends.aws import (
+    DATA_DIR,
+    SageMakerBackend,
+    map_status,
+    sagemaker_job_name,
+)
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from launcher.backends.aws import DATA_DIR, SageMakerBackend, map_status, sagemaker_job_name
-from launcher import registry, rendezvous
+from launcher import registry
 from launcher.api import Job
 from launcher.catalog import load_catalog
 from launcher.errors import LauncherError, SpecError
 from launcher.jobs import JobRegistry
 from launcher.plan import JobRef, JobState
+from launcher.runtime import rendezvous
 from launcher.spec import JobSpec
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -340,7 +346,7 @@ def test_submit_creates_job_and_stores_secrets(aws_env: Any) -> None:
     desc = aws_env.client("sagemaker").describe_training_job(TrainingJobName=JOB_ID)
     assert desc["ResourceConfig"]["InstanceType"] == "ml.p4d.24xlarge"
     assert desc["CheckpointConfig"]["S3Uri"] == "s3://my-bucket/ckpts/flowers/sagemaker"
-    assert desc["AlgorithmSpecification"]["ContainerEntrypoint"] == ["python", "-m", "launcher.entrypoint"]
+    assert desc["AlgorithmSpecification"]["ContainerEntrypoint"] == ["python", "-m", "launcher.runtime.entrypoint"]
     sm = aws_env.client("secretsmanager")
     assert sm.get_secret_value(SecretId="torch-launcher/flowers/WANDB_API_KEY")["SecretString"] == "s3cret-1"
     assert "s3cret-1" not in plan.to_json()

@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from launcher.backends.aws import SageMakerBackend
+
 from launcher.catalog import load_catalog
+from launcher.runtime.train import report
 from launcher.spec import JobSpec
-from launcher.train import report
 from tests.conftest import REPO
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/torch-launcher-train@sha256:" + "0" * 64
@@ -34,7 +34,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], Path]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "LOCAL_", "MASTER_", "WANDB_", "MLFLOW_"))}
     env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO),
                LAUNCHER_DATA_DIR=str(tmp / "data"), LAUNCHER_CACHE_DIR=str(tmp / "cache"))
-    done = subprocess.run([sys.executable, "-m", "launcher.train", *TRAIN, f"save_dir={tmp / 'run'}"], cwd=REPO, env=env,
+    done = subprocess.run([sys.executable, "-m", "launcher.runtime.train", *TRAIN, f"save_dir={tmp / 'run'}"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     return (done.stdout + done.stderr).splitlines(), tmp / "run"

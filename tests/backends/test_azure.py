@@ -16,11 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from launcher.backends.azure import (
+    STATES,
+    AzureMLBackend,
+    AzureOptions,
+    job_from_payload,
+    log_files,
+    secret_name,
+)
 
-from launcher.backends.azure import STATES, AzureMLBackend, AzureOptions, job_from_payload, log_files, secret_name
-from launcher import entrypoint, registry, rendezvous
+from launcher import registry
 from launcher.errors import LauncherError, SpecError
 from launcher.plan import JobRef, JobState
+from launcher.runtime import entrypoint, rendezvous
 from launcher.spec import JobSpec, validate_spec
 from tests.backends.fake_azureml import FakeAzure, FakeCredential
 
@@ -135,7 +143,7 @@ def test_plan_becomes_command_job_with_expected_rest_form(case: str) -> None:
     assert {k: v["mode"] for k, v in (rest.get("outputs") or {}).items()} == outputs
     assert rest["limits"]["timeout"] == timeout
     assert rest.get("queueSettings") == queue
-    assert rest["command"].startswith("python -m launcher.entrypoint --run-name digits ")
+    assert rest["command"].startswith("python -m launcher.runtime.entrypoint --run-name digits ")
 
 
 def test_plan_follows_the_container_contract() -> None:
@@ -333,7 +341,9 @@ def test_status_maps_states_and_reports_the_error(fake: FakeAzure) -> None:
 
 
 def test_every_azure_status_is_mapped() -> None:
-    from azure.ai.ml._restclient.arm_ml_service.models._enums import JobStatus as AzureStatus
+    from azure.ai.ml._restclient.arm_ml_service.models._enums import (
+        JobStatus as AzureStatus,
+    )
 
     assert {s.value for s in AzureStatus} <= set(STATES)
     assert STATES["Completed"] is JobState.SUCCEEDED and STATES["Canceled"] is JobState.STOPPED
@@ -446,7 +456,7 @@ def test_rendezvous_from_azure_environment_for_each_node(rank: int, tmp_path: Pa
     assert rdzv == rendezvous.Rendezvous("azureml", 2, rank, "10.0.0.4", 6105)
     args = entrypoint.parse_args(["--run-name", "digits-1", "--gpus", "4", "--", "train", "epochs=1"])
     cmd = entrypoint.build_command(args, rdzv, entrypoint.processes_per_node(args), tmp_path)
-    torchrun = cmd[cmd.index("launcher.torchrun") + 1 : cmd.index("-m", 3)]
+    torchrun = cmd[cmd.index("launcher.runtime.torchrun") + 1 : cmd.index("-m", 3)]
     assert torchrun == ["--nnodes", "2", "--node_rank", str(rank), "--master_addr", "10.0.0.4",
                         "--master_port", "6105", "--nproc_per_node", "4"]  # fmt: skip
 

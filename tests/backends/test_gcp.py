@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-
 from launcher.backends.gcp import JOB_STATES, GcpOptions, VertexBackend, secret_id
-from launcher import rendezvous
+
 from launcher.backend import Offer
 from launcher.catalog import load_catalog
 from launcher.errors import LauncherError, SpecError
 from launcher.plan import JobRef, JobState
+from launcher.runtime import rendezvous
 from launcher.spec import JobSpec, validate_spec
 from tests.backends.fake_vertex import FakeGoogle
 
@@ -129,7 +129,7 @@ def test_three_nodes_are_one_chief_and_two_workers_on_the_same_machine() -> None
 def test_container_follows_the_entrypoint_contract() -> None:
     spec = _spec(CASES["gcp_1x1_gpu"])
     container = VertexBackend().plan(spec).request()["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]
-    assert container["command"] == ["python", "-m", "launcher.entrypoint"]
+    assert container["command"] == ["python", "-m", "launcher.runtime.entrypoint"]
     from launcher.contract import EntrypointArgs
 
     assert EntrypointArgs.parse(container["args"]) == EntrypointArgs(
@@ -512,7 +512,7 @@ def test_example_spec_plans() -> None:
 def test_entrypoint_uses_the_gcs_mount_of_aip_checkpoint_dir_only_without_a_checkpoint_uri(
     checkpoint_uri: str | None, expected: str | None
 ) -> None:
-    from launcher.entrypoint import parse_args, save_dir_for
+    from launcher.runtime.entrypoint import parse_args, save_dir_for
 
     argv = ["--run-name", "digits", *(["--checkpoint-uri", checkpoint_uri] if checkpoint_uri else []), "--", "train"]
     save_dir = save_dir_for(parse_args(argv), {"AIP_CHECKPOINT_DIR": "gs://demo-staging/digits/checkpoints"})

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from launcher.backends.local import EXIT_FILE, LOG_FILE, LocalBackend, supervise
+
 from launcher.api import Launcher
 from launcher.cli import main
 from launcher.errors import LauncherError
@@ -84,7 +84,7 @@ def _cheap_plan(tmp_path: Path, python: str, command: list[str] | None = None) -
 def test_log_and_exit_code_survive_the_backend_object(tmp_path: Path) -> None:
     backend = LocalBackend(state_dir=tmp_path / "state")
     ref = backend.submit(_cheap_plan(tmp_path, "/bin/echo"))
-    assert list(backend.logs(ref, follow=True))[0].startswith("-m launcher.entrypoint --run-name cheap")
+    assert list(backend.logs(ref, follow=True))[0].startswith("-m launcher.runtime.entrypoint --run-name cheap")
     fresh = LocalBackend(state_dir=tmp_path / "state")  # like `launch status` after the CLI exited
     status = fresh.status(ref)
     assert (status.state, status.exit_code) == (JobState.SUCCEEDED, 0)

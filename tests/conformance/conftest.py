@@ -19,8 +19,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.conftest import require_service
 from tests.conformance.cluster import bridge_address, free_port, wait_port
+from tests.conftest import require_service
 from tests.docker_base import docker_client, train_image_or_skip
 
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -60,7 +60,7 @@ def addr(docker: Any) -> str:
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The digits ImageFolder, written on the host: the jobs read it from the platform's store."""
-    from launcher.datasets import write_digits
+    from launcher.runtime.datasets import write_digits
 
     return write_digits(tmp_path_factory.mktemp("datasets"))
 

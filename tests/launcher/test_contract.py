@@ -8,9 +8,14 @@ import json
 
 import pytest
 
-from launcher.contract import SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
-from launcher.entrypoint import parse_args
-from launcher.secrets import RESOLVERS, resolve_environment
+from launcher.contract import (
+    SECRET_REFS_VARIABLE,
+    EntrypointArgs,
+    secret_ref,
+    secret_refs_value,
+)
+from launcher.runtime.entrypoint import parse_args
+from launcher.runtime.secrets import RESOLVERS, resolve_environment
 
 # A few values per field, including the awkward ones (0 GPUs, empty strings, spaces,
 # a command with its own `--` and flags that look like ours).

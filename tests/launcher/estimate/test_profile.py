@@ -43,7 +43,7 @@ def test_profile_runs_the_trainer_and_records_overheads(tmp_path) -> None:
     jobs = JobRegistry(tmp_path / "j.db")
     run = FakeTrainerRun()
     record = profile(spec(resources={"gpus": 0}), steps=10, jobs=jobs, synthetic=False, run=run)
-    assert run.cmd[1:3] == ["-m", "launcher.entrypoint"] and "--" in run.cmd
+    assert run.cmd[1:3] == ["-m", "launcher.runtime.entrypoint"] and "--" in run.cmd
     train_args = run.cmd[run.cmd.index("train") + 1 :]
     assert "epochs=2" in train_args and "model=resnet50" in train_args and "epochs=10" not in train_args
     assert f"fraction={10 / 2 * 32 / 1437:.6g}" in train_args
@@ -106,7 +106,7 @@ def test_synthetic_profile_times_real_steps(tmp_path) -> None:
 def test_synthetic_profile_uses_the_runs_thread_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     torch = pytest.importorskip("torch")
     pytest.importorskip("torchvision")
-    from launcher.cpu import cpu_threads, usable_cpus
+    from launcher.runtime.cpu import cpu_threads, usable_cpus
 
     if torch.cuda.is_available():
         pytest.skip("the thread policy is for CPU runs")

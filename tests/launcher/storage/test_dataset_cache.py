@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from launcher import datasets
 from launcher.errors import LauncherError
+from launcher.runtime import datasets
 from launcher.storage.base import Store
 from launcher.storage.dataset import COMPLETE, cache_folder, fetch
 from tests.launcher.storage.conftest import StoreKind

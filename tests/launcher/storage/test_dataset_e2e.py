@@ -9,8 +9,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from launcher import datasets
 from launcher.cli import main
+from launcher.runtime import datasets
 from tests.launcher.storage.conftest import StoreKind
 
 

@@ -25,7 +25,7 @@ TRAIN = ["model=shufflenet_v2_x0_5", "data=digits", "imgsz=16", "batch=64", "fra
 
 
 def run_entrypoint(kind: StoreKind, uri: str, save_dir: Path, epochs: int, tmp_path: Path) -> str:
-    cmd = [sys.executable, "-m", "launcher.entrypoint", "--run-name", "e2e", "--checkpoint-uri", uri,
+    cmd = [sys.executable, "-m", "launcher.runtime.entrypoint", "--run-name", "e2e", "--checkpoint-uri", uri,
            "--save-dir", str(save_dir), "--keep", "2", "--spec-hash", "e2e-hash", "--",
            "train", *TRAIN, f"epochs={epochs}"]  # fmt: skip
     env = {**subprocess_env(kind), "LAUNCHER_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}

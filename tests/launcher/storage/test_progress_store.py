@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from launcher.progress import read_progress
+from launcher.runtime.train import report
 from launcher.storage import open_store
 from launcher.storage.sync import push
-from launcher.train import report
 from tests.launcher.storage.conftest import StoreKind
 
 

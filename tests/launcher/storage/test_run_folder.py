@@ -38,7 +38,7 @@ last.write_text(str(epoch))
 
 
 def entrypoint(uri: str, env: dict[str, str], cwd: Path) -> str:
-    argv = [sys.executable, "-m", "launcher.entrypoint", "--run-name", "same-name", "--checkpoint-uri", uri,
+    argv = [sys.executable, "-m", "launcher.runtime.entrypoint", "--run-name", "same-name", "--checkpoint-uri", uri,
             "--nproc", "1", "--", sys.executable, "-c", TRAINER]  # fmt: skip
     done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr

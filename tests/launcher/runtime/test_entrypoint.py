@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from launcher import entrypoint, rendezvous, secrets
+from launcher import contract
 from launcher.errors import LauncherError
+from launcher.runtime import entrypoint, rendezvous, secrets
 
 LOCAL = rendezvous.Rendezvous("local", 1, 0, "127.0.0.1", 29500)
 
@@ -20,9 +21,9 @@ LOCAL = rendezvous.Rendezvous("local", 1, 0, "127.0.0.1", 29500)
 def test_train_shorthand_runs_the_trainer_module_under_torchrun(tmp_path: Path) -> None:
     args = entrypoint.parse_args(["--run-name", "r", "--nproc", "2", "--", "train", "epochs=2"])
     cmd = entrypoint.build_command(args, LOCAL, entrypoint.processes_per_node(args), tmp_path)
-    assert cmd[1:3] == ["-m", "launcher.torchrun"]
+    assert cmd[1:3] == ["-m", "launcher.runtime.torchrun"]
     assert cmd[3:9] == ["--standalone", "--nnodes", "1", "--nproc_per_node", "2", "-m"]
-    assert cmd[9:] == ["launcher.train", "epochs=2", f"save_dir={tmp_path}"]
+    assert cmd[9:] == ["launcher.runtime.train", "epochs=2", f"save_dir={tmp_path}"]
 
 
 def test_custom_commands_run_without_python_and_multi_node_uses_the_rendezvous(tmp_path: Path) -> None:
@@ -74,7 +75,7 @@ def test_sigterm_reaches_the_workers_and_the_exit_code_says_so(tmp_path: Path) -
     script = tmp_path / "sleeper.py"
     script.write_text(SLEEPER)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "launcher.entrypoint", "--run-name", "r", "--save-dir", str(tmp_path / "out"),
+        [sys.executable, "-m", "launcher.runtime.entrypoint", "--run-name", "r", "--save-dir", str(tmp_path / "out"),
          "--nproc", "1", "--", sys.executable, str(script)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -103,13 +104,13 @@ def test_max_runtime_stops_the_job_so_it_saves_and_exits_124(tmp_path: Path) -> 
     script = tmp_path / "sleeper.py"
     script.write_text(SLEEPER)
     result = subprocess.run(
-        [sys.executable, "-m", "launcher.entrypoint", "--run-name", "r", "--save-dir", str(tmp_path / "out"),
+        [sys.executable, "-m", "launcher.runtime.entrypoint", "--run-name", "r", "--save-dir", str(tmp_path / "out"),
          "--nproc", "1", "--max-runtime", "20", "--", sys.executable, str(script)],  # 20 s: time for torchrun to start
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     text = result.stdout + result.stderr
     assert "limits.max_runtime (20s) reached" in text and "worker got SIGTERM" in text
-    assert result.returncode == entrypoint.TIMEOUT_EXIT
+    assert result.returncode == contract.TIMEOUT_EXIT
 
 
 def test_a_sigterm_during_the_final_checkpoint_upload_does_not_cut_it_short() -> None:
@@ -117,7 +118,7 @@ def test_a_sigterm_during_the_final_checkpoint_upload_does_not_cut_it_short() ->
     import os
     import signal as signals
 
-    from launcher.entrypoint import _flush_despite_signals
+    from launcher.runtime.entrypoint import _flush_despite_signals
 
     class Syncer:
         uploaded = False
@@ -135,7 +136,7 @@ def test_a_sigterm_during_the_final_checkpoint_upload_does_not_cut_it_short() ->
 
 
 def test_the_runs_total_epochs_come_from_the_trainers_arguments() -> None:
-    from launcher.entrypoint import _total_epochs
+    from launcher.runtime.entrypoint import _total_epochs
 
     assert _total_epochs(["train", "model=resnet18", "epochs=8"]) == 8
     assert _total_epochs(["train", "model=resnet18"]) is None

@@ -1,8 +1,8 @@
 """Where an epoch's numbers go besides results.csv: the log line, TensorBoard, W&B, MLflow.
 
 - The epoch summary line (`summary_line`) is what cloud consoles read:
-  SageMaker's MetricDefinitions are the regexes of `LOG_REGEXES`, kept here
-  beside the format they parse so the two cannot drift apart.
+  SageMaker's MetricDefinitions are the regexes of `LOG_REGEXES`; both are
+  part of the container contract (launcher.contract), beside each other.
 - TensorBoard event files are written beside results.csv (always, when the
   `tensorboard` package is installed) and, on Vertex AI, also to
   AIP_TENSORBOARD_LOG_DIR so the job's Vertex AI TensorBoard shows them.
@@ -27,10 +27,9 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from launcher.contract import METRICS
+
 __all__ = [
-    "METRICS",
-    "LOG_REGEXES",
-    "summary_line",
     "Reporter",
     "Reporters",
     "TensorBoardReporter",
@@ -41,32 +40,9 @@ __all__ = [
     "TRACKERS_FILE",
 ]
 
-# results.csv's columns after `epoch`, plus peak GPU memory (CUDA only; not a results.csv column)
-METRICS = ["train_loss", "val_loss", "top1", "top5", "lr", "time_s", "images_per_s", "gpu_mem_gib"]
 TRACKERS_FILE = "trackers.json"
 
-_NUM = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
-_HEAD = r"\[train\] epoch [0-9]+/[0-9]+:"
-# SageMaker applies each regex to every log line and plots group 1
-# (https://docs.aws.amazon.com/sagemaker/latest/dg/training-metrics.html); anchoring on the summary's
-# head keeps the per-step progress lines ("epoch 1/3 [###...] ... lr 0.01") from matching
-LOG_REGEXES = {"epoch": r"\[train\] epoch ([0-9]+)/[0-9]+:",
-               **{name: _HEAD + r".* " + name + " " + _NUM for name in METRICS}}
-
 Log = Callable[[str], None]
-
-
-def summary_line(row: Mapping[str, float], epochs: int) -> str:
-    """The epoch's one-line summary (rank 0 prints it with the `[train] ` prefix)."""
-    parts = [f"epoch {int(row['epoch'])}/{epochs}:"]
-    parts += [f"{name} {_fmt(name, row[name])}" for name in METRICS if name in row]
-    return " ".join(parts)
-
-
-def _fmt(name: str, value: float) -> str:
-    if name in ("time_s", "images_per_s", "gpu_mem_gib"):
-        return f"{value:.2f}"
-    return f"{value:.6g}" if name == "lr" else f"{value:.4f}"
 
 
 class Reporter(abc.ABC):

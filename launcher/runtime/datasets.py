@@ -21,22 +21,19 @@ import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from launcher.contract import data_dir
 from launcher.errors import LauncherError
+from launcher.storage import is_remote
 
-__all__ = ["BUILTINS", "GCS_MOUNT", "data_dir", "is_remote", "mounted_path", "resolve", "stage", "write_digits"]
+__all__ = ["BUILTINS", "GCS_MOUNT", "mounted_path", "resolve", "stage", "write_digits"]
 
 BUILTINS = ("digits",)
 _VAL_FRACTION = 0.2
 _SPLIT_SEED = 0
 _DONE = ".complete"
-REMOTE_SCHEMES = ("s3://", "gs://", "az://")
 # Vertex AI mounts every bucket the job can read at /gcs/<bucket> (Cloud Storage FUSE):
 # https://cloud.google.com/vertex-ai/docs/training/cloud-storage-file-system
 GCS_MOUNT = Path("/gcs")
-
-
-def is_remote(data: str) -> bool:
-    return data.startswith(REMOTE_SCHEMES)
 
 
 def mounted_path(uri: str, gcs_mount: Path = GCS_MOUNT) -> Path | None:
@@ -45,13 +42,6 @@ def mounted_path(uri: str, gcs_mount: Path = GCS_MOUNT) -> Path | None:
         return None
     path = gcs_mount / uri.removeprefix("gs://").strip("/")
     return path if path.is_dir() else None
-
-
-def data_dir(environ: Mapping[str, str] | None = None) -> Path:
-    environ = os.environ if environ is None else environ
-    if environ.get("LAUNCHER_DATA_DIR"):
-        return Path(environ["LAUNCHER_DATA_DIR"])
-    return Path.home() / ".cache" / "launcher" / "datasets"
 
 
 def resolve(data: str, environ: Mapping[str, str] | None = None, gcs_mount: Path = GCS_MOUNT) -> Path:

@@ -56,7 +56,7 @@ def trainer_env(**extra: str) -> dict[str, str]:
 
 def start_trainer(args: list[str], **extra_env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "launcher.train", *args], cwd=REPO, env=trainer_env(**extra_env),
+        [sys.executable, "-m", "launcher.runtime.train", *args], cwd=REPO, env=trainer_env(**extra_env),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,  # its own process group, as torchrun starts each rank
     )
@@ -64,7 +64,7 @@ def start_trainer(args: list[str], **extra_env: str) -> subprocess.Popen[str]:
 
 def run_trainer(args: list[str], timeout: float = 300, **extra_env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "launcher.train", *args], cwd=REPO, env=trainer_env(**extra_env),
+        [sys.executable, "-m", "launcher.runtime.train", *args], cwd=REPO, env=trainer_env(**extra_env),
         capture_output=True, text=True, timeout=timeout,
     )
 
@@ -88,8 +88,8 @@ def fit_on_cpu(cfg, save_dir: Path) -> str:  # type: ignore[no-untyped-def]
 
     import torch
 
-    from launcher.train.dist import Dist
-    from launcher.train.loop import Trainer
+    from launcher.runtime.train.dist import Dist
+    from launcher.runtime.train.loop import Trainer
 
     out = io.StringIO()
     assert Trainer(cfg, save_dir, Dist(device=torch.device("cpu")), out=out).fit() == 0, out.getvalue()

@@ -1,6 +1,6 @@
 """Real interruptions: SIGKILL and SIGTERM mid-epoch, then resume, against an uninterrupted run.
 
-Each run is a separate `python -m launcher.train` process with the same seed;
+Each run is a separate `python -m launcher.runtime.train` process with the same seed;
 the interrupted one is stopped while epoch 2 is in progress (seen on its
 progress output), restarted with the same arguments, and must end with the
 same weights and the same metrics as the run that was never interrupted.
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from launcher.train import checkpoint
-from tests.launcher.train.conftest import TINY, run_trainer, start_trainer
+from launcher.runtime.train import checkpoint
+from tests.launcher.runtime.train.conftest import TINY, run_trainer, start_trainer
 
 pytestmark = pytest.mark.slow
 

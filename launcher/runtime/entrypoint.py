@@ -1,13 +1,13 @@
 """The training image's ENTRYPOINT: the same program on every backend.
 
-    python -m launcher.entrypoint --run-name NAME [--checkpoint-uri URI] ... -- train key=value ...
-    python -m launcher.entrypoint ... -- python my_script.py --flag
+    python -m launcher.runtime.entrypoint --run-name NAME [--checkpoint-uri URI] ... -- train key=value ...
+    python -m launcher.runtime.entrypoint ... -- python my_script.py --flag
 
 The flags are the container contract, defined once in launcher.contract
 (EntrypointArgs), which also writes them for every backend.
 
-It detects the platform (launcher.rendezvous), resolves secret references
-into environment variables (launcher.secrets), pulls the newest complete
+It detects the platform (launcher.runtime.rendezvous), resolves secret references
+into environment variables (launcher.runtime.secrets), pulls the newest complete
 checkpoint from the checkpoint store (a local path too) into a training
 folder of this job's own, starts torchrun with the right nnodes / node_rank /
 nproc_per_node, forwards SIGTERM and SIGINT (spot preemption, `launch stop`,
@@ -15,7 +15,7 @@ Ctrl-C) to it, keeps the store synced from node 0 while holding the run's
 lease (launcher.storage.lease), flushes that sync at the end, releases the
 lease and exits with the job's code.
 
-`train ...` is shorthand for `-m launcher.train ...`; any other command is
+`train ...` is shorthand for `-m launcher.runtime.train ...`; any other command is
 run with `torchrun --no-python`.
 """
 
@@ -31,21 +31,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Sequence
 
-from launcher import grace, rendezvous
-from launcher.contract import EntrypointArgs
+from launcher.contract import TIMEOUT_EXIT, EntrypointArgs
+from launcher.runtime import grace, rendezvous
 from launcher.storage.base import Store
 
-__all__ = ["main", "build_command", "parse_args", "is_remote", "node_save_dir", "scratch_for", "TIMEOUT_EXIT"]
+__all__ = ["main", "build_command", "parse_args", "node_save_dir", "scratch_for"]
 
-REMOTE_SCHEMES = ("s3://", "gs://", "az://")
-TIMEOUT_EXIT = 124  # like coreutils `timeout`
 SAGEMAKER_CHECKPOINTS = Path("/opt/ml/checkpoints")  # CheckpointConfig.LocalPath: mirrored to S3 by SageMaker
 JOB_FOLDER_PREFIX = "launcher-job-"  # the training folder of one job (save_dir_for), removed once synced
 STOP_GRACE_S = 120  # after SIGTERM, as long as SageMaker waits before its SIGKILL
-
-
-def is_remote(uri: str | None) -> bool:
-    return bool(uri) and str(uri).startswith(REMOTE_SCHEMES)
 
 
 def parse_args(argv: Sequence[str]) -> EntrypointArgs:
@@ -107,9 +101,9 @@ def scratch_for(save_dir: Path) -> Path:
 
 
 def build_command(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, nproc: int, save_dir: Path) -> list[str]:
-    torchrun = [sys.executable, "-m", "launcher.torchrun", *rdzv.torchrun_args(nproc)]
+    torchrun = [sys.executable, "-m", "launcher.runtime.torchrun", *rdzv.torchrun_args(nproc)]
     if args.command[0] == "train":
-        return [*torchrun, "-m", "launcher.train", *args.command[1:], f"save_dir={save_dir}"]
+        return [*torchrun, "-m", "launcher.runtime.train", *args.command[1:], f"save_dir={save_dir}"]
     return [*torchrun, "--no-python", *args.command]
 
 
@@ -118,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     environ = dict(os.environ)
     rdzv = rendezvous.detect(environ)
     environ = {**rdzv.environment, **environ}  # the platform's NCCL/EFA settings; the job's own env wins
-    from launcher import secrets  # noqa: PLC0415 - imports a cloud SDK only when a reference needs it
+    from launcher.runtime import secrets  # noqa: PLC0415 - imports a cloud SDK only when a reference needs it
 
     resolved = secrets.resolve_environment(environ)
     environ.update(resolved)
@@ -179,7 +173,7 @@ def _stage_data(args: EntrypointArgs, environ: dict[str, str]) -> EntrypointArgs
     """A remote `data=` fetched (or found mounted) once per node, before torchrun starts the ranks."""
     from dataclasses import replace  # noqa: PLC0415
 
-    from launcher import datasets  # noqa: PLC0415
+    from launcher.runtime import datasets  # noqa: PLC0415
 
     return replace(args, command=datasets.stage(args.command, environ))
 

@@ -2,8 +2,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from launcher.runtime.grace import (
+    GRACE_S,
+    checkpoint_bytes,
+    fit_warning,
+    remember_rate,
+    remembered_rate,
+)
 from launcher.storage import open_store
-from launcher.grace import GRACE_S, checkpoint_bytes, fit_warning, remember_rate, remembered_rate
 
 
 def test_grace_windows_of_each_platform() -> None:
@@ -55,7 +61,7 @@ def test_checkpoint_bytes_counts_the_checkpoint_files(tmp_path: Path) -> None:
 def test_the_next_job_of_the_run_on_another_machine_gets_the_figure_and_the_warning(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     import sys
 
-    from launcher import entrypoint
+    from launcher.runtime import entrypoint
     from launcher.storage.sync import pull_latest
 
     first = tmp_path / "machine-a" / "save"

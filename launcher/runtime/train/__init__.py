@@ -1,4 +1,4 @@
-"""The trainer inside the training image: `python -m launcher.train key=value ...`.
+"""The trainer inside the training image: `python -m launcher.runtime.train key=value ...`.
 
 Image classification on an ImageFolder dataset with any torchvision model:
 AMP (bf16 / fp16 + GradScaler / fp32), DDP under torchrun (NCCL on GPUs,

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from launcher.train import checkpoint
+from launcher.runtime.train import checkpoint
 from tests.conftest import REPO
-from tests.launcher.train.conftest import TINY, trainer_env
+from tests.launcher.runtime.train.conftest import TINY, trainer_env
 
 pytestmark = pytest.mark.slow
 
 
 def test_two_process_gloo_run(tiny_data: Path, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "launcher.train", *TINY, f"data={tiny_data}", "epochs=2", "cache=disk", f"save_dir={tmp_path}"]
+           "-m", "launcher.runtime.train", *TINY, f"data={tiny_data}", "epochs=2", "cache=disk", f"save_dir={tmp_path}"]
     done = subprocess.run(cmd, cwd=REPO, env=trainer_env(LAUNCHER_SPEC_HASH="ddp"), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((tmp_path / "results.json").read_text())

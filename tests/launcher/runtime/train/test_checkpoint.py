@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from launcher.train import checkpoint
+from launcher.runtime.train import checkpoint
 
 
 class Thing:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from launcher.train.autobatch import CPU_DEFAULT_BATCH, auto_batch, choose_batch
+from launcher.runtime.train.autobatch import CPU_DEFAULT_BATCH, auto_batch, choose_batch
 
 GIB = 1 << 30
 

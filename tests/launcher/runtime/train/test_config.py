@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from launcher.errors import LauncherError
+from launcher.runtime.train.config import DEFAULT_SAVE_DIR, parse_args
 from launcher.spec import TrainConfig
-from launcher.train.config import DEFAULT_SAVE_DIR, parse_args
 
 
 def test_to_args_round_trips_every_knob() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from launcher import rendezvous
+from launcher.runtime import rendezvous
 
 
 def resource_config(tmp_path: Path, **extra: object) -> Path:

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from launcher.errors import LauncherError
+from launcher.runtime.train import checkpoint
+from launcher.runtime.train.dist import Dist
+from launcher.runtime.train.loop import SIGTERM_EXIT, Trainer, pick_precision
 from launcher.spec import TrainConfig
-from launcher.train import checkpoint
-from launcher.train.dist import Dist
-from launcher.train.loop import SIGTERM_EXIT, Trainer, pick_precision
-from tests.launcher.train.conftest import TINY
+from tests.launcher.runtime.train.conftest import TINY
 
 
 def _cfg(data: Path, **kw: object) -> TrainConfig:
@@ -181,7 +181,7 @@ def test_unknown_model_names_the_closest(tiny_data: Path, tmp_path: Path) -> Non
 
 
 def test_cpu_threads_follow_the_cores_and_the_local_processes_not_the_load() -> None:
-    from launcher.cpu import cpu_threads
+    from launcher.runtime.cpu import cpu_threads
 
     assert cpu_threads({}, cpus=2) == 2  # the old rule gave 1 on a loaded 2-core machine: speed followed the neighbours
     assert cpu_threads({}, cpus=8, processes=2) == 4
@@ -194,7 +194,7 @@ def test_cpu_threads_follow_the_cores_and_the_local_processes_not_the_load() -> 
 def test_the_trainer_uses_the_thread_policy(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from launcher.cpu import cpu_threads, usable_cpus
+    from launcher.runtime.cpu import cpu_threads, usable_cpus
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     before = torch.get_num_threads()

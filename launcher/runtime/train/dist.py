@@ -1,6 +1,6 @@
 """Process-group plumbing: one object that answers the DDP questions.
 
-Single-process runs (plain `python -m launcher.train`, or torchrun with one
+Single-process runs (plain `python -m launcher.runtime.train`, or torchrun with one
 process) get the same interface with no collectives, so the training loop
 has one code path. Every decision that ends or changes the loop (stop on
 SIGTERM, skip a non-finite step, early stopping) goes through `agree` so no

@@ -1,4 +1,4 @@
-"""`python -m launcher.train key=value ... [save_dir=DIR]` (directly or under torchrun)."""
+"""`python -m launcher.runtime.train key=value ... [save_dir=DIR]` (directly or under torchrun)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from launcher.train.config import parse_args  # noqa: PLC0415
+    from launcher.runtime.train.config import parse_args  # noqa: PLC0415
 
     dist = None
     try:
         cfg, save_dir = parse_args(sys.argv[1:] if argv is None else argv)
-        from launcher.train import dist as dist_mod  # noqa: PLC0415
-        from launcher.train.loop import Trainer  # noqa: PLC0415
+        from launcher.runtime.train import dist as dist_mod  # noqa: PLC0415
+        from launcher.runtime.train.loop import Trainer  # noqa: PLC0415
 
         dist = dist_mod.setup()
         save_dir.mkdir(parents=True, exist_ok=True)

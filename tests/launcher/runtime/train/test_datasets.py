@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from launcher import datasets
 from launcher.errors import LauncherError
-from launcher.train.data import scan
+from launcher.runtime import datasets
+from launcher.runtime.train.data import scan
 
 
 def test_digits_is_written_once_as_a_stratified_imagefolder(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ the real code (a trainer error is 2, a preempted rank 143), so the entrypoint
 runs torchrun through this module: the same argument parser and launcher
 (`torch.distributed.run.run`), with the first failure's exit code kept.
 
-    python -m launcher.torchrun [torchrun options] -m launcher.train key=value ...
+    python -m launcher.runtime.torchrun [torchrun options] -m launcher.runtime.train key=value ...
 """
 
 from __future__ import annotations

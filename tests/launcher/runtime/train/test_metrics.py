@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from launcher import contract
+from launcher.runtime.train import metrics, report
 from launcher.storage.local import LocalStore
 from launcher.storage.sync import Syncer, pull
-from launcher.train import metrics, report
-from tests.launcher.train.conftest import CSV_METRICS, fit_on_cpu, tiny_config
+from tests.launcher.runtime.train.conftest import CSV_METRICS, fit_on_cpu, tiny_config
 
 
 def _scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
@@ -49,7 +50,7 @@ def test_tensorboard_events_equal_results_csv(tiny_data: Path, tmp_path: Path) -
 def test_the_epoch_summary_line_carries_every_metric_and_sagemaker_regexes_read_it(tiny_data: Path, tmp_path: Path) -> None:
     out = fit_on_cpu(tiny_config(tiny_data), tmp_path)
     rows = report.read_rows(tmp_path / "results.csv")
-    for name, regex in metrics.LOG_REGEXES.items():
+    for name, regex in contract.LOG_REGEXES.items():
         values = [float(m.group(1)) for line in out.splitlines() if (m := re.search(regex, line))]
         if name == "gpu_mem_gib":
             assert values == []  # CPU run
@@ -103,6 +104,6 @@ def test_the_readme_shows_the_real_summary_line() -> None:
     from tests.conftest import REPO
 
     line = re.search(r"\n(\[train\] epoch 3/10: .+)\n", (REPO / "README.md").read_text()).group(1)  # type: ignore[union-attr]
-    values = {name: float(m.group(1)) for name, regex in metrics.LOG_REGEXES.items() if (m := re.search(regex, line))}
-    assert set(values) == set(metrics.LOG_REGEXES)
-    assert "[train] " + metrics.summary_line(values, 10) == line
+    values = {name: float(m.group(1)) for name, regex in contract.LOG_REGEXES.items() if (m := re.search(regex, line))}
+    assert set(values) == set(contract.LOG_REGEXES)
+    assert "[train] " + contract.summary_line(values, 10) == line

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from launcher.train import data
+from launcher.runtime.train import data
 
 
 def test_fraction_keeps_every_class_and_scales_each_class(tiny_data: Path) -> None:

@@ -22,15 +22,21 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from launcher import datasets
-from launcher.cpu import cpu_threads, usable_cpus
+from launcher import contract
 from launcher.errors import LauncherError
+from launcher.runtime import datasets
+from launcher.runtime.cpu import cpu_threads, usable_cpus
+from launcher.runtime.train import autobatch, checkpoint, data, report
+from launcher.runtime.train import metrics as sinks
+from launcher.runtime.train.dist import Dist
+from launcher.runtime.train.model import build_model
+from launcher.runtime.train.optim import (
+    ModelEMA,
+    Schedule,
+    build_optimizer,
+    resolve_auto,
+)
 from launcher.spec import TrainConfig
-from launcher.train import autobatch, checkpoint, data, report
-from launcher.train import metrics as sinks
-from launcher.train.dist import Dist
-from launcher.train.model import build_model
-from launcher.train.optim import ModelEMA, Schedule, build_optimizer, resolve_auto
 
 __all__ = ["Trainer", "pick_precision", "cpu_threads", "SIGTERM_EXIT", "batch_seed"]
 
@@ -434,9 +440,9 @@ class Trainer:
         finished = stop or self.epoch >= self.cfg.epochs
         if self.dist.main:
             values = {**row, **self._peak_memory()}
-            self.log(sinks.summary_line(values, self.cfg.epochs))
+            self.log(contract.summary_line(values, self.cfg.epochs))
             report.append_row(self.save_dir / "results.csv", row)
-            self.reporters.log(row["epoch"], {k: values[k] for k in sinks.METRICS if k in values})
+            self.reporters.log(row["epoch"], {k: values[k] for k in contract.METRICS if k in values})
             self.reporters.flush()  # before last.pt: the syncer uploads the events with this checkpoint
         self.save(finished=finished, end_of_epoch=True)
         if stop:

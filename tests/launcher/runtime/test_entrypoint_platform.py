@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from launcher import entrypoint, rendezvous
+from launcher.runtime import entrypoint, rendezvous
 
 
 def test_scratch_is_a_hidden_sibling_of_the_save_folder(tmp_path: Path) -> None:

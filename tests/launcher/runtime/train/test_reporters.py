@@ -11,8 +11,8 @@ from typing import Iterator, Mapping
 
 import pytest
 
-from launcher.train import metrics, report
-from tests.launcher.train.conftest import CSV_METRICS, fit_on_cpu, tiny_config
+from launcher.runtime.train import metrics, report
+from tests.launcher.runtime.train.conftest import CSV_METRICS, fit_on_cpu, tiny_config
 
 
 def _csv(save_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -178,7 +178,7 @@ def test_sdks_are_imported_only_by_the_sinks_that_use_them(tmp_path: Path) -> No
 
     from tests.conftest import REPO
 
-    code = ("import sys; from launcher.train import metrics; import launcher.backends.aws; "
+    code = ("import sys; from launcher.runtime.train import metrics; import launcher.backends.aws; "
             f"s = metrics.from_env(__import__('pathlib').Path({str(tmp_path)!r}), 1, {{}}, environ={{}}); s.close(); "
             "print(sorted(m for m in ('wandb', 'mlflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, timeout=120)
