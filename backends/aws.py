@@ -57,22 +57,9 @@ from typing import Any, Callable, Iterator, Mapping
 
 from pydantic import Field, field_validator, model_validator
 
-from launcher.backend import (
-    BackendCheck,
-    BackendOptions,
-    CloudBackend,
-    Offer,
-    follow_lines,
-)
+from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer, follow_lines
 from launcher.catalog import select
-from launcher.contract import (
-    ENTRYPOINT,
-    LOG_REGEXES,
-    SECRET_REFS_VARIABLE,
-    EntrypointArgs,
-    secret_ref,
-    secret_refs_value,
-)
+from launcher.contract import ENTRYPOINT, LOG_REGEXES, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.pushed import push, split_tag

@@ -34,21 +34,9 @@ from typing import Any, Iterator, Literal, Mapping
 
 from pydantic import Field, field_validator
 
-from launcher.backend import (
-    BackendCheck,
-    BackendOptions,
-    CloudBackend,
-    Offer,
-    follow_lines,
-)
+from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer, follow_lines
 from launcher.catalog import select
-from launcher.contract import (
-    ENTRYPOINT,
-    SECRET_REFS_VARIABLE,
-    EntrypointArgs,
-    secret_ref,
-    secret_refs_value,
-)
+from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
 from launcher.lazy import require
 from launcher.plan import JobRef, JobState, JobStatus, Plan

@@ -137,11 +137,7 @@ def _entrypoint_command(spec: JobSpec, fraction: float, save_dir: Path) -> list[
 
 
 def _from_trainer_output(spec: JobSpec, save_dir: Path, lines: list[tuple[float, str]]) -> Throughput:
-    from launcher.estimate.record import (
-        device_of,
-        per_process_images_per_s,
-        read_results,
-    )
+    from launcher.estimate.record import device_of, per_process_images_per_s, read_results
 
     results = read_results(save_dir / "results.json")
     world = max(int(results.get("world_size") or 1), 1)

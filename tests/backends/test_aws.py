@@ -19,12 +19,7 @@ import botocore.session
 import pytest
 from botocore.stub import Stubber
 from botocore.validate import ParamValidator
-from launcher.backends.aws import (
-    DATA_DIR,
-    SageMakerBackend,
-    map_status,
-    sagemaker_job_name,
-)
+from launcher.backends.aws import DATA_DIR, SageMakerBackend, map_status, sagemaker_job_name
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 

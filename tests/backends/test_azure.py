@@ -16,14 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from launcher.backends.azure import (
-    STATES,
-    AzureMLBackend,
-    AzureOptions,
-    job_from_payload,
-    log_files,
-    secret_name,
-)
+from launcher.backends.azure import STATES, AzureMLBackend, AzureOptions, job_from_payload, log_files, secret_name
 
 from launcher import registry
 from launcher.errors import LauncherError, SpecError
@@ -341,9 +334,7 @@ def test_status_maps_states_and_reports_the_error(fake: FakeAzure) -> None:
 
 
 def test_every_azure_status_is_mapped() -> None:
-    from azure.ai.ml._restclient.arm_ml_service.models._enums import (
-        JobStatus as AzureStatus,
-    )
+    from azure.ai.ml._restclient.arm_ml_service.models._enums import JobStatus as AzureStatus
 
     assert {s.value for s in AzureStatus} <= set(STATES)
     assert STATES["Completed"] is JobState.SUCCEEDED and STATES["Canceled"] is JobState.STOPPED

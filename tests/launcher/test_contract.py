@@ -8,12 +8,7 @@ import json
 
 import pytest
 
-from launcher.contract import (
-    SECRET_REFS_VARIABLE,
-    EntrypointArgs,
-    secret_ref,
-    secret_refs_value,
-)
+from launcher.contract import SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.runtime.entrypoint import parse_args
 from launcher.runtime.secrets import RESOLVERS, resolve_environment
 

@@ -2,13 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from launcher.runtime.grace import (
-    GRACE_S,
-    checkpoint_bytes,
-    fit_warning,
-    remember_rate,
-    remembered_rate,
-)
+from launcher.runtime.grace import GRACE_S, checkpoint_bytes, fit_warning, remember_rate, remembered_rate
 from launcher.storage import open_store
 
 

@@ -5,13 +5,7 @@ import math
 import pytest
 import torch
 
-from launcher.runtime.train.optim import (
-    ModelEMA,
-    Schedule,
-    build_optimizer,
-    param_groups,
-    resolve_auto,
-)
+from launcher.runtime.train.optim import ModelEMA, Schedule, build_optimizer, param_groups, resolve_auto
 
 
 def _net() -> torch.nn.Module:
