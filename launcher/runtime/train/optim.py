@@ -110,13 +110,23 @@ class Schedule:
 
 
 class ModelEMA:
-    """Exponential moving average of a model's weights, used for validation."""
+    """Exponential moving average of a model's weights, used for validation.
 
-    def __init__(self, model, decay: float = 0.9999, tau: float = 2000.0) -> None:  # type: ignore[no-untyped-def]
+    `step` counts optimizer steps and folds the weights in every `every` of
+    them with the decay of that many steps (decay ** n), so the average keeps
+    its time constant; `flush` folds in the steps still pending (the trainer
+    calls it at the end of each epoch, before validation). Sampling the
+    weights every few steps instead of every step is the EMA callbacks'
+    `every_n_steps` of Lightning and NeMo; the pending count is part of the
+    state, so a resumed run folds in exactly the steps an uninterrupted one does.
+    """
+
+    def __init__(self, model, decay: float = 0.9999, tau: float = 2000.0, every: int = 1) -> None:  # type: ignore[no-untyped-def]
         self.module = copy.deepcopy(_unwrap(model)).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
         self.decay, self.tau, self.updates = decay, tau, 0
+        self.every, self.pending = max(1, every), 0
         self._cache: tuple | None = None
 
     def _pairs(self, model):  # type: ignore[no-untyped-def]
@@ -129,23 +139,36 @@ class ModelEMA:
             self._cache = (model, [dst[k] for k in floats], [src[k] for k in floats], [dst[k] for k in ints], [src[k] for k in ints])
         return self._cache[1:]
 
-    def update(self, model) -> None:  # type: ignore[no-untyped-def]
+    def step(self, model) -> None:  # type: ignore[no-untyped-def]
+        """One optimizer step done: fold the weights in when `every` steps are pending."""
+        self.pending += 1
+        if self.pending >= self.every:
+            self.flush(model)
+
+    def flush(self, model) -> None:  # type: ignore[no-untyped-def]
+        if self.pending:
+            self.update(model, self.pending)
+
+    def update(self, model, steps: int = 1) -> None:  # type: ignore[no-untyped-def]
+        """Fold the current weights in for `steps` optimizer steps at once."""
         import torch  # noqa: PLC0415
 
-        self.updates += 1
+        self.updates += steps
+        self.pending = 0
         d = self.decay * (1 - math.exp(-self.updates / self.tau))
         ema, cur, ema_int, cur_int = self._pairs(model)
         with torch.no_grad():
-            torch._foreach_lerp_(ema, cur, 1.0 - d)  # ema = d * ema + (1 - d) * cur, one fused call
+            torch._foreach_lerp_(ema, cur, 1.0 - d**steps)  # ema = d^n * ema + (1 - d^n) * cur, one fused call
             for e, c in zip(ema_int, cur_int):  # integer buffers (BatchNorm's num_batches_tracked) follow the model
                 e.copy_(c)
 
     def state_dict(self) -> dict:
-        return {"module": self.module.state_dict(), "updates": self.updates}
+        return {"module": self.module.state_dict(), "updates": self.updates, "pending": self.pending}
 
     def load_state_dict(self, state: dict) -> None:
         self.module.load_state_dict(state["module"])
         self.updates = int(state["updates"])
+        self.pending = int(state.get("pending", 0))  # checkpoints from before `every` folded in every step
 
 
 def _unwrap(model):  # type: ignore[no-untyped-def]

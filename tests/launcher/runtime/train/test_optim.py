@@ -79,3 +79,47 @@ def test_ema_keeps_following_after_many_in_place_steps() -> None:
     assert torch.equal(ema.module[0].weight, net[0].weight)
     assert torch.equal(ema.module[1].running_mean, net[1].running_mean)
     assert ema.module[1].num_batches_tracked.item() == 3
+
+
+def test_ema_every_n_steps_folds_the_weights_in_with_the_decay_of_n_steps() -> None:
+    net = torch.nn.Linear(2, 1)
+    ema = ModelEMA(net, decay=0.9, tau=1.0, every=3)
+    before = ema.module.weight.clone()
+    for _ in range(2):
+        with torch.no_grad():
+            net.weight.add_(1.0)
+        ema.step(net)
+    assert torch.equal(ema.module.weight, before) and ema.pending == 2  # nothing folded in yet
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.step(net)
+    d = 0.9 * (1 - math.exp(-3))
+    assert ema.pending == 0 and ema.updates == 3
+    assert torch.allclose(ema.module.weight, d**3 * before + (1 - d**3) * net.weight)
+    ema.step(net)
+    ema.flush(net)  # the end of an epoch: the one pending step is folded in
+    assert ema.pending == 0 and ema.updates == 4
+
+
+def test_a_resumed_ema_folds_in_the_same_steps_as_an_uninterrupted_one() -> None:
+    def run(net: torch.nn.Module, ema: ModelEMA, steps: range) -> None:
+        for i in steps:
+            with torch.no_grad():
+                net.weight.add_(float(i))
+            ema.step(net)
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(2, 1)
+    whole = ModelEMA(net, decay=0.9, tau=1.0, every=4)
+    run(net, whole, range(10))
+
+    torch.manual_seed(0)
+    net2 = torch.nn.Linear(2, 1)
+    first = ModelEMA(net2, decay=0.9, tau=1.0, every=4)
+    run(net2, first, range(6))  # stopped with two steps pending
+    state = first.state_dict()
+    assert state["pending"] == 2
+    resumed = ModelEMA(net2, decay=0.9, tau=1.0, every=4)
+    resumed.load_state_dict(state)
+    run(net2, resumed, range(6, 10))
+    assert torch.equal(resumed.module.weight, whole.module.weight) and resumed.pending == whole.pending == 2
