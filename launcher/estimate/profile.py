@@ -2,12 +2,13 @@
 
 With the project's trainer installed (`launcher.runtime.train`), the profile runs the
 real trainer under the container entrypoint (torchrun), as `launch run` starts
-it on this machine, for two short epochs (a class-stratified
-`fraction` of the data sized to about N steps) with the spec's model, batch,
+it on this machine, for three short epochs (a class-stratified
+`fraction` of the data sized to about N steps in all) with the spec's model, batch,
 image size and AMP, so that data loading, augmentation and the optimizer are
 all in the figure. From the trainer's results.json and results.csv it keeps:
 
-- images/s of the steady (second) epoch,
+- images/s of the steady epochs (all but the first, together: one short
+  epoch alone swung the figure by 15% on a shared machine),
 - the per-epoch overhead beyond the images (loader start, validation setup,
   checkpoint save),
 - the per-run overhead (process start, imports, data and model setup, first
@@ -41,7 +42,7 @@ from launcher.spec import JobSpec
 
 __all__ = ["profile", "trainer_available", "profile_with_trainer", "profile_synthetic", "PROFILE_EPOCHS"]
 
-PROFILE_EPOCHS = 2  # the second epoch is the steady one; the first carries the warm-up
+PROFILE_EPOCHS = 3  # the first carries the warm-up; the others are the steady ones, averaged
 Runner = Callable[[Sequence[str], dict[str, str], float], list[tuple[float, str]]]
 
 
@@ -50,11 +51,11 @@ def trainer_available() -> bool:
 
 
 def profile(
-    spec: JobSpec, steps: int = 20, jobs: JobRegistry | None = None, synthetic: bool | None = None, run: Runner | None = None
+    spec: JobSpec, steps: int = 30, jobs: JobRegistry | None = None, synthetic: bool | None = None, run: Runner | None = None
 ) -> Throughput:
     """Measure `spec` on this machine and record the figure in the job registry (`run` runs the trainer: tests)."""
-    if steps < 2:
-        raise LauncherError("--steps must be at least 2.", "Pass --steps 20 or more for a stable figure.")
+    if steps < PROFILE_EPOCHS:
+        raise LauncherError(f"--steps must be at least {PROFILE_EPOCHS} (one per profiled epoch).", "Pass --steps 30 or more for a stable figure.")
     use_synthetic = (not trainer_available()) if synthetic is None else synthetic
     record = profile_synthetic(spec, steps) if use_synthetic else profile_with_trainer(spec, steps, run)
     (jobs or JobRegistry()).add_throughput(record)
@@ -107,7 +108,7 @@ def _collect(proc: subprocess.Popen, start: float, lines: list[tuple[float, str]
 
 
 def profile_with_trainer(spec: JobSpec, steps: int, run: Runner | None = None, timeout: float = 1800) -> Throughput:
-    """Two short epochs of the real trainer under the container entrypoint, as `launch run` starts it locally."""
+    """Short epochs of the real trainer under the container entrypoint, as `launch run` starts it locally."""
     from launcher.estimate.model import dataset_size
 
     data = dataset_size(spec)
@@ -142,7 +143,7 @@ def _from_trainer_output(spec: JobSpec, save_dir: Path, lines: list[tuple[float,
     results = read_results(save_dir / "results.json")
     world = max(int(results.get("world_size") or 1), 1)
     rows = _epoch_rows(save_dir / "results.csv")
-    ips = float(rows[-1]["images_per_s"]) / world if rows else per_process_images_per_s(results)
+    ips = _steady_images_per_s(rows) / world if rows else per_process_images_per_s(results)
     if not ips:
         raise LauncherError("The profiling run reported no throughput.", "Check the trainer's results.json.")
     details: dict[str, Any] = {"method": "trainer", "wall_time_s": round(lines[-1][0], 3), "fraction_images": results.get("train_images")}
@@ -157,21 +158,33 @@ def _from_trainer_output(spec: JobSpec, save_dir: Path, lines: list[tuple[float,
 def _overheads(lines: list[tuple[float, str]], rows: list[dict[str, float]], results: dict[str, Any], ips: float) -> dict[str, float]:
     """Per-run and per-epoch costs beyond the modelled image work, from when the epoch lines arrived.
 
-    The interval between the last two epoch lines is one steady epoch: its
-    checkpoint save, training and validation. What it holds beyond training
-    (the CSV's time_s) and modelled validation is the per-epoch overhead; the
-    wall time minus PROFILE_EPOCHS such intervals is the per-run overhead.
+    The interval between two epoch lines is one steady epoch: its checkpoint
+    save, training and validation. What the steady intervals hold on average
+    beyond training (the CSV's time_s) and modelled validation is the
+    per-epoch overhead; the wall time minus PROFILE_EPOCHS such intervals is
+    the per-run overhead.
     """
     marks = [t for t, text in lines if _EPOCH_LINE.search(text)]
-    if len(marks) < 2 or not rows or "time_s" not in rows[-1]:
+    steady = rows[1:]
+    if len(marks) < 2 or not steady or any("time_s" not in row for row in steady):
         return {}
-    interval = marks[-1] - marks[-2]
+    interval = (marks[-1] - marks[0]) / (len(marks) - 1)
+    train_s = sum(float(row["time_s"]) for row in steady) / len(steady)
     world = max(int(results.get("world_size") or 1), 1)
     val = float(results.get("val_images") or 0) / world / (ips * gpu_table()["validation_speedup"])
     return {
-        "epoch_overhead_s": round(interval - float(rows[-1]["time_s"]) - val, 3),
+        "epoch_overhead_s": round(interval - train_s - val, 3),
         "overhead_s": round(max(0.0, lines[-1][0] - PROFILE_EPOCHS * interval), 3),
     }
+
+
+def _steady_images_per_s(rows: list[dict[str, float]]) -> float:
+    """Images over seconds of the epochs after the first (the only one, if it is all there is)."""
+    steady = rows[1:] or rows
+    seconds = sum(float(row.get("time_s", 0.0)) for row in steady)
+    if seconds <= 0:
+        return float(steady[-1]["images_per_s"])
+    return sum(float(row["images_per_s"]) * float(row["time_s"]) for row in steady) / seconds
 
 
 def _epoch_rows(path: Path) -> list[dict[str, float]]:

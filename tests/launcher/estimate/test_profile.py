@@ -22,19 +22,20 @@ class FakeTrainerRun:
         self.cmd: list[str] = []
         self.lines = code_lines or [
             (4.0, "[launcher] local: node 0/1, 1 process(es) per node"),
-            (20.0, "[train] epoch 1/2: train_loss 2.1 val_loss 1.9 top1 0.4 top5 0.9"),
-            (30.0, "[train] epoch 2/2: train_loss 1.1 val_loss 1.0 top1 0.7 top5 0.99"),
-            (33.0, ""),
+            (20.0, "[train] epoch 1/3: train_loss 2.1 val_loss 1.9 top1 0.4 top5 0.9"),
+            (30.0, "[train] epoch 2/3: train_loss 1.1 val_loss 1.0 top1 0.7 top5 0.99"),
+            (42.0, "[train] epoch 3/3: train_loss 0.9 val_loss 0.8 top1 0.8 top5 0.99"),
+            (45.0, ""),
         ]
 
     def __call__(self, cmd: Sequence[str], env: dict[str, str], timeout: float) -> list[tuple[float, str]]:
         self.cmd = list(cmd)
         save = Path(cmd[cmd.index("--save-dir") + 1])
         save.mkdir(parents=True, exist_ok=True)
-        (save / "results.csv").write_text("epoch,time_s,images_per_s\n1,9.0,16.7\n2,6.0,25.0\n")
+        (save / "results.csv").write_text("epoch,time_s,images_per_s\n1,9.0,16.7\n2,6.0,25.0\n3,8.0,18.75\n")
         results = {"images_per_second": 90.0, "images_per_second_per_process": 90.0, "world_size": 1, "device": "cpu",
                    "device_name": "x86_64", "precision": "bf16", "batch": 32, "imgsz": 224, "model": "resnet50",
-                   "train_images": 150, "val_images": 360, "epochs_run": 2, "wall_time_s": 28.0}  # fmt: skip
+                   "train_images": 150, "val_images": 360, "epochs_run": 3, "wall_time_s": 40.0}  # fmt: skip
         (save / "results.json").write_text(json.dumps(results))
         return self.lines
 
@@ -42,23 +43,24 @@ class FakeTrainerRun:
 def test_profile_runs_the_trainer_and_records_overheads(tmp_path) -> None:
     jobs = JobRegistry(tmp_path / "j.db")
     run = FakeTrainerRun()
-    record = profile(spec(resources={"gpus": 0}), steps=10, jobs=jobs, synthetic=False, run=run)
+    record = profile(spec(resources={"gpus": 0}), steps=15, jobs=jobs, synthetic=False, run=run)
     assert run.cmd[1:3] == ["-m", "launcher.runtime.entrypoint"] and "--" in run.cmd
     train_args = run.cmd[run.cmd.index("train") + 1 :]
-    assert "epochs=2" in train_args and "model=resnet50" in train_args and "epochs=10" not in train_args
-    assert f"fraction={10 / 2 * 32 / 1437:.6g}" in train_args
-    assert (record.images_per_s, record.device, record.precision, record.source) == (25.0, "cpu", "amp", "profile")
-    # one steady epoch = 10 s between the epoch lines: 6 s training + 4.8 s modelled validation (360 / (3 x 25)) - 0.8 s
-    assert record.details["epoch_overhead_s"] == pytest.approx(-0.8)
-    assert record.details["overhead_s"] == pytest.approx(33.0 - 2 * 10.0)
+    assert "epochs=3" in train_args and "model=resnet50" in train_args and "epochs=10" not in train_args
+    assert f"fraction={15 / 3 * 32 / 1437:.6g}" in train_args
+    # the steady epochs together: (150 + 150) images in (6 + 8) s; the warm-up epoch does not count
+    assert (record.images_per_s, record.device, record.precision, record.source) == (pytest.approx(300 / 14), "cpu", "amp", "profile")
+    # a steady epoch = 11 s between epoch lines on average: 7 s training + modelled validation (360 / (3 x 300 / 14)) + overhead
+    assert record.details["epoch_overhead_s"] == pytest.approx(11.0 - 7.0 - 360 / (3 * 300 / 14), abs=1e-3)
+    assert record.details["overhead_s"] == pytest.approx(45.0 - 3 * 11.0)
     (stored,) = jobs.throughputs(device="cpu")
-    assert stored.images_per_s == 25.0
+    assert stored.images_per_s == pytest.approx(300 / 14)
 
 
 def test_local_estimate_reproduces_the_profiled_run(tmp_path) -> None:
     """Estimating the profiled run itself must give back its wall time."""
     jobs = JobRegistry(tmp_path / "j.db")
-    s = spec(resources={"gpus": 0}, epochs=2, fraction=150 / 1437)
+    s = spec(resources={"gpus": 0}, epochs=3, fraction=150 / 1437)
     profile(s, steps=10, jobs=jobs, synthetic=False, run=FakeTrainerRun())
     from launcher.estimate.local import LocalCosts, local_offers
 
@@ -70,7 +72,7 @@ def test_local_estimate_reproduces_the_profiled_run(tmp_path) -> None:
 
     (row,) = estimate(s, [Local()], jobs=jobs)  # type: ignore[list-item]
     assert row.source == "measured"
-    assert row.total_s == pytest.approx(33.0, rel=0.01)
+    assert row.total_s == pytest.approx(45.0, rel=0.01)
 
 
 def test_a_local_checkpoint_store_is_profiled_into_scratch(tmp_path) -> None:
