@@ -1,6 +1,6 @@
 """Trainer throughput, measured side by side in one run on this machine.
 
-    python benchmarks/bench_trainer.py [--images 512] [--model resnet18] [--imgsz 32] [--batch 32]
+    python benchmarks/bench_trainer.py [--images 768] [--model resnet18] [--imgsz 32] [--batch 32]
 
 (1) ceiling: the trainer's images/s (cache=ram) over a bare loop on the same
     model, batch, precision and optimizer with every batch pre-loaded as a
@@ -147,13 +147,13 @@ def _pin_threads() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=384, help="training images (plus a quarter for validation)")
+    parser.add_argument("--images", type=int, default=768, help="training images (plus a quarter for validation); 384 gave 1 s epochs, too short to be steady")
     parser.add_argument("--source", type=int, default=160, help="side of the JPEG files in pixels")
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--imgsz", type=int, default=32)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved repetitions; the best of each is kept")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the best of each is kept")
     args = parser.parse_args()
     threads = _pin_threads()
     with tempfile.TemporaryDirectory() as tmp:
