@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,17 @@ def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     state = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("LAUNCHER_STATE_DIR", str(state))
     return state
+
+
+def stop_service(proc: subprocess.Popen, grace: float = 10.0) -> None:  # type: ignore[type-arg]
+    """SIGTERM, then SIGKILL after `grace` seconds: a server that lingers in its own graceful
+    shutdown (Azurite waiting on an idle keep-alive connection) must not fail the session's teardown."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(grace)
 
 
 def require_service(name: str, available: bool, why: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import pytest
 
 from tests.conformance.cluster import bridge_address, free_port, wait_port
-from tests.conftest import require_service
+from tests.conftest import require_service, stop_service
 from tests.docker_base import docker_client, train_image_or_skip
 
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -104,6 +104,5 @@ def azurite_endpoint(addr: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         require_service("Azurite", wait_port(addr, port), "azurite-blob did not open its port within 30 s")
         yield f"http://{addr}:{port}/{AZURITE_ACCOUNT}"
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_service(proc)
 

@@ -28,7 +28,7 @@ import pytest
 from launcher.storage import open_store
 from launcher.storage.base import Store
 from launcher.storage.retry import RetryPolicy
-from tests.conftest import require_service
+from tests.conftest import require_service, stop_service
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -149,8 +149,7 @@ def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         require_service("Azurite", wait_port(port), "azurite-blob did not open its port within 30 s")
         yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_service(proc)
 
 
 def azure_connection_string(endpoint: str) -> str:
