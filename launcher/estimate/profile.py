@@ -181,10 +181,10 @@ def _overheads(lines: list[tuple[float, str]], rows: list[dict[str, float]], res
 def _steady_images_per_s(rows: list[dict[str, float]]) -> float:
     """Images over seconds of the epochs after the first (the only one, if it is all there is)."""
     steady = rows[1:] or rows
-    seconds = sum(float(row.get("time_s", 0.0)) for row in steady)
-    if seconds <= 0:
+    seconds = [float(row.get("time_s", 0.0)) for row in steady]
+    if sum(seconds) <= 0:
         return float(steady[-1]["images_per_s"])
-    return sum(float(row["images_per_s"]) * float(row["time_s"]) for row in steady) / seconds
+    return sum(float(row["images_per_s"]) * s for row, s in zip(steady, seconds)) / sum(seconds)
 
 
 def _epoch_rows(path: Path) -> list[dict[str, float]]:
