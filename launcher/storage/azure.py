@@ -84,7 +84,7 @@ class AzureStore(CloudStore):
                     reader, length=size, overwrite=True, max_concurrency=self.concurrency,
                     progress_hook=_progress_hook(progress),
                 )  # fmt: skip
-                return sha256 or reader.digest.hexdigest(size)
+                return sha256 or reader.hexdigest(size)
 
         sha = self.retry.call(run, f"upload {self.url(key)}")
         return ObjectInfo(key, size, sha)
@@ -99,7 +99,7 @@ class AzureStore(CloudStore):
             with open(dest, "wb") as f:
                 writer = HashingFile(f)
                 stream.readinto(writer)
-                return writer.digest.hexdigest(stream.size)
+                return writer.hexdigest(stream.size)
 
         try:
             return self.retry.call(run, f"download {self.url(key)}")

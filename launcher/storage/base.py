@@ -18,6 +18,7 @@ import hashlib
 import io
 import threading
 from abc import ABC, abstractmethod
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
@@ -107,15 +108,17 @@ def sha256_file(path: Path, progress: Progress | None = None) -> str:
 
 
 class OrderedDigest:
-    """The sha256 of bytes that arrive at offsets, in any order, perhaps twice (a retried chunk).
+    """The sha256 (and any `also` hashers, like GCS's crc32c) of bytes that arrive at offsets, in any order, perhaps twice.
 
-    SDKs that move chunks in parallel read or write them out of order; bytes
-    that continue the hashed prefix are hashed at once, later ones wait in
-    memory (a few chunks at most) until the gap before them fills.
+    SDKs that move chunks in parallel read or write them out of order, and a
+    retried transfer reads or writes them again; bytes that continue the
+    hashed prefix are hashed at once, bytes already hashed are skipped, later
+    ones wait in memory (a few chunks at most) until the gap before them fills.
     """
 
-    def __init__(self) -> None:
-        self._sha = hashlib.sha256()
+    def __init__(self, sha256: bool = True, also: tuple[Any, ...] = ()) -> None:
+        self._sha = hashlib.sha256() if sha256 else None
+        self.also = also
         self.done = 0
         self._waiting: dict[int, bytes] = {}
         self._lock = threading.Lock()
@@ -133,25 +136,42 @@ class OrderedDigest:
     def _take(self, offset: int, data: Any) -> None:
         skip = self.done - offset  # bytes already hashed (a chunk sent or written again)
         if skip < len(data):
-            self._sha.update(memoryview(data)[skip:])
+            view = memoryview(data)[skip:]
+            if self._sha is not None:
+                self._sha.update(view)
+            for hasher in self.also:  # crc32c takes bytes only
+                hasher.update(data if skip == 0 and isinstance(data, bytes) else bytes(view))
             self.done += len(data) - skip
+
+    def complete(self, size: int) -> bool:
+        """True when exactly `size` bytes were seen without a gap."""
+        return self.done == size and not self._waiting
 
     def hexdigest(self, size: int) -> str | None:
         """The sha256 when exactly `size` bytes were seen without a gap, else None."""
-        return self._sha.hexdigest() if self.done == size and not self._waiting else None
+        return self._sha.hexdigest() if self._sha is not None and self.complete(size) else None
 
 
 class HashingFile(io.RawIOBase):
     """A file wrapper for SDK calls: hashes what is read or written (at its offset) and reports progress.
 
     `seekable=False` makes SDKs that read blocks in parallel from a seekable
-    file read it once, in order, and only send in parallel.
+    file read it once, in order, and only send in parallel. Chunks of at
+    least `BEHIND` bytes are hashed on a helper thread while the SDK sends
+    or the next one arrives (hashlib releases the GIL), so the transfer does
+    not wait for the hash; `hexdigest` waits for it. `also`: more hashers fed
+    the same bytes in order (GCS's crc32c).
     """
 
-    def __init__(self, raw: Any, progress: Progress | None = None, seekable: bool = True, hashing: bool = True) -> None:
-        self.raw, self.progress, self._seekable, self._hashing = raw, progress, seekable, hashing
-        self.digest = OrderedDigest()
+    BEHIND = 1 << 20
+
+    def __init__(self, raw: Any, progress: Progress | None = None, seekable: bool = True, hashing: bool = True,
+                 also: tuple[Any, ...] = ()) -> None:  # fmt: skip
+        self.raw, self.progress, self._seekable, self._hashing = raw, progress, seekable, hashing or bool(also)
+        self.digest = OrderedDigest(sha256=hashing, also=also)
         self._pos = raw.tell()  # kept here: a buffered file's tell() is a system call per 8 KiB chunk
+        self._helper: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
 
     def readable(self) -> bool:
         return True
@@ -164,19 +184,43 @@ class HashingFile(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         data = self.raw.read(size)
-        if self._hashing:
-            self.digest.feed(self._pos, data)
+        self._feed(data)
         self._pos += len(data)
         self._report(len(data))
         return data
 
     def write(self, data: Any) -> int:
-        if self._hashing:
-            self.digest.feed(self._pos, data)
+        self._feed(data)
         written = self.raw.write(data)
         self._pos += written
         self._report(len(data))
         return written
+
+    def _feed(self, data: Any) -> None:
+        if not self._hashing:
+            return
+        if not isinstance(data, bytes) or len(data) < self.BEHIND:  # small, or a buffer the caller may reuse
+            self.digest.feed(self._pos, data)
+            return
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(1, thread_name_prefix="sha256")
+        if len(self._pending) >= 2:  # at most two chunks held for hashing
+            self._pending.pop(0).result()
+        self._pending.append(self._helper.submit(self.digest.feed, self._pos, data))
+
+    def wait(self) -> None:
+        """Until the helper has hashed every chunk handed to it."""
+        for pending in self._pending:
+            pending.result()
+        self._pending.clear()
+        if self._helper is not None:
+            self._helper.shutdown()
+            self._helper = None
+
+    def hexdigest(self, size: int) -> str | None:
+        """The sha256 of the `size` bytes moved (None if there was a gap), once the helper has hashed them all."""
+        self.wait()
+        return self.digest.hexdigest(size)
 
     def _report(self, n: int) -> None:
         if self.progress and n:

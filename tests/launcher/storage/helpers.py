@@ -22,13 +22,16 @@ class FaultProxy:
 
     Throttling and 5xx are injected at the HTTP level, so each SDK parses a
     real error response and our retry layer sees the exception the SDK raises.
+    `corrupt`: the first so many PUT bodies of at least `corrupt_min` bytes
+    reach the server with one byte flipped (what a checksum must catch).
     """
 
     STATUSES = (503, 500, 429)
 
-    def __init__(self, upstream: str, fail: int) -> None:
+    def __init__(self, upstream: str, fail: int, corrupt: int = 0, corrupt_min: int = 1 << 20) -> None:
         self.upstream = urlsplit(upstream)
         self.fail_left = fail
+        self.corrupt_left, self.corrupt_min, self.corrupted = corrupt, corrupt_min, 0
         self.failed = 0
         self.forwarded = 0
         self.lock = threading.Lock()
@@ -58,6 +61,15 @@ class FaultProxy:
             self.failed += 1
             return self.STATUSES[self.failed % len(self.STATUSES)]
 
+    def _mangle(self, method: str, body: bytes | None) -> bytes | None:
+        with self.lock:
+            if method != "PUT" or not body or len(body) < self.corrupt_min or self.corrupt_left <= 0:
+                return body
+            self.corrupt_left -= 1
+            self.corrupted += 1
+        middle = len(body) // 2
+        return body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]
+
     def _handler(self):  # type: ignore[no-untyped-def]
         proxy = self
 
@@ -75,7 +87,7 @@ class FaultProxy:
                     return self._fail(status)
                 conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
-                conn.request(self.command, self.path, body=body, headers=headers)
+                conn.request(self.command, self.path, body=proxy._mangle(self.command, body), headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
                 self.send_response(resp.status, resp.reason)

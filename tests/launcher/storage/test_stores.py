@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -106,6 +107,31 @@ def test_ordered_digest_hashes_chunks_in_any_order_and_repeats() -> None:
         digest.feed(offset, chunk)
     assert digest.hexdigest(10) == hashlib.sha256(b"abcdefghij").hexdigest()
     assert digest.hexdigest(11) is None  # a short transfer has no digest
+
+
+def test_hashing_file_hashes_big_chunks_on_a_helper_and_waits_for_them(tmp_path: Path) -> None:
+    """Chunks of BEHIND bytes or more are hashed behind the transfer; small ones and reused buffers at once."""
+    import hashlib
+
+    from launcher.storage.base import HashingFile
+
+    big = HashingFile.BEHIND
+    data = bytes(range(256)) * (3 * big // 256) + b"tail"
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    with open(src, "rb") as f:
+        reader = HashingFile(f)
+        while reader.read(big):
+            pass
+        assert reader._pending  # the last chunks are still queued for the helper
+        assert reader.hexdigest(len(data)) == hashlib.sha256(data).hexdigest()
+    with open(tmp_path / "dest", "wb") as f:
+        writer = HashingFile(f)
+        writer.write(bytearray(data[:10]))  # a buffer the caller may reuse: hashed before write returns
+        writer.write(data[10 : 10 + 2 * big])
+        writer.write(memoryview(data)[10 + 2 * big :])
+        assert writer.hexdigest(len(data)) == hashlib.sha256(data).hexdigest()
+    assert (tmp_path / "dest").read_bytes() == data
 
 
 def test_push_pull_sends_only_changes(kind: StoreKind, tmp_path: Path) -> None:
@@ -241,6 +267,37 @@ def test_throttling_and_5xx_are_retried(remote_kind: StoreKind, tmp_path: Path) 
         assert pull(store, tmp_path / "dest").manifest == manifest
     assert proxy.failed == 4 and proxy.forwarded > 0
     assert files_of(tmp_path / "dest") == fake_checkpoint(1)
+
+
+def test_gcs_large_files_stream_in_one_request_and_a_corrupted_one_is_sent_again(gcs_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above MULTIPART_MAX a file is one resumable session and one streamed PUT; the crc32c GCS
+    computes is checked against ours, so a body damaged on the way is detected and uploaded again."""
+    from launcher.storage import gcs
+
+    monkeypatch.setattr(gcs, "MULTIPART_MAX", 64 << 10)
+    monkeypatch.setattr(gcs, "READ", 16 << 10)
+    files = {"last.pt": os.urandom(300 << 10), "results.csv": b"epoch\n1\n"}
+    write_files(tmp_path / "src", files)
+    with FaultProxy(gcs_kind.endpoint, fail=0, corrupt=1, corrupt_min=64 << 10) as proxy:
+        retry = RetryPolicy(sleep=lambda _s: None)
+        manifest = push(gcs_kind.store("run", endpoint=proxy.endpoint, retry=retry), tmp_path / "src")
+    assert proxy.corrupted == 1 and retry.retries == 1  # the damaged body, sent again
+    assert manifest.files["last.pt"].sha256 == hashlib.sha256(files["last.pt"]).hexdigest()
+    assert pull(gcs_kind.store("run"), tmp_path / "dest").manifest == manifest
+    assert files_of(tmp_path / "dest") == files
+
+
+def test_gcs_a_corrupted_upload_is_an_error_when_not_retried(gcs_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control for the test above: without retries the mismatch surfaces; nothing is reported as sent."""
+    from launcher.storage import gcs
+
+    monkeypatch.setattr(gcs, "MULTIPART_MAX", 64 << 10)
+    (tmp_path / "big.pt").write_bytes(os.urandom(200 << 10))
+    with FaultProxy(gcs_kind.endpoint, fail=0, corrupt=1, corrupt_min=64 << 10) as proxy:
+        store = gcs_kind.store(endpoint=proxy.endpoint, retry=RetryPolicy(attempts=1))
+        with pytest.raises(gcs.UploadMismatch, match="crc32c"):
+            store.put("big.pt", tmp_path / "big.pt")
+    assert proxy.corrupted == 1
 
 
 @pytest.mark.parametrize("name", ["s3", "azure"])
