@@ -13,7 +13,9 @@ BENCH_SMALL_FILES files of BENCH_SMALL_KB - times, side by side:
         `download_to_filename`, `download_blob(max_concurrency=8).readinto`.
 Our side hashes every byte and the SDK calls do not; both share the CPU with
 the server. Prints the ratio sdk_time / launcher_time per store, folder and
-direction (>= 1.0: at least as fast as the SDK), best of --rounds.
+direction (>= 1.0: at least as fast as the SDK), best of --rounds. Rounds
+alternate which side goes first and delete what they stored, so neither side
+always meets a fuller or warmer server.
 """
 
 from __future__ import annotations
@@ -198,19 +200,26 @@ def files_of(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
 
-def one_round(server: Server, folder: Path, tmp: Path, tag: str) -> dict[str, float]:
+def one_round(server: Server, folder: Path, tmp: Path, tag: str, sdk_first: bool) -> dict[str, float]:
+    """Both sides up, then both down, in the order given; then every object of the round is deleted,
+    so a server that holds objects in memory (moto, the GCS emulator) is as full for each round."""
     sdk_prefix = f"sdk-{tag}"
     down_sdk, down_ours = tmp / f"sdk-down-{tag}", tmp / f"ours-down-{tag}"
     down_sdk.mkdir()
     pusher = Pusher(server.store(f"ours-{tag}"), folder, keep=3, log=lambda _m: None, scratch=tmp / f"scratch-{tag}")
-    result = {
-        "sdk_up": timed(lambda: [server.sdk_up(p, f"{sdk_prefix}/{p.name}") for p in files_of(folder)]),
-        "ours_up": timed(pusher.push),
-        "sdk_down": timed(lambda: [server.sdk_down(f"{sdk_prefix}/{p.name}", down_sdk / p.name) for p in files_of(folder)]),
-        "ours_down": timed(lambda: pull(server.store(f"ours-{tag}"), down_ours, log=lambda _m: None)),
+    steps = {
+        "sdk_up": lambda: [server.sdk_up(p, f"{sdk_prefix}/{p.name}") for p in files_of(folder)],
+        "ours_up": pusher.push,
+        "sdk_down": lambda: [server.sdk_down(f"{sdk_prefix}/{p.name}", down_sdk / p.name) for p in files_of(folder)],
+        "ours_down": lambda: pull(server.store(f"ours-{tag}"), down_ours, log=lambda _m: None),
     }
+    order = ["sdk_up", "ours_up", "sdk_down", "ours_down"] if sdk_first else ["ours_up", "sdk_up", "ours_down", "sdk_down"]
+    result = {key: timed(steps[key]) for key in order}
     shutil.rmtree(down_sdk)
     shutil.rmtree(down_ours)
+    for prefix in (sdk_prefix, f"ours-{tag}"):
+        store = server.store(prefix)
+        store.delete([info.key for info in store.list()])
     return result
 
 
@@ -236,7 +245,7 @@ def main() -> None:
                     best: dict[str, float] = {}
                     for r in range(args.rounds):
                         tag = f"{label.split()[0]}-{label.split()[2]}-{r}"
-                        for key, value in one_round(server, folder, tmp, tag).items():
+                        for key, value in one_round(server, folder, tmp, tag, sdk_first=r % 2 == 0).items():
                             best[key] = min(best.get(key, value), value)
                     mb = sum(p.stat().st_size for p in files_of(folder)) / 1e6
                     rows.append((store_name, label, mb, best))
