@@ -55,8 +55,8 @@ class GCSStore(CloudStore):
         files are a resumable upload sent as one streamed request, as Google
         advises ("avoid breaking a transfer into smaller chunks" - each chunk is
         a request and a round trip). The SDK's `upload_from_filename` sends
-        100 MiB chunks, each read into memory first: 0.55x of this on a 500 MB
-        file (benchmarks/bench_storage.py). A failed request starts the file
+        100 MiB chunks, each read into memory first: half the speed of this on a
+        500 MB file (benchmarks/bench_storage.py). A failed request starts the file
         again, as the SDK's upload does without a generation precondition.
         https://cloud.google.com/storage/docs/performing-resumable-uploads
         """
@@ -102,8 +102,8 @@ class GCSStore(CloudStore):
         The request is the JSON API's media download (`/download/storage/v1/b/B/o/O?alt=media`,
         the URL `Blob.download_to_file` builds) sent through the client's own
         authorized session, so credentials, the emulator and the endpoint are the
-        SDK's. Its `download_to_file` reads the body 8 KiB at a time: 0.58x of this
-        on a 500 MB object (benchmarks/bench_storage.py). The pull checks the
+        SDK's. Its `download_to_file` reads the body 8 KiB at a time: a third to
+        0.4x the speed of this on a 500 MB object (benchmarks/bench_storage.py). The pull checks the
         sha256 against the manifest, so the SDK's own crc32c would be a second
         hash of the same bytes.
         """

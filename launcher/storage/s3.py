@@ -62,7 +62,7 @@ class S3Store(CloudStore):
         helper thread hashes them); the sha256 comes back in `checksum`.
 
         Our own loop (16 MiB parts read and hashed in turn, then sent) measured 0.8-0.9x of
-        `upload_file`; this 1.0-1.2x (benchmarks/bench_storage.py). A failed upload is aborted by
+        `upload_file`; this about 1.0x (benchmarks/bench_storage.py). A failed upload is aborted by
         boto3, so no parts stay billed, and started again by the retry policy.
         """
         name, size = self._key(key), Path(src).stat().st_size
