@@ -61,7 +61,7 @@ class S3Store(CloudStore):
         once, in order, through a hashing wrapper (parts go up `concurrency` at a time while the
         helper thread hashes them); the sha256 comes back in `checksum`.
 
-        Our own loop (16 MiB parts read and hashed in turn, then sent) measured 0.8-0.9x of
+        Our own loop (16 MiB parts read and hashed in turn, then sent) measured 0.6-0.9x of
         `upload_file`; this about 1.0x (benchmarks/bench_storage.py). A failed upload is aborted by
         boto3, so no parts stay billed, and started again by the retry policy.
         """
