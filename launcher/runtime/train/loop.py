@@ -127,15 +127,13 @@ class Trainer:
             self.log(f"resuming from {resumed[0]}: epoch {self.epoch + 1}, step {self.step_in_epoch} of {self.steps_per_epoch}")
         return state
 
-    def _cpu_threads(self) -> None:
+    def _cpu_threads(self) -> int:
         import torch  # noqa: PLC0415
 
-        cpus = usable_cpus()
-        threads = cpu_threads(os.environ, cpus, self.dist.local_world)  # the same rule as `launch profile`
+        threads = cpu_threads(os.environ, usable_cpus(), self.dist.local_world)  # the same rule as `launch profile`
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
-        self.log(f"{threads} compute thread(s) ({cpus} CPUs, {self.dist.local_world} process(es), {self.workers} workers); "
-                 "set OMP_NUM_THREADS to choose")
+        return threads
 
     def _data(self) -> None:
         root = datasets.resolve(self.cfg.data)
@@ -230,12 +228,18 @@ class Trainer:
 
     def _loaders(self) -> None:
         d = self.dist
-        workers = min(self.cfg.workers, max(0, usable_cpus() // d.local_world))
-        if self.train_set.buffer is not None:
-            # a batch from the RAM buffer (or the memory-mapped disk cache) is one gather, no decoding: on CPU, worker processes only
-            # take cores from the model (benchmarks/bench_trainer.py: 0.93 vs 0.85 of the bare loop);
-            # on CUDA, two workers keep the gather and pinning off the step's critical path
-            workers = min(workers, 2) if self.device.type == "cuda" else 0
+        cores = max(1, usable_cpus() // d.local_world)  # this process's share of the cores
+        workers = min(self.cfg.workers, cores)
+        threads = 0
+        if self.device.type == "cpu":
+            # the compute threads take this process's cores; a worker process beside them preempts one mid-step and
+            # the others wait for it. So a batch is made here, between steps, unless OMP_NUM_THREADS leaves cores free
+            # (benchmarks/bench_trainer.py, cache=false on 2 cores: epoch 2.06-2.44 s with no workers, 2.49-2.70 s with 2).
+            # A cached batch is one gather, which a worker would only hand over through shared memory.
+            threads = self._cpu_threads()
+            workers = 0 if self.train_set.buffer is not None else min(workers, max(0, cores - threads))
+        elif self.train_set.buffer is not None:
+            workers = min(workers, 2)  # CUDA: two workers keep the gather and pinning off the step's critical path
         self.workers = workers
         pin = self.device.type == "cuda"
         self.train_batches = data.TrainBatches(len(self.train_set), self.batch, d.rank, d.world, self.cfg.seed)
@@ -245,8 +249,9 @@ class Trainer:
         val_batches = BatchSampler(data.ShardSampler(len(self.val_set), d.rank, d.world), self.batch * 2, drop_last=False)
         self.val_loader = data.make_loader(self.val_set, val_batches, min(workers, 2), pin, _ignore_sigterm)
         self.steps_per_epoch = len(self.train_batches)
-        if self.device.type == "cpu":
-            self._cpu_threads()
+        if threads:
+            self.log(f"{threads} compute thread(s) ({usable_cpus()} CPUs, {d.local_world} process(es), {workers} loader workers"
+                     f"{'' if workers == self.cfg.workers else f' of {self.cfg.workers} asked'}); set OMP_NUM_THREADS to choose")
 
     def _optimizer(self) -> None:
         iterations = self.cfg.epochs * self.steps_per_epoch
