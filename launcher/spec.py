@@ -147,7 +147,7 @@ class TrainConfig(_Model):
     cos_lr: bool = Field(False, description="cosine instead of linear learning-rate decay")
     patience: Int = Field(100, ge=0, le=100_000, description="epochs without improvement before stopping (0 = never)")
     save_period: Int = Field(-1, ge=-1, le=100_000, description="also save epoch-N.pt every N epochs (-1 = off)")
-    workers: Int = Field(8, ge=0, le=1024, description="DataLoader workers per process")
+    workers: Int = Field(8, ge=0, le=1024, description="DataLoader workers per process, at most its share of the cores; on CPU only the cores its compute threads leave free")
     seed: Int = Field(0, ge=0, le=2**32 - 1, description="random seed (numpy takes 0 .. 2**32-1)")
 
     @field_validator("data")

@@ -120,7 +120,9 @@ def profile_with_trainer(spec: JobSpec, steps: int, run: Runner | None = None, t
     with tempfile.TemporaryDirectory(prefix="launch-profile-") as tmp:
         save_dir = Path(tmp) / "save"
         cmd = _entrypoint_command(spec, fraction, save_dir)
-        lines = (run or _run)(cmd, {**os.environ, "LAUNCHER_SAVE_DIR": str(save_dir)}, timeout)
+        # the spec's env as `launch run` gives it (OMP_NUM_THREADS there sets the run's threads, so the profile's too)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env, "LAUNCHER_SAVE_DIR": str(save_dir)}
+        lines = (run or _run)(cmd, env, timeout)
         return _from_trainer_output(spec, save_dir, lines)
 
 

@@ -20,6 +20,7 @@ class FakeTrainerRun:
 
     def __init__(self, code_lines: list[tuple[float, str]] | None = None) -> None:
         self.cmd: list[str] = []
+        self.env: dict[str, str] = {}
         self.lines = code_lines or [
             (4.0, "[launcher] local: node 0/1, 1 process(es) per node"),
             (20.0, "[train] epoch 1/3: train_loss 2.1 val_loss 1.9 top1 0.4 top5 0.9"),
@@ -29,7 +30,7 @@ class FakeTrainerRun:
         ]
 
     def __call__(self, cmd: Sequence[str], env: dict[str, str], timeout: float) -> list[tuple[float, str]]:
-        self.cmd = list(cmd)
+        self.cmd, self.env = list(cmd), env
         save = Path(cmd[cmd.index("--save-dir") + 1])
         save.mkdir(parents=True, exist_ok=True)
         (save / "results.csv").write_text("epoch,time_s,images_per_s\n1,9.0,16.7\n2,6.0,25.0\n3,8.0,18.75\n")
@@ -82,6 +83,17 @@ def test_a_local_checkpoint_store_is_profiled_into_scratch(tmp_path) -> None:
     profile(s, steps=4, jobs=JobRegistry(tmp_path / "j.db"), synthetic=False, run=run)
     store = run.cmd[run.cmd.index("--checkpoint-uri") + 1]
     assert store.endswith("store") and not store.startswith(str(tmp_path))
+
+
+def test_the_profile_runs_with_the_specs_environment(tmp_path, monkeypatch) -> None:
+    """`launch run` gives the trainer the spec's env: OMP_NUM_THREADS there sets the run's threads, so the profile's too."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    run = FakeTrainerRun()
+    raw = spec(resources={"gpus": 0}).model_dump()
+    s = JobSpec.model_validate({**raw, "env": {"OMP_NUM_THREADS": "1", "MY_FLAG": "x"}})
+    profile(s, steps=4, jobs=JobRegistry(tmp_path / "j.db"), synthetic=False, run=run)
+    assert run.env["OMP_NUM_THREADS"] == "1" and run.env["MY_FLAG"] == "x"
+    assert run.env["LAUNCHER_SAVE_DIR"] == run.cmd[run.cmd.index("--save-dir") + 1]
 
 
 def test_a_failing_trainer_is_one_clear_error(tmp_path) -> None:
