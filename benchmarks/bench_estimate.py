@@ -155,7 +155,7 @@ def one_round(job: str | None, steps: int, user_sets: list[str], beside: bool) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("job", nargs="?", default=None)
-    parser.add_argument("--steps", type=int, default=30, help="launch profile --steps (its default)")
+    parser.add_argument("--steps", type=int, default=60, help="launch profile --steps (its default)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of each kind (the issue's figure: 3)")
     parser.add_argument("--beside", choices=["no", "yes", "both"], default="no",

@@ -173,7 +173,7 @@ def _cells(r) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
 
 @main.command("profile")
 @click.argument("job_file", type=click.Path(dir_okay=False))
-@click.option("--steps", type=click.IntRange(min=3), default=30, show_default=True, help="training steps to run, over 3 short epochs")
+@click.option("--steps", type=click.IntRange(min=3), default=60, show_default=True, help="training steps to run, over 3 short epochs")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a spec key, e.g. train.batch=64")
 @click.option("--synthetic", is_flag=True, help="time the model alone on random tensors instead of running the trainer")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")

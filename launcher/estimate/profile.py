@@ -40,9 +40,12 @@ from launcher.estimate.throughput import canonical_device, gpu_table, precision_
 from launcher.jobs import JobRegistry, Throughput
 from launcher.spec import JobSpec
 
-__all__ = ["profile", "trainer_available", "profile_with_trainer", "profile_synthetic", "PROFILE_EPOCHS"]
+__all__ = ["profile", "trainer_available", "profile_with_trainer", "profile_synthetic", "PROFILE_EPOCHS", "PROFILE_STEPS"]
 
 PROFILE_EPOCHS = 3  # the first carries the warm-up; the others are the steady ones, averaged
+# 20 steady steps (30 in all) left a 3 s window: quickstart estimates then missed by +38%, -22% and +6% on a shared
+# machine; 40 (60 in all) missed by +8%, -4% and -1% for about 3 s more (benchmarks/bench_estimate.py)
+PROFILE_STEPS = 60
 Runner = Callable[[Sequence[str], dict[str, str], float], list[tuple[float, str]]]
 
 
@@ -51,11 +54,11 @@ def trainer_available() -> bool:
 
 
 def profile(
-    spec: JobSpec, steps: int = 30, jobs: JobRegistry | None = None, synthetic: bool | None = None, run: Runner | None = None
+    spec: JobSpec, steps: int = PROFILE_STEPS, jobs: JobRegistry | None = None, synthetic: bool | None = None, run: Runner | None = None
 ) -> Throughput:
     """Measure `spec` on this machine and record the figure in the job registry (`run` runs the trainer: tests)."""
     if steps < PROFILE_EPOCHS:
-        raise LauncherError(f"--steps must be at least {PROFILE_EPOCHS} (one per profiled epoch).", "Pass --steps 30 or more for a stable figure.")
+        raise LauncherError(f"--steps must be at least {PROFILE_EPOCHS} (one per profiled epoch).", "Pass --steps 60 or more for a stable figure.")
     use_synthetic = (not trainer_available()) if synthetic is None else synthetic
     record = profile_synthetic(spec, steps) if use_synthetic else profile_with_trainer(spec, steps, run)
     (jobs or JobRegistry()).add_throughput(record)

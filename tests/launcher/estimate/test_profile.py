@@ -167,3 +167,11 @@ def test_run_reports_a_failure_with_its_last_line() -> None:
 
     with pytest.raises(LauncherError, match=r"exit 3\): bad input"):
         _run(_py("import sys; print('bad input'); sys.exit(3)"), {}, timeout=60)
+
+
+def test_the_cli_and_the_api_profile_the_same_number_of_steps() -> None:
+    from launcher.cli.estimate import profile_cmd
+    from launcher.estimate.profile import PROFILE_STEPS
+
+    (steps,) = [p for p in profile_cmd.params if p.name == "steps"]
+    assert steps.default == PROFILE_STEPS
