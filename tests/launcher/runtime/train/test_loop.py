@@ -204,3 +204,27 @@ def test_the_trainer_uses_the_thread_policy(tiny_data: Path, tmp_path: Path, mon
         assert torch.get_num_threads() == cpu_threads({}, usable_cpus(), 1)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(("omp", "cache", "workers"), [(None, False, 0), ("2", False, 2), ("3", False, 1), ("2", "ram", 0)])
+def test_cpu_loader_workers_get_only_the_cores_the_compute_threads_leave(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, omp: str | None, cache: str | bool, workers: int
+) -> None:
+    """Beside compute threads on every core, worker processes preempt them mid-step (bench_trainer: slower epochs)."""
+    import torch
+
+    from launcher.runtime.train import loop
+
+    monkeypatch.setattr(loop, "usable_cpus", lambda: 4)
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    before = torch.get_num_threads()
+    try:
+        trainer, out = _trainer(_cfg(tiny_data, workers=2, cache=cache), tmp_path)
+        trainer.setup()
+        assert trainer.workers == workers and trainer.train_loader.num_workers == workers
+        assert f"{workers} loader workers" in out.getvalue()
+    finally:
+        torch.set_num_threads(before)
