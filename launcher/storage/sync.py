@@ -73,6 +73,9 @@ STATE_FILE = ".launcher-sync.json"
 TRIGGER = "last.pt"
 STAGE_COPY_BELOW = 16 * 1024 * 1024  # files smaller than this are copied when staged, larger ones hard-linked
 WORKERS = 4
+# a rewritten file of the same size below this is hashed first, so identical bytes are not sent again; a larger one
+# (a rewritten last.pt: new weights, the same size) is hashed while it goes up, so each byte is read once
+HASH_FIRST_BELOW = 8 * 1024 * 1024
 
 Log = Callable[[str], None]
 
@@ -426,20 +429,24 @@ class Pusher:
         return manifest
 
     def _entry(self, name: str, stage: Path, meter: Meter) -> FileEntry:
-        """Reuse the stored file when the content is unchanged; otherwise hash and upload it concurrently."""
+        """Reuse the stored file when the content is unchanged; otherwise upload it, hashing while it goes up."""
         path = stage / name
         st = path.stat()
         previous = self.base.files.get(name) if self.base else None
         sha = self.state.known_sha(name, st)
-        if sha is None and previous and previous.size == st.st_size:
-            sha = sha256_file(path)  # same size: worth a hash to avoid re-sending
+        if sha is None and previous and previous.size == st.st_size and st.st_size < HASH_FIRST_BELOW:
+            sha = sha256_file(path)  # small and the same size: a hash is cheaper than sending it again
         if previous and sha == previous.sha256:
             with self._lock:
                 self.state.remember(name, st, sha)
                 self.stats.files_unchanged += 1
             meter.advance(st.st_size)
             return previous
-        return self._upload(name, path, st, sha, meter)
+        entry = self._upload(name, path, st, sha, meter)
+        if previous and entry.sha256 == previous.sha256:  # a big file rewritten with the same bytes: sent, but the
+            self.store.delete([entry.key])  # version keeps pointing at the stored copy (nothing new to keep)
+            return previous
+        return entry
 
     def _upload(self, name: str, path: Path, st: os.stat_result, sha: str | None, meter: Meter) -> FileEntry:
         key = file_key(self.next_version, name)

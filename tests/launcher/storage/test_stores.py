@@ -97,6 +97,34 @@ def test_a_rewritten_file_of_the_same_size_is_hashed_once(tmp_path: Path) -> Non
     assert store.told == [None, sha256_file(src / "last.pt")] and second.files["last.pt"].sha256 == store.told[1]
 
 
+def test_a_big_rewritten_file_of_the_same_size_is_read_once(remote_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rewritten last.pt (new weights, the same size) goes up hashed while it streams: no hash pass before it."""
+    from launcher.storage import sync
+
+    monkeypatch.setattr(sync, "HASH_FIRST_BELOW", 4)
+    store, src = remote_kind.store(), tmp_path / "src"
+    write_files(src, {"last.pt": b"epoch-1" * 1000})
+    pusher = Pusher(store, src)
+    first = pusher.push()
+    sent = pusher.stats.files_sent
+
+    def no_second_pass(path):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"{path} was read once more to hash it")
+
+    monkeypatch.setattr(sync, "sha256_file", no_second_pass)
+    write_files(src, {"last.pt": b"epoch-2" * 1000})
+    second = pusher.push()
+    assert second.version == first.version + 1 and pusher.stats.files_sent == sent + 1
+    assert second.files["last.pt"].sha256 == hashlib.sha256(b"epoch-2" * 1000).hexdigest()
+
+    # the same bytes written again (a new mtime): sent, found identical, and the version keeps the stored copy
+    os.utime(src / "last.pt", ns=(1, 1))
+    assert pusher.push() == second
+    assert [o.key for o in store.list(FILES) if o.key.startswith(f"{FILES}{second.version + 1:08d}")] == []
+    pulled = pull(store, tmp_path / "back")
+    assert pulled.manifest == second and (tmp_path / "back" / "last.pt").read_bytes() == b"epoch-2" * 1000
+
+
 def test_ordered_digest_hashes_chunks_in_any_order_and_repeats() -> None:
     import hashlib
 
