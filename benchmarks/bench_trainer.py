@@ -96,7 +96,7 @@ class Interleaved:
 
     def __init__(self, loader, bare: BareLoop) -> None:  # type: ignore[no-untyped-def]
         self.loader, self.bare = loader, bare
-        self.epochs: list[tuple[float, float, int]] = []  # (trainer seconds, bare seconds, steps)
+        self.epochs: list[tuple[float, float]] = []  # (trainer seconds, bare seconds)
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         ours = theirs = 0.0
@@ -112,7 +112,7 @@ class Interleaved:
             steps += 1
             start = time.perf_counter()
             yield item
-        self.epochs.append((ours, theirs, steps))
+        self.epochs.append((ours, theirs))
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         return getattr(self.loader, name)
@@ -178,7 +178,7 @@ def trainer(args: argparse.Namespace, root: Path, cache: str | bool, work: Path,
     t = Measured(cfg, save_dir, Dist(device=torch.device("cpu")), out=io.StringIO())
     assert t.fit() == 0
     if beside_bare:
-        ours, bare, _steps = t.train_loader.epochs[-1]
+        ours, bare = t.train_loader.epochs[-1]
         return {"epoch_s": ours, "bare_s": bare, "precision": t.precision}
     return {"epoch_s": report.read_rows(save_dir / "results.csv")[-1]["time_s"], "precision": t.precision}
 

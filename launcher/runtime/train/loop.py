@@ -127,10 +127,10 @@ class Trainer:
             self.log(f"resuming from {resumed[0]}: epoch {self.epoch + 1}, step {self.step_in_epoch} of {self.steps_per_epoch}")
         return state
 
-    def _cpu_threads(self) -> int:
+    def _cpu_threads(self, cpus: int) -> int:
         import torch  # noqa: PLC0415
 
-        threads = cpu_threads(os.environ, usable_cpus(), self.dist.local_world)  # the same rule as `launch profile`
+        threads = cpu_threads(os.environ, cpus, self.dist.local_world)  # the same rule as `launch profile`
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
         return threads
@@ -228,7 +228,8 @@ class Trainer:
 
     def _loaders(self) -> None:
         d = self.dist
-        cores = max(1, usable_cpus() // d.local_world)  # this process's share of the cores
+        cpus = usable_cpus()
+        cores = max(1, cpus // d.local_world)  # this process's share of the cores
         workers = min(self.cfg.workers, cores)
         threads = 0
         if self.device.type == "cpu":
@@ -236,7 +237,7 @@ class Trainer:
             # the others wait for it. So a batch is made here, between steps, unless OMP_NUM_THREADS leaves cores free
             # (benchmarks/bench_trainer.py, cache=false on 2 cores: epoch 2.06-2.44 s with no workers, 2.49-2.70 s with 2).
             # A cached batch is one gather, which a worker would only hand over through shared memory.
-            threads = self._cpu_threads()
+            threads = self._cpu_threads(cpus)
             workers = 0 if self.train_set.buffer is not None else min(workers, max(0, cores - threads))
         elif self.train_set.buffer is not None:
             workers = min(workers, 2)  # CUDA: two workers keep the gather and pinning off the step's critical path
@@ -250,7 +251,7 @@ class Trainer:
         self.val_loader = data.make_loader(self.val_set, val_batches, min(workers, 2), pin, _ignore_sigterm)
         self.steps_per_epoch = len(self.train_batches)
         if threads:
-            self.log(f"{threads} compute thread(s) ({usable_cpus()} CPUs, {d.local_world} process(es), {workers} loader workers"
+            self.log(f"{threads} compute thread(s) ({cpus} CPUs, {d.local_world} process(es), {workers} loader workers"
                      f"{'' if workers == self.cfg.workers else f' of {self.cfg.workers} asked'}); set OMP_NUM_THREADS to choose")
 
     def _optimizer(self) -> None:
