@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import abc
 import enum
-import importlib.util
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
@@ -172,11 +171,13 @@ class Backend(abc.ABC):
         raise LauncherError(f"The {self.name} backend cannot push images.")
 
     def check(self) -> BackendCheck:
-        """Is the SDK importable? Backends override to also probe credentials."""
-        missing = [m for m in self.sdk_modules if importlib.util.find_spec(m.split(".")[0]) is None]
+        """Is every SDK module a submit imports importable? Backends override to also probe credentials."""
+        from launcher.lazy import EXTRA_MODULES, install_hint, missing_modules  # noqa: PLC0415
+
+        # every module a submit imports, each for real: `google` being there says nothing of google.api_core
+        missing = missing_modules((*self.sdk_modules, *EXTRA_MODULES.get(self.extra or "", ())))
         if missing:
-            hint = f"pip install 'torch-launcher[{self.extra}]'" if self.extra else "install it"
-            return BackendCheck(self.name, False, None, f"missing {', '.join(missing)}: {hint}")
+            return BackendCheck(self.name, False, None, f"missing {', '.join(missing)}: {install_hint(self.extra)}")
         return BackendCheck(self.name, True, None, "ready")
 
 

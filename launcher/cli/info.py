@@ -28,12 +28,13 @@ def backends(as_json: bool) -> None:
     if as_json:
         echo_json(rows)
         return
+    from rich.markup import escape
     from rich.table import Table
 
     mark = {True: "yes", False: "no", None: "-"}
     table = Table("backend", "sdk", "credentials", "notes", box=None)
-    for row in rows:
-        table.add_row(row["name"], mark[row["sdk"]], mark[row["credentials"]], row["message"])
+    for row in rows:  # escaped: rich would read the `[aws]` of a pip hint as markup and drop it
+        table.add_row(escape(row["name"]), mark[row["sdk"]], mark[row["credentials"]], escape(row["message"]))
     console().print(table)
 
 
