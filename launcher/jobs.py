@@ -165,13 +165,30 @@ class JobRegistry:
             db.execute("UPDATE jobs SET metrics = ? WHERE id = ?", (json.dumps(merged), job_id))
 
     def get(self, job_id: str) -> JobRecord:
+        """The job with this id (or the backend's native id)."""
+        _check_key(job_id)
         with self._connect() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 row = db.execute("SELECT * FROM jobs WHERE native_id = ?", (job_id,)).fetchone()
         if row is None:
-            raise JobNotFoundError(f"No job '{job_id}' in the job registry ({self.path}).", "List jobs with: launch ls")
+            raise JobNotFoundError(f"No job '{_shown(job_id)}' in the job registry ({self.path}).", "List jobs with: launch ls")
         return _record(row)
+
+    def find(self, id_or_name: str) -> JobRecord:
+        """The job with this id or native id, else the newest job of this run name (the spec's `name`)."""
+        _check_key(id_or_name)
+        try:
+            return self.get(id_or_name)
+        except JobNotFoundError:
+            with self._connect() as db:
+                row = db.execute("SELECT * FROM jobs WHERE name = ? ORDER BY submitted_at DESC LIMIT 1", (id_or_name,)).fetchone()
+            if row is None:
+                raise JobNotFoundError(
+                    f"No job with the id or name '{_shown(id_or_name)}' in the job registry ({self.path}).",
+                    "List jobs with: launch ls",
+                ) from None
+            return _record(row)
 
     def list(self, limit: int = 50, backend: str | None = None) -> list[JobRecord]:
         query, params = "SELECT * FROM jobs", []
@@ -209,6 +226,21 @@ class JobRegistry:
                        r["source"], r["job_id"], r["recorded_at"], json.loads(r["details"]))
             for r in rows
         ]  # fmt: skip
+
+
+MAX_KEY_CHARS = 512  # ids are a name (at most 63 characters) and a timestamp; native ids are resource paths
+
+
+def _shown(key: str, limit: int = 80) -> str:
+    """`key` safe to print on one line: control and unencodable characters escaped, long ones cut."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in key[:limit])
+    return text + ("..." if len(key) > limit else "")
+
+
+def _check_key(key: str) -> None:
+    """Refuse, in one line, a job id that no job can have (NUL, control characters, undecodable bytes, huge)."""
+    if len(key) > MAX_KEY_CHARS or not key.strip() or not key.isprintable():
+        raise JobNotFoundError(f"'{_shown(key)}' is not a job id or name.", "List jobs with: launch ls")
 
 
 def _record(row: sqlite3.Row) -> JobRecord:

@@ -13,6 +13,7 @@ __all__ = ["status", "logs", "stop", "ls"]
 
 
 def _job(job_id: str | None):  # type: ignore[no-untyped-def]
+    """The job a command names: a job id, a backend's native id, or a run name (its newest job)."""
     from launcher.api import Launcher
     from launcher.errors import JobNotFoundError
     from launcher.jobs import JobRegistry
@@ -23,14 +24,14 @@ def _job(job_id: str | None):  # type: ignore[no-untyped-def]
         if latest is None:
             raise JobNotFoundError("No jobs recorded yet.", "Start one with: launch examples/quickstart.yaml")
         job_id = latest.id
-    return Launcher.attach(job_id, jobs)
+    return Launcher.attach(jobs.find(job_id).id, jobs)
 
 
 @main.command()
-@click.argument("job_id", required=False)
+@click.argument("job_id", required=False, metavar="[JOB]")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def status(job_id: str | None, as_json: bool) -> None:
-    """Show a job's status (default: the newest job)."""
+    """Show a job's status (default: the newest job). JOB: a job id, or a run name for its newest job."""
     job = _job(job_id)
     st = job.status()
     record = job.record()
@@ -48,10 +49,10 @@ def status(job_id: str | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("job_id")
+@click.argument("job_id", metavar="JOB")
 @click.option("-f", "--follow", is_flag=True, help="keep streaming until the job ends")
 def logs(job_id: str, follow: bool) -> None:
-    """Print a job's logs."""
+    """Print a job's logs. JOB: a job id, or a run name for its newest job."""
     job = _job(job_id)
     try:
         for line in job.logs(follow=follow):
@@ -62,9 +63,9 @@ def logs(job_id: str, follow: bool) -> None:
 
 
 @main.command()
-@click.argument("job_id")
+@click.argument("job_id", metavar="JOB")
 def stop(job_id: str) -> None:
-    """Stop (cancel) a running job."""
+    """Stop (cancel) a running job. JOB: a job id, or a run name for its newest job."""
     job = _job(job_id)
     if not job.cancel():
         click.echo(f"{job.id} already finished ({job.record().state.value}); nothing to stop", err=True)
