@@ -61,6 +61,10 @@ class Launcher:
     def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
         registry.check_sections(spec)  # every backend section, not only this backend's
         notes = check_features(self.backend, spec)
+        if spec.code is not None:
+            from launcher.code import code_target  # noqa: PLC0415
+
+            notes = (*notes, f"code: {spec.code.dir} is archived at submit and sent once per content to {code_target(spec)}")
         plan = self.backend.plan(spec, job_id)
         return dataclasses.replace(plan, notes=plan.notes + notes) if notes else plan
 
@@ -72,6 +76,7 @@ class Launcher:
         secrets = secret_values(plan.secrets, os.environ if self._environ is None else self._environ)
         run = self._claim_run(plan, force)  # before the hooks: --resume-from writes into the run folder
         try:
+            plan = self._ship_code(plan)
             for hook in self.before_submit:
                 hook(self, plan)
         except BaseException:
@@ -79,22 +84,38 @@ class Launcher:
             raise
         return self._submit_recorded(plan, run, secrets)
 
+    @staticmethod
+    def _ship_code(plan: Plan) -> Plan:
+        """The spec's code folder, archived and sent to the run's store once per content (launcher.code);
+        the plan then names the archive by its sha256. One place for every backend, plugins included."""
+        if plan.spec.code is None:
+            return plan
+        from launcher.code import stage_code  # noqa: PLC0415
+
+        return stage_code(plan)
+
     def _claim_run(self, plan: Plan, force: bool) -> Any:
-        """The run folder's store with this job's lease in it; None without a checkpoint store, or when the
-        store cannot be reached from here (said on stderr: the entrypoint still takes the lease)."""
+        """The run folder's store with this job's lease in it; None without a checkpoint store.
+
+        A store that cannot be checked from here (its SDK missing, no credentials, no network) refuses the
+        submit, since two jobs would then write one run folder unseen; with `force` the job is submitted
+        without the check (said on stderr: the entrypoint still takes the lease)."""
         if not plan.spec.checkpoint.uri:
             return None
         from launcher.storage import join_uri, open_store  # noqa: PLC0415 - storage SDKs only when submitting
         from launcher.storage.lease import RunBusyError, acquire  # noqa: PLC0415
 
+        where = join_uri(plan.spec.checkpoint.uri, plan.spec.name)
         try:
-            store = open_store(join_uri(plan.spec.checkpoint.uri, plan.spec.name))
+            store = open_store(where)
             acquire(store, plan.job_name, self.backend.name, force=force, finished=self._finished)
         except RunBusyError:
             raise
-        except Exception as exc:  # noqa: BLE001 - no credentials for the store here, say; the job can still run
-            print(f"[launcher] could not check that no other job writes to {plan.spec.checkpoint.uri}/{plan.spec.name}"
-                  f" ({type(exc).__name__}: {exc}); submitting anyway", file=sys.stderr, flush=True)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - any SDK, credential or network error: unchecked
+            if not force:
+                raise _unchecked_run(where, exc) from None
+            print(f"[launcher] could not check that no other job writes to {where} ({_reason(exc)});"
+                  " submitting anyway (--force)", file=sys.stderr, flush=True)  # fmt: skip
             return None
         return store
 
@@ -141,6 +162,27 @@ class Launcher:
         jobs = jobs or JobRegistry()
         record = jobs.get(job_id)
         return Job(record.ref, registry.create(record.backend), jobs)
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as a short one-line reason."""
+    if isinstance(exc, LauncherError):
+        text = exc.message
+    else:
+        text = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _unchecked_run(where: str, exc: BaseException) -> LauncherError:
+    """The refusal when the single-writer check of the run folder `where` cannot be made from here."""
+    from launcher.errors import MissingExtraError  # noqa: PLC0415
+
+    force = "or pass --force to submit without the check (the job still takes the lease when it starts)."
+    if isinstance(exc, MissingExtraError):
+        return LauncherError(f"Cannot check that no other job writes to {where}: {exc.message.rstrip('.')}.",
+                             f"{(exc.fix or 'Install the missing package').rstrip('.')}, {force}")  # fmt: skip
+    return LauncherError(f"Cannot check that no other job writes to {where} ({_reason(exc).rstrip('.')}).",
+                         f"Make the store reachable from here (credentials, network), {force}")  # fmt: skip
 
 
 class Job:

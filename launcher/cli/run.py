@@ -23,7 +23,8 @@ __all__ = ["run"]
 @click.option("--resume-from", default=None, metavar="URI", help="copy this run's checkpoint into the job's checkpoint store first")
 @click.option("--ignore-budget", is_flag=True, help="submit even when the estimate exceeds limits.max_cost")
 @click.option("--force", is_flag=True,
-              help="take the run folder <checkpoint.uri>/<name> over from the job writing it (that job stops uploading)")
+              help="take the run folder <checkpoint.uri>/<name> over from the job writing it (that job stops uploading), "
+                   "or submit when the folder cannot be checked from here")
 def run(
     job_file: str, backend: str, overrides: tuple[str, ...], dry_run: bool, detach: bool, yes: bool,
     as_json: bool, resume_from: str | None, ignore_budget: bool, force: bool,
@@ -40,6 +41,10 @@ def run(
     plan = launcher.plan(spec, None if dry_run else new_job_id(spec.name))
     if dry_run:
         click.echo(plan.to_json() if as_json else plan.to_yaml(), nl=not as_json)
+        if spec.code is not None:  # what would ship, checked as submit checks it; stderr keeps the plan clean
+            from launcher.code import collect
+
+            click.echo(collect(spec.code).summary(), err=True)
         return
     launcher.before_submit = _hooks(resume_from, ignore_budget)  # after --dry-run: it must not load the estimator
     if launcher.backend.name != "local" and not yes and sys.stdin.isatty():

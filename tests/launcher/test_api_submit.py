@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import pytest
 
+from launcher import storage
 from launcher.api import Launcher
 from launcher.backend import Backend
 from launcher.errors import LauncherError
@@ -89,3 +91,49 @@ def test_a_timeout_during_submit_stays_submitting(tmp_path: Path) -> None:
         Launcher(backend, jobs).submit(plan)
     record = jobs.get("paid-1")
     assert record.state is JobState.SUBMITTING and "TimeoutError: read timed out" in record.message
+
+
+def _with_store(tmp_path: Path, uri: str) -> tuple[Answer, JobRegistry, Plan]:
+    jobs = JobRegistry(tmp_path / "jobs.db")
+    backend = Answer(jobs)
+    plan = Launcher(backend, jobs).plan(JobSpec(name="paid", checkpoint={"uri": uri}), "paid-1")
+    return backend, jobs, plan
+
+
+def test_a_store_whose_sdk_is_missing_refuses_naming_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    monkeypatch.setitem(sys.modules, "boto3", None)  # as if the aws extra were not installed
+    backend, jobs, plan = _with_store(tmp_path, "s3://bucket/ckpts")
+    with pytest.raises(LauncherError) as info:
+        Launcher(backend, jobs).submit(plan)
+    text = str(info.value)
+    assert "s3://bucket/ckpts/paid" in text and "pip install 'torch-launcher[aws]'" in text and "--force" in text
+    assert "\n" not in text and "submitting anyway" not in capsys.readouterr().err
+    assert backend.seen_during_submit is None and jobs.list() == []  # nothing submitted, nothing recorded
+
+
+def test_an_unreachable_store_refuses_and_force_submits_without_the_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    def unreachable(uri: str, **_: Any) -> Any:
+        raise ConnectionError("Could not connect to the endpoint URL\nsecond line")
+
+    monkeypatch.setattr(storage, "open_store", unreachable)
+    backend, jobs, plan = _with_store(tmp_path, "gs://bucket/ckpts")
+    with pytest.raises(LauncherError, match=r"Cannot check that no other job writes to gs://bucket/ckpts/paid "
+                                            r"\(ConnectionError: Could not connect to the endpoint URL\)\. .*--force") as info:  # fmt: skip
+        Launcher(backend, jobs).submit(plan)
+    assert "second line" not in str(info.value) and jobs.list() == []
+    job = Launcher(backend, jobs).submit(plan, force=True)
+    assert job.record().native_id == "native-7"
+    assert "submitting anyway (--force)" in capsys.readouterr().err
+
+
+def test_a_reachable_store_still_takes_the_lease_and_refuses_a_second_writer(tmp_path: Path) -> None:
+    from launcher.storage.lease import RunBusyError
+
+    backend, jobs, plan = _with_store(tmp_path, str(tmp_path / "ckpts"))
+    Launcher(backend, jobs).submit(plan)
+    assert (tmp_path / "ckpts" / "paid" / "lease.json").exists()
+    second = Launcher(backend, jobs).plan(plan.spec, "paid-2")
+    with pytest.raises(RunBusyError, match="paid-1"):
+        Launcher(backend, jobs).submit(second)
