@@ -35,11 +35,12 @@ from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, TextIO
 from pydantic import Field, field_validator
 
 from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Offer
-from launcher.contract import DATA_DIR_VARIABLE, ENTRYPOINT, TIMEOUT_EXIT, EntrypointArgs, data_dir
+from launcher.contract import DATA_DIR_VARIABLE, ENTRYPOINT, TIMEOUT_EXIT, EntrypointArgs, code_archive, data_dir
 from launcher.errors import LauncherError, MissingExtraError
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.spec import BUILTIN_DATASETS, JobSpec
 from launcher.storage import is_remote
+from launcher.storage.upload import CONTENT
 
 __all__ = [
     "LocalBackend", "LocalOptions", "Mount", "docker_payload", "process_payload", "shm_bytes", "host_gpu_count", "supervise",
@@ -142,11 +143,13 @@ def _nproc(spec: JobSpec, opts: LocalOptions) -> int:
 
 
 def _entrypoint_args(
-    spec: JobSpec, opts: LocalOptions, checkpoint: str | None, data: str | None, max_runtime: int | None = None
+    spec: JobSpec, opts: LocalOptions, checkpoint: str | None, data: str | None, max_runtime: int | None = None,
+    code: str | None = None,
 ) -> list[str]:
     """The entrypoint's arguments, per the container contract (launcher.contract)."""
     contract = EntrypointArgs.for_spec(
-        spec, gpus=_gpu_count(spec, opts), checkpoint_uri=checkpoint, data=data, nproc=opts.nproc, max_runtime=max_runtime
+        spec, gpus=_gpu_count(spec, opts), checkpoint_uri=checkpoint, data=data, nproc=opts.nproc, max_runtime=max_runtime,
+        code=code,
     )
     return contract.to_argv()
 
@@ -169,8 +172,8 @@ def _labels(spec: JobSpec, job_name: str) -> dict[str, str]:
 
 def _volumes(spec: JobSpec, opts: LocalOptions) -> dict[str, dict[str, str]]:
     volumes: dict[str, dict[str, str]] = {}
-    if _is_local_path(spec.train.data):
-        volumes[spec.train.data] = {"bind": DATA_TARGET, "mode": "ro"}
+    if _is_local_path(spec.data()):
+        volumes[str(spec.data())] = {"bind": DATA_TARGET, "mode": "ro"}
     if _is_local_path(spec.checkpoint.uri):
         volumes[str(spec.checkpoint.uri)] = {"bind": CHECKPOINT_TARGET, "mode": "rw"}
     for mount in opts.mounts:
@@ -193,11 +196,13 @@ def _device_requests(spec: JobSpec, opts: LocalOptions) -> list[dict[str, Any]]:
 def docker_payload(spec: JobSpec, opts: LocalOptions, job_name: str) -> dict[str, Any]:
     """Keyword arguments of docker SDK `containers.create`."""
     checkpoint = CHECKPOINT_TARGET if _is_local_path(spec.checkpoint.uri) else spec.checkpoint.uri
-    data = DATA_TARGET if _is_local_path(spec.train.data) else None
+    data = DATA_TARGET if _is_local_path(spec.data()) else None
+    # the code archive, submitted into the checkpoint folder (launcher.code), as the container sees that folder
+    code = code_archive(CHECKPOINT_TARGET, CONTENT) if spec.code and _is_local_path(spec.checkpoint.uri) else None
     payload: dict[str, Any] = {
         "image": spec.image,
         "name": job_name,
-        "command": _entrypoint_args(spec, opts, checkpoint, data, spec.limits.max_runtime),  # the entrypoint enforces it
+        "command": _entrypoint_args(spec, opts, checkpoint, data, spec.limits.max_runtime, code),  # the entrypoint enforces it
         "environment": _environment(spec),
         "labels": _labels(spec, job_name),
         "shm_size": opts.shm_size or f"{shm_bytes(_nproc(spec, opts), spec.train.workers) // _MIB}m",

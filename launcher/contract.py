@@ -2,7 +2,9 @@
 
     python -m launcher.runtime.entrypoint --run-name NAME [--checkpoint-uri URI] [--keep K]
         [--every E] [--gpus N] [--nproc N] [--save-dir DIR] [--spec-hash H]
-        [--max-runtime S] -- train key=value ...   (or -- PROGRAM ARGS)
+        [--max-runtime S] -- train key=value ...
+    python -m launcher.runtime.entrypoint --run-name NAME [...] [--code URI] [--requirements FILE]
+        [--data URI] -- PROGRAM ARGS               (a program of the user's own)
 
 `EntrypointArgs` is that command line as a value. Backends (and the profiler)
 build it with `EntrypointArgs.for_spec` and write it with `to_argv()`; the entrypoint reads
@@ -53,6 +55,10 @@ __all__ = [
     "secret_ref",
     "secret_refs_value",
     "train_command",
+    "CODE_FOLDER",
+    "code_archive",
+    "code_sha256",
+    "PROGRAM_VARIABLES",
 ]
 
 ENTRYPOINT = ("python", "-m", "launcher.runtime.entrypoint")
@@ -67,6 +73,37 @@ SECRET_SCHEMES = {
     "azure-kv": "Azure Key Vault secret URL: https://VAULT.vault.azure.net/secrets/NAME",
     "env": "a variable already in the container's environment",
 }
+
+
+# `code:` travels as one archive named by its content: <checkpoint.uri>/_code/<sha256>.tar.gz. The entrypoint
+# checks the bytes it downloads against the name, so a damaged or swapped archive never runs.
+CODE_FOLDER = "_code"
+_SHA256_HEX = frozenset("0123456789abcdef")
+
+# What a program of the user's own finds in its environment (README "Your own training program"), besides
+# torchrun's RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT.
+PROGRAM_VARIABLES = {
+    "LAUNCHER_CHECKPOINT_DIR": "the newest complete checkpoint of the run, restored before start; what the program "
+                               "writes there reaches the store with a manifest",
+    "LAUNCHER_DATA": "where train.data was staged (a local folder), when the spec sets train.data",
+    "LAUNCHER_RUN_NAME": "the run's name (the spec's name): its folder under checkpoint.uri",
+    "LAUNCHER_RESUMED": "1 when LAUNCHER_CHECKPOINT_DIR was restored from an earlier job of the run, else 0",
+    "LAUNCHER_GRACE_S": "seconds between the platform's SIGTERM and its SIGKILL: the time to save",
+}
+
+
+def code_archive(store_uri: str, sha256: str) -> str:
+    """Where the code archive of this content lives under a store (`sha256` may be a placeholder)."""
+    return f"{store_uri.rstrip('/')}/{CODE_FOLDER}/{sha256}.tar.gz"
+
+
+def code_sha256(uri: str) -> str:
+    """The sha256 a code archive's name promises; ValueError when the name is not `<64 hex>.tar.gz`."""
+    name = uri.rstrip("/").rsplit("/", 1)[-1]
+    sha = name.removesuffix(".tar.gz")
+    if not name.endswith(".tar.gz") or len(sha) != 64 or not set(sha) <= _SHA256_HEX:
+        raise ValueError(f"{uri!r} is not a code archive name (<sha256>.tar.gz)")
+    return sha
 
 
 def data_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -121,6 +158,12 @@ class EntrypointArgs:
     max_runtime: int | None = field(
         default=None, metadata=_flag("seconds; then SIGTERM (the trainer saves last.pt) and exit 124", int)
     )
+    code: str | None = field(default=None, metadata=_flag("the code archive <store>/_code/<sha256>.tar.gz: unpacked, "
+                                                          "then the command runs in it"))
+    requirements: str | None = field(default=None, metadata=_flag("a requirements file in the code folder, "
+                                                                  "installed at start over the image's packages"))
+    data: str | None = field(default=None, metadata=_flag("train.data for a program of the user's own: staged once "
+                                                          "per node, its local folder in LAUNCHER_DATA"))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "command", tuple(self.command) or ("train",))
@@ -145,6 +188,10 @@ class EntrypointArgs:
         `--keep` / `--every` travel only with a checkpoint URI, which they qualify.
         The run folder is the spec's name, not the job's, so a resubmitted or
         moved job finds its checkpoints under the same `<uri>/<name>/`.
+        A program of the user's own (`command:`) gets `data` as `--data` instead,
+        and with `code:` the archive `--code` (default: under the spec's own
+        checkpoint.uri; a backend whose container sees the store elsewhere passes
+        `code=`), with the content hash as a placeholder until submit.
         """
         store = {"checkpoint_uri": checkpoint_uri, "keep": spec.checkpoint.keep, "every": spec.checkpoint.every}
         return cls(
@@ -153,6 +200,7 @@ class EntrypointArgs:
             gpus=gpus,
             spec_hash=spec.spec_hash(),
             **(store if checkpoint_uri else {}),
+            **_program_flags(spec, data, flags.pop("code", None)),
             **flags,
         )
 
@@ -177,6 +225,18 @@ class EntrypointArgs:
         if command[:1] == ["--"]:
             command = command[1:]
         return cls(command=tuple(command), **namespace)
+
+
+def _program_flags(spec: "JobSpec", data: str | None, code: str | None) -> dict[str, Any]:
+    """--data, --code and --requirements of a program of the user's own (none for the built-in trainer)."""
+    if not spec.command:
+        return {}
+    flags: dict[str, Any] = {"data": (data or spec.data()) if spec.data() is not None else None}
+    if spec.code is not None:
+        from launcher.code import code_target  # noqa: PLC0415 - user side only: backends call for_spec, the image never does
+
+        flags.update(code=code or code_target(spec), requirements=spec.code.requirements)
+    return flags
 
 
 def _flag_fields() -> list[dataclasses.Field]:  # type: ignore[type-arg]

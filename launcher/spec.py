@@ -23,6 +23,7 @@ import math
 import os
 import re
 import stat
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
@@ -38,6 +39,7 @@ __all__ = [
     "TrainConfig",
     "Resources",
     "CheckpointConfig",
+    "CodeConfig",
     "Limits",
     "JobSpec",
     "load_spec",
@@ -244,6 +246,55 @@ class CheckpointConfig(_Model):
         return None if value is None else check_location(value, "a checkpoint store")
 
 
+MAX_CODE_BYTES = 100 * 1024 * 1024  # code.max_size's default: a source folder, not a dataset
+_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2, "mib": 1024**2,
+               "g": 1024**3, "gb": 1000**3, "gib": 1024**3}  # fmt: skip
+
+
+def parse_size(value: Any) -> int:
+    """'100MiB', '50MB', '1GiB', '2g' or a number of bytes -> bytes."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("expected a size like '100MiB', '1GiB' or a number of bytes")
+    match = _SIZE_RE.match(str(value)[:64])
+    if not match:
+        raise ValueError(f"'{str(value)[:64]}' is not a size; write it like '100MiB', '1GiB' or a number of bytes")
+    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()])
+
+
+class CodeConfig(_Model):
+    """`code:`: a folder of the user's, shipped with the job by content (launcher.code)."""
+
+    dir: str = Field(".", description="the folder to ship; a relative path is read from the spec file's folder")
+    exclude: list[str] = Field(default_factory=list, description="more gitignore-style patterns to leave out (beside .gitignore and .launcherignore)")
+    allow: list[str] = Field(default_factory=list, description="gitignore-style patterns of files that look like credentials but are meant to ship")
+    max_size: int = Field(MAX_CODE_BYTES, ge=1, le=10 * 1024**3, description="refuse a larger folder ('100MiB', '1GiB' or bytes)")
+    requirements: str | None = Field(None, description="a requirements file in the folder: packages the image lacks, installed at container start")
+
+    @field_validator("max_size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return parse_size(value)
+
+    @field_validator("exclude", "allow")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern.strip() or "\0" in pattern or "\n" in pattern:
+                raise ValueError(f"{pattern!r} is not a pattern; write gitignore-style patterns like 'data/' or '*.ckpt'")
+        return value
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirements(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = value.replace("\\", "/").split("/")
+        if not value.strip() or value.startswith("/") or ".." in parts or "\0" in value:
+            raise ValueError(f"{value!r} must be a file inside the code folder, like requirements.txt")
+        return value
+
+
 class Limits(_Model):
     max_runtime: int | None = Field(None, description="hard runtime limit, like '4h' (seconds once loaded)")
     max_cost: Float | None = Field(None, gt=0, le=10_000_000, description="budget in USD; submit refuses estimates above it")
@@ -260,6 +311,7 @@ class JobSpec(_Model):
     name: str = Field(description="lowercase letters, digits and dashes; names cloud jobs and the checkpoint run folder")
     image: str = Field(DEFAULT_IMAGE, description="training image; defaults to this project's image")
     command: list[str] | None = Field(None, description="command to run under torchrun; default: the built-in trainer")
+    code: CodeConfig | None = Field(None, description="a folder to ship with the job ('.' = the spec file's folder); command runs in it")
     train: TrainConfig = Field(default_factory=TrainConfig)
     resources: Resources = Field(default_factory=Resources)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
@@ -290,6 +342,11 @@ class JobSpec(_Model):
             raise ValueError("the command is empty; remove 'command:' to run the built-in trainer, or name a program")
         return value
 
+    @field_validator("code", mode="before")
+    @classmethod
+    def _code(cls, value: Any) -> Any:
+        return {"dir": value} if isinstance(value, str) else value
+
     @field_validator("env", mode="before")
     @classmethod
     def _env(cls, value: Any) -> Any:
@@ -309,7 +366,17 @@ class JobSpec(_Model):
         both = sorted(set(self.env) & set(self.secrets))
         if both:
             raise ValueError(f"{both[0]} is listed in both env and secrets; keep it only in secrets")
+        if self.code and not self.command:
+            raise ValueError("code: ships a program of yours, so name it in command: (like [python, train.py]); "
+                             "remove code: to run the built-in trainer")
         return self
+
+    def data(self) -> str | None:
+        """The data the job reads: the trainer's train.data, or for a program of the user's own
+        (command:) train.data only when the spec sets it."""
+        if self.command and "data" not in self.train.model_fields_set:
+            return None
+        return self.train.data
 
     def options_section(self, backend: str) -> dict[str, Any]:
         """The raw options a backend reads: its own top-level section or plugins.<name>."""
@@ -362,7 +429,7 @@ def validate_spec(
     raw: dict[str, Any], file: Path | None, cwd: Path, sets: Mapping[tuple[str, ...], str] | None = None
 ) -> JobSpec:
     try:
-        spec = JobSpec.model_validate(_resolve_paths(raw, cwd))
+        spec = JobSpec.model_validate(_resolve_paths(raw, cwd, (cwd / file).parent if file else cwd))
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc, file, JobSpec, sets=sets)) from None
     # The backend sections (local:, aws:, plugins.<name>:) are checked by launcher.registry.check_sections,
@@ -570,9 +637,15 @@ def _set_path(raw: dict[str, Any], key: list[str], value: Any, file: Path, item:
     node[key[-1]] = value
 
 
-def _resolve_paths(raw: dict[str, Any], cwd: Path) -> dict[str, Any]:
-    """Make local data and checkpoint paths absolute, so plans do not depend on the cwd."""
+def _resolve_paths(raw: dict[str, Any], cwd: Path, spec_folder: Path) -> dict[str, Any]:
+    """Make local data and checkpoint paths absolute, so plans do not depend on the cwd; `code:` is read
+    from the spec file's folder (`code: .` ships the folder the spec lives in, wherever launch runs)."""
     raw = dict(raw)
+    code = raw.get("code")
+    if isinstance(code, str):
+        code = {"dir": code}
+    if isinstance(code, dict) and isinstance(code.get("dir", "."), str) and code.get("dir", ".").strip():
+        raw["code"] = {**code, "dir": _absolute(code.get("dir", "."), spec_folder.resolve())}
     train = raw.get("train")
     if isinstance(train, dict) and isinstance(train.get("data"), str):
         train = dict(train)
@@ -646,7 +719,8 @@ def _fields_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
     for part in loc:
         field = model.model_fields.get(part)
         annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        options = [a for a in (annotation, *typing.get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not options:  # a model, or an optional one (code: CodeConfig | None)
             return []
-        model = annotation
+        model = options[0]
     return list(model.model_fields)

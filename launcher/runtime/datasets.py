@@ -44,8 +44,10 @@ def mounted_path(uri: str, gcs_mount: Path = GCS_MOUNT) -> Path | None:
     return path if path.is_dir() else None
 
 
-def resolve(data: str, environ: Mapping[str, str] | None = None, gcs_mount: Path = GCS_MOUNT) -> Path:
-    """A `train.data` value -> a local ImageFolder root (writing a built-in, or fetching a URI, on first use)."""
+def resolve(data: str, environ: Mapping[str, str] | None = None, gcs_mount: Path = GCS_MOUNT, layout: bool = True) -> Path:
+    """A `train.data` value -> a local ImageFolder root (writing a built-in, or fetching a URI, on first use).
+
+    `layout=False` (a program of the user's own, which reads any layout): any folder will do."""
     if data == "digits":
         return write_digits(data_dir(environ))
     if is_remote(data):
@@ -54,6 +56,10 @@ def resolve(data: str, environ: Mapping[str, str] | None = None, gcs_mount: Path
         raise LauncherError(f"train.data {data!r} is not a URI the trainer can read.", "Use s3://, gs://, az:// or a local folder.")
     else:
         root = Path(data).expanduser()
+    if not layout:
+        if not root.is_dir():
+            raise LauncherError(f"train.data {data} is not a folder here.", "Point train.data at the folder your program reads.")
+        return root
     if not (root / "train").is_dir() or not (root / "val").is_dir():
         where = data if str(root) == data else f"{data} (read from {root})"
         raise LauncherError(

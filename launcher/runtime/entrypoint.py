@@ -16,7 +16,11 @@ lease (launcher.storage.lease), flushes that sync at the end, releases the
 lease and exits with the job's code.
 
 `train ...` is shorthand for `-m launcher.runtime.train ...`; any other command is
-run with `torchrun --no-python`.
+run with `torchrun --no-python` (`python`/`python3` as its first word is this
+interpreter, the image's environment). A program of the user's own gets its
+code (`--code`: unpacked, its working folder and first on PYTHONPATH, after
+the `--requirements` layer), its data (`--data`, staged once per node) and
+the variables of launcher.contract.PROGRAM_VARIABLES.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ __all__ = ["main", "build_command", "parse_args", "node_save_dir", "scratch_for"
 SAGEMAKER_CHECKPOINTS = Path("/opt/ml/checkpoints")  # CheckpointConfig.LocalPath: mirrored to S3 by SageMaker
 JOB_FOLDER_PREFIX = "launcher-job-"  # the training folder of one job (save_dir_for), removed once synced
 STOP_GRACE_S = 120  # after SIGTERM, as long as SageMaker waits before its SIGKILL
+LOCAL_GRACE_S = 30  # the local backend's stop: SIGTERM, then SIGKILL after 30 s (backends/local.py STOP_GRACE_S)
 
 
 def parse_args(argv: Sequence[str]) -> EntrypointArgs:
@@ -104,7 +109,31 @@ def build_command(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, nproc: int,
     torchrun = [sys.executable, "-m", "launcher.runtime.torchrun", *rdzv.torchrun_args(nproc)]
     if args.command[0] == "train":
         return [*torchrun, "-m", "launcher.runtime.train", *args.command[1:], f"save_dir={save_dir}"]
-    return [*torchrun, "--no-python", *args.command]
+    program = list(args.command)
+    if program[0] in ("python", "python3"):  # the environment launcher runs in (the image's), not a system python
+        program[0] = sys.executable
+    return [*torchrun, "--no-python", *program]
+
+
+def program_environment(args: EntrypointArgs, environ: dict[str, str]) -> tuple[dict[str, str], Path | None]:
+    """(the variables a program of the user's own gets, its working folder): the code unpacked, the
+    requirements installed, the data staged. Empty for the built-in trainer."""
+    if args.command[0] == "train":
+        return {}, None
+    from launcher.runtime import code, datasets  # noqa: PLC0415
+
+    extra: dict[str, str] = {}
+    folder = code.prepare(args.code, environ) if args.code else None
+    paths = [str(folder)] if folder else []
+    if folder and args.requirements:
+        paths.insert(0, str(code.install_requirements(folder / args.requirements, environ) / "site"))
+    if paths:
+        extra["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [environ.get("PYTHONPATH")])])
+    if args.data:
+        local = datasets.resolve(args.data, environ, layout=False)
+        print(f"[launcher] training data {args.data} -> {local} (LAUNCHER_DATA)", flush=True)
+        extra["LAUNCHER_DATA"] = str(local)
+    return extra, folder
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,21 +147,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     environ.update(resolved)
     os.environ.update(resolved)  # the store SDKs below (data fetch, checkpoint sync) read credentials from here
     args = _stage_data(args, environ)
+    program, workdir = program_environment(args, environ)
+    environ.update(program)
     save_dir = node_save_dir(save_dir_for(args, environ), rdzv, args.run_name)
     save_dir.mkdir(parents=True, exist_ok=True)
     nproc = processes_per_node(args)
+    grace_s = grace.GRACE_S.get(rdzv.platform, LOCAL_GRACE_S)
     environ.update(
         LAUNCHER_RUN_NAME=args.run_name,
         LAUNCHER_SAVE_DIR=str(save_dir),
+        LAUNCHER_CHECKPOINT_DIR=str(save_dir),
         LAUNCHER_SPEC_HASH=args.spec_hash,
         LAUNCHER_PLATFORM=rdzv.platform,
+        LAUNCHER_GRACE_S=str(grace_s),
     )
     syncer = _start_sync(args, rdzv, save_dir)
     if syncer is not None:
         _say_if_too_slow(rdzv.platform, save_dir, syncer.store)
+    environ["LAUNCHER_RESUMED"] = "1" if _restored(save_dir) else "0"
     cmd = build_command(args, rdzv, nproc, save_dir)
-    print(f"[launcher] {rdzv.platform}: node {rdzv.node_rank}/{rdzv.nnodes}, {nproc} process(es) per node", flush=True)
-    code = _run_forwarding_signals(cmd, environ, args.max_runtime)
+    print(f"[launcher] {rdzv.platform}: node {rdzv.node_rank}/{rdzv.nnodes}, {nproc} process(es) per node; "
+          f"after SIGTERM the job has {grace_s} s to save", flush=True)  # fmt: skip
+    code = _run_forwarding_signals(cmd, environ, args.max_runtime, cwd=workdir)
     if syncer is not None:
         _flush_despite_signals(syncer)
         if not syncer.holder.lost:  # the run folder is still this job's: the next start's figure
@@ -140,6 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         _remove_job_folder(save_dir, synced=not syncer.errors and not syncer.holder.lost)
     print(f"[launcher] exit code {code}", flush=True)
     return code
+
+
+def _restored(save_dir: Path) -> bool:
+    """Whether the checkpoint folder holds files from an earlier job of the run (pulled, or kept on this machine)."""
+    from launcher.storage.sync import scan  # noqa: PLC0415
+
+    return bool(scan(save_dir))
 
 
 def _say_if_too_slow(platform: str, save_dir: Path, run_store: Store) -> None:
@@ -217,7 +260,8 @@ def _start_sync(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, save_dir: Pat
     return syncer
 
 
-def _run_forwarding_signals(cmd: list[str], environ: dict[str, str], max_runtime: float | None = None) -> int:
+def _run_forwarding_signals(cmd: list[str], environ: dict[str, str], max_runtime: float | None = None,
+                            cwd: Path | None = None) -> int:
     """Run torchrun, forwarding SIGTERM/SIGINT; a signalled job exits 128 + signal.
 
     torchrun itself exits 1 (with a SignalException) after forwarding a signal
@@ -225,7 +269,7 @@ def _run_forwarding_signals(cmd: list[str], environ: dict[str, str], max_runtime
     Past `max_runtime` seconds the job gets the same SIGTERM (so the trainer
     saves its checkpoint) and the entrypoint exits 124.
     """
-    proc = subprocess.Popen(cmd, env=environ)
+    proc = subprocess.Popen(cmd, env=environ, cwd=cwd)
     received: list[int] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:

@@ -38,7 +38,10 @@ if TYPE_CHECKING:
     from launcher.plan import Plan
     from launcher.spec import JobSpec
 
-__all__ = ["CONTENT", "DATA_FOLDER", "MARKER", "content_hash", "data_target", "stage_local_data", "upload_folder"]
+__all__ = [
+    "CONTENT", "DATA_FOLDER", "MARKER", "Progress", "content_hash", "data_target", "fill_placeholder", "mentions",
+    "stage_local_data", "upload_folder",
+]  # fmt: skip
 
 CONTENT = "{content-sha256}"
 DATA_FOLDER = "_data"
@@ -63,8 +66,8 @@ def data_target(spec: "JobSpec") -> str | None:
 
     Pure: reads only the spec. Raises when the data is local but the job has no remote store.
     """
-    data = spec.train.data
-    if spec.command or not is_local_folder(data):
+    data = spec.data()
+    if data is None or not is_local_folder(data):
         return None
     uri = spec.checkpoint.uri or ""
     if not is_remote(uri):
@@ -143,7 +146,7 @@ def upload_folder(folder: Path, store: Store, listing: dict[str, list[Any]], log
     todo = [k for k, (size, _sha) in listing.items() if there.get(k) != size]
     total = sum(listing[k][0] for k in todo)
     log(f"train.data {folder}: uploading {len(todo)} files ({total / 1e6:.1f} MB) to {store.uri}")
-    progress = _Progress(total, log)
+    progress = Progress(total, log)
     with ThreadPoolExecutor(WORKERS) as pool:
         for _ in pool.map(lambda k: store.put(k, folder / k, progress.advance), todo):
             pass
@@ -152,7 +155,7 @@ def upload_folder(folder: Path, store: Store, listing: dict[str, list[Any]], log
     return total
 
 
-class _Progress:
+class Progress:
     """A line every 10% of the bytes: enough to see an upload move, quiet enough for CI logs."""
 
     def __init__(self, total: int, log: Log) -> None:
@@ -172,7 +175,8 @@ class _Progress:
 def stage_local_data(plan: "Plan", log: Log = _stderr, state: Path | None = None, **clients: Any) -> "Plan":
     """Upload the plan's local data folder (if its request holds the CONTENT placeholder) and fill it in."""
     target = data_target(plan.spec)
-    if target is None or not _mentions(plan.payload, CONTENT):
+    marker = f"{DATA_FOLDER}/{CONTENT}"
+    if target is None or not mentions(plan.payload, marker):
         return plan
     from launcher.storage import open_store  # noqa: PLC0415
 
@@ -186,24 +190,26 @@ def stage_local_data(plan: "Plan", log: Log = _stderr, state: Path | None = None
     cache.save()
     final = target.replace(CONTENT, digest)
     upload_folder(folder, open_store(final, **clients), listing, log)
-    return replace(plan, payload=_fill(plan.request(), digest))
+    return replace(plan, payload=fill_placeholder(plan.request(), marker, f"{DATA_FOLDER}/{digest}"))
 
 
-def _mentions(value: Any, text: str) -> bool:
+def mentions(value: Any, text: str) -> bool:
+    """Whether any string in a request (nested dicts and lists) contains `text`."""
     if isinstance(value, str):
         return text in value
     if isinstance(value, dict) or hasattr(value, "items"):
-        return any(_mentions(v, text) for v in value.values())
+        return any(mentions(v, text) for v in value.values())
     if isinstance(value, (list, tuple)):
-        return any(_mentions(v, text) for v in value)
+        return any(mentions(v, text) for v in value)
     return False
 
 
-def _fill(value: Any, digest: str) -> Any:
+def fill_placeholder(value: Any, old: str, new: str) -> Any:
+    """The request with `old` replaced by `new` in every string (the content hash, once submit knows it)."""
     if isinstance(value, str):
-        return value.replace(CONTENT, digest)
+        return value.replace(old, new)
     if isinstance(value, dict):
-        return {k: _fill(v, digest) for k, v in value.items()}
+        return {k: fill_placeholder(v, old, new) for k, v in value.items()}
     if isinstance(value, list):
-        return [_fill(v, digest) for v in value]
+        return [fill_placeholder(v, old, new) for v in value]
     return value

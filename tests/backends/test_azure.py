@@ -226,9 +226,11 @@ def test_local_checkpoint_path_is_refused() -> None:
         AzureMLBackend().plan(_with("azure_cpu_only", checkpoint={"uri": "/tmp/ckpt"}))
 
 
-def test_local_data_folder_is_refused() -> None:
-    with pytest.raises(LauncherError, match="train.data '/srv/images' is a local folder"):
-        AzureMLBackend().plan(_with("azure_cpu_only", train={"data": "images"}))
+def test_a_programs_local_data_folder_goes_to_its_remote_store_like_the_trainers() -> None:
+    plan = AzureMLBackend().plan(_with("azure_cpu_only", train={"data": "images"}))
+    target = "s3://shared-ckpt/runs/_data/{content-sha256}"
+    assert f"--data '{target}'" in plan.request()["command"]
+    assert any(f"train.data /srv/images is uploaded at submit to {target}" in note for note in plan.notes)
 
 
 def test_az_uri_needs_a_storage_account() -> None:

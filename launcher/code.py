@@ -1,0 +1,305 @@
+"""A folder of the user's, shipped with the job by its content: `code:` in the job spec.
+
+    files = collect(spec.code)                # which files ship (git's ignore rules), refused with one line if unsafe
+    print(files.summary())                    # count, size and the ten largest (launch --dry-run)
+    sha = write_archive(files, dest)          # a reproducible tar.gz: the same files give the same bytes
+    plan = stage_code(plan)                   # submit: <checkpoint.uri>/_code/<sha256>.tar.gz, sent once
+
+Which files: everything under `code.dir` except what `.gitignore` files
+(nested ones too, with git's precedence: a deeper file's patterns win, the
+last matching line wins, an excluded folder is not entered) and
+`.launcherignore` files exclude, then `code.exclude`; `.git/` never ships.
+The matching is pathspec's GitIgnoreSpec, git's own wildmatch rules.
+
+What is refused, before anything is sent: a folder larger than
+`code.max_size` (the largest files named), a link that points outside the
+folder, anything that is not a file or a link (a socket, a FIFO), and files
+that look like credentials (CREDENTIAL_PATTERNS) unless excluded or listed in
+`code.allow`.
+
+The archive is reproducible: entries sorted, mtime 0, owner root, mode 0644
+(0755 when any execute bit is set), a gzip header without name or time, so
+its sha256 names it. Submit uploads it to the run's own store, the same one
+its checkpoints go to, and skips the upload when an object of that name and
+size is there already; the entrypoint checks the sha256 of what it downloads
+against the name (launcher.runtime.code). `plan()` stays pure: the request
+names the archive with the CONTENT placeholder, which `stage_code` fills in.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import stat
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from launcher.contract import CODE_FOLDER, code_archive
+from launcher.errors import LauncherError
+from launcher.storage.upload import CONTENT, fill_placeholder, mentions
+
+if TYPE_CHECKING:
+    from launcher.plan import Plan
+    from launcher.spec import CodeConfig, JobSpec
+
+__all__ = ["CodeFiles", "CREDENTIAL_PATTERNS", "collect", "write_archive", "code_target", "stage_code", "ship"]
+
+IGNORE_FILES = (".gitignore", ".launcherignore")
+NEVER = (".git",)  # folders that never ship, whatever the ignore files say
+# Names that usually hold secrets: refused unless excluded, or allowed by code.allow (gitignore patterns).
+CREDENTIAL_PATTERNS = (
+    ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "credentials", "credentials.json", "id_rsa", "id_dsa",
+    "id_ecdsa", "id_ed25519", ".netrc", ".pypirc", ".git-credentials", "*.kubeconfig",
+)
+GZIP_LEVEL = 6
+PROGRESS_ABOVE = 8 << 20  # smaller archives go up in a moment: no progress lines
+_CHUNK = 1 << 20
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str  # relative, POSIX separators
+    source: Path
+    size: int
+    executable: bool = False
+    link: str | None = None  # a symlink's target, relative, inside the folder
+
+
+@dataclass(frozen=True)
+class CodeFiles:
+    """The files of a code folder that ship, in archive order."""
+
+    root: Path
+    entries: tuple[Entry, ...] = field(default_factory=tuple)
+
+    @property
+    def size(self) -> int:
+        return sum(e.size for e in self.entries)
+
+    def largest(self, n: int = 10) -> list[Entry]:
+        return sorted(self.entries, key=lambda e: (-e.size, e.path))[:n]
+
+    def summary(self) -> str:
+        """What `launch --dry-run` prints: count, total size and the ten largest files."""
+        lines = [f"code: {self.root}: {len(self.entries)} files, {_size(self.size)}; the largest:"]
+        lines += [f"  {_size(e.size):>10}  {e.path}" for e in self.largest()]
+        return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+# ------------------------------------------------------------------ which files
+
+
+class _Rules:
+    """The ignore rules in force in one folder: its own files' patterns, then its parents'."""
+
+    def __init__(self, specs: tuple[tuple[str, Any], ...]) -> None:
+        self.specs = specs  # (folder relative to the root, GitIgnoreSpec), deepest first
+
+    def below(self, folder: Path, rel: str) -> "_Rules":
+        lines: list[str] = []
+        for name in IGNORE_FILES:  # .launcherignore after .gitignore: its lines win over the folder's .gitignore
+            file = folder / name
+            if file.is_file():
+                lines += file.read_text(encoding="utf-8", errors="replace").splitlines()
+        return _Rules(((rel, _spec(lines)), *self.specs)) if lines else self
+
+    def ignored(self, rel: str, is_dir: bool) -> bool:
+        for base, spec in self.specs:
+            if base and not rel.startswith(base + "/"):
+                continue
+            local = rel[len(base) + 1:] if base else rel
+            result = spec.check_file(local + "/" if is_dir else local)
+            if result.include is not None:
+                return bool(result.include)
+        return False
+
+
+def _spec(lines: Iterable[str]) -> Any:
+    from pathspec import GitIgnoreSpec  # noqa: PLC0415 - only when a spec has code:
+
+    return GitIgnoreSpec.from_lines(list(lines))
+
+
+def collect(config: "CodeConfig") -> CodeFiles:
+    """The files of `config.dir` that ship; raises a LauncherError naming what is unsafe or too big."""
+    root = Path(config.dir)
+    if not root.is_dir():
+        raise LauncherError(f"code.dir {root} is not a folder.", "Point code: at the folder that holds your program.")
+    extra = _Rules((("", _spec(config.exclude)),)) if config.exclude else None
+    entries: list[Entry] = []
+    problems: dict[str, list[str]] = {"links": [], "special": []}
+    _walk(root.resolve(), root.resolve(), "", _Rules(()), extra, entries, problems)
+    _refuse(root, config, entries, problems)
+    return CodeFiles(root, tuple(sorted(entries, key=lambda e: e.path)))
+
+
+def _walk(root: Path, folder: Path, rel: str, rules: _Rules, extra: _Rules | None, out: list[Entry],
+          problems: dict[str, list[str]]) -> None:  # fmt: skip
+    rules = rules.below(folder, rel)
+    for item in sorted(os.scandir(folder), key=lambda d: d.name):
+        path = f"{rel}/{item.name}" if rel else item.name
+        is_dir = item.is_dir(follow_symlinks=False)
+        if (is_dir and item.name in NEVER) or rules.ignored(path, is_dir) or (extra and extra.ignored(path, is_dir)):
+            continue
+        if item.is_symlink():
+            link = _inside_link(root, Path(item.path))
+            if link is None:
+                problems["links"].append(path)
+            else:
+                out.append(Entry(path, Path(item.path), 0, link=link))
+        elif is_dir:
+            _walk(root, Path(item.path), path, rules, extra, out, problems)
+        elif item.is_file(follow_symlinks=False):
+            st = item.stat(follow_symlinks=False)
+            out.append(Entry(path, Path(item.path), st.st_size, bool(st.st_mode & 0o111)))
+        else:
+            problems["special"].append(path)
+
+
+def _inside_link(root: Path, link: Path) -> str | None:
+    """The link's target relative to the link's folder, when it resolves inside `root`; else None."""
+    target = os.readlink(link)
+    resolved = (link.parent / target).resolve()
+    if os.path.isabs(target) or not resolved.is_relative_to(root) or not resolved.exists():
+        return None
+    return target
+
+
+def _refuse(root: Path, config: "CodeConfig", entries: list[Entry], problems: dict[str, list[str]]) -> None:
+    if problems["links"]:
+        raise LauncherError(
+            f"code: {_names(problems['links'])} in {root} link outside the folder (or to nothing), so they cannot ship.",
+            "Copy what they point to into the folder, or exclude them in .launcherignore or code.exclude.",
+        )
+    if problems["special"]:
+        raise LauncherError(f"code: {_names(problems['special'])} in {root} are not regular files (sockets, FIFOs, devices).",
+                            "Exclude them in .launcherignore or code.exclude.")  # fmt: skip
+    secret = _spec(CREDENTIAL_PATTERNS)
+    allowed = _spec(config.allow)
+    found = [e.path for e in entries if secret.match_file(e.path) and not allowed.match_file(e.path)]
+    if found:
+        raise LauncherError(
+            f"code: {_names(found)} in {root} look like credentials and would ship with the job.",
+            "Leave them out (.launcherignore or code.exclude) and pass secrets through secrets:, or list them in code.allow.",
+        )
+    if not entries:
+        raise LauncherError(f"code: {root} has no files to ship (all are ignored, or it is empty).",
+                            "Check .gitignore, .launcherignore and code.exclude.")  # fmt: skip
+    total = sum(e.size for e in entries)
+    if total > config.max_size:
+        largest = ", ".join(f"{e.path} ({_size(e.size)})" for e in CodeFiles(root, tuple(entries)).largest(5))
+        raise LauncherError(
+            f"code: {root} holds {_size(total)} to ship, more than code.max_size ({_size(config.max_size)}); the largest: {largest}.",
+            "Exclude data and outputs in .launcherignore or code.exclude (data belongs in train.data), or raise code.max_size.",
+        )
+
+
+def _names(paths: list[str], n: int = 5) -> str:
+    shown = ", ".join(paths[:n])
+    return shown + (f" and {len(paths) - n} more" if len(paths) > n else "")
+
+
+# ------------------------------------------------------------------ the archive
+
+
+def write_archive(files: CodeFiles, dest: Path) -> str:
+    """Write the reproducible tar.gz of `files` to `dest`; returns its sha256."""
+    digest = hashlib.sha256()
+    with open(dest, "wb") as raw:
+        hashing = _HashingWriter(raw, digest)
+        with gzip.GzipFile(filename="", mode="wb", fileobj=hashing, mtime=0, compresslevel=GZIP_LEVEL) as gz:
+            with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                for entry in files.entries:
+                    _add(tar, entry)
+    return digest.hexdigest()
+
+
+def _add(tar: tarfile.TarFile, entry: Entry) -> None:
+    info = tarfile.TarInfo(entry.path)
+    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+    if entry.link is not None:
+        info.type, info.linkname, info.mode = tarfile.SYMTYPE, entry.link, 0o777
+        tar.addfile(info)
+        return
+    info.mode = 0o755 if entry.executable else 0o644
+    with open(entry.source, "rb") as src:
+        size = os.fstat(src.fileno()).st_size
+        if size != entry.size or not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+            raise LauncherError(f"code: {entry.path} changed while the archive was written.", "Submit again once it is saved.")
+        info.size = size
+        tar.addfile(info, src)
+
+
+class _HashingWriter(io.RawIOBase):
+    def __init__(self, raw: Any, digest: Any) -> None:
+        self.raw, self.digest = raw, digest
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.digest.update(data)
+        return int(self.raw.write(data))
+
+
+# ------------------------------------------------------------------ submit
+
+
+def code_target(spec: "JobSpec") -> str:
+    """Where the archive goes, with the CONTENT placeholder: <checkpoint.uri>/_code/{content-sha256}.tar.gz (pure)."""
+    if not spec.checkpoint.uri:
+        raise LauncherError(
+            "code: is shipped to the run's checkpoint store, and this job has none.",
+            "Set checkpoint.uri (a folder like runs, or an s3://, gs:// or az:// URI); the archive goes to <uri>/_code/.",
+        )
+    return code_archive(spec.checkpoint.uri, CONTENT)
+
+
+def ship(files: CodeFiles, target: str, log: Log = _stderr, **clients: Any) -> str:
+    """Archive `files` and upload the archive to `target` (with the placeholder) unless it is there; its sha256."""
+    from launcher.storage import open_store  # noqa: PLC0415 - storage SDKs only when submitting
+    from launcher.storage.upload import Progress  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="launcher-code-") as tmp:
+        archive = Path(tmp) / "code.tar.gz"
+        sha = write_archive(files, archive)
+        size = archive.stat().st_size
+        folder, _, name = target.replace(CONTENT, sha).rpartition("/")
+        store = open_store(folder, **clients)
+        there = {o.key: o.size for o in store.list(name)}
+        where = store.url(name)
+        if there.get(name) == size:
+            log(f"code: {files.root}: {len(files.entries)} files, already at {where} (same content), nothing to send")
+            return sha
+        log(f"code: {files.root}: {len(files.entries)} files ({_size(files.size)}) -> {where} ({_size(size)} compressed)")
+        store.put(name, archive, Progress(size, log).advance if size > PROGRESS_ABOVE else None, sha256=sha)
+    return sha
+
+
+def stage_code(plan: "Plan", log: Log = _stderr, **clients: Any) -> "Plan":
+    """Ship the spec's code folder and put the archive's sha256 where the request holds the placeholder."""
+    spec = plan.spec
+    marker = f"{CODE_FOLDER}/{CONTENT}"
+    if spec.code is None or not mentions(plan.payload, marker):
+        return plan
+    sha = ship(collect(spec.code), code_target(spec), log, **clients)
+    return replace(plan, payload=fill_placeholder(plan.request(), marker, f"{CODE_FOLDER}/{sha}"))

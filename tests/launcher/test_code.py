@@ -1,0 +1,221 @@
+"""`code:`: which files ship (git's ignore rules), what is refused, the reproducible archive, the upload once."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from launcher.cli import main
+from launcher.code import code_target, collect, ship, stage_code, write_archive
+from launcher.errors import LauncherError
+from launcher.spec import CodeConfig, load_spec, validate_spec
+from launcher.storage.local import LocalStore
+
+PROGRAM = Path(__file__).resolve().parents[1] / "programs" / "ddp_steps"
+
+
+def _tree(root: Path, files: dict[str, str | bytes]) -> Path:
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return root
+
+
+def _paths(config: CodeConfig) -> list[str]:
+    return [e.path for e in collect(config).entries]
+
+
+def test_gitignore_rules_nested_negation_and_git_folder(tmp_path: Path) -> None:
+    _tree(tmp_path, {
+        ".gitignore": "*.log\nbuild/\n/data\n!keep.log\n",
+        "train.py": "", "keep.log": "", "run.log": "", "build/x.py": "", "data/big.bin": "",
+        "pkg/data/inner.txt": "",  # '/data' is anchored to the root: this one ships
+        "pkg/.gitignore": "secret_*.txt\n!important.log\n", "pkg/secret_a.txt": "", "pkg/important.log": "",
+        "pkg/sub/secret_b.txt": "", "pkg/sub/ok.txt": "",
+        ".git/config": "", ".git/objects/ab": "",
+        ".launcherignore": "notebooks/\n", "notebooks/a.ipynb": "",
+        "scratch/tmp.txt": "",
+    })  # fmt: skip
+    config = CodeConfig(dir=str(tmp_path), exclude=["scratch/"])
+    assert _paths(config) == [
+        ".gitignore", ".launcherignore", "keep.log", "pkg/.gitignore", "pkg/data/inner.txt", "pkg/important.log",
+        "pkg/sub/ok.txt", "train.py",
+    ]  # fmt: skip
+
+
+def test_an_excluded_folder_is_not_entered_as_in_git(tmp_path: Path) -> None:
+    # git: "It is not possible to re-include a file if a parent directory of that file is excluded."
+    _tree(tmp_path, {".gitignore": "out/\n!out/keep.txt\n", "out/keep.txt": "", "main.py": ""})
+    assert _paths(CodeConfig(dir=str(tmp_path))) == [".gitignore", "main.py"]
+
+
+def test_the_test_program_ships_without_its_ignored_outputs(tmp_path: Path) -> None:
+    import shutil
+
+    folder = shutil.copytree(PROGRAM, tmp_path / "prog")
+    _tree(folder, {"outputs/run1/weights.bin": b"x" * 1000, "train.log": "log"})
+    assert _paths(CodeConfig(dir=str(folder))) == [".gitignore", "helper.py", "train.py"]
+
+
+def test_size_limit_names_the_largest_files(tmp_path: Path) -> None:
+    _tree(tmp_path, {"a.bin": b"x" * 3000, "b.bin": b"x" * 2000, "main.py": "print()"})
+    with pytest.raises(LauncherError) as err:
+        collect(CodeConfig(dir=str(tmp_path), max_size="4KiB"))
+    text = str(err.value)
+    assert "more than code.max_size (4.0 KiB)" in text and "a.bin (2.9 KiB), b.bin (2.0 KiB)" in text
+    assert "\n" not in text
+    assert len(collect(CodeConfig(dir=str(tmp_path), max_size=10_000)).entries) == 3
+
+
+@pytest.mark.parametrize("name", [".env", "deploy/key.pem", "credentials", "home/.ssh/id_rsa", ".env.prod", ".netrc"])
+def test_credential_files_are_refused_unless_excluded_or_allowed(tmp_path: Path, name: str) -> None:
+    _tree(tmp_path, {"main.py": "", name: "SECRET=1"})
+    with pytest.raises(LauncherError, match="look like credentials") as err:
+        collect(CodeConfig(dir=str(tmp_path)))
+    assert name in str(err.value) and "SECRET" not in str(err.value)
+    assert name not in _paths(CodeConfig(dir=str(tmp_path), exclude=[name]))
+    assert name in _paths(CodeConfig(dir=str(tmp_path), allow=[name]))
+
+
+def test_links_outside_the_folder_are_refused_by_name(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "code", {"main.py": "", "conf/base.yaml": "a: 1"})
+    (root / "conf" / "default.yaml").symlink_to("base.yaml")  # inside: ships as a link
+    assert "conf/default.yaml" in _paths(CodeConfig(dir=str(root)))
+    outside = _tree(tmp_path, {"elsewhere.txt": "x"}) / "elsewhere.txt"
+    (root / "escape.txt").symlink_to(outside)
+    (root / "up").symlink_to("../")
+    with pytest.raises(LauncherError, match="link outside the folder") as err:
+        collect(CodeConfig(dir=str(root)))
+    assert "escape.txt, up" in str(err.value)
+
+
+def test_special_files_are_refused(tmp_path: Path) -> None:
+    _tree(tmp_path, {"main.py": ""})
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(LauncherError, match="pipe .* are not regular files"):
+        collect(CodeConfig(dir=str(tmp_path)))
+
+
+def test_a_missing_or_empty_folder_is_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(LauncherError, match="is not a folder"):
+        collect(CodeConfig(dir=str(tmp_path / "nope")))
+    _tree(tmp_path, {".gitignore": "*\n"})
+    with pytest.raises(LauncherError, match="no files to ship"):
+        collect(CodeConfig(dir=str(tmp_path)))
+
+
+def test_the_archive_is_reproducible_and_named_by_its_content(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "code", {"main.py": "print(1)\n", "pkg/util.py": "X = 1\n", "run.sh": "#!/bin/sh\n"})
+    (root / "run.sh").chmod(0o700)
+    first = write_archive(collect(CodeConfig(dir=str(root))), tmp_path / "a.tar.gz")
+    os.utime(root / "main.py", (1, 1))  # a new mtime, owner-only modes: the same bytes
+    (root / "pkg" / "util.py").chmod(0o600)
+    second = write_archive(collect(CodeConfig(dir=str(root))), tmp_path / "b.tar.gz")
+    assert first == second == hashlib.sha256((tmp_path / "a.tar.gz").read_bytes()).hexdigest()
+    with tarfile.open(tmp_path / "a.tar.gz") as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == ["main.py", "pkg/util.py", "run.sh"]
+    assert {(m.mtime, m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, 0, "", "")}
+    assert [oct(m.mode) for m in members] == ["0o644", "0o644", "0o755"]
+    (root / "main.py").write_text("print(2)\n")
+    assert write_archive(collect(CodeConfig(dir=str(root))), tmp_path / "c.tar.gz") != first
+
+
+class CountingStore(LocalStore):
+    puts: list[str] = []
+
+    def put(self, key, src, progress=None, sha256=None):  # type: ignore[no-untyped-def]
+        CountingStore.puts.append(key)
+        return super().put(key, src, progress, sha256)
+
+
+def test_an_unchanged_folder_is_uploaded_once_and_a_change_uploads_a_new_archive(tmp_path: Path, monkeypatch) -> None:
+    import launcher.storage.local as local_store
+
+    root = _tree(tmp_path / "code", {"main.py": "print(1)\n"})
+    store_root = tmp_path / "store"
+    monkeypatch.setattr(local_store, "LocalStore", CountingStore)  # the store open_store makes for a path
+    CountingStore.puts = []
+    target = f"{store_root}/_code/{{content-sha256}}.tar.gz"
+    logs: list[str] = []
+    files = collect(CodeConfig(dir=str(root)))
+    first = ship(files, target, logs.append)
+    assert ship(collect(CodeConfig(dir=str(root))), target, logs.append) == first
+    assert CountingStore.puts == [f"{first}.tar.gz"], "the second submit of the same content sends nothing"
+    assert "nothing to send" in logs[-1]
+    (root / "main.py").write_text("print(2)\n")
+    second = ship(collect(CodeConfig(dir=str(root))), target, logs.append)
+    assert second != first and CountingStore.puts == [f"{first}.tar.gz", f"{second}.tar.gz"]
+    assert sorted(p.name for p in (store_root / "_code").iterdir()) == sorted([f"{first}.tar.gz", f"{second}.tar.gz"])
+
+
+def _spec(tmp_path: Path, **extra) -> object:  # type: ignore[no-untyped-def]
+    raw = {"name": "prog", "code": ".", "command": ["python", "train.py"], "checkpoint": {"uri": str(tmp_path / "store")}}
+    return validate_spec({**raw, **extra}, tmp_path / "job.yaml", tmp_path)
+
+
+def test_code_dot_is_the_spec_files_folder_wherever_launch_runs(tmp_path: Path, monkeypatch) -> None:
+    folder = _tree(tmp_path / "project", {"job.yaml": "name: prog\ncode: .\ncommand: [python, train.py]\n", "train.py": ""})
+    monkeypatch.chdir(tmp_path)
+    assert load_spec(folder / "job.yaml").code.dir == str(folder)
+    assert load_spec("project/job.yaml").code.dir == str(folder)
+    long_form = folder / "long.yaml"
+    long_form.write_text("name: prog\ncode: {dir: ., exclude: [data/]}\ncommand: [python, train.py]\n")
+    assert load_spec(long_form).code.exclude == ["data/"]
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"command": None}, "code: ships a program of yours, so name it in command:"),
+    ({"code": {"dir": ".", "max_size": "lots"}}, "is not a size"),
+    ({"code": {"dir": ".", "requirements": "../reqs.txt"}}, "must be a file inside the code folder"),
+    ({"code": {"dir": ".", "exclude": [""]}}, "is not a pattern"),
+    ({"code": {"dri": "."}}, "did you mean 'dir'"),
+])  # fmt: skip
+def test_bad_code_sections_are_one_line(tmp_path: Path, raw: dict, message: str) -> None:
+    with pytest.raises(LauncherError, match=message) as err:
+        _spec(tmp_path, **raw)
+    assert "\n" not in str(err.value)
+
+
+def test_a_job_without_a_checkpoint_store_has_nowhere_to_ship_code(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, checkpoint={})
+    with pytest.raises(LauncherError, match="Set checkpoint.uri"):
+        code_target(spec)
+
+
+def test_submit_fills_in_the_code_hash_and_leaves_the_data_placeholder_to_the_data_upload(tmp_path: Path) -> None:
+    from launcher.api import Launcher
+
+    _tree(tmp_path, {"train.py": "print('hi')\n"})
+    spec = _spec(tmp_path, train={"data": str(tmp_path)})
+    plan = Launcher(backend="local").plan(spec)
+    argv = plan.request()["process"]["argv"]
+    assert f"{tmp_path}/store/_code/{{content-sha256}}.tar.gz" in argv
+    assert any("code: " in note and "archived at submit" in note for note in plan.notes)
+    staged = stage_code(plan, log=lambda _m: None)
+    code_arg = staged.request()["process"]["argv"][staged.request()["process"]["argv"].index("--code") + 1]
+    sha = Path(code_arg).name.removesuffix(".tar.gz")
+    assert len(sha) == 64 and Path(code_arg).exists()
+    assert hashlib.sha256(Path(code_arg).read_bytes()).hexdigest() == sha
+    assert staged.request()["docker"]["command"][staged.request()["docker"]["command"].index("--code") + 1] == \
+        f"/checkpoints/_code/{sha}.tar.gz"
+
+
+def test_dry_run_lists_what_would_ship_and_refuses_what_must_not(tmp_path: Path) -> None:
+    _tree(tmp_path, {"job.yaml": f"name: prog\ncode: .\ncommand: [python, train.py]\ncheckpoint: {{uri: {tmp_path}/runs}}\n",
+                     "train.py": "print()\n", "big.bin": b"x" * 5000, ".gitignore": "runs/\n"})  # fmt: skip
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "job.yaml"), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "{content-sha256}.tar.gz" in result.stdout and "code: " not in result.stdout.split("notes:")[0].split("payload:")[0]
+    assert f"code: {tmp_path}: 4 files, 5.0 KiB; the largest:" in result.stderr
+    assert result.stderr.index("big.bin") < result.stderr.index("train.py")
+    assert not (tmp_path / "runs").exists(), "a dry run writes nothing"
+    (tmp_path / ".env").write_text("TOKEN=abc")
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "job.yaml"), "--dry-run"])
+    assert result.exit_code != 0 and "look like credentials" in result.stderr and "abc" not in result.stderr
