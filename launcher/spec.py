@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator, model_validator
 
 from launcher.errors import SpecError
+from launcher.model_names import check_model
 from launcher.storage import REMOTE_SCHEMES
 
 __all__ = [
@@ -126,10 +127,20 @@ def parse_duration(value: str | int | float) -> int:
     return seconds
 
 
+# What parse_duration accepts, for `launch schema`: seconds, or a string _DURATION_RE matches after strip().lower()
+DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "exclusiveMinimum": 0, "maximum": MAX_DURATION},
+        {"type": "string", "maxLength": 64, "pattern": r"^\s*(?=[0-9])([0-9]+[dD])?([0-9]+[hH])?([0-9]+[mM])?([0-9]+[sS])?\s*$"},
+        {"type": "null"},
+    ]
+}
+
+
 class TrainConfig(_Model):
     """The trainer's knobs, named as in the Ultralytics training guide."""
 
-    model: str = Field("resnet18", description="torchvision classification model name")
+    model: str = Field("resnet18", description="torchvision classification model name (checked when the spec loads)")
     data: str = Field("digits", description="ImageFolder root (train/, val/), s3://, gs://, az:// URI or a built-in dataset: digits")
     epochs: Int = Field(10, ge=1, le=100_000, description="number of epochs to train")
     batch: Int = Field(32, le=65_536, description="batch size per GPU (per process); -1 = AutoBatch")
@@ -151,6 +162,11 @@ class TrainConfig(_Model):
     save_period: Int = Field(-1, ge=-1, le=100_000, description="also save epoch-N.pt every N epochs (-1 = off)")
     workers: Int = Field(8, ge=0, le=1024, description="DataLoader workers per process, at most its share of the cores; on CPU only the cores its compute threads leave free")
     seed: Int = Field(0, ge=0, le=2**32 - 1, description="random seed (numpy takes 0 .. 2**32-1)")
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        return check_model(value)  # shipped names (launcher.model_names): no torchvision import at load time
 
     @field_validator("data")
     @classmethod
@@ -211,13 +227,27 @@ def check_location(value: str, what: str) -> str:
     return value
 
 
+# What Resources._memory accepts, for `launch schema`: GiB, or a string like '64Gi' (its regex, on value.lower())
+MEMORY_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 65_536},
+        {"type": "string", "pattern": r"^\s*[0-9.]+\s*([gG]([iI][bB]?|[bB])?)?\s*$"},
+        {"type": "null"},
+    ]
+}
+
+
 class Resources(_Model):
     gpus: Int = Field(0, ge=0, le=16, description="GPUs per node (0 = CPU only)")
     nodes: Int = Field(1, ge=1, le=512, description="number of machines")
     gpu_type: str | None = Field(None, description="T4, A10G, L4, V100, A100, A100-80GB, H100, ...")
     spot: bool = Field(False, description="use spot / preemptible / low-priority capacity")
-    cpus: Int | None = Field(None, ge=1, le=4096, description="minimum vCPUs per node")
-    memory: Float | None = Field(None, gt=0, le=65_536, description="minimum memory per node in GiB ('64Gi' or 64)")
+    # An Optional's bounds go before the BeforeValidator: on Field (or after it) pydantic writes them into
+    # the JSON Schema as raw gt/le keys, which JSON Schema does not know (tests/launcher/test_schema.py)
+    cpus: Annotated[int, Field(ge=1, le=4096), BeforeValidator(_number)] | None = Field(None, description="minimum vCPUs per node")
+    memory: Annotated[
+        Annotated[float, Field(gt=0, le=65_536), BeforeValidator(_number)] | None, WithJsonSchema(MEMORY_SCHEMA)
+    ] = Field(None, description="minimum memory per node in GiB ('64Gi' or 64)")
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -296,8 +326,12 @@ class CodeConfig(_Model):
 
 
 class Limits(_Model):
-    max_runtime: int | None = Field(None, description="hard runtime limit, like '4h' (seconds once loaded)")
-    max_cost: Float | None = Field(None, gt=0, le=10_000_000, description="budget in USD; submit refuses estimates above it")
+    max_runtime: Annotated[int | None, WithJsonSchema(DURATION_SCHEMA)] = Field(
+        None, description="hard runtime limit: '4h', '1h30m', '2d', '90s' or seconds (seconds once loaded)"
+    )
+    max_cost: Annotated[float, Field(gt=0, le=10_000_000), BeforeValidator(_number)] | None = Field(
+        None, description="budget in USD; submit refuses estimates above it"
+    )
 
     @field_validator("max_runtime", mode="before")
     @classmethod

@@ -1,0 +1,82 @@
+"""`train.model`: the names the built-in trainer builds, checked when a spec loads.
+
+The trainer (launcher.runtime.train.model) builds any torchvision
+classification model. Their names are shipped data, the keys of
+launcher/estimate/data/models.json, so that loading a spec (the dry run)
+imports neither torch nor torchvision; tests/launcher/test_model_names.py
+keeps them equal to `torchvision.models.list_models(module=torchvision.models)`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import re
+from importlib import resources
+from typing import Any
+
+__all__ = ["classification_models", "other_task_models", "check_model"]
+
+_TASKS = {  # models.json "other_tasks" key -> what such a model does
+    "detection": "object-detection",
+    "segmentation": "semantic-segmentation",
+    "video": "video",
+    "optical_flow": "optical-flow",
+    "quantization": "quantized (int8 inference)",
+}
+_YOLO = re.compile(r"^(yolo|rtdetr)", re.IGNORECASE)
+_WEIGHTS = (".pt", ".pth", ".ckpt", ".safetensors", ".onnx")
+_ONLY = "the built-in trainer trains torchvision classification models only"
+
+
+@functools.lru_cache(maxsize=1)
+def _table() -> dict[str, Any]:
+    # resources.files("launcher"), not "launcher.estimate": that package's __init__ imports the estimator
+    return json.loads(resources.files("launcher").joinpath("estimate/data/models.json").read_text())
+
+
+def classification_models() -> tuple[str, ...]:
+    """Every name `train.model` accepts, sorted."""
+    return tuple(sorted(_table()["models"]))
+
+
+def other_task_models() -> dict[str, tuple[str, ...]]:
+    """torchvision's models for other tasks, by torchvision.models submodule: detection, segmentation, ..."""
+    return {task: tuple(names) for task, names in _table()["other_tasks"].items()}
+
+
+def check_model(name: str) -> str:
+    """`name` if the built-in trainer can build it, else ValueError saying what it is and what to write."""
+    names = classification_models()
+    if name in names:
+        return name
+    shown = repr(name if len(name) <= 80 else name[:80] + "...")
+    for task, members in other_task_models().items():
+        if name.lower() in members:
+            backbone = _backbone(name.lower(), names)
+            hint = f"; for a classifier, try its backbone '{backbone}'" if backbone else ""
+            raise ValueError(f"{shown} is one of torchvision's {_TASKS[task]} models, but {_ONLY}{hint}")
+    if _YOLO.match(name):
+        raise ValueError(
+            f"{shown} is an Ultralytics model, but {_ONLY} (like resnet18 or efficientnet_b0); "
+            "to train YOLO, run your own program with command: (train: configures the built-in trainer only)"
+        )
+    close = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.6) if len(name) <= 80 else []
+    if close:
+        raise ValueError(f"{shown} is not a torchvision classification model; did you mean '{close[0]}'?")
+    if name.lower().endswith(_WEIGHTS):
+        raise ValueError(
+            f"{shown} looks like a weights file; name the architecture in train.model (like resnet18) "
+            "and the file in train.pretrained"
+        )
+    raise ValueError(
+        f"{shown} is not a torchvision classification model; {_ONLY}: resnet18, resnet50, efficientnet_b0, "
+        "mobilenet_v3_small, vit_b_16, ... (torchvision.models.list_models(module=torchvision.models))"
+    )
+
+
+def _backbone(name: str, names: tuple[str, ...]) -> str | None:
+    """The longest classification model named inside `name`: fasterrcnn_resnet50_fpn -> resnet50."""
+    inside = [n for n in names if re.search(rf"(^|_){re.escape(n)}(_|$)", name)]
+    return max(inside, key=len) if inside else None
