@@ -124,6 +124,8 @@ def unpack(archive: Path, dest: Path) -> int:
         if os.path.isabs(target):
             raise UnsafeArchiveError(f"The code archive's link {path.relative_to(root)} points to an absolute path.", "Make it relative.")
         path.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(path):
+            raise UnsafeArchiveError(f"The code archive names {path.relative_to(root)} twice.", "Rebuild it with `launch`.")
         os.symlink(target, path)
     for path, _target in links:  # after all of them: a chain of links must still end inside
         if not Path(os.path.realpath(path)).is_relative_to(root):
@@ -148,7 +150,11 @@ def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path, root: Path
         raise UnsafeArchiveError(f"The code archive writes {member.name!r} through a link.", "Rebuild it with `launch`.")
     source = tar.extractfile(member)
     assert source is not None  # a regular member always has data
-    with source, open(path, "xb") as out:
+    try:
+        out = open(path, "xb")
+    except FileExistsError:
+        raise UnsafeArchiveError(f"The code archive names {member.name!r} twice.", "Rebuild it with `launch`.") from None
+    with source, out:
         shutil.copyfileobj(source, out, 1 << 20)
     os.chmod(path, 0o555 if member.mode & 0o111 else 0o444)
 

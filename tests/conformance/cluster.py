@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 
 __all__ = [
     "Node", "Cluster", "RunResult", "bridge_address", "free_port", "wait_port", "wait_until", "store_results",
-    "MIN_TOP1",
+    "MIN_TOP1", "store_program_results",
 ]  # fmt: skip
 
 MIN_TOP1 = 0.97  # digits, resnet18 at 32 px: ~0.99 after 8 epochs (DESIGN.md)
@@ -133,8 +133,8 @@ class RunResult:
         return max(float(row["top1"]) for row in self.rows)
 
 
-def store_results(uri: str, run: str, env: Mapping[str, str], dest: Path) -> RunResult:
-    """Pull the newest complete checkpoint with `launch ckpt pull` and read its manifest and results.csv."""
+def _pull(uri: str, run: str, env: Mapping[str, str], dest: Path) -> dict[str, str]:
+    """`launch ckpt pull` of the run's newest complete checkpoint into dest, as a user would; the env it used."""
     launch = [sys.executable, "-c", "from launcher.cli import main; main()"]
     full_env = {**os.environ, **env, "PYTHONPATH": str(REPO)}
     pulled = subprocess.run(
@@ -142,6 +142,19 @@ def store_results(uri: str, run: str, env: Mapping[str, str], dest: Path) -> Run
         capture_output=True, text=True, env=full_env, timeout=300, check=False,
     )  # fmt: skip
     assert pulled.returncode == 0, f"launch ckpt pull failed:\n{pulled.stdout}\n{pulled.stderr}"
+    return full_env
+
+
+def store_program_results(uri: str, run: str, env: Mapping[str, str], dest: Path) -> dict[str, Any]:
+    """The results.json a user program wrote, from the run's newest complete checkpoint in its store."""
+    _pull(uri, run, env, dest)
+    return json.loads((dest / "results.json").read_text())
+
+
+def store_results(uri: str, run: str, env: Mapping[str, str], dest: Path) -> RunResult:
+    """Pull the newest complete checkpoint with `launch ckpt pull` and read its manifest and results.csv."""
+    launch = [sys.executable, "-c", "from launcher.cli import main; main()"]
+    full_env = _pull(uri, run, env, dest)
     listed = subprocess.run(
         [*launch, "ckpt", "ls", f"{uri.rstrip('/')}/{run}", "--json"],
         capture_output=True, text=True, env=full_env, timeout=300, check=False,

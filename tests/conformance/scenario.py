@@ -12,13 +12,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Protocol
 
 from tests.conformance.cluster import MIN_TOP1, RunResult, wait_until
 
-__all__ = ["Job", "preempt_then_resume", "SIGTERM_EXIT", "EPOCHS", "TRAIN"]
+__all__ = ["Job", "preempt_then_resume", "program_preempt_then_resume", "program_folder", "SIGTERM_EXIT", "EPOCHS",
+           "TRAIN", "PROGRAM", "PROGRAM_STEPS"]  # fmt: skip
 
 SIGTERM_EXIT = 143
 EPOCHS = 6
@@ -26,6 +29,10 @@ EPOCHS = 6
 TRAIN = {"model": "resnet18", "epochs": EPOCHS, "imgsz": 32, "batch": 32, "optimizer": "AdamW", "lr0": 0.002,
          "lrf": 0.01, "cos_lr": True, "warmup_epochs": 1, "scale": 0.3, "cache": "ram", "workers": 1}  # fmt: skip
 TIMEOUT_S = 900
+# A user's own program (tests/programs/ddp_steps: plain PyTorch DDP, no `launcher` import), shipped with code:
+PROGRAM = Path(__file__).resolve().parents[1] / "programs" / "ddp_steps"
+PROGRAM_STEPS = 40
+PROGRAM_COMMAND = ["python", "train.py", "--steps", str(PROGRAM_STEPS), "--save-every", "5"]
 
 
 class Job(Protocol):
@@ -70,3 +77,61 @@ def preempt_then_resume(start: Callable[[], Job], read: Callable[[Path], RunResu
 
 def _ended(job: Job) -> bool:
     return "[launcher] exit code" in job.logs()
+
+
+def program_folder(tmp_path: Path) -> Path:
+    """A copy of the test program with what its .gitignore leaves out (outputs/, *.log): none of it may ship."""
+    folder = Path(shutil.copytree(PROGRAM, tmp_path / "program"))
+    (folder / "outputs").mkdir()
+    (folder / "outputs" / "big.bin").write_bytes(b"x" * (1 << 20))
+    (folder / "train.log").write_text("a local try\n")
+    return folder
+
+
+def program_spec(folder: Path, **raw: object) -> dict:
+    """The spec keys of a job that runs the test program from its shipped folder."""
+    return {"code": str(folder), "command": PROGRAM_COMMAND, **raw}
+
+
+def program_preempt_then_resume(start: Callable[[], Job], read: Callable[[Path], dict], tmp_path: Path, nodes: int,
+                                world: int | None = None) -> None:  # fmt: skip
+    """The user-program scenario: `nodes` nodes form one job; SIGTERM mid-run; the same plan again resumes
+    from the program's own saved step, restored on every node, and finishes.
+
+    `read(dest)` pulls the run's newest complete checkpoint into dest and returns its results.json.
+    `world`: processes in all (default: one per node).
+    """
+    world = world or nodes
+    first = start()
+    try:
+        ready = wait_until(lambda: "[program] step 10/" in first.logs() or _ended(first), TIMEOUT_S, 0.5)
+        assert ready and "[program] step 10/" in first.logs(), f"no step 10 within {TIMEOUT_S}s:\n{first.logs()[-6000:]}"
+        first.terminate()
+        codes = first.wait(300)
+        logs = first.logs()
+    finally:
+        first.cleanup()
+    assert len(codes) == nodes and all(code == SIGTERM_EXIT for code in codes), f"exit codes {codes}:\n{logs[-6000:]}"
+    for rank in range(world):
+        assert f"[program] rank {rank} world_size {world} resumed 0 cwd src" in logs, logs[-6000:]
+        assert f"[program] rank {rank} read 1437 images from LAUNCHER_DATA" in logs, logs[-6000:]
+    saved = int(re.findall(r"\[program\] stopped by SIGTERM at step (\d+), saved", logs)[-1])
+    assert saved >= 10, logs[-6000:]
+    stored = read(tmp_path / "after-sigterm")
+    assert stored == {"step": saved}, f"the store holds {stored}, the program saved step {saved} at SIGTERM"
+    assert (tmp_path / "after-sigterm" / "state.pt").exists()
+
+    second = start()
+    try:
+        codes = second.wait(TIMEOUT_S)
+        logs = second.logs()
+    finally:
+        second.cleanup()
+    assert len(codes) == nodes and all(code == 0 for code in codes), f"exit codes {codes} of the resumed run:\n{logs[-6000:]}"
+    for rank in range(world):  # every node restored the checkpoint folder, and the program continued from its step
+        assert f"[program] rank {rank} world_size {world} resumed 1" in logs, logs[-6000:]
+        assert f"[program] rank {rank} continues from saved step {saved}" in logs, logs[-6000:]
+    steps = [int(n) for n in re.findall(r"\[program\] step (\d+)/", logs)]
+    assert steps and steps[0] == saved + 1 and steps[-1] == PROGRAM_STEPS, f"steps after resuming: {steps}"
+    assert f"[program] done at step {PROGRAM_STEPS} world_size {world}" in logs, logs[-6000:]
+    assert read(tmp_path / "final") == {"step": PROGRAM_STEPS}
