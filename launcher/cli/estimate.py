@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from launcher.cli.base import console, echo_json, main
+from launcher.cli.base import console, echo_json, fail, main
 from launcher.storage import is_remote
 
 __all__ = ["estimate_cmd", "profile_cmd", "catalog"]
@@ -65,32 +65,70 @@ def estimate_cmd(
     registry.check_sections(spec, Path(job_file), overrides)
     chosen = [registry.create(b) for b in backends] if backends else None
     data_bytes = int(data_gb * 1e9) if data_gb is not None else None
-    dataset = _listed_dataset(spec.train.data) if images is None else None
+    dataset, unlisted = _listed_dataset(spec.train.data) if images is None else (None, None)
     rows = estimate(spec, chosen, jobs=JobRegistry(), train_images=images, data_bytes=data_bytes, dataset=dataset)
+    if not any(r.ok for r in rows):  # nothing to show or plot: say why, and fail (CI runs `launch estimate` first)
+        if as_json:
+            echo_json([r.to_dict() for r in rows])
+        fail(_no_estimate(rows, job_file, unlisted))
+    warning = _absurd(rows, job_file)
     if plot_file:
         from launcher.estimate.plot import plot_rows
 
         plot_rows(rows, plot_file, f"{spec.name}: cost vs time", spec.limits.max_cost, spec.limits.max_runtime)
     if as_json:
         echo_json([r.to_dict() for r in rows])
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
         return
     _print_rows(rows, spec, show_all, job_file)
     if plot_file:
         click.echo(f"plot: {plot_file}", err=True)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _listed_dataset(data: str):  # type: ignore[no-untyped-def]
-    """A remote dataset's size, by listing it (cached); None, with a note, when it cannot be listed."""
+    """A remote dataset's size, by listing it (cached), and None; (None, why) when it cannot be listed."""
     if not is_remote(data):
-        return None
+        return None, None
     from launcher.estimate.remote_data import remote_dataset
     from launcher.jobs import state_dir
 
     found = remote_dataset(data, state_dir() / "dataset-sizes.json")
-    if isinstance(found, str):
-        click.echo(f"note: {found}; pass --images N (training images) to estimate without it", err=True)
+    return (None, found) if isinstance(found, str) else (found, None)
+
+
+def _no_estimate(rows, job_file: str, unlisted: str | None) -> str:  # type: ignore[no-untyped-def]
+    """One line on why no option could be estimated, with the fix."""
+    if unlisted:
+        return f"Cannot estimate {job_file}: {unlisted.rstrip('.')}; pass --images N (training images) to estimate without listing it."
+    reasons: dict[str, list[str]] = {}
+    for r in rows:
+        reason = _cpu_hint(job_file) if _cloud_cpu_without_figure(r) else str(r.error).replace(r.offer.instance, "these instances")
+        reasons.setdefault(reason, []).append(r.offer.backend)
+    said = "; ".join(f"{', '.join(dict.fromkeys(names))}: {reason.rstrip('.')}" for reason, names in reasons.items())
+    return f"Cannot estimate {job_file} on any backend ({said or 'no backend installed'})."
+
+
+def _cpu_hint(job_file: str) -> str:
+    return f"no CPU throughput figures (the table is per GPU); for cloud GPU rows run: launch estimate {job_file} --set resources.gpus=1"
+
+
+ABSURD_S = 7 * 24 * 3600.0  # a job whose fastest option takes over a week is more likely a mistake than a plan
+
+
+def _absurd(rows, job_file: str) -> str | None:  # type: ignore[no-untyped-def]
+    """A warning when even the fastest option is implausibly long (e.g. thousands of CPU hours)."""
+    ok = [r for r in rows if r.ok]
+    fastest = min(ok, key=lambda r: r.total_s)
+    if fastest.total_s <= ABSURD_S:
         return None
-    return found
+    only = "the only option" if len(ok) == 1 else "the fastest option"
+    fix = (f"for a GPU run: launch estimate {job_file} --set resources.gpus=1" if not fastest.offer.gpus
+           else "check train.epochs, train.fraction and train.imgsz, or add GPUs or nodes")  # fmt: skip
+    return (f"{only} ({fastest.offer.backend} {fastest.offer.instance}) takes {fastest.total_s / 3600:,.0f} hours "
+            f"({fastest.total_s / 86400:,.0f} days): its cheapest/fastest marks mean little; {fix}")  # fmt: skip
 
 
 def _hms(seconds: float) -> str:
@@ -126,8 +164,7 @@ def _cloud_cpu_without_figure(r) -> bool:  # type: ignore[no-untyped-def]
 def _print_rows(rows, spec, show_all: bool = False, job_file: str = "JOB.yaml") -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
 
-    columns = ("backend", "instance", "GPUs", "$/h", "startup", "training", "total time", "total cost", "throughput", "catalog", "")
-    table = Table(*columns, box=None)
+    table = Table(*COLUMNS, box=None)
     shown = _shown(rows, show_all)
     for r in shown:
         table.add_row(*_cells(r))
@@ -149,13 +186,17 @@ def _print_rows(rows, spec, show_all: bool = False, job_file: str = "JOB.yaml") 
         out.print(f"[yellow]{backend} {names}[/yellow]: {error.replace('{instance}', 'these instances')}")
     if cpu_only:
         backends = ", ".join(dict.fromkeys(r.offer.backend for r in cpu_only))
-        out.print(f"[yellow]{backends}[/yellow]: no CPU throughput figures (the table is per GPU); for cloud GPU rows run: "
-                  f"launch estimate {job_file} --set resources.gpus=1", soft_wrap=True)
+        out.print(f"[yellow]{backends}[/yellow]: {_cpu_hint(job_file)}", soft_wrap=True)
     limits = spec.limits
     if limits.max_cost or limits.max_runtime:
         budget = f"max_cost ${limits.max_cost:.2f}" if limits.max_cost else ""
         runtime = f"max_runtime {_hms(limits.max_runtime)}" if limits.max_runtime else ""
         out.print(f"limits: {' '.join(x for x in (budget, runtime) if x)}")
+
+
+# total time = startup + staging + training (training here includes validation and expected spot restarts)
+COLUMNS = ("backend", "instance", "GPUs", "$/h", "startup", "staging", "training", "total time", "total cost", "throughput",
+           "catalog", "")  # fmt: skip
 
 
 def _cells(r) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
@@ -168,7 +209,8 @@ def _cells(r) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
     marks = ", ".join([*r.marks, *([] if r.within_limits else ["over limits"])])
     training = _hms(r.training_s + r.validation_s + r.interruption_s)
     price = _money(o.price_per_hour * o.nodes)
-    return (o.backend, inst, gpus, price, _hms(r.startup_s), training, total, cost, source, r.catalog_date or "-", marks.strip())
+    return (o.backend, inst, gpus, price, _hms(r.startup_s), _hms(r.staging_s), training, total, cost, source,
+            r.catalog_date or "-", marks.strip())  # fmt: skip
 
 
 @main.command("profile")

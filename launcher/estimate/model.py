@@ -17,7 +17,7 @@ import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from launcher.backend import Backend, Offer
 from launcher.errors import LauncherError
@@ -310,14 +310,33 @@ def mark(rows: Sequence[Row], spec: JobSpec) -> list[Row]:
     if not ok:
         return checked
     tags: dict[int, list[str]] = {}
-    tags.setdefault(id(min(ok, key=lambda r: (r.cost, r.total_s))), []).append("cheapest")
-    tags.setdefault(id(min(ok, key=lambda r: (r.total_s, r.cost))), []).append("fastest")
+    for name, first, then in (("cheapest", _cost, _time), ("fastest", _time, _cost)):
+        winners = _best(_best(ok, first), then)  # equally cheap: the faster wins; equally fast: the cheaper
+        for r in winners:  # still more than one: a tie, said as one, never one of them picked at random
+            tags.setdefault(id(r), []).append(name if len(winners) == 1 else f"{name} (tie)")
     fitting = [r for r in ok if r.within_limits]
     if fitting and (limits.max_cost or limits.max_runtime):
         # a budget alone buys speed; a deadline alone (or both) is met as cheaply as possible
         key = (lambda r: (r.total_s, r.cost)) if not limits.max_runtime else (lambda r: (r.cost, r.total_s))
         tags.setdefault(id(min(fitting, key=key)), []).append("best")
     return [replace(r, marks=tuple(tags.get(id(r), ()))) for r in checked]
+
+
+def _cost(row: Row) -> float:
+    return row.cost
+
+
+def _time(row: Row) -> float:
+    return row.total_s
+
+
+TIE = 0.005  # rows closer than 0.5% (the table shows no finer difference, the ranges are far wider) tie
+
+
+def _best(rows: Sequence[Row], key: Callable[[Row], float]) -> list[Row]:
+    """The rows whose `key` is the lowest, within TIE of it."""
+    low = min(key(r) for r in rows)
+    return [r for r in rows if key(r) <= low + max(abs(low) * TIE, 1e-9)]
 
 
 def _within(row: Row, max_cost: float | None, max_runtime: int | None) -> bool:

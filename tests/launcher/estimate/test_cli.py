@@ -77,3 +77,66 @@ def test_run_refuses_over_budget_and_the_flag_overrides(fake_plugin: str, tmp_pa
     forced = CliRunner().invoke(main, ["run", str(job), "-b", fake_plugin, "--yes", "--detach", "--ignore-budget"])
     assert forced.exit_code == 0, forced.output
     assert "submitted dear-" in forced.output
+
+
+def _hms_s(text: str) -> int:
+    """'1h02m' or '8m20s' (the table's format) in seconds."""
+    if "h" in text:
+        h, m = text.rstrip("m").split("h")
+        return int(h) * 3600 + int(m) * 60
+    m, s = text.rstrip("s").split("m")
+    return int(m) * 60 + int(s)
+
+
+def test_the_table_shows_staging(fake_plugin: str, tmp_path: Path) -> None:
+    path = tmp_path / "remote.yaml"
+    path.write_text("name: remote\ntrain: {model: resnet50, data: 's3://bucket/data', epochs: 5}\nresources: {gpus: 1, gpu_type: A10G}\n")
+    result = CliRunner().invoke(main, ["estimate", str(path), "-b", fake_plugin, "--images", "20000", "--data-gb", "50"],
+                                env={"COLUMNS": "300"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "staging" in result.output and "8m20s" in result.output  # 50 GB at the default 100 MB/s
+
+
+def test_the_table_total_is_the_sum_of_its_columns(fake_plugin: str, tmp_path: Path) -> None:
+    from launcher.cli.estimate import COLUMNS, _cells
+    from launcher.estimate.model import estimate
+    from launcher.spec import load_spec
+
+    path = tmp_path / "remote.yaml"
+    path.write_text("name: remote\ntrain: {model: resnet50, data: 's3://bucket/data', epochs: 5}\nresources: {gpus: 1, gpu_type: A10G}\n")
+    rows = estimate(load_spec(str(path)), [registry.create(fake_plugin)], train_images=20000, data_bytes=50 * 10**9)
+    for row in rows:
+        cells = dict(zip(COLUMNS, _cells(row)))
+        parts = sum(_hms_s(cells[c]) for c in ("startup", "staging", "training"))
+        assert abs(parts - _hms_s(cells["total time"].split()[0])) <= 2, cells  # rounding of each shown value
+
+
+def test_a_dataset_that_cannot_be_listed_fails_in_one_line_without_a_table_or_plot(
+    fake_plugin: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_CONNECTION_STRING"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "az.yaml"
+    path.write_text("name: az\ntrain: {model: resnet50, data: 'az://container/imagenet', epochs: 5}\nresources: {gpus: 1, gpu_type: A10G}\n")
+    png = tmp_path / "plot.png"
+    result = CliRunner().invoke(main, ["estimate", str(path), "-b", fake_plugin, "--plot", str(png)])
+    assert result.exit_code != 0
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1, result.output
+    assert result.stderr.startswith("error: ") and "could not list az://container/imagenet" in result.stderr
+    assert "--images N" in result.stderr and "Traceback" not in result.output
+    assert not png.exists()
+
+
+def test_an_option_of_weeks_is_warned_about(fake_plugin: str, tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    path.write_text("name: huge\ntrain: {model: resnet50, data: 's3://bucket/data', epochs: 90}\nresources: {gpus: 1, gpu_type: A10G}\n")
+    for flags in ([], ["--json"]):
+        result = CliRunner().invoke(main, ["estimate", str(path), "-b", fake_plugin, "--images", "100000000", *flags])
+        assert result.exit_code == 0, result.output
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+        assert len(warnings) == 1 and "the fastest option (fakecloud fc.large)" in warnings[0] and "days" in warnings[0]
+
+
+def test_a_plausible_estimate_has_no_warning(fake_plugin: str, job: Path) -> None:
+    result = CliRunner().invoke(main, ["estimate", str(job), "-b", fake_plugin])
+    assert result.exit_code == 0 and "warning" not in result.output

@@ -132,3 +132,15 @@ def test_best_with_a_deadline_is_the_cheapest_that_meets_it() -> None:
     marked = {r.offer.instance: r for r in mark(rows, spec(limits={"max_runtime": 600}))}
     assert "best" in marked["mid"].marks
     assert not any("best" in r.marks for r in mark(rows, spec()))
+
+
+def test_a_tie_is_marked_as_one_never_given_to_one_row_at_random() -> None:
+    rows = [_row("a", 2.0, 500), _row("b", 2.0, 500), _row("dear", 9.0, 500.5)]  # 0.1% apart: the same to a user
+    marked = {r.offer.instance: r.marks for r in mark(rows, spec())}
+    assert marked == {"a": ("cheapest (tie)", "fastest (tie)"), "b": ("cheapest (tie)", "fastest (tie)"), "dear": ()}
+
+
+def test_equally_fast_options_make_the_cheaper_one_the_fastest() -> None:
+    rows = [_row("g5.2xlarge", 3.0, 500), _row("g5.xlarge", 2.0, 500), _row("slow", 1.0, 900)]
+    marked = {r.offer.instance: r.marks for r in mark(rows, spec())}
+    assert marked == {"g5.2xlarge": (), "g5.xlarge": ("fastest",), "slow": ("cheapest",)}

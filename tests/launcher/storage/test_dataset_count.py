@@ -64,6 +64,7 @@ def test_estimate_without_credentials_asks_for_images(fake_plugin: str, s3_kind:
     for name, value in s3_kind.env.items():
         monkeypatch.setenv(name, value)
     result = CliRunner().invoke(main, ["estimate", str(job(tmp_path, "s3://no-such-bucket/data")), "-b", fake_plugin, "--json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code != 0, result.output  # nothing could be estimated: a failure, in one line
     assert "could not list s3://no-such-bucket/data" in result.stderr and "pass --images N" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert all("pass --images N" in r["error"] for r in json.loads(result.stdout))
