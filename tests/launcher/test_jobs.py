@@ -88,7 +88,9 @@ def test_cli_status_logs_and_stop_take_the_run_name(monkeypatch: pytest.MonkeyPa
     assert status.exit_code == 0, status.output
     assert status.output.startswith("digits-20260102-000000-bbbb  local  submitting")
     assert _cli("status", "digits-20260101-000000-aaaa").output.startswith("digits-20260101-000000-aaaa  local  failed")
-    monkeypatch.setattr("launcher.backends.local.LocalBackend.logs", lambda self, ref, follow=False: iter([f"log of {ref.id}"]))
+    from launcher.backends.local import LocalBackend
+
+    monkeypatch.setattr(LocalBackend, "logs", lambda self, ref, follow=False: iter([f"log of {ref.id}"]))
     logs = _cli("logs", "digits")
     assert logs.exit_code == 0 and logs.output == "log of digits-20260102-000000-bbbb\n", logs.output
     stop = _cli("stop", "digits")  # resolved to the newest job, which its backend never confirmed
