@@ -611,14 +611,17 @@ def _with_secrets_file(client: Any, payload: dict[str, Any], path: Path) -> dict
 
 
 def _with_data_cache(payload: dict[str, Any]) -> dict[str, Any]:
-    """The payload with this machine's data cache mounted when train.data is a remote URI.
+    """The payload with this machine's data cache mounted when train.data is a remote URI or code ships.
 
     The entrypoint fetches remote data into $LAUNCHER_DATA_DIR (launcher.storage.dataset); pointed
     at the host's cache, a restarted container or the next job reuses the verified copy instead of
     downloading it again, and a container running as the submitting user can write there.
     """
-    if not any(str(a).startswith("data=") and is_remote(str(a)[5:]) for a in payload.get("command") or []):
-        return payload
+    command = [str(a) for a in payload.get("command") or []]
+    remote_data = any(a.startswith("data=") and is_remote(a[5:]) for a in command)
+    flagged = {flag: value for flag, value in zip(command, command[1:]) if flag in ("--data", "--code")}
+    if not remote_data and not is_remote(flagged.get("--data")) and "--code" not in flagged:
+        return payload  # the code archive is unpacked into the cache too: a restarted container reuses it
     cache = data_dir()
     cache.mkdir(parents=True, exist_ok=True)
     volumes = {**payload.get("volumes", {}), str(cache): {"bind": DATA_CACHE_TARGET, "mode": "rw"}}

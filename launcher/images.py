@@ -19,7 +19,7 @@ from launcher.spec import DEFAULT_IMAGE
 
 __all__ = [
     "REPO", "DOCKERFILE", "DEFAULT_IGNORE", "build", "push", "pushed_image", "pushed_images", "record_push",
-    "progress_lines", "ignore_patterns",
+    "progress_lines", "ignore_patterns", "build_with_requirements", "REQUIREMENTS_DOCKERFILE",
 ]  # fmt: skip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,6 +30,18 @@ DEFAULT_IGNORE = (
 )  # fmt: skip
 
 Progress = Callable[[str], None]
+
+# `launch image build --requirements FILE`: the training image plus the packages a program of the user's own
+# needs, so nothing is installed at container start (code.requirements does that instead). PIP_ARGS as for
+# images/Dockerfile (an offline wheelhouse: images/build-offline.sh).
+REQUIREMENTS_DOCKERFILE = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+ARG PIP_ARGS=""
+COPY requirements.txt /opt/launcher/requirements.txt
+RUN python -m pip install --no-cache-dir ${PIP_ARGS} -r /opt/launcher/requirements.txt \\
+    && python -c "import launcher.runtime.entrypoint"
+"""
 
 
 def _client(client: Any) -> Any:
@@ -75,6 +87,22 @@ def build(
         for line in progress_lines(events):
             progress(line)
     return str(_client(client).images.get(tag).id)
+
+
+def build_with_requirements(
+    tag: str, requirements: Path, base: str = DEFAULT_IMAGE, client: Any = None, progress: Progress = lambda line: None,
+    buildargs: dict[str, str] | None = None,
+) -> str:
+    """Build `base` plus `requirements` (REQUIREMENTS_DOCKERFILE) as `tag`; returns the image id."""
+    import tempfile  # noqa: PLC0415
+
+    if not requirements.is_file():
+        raise LauncherError(f"--requirements {requirements}: no such file.", "Name your program's requirements.txt.")
+    with tempfile.TemporaryDirectory(prefix="launcher-req-image-") as tmp:
+        context = Path(tmp)
+        (context / "requirements.txt").write_bytes(requirements.read_bytes())
+        (context / "Dockerfile").write_text(REQUIREMENTS_DOCKERFILE)
+        return build(tag, context, "Dockerfile", client, progress, {"BASE_IMAGE": base, **(buildargs or {})})
 
 
 def ignore_patterns(context: Path) -> list[str]:

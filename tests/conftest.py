@@ -9,7 +9,22 @@ from pathlib import Path
 
 import pytest
 
+from tests import pace
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"machine pace: {pace.factor():.2f}x a quiet reference; the slow and conformance tests' time limits are scaled by it"
+
+
+@pytest.hookimpl(trylast=True)  # after tests/conformance/conftest.py marks its tests slow
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A loaded machine gets proportionally longer limits for the long tests (tests/pace.py), not a red run."""
+    limit = float(config.getini("timeout") or 900)
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(pace.scaled(limit)))
 
 
 @pytest.fixture(autouse=True)

@@ -23,13 +23,19 @@ def image() -> None:
 @click.option("--push", is_flag=True, help="push the built image through each backend given with -b")
 @click.option("-b", "--backend", "backends", multiple=True, metavar="NAME", help="backend to push to (aws, gcp, azure)")
 @click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE", help="Dockerfile ARG value; repeatable")
+@click.option("--requirements", "requirements", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="instead: the training image (--from) plus these packages, for a program of your own")
+@click.option("--from", "base", default=None, help="with --requirements: the image to add them to (default: the training image)")
 @click.option("--quiet", "-q", is_flag=True, help="do not print build progress")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable result")
 def build(
     tag: str | None, dockerfile: str | None, context: str | None, push: bool, backends: tuple[str, ...],
-    build_args: tuple[str, ...], quiet: bool, as_json: bool,
+    build_args: tuple[str, ...], requirements: str | None, base: str | None, quiet: bool, as_json: bool,
 ) -> None:  # fmt: skip
-    """Build images/Dockerfile with the local Docker engine (and optionally push it)."""
+    """Build images/Dockerfile with the local Docker engine (and optionally push it).
+
+    With --requirements FILE: an image derived from the training image with FILE's packages installed,
+    tagged torch-launcher-train:req-<hash of FILE> unless --tag names it."""
     from pathlib import Path
 
     from launcher import images
@@ -41,12 +47,19 @@ def build(
     bad = [arg for arg in build_args if "=" not in arg]
     if bad:
         fail(f"--build-arg {bad[0]!r} is not KEY=VALUE.")
-    tag = tag or DEFAULT_IMAGE
+    if requirements and (dockerfile or context):
+        fail("--requirements builds its own small Dockerfile: drop --file and --context.")
     progress = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
-    image_id = images.build(
-        tag, Path(context) if context else images.REPO, dockerfile or images.DOCKERFILE, progress=progress,
-        buildargs=dict(arg.split("=", 1) for arg in build_args),
-    )  # fmt: skip
+    args = dict(arg.split("=", 1) for arg in build_args)
+    if requirements:
+        import hashlib
+
+        tag = tag or f"{DEFAULT_IMAGE.split(':')[0]}:req-{hashlib.sha256(Path(requirements).read_bytes()).hexdigest()[:12]}"
+        image_id = images.build_with_requirements(tag, Path(requirements), base or DEFAULT_IMAGE, progress=progress, buildargs=args)
+    else:
+        tag = tag or DEFAULT_IMAGE
+        image_id = images.build(tag, Path(context) if context else images.REPO, dockerfile or images.DOCKERFILE,
+                                progress=progress, buildargs=args)  # fmt: skip
     click.echo(f"built {tag} ({image_id[:19]})", err=True)
     pushed = {}
     for name in backends if push else ():

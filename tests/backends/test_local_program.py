@@ -14,13 +14,15 @@ from launcher.backends.local import LocalBackend
 from launcher.spec import validate_spec
 from tests.conformance.cluster import store_program_results
 from tests.conformance.scenario import PROGRAM_COMMAND, program_folder, program_preempt_then_resume, program_spec
+from tests.docker_base import TRAIN_IMAGE, engine_or_skip, remove_job_containers, train_image_or_skip
 
 
 class LocalJob:
     """A job submitted through the Launcher, seen the way the scenario sees a platform's job."""
 
-    def __init__(self, launcher: Launcher, spec: Any) -> None:
+    def __init__(self, launcher: Launcher, spec: Any, cleanup: Any = None) -> None:
         self.job = launcher.submit(spec)
+        self._cleanup = cleanup
 
     def logs(self) -> str:
         return "\n".join(self.job.logs())
@@ -33,12 +35,14 @@ class LocalJob:
         return [status.exit_code] if status.finished else []
 
     def cleanup(self) -> None:
-        pass
+        if self._cleanup is not None:
+            self._cleanup([self.job.id])
 
 
 def _spec(tmp_path: Path, folder: Path, runtime: str, **raw: Any) -> Any:
     local = {"runtime": runtime, "nproc": 2, **({"python": sys.executable} if runtime == "process" else {})}
-    keys = program_spec(folder, name="my-program", train={"data": "digits"},
+    image = {"image": TRAIN_IMAGE} if runtime == "docker" else {}
+    keys = program_spec(folder, name="my-program", train={"data": "digits"}, **image,
                         checkpoint={"uri": str(tmp_path / "store")}, local=local, **raw)  # fmt: skip
     return validate_spec(keys, None, tmp_path)
 
@@ -53,6 +57,22 @@ def test_a_users_program_resumes_from_its_own_step_after_sigterm(tmp_path: Path,
     program_preempt_then_resume(lambda: LocalJob(launcher, spec), read, tmp_path, nodes=1, world=2)
     archives = list((tmp_path / "store" / "_code").iterdir())
     assert len(archives) == 1, "the second job of the same code sent nothing"
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_in_the_image_a_users_program_resumes_from_its_own_step_after_sigterm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same, in the training image built from images/Dockerfile: the archive unpacked in the container."""
+    client = engine_or_skip()
+    train_image_or_skip(client)
+    monkeypatch.setenv("LAUNCHER_DATA_DIR", str(tmp_path / "data"))
+    folder = program_folder(tmp_path)
+    launcher = Launcher(backend=LocalBackend(docker_client=client, state_dir=tmp_path / "state"))
+    spec = _spec(tmp_path, folder, "docker")
+    read = lambda dest: store_program_results(str(tmp_path / "store"), "my-program", {}, dest)  # noqa: E731
+    cleanup = lambda ids: remove_job_containers(client, ids)  # noqa: E731
+    program_preempt_then_resume(lambda: LocalJob(launcher, spec, cleanup), read, tmp_path, nodes=1, world=2)
+    assert (tmp_path / "data" / "code").is_dir(), "the container unpacked the code into this machine's data cache"
 
 
 @pytest.mark.slow

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from launcher.api import Launcher
+from launcher.code import stage_code
 from launcher.spec import validate_spec
-from tests.conformance.cluster import Cluster, store_results
+from tests.conformance.cluster import Cluster, store_program_results, store_results
 from tests.conformance.conftest import AZURITE_ACCOUNT, AZURITE_KEY
 from tests.conformance.platforms import ContainerJob, azureml_nodes
-from tests.conformance.scenario import TRAIN, preempt_then_resume
+from tests.conformance.scenario import TRAIN, preempt_then_resume, program_folder, program_preempt_then_resume, program_spec
 
 ACCOUNT_URL = re.compile(r"^https://[a-z0-9]+\.blob\.core\.windows\.net/([^/]+)/?(.*)$")
 
@@ -58,7 +59,7 @@ def download(service: Any, container: str, prefix: str, dest: Path) -> Path:
     return dest
 
 
-def test_two_nodes_train_and_resume_after_sigterm(docker: Any, image: str, azurite_endpoint: str, digits: Path, tmp_path: Path) -> None:
+def _service(azurite_endpoint: str, digits: Path) -> Any:
     from azure.storage.blob import BlobServiceClient
 
     service = BlobServiceClient.from_connection_string(connection_string(azurite_endpoint))
@@ -66,17 +67,24 @@ def test_two_nodes_train_and_resume_after_sigterm(docker: Any, image: str, azuri
     for container in ("checkpoints",):
         if not service.get_container_client(container).exists():
             service.create_container(container)
-    name = f"conf-azure-{uuid.uuid4().hex[:6]}"
-    spec = validate_spec({
+    return service
+
+
+def _spec(name: str, tmp_path: Path, **raw: Any) -> Any:
+    return validate_spec({
         "name": name,
         "image": "conformance.azurecr.io/torch-launcher-train:latest",
-        "train": {**TRAIN, "data": "az://datasets/digits"},
         "resources": {"nodes": 2, "gpus": 0},
         "checkpoint": {"uri": "az://checkpoints/runs"},
         "azure": {"subscription_id": "00000000-0000-0000-0000-000000000000", "resource_group": "rg",
                   "workspace": "ws", "compute": "cpu-cluster", "storage_account": AZURITE_ACCOUNT},
+        **raw,
     }, None, tmp_path)  # fmt: skip
-    job = Launcher(backend="azure").plan(spec).request()
+
+
+def _starter(job: Mapping[str, Any], name: str, service: Any, azurite_endpoint: str, docker: Any, image: str,
+             tmp_path: Path) -> tuple[Any, dict]:  # fmt: skip
+    """(start the command job's instances, the env that reads the store)."""
 
     def mount(name: str, io: Mapping[str, Any]) -> Path:
         folder = tmp_path / "mounts" / name
@@ -88,6 +96,26 @@ def test_two_nodes_train_and_resume_after_sigterm(docker: Any, image: str, azuri
         return folder
 
     harness = {"AZURE_STORAGE_CONNECTION_STRING": connection_string(azurite_endpoint)}
-    start = lambda: ContainerJob(Cluster(docker, image, azureml_nodes(job, name, mount, harness), "azureml"))  # noqa: E731
+    return (lambda: ContainerJob(Cluster(docker, image, azureml_nodes(job, name, mount, harness), "azureml"))), harness
+
+
+def test_two_nodes_train_and_resume_after_sigterm(docker: Any, image: str, azurite_endpoint: str, digits: Path, tmp_path: Path) -> None:
+    service = _service(azurite_endpoint, digits)
+    name = f"conf-azure-{uuid.uuid4().hex[:6]}"
+    job = Launcher(backend="azure").plan(_spec(name, tmp_path, train={**TRAIN, "data": "az://datasets/digits"})).request()
+    start, harness = _starter(job, name, service, azurite_endpoint, docker, image, tmp_path)
     read = lambda dest: store_results("az://checkpoints/runs", name, harness, dest)  # noqa: E731
     preempt_then_resume(start, read, tmp_path)
+
+
+def test_a_users_program_on_two_nodes_resumes_from_its_own_step(docker: Any, image: str, azurite_endpoint: str,
+                                                                 digits: Path, tmp_path: Path) -> None:  # fmt: skip
+    """Its folder shipped by submit's own code path (to Azurite), its data through the ro_mount input."""
+    service = _service(azurite_endpoint, digits)
+    name = f"conf-az-prog-{uuid.uuid4().hex[:6]}"
+    spec = _spec(name, tmp_path, **program_spec(program_folder(tmp_path), train={"data": "az://datasets/digits"}))
+    job = stage_code(Launcher(backend="azure").plan(spec), azure=service).request()
+    assert "--data '${{inputs.data}}'" in job["command"] or "--data ${{inputs.data}}" in job["command"], job["command"]
+    start, harness = _starter(job, name, service, azurite_endpoint, docker, image, tmp_path)
+    read = lambda dest: store_program_results("az://checkpoints/runs", name, harness, dest)  # noqa: E731
+    program_preempt_then_resume(start, read, tmp_path, nodes=2)

@@ -17,44 +17,76 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from launcher.api import Launcher
+from launcher.code import stage_code
 from launcher.spec import validate_spec
 from tests.conftest import require_service
-from tests.conformance.cluster import REPO, store_results
+from tests.conformance.cluster import REPO, store_program_results, store_results
 from tests.conformance.conftest import BUCKET
 from tests.conformance.platforms import SageMakerLocalJob
-from tests.conformance.scenario import TRAIN, preempt_then_resume
+from tests.conformance.scenario import TRAIN, preempt_then_resume, program_folder, program_preempt_then_resume, program_spec
 
 SAGEMAKER_PYTHON = os.environ.get("LAUNCHER_SAGEMAKER_PYTHON", str(REPO / ".venv-sagemaker" / "bin" / "python"))
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def test_two_nodes_train_and_resume_after_sigterm(docker: Any, image: str, s3_endpoint: str, digits: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def s3(s3_endpoint: str, digits: Path) -> Any:
+    """A client of the emulated S3, with the digits ImageFolder under s3://BUCKET/data/digits (uploaded once)."""
     import boto3
 
     require_service("sagemaker SDK v2", Path(SAGEMAKER_PYTHON).exists(),
                     f"{SAGEMAKER_PYTHON} is missing (python3 -m venv .venv-sagemaker && .venv-sagemaker/bin/pip install 'sagemaker<3')")  # fmt: skip
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
-    s3.create_bucket(Bucket=BUCKET)
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing")  # fmt: skip
+    client.create_bucket(Bucket=BUCKET)
     files = [p for p in digits.rglob("*") if p.is_file()]
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda p: s3.upload_file(str(p), BUCKET, f"data/digits/{p.relative_to(digits).as_posix()}"), files))
-    name = f"conf-sagemaker-{uuid.uuid4().hex[:6]}"
-    spec = validate_spec({
+        list(pool.map(lambda p: client.upload_file(str(p), BUCKET, f"data/digits/{p.relative_to(digits).as_posix()}"), files))
+    return client
+
+
+def _run(request: dict, s3_endpoint: str, docker: Any, image: str, tmp_path: Path) -> tuple[Any, dict]:
+    """(start a local-mode job of `request`, the env that reads the run's store), with only TrainingImage and
+    InstanceType replaced."""
+    assert request["ResourceConfig"]["InstanceCount"] == 2
+    request["AlgorithmSpecification"]["TrainingImage"] = image
+    request["ResourceConfig"]["InstanceType"] = "local"
+    env = {**os.environ, **AWS_ENV}
+    runs = iter(range(1, 10))
+    start = lambda: SageMakerLocalJob(SAGEMAKER_PYTHON, request, s3_endpoint, tmp_path / f"run{next(runs)}", env, docker, image)  # noqa: E731
+    return start, {**AWS_ENV, "AWS_ENDPOINT_URL": s3_endpoint}
+
+
+def _spec(name: str, tmp_path: Path, **raw: Any) -> Any:
+    return validate_spec({
         "name": name,
-        "train": {**TRAIN, "data": f"s3://{BUCKET}/data/digits"},
         "resources": {"nodes": 2, "gpus": 0},
         "checkpoint": {"uri": f"s3://{BUCKET}/checkpoints"},
         "aws": {"region": "us-east-1", "role_arn": "arn:aws:iam::123456789012:role/SageMakerRole",
                 "output_uri": f"s3://{BUCKET}/output", "instance_type": "ml.m5.xlarge"},
+        **raw,
     }, None, tmp_path)  # fmt: skip
-    request = Launcher(backend="aws").plan(spec).request()
-    assert request["ResourceConfig"]["InstanceCount"] == 2
-    request["AlgorithmSpecification"]["TrainingImage"] = image
-    request["ResourceConfig"]["InstanceType"] = "local"
 
-    env = {**os.environ, **AWS_ENV}
-    runs = iter(range(1, 10))
-    start = lambda: SageMakerLocalJob(SAGEMAKER_PYTHON, request, s3_endpoint, tmp_path / f"run{next(runs)}", env, docker, image)  # noqa: E731
-    read = lambda dest: store_results(f"s3://{BUCKET}/checkpoints", name, {**AWS_ENV, "AWS_ENDPOINT_URL": s3_endpoint}, dest)  # noqa: E731
+
+def test_two_nodes_train_and_resume_after_sigterm(docker: Any, image: str, s3_endpoint: str, s3: Any, tmp_path: Path) -> None:
+    name = f"conf-sagemaker-{uuid.uuid4().hex[:6]}"
+    spec = _spec(name, tmp_path, train={**TRAIN, "data": f"s3://{BUCKET}/data/digits"})
+    start, store_env = _run(Launcher(backend="aws").plan(spec).request(), s3_endpoint, docker, image, tmp_path)
+    read = lambda dest: store_results(f"s3://{BUCKET}/checkpoints", name, store_env, dest)  # noqa: E731
     preempt_then_resume(start, read, tmp_path)
+
+
+def test_a_users_program_on_two_nodes_resumes_from_its_own_step(docker: Any, image: str, s3_endpoint: str, s3: Any,
+                                                                 tmp_path: Path) -> None:  # fmt: skip
+    """Its folder shipped by submit's own code path (to moto), its data through the S3 channel."""
+    name = f"conf-sm-prog-{uuid.uuid4().hex[:6]}"
+    spec = _spec(name, tmp_path, **program_spec(program_folder(tmp_path), train={"data": f"s3://{BUCKET}/data/digits"}))
+    plan = stage_code(Launcher(backend="aws").plan(spec), s3=s3)
+    assert "--data" in (args := plan.request()["AlgorithmSpecification"]["ContainerArguments"])
+    assert args[args.index("--data") + 1] == "/opt/ml/input/data/train"
+    start, store_env = _run(plan.request(), s3_endpoint, docker, image, tmp_path)
+    read = lambda dest: store_program_results(f"s3://{BUCKET}/checkpoints", name, store_env, dest)  # noqa: E731
+    program_preempt_then_resume(start, read, tmp_path, nodes=2)

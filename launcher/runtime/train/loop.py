@@ -14,6 +14,7 @@ were already done and continues as if it had never stopped.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import signal
@@ -124,7 +125,9 @@ class Trainer:
         if state is not None:
             self._restore(state)
         if state is not None and not self.already_finished(state):  # a finished run says only that, in fit()
-            self.log(f"resuming from {resumed[0]}: epoch {self.epoch + 1}, step {self.step_in_epoch} of {self.steps_per_epoch}")
+            sha = hashlib.sha256(resumed[0].read_bytes()).hexdigest()  # names exactly what was loaded (proof of a resume)
+            self.log(f"resuming from {resumed[0]} (sha256 {sha}): epoch {self.epoch + 1}, "
+                     f"step {self.step_in_epoch} of {self.steps_per_epoch}")  # fmt: skip
         return state
 
     def _cpu_threads(self, cpus: int) -> int:

@@ -15,6 +15,7 @@ import pytest
 
 from launcher.errors import LauncherError
 from launcher.runtime.code import UnsafeArchiveError, install_requirements, prepare, unpack
+from tests.wheels import tiny_wheel
 
 
 def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
@@ -112,23 +113,8 @@ def test_a_missing_archive_is_one_clear_line(tmp_path: Path) -> None:
         prepare(str(tmp_path / "_code" / ("a" * 64 + ".tar.gz")), {"LAUNCHER_DATA_DIR": str(tmp_path / "cache")})
 
 
-def _wheel(folder: Path, name: str, version: str) -> Path:
-    """A tiny pure-Python wheel, built here (pip wheel of a one-module project), for an offline index."""
-    project = folder / f"src-{name}"
-    (project / name).mkdir(parents=True)
-    (project / name / "__init__.py").write_text(f"VERSION = {version!r}\n")
-    (project / "pyproject.toml").write_text(
-        f'[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
-        f'[project]\nname = "{name}"\nversion = "{version}"\n[tool.setuptools]\npackages = ["{name}"]\n'
-    )
-    wheels = folder / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
-                    str(project)], check=True, capture_output=True)  # fmt: skip
-    return wheels
-
-
 def test_requirements_install_only_what_the_environment_lacks_into_a_cached_layer(tmp_path: Path) -> None:
-    wheels = _wheel(tmp_path, "launcher_extra_pkg", "1.2.3")
+    wheels = tiny_wheel(tmp_path, "launcher_extra_pkg", "1.2.3")
     req = tmp_path / "requirements.txt"
     req.write_text("launcher_extra_pkg==1.2.3\nclick\n")  # click is already in this environment
     env = {**os.environ, "LAUNCHER_DATA_DIR": str(tmp_path / "cache"), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}
