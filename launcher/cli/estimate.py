@@ -32,12 +32,14 @@ BACKENDS_HELP = "backend to price (repeatable; default: every installed backend)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a spec key, e.g. train.epochs=3")
 @click.option("--images", type=click.IntRange(min=1), default=None, help="number of training images (remote data is counted by listing it when credentials allow)")
 @click.option("--data-gb", type=click.FloatRange(min=0), default=None, help="dataset size in GB, for the staging time of remote data")
+@click.option("--images-per-s", "images_per_s", type=click.FloatRange(min=0, min_open=True, max=1e7), default=None,
+              help="training images per second per GPU (or on the CPU), measured: needed for a program of your own")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), default=None, help="also draw cost vs time to this PNG")
 @click.option("--all", "show_all", is_flag=True, help="show every option, not only the cheapest per backend and GPU type")
 def estimate_cmd(
     job_file: str, backends: tuple[str, ...], overrides: tuple[str, ...], images: int | None, data_gb: float | None,
-    as_json: bool, plot_file: str | None, show_all: bool,
+    images_per_s: float | None, as_json: bool, plot_file: str | None, show_all: bool,
 ) -> None:  # fmt: skip
     """Time and cost of JOB_FILE on each backend and instance option.
 
@@ -65,8 +67,10 @@ def estimate_cmd(
     registry.check_sections(spec, Path(job_file), overrides)
     chosen = [registry.create(b) for b in backends] if backends else None
     data_bytes = int(data_gb * 1e9) if data_gb is not None else None
-    dataset, unlisted = _listed_dataset(spec.train.data) if images is None else (None, None)
-    rows = estimate(spec, chosen, jobs=JobRegistry(), train_images=images, data_bytes=data_bytes, dataset=dataset)
+    data = spec.data()
+    dataset, unlisted = _listed_dataset(data) if images is None and data else (None, None)
+    rows = estimate(spec, chosen, jobs=JobRegistry(), train_images=images, data_bytes=data_bytes, dataset=dataset,
+                    images_per_s=images_per_s)  # fmt: skip
     if not any(r.ok for r in rows):  # nothing to show or plot: say why, and fail (CI runs `launch estimate` first)
         if as_json:
             echo_json([r.to_dict() for r in rows])
@@ -232,6 +236,10 @@ def profile_cmd(job_file: str, steps: int, overrides: tuple[str, ...], synthetic
 
     spec = load_spec(job_file, overrides)
     registry.check_sections(spec, Path(job_file), overrides)
+    if spec.command:
+        fail(f"launch profile measures the built-in trainer, and {job_file} runs a program of your own. Read its "
+             f"images/s off a short run (the images_per_s of its summary lines, if it prints them) and pass "
+             f"launch estimate {job_file} --images-per-s N.")  # fmt: skip
     record = profile(spec, steps, JobRegistry(), synthetic=True if synthetic else None)
     if as_json:
         echo_json({"model": record.model, "imgsz": record.imgsz, "batch": record.batch, "precision": record.precision,

@@ -232,13 +232,19 @@ def _catalog_for(backend: str) -> dict[str, object]:
         return {}
 
 
-def _row_for(spec: JobSpec, offer: Offer, data: Dataset | None, jobs: JobRegistry | None) -> Row:
+def _row_for(spec: JobSpec, offer: Offer, data: Dataset | None, jobs: JobRegistry | None,
+             images_per_s: float | None = None) -> Row:  # fmt: skip
     catalog = _catalog_for(offer.backend)
     date = str(offer.details.get("catalog_date") or catalog.get("date", ""))
     if data is None:
-        reason = f"the size of {spec.train.data} is unknown offline; pass --images N (training images)"
+        what = f"the size of {spec.train.data} is unknown offline" if spec.data() else "the job names no train.data"
+        reason = f"{what}; pass --images N (training images per epoch)"
         return Row(offer, catalog_date=date, error=reason)
-    figure = throughput(spec, _device(offer), jobs)
+    figure = throughput(spec, _device(offer), jobs, images_per_s)
+    if figure is None and spec.command:
+        reason = ("the speed of a program of your own is unknown here; pass --images-per-s N (training images per "
+                  "second per GPU, or on the CPU, read off a short run of it)")  # fmt: skip
+        return Row(offer, catalog_date=date, error=reason)
     if figure is None:
         hint = (
             "run: launch profile JOB.yaml" if offer.backend == "local"
@@ -272,21 +278,24 @@ def estimate(
     train_images: int | None = None,
     data_bytes: int | None = None,
     dataset: Dataset | None = None,
+    images_per_s: float | None = None,
 ) -> list[Row]:
     """Rows for every offer of every backend (all installed ones by default), marked.
 
     `dataset`: the data's size when the caller found it (a remote dataset, listed).
+    `images_per_s`: the job's throughput per GPU (or CPU) as the user measured it; wins over every other figure.
     """
     if backends is None:
         backends = _installed_backends()
-    data = dataset or dataset_size(spec, train_images, data_bytes)
+    no_data = spec.data() is None and not train_images  # a program of the user's own that names no data
+    data = None if no_data else dataset or dataset_size(spec, train_images, data_bytes)
     rows: list[Row] = []
     for backend in backends:
         offers = _offers(backend, spec)
         if isinstance(offers, str):
             rows.append(Row(Offer(backend.name, "-", spec.resources.gpu_type, spec.resources.gpus, spec.resources.nodes, 0.0), error=offers))
             continue
-        rows.extend(_row_for(spec, offer, data, jobs) for offer in offers)
+        rows.extend(_row_for(spec, offer, data, jobs, images_per_s) for offer in offers)
     return mark(rows, spec)
 
 

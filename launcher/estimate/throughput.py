@@ -111,8 +111,18 @@ def _torchvision_entry(model: str) -> dict[str, Any] | None:
     return {"gflops": float(ops), "at_px": int(crop[0])} if ops else None
 
 
-def throughput(spec: JobSpec, device: str, jobs: JobRegistry | None = None) -> Figure | None:
-    """The best figure for `spec` on `device` (a GPU type or 'cpu'), or None when there is none."""
+GIVEN_UNCERTAINTY = 0.25  # a figure the user read off a run of their own program (`--images-per-s`)
+
+
+def throughput(spec: JobSpec, device: str, jobs: JobRegistry | None = None, given: float | None = None) -> Figure | None:
+    """The best figure for `spec` on `device` (a GPU type or 'cpu'), or None when there is none.
+
+    `given` (`launch estimate --images-per-s`) wins. A program of the user's own (`command:`) has no
+    other figure: the profile, past runs and the table all measure the built-in trainer."""
+    if given:
+        return Figure(given, "given", "--images-per-s", GIVEN_UNCERTAINTY)
+    if spec.command:
+        return None
     device = canonical_device(device)
     records = jobs.throughputs(model=spec.train.model, device=device) if jobs is not None else []
     return _from_records(spec, records) or _from_table(spec, device)

@@ -50,17 +50,7 @@ NODES = 2
 def preempt_then_resume(start: Callable[[], Job], read: Callable[[Path], RunResult], tmp_path: Path) -> RunResult:
     """The trainer's scenario (module docstring). What a restart from scratch could not fake: the resumed
     trainer names the sha256 of the last.pt it loaded (the store's), and its epoch and step are the saved ones."""
-    first = start()
-    try:
-        ready = wait_until(lambda: f"epoch 2/{EPOCHS}:" in first.logs() or _ended(first), TIMEOUT_S, 1.0)
-        assert ready and f"epoch 2/{EPOCHS}:" in first.logs(), f"no epoch 2 within {TIMEOUT_S}s:\n{first.logs()[-6000:]}"
-        time.sleep(3)  # into epoch 3
-        sigterm_at = time.time()
-        first.terminate()
-        codes = first.wait(pace.scaled(300))
-        logs = first.logs()
-    finally:
-        first.cleanup()
+    sigterm_at, codes, logs = _sigterm_after(start, f"epoch 2/{EPOCHS}:", then_wait=3)  # 3 s into epoch 3
     assert len(codes) == NODES and all(code == SIGTERM_EXIT for code in codes), f"exit codes {codes} after SIGTERM:\n{logs[-6000:]}"
     assert f"x {NODES} process(es)" in logs, f"the trainer did not run as one job of world size {NODES}:\n{logs[-6000:]}"
     mid = re.findall(r"stopped by SIGTERM: saved \S+ at epoch (\d+), step (\d+)", logs)
@@ -73,12 +63,7 @@ def preempt_then_resume(start: Callable[[], Job], read: Callable[[Path], RunResu
     assert written.timestamp() >= int(sigterm_at), f"the newest checkpoint {stopped.manifest} predates the SIGTERM"
     assert stopped.epochs == list(range(1, len(stopped.epochs) + 1)) and len(stopped.epochs) >= 2, stopped.rows
 
-    second = start()
-    try:
-        codes = second.wait(TIMEOUT_S)
-        logs = second.logs()
-    finally:
-        second.cleanup()
+    codes, logs = _to_the_end(start)
     assert len(codes) == NODES and all(code == 0 for code in codes), f"exit codes {codes} of the resumed run:\n{logs[-6000:]}"
     epoch, step = saved[-1]
     resumed = re.findall(r"resuming from \S*last\.pt \(sha256 ([0-9a-f]{64})\): epoch (\d+), step (\d+) of", logs)
@@ -89,6 +74,28 @@ def preempt_then_resume(start: Callable[[], Job], read: Callable[[Path], RunResu
     assert final.rows[: len(stopped.rows)] == stopped.rows, "the first job's rows of results.csv changed"
     assert float(final.rows[-1]["top1"]) >= MIN_TOP1, f"final top-1 {final.rows[-1]['top1']}:\n{logs[-3000:]}"
     return final
+
+
+def _sigterm_after(start: Callable[[], Job], marker: str, then_wait: float = 0.0) -> tuple[float, list[int], str]:
+    """Start a job, SIGTERM every node once `marker` is in its logs (and `then_wait` s more): (when, exit codes, logs)."""
+    job = start()
+    try:
+        ready = wait_until(lambda: marker in job.logs() or _ended(job), TIMEOUT_S, 0.5)
+        assert ready and marker in job.logs(), f"no {marker!r} within {TIMEOUT_S:.0f}s:\n{job.logs()[-6000:]}"
+        time.sleep(then_wait)
+        at = time.time()
+        job.terminate()
+        return at, job.wait(pace.scaled(300)), job.logs()
+    finally:
+        job.cleanup()
+
+
+def _to_the_end(start: Callable[[], Job]) -> tuple[list[int], str]:
+    job = start()
+    try:
+        return job.wait(TIMEOUT_S), job.logs()
+    finally:
+        job.cleanup()
 
 
 def _ended(job: Job) -> bool:
@@ -118,15 +125,7 @@ def program_preempt_then_resume(start: Callable[[], Job], read: Callable[[Path],
     `world`: processes in all (default: one per node).
     """
     world = world or nodes
-    first = start()
-    try:
-        ready = wait_until(lambda: "[program] step 10/" in first.logs() or _ended(first), TIMEOUT_S, 0.5)
-        assert ready and "[program] step 10/" in first.logs(), f"no step 10 within {TIMEOUT_S}s:\n{first.logs()[-6000:]}"
-        first.terminate()
-        codes = first.wait(pace.scaled(300))
-        logs = first.logs()
-    finally:
-        first.cleanup()
+    _at, codes, logs = _sigterm_after(start, "[program] step 10/")
     assert len(codes) == nodes and all(code == SIGTERM_EXIT for code in codes), f"exit codes {codes}:\n{logs[-6000:]}"
     for rank in range(world):
         assert f"[program] rank {rank} world_size {world} resumed 0 cwd src" in logs, logs[-6000:]
@@ -137,12 +136,7 @@ def program_preempt_then_resume(start: Callable[[], Job], read: Callable[[Path],
     assert stored == {"step": saved}, f"the store holds {stored}, the program saved step {saved} at SIGTERM"
     assert (tmp_path / "after-sigterm" / "state.pt").exists()
 
-    second = start()
-    try:
-        codes = second.wait(TIMEOUT_S)
-        logs = second.logs()
-    finally:
-        second.cleanup()
+    codes, logs = _to_the_end(start)
     assert len(codes) == nodes and all(code == 0 for code in codes), f"exit codes {codes} of the resumed run:\n{logs[-6000:]}"
     for rank in range(world):  # every node restored the checkpoint folder, and the program continued from its step
         assert f"[program] rank {rank} world_size {world} resumed 1" in logs, logs[-6000:]
