@@ -282,6 +282,16 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, 
                "g": 1024**3, "gb": 1000**3, "gib": 1024**3}  # fmt: skip
 
 
+# What parse_size accepts, for `launch schema`: bytes, or a string like '100MiB' (_SIZE_RE, case-insensitive)
+SIZE_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": 10 * 1024**3},
+        {"type": "string", "maxLength": 64,
+         "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*([bB]|[kKmMgG]([bB]|[iI][bB])?)?\s*$"},
+    ]
+}
+
+
 def parse_size(value: Any) -> int:
     """'100MiB', '50MB', '1GiB', '2g' or a number of bytes -> bytes."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -298,7 +308,9 @@ class CodeConfig(_Model):
     dir: str = Field(".", description="the folder to ship; a relative path is read from the spec file's folder")
     exclude: list[str] = Field(default_factory=list, description="more gitignore-style patterns to leave out (beside .gitignore and .launcherignore)")
     allow: list[str] = Field(default_factory=list, description="gitignore-style patterns of files that look like credentials but are meant to ship")
-    max_size: int = Field(MAX_CODE_BYTES, ge=1, le=10 * 1024**3, description="refuse a larger folder ('100MiB', '1GiB' or bytes)")
+    max_size: Annotated[int, WithJsonSchema(SIZE_SCHEMA)] = Field(
+        MAX_CODE_BYTES, ge=1, le=10 * 1024**3, description="refuse a larger folder ('100MiB', '1GiB' or bytes)"
+    )
     requirements: str | None = Field(None, description="a requirements file in the folder: packages the image lacks, installed at container start")
 
     @field_validator("max_size", mode="before")

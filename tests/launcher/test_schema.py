@@ -135,3 +135,16 @@ def test_the_duration_pattern_is_what_parse_duration_reads(schema: dict[str, Any
 @pytest.mark.parametrize(("memory", "valid"), [("64Gi", True), ("16 GB", True), (32, True), ("64GiB", True), ("64Mi", False), (0, False)])
 def test_memory_in_the_schema(schema: dict[str, Any], memory: Any, valid: bool) -> None:
     assert jsonschema.Draft202012Validator(schema).is_valid({"name": "x", "resources": {"memory": memory}}) is valid
+
+
+@pytest.mark.parametrize("text", ["100MiB", "1GiB", "50MB", "2g", "512 k", "1.5 GiB", "100", "lots", "", "-5MiB", "1TiB", "MiB"])
+def test_code_max_size_in_the_schema_is_what_parse_size_reads(schema: dict[str, Any], text: str) -> None:
+    from launcher.spec import parse_size
+
+    try:
+        parse_size(text)
+        parsed = True
+    except ValueError:
+        parsed = False
+    raw = {"name": "x", "code": {"dir": ".", "max_size": text}, "command": ["python", "t.py"]}
+    assert jsonschema.Draft202012Validator(schema).is_valid(raw) is parsed, text
