@@ -93,11 +93,19 @@ class SageMakerLocalJob:
                 container.kill(signal="SIGTERM")
 
     def wait(self, timeout: float) -> list[int]:
-        """Each host's exit code, as docker-compose reports it (`algo-1-xxxx exited with code N`)."""
+        """Each host's exit code, one per host: the entrypoint's own last line (`[launcher] exit code N`).
+
+        docker-compose runs local mode with --abort-on-container-exit, so it reports
+        (`algo-2-xxxx exited with code N`) only the host that ended first and stops the
+        others; where it does report a host, it must agree with that host's own line.
+        """
         self.proc.wait(timeout)
         self._reader.join(30)
-        codes = dict(re.findall(r"(algo-\d+)-\w+ exited with code (\d+)", self.logs()))
-        return [int(code) for _, code in sorted(codes.items())]
+        logs = self.logs()
+        own = dict(re.findall(r"(algo-\d+)-\w+ *\|(?:\x1b\[[0-9;]*m)? *\[launcher\] exit code (\d+)", logs))
+        compose = dict(re.findall(r"(algo-\d+)-\w+ exited with code (\d+)", logs))
+        assert all(own.get(host) == code for host, code in compose.items()), f"compose {compose} vs the hosts' own {own}"
+        return [int(code) for _, code in sorted(own.items())]
 
     def cleanup(self) -> None:
         if self.proc.poll() is None:

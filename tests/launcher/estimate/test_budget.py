@@ -46,3 +46,15 @@ def test_the_planned_instance_is_priced_not_the_cheapest(tmp_path) -> None:
     backend = FakeBackend([offer("fake.planned", price=50.0), offer("fake.cheap", price=0.01)])
     with pytest.raises(BudgetExceededError, match="fake.planned"):
         _launcher(tmp_path, backend).submit(spec(limits={"max_cost": 1.0}))
+
+
+def test_a_cost_exactly_at_the_budget_is_within_it_and_a_cent_above_is_not(tmp_path) -> None:
+    """max_cost is "at most": the boundary itself is allowed (the estimate's own rounding decides nothing)."""
+    from launcher.estimate.model import estimate
+
+    backend = FakeBackend([offer("fake.exact", price=3.0)])
+    (row,) = [r for r in estimate(spec(), [backend], jobs=JobRegistry(tmp_path / "e.db")) if r.ok]
+    _launcher(tmp_path, backend).submit(spec(limits={"max_cost": row.cost}))
+    assert len(backend.submitted) == 1
+    with pytest.raises(BudgetExceededError, match="exceeds limits.max_cost"):
+        _launcher(tmp_path, FakeBackend([offer("fake.exact", price=3.0)])).submit(spec(limits={"max_cost": row.cost - 0.01}))

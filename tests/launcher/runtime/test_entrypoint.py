@@ -141,3 +141,42 @@ def test_the_runs_total_epochs_come_from_the_trainers_arguments() -> None:
     assert _total_epochs(["train", "model=resnet18", "epochs=8"]) == 8
     assert _total_epochs(["train", "model=resnet18"]) is None
     assert _total_epochs(["python", "my.py", "epochs=8"]) is None
+
+
+def test_python_as_the_programs_first_word_is_the_entrypoints_own_interpreter(tmp_path: Path) -> None:
+    """`command: [python, train.py]` must run the image's (or launch's) environment, never a system python."""
+    for word in ("python", "python3"):
+        args = entrypoint.parse_args(["--run-name", "r", "--", word, "train.py", "--steps", "3"])
+        cmd = entrypoint.build_command(args, LOCAL, 1, tmp_path)
+        assert cmd[cmd.index("--no-python") + 1:] == [sys.executable, "train.py", "--steps", "3"]
+    args = entrypoint.parse_args(["--run-name", "r", "--", "/usr/bin/python3", "x.py"])
+    assert entrypoint.build_command(args, LOCAL, 1, tmp_path)[-2:] == ["/usr/bin/python3", "x.py"]  # a path is kept
+
+
+@pytest.mark.parametrize("node_rank", [0, 1])
+def test_every_node_restores_the_checkpoint_but_only_node_0_syncs_and_holds_the_lease(tmp_path: Path, node_rank: int) -> None:
+    from launcher.storage.lease import LEASE
+    from launcher.storage.local import LocalStore
+    from launcher.storage.sync import push
+
+    store_root = tmp_path / "store"
+    previous = tmp_path / "previous"
+    previous.mkdir()
+    (previous / "last.pt").write_bytes(b"weights")
+    push(LocalStore(str(store_root / "r")), previous)
+    args = entrypoint.parse_args(["--run-name", "r", "--checkpoint-uri", str(store_root), "--", "python", "x.py"])
+    save_dir = tmp_path / f"node{node_rank}" / "r"
+    save_dir.mkdir(parents=True)
+    node = rendezvous.Rendezvous("vertex", 2, node_rank, "workerpool0-0", 2222)
+    syncer = entrypoint._start_sync(args, node, save_dir)
+    try:
+        assert (save_dir / "last.pt").read_bytes() == b"weights", "every node starts from the run's checkpoint"
+        lease = store_root / "r" / LEASE
+        if node_rank == 0:
+            assert syncer is not None and lease.exists()
+        else:
+            assert syncer is None and not lease.exists(), "a second writer of the run folder"
+    finally:
+        if syncer is not None:
+            syncer.close(grace=10)
+    assert not (store_root / "r" / LEASE).exists(), "the lease is released when the job ends"
