@@ -34,3 +34,12 @@ def test_python_api_snippet_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     out = capsys.readouterr().out
     assert "JobState.SUCCEEDED api-try-" in out
     assert (tmp_path / "runs" / "api-try" / "manifest.json").exists()  # the same store layout as a bucket
+
+
+def test_readme_and_the_dockerfile_agree_on_the_images_user() -> None:
+    """README once promised a non-root user the Dockerfile never set (issue 23)."""
+    dockerfile = (REPO / "images" / "Dockerfile").read_text()
+    readme = (REPO / "README.md").read_text()
+    has_user = any(line.strip().upper().startswith("USER ") for line in dockerfile.splitlines())
+    assert ("non-root user" in readme) == has_user
+    assert has_user or "no `USER`" in readme
