@@ -351,13 +351,19 @@ class Limits(_Model):
         return None if value is None else parse_duration(value)
 
 
+def _or_a_folder(schema: dict[str, Any]) -> None:
+    """`launch schema`: code: also takes the short form, a folder (`code: .`)."""
+    schema["anyOf"] = [{"type": "string", "minLength": 1}, *schema.get("anyOf", [])]
+
+
 class JobSpec(_Model):
     """A training job, independent of where it runs."""
 
     name: str = Field(description="lowercase letters, digits and dashes; names cloud jobs and the checkpoint run folder")
     image: str = Field(DEFAULT_IMAGE, description="training image; defaults to this project's image")
     command: list[str] | None = Field(None, description="command to run under torchrun; default: the built-in trainer")
-    code: CodeConfig | None = Field(None, description="a folder to ship with the job ('.' = the spec file's folder); command runs in it")
+    code: CodeConfig | None = Field(None, description="a folder to ship with the job ('.' = the spec file's folder); command runs in it",
+                                    json_schema_extra=_or_a_folder)  # fmt: skip
     train: TrainConfig = Field(default_factory=TrainConfig)
     resources: Resources = Field(default_factory=Resources)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)

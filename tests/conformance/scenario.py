@@ -31,8 +31,8 @@ EPOCHS = 6
 TRAIN = {"model": "resnet18", "epochs": EPOCHS, "imgsz": 32, "batch": 32, "optimizer": "AdamW", "lr0": 0.002,
          "lrf": 0.01, "cos_lr": True, "warmup_epochs": 1, "scale": 0.3, "cache": "ram", "workers": 1}  # fmt: skip
 TIMEOUT_S = pace.scaled(900)  # per phase; a loaded machine gets longer (tests/pace.py)
-# A user's own program (tests/programs/ddp_steps: plain PyTorch DDP, no `launcher` import), shipped with code:
-PROGRAM = Path(__file__).resolve().parents[1] / "programs" / "ddp_steps"
+# A user's own program (examples/own_program: plain PyTorch DDP, no `launcher` import), shipped with code:
+PROGRAM = Path(__file__).resolve().parents[2] / "examples" / "own_program"
 PROGRAM_STEPS = 40
 PROGRAM_COMMAND = ["python", "train.py", "--steps", str(PROGRAM_STEPS), "--save-every", "5"]
 

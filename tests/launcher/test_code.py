@@ -16,7 +16,7 @@ from launcher.errors import LauncherError
 from launcher.spec import CodeConfig, load_spec, validate_spec
 from launcher.storage.local import LocalStore
 
-PROGRAM = Path(__file__).resolve().parents[1] / "programs" / "ddp_steps"
+PROGRAM = Path(__file__).resolve().parents[2] / "examples" / "own_program"
 
 
 def _tree(root: Path, files: dict[str, str | bytes]) -> Path:
@@ -60,7 +60,7 @@ def test_the_test_program_ships_without_its_ignored_outputs(tmp_path: Path) -> N
 
     folder = shutil.copytree(PROGRAM, tmp_path / "prog")
     _tree(folder, {"outputs/run1/weights.bin": b"x" * 1000, "train.log": "log"})
-    assert _paths(CodeConfig(dir=str(folder))) == [".gitignore", "helper.py", "train.py"]
+    assert _paths(CodeConfig(dir=str(folder))) == [".gitignore", "helper.py", "job.yaml", "train.py"]
 
 
 def test_size_limit_names_the_largest_files(tmp_path: Path) -> None:

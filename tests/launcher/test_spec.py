@@ -134,7 +134,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE_BACKENDS = {"quickstart.yaml": "local", "aws.yaml": "aws", "gcp.yaml": "gcp", "azure.yaml": "azure", "job.yaml": "aws"}
 
 
-@pytest.mark.parametrize("path", sorted([*EXAMPLES.glob("*.yaml"), *EXAMPLES.glob("ci/*.yaml")]), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted([*EXAMPLES.glob("*.yaml"), *EXAMPLES.glob("ci/*.yaml"), *EXAMPLES.glob("own_program/*.yaml")]), ids=lambda p: p.name)
 def test_examples_load_and_plan(path: Path) -> None:
     """Every example spec validates and plans (pure, offline) on the backend it is written for."""
     import re
@@ -145,5 +145,6 @@ def test_examples_load_and_plan(path: Path) -> None:
     realistic = {"AWS_REGION": "us-east-1", "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/SageMakerRole"}
     environ = {name: realistic.get(name, f"example-{name.lower().replace('_', '-')}") for name in needed}
     spec = load_spec(path, environ=environ)
-    plan = Launcher(EXAMPLE_BACKENDS[path.name]).plan(spec, "example-job-1")
+    backend = "local" if path.parent.name == "own_program" else EXAMPLE_BACKENDS[path.name]
+    plan = Launcher(backend).plan(spec, "example-job-1")
     assert plan.job_name and plan.payload
