@@ -95,8 +95,27 @@ def _follow(job, as_json: bool) -> int:  # type: ignore[no-untyped-def]
 
 
 def _say_where_results_are(job) -> None:  # type: ignore[no-untyped-def]
-    """The host paths of results.csv/results.png, when the run folder is on this machine."""
+    """The host paths of results.csv/results.png and of the weights, when the run folder is on this machine,
+    and the command that copies them out (the job's own training folder is gone by now: issue 23)."""
     paths = [job.results_path(name=name) for name in ("results.csv", "results.png")]  # files of the newest checkpoint
     found = [str(path) for path in paths if path is not None and path.exists()]
     if found:
         click.echo(f"results: {' and '.join(found)}", err=True)
+    weights = [job.results_path(name=name) for name in ("best.pt", "last.pt")]
+    stored = [str(path) for path in weights if path is not None and path.exists()]
+    if stored:
+        click.echo(f"weights: {' and '.join(stored)}", err=True)
+        click.echo(f"copy them out with: launch ckpt pull {_run_uri(job)} ./here", err=True)
+
+
+def _run_uri(job) -> str:  # type: ignore[no-untyped-def]
+    """The run folder `launch ckpt pull` takes, relative to here when it is below the current folder."""
+    import os
+
+    from launcher.storage import join_uri
+
+    record = job.record()
+    uri = join_uri(str((record.spec.get("checkpoint") or {}).get("uri")), record.name)
+    if "://" not in uri and Path(uri).resolve().is_relative_to(Path.cwd().resolve()):
+        return os.path.relpath(Path(uri).resolve(), Path.cwd().resolve())
+    return uri

@@ -42,7 +42,7 @@ def test_a_finished_run_says_where_its_results_are(tmp_path: Path, monkeypatch: 
         "from launcher.storage.local import LocalStore\n"
         "from launcher.storage.sync import push\n"
         "work = pathlib.Path(tempfile.mkdtemp())\n"
-        "for name in ('last.pt', 'results.csv', 'results.png'):\n"
+        "for name in ('last.pt', 'best.pt', 'results.csv', 'results.png'):\n"
         "    (work / name).write_text(name)\n"
         f"push(LocalStore({str(run_dir)!r}), work)\n"
         "print('trained')\n"
@@ -53,12 +53,18 @@ def test_a_finished_run_says_where_its_results_are(tmp_path: Path, monkeypatch: 
                                    "local": {"runtime": "process", "python": str(fake)}}))  # fmt: skip
     result = CliRunner().invoke(main, ["run", str(job), "--ignore-budget"])
     assert result.exit_code == 0, result.output
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("results: ") and " and " in last, result.stderr
+    last = [line for line in result.stderr.strip().splitlines() if line.startswith("results: ")][-1]
+    assert " and " in last, result.stderr
     csv, png = (Path(p) for p in last.removeprefix("results: ").split(" and "))
     assert (csv.name, png.name) == ("results.csv", "results.png")
     assert csv.read_text() == "results.csv" and png.read_text() == "results.png"
     assert csv.is_relative_to(run_dir) and png.is_relative_to(run_dir)
+    # issue 23: the weights, where they are in the store (not the job's removed training folder), and how to get them
+    weights = [line for line in result.stderr.splitlines() if line.startswith("weights: ")]
+    assert len(weights) == 1, result.stderr
+    best, last_pt = (Path(p) for p in weights[0].removeprefix("weights: ").split(" and "))
+    assert (best.name, last_pt.name) == ("best.pt", "last.pt") and best.is_relative_to(run_dir) and best.read_text() == "best.pt"
+    assert f"copy them out with: launch ckpt pull {run_dir} ./here" in result.stderr
 
 def test_estimate_of_a_cpu_job_says_in_one_line_how_to_get_cloud_rows(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["estimate", str(REPO / "examples" / "quickstart.yaml")],

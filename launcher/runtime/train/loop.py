@@ -326,8 +326,9 @@ class Trainer:
         state = self.state(finished)
         checkpoint.save(state, self.save_dir / checkpoint.LAST)
         if end_of_epoch and self.best_epoch == self.epoch - 1:
-            # weights to use, not to resume from: the optimizer state would double the file
-            best = {k: v for k, v in state.items() if k != "optimizer"}
+            # weights to use, not to resume from: the EMA weights (the ones validated, what train.pretrained
+            # loads); the raw weights and the optimizer state would triple the file (issue 23: run folder size)
+            best = {k: v for k, v in state.items() if k not in ("optimizer", "model")}
             checkpoint.save(best, self.save_dir / checkpoint.BEST)
         period = self.cfg.save_period
         if end_of_epoch and period > 0 and self.epoch % period == 0:
@@ -557,7 +558,6 @@ class Trainer:
         csv_path = self.save_dir / "results.csv"
         report.plot(csv_path, self.save_dir / "results.png")
         rows = report.read_rows(csv_path)
-        best = self.save_dir / checkpoint.BEST
         summary = {
             "best_top1": self.best_fitness,
             "best_epoch": self.best_epoch + 1,
@@ -579,13 +579,22 @@ class Trainer:
             "val_images": len(self.val_set),
             "val_samples_counted": getattr(self, "val_samples_counted", 0),
             "final_top1": rows[-1]["top1"] if rows else None,
-            "weights": str(best),
+            "weights": checkpoint.BEST,  # relative to the run folder: a job's own training folder is removed once
+            "last": checkpoint.LAST,  # synced, so an absolute path would name nothing (issue 23)
             "spec_hash": self.spec_hash,
         }
         report.write_json(self.save_dir / "results.json", summary)
         print(f"[train] done: best top-1 {self.best_fitness:.4f} at epoch {self.best_epoch + 1} of {self.epoch}; "
-              f"{summary['images_per_second']:.0f} images/s; weights: {best} (last: {self.save_dir / checkpoint.LAST})",
-              file=self.out, flush=True)
+              f"{summary['images_per_second']:.0f} images/s; weights: {checkpoint.BEST} (last: {checkpoint.LAST}) "
+              f"in {self._where_weights_stay()}", file=self.out, flush=True)
+
+    def _where_weights_stay(self) -> str:
+        """The run folder, or, for a job's own training folder (removed once synced), the run's checkpoint store."""
+        from launcher.runtime.entrypoint import JOB_FOLDER_PREFIX  # noqa: PLC0415
+
+        if self.save_dir.parent.name.startswith(JOB_FOLDER_PREFIX):
+            return "the run's checkpoint store (`launch ckpt pull` fetches them)"
+        return str(self.save_dir)
 
 
 def _device_name(device) -> str:  # type: ignore[no-untyped-def]

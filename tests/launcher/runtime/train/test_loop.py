@@ -38,10 +38,23 @@ def test_a_run_writes_every_output(tiny_data: Path, tmp_path: Path) -> None:
     assert result["epochs_run"] == 2 and result["model"] == "shufflenet_v2_x0_5" and result["precision"] == "fp32"
     assert result["batch"] == 4 and result["imgsz"] == 16 and result["images_per_second"] > 0
     assert result["val_images"] == 9 and result["train_images"] == 24
-    assert "done: best top-1" in out.getvalue() and str(tmp_path / "best.pt") in out.getvalue()
+    assert "done: best top-1" in out.getvalue() and f"weights: best.pt (last: last.pt) in {tmp_path}" in out.getvalue()
+    assert (result["weights"], result["last"]) == ("best.pt", "last.pt")  # relative to the run folder (issue 23)
+    best = checkpoint.load(tmp_path / "best.pt")
+    assert "ema" in best and not {"model", "optimizer"} & set(best)  # only the validated weights: a third of last.pt
     last = checkpoint.load(tmp_path / "last.pt")
     assert last["finished"] and last["epoch"] == 2 and last["spec_hash"] == "h1"
     assert set(last) >= {"model", "ema", "optimizer", "scaler", "rng", "early_stop", "global_step"}
+
+
+def test_a_job_folder_removed_once_synced_is_never_named_as_where_the_weights_are(tiny_data: Path, tmp_path: Path) -> None:
+    """Issue 23: the done line and results.json named /tmp/launcher-job-*/NAME/best.pt, gone after the sync."""
+    job_folder = tmp_path / "launcher-job-abc" / "run"
+    trainer, out = _trainer(_cfg(tiny_data, epochs=1), job_folder)
+    assert trainer.fit() == 0
+    done = [line for line in out.getvalue().splitlines() if "done: best top-1" in line][0]
+    assert str(job_folder) not in done and "weights: best.pt (last: last.pt) in the run's checkpoint store" in done
+    assert json.loads((job_folder / "results.json").read_text())["weights"] == "best.pt"
 
 
 def test_save_period_off_writes_no_epoch_files(tiny_data: Path, tmp_path: Path) -> None:
