@@ -133,6 +133,13 @@ class AwsOptions(BackendOptions):
             raise ValueError(f"'{value}' is not an IAM role ARN; write it like arn:aws:iam::123456789012:role/SageMakerRole")
         return value
 
+    @field_validator("image_uri")
+    @classmethod
+    def _image_uri(cls, value: str | None) -> str | None:
+        from launcher.spec import JobSpec
+
+        return None if value is None else JobSpec._image(value)  # the same reference grammar as `image:`
+
     @field_validator("output_uri")
     @classmethod
     def _output(cls, value: str | None) -> str | None:

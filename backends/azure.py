@@ -129,6 +129,13 @@ class AzureOptions(BackendOptions):
             raise ValueError(f"'{value}' is not a size; write it like '16g' or '512m'")
         return value
 
+    @field_validator("storage_account")
+    @classmethod
+    def _account(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z0-9]{3,24}", value):
+            raise ValueError(f"'{value[:40]}' is not a storage account name; Azure's are 3-24 lowercase letters and digits")
+        return value
+
     @field_validator("key_vault")
     @classmethod
     def _vault(cls, value: str | None) -> str | None:

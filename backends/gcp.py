@@ -92,6 +92,12 @@ class GcpOptions(BackendOptions):
     @field_validator("staging_bucket")
     @classmethod
     def _bucket(cls, value: str | None) -> str | None:
+        if value and "://" in value and not value.startswith("gs://"):
+            raise ValueError(f"'{value}' is not a gs:// bucket; Vertex AI stages outputs in Cloud Storage: write gs://BUCKET/prefix")
+        if value:
+            from launcher.spec import check_location
+
+            check_location(value if value.startswith("gs://") else f"gs://{value}", "a staging bucket")
         if value and not value.startswith("gs://"):
             value = f"gs://{value}"
         return value.rstrip("/") if value else value

@@ -70,6 +70,8 @@ class Mount(BackendOptions):
     def _absolute(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError(f"'{value}' is not an absolute path")
+        if ":" in value or "," in value:  # docker reads them as the separators of source:target:mode
+            raise ValueError(f"'{value}' has a ':' or ','; docker would read them as separators: mount a folder without them")
         return value
 
 

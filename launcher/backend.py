@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from launcher.errors import LauncherError
 from launcher.plan import JobRef, JobStatus, Plan
@@ -57,9 +57,25 @@ def follow_lines(
 
 
 class BackendOptions(BaseModel):
-    """Base of each backend's options model (the `local:`/`aws:`/... section)."""
+    """Base of each backend's options model (the `local:`/`aws:`/... section).
+
+    Every option is checked for what no option means: an empty string (say nothing: remove the key),
+    true/false where a number goes (pydantic would read true as 1), and a list or mapping holding them.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        wants = repr(field.annotation) if field else ""
+        if isinstance(value, bool) and "int" in wants and "bool" not in wants:
+            raise ValueError(f"expected a number, not {str(value).lower()}")
+        items = value if isinstance(value, list) else list(value.keys()) + list(value.values()) if isinstance(value, dict) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in items):
+            raise ValueError("is empty; give a value, or remove the key for the default")
+        return value
 
 
 class Feature(str, enum.Enum):

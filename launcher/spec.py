@@ -54,7 +54,23 @@ BUILTIN_DATASETS = ("digits",)
 BACKEND_SECTIONS = ("local", "aws", "gcp", "azure")
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION_RE = re.compile(r"^(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$")  # ASCII digits: int() would read '٣'
+# Names the image's entrypoint relies on: overriding them would hijack what runs before (or instead of) the job.
+_RESERVED_ENV = re.compile(r"^(LD_[A-Z_]*|PATH|PYTHONPATH|PYTHONHOME|PYTHONSTARTUP|PYTHONSAFEPATH|PYTHONINSPECT|LAUNCHER_[A-Za-z0-9_]*)$")
+# Docker's reference grammar (distribution/reference): lowercase path components, an optional host[:port], :tag, @digest.
+_IMAGE_RE = re.compile(
+    r"^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+MAX_IMAGE = 255
+_GPU_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,254}$")
+# Characters no spec value needs and that hide what a value says: controls (newline, NUL, ESC) and
+# invisible or direction-changing format characters (zero-width space, right-to-left override).
+_INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_CREDENTIALS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@")
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 # Bounds on what a spec file may be, so that hostile input fails fast instead of
@@ -210,6 +226,8 @@ def check_location(value: str, what: str) -> str:
     """A local path or an s3://, gs://, az:// URI with a bucket and no '..' segment; else ValueError."""
     if "\0" in value:
         raise ValueError("contains a NUL character")
+    if _CREDENTIALS.match(value):  # the message never repeats the value: it holds a secret
+        raise ValueError("the URI has credentials in it (user:password@); put credentials in secrets:, not in the URI")
     if "://" not in value:
         if not value.strip():
             raise ValueError(f"is empty; name {what}: a folder, or an s3://, gs:// or az:// URI")
@@ -224,6 +242,13 @@ def check_location(value: str, what: str) -> str:
         raise ValueError(f"{value!r} names no bucket; write it as {scheme}BUCKET/prefix")
     if ".." in key.split("/") or "." in key.split("/"):
         raise ValueError(f"{value!r} has a '.' or '..' segment; write the prefix without them")
+    odd = next((c for c in "?#%\\ \t" if c in value), None)
+    if odd is not None:
+        raise ValueError(f"{value!r} has a {odd!r}: a store URI takes no query, fragment, percent-encoding, "
+                         "backslash or space; write it as " + scheme + "BUCKET/prefix")
+    if "//" in key or (scheme in URI_SCHEMES and not _BUCKET_RE.match(bucket)) or not bucket.isascii():
+        raise ValueError(f"{value!r} is not a bucket and prefix; write it as {scheme}BUCKET/prefix, "
+                         "the bucket in lowercase letters, digits, '.', '-', and no empty segment")
     return value
 
 
@@ -253,7 +278,7 @@ class Resources(_Model):
     @classmethod
     def _memory(cls, value: Any) -> Any:
         if isinstance(value, str):
-            match = re.fullmatch(r"\s*([\d.]+)\s*(gi|gib|g|gb)?\s*", value.lower())
+            match = re.fullmatch(r"\s*([0-9.]+)\s*(gi|gib|g|gb)?\s*", value.lower())
             if not match:
                 raise ValueError(f"'{value}' is not a memory size; write it like '64Gi' or 64")
             return float(match.group(1))
@@ -262,6 +287,8 @@ class Resources(_Model):
     @field_validator("gpu_type")
     @classmethod
     def _gpu_type(cls, value: str | None) -> str | None:
+        if value is not None and not _GPU_TYPE_RE.match(value):
+            raise ValueError(f"{value[:40]!r} is not a GPU type; write it like T4, A100 or A100-80GB")
         return value.upper() if value else value
 
 
@@ -376,6 +403,15 @@ class JobSpec(_Model):
     azure: dict[str, Any] = Field(default_factory=dict, description="options of the azure (Azure ML) backend")
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict, description="options of third-party backends, by backend name")
 
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if len(value) > MAX_IMAGE or not _IMAGE_RE.match(value):
+            shown = value[:60] + ("..." if len(value) > 60 else "")
+            raise ValueError(f"{shown!r} is not an image reference; write it like registry.example.com/team/train:tag, "
+                             f"in lowercase, without spaces, at most {MAX_IMAGE} characters")
+        return value
+
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
@@ -415,6 +451,12 @@ class JobSpec(_Model):
         for key in [*self.env, *self.secrets]:
             if not _ENV_NAME_RE.match(key):
                 raise ValueError(f"'{key}' is not a valid environment variable name")
+            if _RESERVED_ENV.match(key):
+                raise ValueError(f"{key} is set by the image (its entrypoint relies on it); overriding it would hijack "
+                                 "the job's start: remove it, and install packages with code.requirements instead")
+        if len(set(self.secrets)) != len(self.secrets):
+            twice = next(k for k in self.secrets if self.secrets.count(k) > 1)
+            raise ValueError(f"{twice} is listed twice in secrets; keep one")
         both = sorted(set(self.env) & set(self.secrets))
         if both:
             raise ValueError(f"{both[0]} is listed in both env and secrets; keep it only in secrets")
@@ -608,17 +650,40 @@ def _check_size(data: Any, file: Path) -> None:
 
 
 def _check_strings(raw: Any, file: Path, sets: Mapping[tuple[str, ...], str], loc: tuple[str, ...] = ()) -> None:
-    """Refuse any value longer than MAX_STRING: only ${VAR} or --set can make one, and no key needs it."""
+    """Refuse any value longer than MAX_STRING (only ${VAR} or --set can make one, and no key needs it), and
+    what no spec value needs: keys that are not strings, binary data, NUL, control and invisible characters
+    (an env value or a command argument may hold a newline or a tab), credentials in a URI."""
     items = raw.items() if isinstance(raw, dict) else enumerate(raw) if isinstance(raw, list) else ()
     for key, value in items:
-        where = (*loc, str(key))
-        if isinstance(value, str) and len(value) > MAX_STRING:
-            source = _source(where, file, sets)
-            raise SpecError(
-                f"{source}: {'.'.join(where)[:200]}: is {len(value)} characters; a spec value may have at most {MAX_STRING}.",
-                "Pass large data as a file (train.data, a mount) instead.",
-            )
+        where = (*loc, _shown_key(key))
+        def refuse(reason: str, fix: str) -> None:
+            raise SpecError(f"{_source(where, file, sets)}: {'.'.join(where)[:200]}: {reason}.", fix)
+        if isinstance(raw, dict) and not isinstance(key, str):
+            refuse(f"the key {key!r} is a {_kind(key)}, not a string", "Quote the key, like 'true': or '1':.")
+        if isinstance(key, str) and (_CONTROL.search(key) or _INVISIBLE.search(key) or "\t" in key):
+            refuse("the key holds a control or invisible character", "Retype the key in plain characters.")
+        if isinstance(value, (bytes, bytearray)):
+            refuse("is binary data (!!binary)", "Write the value as text.")
+        if isinstance(value, str):
+            if len(value) > MAX_STRING:
+                refuse(f"is {len(value)} characters; a spec value may have at most {MAX_STRING}",
+                       "Pass large data as a file (train.data, a mount) instead.")
+            free_text = len(where) >= 2 and where[0] in ("env", "command")  # a value or argument may span lines
+            control = _CONTROL.search(value.replace("\n", "").replace("\r", "") if free_text else value)
+            if "\0" in value or control:
+                char = "\0" if "\0" in value else control.group()  # type: ignore[union-attr]
+                refuse(f"contains the control character {char!r}", "Remove it (a value is one line of plain text).")
+            if (found := _INVISIBLE.search(value)) is not None:
+                refuse(f"contains the invisible character U+{ord(found.group()):04X} (zero-width or right-to-left)",
+                       "Retype the value in plain characters.")
+            if _CREDENTIALS.match(value.strip()):  # never repeat the value: it holds a secret
+                refuse("the URI has credentials in it (user:password@)", "Put credentials in secrets:, not in the URI.")
         _check_strings(value, file, sets, where)
+
+
+def _shown_key(key: Any) -> str:
+    text = str(key)
+    return text if not (_CONTROL.search(text) or _INVISIBLE.search(text)) else repr(text)[1:-1]
 
 
 def _interpolate_all(raw: dict[str, Any], environ: Mapping[str, str], file: Path) -> dict[str, Any]:

@@ -53,7 +53,11 @@ class RichMeter:
 
 def resolve(target: str) -> str:
     """A URI or local path as given; a job id becomes `<its checkpoint.uri>/<run folder>`."""
-    if "://" in target or Path(target).exists():
+    try:
+        exists = Path(target).exists()
+    except (OSError, ValueError):  # a name too long for a path, a NUL
+        exists = False
+    if "://" in target or exists:
         return target
     from launcher.errors import JobNotFoundError
     from launcher.jobs import JobRegistry

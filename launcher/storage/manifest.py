@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -104,11 +105,15 @@ class Manifest:
     @classmethod
     def parse(cls, data: bytes, where: str = "manifest") -> "Manifest":
         """Parse and check a manifest; any doubt raises ManifestError (the caller falls back)."""
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"{where} is damaged (larger than {MAX_MANIFEST_BYTES // 2**20} MiB).")
         try:
-            body = json.loads(data)
+            body = json.loads(data, object_pairs_hook=_unique)
             digest = body.pop("digest")
+        except RecursionError:
+            raise ManifestError(f"{where} is damaged (JSON nested too deeply).") from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ManifestError(f"{where} is damaged ({type(exc).__name__}: {exc}).") from None
+            raise ManifestError(f"{where} is damaged ({type(exc).__name__}: {str(exc)[:200]}).") from None
         if digest != _digest(body):
             raise ManifestError(f"{where} does not match its digest (truncated or edited).")
         try:  # an intact manifest may still be wrong (written by another tool, or by a bug): check every field
@@ -123,6 +128,21 @@ class Manifest:
 
 
 MAX_NAME_BYTES = 1024  # S3 and GCS object names; Azure allows 1024 characters
+MAX_MANIFEST_BYTES = 64 * 2**20  # a manifest lists a folder of checkpoint files: kilobytes, not a data set
+MAX_NUMBER = 2**63 - 1  # sizes, versions, epochs and steps fit a signed 64-bit integer; anything larger is a lie
+# Control characters (newline, ESC) and invisible or right-to-left format characters in a file name would
+# make `ckpt ls` print something other than what gets written.
+_HIDDEN_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object with no key given twice (json.loads would keep the last one silently)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"the key {key[:40]!r} appears twice in one object")
+        found[key] = value
+    return found
 MAX_PART_BYTES = 255  # one path component on ext4, xfs, NTFS, APFS
 
 
@@ -148,6 +168,8 @@ def _name(name: Any) -> str:
     if not isinstance(name, str):
         raise TypeError(f"the name {name!r} is not a string")
     check_key(name)
+    if _HIDDEN_CHARS.search(name):
+        raise ValueError(f"the name {name[:40]!r} holds a control or invisible character")
     encoded = name.encode("utf-8", "surrogatepass")
     if len(encoded) > MAX_NAME_BYTES or any(len(p.encode("utf-8", "surrogatepass")) > MAX_PART_BYTES for p in name.split("/")):
         raise ValueError(f"the name {name[:40]!r}... is too long for a file system ({len(encoded)} bytes)")
@@ -174,8 +196,9 @@ def _int(body: dict[str, Any], key: str, default: Any = ...) -> Any:
     value = body.get(key, default) if default is not ... else body[key]
     if value is None and default is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise TypeError(f"{key!r} is {value!r}, not a whole number")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_NUMBER:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise TypeError(f"{key!r} is {shown}, not a whole number below 2**63")
     return value
 
 
