@@ -146,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     resolved = secrets.resolve_environment(environ)
     environ.update(resolved)
     os.environ.update(resolved)  # the store SDKs below (data fetch, checkpoint sync) read credentials from here
+    if _already_finished(args, rdzv):
+        print("[launcher] exit code 0", flush=True)
+        return 0
     args = _stage_data(args, environ)
     program, workdir = program_environment(args, environ)
     environ.update(program)
@@ -231,10 +234,34 @@ def _remove_job_folder(save_dir: Path, synced: bool) -> None:
 
 def _total_epochs(command: Sequence[str]) -> int | None:
     """The trainer's `epochs=N`, when the command is the trainer and names it."""
-    if command[:1] != ["train"]:
+    if list(command[:1]) != ["train"]:  # a tuple in EntrypointArgs: a tuple never equals a list
         return None
     values = [arg.removeprefix("epochs=") for arg in command[1:] if arg.startswith("epochs=")]
     return int(values[-1]) if values and values[-1].isdigit() else None
+
+
+def _already_finished(args: EntrypointArgs, rdzv: rendezvous.Rendezvous) -> bool:
+    """A trainer run whose newest stored checkpoint holds all its epochs: say so and stop, before the data is
+    staged, the checkpoint pulled or torchrun started (the trainer would load it only to say the same)."""
+    epochs = _total_epochs(args.command)
+    if not args.checkpoint_uri or epochs is None:
+        return False
+    from launcher.storage import sync  # noqa: PLC0415
+
+    found = sync.finished_checkpoint(args.checkpoint_uri, args.run_name, epochs)
+    if found is None:
+        return False
+    store, manifest = found
+    print(f"[launcher] this run already finished: checkpoint {manifest.version} in {store.uri} holds epoch "
+          f"{manifest.epoch} of {epochs}; nothing to do, nothing downloaded. Raise train.epochs to train longer, "
+          "or use a new run name to start over.", flush=True)  # fmt: skip
+    if rdzv.is_chief:  # the lease the submit took is this job's to give back
+        from launcher.storage.lease import Holder  # noqa: PLC0415
+
+        holder = Holder(store, log=lambda m: print(f"[launcher] {m}", flush=True))
+        holder.claim()
+        holder.release()
+    return True
 
 
 def _start_sync(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, save_dir: Path):  # type: ignore[no-untyped-def]

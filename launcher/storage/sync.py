@@ -62,6 +62,7 @@ __all__ = [
     "CorruptCheckpointError",
     "pull",
     "pull_latest",
+    "finished_checkpoint",
     "push",
     "copy",
     "newest",
@@ -342,6 +343,23 @@ def pull_latest(uri: str, run_name: str, dest_dir: Path, scratch: Path | None = 
         _print(f"resuming from checkpoint {m.version} (epoch {m.epoch}) of {store.uri}: "
                f"{len(m.files)} files, {result.bytes_received} bytes downloaded, {result.files_reused} already here")  # fmt: skip
     return result
+
+
+def finished_checkpoint(uri: str, run_name: str, epochs: int, **clients: Any) -> tuple[Store, Manifest] | None:
+    """(the run's store, its newest checkpoint) when that checkpoint already holds all `epochs`, decided from
+    the manifest and one listing (every file it names is there at its size), nothing downloaded; else None.
+
+    The entrypoint asks this first, so a run started again after it finished says so without copying the
+    checkpoint or building the data cache (issue 23: 268 MB copied to say "already finished").
+    """
+    store = open_store(join_uri(uri, run_name), **clients)
+    manifest, _skipped = newest(store)
+    if manifest is None or manifest.epoch is None or manifest.epoch < epochs:
+        return None
+    sizes = {o.key: o.size for o in store.list(FILES)}
+    if any(sizes.get(entry.key) != entry.size for entry in manifest.files.values()):
+        return None  # damaged: pull_latest falls back to an older checkpoint and says why
+    return store, manifest
 
 
 def _made(scratch: Path | None) -> Path | None:
