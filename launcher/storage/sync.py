@@ -418,6 +418,7 @@ class Pusher:
         self.state = LocalState(self.folder, scratch)
         self.stats = PushStats()
         self._lock = threading.Lock()
+        self._mirrored: dict[str, str] = {}  # event file -> the sha256 last copied to tensorboard/
 
     def push(self, meter: Meter | None = None, meta: Manifest | None = None) -> Manifest | None:
         """Upload a new version if anything changed; returns the newest manifest (None: empty folder)."""
@@ -442,6 +443,7 @@ class Pusher:
                             meta.spec_hash if meta else self.spec_hash, writer)  # fmt: skip
         write_manifest(self.store, manifest)
         self.base, self.next_version = manifest, manifest.version + 1
+        self._mirror_events(manifest)
         self.stats.versions += 1
         retain(self.store, self.keep, manifest)
         return manifest
@@ -467,7 +469,7 @@ class Pusher:
         return entry
 
     def _upload(self, name: str, path: Path, st: os.stat_result, sha: str | None, meter: Meter) -> FileEntry:
-        key = file_key(self.next_version, name)
+        key = _stored_key(self.next_version, name)
         with ThreadPoolExecutor(1) as hasher:  # a store that hashes while it sends saves this second read
             digest = hasher.submit(sha256_file, path) if sha is None and not self.store.hashes_put else None
             sent = self.store.put(key, path, meter.advance, sha256=sha)  # a hash known already is not computed again
@@ -479,6 +481,39 @@ class Pusher:
             self.stats.bytes_sent += st.st_size
             self.stats.files_sent += 1
         return FileEntry(key, st.st_size, sha)
+
+
+    def _mirror_events(self, manifest: Manifest) -> None:
+        """The newest version's TensorBoard event files, once, in `tensorboard/` (see _stored_key); best effort."""
+        for name, entry in manifest.files.items():
+            if not _is_events(name) or (self._mirrored.get(name) == entry.sha256):
+                continue
+            try:
+                self.store.put(f"{TENSORBOARD}{name}", safe_local_path(self.folder, name))  # as it is now: a view
+                self._mirrored[name] = entry.sha256
+            except (OSError, LauncherError) as exc:  # a view only: the checkpoint itself is complete
+                self.log(f"could not copy {name} to {self.store.url(TENSORBOARD)} ({type(exc).__name__}: {exc})")
+
+
+# TensorBoard reads every file whose name holds "tfevents" under --logdir, recursively, and shows each folder as a
+# run: a version's copy of the (growing) event file in files/N/ made `tensorboard --logdir runs/NAME` show one copy
+# of the curves per kept version (issue 23). So versions store event files under a name TensorBoard skips, and the
+# newest version's are copied to <run>/tensorboard/, outside the manifests: one run in TensorBoard. A pull restores
+# each file under its own name (the manifest maps names to keys), so the trainer resumes its event file as before.
+TENSORBOARD = "tensorboard/"
+_EVENTS, _STORED_EVENTS = "tfevents", "tb-events"
+
+
+def _is_events(name: str) -> bool:
+    return _EVENTS in name.rpartition("/")[2]
+
+
+def _stored_key(version: int, name: str) -> str:
+    key = file_key(version, name)
+    if not _is_events(name):
+        return key
+    folder, _, base = key.rpartition("/")
+    return f"{folder}/{base.replace(_EVENTS, _STORED_EVENTS)}"
 
 
 def push(store: Store, folder: Path, keep: int = 3, spec_hash: str = "", meter: Meter | None = None) -> Manifest | None:
