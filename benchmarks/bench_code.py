@@ -9,7 +9,8 @@ in its own process, then per round, side by side:
          sha256, one upload to s3://bench/ckpts/_code/<sha256>.tar.gz;
 - sync:  what `aws s3 sync DIR s3://...` does: list the prefix, then one boto3
          `upload_file` per file, 10 at a time (the CLI's default max_concurrent_requests);
-- again: ours a second time on the unchanged folder (it lists, finds the archive, sends nothing).
+- again: ours a second time on the unchanged folder: the listing is the one remembered, the archive
+         is in the store, so nothing is archived or sent.
 Each round uploads to a fresh prefix and alternates which side goes first. Prints each
 round's seconds, the ratio sync/ours (target >= 2) and the PUT requests of the second
 submit (target 0), counted by a botocore event hook on the client.
@@ -120,7 +121,8 @@ def main() -> None:
 
                 def ours() -> float:
                     start = time.perf_counter()
-                    ship(collect(CodeConfig(dir=str(folder), max_size="1GiB")), target, lambda _m: None, s3=s3)
+                    ship(collect(CodeConfig(dir=str(folder), max_size="1GiB")), target, lambda _m: None,
+                         known=Path(tmp) / f"known-{r}.json", s3=s3)  # as submit does: <state dir>/code-archives.json
                     return time.perf_counter() - start
 
                 def sync() -> float:

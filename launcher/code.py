@@ -31,6 +31,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
 import stat
 import sys
@@ -90,6 +91,14 @@ class CodeFiles:
 
     def largest(self, n: int = 10) -> list[Entry]:
         return sorted(self.entries, key=lambda e: (-e.size, e.path))[:n]
+
+    def signature(self) -> str:
+        """What the archive depends on, as the file system tells it cheaply: each entry's path, size, mtime, mode."""
+        digest = hashlib.sha256(str(self.root.resolve()).encode())
+        for e in self.entries:
+            st = os.lstat(e.source)
+            digest.update(f"{e.path}\0{st.st_size}\0{st.st_mtime_ns}\0{e.executable}\0{e.link}\n".encode())
+        return digest.hexdigest()
 
     def summary(self) -> str:
         """What `launch --dry-run` prints: count, total size and the ten largest files."""
@@ -274,25 +283,69 @@ def code_target(spec: "JobSpec") -> str:
     return code_archive(spec.checkpoint.uri, CONTENT)
 
 
-def ship(files: CodeFiles, target: str, log: Log = _stderr, **clients: Any) -> str:
-    """Archive `files` and upload the archive to `target` (with the placeholder) unless it is there; its sha256."""
+def ship(files: CodeFiles, target: str, log: Log = _stderr, known: Path | None = None, **clients: Any) -> str:
+    """Archive `files` and upload the archive to `target` (with the placeholder) unless it is there; its sha256.
+
+    `known`: a JSON file remembering which archive (sha256, size) a folder listing (each file's path, size,
+    mtime and mode) made, so an unchanged folder whose archive is in the store is neither archived nor
+    sent again; as the data upload's hash cache, a file rewritten with the same size and mtime is missed.
+    """
     from launcher.storage import open_store  # noqa: PLC0415 - storage SDKs only when submitting
     from launcher.storage.upload import Progress  # noqa: PLC0415
 
+    cache, signature = _Known(known), files.signature()
+    if (hit := cache.get(signature)) is not None:
+        sha, size = hit
+        folder, _, name = target.replace(CONTENT, sha).rpartition("/")
+        store = open_store(folder, **clients)
+        if {o.key: o.size for o in store.list(name)}.get(name) == size:
+            log(f"code: {files.root}: unchanged, already at {store.url(name)}, nothing to send")
+            return sha
     with tempfile.TemporaryDirectory(prefix="launcher-code-") as tmp:
         archive = Path(tmp) / "code.tar.gz"
         sha = write_archive(files, archive)
         size = archive.stat().st_size
         folder, _, name = target.replace(CONTENT, sha).rpartition("/")
         store = open_store(folder, **clients)
-        there = {o.key: o.size for o in store.list(name)}
         where = store.url(name)
-        if there.get(name) == size:
+        if {o.key: o.size for o in store.list(name)}.get(name) == size:
             log(f"code: {files.root}: {len(files.entries)} files, already at {where} (same content), nothing to send")
-            return sha
-        log(f"code: {files.root}: {len(files.entries)} files ({_size(files.size)}) -> {where} ({_size(size)} compressed)")
-        store.put(name, archive, Progress(size, log).advance if size > PROGRESS_ABOVE else None, sha256=sha)
+        else:
+            log(f"code: {files.root}: {len(files.entries)} files ({_size(files.size)}) -> {where} ({_size(size)} compressed)")
+            store.put(name, archive, Progress(size, log).advance if size > PROGRESS_ABOVE else None, sha256=sha)
+    cache.put(signature, sha, size)
     return sha
+
+
+class _Known:
+    """folder listing signature -> (archive sha256, size), in a small JSON file (best effort)."""
+
+    LIMIT = 200  # listings kept: the newest ones
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        try:
+            self.known: dict[str, list[Any]] = json.loads(path.read_text()) if path else {}
+        except (OSError, ValueError):
+            self.known = {}
+
+    def get(self, signature: str) -> tuple[str, int] | None:
+        entry = self.known.get(signature)
+        return (str(entry[0]), int(entry[1])) if isinstance(entry, list) and len(entry) == 2 else None
+
+    def put(self, signature: str, sha: str, size: int) -> None:
+        if self.path is None:
+            return
+        self.known.pop(signature, None)
+        self.known[signature] = [sha, size]
+        kept = dict(list(self.known.items())[-self.LIMIT:])
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(json.dumps(kept))
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # the next submit archives again
 
 
 def stage_code(plan: "Plan", log: Log = _stderr, **clients: Any) -> "Plan":
@@ -301,5 +354,7 @@ def stage_code(plan: "Plan", log: Log = _stderr, **clients: Any) -> "Plan":
     marker = f"{CODE_FOLDER}/{CONTENT}"
     if spec.code is None or not mentions(plan.payload, marker):
         return plan
-    sha = ship(collect(spec.code), code_target(spec), log, **clients)
+    from launcher.jobs import state_dir  # noqa: PLC0415
+
+    sha = ship(collect(spec.code), code_target(spec), log, known=state_dir() / "code-archives.json", **clients)
     return replace(plan, payload=fill_placeholder(plan.request(), marker, f"{CODE_FOLDER}/{sha}"))

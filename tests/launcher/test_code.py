@@ -219,3 +219,19 @@ def test_dry_run_lists_what_would_ship_and_refuses_what_must_not(tmp_path: Path)
     (tmp_path / ".env").write_text("TOKEN=abc")
     result = CliRunner().invoke(main, ["run", str(tmp_path / "job.yaml"), "--dry-run"])
     assert result.exit_code != 0 and "look like credentials" in result.stderr and "abc" not in result.stderr
+
+
+def test_an_unchanged_folder_is_not_even_archived_again_and_a_touched_one_is_checked(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "code", {"main.py": "print(1)\n", "lib/util.py": "X = 1\n"})
+    target = f"{tmp_path}/store/_code/{{content-sha256}}.tar.gz"
+    known = tmp_path / "state" / "code-archives.json"
+    logs: list[str] = []
+    first = ship(collect(CodeConfig(dir=str(root))), target, logs.append, known=known)
+    assert ship(collect(CodeConfig(dir=str(root))), target, logs.append, known=known) == first
+    assert "unchanged, already at" in logs[-1]
+    os.utime(root / "main.py", (5, 5))  # the same bytes, a new mtime: archived again, found identical, not sent
+    assert ship(collect(CodeConfig(dir=str(root))), target, logs.append, known=known) == first
+    assert "(same content), nothing to send" in logs[-1]
+    (tmp_path / "store" / "_code" / f"{first}.tar.gz").unlink()  # the store lost it: sent again
+    assert ship(collect(CodeConfig(dir=str(root))), target, logs.append, known=known) == first
+    assert (tmp_path / "store" / "_code" / f"{first}.tar.gz").exists()
