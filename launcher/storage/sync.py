@@ -621,7 +621,8 @@ class Syncer:
         if manifest is not None:
             sent = self.pusher.stats.bytes_sent - sent_before
             self.pusher.stats.seconds += (time.monotonic() - started) if sent else 0.0
-            self.log(f"checkpoint {manifest.version} (epoch {manifest.epoch}) synced to {self.store.uri}: "
+            where = f"epoch {manifest.epoch}" if manifest.epoch is not None else f"step {manifest.step}"  # a program's own
+            self.log(f"checkpoint {manifest.version} ({where}) synced to {self.store.uri}: "
                      f"{sent} bytes sent in {time.monotonic() - started:.1f}s")  # fmt: skip
         return manifest
 
