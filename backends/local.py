@@ -103,7 +103,9 @@ class LocalOptions(BackendOptions):
     def _gpu_ids(cls, value: Any) -> Any:
         if isinstance(value, (str, int)):
             value = str(value).split(",")
-        return [str(v).strip() for v in value] if isinstance(value, list) else value
+        if isinstance(value, list) and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+            return [str(v).strip() for v in value]
+        return value  # anything else: pydantic names what is wrong
 
 
 def shm_bytes(nproc: int, workers: int) -> int:

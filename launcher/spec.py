@@ -59,7 +59,7 @@ _DURATION_RE = re.compile(r"^(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]
 _RESERVED_ENV = re.compile(r"^(LD_[A-Z_]*|PATH|PYTHONPATH|PYTHONHOME|PYTHONSTARTUP|PYTHONSAFEPATH|PYTHONINSPECT|LAUNCHER_[A-Za-z0-9_]*)$")
 # Docker's reference grammar (distribution/reference): lowercase path components, an optional host[:port], :tag, @digest.
 _IMAGE_RE = re.compile(
-    r"^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]+)?/)?"
+    r"^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]{1,5})?/)?"
     r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
 )
@@ -655,15 +655,24 @@ def _check_strings(raw: Any, file: Path, sets: Mapping[tuple[str, ...], str], lo
     (an env value or a command argument may hold a newline or a tab), credentials in a URI."""
     items = raw.items() if isinstance(raw, dict) else enumerate(raw) if isinstance(raw, list) else ()
     for key, value in items:
-        where = (*loc, _shown_key(key))
+        where = (*loc, str(key))
+
         def refuse(reason: str, fix: str) -> None:
-            raise SpecError(f"{_source(where, file, sets)}: {'.'.join(where)[:200]}: {reason}.", fix)
+            shown = ".".join(_shown_key(part) for part in where)[:200]
+            raise SpecError(f"{_source(where, file, sets)}: {shown}: {reason}.", fix)
+
+        name = key if loc == ("env",) else value if loc == ("secrets",) else None
+        if isinstance(name, str) and _RESERVED_ENV.match(name):  # here, where a --set that wrote it is known
+            refuse(f"{name} is set by the image (its entrypoint relies on it); overriding it would hijack the job's start",
+                   "Remove it; install packages with code.requirements instead.")
         if isinstance(raw, dict) and not isinstance(key, str):
             refuse(f"the key {key!r} is a {_kind(key)}, not a string", "Quote the key, like 'true': or '1':.")
         if isinstance(key, str) and (_CONTROL.search(key) or _INVISIBLE.search(key) or "\t" in key):
             refuse("the key holds a control or invisible character", "Retype the key in plain characters.")
         if isinstance(value, (bytes, bytearray)):
             refuse("is binary data (!!binary)", "Write the value as text.")
+        if isinstance(value, (set, frozenset)):
+            refuse("is a set (!!set)", "Write a list: [A, B].")
         if isinstance(value, str):
             if len(value) > MAX_STRING:
                 refuse(f"is {len(value)} characters; a spec value may have at most {MAX_STRING}",
@@ -815,8 +824,8 @@ def format_validation_error(
 def _source(loc: tuple[str, ...], file: Path | None, sets: Mapping[tuple[str, ...], str]) -> str | None:
     """Where a value came from: the --set that wrote it (or a key above it), else the file."""
     for n in range(len(loc), 0, -1):
-        if loc[:n] in sets:
-            return f"--set {sets[loc[:n]]}"[:200]
+        if loc[:n] in sets:  # credentials typed into a URI are never repeated
+            return re.sub(r"://[^/?#\s]*@", "://***@", f"--set {sets[loc[:n]]}")[:200]
     return str(file) if file else None
 
 

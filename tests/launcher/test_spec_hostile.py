@@ -199,3 +199,54 @@ def test_set_keys_deeper_than_any_spec_are_refused(tmp_path: Path) -> None:
 
 def test_a_huge_unknown_key_stays_a_short_line(tmp_path: Path) -> None:
     assert len(refused(write(tmp_path, BASE + "k" * 100_000 + ": 1\n"))) < 1000
+
+
+# ---------------------------------------------------------------- issue 23: what the generated corpus found
+
+
+@pytest.mark.parametrize("uri", ["s3://AKIA:topsecret@bucket/x", "gs://topsecret@bucket/x", "az://a:topsecret@c/x"])
+def test_credentials_in_a_uri_are_refused_without_repeating_them(tmp_path: Path, uri: str) -> None:
+    for text, sets in ((BASE + f"checkpoint: {{uri: '{uri}'}}\n", ()), (BASE, (f"train.data={uri}",))):
+        message = refused(write(tmp_path, text), sets)
+        assert "put credentials in secrets:, not in the URI" in message.replace("Put", "put")
+        assert "topsecret" not in message
+
+
+@pytest.mark.parametrize("uri", ["s3://b/x?versionId=1", "gs://b/x#f", "s3://bucket/%2e%2e/x", "s3://[::1]/x",
+                                 "s3://BUCKET/x", "s3://bucket/a//b", "s3://bucket/ x"])  # fmt: skip
+def test_uris_with_query_fragment_escapes_or_odd_hosts_are_refused(tmp_path: Path, uri: str) -> None:
+    assert "checkpoint.uri" in refused(write(tmp_path, BASE + f"checkpoint: {{uri: '{uri}'}}\n"))
+
+
+@pytest.mark.parametrize("name", ["LD_PRELOAD", "LD_LIBRARY_PATH", "PATH", "PYTHONPATH", "LAUNCHER_DATA"])
+def test_names_the_image_entrypoint_relies_on_are_refused(tmp_path: Path, name: str) -> None:
+    assert f"env.{name}: {name} is set by the image" in refused(write(tmp_path, BASE + f"env: {{{name}: x}}\n"))
+    assert refused(write(tmp_path, BASE), (f"env.{name}=x",)).startswith(f"--set env.{name}=x")
+    assert "hijack" in refused(write(tmp_path, BASE + f"secrets: [{name}]\n"))
+
+
+@pytest.mark.parametrize("value", ["a\u200bb", "a\u202eb", "a\x1bb", "a\rb"])
+def test_invisible_and_control_characters_are_refused(tmp_path: Path, value: str) -> None:
+    assert "image" in refused(write(tmp_path, BASE), (f"image={value}",))
+
+
+def test_binary_sets_and_non_string_keys_are_refused(tmp_path: Path) -> None:
+    assert "binary data" in refused(write(tmp_path, BASE + "plugins: {p: {x: !!binary aGVsbG8=}}\n"))
+    assert "is a set" in refused(write(tmp_path, BASE + "secrets: !!set {A, B}\n"))
+    assert "not a string" in refused(write(tmp_path, BASE + "env: {true: a}\n"))
+
+
+@pytest.mark.parametrize("image", ["UPPER:latest", "a b", "", "x" * 300, "registry:999999/x", "im\u0430ge"])
+def test_bad_image_references_are_refused(tmp_path: Path, image: str) -> None:
+    assert "is not an image reference" in refused(write(tmp_path, BASE), (f"image='{image}'",))
+
+
+def test_good_image_references_load(tmp_path: Path) -> None:
+    for image in ("torch-launcher-train:latest", "us-central1-docker.pkg.dev/p/launcher/train:v1",
+                  "localhost:5000/x", "r.io/a/b@sha256:" + "a" * 64):  # fmt: skip
+        assert load_spec(write(tmp_path, BASE + f"image: '{image}'\n"), environ={}).image == image
+
+
+def test_non_ascii_digits_are_not_durations(tmp_path: Path) -> None:
+    assert "limits.max_runtime" in refused(write(tmp_path, BASE + "limits: {max_runtime: \u0663h}\n"))
+    assert "resources.memory" in refused(write(tmp_path, BASE + "resources: {memory: \u0661Gi}\n"))
