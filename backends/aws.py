@@ -115,7 +115,7 @@ class AwsOptions(BackendOptions):
     volume_size_gb: int = Field(50, ge=1, le=16384, description="EBS volume per instance, GB")
     keep_alive_s: int | None = Field(None, ge=0, le=21600, description="warm pool: keep instances this long after the job for the next one")
     max_retries: int | None = Field(None, ge=1, le=30, description="SageMaker RetryStrategy: retries on internal errors")
-    max_wait_s: int | None = Field(None, ge=1, description="spot: total time to wait for capacity plus run (default 2 x runtime)")
+    max_wait_s: int | None = Field(None, ge=1, le=28 * 86400, description="spot: total time to wait for capacity plus run (default 2 x runtime)")
     secrets_prefix: str | None = Field(None, description="Secrets Manager name prefix; default torch-launcher/<job name>")
     tags: dict[str, str] = Field(default_factory=dict, description="extra tags on the training job")
 

@@ -825,7 +825,8 @@ def _source(loc: tuple[str, ...], file: Path | None, sets: Mapping[tuple[str, ..
     """Where a value came from: the --set that wrote it (or a key above it), else the file."""
     for n in range(len(loc), 0, -1):
         if loc[:n] in sets:  # credentials typed into a URI are never repeated
-            return re.sub(r"://[^/?#\s]*@", "://***@", f"--set {sets[loc[:n]]}")[:200]
+            shown = _CONTROL.sub(lambda m: repr(m.group())[1:-1], f"--set {sets[loc[:n]]}")  # one line, whatever was typed
+            return re.sub(r"://[^/?#\s]*@", "://***@", shown)[:200]
     return str(file) if file else None
 
 

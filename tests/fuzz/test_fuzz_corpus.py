@@ -161,6 +161,8 @@ SETS: list[tuple[str, str]] = [
     ("env.PYTHONPATH=/evil", "PYTHONPATH"),
     ("env.LAUNCHER_DATA=/x", "LAUNCHER_DATA"),
     ("env.A\x00B=1", "--set"),
+    ("env.A\nB=1", "--set"),
+    ("aws.max_wait_s=100000000000000000000", "aws.max_wait_s"),
     ("checkpoint.uri=s3://k:${FUZZ_SECRET}@b/x", "credentials"),
     ("checkpoint.uri=s3://k:" + SECRET + "@b/x", "credentials"),
     ("train.data=gs://bucket/x?a=1", "train.data"),
