@@ -65,7 +65,7 @@ _IMAGE_RE = re.compile(
 )
 MAX_IMAGE = 255
 _GPU_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,254}$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,254}$")
 # Characters no spec value needs and that hide what a value says: controls (newline, NUL, ESC) and
 # invisible or direction-changing format characters (zero-width space, right-to-left override).
 _INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
