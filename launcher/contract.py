@@ -59,6 +59,7 @@ __all__ = [
     "code_archive",
     "code_sha256",
     "PROGRAM_VARIABLES",
+    "ENTRYPOINT_VARIABLES",
 ]
 
 ENTRYPOINT = ("python", "-m", "launcher.runtime.entrypoint")
@@ -90,6 +91,11 @@ PROGRAM_VARIABLES = {
     "LAUNCHER_RESUMED": "1 when LAUNCHER_CHECKPOINT_DIR was restored from an earlier job of the run, else 0",
     "LAUNCHER_GRACE_S": "seconds between the platform's SIGTERM and its SIGKILL: the time to save",
 }
+
+
+# Every variable the entrypoint sets for the job: a spec's env: or secrets: may not set them.
+ENTRYPOINT_VARIABLES = frozenset({*PROGRAM_VARIABLES, "LAUNCHER_SAVE_DIR", "LAUNCHER_SPEC_HASH", "LAUNCHER_PLATFORM",
+                                  SECRET_REFS_VARIABLE})  # fmt: skip
 
 
 def code_archive(store_uri: str, sha256: str) -> str:

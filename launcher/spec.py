@@ -30,6 +30,7 @@ from typing import Annotated, Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator, model_validator
 
+from launcher.contract import ENTRYPOINT_VARIABLES
 from launcher.errors import SpecError
 from launcher.model_names import check_model
 from launcher.storage import REMOTE_SCHEMES
@@ -56,7 +57,10 @@ _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION_RE = re.compile(r"^(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$")  # ASCII digits: int() would read '٣'
 # Names the image's entrypoint relies on: overriding them would hijack what runs before (or instead of) the job.
-_RESERVED_ENV = re.compile(r"^(LD_[A-Z_]*|PATH|PYTHONPATH|PYTHONHOME|PYTHONSTARTUP|PYTHONSAFEPATH|PYTHONINSPECT|LAUNCHER_[A-Za-z0-9_]*)$")
+# The LAUNCHER_* ones are those the entrypoint sets for the job (launcher.contract); others (a secret named
+# LAUNCHER_KIT_TOKEN, LAUNCHER_DATA_DIR for the cache) are the user's to set.
+_RESERVED_ENV = re.compile(r"^(LD_[A-Z_]*|PATH|PYTHONPATH|PYTHONHOME|PYTHONSTARTUP|PYTHONSAFEPATH|PYTHONINSPECT|"
+                           + "|".join(sorted(ENTRYPOINT_VARIABLES)) + r")$")
 # Docker's reference grammar (distribution/reference): lowercase path components, an optional host[:port], :tag, @digest.
 _IMAGE_RE = re.compile(
     r"^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]{1,5})?/)?"

@@ -77,7 +77,7 @@ def test_unknown_backend_lists_the_installed_ones(tmp_path: Path) -> None:
 def test_a_job_id_that_does_not_exist(command: list[str]) -> None:
     result = _launch(*command)
     assert result.exit_code == 2
-    assert "No job 'nope-123'" in result.output and "launch ls" in result.output
+    assert "No job with the id or name 'nope-123'" in result.output and "launch ls" in result.output
 
 
 def test_image_build_push_without_backend_is_refused() -> None:

@@ -66,7 +66,7 @@ BAD_IMAGES = ["UPPER:latest", "repo/Name:tag", "a b", "", ":tag", "a:b:c", "-x",
 BAD_DURATIONS = ["1e9h", "-5m", "0s", "0", "soon", "1h-30m", "\u0663h", "3\u0663h", "99999999d", "1.5.5h", "h", "1 h 1",
                  True, [1], {"h": 1}, 1e300, -1, ".inf", "4h\x00"]  # fmt: skip
 BAD_ENV_NAMES = ["LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PATH",
-                 "LAUNCHER_CHECKPOINT_DIR", "LAUNCHER_DATA", "LAUNCHER_SECRET_REFS", "LAUNCHER_ANYTHING",
+                 "LAUNCHER_CHECKPOINT_DIR", "LAUNCHER_DATA", "LAUNCHER_SECRET_REFS", "LAUNCHER_RESUMED",
                  "A=B", "A\nB", "A\x00B", "", "1A", "A B", "A-B", "\u0410", "A\u200b", "A\u202e"]  # fmt: skip
 
 # (section path, [bad values]) for the spec's own sections

@@ -250,3 +250,11 @@ def test_good_image_references_load(tmp_path: Path) -> None:
 def test_non_ascii_digits_are_not_durations(tmp_path: Path) -> None:
     assert "limits.max_runtime" in refused(write(tmp_path, BASE + "limits: {max_runtime: \u0663h}\n"))
     assert "resources.memory" in refused(write(tmp_path, BASE + "resources: {memory: \u0661Gi}\n"))
+
+
+def test_launcher_names_the_entrypoint_does_not_set_are_the_users(tmp_path: Path) -> None:
+    """Only what the entrypoint sets is reserved: a secret named LAUNCHER_KIT_TOKEN is a user's name."""
+    from launcher.spec import validate_spec
+
+    spec = validate_spec({"name": "x", "env": {"LAUNCHER_DATA_DIR": "/cache"}, "secrets": ["LAUNCHER_KIT_TOKEN"]}, None, tmp_path)
+    assert spec.env["LAUNCHER_DATA_DIR"] == "/cache" and spec.secrets == ["LAUNCHER_KIT_TOKEN"]
