@@ -82,6 +82,13 @@ class Cluster:
         self.containers: list[Any] = []
 
     def start(self) -> "Cluster":
+        try:
+            return self._start()
+        except BaseException:  # a half-started cluster (the engine timed out under load) is not left running
+            self.remove()
+            raise
+
+    def _start(self) -> "Cluster":
         for node in self.nodes:
             container = self.docker.containers.create(
                 self.image, node.command[1:], entrypoint=node.command[:1], environment=node.env,
@@ -115,7 +122,10 @@ class Cluster:
 
     def remove(self) -> None:
         for container in self.containers:
-            container.remove(force=True)
+            try:
+                container.remove(force=True)
+            except Exception:  # noqa: BLE001 - already gone; the network must still go
+                pass
         self.network.remove()
 
 

@@ -18,6 +18,13 @@ TrainingImage (the locally built image) and ResourceConfig.InstanceType
 (RoleArn, StoppingCondition, CheckpointConfig, EnableManagedSpotTraining, Tags,
 RetryStrategy, VpcConfig) are accepted and ignored by its create_training_job.
 Exit code: 0 when every container exited 0, else 1 (local mode raises).
+
+One change to local mode, named here: its `docker-compose up --abort-on-container-exit`
+stops the other hosts when the first one exits, with compose's default 10 s before
+SIGKILL. SageMaker gives every host 120 s between SIGTERM and SIGKILL
+(https://docs.aws.amazon.com/sagemaker/latest/dg/model-managed-spot-training.html), so the
+driver passes `--timeout 120`: node 0 still flushing its final checkpoint when node 1 has
+exited is then given the platform's window, not compose's (seen: node 0 killed mid-upload).
 """
 
 from __future__ import annotations
@@ -27,9 +34,16 @@ import sys
 from pathlib import Path
 
 
+SIGKILL_AFTER_S = 120  # SageMaker's window between SIGTERM and SIGKILL
+
+
 def main(request_file: str, s3_endpoint: str, container_root: str) -> int:
     import boto3
     from sagemaker.local import LocalSession
+    from sagemaker.local.image import _SageMakerContainer
+
+    compose = _SageMakerContainer._compose
+    _SageMakerContainer._compose = lambda self, detached=False: [*compose(self, detached), "--timeout", str(SIGKILL_AFTER_S)]
 
     request = json.loads(Path(request_file).read_text())
     region = request.get("Environment", {}).get("AWS_DEFAULT_REGION", "us-east-1")
