@@ -93,18 +93,25 @@ class SageMakerLocalJob:
                 container.kill(signal="SIGTERM")
 
     def wait(self, timeout: float) -> list[int]:
-        """Each host's exit code, one per host: the entrypoint's own last line (`[launcher] exit code N`).
+        """Each host's exit code, one per host: the entrypoint's own last line (`[launcher] exit code N`),
+        else the engine's record of the host's container.
 
         docker-compose runs local mode with --abort-on-container-exit, so it reports
-        (`algo-2-xxxx exited with code N`) only the host that ended first and stops the
-        others; where it does report a host, it must agree with that host's own line.
+        (`algo-2-xxxx exited with code N`) only the host that ended first, stops the
+        others and shows no more of their output; where it does report a host, it must
+        agree with that host's own line.
         """
         self.proc.wait(timeout)
         self._reader.join(30)
         logs = self.logs()
         own = dict(re.findall(r"(algo-\d+)-\w+ *\|(?:\x1b\[[0-9;]*m)? *\[launcher\] exit code (\d+)", logs))
         compose = dict(re.findall(r"(algo-\d+)-\w+ exited with code (\d+)", logs))
-        assert all(own.get(host) == code for host, code in compose.items()), f"compose {compose} vs the hosts' own {own}"
+        assert all(own.get(host, code) == code for host, code in compose.items()), f"compose {compose} vs the hosts' own {own}"
+        for container in self.containers():  # compose stops showing the others' output once it aborts: ask the engine
+            container.reload()
+            host = re.search(r"(algo-\d+)-\w+$", container.name)
+            if host and container.status == "exited":
+                own.setdefault(host.group(1), str(container.attrs["State"]["ExitCode"]))
         return [int(code) for _, code in sorted(own.items())]
 
     def cleanup(self) -> None:
