@@ -290,31 +290,37 @@ def ship(files: CodeFiles, target: str, log: Log = _stderr, known: Path | None =
     mtime and mode) made, so an unchanged folder whose archive is in the store is neither archived nor
     sent again; as the data upload's hash cache, a file rewritten with the same size and mtime is missed.
     """
-    from launcher.storage import open_store  # noqa: PLC0415 - storage SDKs only when submitting
     from launcher.storage.upload import Progress  # noqa: PLC0415
 
     cache, signature = _Known(known), files.signature()
     if (hit := cache.get(signature)) is not None:
         sha, size = hit
-        folder, _, name = target.replace(CONTENT, sha).rpartition("/")
-        store = open_store(folder, **clients)
-        if {o.key: o.size for o in store.list(name)}.get(name) == size:
+        store, name, there = _stored(target, sha, clients, size)
+        if there:
             log(f"code: {files.root}: unchanged, already at {store.url(name)}, nothing to send")
             return sha
     with tempfile.TemporaryDirectory(prefix="launcher-code-") as tmp:
         archive = Path(tmp) / "code.tar.gz"
         sha = write_archive(files, archive)
         size = archive.stat().st_size
-        folder, _, name = target.replace(CONTENT, sha).rpartition("/")
-        store = open_store(folder, **clients)
+        store, name, there = _stored(target, sha, clients, size)
         where = store.url(name)
-        if {o.key: o.size for o in store.list(name)}.get(name) == size:
+        if there:
             log(f"code: {files.root}: {len(files.entries)} files, already at {where} (same content), nothing to send")
         else:
             log(f"code: {files.root}: {len(files.entries)} files ({_size(files.size)}) -> {where} ({_size(size)} compressed)")
             store.put(name, archive, Progress(size, log).advance if size > PROGRESS_ABOVE else None, sha256=sha)
     cache.put(signature, sha, size)
     return sha
+
+
+def _stored(target: str, sha: str, clients: dict[str, Any], size: int) -> tuple[Any, str, bool]:
+    """(the store of the archive `sha`, its key there, whether an object of that key and `size` is there)."""
+    from launcher.storage import open_store  # noqa: PLC0415 - storage SDKs only when submitting
+
+    folder, _, name = target.replace(CONTENT, sha).rpartition("/")
+    store = open_store(folder, **clients)
+    return store, name, {o.key: o.size for o in store.list(name)}.get(name) == size
 
 
 class _Known:
