@@ -106,6 +106,10 @@ def ls(target: str, as_json: bool, verify: bool) -> None:
         click.echo(f"no checkpoints under {store.uri}", err=True)
     else:
         _table(rows)
+    if rows and not any(r["status"].startswith(("ok", "plain")) for r in rows):
+        fail(f"No usable checkpoint under {store.uri}: every version listed above is damaged or refused, so a resume "
+             "would start from scratch. Push a good copy with `launch ckpt push`, or pull an older one from another store.",
+             code=1)  # fmt: skip
 
 
 def _row(where: str, found) -> dict:  # type: ignore[no-untyped-def]

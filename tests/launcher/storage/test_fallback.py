@@ -143,9 +143,9 @@ def test_a_corrupted_version_is_not_called_unfinished(tmp_path: Path) -> None:
     assert len(unfinished) == 1 and "[3]" in unfinished[0], lines
 
 
-def _ls(target: str, *flags: str) -> list[dict[str, Any]]:
+def _ls(target: str, *flags: str, code: int = 0) -> list[dict[str, Any]]:
     result = CliRunner().invoke(main, ["ckpt", "ls", target, "--json", *flags])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == code, result.output
     return json.loads(result.stdout)
 
 
@@ -159,10 +159,24 @@ def test_ls_shows_missing_resized_and_altered_files(tmp_path: Path) -> None:
     rows = _ls(store.uri)
     assert rows[0]["version"] == 2 and rows[0]["status"] == "damaged: files/00000002/epoch-2.pt is missing"
     assert rows[1]["status"] == "ok"
-    rows = _ls(store.uri, "--verify")
+    rows = _ls(store.uri, "--verify", code=1)  # no usable version left
     assert rows[1]["status"] == "damaged: files/00000001/last.pt does not match its sha256"
     (store.root / "files/00000001/best.pt").write_bytes(b"short")
-    assert "files/00000001/best.pt has 5 bytes, the manifest says 4000" in _ls(store.uri)[1]["status"]
+    assert "files/00000001/best.pt has 5 bytes, the manifest says 4000" in _ls(store.uri, code=1)[1]["status"]
+
+
+def test_ls_exits_1_when_no_version_is_usable(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "store"))
+    two_versions(store, tmp_path)
+    (store.root / "files/00000002/epoch-2.pt").unlink()
+    for flags in ((), ("--json",)):
+        assert CliRunner().invoke(main, ["ckpt", "ls", store.uri, *flags]).exit_code == 0  # version 1 is still good
+    (store.root / "files/00000001/best.pt").write_bytes(b"short")
+    for flags in ((), ("--json",)):
+        result = CliRunner().invoke(main, ["ckpt", "ls", store.uri, *flags])
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert result.exit_code == 1 and len(errors) == 1 and "No usable checkpoint" in errors[0], result.output
+        assert "damaged" in result.stdout  # the listing still says what is wrong with each version
 
 
 def test_ls_verify_reads_remote_files(s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
