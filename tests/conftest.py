@@ -18,13 +18,24 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"machine pace: {pace.factor():.2f}x a quiet reference; the slow and conformance tests' time limits are scaled by it"
 
 
+_BASE_LIMIT = pytest.StashKey[float]()
+
+
 @pytest.hookimpl(trylast=True)  # after tests/conformance/conftest.py marks its tests slow
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A loaded machine gets proportionally longer limits for the long tests (tests/pace.py), not a red run."""
     limit = float(config.getini("timeout") or 900)
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
-            item.add_marker(pytest.mark.timeout(pace.scaled(limit)))
+            item.stash[_BASE_LIMIT] = limit
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # before pytest-timeout's wrapper reads the marker
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):  # type: ignore[no-untyped-def]
+    """The limit follows the machine's pace when the test starts, not when the session was collected."""
+    if _BASE_LIMIT in item.stash:
+        item.add_marker(pytest.mark.timeout(pace.scaled(item.stash[_BASE_LIMIT])), append=False)
+    yield
 
 
 @pytest.fixture(autouse=True)
