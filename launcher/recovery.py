@@ -31,7 +31,7 @@ from launcher.jobs import JobRecord, JobRegistry, RunRecord, new_job_id, state_d
 from launcher.plan import Ending, JobState, JobStatus
 from launcher.spec import JobSpec
 
-__all__ = ["Supervisor", "backends_of", "check_backends", "detach", "new_run_id", "supervisor_alive"]
+__all__ = ["Supervisor", "backends_of", "check_backends", "detach", "new_run_id", "supervisor_alive", "transfer_note"]
 
 ATTENTION = 1  # the run stopped for a person to look (an unanswered submit, max_attempts)
 
@@ -45,6 +45,23 @@ def backends_of(spec: JobSpec, primary: str) -> list[str]:
     first = registry.canonical(primary)
     fallback = [registry.canonical(name) for name in (spec.recovery.fallback if spec.recovery else [])]
     return [first, *[name for name in fallback if name != first]]
+
+
+# Where each backend's jobs run, and what reading a store of another cloud costs per GB from there: internet
+# egress of the store's cloud, first tier, list prices (https://aws.amazon.com/s3/pricing/ "Data Transfer",
+# https://cloud.google.com/storage/pricing#network-egress, https://azure.microsoft.com/pricing/details/bandwidth/).
+_NATIVE = {"aws": "s3://", "gcp": "gs://", "azure": "az://"}
+_EGRESS_PER_GB = {"s3://": 0.09, "gs://": 0.12, "az://": 0.087}
+
+
+def transfer_note(backend: str, uri: str | None) -> str | None:
+    """What a fallback pays to resume from a checkpoint store its platform does not hold natively."""
+    scheme = next((s for s in _EGRESS_PER_GB if (uri or "").startswith(s)), None)
+    if scheme is None or _NATIVE.get(backend) == scheme:
+        return None
+    return (f"{backend}: the checkpoint store {uri} stays where it is; each attempt there downloads the newest checkpoint "
+            f"(and the data, unless it is in its own cloud) across clouds, billed as egress by the store's cloud at about "
+            f"${_EGRESS_PER_GB[scheme]}/GB, and uploads its checkpoints back")  # fmt: skip
 
 
 def check_backends(spec: JobSpec, names: list[str], make_launcher: Callable[[str], Any]) -> list[str]:
@@ -63,6 +80,8 @@ def check_backends(spec: JobSpec, names: list[str], make_launcher: Callable[[str
             raise LauncherError(f"recovery: the {name} backend cannot take this run: {check.message.rstrip('.')}.",
                                 f"Fix that, or remove {name} from recovery.fallback.")  # fmt: skip
         notes += [f"{name}: {note}" for note in plan.notes]
+        transfer = transfer_note(name, spec.checkpoint.uri) if name != names[0] else None
+        notes += [transfer] if transfer else []
     return notes
 
 
@@ -91,7 +110,9 @@ class Supervisor:
     def start(cls, spec: JobSpec, primary: str, jobs: JobRegistry, make_launcher: Callable[[str], Any], **kwargs: Any) -> "Supervisor":
         """A new run of `spec`, after a dry run of every backend it may use."""
         names = backends_of(spec, primary)
-        check_backends(spec, names, make_launcher)
+        for note in check_backends(spec, names, make_launcher):
+            if "the checkpoint store" in note:
+                print(f"[recovery] note: {note}", file=sys.stderr, flush=True)
         run_id = new_run_id(spec.name)
         jobs.add_run(run_id, spec.name, spec.model_dump(mode="json"), names, os.getpid())
         return cls(run_id, jobs, make_launcher, **kwargs)

@@ -27,7 +27,10 @@ def _job(job_id: str | None):  # type: ignore[no-untyped-def]
     try:
         record = jobs.find(job_id)
     except JobNotFoundError:
-        attempts = jobs.attempts(jobs.run(job_id).id)  # a run id: its newest attempt
+        try:
+            attempts = jobs.attempts(jobs.run(job_id).id)  # a run id: its newest attempt
+        except JobNotFoundError:
+            attempts = []
         if not attempts:
             raise
         record = attempts[-1]
