@@ -154,6 +154,18 @@ class Launcher:
         self.jobs.submitted(ref)
         return Job(ref, self.backend, self.jobs)
 
+    def supervise(self, spec: JobSpec) -> int:
+        """Run `spec` under its `recovery:` policy until the run ends (launcher.recovery: resubmits on
+        preemption and capacity errors, fails over to recovery.fallback); the run's exit status."""
+        from launcher.recovery import Supervisor  # noqa: PLC0415
+
+        def make(name: str) -> "Launcher":
+            if name == self.backend.name:
+                return self
+            return Launcher(backend=name, jobs=self.jobs, before_submit=self.before_submit, environ=self._environ)
+
+        return Supervisor.start(spec, self.backend.name, self.jobs, make).run()
+
     def job(self, job_id: str) -> "Job":
         record = self.jobs.get(job_id)
         return Job(record.ref, self.backend, self.jobs)

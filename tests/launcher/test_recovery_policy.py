@@ -101,3 +101,11 @@ def test_a_fallback_that_cannot_run_is_found_at_the_first_submit(tmp_path: Path)
 def test_the_plan_notes_say_what_a_fallback_pays_to_read_another_clouds_store() -> None:
     assert "about $0.09/GB" in (transfer_note("gcp", "s3://b/ckpts") or "")
     assert transfer_note("aws", "s3://b/ckpts") is None and transfer_note("local", "/srv/ckpts") is None
+
+
+def test_the_python_api_supervises_with_the_same_supervisor(tmp_path: Path) -> None:
+    spec = validate_spec({"name": "api", "command": ["true"], "recovery": {"max_attempts": 2}}, None, tmp_path)
+    jobs = JobRegistry(tmp_path / "jobs.db")
+    aws = Scripted("aws", [P, None])
+    assert Launcher(backend=aws, jobs=jobs).supervise(spec) == 0
+    assert _tried(jobs) == [("aws", "preempted"), ("aws", None)]
