@@ -150,9 +150,10 @@ def ls(limit: int, backend: str | None, as_json: bool) -> None:
     from launcher.refresh import refresh_unfinished
 
     jobs = JobRegistry()
-    records = refresh_unfinished(jobs.list(limit=limit, backend=backend), jobs)
+    records = _one_row_per_run(refresh_unfinished(jobs.list(limit=limit, backend=backend), jobs), jobs)
     from launcher.progress import for_record
 
+    # a run's row reads its newest attempt's progress: the run folder is the same for every attempt
     # cloud stores are read for unfinished jobs only: one manifest read per row is fine, twenty old ones are not
     progress = {r.id: for_record(r, remote=not r.state.finished) for r in records}
     if as_json:
@@ -163,7 +164,7 @@ def ls(limit: int, backend: str | None, as_json: bool) -> None:
     from rich.table import Column, Table
 
     table = Table("job", "backend", "state", Column("progress", no_wrap=True), "submitted", "message", box=None)
-    for r in _one_row_per_run(records, jobs):
+    for r in records:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.submitted_at))
         table.add_row(r.id, r.backend, r.state.value, p.short() if (p := progress[r.id]) else "-", when, r.message[:60])
     console().print(table)

@@ -109,3 +109,40 @@ def test_the_python_api_supervises_with_the_same_supervisor(tmp_path: Path) -> N
     aws = Scripted("aws", [P, None])
     assert Launcher(backend=aws, jobs=jobs).supervise(spec) == 0
     assert _tried(jobs) == [("aws", "preempted"), ("aws", None)]
+
+
+class Priced(Scripted):
+    """$10/hour for one A10G; each failed job reports that it cost $1 (as SageMaker reports billable time)."""
+
+    def offers(self, spec: Any) -> list[Any]:
+        from launcher.backend import Offer  # noqa: PLC0415
+
+        return [Offer(self.name, "ml.g5.xlarge", "A10G", 1, 1, 10.0)]
+
+    def status(self, ref: JobRef) -> JobStatus:
+        status = super().status(ref)
+        return JobStatus(status.state, status.message, status.exit_code, details={"metrics": {"cost_usd": 1.0}}, ending=status.ending)
+
+
+def test_the_budget_counts_every_attempt_and_stops_the_run_with_exit_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from launcher.cli import main  # noqa: PLC0415
+
+    spec = validate_spec({"name": "bud", "resources": {"gpus": 1, "gpu_type": "A10G"}, "limits": {"max_cost": 1.5},
+                          "recovery": {"max_attempts": 3}}, None, tmp_path)  # fmt: skip
+    jobs = JobRegistry(tmp_path / "jobs.db")
+    aws = Priced("aws", [P, None])
+    assert Launcher(backend=aws, jobs=jobs).supervise(spec) == 3  # the estimate (~$0.86) exceeds the $0.50 left
+    assert len(aws.submitted) == 1 and _tried(jobs) == [("aws", "preempted")]
+    assert "more than what is left of limits.max_cost ($0.50 of $1.50, $1.00 spent by 1 attempt(s))" in jobs.runs()[0].message
+    assert "cost $1.00 over 1 attempt(s)" in capsys.readouterr().err
+    monkeypatch.setenv("LAUNCHER_STATE_DIR", str(tmp_path))
+    result = CliRunner().invoke(main, ["ls", "--json"])
+    assert result.exit_code == 0, result.output
+    import json  # noqa: PLC0415
+
+    listed = json.loads(result.output)
+    assert [row["id"] for row in listed] == [jobs.runs()[0].id]  # one row for the run, not one per attempt
+    assert listed[0]["state"] == "failed" and "1 attempt(s), $1.00" in listed[0]["message"]
