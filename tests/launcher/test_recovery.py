@@ -151,3 +151,17 @@ def _alive(pgid: int) -> bool:
     except ChildProcessError:
         pass
     return True
+
+
+def test_detach_hands_the_run_to_a_background_supervisor(run_env: dict[str, Any]) -> None:
+    _subreaper()  # the background supervisor outlives `launch`: its children are reaped here, as init would
+    out, _ = _launch(run_env, "job.yaml", "--detach").communicate(timeout=120)
+    assert "is supervised in the background by process" in out, out
+    first = _attempt_running(run_env, 1, 1)
+    os.killpg(int(first.native_id), signal.SIGTERM)
+    jobs = run_env["jobs"]
+    _until(lambda: jobs().runs()[0].state != "running", timeout=300)
+    run = jobs().runs()[0]
+    assert run.state == "succeeded", (run.message, (run_env["dir"] / "state" / "runs" / f"{run.id}.log").read_text())
+    assert [a.ending for a in jobs().attempts(run.id)] == ["preempted", None]
+    assert _epochs_in_store(run_env) == list(range(1, EPOCHS + 1))
