@@ -61,7 +61,7 @@ from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer, 
 from launcher.catalog import select
 from launcher.contract import ENTRYPOINT, LOG_REGEXES, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
-from launcher.plan import JobRef, JobState, JobStatus, Plan
+from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
 from launcher.pushed import push, split_tag
 from launcher.spec import BUILTIN_DATASETS, JobSpec
 from launcher.storage.upload import data_target, stage_local_data
@@ -197,6 +197,37 @@ CLOUD = select.Cloud("SageMaker", "training instance type", "aws.instance_type")
 
 _RUNNING_SECONDARY = {"Training", "Uploading"}
 
+# How a failed SageMaker job ended, read from its FailureReason, which starts with the error's kind
+# (DescribeTrainingJob: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeTrainingJob.html).
+# The same rows read a refused CreateTrainingJob (its error code and message). First match wins.
+ENDINGS: tuple[tuple[str, Ending], ...] = (
+    # "CapacityError: Unable to provision requested ML compute capacity": AWS Batch reads SageMaker's capacity
+    # failures the same way (https://docs.aws.amazon.com/batch/latest/userguide/sm_job_stuck_in_runnable_capacity.html)
+    (r"^CapacityError|InsufficientInstanceCapacity|InsufficientCapacity|ML compute capacity", Ending.CAPACITY),
+    # an account quota for the instance type (https://docs.aws.amazon.com/sagemaker/latest/dg/regions-quotas.html)
+    (r"ResourceLimitExceeded", Ending.CAPACITY),
+    # managed spot: the instance was reclaimed (https://docs.aws.amazon.com/sagemaker/latest/dg/model-managed-spot-training.html)
+    (r"spot (instance|capacity).*(interrupt|reclaim)|interrupted", Ending.PREEMPTED),
+    # SageMaker's own failure: "InternalServerError: We encountered an internal error. Please try again."
+    (r"^InternalServerError|InternalFailure|ServiceUnavailable|ThrottlingException", Ending.NODE_FAILURE),
+    # the container's own exit code, or a request SageMaker refused
+    (r"^AlgorithmError|^ClientError|ValidationException|AccessDenied", Ending.USER_ERROR),
+)
+
+
+def _ending(native: str, secondary: str, reason: str, desc: Mapping[str, Any]) -> Ending | None:
+    """Why a job that did not succeed ended (None while it runs, on success and on a user's stop)."""
+    if native == "Failed":
+        return classify(reason, ENDINGS)
+    if native == "Stopped" and secondary == "MaxWaitTimeExceeded":
+        # spot capacity never came (back) within MaxWaitTimeInSeconds: reclaimed once (an Interrupted
+        # transition) is a preemption, never started is a capacity shortage (the AWS Batch page above)
+        transitions = [t.get("Status") for t in desc.get("SecondaryStatusTransitions") or ()]
+        return Ending.PREEMPTED if "Interrupted" in transitions else Ending.CAPACITY
+    if native == "Stopped" and secondary == "MaxRuntimeExceeded":
+        return Ending.USER_ERROR  # the spec's own limit: a new attempt would hit it again
+    return None
+
 
 def map_status(desc: Mapping[str, Any]) -> JobStatus:
     """DescribeTrainingJob -> JobStatus. Stopped and MaxRuntimeExceeded are failures, never success."""
@@ -220,7 +251,7 @@ def map_status(desc: Mapping[str, Any]) -> JobStatus:
         state, message = JobState.FAILED, reason or f"failed ({secondary})"
     else:
         state, message = JobState.UNKNOWN, f"SageMaker status {native or 'missing'}"
-    return JobStatus(state, message, None, native, details)
+    return JobStatus(state, message, None, native, details, _ending(native, secondary, reason, desc))
 
 
 # ---------------------------------------------------------------- backend
@@ -233,6 +264,7 @@ class SageMakerBackend(CloudBackend):
     extra = "aws"
     sdk_modules = ("boto3",)
     options_model = AwsOptions
+    endings = ENDINGS
 
     def __init__(
         self,

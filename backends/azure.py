@@ -51,7 +51,7 @@ from launcher.catalog import select
 from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
 from launcher.lazy import require
-from launcher.plan import JobRef, JobState, JobStatus, Plan
+from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
 from launcher.pushed import push, split_tag
 from launcher.spec import BUILTIN_DATASETS, JobSpec
 from launcher.storage.upload import data_target, stage_local_data
@@ -59,6 +59,7 @@ from launcher.storage.upload import data_target, stage_local_data
 __all__ = [
     "AzureMLBackend",
     "AzureOptions",
+    "ENDINGS",
     "STATES",
     "acr_refresh_token",
     "job_from_payload",
@@ -97,6 +98,23 @@ STATES: Mapping[str, JobState] = {
     "NotResponding": JobState.UNKNOWN,
     "Unknown": JobState.UNKNOWN,
 }
+
+
+# How a failed Azure ML job ended -> Ending, matched against "<error code>: <message>" of the run's error
+# (run history; its top-level code is UserError or SystemError: https://learn.microsoft.com/azure/machine-learning/how-to-troubleshoot-job)
+# First match wins. Low-priority / spot nodes can be preempted at any time
+# (https://learn.microsoft.com/azure/machine-learning/how-to-use-low-priority-batch, "preempted"); a request
+# for VMs that a region cannot allocate fails with an allocation error
+# (https://learn.microsoft.com/troubleshoot/azure/virtual-machines/allocation-failure), a core quota with a quota error
+# (https://learn.microsoft.com/azure/machine-learning/how-to-manage-quotas).
+ENDINGS: tuple[tuple[str, Ending], ...] = (
+    (r"preempt|evict|low.?priority node", Ending.PREEMPTED),
+    (r"AllocationFailed|OverconstrainedAllocationRequest|ZonalAllocationFailed|SkuNotAvailable|not enough capacity"
+     r"|quota|QuotaExceeded", Ending.CAPACITY),
+    (r"exit(ed)?\b.*\b(code|status)[: ]+143\b", Ending.PREEMPTED),  # the entrypoint's exit on the platform's SIGTERM
+    (r"^SystemError|NodeFailure|node .*(unusable|failed|unhealthy)|InternalServerError|ServiceError", Ending.NODE_FAILURE),
+    (r"^UserError|^ValidationError|exit(ed)?\b.*\b(code|status)", Ending.USER_ERROR),
+)
 
 
 class AzureOptions(BackendOptions):
@@ -293,6 +311,7 @@ class AzureMLBackend(CloudBackend):
     extra = EXTRA
     sdk_modules = ("azure.ai.ml",)
     options_model = AzureOptions
+    endings = ENDINGS
 
     def __init__(
         self,
@@ -483,15 +502,17 @@ class AzureMLBackend(CloudBackend):
         job = _call(lambda: client.jobs.get(ref.native_id), f"reading job {ref.native_id}")
         native = _status_name(job.status)
         state = STATES.get(native, JobState.UNKNOWN)
-        message = self._error(client, ref.native_id) if state is JobState.FAILED else ""
+        code, message = self._error(client, ref.native_id) if state is JobState.FAILED else ("", "")
         details = {"studio_url": getattr(job, "studio_url", None) or ""}
-        return JobStatus(state, message or native, native_state=native, details=details)
+        ending = self.ending_of(f"{code}: {message}") if state is JobState.FAILED else None
+        return JobStatus(state, message or native, native_state=native, details=details, ending=ending)
 
-    def _error(self, client: Any, name: str) -> str:
-        """The run's error message; the job resource itself carries none (run history does)."""
+    def _error(self, client: Any, name: str) -> tuple[str, str]:
+        """The run's error code and message; the job resource itself carries none (run history does)."""
         details = client.jobs._runs_operations.get_run_details(name)  # the same call jobs.stream makes
         error = getattr(getattr(details, "error", None), "error", None)
-        return str(getattr(error, "message", "") or "") or "the job failed without an error message"
+        message = str(getattr(error, "message", "") or "") or "the job failed without an error message"
+        return str(getattr(error, "code", "") or ""), message
 
     def logs(self, ref: JobRef, follow: bool = False) -> Iterator[str]:
         """The user logs (one file per node/process), downloaded from the run's log file URLs."""

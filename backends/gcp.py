@@ -39,12 +39,12 @@ from launcher.catalog import select
 from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
 from launcher.lazy import require
-from launcher.plan import JobRef, JobState, JobStatus, Plan
+from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
 from launcher.pushed import push, split_tag
 from launcher.spec import BUILTIN_DATASETS, JobSpec, Resources
 from launcher.storage.upload import data_target, stage_local_data
 
-__all__ = ["GcpOptions", "VertexBackend", "JOB_STATES", "secret_id", "parent_of"]
+__all__ = ["ENDINGS", "GcpOptions", "VertexBackend", "JOB_STATES", "secret_id", "parent_of"]
 
 CLOUD = select.Cloud("Vertex AI", "machine", "gcp.machine_type")
 _LABEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -70,6 +70,26 @@ JOB_STATES: Mapping[str, JobState] = {
     "JOB_STATE_CANCELLING": JobState.STOPPING,
     "JOB_STATE_CANCELLED": JobState.STOPPED,
 }
+
+
+# google.rpc.Code numbers of a CustomJob's `error` (https://cloud.google.com/apis/design/errors#error_codes),
+# named so that ENDINGS can read them with the message as "<NAME>: <message>".
+RPC_CODES: Mapping[int, str] = {1: "CANCELLED", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND", 7: "PERMISSION_DENIED",
+                                8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION", 10: "ABORTED", 13: "INTERNAL", 14: "UNAVAILABLE"}  # fmt: skip
+
+# How a failed CustomJob ended -> Ending, matched against "<rpc code name>: <error.message>"; first match wins.
+# Spot VMs: a preempted worker's job fails with a stockout or preemption error, and Vertex does not retry it
+# (https://cloud.google.com/vertex-ai/docs/training/use-spot-vms); workers that exit with a general error fail
+# the job as permanent (https://cloud.google.com/vertex-ai/docs/training/understanding-training-service).
+ENDINGS: tuple[tuple[str, Ending], ...] = (
+    (r"preempt", Ending.PREEMPTED),
+    # the entrypoint's exit on the platform's SIGTERM (128 + 15): only a reclaim sends one to a job not cancelled
+    (r"non-zero status of 143\b", Ending.PREEMPTED),
+    # a stockout: "ZONE_RESOURCE_POOL_EXHAUSTED", "does not have enough resources available", or a quota
+    (r"STOCKOUT|RESOURCE_POOL_EXHAUSTED|not have enough resources|resources are insufficient|^RESOURCE_EXHAUSTED|quota", Ending.CAPACITY),
+    (r"^(INTERNAL|UNAVAILABLE|ABORTED):", Ending.NODE_FAILURE),
+    (r"non-zero status of \d+|^(INVALID_ARGUMENT|FAILED_PRECONDITION|PERMISSION_DENIED|NOT_FOUND|DEADLINE_EXCEEDED):", Ending.USER_ERROR),
+)
 
 
 class GcpOptions(BackendOptions):
@@ -176,6 +196,7 @@ class VertexBackend(CloudBackend):
     extra = "gcp"
     sdk_modules = ("google.cloud.aiplatform",)
     options_model = GcpOptions
+    endings = ENDINGS
 
     def __init__(
         self,
@@ -337,11 +358,14 @@ class VertexBackend(CloudBackend):
         native = job.state.name if hasattr(job.state, "name") else str(job.state)
         state = JOB_STATES.get(native, JobState.UNKNOWN)
         message = job.error.message if job.error and job.error.message else ""
-        exit_code = None
+        exit_code, ending = None, None
         match = _EXIT_RE.search(message)
         if state is JobState.FAILED and match:
             exit_code = int(match.group(1))
-        return JobStatus(state, message or native, exit_code, native)
+        if state is JobState.FAILED:
+            code = int(job.error.code) if job.error else 0
+            ending = self.ending_of(f"{RPC_CODES.get(code, str(code))}: {message or native}")
+        return JobStatus(state, message or native, exit_code, native, ending=ending)
 
     def cancel(self, ref: JobRef) -> None:
         self._jobs(_region_of(ref)).cancel_custom_job(name=ref.native_id)

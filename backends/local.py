@@ -37,7 +37,7 @@ from pydantic import Field, field_validator
 from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Offer
 from launcher.contract import DATA_DIR_VARIABLE, ENTRYPOINT, TIMEOUT_EXIT, EntrypointArgs, code_archive, data_dir
 from launcher.errors import LauncherError, MissingExtraError
-from launcher.plan import JobRef, JobState, JobStatus, Plan
+from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
 from launcher.spec import BUILTIN_DATASETS, JobSpec
 from launcher.storage import is_remote
 from launcher.storage.upload import CONTENT
@@ -51,11 +51,25 @@ CHECKPOINT_TARGET = "/checkpoints"
 DATA_CACHE_TARGET = "/var/cache/launcher-data"  # the host's remote-data cache, for data: s3:// / gs:// / az://
 STOP_GRACE_S = 30  # SIGTERM first, SIGKILL after this many seconds (docker stop's timeout)
 LOG_FILE, EXIT_FILE, STOPPED_FILE, TIMEOUT_FILE = "output.log", "exit_code", "stopped", "timed_out"
+OOM_FILE, OOM_MESSAGE = "oom_killed", "oom-killed: the container ran out of memory"  # kept once the container is removed
 # Secret values reach a container through a read-only file that a small shell shim sources
 # before exec'ing the real entrypoint, never through its environment (`docker inspect` shows that).
 SECRETS_FILE, SECRETS_TARGET = "secrets.env", "/run/launcher/secrets.env"
 SECRETS_SHIM = f'set -a; . {SECRETS_TARGET}; set +a; exec "$@"'
 _MIB = 1024 * 1024
+
+# How a local job ended -> Ending, matched against the text _finished composes; first match wins.
+# A job's exit code past 128 is 128 + the signal that ended it (bash(1), EXIT STATUS); docker reports
+# the kernel's OOM kill as State.OOMKilled (https://docs.docker.com/engine/containers/resource_constraints/).
+ENDINGS: tuple[tuple[str, Ending], ...] = (
+    (r"^oom-killed", Ending.USER_ERROR),  # the job's own memory use: the next attempt would meet the same limit
+    (r"^limits\.max_runtime", Ending.USER_ERROR),
+    # SIGTERM, SIGKILL or SIGHUP from outside (`launch stop` writes its marker first and reads as stopped):
+    # what a reclaim, a shutdown or a killed container does
+    (r"^exit code (143|137|129)$", Ending.PREEMPTED),
+    (r"^lost", Ending.NODE_FAILURE),  # the job and its supervisor vanished without an exit code (reboot, kill -9)
+    (r"^exit code \d+$", Ending.USER_ERROR),
+)
 
 
 class Mount(BackendOptions):
@@ -261,6 +275,7 @@ class LocalBackend(Backend):
         Feature.IMAGE_PUSH: "images built here are already local",
     }
     ignored: ClassVar[Mapping[Feature, str]] = {Feature.SPOT: "this machine has no spot capacity"}
+    endings = ENDINGS
 
     def __init__(
         self,
@@ -457,6 +472,9 @@ class LocalBackend(Backend):
             return JobStatus(JobState.PENDING, native_state=native)
         if native in ("running", "paused"):
             return JobStatus(JobState.RUNNING, native_state=native)
+        if state.get("OOMKilled"):
+            self._dir(ref).mkdir(parents=True, exist_ok=True)
+            (self._dir(ref) / OOM_FILE).write_text("1")
         status = self._finished(ref, int(state.get("ExitCode", 1)), native, str(state.get("Error") or ""))
         self._keep_and_remove(ref, container, int(state.get("ExitCode", 1)))
         return status
@@ -504,16 +522,20 @@ class LocalBackend(Backend):
             return JobStatus(JobState.RUNNING, native_state="running")
         if (self._dir(ref) / STOPPED_FILE).exists():
             return JobStatus(JobState.STOPPED, "stopped by the user", native_state="killed")
-        return JobStatus(JobState.FAILED, "the job's processes ended without an exit code", native_state="lost")
+        return JobStatus(JobState.FAILED, "the job's processes ended without an exit code", native_state="lost",
+                         ending=self.ending_of("lost"))
 
     def _finished(self, ref: JobRef, code: int, native: str, error: str = "") -> JobStatus:
         if (self._dir(ref) / STOPPED_FILE).exists():
             return JobStatus(JobState.STOPPED, "stopped by the user", code, native)
         if (self._dir(ref) / TIMEOUT_FILE).exists() or (code == TIMEOUT_EXIT and ref.extra.get("runtime") == "docker"):
-            return JobStatus(JobState.FAILED, "stopped: limits.max_runtime reached", code, native)
+            return JobStatus(JobState.FAILED, "stopped: limits.max_runtime reached", code, native, ending=self.ending_of("limits.max_runtime"))
         if code == 0:
             return JobStatus(JobState.SUCCEEDED, "", 0, native)
-        return JobStatus(JobState.FAILED, error or f"exit code {code}", code, native)
+        if (self._dir(ref) / OOM_FILE).exists():
+            error = OOM_MESSAGE
+        ending = self.ending_of(error if error == OOM_MESSAGE else f"exit code {code}")
+        return JobStatus(JobState.FAILED, error or f"exit code {code}", code, native, ending=ending)
 
     def _alive(self, ref: JobRef) -> bool:
         proc = self._procs.get(ref.id)

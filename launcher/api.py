@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Mapping
 from launcher import registry
 from launcher.backend import Backend, check_features, secret_values
 from launcher.errors import LauncherError
-from launcher.jobs import JobRecord, JobRegistry, new_job_id
+from launcher.jobs import Attempt, JobRecord, JobRegistry, new_job_id
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.spec import JobSpec
 
@@ -68,9 +68,10 @@ class Launcher:
         plan = self.backend.plan(spec, job_id)
         return dataclasses.replace(plan, notes=plan.notes + notes) if notes else plan
 
-    def submit(self, spec_or_plan: JobSpec | Plan, force: bool = False) -> "Job":
+    def submit(self, spec_or_plan: JobSpec | Plan, force: bool = False, attempt: Attempt | None = None) -> "Job":
         """Submit a job. Its run folder `<checkpoint.uri>/<name>` gets one writer: a job that holds it makes
-        this raise RunBusyError naming that job, unless `force` (take it over; that job stops uploading)."""
+        this raise RunBusyError naming that job, unless `force` (take it over; that job stops uploading).
+        `attempt`: the supervised run (launcher.recovery) this job is an attempt of, recorded with it."""
         plan = spec_or_plan if isinstance(spec_or_plan, Plan) else self.plan(spec_or_plan, new_job_id(spec_or_plan.name))
         # read once, here, before anything is claimed or recorded; the values never enter the plan
         secrets = secret_values(plan.secrets, os.environ if self._environ is None else self._environ)
@@ -82,7 +83,7 @@ class Launcher:
         except BaseException:
             self._free_run(run, plan)
             raise
-        return self._submit_recorded(plan, run, secrets)
+        return self._submit_recorded(plan, run, secrets, attempt)
 
     @staticmethod
     def _ship_code(plan: Plan) -> Plan:
@@ -134,12 +135,13 @@ class Launcher:
 
             release(run, plan.job_name)
 
-    def _submit_recorded(self, plan: Plan, run: Any = None, secrets: Mapping[str, str] | None = None) -> "Job":
+    def _submit_recorded(self, plan: Plan, run: Any = None, secrets: Mapping[str, str] | None = None,
+                         attempt: Attempt | None = None) -> "Job":
         """Record first, then submit: a failed call marks the record failed; an interrupted one leaves it
         `submitting`, with a message saying where to look."""
         pending = JobRef(plan.job_name, self.backend.name, "")
         note = f"submit to {self.backend.name} did not answer (interrupted?): look for job {plan.job_name} there"
-        self.jobs.add(pending, plan.spec.name, plan.spec.model_dump(mode="json"), plan.hash(), JobState.SUBMITTING, note)
+        self.jobs.add(pending, plan.spec.name, plan.spec.model_dump(mode="json"), plan.hash(), JobState.SUBMITTING, note, attempt)
         try:
             ref = self.backend.submit(plan, secrets=secrets)
         except LauncherError as exc:  # the backend refused before starting anything
@@ -151,6 +153,18 @@ class Launcher:
             raise
         self.jobs.submitted(ref)
         return Job(ref, self.backend, self.jobs)
+
+    def supervise(self, spec: JobSpec) -> int:
+        """Run `spec` under its `recovery:` policy until the run ends (launcher.recovery: resubmits on
+        preemption and capacity errors, fails over to recovery.fallback); the run's exit status."""
+        from launcher.recovery import Supervisor  # noqa: PLC0415
+
+        def make(name: str) -> "Launcher":
+            if name == self.backend.name:
+                return self
+            return Launcher(backend=name, jobs=self.jobs, before_submit=self.before_submit, environ=self._environ)
+
+        return Supervisor.start(spec, self.backend.name, self.jobs, make).run()
 
     def job(self, job_id: str) -> "Job":
         record = self.jobs.get(job_id)

@@ -22,7 +22,7 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequenc
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from launcher.errors import LauncherError
-from launcher.plan import JobRef, JobStatus, Plan
+from launcher.plan import Ending, JobRef, JobStatus, Plan, classify
 from launcher.spec import DEFAULT_IMAGE, JobSpec
 
 __all__ = ["Backend", "BackendCheck", "BackendOptions", "CloudBackend", "Feature", "Offer", "check_features", "features_of",
@@ -132,6 +132,13 @@ class Backend(abc.ABC):
     options_model: ClassVar[type[BaseModel]] = BackendOptions
     unsupported: ClassVar[Mapping[Feature, str]] = {}  # refused, with the reason
     ignored: ClassVar[Mapping[Feature, str]] = {}  # accepted; the plan notes the reason
+    # How a job ended, as data: (regex on what the platform reports, Ending); the first match wins.
+    # status() classifies a failed job with it; the supervisor (launcher.recovery) a refused submit.
+    endings: ClassVar[tuple[tuple[str, Ending], ...]] = ()
+
+    def ending_of(self, reported: str) -> Ending:
+        """What `reported` (a failure reason, an error message) says of how a job ended; UNKNOWN when no row matches."""
+        return classify(reported, self.endings)
 
     def options(self, spec: JobSpec) -> BaseModel:
         """This backend's validated options section of `spec`."""

@@ -27,7 +27,12 @@ from typing import Any, Iterator, Mapping
 from launcher.errors import JobNotFoundError
 from launcher.plan import JobRef, JobState, JobStatus, thaw
 
-__all__ = ["JobRecord", "JobRegistry", "Throughput", "state_dir", "new_job_id"]
+__all__ = ["JobRecord", "JobRegistry", "RunRecord", "Throughput", "state_dir", "new_job_id"]
+
+# Columns added after the first release: a registry file written by an older version gains them.
+# A job that is one attempt of a supervised run (launcher.recovery) names its run and its number;
+# `ending` is how it ended (launcher.plan.Ending), `price_per_hour` what its machines cost (all nodes).
+_ADDED = {"run_id": "TEXT", "attempt": "INTEGER", "ending": "TEXT", "price_per_hour": "REAL"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -46,6 +51,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL,
     metrics TEXT NOT NULL DEFAULT '{}'
 );
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    backends TEXT NOT NULL,
+    state TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    supervisor_pid INTEGER,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS throughput (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     model TEXT NOT NULL,
@@ -60,6 +76,9 @@ CREATE TABLE IF NOT EXISTS throughput (
     details TEXT NOT NULL DEFAULT '{}'
 );
 """
+
+
+Attempt = tuple[str, int, "float | None"]  # (run id, attempt number, price per hour of all its machines)
 
 
 def state_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -90,10 +109,38 @@ class JobRecord:
     updated_at: float
     finished_at: float | None
     metrics: dict[str, Any]
+    run_id: str | None = None
+    attempt: int | None = None
+    ending: str | None = None
+    price_per_hour: float | None = None
 
     @property
     def ref(self) -> JobRef:
         return JobRef(self.id, self.backend, self.native_id, self.ref_extra)
+
+    def cost(self, now: float | None = None) -> float | None:
+        """USD: what the platform reported (SageMaker's billable time), else the time it ran at its price."""
+        if "cost_usd" in self.metrics:
+            return float(self.metrics["cost_usd"])
+        if self.price_per_hour is None or not self.native_id:
+            return None
+        end = self.finished_at or (time.time() if now is None else now)
+        return max(0.0, end - self.submitted_at) / 3600 * self.price_per_hour
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One supervised run: the spec it resubmits, the backends it may use (in order), where it stands."""
+
+    id: str
+    name: str
+    spec: dict[str, Any]
+    backends: list[str]
+    state: str  # running | succeeded | failed | stopped
+    message: str
+    supervisor_pid: int | None
+    created_at: float
+    updated_at: float
 
 
 @dataclass(frozen=True)
@@ -116,6 +163,10 @@ class JobRegistry:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            for column, kind in _ADDED.items():
+                if column not in have:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -128,14 +179,15 @@ class JobRegistry:
     # ------------------------------------------------------------ jobs
 
     def add(self, ref: JobRef, name: str, spec: Mapping[str, Any], plan_hash: str,
-            state: JobState = JobState.PENDING, message: str = "") -> None:  # fmt: skip
+            state: JobState = JobState.PENDING, message: str = "", attempt: "Attempt | None" = None) -> None:  # fmt: skip
         now = time.time()
+        run_id, number, price = attempt or (None, None, None)
         with self._connect() as db:
             db.execute(
                 "INSERT INTO jobs (id, backend, native_id, name, spec, plan_hash, ref_extra, state, message,"
-                " submitted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " submitted_at, updated_at, run_id, attempt, price_per_hour) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (ref.id, ref.backend, ref.native_id, name, json.dumps(spec), plan_hash,
-                 json.dumps(thaw(ref.extra)), state.value, message, now, now),
+                 json.dumps(thaw(ref.extra)), state.value, message, now, now, run_id, number, price),
             )  # fmt: skip
 
     def submitted(self, ref: JobRef) -> None:
@@ -153,10 +205,11 @@ class JobRegistry:
         finished = now if status.finished else None
         with self._connect() as db:
             db.execute(
-                "UPDATE jobs SET state = ?, message = ?, exit_code = ?, updated_at = ?,"
+                "UPDATE jobs SET state = ?, message = ?, exit_code = ?, updated_at = ?, ending = ?,"
                 " finished_at = COALESCE(finished_at, ?) WHERE id = ?",
-                (status.state.value, status.message, status.exit_code, now, finished, job_id),
-            )
+                (status.state.value, status.message, status.exit_code, now, status.ending.value if status.ending else None,
+                 finished, job_id),
+            )  # fmt: skip
 
     def add_metrics(self, job_id: str, metrics: Mapping[str, Any]) -> None:
         record = self.get(job_id)
@@ -196,6 +249,44 @@ class JobRegistry:
             query, params = query + " WHERE backend = ?", [backend]
         with self._connect() as db:
             rows = db.execute(query + " ORDER BY submitted_at DESC LIMIT ?", (*params, limit)).fetchall()
+        return [_record(r) for r in rows]
+
+    # ------------------------------------------------------------ runs (launcher.recovery)
+
+    def add_run(self, run_id: str, name: str, spec: Mapping[str, Any], backends: list[str], pid: int | None) -> None:
+        now = time.time()
+        with self._connect() as db:
+            db.execute("INSERT INTO runs (id, name, spec, backends, state, supervisor_pid, created_at, updated_at)"
+                       " VALUES (?, ?, ?, ?, 'running', ?, ?, ?)", (run_id, name, json.dumps(spec), json.dumps(backends), pid, now, now))  # fmt: skip
+
+    def set_run(self, run_id: str, state: str | None = None, message: str | None = None, pid: int | None = -1) -> None:
+        """Change what is given; `pid` -1 keeps the supervisor's pid, None clears it."""
+        run = self.run(run_id)
+        with self._connect() as db:
+            db.execute("UPDATE runs SET state = ?, message = ?, supervisor_pid = ?, updated_at = ? WHERE id = ?",
+                       (state or run.state, run.message if message is None else message,
+                        run.supervisor_pid if pid == -1 else pid, time.time(), run_id))  # fmt: skip
+
+    def run(self, run_id: str) -> RunRecord:
+        """The run with this id, else the newest run of this name."""
+        _check_key(run_id)
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone() or db.execute(
+                "SELECT * FROM runs WHERE name = ? ORDER BY created_at DESC LIMIT 1", (run_id,)).fetchone()  # fmt: skip
+        if row is None:
+            raise JobNotFoundError(f"No run '{_shown(run_id)}' in the job registry ({self.path}).", "List runs and jobs with: launch ls")
+        return RunRecord(row["id"], row["name"], json.loads(row["spec"]), json.loads(row["backends"]), row["state"],
+                         row["message"], row["supervisor_pid"], row["created_at"], row["updated_at"])  # fmt: skip
+
+    def runs(self, limit: int = 50) -> list[RunRecord]:
+        with self._connect() as db:
+            ids = [r["id"] for r in db.execute("SELECT id FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()]
+        return [self.run(run_id) for run_id in ids]
+
+    def attempts(self, run_id: str) -> list[JobRecord]:
+        """The jobs of a run, first attempt first."""
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM jobs WHERE run_id = ? ORDER BY attempt", (run_id,)).fetchall()
         return [_record(r) for r in rows]
 
     def latest(self) -> JobRecord | None:
@@ -259,4 +350,8 @@ def _record(row: sqlite3.Row) -> JobRecord:
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
         metrics=json.loads(row["metrics"]),
+        run_id=row["run_id"],
+        attempt=row["attempt"],
+        ending=row["ending"],
+        price_per_hour=row["price_per_hour"],
     )

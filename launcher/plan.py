@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -21,7 +22,7 @@ import yaml
 
 from launcher.spec import JobSpec
 
-__all__ = ["Plan", "JobRef", "JobState", "JobStatus", "freeze", "thaw", "REDACTED"]
+__all__ = ["Plan", "JobRef", "JobState", "JobStatus", "Ending", "classify", "freeze", "thaw", "REDACTED"]
 
 REDACTED = "***"
 
@@ -131,15 +132,41 @@ class JobState(str, enum.Enum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED)
 
 
+class Ending(str, enum.Enum):
+    """Why a failed job ended, read from what its platform reports (each backend's ENDINGS table).
+
+    The first three are worth a new attempt (launcher.recovery); a user error (the program's own exit
+    code, a bad spec, a limit it reached) never is, and neither is an ending no table knows.
+    """
+
+    PREEMPTED = "preempted"  # spot/low-priority capacity reclaimed, or the process killed from outside
+    CAPACITY = "capacity"  # no capacity or quota for the machines asked for
+    NODE_FAILURE = "node_failure"  # the platform's machine or service failed under the job
+    USER_ERROR = "user_error"
+    UNKNOWN = "unknown"
+
+    @property
+    def retryable(self) -> bool:
+        return self in (Ending.PREEMPTED, Ending.CAPACITY, Ending.NODE_FAILURE)
+
+
+def classify(text: str, table: tuple[tuple[str, Ending], ...], default: Ending = Ending.UNKNOWN) -> Ending:
+    """The ending of the first (regex, ending) row of `table` whose regex is found in `text` (case-insensitive)."""
+    return next((ending for pattern, ending in table if re.search(pattern, text, re.IGNORECASE)), default)
+
+
 @dataclass(frozen=True)
 class JobStatus:
-    """Where a job stands. Only SUCCEEDED is success: a stopped job failed to finish."""
+    """Where a job stands. Only SUCCEEDED is success: a stopped job failed to finish.
+
+    `ending` says why a FAILED job ended (None otherwise: running, succeeded, or stopped by the user)."""
 
     state: JobState
     message: str = ""
     exit_code: int | None = None
     native_state: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)
+    ending: Ending | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "details", freeze(self.details))

@@ -9,6 +9,7 @@ module level.
 
 from __future__ import annotations
 
+import difflib
 import functools
 from importlib import metadata
 from pathlib import Path
@@ -85,6 +86,7 @@ def check_sections(spec: JobSpec, file: Path | None = None, overrides: Sequence[
     `file` and the `--set` overrides only make the message name where a value came from.
     """
     sets = {tuple(parse_set(item)[0]): item for item in overrides}
+    _check_fallback(spec, file, sets)
     sections = [(name, getattr(spec, name)) for name in BACKEND_SECTIONS] + list(spec.plugins.items())
     for name, values in sections:
         backend = find(name) if values else None
@@ -95,6 +97,21 @@ def check_sections(spec: JobSpec, file: Path | None = None, overrides: Sequence[
         except ValidationError as exc:
             prefix = (name,) if name in BACKEND_SECTIONS else ("plugins", name)
             raise SpecError(format_validation_error(exc, file, backend.options_model, prefix, sets)) from None
+
+
+def _check_fallback(spec: JobSpec, file: Path | None, sets: dict[tuple[str, ...], str]) -> None:
+    """recovery.fallback names installed backends (aliases allowed), each once."""
+    if spec.recovery is None:
+        return
+    names = [canonical(name) for name in spec.recovery.fallback]
+    for i, name in enumerate(spec.recovery.fallback):
+        source = next((f"--set {sets[key]}" for key in (("recovery", "fallback"), ("recovery",)) if key in sets), str(file or "the spec"))
+        if canonical(name) not in _index():
+            close = difflib.get_close_matches(canonical(name), available(), n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'?" if close else f"installed backends: {', '.join(available())}"
+            raise SpecError(f"{source}: recovery.fallback.{i}: unknown backend '{name}'; {hint}")
+        if canonical(name) in names[:i]:
+            raise SpecError(f"{source}: recovery.fallback.{i}: '{name}' is the backend {canonical(name)}, listed twice; keep one")
 
 
 def _load(ep: metadata.EntryPoint) -> type[Backend]:

@@ -43,6 +43,7 @@ __all__ = [
     "CheckpointConfig",
     "CodeConfig",
     "Limits",
+    "Recovery",
     "JobSpec",
     "load_spec",
     "parse_duration",
@@ -382,6 +383,53 @@ class Limits(_Model):
         return None if value is None else parse_duration(value)
 
 
+RETRYABLE_ENDINGS = ("preempted", "capacity", "node_failure")
+
+
+class Backoff(_Model):
+    """The wait between attempts after a capacity error: initial x factor**(n-1), at most `max`."""
+
+    initial: Annotated[int, WithJsonSchema(DURATION_SCHEMA)] = Field(30, description="first wait: '30s', '2m' or seconds")
+    max: Annotated[int, WithJsonSchema(DURATION_SCHEMA)] = Field(900, description="longest wait: '15m' or seconds")
+    factor: Float = Field(2.0, ge=1.0, le=10.0, description="each further capacity error in a row multiplies the wait by this")
+
+    @field_validator("initial", "max", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _order(self) -> "Backoff":
+        if self.max < self.initial:
+            raise ValueError(f"max ({self.max} s) is shorter than initial ({self.initial} s); raise max or lower initial")
+        return self
+
+    def delay(self, failures: int) -> int:
+        """Seconds to wait after `failures` capacity errors in a row (1, 2, ...)."""
+        return int(min(self.max, self.initial * self.factor ** max(0, failures - 1)))
+
+
+class Recovery(_Model):
+    """`recovery:`: resubmit the run when a job ends for a reason worth retrying (launcher.recovery)."""
+
+    max_attempts: Int = Field(3, ge=1, le=100, description="total submissions of this run, the first included")
+    on: list[Literal["preempted", "capacity", "node_failure"]] = Field(
+        default_factory=lambda: list(RETRYABLE_ENDINGS),
+        description="endings that are retried; a user error (the program's exit code, a bad spec) never is")
+    fallback: list[str] = Field(default_factory=list, description="backends to move to, in order, when one keeps failing (default: only -b's)")
+    after_failures: Int = Field(2, ge=1, le=100, description="move to the next backend after this many retryable failures in a row")
+    backoff: Backoff = Field(default_factory=Backoff)
+
+    @field_validator("fallback")
+    @classmethod
+    def _fallback(cls, value: list[str]) -> list[str]:
+        names = [name.strip().lower() for name in value]
+        twice = next((name for name in names if names.count(name) > 1), None)
+        if twice:
+            raise ValueError(f"{twice} is listed twice; keep one")
+        return names  # whether each is an installed backend: launcher.registry.check_sections
+
+
 def _or_a_folder(schema: dict[str, Any]) -> None:
     """`launch schema`: code: also takes the short form, a folder (`code: .`)."""
     schema["anyOf"] = [{"type": "string", "minLength": 1}, *schema.get("anyOf", [])]
@@ -401,6 +449,7 @@ class JobSpec(_Model):
     env: dict[str, EnvValue] = Field(default_factory=dict)
     secrets: list[str] = Field(default_factory=list, description="names of environment variables passed at submit time, never stored")
     limits: Limits = Field(default_factory=Limits)
+    recovery: Recovery | None = Field(None, description="resubmit on preemption or capacity errors, and fail over to other backends")
     local: dict[str, Any] = Field(default_factory=dict, description="options of the local backend")
     aws: dict[str, Any] = Field(default_factory=dict, description="options of the aws (SageMaker) backend")
     gcp: dict[str, Any] = Field(default_factory=dict, description="options of the gcp (Vertex AI) backend")
@@ -511,7 +560,7 @@ def load_spec(
 ) -> JobSpec:
     """Load, interpolate, override, validate and resolve a job spec file."""
     file = Path(path)
-    raw = _read_yaml(file)
+    raw = _yaml11_on(_read_yaml(file))
     environ = os.environ if environ is None else environ
     raw = _interpolate_all(raw, environ, file)
     sets: dict[tuple[str, ...], str] = {}
@@ -558,6 +607,14 @@ def _read_yaml(file: Path) -> dict[str, Any]:
         )
     _check_size(data, file)
     return data
+
+
+def _yaml11_on(raw: dict[str, Any]) -> dict[str, Any]:
+    """`recovery.on:` as written: YAML 1.1 (PyYAML) reads the bare key `on` as the boolean true."""
+    section = raw.get("recovery")
+    if isinstance(section, dict) and True in section and "on" not in section:
+        raw = {**raw, "recovery": {("on" if key is True else key): value for key, value in section.items()}}
+    return raw
 
 
 def _read_text(file: Path) -> str:

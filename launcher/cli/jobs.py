@@ -9,7 +9,7 @@ import click
 
 from launcher.cli.base import console, echo_json, main
 
-__all__ = ["status", "logs", "stop", "ls"]
+__all__ = ["status", "logs", "stop", "ls", "supervise"]
 
 
 def _job(job_id: str | None):  # type: ignore[no-untyped-def]
@@ -24,7 +24,17 @@ def _job(job_id: str | None):  # type: ignore[no-untyped-def]
         if latest is None:
             raise JobNotFoundError("No jobs recorded yet.", "Start one with: launch examples/quickstart.yaml")
         job_id = latest.id
-    return Launcher.attach(jobs.find(job_id).id, jobs)
+    try:
+        record = jobs.find(job_id)
+    except JobNotFoundError:
+        try:
+            attempts = jobs.attempts(jobs.run(job_id).id)  # a run id: its newest attempt
+        except JobNotFoundError:
+            attempts = []
+        if not attempts:
+            raise
+        record = attempts[-1]
+    return Launcher.attach(record.id, jobs)
 
 
 @main.command()
@@ -43,9 +53,35 @@ def status(job_id: str | None, as_json: bool) -> None:
                    "message": st.message, "exit_code": st.exit_code, "details": dict(st.details),
                    "progress": progress.to_dict() if progress else None})  # fmt: skip
         return
-    click.echo(f"{job.id}  {record.backend}  {st.state.value}" + (f"  {st.message}" if st.message else ""))
+    if record.run_id:
+        _run_status(job.jobs, record.run_id)
+    else:
+        click.echo(f"{job.id}  {record.backend}  {st.state.value}" + (f"  {st.message}" if st.message else ""))
     if progress:
         click.echo(progress.line())
+
+
+def _run_status(jobs, run_id: str) -> None:  # type: ignore[no-untyped-def]
+    """A supervised run: its state, then one line per attempt, then its total cost."""
+    from rich.table import Table
+
+    from launcher.progress import fmt_duration
+
+    run, attempts = jobs.run(run_id), jobs.attempts(run_id)
+    click.echo(f"run {run.id}  {run.state}" + (f"  {run.message}" if run.message else ""))
+    table = Table("attempt", "backend", "job", "state", "ending", "epochs", "time", "cost", box=None)
+    before = 0
+    for a in attempts:
+        epoch = a.metrics.get("epoch")
+        done = f"{before}->{epoch}" if epoch is not None else "-"
+        before = epoch if epoch is not None else before
+        ran = fmt_duration((a.finished_at or time.time()) - a.submitted_at) if a.native_id else "-"
+        cost = a.cost()
+        table.add_row(str(a.attempt), a.backend, a.id, a.state.value, a.ending or "-", done, ran, "-" if cost is None else f"${cost:.2f}")
+    console().print(table)
+    total = sum(a.cost() or 0.0 for a in attempts)
+    limit = (run.spec.get("limits") or {}).get("max_cost")
+    click.echo(f"total cost ${total:.2f}" + (f" of limits.max_cost ${limit:.2f}" if limit else "") + f" over {len(attempts)} attempt(s)")
 
 
 @main.command()
@@ -73,6 +109,37 @@ def stop(job_id: str) -> None:
     click.echo(f"stop requested for {job.id}", err=True)
 
 
+def _one_row_per_run(records, jobs):  # type: ignore[no-untyped-def]
+    """The jobs as listed, except that the attempts of a supervised run show as one row: the run's."""
+    import dataclasses
+
+    rows, seen = [], set()
+    for r in records:
+        if not r.run_id:
+            rows.append(r)
+        elif r.run_id not in seen:
+            seen.add(r.run_id)
+            run, attempts = jobs.run(r.run_id), jobs.attempts(r.run_id)
+            cost = sum(a.cost() or 0.0 for a in attempts)
+            note = f"run: {run.state}, {len(attempts)} attempt(s), ${cost:.2f}; newest {r.id}"
+            state = r.state if run.state == "running" else type(r.state)({"succeeded": "succeeded", "stopped": "stopped"}.get(run.state, "failed"))
+            rows.append(dataclasses.replace(r, id=run.id, state=state, message=note))
+    return rows
+
+
+@main.command()
+@click.argument("run_id", metavar="RUN")
+def supervise(run_id: str) -> None:
+    """Supervise a recorded run whose supervisor is gone (killed, machine rebooted): follow its attempt, resubmit."""
+    from launcher.api import Launcher
+    from launcher.jobs import JobRegistry
+    from launcher.recovery import Supervisor
+
+    jobs = JobRegistry()
+    run = jobs.run(run_id)
+    sys.exit(Supervisor(run.id, jobs, lambda name: Launcher(backend=name, jobs=jobs)).run())
+
+
 @main.command(name="ls")
 @click.option("-n", "--limit", default=20, show_default=True, help="how many jobs to show")
 @click.option("-b", "--backend", default=None, help="only jobs of this backend")
@@ -83,9 +150,10 @@ def ls(limit: int, backend: str | None, as_json: bool) -> None:
     from launcher.refresh import refresh_unfinished
 
     jobs = JobRegistry()
-    records = refresh_unfinished(jobs.list(limit=limit, backend=backend), jobs)
+    records = _one_row_per_run(refresh_unfinished(jobs.list(limit=limit, backend=backend), jobs), jobs)
     from launcher.progress import for_record
 
+    # a run's row reads its newest attempt's progress: the run folder is the same for every attempt
     # cloud stores are read for unfinished jobs only: one manifest read per row is fine, twenty old ones are not
     progress = {r.id: for_record(r, remote=not r.state.finished) for r in records}
     if as_json:

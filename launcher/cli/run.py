@@ -46,6 +46,10 @@ def run(
 
             click.echo(collect(spec.code).summary(), err=True)
         return
+    if spec.recovery is not None:  # a supervised run: it submits (and budgets) each attempt itself
+        if launcher.backend.name != "local" and not yes and sys.stdin.isatty():
+            click.confirm(f"Start run {spec.name} on {launcher.backend.name} (with recovery)? This may cost money", abort=True, err=True)
+        sys.exit(_supervise(spec, backend, detach, ignore_budget))
     launcher.before_submit = _hooks(resume_from, ignore_budget)  # after --dry-run: it must not load the estimator
     if launcher.backend.name != "local" and not yes and sys.stdin.isatty():
         click.confirm(f"Start {plan.job_name} on {launcher.backend.name}? This may cost money", abort=True, err=True)
@@ -56,6 +60,41 @@ def run(
             echo_json({"id": job.id, "backend": job.backend.name, "native_id": job.ref.native_id})
         return
     sys.exit(_follow(job, as_json))
+
+
+def _supervise(spec, backend: str, detach: bool, ignore_budget: bool) -> int:  # type: ignore[no-untyped-def]
+    """`recovery:`: a new supervised run, or the unfinished run of this name whose supervisor is gone."""
+    from launcher.api import Launcher
+    from launcher.errors import JobNotFoundError, LauncherError
+    from launcher.jobs import JobRegistry
+    from launcher.recovery import Supervisor, detach as detach_run, supervisor_alive
+
+    jobs = JobRegistry()
+    make = lambda name: Launcher(backend=name, jobs=jobs)  # noqa: E731
+    try:
+        existing = jobs.run(spec.name)
+    except JobNotFoundError:
+        existing = None
+    if existing is not None and existing.state == "running":
+        if supervisor_alive(existing):
+            raise LauncherError(f"Run {existing.id} of {spec.name} is supervised already, by process {existing.supervisor_pid}.",
+                                f"Follow it with: launch status {existing.id}")  # fmt: skip
+        click.echo(f"picking up run {existing.id} from the job registry (its supervisor is gone)", err=True)
+        supervisor = Supervisor(existing.id, jobs, make, check_budget=not ignore_budget)
+    else:
+        supervisor = Supervisor.start(spec, backend, jobs, make, check_budget=not ignore_budget)
+    if not detach:
+        return supervisor.run()
+    if not jobs.attempts(supervisor.run_id):
+        code = supervisor.step()  # the first attempt from here: its refusal (budget, lease) is this command's
+        if code is not None:
+            return code
+    jobs.set_run(supervisor.run_id, pid=None)
+    pid = detach_run(supervisor.run_id)
+    jobs.set_run(supervisor.run_id, pid=pid)
+    click.echo(f"run {supervisor.run_id} is supervised in the background by process {pid}; follow it with: "
+               f"launch status {supervisor.run_id}", err=True)  # fmt: skip
+    return 0
 
 
 def _hooks(resume_from: str | None, ignore_budget: bool) -> tuple:  # type: ignore[type-arg]

@@ -61,6 +61,7 @@ class FakeAzure(BaseAdapter):
     computes: dict[str, dict[str, Any]] = field(default_factory=dict)
     logs: dict[str, dict[str, str]] = field(default_factory=dict)  # job -> {log file name: text}
     errors: dict[str, str] = field(default_factory=dict)  # job -> error message when Failed
+    error_codes: dict[str, str] = field(default_factory=dict)  # job -> the error's code (default UserError)
     secrets: dict[str, str] = field(default_factory=dict)
     statuses: dict[str, list[str]] = field(default_factory=dict)  # job -> statuses returned in turn
     calls: list[Call] = field(default_factory=list)
@@ -181,7 +182,7 @@ class FakeAzure(BaseAdapter):
         files = {f: f"{REGIONAL}/logs/{name}/{f}?sv=sas" for f in self.logs.get(name, {})}
         body: dict[str, Any] = {"runId": name, "status": status, "logFiles": files}
         if name in self.errors:
-            body["error"] = {"error": {"code": "UserError", "message": self.errors[name]}}
+            body["error"] = {"error": {"code": self.error_codes.get(name, "UserError"), "message": self.errors[name]}}
         return 200, body, {}
 
     def _log_file(self, call: Call, name: str, file: str) -> tuple[int, Any, dict[str, str]]:

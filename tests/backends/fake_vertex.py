@@ -74,10 +74,11 @@ class FakeGoogle:
             self._server.shutdown()
             self._server.server_close()
 
-    def set_state(self, name: str, state: str, error: str | None = None) -> None:
+    def set_state(self, name: str, state: str, error: str | None = None, code: int = 3) -> None:
+        """The job's state; `error` and `code` (a google.rpc.Code number) fill its `error` as Vertex does."""
         self.jobs[name]["state"] = state
         if error:
-            self.jobs[name]["error"] = {"code": 3, "message": error}
+            self.jobs[name]["error"] = {"code": code, "message": error}
 
     # ------------------------------------------------------------ routes
 
