@@ -313,6 +313,13 @@ class TrainConfig(_Model):
                                  f"{'/'.join(sorted(ULTRALYTICS_KEYS[key]))} only, not for task {task}; remove it")
         return self
 
+    @property
+    def image_size(self) -> int:
+        """The image size the engine trains at: imgsz, or for the ultralytics engine Ultralytics' 640 unless set."""
+        if self.engine == "ultralytics" and "imgsz" not in self.model_fields_set:
+            return 640
+        return self.imgsz
+
     def yolo_task(self) -> str:
         """The Ultralytics task: train.task, else the model name's suffix (-seg, -cls, -pose, -obb), else detect."""
         return self.task or yolo_task_of(self.model)

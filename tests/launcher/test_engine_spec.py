@@ -74,3 +74,20 @@ def test_the_schema_says_which_keys_each_engine_takes() -> None:
     assert "mosaic" not in keys["builtin"]["classify"] and "workers" in keys["builtin"]["classify"]
     assert "overlap_mask" in keys["ultralytics"]["segment"] and "overlap_mask" not in keys["ultralytics"]["detect"]
     assert "imgsz" in keys["ultralytics"]["detect"] and "dropout" in keys["ultralytics"]["classify"]
+
+
+def test_the_estimate_reads_a_yolo_models_gflops_from_its_yaml_and_a_yolo_folders_images(tmp_path: Path) -> None:
+    pytest.importorskip("ultralytics")
+    from launcher.estimate.model import dataset_size
+    from launcher.estimate.throughput import model_gflops
+    from launcher.runtime.datasets import write_shapes
+
+    at_640 = model_gflops("yolo11n.yaml", 640)
+    assert at_640 is not None and 6.0 < at_640 < 7.0  # Ultralytics' own model summary says 6.6 GFLOPs
+    assert model_gflops("yolo11n.yaml", 320) == pytest.approx(at_640 / 4, rel=0.05)
+    assert model_gflops("yolo11n-seg.yaml", 640) > at_640 and model_gflops("yolo99z.yaml", 640) is None
+    data = write_shapes(tmp_path / "shapes", train=20, val=5)
+    spec = _load(tmp_path, {**YOLO, "data": str(data)})
+    assert spec.train.image_size == 640  # Ultralytics' default, not the builtin trainer's 224
+    size = dataset_size(spec)
+    assert size is not None and (size.train_images, size.val_images) == (20, 5)

@@ -42,7 +42,7 @@ from launcher.errors import LauncherError
 from launcher.runtime.train.config import parse_args
 from launcher.spec import TrainConfig
 
-__all__ = ["main", "train_kwargs", "yolo_data", "offline_environment", "trim_results"]
+__all__ = ["main", "model_gflops", "train_kwargs", "yolo_data", "offline_environment", "trim_results"]
 
 _FONTS = ("Arial.ttf", "Arial.Unicode.ttf")
 _INTEGRATIONS = ("clearml", "comet", "dvc", "hub", "mlflow", "neptune", "raytune", "tensorboard", "wandb")
@@ -105,6 +105,27 @@ def yolo_data(data: str, task: str, work: Path) -> str:
     target = work / "data.yaml"
     target.write_text(yaml.safe_dump(described, sort_keys=False), encoding="utf-8")
     return str(target)
+
+
+def model_gflops(model: str, imgsz: int) -> float | None:
+    """GFLOPs of one forward pass of a YOLO model at `imgsz`, built from its model YAML (a .pt name: the YAML
+    of the same name), offline; None when Ultralytics does not know the model."""
+    os.environ.update({k: v for k, v in offline_environment(os.environ).items() if k not in os.environ})
+    from ultralytics.nn.tasks import DetectionModel, guess_model_task, yaml_model_load  # noqa: PLC0415
+    from ultralytics.utils.torch_utils import get_flops  # noqa: PLC0415
+
+    from launcher.model_names import yolo_task_of  # noqa: PLC0415
+
+    try:
+        cfg = yaml_model_load(str(Path(model).with_suffix(".yaml")))
+    except (FileNotFoundError, OSError):
+        return None
+    from ultralytics.nn import tasks  # noqa: PLC0415
+
+    kind = {"segment": tasks.SegmentationModel, "classify": tasks.ClassificationModel, "pose": tasks.PoseModel,
+            "obb": tasks.OBBModel}.get(yolo_task_of(model) or guess_model_task(cfg), DetectionModel)  # fmt: skip
+    flops = get_flops(kind(cfg, verbose=False), imgsz)
+    return float(flops) or None
 
 
 def devices(gpus: int) -> Any:
