@@ -290,7 +290,8 @@ class TrainConfig(_Model):
     @model_validator(mode="after")
     def _engine_keys(self) -> "TrainConfig":
         """Keys the chosen engine or task has no use for are refused, not passed through and ignored."""
-        given = self.model_fields_set
+        # a key is given when the spec sets it; None is every engine-only key's "not set" (model_dump writes it)
+        given = {key for key in self.model_fields_set if getattr(self, key) is not None}
         if self.engine == "builtin":
             if self.task not in (None, "classify"):
                 raise ValueError(f"the builtin engine trains classifiers only, not '{self.task}'; "
@@ -328,7 +329,7 @@ class TrainConfig(_Model):
         """The trainer's command-line form: short `key=value` arguments. The ultralytics engine gets the keys
         the spec sets (Ultralytics' defaults for the others), with the task, model, data and epochs always."""
         if self.engine == "ultralytics":
-            keys = self.model_fields_set | {"engine", "model", "data", "epochs"}
+            keys = {k for k in self.model_fields_set if getattr(self, k) is not None} | {"engine", "model", "data", "epochs"}
             values = {**self.model_dump(include=keys), "task": self.yolo_task()}
             return [f"{k}={_arg(v)}" for k, v in values.items() if v is not None]
         return [f"{k}={_arg(v)}" for k, v in self.model_dump(exclude={"engine", "task", *ULTRALYTICS_KEYS}).items()]
@@ -611,6 +612,11 @@ class JobSpec(_Model):
     def spec_hash(self) -> str:
         """A stable hash of what the job computes (not where it runs)."""
         core = self.model_dump(include={"image", "command", "train"}, mode="json")
+        # the engine keys at their defaults are left out, so a builtin spec hashes as before they existed
+        fields = TrainConfig.model_fields
+        for key in ("engine", "task", *ULTRALYTICS_KEYS):
+            if core["train"][key] == fields[key].default:
+                del core["train"][key]
         return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod

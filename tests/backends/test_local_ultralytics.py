@@ -33,11 +33,15 @@ TRAIN = {"engine": "ultralytics", "epochs": 3, "imgsz": 64, "batch": 8, "workers
          "optimizer": "AdamW", "lr0": 0.01, "warmup_epochs": 0, "mosaic": 0.0}  # fmt: skip
 
 
-def _spec(tmp_path: Path, name: str, model: str) -> Any:
+ENGINE_IMAGE = "torch-launcher-train:ultralytics"  # launch image build --engine ultralytics
+
+
+def _spec(tmp_path: Path, name: str, model: str, runtime: str = "process") -> Any:
     data = write_shapes(tmp_path / "shapes", train=480, val=60)
-    keys = {"name": name, "train": {**TRAIN, "model": model, "data": str(data)},
-            "checkpoint": {"uri": str(tmp_path / "store")}, "env": {"OMP_NUM_THREADS": "2"},
-            "local": {"runtime": "process", "python": sys.executable}}  # fmt: skip
+    local = {"runtime": runtime, **({"python": sys.executable} if runtime == "process" else {})}
+    image = {"image": ENGINE_IMAGE} if runtime == "docker" else {}
+    keys = {"name": name, "train": {**TRAIN, "model": model, "data": str(data)}, **image,
+            "checkpoint": {"uri": str(tmp_path / "store")}, "env": {"OMP_NUM_THREADS": "2"}, "local": local}  # fmt: skip
     return validate_spec(keys, None, tmp_path)
 
 
@@ -57,7 +61,29 @@ def _to_the_end(launcher: Launcher, spec: Any) -> tuple[int | None, str]:
 def test_a_yolo_detector_resumes_after_sigterm_with_each_epoch_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAUNCHER_DATA_DIR", str(tmp_path / "data"))
     launcher = Launcher(backend=LocalBackend(state_dir=tmp_path / "state"))
-    spec = _spec(tmp_path, "yolo-det", "yolo11n.yaml")
+    _detector_scenario(tmp_path, launcher, _spec(tmp_path, "yolo-det", "yolo11n.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_in_the_engine_image_a_yolo_detector_resumes_after_sigterm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same in the image `launch image build --engine ultralytics` makes (from this checkout's training image)."""
+    from tests.docker_base import engine_or_skip, remove_job_containers, train_image_or_skip  # noqa: PLC0415
+
+    client = engine_or_skip()
+    train_image_or_skip(client, ENGINE_IMAGE)
+    monkeypatch.setenv("LAUNCHER_DATA_DIR", str(tmp_path / "data"))
+    launcher = Launcher(backend=LocalBackend(docker_client=client, state_dir=tmp_path / "state"))
+    ids: list[str] = []
+    submit = launcher.submit
+    launcher.submit = lambda spec: ids.append((job := submit(spec)).id) or job  # type: ignore[method-assign]
+    try:
+        _detector_scenario(tmp_path, launcher, _spec(tmp_path, "yolo-det", "yolo11n.yaml", runtime="docker"))
+    finally:
+        remove_job_containers(client, ids)
+
+
+def _detector_scenario(tmp_path: Path, launcher: Launcher, spec: Any) -> None:
 
     job = launcher.submit(spec)
     assert wait_until(lambda: "[train] epoch 1/3:" in "\n".join(job.logs()), TIMEOUT_S, 0.5), "\n".join(job.logs())[-4000:]
