@@ -114,13 +114,13 @@ def model_gflops(model: str, imgsz: int) -> float | None:
     from ultralytics.nn.tasks import DetectionModel, guess_model_task, yaml_model_load  # noqa: PLC0415
     from ultralytics.utils.torch_utils import get_flops  # noqa: PLC0415
 
-    from launcher.model_names import yolo_task_of  # noqa: PLC0415
-
     try:
         cfg = yaml_model_load(str(Path(model).with_suffix(".yaml")))
     except (FileNotFoundError, OSError):
         return None
     from ultralytics.nn import tasks  # noqa: PLC0415
+
+    from launcher.spec import yolo_task_of  # noqa: PLC0415 - launcher.model_names, as the spec shares it
 
     kind = {"segment": tasks.SegmentationModel, "classify": tasks.ClassificationModel, "pose": tasks.PoseModel,
             "obb": tasks.OBBModel}.get(yolo_task_of(model) or guess_model_task(cfg), DetectionModel)  # fmt: skip
