@@ -91,9 +91,21 @@ def features_of(spec: JobSpec) -> list[Feature]:
     return [feature for feature, asked in wanted.items() if asked]
 
 
+# What a trainer engine cannot do, declared like a backend's `unsupported` and refused the same way.
+ENGINE_UNSUPPORTED: Mapping[str, Mapping[Feature, str]] = {
+    "ultralytics": {Feature.MULTI_NODE: "Ultralytics trains on one node (its DDP spans that node's GPUs); "
+                                        "set resources.nodes: 1 and raise resources.gpus"},
+}
+
+
 def check_features(backend: "Backend", spec: JobSpec) -> tuple[str, ...]:
-    """Refuse a spec asking for what `backend` declares unsupported; the notes for what it ignores."""
+    """Refuse a spec asking for what `backend` (or the spec's trainer engine) declares unsupported; the notes
+    for what it ignores."""
     asked = features_of(spec)
+    engine = ENGINE_UNSUPPORTED.get(spec.train.engine, {}) if not spec.command else {}
+    for feature in asked:
+        if feature in engine:
+            raise LauncherError(f"The {spec.train.engine} engine does not support {feature.value}: {engine[feature]}")
     for feature in asked:
         backend.require(feature)
     return tuple(f"{feature.value} is ignored: {backend.ignored[feature]}" for feature in asked if feature in backend.ignored)

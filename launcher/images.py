@@ -19,7 +19,8 @@ from launcher.spec import DEFAULT_IMAGE
 
 __all__ = [
     "REPO", "DOCKERFILE", "DEFAULT_IGNORE", "build", "push", "pushed_image", "pushed_images", "record_push",
-    "progress_lines", "ignore_patterns", "build_with_requirements", "REQUIREMENTS_DOCKERFILE",
+    "progress_lines", "ignore_patterns", "build_with_requirements", "REQUIREMENTS_DOCKERFILE", "ENGINE_DOCKERFILE",
+    "ENGINE_REQUIREMENTS", "engine_image", "build_engine",
 ]  # fmt: skip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,20 +90,59 @@ def build(
     return str(_client(client).images.get(tag).id)
 
 
+# `launch image build --engine ultralytics`: the training image plus Ultralytics (AGPL-3.0) for train.engine:
+# ultralytics; the default image stays without it. Ultralytics depends on opencv-python, whose cv2 needs
+# libGL, which a headless image lacks: the headless build of the same cv2 replaces it.
+ENGINE_DOCKERFILE = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+ARG PIP_ARGS=""
+COPY requirements.txt /opt/launcher/engine-requirements.txt
+RUN python -m pip install --no-cache-dir ${PIP_ARGS} -r /opt/launcher/engine-requirements.txt \\
+    && python -m pip uninstall -y opencv-python \\
+    && python -m pip install --no-cache-dir ${PIP_ARGS} --force-reinstall --no-deps opencv-python-headless \\
+    && python -c "import cv2, ultralytics, launcher.runtime.train.ultralytics_engine"
+"""
+# What the `ultralytics` extra of pyproject.toml installs (tests/launcher/test_engine_image.py keeps them equal).
+ENGINE_REQUIREMENTS = {"ultralytics": "ultralytics>=8.4,<8.5\ncloudpickle>=3.1.1\nopencv-python-headless>=4.8\n"}
+
+
+def engine_image(engine: str, base: str = DEFAULT_IMAGE) -> tuple[str, dict[str, str], str]:
+    """(tag, build arguments, Dockerfile) of the image variant for a trainer engine."""
+    if engine not in ENGINE_REQUIREMENTS:
+        raise LauncherError(f"--engine {engine}: no such engine image.", f"Use one of: {', '.join(ENGINE_REQUIREMENTS)}.")
+    return f"{DEFAULT_IMAGE.split(':')[0]}:{engine}", {"BASE_IMAGE": base}, ENGINE_DOCKERFILE
+
+
+def build_engine(engine: str, tag: str | None = None, base: str = DEFAULT_IMAGE, client: Any = None,
+                 progress: Progress = lambda line: None, buildargs: dict[str, str] | None = None) -> tuple[str, str]:
+    """Build the engine variant of `base`; returns (tag, image id)."""
+    default_tag, args, dockerfile = engine_image(engine, base)
+    tag = tag or default_tag
+    return tag, _build_derived(tag, dockerfile, ENGINE_REQUIREMENTS[engine].encode(), client, progress, {**args, **(buildargs or {})})
+
+
+def _build_derived(tag: str, dockerfile: str, requirements: bytes, client: Any, progress: Progress,
+                   buildargs: dict[str, str]) -> str:
+    """Build a small Dockerfile with one requirements.txt beside it as the whole context."""
+    import tempfile  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="launcher-req-image-") as tmp:
+        context = Path(tmp)
+        (context / "requirements.txt").write_bytes(requirements)
+        (context / "Dockerfile").write_text(dockerfile)
+        return build(tag, context, "Dockerfile", client, progress, buildargs)
+
+
 def build_with_requirements(
     tag: str, requirements: Path, base: str = DEFAULT_IMAGE, client: Any = None, progress: Progress = lambda line: None,
     buildargs: dict[str, str] | None = None,
 ) -> str:
     """Build `base` plus `requirements` (REQUIREMENTS_DOCKERFILE) as `tag`; returns the image id."""
-    import tempfile  # noqa: PLC0415
-
     if not requirements.is_file():
         raise LauncherError(f"--requirements {requirements}: no such file.", "Name your program's requirements.txt.")
-    with tempfile.TemporaryDirectory(prefix="launcher-req-image-") as tmp:
-        context = Path(tmp)
-        (context / "requirements.txt").write_bytes(requirements.read_bytes())
-        (context / "Dockerfile").write_text(REQUIREMENTS_DOCKERFILE)
-        return build(tag, context, "Dockerfile", client, progress, {"BASE_IMAGE": base, **(buildargs or {})})
+    return _build_derived(tag, REQUIREMENTS_DOCKERFILE, requirements.read_bytes(), client, progress,
+                          {"BASE_IMAGE": base, **(buildargs or {})})
 
 
 def ignore_patterns(context: Path) -> list[str]:

@@ -16,7 +16,7 @@ import re
 from importlib import resources
 from typing import Any
 
-__all__ = ["classification_models", "other_task_models", "check_model"]
+__all__ = ["classification_models", "other_task_models", "check_model", "check_yolo_model", "yolo_task_of"]
 
 _TASKS = {  # models.json "other_tasks" key -> what such a model does
     "detection": "object-detection",
@@ -26,6 +26,9 @@ _TASKS = {  # models.json "other_tasks" key -> what such a model does
     "quantization": "quantized (int8 inference)",
 }
 _YOLO = re.compile(r"^(yolo|rtdetr)", re.IGNORECASE)
+# An Ultralytics model: a shipped model YAML (yolo11n.yaml, yolov8s-seg.yaml: built from scratch) or weights (.pt)
+_YOLO_FILE = re.compile(r"^(yolo|rtdetr)[A-Za-z0-9_.-]{0,60}\.(yaml|yml|pt)$", re.IGNORECASE)
+_YOLO_SUFFIX = {"-seg": "segment", "-cls": "classify", "-pose": "pose", "-obb": "obb"}
 _WEIGHTS = (".pt", ".pth", ".ckpt", ".safetensors", ".onnx")
 _ONLY = "the built-in trainer trains torchvision classification models only"
 
@@ -60,7 +63,7 @@ def check_model(name: str) -> str:
     if _YOLO.match(name):
         raise ValueError(
             f"{shown} is an Ultralytics model, but {_ONLY} (like resnet18 or efficientnet_b0); "
-            "to train YOLO, run your own program with command: (train: configures the built-in trainer only)"
+            "to train YOLO, set train.engine: ultralytics"
         )
     close = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.6) if len(name) <= 80 else []
     if close:
@@ -80,3 +83,24 @@ def _backbone(name: str, names: tuple[str, ...]) -> str | None:
     """The longest classification model named inside `name`: fasterrcnn_resnet50_fpn -> resnet50."""
     inside = [n for n in names if re.search(rf"(^|_){re.escape(n)}(_|$)", name)]
     return max(inside, key=len) if inside else None
+
+
+def yolo_task_of(name: str) -> str:
+    """The task an Ultralytics model name is for: yolo11n-seg.yaml -> segment, yolo11n.pt -> detect."""
+    stem = re.sub(r"\.(yaml|yml|pt)$", "", name.lower())
+    return next((task for suffix, task in _YOLO_SUFFIX.items() if stem.endswith(suffix)), "detect")
+
+
+def check_yolo_model(name: str, task: str | None = None) -> str:
+    """`name` if it names an Ultralytics model (YAML or .pt) for `task`, else ValueError saying what to write."""
+    shown = repr(name if len(name) <= 80 else name[:80] + "...")
+    if not _YOLO_FILE.match(name):
+        raise ValueError(
+            f"{shown} is not an Ultralytics model name; the ultralytics engine takes a model YAML (from scratch) "
+            "or .pt weights, like yolo11n.yaml, yolo11n-seg.yaml or yolo11n.pt"
+        )
+    if task is not None and yolo_task_of(name) != task:
+        raise ValueError(f"{shown} is a {yolo_task_of(name)} model, but train.task is {task}; name a {task} model "
+                         f"(like yolo11n{next((s for s, t in _YOLO_SUFFIX.items() if t == task), '')}.yaml) or "
+                         "remove train.task")
+    return name

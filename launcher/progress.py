@@ -1,4 +1,5 @@
-"""How far a job has got: epoch, best top-1 so far and an ETA, from the run's own results.csv.
+"""How far a job has got: epoch, best top-1 (or, for the ultralytics engine, mAP50-95) so far and an ETA, from
+the run's own results.csv.
 
 The run folder is `<checkpoint.uri>/<spec name>/`. A local folder is read
 directly (a plain trainer folder, or a checkpoint store with manifests); a
@@ -31,15 +32,21 @@ class Progress:
     best_top1: float | None
     eta_s: float | None
     source: str
+    best_map: float | None = None  # Ultralytics' results.csv: the best mAP50-95 (the mask one for segment)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["best_map"] is None:  # the built-in trainer's runs: the keys they always had
+            del data["best_map"]
+        return data
 
     def line(self) -> str:
         """`epoch 3/10  best top-1 0.912  ETA 5m  (where it was read)` (the `launch status` line)."""
         parts = [f"epoch {self.epoch}/{self.epochs}" if self.epochs else f"epoch {self.epoch}"]
         if self.best_top1 is not None:
             parts.append(f"best top-1 {self.best_top1:.4f}")
+        if self.best_map is not None:
+            parts.append(f"best mAP50-95 {self.best_map:.4f}")
         if self.eta_s is not None:
             parts.append(f"ETA {fmt_duration(self.eta_s)}")
         return "  ".join(parts) + f"  ({self.source})"
@@ -49,6 +56,8 @@ class Progress:
         text = f"{self.epoch}/{self.epochs}" if self.epochs else f"{self.epoch}"
         if self.best_top1 is not None:
             text += f" top1 {self.best_top1:.3f}"
+        if self.best_map is not None:
+            text += f" mAP50-95 {self.best_map:.3f}"
         if self.eta_s is not None:
             text += f" ETA {fmt_duration(self.eta_s)}"
         return text
@@ -69,7 +78,9 @@ def from_csv(text: str, epochs: int | None, finished: bool, source: str) -> Prog
     try:
         done = [int(float(r["epoch"])) for r in rows]
         top1 = [float(r["top1"]) for r in rows if r.get("top1") not in (None, "")]
-        times = [float(r["time_s"]) for r in rows if r.get("time_s") not in (None, "")]
+        times = [float(r["time_s"]) for r in rows if r.get("time_s") not in (None, "")] or _epoch_times(rows)
+        maps = [c for c in (rows[0] if rows else {}) if c.startswith("metrics/mAP50-95")]
+        best_map = max(float(r[maps[-1]]) for r in rows) if maps else None  # (B), then (M) or (P): the task's own
     except (KeyError, ValueError):
         return None
     if not done:
@@ -78,7 +89,13 @@ def from_csv(text: str, epochs: int | None, finished: bool, source: str) -> Prog
     eta = None
     if not finished and epochs and times and epoch < epochs:
         eta = (epochs - epoch) * sum(times) / len(times)
-    return Progress(epoch, epochs, max(top1) if top1 else None, eta, source)
+    return Progress(epoch, epochs, max(top1) if top1 else None, eta, source, best_map)
+
+
+def _epoch_times(rows: list[dict[str, str]]) -> list[float]:
+    """Ultralytics' `time` column is seconds since its (re)start: each epoch's is the step from the row before."""
+    total = [float(r["time"]) for r in rows if r.get("time") not in (None, "")]
+    return [t - p if t >= p else t for p, t in zip([0.0, *total], total)]
 
 
 def read_progress(record_spec: Mapping[str, Any], name: str, finished: bool,

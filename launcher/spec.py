@@ -28,17 +28,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, WithJsonSchema, field_validator,
+                      model_validator)
 
 from launcher.contract import ENTRYPOINT_VARIABLES
 from launcher.errors import SpecError
-from launcher.model_names import check_model
+from launcher.model_names import check_model, check_yolo_model, yolo_task_of
 from launcher.storage import REMOTE_SCHEMES
 
 __all__ = [
     "DEFAULT_IMAGE",
     "BUILTIN_DATASETS",
     "TrainConfig",
+    "ENGINES",
+    "TASKS",
+    "ULTRALYTICS_KEYS",
     "Resources",
     "CheckpointConfig",
     "CodeConfig",
@@ -158,10 +162,50 @@ DURATION_SCHEMA = {
 }
 
 
-class TrainConfig(_Model):
-    """The trainer's knobs, named as in the Ultralytics training guide."""
+ENGINES = ("builtin", "ultralytics")
+TASKS = ("detect", "segment", "classify", "pose", "obb")
+_ALL_TASKS = frozenset(TASKS)
+_NOT_CLASSIFY = _ALL_TASKS - {"classify"}
+# The keys only the ultralytics engine takes, with the tasks they mean something for (Ultralytics' cfg/default.yaml).
+ULTRALYTICS_KEYS: dict[str, frozenset[str]] = {
+    "time": _ALL_TASKS, "single_cls": _NOT_CLASSIFY, "rect": _NOT_CLASSIFY, "close_mosaic": _NOT_CLASSIFY,
+    "freeze": _ALL_TASKS, "nbs": _ALL_TASKS, "warmup_momentum": _ALL_TASKS, "warmup_bias_lr": _ALL_TASKS,
+    "box": _NOT_CLASSIFY, "cls": _NOT_CLASSIFY, "dfl": _NOT_CLASSIFY, "pose": frozenset({"pose"}),
+    "kobj": frozenset({"pose"}), "overlap_mask": frozenset({"segment"}), "mask_ratio": frozenset({"segment"}),
+    "dropout": frozenset({"classify"}), "hsv_h": _ALL_TASKS, "hsv_s": _ALL_TASKS, "hsv_v": _ALL_TASKS,
+    "degrees": _NOT_CLASSIFY, "translate": _NOT_CLASSIFY, "shear": _NOT_CLASSIFY, "perspective": _NOT_CLASSIFY,
+    "flipud": _NOT_CLASSIFY, "fliplr": _ALL_TASKS, "mosaic": _NOT_CLASSIFY, "mixup": _NOT_CLASSIFY,
+    "copy_paste": frozenset({"segment", "obb"}), "plots": _ALL_TASKS,
+}  # fmt: skip
 
-    model: str = Field("resnet18", description="torchvision classification model name (checked when the spec loads)")
+
+# bounds before the BeforeValidator, so that an Optional's JSON Schema has minimum/maximum (see Resources.cpus)
+_Unit = Annotated[float, Field(ge=0.0, le=1.0), BeforeValidator(_number)]
+_Gain = Annotated[float, Field(ge=0.0, le=1000.0), BeforeValidator(_number)]
+
+
+def engine_keys() -> dict[str, dict[str, list[str]]]:
+    """Which train: keys each engine takes, per task (`launch schema` shows it as x-engine-keys)."""
+    common = [k for k in TrainConfig.model_fields if k not in ULTRALYTICS_KEYS]
+    ultra = {task: sorted([*common, *(k for k, tasks in ULTRALYTICS_KEYS.items() if task in tasks)]) for task in TASKS}
+    return {"builtin": {"classify": sorted(common)}, "ultralytics": ultra}
+
+
+class TrainConfig(_Model):
+    """The trainer's knobs, named as in the Ultralytics training guide.
+
+    `engine` picks the trainer: `builtin` (torchvision classifiers, launcher.runtime.train) or `ultralytics`
+    (YOLO, launcher.runtime.train.ultralytics_engine), which gets the keys a spec sets under the same names,
+    Ultralytics' own defaults for the rest. A key the chosen engine or task has no use for is refused.
+    """
+
+    model_config = ConfigDict(**_Model.model_config, json_schema_extra=lambda schema, _cls: schema.update(
+        description=schema.get("description", "") + "\n\nKeys by engine and task: " + json.dumps(engine_keys())))
+
+    engine: Literal["builtin", "ultralytics"] = Field("builtin", description="the trainer: builtin (torchvision classifiers) or ultralytics (YOLO; the 'ultralytics' extra, AGPL-3.0)")
+    task: Literal["detect", "segment", "classify", "pose", "obb"] | None = Field(
+        None, description="ultralytics: the YOLO task (default: from the model name, -seg/-cls/-pose/-obb, else detect); builtin: classify only")
+    model: str = Field("resnet18", description="builtin: a torchvision classification model name; ultralytics: a YOLO model YAML (from scratch) or .pt weights, like yolo11n.yaml (checked when the spec loads)")
     data: str = Field("digits", description="ImageFolder root (train/, val/), s3://, gs://, az:// URI or a built-in dataset: digits")
     epochs: Int = Field(10, ge=1, le=100_000, description="number of epochs to train")
     batch: Int = Field(32, le=65_536, description="batch size per GPU (per process); -1 = AutoBatch")
@@ -183,10 +227,42 @@ class TrainConfig(_Model):
     save_period: Int = Field(-1, ge=-1, le=100_000, description="also save epoch-N.pt every N epochs (-1 = off)")
     workers: Int = Field(8, ge=0, le=1024, description="DataLoader workers per process, at most its share of the cores; on CPU only the cores its compute threads leave free")
     seed: Int = Field(0, ge=0, le=2**32 - 1, description="random seed (numpy takes 0 .. 2**32-1)")
+    # ultralytics engine only (None: Ultralytics' default); the task each one serves is in ULTRALYTICS_KEYS
+    time: Annotated[float, Field(gt=0.0, le=100_000), BeforeValidator(_number)] | None = Field(None, description="ultralytics: hours to train; overrides epochs")
+    single_cls: bool | None = Field(None, description="ultralytics: train every class as one")
+    rect: bool | None = Field(None, description="ultralytics: rectangular batches")
+    close_mosaic: Annotated[int, Field(ge=0, le=100_000), BeforeValidator(_number)] | None = Field(None, description="ultralytics: no mosaic in the last N epochs")
+    freeze: Annotated[int, Field(ge=0, le=1000), BeforeValidator(_number)] | None = Field(None, description="ultralytics: freeze the first N layers")
+    nbs: Annotated[int, Field(ge=1, le=65_536), BeforeValidator(_number)] | None = Field(None, description="ultralytics: nominal batch size (gradient accumulation)")
+    warmup_momentum: _Unit | None = None
+    warmup_bias_lr: _Gain | None = None
+    box: _Gain | None = Field(None, description="ultralytics: box loss gain")
+    cls: _Gain | None = Field(None, description="ultralytics: class loss gain")
+    dfl: _Gain | None = Field(None, description="ultralytics: distribution focal loss gain")
+    pose: _Gain | None = Field(None, description="ultralytics pose: keypoint loss gain")
+    kobj: _Gain | None = Field(None, description="ultralytics pose: keypoint objectness loss gain")
+    overlap_mask: bool | None = Field(None, description="ultralytics segment: merge instance masks while training")
+    mask_ratio: Annotated[int, Field(ge=1, le=64), BeforeValidator(_number)] | None = Field(None, description="ultralytics segment: mask downsample ratio")
+    dropout: _Unit | None = Field(None, description="ultralytics classify: head dropout")
+    hsv_h: _Unit | None = None
+    hsv_s: _Unit | None = None
+    hsv_v: _Unit | None = None
+    degrees: Annotated[float, Field(ge=0.0, le=180.0), BeforeValidator(_number)] | None = None
+    translate: _Unit | None = None
+    shear: Annotated[float, Field(ge=0.0, le=180.0), BeforeValidator(_number)] | None = None
+    perspective: Annotated[float, Field(ge=0.0, le=0.001), BeforeValidator(_number)] | None = None
+    flipud: _Unit | None = None
+    fliplr: _Unit | None = None
+    mosaic: _Unit | None = None
+    mixup: _Unit | None = None
+    copy_paste: _Unit | None = Field(None, description="ultralytics segment, obb: copy-paste augmentation")
+    plots: bool | None = Field(None, description="ultralytics: write plots into the run folder")
 
     @field_validator("model")
     @classmethod
-    def _model(cls, value: str) -> str:
+    def _model(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("engine") == "ultralytics":
+            return check_yolo_model(value, info.data.get("task"))
         return check_model(value)  # shipped names (launcher.model_names): no torchvision import at load time
 
     @field_validator("data")
@@ -212,9 +288,52 @@ class TrainConfig(_Model):
             raise ValueError("batch must be a positive number of images, or -1 for AutoBatch")
         return value
 
+    @model_validator(mode="after")
+    def _engine_keys(self) -> "TrainConfig":
+        """Keys the chosen engine or task has no use for are refused, not passed through and ignored."""
+        # a key is given when the spec sets it; None is every engine-only key's "not set" (model_dump writes it)
+        given = {key for key in self.model_fields_set if getattr(self, key) is not None}
+        if self.engine == "builtin":
+            if self.task not in (None, "classify"):
+                raise ValueError(f"the builtin engine trains classifiers only, not '{self.task}'; "
+                                 "set train.engine: ultralytics for YOLO detection, segmentation, pose or obb")
+            extra = sorted(given & ULTRALYTICS_KEYS.keys())
+            if extra:
+                raise ValueError(f"the builtin engine takes no '{extra[0]}' (an Ultralytics key); "
+                                 "set train.engine: ultralytics, or remove it")
+            return self
+        if "model" not in given:
+            raise ValueError("the ultralytics engine needs train.model, like yolo11n.yaml (from scratch) "
+                             "or yolo11n.pt (weights)")
+        if "data" not in given or self.data in BUILTIN_DATASETS:
+            raise ValueError("the ultralytics engine needs train.data: a YOLO dataset folder with its data.yaml "
+                             "(local, s3://, gs:// or az://)")
+        task = self.yolo_task()
+        for key in sorted(given & ULTRALYTICS_KEYS.keys()):
+            if task not in ULTRALYTICS_KEYS[key]:
+                raise ValueError(f"the ultralytics engine takes '{key}' for "
+                                 f"{'/'.join(sorted(ULTRALYTICS_KEYS[key]))} only, not for task {task}; remove it")
+        return self
+
+    @property
+    def image_size(self) -> int:
+        """The image size the engine trains at: imgsz, or for the ultralytics engine Ultralytics' 640 unless set."""
+        if self.engine == "ultralytics" and "imgsz" not in self.model_fields_set:
+            return 640
+        return self.imgsz
+
+    def yolo_task(self) -> str:
+        """The Ultralytics task: train.task, else the model name's suffix (-seg, -cls, -pose, -obb), else detect."""
+        return self.task or yolo_task_of(self.model)
+
     def to_args(self) -> list[str]:
-        """The trainer's command-line form: short `key=value` arguments."""
-        return [f"{k}={_arg(v)}" for k, v in self.model_dump().items()]
+        """The trainer's command-line form: short `key=value` arguments. The ultralytics engine gets the keys
+        the spec sets (Ultralytics' defaults for the others), with the task, model, data and epochs always."""
+        if self.engine == "ultralytics":
+            keys = {k for k in self.model_fields_set if getattr(self, k) is not None} | {"engine", "model", "data", "epochs"}
+            values = {**self.model_dump(include=keys), "task": self.yolo_task()}
+            return [f"{k}={_arg(v)}" for k, v in values.items() if v is not None]
+        return [f"{k}={_arg(v)}" for k, v in self.model_dump(exclude={"engine", "task", *ULTRALYTICS_KEYS}).items()]
 
 
 def _arg(value: Any) -> str:
@@ -542,6 +661,11 @@ class JobSpec(_Model):
     def spec_hash(self) -> str:
         """A stable hash of what the job computes (not where it runs)."""
         core = self.model_dump(include={"image", "command", "train"}, mode="json")
+        # the engine keys at their defaults are left out, so a builtin spec hashes as before they existed
+        fields = TrainConfig.model_fields
+        for key in ("engine", "task", *ULTRALYTICS_KEYS):
+            if core["train"][key] == fields[key].default:
+                del core["train"][key]
         return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod

@@ -240,6 +240,10 @@ def profile_cmd(job_file: str, steps: int, overrides: tuple[str, ...], synthetic
         fail(f"launch profile measures the built-in trainer, and {job_file} runs a program of your own. Read its "
              f"images/s off a short run (the images_per_s of its summary lines, if it prints them) and pass "
              f"launch estimate {job_file} --images-per-s N.")  # fmt: skip
+    if spec.train.engine == "ultralytics":
+        fail(f"launch profile measures the built-in trainer, and {job_file} uses the ultralytics engine: launch "
+             f"estimate {job_file} scales the GPU table by the YOLO model's GFLOPs at imgsz, or pass --images-per-s N "
+             "read off the time_s of a short run's [train] epoch lines.")  # fmt: skip
     record = profile(spec, steps, JobRegistry(), synthetic=True if synthetic else None)
     if as_json:
         echo_json({"model": record.model, "imgsz": record.imgsz, "batch": record.batch, "precision": record.precision,

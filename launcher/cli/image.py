@@ -25,17 +25,22 @@ def image() -> None:
 @click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE", help="Dockerfile ARG value; repeatable")
 @click.option("--requirements", "requirements", type=click.Path(dir_okay=False, exists=True), default=None,
               help="instead: the training image (--from) plus these packages, for a program of your own")
-@click.option("--from", "base", default=None, help="with --requirements: the image to add them to (default: the training image)")
+@click.option("--engine", "engine", type=click.Choice(["ultralytics"]), default=None,
+              help="the training image plus a trainer engine (ultralytics: AGPL-3.0), tagged torch-launcher-train:ENGINE")
+@click.option("--from", "base", default=None, help="with --requirements or --engine: the image to add to (default: the training image)")
 @click.option("--quiet", "-q", is_flag=True, help="do not print build progress")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable result")
 def build(
     tag: str | None, dockerfile: str | None, context: str | None, push: bool, backends: tuple[str, ...],
-    build_args: tuple[str, ...], requirements: str | None, base: str | None, quiet: bool, as_json: bool,
+    build_args: tuple[str, ...], requirements: str | None, engine: str | None, base: str | None, quiet: bool,
+    as_json: bool,
 ) -> None:  # fmt: skip
     """Build images/Dockerfile with the local Docker engine (and optionally push it).
 
     With --requirements FILE: an image derived from the training image with FILE's packages installed,
-    tagged torch-launcher-train:req-<hash of FILE> unless --tag names it."""
+    tagged torch-launcher-train:req-<hash of FILE> unless --tag names it. With --engine ultralytics: the
+    training image plus Ultralytics (AGPL-3.0) for train.engine: ultralytics, tagged
+    torch-launcher-train:ultralytics."""
     from pathlib import Path
 
     from launcher import images
@@ -47,11 +52,15 @@ def build(
     bad = [arg for arg in build_args if "=" not in arg]
     if bad:
         fail(f"--build-arg {bad[0]!r} is not KEY=VALUE.")
-    if requirements and (dockerfile or context):
-        fail("--requirements builds its own small Dockerfile: drop --file and --context.")
+    if (requirements or engine) and (dockerfile or context):
+        fail(f"--{'requirements' if requirements else 'engine'} builds its own small Dockerfile: drop --file and --context.")
+    if requirements and engine:
+        fail("--requirements and --engine are two images: build the engine image, then --requirements --from it.")
     progress = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
     args = dict(arg.split("=", 1) for arg in build_args)
-    if requirements:
+    if engine:
+        tag, image_id = images.build_engine(engine, tag, base or DEFAULT_IMAGE, progress=progress, buildargs=args)
+    elif requirements:
         import hashlib
 
         tag = tag or f"{DEFAULT_IMAGE.split(':')[0]}:req-{hashlib.sha256(Path(requirements).read_bytes()).hexdigest()[:12]}"

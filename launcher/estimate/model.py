@@ -114,8 +114,9 @@ def dataset_size(spec: JobSpec, train_images: int | None = None, data_bytes: int
     if data in BUILTIN_DATASETS:
         train, val, size = BUILTIN_DATASETS[data]
         return Dataset(train_images or train, val, size, local=True)
-    if "://" not in data and Path(data).is_dir():
-        return _folder_size(Path(data), train_images)
+    if "://" not in data and Path(data).is_dir():  # an ImageFolder, or a YOLO dataset's images/{train,val}
+        root = Path(data) / "images" if (Path(data) / "images" / "train").is_dir() else Path(data)
+        return _folder_size(root, train_images)
     if train_images:
         return Dataset(train_images, max(1, train_images // 10), data_bytes or 0, local=False)
     return None

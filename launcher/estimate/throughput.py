@@ -90,10 +90,23 @@ def model_gflops(model: str, imgsz: int) -> float | None:
     first so that `launch estimate` and the budget check do not pay for
     importing torch; torchvision itself is asked only for models missing there.
     """
+    if re.match(r"^(yolo|rtdetr).*\.(ya?ml|pt)$", model, re.IGNORECASE):
+        return _yolo_gflops(model, imgsz)
     entry = model_table()["models"].get(model) or _torchvision_entry(model)
     if entry is None:
         return None
     return entry["gflops"] * (imgsz / entry["at_px"]) ** 2
+
+
+@functools.lru_cache(maxsize=64)
+def _yolo_gflops(model: str, imgsz: int) -> float | None:
+    """A YOLO model's GFLOPs at `imgsz`, built from its model YAML by Ultralytics (the `ultralytics` extra;
+    None without it). Through the engine adapter, the one module that imports Ultralytics."""
+    if importlib.util.find_spec("ultralytics") is None:
+        return None
+    from launcher.runtime.train.ultralytics_engine import model_gflops as yolo  # noqa: PLC0415
+
+    return yolo(model, imgsz)
 
 
 @functools.lru_cache(maxsize=64)
@@ -175,14 +188,14 @@ def _details(records: list[Throughput], key: str) -> list[float]:
 
 def _scaled(record: Throughput, spec: JobSpec) -> float:
     have = model_gflops(record.model, record.imgsz)
-    want = model_gflops(spec.train.model, spec.train.imgsz)
+    want = model_gflops(spec.train.model, spec.train.image_size)
     return record.images_per_s * (have / want) if have and want else record.images_per_s
 
 
 def _from_table(spec: JobSpec, device: str) -> Figure | None:
     table = gpu_table()
     entry = table["gpus"].get(device)
-    gflops = model_gflops(spec.train.model, spec.train.imgsz)
+    gflops = model_gflops(spec.train.model, spec.train.image_size)
     if entry is None or gflops is None:
         return None
     ref = table["reference"]

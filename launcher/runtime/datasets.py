@@ -25,7 +25,7 @@ from launcher.contract import data_dir
 from launcher.errors import LauncherError
 from launcher.storage import is_remote
 
-__all__ = ["BUILTINS", "GCS_MOUNT", "mounted_path", "resolve", "stage", "write_digits"]
+__all__ = ["BUILTINS", "GCS_MOUNT", "SHAPES", "mounted_path", "resolve", "stage", "write_digits", "write_shapes"]
 
 BUILTINS = ("digits",)
 _VAL_FRACTION = 0.2
@@ -78,10 +78,11 @@ def stage(command: Sequence[str], environ: Mapping[str, str] | None = None, gcs_
     if list(command[:1]) != ["train"]:
         return tuple(command)
     staged = []
+    layout = "engine=ultralytics" not in command  # a YOLO dataset (data.yaml) is checked by that engine
     for arg in command:
         key, sep, value = arg.partition("=")
         if key == "data" and sep and is_remote(value):
-            local = resolve(value, environ, gcs_mount)
+            local = resolve(value, environ, gcs_mount, layout=layout)
             print(f"[launcher] training data {value} -> {local}", flush=True)
             arg = f"data={local}"
         staged.append(arg)
@@ -139,3 +140,50 @@ def _write_split(root: Path) -> None:
             # pixel values are 0..16; scale to the full 0..255 range of an 8-bit image
             pixels = (digits.images[i] * (255.0 / 16.0)).round().astype(np.uint8)
             Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+
+
+SHAPES = ("rectangle", "ellipse")
+
+
+def write_shapes(root: Path, train: int = 240, val: int = 60, size: int = 64, seed: int = 0) -> Path:
+    """A small real YOLO dataset made offline: rendered rectangles and ellipses on noise, each labelled with
+    its class and outline polygon (YOLO segment labels; Ultralytics takes each one's box for detect), and a
+    data.yaml. Deterministic for a seed; written once (a `.complete` marker), as `digits` is."""
+    if (root / _DONE).exists():
+        return root
+    import numpy as np  # noqa: PLC0415 - train extra
+    from PIL import Image, ImageDraw  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train), ("val", val)):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            pixels = rng.integers(0, 80, (size, size, 3), dtype=np.uint8)
+            image = Image.fromarray(pixels)
+            draw = ImageDraw.Draw(image)
+            lines = [_draw_shape(draw, rng, size) for _ in range(int(rng.integers(1, 4)))]
+            image.save(root / "images" / split / f"{i:04d}.png")
+            (root / "labels" / split / f"{i:04d}.txt").write_text("\n".join(lines) + "\n")
+    names = "".join(f"  {i}: {name}\n" for i, name in enumerate(SHAPES))
+    (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n{names}")
+    (root / _DONE).write_text(f"rendered shapes, seed {seed}, {train}+{val} images of {size} px\n")
+    return root
+
+
+def _draw_shape(draw, rng, size: int) -> str:  # type: ignore[no-untyped-def]
+    """Draw one shape; its label line: class, then the outline polygon normalised to 0..1."""
+    import numpy as np  # noqa: PLC0415
+
+    kind = int(rng.integers(0, len(SHAPES)))
+    w, h = (int(v) for v in rng.integers(size // 6, size // 2, 2))
+    x0, y0 = int(rng.integers(0, size - w)), int(rng.integers(0, size - h))
+    color = tuple(int(c) for c in rng.integers(120, 256, 3))
+    if kind == 0:
+        draw.rectangle((x0, y0, x0 + w, y0 + h), fill=color)
+        points = [(x0, y0), (x0 + w, y0), (x0 + w, y0 + h), (x0, y0 + h)]
+    else:
+        draw.ellipse((x0, y0, x0 + w, y0 + h), fill=color)
+        angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+        points = [(x0 + w / 2 * (1 + np.cos(a)), y0 + h / 2 * (1 + np.sin(a))) for a in angles]
+    return " ".join([str(kind), *(f"{min(max(v / size, 0.0), 1.0):.5f}" for p in points for v in p)])

@@ -39,7 +39,7 @@ from launcher.contract import TIMEOUT_EXIT, EntrypointArgs
 from launcher.runtime import grace, rendezvous
 from launcher.storage.base import Store
 
-__all__ = ["main", "build_command", "parse_args", "node_save_dir", "scratch_for"]
+__all__ = ["main", "build_command", "parse_args", "node_save_dir", "scratch_for", "uses_ultralytics"]
 
 SAGEMAKER_CHECKPOINTS = Path("/opt/ml/checkpoints")  # CheckpointConfig.LocalPath: mirrored to S3 by SageMaker
 JOB_FOLDER_PREFIX = "launcher-job-"  # the training folder of one job (save_dir_for), removed once synced
@@ -107,12 +107,20 @@ def scratch_for(save_dir: Path) -> Path:
 
 def build_command(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, nproc: int, save_dir: Path) -> list[str]:
     torchrun = [sys.executable, "-m", "launcher.runtime.torchrun", *rdzv.torchrun_args(nproc)]
+    if args.command[0] == "train" and uses_ultralytics(args.command):
+        # one process per node, not under torchrun: Ultralytics runs its own DDP over its device list
+        return [sys.executable, "-m", "launcher.runtime.train.ultralytics_engine", *args.command[1:], f"save_dir={save_dir}"]
     if args.command[0] == "train":
         return [*torchrun, "-m", "launcher.runtime.train", *args.command[1:], f"save_dir={save_dir}"]
     program = list(args.command)
     if program[0] in ("python", "python3"):  # the environment launcher runs in (the image's), not a system python
         program[0] = sys.executable
     return [*torchrun, "--no-python", *program]
+
+
+def uses_ultralytics(command: Sequence[str]) -> bool:
+    """Whether a train command is for the ultralytics engine (TrainConfig.to_args writes engine=ultralytics)."""
+    return "engine=ultralytics" in command[1:]
 
 
 def program_environment(args: EntrypointArgs, environ: dict[str, str]) -> tuple[dict[str, str], Path | None]:

@@ -41,7 +41,7 @@ def test_case_and_dashes_suggest_the_real_name(tmp_path: Path, typo: str, meant:
 def test_yolo_names_say_the_trainer_trains_classification_models_only(tmp_path: Path, name: str) -> None:
     message = _error(tmp_path, name)
     assert "is an Ultralytics model" in message and "the built-in trainer trains torchvision classification models only" in message
-    assert "command:" in message
+    assert "train.engine: ultralytics" in message
 
 
 @pytest.mark.parametrize(

@@ -92,3 +92,15 @@ def test_an_unreachable_store_reads_as_unknown(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     assert for_record(jobs.get("r-1")) is None
     assert for_record(jobs.get("r-1"), remote=False) is None
+
+
+def test_an_ultralytics_results_csv_shows_epoch_map_and_eta() -> None:
+    from launcher.progress import from_csv
+
+    text = ("epoch,time,train/box_loss,metrics/mAP50(B),metrics/mAP50-95(B),metrics/mAP50-95(M)\n"
+            "1,10,5.1,0.01,0.004,0.003\n2,20,4.2,0.20,0.08,0.06\n3,8,3.9,0.25,0.07,0.05\n")  # a resume restarts time
+    progress = from_csv(text, 5, False, "here")
+    assert progress is not None and progress.epoch == 3 and progress.best_top1 is None
+    assert progress.best_map == 0.06  # segment: the mask mAP, the last mAP50-95 column
+    assert progress.eta_s == pytest.approx(2 * (10 + 10 + 8) / 3)
+    assert "best mAP50-95 0.0600" in progress.line() and "mAP50-95 0.060" in progress.short()

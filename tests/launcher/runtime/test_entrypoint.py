@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,37 @@ def test_train_shorthand_runs_the_trainer_module_under_torchrun(tmp_path: Path) 
     assert cmd[1:3] == ["-m", "launcher.runtime.torchrun"]
     assert cmd[3:9] == ["--standalone", "--nnodes", "1", "--nproc_per_node", "2", "-m"]
     assert cmd[9:] == ["launcher.runtime.train", "epochs=2", f"save_dir={tmp_path}"]
+
+
+def test_the_ultralytics_engine_runs_as_one_process_without_torchrun(tmp_path: Path) -> None:
+    """Ultralytics starts its own DDP from its device list, and reads torchrun's RANK as "a DDP worker"."""
+    args = entrypoint.parse_args(["--run-name", "r", "--gpus", "4", "--", "train", "engine=ultralytics", "epochs=2"])
+    cmd = entrypoint.build_command(args, LOCAL, entrypoint.processes_per_node(args), tmp_path)
+    assert cmd == [sys.executable, "-m", "launcher.runtime.train.ultralytics_engine", "engine=ultralytics", "epochs=2",
+                   f"save_dir={tmp_path}"]  # fmt: skip
+
+
+def test_the_ultralytics_engine_maps_keys_by_name_and_rewrites_the_data_yaml_path(tmp_path: Path) -> None:
+    from launcher.runtime.datasets import write_shapes
+    from launcher.runtime.train.ultralytics_engine import train_kwargs, trim_results, yolo_data
+    from launcher.spec import TrainConfig
+
+    cfg = TrainConfig(engine="ultralytics", model="yolo11n.yaml", data="/d", imgsz=64, multi_scale=True, mosaic=0.5)
+    assert train_kwargs(cfg, 0, False) == {"imgsz": 64, "multi_scale": 0.5, "mosaic": 0.5, "device": "cpu",
+                                           "exist_ok": True, "verbose": True}  # fmt: skip
+    assert train_kwargs(cfg, 4, True)["device"] == [0, 1, 2, 3] and train_kwargs(cfg, 1, True)["amp"] == "bf16"
+    data = write_shapes(tmp_path / "shapes", train=4, val=2)
+    moved = Path(shutil.move(str(data), tmp_path / "staged"))  # staged elsewhere: the yaml's path is stale
+    import yaml
+
+    written = yaml.safe_load(Path(yolo_data(str(moved), "detect", tmp_path / "work")).read_text())
+    assert written["path"] == str(moved.resolve()) and written["names"] == {0: "rectangle", 1: "ellipse"}
+    with pytest.raises(LauncherError, match="not a YOLO dataset folder"):
+        yolo_data(str(tmp_path), "detect", tmp_path / "work2")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.csv").write_text("epoch,time\n1,5\n2,9\n")  # epoch 2 written, then killed
+    trim_results(tmp_path / "run", 1)
+    assert (tmp_path / "run" / "results.csv").read_text() == "epoch,time\n1,5\n"
 
 
 def test_custom_commands_run_without_python_and_multi_node_uses_the_rendezvous(tmp_path: Path) -> None:

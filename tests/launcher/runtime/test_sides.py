@@ -13,7 +13,9 @@ RUNTIME = REPO / "launcher" / "runtime"
 # what both sides share: the contract, the trainer's keys (spec.TrainConfig), the stores, and small helpers
 SHARED = {"contract", "errors", "lazy", "spec", "storage", "azure_identity", "runtime"}
 # the one user-side module that runs the runtime on this machine, and so shares its thread policy
-USER_SIDE_RUNTIME_IMPORTS = {("launcher/estimate/profile.py", "launcher.runtime.cpu")}
+USER_SIDE_RUNTIME_IMPORTS = {("launcher/estimate/profile.py", "launcher.runtime.cpu"),
+                             # a YOLO model's GFLOPs come from the one module that imports Ultralytics
+                             ("launcher/estimate/throughput.py", "launcher.runtime.train.ultralytics_engine")}
 
 
 def _launcher_imports(path: Path) -> set[str]:
