@@ -15,7 +15,11 @@
 # 4. `launch image build` builds images/Dockerfile unchanged, with BASE_IMAGE and
 #    PIP_ARGS as build arguments.
 #
-# Environment: LAUNCHER_BASE_IMAGE, LAUNCHER_WHEELHOUSE, EXTRAS (train,aws,gcp,azure),
+# 5. With ENGINES=ultralytics, also the engine variant on top (`launch image build --engine ultralytics`,
+#    tagged torch-launcher-train:ultralytics), from the same wheelhouse: PYTHON's environment must hold
+#    the engine's extra (pip install '.[ultralytics]'), so its wheels are downloaded.
+#
+# Environment: LAUNCHER_BASE_IMAGE, LAUNCHER_WHEELHOUSE, EXTRAS (train,aws,gcp,azure), ENGINES (none),
 # PYTHON (the python whose pip downloads the wheels, ideally the project's own venv with the
 # extras installed: its pinned versions are downloaded; default python3),
 # LAUNCH (the `launch` command; default: the one on PATH).
@@ -25,6 +29,7 @@ TAG="${1:-torch-launcher-train:latest}"
 BASE="${LAUNCHER_BASE_IMAGE:-torch-launcher-base:bookworm}"
 WHEELS="${LAUNCHER_WHEELHOUSE:-$ROOT/.ci/cache/wheels}"
 EXTRAS="${EXTRAS:-train,aws,gcp,azure}"
+ENGINES="${ENGINES:-}"
 PYTHON="${PYTHON:-python3}"
 LAUNCH="${LAUNCH:-launch}"
 log() { printf 'build-offline: %s (%ss)\n' "$*" "$SECONDS"; }
@@ -65,11 +70,20 @@ for _ in $(seq 1 50); do
 done
 log "wheelhouse served at http://$ADDR:$PORT/"
 
+PIP_ARGS="--no-index --find-links http://$ADDR:$PORT/ --trusted-host $ADDR"
+size() {
+    docker image inspect "$1" --format 'build-offline: {{.Id}} {{.Size}} bytes' \
+        | awk '{printf "%s %s %.2f GB\n", $1, substr($2, 1, 19), $3 / 1e9}'
+}
 log "building $TAG from images/Dockerfile on $BASE"
 "$LAUNCH" image build --tag "$TAG" --context "$ROOT" \
     --build-arg "BASE_IMAGE=$BASE" \
     --build-arg "EXTRAS=$EXTRAS" \
-    --build-arg "PIP_ARGS=--no-index --find-links http://$ADDR:$PORT/ --trusted-host $ADDR"
-docker image inspect "$TAG" --format 'build-offline: {{.Id}} {{.Size}} bytes' \
-    | awk '{printf "%s %s %.2f GB\n", $1, substr($2, 1, 19), $3 / 1e9}'
+    --build-arg "PIP_ARGS=$PIP_ARGS"
+size "$TAG"
+for engine in ${ENGINES//,/ }; do
+    log "building the $engine engine image on $TAG"
+    "$LAUNCH" image build --engine "$engine" --from "$TAG" --tag "${TAG%%:*}:$engine" --build-arg "PIP_ARGS=$PIP_ARGS"
+    size "${TAG%%:*}:$engine"
+done
 log "done"
