@@ -59,7 +59,7 @@ from pydantic import Field, field_validator, model_validator
 
 from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer, follow_lines
 from launcher.catalog import select
-from launcher.contract import ENTRYPOINT, LOG_REGEXES, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
+from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, log_regexes, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
 from launcher.pushed import push, split_tag
@@ -83,9 +83,6 @@ CHECKPOINT_DIR = "/opt/ml/checkpoints"
 CHECKPOINT_MIRROR = "sagemaker"  # CheckpointConfig sub-prefix of the run folder; see the module docstring
 DATA_CHANNEL = "train"
 DATA_DIR = f"/opt/ml/input/data/{DATA_CHANNEL}"
-# the trainer's epoch summary lines, so the SageMaker console and CloudWatch plot each metric
-# (https://docs.aws.amazon.com/sagemaker/latest/dg/training-metrics.html)
-METRIC_DEFINITIONS = tuple({"Name": name, "Regex": regex} for name, regex in LOG_REGEXES.items())
 DEFAULT_RUNTIME_S = 86_400  # SageMaker's own default MaxRuntimeInSeconds (1 day)
 MAX_RUNTIME_S = 28 * 86_400  # SageMaker's upper limit for MaxRuntimeInSeconds
 ARG_MAX, ARGS_MAX = 256, 100  # TrainingContainerArgument length / list size (service model)
@@ -169,6 +166,15 @@ class AwsOptions(BackendOptions):
         if bool(self.subnets) != bool(self.security_group_ids):
             raise ValueError("subnets and security_group_ids go together; set both or neither")
         return self
+
+
+def metric_definitions(spec: JobSpec) -> list[dict[str, str]]:
+    """The trainer's epoch summary lines, so the SageMaker console and CloudWatch plot each metric
+    (https://docs.aws.amazon.com/sagemaker/latest/dg/training-metrics.html); with the ultralytics
+    engine, the task's mAPs too."""
+    train = spec.train
+    regexes = log_regexes(train.engine, train.yolo_task()) if train.engine == "ultralytics" else log_regexes()
+    return [{"Name": name, "Regex": regex} for name, regex in regexes.items()]
 
 
 def sagemaker_job_name(job_id: str) -> str:
@@ -324,7 +330,7 @@ class SageMakerBackend(CloudBackend):
             "AlgorithmSpecification": {
                 "TrainingImage": self._image(spec, opts, notes),
                 "TrainingInputMode": "File",
-                "MetricDefinitions": [dict(d) for d in METRIC_DEFINITIONS],
+                "MetricDefinitions": metric_definitions(spec),
                 "ContainerEntrypoint": list(ENTRYPOINT),
                 "ContainerArguments": self._arguments(spec, gpus, data_arg, max_runtime),
             },

@@ -34,6 +34,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -49,6 +50,7 @@ __all__ = [
     "data_dir",
     "METRICS",
     "LOG_REGEXES",
+    "log_regexes",
     "summary_line",
     "SECRET_REFS_VARIABLE",
     "SECRET_SCHEMES",
@@ -129,6 +131,17 @@ _HEAD = r"\[train\] epoch [0-9]+/[0-9]+:"
 # head keeps the per-step progress lines ("epoch 1/3 [###...] ... lr 0.01") from matching
 LOG_REGEXES = {"epoch": r"\[train\] epoch ([0-9]+)/[0-9]+:",
                **{name: _HEAD + r".* " + name + " " + _NUM for name in METRICS}}
+# The ultralytics engine's epoch line ends with Ultralytics' own mAPs, named as in its results.csv without
+# "metrics/": box (B) for every task but classify, mask (M) for segment, keypoints (P) for pose
+_YOLO_MAP_SUFFIXES = {"detect": "B", "segment": "BM", "pose": "BP", "obb": "B", "classify": ""}
+
+
+def log_regexes(engine: str = "builtin", task: str = "classify") -> dict[str, str]:
+    """The metric name -> regex table for a job's logs: LOG_REGEXES, and the YOLO mAPs of the ultralytics engine."""
+    if engine != "ultralytics":
+        return dict(LOG_REGEXES)
+    maps = [f"mAP{iou}({kind})" for kind in _YOLO_MAP_SUFFIXES[task] for iou in ("50", "50-95")]
+    return {**LOG_REGEXES, **{name: _HEAD + r".* " + re.escape(name) + " " + _NUM for name in maps}}
 
 
 def summary_line(row: Mapping[str, float], epochs: int) -> str:

@@ -66,6 +66,8 @@ CASES = {
     ),
     "cpu_only": dict(resources={"cpus": 4, "memory": 8}, aws={"keep_alive_s": 600, "volume_size_gb": 30}),
     "s3_data": dict(resources={"gpus": 1, "gpu_type": "A10G"}, train={"data": "s3://my-bucket/datasets/flowers", "imgsz": 64}),
+    "ultralytics_segment": dict(resources={"gpus": 1}, train={"engine": "ultralytics", "model": "yolo11n-seg.yaml", "imgsz": 640,
+                                                              "data": "s3://my-bucket/datasets/coco8-seg", "epochs": 50}),
 }
 
 
@@ -122,6 +124,37 @@ def test_plan_passes_botocore_validation(case: str) -> None:
     report = ParamValidator().validate(request, _input_shape())
     assert not report.has_errors(), report.generate_report()
     assert strict_problems(_input_shape(), request) == []
+
+
+@pytest.mark.parametrize(("task", "model", "maps"), [
+    ("segment", "yolo11n-seg.yaml", ["mAP50(B)", "mAP50-95(B)", "mAP50(M)", "mAP50-95(M)"]),
+    ("detect", "yolo11n.yaml", ["mAP50(B)", "mAP50-95(B)"]),
+    ("classify", "yolo11n-cls.yaml", []),
+])  # fmt: skip
+def test_metric_definitions_read_the_engines_epoch_line(task: str, model: str, maps: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """SageMaker plots what the ultralytics engine prints: the regexes run on the adapter's own line."""
+    from types import SimpleNamespace
+
+    from launcher.runtime.train.ultralytics_engine import _summary
+
+    metrics = {"val/box_loss": 1.5, "metrics/mAP50(B)": 0.61, "metrics/mAP50-95(B)": 0.42, "metrics/mAP50(M)": 0.55,
+               "metrics/mAP50-95(M)": 0.33, "metrics/accuracy_top1": 0.9, "metrics/accuracy_top5": 1.0}  # fmt: skip
+    if task != "segment":
+        metrics = {k: v for k, v in metrics.items() if "(M)" not in k}
+    # Ultralytics reports mAPs for the box tasks, top-1/top-5 accuracy for classify
+    metrics = {k: v for k, v in metrics.items() if ("mAP" in k) != (task == "classify") or k.startswith("val/")}
+    trainer = SimpleNamespace(tloss={"box": 1.0, "cls": 0.5}, epoch=2, epochs=50, metrics=metrics, lr={"pg0": 0.01}, epoch_time=12.5)
+    _summary(trainer)
+    line = capsys.readouterr().out.strip()
+    spec = make_spec(train={"engine": "ultralytics", "model": model, "task": task, "data": "s3://my-bucket/datasets/shapes"})
+    definitions = backend().plan(spec, JOB_ID).request()["AlgorithmSpecification"]["MetricDefinitions"]
+    read = {d["Name"]: float(m.group(1)) for d in definitions if (m := re.search(d["Regex"], line))}
+    expected = {"epoch": 3.0, "train_loss": 1.5, "val_loss": 1.5, "lr": 0.01, "time_s": 12.5,
+                **{name: metrics[f"metrics/{name}"] for name in maps}}  # fmt: skip
+    if task == "classify":
+        expected.update(top1=0.9, top5=1.0)
+    assert read == expected, line
+    assert {d["Name"] for d in definitions} - set(read) == {"images_per_s", "gpu_mem_gib", *(() if task == "classify" else ("top1", "top5"))}
 
 
 def test_strict_check_catches_a_long_argument() -> None:
