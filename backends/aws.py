@@ -271,6 +271,7 @@ class SageMakerBackend(CloudBackend):
     sdk_modules = ("boto3",)
     options_model = AwsOptions
     endings = ENDINGS
+    instance_options = {"instance_type": "name"}  # the next fit after a capacity error (launcher.recovery)
 
     def __init__(
         self,

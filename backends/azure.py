@@ -312,6 +312,8 @@ class AzureMLBackend(CloudBackend):
     sdk_modules = ("azure.ai.ml",)
     options_model = AzureOptions
     endings = ENDINGS
+    instance_options = {"instance_type": "name"}  # the next fit after a capacity error (launcher.recovery)
+    fixed_by = ("compute",)  # a named cluster has its own VM size
 
     def __init__(
         self,

@@ -197,6 +197,8 @@ class VertexBackend(CloudBackend):
     sdk_modules = ("google.cloud.aiplatform",)
     options_model = GcpOptions
     endings = ENDINGS
+    # a catalog instance is a machine type with its accelerator: the next fit after a capacity error (launcher.recovery)
+    instance_options = {"machine_type": "machine_type", "accelerator_type": "accelerator_type"}
 
     def __init__(
         self,

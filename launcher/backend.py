@@ -21,12 +21,13 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequenc
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
+from launcher.catalog import select
 from launcher.errors import LauncherError
 from launcher.plan import Ending, JobRef, JobStatus, Plan, classify
 from launcher.spec import DEFAULT_IMAGE, JobSpec
 
-__all__ = ["Backend", "BackendCheck", "BackendOptions", "CloudBackend", "Feature", "Offer", "check_features", "features_of",
-           "follow_lines", "secret_values"]
+__all__ = ["Alternative", "Backend", "BackendCheck", "BackendOptions", "CloudBackend", "Feature", "Offer", "check_features",
+           "features_of", "follow_lines", "secret_values"]
 
 
 def secret_values(names: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
@@ -128,6 +129,16 @@ class Offer:
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """A catalog instance a spec may run on (launcher.recovery tries the next one after a capacity error),
+    with the options of the backend's section that put the spec on it (`{"instance_type": "ml.g5.2xlarge"}`)."""
+
+    instance: str
+    price_per_hour: float | None  # USD per node-hour, spot when the job is spot; None: not priced
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class BackendCheck:
     """What `launch backends` shows: is the SDK installed, are credentials usable."""
 
@@ -200,6 +211,11 @@ class Backend(abc.ABC):
         self.require(Feature.OFFERS)
         raise LauncherError(f"The {self.name} backend lists no offers yet.")
 
+    def alternatives(self, spec: JobSpec) -> list[Alternative]:
+        """The instances `spec` may run on, the plan's own choice first, then the next fits in the order the
+        backend would choose them; [] when there is nothing to choose (the default: local runs here)."""
+        return []
+
     def push_image(self, local_image: str, docker_client: object) -> str:
         """Push a locally built image to this backend's registry; return the pushed reference with digest."""
         self.require(Feature.IMAGE_PUSH)
@@ -224,6 +240,11 @@ class CloudBackend(Backend):
     inject them), so that `plan` itself reads no environment and no files.
     """
 
+    # The options of this backend's section that name a catalog instance, each with the catalog row's field that
+    # fills it ("name": the instance's own catalog name); and the options that leave no instance to choose.
+    instance_options: ClassVar[Mapping[str, str]] = {}
+    fixed_by: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, catalog: Mapping[str, Any] | None = None, pushed_image: str | None = None) -> None:
         if pushed_image is None:
             from launcher.pushed import pushed_ref  # noqa: PLC0415
@@ -241,3 +262,19 @@ class CloudBackend(Backend):
         if spec.image == DEFAULT_IMAGE and self._pushed_image:
             return self._pushed_image
         return spec.image
+
+    def alternatives(self, spec: JobSpec) -> list[Alternative]:
+        """The fitting catalog instances by the catalog rule (launcher.catalog.select), its choice first; [] when
+        the spec names the instance (the user's choice is kept) or sets an option in `fixed_by`. The region stays
+        the spec's: its buckets, role, image and data are regional."""
+        opts = self.options(spec)
+        if not self.instance_options or any(getattr(opts, key, None) for key in (*self.instance_options, *self.fixed_by)):
+            return []
+        ranked = select.ranked(self.catalog, spec.resources, getattr(opts, "region", None))
+        nexts = [c for c in ranked[1:] if c.on_demand is not None]  # an unpriced instance is never the next cheapest
+        return [Alternative(c.name, c.price, self._naming(c)) for c in ranked[:1] + nexts]
+
+    def _naming(self, choice: select.Choice) -> dict[str, Any]:
+        """The options that name `choice`, by `instance_options` (a field the row leaves empty is left out)."""
+        values = {key: choice.name if field == "name" else choice.row.get(field) for key, field in self.instance_options.items()}
+        return {key: value for key, value in values.items() if value is not None}

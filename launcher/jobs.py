@@ -31,8 +31,9 @@ __all__ = ["JobRecord", "JobRegistry", "RunRecord", "Throughput", "state_dir", "
 
 # Columns added after the first release: a registry file written by an older version gains them.
 # A job that is one attempt of a supervised run (launcher.recovery) names its run and its number;
-# `ending` is how it ended (launcher.plan.Ending), `price_per_hour` what its machines cost (all nodes).
-_ADDED = {"run_id": "TEXT", "attempt": "INTEGER", "ending": "TEXT", "price_per_hour": "REAL"}
+# `ending` is how it ended (launcher.plan.Ending), `price_per_hour` what its machines cost (all nodes), `instance`
+# the catalog instance the supervisor ran it on (after a capacity error, the next fit: launcher.recovery).
+_ADDED = {"run_id": "TEXT", "attempt": "INTEGER", "ending": "TEXT", "price_per_hour": "REAL", "instance": "TEXT"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -78,7 +79,8 @@ CREATE TABLE IF NOT EXISTS throughput (
 """
 
 
-Attempt = tuple[str, int, "float | None"]  # (run id, attempt number, price per hour of all its machines)
+# (run id, attempt number, price per hour of all its machines, catalog instance or None where there is no choice)
+Attempt = tuple[str, int, "float | None", "str | None"]
 
 
 def state_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -113,6 +115,7 @@ class JobRecord:
     attempt: int | None = None
     ending: str | None = None
     price_per_hour: float | None = None
+    instance: str | None = None
 
     @property
     def ref(self) -> JobRef:
@@ -181,13 +184,13 @@ class JobRegistry:
     def add(self, ref: JobRef, name: str, spec: Mapping[str, Any], plan_hash: str,
             state: JobState = JobState.PENDING, message: str = "", attempt: "Attempt | None" = None) -> None:  # fmt: skip
         now = time.time()
-        run_id, number, price = attempt or (None, None, None)
+        run_id, number, price, instance = attempt or (None, None, None, None)
         with self._connect() as db:
             db.execute(
-                "INSERT INTO jobs (id, backend, native_id, name, spec, plan_hash, ref_extra, state, message,"
-                " submitted_at, updated_at, run_id, attempt, price_per_hour) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, backend, native_id, name, spec, plan_hash, ref_extra, state, message, submitted_at,"
+                " updated_at, run_id, attempt, price_per_hour, instance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (ref.id, ref.backend, ref.native_id, name, json.dumps(spec), plan_hash,
-                 json.dumps(thaw(ref.extra)), state.value, message, now, now, run_id, number, price),
+                 json.dumps(thaw(ref.extra)), state.value, message, now, now, run_id, number, price, instance),
             )  # fmt: skip
 
     def submitted(self, ref: JobRef) -> None:
@@ -354,4 +357,5 @@ def _record(row: sqlite3.Row) -> JobRecord:
         attempt=row["attempt"],
         ending=row["ending"],
         price_per_hour=row["price_per_hour"],
+        instance=row["instance"],
     )

@@ -5,8 +5,11 @@ store, so each attempt's entrypoint resumes from the newest complete checkpoint.
 follows the current attempt; when it ends for a retryable reason (its backend's ENDINGS table says
 preempted, capacity or node_failure, and `recovery.on` lists it) it submits the next attempt, on the
 same backend or, after `recovery.after_failures` retryable failures in a row there, on the next one
-of `[-b backend, *recovery.fallback]` (wrapping round). Before a capacity retry on the same backend
-it waits `recovery.backoff` (exponential, bounded, printed).
+of `[-b backend, *recovery.fallback]` (wrapping round). An attempt runs on the catalog instance the last
+attempt on its backend ran on; after a capacity error there, on the next fitting instance type of the catalog
+not tried yet in this run (Backend.alternatives; none where the spec names its instance), without a wait:
+another type is another pool. With none left it retries the same type after `recovery.backoff`
+(exponential, bounded, printed). The region never changes: buckets, role, image and data are regional.
 
 Everything it knows is in the job registry (launcher.jobs: the run, and each attempt as a job with
 its run id and number), and an attempt is recorded (`submitting`) before its backend is called, so a
@@ -26,10 +29,11 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from launcher import registry
+from launcher.backend import Alternative
 from launcher.errors import LauncherError
 from launcher.jobs import JobRecord, JobRegistry, RunRecord, new_job_id, state_dir
 from launcher.plan import Ending, JobState, JobStatus
-from launcher.spec import JobSpec
+from launcher.spec import BACKEND_SECTIONS, JobSpec
 
 __all__ = ["Supervisor", "backends_of", "check_backends", "detach", "new_run_id", "supervisor_alive", "transfer_note"]
 
@@ -153,7 +157,8 @@ class Supervisor:
             self._follow(last)
             return None
         if last is None:
-            return self._submit(1, self.run_record.backends[0])
+            first = self.run_record.backends[0]
+            return self._submit(1, first, self._instance(attempts, first))
         if last.state is JobState.SUCCEEDED:
             return self._end("succeeded", 0, f"attempt {last.attempt} on {last.backend} succeeded")
         code = last.exit_code if last.exit_code not in (None, 0) else 1
@@ -166,8 +171,9 @@ class Supervisor:
         if len(attempts) >= spec.recovery.max_attempts:
             return self._end("failed", code, f"recovery.max_attempts ({spec.recovery.max_attempts}) used; the last ended: {ending}")
         backend = self._next_backend(attempts)
-        self._back_off(attempts, backend)
-        return self._submit(len(attempts) + 1, backend)
+        instance = self._instance(attempts, backend)
+        self._back_off(attempts, backend, instance)
+        return self._submit(len(attempts) + 1, backend, instance)
 
     # ------------------------------------------------------------ steps
 
@@ -192,29 +198,80 @@ class Supervisor:
             return nxt
         return names[index]
 
-    def _back_off(self, attempts: list[JobRecord], backend: str) -> None:
-        """Wait before retrying a capacity error on the same backend: backoff.initial x factor**(n-1), bounded."""
-        if attempts[-1].ending != Ending.CAPACITY.value or attempts[-1].backend != backend:
+    def _instance(self, attempts: list[JobRecord], backend: str) -> Alternative | None:
+        """The catalog instance of the next attempt on `backend` (None: the spec or the backend leaves no choice): the
+        one the last attempt there ran on, else the catalog's choice; after a capacity error there, the next fit not
+        tried on it in this run (read from the attempts' records, so a restarted supervisor goes on the same way)."""
+        alternatives = self._launcher(backend).backend.alternatives(self.spec)
+        there = [a for a in attempts if a.backend == backend]
+        last = next((alt for alt in alternatives if there and alt.instance == there[-1].instance), None)
+        if last is None or there[-1].ending != Ending.CAPACITY.value:
+            return last or (alternatives[0] if alternatives else None)
+        tried = {a.instance for a in there}
+        number = len(attempts) + 1
+        fresh = (alt for alt in alternatives if alt.instance not in tried)
+        untried = next((alt for alt in fresh if self._affordable(number, backend, alt)), None)
+        if untried is None:
+            return last  # every fitting type tried (or beyond the budget): the same one, after the backoff
+        price = f", ${untried.price_per_hour:.2f}/h" if untried.price_per_hour is not None else ""
+        self.say(f"[recovery] no capacity for {last.instance} on {backend}: attempt {number} tries {untried.instance}"
+                 f" (the catalog's next fit{price})")  # fmt: skip
+        return untried
+
+    def _affordable(self, number: int, backend: str, instance: Alternative) -> bool:
+        """Whether an attempt on `instance` passes the budget check (a pricier next fit that does not is skipped,
+        said in one line, rather than ending the run: the same type after the backoff may still fit)."""
+        if self.spec.limits.max_cost is None or not self.check_budget:
+            return True
+        try:
+            self._price(self._launcher(backend).plan(self._spec_on(backend, instance), new_job_id(self.spec.name)), number)
+        except LauncherError as exc:  # the budget, or a plan that cannot be made on it
+            self.say(f"[recovery] skipping {instance.instance} on {backend}, the catalog's next fit: {exc.message}")
+            return False
+        return True
+
+    def _back_off(self, attempts: list[JobRecord], backend: str, instance: Alternative | None) -> None:
+        """Wait before retrying a capacity error on the same backend and instance type: backoff.initial x
+        factor**(n-1), bounded. Another instance type is another pool: no wait."""
+        name, last = instance.instance if instance else None, attempts[-1]
+        if last.ending != Ending.CAPACITY.value or last.backend != backend or last.instance != name:
             return
         assert self.spec.recovery is not None
-        failures = _streak(attempts, lambda a: a.backend == backend and a.ending == Ending.CAPACITY.value)
+        failures = _streak(attempts, lambda a: a.backend == backend and a.instance == name and a.ending == Ending.CAPACITY.value)
         delay = self.spec.recovery.backoff.delay(failures)
-        self.say(f"[recovery] no capacity on {backend} ({failures} in a row): waiting {delay} s before attempt {len(attempts) + 1}")
+        where = (f"for {name} on {backend} ({failures} in a row, no other fitting type to try)" if name
+                 else f"on {backend} ({failures} in a row)")  # fmt: skip
+        self.say(f"[recovery] no capacity {where}: waiting {delay} s before attempt {len(attempts) + 1}")
         self._sleep(delay)
 
-    def _submit(self, number: int, backend: str) -> int | None:
+    def _spec_on(self, backend: str, instance: Alternative | None) -> JobSpec:
+        """The run's spec for an attempt on `instance`: itself on the catalog's own choice, else with the options that
+        name the instance. That spec is the attempt's job record's; the run's stays as the user wrote it."""
+        spec = self.spec
+        own = self._launcher(backend).backend.alternatives(spec)[:1]
+        if instance is None or [alt.instance for alt in own] == [instance.instance]:
+            return spec
+        data, section = spec.model_dump(mode="json"), {**spec.options_section(backend), **instance.options}
+        if backend in BACKEND_SECTIONS:
+            data[backend] = section
+        else:
+            data["plugins"] = {**data.get("plugins", {}), backend: section}
+        return JobSpec.model_validate(data)
+
+    def _submit(self, number: int, backend: str, instance: Alternative | None) -> int | None:
         from launcher.estimate.budget import BudgetExceededError  # noqa: PLC0415
 
-        spec, launcher = self.spec, self._launcher(backend)
+        spec, launcher = self._spec_on(backend, instance), self._launcher(backend)
         plan = launcher.plan(spec, new_job_id(spec.name))
         try:
             price = self._price(plan, number)
         except BudgetExceededError as exc:
-            return self._end("failed", exc.exit_code, exc.message)
+            return self._end("failed", exc.exit_code, f"{exc.message}: the run stops.")
+        on = f" on {instance.instance}" if instance else ""
         self.say(f"[recovery] attempt {number}/{spec.recovery.max_attempts if spec.recovery else 1} of run {self.run_id}:"
-                 f" submitting {plan.job_name} to {backend}")  # fmt: skip
+                 f" submitting {plan.job_name} to {backend}{on}")  # fmt: skip
         try:
-            launcher.submit(plan, attempt=(self.run_id, number, price))
+            launcher.submit(plan, attempt=(self.run_id, number, price, instance.instance if instance else None))
         except LauncherError as exc:
             ending = launcher.backend.ending_of(exc.message)  # a refusal (quota, capacity) read by the backend's own table
             if not ending.retryable:
@@ -228,8 +285,9 @@ class Supervisor:
         from launcher.estimate.model import estimate  # noqa: PLC0415
 
         spec, limit = plan.spec, plan.spec.limits.max_cost
+        remaining, left = self._epochs_left(spec)
         try:
-            row = chosen_row(plan, estimate(spec, [self._launcher(plan.backend).backend], jobs=self.jobs))
+            row = chosen_row(plan, estimate(remaining, [self._launcher(plan.backend).backend], jobs=self.jobs))
         except LauncherError:
             row = None
         if limit is None or not self.check_budget:
@@ -237,12 +295,22 @@ class Supervisor:
         spent = self.spent()
         if row is None:
             raise BudgetExceededError(f"Cannot estimate attempt {number} on {plan.backend} to keep limits.max_cost "
-                                      f"(${limit:.2f}, ${spent:.2f} spent): the run stops.")  # fmt: skip
+                                      f"(${limit:.2f}, ${spent:.2f} spent)")  # fmt: skip
         if row.cost > limit - spent:
-            raise BudgetExceededError(f"Attempt {number} on {plan.backend} is estimated at ${row.cost:.2f}, more than what is "
+            raise BudgetExceededError(f"Attempt {number} on {plan.backend} is estimated at ${row.cost:.2f}{left}, more than what is "
                                       f"left of limits.max_cost (${limit - spent:.2f} of ${limit:.2f}, ${spent:.2f} spent by "
-                                      f"{number - 1} attempt(s)): the run stops.")  # fmt: skip
+                                      f"{number - 1} attempt(s))")  # fmt: skip
         return row.offer.price_per_hour * row.offer.nodes
+
+    def _epochs_left(self, spec: JobSpec) -> tuple[JobSpec, str]:
+        """`spec` with only the epochs the earlier attempts left (the furthest `epoch` they recorded: the run folder,
+        and so the resumed checkpoint, is shared), for the estimate; and the words that say so."""
+        done = [a.metrics.get("epoch") for a in self.jobs.attempts(self.run_id)]
+        furthest = max((int(e) for e in done if isinstance(e, (int, float)) and not isinstance(e, bool)), default=0)
+        left = max(spec.train.epochs - furthest, 1)  # a resumed run that had ended still starts, loads and saves
+        if furthest <= 0 or left >= spec.train.epochs:
+            return spec, ""
+        return spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": left})}), f" for the {left} epoch(s) left"
 
     def spent(self) -> float:
         return sum(a.cost() or 0.0 for a in self.jobs.attempts(self.run_id))

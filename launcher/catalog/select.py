@@ -38,7 +38,7 @@ from launcher.errors import LauncherError
 if TYPE_CHECKING:
     from launcher.spec import JobSpec, Resources
 
-__all__ = ["Choice", "Cloud", "VCPUS_PER_GPU", "fits", "price", "choose", "named", "no_fit", "offer_rows", "runtime_limit"]
+__all__ = ["Choice", "Cloud", "VCPUS_PER_GPU", "fits", "price", "choose", "ranked", "named", "no_fit", "offer_rows", "runtime_limit"]
 
 VCPUS_PER_GPU = 4
 
@@ -93,14 +93,22 @@ def price(name: str, catalog: Mapping[str, Any], region: str | None, spot: bool)
     return Choice(name, row, prices.get("spot", on_demand) if spot else on_demand, on_demand, used)
 
 
+def ranked(catalog: Mapping[str, Any], res: "Resources", region: str | None,
+           candidates: Iterable[str] | None = None) -> list[Choice]:  # fmt: skip
+    """Every fitting instance (among `candidates`, default all) in CHEAPEST's order: its choice first, then
+    the next fits (what the supervisor tries after a capacity error, launcher.recovery)."""
+    names = list(catalog["instances"]) if candidates is None else list(candidates)
+    fitting = [price(n, catalog, region, res.spot) for n in names if fits(catalog["instances"][n], res)]
+    return sorted(fitting, key=lambda c: (c.on_demand is None, c.on_demand or 0.0, c.name))
+
+
 def choose(catalog: Mapping[str, Any], res: "Resources", region: str | None, cloud: Cloud,
            candidates: Iterable[str] | None = None) -> Choice:  # fmt: skip
     """The cheapest fitting instance (among `candidates`, default all), or the no-fit error."""
-    names = list(catalog["instances"]) if candidates is None else list(candidates)
-    fitting = [price(n, catalog, region, res.spot) for n in names if fits(catalog["instances"][n], res)]
+    fitting = ranked(catalog, res, region, candidates)
     if not fitting:
         raise no_fit(catalog, res, cloud)
-    return min(fitting, key=lambda c: (c.on_demand is None, c.on_demand or 0.0, c.name))
+    return fitting[0]
 
 
 def named(catalog: Mapping[str, Any], name: str, res: "Resources", region: str | None, cloud: Cloud,

@@ -69,7 +69,8 @@ def _run_status(jobs, run_id: str) -> None:  # type: ignore[no-untyped-def]
 
     run, attempts = jobs.run(run_id), jobs.attempts(run_id)
     click.echo(f"run {run.id}  {run.state}" + (f"  {run.message}" if run.message else ""))
-    table = Table("attempt", "backend", "job", "state", "ending", "epochs", "time", "cost", box=None)
+    chosen = any(a.instance for a in attempts)  # the instance column only where the supervisor chose one (a cloud catalog)
+    table = Table("attempt", "backend", *(["instance"] if chosen else []), "job", "state", "ending", "epochs", "time", "cost", box=None)
     before = 0
     for a in attempts:
         epoch = a.metrics.get("epoch")
@@ -77,7 +78,8 @@ def _run_status(jobs, run_id: str) -> None:  # type: ignore[no-untyped-def]
         before = epoch if epoch is not None else before
         ran = fmt_duration((a.finished_at or time.time()) - a.submitted_at) if a.native_id else "-"
         cost = a.cost()
-        table.add_row(str(a.attempt), a.backend, a.id, a.state.value, a.ending or "-", done, ran, "-" if cost is None else f"${cost:.2f}")
+        table.add_row(str(a.attempt), a.backend, *([a.instance or "-"] if chosen else []), a.id, a.state.value, a.ending or "-",
+                      done, ran, "-" if cost is None else f"${cost:.2f}")  # fmt: skip
     console().print(table)
     total = sum(a.cost() or 0.0 for a in attempts)
     limit = (run.spec.get("limits") or {}).get("max_cost")
