@@ -51,6 +51,15 @@ fi
 "$PYTHON" -m pip download -q --disable-pip-version-check -d "$WHEELS" "${WANT[@]}" 'setuptools>=68' wheel 2>&1 \
     | { grep -v '^WARNING: Location' || true; }  # pip's notes about find-links folders this machine lacks
 rm -f "$WHEELS"/torch_launcher-*
+# Ultralytics asks for opencv-python, which the engine image installs and then replaces by the headless
+# build; a headless machine's environment (CI's) holds only opencv-python-headless, so pip freeze leaves
+# opencv-python out and the image's resolution found none. Take the release the headless build has.
+if [[ ",$ENGINES," == *",ultralytics,"* && -f "$WHEELS/requirements.txt" ]] \
+        && ! grep -qi '^opencv-python==' "$WHEELS/requirements.txt"; then
+    CV="$(grep -i '^opencv-python-headless==' "$WHEELS/requirements.txt" | cut -d= -f3)"
+    "$PYTHON" -m pip download -q --disable-pip-version-check --no-deps -d "$WHEELS" "opencv-python${CV:+==$CV}" 2>&1 \
+        | { grep -v '^WARNING: Location' || true; }
+fi
 
 ADDR="$(ip -4 -o addr show docker0 | awk '{print $4}' | cut -d/ -f1)"
 [ -n "$ADDR" ] || { echo "build-offline: no docker0 bridge address (is dockerd running?)" >&2; exit 1; }

@@ -322,6 +322,14 @@ class TrainConfig(_Model):
             return 640
         return self.imgsz
 
+    @property
+    def batch_size(self) -> int:
+        """The batch the engine trains with: batch, or for the ultralytics engine Ultralytics' 16 unless set
+        (there it is the batch of all GPUs together, split among them)."""
+        if self.engine == "ultralytics" and "batch" not in self.model_fields_set:
+            return 16
+        return self.batch
+
     def yolo_task(self) -> str:
         """The Ultralytics task: train.task, else the model name's suffix (-seg, -cls, -pose, -obb), else detect."""
         return self.task or yolo_task_of(self.model)

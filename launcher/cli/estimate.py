@@ -219,12 +219,20 @@ def _cells(r) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
 
 @main.command("profile")
 @click.argument("job_file", type=click.Path(dir_okay=False))
-@click.option("--steps", type=click.IntRange(min=3), default=60, show_default=True, help="training steps to run, over 3 short epochs")
+@click.option("--steps", type=click.IntRange(min=3), default=60, show_default=True, help="training steps (batches) to run, over 3 short epochs")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a spec key, e.g. train.batch=64")
-@click.option("--synthetic", is_flag=True, help="time the model alone on random tensors instead of running the trainer")
+@click.option("--synthetic", is_flag=True, help="time the model alone on random tensors instead of running the trainer (torchvision models only)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def profile_cmd(job_file: str, steps: int, overrides: tuple[str, ...], synthetic: bool, as_json: bool) -> None:
     """Run a few real training steps of JOB_FILE here and record images/s for estimates.
+
+    Three short epochs of the job's trainer on a fraction of its data (about --steps
+    batches in all), with its model, image size, batch and precision: the built-in
+    trainer, or with train.engine: ultralytics, Ultralytics' own training through the
+    engine. The figure is the images/s of the training loop in the epochs after the
+    first; validation and checkpoint saves are measured apart, as per-epoch overhead.
+    `launch estimate` then uses it for this model, image size, batch, precision and
+    device (a GPU type here informs the cloud rows with the same GPU).
 
     The profile and the run pick CPU threads by the same rule (the usable cores
     shared among the local processes; OMP_NUM_THREADS wins), whatever the load.
@@ -240,10 +248,6 @@ def profile_cmd(job_file: str, steps: int, overrides: tuple[str, ...], synthetic
         fail(f"launch profile measures the built-in trainer, and {job_file} runs a program of your own. Read its "
              f"images/s off a short run (the images_per_s of its summary lines, if it prints them) and pass "
              f"launch estimate {job_file} --images-per-s N.")  # fmt: skip
-    if spec.train.engine == "ultralytics":
-        fail(f"launch profile measures the built-in trainer, and {job_file} uses the ultralytics engine: launch "
-             f"estimate {job_file} scales the GPU table by the YOLO model's GFLOPs at imgsz, or pass --images-per-s N "
-             "read off the time_s of a short run's [train] epoch lines.")  # fmt: skip
     record = profile(spec, steps, JobRegistry(), synthetic=True if synthetic else None)
     if as_json:
         echo_json({"model": record.model, "imgsz": record.imgsz, "batch": record.batch, "precision": record.precision,

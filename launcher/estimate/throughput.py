@@ -150,7 +150,7 @@ def _from_records(spec: JobSpec, records: Iterable[Throughput]) -> Figure | None
         records = measured
     for tag, label in SOURCES:
         mine = [r for r in records if r.source == tag]
-        exact = [r for r in mine if r.imgsz == spec.train.imgsz and spec.train.batch in (r.batch, -1)]  # -1: AutoBatch
+        exact = [r for r in mine if r.imgsz == spec.train.image_size and spec.train.batch_size in (r.batch, -1)]  # -1: AutoBatch
         if exact:
             return _figure(exact, label, spec, scaled=False)
     for tag, label in SOURCES:  # same model and device, other image size or batch: scale by FLOPs

@@ -16,6 +16,10 @@ Ultralytics reads torchrun's RANK as "a DDP worker").
   finished run (Ultralytics marks it epoch -1) says the run finished, and exits 0.
 - SIGTERM: the epoch in flight is given up (Ultralytics resumes at an epoch's start), except when the
   epoch's results are being written (results.csv through last.pt): that finishes first. Exit 143.
+  With several GPUs this process only waits for Ultralytics' DDP launcher (torch.distributed.run, its
+  child): the SIGTERM is passed to it, torchrun passes it to its workers, each worker handles it as above
+  (the trainer class, signal handler included, is what Ultralytics pickles for them), and this process
+  exits 143 once they have.
 - Offline: nothing is downloaded at run time. YOLO_OFFLINE, no auto-install, its settings in a folder of
   the data cache with every integration, hub and telemetry off except the sinks below, and matplotlib's
   DejaVu Sans placed where Ultralytics looks for its Arial fonts.
@@ -32,8 +36,10 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -163,13 +169,21 @@ def trim_results(save_dir: Path, epochs_done: int) -> None:
 
 
 class _Stop:
-    """SIGTERM: leave at once, unless the epoch's results are being written; then right after last.pt."""
+    """SIGTERM: leave at once, unless the epoch's results are being written; then right after last.pt.
+    In the process that launched Ultralytics' DDP workers: pass it on to them and wait (module docstring)."""
 
     def __init__(self) -> None:
         self.writing = False
         self.pending = False
+        self.ddp_launcher = False  # this process only waits for torch.distributed.run
+        self.received: int | None = None
 
     def handle(self, signum: int, _frame: Any) -> None:
+        self.received = signum
+        if self.ddp_launcher:
+            for pid in children(os.getpid()):
+                os.kill(pid, signum)
+            return
         if self.writing:
             self.pending = True
             return
@@ -185,12 +199,29 @@ class _Stop:
 STOP = _Stop()
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "(comm)", which may hold spaces
+        except (OSError, IndexError):
+            continue  # it ended meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def _trainer_class(base: type) -> type:
     """Ultralytics' trainer for a task, writing at the run folder's top, atomically, SIGTERM-safe."""
 
     class Trainer(base):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
+            # Ultralytics' own test for "launch DDP workers from here" (several devices, no LOCAL_RANK yet);
+            # in a worker this runs again, from the pickled class, and installs the handler there
+            STOP.ddp_launcher = bool(getattr(self, "ddp", False))
+            signal.signal(signal.SIGTERM, STOP.handle)
             if self.wdir.is_dir() and not any(self.wdir.iterdir()):
                 self.wdir.rmdir()  # Ultralytics' weights/ folder: the checkpoints go to the run folder's top
             self.wdir = self.save_dir
@@ -224,8 +255,19 @@ def _write_json(path: Path, value: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _loop_started(trainer: Any) -> None:
+    trainer.launcher_loop_s = -time.monotonic()
+
+
+def _loop_ended(trainer: Any) -> None:
+    """The seconds of the epoch's training loop alone: Ultralytics' epoch_time also holds its validation and save."""
+    trainer.launcher_loop_s += time.monotonic()
+
+
 def _summary(trainer: Any) -> None:
-    """The launcher's epoch line (SageMaker's metric regexes read it), with the mAPs after it."""
+    """The launcher's epoch line (SageMaker's metric regexes read it), with the mAPs after it. time_s is the
+    whole epoch (validation and checkpoint included); images_per_s is of its training loop alone, as the
+    builtin trainer's (all GPUs together; `launch profile` reads it)."""
     if getattr(trainer, "tloss", None) is None or trainer.epoch >= trainer.epochs:
         return  # before the first epoch, or the final validation of best.pt
     metrics = dict(trainer.metrics or {})
@@ -234,6 +276,11 @@ def _summary(trainer: Any) -> None:
     row = {"epoch": trainer.epoch + 1, "train_loss": loss,
            "val_loss": sum(v for k, v in metrics.items() if k.startswith("val/")),
            "lr": next(iter(trainer.lr.values()), 0.0), "time_s": trainer.epoch_time or 0.0}  # fmt: skip
+    for name in ("top1", "top5"):  # classify: its accuracies are the builtin trainer's columns
+        if f"metrics/accuracy_{name}" in metrics:
+            row[name] = float(metrics[f"metrics/accuracy_{name}"])
+    if getattr(trainer, "launcher_loop_s", 0) > 0:
+        row["images_per_s"] = len(trainer.train_loader.dataset) / trainer.launcher_loop_s
     maps = " ".join(f"{k.removeprefix('metrics/')} {v:.4f}" for k, v in metrics.items() if k.startswith("metrics/mAP"))
     print(f"[train] {summary_line(row, trainer.epochs)} {maps}".rstrip(), flush=True)
 
@@ -262,11 +309,18 @@ def _run(cfg: TrainConfig, save_dir: Path, environ: Mapping[str, str]) -> int:
         trim_results(save_dir, saved["epoch"] + 1)
         print(f"[train] resuming from {last}: epoch {saved['epoch'] + 1} done, Ultralytics' resume", flush=True)
         kwargs["resume"] = str(last)
+    model.add_callback("on_train_epoch_start", _loop_started)
+    model.add_callback("on_train_epoch_end", _loop_ended)
     model.add_callback("on_fit_epoch_end", _summary)
     trainer = _trainer_class(model.task_map[task]["trainer"])
     previous = signal.signal(signal.SIGTERM, STOP.handle)
     try:
         model.train(trainer=trainer, data=data, save_dir=str(save_dir), **kwargs)
+    except subprocess.CalledProcessError:  # Ultralytics' DDP workers ended non-zero
+        if STOP.received is None:
+            raise
+        print("[train] SIGTERM: Ultralytics' DDP workers have stopped; exiting", flush=True)
+        return 128 + STOP.received
     finally:
         signal.signal(signal.SIGTERM, previous)
     done = json.loads((save_dir / "results.json").read_text()) if (save_dir / "results.json").is_file() else {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -56,6 +57,24 @@ def test_the_ultralytics_engine_maps_keys_by_name_and_rewrites_the_data_yaml_pat
     (tmp_path / "run" / "results.csv").write_text("epoch,time\n1,5\n2,9\n")  # epoch 2 written, then killed
     trim_results(tmp_path / "run", 1)
     assert (tmp_path / "run" / "results.csv").read_text() == "epoch,time\n1,5\n"
+
+
+def test_the_ultralytics_ddp_launcher_passes_sigterm_to_its_children_and_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With several GPUs the adapter's process only waits for Ultralytics' torch.distributed.run: a SIGTERM is
+    handed to that child (which hands it to the workers), and the adapter goes on waiting instead of exiting."""
+    from launcher.runtime.train import ultralytics_engine as engine
+
+    monkeypatch.setattr(engine, "STOP", engine._Stop())
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert child.pid in engine.children(os.getpid())
+        engine.STOP.ddp_launcher = True
+        engine.STOP.handle(signal.SIGTERM, None)  # returns: the launcher itself keeps waiting for its child
+        assert child.wait(10) == -signal.SIGTERM and engine.STOP.received == signal.SIGTERM
+        assert child.pid not in engine.children(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_custom_commands_run_without_python_and_multi_node_uses_the_rendezvous(tmp_path: Path) -> None:
