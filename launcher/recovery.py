@@ -249,24 +249,40 @@ class Supervisor:
         name the instance. That spec is the attempt's job record's; the run's stays as the user wrote it."""
         spec = self.spec
         own = self._launcher(backend).backend.alternatives(spec)[:1]
-        if instance is None or [alt.instance for alt in own] == [instance.instance]:
-            return spec
-        data, section = spec.model_dump(mode="json"), {**spec.options_section(backend), **instance.options}
-        if backend in BACKEND_SECTIONS:
-            data[backend] = section
-        else:
-            data["plugins"] = {**data.get("plugins", {}), backend: section}
+        data, left = spec.model_dump(mode="json"), self._budget_left()
+        if left is not None and left < (spec.limits.max_cost or 0):
+            # what is left of the run's budget is the attempt's: the platforms turn it into their hard runtime limit
+            # (SageMaker's MaxRuntimeInSeconds, ...), so the run's total stays within max_cost whatever the estimate said
+            data["limits"]["max_cost"] = round(left, 4)
+        if instance is not None and [alt.instance for alt in own] != [instance.instance]:
+            section = {**spec.options_section(backend), **instance.options}
+            if backend in BACKEND_SECTIONS:
+                data[backend] = section
+            else:
+                data["plugins"] = {**data.get("plugins", {}), backend: section}
         return JobSpec.model_validate(data)
+
+    def _budget_left(self) -> float | None:
+        limit = self.spec.limits.max_cost
+        return None if limit is None else limit - self.spent()
 
     def _submit(self, number: int, backend: str, instance: Alternative | None) -> int | None:
         from launcher.estimate.budget import BudgetExceededError  # noqa: PLC0415
 
-        spec, launcher = self._spec_on(backend, instance), self._launcher(backend)
-        plan = launcher.plan(spec, new_job_id(spec.name))
+        left = self._budget_left()
+        if left is not None and left <= 0:
+            return self._end("failed", BudgetExceededError.exit_code, f"limits.max_cost (${self.spec.limits.max_cost:.2f}) is "
+                             f"spent (${self.spent():.2f} over {number - 1} attempt(s)): attempt {number} is not submitted")  # fmt: skip
+        launcher = self._launcher(backend)
+        try:
+            spec = self._spec_on(backend, instance)
+            plan = launcher.plan(spec, new_job_id(spec.name))
+        except LauncherError as exc:  # e.g. what is left of max_cost buys too little time there
+            return self._end("failed", exc.exit_code, f"attempt {number} on {backend} cannot be planned: {exc.message}")
         try:
             price = self._price(plan, number)
         except BudgetExceededError as exc:
-            return self._end("failed", exc.exit_code, f"{exc.message}: the run stops.")
+            return self._end("failed", exc.exit_code, f"{exc.message}: the run stops." + (f" {exc.fix}" if exc.fix else ""))
         on = f" on {instance.instance}" if instance else ""
         self.say(f"[recovery] attempt {number}/{spec.recovery.max_attempts if spec.recovery else 1} of run {self.run_id}:"
                  f" submitting {plan.job_name} to {backend}{on}")  # fmt: skip
@@ -284,18 +300,22 @@ class Supervisor:
         from launcher.estimate.budget import BudgetExceededError, chosen_row  # noqa: PLC0415
         from launcher.estimate.model import estimate  # noqa: PLC0415
 
-        spec, limit = plan.spec, plan.spec.limits.max_cost
+        spec, limit = plan.spec, self.spec.limits.max_cost  # the run's budget (the attempt's spec holds what is left)
         remaining, left = self._epochs_left(spec)
         try:
-            row = chosen_row(plan, estimate(remaining, [self._launcher(plan.backend).backend], jobs=self.jobs))
-        except LauncherError:
-            row = None
+            rows = estimate(remaining, [self._launcher(plan.backend).backend], jobs=self.jobs)
+            row, why = chosen_row(plan, rows), "; ".join(r.error for r in rows if r.error) or "no offers"
+        except LauncherError as exc:
+            row, why = None, exc.message.rstrip(".")
         if limit is None or not self.check_budget:
             return row.offer.price_per_hour * row.offer.nodes if row else None
         spent = self.spent()
         if row is None:
             raise BudgetExceededError(f"Cannot estimate attempt {number} on {plan.backend} to keep limits.max_cost "
-                                      f"(${limit:.2f}, ${spent:.2f} spent)")  # fmt: skip
+                                      f"(${limit:.2f}, ${spent:.2f} spent): {why}",
+                                      "Give the estimate a figure (launch estimate JOB.yaml says what it lacks), or "
+                                      f"pass --ignore-budget: a cloud attempt's runtime is still capped at what is left of "
+                                      f"max_cost at its price.")  # fmt: skip
         if row.cost > limit - spent:
             raise BudgetExceededError(f"Attempt {number} on {plan.backend} is estimated at ${row.cost:.2f}{left}, more than what is "
                                       f"left of limits.max_cost (${limit - spent:.2f} of ${limit:.2f}, ${spent:.2f} spent by "
@@ -345,7 +365,7 @@ class Supervisor:
 
     def _end(self, state: str, code: int, message: str) -> int:
         self.jobs.set_run(self.run_id, state, message, pid=None)
-        self.say(f"run {self.run_id}: {state}: {message}; cost ${self.spent():.2f} over {len(self.jobs.attempts(self.run_id))} attempt(s)")
+        self.say(f"run {self.run_id}: {state}: {message.rstrip('.')}; cost ${self.spent():.2f} over {len(self.jobs.attempts(self.run_id))} attempt(s)")
         return code
 
     def say(self, line: str) -> None:

@@ -264,3 +264,54 @@ def test_a_resumed_attempt_whose_epochs_left_cost_more_than_what_is_left_is_stil
     full, rest = _estimate(100, tmp_path), _estimate(40, tmp_path)
     code, message = _budget_run(tmp_path, done=60, cost=full, max_cost=full + 0.9 * rest)
     assert code == 3 and f"estimated at ${rest:.2f} for the 40 epoch(s) left, more than what is left of limits.max_cost" in message
+
+
+# ---------------------------------------------------------------- what is left of the budget, per attempt
+
+
+class Billed(ScriptedSageMaker):
+    """Each job reports what SageMaker billed for it (`cost_usd`), as describe_training_job's billable time does."""
+
+    def __init__(self, platform: Platform, billed: float) -> None:
+        super().__init__(platform)
+        self.billed = billed
+
+    def status(self, ref: JobRef) -> JobStatus:
+        status = super().status(ref)
+        return JobStatus(status.state, status.message, details={"metrics": {"cost_usd": self.billed}}, ending=status.ending)
+
+
+def test_each_attempt_is_capped_by_the_platform_at_what_is_left_of_the_runs_budget(tmp_path: Path) -> None:
+    """An attempt's spec carries what is left of max_cost, which SageMaker enforces as MaxRuntimeInSeconds: the run's
+    total stays within its budget even where an attempt runs longer than its estimate."""
+    platform, jobs = Platform([P, None]), JobRegistry(tmp_path / "jobs.db")
+    spec = _spec(tmp_path, {"gpus": 1, "gpu_type": "A10G"}, train={"epochs": 1}, limits={"max_cost": 5.0})
+    make = lambda name: Launcher(backend=Billed(platform, 2.0), jobs=jobs)  # noqa: E731
+    assert Supervisor.start(spec, "aws", jobs, make, stream_logs=False, poll_s=0).run() == 0
+    first, second = jobs.attempts(jobs.runs()[0].id)
+    assert first.spec["limits"]["max_cost"] == 5.0 and second.spec["limits"]["max_cost"] == 3.0
+    assert jobs.runs()[0].spec["limits"]["max_cost"] == 5.0  # the run's budget stays as written
+    stop = [Billed(platform, 0).plan(JobSpec.model_validate(a.spec)).payload["StoppingCondition"] for a in (first, second)]
+    price = CATALOG["instances"]["ml.g5.xlarge"]["prices"][REGION]["spot" if spec.resources.spot else "on_demand"]
+    assert [s["MaxRuntimeInSeconds"] for s in stop] == [int(5.0 / price * 3600), int(3.0 / price * 3600)]
+
+
+def test_a_spent_budget_submits_no_more_attempts(tmp_path: Path) -> None:
+    platform, jobs = Platform([P, None]), JobRegistry(tmp_path / "jobs.db")
+    spec = _spec(tmp_path, {"gpus": 1, "gpu_type": "A10G"}, train={"epochs": 1}, limits={"max_cost": 5.0})
+    make = lambda name: Launcher(backend=Billed(platform, 5.0), jobs=jobs)  # noqa: E731
+    assert Supervisor.start(spec, "aws", jobs, make, stream_logs=False, poll_s=0).run() == 3
+    assert len(platform.instances) == 1
+    assert "limits.max_cost ($5.00) is spent ($5.00 over 1 attempt(s)): attempt 2 is not submitted" in jobs.runs()[0].message
+
+
+def test_an_attempt_that_cannot_be_estimated_says_why_and_what_to_do(tmp_path: Path) -> None:
+    platform, jobs = Platform([None]), JobRegistry(tmp_path / "jobs.db")
+    spec = _spec(tmp_path, {"gpus": 0}, {"instance_type": "ml.m5.xlarge"}, limits={"max_cost": 5.0})
+    make = lambda name: Launcher(backend=ScriptedSageMaker(platform), jobs=jobs)  # noqa: E731
+    assert Supervisor.start(spec, "aws", jobs, make, stream_logs=False, poll_s=0).run() == 3
+    message = jobs.runs()[0].message
+    assert platform.instances == [] and "Cannot estimate attempt 1 on aws" in message, message
+    assert "ml.m5.xlarge CPU" in message and "--ignore-budget" in message, message
+    ignored = Supervisor.start(spec, "aws", jobs, make, stream_logs=False, poll_s=0, check_budget=False)
+    assert ignored.run() == 0 and platform.instances == ["ml.m5.xlarge"]
