@@ -541,11 +541,7 @@ class LocalBackend(Backend):
         proc = self._procs.get(ref.id)
         if proc is not None:
             return proc.poll() is None  # also reaps our own child, which would otherwise linger as a zombie
-        try:
-            os.killpg(int(ref.native_id), 0)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
+        return _group_alive(int(ref.native_id))
 
     def _process_logs(self, ref: JobRef, follow: bool) -> Iterator[str]:
         path = self._dir(ref) / LOG_FILE
@@ -571,6 +567,26 @@ class LocalBackend(Backend):
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs. A zombie does not: the job's supervisor, once it has exited, stays
+    one until its parent reaps it, and that parent is the process that submitted the job when it still runs (a
+    notebook, a test), which made `stop` wait out the whole grace period for a job that had ended."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    if not Path("/proc/self/stat").exists():
+        return True  # no /proc (macOS): the signal's answer is all there is
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]  # after "(comm)", which may hold spaces
+        except (OSError, IndexError, ValueError):
+            continue  # it ended meanwhile
+        if int(group) == pgid and state != "Z":
+            return True
+    return False
 
 
 def _docker_module() -> Any:

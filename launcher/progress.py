@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from launcher.storage import join_uri, open_store
+from launcher.storage.retry import RetryPolicy
 
 __all__ = ["Progress", "from_csv", "read_progress", "for_record", "fmt_duration"]
 
@@ -98,8 +99,14 @@ def _epoch_times(rows: list[dict[str, str]]) -> list[float]:
     return [t - p if t >= p else t for p, t in zip([0.0, *total], total)]
 
 
+def _glance(uri: str) -> Any:
+    """The store, read with few retries: progress is a nicety, and `launch status`/`ls` must answer at once when
+    a store is unreachable (the checkpoint sync's own 8 tries, with backoff, took 25 s per run there)."""
+    return open_store(uri, retry=RetryPolicy(attempts=3))
+
+
 def read_progress(record_spec: Mapping[str, Any], name: str, finished: bool,
-                  open_store_fn: Callable[[str], Any] = open_store) -> Progress | None:
+                  open_store_fn: Callable[[str], Any] = _glance) -> Progress | None:
     """The progress of the run a job spec (as recorded) writes; None when it has no reachable results."""
     uri = (record_spec.get("checkpoint") or {}).get("uri")
     if not uri:

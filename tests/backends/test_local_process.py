@@ -216,3 +216,26 @@ def test_the_real_trainer_runs_as_two_processes(tmp_path: Path) -> None:
 
     manifest, _ = newest(open_store(str(tmp_path / "ckpt" / "tiny-train")))  # the same manifest layout as a bucket
     assert manifest is not None and manifest.epoch == 1 and manifest.files["last.pt"].size > 0
+
+
+def test_a_group_whose_only_process_is_an_unreaped_zombie_is_not_alive() -> None:
+    """A job's supervisor that exited stays a zombie while the process that submitted the job has not reaped it:
+    `stop` must not wait out its grace period for it (it did: 30 s a job)."""
+    import os
+
+    from launcher.backends.local import _group_alive
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and f") Z " not in Path(f"/proc/{ended.pid}/stat").read_text():
+            time.sleep(0.05)
+        os.killpg(ended.pid, 0)  # the signal still finds the zombie's group...
+        assert _group_alive(ended.pid) is False  # ...which runs nothing
+        assert _group_alive(running.pid) is True
+    finally:
+        running.kill()
+        running.wait()
+        ended.wait()
+    assert _group_alive(ended.pid) is False

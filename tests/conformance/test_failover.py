@@ -30,7 +30,6 @@ import sys
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -41,7 +40,7 @@ from tests import pace
 from tests.conformance.cluster import REPO, wait_until
 from tests.conformance.conftest import BUCKET
 from tests.conformance.platforms import SageMakerLocalJob
-from tests.conformance.test_sagemaker import AWS_ENV, SAGEMAKER_PYTHON
+from tests.conformance.test_sagemaker import AWS_ENV, SAGEMAKER_PYTHON, s3_client, upload_folder
 
 pytest.importorskip("ultralytics")
 
@@ -64,20 +63,12 @@ def engine_image(docker: Any) -> str:
 
 @pytest.fixture(scope="module")
 def shapes_in_s3(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    import boto3
-
     from launcher.runtime.datasets import write_shapes
     from tests.conftest import require_service
 
     require_service("sagemaker SDK v2", Path(SAGEMAKER_PYTHON).exists(), f"{SAGEMAKER_PYTHON} is missing (.ci/run makes it)")
     root = write_shapes(tmp_path_factory.mktemp("shapes"), train=480, val=60)
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                          aws_secret_access_key="testing")  # fmt: skip
-    client.create_bucket(Bucket=BUCKET)
-    files = [p for p in root.rglob("*") if p.is_file()]
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda p: client.upload_file(str(p), BUCKET, f"data/shapes/{p.relative_to(root).as_posix()}"), files))
-    return f"s3://{BUCKET}/data/shapes"
+    return upload_folder(s3_client(s3_endpoint), root, "data/shapes")
 
 
 class SageMakerComputePlane:

@@ -35,17 +35,28 @@ AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "
 @pytest.fixture(scope="module")
 def s3(s3_endpoint: str, digits: Path) -> Any:
     """A client of the emulated S3, with the digits ImageFolder under s3://BUCKET/data/digits (uploaded once)."""
-    import boto3
-
     require_service("sagemaker SDK v2", Path(SAGEMAKER_PYTHON).exists(),
                     f"{SAGEMAKER_PYTHON} is missing (python3 -m venv .venv-sagemaker && .venv-sagemaker/bin/pip install 'sagemaker<3')")  # fmt: skip
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                          aws_secret_access_key="testing")  # fmt: skip
-    client.create_bucket(Bucket=BUCKET)
-    files = [p for p in digits.rglob("*") if p.is_file()]
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda p: client.upload_file(str(p), BUCKET, f"data/digits/{p.relative_to(digits).as_posix()}"), files))
+    client = s3_client(s3_endpoint)
+    upload_folder(client, digits, "data/digits")
     return client
+
+
+def s3_client(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                        aws_secret_access_key="testing")  # fmt: skip
+
+
+def upload_folder(client: Any, folder: Path, prefix: str) -> str:
+    """Every file of `folder` under s3://BUCKET/prefix/ (the bucket is made if missing); that URI."""
+    if not any(b["Name"] == BUCKET for b in client.list_buckets().get("Buckets", [])):
+        client.create_bucket(Bucket=BUCKET)
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda p: client.upload_file(str(p), BUCKET, f"{prefix}/{p.relative_to(folder).as_posix()}"), files))
+    return f"s3://{BUCKET}/{prefix}"
 
 
 def _run(request: dict, s3_endpoint: str, docker: Any, image: str, tmp_path: Path) -> tuple[Any, dict]:
