@@ -26,8 +26,8 @@ __all__ = ["Job", "preempt_then_resume", "program_preempt_then_resume", "program
            "TRAIN", "PROGRAM", "PROGRAM_STEPS"]  # fmt: skip
 
 SIGTERM_EXIT = 143
-EPOCHS = 6
-# The quickstart's recipe (99.2% after 8 epochs at a global batch of 64), 6 epochs: 2 nodes x 1 process x batch 32
+EPOCHS = 4  # 6 until 2026-12-07: 4 reached top-1 0.989 (Azure ML contract), 58 s less per platform
+# The quickstart's recipe (99.2% after 8 epochs at a global batch of 64), 4 epochs: 2 nodes x 1 process x batch 32
 TRAIN = {"model": "resnet18", "epochs": EPOCHS, "imgsz": 32, "batch": 32, "optimizer": "AdamW", "lr0": 0.002,
          "lrf": 0.01, "cos_lr": True, "warmup_epochs": 1, "scale": 0.3, "cache": "ram", "workers": 1}  # fmt: skip
 PHASE_S = 900  # per phase on a quiet machine; each phase's limit is scaled by the pace when it starts (tests/pace.py)
@@ -72,6 +72,7 @@ def preempt_then_resume(start: Callable[[], Job], read: Callable[[Path], RunResu
     final = read(tmp_path / "final")
     assert final.epochs == list(range(1, EPOCHS + 1)), f"results.csv epochs {final.epochs}"
     assert final.rows[: len(stopped.rows)] == stopped.rows, "the first job's rows of results.csv changed"
+    print(f"conformance: final top-1 {final.rows[-1]['top1']} after {EPOCHS} epochs (bar {MIN_TOP1})")
     assert float(final.rows[-1]["top1"]) >= MIN_TOP1, f"final top-1 {final.rows[-1]['top1']}:\n{logs[-3000:]}"
     return final
 
