@@ -59,7 +59,7 @@ from pydantic import Field, field_validator, model_validator
 
 from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer, follow_lines
 from launcher.catalog import select
-from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, log_regexes, EntrypointArgs, secret_ref, secret_refs_value
+from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, log_regexes, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
 from launcher.pushed import push, split_tag
@@ -172,8 +172,7 @@ def metric_definitions(spec: JobSpec) -> list[dict[str, str]]:
     """The trainer's epoch summary lines, so the SageMaker console and CloudWatch plot each metric
     (https://docs.aws.amazon.com/sagemaker/latest/dg/training-metrics.html); with the ultralytics
     engine, the task's mAPs too."""
-    train = spec.train
-    regexes = log_regexes(train.engine, train.yolo_task()) if train.engine == "ultralytics" else log_regexes()
+    regexes = log_regexes(spec.train.engine, spec.train.yolo_task())
     return [{"Name": name, "Regex": regex} for name, regex in regexes.items()]
 
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 from launcher.storage import join_uri, open_store
 from launcher.storage.retry import RetryPolicy
 
-__all__ = ["Progress", "from_csv", "read_progress", "for_record", "fmt_duration"]
+__all__ = ["Progress", "from_csv", "read_progress", "for_record", "fmt_duration", "ultralytics_epoch_seconds"]
 
 RESULTS = "results.csv"
 
@@ -79,7 +79,7 @@ def from_csv(text: str, epochs: int | None, finished: bool, source: str) -> Prog
     try:
         done = [int(float(r["epoch"])) for r in rows]
         top1 = [float(r["top1"]) for r in rows if r.get("top1") not in (None, "")]
-        times = [float(r["time_s"]) for r in rows if r.get("time_s") not in (None, "")] or _epoch_times(rows)
+        times = [float(r["time_s"]) for r in rows if r.get("time_s") not in (None, "")] or ultralytics_epoch_seconds(rows)
         maps = [c for c in (rows[0] if rows else {}) if c.startswith("metrics/mAP50-95")]
         best_map = max(float(r[maps[-1]]) for r in rows) if maps else None  # (B), then (M) or (P): the task's own
     except (KeyError, ValueError):
@@ -93,8 +93,9 @@ def from_csv(text: str, epochs: int | None, finished: bool, source: str) -> Prog
     return Progress(epoch, epochs, max(top1) if top1 else None, eta, source, best_map)
 
 
-def _epoch_times(rows: list[dict[str, str]]) -> list[float]:
-    """Ultralytics' `time` column is seconds since its (re)start: each epoch's is the step from the row before."""
+def ultralytics_epoch_seconds(rows: list[dict[str, Any]]) -> list[float]:
+    """Each epoch's seconds from the rows of Ultralytics' results.csv, whose `time` column is seconds since its
+    (re)start: the step from the row before (a resumed run's first row is its own)."""
     total = [float(r["time"]) for r in rows if r.get("time") not in (None, "")]
     return [t - p if t >= p else t for p, t in zip([0.0, *total], total)]
 

@@ -248,12 +248,12 @@ class Supervisor:
         """The run's spec for an attempt on `instance`: itself on the catalog's own choice, else with the options that
         name the instance. That spec is the attempt's job record's; the run's stays as the user wrote it."""
         spec = self.spec
-        own = self._launcher(backend).backend.alternatives(spec)[:1]
         data, left = spec.model_dump(mode="json"), self._budget_left()
         if left is not None and left < (spec.limits.max_cost or 0):
             # what is left of the run's budget is the attempt's: the platforms turn it into their hard runtime limit
             # (SageMaker's MaxRuntimeInSeconds, ...), so the run's total stays within max_cost whatever the estimate said
             data["limits"]["max_cost"] = round(left, 4)
+        own = self._launcher(backend).backend.alternatives(spec)[:1] if instance is not None else []
         if instance is not None and [alt.instance for alt in own] != [instance.instance]:
             section = {**spec.options_section(backend), **instance.options}
             if backend in BACKEND_SECTIONS:

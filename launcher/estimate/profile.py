@@ -51,6 +51,7 @@ from launcher.contract import ENTRYPOINT, EntrypointArgs
 from launcher.errors import LauncherError
 from launcher.estimate.throughput import canonical_device, gpu_table, precision_of
 from launcher.jobs import JobRegistry, Throughput
+from launcher.progress import ultralytics_epoch_seconds
 from launcher.spec import JobSpec
 
 __all__ = ["profile", "trainer_available", "profile_with_trainer", "profile_synthetic", "PROFILE_EPOCHS", "PROFILE_STEPS"]
@@ -238,7 +239,7 @@ def _from_engine_output(spec: JobSpec, save_dir: Path, lines: list[tuple[float, 
     world = max(len(gpus), 1)
     ips = _steady_images_per_s(rows) / world
     val_s = val_images / world / (ips * gpu_table()["validation_speedup"])
-    epoch_s = _steady_mean(_ultralytics_epoch_seconds(save_dir / "results.csv"))
+    epoch_s = _steady_mean(ultralytics_epoch_seconds(_epoch_rows(save_dir / "results.csv")))
     details = {"method": "ultralytics", "fraction_images": images, "gpus": world,
                **_overheads(lines[-1][0], epoch_s, _steady_train_s(rows), val_s)}  # fmt: skip
     name = gpus.get(min(gpus)) if gpus else "cpu"
@@ -246,12 +247,6 @@ def _from_engine_output(spec: JobSpec, save_dir: Path, lines: list[tuple[float, 
     device = canonical_device(name)
     precision = "fp32" if device == "cpu" else precision_of(spec)
     return _record(spec, spec.train.batch_size, precision, device, name, ips, lines, details)
-
-
-def _ultralytics_epoch_seconds(path: Path) -> list[float]:
-    """Each epoch's seconds from Ultralytics' results.csv, whose `time` is seconds since training started."""
-    total = [row["time"] for row in _epoch_rows(path) if "time" in row]
-    return [t - p for p, t in zip([0.0, *total], total)]
 
 
 # ---------------------------------------------------------------- shared
