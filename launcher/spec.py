@@ -91,7 +91,7 @@ MAX_STRING = 64 * 1024  # any one value, after ${VAR} interpolation and --set
 MAX_ENV_VALUE = 32 * 1024  # a container's environment is no place for a blob; Linux caps one string at 128 KiB
 MAX_ENV_TOTAL = 128 * 1024
 URI_SCHEMES = REMOTE_SCHEMES
-# Azure ML also mounts its own kinds of location (see backends/azure.py); other backends refuse them at plan time.
+# Azure ML also mounts its own kinds of location (see launcher/backends/azure.py); other backends refuse them at plan time.
 AZURE_URI_SCHEMES = ("azureml://", "wasbs://", "abfss://")
 _AZURE_BLOB_HTTPS = re.compile(r"^https://[a-z0-9]+\.(blob|dfs)\.core\.windows\.net/")
 

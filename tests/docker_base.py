@@ -100,7 +100,6 @@ def engine_or_skip() -> Any:
 def source_digest(root: Path = REPO) -> str:
     """sha256 over the .py files the image installs, keyed by their path in the installed package."""
     files = {f.relative_to(root / "launcher").as_posix(): f for f in (root / "launcher").rglob("*.py")}
-    files.update({f"backends/{f.relative_to(root / 'backends').as_posix()}": f for f in (root / "backends").rglob("*.py")})
     h = hashlib.sha256()
     for key, f in sorted(files.items()):
         h.update(key.encode())

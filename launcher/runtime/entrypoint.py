@@ -44,7 +44,7 @@ __all__ = ["main", "build_command", "parse_args", "node_save_dir", "scratch_for"
 SAGEMAKER_CHECKPOINTS = Path("/opt/ml/checkpoints")  # CheckpointConfig.LocalPath: mirrored to S3 by SageMaker
 JOB_FOLDER_PREFIX = "launcher-job-"  # the training folder of one job (save_dir_for), removed once synced
 STOP_GRACE_S = 120  # after SIGTERM, as long as SageMaker waits before its SIGKILL
-LOCAL_GRACE_S = 30  # the local backend's stop: SIGTERM, then SIGKILL after 30 s (backends/local.py STOP_GRACE_S)
+LOCAL_GRACE_S = 30  # the local backend's stop: SIGTERM, then SIGKILL after 30 s (launcher/backends/local.py STOP_GRACE_S)
 
 
 def parse_args(argv: Sequence[str]) -> EntrypointArgs:
