@@ -5,7 +5,7 @@
 Makes a folder of --files files holding --mb MB in all (source-like text and a few
 binary blobs, sizes spread like a repository's), starts moto's S3 server on loopback
 in its own process, then per round, side by side:
-- ours:  launcher.code.collect + ship: the ignore rules, a reproducible tar.gz, its
+- ours:  launcher.staging.code.collect + ship: the ignore rules, a reproducible tar.gz, its
          sha256, one upload to s3://bench/ckpts/_code/<sha256>.tar.gz;
 - sync:  what `aws s3 sync DIR s3://...` does: list the prefix, then one boto3
          `upload_file` per file, 10 at a time (the CLI's default max_concurrent_requests);
@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from launcher.code import collect, ship  # noqa: E402
+from launcher.staging.code import collect, ship  # noqa: E402
 from launcher.spec import CodeConfig  # noqa: E402
 
 __all__ = ["main"]

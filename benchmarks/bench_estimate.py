@@ -62,7 +62,7 @@ def _predicted(job: str, sets: list[str], env: dict[str, str]) -> dict[str, obje
         "import json, sys\n"
         "from launcher.estimate.local import local_offers\n"
         "from launcher.estimate.model import estimate\n"
-        "from launcher.jobs import JobRegistry\n"
+        "from launcher.state.jobs import JobRegistry\n"
         "from launcher.spec import load_spec\n"
         "class Local:\n"
         "    name = 'local'\n"

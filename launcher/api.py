@@ -24,14 +24,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from launcher import registry
+from launcher.backends import registry
 from launcher.backend import Backend, check_features, secret_values
-from launcher.errors import LauncherError
-from launcher.jobs import Attempt, JobRecord, JobRegistry, new_job_id
+from launcher.errors import LauncherError, first_line
+from launcher.state.jobs import Attempt, JobRecord, JobRegistry, new_job_id
 from launcher.plan import JobRef, JobState, JobStatus, Plan
+from launcher.runs.job import Job, attach
 from launcher.spec import JobSpec
 
-__all__ = ["Launcher", "Job"]
+__all__ = ["Launcher", Job]
 
 # Hooks run just before a plan is submitted (budget checks, --resume-from
 # copies). Each takes (launcher, plan) and may raise a LauncherError to refuse.
@@ -62,16 +63,16 @@ class Launcher:
         registry.check_sections(spec)  # every backend section, not only this backend's
         notes = check_features(self.backend, spec)
         if spec.code is not None:
-            from launcher.code import code_target  # noqa: PLC0415
+            from launcher.staging.code import code_target  # noqa: PLC0415
 
             notes = (*notes, f"code: {spec.code.dir} is archived at submit and sent once per content to {code_target(spec)}")
         plan = self.backend.plan(spec, job_id)
         return dataclasses.replace(plan, notes=plan.notes + notes) if notes else plan
 
-    def submit(self, spec_or_plan: JobSpec | Plan, force: bool = False, attempt: Attempt | None = None) -> "Job":
+    def submit(self, spec_or_plan: JobSpec | Plan, force: bool = False, attempt: Attempt | None = None) -> Job:
         """Submit a job. Its run folder `<checkpoint.uri>/<name>` gets one writer: a job that holds it makes
         this raise RunBusyError naming that job, unless `force` (take it over; that job stops uploading).
-        `attempt`: the supervised run (launcher.recovery) this job is an attempt of, recorded with it."""
+        `attempt`: the supervised run (launcher.runs.supervisor) this job is an attempt of, recorded with it."""
         plan = spec_or_plan if isinstance(spec_or_plan, Plan) else self.plan(spec_or_plan, new_job_id(spec_or_plan.name))
         # read once, here, before anything is claimed or recorded; the values never enter the plan
         secrets = secret_values(plan.secrets, os.environ if self._environ is None else self._environ)
@@ -87,11 +88,11 @@ class Launcher:
 
     @staticmethod
     def _ship_code(plan: Plan) -> Plan:
-        """The spec's code folder, archived and sent to the run's store once per content (launcher.code);
+        """The spec's code folder, archived and sent to the run's store once per content (launcher.staging.code);
         the plan then names the archive by its sha256. One place for every backend, plugins included."""
         if plan.spec.code is None:
             return plan
-        from launcher.code import stage_code  # noqa: PLC0415
+        from launcher.staging.code import stage_code  # noqa: PLC0415
 
         return stage_code(plan)
 
@@ -115,7 +116,7 @@ class Launcher:
         except Exception as exc:  # noqa: BLE001 - any SDK, credential or network error: unchecked
             if not force:
                 raise _unchecked_run(where, exc) from None
-            print(f"[launcher] could not check that no other job writes to {where} ({_reason(exc)});"
+            print(f"[launcher] could not check that no other job writes to {where} ({first_line(exc, typed=True)});"
                   " submitting anyway (--force)", file=sys.stderr, flush=True)  # fmt: skip
             return None
         return store
@@ -136,7 +137,7 @@ class Launcher:
             release(run, plan.job_name)
 
     def _submit_recorded(self, plan: Plan, run: Any = None, secrets: Mapping[str, str] | None = None,
-                         attempt: Attempt | None = None) -> "Job":
+                         attempt: Attempt | None = None) -> Job:
         """Record first, then submit: a failed call marks the record failed; an interrupted one leaves it
         `submitting`, with a message saying where to look."""
         pending = JobRef(plan.job_name, self.backend.name, "")
@@ -155,9 +156,9 @@ class Launcher:
         return Job(ref, self.backend, self.jobs)
 
     def supervise(self, spec: JobSpec) -> int:
-        """Run `spec` under its `recovery:` policy until the run ends (launcher.recovery: resubmits on
+        """Run `spec` under its `recovery:` policy until the run ends (launcher.runs.supervisor: resubmits on
         preemption and capacity errors, fails over to recovery.fallback); the run's exit status."""
-        from launcher.recovery import Supervisor  # noqa: PLC0415
+        from launcher.runs.supervisor import Supervisor  # noqa: PLC0415
 
         def make(name: str) -> "Launcher":
             if name == self.backend.name:
@@ -166,25 +167,14 @@ class Launcher:
 
         return Supervisor.start(spec, self.backend.name, self.jobs, make).run()
 
-    def job(self, job_id: str) -> "Job":
+    def job(self, job_id: str) -> Job:
         record = self.jobs.get(job_id)
         return Job(record.ref, self.backend, self.jobs)
 
     @classmethod
-    def attach(cls, job_id: str, jobs: JobRegistry | None = None) -> "Job":
+    def attach(cls, job_id: str, jobs: JobRegistry | None = None) -> Job:
         """A handle on a recorded job, on whatever backend it ran."""
-        jobs = jobs or JobRegistry()
-        record = jobs.get(job_id)
-        return Job(record.ref, registry.create(record.backend), jobs)
-
-
-def _reason(exc: BaseException) -> str:
-    """An exception as a short one-line reason."""
-    if isinstance(exc, LauncherError):
-        text = exc.message
-    else:
-        text = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
-    return text if len(text) <= 300 else text[:297] + "..."
+        return attach(job_id, jobs)
 
 
 def _unchecked_run(where: str, exc: BaseException) -> LauncherError:
@@ -195,88 +185,5 @@ def _unchecked_run(where: str, exc: BaseException) -> LauncherError:
     if isinstance(exc, MissingExtraError):
         return LauncherError(f"Cannot check that no other job writes to {where}: {exc.message.rstrip('.')}.",
                              f"{(exc.fix or 'Install the missing package').rstrip('.')}, {force}")  # fmt: skip
-    return LauncherError(f"Cannot check that no other job writes to {where} ({_reason(exc).rstrip('.')}).",
+    return LauncherError(f"Cannot check that no other job writes to {where} ({first_line(exc, typed=True).rstrip('.')}).",
                          f"Make the store reachable from here (credentials, network), {force}")  # fmt: skip
-
-
-class Job:
-    """A submitted job: ask its status, read its logs, wait for it, cancel it."""
-
-    def __init__(self, ref: JobRef, backend: Backend, jobs: JobRegistry) -> None:
-        self.ref = ref
-        self.backend = backend
-        self.jobs = jobs
-
-    @property
-    def id(self) -> str:
-        return self.ref.id
-
-    def record(self) -> JobRecord:
-        return self.jobs.get(self.ref.id)
-
-    def status(self) -> JobStatus:
-        if not self.ref.native_id:  # still `submitting` (or interrupted there): the backend has no id to ask about
-            record = self.record()
-            if record.native_id:
-                self.ref = record.ref
-            else:
-                return JobStatus(record.state, record.message, record.exit_code)
-        status = self.backend.status(self.ref)
-        self.jobs.update(self.ref.id, status)
-        if status.details.get("metrics"):  # e.g. SageMaker's billable time: backends report, the Launcher records
-            self.jobs.add_metrics(self.ref.id, dict(status.details["metrics"]))
-        if status.ok:
-            self._record_results()
-        return status
-
-    def results_path(self, record: JobRecord | None = None, name: str = "results.json") -> Path | None:
-        """Where the newest checkpoint's `name` (the trainer's results.json, results.csv, ...) lies, when
-        the run's store is a folder on this machine; None otherwise."""
-        record = record or self.record()
-        uri = (record.spec.get("checkpoint") or {}).get("uri")
-        if not uri or "://" in uri:
-            return None
-        from launcher.storage.local import LocalStore  # noqa: PLC0415
-        from launcher.storage.sync import newest  # noqa: PLC0415
-
-        store = LocalStore(str(Path(uri) / record.name))
-        manifest, _skipped = newest(store)
-        entry = manifest.files.get(name) if manifest else None
-        return store.root / entry.key if entry else None
-
-    def _record_results(self) -> None:
-        """Once per job: feed the measured throughput to the estimator (launch estimate)."""
-        record = self.record()
-        path = self.results_path(record)
-        if path is None or not path.exists() or "images_per_s" in record.metrics:
-            return
-        from launcher.estimate.record import record_results  # noqa: PLC0415
-
-        try:
-            record_results(self.jobs, self.id, path)
-        except LauncherError:
-            pass  # a custom command's results.json need not follow the trainer's format
-
-    def logs(self, follow: bool = False) -> Iterator[str]:
-        return self.backend.logs(self.ref, follow=follow)
-
-    def wait(self, poll: float = 5.0, timeout: float | None = None) -> JobStatus:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            status = self.status()
-            if status.finished:
-                return status
-            if deadline is not None and time.monotonic() > deadline:
-                return status
-            time.sleep(poll)
-
-    def cancel(self) -> bool:
-        """Ask the backend to stop the job; False, with nothing changed, when it had already finished."""
-        if self.status().finished:  # the stored state may be stale: ask the backend first
-            return False
-        if not self.ref.native_id:
-            raise LauncherError(f"Job {self.id} was never confirmed by {self.backend.name}, so it cannot be stopped from here.",
-                                f"Look for {self.id} in the {self.backend.name} console and stop it there.")  # fmt: skip
-        self.backend.cancel(self.ref)
-        self.jobs.update(self.ref.id, JobStatus(JobState.STOPPING, "stop requested"))
-        return True

@@ -21,13 +21,22 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequenc
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-from launcher.catalog import select
 from launcher.errors import LauncherError
 from launcher.plan import Ending, JobRef, JobStatus, Plan, classify
 from launcher.spec import DEFAULT_IMAGE, JobSpec
 
-__all__ = ["Alternative", "Backend", "BackendCheck", "BackendOptions", "CloudBackend", "Feature", "Offer", "check_features",
-           "features_of", "follow_lines", "secret_values"]
+__all__ = ["ALIASES", "Alternative", "Backend", "BackendCheck", "BackendOptions", "Feature", "Offer", "check_features",
+           "canonical", "features_of", "follow_lines", "secret_values"]
+
+
+# Other names users know the built-in backends by.
+ALIASES = {"sagemaker": "aws", "vertex": "gcp", "azureml": "azure", "docker": "local"}
+
+
+def canonical(name: str) -> str:
+    """A backend's name as registered: lower case, aliases resolved."""
+    name = name.strip().lower()
+    return ALIASES.get(name, name)
 
 
 def secret_values(names: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
@@ -130,7 +139,7 @@ class Offer:
 
 @dataclass(frozen=True)
 class Alternative:
-    """A catalog instance a spec may run on (launcher.recovery tries the next one after a capacity error),
+    """A catalog instance a spec may run on (launcher.runs.supervisor tries the next one after a capacity error),
     with the options of the backend's section that put the spec on it (`{"instance_type": "ml.g5.2xlarge"}`)."""
 
     instance: str
@@ -156,7 +165,7 @@ class Backend(abc.ABC):
     unsupported: ClassVar[Mapping[Feature, str]] = {}  # refused, with the reason
     ignored: ClassVar[Mapping[Feature, str]] = {}  # accepted; the plan notes the reason
     # How a job ended, as data: (regex on what the platform reports, Ending); the first match wins.
-    # status() classifies a failed job with it; the supervisor (launcher.recovery) a refused submit.
+    # status() classifies a failed job with it; the supervisor (launcher.runs.supervisor) a refused submit.
     endings: ClassVar[tuple[tuple[str, Ending], ...]] = ()
 
     def ending_of(self, reported: str) -> Ending:
@@ -230,51 +239,3 @@ class Backend(abc.ABC):
         if missing:
             return BackendCheck(self.name, False, None, f"missing {', '.join(missing)}: {install_hint(self.extra)}")
         return BackendCheck(self.name, True, None, "ready")
-
-
-class CloudBackend(Backend):
-    """A cloud backend: priced from its dated catalog (launcher/catalog/<name>.json), running
-    the image that `launch image build --push -b <name>` pushed when the spec keeps the default tag.
-
-    The pushed reference and the catalog are read when the backend is made (tests
-    inject them), so that `plan` itself reads no environment and no files.
-    """
-
-    # The options of this backend's section that name a catalog instance, each with the catalog row's field that
-    # fills it ("name": the instance's own catalog name); and the options that leave no instance to choose.
-    instance_options: ClassVar[Mapping[str, str]] = {}
-    fixed_by: ClassVar[tuple[str, ...]] = ()
-
-    def __init__(self, catalog: Mapping[str, Any] | None = None, pushed_image: str | None = None) -> None:
-        if pushed_image is None:
-            from launcher.pushed import pushed_ref  # noqa: PLC0415
-
-            pushed_image = pushed_ref(self.name)
-        if catalog is None:
-            from launcher.catalog import load_catalog  # noqa: PLC0415 - its path depends on LAUNCHER_STATE_DIR
-
-            catalog = load_catalog(self.name)
-        self._pushed_image = pushed_image
-        self.catalog: Mapping[str, Any] = catalog
-
-    def training_image(self, spec: JobSpec) -> str:
-        """spec.image, or the pushed reference in place of this project's default local tag."""
-        if spec.image == DEFAULT_IMAGE and self._pushed_image:
-            return self._pushed_image
-        return spec.image
-
-    def alternatives(self, spec: JobSpec) -> list[Alternative]:
-        """The fitting catalog instances by the catalog rule (launcher.catalog.select), its choice first; [] when
-        the spec names the instance (the user's choice is kept) or sets an option in `fixed_by`. The region stays
-        the spec's: its buckets, role, image and data are regional."""
-        opts = self.options(spec)
-        if not self.instance_options or any(getattr(opts, key, None) for key in (*self.instance_options, *self.fixed_by)):
-            return []
-        ranked = select.ranked(self.catalog, spec.resources, getattr(opts, "region", None))
-        nexts = [c for c in ranked[1:] if c.on_demand is not None]  # an unpriced instance is never the next cheapest
-        return [Alternative(c.name, c.price, self._naming(c)) for c in ranked[:1] + nexts]
-
-    def _naming(self, choice: select.Choice) -> dict[str, Any]:
-        """The options that name `choice`, by `instance_options` (a field the row leaves empty is left out)."""
-        values = {key: choice.name if field == "name" else choice.row.get(field) for key, field in self.instance_options.items()}
-        return {key: value for key, value in values.items() if value is not None}

@@ -25,7 +25,7 @@ SageMaker's metric definitions apply to it, kept beside the format so the
 two cannot drift apart.
 
 This module runs on both sides (the user's machine and the image), so it
-imports nothing beyond the standard library.
+imports nothing beyond the standard library and launcher.errors.
 """
 
 from __future__ import annotations
@@ -39,8 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-if TYPE_CHECKING:
-    from launcher.spec import JobSpec
+from launcher.errors import LauncherError
+
+if TYPE_CHECKING:  # the spec side only types these functions' argument; nothing here imports it
+    from typing import Any as JobSpec
 
 __all__ = [
     "EntrypointArgs",
@@ -59,6 +61,10 @@ __all__ = [
     "train_command",
     "CODE_FOLDER",
     "code_archive",
+    "code_target",
+    "ultralytics_epoch_seconds",
+    "CONTENT",
+    "BUILTIN_DATASETS",
     "code_sha256",
     "PROGRAM_VARIABLES",
     "ENTRYPOINT_VARIABLES",
@@ -81,6 +87,10 @@ SECRET_SCHEMES = {
 # `code:` travels as one archive named by its content: <checkpoint.uri>/_code/<sha256>.tar.gz. The entrypoint
 # checks the bytes it downloads against the name, so a damaged or swapped archive never runs.
 CODE_FOLDER = "_code"
+# Stands for the sha256 of what is shipped (code archive, data folder) in a plan until submit computes it.
+CONTENT = "{content-sha256}"
+# Datasets the image makes itself (launcher.runtime.datasets); any other train.data is a folder or a URI.
+BUILTIN_DATASETS = ("digits",)
 _SHA256_HEX = frozenset("0123456789abcdef")
 
 # What a program of the user's own finds in its environment (README "Your own training program"), besides
@@ -103,6 +113,16 @@ ENTRYPOINT_VARIABLES = frozenset({*PROGRAM_VARIABLES, "LAUNCHER_SAVE_DIR", "LAUN
 def code_archive(store_uri: str, sha256: str) -> str:
     """Where the code archive of this content lives under a store (`sha256` may be a placeholder)."""
     return f"{store_uri.rstrip('/')}/{CODE_FOLDER}/{sha256}.tar.gz"
+
+
+def code_target(spec: "JobSpec") -> str:
+    """Where the archive goes, with the CONTENT placeholder: <checkpoint.uri>/_code/{content-sha256}.tar.gz (pure)."""
+    if not spec.checkpoint.uri:
+        raise LauncherError(
+            "code: is shipped to the run's checkpoint store, and this job has none.",
+            "Set checkpoint.uri (a folder like runs, or an s3://, gs:// or az:// URI); the archive goes to <uri>/_code/.",
+        )
+    return code_archive(spec.checkpoint.uri, CONTENT)
 
 
 def code_sha256(uri: str) -> str:
@@ -252,8 +272,6 @@ def _program_flags(spec: "JobSpec", data: str | None, code: str | None) -> dict[
         return {}
     flags: dict[str, Any] = {"data": (data or spec.data()) if spec.data() is not None else None}
     if spec.code is not None:
-        from launcher.code import code_target  # noqa: PLC0415 - user side only: backends call for_spec, the image never does
-
         flags.update(code=code or code_target(spec), requirements=spec.code.requirements)
     return flags
 
@@ -285,3 +303,10 @@ def secret_ref(scheme: str, reference: str) -> str:
 def secret_refs_value(refs: Mapping[str, str]) -> str:
     """The value of SECRET_REFS_VARIABLE: compact JSON, names sorted (plans stay byte-stable)."""
     return json.dumps(dict(sorted(refs.items())), separators=(",", ":"))
+
+
+def ultralytics_epoch_seconds(rows: Sequence[Mapping[str, Any]]) -> list[float]:
+    """Each epoch's seconds from the rows of Ultralytics' results.csv, whose `time` column is seconds since its
+    (re)start: the step from the row before (a resumed run's first row is its own)."""
+    total = [float(r["time"]) for r in rows if r.get("time") not in (None, "")]
+    return [t - p if t >= p else t for p, t in zip([0.0, *total], total)]

@@ -7,7 +7,7 @@ what the user should do about it.
 
 from __future__ import annotations
 
-__all__ = ["LauncherError", "SpecError", "MissingExtraError", "JobNotFoundError"]
+__all__ = ["LauncherError", "SpecError", "MissingExtraError", "JobNotFoundError", "first_line"]
 
 
 class LauncherError(Exception):
@@ -34,3 +34,15 @@ class MissingExtraError(LauncherError):
 
 class JobNotFoundError(LauncherError):
     """A job id that the local job registry does not know."""
+
+
+def first_line(exc: BaseException, limit: int = 300, typed: bool = False) -> str:
+    """An exception as one short line: its message (an SDK error's `message` attribute first), first line only,
+    cut to `limit`; `typed` puts the exception's type in front (not for a LauncherError, written for people)."""
+    message = exc.message if isinstance(exc, LauncherError) else getattr(exc, "message", None) or str(exc)
+    lines = str(message or "").strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    if typed and not isinstance(exc, LauncherError):
+        text = f"{type(exc).__name__}: {text}".rstrip(": ")
+    text = text or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

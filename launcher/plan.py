@@ -135,7 +135,7 @@ class JobState(str, enum.Enum):
 class Ending(str, enum.Enum):
     """Why a failed job ended, read from what its platform reports (each backend's ENDINGS table).
 
-    The first three are worth a new attempt (launcher.recovery); a user error (the program's own exit
+    The first three are worth a new attempt (launcher.runs.supervisor); a user error (the program's own exit
     code, a bad spec, a limit it reached) never is, and neither is an ending no table knows.
     """
 

@@ -6,7 +6,7 @@ an error with a suggestion rather than a silently ignored key. Loading a file
 mapping check, `${VAR}` / `${VAR:-default}` interpolation from the
 environment, `--set a.b=c` overrides, validation, resolution of relative local
 paths against the working directory. Each backend's options section is
-validated by the model that backend owns in `launcher.registry.check_sections`
+validated by the model that backend owns in `launcher.backends.registry.check_sections`
 (the CLI and `Launcher.plan` call it), so loading a spec imports no backend.
 
 All environment and filesystem reads happen here, at load time, so that
@@ -31,7 +31,7 @@ import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, WithJsonSchema, field_validator,
                       model_validator)
 
-from launcher.contract import ENTRYPOINT_VARIABLES
+from launcher.contract import BUILTIN_DATASETS, ENTRYPOINT_VARIABLES
 from launcher.errors import SpecError
 from launcher.model_names import check_model, check_yolo_model, yolo_task_of
 from launcher.storage import REMOTE_SCHEMES
@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 DEFAULT_IMAGE = "torch-launcher-train:latest"
-BUILTIN_DATASETS = ("digits",)
+
 BACKEND_SECTIONS = ("local", "aws", "gcp", "azure")
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -462,7 +462,7 @@ def parse_size(value: Any) -> int:
 
 
 class CodeConfig(_Model):
-    """`code:`: a folder of the user's, shipped with the job by content (launcher.code)."""
+    """`code:`: a folder of the user's, shipped with the job by content (launcher.staging.code)."""
 
     dir: str = Field(".", description="the folder to ship; a relative path is read from the spec file's folder")
     exclude: list[str] = Field(default_factory=list, description="more gitignore-style patterns to leave out (beside .gitignore and .launcherignore)")
@@ -537,7 +537,7 @@ class Backoff(_Model):
 
 
 class Recovery(_Model):
-    """`recovery:`: resubmit the run when a job ends for a reason worth retrying (launcher.recovery)."""
+    """`recovery:`: resubmit the run when a job ends for a reason worth retrying (launcher.runs.supervisor)."""
 
     max_attempts: Int = Field(3, ge=1, le=100, description="total submissions of this run, the first included")
     on: list[Literal["preempted", "capacity", "node_failure"]] = Field(
@@ -554,7 +554,7 @@ class Recovery(_Model):
         twice = next((name for name in names if names.count(name) > 1), None)
         if twice:
             raise ValueError(f"{twice} is listed twice; keep one")
-        return names  # whether each is an installed backend: launcher.registry.check_sections
+        return names  # whether each is an installed backend: launcher.backends.registry.check_sections
 
 
 def _or_a_folder(schema: dict[str, Any]) -> None:
@@ -711,7 +711,7 @@ def validate_spec(
         spec = JobSpec.model_validate(_resolve_paths(raw, cwd, (cwd / file).parent if file else cwd))
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc, file, JobSpec, sets=sets)) from None
-    # The backend sections (local:, aws:, plugins.<name>:) are checked by launcher.registry.check_sections,
+    # The backend sections (local:, aws:, plugins.<name>:) are checked by launcher.backends.registry.check_sections,
     # where backends are loaded: loading a spec imports no backend module.
     return spec
 

@@ -57,14 +57,15 @@ from typing import Any, Callable, Iterator, Mapping
 
 from pydantic import Field, field_validator, model_validator
 
-from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer, follow_lines
+from launcher.backend import BackendCheck, BackendOptions, Offer, follow_lines
+from launcher.backends.cloud import CloudBackend
 from launcher.catalog import select
 from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, log_regexes, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
-from launcher.pushed import push, split_tag
+from launcher.state.pushed import push, split_tag
 from launcher.spec import BUILTIN_DATASETS, JobSpec
-from launcher.storage.upload import data_target, stage_local_data
+from launcher.staging.data import data_target, stage_local_data
 
 __all__ = [
     "SageMakerBackend",
@@ -270,7 +271,7 @@ class SageMakerBackend(CloudBackend):
     sdk_modules = ("boto3",)
     options_model = AwsOptions
     endings = ENDINGS
-    instance_options = {"instance_type": "name"}  # the next fit after a capacity error (launcher.recovery)
+    instance_options = {"instance_type": "name"}  # the next fit after a capacity error (launcher.runs.supervisor)
 
     def __init__(
         self,
@@ -392,7 +393,7 @@ class SageMakerBackend(CloudBackend):
         """The trainer's data= value and the S3 input channel, if any.
 
         A local folder is uploaded at submit to `<checkpoint.uri>/_data/<content hash>/`
-        (launcher.storage.upload); the plan names it with the hash as a placeholder.
+        (launcher.staging.data); the plan names it with the hash as a placeholder.
         """
         data = spec.train.data
         if (target := data_target(spec)) is not None:

@@ -46,15 +46,16 @@ import yaml
 from pydantic import Field, field_validator
 
 from launcher.azure_identity import IDENTITY_VARIABLE, USER_IDENTITY
-from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer, follow_lines
+from launcher.backend import BackendCheck, BackendOptions, Offer, follow_lines
+from launcher.backends.cloud import CloudBackend
 from launcher.catalog import select
 from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
-from launcher.errors import LauncherError
+from launcher.errors import LauncherError, first_line
 from launcher.lazy import require
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
-from launcher.pushed import push, split_tag
+from launcher.state.pushed import push, split_tag
 from launcher.spec import BUILTIN_DATASETS, JobSpec
-from launcher.storage.upload import data_target, stage_local_data
+from launcher.staging.data import data_target, stage_local_data
 
 __all__ = [
     "AzureMLBackend",
@@ -312,7 +313,7 @@ class AzureMLBackend(CloudBackend):
     sdk_modules = ("azure.ai.ml",)
     options_model = AzureOptions
     endings = ENDINGS
-    instance_options = {"instance_type": "name"}  # the next fit after a capacity error (launcher.recovery)
+    instance_options = {"instance_type": "name"}  # the next fit after a capacity error (launcher.runs.supervisor)
     fixed_by = ("compute",)  # a named cluster has its own VM size
 
     def __init__(
@@ -473,7 +474,7 @@ class AzureMLBackend(CloudBackend):
                 "Create it (az ml compute create --type AmlCompute ...), fix azure.compute, or remove it to use serverless compute.",
             ) from None
         except errors.HttpResponseError as exc:
-            raise LauncherError(f"Could not read compute target '{opts.compute}': {_reason(exc)}.", "Check the workspace settings and your access.") from None
+            raise LauncherError(f"Could not read compute target '{opts.compute}': {first_line(exc)}.", "Check the workspace settings and your access.") from None
         _check_cluster_fits(cluster, opts.compute or "", spec, opts.instance_type)
 
     def _workspace_vault(self, client: Any, opts: AzureOptions) -> str:
@@ -634,24 +635,19 @@ def _status_name(status: Any) -> str:
     return str(getattr(status, "value", status) or "NotStarted")
 
 
-def _reason(exc: Exception) -> str:
-    message = getattr(exc, "message", None) or str(exc)
-    return str(message).strip().splitlines()[0] if message else type(exc).__name__
-
-
 def _call(fn: Callable[[], Any], doing: str) -> Any:
     """Run one SDK call; turn the service's errors into one sentence and a fix."""
     errors = require("azure.core.exceptions", EXTRA)
     try:
         return fn()
     except errors.ClientAuthenticationError as exc:
-        raise LauncherError(f"Azure refused the credentials while {doing}: {_reason(exc)}.", "Run `az login` or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET.") from None
+        raise LauncherError(f"Azure refused the credentials while {doing}: {first_line(exc)}.", "Run `az login` or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET.") from None
     except errors.ResourceNotFoundError as exc:
-        raise LauncherError(f"Not found while {doing}: {_reason(exc)}.", "Check the subscription, resource group and workspace names.") from None
+        raise LauncherError(f"Not found while {doing}: {first_line(exc)}.", "Check the subscription, resource group and workspace names.") from None
     except errors.HttpResponseError as exc:
-        raise LauncherError(f"Azure ML rejected {doing}: {_reason(exc)}.", "Fix the field the message names and submit again.") from None
+        raise LauncherError(f"Azure ML rejected {doing}: {first_line(exc)}.", "Fix the field the message names and submit again.") from None
     except errors.AzureError as exc:  # the SDK's own validation errors and network failures
-        raise LauncherError(f"Azure ML failed while {doing}: {_reason(exc)}.", "Check the message; retry if it was a network error.") from None
+        raise LauncherError(f"Azure ML failed while {doing}: {first_line(exc)}.", "Check the message; retry if it was a network error.") from None
 
 
 def _registry_server(container_registry: str | None) -> str:

@@ -34,15 +34,16 @@ from typing import Any, Iterator, Literal, Mapping
 
 from pydantic import Field, field_validator
 
-from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer, follow_lines
+from launcher.backend import BackendCheck, BackendOptions, Offer, follow_lines
+from launcher.backends.cloud import CloudBackend
 from launcher.catalog import select
 from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
 from launcher.lazy import require
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
-from launcher.pushed import push, split_tag
+from launcher.state.pushed import push, split_tag
 from launcher.spec import BUILTIN_DATASETS, JobSpec, Resources
-from launcher.storage.upload import data_target, stage_local_data
+from launcher.staging.data import data_target, stage_local_data
 
 __all__ = ["ENDINGS", "GcpOptions", "VertexBackend", "JOB_STATES", "secret_id", "parent_of"]
 
@@ -197,7 +198,7 @@ class VertexBackend(CloudBackend):
     sdk_modules = ("google.cloud.aiplatform",)
     options_model = GcpOptions
     endings = ENDINGS
-    # a catalog instance is a machine type with its accelerator: the next fit after a capacity error (launcher.recovery)
+    # a catalog instance is a machine type with its accelerator: the next fit after a capacity error (launcher.runs.supervisor)
     instance_options = {"machine_type": "machine_type", "accelerator_type": "accelerator_type"}
 
     def __init__(

@@ -36,11 +36,12 @@ from pydantic import Field, field_validator
 
 from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Offer
 from launcher.contract import DATA_DIR_VARIABLE, ENTRYPOINT, TIMEOUT_EXIT, EntrypointArgs, code_archive, data_dir
-from launcher.errors import LauncherError, MissingExtraError
+from launcher.errors import LauncherError, MissingExtraError, first_line
+from launcher.staging.image import docker_client
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
 from launcher.spec import BUILTIN_DATASETS, JobSpec
 from launcher.storage import is_remote
-from launcher.storage.upload import CONTENT
+from launcher.staging.data import CONTENT
 
 __all__ = [
     "LocalBackend", "LocalOptions", "Mount", "docker_payload", "process_payload", "shm_bytes", "host_gpu_count", "supervise",
@@ -215,7 +216,7 @@ def docker_payload(spec: JobSpec, opts: LocalOptions, job_name: str) -> dict[str
     """Keyword arguments of docker SDK `containers.create`."""
     checkpoint = CHECKPOINT_TARGET if _is_local_path(spec.checkpoint.uri) else spec.checkpoint.uri
     data = DATA_TARGET if _is_local_path(spec.data()) else None
-    # the code archive, submitted into the checkpoint folder (launcher.code), as the container sees that folder
+    # the code archive, submitted into the checkpoint folder (launcher.staging.code), as the container sees that folder
     code = code_archive(CHECKPOINT_TARGET, CONTENT) if spec.code and _is_local_path(spec.checkpoint.uri) else None
     payload: dict[str, Any] = {
         "image": spec.image,
@@ -436,17 +437,11 @@ class LocalBackend(Backend):
 
     def docker(self) -> Any:
         """The docker client: the injected one, or one from the environment, checked with a ping."""
-        docker = _docker_module()
         try:
-            if self._docker is None:
-                self._docker = docker.from_env()
-            self._docker.ping()
-        except (docker.errors.DockerException, OSError) as exc:  # requests' errors are OSErrors
+            self._docker = docker_client(self._docker)
+        except LauncherError:
             self._docker = None
-            raise LauncherError(
-                f"The Docker engine is not answering ({_first_line(exc)}).",
-                "Start it (`sudo systemctl start docker`, or `dockerd &` as root), or set local.runtime: process.",
-            ) from None
+            raise
         return self._docker
 
     def _docker_container(self, ref: JobRef) -> Any:
@@ -507,7 +502,7 @@ class LocalBackend(Backend):
     # ------------------------------------------------------------ process
 
     def job_dir(self, job_name: str) -> Path:
-        from launcher.jobs import state_dir  # noqa: PLC0415 - reads the environment, so only at submit
+        from launcher.state.jobs import state_dir  # noqa: PLC0415 - reads the environment, so only at submit
 
         return (self._state_dir or state_dir()) / "local" / job_name
 
@@ -598,11 +593,6 @@ def _docker_module() -> Any:
 
 def _docker_errors() -> Any:
     return _docker_module().errors
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def _require_image(client: Any, image: str) -> None:

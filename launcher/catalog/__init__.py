@@ -29,7 +29,7 @@ __all__ = ["load_catalog", "catalog_path", "user_catalog_path"]
 
 
 def user_catalog_path(backend: str) -> Path:
-    from launcher.jobs import state_dir
+    from launcher.state.jobs import state_dir
 
     return state_dir() / "catalog" / f"{backend}.json"
 

@@ -96,7 +96,7 @@ def price(name: str, catalog: Mapping[str, Any], region: str | None, spot: bool)
 def ranked(catalog: Mapping[str, Any], res: "Resources", region: str | None,
            candidates: Iterable[str] | None = None) -> list[Choice]:  # fmt: skip
     """Every fitting instance (among `candidates`, default all) in CHEAPEST's order: its choice first, then
-    the next fits (what the supervisor tries after a capacity error, launcher.recovery)."""
+    the next fits (what the supervisor tries after a capacity error, launcher.runs.supervisor)."""
     names = list(catalog["instances"]) if candidates is None else list(candidates)
     fitting = [price(n, catalog, region, res.spot) for n in names if fits(catalog["instances"][n], res)]
     return sorted(fitting, key=lambda c: (c.on_demand is None, c.on_demand or 0.0, c.name))
@@ -173,8 +173,8 @@ def offer_rows(catalog: Mapping[str, Any], res: "Resources", region: str | None,
 
 
 def runtime_limit(spec: "JobSpec", choice: Choice | None, notes: list[str]) -> int | None:
-    """limits.max_runtime, capped by what limits.max_cost buys at the choice's price (launcher.limits)."""
-    from launcher.limits import budget_runtime  # noqa: PLC0415 - limits imports the spec model
+    """limits.max_runtime, capped by what limits.max_cost buys at the choice's price (launcher.catalog.limits)."""
+    from launcher.catalog.limits import budget_runtime  # noqa: PLC0415 - limits imports the spec model
 
     if spec.limits.max_cost is None:
         return spec.limits.max_runtime

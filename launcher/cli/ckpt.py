@@ -60,7 +60,7 @@ def resolve(target: str) -> str:
     if "://" in target or exists:
         return target
     from launcher.errors import JobNotFoundError
-    from launcher.jobs import JobRegistry
+    from launcher.state.jobs import JobRegistry
 
     try:
         record = JobRegistry().get(target)

@@ -58,14 +58,14 @@ def estimate_cmd(
         utilisation: 0.5
         startup_s: 10          # until `launch profile` measures it
     """
-    from launcher import registry
+    from launcher.backends import registry
     from launcher.estimate.model import estimate
-    from launcher.jobs import JobRegistry
+    from launcher.state.jobs import JobRegistry
     from launcher.spec import load_spec
 
     spec = load_spec(job_file, overrides)
     registry.check_sections(spec, Path(job_file), overrides)
-    chosen = [registry.create(b) for b in backends] if backends else None
+    chosen = [registry.create(b) for b in backends] if backends else registry.installed()
     data_bytes = int(data_gb * 1e9) if data_gb is not None else None
     data = spec.data()
     dataset, unlisted = _listed_dataset(data) if images is None and data else (None, None)
@@ -97,7 +97,7 @@ def _listed_dataset(data: str):  # type: ignore[no-untyped-def]
     if not is_remote(data):
         return None, None
     from launcher.estimate.remote_data import remote_dataset
-    from launcher.jobs import state_dir
+    from launcher.state.jobs import state_dir
 
     found = remote_dataset(data, state_dir() / "dataset-sizes.json")
     return (None, found) if isinstance(found, str) else (found, None)
@@ -237,9 +237,9 @@ def profile_cmd(job_file: str, steps: int, overrides: tuple[str, ...], synthetic
     The profile and the run pick CPU threads by the same rule (the usable cores
     shared among the local processes; OMP_NUM_THREADS wins), whatever the load.
     """
-    from launcher import registry
+    from launcher.backends import registry
     from launcher.estimate.profile import profile
-    from launcher.jobs import JobRegistry
+    from launcher.state.jobs import JobRegistry
     from launcher.spec import load_spec
 
     spec = load_spec(job_file, overrides)
@@ -271,7 +271,7 @@ def catalog() -> None:
 def catalog_show(backends: tuple[str, ...], region: str | None, as_json: bool) -> None:
     """Print instances, GPUs and prices with the catalog's date and sources."""
     from launcher.catalog import catalog_path, load_catalog
-    from launcher.registry import canonical
+    from launcher.backends.registry import canonical
 
     names = [canonical(b) for b in backends] or ["aws", "gcp", "azure"]
     if as_json:
@@ -303,7 +303,7 @@ def _price(value: float | None) -> str:
 @click.option("-b", "--backend", required=True, type=click.Choice(["aws", "gcp", "azure"]), help="which catalog to refresh")
 def catalog_update(backend: str) -> None:
     """Refresh a catalog from the provider's public price API (the old file is kept if this fails)."""
-    from launcher.estimate.update import update_catalog
+    from launcher.catalog.update import update_catalog
 
     path = update_catalog(backend)
     click.echo(f"updated {backend} prices: {path}")

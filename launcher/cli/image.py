@@ -43,8 +43,9 @@ def build(
     torch-launcher-train:ultralytics."""
     from pathlib import Path
 
-    from launcher import images
+    from launcher.backends import registry
     from launcher.cli.base import fail
+    from launcher.staging import image as images
     from launcher.spec import DEFAULT_IMAGE
 
     if push and not backends:
@@ -73,7 +74,7 @@ def build(
     pushed = {}
     for name in backends if push else ():
         click.echo(f"pushing {tag} to {name} ...", err=True)
-        pushed[name] = images.push(name, tag)
+        pushed[name] = images.push(registry.create(name), tag)
         click.echo(f"pushed {pushed[name]}", err=True)
     if as_json:
         echo_json({"tag": tag, "id": image_id, "pushed": pushed})
@@ -83,7 +84,7 @@ def build(
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def ls(as_json: bool) -> None:
     """Show the image references last pushed for each backend."""
-    from launcher import images
+    from launcher.staging import image as images
 
     pushed = images.pushed_images()
     if as_json:

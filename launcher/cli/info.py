@@ -15,7 +15,7 @@ __all__ = ["backends", "schema"]
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def backends(as_json: bool) -> None:
     """List installed backends and whether their SDK and credentials are usable."""
-    from launcher import registry
+    from launcher.backends import registry
     from launcher.errors import LauncherError
 
     rows = []
@@ -45,7 +45,7 @@ def schema() -> None:
 
 
 def full_schema() -> dict:  # type: ignore[type-arg]
-    from launcher import registry
+    from launcher.backends import registry
     from launcher.errors import LauncherError
     from launcher.spec import BACKEND_SECTIONS, JobSpec
 

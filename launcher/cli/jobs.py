@@ -16,7 +16,7 @@ def _job(job_id: str | None):  # type: ignore[no-untyped-def]
     """The job a command names: a job id, a backend's native id, or a run name (its newest job)."""
     from launcher.api import Launcher
     from launcher.errors import JobNotFoundError
-    from launcher.jobs import JobRegistry
+    from launcher.state.jobs import JobRegistry
 
     jobs = JobRegistry()
     if job_id is None:
@@ -45,7 +45,7 @@ def status(job_id: str | None, as_json: bool) -> None:
     job = _job(job_id)
     st = job.status()
     record = job.record()
-    from launcher.progress import for_record
+    from launcher.runs.progress import for_record
 
     progress = for_record(record)
     if as_json:
@@ -65,7 +65,7 @@ def _run_status(jobs, run_id: str) -> None:  # type: ignore[no-untyped-def]
     """A supervised run: its state, then one line per attempt, then its total cost."""
     from rich.table import Table
 
-    from launcher.progress import fmt_duration
+    from launcher.runs.progress import fmt_duration
 
     run, attempts = jobs.run(run_id), jobs.attempts(run_id)
     click.echo(f"run {run.id}  {run.state}" + (f"  {run.message}" if run.message else ""))
@@ -134,8 +134,8 @@ def _one_row_per_run(records, jobs):  # type: ignore[no-untyped-def]
 def supervise(run_id: str) -> None:
     """Supervise a recorded run whose supervisor is gone (killed, machine rebooted): follow its attempt, resubmit."""
     from launcher.api import Launcher
-    from launcher.jobs import JobRegistry
-    from launcher.recovery import Supervisor
+    from launcher.state.jobs import JobRegistry
+    from launcher.runs.supervisor import Supervisor
 
     jobs = JobRegistry()
     run = jobs.run(run_id)
@@ -148,12 +148,12 @@ def supervise(run_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def ls(limit: int, backend: str | None, as_json: bool) -> None:
     """List recent jobs (newest first)."""
-    from launcher.jobs import JobRegistry
-    from launcher.refresh import refresh_unfinished
+    from launcher.state.jobs import JobRegistry
+    from launcher.runs.refresh import refresh_unfinished
 
     jobs = JobRegistry()
     records = _one_row_per_run(refresh_unfinished(jobs.list(limit=limit, backend=backend), jobs), jobs)
-    from launcher.progress import for_record
+    from launcher.runs.progress import for_record
 
     # a run's row reads its newest attempt's progress: the run folder is the same for every attempt
     # cloud stores are read for unfinished jobs only: one manifest read per row is fine, twenty old ones are not

@@ -31,8 +31,8 @@ def run(
 ) -> None:  # fmt: skip
     """Run JOB_FILE on a backend (default: this machine)."""
     from launcher.api import Launcher
-    from launcher.jobs import new_job_id
-    from launcher import registry
+    from launcher.state.jobs import new_job_id
+    from launcher.backends import registry
     from launcher.spec import load_spec
 
     spec = load_spec(job_file, overrides)
@@ -42,7 +42,7 @@ def run(
     if dry_run:
         click.echo(plan.to_json() if as_json else plan.to_yaml(), nl=not as_json)
         if spec.code is not None:  # what would ship, checked as submit checks it; stderr keeps the plan clean
-            from launcher.code import collect
+            from launcher.staging.code import collect
 
             click.echo(collect(spec.code).summary(), err=True)
         return
@@ -66,8 +66,8 @@ def _supervise(spec, backend: str, detach: bool, ignore_budget: bool) -> int:  #
     """`recovery:`: a new supervised run, or the unfinished run of this name whose supervisor is gone."""
     from launcher.api import Launcher
     from launcher.errors import JobNotFoundError, LauncherError
-    from launcher.jobs import JobRegistry
-    from launcher.recovery import Supervisor, detach as detach_run, supervisor_alive
+    from launcher.state.jobs import JobRegistry
+    from launcher.runs.supervisor import Supervisor, detach as detach_run, supervisor_alive
 
     jobs = JobRegistry()
     make = lambda name: Launcher(backend=name, jobs=jobs)  # noqa: E731
@@ -104,7 +104,7 @@ def _hooks(resume_from: str | None, ignore_budget: bool) -> tuple:  # type: igno
 
         hooks.append(copy_for_resume_hook(resume_from))
     if not ignore_budget:
-        from launcher.estimate.budget import budget_hook
+        from launcher.runs.budget import budget_hook
 
         hooks.append(budget_hook)
     return tuple(hooks)

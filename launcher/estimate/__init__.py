@@ -1,7 +1,7 @@
 """Cost and time estimates for a job spec on every backend, the local machine included.
 
     from launcher.estimate import estimate
-    rows = estimate(spec)                      # every installed backend
+    rows = estimate(spec, registry.installed())  # every installed backend (launcher.backends.registry)
     rows = estimate(spec, backends=[backend])  # backend objects, e.g. fakes in tests
 
 The model (model.py) adds start-up, data staging, training and validation

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Sequence
 from launcher.backend import Backend, Offer
 from launcher.errors import LauncherError
 from launcher.estimate.throughput import Figure, canonical_device, gpu_table, throughput
-from launcher.jobs import JobRegistry
+from launcher.state.jobs import JobRegistry
 from launcher.spec import JobSpec
 
 __all__ = [
@@ -274,20 +274,18 @@ def _offers(backend: Backend, spec: JobSpec) -> list[Offer] | str:
 
 def estimate(
     spec: JobSpec,
-    backends: Iterable[Backend] | None = None,
+    backends: Iterable[Backend],
     jobs: JobRegistry | None = None,
     train_images: int | None = None,
     data_bytes: int | None = None,
     dataset: Dataset | None = None,
     images_per_s: float | None = None,
 ) -> list[Row]:
-    """Rows for every offer of every backend (all installed ones by default), marked.
+    """Rows for every offer of every backend given (launcher.backends.registry.installed(): all of them), marked.
 
     `dataset`: the data's size when the caller found it (a remote dataset, listed).
     `images_per_s`: the job's throughput per GPU (or CPU) as the user measured it; wins over every other figure.
     """
-    if backends is None:
-        backends = _installed_backends()
     no_data = spec.data() is None and not train_images  # a program of the user's own that names no data
     data = None if no_data else dataset or dataset_size(spec, train_images, data_bytes)
     rows: list[Row] = []
@@ -298,18 +296,6 @@ def estimate(
             continue
         rows.extend(_row_for(spec, offer, data, jobs, images_per_s) for offer in offers)
     return mark(rows, spec)
-
-
-def _installed_backends() -> list[Backend]:
-    from launcher import registry
-
-    found = []
-    for name in registry.available():
-        try:
-            found.append(registry.create(name))
-        except LauncherError:
-            continue  # a backend whose extra is missing cannot be priced
-    return found
 
 
 def mark(rows: Sequence[Row], spec: JobSpec) -> list[Row]:

@@ -50,8 +50,8 @@ from typing import Any, Callable, Sequence
 from launcher.contract import ENTRYPOINT, EntrypointArgs
 from launcher.errors import LauncherError
 from launcher.estimate.throughput import canonical_device, gpu_table, precision_of
-from launcher.jobs import JobRegistry, Throughput
-from launcher.progress import ultralytics_epoch_seconds
+from launcher.state.jobs import JobRegistry, Throughput
+from launcher.contract import ultralytics_epoch_seconds
 from launcher.spec import JobSpec
 
 __all__ = ["profile", "trainer_available", "profile_with_trainer", "profile_synthetic", "PROFILE_EPOCHS", "PROFILE_STEPS"]

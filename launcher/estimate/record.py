@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from launcher.errors import JobNotFoundError, LauncherError
-from launcher.jobs import JobRegistry, Throughput
+from launcher.state.jobs import JobRegistry, Throughput
 
 __all__ = ["record_results", "read_results", "REQUIRED"]
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Iterable
 
-from launcher.jobs import JobRegistry, Throughput
+from launcher.state.jobs import JobRegistry, Throughput
 from launcher.spec import JobSpec
 
 __all__ = [

@@ -21,13 +21,13 @@ import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from launcher.contract import data_dir
+from launcher.contract import BUILTIN_DATASETS, data_dir
 from launcher.errors import LauncherError
 from launcher.storage import is_remote
 
 __all__ = ["BUILTINS", "GCS_MOUNT", "SHAPES", "mounted_path", "resolve", "stage", "write_digits", "write_shapes"]
 
-BUILTINS = ("digits",)
+BUILTINS = BUILTIN_DATASETS
 _VAL_FRACTION = 0.2
 _SPLIT_SEED = 0
 _DONE = ".complete"

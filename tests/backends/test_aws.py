@@ -23,11 +23,11 @@ from launcher.backends.aws import DATA_DIR, SageMakerBackend, map_status, sagema
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from launcher import registry
+from launcher.backends import registry
 from launcher.api import Job
 from launcher.catalog import load_catalog
 from launcher.errors import LauncherError, SpecError
-from launcher.jobs import JobRegistry
+from launcher.state.jobs import JobRegistry
 from launcher.plan import JobRef, JobState
 from launcher.runtime import rendezvous
 from launcher.spec import JobSpec
@@ -564,7 +564,7 @@ def test_push_image_creates_the_repository_and_returns_the_digest(aws_env: Any) 
 
 
 def test_plan_uses_the_recorded_push_for_the_default_image() -> None:
-    from launcher.images import record_push
+    from launcher.staging.image import record_push
     from launcher.spec import DEFAULT_IMAGE
 
     pushed = IMAGE.replace("0" * 64, "2" * 64)

@@ -10,7 +10,7 @@ import pytest
 
 from launcher.backends.aws import DATA_DIR
 from launcher.errors import LauncherError
-from launcher.storage.upload import CONTENT, MARKER, content_hash
+from launcher.staging.data import CONTENT, MARKER, content_hash
 from tests.backends.test_aws import JOB_ID, aws_env, backend, make_spec  # noqa: F401 - aws_env is a fixture
 
 

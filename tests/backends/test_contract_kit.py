@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from launcher import registry
+from launcher.backends import registry
 from launcher.testing import check_backend
 from tests.backends.test_contract import BACKENDS, OPTIONS, _argv
 

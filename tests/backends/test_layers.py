@@ -30,7 +30,7 @@ def test_making_a_cloud_backend_imports_neither_the_image_builder_nor_the_local_
         "import sys\n"
         "from launcher.backends.aws import SageMakerBackend\n"
         "SageMakerBackend().plan\n"
-        "print(sorted(m for m in sys.modules if m in ('launcher.images', 'launcher.backends.local', 'launcher.estimate.local')))\n"
+        "print(sorted(m for m in sys.modules if m in ('launcher.staging.image', 'launcher.backends.local', 'launcher.estimate.local')))\n"
     )
     assert _printed_by(code) == "[]"
 
@@ -41,7 +41,7 @@ def test_loading_a_spec_imports_no_backend_module() -> None:
         "from pathlib import Path\n"
         "from launcher.spec import load_spec\n"
         "load_spec(Path('examples/gcp.yaml'), environ={'GOOGLE_CLOUD_PROJECT': 'p'})\n"
-        "print(sorted(m for m in sys.modules if m == 'launcher.backends' or m.startswith('launcher.backends.') or m == 'launcher.registry'))\n"
+        "print(sorted(m for m in sys.modules if m == 'launcher.backends' or m.startswith('launcher.backends.') or m == 'launcher.backends.registry'))\n"
     )
     assert _printed_by(code) == "[]"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from launcher.api import Launcher
-from launcher.code import stage_code
+from launcher.staging.code import stage_code
 from launcher.spec import validate_spec
 from tests.conformance.cluster import Cluster, store_program_results, store_results
 from tests.conformance.conftest import AZURITE_ACCOUNT, AZURITE_KEY

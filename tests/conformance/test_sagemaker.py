@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from launcher.api import Launcher
-from launcher.code import stage_code
+from launcher.staging.code import stage_code
 from launcher.spec import validate_spec
 from tests.conftest import require_service
 from tests.conformance.cluster import REPO, store_program_results, store_results

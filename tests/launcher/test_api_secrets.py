@@ -10,7 +10,7 @@ import pytest
 from launcher.api import Launcher
 from launcher.backend import Backend
 from launcher.errors import LauncherError
-from launcher.jobs import JobRegistry
+from launcher.state.jobs import JobRegistry
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.spec import JobSpec
 from tests.backends.test_contract import BACKENDS, _plan

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from launcher import registry
+from launcher.backends import registry
 from launcher.cli import main
 
 REPO = Path(__file__).resolve().parents[2]

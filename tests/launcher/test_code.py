@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from launcher.cli import main
-from launcher.code import code_target, collect, ship, stage_code, write_archive
+from launcher.staging.code import code_target, collect, ship, stage_code, write_archive
 from launcher.errors import LauncherError
 from launcher.spec import CodeConfig, load_spec, validate_spec
 from launcher.storage.local import LocalStore

@@ -12,7 +12,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from launcher import images
+from launcher.staging import image as images
 from launcher.cli import main
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,10 +10,11 @@ from typing import Any, Iterator
 import pytest
 from click.testing import CliRunner
 
-from launcher import images, registry
+from launcher.backends import registry
+from launcher.staging import image as images
 from launcher.cli import main
 from launcher.errors import LauncherError
-from launcher.jobs import state_dir
+from launcher.state.jobs import state_dir
 from tests.docker_base import BASE_IMAGE, engine_or_skip
 
 

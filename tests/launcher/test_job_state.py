@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from launcher.backends.local import LocalBackend
 from launcher.api import Launcher
 from launcher.cli import main
-from launcher.jobs import JobRegistry
+from launcher.state.jobs import JobRegistry
 from launcher.plan import JobState, JobStatus
-from launcher.refresh import CACHE_S, refresh_unfinished
+from launcher.runs.refresh import CACHE_S, refresh_unfinished
 from launcher.spec import validate_spec
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from launcher.errors import JobNotFoundError
-from launcher.jobs import JobRegistry, Throughput, state_dir
+from launcher.state.jobs import JobRegistry, Throughput, state_dir
 from launcher.plan import JobRef, JobState, JobStatus
 
 

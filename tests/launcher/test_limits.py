@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from launcher.errors import LauncherError
-from launcher.limits import budget_runtime
+from launcher.catalog.limits import budget_runtime
 from launcher.spec import JobSpec
 
 

@@ -13,8 +13,8 @@ from launcher.backends.local import LocalBackend
 
 from launcher.api import Launcher
 from launcher.cli import main
-from launcher.jobs import JobRegistry
-from launcher.progress import for_record, from_csv
+from launcher.state.jobs import JobRegistry
+from launcher.runs.progress import for_record, from_csv
 from launcher.runtime.train import report
 from launcher.spec import validate_spec
 
@@ -95,7 +95,7 @@ def test_an_unreachable_store_reads_as_unknown(tmp_path: Path, monkeypatch: pyte
 
 
 def test_an_ultralytics_results_csv_shows_epoch_map_and_eta() -> None:
-    from launcher.progress import from_csv
+    from launcher.runs.progress import from_csv
 
     text = ("epoch,time,train/box_loss,metrics/mAP50(B),metrics/mAP50-95(B),metrics/mAP50-95(M)\n"
             "1,10,5.1,0.01,0.004,0.003\n2,20,4.2,0.20,0.08,0.06\n3,8,3.9,0.25,0.07,0.05\n")  # a resume restarts time

@@ -8,7 +8,7 @@ import pytest
 
 from launcher.backend import follow_lines
 from launcher.errors import LauncherError
-from launcher.pushed import push, split_tag
+from launcher.state.pushed import push, split_tag
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,13 @@ from launcher.backends.azure import AzureMLBackend
 from launcher.backends.gcp import VertexBackend
 
 from launcher.api import Launcher
-from launcher.backend import Backend, BackendCheck, CloudBackend, Offer
+from launcher.backend import Backend, BackendCheck, Offer
+from launcher.backends.cloud import CloudBackend
 from launcher.catalog import load_catalog
 from launcher.estimate.model import estimate
-from launcher.jobs import JobRegistry
+from launcher.state.jobs import JobRegistry
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan
-from launcher.recovery import Supervisor
+from launcher.runs.supervisor import Supervisor
 from launcher.spec import JobSpec, validate_spec
 
 P, C = Ending.PREEMPTED, Ending.CAPACITY
@@ -172,7 +173,7 @@ def test_no_alternatives_where_the_spec_names_the_instance_or_for_local(tmp_path
     assert gcp.alternatives(spec.model_copy(update={"gcp": {**spec.gcp, "accelerator_type": "NVIDIA_L4"}})) == []
     azure, spec = _cloud("azure", {"gpus": 1})
     assert azure.alternatives(spec.model_copy(update={"azure": {**spec.azure, "compute": "gpu-cluster"}})) == []
-    from launcher import registry  # noqa: PLC0415
+    from launcher.backends import registry  # noqa: PLC0415
 
     assert registry.create("local").alternatives(spec) == []
 

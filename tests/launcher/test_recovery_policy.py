@@ -11,9 +11,9 @@ import pytest
 from launcher.api import Launcher
 from launcher.backend import Backend, BackendCheck
 from launcher.errors import LauncherError
-from launcher.jobs import JobRegistry
+from launcher.state.jobs import JobRegistry
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan
-from launcher.recovery import Supervisor, transfer_note
+from launcher.runs.supervisor import Supervisor, transfer_note
 from launcher.spec import validate_spec
 
 P, C, U = Ending.PREEMPTED, Ending.CAPACITY, Ending.USER_ERROR

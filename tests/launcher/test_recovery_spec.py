@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher import registry
+from launcher.backends import registry
 from launcher.errors import SpecError
 from launcher.spec import load_spec
 

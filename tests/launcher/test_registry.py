@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher import registry
+from launcher.backends import registry
 from launcher.errors import LauncherError
 
 PLUGIN = '''

@@ -101,7 +101,7 @@ def test_set_overrides_are_typed_and_validated(tmp_path: Path) -> None:
 
 def test_backend_sections_are_validated_by_the_backends_model(tmp_path: Path) -> None:
     """By the registry, where backends are loaded (the CLI and Launcher.plan call it), not by load_spec."""
-    from launcher import registry
+    from launcher.backends import registry
 
     path = write(tmp_path, "name: a\nlocal: {runtim: process}\n")
     spec = load_spec(path)

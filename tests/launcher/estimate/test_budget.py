@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from launcher.api import Launcher
-from launcher.estimate.budget import BudgetExceededError, budget_hook
-from launcher.jobs import JobRegistry
+from launcher.runs.budget import BudgetExceededError, budget_hook
+from launcher.state.jobs import JobRegistry
 
 from .fakes import FakeBackend, offer, spec
 

@@ -9,7 +9,7 @@ from typing import Iterator
 import pytest
 from click.testing import CliRunner
 
-from launcher import registry
+from launcher.backends import registry
 from launcher.cli import main
 
 

@@ -7,7 +7,7 @@ from launcher.estimate.model import (
     staging_seconds, training_seconds, validation_seconds,
 )  # fmt: skip
 from launcher.estimate.throughput import Figure
-from launcher.jobs import JobRegistry, Throughput
+from launcher.state.jobs import JobRegistry, Throughput
 
 from .fakes import FakeBackend, offer, spec
 

@@ -6,7 +6,7 @@ import pytest
 
 from launcher.errors import LauncherError
 from launcher.estimate.record import record_results
-from launcher.jobs import JobRegistry
+from launcher.state.jobs import JobRegistry
 from launcher.plan import JobRef
 
 from .fakes import spec

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from launcher.estimate.throughput import SOURCES, canonical_device, gpu_table, model_gflops, throughput
-from launcher.jobs import JobRegistry, Throughput
+from launcher.state.jobs import JobRegistry, Throughput
 
 from .fakes import spec
 

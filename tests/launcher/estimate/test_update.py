@@ -12,7 +12,7 @@ import pytest
 
 from launcher.catalog import load_catalog, user_catalog_path
 from launcher.errors import LauncherError
-from launcher.estimate.update import update_catalog
+from launcher.catalog.update import update_catalog
 
 Handler = Callable[[str, dict[str, list[str]]], dict[str, Any]]
 

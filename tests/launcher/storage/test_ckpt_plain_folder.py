@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from launcher.cli import main
-from launcher.jobs import JobRegistry
+from launcher.state.jobs import JobRegistry
 from launcher.plan import JobRef
 
 

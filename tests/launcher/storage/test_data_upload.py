@@ -1,4 +1,4 @@
-"""A local train.data folder is uploaded once at submit, keyed by content (launcher.storage.upload)."""
+"""A local train.data folder is uploaded once at submit, keyed by content (launcher.staging.data)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from launcher.errors import LauncherError
 from launcher.plan import Plan
 from launcher.spec import validate_spec
 from launcher.storage import open_store
-from launcher.storage.upload import CONTENT, MARKER, HashCache, content_hash, data_target, stage_local_data, upload_folder
+from launcher.staging.data import CONTENT, MARKER, HashCache, content_hash, data_target, stage_local_data, upload_folder
 from tests.launcher.storage.conftest import StoreKind
 
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from launcher.cli import main
 from launcher.estimate.model import Dataset
 from launcher.estimate.remote_data import remote_dataset
-from launcher.jobs import state_dir
+from launcher.state.jobs import state_dir
 from tests.launcher.estimate.test_cli import fake_plugin  # noqa: F401 - the fixture
 from tests.launcher.storage.conftest import StoreKind
 

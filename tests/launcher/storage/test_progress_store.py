@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.progress import read_progress
+from launcher.runs.progress import read_progress
 from launcher.runtime.train import report
 from launcher.storage import open_store
 from launcher.storage.sync import push

@@ -103,7 +103,7 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_cli_ls_resolves_a_job_id(tmp_path: Path) -> None:
-    from launcher.jobs import JobRegistry
+    from launcher.state.jobs import JobRegistry
     from launcher.plan import JobRef
 
     spec = {"name": "digits", "checkpoint": {"uri": str(tmp_path / "ckpts")}}

@@ -19,7 +19,7 @@ import yaml
 from click.testing import CliRunner
 
 from launcher.cli import main
-from launcher.jobs import JobRegistry
+from launcher.state.jobs import JobRegistry
 from launcher.storage import open_store
 from launcher.storage.lease import read
 from launcher.storage.sync import newest

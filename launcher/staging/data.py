@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from launcher.contract import BUILTIN_DATASETS, CONTENT
 from launcher.errors import LauncherError
 from launcher.storage import is_remote
 from launcher.storage.base import Store, sha256_file
@@ -43,7 +44,6 @@ __all__ = [
     "stage_local_data", "upload_folder",
 ]  # fmt: skip
 
-CONTENT = "{content-sha256}"
 DATA_FOLDER = "_data"
 MARKER = ".launcher-upload.json"
 WORKERS = 8
@@ -56,8 +56,6 @@ def _stderr(message: str) -> None:
 
 
 def is_local_folder(data: str) -> bool:
-    from launcher.spec import BUILTIN_DATASETS  # noqa: PLC0415
-
     return data not in BUILTIN_DATASETS and "://" not in data and not data.startswith("/gcs/")
 
 
@@ -181,7 +179,7 @@ def stage_local_data(plan: "Plan", log: Log = _stderr, state: Path | None = None
     from launcher.storage import open_store  # noqa: PLC0415
 
     if state is None:
-        from launcher.jobs import state_dir  # noqa: PLC0415
+        from launcher.state.jobs import state_dir  # noqa: PLC0415
 
         state = state_dir()
     cache = HashCache(state / "data-hashes.json")

@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
-from launcher.jobs import JobRecord, JobRegistry
+from launcher.runs.job import attach
+from launcher.state.jobs import JobRecord, JobRegistry
 
 __all__ = ["refresh_unfinished", "CACHE_S", "MAX_WORKERS", "DEADLINE_S"]
 
@@ -43,9 +44,7 @@ def refresh_unfinished(records: list[JobRecord], jobs: JobRegistry, now: float |
 
 
 def _refresh(job_id: str, jobs: JobRegistry) -> None:
-    from launcher.api import Launcher  # noqa: PLC0415 - imports the registry of backends
-
     try:
-        Launcher.attach(job_id, jobs).status()
+        attach(job_id, jobs).status()
     except Exception:  # noqa: BLE001 - a missing SDK, no credentials, a gone job: ls still lists it
         pass

@@ -41,9 +41,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from launcher.contract import CODE_FOLDER, code_archive
+from launcher.contract import CODE_FOLDER, CONTENT, code_archive, code_target
 from launcher.errors import LauncherError
-from launcher.storage.upload import CONTENT, fill_placeholder, mentions
+from launcher.staging.data import fill_placeholder, mentions
 
 if TYPE_CHECKING:
     from launcher.plan import Plan
@@ -273,16 +273,6 @@ class _HashingWriter(io.RawIOBase):
 # ------------------------------------------------------------------ submit
 
 
-def code_target(spec: "JobSpec") -> str:
-    """Where the archive goes, with the CONTENT placeholder: <checkpoint.uri>/_code/{content-sha256}.tar.gz (pure)."""
-    if not spec.checkpoint.uri:
-        raise LauncherError(
-            "code: is shipped to the run's checkpoint store, and this job has none.",
-            "Set checkpoint.uri (a folder like runs, or an s3://, gs:// or az:// URI); the archive goes to <uri>/_code/.",
-        )
-    return code_archive(spec.checkpoint.uri, CONTENT)
-
-
 def ship(files: CodeFiles, target: str, log: Log = _stderr, known: Path | None = None, **clients: Any) -> str:
     """Archive `files` and upload the archive to `target` (with the placeholder) unless it is there; its sha256.
 
@@ -290,7 +280,7 @@ def ship(files: CodeFiles, target: str, log: Log = _stderr, known: Path | None =
     mtime and mode) made, so an unchanged folder whose archive is in the store is neither archived nor
     sent again; as the data upload's hash cache, a file rewritten with the same size and mtime is missed.
     """
-    from launcher.storage.upload import Progress  # noqa: PLC0415
+    from launcher.staging.data import Progress  # noqa: PLC0415
 
     cache, signature = _Known(known), files.signature()
     if (hit := cache.get(signature)) is not None:
@@ -360,7 +350,7 @@ def stage_code(plan: "Plan", log: Log = _stderr, **clients: Any) -> "Plan":
     marker = f"{CODE_FOLDER}/{CONTENT}"
     if spec.code is None or not mentions(plan.payload, marker):
         return plan
-    from launcher.jobs import state_dir  # noqa: PLC0415
+    from launcher.state.jobs import state_dir  # noqa: PLC0415
 
     sha = ship(collect(spec.code), code_target(spec), log, known=state_dir() / "code-archives.json", **clients)
     return replace(plan, payload=fill_placeholder(plan.request(), marker, f"{CODE_FOLDER}/{sha}"))

@@ -30,9 +30,9 @@ from launcher.plan import JobRef, JobState, JobStatus, thaw
 __all__ = ["JobRecord", "JobRegistry", "RunRecord", "Throughput", "state_dir", "new_job_id"]
 
 # Columns added after the first release: a registry file written by an older version gains them.
-# A job that is one attempt of a supervised run (launcher.recovery) names its run and its number;
+# A job that is one attempt of a supervised run (launcher.runs.supervisor) names its run and its number;
 # `ending` is how it ended (launcher.plan.Ending), `price_per_hour` what its machines cost (all nodes), `instance`
-# the catalog instance the supervisor ran it on (after a capacity error, the next fit: launcher.recovery).
+# the catalog instance the supervisor ran it on (after a capacity error, the next fit: launcher.runs.supervisor).
 _ADDED = {"run_id": "TEXT", "attempt": "INTEGER", "ending": "TEXT", "price_per_hour": "REAL", "instance": "TEXT"}
 
 _SCHEMA = """
@@ -199,7 +199,7 @@ class JobRegistry:
         with self._connect() as db:
             db.execute(
                 "UPDATE jobs SET native_id = ?, ref_extra = ?, state = ?, message = '', submitted_at = ?, updated_at = ?"
-                " WHERE id = ?",  # updated_at = submitted_at: no state learnt from the backend yet (launcher.refresh)
+                " WHERE id = ?",  # updated_at = submitted_at: no state learnt from the backend yet (launcher.runs.refresh)
                 (ref.native_id, json.dumps(thaw(ref.extra)), JobState.PENDING.value, now, now, ref.id),
             )
 
@@ -254,7 +254,7 @@ class JobRegistry:
             rows = db.execute(query + " ORDER BY submitted_at DESC LIMIT ?", (*params, limit)).fetchall()
         return [_record(r) for r in rows]
 
-    # ------------------------------------------------------------ runs (launcher.recovery)
+    # ------------------------------------------------------------ runs (launcher.runs.supervisor)
 
     def add_run(self, run_id: str, name: str, spec: Mapping[str, Any], backends: list[str], pid: int | None) -> None:
         now = time.time()

@@ -13,8 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from launcher.errors import LauncherError
-from launcher.pushed import pushed_images, pushed_ref, record_push
+from launcher.backend import Backend, canonical
+from launcher.errors import LauncherError, first_line
+from launcher.lazy import require
+from launcher.state.pushed import pushed_images, pushed_ref, record_push
 from launcher.spec import DEFAULT_IMAGE
 
 __all__ = [
@@ -45,12 +47,19 @@ RUN python -m pip install --no-cache-dir ${PIP_ARGS} -r /opt/launcher/requiremen
 """
 
 
-def _client(client: Any) -> Any:
-    if client is not None:
-        return client
-    from launcher.backends.local import LocalBackend  # noqa: PLC0415 - one place turns "no engine" into a clear error
-
-    return LocalBackend().docker()
+def docker_client(client: Any = None) -> Any:
+    """`client`, or the engine's client from the environment, checked with a ping (the one place that turns "no
+    engine" into a clear error; the local backend asks here too)."""
+    docker = require("docker", "docker")
+    try:
+        client = client or docker.from_env()
+        client.ping()
+    except (docker.errors.DockerException, OSError) as exc:  # requests' errors are OSErrors
+        raise LauncherError(
+            f"The Docker engine is not answering ({first_line(exc, 200)}).",
+            "Start it (`sudo systemctl start docker`, or `dockerd &` as root), or set local.runtime: process.",
+        ) from None
+    return client
 
 
 def progress_lines(events: Iterator[dict[str, Any]]) -> Iterator[str]:
@@ -78,7 +87,7 @@ def build(
             f"There is no {dockerfile} under {context}.",
             "Run this from a checkout of the torch-launcher repository, or pass --context and --file.",
         )
-    api = _client(client).api
+    api = docker_client(client).api
     with _context_tar(context, dockerfile) as tar:
         # forcerm: also remove the intermediate container of a failed step
         events = api.build(
@@ -87,7 +96,7 @@ def build(
         )  # fmt: skip
         for line in progress_lines(events):
             progress(line)
-    return str(_client(client).images.get(tag).id)
+    return str(docker_client(client).images.get(tag).id)
 
 
 # `launch image build --engine ultralytics`: the training image plus Ultralytics (AGPL-3.0) for train.engine:
@@ -165,18 +174,13 @@ def _context_tar(context: Path, dockerfile: str) -> Any:
     return tar(str(context), exclude=ignore_patterns(context), dockerfile=(dockerfile, None))
 
 
-def push(backend: str, local_tag: str = DEFAULT_IMAGE, client: Any = None) -> str:
-    """Push `local_tag` through `backend` and record the reference it returns."""
-    from launcher import registry  # noqa: PLC0415
-
-    target = registry.create(backend)
-    ref = target.push_image(local_tag, _client(client))
+def push(target: Backend, local_tag: str = DEFAULT_IMAGE, client: Any = None) -> str:
+    """Push `local_tag` through the backend `target` and record the reference it returns."""
+    ref = target.push_image(local_tag, docker_client(client))
     record_push(target.name, local_tag, ref)
     return ref
 
 
 def pushed_image(backend: str) -> str | None:
     """The reference (with digest) last pushed for `backend` or an alias of it, if any."""
-    from launcher.registry import canonical  # noqa: PLC0415
-
     return pushed_ref(canonical(backend))

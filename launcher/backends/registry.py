@@ -17,16 +17,15 @@ from typing import Callable, Sequence
 
 from pydantic import ValidationError
 
-from launcher.backend import Backend
+from launcher.backend import ALIASES, Backend, canonical
 from launcher.errors import LauncherError, MissingExtraError, SpecError
 from launcher.spec import BACKEND_SECTIONS, JobSpec, format_validation_error, parse_set
 
-__all__ = ["GROUP", "ALIASES", "BUILTIN", "available", "find", "get", "create", "canonical", "check_sections"]
+__all__ = ["GROUP", "ALIASES", "BUILTIN", "available", "installed", "find", "get", "create", "canonical", "check_sections"]
 
 GROUP = "launcher.backends"
 BUILTIN = {"local", "aws", "gcp", "azure"}
 BUILTIN_DIST = "torch-launcher"
-ALIASES = {"sagemaker": "aws", "vertex": "gcp", "azureml": "azure", "docker": "local"}
 
 
 def _entry_points() -> list[metadata.EntryPoint]:
@@ -53,9 +52,15 @@ def available() -> list[str]:
     return sorted(_index())
 
 
-def canonical(name: str) -> str:
-    name = name.strip().lower()
-    return ALIASES.get(name, name)
+def installed() -> list[Backend]:
+    """A backend of every available name whose extra is installed (the others cannot be priced or run)."""
+    found = []
+    for name in available():
+        try:
+            found.append(create(name))
+        except LauncherError:
+            continue
+    return found
 
 
 def find(name: str) -> type[Backend] | None:

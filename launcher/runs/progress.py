@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from launcher.contract import ultralytics_epoch_seconds
 from launcher.storage import join_uri, open_store
 from launcher.storage.retry import RetryPolicy
 
@@ -91,13 +92,6 @@ def from_csv(text: str, epochs: int | None, finished: bool, source: str) -> Prog
     if not finished and epochs and times and epoch < epochs:
         eta = (epochs - epoch) * sum(times) / len(times)
     return Progress(epoch, epochs, max(top1) if top1 else None, eta, source, best_map)
-
-
-def ultralytics_epoch_seconds(rows: list[dict[str, Any]]) -> list[float]:
-    """Each epoch's seconds from the rows of Ultralytics' results.csv, whose `time` column is seconds since its
-    (re)start: the step from the row before (a resumed run's first row is its own)."""
-    total = [float(r["time"]) for r in rows if r.get("time") not in (None, "")]
-    return [t - p if t >= p else t for p, t in zip([0.0, *total], total)]
 
 
 def _glance(uri: str) -> Any:

@@ -11,7 +11,7 @@ not tried yet in this run (Backend.alternatives; none where the spec names its i
 another type is another pool. With none left it retries the same type after `recovery.backoff`
 (exponential, bounded, printed). The region never changes: buckets, role, image and data are regional.
 
-Everything it knows is in the job registry (launcher.jobs: the run, and each attempt as a job with
+Everything it knows is in the job registry (launcher.state.jobs: the run, and each attempt as a job with
 its run id and number), and an attempt is recorded (`submitting`) before its backend is called, so a
 supervisor killed at any point and started again (`launch supervise RUN`) reads where the run stands
 and submits no duplicate: an unfinished attempt is followed, not replaced; an attempt whose submit
@@ -28,10 +28,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from launcher import registry
+from launcher.backends import registry
 from launcher.backend import Alternative
 from launcher.errors import LauncherError
-from launcher.jobs import JobRecord, JobRegistry, RunRecord, new_job_id, state_dir
+from launcher.state.jobs import JobRecord, JobRegistry, RunRecord, new_job_id, state_dir
 from launcher.plan import Ending, JobState, JobStatus
 from launcher.spec import BACKEND_SECTIONS, JobSpec
 
@@ -267,7 +267,7 @@ class Supervisor:
         return None if limit is None else limit - self.spent()
 
     def _submit(self, number: int, backend: str, instance: Alternative | None) -> int | None:
-        from launcher.estimate.budget import BudgetExceededError  # noqa: PLC0415
+        from launcher.runs.budget import BudgetExceededError  # noqa: PLC0415
 
         left = self._budget_left()
         if left is not None and left <= 0:
@@ -297,7 +297,7 @@ class Supervisor:
 
     def _price(self, plan: Any, number: int) -> float | None:
         """$/hour of the attempt's machines; refuses an attempt whose estimate exceeds what is left of max_cost."""
-        from launcher.estimate.budget import BudgetExceededError, chosen_row  # noqa: PLC0415
+        from launcher.runs.budget import BudgetExceededError, chosen_row  # noqa: PLC0415
         from launcher.estimate.model import estimate  # noqa: PLC0415
 
         spec, limit = plan.spec, self.spec.limits.max_cost  # the run's budget (the attempt's spec holds what is left)
@@ -337,7 +337,7 @@ class Supervisor:
 
     def _follow(self, record: JobRecord) -> None:
         from launcher.api import Job  # noqa: PLC0415
-        from launcher.progress import for_record  # noqa: PLC0415
+        from launcher.runs.progress import for_record  # noqa: PLC0415
 
         job = Job(record.ref, self._launcher(record.backend).backend, self.jobs)
         if self.stream_logs and record.native_id:
@@ -383,31 +383,11 @@ def _streak(attempts: list[JobRecord], same: Callable[[JobRecord], bool]) -> int
 
 
 def detach(run_id: str) -> int:
-    """Hand the run to a background supervisor (`python -m launcher.recovery RUN`, its own session,
-    output in <state dir>/runs/RUN.log); returns its pid."""
+    """Hand the run to a background supervisor (`python -m launcher.cli supervise RUN`, the same code as
+    `launch supervise RUN`, in its own session, output in <state dir>/runs/RUN.log); returns its pid."""
     log_dir = state_dir() / "runs"
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / f"{run_id}.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "launcher.recovery", run_id], stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen([sys.executable, "-m", "launcher.cli", "supervise", run_id], stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     return proc.pid
-
-
-def _main(argv: list[str]) -> int:
-    """`python -m launcher.recovery RUN`: supervise a recorded run (the --detach process, or a restart)."""
-    from launcher.api import Launcher  # noqa: PLC0415
-
-    if len(argv) != 1:
-        print("usage: python -m launcher.recovery RUN", file=sys.stderr)
-        return 2
-    jobs = JobRegistry()
-    run = jobs.run(argv[0])
-    try:
-        return Supervisor(run.id, jobs, lambda name: Launcher(backend=name, jobs=jobs)).run()
-    except LauncherError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

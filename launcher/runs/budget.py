@@ -11,14 +11,21 @@ platform's hard runtime limit at the chosen price.)
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Sequence
+from typing import Protocol, Sequence
 
+from launcher.backend import Backend
 from launcher.errors import LauncherError
 from launcher.estimate.model import Row, estimate
 from launcher.plan import Plan
+from launcher.state.jobs import JobRegistry
 
-if TYPE_CHECKING:
-    from launcher.api import Launcher
+
+
+class Submitter(Protocol):
+    """What the hook reads of the Launcher that runs it (launcher.api.PreSubmitHook)."""
+
+    backend: Backend
+    jobs: JobRegistry
 
 __all__ = ["BudgetExceededError", "budget_hook", "check_budget", "chosen_row"]
 
@@ -31,7 +38,7 @@ class BudgetExceededError(LauncherError):
     exit_code = 3
 
 
-def budget_hook(launcher: "Launcher", plan: Plan) -> None:
+def budget_hook(launcher: Submitter, plan: Plan) -> None:
     """Pre-submit hook (see launcher.api.PreSubmitHook)."""
     spec = plan.spec
     if spec.limits.max_cost is None:

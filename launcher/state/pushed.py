@@ -1,7 +1,7 @@
 """Pushing the training image: the tag and digest steps every cloud shares, and which image
 `launch image build --push -b <backend>` last pushed, per backend.
 
-Kept apart from launcher.images (which builds with Docker and knows the local
+Kept apart from launcher.staging.image (which builds with Docker and knows the local
 backend) so that the core backend class can read it without importing either.
 """
 
@@ -21,7 +21,7 @@ STATE_FILE = "images.json"
 
 
 def _state_path() -> Path:
-    from launcher.jobs import state_dir  # noqa: PLC0415
+    from launcher.state.jobs import state_dir  # noqa: PLC0415
 
     return state_dir() / STATE_FILE
 

@@ -1,0 +1,1 @@
+"""What leaves this machine before a job starts: the code archive, a local data folder, the training image."""
