@@ -31,6 +31,13 @@ from launcher.state.jobs import Attempt, JobRecord, JobRegistry, new_job_id
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.runs.job import Job, attach
 from launcher.spec import JobSpec
+from launcher.storage.lease import release
+from launcher.storage.lease import RunBusyError, acquire
+from launcher.storage import join_uri, open_store
+from launcher.staging.code import stage_code
+from launcher.staging.code import code_target
+from launcher.runs.supervisor import Supervisor
+from launcher.errors import MissingExtraError
 
 __all__ = ["Launcher", Job]
 
@@ -63,8 +70,6 @@ class Launcher:
         registry.check_sections(spec)  # every backend section, not only this backend's
         notes = check_features(self.backend, spec)
         if spec.code is not None:
-            from launcher.staging.code import code_target  # noqa: PLC0415
-
             notes = (*notes, f"code: {spec.code.dir} is archived at submit and sent once per content to {code_target(spec)}")
         plan = self.backend.plan(spec, job_id)
         return dataclasses.replace(plan, notes=plan.notes + notes) if notes else plan
@@ -92,7 +97,6 @@ class Launcher:
         the plan then names the archive by its sha256. One place for every backend, plugins included."""
         if plan.spec.code is None:
             return plan
-        from launcher.staging.code import stage_code  # noqa: PLC0415
 
         return stage_code(plan)
 
@@ -104,8 +108,6 @@ class Launcher:
         without the check (said on stderr: the entrypoint still takes the lease)."""
         if not plan.spec.checkpoint.uri:
             return None
-        from launcher.storage import join_uri, open_store  # noqa: PLC0415 - storage SDKs only when submitting
-        from launcher.storage.lease import RunBusyError, acquire  # noqa: PLC0415
 
         where = join_uri(plan.spec.checkpoint.uri, plan.spec.name)
         try:
@@ -132,8 +134,6 @@ class Launcher:
     @staticmethod
     def _free_run(run: Any, plan: Plan) -> None:
         if run is not None:
-            from launcher.storage.lease import release  # noqa: PLC0415
-
             release(run, plan.job_name)
 
     def _submit_recorded(self, plan: Plan, run: Any = None, secrets: Mapping[str, str] | None = None,
@@ -158,8 +158,6 @@ class Launcher:
     def supervise(self, spec: JobSpec) -> int:
         """Run `spec` under its `recovery:` policy until the run ends (launcher.runs.supervisor: resubmits on
         preemption and capacity errors, fails over to recovery.fallback); the run's exit status."""
-        from launcher.runs.supervisor import Supervisor  # noqa: PLC0415
-
         def make(name: str) -> "Launcher":
             if name == self.backend.name:
                 return self
@@ -179,8 +177,6 @@ class Launcher:
 
 def _unchecked_run(where: str, exc: BaseException) -> LauncherError:
     """The refusal when the single-writer check of the run folder `where` cannot be made from here."""
-    from launcher.errors import MissingExtraError  # noqa: PLC0415
-
     force = "or pass --force to submit without the check (the job still takes the lease when it starts)."
     if isinstance(exc, MissingExtraError):
         return LauncherError(f"Cannot check that no other job writes to {where}: {exc.message.rstrip('.')}.",

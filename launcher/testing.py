@@ -35,6 +35,8 @@ from launcher.backend import Backend, Feature
 from launcher.contract import EntrypointArgs
 from launcher.plan import Plan
 from launcher.spec import JobSpec, load_spec, validate_spec
+from launcher.errors import LauncherError
+from launcher.api import Launcher
 
 __all__ = [
     "check_backend",
@@ -112,9 +114,6 @@ ASKING = {Feature.SPOT: {"spot": True}, Feature.MULTI_NODE: {"nodes": 2}}  # res
 
 def check_declared_features(make: Make, raw: Mapping[str, Any]) -> None:
     """What the backend declares unsupported is refused, what it declares ignored is noted, by the Launcher."""
-    from launcher.api import Launcher  # noqa: PLC0415 - the API imports the registry, which imports backends
-    from launcher.errors import LauncherError  # noqa: PLC0415
-
     for feature, resources in ASKING.items():
         spec = _spec(raw, resources={**raw.get("resources", {}), **resources})
         backend = make()

@@ -44,6 +44,7 @@ from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
 from launcher.state.pushed import push, split_tag
 from launcher.spec import BUILTIN_DATASETS, JobSpec, Resources
 from launcher.staging.data import data_target, stage_local_data
+from launcher.spec import check_location
 
 __all__ = ["ENDINGS", "GcpOptions", "VertexBackend", "JOB_STATES", "secret_id", "parent_of"]
 
@@ -116,8 +117,6 @@ class GcpOptions(BackendOptions):
         if value and "://" in value and not value.startswith("gs://"):
             raise ValueError(f"'{value}' is not a gs:// bucket; Vertex AI stages outputs in Cloud Storage: write gs://BUCKET/prefix")
         if value:
-            from launcher.spec import check_location
-
             check_location(value if value.startswith("gs://") else f"gs://{value}", "a staging bucket")
         if value and not value.startswith("gs://"):
             value = f"gs://{value}"

@@ -42,6 +42,8 @@ from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
 from launcher.spec import BUILTIN_DATASETS, JobSpec
 from launcher.storage import is_remote
 from launcher.staging.data import CONTENT
+from launcher.state.jobs import state_dir
+from launcher.estimate.local import local_offers
 
 __all__ = [
     "LocalBackend", "LocalOptions", "Mount", "docker_payload", "process_payload", "shm_bytes", "host_gpu_count", "supervise",
@@ -422,8 +424,6 @@ class LocalBackend(Backend):
 
     def offers(self, spec: JobSpec) -> list[Offer]:
         """This machine as an option: electricity and hardware wear (launcher.estimate.local)."""
-        from launcher.estimate.local import local_offers  # noqa: PLC0415
-
         return local_offers(spec)
 
     def check(self) -> BackendCheck:
@@ -502,8 +502,6 @@ class LocalBackend(Backend):
     # ------------------------------------------------------------ process
 
     def job_dir(self, job_name: str) -> Path:
-        from launcher.state.jobs import state_dir  # noqa: PLC0415 - reads the environment, so only at submit
-
         return (self._state_dir or state_dir()) / "local" / job_name
 
     def _dir(self, ref: JobRef) -> Path:

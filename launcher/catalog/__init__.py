@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from launcher.errors import LauncherError
+from launcher.state.jobs import state_dir
 
 __all__ = ["load_catalog", "catalog_path", "user_catalog_path"]
 
 
 def user_catalog_path(backend: str) -> Path:
-    from launcher.state.jobs import state_dir
-
     return state_dir() / "catalog" / f"{backend}.json"
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from launcher.errors import LauncherError
+from launcher.catalog.limits import budget_runtime
 
 if TYPE_CHECKING:
     from launcher.spec import JobSpec, Resources
@@ -174,8 +175,6 @@ def offer_rows(catalog: Mapping[str, Any], res: "Resources", region: str | None,
 
 def runtime_limit(spec: "JobSpec", choice: Choice | None, notes: list[str]) -> int | None:
     """limits.max_runtime, capped by what limits.max_cost buys at the choice's price (launcher.catalog.limits)."""
-    from launcher.catalog.limits import budget_runtime  # noqa: PLC0415 - limits imports the spec model
-
     if spec.limits.max_cost is None:
         return spec.limits.max_runtime
     if choice is None or choice.price is None:

@@ -24,6 +24,7 @@ from launcher.errors import LauncherError
 from launcher.estimate.throughput import Figure, canonical_device, gpu_table, throughput
 from launcher.state.jobs import JobRegistry
 from launcher.spec import JobSpec
+from launcher.catalog import load_catalog
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -223,8 +224,6 @@ def _storage_cost(data: Dataset, total_s: float, offer: Offer) -> float:
 
 
 def _catalog_for(backend: str) -> dict[str, object]:
-    from launcher.catalog import load_catalog
-
     if backend == "local":
         return {}
     try:

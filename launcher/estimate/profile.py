@@ -53,6 +53,8 @@ from launcher.estimate.throughput import canonical_device, gpu_table, precision_
 from launcher.state.jobs import JobRegistry, Throughput
 from launcher.contract import ultralytics_epoch_seconds
 from launcher.spec import JobSpec
+from launcher.estimate.record import device_of, per_process_images_per_s, read_results
+from launcher.estimate.model import dataset_size
 
 __all__ = ["profile", "trainer_available", "profile_with_trainer", "profile_synthetic", "PROFILE_EPOCHS", "PROFILE_STEPS"]
 
@@ -140,8 +142,6 @@ def _collect(proc: subprocess.Popen, start: float, lines: list[tuple[float, str]
 def profile_with_trainer(spec: JobSpec, steps: int, run: Runner | None = None, timeout: float = 1800) -> Throughput:
     """Short epochs of the real trainer (or the ultralytics engine) under the container entrypoint, as `launch run`
     starts it locally."""
-    from launcher.estimate.model import dataset_size
-
     data = dataset_size(spec)
     if data is None or data.train_images == 0:
         raise LauncherError(f"Cannot size a profile run: the size of {spec.train.data} is unknown.", "Profile with a local copy of the data.")
@@ -195,8 +195,6 @@ def _engine_override(spec: JobSpec) -> dict[str, str]:
 
 
 def _from_trainer_output(spec: JobSpec, save_dir: Path, lines: list[tuple[float, str]]) -> Throughput:
-    from launcher.estimate.record import device_of, per_process_images_per_s, read_results
-
     results = read_results(save_dir / "results.json")
     world = max(int(results.get("world_size") or 1), 1)
     rows = _epoch_rows(save_dir / "results.csv")

@@ -17,6 +17,10 @@ from typing import Any, Mapping
 
 from launcher.errors import JobNotFoundError, LauncherError
 from launcher.state.jobs import JobRegistry, Throughput
+from launcher.spec import JobSpec
+from launcher.estimate.throughput import gpu_table
+from launcher.estimate.throughput import canonical_device
+from launcher.estimate.model import dataset_size
 
 __all__ = ["record_results", "read_results", "REQUIRED"]
 
@@ -49,8 +53,6 @@ def per_process_images_per_s(data: Mapping[str, Any]) -> float | None:
 
 def device_of(data: Mapping[str, Any]) -> str:
     """'cuda' says nothing about the GPU: the trainer's device_name does ('NVIDIA A10G')."""
-    from launcher.estimate.throughput import canonical_device
-
     device = str(data.get("device") or "cpu")
     if device.lower().startswith("cuda") and data.get("device_name"):
         return canonical_device(str(data["device_name"]))
@@ -100,7 +102,6 @@ def _overhead(jobs: JobRegistry, job_id: str | None, data: Mapping[str, Any], ip
     if counts is None:
         return None
     train, val, epochs = counts
-    from launcher.estimate.throughput import gpu_table
 
     work = epochs * (train / ips + val / (ips * gpu_table()["validation_speedup"]))
     return max(0.0, float(data["wall_time_s"]) - work)
@@ -114,8 +115,6 @@ def _image_counts(jobs: JobRegistry, job_id: str | None, data: Mapping[str, Any]
         return float(data["train_images"]) / world, float(data.get("val_images") or 0) / world, epochs
     if not job_id:
         return None
-    from launcher.estimate.model import dataset_size
-    from launcher.spec import JobSpec
 
     try:
         spec = JobSpec.model_validate(jobs.get(job_id).spec)

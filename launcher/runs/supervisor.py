@@ -31,8 +31,12 @@ from typing import Any, Callable, TextIO
 from launcher.backends import registry
 from launcher.backend import Alternative
 from launcher.errors import LauncherError
+from launcher.estimate.model import estimate
 from launcher.state.jobs import JobRecord, JobRegistry, RunRecord, new_job_id, state_dir
 from launcher.plan import Ending, JobState, JobStatus
+from launcher.runs.budget import BudgetExceededError, chosen_row
+from launcher.runs.job import Job
+from launcher.runs.progress import for_record
 from launcher.spec import BACKEND_SECTIONS, JobSpec
 
 __all__ = ["Supervisor", "backends_of", "check_backends", "detach", "new_run_id", "supervisor_alive", "transfer_note"]
@@ -267,8 +271,6 @@ class Supervisor:
         return None if limit is None else limit - self.spent()
 
     def _submit(self, number: int, backend: str, instance: Alternative | None) -> int | None:
-        from launcher.runs.budget import BudgetExceededError  # noqa: PLC0415
-
         left = self._budget_left()
         if left is not None and left <= 0:
             return self._end("failed", BudgetExceededError.exit_code, f"limits.max_cost (${self.spec.limits.max_cost:.2f}) is "
@@ -297,9 +299,6 @@ class Supervisor:
 
     def _price(self, plan: Any, number: int) -> float | None:
         """$/hour of the attempt's machines; refuses an attempt whose estimate exceeds what is left of max_cost."""
-        from launcher.runs.budget import BudgetExceededError, chosen_row  # noqa: PLC0415
-        from launcher.estimate.model import estimate  # noqa: PLC0415
-
         spec, limit = plan.spec, self.spec.limits.max_cost  # the run's budget (the attempt's spec holds what is left)
         remaining, left = self._epochs_left(spec)
         try:
@@ -336,9 +335,6 @@ class Supervisor:
         return sum(a.cost() or 0.0 for a in self.jobs.attempts(self.run_id))
 
     def _follow(self, record: JobRecord) -> None:
-        from launcher.api import Job  # noqa: PLC0415
-        from launcher.runs.progress import for_record  # noqa: PLC0415
-
         job = Job(record.ref, self._launcher(record.backend).backend, self.jobs)
         if self.stream_logs and record.native_id:
             for line in job.logs(follow=True):
@@ -353,8 +349,6 @@ class Supervisor:
 
     def _interrupted(self) -> int:
         """Ctrl-C: stop the current attempt, and the run with it."""
-        from launcher.api import Job  # noqa: PLC0415
-
         attempts = self.jobs.attempts(self.run_id)
         if attempts and not attempts[-1].state.finished and attempts[-1].native_id:
             job = Job(attempts[-1].ref, self._launcher(attempts[-1].backend).backend, self.jobs)

@@ -44,6 +44,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from launcher.contract import CODE_FOLDER, CONTENT, code_archive, code_target
 from launcher.errors import LauncherError
 from launcher.staging.data import fill_placeholder, mentions
+from launcher.storage import open_store
+from launcher.state.jobs import state_dir
+from launcher.staging.data import Progress
 
 if TYPE_CHECKING:
     from launcher.plan import Plan
@@ -280,8 +283,6 @@ def ship(files: CodeFiles, target: str, log: Log = _stderr, known: Path | None =
     mtime and mode) made, so an unchanged folder whose archive is in the store is neither archived nor
     sent again; as the data upload's hash cache, a file rewritten with the same size and mtime is missed.
     """
-    from launcher.staging.data import Progress  # noqa: PLC0415
-
     cache, signature = _Known(known), files.signature()
     if (hit := cache.get(signature)) is not None:
         sha, size = hit
@@ -306,8 +307,6 @@ def ship(files: CodeFiles, target: str, log: Log = _stderr, known: Path | None =
 
 def _stored(target: str, sha: str, clients: dict[str, Any], size: int) -> tuple[Any, str, bool]:
     """(the store of the archive `sha`, its key there, whether an object of that key and `size` is there)."""
-    from launcher.storage import open_store  # noqa: PLC0415 - storage SDKs only when submitting
-
     folder, _, name = target.replace(CONTENT, sha).rpartition("/")
     store = open_store(folder, **clients)
     return store, name, {o.key: o.size for o in store.list(name)}.get(name) == size
@@ -350,7 +349,6 @@ def stage_code(plan: "Plan", log: Log = _stderr, **clients: Any) -> "Plan":
     marker = f"{CODE_FOLDER}/{CONTENT}"
     if spec.code is None or not mentions(plan.payload, marker):
         return plan
-    from launcher.state.jobs import state_dir  # noqa: PLC0415
 
     sha = ship(collect(spec.code), code_target(spec), log, known=state_dir() / "code-archives.json", **clients)
     return replace(plan, payload=fill_placeholder(plan.request(), marker, f"{CODE_FOLDER}/{sha}"))

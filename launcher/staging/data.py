@@ -34,6 +34,8 @@ from launcher.contract import BUILTIN_DATASETS, CONTENT
 from launcher.errors import LauncherError
 from launcher.storage import is_remote
 from launcher.storage.base import Store, sha256_file
+from launcher.storage import open_store
+from launcher.state.jobs import state_dir
 
 if TYPE_CHECKING:
     from launcher.plan import Plan
@@ -176,11 +178,8 @@ def stage_local_data(plan: "Plan", log: Log = _stderr, state: Path | None = None
     marker = f"{DATA_FOLDER}/{CONTENT}"
     if target is None or not mentions(plan.payload, marker):
         return plan
-    from launcher.storage import open_store  # noqa: PLC0415
 
     if state is None:
-        from launcher.state.jobs import state_dir  # noqa: PLC0415
-
         state = state_dir()
     cache = HashCache(state / "data-hashes.json")
     folder = Path(plan.spec.train.data)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from launcher.errors import LauncherError
+from launcher.state.jobs import state_dir
 
 __all__ = ["STATE_FILE", "pushed_images", "pushed_ref", "record_push", "split_tag", "push"]
 
@@ -21,8 +22,6 @@ STATE_FILE = "images.json"
 
 
 def _state_path() -> Path:
-    from launcher.state.jobs import state_dir  # noqa: PLC0415
-
     return state_dir() / STATE_FILE
 
 

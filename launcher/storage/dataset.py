@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator
 
 from launcher.errors import LauncherError
 from launcher.storage.base import ObjectInfo, Store, UnsafeKeyError, check_key, safe_local_path
+from launcher.storage import open_store
 
 __all__ = ["FetchResult", "ImageCount", "fetch", "count_images", "cache_folder", "listing", "COMPLETE"]
 
@@ -100,8 +101,6 @@ def count_images(store: Store) -> ImageCount:
 
 def fetch(uri: str, cache: Path, store: Store | None = None, log: Log = _print) -> FetchResult:
     """Make `<cache>/<id>/data` an exact, verified copy of the objects under `uri`; returns where it is."""
-    from launcher.storage import open_store  # noqa: PLC0415 - storage/__init__ imports this package's base
-
     store = store or open_store(uri)
     folder = cache_folder(uri, cache)
     folder.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,7 @@ from launcher.contract import data_dir, summary_line
 from launcher.errors import LauncherError
 from launcher.runtime.train.config import parse_args
 from launcher.spec import TrainConfig
+from launcher.spec import yolo_task_of
 
 __all__ = ["main", "model_gflops", "train_kwargs", "yolo_data", "offline_environment", "trim_results"]
 
@@ -125,8 +126,6 @@ def model_gflops(model: str, imgsz: int) -> float | None:
     except (FileNotFoundError, OSError):
         return None
     from ultralytics.nn import tasks  # noqa: PLC0415
-
-    from launcher.spec import yolo_task_of  # noqa: PLC0415 - launcher.model_names, as the spec shares it
 
     kind = {"segment": tasks.SegmentationModel, "classify": tasks.ClassificationModel, "pose": tasks.PoseModel,
             "obb": tasks.OBBModel}.get(yolo_task_of(model) or guess_model_task(cfg), DetectionModel)  # fmt: skip
