@@ -33,8 +33,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from launcher.staging.code import collect, ship  # noqa: E402
 from launcher.spec import CodeConfig  # noqa: E402
+from launcher.staging.code import collect, ship  # noqa: E402
 
 __all__ = ["main"]
 

@@ -25,7 +25,7 @@ _WHERE = {"Launcher": "launcher.api", "Job": "launcher.api", "JobSpec": "launche
 
 def __getattr__(name: str) -> Any:
     if name in _WHERE:
-        import importlib
+        import importlib  # noqa: PLC0415
 
         return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'launcher' has no attribute {name!r}")

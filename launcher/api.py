@@ -20,24 +20,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import time
-from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
-from launcher.backends import registry
 from launcher.backend import Backend, check_features, secret_values
-from launcher.errors import LauncherError, first_line
-from launcher.state.jobs import Attempt, JobRecord, JobRegistry, new_job_id
+from launcher.backends import registry
+from launcher.errors import LauncherError, MissingExtraError, first_line
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.runs.job import Job, attach
-from launcher.spec import JobSpec
-from launcher.storage.lease import release
-from launcher.storage.lease import RunBusyError, acquire
-from launcher.storage import join_uri, open_store
-from launcher.staging.code import stage_code
-from launcher.staging.code import code_target
 from launcher.runs.supervisor import Supervisor
-from launcher.errors import MissingExtraError
+from launcher.spec import JobSpec
+from launcher.staging.code import code_target, stage_code
+from launcher.state.jobs import Attempt, JobRegistry, new_job_id
+from launcher.storage import join_uri, open_store
+from launcher.storage.lease import RunBusyError, acquire, release
 
 __all__ = ["Launcher", Job]
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from launcher.errors import LauncherError
 from launcher.plan import Ending, JobRef, JobStatus, Plan, classify
-from launcher.spec import DEFAULT_IMAGE, JobSpec
+from launcher.spec import JobSpec
 
 __all__ = ["ALIASES", "Alternative", "Backend", "BackendCheck", "BackendOptions", "Feature", "Offer", "check_features",
            "canonical", "features_of", "follow_lines", "secret_values"]

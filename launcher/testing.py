@@ -31,12 +31,12 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from launcher.api import Launcher
 from launcher.backend import Backend, Feature
 from launcher.contract import EntrypointArgs
+from launcher.errors import LauncherError
 from launcher.plan import Plan
 from launcher.spec import JobSpec, load_spec, validate_spec
-from launcher.errors import LauncherError
-from launcher.api import Launcher
 
 __all__ = [
     "check_backend",

@@ -121,6 +121,7 @@ def train_image_or_skip(client: Any, image: str = TRAIN_IMAGE) -> str:
     image are compared with the working tree.
     """
     import docker
+
     from tests.conftest import require_service  # noqa: PLC0415
 
     build = "build it with images/build-offline.sh (offline) or `launch image build`"

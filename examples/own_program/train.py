@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from PIL import Image
-
 from helper import load_state, save_state
+from PIL import Image
 
 stop = []
 signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))

@@ -60,12 +60,19 @@ from pydantic import Field, field_validator, model_validator
 from launcher.backend import BackendCheck, BackendOptions, Offer, follow_lines
 from launcher.backends.cloud import CloudBackend
 from launcher.catalog import select
-from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, log_regexes, secret_ref, secret_refs_value
+from launcher.contract import (
+    ENTRYPOINT,
+    SECRET_REFS_VARIABLE,
+    EntrypointArgs,
+    log_regexes,
+    secret_ref,
+    secret_refs_value,
+)
 from launcher.errors import LauncherError
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
-from launcher.state.pushed import push, split_tag
 from launcher.spec import BUILTIN_DATASETS, JobSpec
 from launcher.staging.data import data_target, stage_local_data
+from launcher.state.pushed import push, split_tag
 
 __all__ = [
     "SageMakerBackend",
@@ -134,7 +141,7 @@ class AwsOptions(BackendOptions):
     @field_validator("image_uri")
     @classmethod
     def _image_uri(cls, value: str | None) -> str | None:
-        from launcher.spec import JobSpec
+        from launcher.spec import JobSpec  # noqa: PLC0415
 
         return None if value is None else JobSpec._image(value)  # the same reference grammar as `image:`
 
@@ -306,7 +313,7 @@ class SageMakerBackend(CloudBackend):
         key = (service, region)
         if key not in self._clients:
             if self._session is None:
-                from launcher.lazy import require
+                from launcher.lazy import require  # noqa: PLC0415
 
                 self._session = require("boto3", "aws").Session()
             self._clients[key] = self._session.client(service, region_name=region)
@@ -695,7 +702,7 @@ class SageMakerBackend(CloudBackend):
         region = getattr(getattr(self._clients.get("ecr"), "meta", None), "region_name", None)
         if region is None:
             if self._session is None:
-                from launcher.lazy import require
+                from launcher.lazy import require  # noqa: PLC0415
 
                 self._session = require("boto3", "aws").Session()
             region = self._session.region_name

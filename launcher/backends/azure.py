@@ -52,10 +52,10 @@ from launcher.catalog import select
 from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError, first_line
 from launcher.lazy import require
-from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
-from launcher.state.pushed import push, split_tag
+from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan
 from launcher.spec import BUILTIN_DATASETS, JobSpec
 from launcher.staging.data import data_target, stage_local_data
+from launcher.state.pushed import push, split_tag
 
 __all__ = [
     "AzureMLBackend",

@@ -36,14 +36,14 @@ from pydantic import Field, field_validator
 
 from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Offer
 from launcher.contract import DATA_DIR_VARIABLE, ENTRYPOINT, TIMEOUT_EXIT, EntrypointArgs, code_archive, data_dir
-from launcher.errors import LauncherError, MissingExtraError, first_line
-from launcher.staging.image import docker_client
-from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
-from launcher.spec import BUILTIN_DATASETS, JobSpec
-from launcher.storage import is_remote
-from launcher.staging.data import CONTENT
-from launcher.state.jobs import state_dir
+from launcher.errors import LauncherError, MissingExtraError
 from launcher.estimate.local import local_offers
+from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan
+from launcher.spec import BUILTIN_DATASETS, JobSpec
+from launcher.staging.data import CONTENT
+from launcher.staging.image import docker_client
+from launcher.state.jobs import state_dir
+from launcher.storage import is_remote
 
 __all__ = [
     "LocalBackend", "LocalOptions", "Mount", "docker_payload", "process_payload", "shm_bytes", "host_gpu_count", "supervise",

@@ -33,8 +33,8 @@ import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from launcher.errors import LauncherError
 from launcher.catalog.limits import budget_runtime
+from launcher.errors import LauncherError
 
 if TYPE_CHECKING:
     from launcher.spec import JobSpec, Resources

@@ -64,7 +64,7 @@ def http_get_json(url: str, headers: Mapping[str, str]) -> dict[str, Any]:
 
 def update_catalog(backend: str, today: str | None = None, **clients: Any) -> Path:
     """Refresh `backend`'s catalog and write it to the user catalog path; the old file survives a failure."""
-    from launcher.catalog import catalog_path, load_catalog, user_catalog_path
+    from launcher.catalog import catalog_path, load_catalog, user_catalog_path  # noqa: PLC0415
 
     updaters = {"aws": update_aws, "azure": update_azure, "gcp": update_gcp}
     if backend not in updaters:
@@ -134,7 +134,7 @@ def update_aws(catalog: Catalog, pricing_client: Any = None) -> Catalog:
 
 
 def _pricing_client() -> Any:
-    from launcher.lazy import require
+    from launcher.lazy import require  # noqa: PLC0415
 
     boto3 = require("boto3", "aws")
     # The Price List Query API is served from us-east-1 (and ap-south-1, eu-central-1):
@@ -271,10 +271,10 @@ def _gcp_auth(api_key: str | None) -> dict[str, str]:
     """An API key (GOOGLE_API_KEY) needs no header; otherwise Application Default Credentials."""
     if api_key or os.environ.get("GOOGLE_API_KEY"):
         return {}
-    from launcher.lazy import require
+    from launcher.lazy import require  # noqa: PLC0415
 
     google_auth = require("google.auth", "gcp")
-    from google.auth.transport.requests import Request
+    from google.auth.transport.requests import Request  # noqa: PLC0415
 
     try:
         creds, _ = google_auth.default(scopes=["https://www.googleapis.com/auth/cloud-billing.readonly"])

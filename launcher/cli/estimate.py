@@ -60,8 +60,8 @@ def estimate_cmd(
     """
     from launcher.backends import registry
     from launcher.estimate.model import estimate
-    from launcher.state.jobs import JobRegistry
     from launcher.spec import load_spec
+    from launcher.state.jobs import JobRegistry
 
     spec = load_spec(job_file, overrides)
     registry.check_sections(spec, Path(job_file), overrides)
@@ -239,8 +239,8 @@ def profile_cmd(job_file: str, steps: int, overrides: tuple[str, ...], synthetic
     """
     from launcher.backends import registry
     from launcher.estimate.profile import profile
-    from launcher.state.jobs import JobRegistry
     from launcher.spec import load_spec
+    from launcher.state.jobs import JobRegistry
 
     spec = load_spec(job_file, overrides)
     registry.check_sections(spec, Path(job_file), overrides)
@@ -270,8 +270,8 @@ def catalog() -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def catalog_show(backends: tuple[str, ...], region: str | None, as_json: bool) -> None:
     """Print instances, GPUs and prices with the catalog's date and sources."""
-    from launcher.catalog import catalog_path, load_catalog
     from launcher.backends.registry import canonical
+    from launcher.catalog import catalog_path, load_catalog
 
     names = [canonical(b) for b in backends] or ["aws", "gcp", "azure"]
     if as_json:

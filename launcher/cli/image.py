@@ -45,8 +45,8 @@ def build(
 
     from launcher.backends import registry
     from launcher.cli.base import fail
-    from launcher.staging import image as images
     from launcher.spec import DEFAULT_IMAGE
+    from launcher.staging import image as images
 
     if push and not backends:
         fail("--push needs at least one backend: add -b aws, -b gcp or -b azure.")

@@ -134,8 +134,8 @@ def _one_row_per_run(records, jobs):  # type: ignore[no-untyped-def]
 def supervise(run_id: str) -> None:
     """Supervise a recorded run whose supervisor is gone (killed, machine rebooted): follow its attempt, resubmit."""
     from launcher.api import Launcher
-    from launcher.state.jobs import JobRegistry
     from launcher.runs.supervisor import Supervisor
+    from launcher.state.jobs import JobRegistry
 
     jobs = JobRegistry()
     run = jobs.run(run_id)
@@ -148,8 +148,8 @@ def supervise(run_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def ls(limit: int, backend: str | None, as_json: bool) -> None:
     """List recent jobs (newest first)."""
-    from launcher.state.jobs import JobRegistry
     from launcher.runs.refresh import refresh_unfinished
+    from launcher.state.jobs import JobRegistry
 
     jobs = JobRegistry()
     records = _one_row_per_run(refresh_unfinished(jobs.list(limit=limit, backend=backend), jobs), jobs)

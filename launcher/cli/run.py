@@ -31,9 +31,9 @@ def run(
 ) -> None:  # fmt: skip
     """Run JOB_FILE on a backend (default: this machine)."""
     from launcher.api import Launcher
-    from launcher.state.jobs import new_job_id
     from launcher.backends import registry
     from launcher.spec import load_spec
+    from launcher.state.jobs import new_job_id
 
     spec = load_spec(job_file, overrides)
     registry.check_sections(spec, Path(job_file), overrides)
@@ -66,8 +66,9 @@ def _supervise(spec, backend: str, detach: bool, ignore_budget: bool) -> int:  #
     """`recovery:`: a new supervised run, or the unfinished run of this name whose supervisor is gone."""
     from launcher.api import Launcher
     from launcher.errors import JobNotFoundError, LauncherError
+    from launcher.runs.supervisor import Supervisor, supervisor_alive
+    from launcher.runs.supervisor import detach as detach_run
     from launcher.state.jobs import JobRegistry
-    from launcher.runs.supervisor import Supervisor, detach as detach_run, supervisor_alive
 
     jobs = JobRegistry()
     make = lambda name: Launcher(backend=name, jobs=jobs)  # noqa: E731

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from launcher.backend import Backend, Offer
+from launcher.catalog import load_catalog
 from launcher.errors import LauncherError
 from launcher.estimate.throughput import Figure, canonical_device, gpu_table, throughput
-from launcher.state.jobs import JobRegistry
 from launcher.spec import JobSpec
-from launcher.catalog import load_catalog
+from launcher.state.jobs import JobRegistry
 
 __all__ = [
     "BUILTIN_DATASETS",

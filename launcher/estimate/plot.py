@@ -39,7 +39,7 @@ def plot_rows(
     rows: Sequence[Row], path: str | Path, title: str = "", max_cost: float | None = None, max_runtime_s: float | None = None
 ) -> Path:
     """Draw every usable row, the Pareto front and the spec's limits (red lines) into a PNG."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig = draw(rows, title, max_cost, max_runtime_s)
     out = Path(path)
@@ -53,11 +53,11 @@ DPI = 130
 
 def draw(rows: Sequence[Row], title: str = "", max_cost: float | None = None, max_runtime_s: float | None = None):  # type: ignore[no-untyped-def]
     """The figure plot_rows saves: points, Pareto front, limits, and one label per point, no two overlapping."""
-    from launcher.lazy import require
+    from launcher.lazy import require  # noqa: PLC0415
 
     matplotlib = require("matplotlib", "train")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415
 
     ok = [r for r in rows if r.ok]
     front = pareto_front(ok)
@@ -122,7 +122,7 @@ def _place_labels(fig, ax, items) -> list:  # type: ignore[no-untyped-def]
 
 def _text_box(ann, renderer):  # type: ignore[no-untyped-def]
     """The screen box of an annotation's text alone (not its line), a point of margin around it."""
-    from matplotlib.text import Text
+    from matplotlib.text import Text  # noqa: PLC0415
 
     ann.update_positions(renderer)  # an annotation's offset is applied here, not by set_position
     return Text.get_window_extent(ann, renderer).padded(1)

@@ -47,14 +47,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from launcher.contract import ENTRYPOINT, EntrypointArgs
+from launcher.contract import ENTRYPOINT, EntrypointArgs, ultralytics_epoch_seconds
 from launcher.errors import LauncherError
-from launcher.estimate.throughput import canonical_device, gpu_table, precision_of
-from launcher.state.jobs import JobRegistry, Throughput
-from launcher.contract import ultralytics_epoch_seconds
-from launcher.spec import JobSpec
-from launcher.estimate.record import device_of, per_process_images_per_s, read_results
 from launcher.estimate.model import dataset_size
+from launcher.estimate.record import device_of, per_process_images_per_s, read_results
+from launcher.estimate.throughput import canonical_device, gpu_table, precision_of
+from launcher.spec import JobSpec
+from launcher.state.jobs import JobRegistry, Throughput
 
 __all__ = ["profile", "trainer_available", "profile_with_trainer", "profile_synthetic", "PROFILE_EPOCHS", "PROFILE_STEPS"]
 
@@ -296,7 +295,7 @@ def _steady_images_per_s(rows: list[dict[str, float]]) -> float:
 def _epoch_rows(path: Path) -> list[dict[str, float]]:
     if not path.exists():
         return []
-    import csv
+    import csv  # noqa: PLC0415
 
     with path.open(newline="", encoding="utf-8") as f:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
@@ -307,7 +306,7 @@ def _epoch_rows(path: Path) -> list[dict[str, float]]:
 
 def profile_synthetic(spec: JobSpec, steps: int, warmup: int = 3) -> Throughput:
     """Time `steps` training steps of the model alone on random tensors of the spec's shape."""
-    from launcher.lazy import require
+    from launcher.lazy import require  # noqa: PLC0415
 
     torch = require("torch", "train")
     models = require("torchvision.models", "train")
@@ -338,7 +337,7 @@ def profile_synthetic(spec: JobSpec, steps: int, warmup: int = 3) -> Throughput:
 
 def _cpu_threads(torch) -> int:  # type: ignore[no-untyped-def]
     """The run's own thread policy (a trainer profile gets it inside the trainer)."""
-    from launcher.runtime.cpu import cpu_threads, usable_cpus
+    from launcher.runtime.cpu import cpu_threads, usable_cpus  # noqa: PLC0415
 
     threads = cpu_threads(os.environ, usable_cpus(), 1)
     torch.set_num_threads(threads)

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from launcher.errors import JobNotFoundError, LauncherError
-from launcher.state.jobs import JobRegistry, Throughput
-from launcher.spec import JobSpec
-from launcher.estimate.throughput import gpu_table
-from launcher.estimate.throughput import canonical_device
 from launcher.estimate.model import dataset_size
+from launcher.estimate.throughput import canonical_device, gpu_table
+from launcher.spec import JobSpec
+from launcher.state.jobs import JobRegistry, Throughput
 
 __all__ = ["record_results", "read_results", "REQUIRED"]
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Iterable
 
-from launcher.state.jobs import JobRegistry, Throughput
 from launcher.spec import JobSpec
+from launcher.state.jobs import JobRegistry, Throughput
 
 __all__ = [
     "SOURCES",
@@ -113,7 +113,7 @@ def _yolo_gflops(model: str, imgsz: int) -> float | None:
 def _torchvision_entry(model: str) -> dict[str, Any] | None:
     if importlib.util.find_spec("torchvision") is None:
         return None
-    from torchvision.models import get_model_weights
+    from torchvision.models import get_model_weights  # noqa: PLC0415
 
     try:
         weights = get_model_weights(model).DEFAULT

@@ -41,16 +41,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from launcher.contract import CODE_FOLDER, CONTENT, code_archive, code_target
+from launcher.contract import CODE_FOLDER, CONTENT, code_target
 from launcher.errors import LauncherError
-from launcher.staging.data import fill_placeholder, mentions
-from launcher.storage import open_store
+from launcher.staging.data import Progress, fill_placeholder, mentions
 from launcher.state.jobs import state_dir
-from launcher.staging.data import Progress
+from launcher.storage import open_store
 
 if TYPE_CHECKING:
     from launcher.plan import Plan
-    from launcher.spec import CodeConfig, JobSpec
+    from launcher.spec import CodeConfig
 
 __all__ = ["CodeFiles", "CREDENTIAL_PATTERNS", "collect", "write_archive", "code_target", "stage_code", "ship"]
 

@@ -32,10 +32,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from launcher.contract import BUILTIN_DATASETS, CONTENT
 from launcher.errors import LauncherError
-from launcher.storage import is_remote
-from launcher.storage.base import Store, sha256_file
-from launcher.storage import open_store
 from launcher.state.jobs import state_dir
+from launcher.storage import is_remote, open_store
+from launcher.storage.base import Store, sha256_file
 
 if TYPE_CHECKING:
     from launcher.plan import Plan

@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterator
 from launcher.backend import Backend, canonical
 from launcher.errors import LauncherError, first_line
 from launcher.lazy import require
-from launcher.state.pushed import pushed_images, pushed_ref, record_push
 from launcher.spec import DEFAULT_IMAGE
+from launcher.state.pushed import pushed_images, pushed_ref, record_push
 
 __all__ = [
     "REPO", "DOCKERFILE", "DEFAULT_IGNORE", "build", "push", "pushed_image", "pushed_images", "record_push",

@@ -38,20 +38,20 @@ def open_store(
     if not uri:
         raise LauncherError("The checkpoint URI is empty.", "Set checkpoint.uri to s3://, gs://, az:// or a folder.")
     if uri.startswith("s3://"):
-        from launcher.storage.s3 import S3Store
+        from launcher.storage.s3 import S3Store  # noqa: PLC0415
 
         return S3Store(_with_bucket(uri), client=s3, retry=retry)
     if uri.startswith("gs://"):
-        from launcher.storage.gcs import GCSStore
+        from launcher.storage.gcs import GCSStore  # noqa: PLC0415
 
         return GCSStore(_with_bucket(uri), client=gcs, retry=retry)
     if uri.startswith("az://"):
-        from launcher.storage.azure import AzureStore
+        from launcher.storage.azure import AzureStore  # noqa: PLC0415
 
         return AzureStore(_with_bucket(uri), client=azure, retry=retry)
     if "://" in uri and not uri.startswith("file://"):
         raise LauncherError(f"Unsupported checkpoint URI {uri!r}.", "Use s3://, gs://, az://container/... or a path.")
-    from launcher.storage.local import LocalStore
+    from launcher.storage.local import LocalStore  # noqa: PLC0415
 
     return LocalStore(uri)
 

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from launcher.errors import LauncherError
-from launcher.storage.base import ObjectInfo, Store, UnsafeKeyError, check_key, safe_local_path
 from launcher.storage import open_store
+from launcher.storage.base import ObjectInfo, Store, UnsafeKeyError, check_key, safe_local_path
 
 __all__ = ["FetchResult", "ImageCount", "fetch", "count_images", "cache_folder", "listing", "COMPLETE"]
 

@@ -19,18 +19,18 @@ import botocore.session
 import pytest
 from botocore.stub import Stubber
 from botocore.validate import ParamValidator
-from launcher.backends.aws import DATA_DIR, SageMakerBackend, map_status, sagemaker_job_name
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from launcher.backends import registry
 from launcher.api import Job
+from launcher.backends import registry
+from launcher.backends.aws import DATA_DIR, SageMakerBackend, map_status, sagemaker_job_name
 from launcher.catalog import load_catalog
 from launcher.errors import LauncherError, SpecError
-from launcher.state.jobs import JobRegistry
 from launcher.plan import JobRef, JobState
 from launcher.runtime import rendezvous
 from launcher.spec import JobSpec
+from launcher.state.jobs import JobRegistry
 
 GOLDEN = Path(__file__).parent / "golden"
 REGION = "us-east-1"
@@ -564,8 +564,8 @@ def test_push_image_creates_the_repository_and_returns_the_digest(aws_env: Any) 
 
 
 def test_plan_uses_the_recorded_push_for_the_default_image() -> None:
-    from launcher.staging.image import record_push
     from launcher.spec import DEFAULT_IMAGE
+    from launcher.staging.image import record_push
 
     pushed = IMAGE.replace("0" * 64, "2" * 64)
     record_push("aws", DEFAULT_IMAGE, pushed)

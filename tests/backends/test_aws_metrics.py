@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from launcher.backends.aws import SageMakerBackend
 
+from launcher.backends.aws import SageMakerBackend
 from launcher.catalog import load_catalog
 from launcher.runtime.train import report
 from launcher.spec import JobSpec

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from launcher.backends.azure import STATES, AzureMLBackend, AzureOptions, job_from_payload, log_files, secret_name
 
 from launcher.backends import registry
+from launcher.backends.azure import STATES, AzureMLBackend, AzureOptions, job_from_payload, log_files, secret_name
 from launcher.errors import LauncherError, SpecError
 from launcher.plan import JobRef, JobState
 from launcher.runtime import entrypoint, rendezvous

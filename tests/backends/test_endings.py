@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from launcher.backends.local import EXIT_FILE, OOM_FILE, LocalBackend
 
+from launcher.backends.local import EXIT_FILE, OOM_FILE, LocalBackend
 from launcher.plan import Ending, JobRef, JobState
 from launcher.spec import validate_spec
 from tests.backends import test_aws, test_azure, test_gcp

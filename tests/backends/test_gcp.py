@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from launcher.backends.gcp import JOB_STATES, GcpOptions, VertexBackend, secret_id
 
 from launcher.backend import Offer
+from launcher.backends.gcp import JOB_STATES, GcpOptions, VertexBackend, secret_id
 from launcher.catalog import load_catalog
 from launcher.errors import LauncherError, SpecError
 from launcher.plan import JobRef, JobState

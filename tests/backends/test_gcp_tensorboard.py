@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from launcher.backends.gcp import VertexBackend
 
+from launcher.backends.gcp import VertexBackend
 from launcher.errors import LauncherError
 from launcher.spec import validate_spec
 

@@ -22,8 +22,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from launcher.backends.local import LocalBackend
 from launcher.api import Launcher
+from launcher.backends.local import LocalBackend
 from launcher.cli import main
 from launcher.errors import LauncherError
 from launcher.plan import JobState

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from launcher.backends.local import LocalBackend, LocalOptions, shm_bytes
 from launcher.api import Launcher
+from launcher.backends.local import LocalBackend, LocalOptions, shm_bytes
 from launcher.contract import EntrypointArgs
 from launcher.errors import LauncherError, SpecError
 from launcher.plan import REDACTED

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from launcher.backends.local import EXIT_FILE, LOG_FILE, LocalBackend, supervise
 
 from launcher.api import Launcher
+from launcher.backends.local import EXIT_FILE, LOG_FILE, LocalBackend, supervise
 from launcher.cli import main
 from launcher.errors import LauncherError
 from launcher.plan import JobState
@@ -229,7 +229,7 @@ def test_a_group_whose_only_process_is_an_unreaped_zombie_is_not_alive() -> None
     running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     try:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and f") Z " not in Path(f"/proc/{ended.pid}/stat").read_text():
+        while time.monotonic() < deadline and ") Z " not in Path(f"/proc/{ended.pid}/stat").read_text():
             time.sleep(0.05)
         os.killpg(ended.pid, 0)  # the signal still finds the zombie's group...
         assert _group_alive(ended.pid) is False  # ...which runs nothing

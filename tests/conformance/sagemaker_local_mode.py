@@ -33,7 +33,6 @@ import json
 import sys
 from pathlib import Path
 
-
 SIGKILL_AFTER_S = 120  # SageMaker's window between SIGTERM and SIGKILL
 
 

@@ -18,12 +18,18 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from launcher.api import Launcher
-from launcher.staging.code import stage_code
 from launcher.spec import validate_spec
+from launcher.staging.code import stage_code
 from tests.conformance.cluster import Cluster, store_program_results, store_results
 from tests.conformance.conftest import AZURITE_ACCOUNT, AZURITE_KEY
 from tests.conformance.platforms import ContainerJob, azureml_nodes
-from tests.conformance.scenario import TRAIN, preempt_then_resume, program_folder, program_preempt_then_resume, program_spec
+from tests.conformance.scenario import (
+    TRAIN,
+    preempt_then_resume,
+    program_folder,
+    program_preempt_then_resume,
+    program_spec,
+)
 
 ACCOUNT_URL = re.compile(r"^https://[a-z0-9]+\.blob\.core\.windows\.net/([^/]+)/?(.*)$")
 

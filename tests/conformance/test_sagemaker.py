@@ -20,13 +20,19 @@ from typing import Any
 import pytest
 
 from launcher.api import Launcher
-from launcher.staging.code import stage_code
 from launcher.spec import validate_spec
-from tests.conftest import require_service
+from launcher.staging.code import stage_code
 from tests.conformance.cluster import REPO, store_program_results, store_results
 from tests.conformance.conftest import BUCKET
 from tests.conformance.platforms import SageMakerLocalJob
-from tests.conformance.scenario import TRAIN, preempt_then_resume, program_folder, program_preempt_then_resume, program_spec
+from tests.conformance.scenario import (
+    TRAIN,
+    preempt_then_resume,
+    program_folder,
+    program_preempt_then_resume,
+    program_spec,
+)
+from tests.conftest import require_service
 
 SAGEMAKER_PYTHON = os.environ.get("LAUNCHER_SAGEMAKER_PYTHON", str(REPO / ".venv-sagemaker" / "bin" / "python"))
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}

@@ -18,12 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from launcher.api import Launcher
-from launcher.staging.code import stage_code
 from launcher.spec import validate_spec
+from launcher.staging.code import stage_code
 from tests.conformance.cluster import Cluster, store_program_results, store_results
 from tests.conformance.conftest import BUCKET
 from tests.conformance.platforms import ContainerJob, vertex_nodes
-from tests.conformance.scenario import TRAIN, preempt_then_resume, program_folder, program_preempt_then_resume, program_spec
+from tests.conformance.scenario import (
+    TRAIN,
+    preempt_then_resume,
+    program_folder,
+    program_preempt_then_resume,
+    program_spec,
+)
 
 
 def gcs_client(endpoint: str) -> Any:

@@ -10,9 +10,9 @@ import pytest
 from launcher.api import Launcher
 from launcher.backend import Backend
 from launcher.errors import LauncherError
-from launcher.state.jobs import JobRegistry
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.spec import JobSpec
+from launcher.state.jobs import JobRegistry
 from tests.backends.test_contract import BACKENDS, _plan
 
 MISSING = "The secret WANDB_API_KEY is listed in the spec but not set in your environment. Export WANDB_API_KEY before launching."

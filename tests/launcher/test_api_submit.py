@@ -12,9 +12,9 @@ from launcher import storage
 from launcher.api import Launcher
 from launcher.backend import Backend
 from launcher.errors import LauncherError
-from launcher.state.jobs import JobRegistry
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.spec import JobSpec
+from launcher.state.jobs import JobRegistry
 
 
 class Answer(Backend):

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from launcher.cli import main
-from launcher.staging.code import code_target, collect, ship, stage_code, write_archive
 from launcher.errors import LauncherError
 from launcher.spec import CodeConfig, load_spec, validate_spec
+from launcher.staging.code import code_target, collect, ship, stage_code, write_archive
 from launcher.storage.local import LocalStore
 
 PROGRAM = Path(__file__).resolve().parents[2] / "examples" / "own_program"

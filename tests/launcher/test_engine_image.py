@@ -12,8 +12,8 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from launcher.staging import image as images
 from launcher.cli import main
+from launcher.staging import image as images
 
 REPO = Path(__file__).resolve().parents[2]
 

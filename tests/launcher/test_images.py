@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from launcher.backends import registry
-from launcher.staging import image as images
 from launcher.cli import main
 from launcher.errors import LauncherError
+from launcher.staging import image as images
 from launcher.state.jobs import state_dir
 from tests.docker_base import BASE_IMAGE, engine_or_skip
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from launcher.backends.local import LocalBackend
 from launcher.api import Launcher
+from launcher.backends.local import LocalBackend
 from launcher.cli import main
-from launcher.state.jobs import JobRegistry
 from launcher.plan import JobState, JobStatus
 from launcher.runs.refresh import CACHE_S, refresh_unfinished
 from launcher.spec import validate_spec
+from launcher.state.jobs import JobRegistry
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from launcher.errors import JobNotFoundError
-from launcher.state.jobs import JobRegistry, Throughput, state_dir
 from launcher.plan import JobRef, JobState, JobStatus
+from launcher.state.jobs import JobRegistry, Throughput, state_dir
 
 
 def test_records_survive_a_new_connection(tmp_path: Path) -> None:

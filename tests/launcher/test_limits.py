@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from launcher.errors import LauncherError
 from launcher.catalog.limits import budget_runtime
+from launcher.errors import LauncherError
 from launcher.spec import JobSpec
 
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from launcher.backends.local import LocalBackend
 
 from launcher.api import Launcher
+from launcher.backends.local import LocalBackend
 from launcher.cli import main
-from launcher.state.jobs import JobRegistry
 from launcher.runs.progress import for_record, from_csv
 from launcher.runtime.train import report
 from launcher.spec import validate_spec
+from launcher.state.jobs import JobRegistry
 
 HEADER = ",".join(report.COLUMNS) + "\n"
 

@@ -21,9 +21,9 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from launcher.state.jobs import JobRegistry
 from launcher.plan import JobState
 from launcher.runs.progress import read_progress
+from launcher.state.jobs import JobRegistry
 from tests.backends.test_endings import _subreaper
 
 LAUNCH = [sys.executable, "-c", "from launcher.cli import main; main()"]

@@ -8,19 +8,19 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import pytest
-from launcher.backends.aws import SageMakerBackend
-from launcher.backends.azure import AzureMLBackend
-from launcher.backends.gcp import VertexBackend
 
 from launcher.api import Launcher
 from launcher.backend import Backend, BackendCheck, Offer
+from launcher.backends.aws import SageMakerBackend
+from launcher.backends.azure import AzureMLBackend
 from launcher.backends.cloud import CloudBackend
+from launcher.backends.gcp import VertexBackend
 from launcher.catalog import load_catalog
 from launcher.estimate.model import estimate
-from launcher.state.jobs import JobRegistry
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan
 from launcher.runs.supervisor import Supervisor
 from launcher.spec import JobSpec, validate_spec
+from launcher.state.jobs import JobRegistry
 
 P, C = Ending.PREEMPTED, Ending.CAPACITY
 REGION = "us-east-1"

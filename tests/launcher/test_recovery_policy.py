@@ -11,10 +11,10 @@ import pytest
 from launcher.api import Launcher
 from launcher.backend import Backend, BackendCheck
 from launcher.errors import LauncherError
-from launcher.state.jobs import JobRegistry
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan
 from launcher.runs.supervisor import Supervisor, transfer_note
 from launcher.spec import validate_spec
+from launcher.state.jobs import JobRegistry
 
 P, C, U = Ending.PREEMPTED, Ending.CAPACITY, Ending.USER_ERROR
 

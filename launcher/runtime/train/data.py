@@ -244,7 +244,7 @@ class ImageSet:
         array = np.memmap(tmp, np.uint8, "r+" if reuse else "w+", shape=shape)
 
         def fill(i: int) -> None:
-            array[i] = load_image(self.split.samples[i][0], self.size)
+            array[i] = load_image(self.split.samples[i][0], self.size)  # noqa: F821 - `del array` below, after use
 
         with ThreadPoolExecutor(max(1, threads)) as pool:
             list(pool.map(fill, rows))

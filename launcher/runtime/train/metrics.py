@@ -27,8 +27,6 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from launcher.contract import METRICS
-
 __all__ = [
     "Reporter",
     "Reporters",

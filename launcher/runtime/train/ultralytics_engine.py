@@ -46,8 +46,7 @@ from typing import Any, Mapping, Sequence
 from launcher.contract import data_dir, summary_line
 from launcher.errors import LauncherError
 from launcher.runtime.train.config import parse_args
-from launcher.spec import TrainConfig
-from launcher.spec import yolo_task_of
+from launcher.spec import TrainConfig, yolo_task_of
 
 __all__ = ["main", "model_gflops", "train_kwargs", "yolo_data", "offline_environment", "trim_results"]
 

@@ -5,7 +5,15 @@ import subprocess
 import pytest
 
 from launcher.errors import LauncherError
-from launcher.estimate.local import LocalCosts, LocalGpu, config_path, detect_gpus, hourly_price, load_config, local_offers
+from launcher.estimate.local import (
+    LocalCosts,
+    LocalGpu,
+    config_path,
+    detect_gpus,
+    hourly_price,
+    load_config,
+    local_offers,
+)
 
 from .fakes import spec
 

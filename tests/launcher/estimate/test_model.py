@@ -3,8 +3,17 @@ from __future__ import annotations
 import pytest
 
 from launcher.estimate.model import (
-    Dataset, Row, dataset_size, estimate, estimate_offer, interruption_seconds, mark, scaling_efficiency,
-    staging_seconds, training_seconds, validation_seconds,
+    Dataset,
+    Row,
+    dataset_size,
+    estimate,
+    estimate_offer,
+    interruption_seconds,
+    mark,
+    scaling_efficiency,
+    staging_seconds,
+    training_seconds,
+    validation_seconds,
 )  # fmt: skip
 from launcher.estimate.throughput import Figure
 from launcher.state.jobs import JobRegistry, Throughput

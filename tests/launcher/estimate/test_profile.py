@@ -10,8 +10,8 @@ from launcher.errors import LauncherError
 from launcher.estimate.model import estimate
 from launcher.estimate.profile import profile, profile_synthetic
 from launcher.estimate.throughput import gpu_table
-from launcher.state.jobs import JobRegistry
 from launcher.spec import JobSpec
+from launcher.state.jobs import JobRegistry
 
 from .fakes import spec
 

@@ -6,8 +6,8 @@ import pytest
 
 from launcher.errors import LauncherError
 from launcher.estimate.record import record_results
-from launcher.state.jobs import JobRegistry
 from launcher.plan import JobRef
+from launcher.state.jobs import JobRegistry
 
 from .fakes import spec
 

@@ -11,8 +11,8 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from launcher.catalog import load_catalog, user_catalog_path
-from launcher.errors import LauncherError
 from launcher.catalog.update import update_catalog
+from launcher.errors import LauncherError
 
 Handler = Callable[[str, dict[str, list[str]]], dict[str, Any]]
 

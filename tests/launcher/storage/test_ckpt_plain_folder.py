@@ -8,8 +8,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from launcher.cli import main
-from launcher.state.jobs import JobRegistry
 from launcher.plan import JobRef
+from launcher.state.jobs import JobRegistry
 
 
 def _plain_run(root: Path) -> Path:

@@ -10,8 +10,8 @@ import pytest
 from launcher.errors import LauncherError
 from launcher.plan import Plan
 from launcher.spec import validate_spec
-from launcher.storage import open_store
 from launcher.staging.data import CONTENT, MARKER, HashCache, content_hash, data_target, stage_local_data, upload_folder
+from launcher.storage import open_store
 from tests.launcher.storage.conftest import StoreKind
 
 

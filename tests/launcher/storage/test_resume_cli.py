@@ -103,8 +103,8 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_cli_ls_resolves_a_job_id(tmp_path: Path) -> None:
-    from launcher.state.jobs import JobRegistry
     from launcher.plan import JobRef
+    from launcher.state.jobs import JobRegistry
 
     spec = {"name": "digits", "checkpoint": {"uri": str(tmp_path / "ckpts")}}
     JobRegistry().add(JobRef("digits-1", "local", "native-1", {}), "digits", spec, "hash")
