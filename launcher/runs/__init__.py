@@ -1,0 +1,1 @@
+"""Runs over time: a job handle, its progress, the budget, and the supervisor that retries and fails over."""
