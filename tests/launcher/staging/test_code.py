@@ -16,7 +16,7 @@ from launcher.spec import CodeConfig, load_spec, validate_spec
 from launcher.staging.code import code_target, collect, ship, stage_code, write_archive
 from launcher.storage.local import LocalStore
 
-PROGRAM = Path(__file__).resolve().parents[2] / "examples" / "own_program"
+PROGRAM = Path(__file__).resolve().parents[3] / "examples" / "own_program"
 
 
 def _tree(root: Path, files: dict[str, str | bytes]) -> Path:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from launcher.cli import main
 from launcher.staging import image as images
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 class RecordingEngine:
