@@ -41,7 +41,7 @@ from launcher.estimate.local import local_offers
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan
 from launcher.spec import BUILTIN_DATASETS, JobSpec
 from launcher.staging.data import CONTENT
-from launcher.staging.image import docker_client
+from launcher.staging.image import checked_client
 from launcher.state.jobs import state_dir
 from launcher.storage import is_remote
 
@@ -438,7 +438,7 @@ class LocalBackend(Backend):
     def docker(self) -> Any:
         """The docker client: the injected one, or one from the environment, checked with a ping."""
         try:
-            self._docker = docker_client(self._docker)
+            self._docker = checked_client(self._docker)
         except LauncherError:
             self._docker = None
             raise

@@ -20,7 +20,6 @@ from launcher.plan import Plan
 from launcher.state.jobs import JobRegistry
 
 
-
 class Submitter(Protocol):
     """What the hook reads of the Launcher that runs it (launcher.api.PreSubmitHook)."""
 

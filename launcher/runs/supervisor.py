@@ -28,16 +28,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from launcher.backends import registry
 from launcher.backend import Alternative
+from launcher.backends import registry
 from launcher.errors import LauncherError
 from launcher.estimate.model import estimate
-from launcher.state.jobs import JobRecord, JobRegistry, RunRecord, new_job_id, state_dir
 from launcher.plan import Ending, JobState, JobStatus
 from launcher.runs.budget import BudgetExceededError, chosen_row
 from launcher.runs.job import Job
 from launcher.runs.progress import for_record
 from launcher.spec import BACKEND_SECTIONS, JobSpec
+from launcher.state.jobs import JobRecord, JobRegistry, RunRecord, new_job_id, state_dir
 
 __all__ = ["Supervisor", "backends_of", "check_backends", "detach", "new_run_id", "supervisor_alive", "transfer_note"]
 
@@ -313,8 +313,8 @@ class Supervisor:
             raise BudgetExceededError(f"Cannot estimate attempt {number} on {plan.backend} to keep limits.max_cost "
                                       f"(${limit:.2f}, ${spent:.2f} spent): {why}",
                                       "Give the estimate a figure (launch estimate JOB.yaml says what it lacks), or "
-                                      f"pass --ignore-budget: a cloud attempt's runtime is still capped at what is left of "
-                                      f"max_cost at its price.")  # fmt: skip
+                                      "pass --ignore-budget: a cloud attempt's runtime is still capped at what is left of "
+                                      "max_cost at its price.")  # fmt: skip
         if row.cost > limit - spent:
             raise BudgetExceededError(f"Attempt {number} on {plan.backend} is estimated at ${row.cost:.2f}{left}, more than what is "
                                       f"left of limits.max_cost (${limit - spent:.2f} of ${limit:.2f}, ${spent:.2f} spent by "

@@ -47,12 +47,12 @@ RUN python -m pip install --no-cache-dir ${PIP_ARGS} -r /opt/launcher/requiremen
 """
 
 
-def docker_client(client: Any = None) -> Any:
-    """`client`, or the engine's client from the environment, checked with a ping (the one place that turns "no
-    engine" into a clear error; the local backend asks here too)."""
+def checked_client(client: Any = None) -> Any:
+    """`client`, or the engine's client from the environment, answering a ping: the one place that turns "no
+    engine" into a clear error (the local backend asks here too)."""
     docker = require("docker", "docker")
     try:
-        client = client or docker.from_env()
+        client = client if client is not None else docker.from_env()
         client.ping()
     except (docker.errors.DockerException, OSError) as exc:  # requests' errors are OSErrors
         raise LauncherError(
@@ -60,6 +60,11 @@ def docker_client(client: Any = None) -> Any:
             "Start it (`sudo systemctl start docker`, or `dockerd &` as root), or set local.runtime: process.",
         ) from None
     return client
+
+
+def docker_client(client: Any = None) -> Any:
+    """`client` as given (tests inject one), else a checked client from the environment."""
+    return client if client is not None else checked_client()
 
 
 def progress_lines(events: Iterator[dict[str, Any]]) -> Iterator[str]:

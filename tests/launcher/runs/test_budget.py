@@ -5,8 +5,7 @@ import pytest
 from launcher.api import Launcher
 from launcher.runs.budget import BudgetExceededError, budget_hook
 from launcher.state.jobs import JobRegistry
-
-from .fakes import FakeBackend, offer, spec
+from tests.launcher.estimate.fakes import FakeBackend, offer, spec
 
 
 def _launcher(tmp_path, backend: FakeBackend) -> Launcher:
