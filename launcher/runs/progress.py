@@ -22,13 +22,13 @@ from launcher.contract import ultralytics_epoch_seconds
 from launcher.storage import join_uri, open_store
 from launcher.storage.retry import RetryPolicy
 
-__all__ = ["Progress", "from_csv", "read_progress", "for_record", "fmt_duration", "ultralytics_epoch_seconds"]
+__all__ = ["RunProgress", "from_csv", "read_progress", "for_record", "fmt_duration", "ultralytics_epoch_seconds"]
 
 RESULTS = "results.csv"
 
 
 @dataclass(frozen=True)
-class Progress:
+class RunProgress:
     epoch: int
     epochs: int | None
     best_top1: float | None
@@ -74,7 +74,7 @@ def fmt_duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def from_csv(text: str, epochs: int | None, finished: bool, source: str) -> Progress | None:
+def from_csv(text: str, epochs: int | None, finished: bool, source: str) -> RunProgress | None:
     """Progress from results.csv's text; None when it holds no epoch yet (or is not the trainer's)."""
     rows = list(csv.DictReader(io.StringIO(text)))
     try:
@@ -91,7 +91,7 @@ def from_csv(text: str, epochs: int | None, finished: bool, source: str) -> Prog
     eta = None
     if not finished and epochs and times and epoch < epochs:
         eta = (epochs - epoch) * sum(times) / len(times)
-    return Progress(epoch, epochs, max(top1) if top1 else None, eta, source, best_map)
+    return RunProgress(epoch, epochs, max(top1) if top1 else None, eta, source, best_map)
 
 
 def _glance(uri: str) -> Any:
@@ -101,7 +101,7 @@ def _glance(uri: str) -> Any:
 
 
 def read_progress(record_spec: Mapping[str, Any], name: str, finished: bool,
-                  open_store_fn: Callable[[str], Any] = _glance) -> Progress | None:
+                  open_store_fn: Callable[[str], Any] = _glance) -> RunProgress | None:
     """The progress of the run a job spec (as recorded) writes; None when it has no reachable results."""
     uri = (record_spec.get("checkpoint") or {}).get("uri")
     if not uri:
@@ -114,7 +114,7 @@ def read_progress(record_spec: Mapping[str, Any], name: str, finished: bool,
     return _from_store(open_store_fn(run_uri), epochs, finished)
 
 
-def _from_store(store: Any, epochs: int | None, finished: bool) -> Progress | None:
+def _from_store(store: Any, epochs: int | None, finished: bool) -> RunProgress | None:
     from launcher.storage.sync import newest  # noqa: PLC0415 - keeps `launch --help` light
 
     manifest, _skipped = newest(store)
@@ -127,7 +127,7 @@ def _from_store(store: Any, epochs: int | None, finished: bool) -> Progress | No
     return from_csv(data.decode("utf-8"), epochs, finished, f"{store.uri} (checkpoint {manifest.version})")
 
 
-def for_record(record: Any, remote: bool = True) -> Progress | None:
+def for_record(record: Any, remote: bool = True) -> RunProgress | None:
     """A job record's progress, never an error: an unreachable store or no credentials reads as unknown."""
     uri = (record.spec.get("checkpoint") or {}).get("uri") or ""
     if "://" in uri and not remote:

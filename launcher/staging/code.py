@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from launcher.contract import CODE_FOLDER, CONTENT, code_target
 from launcher.errors import LauncherError
-from launcher.staging.data import Progress, fill_placeholder, mentions
+from launcher.staging.data import TransferProgress, fill_placeholder, mentions
 from launcher.state.jobs import state_dir
 from launcher.storage import open_store
 
@@ -299,7 +299,7 @@ def ship(files: CodeFiles, target: str, log: Log = _stderr, known: Path | None =
             log(f"code: {files.root}: {len(files.entries)} files, already at {where} (same content), nothing to send")
         else:
             log(f"code: {files.root}: {len(files.entries)} files ({_size(files.size)}) -> {where} ({_size(size)} compressed)")
-            store.put(name, archive, Progress(size, log).advance if size > PROGRESS_ABOVE else None, sha256=sha)
+            store.put(name, archive, TransferProgress(size, log).advance if size > PROGRESS_ABOVE else None, sha256=sha)
     cache.put(signature, sha, size)
     return sha
 

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from launcher.spec import JobSpec
 
 __all__ = [
-    "CONTENT", "DATA_FOLDER", "MARKER", "Progress", "content_hash", "data_target", "fill_placeholder", "mentions",
+    "CONTENT", "DATA_FOLDER", "MARKER", "TransferProgress", "content_hash", "data_target", "fill_placeholder", "mentions",
     "stage_local_data", "upload_folder",
 ]  # fmt: skip
 
@@ -145,7 +145,7 @@ def upload_folder(folder: Path, store: Store, listing: dict[str, list[Any]], log
     todo = [k for k, (size, _sha) in listing.items() if there.get(k) != size]
     total = sum(listing[k][0] for k in todo)
     log(f"train.data {folder}: uploading {len(todo)} files ({total / 1e6:.1f} MB) to {store.uri}")
-    progress = Progress(total, log)
+    progress = TransferProgress(total, log)
     with ThreadPoolExecutor(WORKERS) as pool:
         for _ in pool.map(lambda k: store.put(k, folder / k, progress.advance), todo):
             pass
@@ -154,7 +154,7 @@ def upload_folder(folder: Path, store: Store, listing: dict[str, list[Any]], log
     return total
 
 
-class Progress:
+class TransferProgress:
     """A line every 10% of the bytes: enough to see an upload move, quiet enough for CI logs."""
 
     def __init__(self, total: int, log: Log) -> None:

@@ -32,7 +32,7 @@ DEFAULT_IGNORE = (
     "**/__pycache__", "**/*.pyc", "*.egg-info", "build", "dist",
 )  # fmt: skip
 
-Progress = Callable[[str], None]
+BuildLog = Callable[[str], None]
 
 # `launch image build --requirements FILE`: the training image plus the packages a program of the user's own
 # needs, so nothing is installed at container start (code.requirements does that instead). PIP_ARGS as for
@@ -83,7 +83,7 @@ def build(
     context: Path = REPO,
     dockerfile: str = DOCKERFILE,
     client: Any = None,
-    progress: Progress = lambda line: None,
+    progress: BuildLog = lambda line: None,
     buildargs: dict[str, str] | None = None,
 ) -> str:
     """Build the image and return its id; each step of the build goes to `progress`."""
@@ -129,14 +129,14 @@ def engine_image(engine: str, base: str = DEFAULT_IMAGE) -> tuple[str, dict[str,
 
 
 def build_engine(engine: str, tag: str | None = None, base: str = DEFAULT_IMAGE, client: Any = None,
-                 progress: Progress = lambda line: None, buildargs: dict[str, str] | None = None) -> tuple[str, str]:
+                 progress: BuildLog = lambda line: None, buildargs: dict[str, str] | None = None) -> tuple[str, str]:
     """Build the engine variant of `base`; returns (tag, image id)."""
     default_tag, args, dockerfile = engine_image(engine, base)
     tag = tag or default_tag
     return tag, _build_derived(tag, dockerfile, ENGINE_REQUIREMENTS[engine].encode(), client, progress, {**args, **(buildargs or {})})
 
 
-def _build_derived(tag: str, dockerfile: str, requirements: bytes, client: Any, progress: Progress,
+def _build_derived(tag: str, dockerfile: str, requirements: bytes, client: Any, progress: BuildLog,
                    buildargs: dict[str, str]) -> str:
     """Build a small Dockerfile with one requirements.txt beside it as the whole context."""
     import tempfile  # noqa: PLC0415
@@ -149,7 +149,7 @@ def _build_derived(tag: str, dockerfile: str, requirements: bytes, client: Any, 
 
 
 def build_with_requirements(
-    tag: str, requirements: Path, base: str = DEFAULT_IMAGE, client: Any = None, progress: Progress = lambda line: None,
+    tag: str, requirements: Path, base: str = DEFAULT_IMAGE, client: Any = None, progress: BuildLog = lambda line: None,
     buildargs: dict[str, str] | None = None,
 ) -> str:
     """Build `base` plus `requirements` (REQUIREMENTS_DOCKERFILE) as `tag`; returns the image id."""

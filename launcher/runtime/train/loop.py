@@ -383,7 +383,7 @@ class Trainer:
         """Train the rest of the current epoch; False when stopped by SIGTERM."""
         self.net.train()
         self.train_batches.set_epoch(self.epoch, skip=self.step_in_epoch)
-        progress = report.Progress(self.epoch, self.cfg.epochs, self.steps_per_epoch, self.out) if self.dist.main else None
+        progress = report.StepProgress(self.epoch, self.cfg.epochs, self.steps_per_epoch, self.out) if self.dist.main else None
         acc = self.epoch_acc
         tick = time.monotonic()
         for b, (images, labels) in enumerate(self.train_loader, start=self.step_in_epoch):

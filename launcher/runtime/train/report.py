@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["Progress", "COLUMNS", "append_row", "read_rows", "truncate_rows", "plot", "write_json"]
+__all__ = ["StepProgress", "COLUMNS", "append_row", "read_rows", "truncate_rows", "plot", "write_json"]
 
 COLUMNS = ["epoch", "train_loss", "val_loss", "top1", "top5", "lr", "time_s", "images_per_s"]
 
 
-class Progress:
+class StepProgress:
     def __init__(self, epoch: int, epochs: int, steps: int, stream: TextIO | None = None) -> None:
         self.epoch, self.epochs, self.steps = epoch, epochs, steps
         self.stream = stream or sys.stdout
