@@ -24,7 +24,7 @@ from launcher.spec import BACKEND_SECTIONS, JobSpec, format_validation_error, pa
 __all__ = ["GROUP", "ALIASES", "BUILTIN", "available", "find", "get", "create", "canonical", "check_sections"]
 
 GROUP = "launcher.backends"
-BUILTIN = {"local", "aws", "gcp", "azure"}
+BUILTIN = {"local", "aws", "gcp", "azure", "slurm"}
 BUILTIN_DIST = "torch-launcher"
 ALIASES = {"sagemaker": "aws", "vertex": "gcp", "azureml": "azure", "docker": "local"}
 

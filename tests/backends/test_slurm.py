@@ -1,0 +1,326 @@
+"""The slurm backend: the contract kit, golden sbatch scripts per container kind, the readers of squeue/sacct
+output across Slurm versions, and submit/status/logs/cancel over a recording command runner.
+
+The real cluster (slurmctld + two slurmd) runs in tests/conformance/test_slurm.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from pathlib import Path
+from typing import Any, Sequence
+
+import pytest
+
+from launcher.backends.slurm import (
+    JOB_DIR_PLACEHOLDER, Completed, SlurmBackend, parse_sacct, parse_squeue_json, parse_squeue_text, parse_state_file,
+    pyxis_image, script_of, slurm_time,
+)  # fmt: skip
+from launcher.contract import ENTRYPOINT, EntrypointArgs
+from launcher.errors import LauncherError, SpecError
+from launcher.plan import Ending, JobRef, JobState, Plan
+from launcher.spec import validate_spec
+from launcher.testing import check_backend
+
+GOLDEN = Path(__file__).parent / "golden"
+BASE: dict[str, Any] = {"name": "digits", "image": "registry.example/train:1", "resources": {"gpus": 8, "nodes": 2, "cpus": 16,
+        "memory": 64, "gpu_type": "A100"}, "checkpoint": {"uri": "/shared/ckpts"}, "limits": {"max_runtime": "4h"}}  # fmt: skip
+KINDS = {
+    "pyxis": {"partition": "gpu", "account": "vision", "qos": "high", "constraint": "ib", "container": "pyxis", "job_root": "/shared/jobs"},
+    "apptainer": {"partition": "gpu", "container": "apptainer", "image": "/shared/images/train.sif", "job_root": "/shared/jobs"},
+    "oci": {"container": "oci", "bundle": "/shared/bundles/train", "job_root": "/shared/jobs"},
+    "none": {"container": "none", "python": "/opt/venv/bin/python", "job_root": "/shared/jobs"},
+}
+
+
+def _spec(**raw: Any) -> Any:
+    return validate_spec({**BASE, **raw}, Path("job.yaml"), Path("/srv"))
+
+
+def srun_argv(plan: Plan) -> list[str]:
+    """The srun line of the batch script, split as bash splits it."""
+    line = next(line for line in plan.payload["script"] if line.startswith("srun "))
+    return shlex.split(line)
+
+
+def argv_of(plan: Plan) -> list[str]:
+    """The entrypoint's arguments inside the srun line (for the contract kit)."""
+    argv = srun_argv(plan)
+    return argv[argv.index(ENTRYPOINT[-1]) + 1:]
+
+
+def test_the_slurm_backend_keeps_the_launcher_contract(tmp_path: Path) -> None:
+    raw = {**BASE, "slurm": KINDS["pyxis"]}
+    plan = check_backend(SlurmBackend, raw, tmp_path, argv_of=argv_of, golden=GOLDEN / "slurm_contract.yaml")
+    assert EntrypointArgs.parse(argv_of(plan)).checkpoint_uri == "/shared/ckpts"
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_the_sbatch_script_is_the_reviewed_one_for_each_container_kind(kind: str) -> None:
+    script = script_of(SlurmBackend().plan(_spec(slurm=KINDS[kind], secrets=["WANDB_API_KEY"], env={"FOO": "a,b c"})))
+    path = GOLDEN / f"slurm_{kind}.sbatch"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(script)
+    assert script == path.read_text(), f"the script differs from {path}; if intended, rerun with UPDATE_GOLDEN=1 and review"
+
+
+def test_the_script_asks_for_the_allocation_and_never_an_unlimited_time() -> None:
+    plan = SlurmBackend().plan(_spec(slurm=KINDS["pyxis"]))
+    head = [line.removeprefix("#SBATCH ") for line in plan.payload["script"] if line.startswith("#SBATCH ")]
+    assert {"--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=16", "--mem=64G", "--gpus-per-node=a100:8",
+            "--partition=gpu", "--account=vision", "--qos=high", "--constraint=ib", "--time=0-04:06:00",
+            "--output=/shared/jobs/digits/output.log", "--signal=TERM@30", "--no-requeue"} <= set(head)  # fmt: skip
+    unlimited = SlurmBackend().plan(_spec(slurm=KINDS["pyxis"], limits={}))
+    assert "#SBATCH --time=1-00:00:00" in unlimited.payload["script"]
+    assert any("never unlimited" in note for note in unlimited.notes)
+
+
+def test_srun_kills_the_job_when_a_node_fails_and_runs_the_whole_entrypoint_in_pyxis() -> None:
+    argv = srun_argv(SlurmBackend().plan(_spec(slurm=KINDS["pyxis"])))
+    assert argv[:2] == ["srun", "--kill-on-bad-exit=1"]
+    assert "--container-image=registry.example#train:1" in argv  # enroot's form of a registry
+    assert "--container-mounts=/shared/ckpts:/shared/ckpts:rw" in argv
+    assert list(ENTRYPOINT) == argv[argv.index("python"):argv.index("python") + 3]  # pyxis does not run the ENTRYPOINT
+
+
+def test_srun_exports_only_what_the_job_needs_and_secrets_only_by_name() -> None:
+    plan = SlurmBackend().plan(_spec(slurm=KINDS["oci"], secrets=["TOKEN"], env={"FOO": "1"}))
+    exported = next(a for a in srun_argv(plan) if a.startswith("--export=")).removeprefix("--export=").split(",")
+    assert exported == ["PYTHONUNBUFFERED", "LAUNCHER_JOB_ID", "FOO", "LAUNCHER_SECRET_REFS", "TOKEN"]
+    assert "ALL" not in exported  # 22.05: ALL puts the submitter's PATH over the image's
+    assert not any(line.startswith("export TOKEN") for line in plan.payload["script"])
+    none = next(a for a in srun_argv(SlurmBackend().plan(_spec(slurm=KINDS["none"]))) if a.startswith("--export="))
+    assert none.startswith("--export=ALL,")  # no container: the submitter's environment, as TorchX runs
+
+
+def test_apptainer_runs_the_entrypoint_with_gpus_and_binds() -> None:
+    argv = srun_argv(SlurmBackend().plan(_spec(slurm=KINDS["apptainer"])))
+    at = argv.index("apptainer")
+    assert argv[at:at + 5] == ["apptainer", "exec", "--nv", "--bind", "/shared/ckpts:/shared/ckpts:rw"]
+    assert argv[at + 5:at + 9] == ["/shared/images/train.sif", *ENTRYPOINT]
+
+
+def test_bad_slurm_options_are_refused_in_one_sentence() -> None:
+    with pytest.raises(LauncherError, match="slurm.bundle is not set"):
+        SlurmBackend().plan(_spec(slurm={"container": "oci"}))
+    for bad in ({"container": "docker"}, {"partition": "gpu;rm"}, {"job_root": "relative"}, {"job_root": "/a b"}):
+        with pytest.raises(SpecError, match="slurm"):
+            SlurmBackend().plan(_spec(slurm=bad))
+
+
+def test_slurm_time_and_pyxis_image() -> None:
+    assert slurm_time(60) == "0-00:01:00" and slurm_time(61) == "0-00:02:00" and slurm_time(90000) == "1-01:00:00"
+    assert pyxis_image("nvcr.io/nvidia/pytorch:24.01") == "nvcr.io#nvidia/pytorch:24.01"
+    assert pyxis_image("localhost:5000/train") == "localhost:5000#train"
+    assert pyxis_image("team/train:1") == "team/train:1" and pyxis_image("train") == "train"
+
+
+# ---------------------------------------------------------------- squeue / sacct across versions
+
+SQUEUE_22_05 = {"meta": {"Slurm": {"version": {"major": 22, "micro": 8, "minor": 5}}}, "errors": [], "jobs": [
+    {"job_id": 7, "job_state": "RUNNING", "state_reason": "None", "exit_code": 0, "nodes": "node[1-2]"},
+    {"job_id": 8, "job_state": "NODE_FAIL", "state_reason": "None", "exit_code": 1}]}  # fmt: skip
+SQUEUE_23_02 = {"jobs": [{"job_id": 9, "job_state": ["PENDING"], "state_reason": "Resources",
+                          "exit_code": {"status": "PENDING", "return_code": 0}}]}  # fmt: skip
+SQUEUE_23_11 = {"jobs": [{"job_id": 10, "job_state": ["FAILED"], "state_reason": "NonZeroExitCode",
+                          "exit_code": {"status": ["EXIT_CODE"], "return_code": {"set": True, "infinite": False, "number": 3},
+                                        "signal": {"id": {"set": False, "infinite": False, "number": 0}, "name": ""}}},
+                         {"job_id": 11, "job_state": ["CANCELLED", "REQUEUED"], "state_reason": "None",
+                          "exit_code": {"status": ["SIGNALED"], "return_code": {"set": True, "infinite": False, "number": 0},
+                                        "signal": {"id": {"set": True, "infinite": False, "number": 15}, "name": "TERM"}}}]}  # fmt: skip
+
+
+def test_squeue_json_of_each_version() -> None:
+    running = parse_squeue_json(json.dumps(SQUEUE_22_05), "7")
+    assert running is not None and (running.state, running.exit_code) == ("RUNNING", 0)
+    assert parse_squeue_json(json.dumps(SQUEUE_22_05), "8").state == "NODE_FAIL"  # type: ignore[union-attr]
+    pending = parse_squeue_json(json.dumps(SQUEUE_23_02), "9")
+    assert pending is not None and (pending.state, pending.reason) == ("PENDING", "Resources")
+    failed = parse_squeue_json(json.dumps(SQUEUE_23_11), "10")
+    assert failed is not None and (failed.state, failed.exit_code) == ("FAILED", 3)
+    signaled = parse_squeue_json(json.dumps(SQUEUE_23_11), "11")
+    assert signaled is not None and (signaled.state, signaled.exit_code) == ("CANCELLED", 143)
+    assert parse_squeue_json(json.dumps(SQUEUE_22_05), "99") is None
+    with pytest.raises(ValueError):
+        parse_squeue_json("squeue: error: unrecognized option '--json'", "7")
+
+
+def test_squeue_text_sacct_and_the_state_file() -> None:
+    text = "12|RUNNING|None\n13|PENDING|Priority\n"
+    assert parse_squeue_text(text, "13").state == "PENDING" and parse_squeue_text(text, "13").reason == "Priority"  # type: ignore[union-attr]
+    assert parse_squeue_text(text, "1") is None
+    sacct = "21|CANCELLED by 1000|0:15\n22|OUT_OF_MEMORY|0:125\n23|COMPLETED|0:0\n24|FAILED|2:0\n"
+    assert (parse_sacct(sacct, "21").state, parse_sacct(sacct, "21").exit_code) == ("CANCELLED", 143)  # type: ignore[union-attr]
+    assert parse_sacct(sacct, "22").state == "OUT_OF_MEMORY"  # type: ignore[union-attr]
+    assert parse_sacct(sacct, "23").exit_code == 0 and parse_sacct(sacct, "24").exit_code == 2  # type: ignore[union-attr]
+    assert parse_state_file("FAILED 143\n").exit_code == 143  # type: ignore[union-attr]
+    assert parse_state_file("RUNNING\n").state == "RUNNING" and parse_state_file("") is None  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------- submit / status / logs / cancel
+
+
+class Cluster:
+    """Records each command and answers from a table: argv[0] -> Completed (or a function of the argv)."""
+
+    def __init__(self, tmp: Path, answers: dict[str, Any]) -> None:
+        self.calls: list[tuple[list[str], str | None, dict[str, str] | None]] = []
+        self.answers = answers
+        self.tmp = tmp
+
+    def __call__(self, argv: Sequence[str], input: str | None = None, env: Any = None) -> Completed:
+        self.calls.append((list(argv), input, dict(env) if env else None))
+        answer = self.answers.get(argv[0])
+        if callable(answer):
+            return answer(list(argv))
+        if answer is not None:
+            return answer
+        from launcher.backends.slurm import _run_local  # mkdir, cat, test, touch, tail run for real
+
+        return _run_local(argv, input=input, env=env)
+
+    def ran(self, name: str) -> list[list[str]]:
+        return [argv for argv, _, _ in self.calls if argv[0] == name]
+
+
+def _backend(tmp_path: Path, **answers: Any) -> tuple[SlurmBackend, Cluster]:
+    cluster = Cluster(tmp_path, {"sbatch": Completed(0, "4242\n"), **answers})
+    return SlurmBackend(run=cluster, state_dir=tmp_path / "state", sleep=lambda s: None, environ={"TOKEN": "s3cr3t"}), cluster
+
+
+def test_submit_fills_the_job_folder_and_passes_secrets_in_sbatchs_environment_only(tmp_path: Path) -> None:
+    backend, cluster = _backend(tmp_path)
+    plan = backend.plan(_spec(name="d", slurm={"container": "oci", "bundle": "/b"}, secrets=["TOKEN"]), "d-1")
+    assert JOB_DIR_PLACEHOLDER in script_of(plan)
+    cluster.answers["test"] = Completed(0, "")  # the bundle is there
+    ref = backend.submit(plan)
+    job_dir = tmp_path / "state" / "slurm" / "d-1"
+    assert (ref.native_id, ref.extra["dir"]) == ("4242", str(job_dir)) and job_dir.is_dir()
+    argv, script, env = next(c for c in cluster.calls if c[0][0] == "sbatch")
+    assert argv == ["sbatch", "--parsable"] and env is not None and env["TOKEN"] == "s3cr3t"
+    assert script is not None and "s3cr3t" not in script and f"--output={job_dir}/output.log" in script
+    assert JOB_DIR_PLACEHOLDER not in script
+
+
+def test_a_partition_the_cluster_lacks_is_refused_before_sbatch(tmp_path: Path) -> None:
+    backend, cluster = _backend(tmp_path, sinfo=Completed(0, "debug\ngpu\n"))
+    with pytest.raises(LauncherError, match="no partition a100") as exc:
+        backend.submit(backend.plan(_spec(slurm={"partition": "a100", "container": "none"})))
+    assert "debug, gpu" in exc.value.fix and not cluster.ran("sbatch")
+    bad_bundle, cluster = _backend(tmp_path, test=Completed(1, ""))
+    with pytest.raises(LauncherError, match="no config.json"):
+        bad_bundle.submit(bad_bundle.plan(_spec(slurm={"container": "oci", "bundle": "/nowhere"})))
+    no_account, _ = _backend(tmp_path, sacctmgr=Completed(0, "physics\n"))
+    with pytest.raises(LauncherError, match="no account vision"):
+        no_account.submit(no_account.plan(_spec(slurm={"account": "vision", "container": "none"})))
+    no_dbd, cluster = _backend(tmp_path, sacctmgr=Completed(1, "", "sacctmgr: error: Problem talking to the database"))
+    no_dbd.submit(no_dbd.plan(_spec(slurm={"account": "vision", "container": "none"})))  # no accounting: sbatch decides
+    assert cluster.ran("sbatch")
+
+
+def test_sbatch_refusals_read_as_one_sentence_and_classify(tmp_path: Path) -> None:
+    backend, _ = _backend(tmp_path, sbatch=Completed(1, "", "sbatch: error: Batch job submission failed: Invalid account or "
+                                                             "account/partition combination specified\n"))  # fmt: skip
+    with pytest.raises(LauncherError, match="^Slurm refused the job: Batch job submission failed: Invalid account") as exc:
+        backend.submit(backend.plan(_spec(slurm={"container": "none"})))
+    assert backend.ending_of(exc.value.message) is Ending.USER_ERROR
+    assert backend.ending_of("Slurm refused the job: Slurm temporarily unable to accept job") is Ending.CAPACITY
+
+
+def _ref(tmp_path: Path, state: str | None = None) -> JobRef:
+    job_dir = tmp_path / "job"
+    job_dir.mkdir(exist_ok=True)
+    if state is not None:
+        (job_dir / "state").write_text(state + "\n")
+    return JobRef("d-1", "slurm", "77", {"dir": str(job_dir)})
+
+
+def _squeue(state: str, code: Any = 0, reason: str = "None") -> Completed:
+    return Completed(0, json.dumps({"jobs": [{"job_id": 77, "job_state": state, "state_reason": reason, "exit_code": code}]}))
+
+
+NO_ACCOUNTING = Completed(1, "", "sacct: error: Slurm accounting storage is disabled")
+FORGOTTEN = Completed(1, "", "slurm_load_jobs error: Invalid job id specified")
+
+
+@pytest.mark.parametrize("state, expected, ending", [
+    ("PENDING", JobState.PENDING, None), ("RUNNING", JobState.RUNNING, None), ("COMPLETING", JobState.RUNNING, None),
+    ("PREEMPTED", JobState.FAILED, Ending.PREEMPTED), ("NODE_FAIL", JobState.FAILED, Ending.NODE_FAILURE),
+    ("BOOT_FAIL", JobState.FAILED, Ending.NODE_FAILURE), ("TIMEOUT", JobState.FAILED, Ending.USER_ERROR),
+    ("OUT_OF_MEMORY", JobState.FAILED, Ending.USER_ERROR), ("FAILED", JobState.FAILED, Ending.USER_ERROR),
+    ("COMPLETED", JobState.SUCCEEDED, None), ("CANCELLED", JobState.STOPPED, None),
+])  # fmt: skip
+def test_slurm_states_map_to_job_states_and_endings(tmp_path: Path, state: str, expected: JobState, ending: Ending | None) -> None:
+    backend, _ = _backend(tmp_path, squeue=_squeue(state, 0 if state == "COMPLETED" else 1), sacct=NO_ACCOUNTING)
+    status = backend.status(_ref(tmp_path))
+    assert (status.state, status.ending) == (expected, ending)
+    assert status.ending is None or status.ending.retryable == (state in ("PREEMPTED", "NODE_FAIL", "BOOT_FAIL"))
+
+
+def test_squeue_text_then_the_state_file_when_slurm_is_silent(tmp_path: Path) -> None:
+    def squeue(argv: list[str]) -> Completed:
+        return Completed(1, "", "squeue: error: unrecognized option '--json'") if "--json" in argv else FORGOTTEN
+
+    backend, _ = _backend(tmp_path, squeue=squeue, sacct=NO_ACCOUNTING)
+    stopped = backend.status(_ref(tmp_path, "FAILED 143"))
+    assert (stopped.state, stopped.exit_code, stopped.ending) == (JobState.FAILED, 143, Ending.USER_ERROR)
+    (tmp_path / "job" / "stopped").write_text("")
+    assert backend.status(_ref(tmp_path)).state is JobState.STOPPED
+    (tmp_path / "job" / "stopped").unlink()
+    assert backend.status(_ref(tmp_path, "COMPLETED 0")).state is JobState.SUCCEEDED
+    lost = backend.status(_ref(tmp_path, "RUNNING"))  # the batch host died before the script could write its end
+    assert (lost.state, lost.ending) == (JobState.FAILED, Ending.NODE_FAILURE)
+    timed_out = backend.status(_ref(tmp_path, "FAILED 124"))
+    assert timed_out.message == "stopped: limits.max_runtime reached" and timed_out.ending is Ending.USER_ERROR
+    text, _ = _backend(tmp_path, squeue=lambda argv: Completed(1, "", "no --json") if "--json" in argv else Completed(0, "77|RUNNING|None\n"))
+    assert text.status(_ref(tmp_path)).state is JobState.RUNNING
+
+
+def test_a_finished_job_takes_its_exit_code_from_sacct_else_the_state_file(tmp_path: Path) -> None:
+    backend, _ = _backend(tmp_path, squeue=Completed(0, "77|FAILED|NonZeroExitCode\n"), sacct=Completed(0, "77|FAILED|3:0\n"))
+    backend_json = _backend(tmp_path, squeue=lambda a: Completed(1, "") if "--json" in a else Completed(0, "77|FAILED|x\n"),
+                            sacct=Completed(0, "77|FAILED|3:0\n"))[0]  # fmt: skip
+    assert backend_json.status(_ref(tmp_path)).exit_code == 3
+    from_file = _backend(tmp_path, squeue=lambda a: Completed(1, "") if "--json" in a else Completed(0, "77|FAILED|x\n"),
+                         sacct=NO_ACCOUNTING)[0]  # fmt: skip
+    assert from_file.status(_ref(tmp_path, "FAILED 5")).exit_code == 5
+    assert backend.status(_ref(tmp_path)).state is JobState.FAILED
+
+
+def test_an_unreachable_controller_is_unknown_not_lost(tmp_path: Path) -> None:
+    backend, _ = _backend(tmp_path, squeue=Completed(1, "", "slurm_load_jobs error: Unable to contact slurm controller"))
+    status = backend.status(_ref(tmp_path, "RUNNING"))
+    assert status.state is JobState.UNKNOWN and "Unable to contact" in status.message
+
+
+def test_logs_tail_the_output_file_and_cancel_is_scancel(tmp_path: Path) -> None:
+    states = iter(["RUNNING", "RUNNING", "COMPLETED"])
+    ref = _ref(tmp_path)
+    log = tmp_path / "job" / "output.log"
+    log.write_text("first\nsec")
+
+    def squeue(argv: list[str]) -> Completed:
+        state = next(states, "COMPLETED")
+        if state == "COMPLETED":
+            with open(log, "a") as out:
+                out.write("ond\nlast\n")
+        return _squeue(state)
+
+    backend, cluster = _backend(tmp_path, squeue=squeue, sacct=NO_ACCOUNTING, scancel=Completed(0, ""))
+    assert list(backend.logs(ref, follow=True)) == ["first", "second", "last"]
+    running, cluster = _backend(tmp_path, squeue=_squeue("RUNNING"), scancel=Completed(0, ""))
+    running.cancel(ref)
+    assert cluster.ran("scancel") == [["scancel", "77"]] and (tmp_path / "job" / "stopped").exists()
+
+
+def test_a_login_host_runs_every_command_over_ssh_with_secrets_on_stdin(tmp_path: Path) -> None:
+    backend, cluster = _backend(tmp_path, ssh=Completed(0, "55;tl\n"))
+    ref = backend.submit(backend.plan(_spec(name="d", slurm={"container": "none", "login": "me@login"}, secrets=["TOKEN"]), "d-1"))
+    assert (ref.native_id, ref.extra["login"], ref.extra["dir"]) == ("55", "me@login", ".launcher/slurm/d-1")
+    mkdir, sbatch = cluster.ran("ssh")
+    assert mkdir[:4] == ["ssh", "-o", "BatchMode=yes", "me@login"] and mkdir[-1] == "mkdir -p .launcher/slurm/d-1"
+    argv, stdin, _ = cluster.calls[-1]
+    assert "s3cr3t" not in " ".join(argv) and stdin is not None and "s3cr3t" not in stdin
+    assert stdin.startswith("TOKEN czNjcjN0\n\n#!/bin/bash")  # base64 of the value, then the script
