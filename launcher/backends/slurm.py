@@ -37,7 +37,7 @@ from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, Sequence
 from pydantic import Field, field_validator
 
 from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, follow_lines
-from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, TIMEOUT_EXIT, EntrypointArgs, secret_ref, secret_refs_value
+from launcher.contract import DATA_DIR_VARIABLE, ENTRYPOINT, SECRET_REFS_VARIABLE, TIMEOUT_EXIT, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan
 from launcher.spec import BUILTIN_DATASETS, JobSpec
@@ -51,6 +51,7 @@ GRACE_S = 30  # Slurm's default KillWait: SIGTERM, then SIGKILL 30 s later (scan
 STARTUP_S = 300  # the time limit's margin over limits.max_runtime: the container's start, the data, the checkpoint pull
 DEFAULT_TIME_S = 24 * 3600  # the time limit without limits.max_runtime: never unlimited
 SUBMIT_ROOT = ".launcher/slurm"
+NODE_DATA_DIR = "/tmp/launcher-data"  # $LAUNCHER_DATA_DIR in a container: written by the job, kept per node
 _UNSAFE_PATH = re.compile(r"[\s'\"%\\$`]")  # under the login host's home, for a remote submit without slurm.job_root
 
 # Slurm job states (squeue(1) JOB STATE CODES, sacct(1) JOB STATE CODES) -> where a job stands.
@@ -155,9 +156,11 @@ def _mounts(spec: JobSpec) -> list[tuple[str, str]]:
     return mounts
 
 
-def _environment(spec: JobSpec, job_name: str) -> dict[str, str]:
-    """The values the batch script sets and srun exports (secrets are exported by name only)."""
-    env = {"PYTHONUNBUFFERED": "1", "LAUNCHER_JOB_ID": job_name, **spec.env}
+def _environment(spec: JobSpec, opts: SlurmOptions, job_name: str) -> dict[str, str]:
+    """The values the batch script sets and srun exports (secrets are exported by name only). A container's root
+    may be read-only (Apptainer's SIF, an OCI bundle): the datasets and code unpack into the node's /tmp instead."""
+    node_cache = {DATA_DIR_VARIABLE: NODE_DATA_DIR} if opts.container != "none" else {}
+    env = {"PYTHONUNBUFFERED": "1", "LAUNCHER_JOB_ID": job_name, **node_cache, **spec.env}
     if spec.secrets:
         env[SECRET_REFS_VARIABLE] = secret_refs_value({name: secret_ref("env", name) for name in spec.secrets})
     return env
@@ -213,7 +216,7 @@ def _sbatch_lines(spec: JobSpec, opts: SlurmOptions, job_name: str, job_dir: str
 
 
 def _script(spec: JobSpec, opts: SlurmOptions, job_name: str, job_dir: str, argv: Sequence[str]) -> list[str]:
-    env = _environment(spec, job_name)
+    env = _environment(spec, opts, job_name)
     exported = ",".join([*env, *spec.secrets])
     flags, command = _container(opts, spec, exported)
     srun = ["srun", "--kill-on-bad-exit=1", f"--nodes={spec.resources.nodes}", "--ntasks-per-node=1", *flags, *command, *argv]
@@ -293,7 +296,7 @@ def _number(value: Any) -> int | None:
 
 
 def _exit_code(value: Any) -> int | None:
-    """squeue/sacct JSON exit_code: an int (22.05) or {"status": ..., "return_code": ..., "signal": ...} (23.02+)."""
+    """squeue JSON exit_code: a wait status (22.05) or {"status": ..., "return_code": ..., "signal": ...} (23.02+)."""
     if isinstance(value, dict):
         code = _number(value.get("return_code"))
         signal = value.get("signal")
@@ -301,11 +304,20 @@ def _exit_code(value: Any) -> int | None:
         if signal_id:
             return 128 + signal_id
         return code
-    return _number(value)
+    return _wait_status(value)
+
+
+def _wait_status(value: Any) -> int | None:
+    """22.05's squeue JSON exit_code: the raw wait status (36608 is exit 143; 15 is SIGTERM)."""
+    raw = _number(value)
+    if raw is None:
+        return None
+    return 128 + (raw & 0x7F) if raw & 0x7F else raw >> 8
 
 
 def parse_squeue_json(text: str, job_id: str) -> SlurmJob | None:
-    """The job in `squeue --json` output (22.05: job_state a string, exit_code an int; 23.02+: lists and objects)."""
+    """The job in `squeue --json` output (22.05: job_state a string, exit_code an int holding the wait status;
+    23.02+: lists and objects)."""
     try:
         jobs = json.loads(text).get("jobs") or []
     except (ValueError, AttributeError):

@@ -88,7 +88,8 @@ def test_srun_kills_the_job_when_a_node_fails_and_runs_the_whole_entrypoint_in_p
 def test_srun_exports_only_what_the_job_needs_and_secrets_only_by_name() -> None:
     plan = SlurmBackend().plan(_spec(slurm=KINDS["oci"], secrets=["TOKEN"], env={"FOO": "1"}))
     exported = next(a for a in srun_argv(plan) if a.startswith("--export=")).removeprefix("--export=").split(",")
-    assert exported == ["PYTHONUNBUFFERED", "LAUNCHER_JOB_ID", "FOO", "LAUNCHER_SECRET_REFS", "TOKEN"]
+    assert exported == ["PYTHONUNBUFFERED", "LAUNCHER_JOB_ID", "LAUNCHER_DATA_DIR", "FOO", "LAUNCHER_SECRET_REFS", "TOKEN"]
+    assert "export LAUNCHER_DATA_DIR=/tmp/launcher-data" in plan.payload["script"]  # the container's root may be read-only
     assert "ALL" not in exported  # 22.05: ALL puts the submitter's PATH over the image's
     assert not any(line.startswith("export TOKEN") for line in plan.payload["script"])
     none = next(a for a in srun_argv(SlurmBackend().plan(_spec(slurm=KINDS["none"]))) if a.startswith("--export="))
@@ -121,7 +122,8 @@ def test_slurm_time_and_pyxis_image() -> None:
 
 SQUEUE_22_05 = {"meta": {"Slurm": {"version": {"major": 22, "micro": 8, "minor": 5}}}, "errors": [], "jobs": [
     {"job_id": 7, "job_state": "RUNNING", "state_reason": "None", "exit_code": 0, "nodes": "node[1-2]"},
-    {"job_id": 8, "job_state": "NODE_FAIL", "state_reason": "None", "exit_code": 1}]}  # fmt: skip
+    {"job_id": 8, "job_state": "NODE_FAIL", "state_reason": "None", "exit_code": 15},
+    {"job_id": 6, "job_state": "FAILED", "state_reason": "NonZeroExitCode", "exit_code": 36608}]}  # fmt: skip
 SQUEUE_23_02 = {"jobs": [{"job_id": 9, "job_state": ["PENDING"], "state_reason": "Resources",
                           "exit_code": {"status": "PENDING", "return_code": 0}}]}  # fmt: skip
 SQUEUE_23_11 = {"jobs": [{"job_id": 10, "job_state": ["FAILED"], "state_reason": "NonZeroExitCode",
@@ -135,7 +137,10 @@ SQUEUE_23_11 = {"jobs": [{"job_id": 10, "job_state": ["FAILED"], "state_reason":
 def test_squeue_json_of_each_version() -> None:
     running = parse_squeue_json(json.dumps(SQUEUE_22_05), "7")
     assert running is not None and (running.state, running.exit_code) == ("RUNNING", 0)
-    assert parse_squeue_json(json.dumps(SQUEUE_22_05), "8").state == "NODE_FAIL"  # type: ignore[union-attr]
+    node_fail = parse_squeue_json(json.dumps(SQUEUE_22_05), "8")
+    assert node_fail is not None and (node_fail.state, node_fail.exit_code) == ("NODE_FAIL", 143)  # killed by SIGTERM
+    failed_22 = parse_squeue_json(json.dumps(SQUEUE_22_05), "6")  # 22.05 writes the wait status: 143 << 8
+    assert failed_22 is not None and failed_22.exit_code == 143
     pending = parse_squeue_json(json.dumps(SQUEUE_23_02), "9")
     assert pending is not None and (pending.state, pending.reason) == ("PENDING", "Resources")
     failed = parse_squeue_json(json.dumps(SQUEUE_23_11), "10")
@@ -238,7 +243,9 @@ def _ref(tmp_path: Path, state: str | None = None) -> JobRef:
 
 
 def _squeue(state: str, code: Any = 0, reason: str = "None") -> Completed:
-    return Completed(0, json.dumps({"jobs": [{"job_id": 77, "job_state": state, "state_reason": reason, "exit_code": code}]}))
+    """squeue --json as 23.02+ writes it."""
+    job = {"job_id": 77, "job_state": [state], "state_reason": reason, "exit_code": {"status": "x", "return_code": code}}
+    return Completed(0, json.dumps({"jobs": [job]}))
 
 
 NO_ACCOUNTING = Completed(1, "", "sacct: error: Slurm accounting storage is disabled")
