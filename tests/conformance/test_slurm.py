@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -107,6 +108,15 @@ def _finish(job: Job) -> Any:
     return status
 
 
+def _resume(node: str) -> bool:
+    try:
+        scontrol("update", f"nodename={node}", "state=resume")
+    except subprocess.CalledProcessError as exc:
+        print(f"slurm conformance: resume {node}: {exc.stderr.strip()}")
+        return "State=IDLE" in scontrol("show", "node", node)
+    return True
+
+
 def _exit_codes(logs: str) -> list[int]:
     return [int(code) for code in re.findall(r"^\[launcher\] exit code (\d+)$", logs, re.MULTILINE)]
 
@@ -158,7 +168,8 @@ def test_a_users_program_survives_a_node_failure_classified_as_retryable(shared:
     try:
         status = _finish(job)
     finally:
-        scontrol("update", "nodename=node2", "state=resume")
+        resumed = wait_until(lambda: _resume("node2"), 120, 1.0)  # refused while the node is still completing the job
+    assert resumed, scontrol("show", "node", "node2")
     logs = _logs(job)
     assert "[program] rank 1 world_size 2 resumed 0 cwd src" in logs, logs[-6000:]
     assert (status.state, status.native_state, status.ending) == (JobState.FAILED, "NODE_FAIL", Ending.NODE_FAILURE), \
