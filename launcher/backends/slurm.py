@@ -31,22 +31,25 @@ import shlex
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, Sequence
 
 from pydantic import Field, field_validator
 
-from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, follow_lines
+from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Offer, follow_lines
 from launcher.contract import DATA_DIR_VARIABLE, ENTRYPOINT, SECRET_REFS_VARIABLE, TIMEOUT_EXIT, EntrypointArgs, secret_ref, secret_refs_value
 from launcher.errors import LauncherError
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan
 from launcher.spec import BUILTIN_DATASETS, JobSpec
 
 __all__ = ["SlurmBackend", "SlurmOptions", "SlurmJob", "Completed", "ENDINGS", "JOB_DIR_PLACEHOLDER", "script_of",
-           "parse_squeue_json", "parse_squeue_text", "parse_sacct", "parse_state_file", "slurm_time", "pyxis_image"]
+           "parse_squeue_json", "parse_squeue_text", "parse_sacct", "parse_state_file", "parse_test_only", "slurm_time",
+           "pyxis_image"]
 
 JOB_DIR_PLACEHOLDER = "@LAUNCHER_JOB_DIR@"  # filled at submit when slurm.job_root is not set
 LOG_FILE, STATE_FILE, STOPPED_FILE = "output.log", "state", "stopped"
+CONTAINER_START_S = 60.0  # the estimate's start-up besides the queue: the image's container on each node, the data
 GRACE_S = 30  # Slurm's default KillWait: SIGTERM, then SIGKILL 30 s later (scancel, time limit)
 STARTUP_S = 300  # the time limit's margin over limits.max_runtime: the container's start, the data, the checkpoint pull
 DEFAULT_TIME_S = 24 * 3600  # the time limit without limits.max_runtime: never unlimited
@@ -394,7 +397,9 @@ class SlurmBackend(Backend):
     endings = ENDINGS
 
     def __init__(self, run: Run | None = None, state_dir: Path | None = None, sleep: Callable[[float], None] = time.sleep,
-                 environ: Mapping[str, str] | None = None, poll_s: float = 2.0) -> None:  # fmt: skip
+                 environ: Mapping[str, str] | None = None, poll_s: float = 2.0,
+                 now: Callable[[], datetime] = datetime.now) -> None:  # fmt: skip
+        self._now = now
         self._run_local = run or _run_local
         self._state_dir = state_dir
         self._sleep = sleep
@@ -600,6 +605,33 @@ class SlurmBackend(Backend):
             raise LauncherError(f"scancel refused to stop job {ref.native_id}: {_first_line(out.stderr)}.",
                                 "Stop it with `scancel` on the cluster.")
 
+    def offers(self, spec: JobSpec) -> list[Offer]:
+        """The on-prem row: the cluster's own $/GPU-hour (slurm.gpu_hour_price, default 0) and the queue wait that
+        Slurm's scheduler predicts for this very job (`sbatch --test-only`, the estimate `squeue --start` shows for
+        pending jobs), when it answers."""
+        from launcher.estimate.throughput import canonical_device  # noqa: PLC0415 - the GPU table, for estimates only
+
+        opts: SlurmOptions = self.options(spec)  # type: ignore[assignment]
+        res = spec.resources
+        gpu_type = canonical_device(res.gpu_type or opts.gpu_type) if res.gpus and (res.gpu_type or opts.gpu_type) else None
+        details: dict[str, Any] = {"device": gpu_type or "cpu", "gpu_hour_price": opts.gpu_hour_price}
+        wait = self.queue_wait(spec)
+        if wait is not None:
+            details["queue_wait_s"] = round(wait)
+        where = f"partition {opts.partition}" if opts.partition else "default partition"
+        name = f"{where} ({res.nodes}x {res.gpus}x {gpu_type or 'GPU'})" if res.gpus else f"{where} ({res.nodes}x CPU)"
+        price = opts.gpu_hour_price * res.gpus
+        return [Offer(self.name, name, gpu_type, res.gpus, res.nodes, price, startup_s=CONTAINER_START_S + (wait or 0.0),
+                      details=details)]  # fmt: skip
+
+    def queue_wait(self, spec: JobSpec) -> float | None:
+        """Seconds until Slurm would start `spec` now (sbatch --test-only), or None when it does not say."""
+        plan = self.plan(spec)
+        opts: SlurmOptions = self.options(spec)  # type: ignore[assignment]
+        script = script_of(plan).replace(JOB_DIR_PLACEHOLDER, "/tmp")
+        out = self._run(["sbatch", "--test-only"], opts.login, input=script)
+        return parse_test_only(out.stderr + out.stdout, self._now())
+
     def check(self) -> BackendCheck:
         """Is sbatch reachable (here, or on the login host of SLURM_LOGIN), and which containers can srun run?"""
         login = (os.environ if self._environ is None else self._environ).get("LAUNCHER_SLURM_LOGIN")
@@ -616,6 +648,15 @@ class SlurmBackend(Backend):
         if self._run(["sh", "-c", "command -v apptainer"], login).returncode == 0:
             kinds.append("apptainer")
         return BackendCheck(self.name, True, None, f"{out.stdout.strip()}; containers: {', '.join(kinds)}")
+
+
+def parse_test_only(text: str, now: datetime) -> float | None:
+    """`sbatch: Job 3 to start at 2026-12-07T17:20:00 using 2 processors on nodes node[1-2] in partition debug`
+    -> seconds from `now` (Slurm writes the controller's local time)."""
+    found = re.search(r"to start at (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", text)
+    if not found:
+        return None
+    return max(0.0, (datetime.fromisoformat(found.group(1)) - now).total_seconds())
 
 
 def _first_line(text: str) -> str:

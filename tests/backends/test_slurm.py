@@ -331,3 +331,31 @@ def test_a_login_host_runs_every_command_over_ssh_with_secrets_on_stdin(tmp_path
     argv, stdin, _ = cluster.calls[-1]
     assert "s3cr3t" not in " ".join(argv) and stdin is not None and "s3cr3t" not in stdin
     assert stdin.startswith("TOKEN czNjcjN0\n\n#!/bin/bash")  # base64 of the value, then the script
+
+
+def test_the_estimate_row_is_the_clusters_own_price_and_the_queue_wait_slurm_predicts(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    said = "sbatch: Job 3 to start at 2026-12-07T17:20:00 using 2 processors on nodes node[1-2] in partition gpu\n"
+    cluster = Cluster(tmp_path, {"sbatch": Completed(0, "", said)})
+    backend = SlurmBackend(run=cluster, now=lambda: datetime(2026, 12, 7, 17, 0, 0))
+    offer, = backend.offers(_spec(slurm={"partition": "gpu", "container": "none", "gpu_hour_price": 0.5}))
+    assert (offer.backend, offer.gpu_type, offer.gpus, offer.nodes, offer.price_per_hour) == ("slurm", "A100", 8, 2, 4.0)
+    assert offer.details["queue_wait_s"] == 1200 and offer.startup_s == 1260
+    argv, script, _ = cluster.calls[-1]
+    assert argv == ["sbatch", "--test-only"] and script is not None and "#SBATCH --partition=gpu" in script
+    silent = SlurmBackend(run=Cluster(tmp_path, {"sbatch": Completed(127, "", "sbatch: command not found")}))
+    offer, = silent.offers(_spec(slurm={"container": "none"}))
+    assert offer.price_per_hour == 0.0 and "queue_wait_s" not in offer.details  # default: the cluster is free to use
+
+
+def test_launch_backends_says_whether_sbatch_answers_and_which_containers_srun_runs(tmp_path: Path) -> None:
+    ready = SlurmBackend(run=Cluster(tmp_path, {"sbatch": Completed(0, "slurm 23.11.4\n"),
+                                                "srun": Completed(0, "  --container-image=[USER@][REGISTRY#]IMAGE\n"),
+                                                "sh": Completed(0, "/usr/bin/apptainer\n")}))  # fmt: skip
+    check = ready.check()
+    assert check.sdk and check.message == "slurm 23.11.4; containers: none, pyxis, apptainer"
+    away = SlurmBackend(run=Cluster(tmp_path, {"ssh": Completed(255, "", "ssh: connect to host login port 22: No route to host")}),
+                        environ={"LAUNCHER_SLURM_LOGIN": "me@login"})  # fmt: skip
+    check = away.check()
+    assert not check.sdk and check.message.startswith("sbatch is not reachable on me@login (ssh: connect to host login")
