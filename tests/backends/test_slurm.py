@@ -359,3 +359,32 @@ def test_launch_backends_says_whether_sbatch_answers_and_which_containers_srun_r
                         environ={"LAUNCHER_SLURM_LOGIN": "me@login"})  # fmt: skip
     check = away.check()
     assert not check.sdk and check.message.startswith("sbatch is not reachable on me@login (ssh: connect to host login")
+
+
+def test_the_supervisor_resubmits_a_slurm_job_whose_node_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from launcher.api import Launcher
+    from launcher.jobs import JobRegistry
+    from launcher.recovery import Supervisor
+
+    monkeypatch.setenv("LAUNCHER_STATE_DIR", str(tmp_path / "state"))
+    ids = iter(["101", "102"])
+    ended = {"101": "NODE_FAIL", "102": "COMPLETED"}
+
+    def squeue(argv: list[str]) -> Completed:
+        job = argv[argv.index("-j") + 1]
+        return Completed(0, _squeue(ended[job], 0 if ended[job] == "COMPLETED" else 1).stdout.replace("77", job))
+
+    def sbatch(argv: list[str]) -> Completed:
+        return Completed(0, next(ids) + "\n") if "--parsable" in argv else Completed(0, "slurm 22.05.8\n")
+
+    cluster = Cluster(tmp_path, {"sbatch": sbatch, "squeue": squeue, "sacct": NO_ACCOUNTING})
+    backend = SlurmBackend(run=cluster, state_dir=tmp_path / "state", sleep=lambda s: None)
+    spec = _spec(name="rec", slurm={"container": "none", "job_root": str(tmp_path / "jobs")}, checkpoint={"uri": str(tmp_path / "store")},
+                 recovery={"max_attempts": 3, "backoff": {"initial": 1, "max": 1}})
+    jobs = JobRegistry()
+    supervisor = Supervisor.start(spec, "slurm", jobs, lambda name: Launcher(backend, jobs=jobs), check_budget=False,
+                                  stream_logs=False, poll_s=0, sleep=lambda s: None)  # fmt: skip
+    assert supervisor.run() == 0
+    attempts = jobs.attempts(supervisor.run_id)
+    assert [a.native_id for a in attempts] == ["101", "102"]
+    assert [a.state for a in attempts] == [JobState.FAILED, JobState.SUCCEEDED]
