@@ -187,3 +187,19 @@ def test_a_users_program_survives_a_node_failure_classified_as_retryable(shared:
         assert f"[program] rank {rank} world_size 2 resumed 1" in logs, logs[-6000:]
         assert f"[program] rank {rank} continues from saved step {saved}" in logs, logs[-6000:]
     assert f"[program] done at step {PROGRAM_STEPS} world_size 2" in logs, logs[-6000:]
+
+
+def test_the_cluster_answers_estimate_backends_and_refuses_an_unknown_partition(shared: dict[str, Path],
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from launcher.errors import LauncherError
+
+    launcher = _launcher(shared, monkeypatch)
+    offer, = launcher.backend.offers(_spec("slurm-estimate", shared, train=TRAIN))
+    assert offer.details.get("queue_wait_s") == 0, offer  # sbatch --test-only on an idle cluster: it would start now
+    check = launcher.backend.check()
+    assert check.sdk and check.message.startswith("slurm-wlm 22.05") and "oci" in check.message, check
+    spec = _spec("slurm-nowhere", shared, train=TRAIN)
+    bad = spec.model_copy(update={"slurm": {**spec.slurm, "partition": "gpu"}})
+    with pytest.raises(LauncherError, match="The cluster has no partition gpu") as exc:
+        launcher.backend.submit(launcher.plan(bad))
+    assert "debug" in (exc.value.fix or "")
