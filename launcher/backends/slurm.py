@@ -38,14 +38,35 @@ from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, Sequence
 from pydantic import Field, field_validator
 
 from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Offer, follow_lines
-from launcher.contract import DATA_DIR_VARIABLE, ENTRYPOINT, SECRET_REFS_VARIABLE, TIMEOUT_EXIT, EntrypointArgs, secret_ref, secret_refs_value
+from launcher.contract import (
+    DATA_DIR_VARIABLE,
+    ENTRYPOINT,
+    SECRET_REFS_VARIABLE,
+    TIMEOUT_EXIT,
+    EntrypointArgs,
+    secret_ref,
+    secret_refs_value,
+)
 from launcher.errors import LauncherError
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan
 from launcher.spec import BUILTIN_DATASETS, JobSpec
 
-__all__ = ["SlurmBackend", "SlurmOptions", "SlurmJob", "Completed", "ENDINGS", "JOB_DIR_PLACEHOLDER", "script_of",
-           "parse_squeue_json", "parse_squeue_text", "parse_sacct", "parse_state_file", "parse_test_only", "slurm_time",
-           "pyxis_image"]
+__all__ = [
+    "SlurmBackend",
+    "SlurmOptions",
+    "SlurmJob",
+    "Completed",
+    "ENDINGS",
+    "JOB_DIR_PLACEHOLDER",
+    "script_of",
+    "parse_squeue_json",
+    "parse_squeue_text",
+    "parse_sacct",
+    "parse_state_file",
+    "parse_test_only",
+    "slurm_time",
+    "pyxis_image",
+]
 
 JOB_DIR_PLACEHOLDER = "@LAUNCHER_JOB_DIR@"  # filled at submit when slurm.job_root is not set
 LOG_FILE, STATE_FILE, STOPPED_FILE = "output.log", "state", "stopped"
@@ -58,8 +79,18 @@ NODE_DATA_DIR = "/tmp/launcher-data"  # $LAUNCHER_DATA_DIR in a container: writt
 _UNSAFE_PATH = re.compile(r"[\s'\"%\\$`]")  # under the login host's home, for a remote submit without slurm.job_root
 
 # Slurm job states (squeue(1) JOB STATE CODES, sacct(1) JOB STATE CODES) -> where a job stands.
-_PENDING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD", "SUSPENDED",
-            "STOPPED", "POWER_UP_NODE", "SPECIAL_EXIT"}  # fmt: skip
+_PENDING = {
+    "PENDING",
+    "CONFIGURING",
+    "REQUEUED",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "RESV_DEL_HOLD",
+    "SUSPENDED",
+    "STOPPED",
+    "POWER_UP_NODE",
+    "SPECIAL_EXIT",
+}
 _RUNNING = {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING", "UPDATE_DB"}
 _FAILED = {"FAILED", "TIMEOUT", "DEADLINE", "OUT_OF_MEMORY", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "REVOKED"}
 # How a Slurm job ended -> Ending, matched against "STATE [reason]" (status) or sbatch's refusal (submit).
@@ -73,8 +104,10 @@ ENDINGS: tuple[tuple[str, Ending], ...] = (
     (r"^FAILED", Ending.USER_ERROR),
     # sbatch's refusals (slurm/src/common/slurm_errno.c): busy controller, or nothing free right now
     (r"temporarily unable to accept job|Socket timed out|Unable to contact slurm controller", Ending.CAPACITY),
-    (r"Requested node configuration is not available|Invalid (partition|account|qos)|violates accounting/QOS policy",
-     Ending.USER_ERROR),
+    (
+        r"Requested node configuration is not available|Invalid (partition|account|qos)|violates accounting/QOS policy",
+        Ending.USER_ERROR,
+    ),
 )
 
 
@@ -83,24 +116,40 @@ class SlurmOptions(BackendOptions):
 
     partition: str | None = Field(None, description="the partition (default: the cluster's default partition)")
     container: Literal["pyxis", "apptainer", "oci", "none"] = Field(
-        "pyxis", description="pyxis (srun --container-image), apptainer, oci (Slurm's own, srun --container=BUNDLE), "
-                             "or none: the submitter's environment on the nodes")  # fmt: skip
+        "pyxis",
+        description="pyxis (srun --container-image), apptainer, oci (Slurm's own, srun --container=BUNDLE), "
+        "or none: the submitter's environment on the nodes",
+    )
     account: str | None = Field(None, description="the account the job is charged to")
     qos: str | None = Field(None, description="the quality of service")
     constraint: str | None = Field(None, description="node features, like 'a100&ib'")
-    gpu_type: str | None = Field(None, description="the cluster's GRES name of the GPU, like 'a100' "
-                                                   "(default: resources.gpu_type in lowercase)")
-    login: str | None = Field(None, description="run sbatch/squeue over ssh on this host, like me@login.cluster "
-                                                "(default: this machine is a submit host)")
-    image: str | None = Field(None, description="pyxis: the image (default: the spec's, REGISTRY/IMAGE written "
-                                                "REGISTRY#IMAGE); apptainer: a .sif file or docker:// URI")
+    gpu_type: str | None = Field(
+        None, description="the cluster's GRES name of the GPU, like 'a100' (default: resources.gpu_type in lowercase)"
+    )
+    login: str | None = Field(
+        None,
+        description="run sbatch/squeue over ssh on this host, like me@login.cluster "
+        "(default: this machine is a submit host)",
+    )
+    image: str | None = Field(
+        None,
+        description="pyxis: the image (default: the spec's, REGISTRY/IMAGE written "
+        "REGISTRY#IMAGE); apptainer: a .sif file or docker:// URI",
+    )
     bundle: str | None = Field(None, description="oci: the OCI bundle's folder on the nodes (config.json + rootfs)")
-    job_root: str | None = Field(None, description="shared folder for the jobs' folders (output, state), seen by "
-                                                   "the nodes and the submit host (default: <state dir>/slurm, or "
-                                                   "~/.launcher/slurm on the login host)")
+    job_root: str | None = Field(
+        None,
+        description="shared folder for the jobs' folders (output, state), seen by "
+        "the nodes and the submit host (default: <state dir>/slurm, or "
+        "~/.launcher/slurm on the login host)",
+    )
     python: str = Field("python", description="container none: the interpreter on the nodes that has the launcher")
-    gpu_hour_price: float = Field(0.0, ge=0, le=1000, description="the cluster's internal price per GPU-hour, USD, "
-                                                                  "for `launch estimate` (default 0)")
+    gpu_hour_price: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="the cluster's internal price per GPU-hour, USD, for `launch estimate` (default 0)",
+    )
 
     @field_validator("bundle", "job_root")
     @classmethod
@@ -108,7 +157,9 @@ class SlurmOptions(BackendOptions):
         if value is not None and not value.startswith("/"):
             raise ValueError(f"'{value}' is not an absolute path (the nodes see it from another working folder)")
         if value is not None and _UNSAFE_PATH.search(value):
-            raise ValueError(f"'{value}' holds a space, quote or '%': sbatch's --output cannot take it; choose another folder")
+            raise ValueError(
+                f"'{value}' holds a space, quote or '%': sbatch's --output cannot take it; choose another folder"
+            )
         return value
 
     @field_validator("partition", "account", "qos", "gpu_type")
@@ -203,11 +254,15 @@ def _sbatch_lines(spec: JobSpec, opts: SlurmOptions, job_name: str, job_dir: str
     if res.cpus:
         lines.append(f"--cpus-per-task={res.cpus}")
     if res.memory:
-        lines.append(f"--mem={int(res.memory)}G" if float(res.memory).is_integer() else f"--mem={math.ceil(res.memory * 1024)}M")
+        lines.append(
+            f"--mem={int(res.memory)}G" if float(res.memory).is_integer() else f"--mem={math.ceil(res.memory * 1024)}M"
+        )
     if res.gpus:
         kind = opts.gpu_type or (res.gpu_type.lower() if res.gpu_type else None)
         lines.append(f"--gpus-per-node={kind + ':' if kind else ''}{res.gpus}")
-    lines += [f"--{key}={getattr(opts, key)}" for key in ("partition", "account", "qos", "constraint") if getattr(opts, key)]
+    lines += [
+        f"--{key}={getattr(opts, key)}" for key in ("partition", "account", "qos", "constraint") if getattr(opts, key)
+    ]
     lines += [
         f"--time={slurm_time(_time_limit(spec))}",
         f"--output={job_dir}/{LOG_FILE}",
@@ -222,12 +277,20 @@ def _script(spec: JobSpec, opts: SlurmOptions, job_name: str, job_dir: str, argv
     env = _environment(spec, opts, job_name)
     exported = ",".join([*env, *spec.secrets])
     flags, command = _container(opts, spec, exported)
-    srun = ["srun", "--kill-on-bad-exit=1", f"--nodes={spec.resources.nodes}", "--ntasks-per-node=1", *flags, *command, *argv]
+    srun = [
+        "srun",
+        "--kill-on-bad-exit=1",
+        f"--nodes={spec.resources.nodes}",
+        "--ntasks-per-node=1",
+        *flags,
+        *command,
+        *argv,
+    ]
     state = f'"$JOB_DIR/{STATE_FILE}"'
     return [
         "#!/bin/bash",
         *_sbatch_lines(spec, opts, job_name, job_dir),
-        f"# launch: run {spec.name}, spec {spec.spec_hash()}; the job's state and exit code go to $JOB_DIR/{STATE_FILE}",
+        f"# launch: run {spec.name}, spec {spec.spec_hash()}; state and exit code in $JOB_DIR/{STATE_FILE}",
         "set -u",
         f"JOB_DIR='{job_dir}'",
         *(f"export {name}={shlex.quote(value)}" for name, value in env.items()),
@@ -236,7 +299,8 @@ def _script(spec: JobSpec, opts: SlurmOptions, job_name: str, job_dir: str, argv
         f'echo "RUNNING" > {state}.tmp && mv -f {state}.tmp {state}',
         shlex.join(srun),
         "code=$?",
-        f'if [ "$code" = 0 ]; then s=COMPLETED; else s=FAILED; fi; echo "$s $code" > {state}.tmp && mv -f {state}.tmp {state}',
+        'if [ "$code" = 0 ]; then s=COMPLETED; else s=FAILED; fi',
+        f'echo "$s $code" > {state}.tmp && mv -f {state}.tmp {state}',
         'exit "$code"',
     ]
 
@@ -244,10 +308,14 @@ def _script(spec: JobSpec, opts: SlurmOptions, job_name: str, job_dir: str, argv
 def _notes(spec: JobSpec, opts: SlurmOptions) -> list[str]:
     notes = []
     if not spec.limits.max_runtime:
-        notes.append(f"limits.max_runtime is not set: the job's Slurm time limit is {DEFAULT_TIME_S // 3600} h (never unlimited)")
+        notes.append(
+            f"limits.max_runtime is not set: the job's Slurm time limit is {DEFAULT_TIME_S // 3600} h (never unlimited)"
+        )
     if not opts.job_root:
-        notes.append(f"slurm.job_root is not set: the job's folder ({JOB_DIR_PLACEHOLDER}) is chosen at submit: "
-                     f"<state dir>/slurm/<job>, or ~/{SUBMIT_ROOT}/<job> on the login host")
+        notes.append(
+            f"slurm.job_root is not set: the job's folder ({JOB_DIR_PLACEHOLDER}) is chosen at submit: "
+            f"<state dir>/slurm/<job>, or ~/{SUBMIT_ROOT}/<job> on the login host"
+        )
     if spec.checkpoint.uri and _is_local_path(spec.checkpoint.uri):
         notes.append(f"checkpoint.uri {spec.checkpoint.uri} must be a folder every node shares (NFS, Lustre, ...)")
     if opts.container == "oci":
@@ -351,7 +419,9 @@ def parse_sacct(text: str, job_id: str) -> SlurmJob | None:
             continue
         state = parts[1].split()[0].upper() if parts[1].strip() else "UNKNOWN"
         code, _, signal = parts[2].partition(":")
-        exit_code = 128 + int(signal) if signal.isdigit() and int(signal) else int(code) if code.isdigit() else None
+        # a real signal number; Slurm writes others there too (0:125 for OUT_OF_MEMORY), which the state says better
+        killed = signal.isdigit() and 0 < int(signal) < 65
+        exit_code = 128 + int(signal) if killed else int(code) if code.isdigit() else None
         return SlurmJob(state, parts[1].strip(), exit_code, "sacct")
     return None
 
@@ -370,7 +440,15 @@ def parse_state_file(text: str) -> SlurmJob | None:
 
 def _run_local(argv: Sequence[str], input: str | None = None, env: Mapping[str, str] | None = None) -> Completed:
     try:
-        out = subprocess.run(list(argv), input=input, capture_output=True, text=True, env=dict(env) if env else None, timeout=120)
+        out = subprocess.run(
+            list(argv),
+            input=input,
+            capture_output=True,
+            text=True,
+            env=dict(env) if env else None,
+            timeout=120,
+            check=False,
+        )
     except FileNotFoundError:
         return Completed(127, "", f"{argv[0]}: command not found")
     except subprocess.TimeoutExpired:
@@ -396,9 +474,15 @@ class SlurmBackend(Backend):
     }
     endings = ENDINGS
 
-    def __init__(self, run: Run | None = None, state_dir: Path | None = None, sleep: Callable[[float], None] = time.sleep,
-                 environ: Mapping[str, str] | None = None, poll_s: float = 2.0,
-                 now: Callable[[], datetime] = datetime.now) -> None:  # fmt: skip
+    def __init__(
+        self,
+        run: Run | None = None,
+        state_dir: Path | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        environ: Mapping[str, str] | None = None,
+        poll_s: float = 2.0,
+        now: Callable[[], datetime] = datetime.now,
+    ) -> None:
         self._now = now
         self._run_local = run or _run_local
         self._state_dir = state_dir
@@ -411,12 +495,15 @@ class SlurmBackend(Backend):
     def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
         opts: SlurmOptions = self.options(spec)  # type: ignore[assignment]
         if opts.container == "oci" and not opts.bundle:
-            raise LauncherError("slurm.container is oci but slurm.bundle is not set.",
-                                "Set slurm.bundle to the OCI bundle's folder on the nodes (config.json + rootfs).")
+            raise LauncherError(
+                "slurm.container is oci but slurm.bundle is not set.",
+                "Set slurm.bundle to the OCI bundle's folder on the nodes (config.json + rootfs).",
+            )
         job_name = job_id or spec.name
         job_dir = f"{opts.job_root.rstrip('/')}/{job_name}" if opts.job_root else JOB_DIR_PLACEHOLDER
-        contract = EntrypointArgs.for_spec(spec, gpus=spec.resources.gpus, checkpoint_uri=spec.checkpoint.uri,
-                                           max_runtime=spec.limits.max_runtime)  # fmt: skip
+        contract = EntrypointArgs.for_spec(
+            spec, gpus=spec.resources.gpus, checkpoint_uri=spec.checkpoint.uri, max_runtime=spec.limits.max_runtime
+        )
         payload: dict[str, Any] = {
             "script": _script(spec, opts, job_name, job_dir, contract.to_argv()),
             "job_dir": job_dir,
@@ -428,7 +515,9 @@ class SlurmBackend(Backend):
 
     # ------------------------------------------------------------ commands, here or on the login host
 
-    def _run(self, argv: Sequence[str], login: str | None, input: str | None = None, env: Mapping[str, str] | None = None) -> Completed:
+    def _run(
+        self, argv: Sequence[str], login: str | None, input: str | None = None, env: Mapping[str, str] | None = None
+    ) -> Completed:
         if not login:
             return self._run_local(list(argv), input=input, env=env)
         return self._run_local(["ssh", "-o", "BatchMode=yes", login, "--", shlex.join(argv)], input=input, env=env)
@@ -450,29 +539,39 @@ class SlurmBackend(Backend):
         if job_dir == JOB_DIR_PLACEHOLDER:
             job_dir = f"{self._job_root(login)}/{plan.job_name}"
             if _UNSAFE_PATH.search(job_dir):
-                raise LauncherError(f"The job's folder {job_dir} holds a space, quote or '%', which sbatch's --output "
-                                    "cannot take.", "Set slurm.job_root to a folder without them.")
+                raise LauncherError(
+                    f"The job's folder {job_dir} holds a space, quote or '%', which sbatch's --output cannot take.",
+                    "Set slurm.job_root to a folder without them.",
+                )
         script = script_of(plan).replace(JOB_DIR_PLACEHOLDER, job_dir)
         self._refuse_unknown(request, login)
         made = self._run(["mkdir", "-p", job_dir], login)
         if made.returncode != 0:
-            raise LauncherError(f"Cannot make the job's folder {job_dir}: {_first_line(made.stderr)}.",
-                                "Set slurm.job_root to a folder you can write that the nodes share.")
+            raise LauncherError(
+                f"Cannot make the job's folder {job_dir}: {_first_line(made.stderr)}.",
+                "Set slurm.job_root to a folder you can write that the nodes share.",
+            )
         if login:
             # the values travel on ssh's stdin ahead of the script, never on a command line or in the script
             lines = "".join(f"{name} {_b64(value)}\n" for name, value in values.items())
-            remote = ('while read -r n v && [ -n "$n" ]; do export "$n=$(printf %s "$v" | base64 -d)"; done; '
-                      "exec sbatch --parsable")
+            remote = (
+                'while read -r n v && [ -n "$n" ]; do export "$n=$(printf %s "$v" | base64 -d)"; done; '
+                "exec sbatch --parsable"
+            )
             out = self._run_local(["ssh", "-o", "BatchMode=yes", login, "--", remote], input=lines + "\n" + script)
         else:
             env = {**(os.environ if self._environ is None else self._environ), **values}
             out = self._run(["sbatch", "--parsable"], None, input=script, env=env)
         if out.returncode != 0:
             reason = _first_line(out.stderr or out.stdout) or f"sbatch exited {out.returncode}"
-            raise LauncherError(f"Slurm refused the job: {reason}.", "Fix the slurm: options or the spec, then launch again.")
+            raise LauncherError(
+                f"Slurm refused the job: {reason}.", "Fix the slurm: options or the spec, then launch again."
+            )
         native = out.stdout.strip().splitlines()[-1].split(";")[0].strip() if out.stdout.strip() else ""
         if not native.isdigit():
-            raise LauncherError(f"sbatch answered {out.stdout.strip()[:80]!r}, not a job id.", "Check the cluster's sbatch.")
+            raise LauncherError(
+                f"sbatch answered {out.stdout.strip()[:80]!r}, not a job id.", "Check the cluster's sbatch."
+            )
         extra = {"dir": job_dir, **({"login": login} if login else {})}
         return JobRef(plan.job_name, self.name, native, extra)
 
@@ -483,24 +582,32 @@ class SlurmBackend(Backend):
         if partition:
             out = self._run(["sinfo", "-h", "-o", "%R"], login)
             if out.returncode == 127 or "command not found" in out.stderr:
-                raise LauncherError("sinfo is not on this machine: it is not a Slurm submit host.",
-                                    "Run launch on the cluster's login node, or set slurm.login to it.")
+                raise LauncherError(
+                    "sinfo is not on this machine: it is not a Slurm submit host.",
+                    "Run launch on the cluster's login node, or set slurm.login to it.",
+                )
             known = {line.strip() for line in out.stdout.splitlines() if line.strip()}
             if out.returncode == 0 and known and partition not in known:
-                raise LauncherError(f"The cluster has no partition {partition}.",
-                                    f"Set slurm.partition to one of: {', '.join(sorted(known))}.")
+                raise LauncherError(
+                    f"The cluster has no partition {partition}.",
+                    f"Set slurm.partition to one of: {', '.join(sorted(known))}.",
+                )
         account = request.get("account")
         if account:
             out = self._run(["sacctmgr", "-n", "-P", "show", "account", "format=account"], login)
             known = {line.strip().lower() for line in out.stdout.splitlines() if line.strip()}
             if out.returncode == 0 and known and account.lower() not in known:
-                raise LauncherError(f"The cluster has no account {account}.", "Set slurm.account to one `sacctmgr show account` lists.")
+                raise LauncherError(
+                    f"The cluster has no account {account}.", "Set slurm.account to one `sacctmgr show account` lists."
+                )
         bundle = request.get("bundle")
         if bundle and request.get("container") == "oci":
             out = self._run(["test", "-f", f"{bundle}/config.json"], login)
             if out.returncode != 0:
-                raise LauncherError(f"The OCI bundle {bundle} has no config.json.",
-                                    "Make the bundle (config.json + rootfs) on the shared file system, or fix slurm.bundle.")
+                raise LauncherError(
+                    f"The OCI bundle {bundle} has no config.json.",
+                    "Make the bundle (config.json + rootfs) on the shared file system, or fix slurm.bundle.",
+                )
 
     # ------------------------------------------------------------ follow
 
@@ -518,9 +625,13 @@ class SlurmBackend(Backend):
             out = self._run(["squeue", "-h", "-t", "all", "-j", job, "-o", "%i|%T|%r"], login)
             found = parse_squeue_text(out.stdout, job) if out.returncode == 0 else None
             if out.returncode != 0 and "invalid job id" not in out.stderr.lower():  # the controller did not answer
-                raise LauncherError(f"squeue did not answer: {_first_line(out.stderr) or out.returncode}.",
-                                    "Check the cluster (or slurm.login's ssh), then ask again.")
-        if found is not None and (found.state not in _FAILED | {"COMPLETED", "CANCELLED"} or found.exit_code is not None):
+                raise LauncherError(
+                    f"squeue did not answer: {_first_line(out.stderr) or out.returncode}.",
+                    "Check the cluster (or slurm.login's ssh), then ask again.",
+                )
+        if found is not None and (
+            found.state not in _FAILED | {"COMPLETED", "CANCELLED"} or found.exit_code is not None
+        ):
             return found
         acct = self._run(["sacct", "-X", "-n", "-P", "-o", "JobIDRaw,State,ExitCode", "-j", job], login)
         if acct.returncode == 0:
@@ -555,9 +666,16 @@ class SlurmBackend(Backend):
         details = {"slurm_job_id": ref.native_id, "source": job.source}
         native = job.state
         if native == "RUNNING" and job.source == "state file":  # Slurm forgot a job that never wrote its end
-            return self._failed("lost", "the job vanished from Slurm without an exit code (node lost?)", None, native, details)
+            return self._failed(
+                "lost", "the job vanished from Slurm without an exit code (node lost?)", None, native, details
+            )
         if native in _PENDING:
-            return JobStatus(JobState.PENDING, job.reason if job.reason not in ("None", "") else "", native_state=native, details=details)
+            return JobStatus(
+                JobState.PENDING,
+                job.reason if job.reason not in ("None", "") else "",
+                native_state=native,
+                details=details,
+            )
         if native in _RUNNING:
             return JobStatus(JobState.RUNNING, native_state=native, details=details)
         if native == "COMPLETED" and job.exit_code in (0, None):
@@ -565,14 +683,19 @@ class SlurmBackend(Backend):
         if native == "CANCELLED" or self._stopped(ref):
             return JobStatus(JobState.STOPPED, "stopped (scancel)", job.exit_code, native, details)
         if job.exit_code == TIMEOUT_EXIT:
-            return self._failed("limits.max_runtime", "stopped: limits.max_runtime reached", job.exit_code, native, details)
+            return self._failed(
+                "limits.max_runtime", "stopped: limits.max_runtime reached", job.exit_code, native, details
+            )
         if native in ("PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "TIMEOUT", "DEADLINE", "OUT_OF_MEMORY"):
-            return self._failed(native, f"{native}{' (' + job.reason + ')' if job.reason not in ('', 'None') else ''}",
-                                job.exit_code, native, details)  # fmt: skip
-        code = job.exit_code if job.exit_code is not None else 1
+            code = job.exit_code or None  # a failed job's exit status is never 0 (`launch` returns it)
+            reason = f" ({job.reason})" if job.reason not in ("", "None") else ""
+            return self._failed(native, f"{native}{reason}", code, native, details)
+        code = job.exit_code or 1
         return self._failed("FAILED", f"exit code {code}", code, native, details)
 
-    def _failed(self, reported: str, message: str, code: int | None, native: str, details: Mapping[str, Any]) -> JobStatus:
+    def _failed(
+        self, reported: str, message: str, code: int | None, native: str, details: Mapping[str, Any]
+    ) -> JobStatus:
         return JobStatus(JobState.FAILED, message, code, native, details, ending=self.ending_of(reported))
 
     def logs(self, ref: JobRef, follow: bool = False) -> Iterator[str]:
@@ -602,8 +725,10 @@ class SlurmBackend(Backend):
         self._run(["touch", f"{ref.extra['dir']}/{STOPPED_FILE}"], login)
         out = self._run(["scancel", ref.native_id], login)
         if out.returncode != 0:
-            raise LauncherError(f"scancel refused to stop job {ref.native_id}: {_first_line(out.stderr)}.",
-                                "Stop it with `scancel` on the cluster.")
+            raise LauncherError(
+                f"scancel refused to stop job {ref.native_id}: {_first_line(out.stderr)}.",
+                "Stop it with `scancel` on the cluster.",
+            )
 
     def offers(self, spec: JobSpec) -> list[Offer]:
         """The on-prem row: the cluster's own $/GPU-hour (slurm.gpu_hour_price, default 0) and the queue wait that
@@ -613,7 +738,9 @@ class SlurmBackend(Backend):
 
         opts: SlurmOptions = self.options(spec)  # type: ignore[assignment]
         res = spec.resources
-        gpu_type = canonical_device(res.gpu_type or opts.gpu_type) if res.gpus and (res.gpu_type or opts.gpu_type) else None
+        gpu_type = (
+            canonical_device(res.gpu_type or opts.gpu_type) if res.gpus and (res.gpu_type or opts.gpu_type) else None
+        )
         details: dict[str, Any] = {"device": gpu_type or "cpu", "gpu_hour_price": opts.gpu_hour_price}
         wait = self.queue_wait(spec)
         if wait is not None:
@@ -621,8 +748,18 @@ class SlurmBackend(Backend):
         where = f"partition {opts.partition}" if opts.partition else "default partition"
         name = f"{where} ({res.nodes}x {res.gpus}x {gpu_type or 'GPU'})" if res.gpus else f"{where} ({res.nodes}x CPU)"
         price = opts.gpu_hour_price * res.gpus
-        return [Offer(self.name, name, gpu_type, res.gpus, res.nodes, price, startup_s=CONTAINER_START_S + (wait or 0.0),
-                      details=details)]  # fmt: skip
+        return [
+            Offer(
+                self.name,
+                name,
+                gpu_type,
+                res.gpus,
+                res.nodes,
+                price,
+                startup_s=CONTAINER_START_S + (wait or 0.0),
+                details=details,
+            )
+        ]
 
     def queue_wait(self, spec: JobSpec) -> float | None:
         """Seconds until Slurm would start `spec` now (sbatch --test-only), or None when it does not say."""
@@ -638,7 +775,9 @@ class SlurmBackend(Backend):
         out = self._run(["sbatch", "--version"], login)
         if out.returncode != 0:
             where = f"on {login}" if login else "on this machine"
-            return BackendCheck(self.name, False, None, f"sbatch is not reachable {where} ({_first_line(out.stderr) or out.returncode})")
+            return BackendCheck(
+                self.name, False, None, f"sbatch is not reachable {where} ({_first_line(out.stderr) or out.returncode})"
+            )
         kinds = ["none"]
         srun_help = self._run(["srun", "--help"], login).stdout
         if "--container-image" in srun_help:
@@ -668,4 +807,3 @@ def _b64(value: str) -> str:
     import base64  # noqa: PLC0415
 
     return base64.b64encode(value.encode()).decode()
-

@@ -15,9 +15,17 @@ from typing import Any, Sequence
 import pytest
 
 from launcher.backends.slurm import (
-    JOB_DIR_PLACEHOLDER, Completed, SlurmBackend, parse_sacct, parse_squeue_json, parse_squeue_text, parse_state_file,
-    pyxis_image, script_of, slurm_time,
-)  # fmt: skip
+    JOB_DIR_PLACEHOLDER,
+    Completed,
+    SlurmBackend,
+    parse_sacct,
+    parse_squeue_json,
+    parse_squeue_text,
+    parse_state_file,
+    pyxis_image,
+    script_of,
+    slurm_time,
+)
 from launcher.contract import ENTRYPOINT, EntrypointArgs
 from launcher.errors import LauncherError, SpecError
 from launcher.plan import Ending, JobRef, JobState, Plan
@@ -25,11 +33,28 @@ from launcher.spec import validate_spec
 from launcher.testing import check_backend
 
 GOLDEN = Path(__file__).parent / "golden"
-BASE: dict[str, Any] = {"name": "digits", "image": "registry.example/train:1", "resources": {"gpus": 8, "nodes": 2, "cpus": 16,
-        "memory": 64, "gpu_type": "A100"}, "checkpoint": {"uri": "/shared/ckpts"}, "limits": {"max_runtime": "4h"}}  # fmt: skip
+BASE: dict[str, Any] = {
+    "name": "digits",
+    "image": "registry.example/train:1",
+    "resources": {"gpus": 8, "nodes": 2, "cpus": 16, "memory": 64, "gpu_type": "A100"},
+    "checkpoint": {"uri": "/shared/ckpts"},
+    "limits": {"max_runtime": "4h"},
+}
 KINDS = {
-    "pyxis": {"partition": "gpu", "account": "vision", "qos": "high", "constraint": "ib", "container": "pyxis", "job_root": "/shared/jobs"},
-    "apptainer": {"partition": "gpu", "container": "apptainer", "image": "/shared/images/train.sif", "job_root": "/shared/jobs"},
+    "pyxis": {
+        "partition": "gpu",
+        "account": "vision",
+        "qos": "high",
+        "constraint": "ib",
+        "container": "pyxis",
+        "job_root": "/shared/jobs",
+    },
+    "apptainer": {
+        "partition": "gpu",
+        "container": "apptainer",
+        "image": "/shared/images/train.sif",
+        "job_root": "/shared/jobs",
+    },
     "oci": {"container": "oci", "bundle": "/shared/bundles/train", "job_root": "/shared/jobs"},
     "none": {"container": "none", "python": "/opt/venv/bin/python", "job_root": "/shared/jobs"},
 }
@@ -48,7 +73,7 @@ def srun_argv(plan: Plan) -> list[str]:
 def argv_of(plan: Plan) -> list[str]:
     """The entrypoint's arguments inside the srun line (for the contract kit)."""
     argv = srun_argv(plan)
-    return argv[argv.index(ENTRYPOINT[-1]) + 1:]
+    return argv[argv.index(ENTRYPOINT[-1]) + 1 :]
 
 
 def test_the_slurm_backend_keeps_the_launcher_contract(tmp_path: Path) -> None:
@@ -63,15 +88,29 @@ def test_the_sbatch_script_is_the_reviewed_one_for_each_container_kind(kind: str
     path = GOLDEN / f"slurm_{kind}.sbatch"
     if os.environ.get("UPDATE_GOLDEN") == "1":
         path.write_text(script)
-    assert script == path.read_text(), f"the script differs from {path}; if intended, rerun with UPDATE_GOLDEN=1 and review"
+    assert script == path.read_text(), (
+        f"the script differs from {path}; if intended, rerun with UPDATE_GOLDEN=1 and review"
+    )
 
 
 def test_the_script_asks_for_the_allocation_and_never_an_unlimited_time() -> None:
     plan = SlurmBackend().plan(_spec(slurm=KINDS["pyxis"]))
     head = [line.removeprefix("#SBATCH ") for line in plan.payload["script"] if line.startswith("#SBATCH ")]
-    assert {"--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=16", "--mem=64G", "--gpus-per-node=a100:8",
-            "--partition=gpu", "--account=vision", "--qos=high", "--constraint=ib", "--time=0-04:06:00",
-            "--output=/shared/jobs/digits/output.log", "--signal=TERM@30", "--no-requeue"} <= set(head)  # fmt: skip
+    assert {
+        "--nodes=2",
+        "--ntasks-per-node=1",
+        "--cpus-per-task=16",
+        "--mem=64G",
+        "--gpus-per-node=a100:8",
+        "--partition=gpu",
+        "--account=vision",
+        "--qos=high",
+        "--constraint=ib",
+        "--time=0-04:06:00",
+        "--output=/shared/jobs/digits/output.log",
+        "--signal=TERM@30",
+        "--no-requeue",
+    } <= set(head)
     unlimited = SlurmBackend().plan(_spec(slurm=KINDS["pyxis"], limits={}))
     assert "#SBATCH --time=1-00:00:00" in unlimited.payload["script"]
     assert any("never unlimited" in note for note in unlimited.notes)
@@ -82,14 +121,25 @@ def test_srun_kills_the_job_when_a_node_fails_and_runs_the_whole_entrypoint_in_p
     assert argv[:2] == ["srun", "--kill-on-bad-exit=1"]
     assert "--container-image=registry.example#train:1" in argv  # enroot's form of a registry
     assert "--container-mounts=/shared/ckpts:/shared/ckpts:rw" in argv
-    assert list(ENTRYPOINT) == argv[argv.index("python"):argv.index("python") + 3]  # pyxis does not run the ENTRYPOINT
+    assert (
+        list(ENTRYPOINT) == argv[argv.index("python") : argv.index("python") + 3]
+    )  # pyxis does not run the ENTRYPOINT
 
 
 def test_srun_exports_only_what_the_job_needs_and_secrets_only_by_name() -> None:
     plan = SlurmBackend().plan(_spec(slurm=KINDS["oci"], secrets=["TOKEN"], env={"FOO": "1"}))
     exported = next(a for a in srun_argv(plan) if a.startswith("--export=")).removeprefix("--export=").split(",")
-    assert exported == ["PYTHONUNBUFFERED", "LAUNCHER_JOB_ID", "LAUNCHER_DATA_DIR", "FOO", "LAUNCHER_SECRET_REFS", "TOKEN"]
-    assert "export LAUNCHER_DATA_DIR=/tmp/launcher-data" in plan.payload["script"]  # the container's root may be read-only
+    assert exported == [
+        "PYTHONUNBUFFERED",
+        "LAUNCHER_JOB_ID",
+        "LAUNCHER_DATA_DIR",
+        "FOO",
+        "LAUNCHER_SECRET_REFS",
+        "TOKEN",
+    ]
+    assert (
+        "export LAUNCHER_DATA_DIR=/tmp/launcher-data" in plan.payload["script"]
+    )  # the container's root may be read-only
     assert "ALL" not in exported  # 22.05: ALL puts the submitter's PATH over the image's
     assert not any(line.startswith("export TOKEN") for line in plan.payload["script"])
     none = next(a for a in srun_argv(SlurmBackend().plan(_spec(slurm=KINDS["none"]))) if a.startswith("--export="))
@@ -99,8 +149,8 @@ def test_srun_exports_only_what_the_job_needs_and_secrets_only_by_name() -> None
 def test_apptainer_runs_the_entrypoint_with_gpus_and_binds() -> None:
     argv = srun_argv(SlurmBackend().plan(_spec(slurm=KINDS["apptainer"])))
     at = argv.index("apptainer")
-    assert argv[at:at + 5] == ["apptainer", "exec", "--nv", "--bind", "/shared/ckpts:/shared/ckpts:rw"]
-    assert argv[at + 5:at + 9] == ["/shared/images/train.sif", *ENTRYPOINT]
+    assert argv[at : at + 5] == ["apptainer", "exec", "--nv", "--bind", "/shared/ckpts:/shared/ckpts:rw"]
+    assert argv[at + 5 : at + 9] == ["/shared/images/train.sif", *ENTRYPOINT]
 
 
 def test_bad_slurm_options_are_refused_in_one_sentence() -> None:
@@ -120,18 +170,49 @@ def test_slurm_time_and_pyxis_image() -> None:
 
 # ---------------------------------------------------------------- squeue / sacct across versions
 
-SQUEUE_22_05 = {"meta": {"Slurm": {"version": {"major": 22, "micro": 8, "minor": 5}}}, "errors": [], "jobs": [
-    {"job_id": 7, "job_state": "RUNNING", "state_reason": "None", "exit_code": 0, "nodes": "node[1-2]"},
-    {"job_id": 8, "job_state": "NODE_FAIL", "state_reason": "None", "exit_code": 15},
-    {"job_id": 6, "job_state": "FAILED", "state_reason": "NonZeroExitCode", "exit_code": 36608}]}  # fmt: skip
-SQUEUE_23_02 = {"jobs": [{"job_id": 9, "job_state": ["PENDING"], "state_reason": "Resources",
-                          "exit_code": {"status": "PENDING", "return_code": 0}}]}  # fmt: skip
-SQUEUE_23_11 = {"jobs": [{"job_id": 10, "job_state": ["FAILED"], "state_reason": "NonZeroExitCode",
-                          "exit_code": {"status": ["EXIT_CODE"], "return_code": {"set": True, "infinite": False, "number": 3},
-                                        "signal": {"id": {"set": False, "infinite": False, "number": 0}, "name": ""}}},
-                         {"job_id": 11, "job_state": ["CANCELLED", "REQUEUED"], "state_reason": "None",
-                          "exit_code": {"status": ["SIGNALED"], "return_code": {"set": True, "infinite": False, "number": 0},
-                                        "signal": {"id": {"set": True, "infinite": False, "number": 15}, "name": "TERM"}}}]}  # fmt: skip
+SQUEUE_22_05 = {
+    "meta": {"Slurm": {"version": {"major": 22, "micro": 8, "minor": 5}}},
+    "errors": [],
+    "jobs": [
+        {"job_id": 7, "job_state": "RUNNING", "state_reason": "None", "exit_code": 0, "nodes": "node[1-2]"},
+        {"job_id": 8, "job_state": "NODE_FAIL", "state_reason": "None", "exit_code": 15},
+        {"job_id": 6, "job_state": "FAILED", "state_reason": "NonZeroExitCode", "exit_code": 36608},
+    ],
+}
+SQUEUE_23_02 = {
+    "jobs": [
+        {
+            "job_id": 9,
+            "job_state": ["PENDING"],
+            "state_reason": "Resources",
+            "exit_code": {"status": "PENDING", "return_code": 0},
+        }
+    ]
+}
+SQUEUE_23_11 = {
+    "jobs": [
+        {
+            "job_id": 10,
+            "job_state": ["FAILED"],
+            "state_reason": "NonZeroExitCode",
+            "exit_code": {
+                "status": ["EXIT_CODE"],
+                "return_code": {"set": True, "infinite": False, "number": 3},
+                "signal": {"id": {"set": False, "infinite": False, "number": 0}, "name": ""},
+            },
+        },
+        {
+            "job_id": 11,
+            "job_state": ["CANCELLED", "REQUEUED"],
+            "state_reason": "None",
+            "exit_code": {
+                "status": ["SIGNALED"],
+                "return_code": {"set": True, "infinite": False, "number": 0},
+                "signal": {"id": {"set": True, "infinite": False, "number": 15}, "name": "TERM"},
+            },
+        },
+    ]
+}
 
 
 def test_squeue_json_of_each_version() -> None:
@@ -154,12 +235,17 @@ def test_squeue_json_of_each_version() -> None:
 
 def test_squeue_text_sacct_and_the_state_file() -> None:
     text = "12|RUNNING|None\n13|PENDING|Priority\n"
-    assert parse_squeue_text(text, "13").state == "PENDING" and parse_squeue_text(text, "13").reason == "Priority"  # type: ignore[union-attr]
+    pending = parse_squeue_text(text, "13")
+    assert pending is not None and (pending.state, pending.reason) == ("PENDING", "Priority")
     assert parse_squeue_text(text, "1") is None
     sacct = "21|CANCELLED by 1000|0:15\n22|OUT_OF_MEMORY|0:125\n23|COMPLETED|0:0\n24|FAILED|2:0\n"
-    assert (parse_sacct(sacct, "21").state, parse_sacct(sacct, "21").exit_code) == ("CANCELLED", 143)  # type: ignore[union-attr]
-    assert parse_sacct(sacct, "22").state == "OUT_OF_MEMORY"  # type: ignore[union-attr]
-    assert parse_sacct(sacct, "23").exit_code == 0 and parse_sacct(sacct, "24").exit_code == 2  # type: ignore[union-attr]
+    jobs = {job: parse_sacct(sacct, job) for job in ("21", "22", "23", "24")}
+    assert [(j.state, j.exit_code) for j in jobs.values() if j is not None] == [
+        ("CANCELLED", 143),
+        ("OUT_OF_MEMORY", 0),
+        ("COMPLETED", 0),
+        ("FAILED", 2),
+    ]
     assert parse_state_file("FAILED 143\n").exit_code == 143  # type: ignore[union-attr]
     assert parse_state_file("RUNNING\n").state == "RUNNING" and parse_state_file("") is None  # type: ignore[union-attr]
 
@@ -192,7 +278,9 @@ class Cluster:
 
 def _backend(tmp_path: Path, **answers: Any) -> tuple[SlurmBackend, Cluster]:
     cluster = Cluster(tmp_path, {"sbatch": Completed(0, "4242\n"), **answers})
-    return SlurmBackend(run=cluster, state_dir=tmp_path / "state", sleep=lambda s: None, environ={"TOKEN": "s3cr3t"}), cluster
+    return SlurmBackend(
+        run=cluster, state_dir=tmp_path / "state", sleep=lambda s: None, environ={"TOKEN": "s3cr3t"}
+    ), cluster
 
 
 def test_submit_fills_the_job_folder_and_passes_secrets_in_sbatchs_environment_only(tmp_path: Path) -> None:
@@ -226,9 +314,17 @@ def test_a_partition_the_cluster_lacks_is_refused_before_sbatch(tmp_path: Path) 
 
 
 def test_sbatch_refusals_read_as_one_sentence_and_classify(tmp_path: Path) -> None:
-    backend, _ = _backend(tmp_path, sbatch=Completed(1, "", "sbatch: error: Batch job submission failed: Invalid account or "
-                                                             "account/partition combination specified\n"))  # fmt: skip
-    with pytest.raises(LauncherError, match="^Slurm refused the job: Batch job submission failed: Invalid account") as exc:
+    backend, _ = _backend(
+        tmp_path,
+        sbatch=Completed(
+            1,
+            "",
+            "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified\n",
+        ),
+    )
+    with pytest.raises(
+        LauncherError, match="^Slurm refused the job: Batch job submission failed: Invalid account"
+    ) as exc:
         backend.submit(backend.plan(_spec(slurm={"container": "none"})))
     assert backend.ending_of(exc.value.message) is Ending.USER_ERROR
     assert backend.ending_of("Slurm refused the job: Slurm temporarily unable to accept job") is Ending.CAPACITY
@@ -244,7 +340,12 @@ def _ref(tmp_path: Path, state: str | None = None) -> JobRef:
 
 def _squeue(state: str, code: Any = 0, reason: str = "None") -> Completed:
     """squeue --json as 23.02+ writes it."""
-    job = {"job_id": 77, "job_state": [state], "state_reason": reason, "exit_code": {"status": "x", "return_code": code}}
+    job = {
+        "job_id": 77,
+        "job_state": [state],
+        "state_reason": reason,
+        "exit_code": {"status": "x", "return_code": code},
+    }
     return Completed(0, json.dumps({"jobs": [job]}))
 
 
@@ -252,14 +353,25 @@ NO_ACCOUNTING = Completed(1, "", "sacct: error: Slurm accounting storage is disa
 FORGOTTEN = Completed(1, "", "slurm_load_jobs error: Invalid job id specified")
 
 
-@pytest.mark.parametrize("state, expected, ending", [
-    ("PENDING", JobState.PENDING, None), ("RUNNING", JobState.RUNNING, None), ("COMPLETING", JobState.RUNNING, None),
-    ("PREEMPTED", JobState.FAILED, Ending.PREEMPTED), ("NODE_FAIL", JobState.FAILED, Ending.NODE_FAILURE),
-    ("BOOT_FAIL", JobState.FAILED, Ending.NODE_FAILURE), ("TIMEOUT", JobState.FAILED, Ending.USER_ERROR),
-    ("OUT_OF_MEMORY", JobState.FAILED, Ending.USER_ERROR), ("FAILED", JobState.FAILED, Ending.USER_ERROR),
-    ("COMPLETED", JobState.SUCCEEDED, None), ("CANCELLED", JobState.STOPPED, None),
-])  # fmt: skip
-def test_slurm_states_map_to_job_states_and_endings(tmp_path: Path, state: str, expected: JobState, ending: Ending | None) -> None:
+@pytest.mark.parametrize(
+    "state, expected, ending",
+    [
+        ("PENDING", JobState.PENDING, None),
+        ("RUNNING", JobState.RUNNING, None),
+        ("COMPLETING", JobState.RUNNING, None),
+        ("PREEMPTED", JobState.FAILED, Ending.PREEMPTED),
+        ("NODE_FAIL", JobState.FAILED, Ending.NODE_FAILURE),
+        ("BOOT_FAIL", JobState.FAILED, Ending.NODE_FAILURE),
+        ("TIMEOUT", JobState.FAILED, Ending.USER_ERROR),
+        ("OUT_OF_MEMORY", JobState.FAILED, Ending.USER_ERROR),
+        ("FAILED", JobState.FAILED, Ending.USER_ERROR),
+        ("COMPLETED", JobState.SUCCEEDED, None),
+        ("CANCELLED", JobState.STOPPED, None),
+    ],
+)
+def test_slurm_states_map_to_job_states_and_endings(
+    tmp_path: Path, state: str, expected: JobState, ending: Ending | None
+) -> None:
     backend, _ = _backend(tmp_path, squeue=_squeue(state, 0 if state == "COMPLETED" else 1), sacct=NO_ACCOUNTING)
     status = backend.status(_ref(tmp_path))
     assert (status.state, status.ending) == (expected, ending)
@@ -281,23 +393,36 @@ def test_squeue_text_then_the_state_file_when_slurm_is_silent(tmp_path: Path) ->
     assert (lost.state, lost.ending) == (JobState.FAILED, Ending.NODE_FAILURE)
     timed_out = backend.status(_ref(tmp_path, "FAILED 124"))
     assert timed_out.message == "stopped: limits.max_runtime reached" and timed_out.ending is Ending.USER_ERROR
-    text, _ = _backend(tmp_path, squeue=lambda argv: Completed(1, "", "no --json") if "--json" in argv else Completed(0, "77|RUNNING|None\n"))
+    text, _ = _backend(
+        tmp_path,
+        squeue=lambda argv: Completed(1, "", "no --json") if "--json" in argv else Completed(0, "77|RUNNING|None\n"),
+    )
     assert text.status(_ref(tmp_path)).state is JobState.RUNNING
 
 
 def test_a_finished_job_takes_its_exit_code_from_sacct_else_the_state_file(tmp_path: Path) -> None:
-    backend, _ = _backend(tmp_path, squeue=Completed(0, "77|FAILED|NonZeroExitCode\n"), sacct=Completed(0, "77|FAILED|3:0\n"))
-    backend_json = _backend(tmp_path, squeue=lambda a: Completed(1, "") if "--json" in a else Completed(0, "77|FAILED|x\n"),
-                            sacct=Completed(0, "77|FAILED|3:0\n"))[0]  # fmt: skip
+    backend, _ = _backend(
+        tmp_path, squeue=Completed(0, "77|FAILED|NonZeroExitCode\n"), sacct=Completed(0, "77|FAILED|3:0\n")
+    )
+    backend_json = _backend(
+        tmp_path,
+        squeue=lambda a: Completed(1, "") if "--json" in a else Completed(0, "77|FAILED|x\n"),
+        sacct=Completed(0, "77|FAILED|3:0\n"),
+    )[0]
     assert backend_json.status(_ref(tmp_path)).exit_code == 3
-    from_file = _backend(tmp_path, squeue=lambda a: Completed(1, "") if "--json" in a else Completed(0, "77|FAILED|x\n"),
-                         sacct=NO_ACCOUNTING)[0]  # fmt: skip
+    from_file = _backend(
+        tmp_path,
+        squeue=lambda a: Completed(1, "") if "--json" in a else Completed(0, "77|FAILED|x\n"),
+        sacct=NO_ACCOUNTING,
+    )[0]
     assert from_file.status(_ref(tmp_path, "FAILED 5")).exit_code == 5
     assert backend.status(_ref(tmp_path)).state is JobState.FAILED
 
 
 def test_an_unreachable_controller_is_unknown_not_lost(tmp_path: Path) -> None:
-    backend, _ = _backend(tmp_path, squeue=Completed(1, "", "slurm_load_jobs error: Unable to contact slurm controller"))
+    backend, _ = _backend(
+        tmp_path, squeue=Completed(1, "", "slurm_load_jobs error: Unable to contact slurm controller")
+    )
     status = backend.status(_ref(tmp_path, "RUNNING"))
     assert status.state is JobState.UNKNOWN and "Unable to contact" in status.message
 
@@ -324,9 +449,12 @@ def test_logs_tail_the_output_file_and_cancel_is_scancel(tmp_path: Path) -> None
 
 def test_a_login_host_runs_every_command_over_ssh_with_secrets_on_stdin(tmp_path: Path) -> None:
     backend, cluster = _backend(tmp_path, ssh=Completed(0, "55;tl\n"))
-    ref = backend.submit(backend.plan(_spec(name="d", slurm={"container": "none", "login": "me@login"}, secrets=["TOKEN"]), "d-1"))
+    ref = backend.submit(
+        backend.plan(_spec(name="d", slurm={"container": "none", "login": "me@login"}, secrets=["TOKEN"]), "d-1")
+    )
     assert (ref.native_id, ref.extra["login"], ref.extra["dir"]) == ("55", "me@login", ".launcher/slurm/d-1")
     mkdir, sbatch = cluster.ran("ssh")
+    assert sbatch[-1].endswith("exec sbatch --parsable")  # the values are read from stdin first, then sbatch runs
     assert mkdir[:4] == ["ssh", "-o", "BatchMode=yes", "me@login"] and mkdir[-1] == "mkdir -p .launcher/slurm/d-1"
     argv, stdin, _ = cluster.calls[-1]
     assert "s3cr3t" not in " ".join(argv) and stdin is not None and "s3cr3t" not in stdin
@@ -339,29 +467,46 @@ def test_the_estimate_row_is_the_clusters_own_price_and_the_queue_wait_slurm_pre
     said = "sbatch: Job 3 to start at 2026-12-07T17:20:00 using 2 processors on nodes node[1-2] in partition gpu\n"
     cluster = Cluster(tmp_path, {"sbatch": Completed(0, "", said)})
     backend = SlurmBackend(run=cluster, now=lambda: datetime(2026, 12, 7, 17, 0, 0))
-    offer, = backend.offers(_spec(slurm={"partition": "gpu", "container": "none", "gpu_hour_price": 0.5}))
-    assert (offer.backend, offer.gpu_type, offer.gpus, offer.nodes, offer.price_per_hour) == ("slurm", "A100", 8, 2, 4.0)
+    (offer,) = backend.offers(_spec(slurm={"partition": "gpu", "container": "none", "gpu_hour_price": 0.5}))
+    assert (offer.backend, offer.gpu_type, offer.gpus, offer.nodes, offer.price_per_hour) == (
+        "slurm",
+        "A100",
+        8,
+        2,
+        4.0,
+    )
     assert offer.details["queue_wait_s"] == 1200 and offer.startup_s == 1260
     argv, script, _ = cluster.calls[-1]
     assert argv == ["sbatch", "--test-only"] and script is not None and "#SBATCH --partition=gpu" in script
     silent = SlurmBackend(run=Cluster(tmp_path, {"sbatch": Completed(127, "", "sbatch: command not found")}))
-    offer, = silent.offers(_spec(slurm={"container": "none"}))
+    (offer,) = silent.offers(_spec(slurm={"container": "none"}))
     assert offer.price_per_hour == 0.0 and "queue_wait_s" not in offer.details  # default: the cluster is free to use
 
 
 def test_launch_backends_says_whether_sbatch_answers_and_which_containers_srun_runs(tmp_path: Path) -> None:
-    ready = SlurmBackend(run=Cluster(tmp_path, {"sbatch": Completed(0, "slurm 23.11.4\n"),
-                                                "srun": Completed(0, "  --container-image=[USER@][REGISTRY#]IMAGE\n"),
-                                                "sh": Completed(0, "/usr/bin/apptainer\n")}))  # fmt: skip
+    ready = SlurmBackend(
+        run=Cluster(
+            tmp_path,
+            {
+                "sbatch": Completed(0, "slurm 23.11.4\n"),
+                "srun": Completed(0, "  --container-image=[USER@][REGISTRY#]IMAGE\n"),
+                "sh": Completed(0, "/usr/bin/apptainer\n"),
+            },
+        )
+    )
     check = ready.check()
     assert check.sdk and check.message == "slurm 23.11.4; containers: none, pyxis, apptainer"
-    away = SlurmBackend(run=Cluster(tmp_path, {"ssh": Completed(255, "", "ssh: connect to host login port 22: No route to host")}),
-                        environ={"LAUNCHER_SLURM_LOGIN": "me@login"})  # fmt: skip
+    away = SlurmBackend(
+        run=Cluster(tmp_path, {"ssh": Completed(255, "", "ssh: connect to host login port 22: No route to host")}),
+        environ={"LAUNCHER_SLURM_LOGIN": "me@login"},
+    )
     check = away.check()
     assert not check.sdk and check.message.startswith("sbatch is not reachable on me@login (ssh: connect to host login")
 
 
-def test_the_supervisor_resubmits_a_slurm_job_whose_node_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_supervisor_resubmits_a_slurm_job_whose_node_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from launcher.api import Launcher
     from launcher.jobs import JobRegistry
     from launcher.recovery import Supervisor
@@ -379,11 +524,23 @@ def test_the_supervisor_resubmits_a_slurm_job_whose_node_failed(tmp_path: Path, 
 
     cluster = Cluster(tmp_path, {"sbatch": sbatch, "squeue": squeue, "sacct": NO_ACCOUNTING})
     backend = SlurmBackend(run=cluster, state_dir=tmp_path / "state", sleep=lambda s: None)
-    spec = _spec(name="rec", slurm={"container": "none", "job_root": str(tmp_path / "jobs")}, checkpoint={"uri": str(tmp_path / "store")},
-                 recovery={"max_attempts": 3, "backoff": {"initial": 1, "max": 1}})
+    spec = _spec(
+        name="rec",
+        slurm={"container": "none", "job_root": str(tmp_path / "jobs")},
+        checkpoint={"uri": str(tmp_path / "store")},
+        recovery={"max_attempts": 3, "backoff": {"initial": 1, "max": 1}},
+    )
     jobs = JobRegistry()
-    supervisor = Supervisor.start(spec, "slurm", jobs, lambda name: Launcher(backend, jobs=jobs), check_budget=False,
-                                  stream_logs=False, poll_s=0, sleep=lambda s: None)  # fmt: skip
+    supervisor = Supervisor.start(
+        spec,
+        "slurm",
+        jobs,
+        lambda name: Launcher(backend, jobs=jobs),
+        check_budget=False,
+        stream_logs=False,
+        poll_s=0,
+        sleep=lambda s: None,
+    )
     assert supervisor.run() == 0
     attempts = jobs.attempts(supervisor.run_id)
     assert [a.native_id for a in attempts] == ["101", "102"]

@@ -16,8 +16,16 @@ import subprocess
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["CLUSTER_SCRIPT", "cluster_available", "start_cluster", "stop_cluster", "make_bundle", "remove_bundle",
-           "image_package_dir", "scontrol"]
+__all__ = [
+    "CLUSTER_SCRIPT",
+    "cluster_available",
+    "start_cluster",
+    "stop_cluster",
+    "make_bundle",
+    "remove_bundle",
+    "image_package_dir",
+    "scontrol",
+]
 
 CLUSTER_SCRIPT = Path(__file__).resolve().parents[2] / ".ci" / "slurm-cluster.sh"
 
@@ -26,8 +34,11 @@ def cluster_available() -> str | None:
     """Why this machine cannot run the cluster, or None."""
     if os.geteuid() != 0:
         return "the cluster's daemons need root"
-    missing = [tool for tool in ("slurmctld", "slurmd", "sbatch", "munged", "runc", "nsenter", "ip")
-               if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode]  # fmt: skip
+    missing = [
+        tool
+        for tool in ("slurmctld", "slurmd", "sbatch", "munged", "runc", "nsenter", "ip")
+        if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, check=False).returncode
+    ]
     return f"missing {', '.join(missing)} (.ci/slurm-cluster.sh install)" if missing else None
 
 
@@ -52,7 +63,9 @@ def _image(image: str) -> dict[str, Any]:
 
 def image_package_dir(rootfs: Path) -> str:
     """Where the image installed the launcher package (its site-packages), as a path inside the container."""
-    found = sorted(rootfs.glob("opt/venv/lib/python3*/site-packages/launcher")) or sorted(rootfs.glob("usr/**/site-packages/launcher"))
+    found = sorted(rootfs.glob("opt/venv/lib/python3*/site-packages/launcher")) or sorted(
+        rootfs.glob("usr/**/site-packages/launcher")
+    )
     if not found:
         raise RuntimeError("the image has no installed launcher package")
     return "/" + found[0].relative_to(rootfs).as_posix()
@@ -81,10 +94,12 @@ def make_bundle(image: str, bundle: Path, shared: Sequence[Path], source: Path |
     image_config = info["Config"]
     env = [e for e in image_config.get("Env") or [] if not e.startswith("HOME=")] + ["HOME=/tmp"]
     config["process"].update(
-        terminal=False, cwd=image_config.get("WorkingDir") or "/", env=env,
+        terminal=False,
+        cwd=image_config.get("WorkingDir") or "/",
+        env=env,
         args=[*(image_config.get("Entrypoint") or []), *(image_config.get("Cmd") or [])],
         user={"uid": 0, "gid": 0},
-    )  # fmt: skip
+    )
     config.pop("hostname", None)
     config["root"] = {"path": "rootfs", "readonly": True}
     linux = config["linux"]
@@ -92,16 +107,31 @@ def make_bundle(image: str, bundle: Path, shared: Sequence[Path], source: Path |
     linux["uidMappings"] = [{"containerID": 0, "hostID": os.getuid(), "size": 1}]
     linux["gidMappings"] = [{"containerID": 0, "hostID": os.getgid(), "size": 1}]
     mounts = [m for m in config["mounts"] if m["destination"] != "/dev/shm"]
-    mounts.append({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-                   "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=1g"]})  # fmt: skip
+    mounts.append(
+        {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=1g"],
+        }
+    )
     for folder in ("/tmp", image_config.get("WorkingDir") or "/workspace"):
-        mounts.append({"destination": folder, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]})
+        mounts.append(
+            {"destination": folder, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]}
+        )
     for path in ("/etc/hosts", "/etc/resolv.conf"):
         mounts.append({"destination": path, "type": "bind", "source": path, "options": ["rbind", "ro"]})
     for folder in shared:
         mounts.append({"destination": str(folder), "type": "bind", "source": str(folder), "options": ["rbind", "rw"]})
     if source is not None:
-        mounts.append({"destination": image_package_dir(rootfs), "type": "bind", "source": str(source), "options": ["rbind", "ro"]})
+        mounts.append(
+            {
+                "destination": image_package_dir(rootfs),
+                "type": "bind",
+                "source": str(source),
+                "options": ["rbind", "ro"],
+            }
+        )
     config["mounts"] = mounts
     (bundle / "config.json").write_text(json.dumps(config, indent=2))
     return bundle

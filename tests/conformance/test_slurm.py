@@ -34,14 +34,34 @@ from launcher.spec import validate_spec
 from tests import pace
 from tests.conformance.cluster import store_program_results, store_results, wait_until
 from tests.conformance.scenario import PROGRAM_COMMAND, PROGRAM_STEPS, SIGTERM_EXIT, program_folder
-from tests.conformance.slurm_cluster import cluster_available, make_bundle, remove_bundle, scontrol, start_cluster, stop_cluster
+from tests.conformance.slurm_cluster import (
+    cluster_available,
+    make_bundle,
+    remove_bundle,
+    scontrol,
+    start_cluster,
+    stop_cluster,
+)
 from tests.conftest import require_service
 from tests.docker_base import TRAIN_IMAGE, docker_client, train_image_or_skip
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 2
-TRAIN = {"model": "resnet18", "epochs": EPOCHS, "imgsz": 32, "batch": 32, "optimizer": "AdamW", "lr0": 0.002, "lrf": 0.01,
-         "cos_lr": True, "warmup_epochs": 1, "scale": 0.3, "cache": "ram", "workers": 1, "data": "digits"}  # fmt: skip
+TRAIN = {
+    "model": "resnet18",
+    "epochs": EPOCHS,
+    "imgsz": 32,
+    "batch": 32,
+    "optimizer": "AdamW",
+    "lr0": 0.002,
+    "lrf": 0.01,
+    "cos_lr": True,
+    "warmup_epochs": 1,
+    "scale": 0.3,
+    "cache": "ram",
+    "workers": 1,
+    "data": "digits",
+}
 PHASE_S = 900
 
 
@@ -83,10 +103,19 @@ def _launcher(shared: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> Launc
 
 
 def _spec(name: str, shared: dict[str, Path], **raw: Any) -> Any:
-    body = {"name": name, "resources": {"nodes": 2, "gpus": 0}, "checkpoint": {"uri": str(shared["ckpts"]), "every": 1},
-            "limits": {"max_runtime": "30m"},
-            "slurm": {"container": "oci", "bundle": str(shared["bundle"]), "job_root": str(shared["jobs"]), "partition": "debug"},
-            **raw}  # fmt: skip
+    body = {
+        "name": name,
+        "resources": {"nodes": 2, "gpus": 0},
+        "checkpoint": {"uri": str(shared["ckpts"]), "every": 1},
+        "limits": {"max_runtime": "30m"},
+        "slurm": {
+            "container": "oci",
+            "bundle": str(shared["bundle"]),
+            "job_root": str(shared["jobs"]),
+            "partition": "debug",
+        },
+        **raw,
+    }
     return validate_spec(body, REPO / "job.yaml", REPO)
 
 
@@ -121,8 +150,9 @@ def _exit_codes(logs: str) -> list[int]:
     return [int(code) for code in re.findall(r"^\[launcher\] exit code (\d+)$", logs, re.MULTILINE)]
 
 
-def test_the_trainer_on_two_slurm_nodes_stops_mid_epoch_and_resumes(shared: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
-                                                                   tmp_path: Path) -> None:  # fmt: skip
+def test_the_trainer_on_two_slurm_nodes_stops_mid_epoch_and_resumes(
+    shared: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     launcher = _launcher(shared, monkeypatch)
     spec = _spec("slurm-trainer", shared, train=TRAIN)
     job = launcher.submit(spec)
@@ -149,19 +179,26 @@ def test_the_trainer_on_two_slurm_nodes_stops_mid_epoch_and_resumes(shared: dict
     logs = _logs(again)
     assert status.state is JobState.SUCCEEDED, f"{status}\n{logs[-6000:]}"
     resumed = re.findall(r"resuming from \S*last\.pt \(sha256 ([0-9a-f]{64})\): epoch (\d+), step (\d+) of", logs)
-    assert resumed == [(last_sha, *saved[-1])], f"expected a resume from the store's last.pt {last_sha[:12]} at {saved[-1]}; " \
-        f"it said {resumed}:\n{logs[-6000:]}"
+    assert resumed == [(last_sha, *saved[-1])], (
+        f"expected a resume from the store's last.pt {last_sha[:12]} at {saved[-1]}; it said {resumed}:\n{logs[-6000:]}"
+    )
     final = store_results(spec.checkpoint.uri, spec.name, {}, tmp_path / "final")
     assert final.epochs == list(range(1, EPOCHS + 1)), final.rows
     print(f"slurm conformance: final top-1 {final.rows[-1]['top1']} after {EPOCHS} epochs on 2 Slurm nodes")
 
 
-def test_a_users_program_survives_a_node_failure_classified_as_retryable(shared: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
-                                                                         tmp_path: Path) -> None:  # fmt: skip
+def test_a_users_program_survives_a_node_failure_classified_as_retryable(
+    shared: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     launcher = _launcher(shared, monkeypatch)
     folder = program_folder(tmp_path)
-    spec = _spec("slurm-program", shared, code=str(folder), command=[*PROGRAM_COMMAND, "--step-seconds", "0.5"],
-                 train={"data": "digits"})
+    spec = _spec(
+        "slurm-program",
+        shared,
+        code=str(folder),
+        command=[*PROGRAM_COMMAND, "--step-seconds", "0.5"],
+        train={"data": "digits"},
+    )
     job = launcher.submit(spec)
     _wait_for(job, "[program] step 12/")
     scontrol("update", "nodename=node2", "state=down", "reason=conformance-node-failure")
@@ -172,12 +209,15 @@ def test_a_users_program_survives_a_node_failure_classified_as_retryable(shared:
     assert resumed, scontrol("show", "node", "node2")
     logs = _logs(job)
     assert "[program] rank 1 world_size 2 resumed 0 cwd src" in logs, logs[-6000:]
-    assert (status.state, status.native_state, status.ending) == (JobState.FAILED, "NODE_FAIL", Ending.NODE_FAILURE), \
+    assert (status.state, status.native_state, status.ending) == (JobState.FAILED, "NODE_FAIL", Ending.NODE_FAILURE), (
         f"{status}\n{logs[-6000:]}"
+    )
     assert status.ending is not None and status.ending.retryable
     saved = store_program_results(spec.checkpoint.uri, spec.name, {}, tmp_path / "after-failure")["step"]
     assert saved >= 5, saved
-    assert wait_until(lambda: "State=IDLE" in scontrol("show", "node", "node2"), 60, 0.5), scontrol("show", "node", "node2")
+    assert wait_until(lambda: "State=IDLE" in scontrol("show", "node", "node2"), 60, 0.5), scontrol(
+        "show", "node", "node2"
+    )
 
     again = launcher.submit(spec)
     status = _finish(again)
@@ -189,12 +229,13 @@ def test_a_users_program_survives_a_node_failure_classified_as_retryable(shared:
     assert f"[program] done at step {PROGRAM_STEPS} world_size 2" in logs, logs[-6000:]
 
 
-def test_the_cluster_answers_estimate_backends_and_refuses_an_unknown_partition(shared: dict[str, Path],
-                                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_the_cluster_answers_estimate_backends_and_refuses_an_unknown_partition(
+    shared: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from launcher.errors import LauncherError
 
     launcher = _launcher(shared, monkeypatch)
-    offer, = launcher.backend.offers(_spec("slurm-estimate", shared, train=TRAIN))
+    (offer,) = launcher.backend.offers(_spec("slurm-estimate", shared, train=TRAIN))
     assert offer.details.get("queue_wait_s") == 0, offer  # sbatch --test-only on an idle cluster: it would start now
     check = launcher.backend.check()
     assert check.sdk and check.message.startswith("slurm-wlm 22.05") and "oci" in check.message, check
