@@ -65,8 +65,7 @@ __all__ = [
 ]
 
 DEFAULT_IMAGE = "torch-launcher-train:latest"
-
-BACKEND_SECTIONS = ("local", "aws", "gcp", "azure")
+BACKEND_SECTIONS = ("local", "aws", "gcp", "azure", "slurm")
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION_RE = re.compile(r"^(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$")  # ASCII digits: int() would read '٣'
@@ -590,6 +589,7 @@ class JobSpec(_Model):
     aws: dict[str, Any] = Field(default_factory=dict, description="options of the aws (SageMaker) backend")
     gcp: dict[str, Any] = Field(default_factory=dict, description="options of the gcp (Vertex AI) backend")
     azure: dict[str, Any] = Field(default_factory=dict, description="options of the azure (Azure ML) backend")
+    slurm: dict[str, Any] = Field(default_factory=dict, description="options of the slurm backend (a Slurm cluster)")
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict, description="options of third-party backends, by backend name")
 
     @field_validator("image")

@@ -24,7 +24,7 @@ from launcher.spec import BACKEND_SECTIONS, JobSpec, format_validation_error, pa
 __all__ = ["GROUP", "ALIASES", "BUILTIN", "available", "installed", "find", "get", "create", "canonical", "check_sections"]
 
 GROUP = "launcher.backends"
-BUILTIN = {"local", "aws", "gcp", "azure"}
+BUILTIN = {"local", "aws", "gcp", "azure", "slurm"}
 BUILTIN_DIST = "torch-launcher"
 
 

@@ -2,7 +2,7 @@
 
 Between SIGTERM and the kill a platform gives a job a fixed time: SageMaker
 120 s (stop, managed spot), Vertex AI / GCE spot 30 s, Azure spot eviction
-30 s. The final checkpoint must be in the store by then. The entrypoint
+30 s, Slurm its KillWait (30 s by default). The final checkpoint must be in the store by then. The entrypoint
 remembers the bandwidth of its uploads in the run folder of the store
 (`<uri>/<run>/upload-rate.json`, beside the manifest), so the next job of
 the run, on any machine, says at start when the checkpoint it resumes from
@@ -20,7 +20,7 @@ from launcher.storage.manifest import RATE_FILE
 
 __all__ = ["GRACE_S", "RATE_FILE", "remember_rate", "remembered_rate", "checkpoint_bytes", "fit_warning"]
 
-GRACE_S = {"sagemaker": 120, "vertex": 30, "azureml": 30}  # SIGTERM -> SIGKILL, seconds
+GRACE_S = {"sagemaker": 120, "vertex": 30, "azureml": 30, "slurm": 30}  # SIGTERM -> SIGKILL, seconds (Slurm: KillWait's default)
 MIN_SAMPLE = 8 << 20  # smaller uploads time the requests' latency, not the bandwidth
 
 

@@ -10,6 +10,11 @@ its master differently:
   https://cloud.google.com/vertex-ai/docs/training/distributed-training
 - Azure ML, PyTorch distribution with process_count_per_instance=1:
   MASTER_ADDR, MASTER_PORT, NODE_RANK (and WORLD_SIZE = nodes).
+- Slurm (one task per node): the node list in SLURM_STEP_NODELIST (else SLURM_JOB_NODELIST), in Slurm's
+  hostlist syntax (`node[1-2,5]`, `a[01-03],b1`), expanded here (no `scontrol` inside a container); the node
+  rank is this host's index in it, the master the first host. SLURM_NODEID is not trusted: with Slurm
+  22.05's OCI containers it is missing under srun and the batch step's value on every node under sbatch.
+  The port comes from the job id, so two jobs sharing a node do not collide.
 - local: one node; torchrun's own standalone rendezvous.
 
 A Rendezvous also carries `environment`: variables the platform expects the
@@ -24,14 +29,17 @@ Every function here is pure over (environ, files) so tests feed sample values.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["Rendezvous", "detect", "sagemaker_environment", "SAGEMAKER_RESOURCE_CONFIG", "DEFAULT_PORT",
-           "EFA_INSTANCES", "EFA_RDMA_INSTANCES"]
+__all__ = ["Rendezvous", "detect", "expand_hostlist", "slurm", "sagemaker_environment", "SAGEMAKER_RESOURCE_CONFIG",
+           "DEFAULT_PORT", "EFA_INSTANCES", "EFA_RDMA_INSTANCES"]
 
 SAGEMAKER_RESOURCE_CONFIG = Path("/opt/ml/input/config/resourceconfig.json")
 DEFAULT_PORT = 29500
@@ -70,14 +78,19 @@ class Rendezvous:
         ]  # fmt: skip
 
 
-def detect(environ: Mapping[str, str] | None = None, resource_config: Path = SAGEMAKER_RESOURCE_CONFIG) -> Rendezvous:
+def detect(environ: Mapping[str, str] | None = None, resource_config: Path = SAGEMAKER_RESOURCE_CONFIG,
+           hostname: str | None = None) -> Rendezvous:  # fmt: skip
     """The rendezvous for this node, from the first platform whose marker is present."""
     environ = os.environ if environ is None else environ
     if resource_config.exists():
         return sagemaker(json.loads(resource_config.read_text()), environ)
     if "CLUSTER_SPEC" in environ:
         return vertex(environ)
-    if "AZUREML_RUN_ID" in environ or ("NODE_RANK" in environ and "MASTER_ADDR" in environ):
+    if "AZUREML_RUN_ID" in environ:
+        return azureml(environ)
+    if "SLURM_JOB_ID" in environ and (environ.get("SLURM_STEP_NODELIST") or environ.get("SLURM_JOB_NODELIST")):
+        return slurm(environ, socket.gethostname() if hostname is None else hostname)
+    if "NODE_RANK" in environ and "MASTER_ADDR" in environ:
         return azureml(environ)
     return Rendezvous("local", 1, 0, "127.0.0.1", int(environ.get("MASTER_PORT", DEFAULT_PORT)))
 
@@ -125,3 +138,54 @@ def azureml(environ: Mapping[str, str]) -> Rendezvous:
     rank = int(environ.get("NODE_RANK", environ.get("RANK", "0")))
     addr = environ.get("MASTER_ADDR", "127.0.0.1")
     return Rendezvous("azureml", nnodes, rank, addr, int(environ.get("MASTER_PORT", DEFAULT_PORT)))
+
+
+SLURM_PORT_SPAN = 1000  # MASTER_PORT = DEFAULT_PORT + job id % this, unless MASTER_PORT is set
+
+
+def expand_hostlist(hostlist: str) -> list[str]:
+    """Slurm's hostlist syntax, expanded in order: `node[1-2,5]`, `a[01-03],b1`, `r[1-2]n[1-2]` (zero padding kept)."""
+    hosts: list[str] = []
+    for item in _split_top(hostlist.strip()):
+        parts = re.split(r"(\[[^\]]*\])", item)
+        choices = [_expand_range(part[1:-1]) if part.startswith("[") else [part] for part in parts]
+        hosts += ["".join(combo) for combo in itertools.product(*choices)]
+    return hosts
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on the commas outside brackets."""
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    if depth != 0:
+        raise ValueError(f"unbalanced brackets in the Slurm node list {text!r}")
+    items.append(text[start:])
+    return [item for item in items if item]
+
+
+def _expand_range(body: str) -> list[str]:
+    out = []
+    for piece in body.split(","):
+        low, dash, high = piece.partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise ValueError(f"{piece!r} is not a Slurm node range (like 1-4 or 07)")
+        width = len(low)
+        out += [f"{n:0{width}d}" for n in range(int(low), int(high or low) + 1)]
+    return out
+
+
+def slurm(environ: Mapping[str, str], hostname: str) -> Rendezvous:
+    """One task per node: the node rank is the hostname's index in the step's (else the job's) node list."""
+    hosts = expand_hostlist(environ.get("SLURM_STEP_NODELIST") or environ["SLURM_JOB_NODELIST"])
+    short = hostname.split(".")[0]
+    names = [host.split(".")[0] for host in hosts]
+    if short not in names:
+        raise RuntimeError(f"this node's hostname {hostname!r} is not in the Slurm node list {hosts}: "
+                           "cannot tell its rank")
+    job = environ.get("SLURM_JOB_ID", "0").split("_")[0]
+    port = int(environ.get("MASTER_PORT") or DEFAULT_PORT + (int(job) if job.isdigit() else 0) % SLURM_PORT_SPAN)
+    return Rendezvous("slurm", len(hosts), names.index(short), hosts[0], port)

@@ -131,7 +131,8 @@ def test_durations(text: str | int, seconds: int) -> None:
 
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-EXAMPLE_BACKENDS = {"quickstart.yaml": "local", "aws.yaml": "aws", "gcp.yaml": "gcp", "azure.yaml": "azure", "job.yaml": "aws"}
+EXAMPLE_BACKENDS = {"quickstart.yaml": "local", "aws.yaml": "aws", "gcp.yaml": "gcp", "azure.yaml": "azure", "job.yaml": "aws",
+                    "slurm.yaml": "slurm"}
 
 
 @pytest.mark.parametrize("path", sorted([*EXAMPLES.glob("*.yaml"), *EXAMPLES.glob("ci/*.yaml"), *EXAMPLES.glob("own_program/*.yaml")]), ids=lambda p: p.name)

@@ -7,7 +7,7 @@ from launcher.storage import open_store
 
 
 def test_grace_windows_of_each_platform() -> None:
-    assert GRACE_S == {"sagemaker": 120, "vertex": 30, "azureml": 30}
+    assert GRACE_S == {"sagemaker": 120, "vertex": 30, "azureml": 30, "slurm": 30}
 
 
 def test_warns_only_when_the_checkpoint_would_not_fit(tmp_path: Path) -> None:
