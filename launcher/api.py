@@ -30,6 +30,7 @@ from launcher.errors import LauncherError
 from launcher.jobs import Attempt, JobRecord, JobRegistry, new_job_id
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.spec import JobSpec
+from launcher.storage.upload import check_local_data
 
 __all__ = ["Launcher", "Job"]
 
@@ -73,6 +74,7 @@ class Launcher:
         this raise RunBusyError naming that job, unless `force` (take it over; that job stops uploading).
         `attempt`: the supervised run (launcher.recovery) this job is an attempt of, recorded with it."""
         plan = spec_or_plan if isinstance(spec_or_plan, Plan) else self.plan(spec_or_plan, new_job_id(spec_or_plan.name))
+        check_local_data(plan.spec)  # before a job mounts it or anything is uploaded
         # read once, here, before anything is claimed or recorded; the values never enter the plan
         secrets = secret_values(plan.secrets, os.environ if self._environ is None else self._environ)
         run = self._claim_run(plan, force)  # before the hooks: --resume-from writes into the run folder

@@ -32,6 +32,7 @@ import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, WithJsonSchema, field_validator,
                       model_validator)
 
+from launcher.azure_identity import IDENTITY_VARIABLE
 from launcher.contract import ENTRYPOINT_VARIABLES
 from launcher.errors import SpecError
 from launcher.model_names import check_model, check_yolo_model, yolo_task_of
@@ -50,10 +51,12 @@ __all__ = [
     "Limits",
     "Recovery",
     "JobSpec",
+    "LAUNCHER_ENV",
     "load_spec",
     "parse_duration",
     "parse_set",
     "format_validation_error",
+    "host_system_path",
 ]
 
 DEFAULT_IMAGE = "torch-launcher-train:latest"
@@ -67,6 +70,12 @@ _DURATION_RE = re.compile(r"^(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]
 # LAUNCHER_KIT_TOKEN, LAUNCHER_DATA_DIR for the cache) are the user's to set.
 _RESERVED_ENV = re.compile(r"^(LD_[A-Z_]*|PATH|PYTHONPATH|PYTHONHOME|PYTHONSTARTUP|PYTHONSAFEPATH|PYTHONINSPECT|"
                            + "|".join(sorted(ENTRYPOINT_VARIABLES)) + r")$")
+# Names the launcher itself gives a job, its identity: the lease a job renews (a job that renews another's stops
+# uploading checkpoints), the Azure identity it runs as. (The aws backend refuses a region other than its own.)
+LAUNCHER_ENV = {
+    "LAUNCHER_JOB_ID": "the job's lease identity, set by the launcher",
+    IDENTITY_VARIABLE: "set by the launcher from azure.identity",
+}
 # Docker's reference grammar (distribution/reference): lowercase path components, an optional host[:port], :tag, @digest.
 _IMAGE_RE = re.compile(
     r"^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]{1,5})?/)?"
@@ -267,6 +276,13 @@ class TrainConfig(_Model):
             return check_yolo_model(value, info.data.get("task"))
         return check_model(value)  # shipped names (launcher.model_names): no torchvision import at load time
 
+    @field_validator("pretrained")
+    @classmethod
+    def _pretrained(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str) and (why := host_system_path(value)) is not None:
+            raise ValueError(f"{value[:80]!r} {why}; name a weights file of your own")
+        return value
+
     @field_validator("data")
     @classmethod
     def _data(cls, value: str) -> str:
@@ -356,6 +372,34 @@ def _kind(value: Any) -> str:
     return {dict: "mapping", list: "list"}.get(type(value), type(value).__name__)
 
 
+# The host's own folders: mounted into a job (read-write for a checkpoint store) or uploaded as its data, they
+# would expose or damage the machine. /root, /home, /tmp, /srv, /mnt, /data and the like stay the user's.
+SYSTEM_FOLDERS = ("/etc", "/proc", "/sys", "/dev", "/boot", "/run", "/var/run", "/usr", "/bin", "/sbin", "/lib",
+                  "/lib32", "/lib64", "/libx32")  # fmt: skip
+
+
+def host_system_path(value: str) -> str | None:
+    """Why a local path is the host's own (its root, a system folder, a device, pipe or socket), or None."""
+    if "://" in value or not value.strip() or "\0" in value:
+        return None
+    for path in dict.fromkeys((os.path.normpath(os.path.abspath(value)), os.path.realpath(value))):
+        if path == "/":
+            return "is the host's root folder"
+        folder = next((f for f in SYSTEM_FOLDERS if path == f or path.startswith(f + "/")), None)
+        if folder is not None:
+            return f"is in {folder}, a system folder of the host"
+    try:
+        mode = os.stat(value).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        return "is a device, pipe or socket, not a file or folder"
+    return None
+
+
+_SCHEME_TYPO = re.compile(r"(?:^|/)(s3|gs|az|azureml|wasbs|abfss|https?):/(?!/)")
+
+
 def _unknown_home(value: str) -> bool:
     """`~name/...` of a user this machine does not know (Path.expanduser would raise RuntimeError)."""
     return value.startswith("~") and os.path.expanduser(value) == value
@@ -374,6 +418,10 @@ def check_location(value: str, what: str) -> str:
     if "://" not in value:
         if not value.strip():
             raise ValueError(f"is empty; name {what}: a folder, or an s3://, gs:// or az:// URI")
+        if (typo := _SCHEME_TYPO.search(value)) is not None:  # 's3:/bucket/x' would be read as a relative folder
+            raise ValueError(f"{typo.group(1)}:/ is missing a '/'; write it as {typo.group(1)}://BUCKET/prefix")
+        if (why := host_system_path(value)) is not None:
+            raise ValueError(f"{value[:80]!r} {why}; name a folder of your own for {what}")
         return value
     scheme = value.split("://", 1)[0] + "://"
     if _AZURE_BLOB_HTTPS.match(value):
@@ -491,7 +539,7 @@ class CodeConfig(_Model):
     @field_validator("dir")
     @classmethod
     def _dir(cls, value: str) -> str:
-        return check_location(value, "the code folder") if _unknown_home(value) else value
+        return check_location(value, "code") if _unknown_home(value) or host_system_path(value) else value
 
     @field_validator("exclude", "allow")
     @classmethod
@@ -646,11 +694,22 @@ class JobSpec(_Model):
             raise ValueError(f"the environment is larger than {MAX_ENV_TOTAL // 1024} KiB; pass large data as a file or through train.data")
         return env
 
+    @field_validator("env", "secrets")
+    @classmethod
+    def _env_names(cls, value: Any, info: ValidationInfo) -> Any:
+        for key in value:
+            if info.field_name == "secrets" and "=" in key:  # never repeat what follows '=': it is the secret's value
+                raise ValueError(f"'{key.split('=', 1)[0][:60]}=...' holds a value; list only the name, and "
+                                 "set the value in the environment of launch")
+            if not _ENV_NAME_RE.match(key):
+                raise ValueError(f"'{key[:100]}' is not a valid environment variable name")
+            if key in LAUNCHER_ENV:
+                raise ValueError(f"{key} is {LAUNCHER_ENV[key]}; remove it from the spec")
+        return value
+
     @model_validator(mode="after")
     def _names(self) -> "JobSpec":
         for key in [*self.env, *self.secrets]:
-            if not _ENV_NAME_RE.match(key):
-                raise ValueError(f"'{key}' is not a valid environment variable name")
             if _RESERVED_ENV.match(key):
                 raise ValueError(f"{key} is set by the image (its entrypoint relies on it); overriding it would hijack "
                                  "the job's start: remove it, and install packages with code.requirements instead")
@@ -1164,7 +1223,10 @@ def _source(loc: tuple[str, ...], file: Path | None, sets: Mapping[tuple[str, ..
     """Where a value came from: the --set that wrote it (or a key above it), else the file."""
     for n in range(len(loc), 0, -1):
         if loc[:n] in sets:  # credentials typed into a URI are never repeated
-            shown = _CONTROL.sub(lambda m: repr(m.group())[1:-1], f"--set {sets[loc[:n]]}")  # one line, whatever was typed
+            item = sets[loc[:n]]
+            if loc[0] == "secrets":  # a value typed into secrets: (NAME=value) is never repeated
+                item = item.split("=", 1)[0] + "=..."
+            shown = _CONTROL.sub(lambda m: repr(m.group())[1:-1], f"--set {item}")  # one line, whatever was typed
             return re.sub(r"://[^/?#\s]*@", "://***@", shown)[:200]
     return str(file) if file else None
 

@@ -60,7 +60,7 @@ from pydantic import Field, field_validator, model_validator
 from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer, follow_lines
 from launcher.catalog import select
 from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, log_regexes, secret_ref, secret_refs_value
-from launcher.errors import LauncherError
+from launcher.errors import LauncherError, SpecError
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
 from launcher.pushed import push, split_tag
 from launcher.spec import BUILTIN_DATASETS, JobSpec
@@ -87,6 +87,7 @@ DEFAULT_RUNTIME_S = 86_400  # SageMaker's own default MaxRuntimeInSeconds (1 day
 MAX_RUNTIME_S = 28 * 86_400  # SageMaker's upper limit for MaxRuntimeInSeconds
 ARG_MAX, ARGS_MAX = 256, 100  # TrainingContainerArgument length / list size (service model)
 ENV_VALUE_MAX, ENV_MAX = 512, 100  # TrainingEnvironmentMap
+REGION_VARIABLES = ("AWS_DEFAULT_REGION", "AWS_REGION")
 NAME_MAX = 63
 TAG_PREFIX = "torch-launcher"
 
@@ -156,7 +157,10 @@ class AwsOptions(BackendOptions):
     def _tags(cls, value: dict[str, str]) -> dict[str, str]:
         for key, val in value.items():
             if not key or len(key) > 128 or len(str(val)) > 256 or key.lower().startswith("aws:"):
-                raise ValueError(f"tag '{key}': keys are 1-128 characters not starting with 'aws:', values at most 256")
+                raise ValueError(f"tag '{key[:60]}': keys are 1-128 characters not starting with 'aws:', values at most 256")
+            if key.lower().startswith(f"{TAG_PREFIX}:"):
+                raise ValueError(f"tag '{key}': {TAG_PREFIX}: tags are the launcher's own (the job's name and spec hash); "
+                                 "choose another key")
             if not (_TAG_RE.match(key) and _TAG_RE.match(str(val))):
                 raise ValueError(f"tag '{key}': use only letters, digits, spaces and _.:/=+-@")
         return value
@@ -466,12 +470,19 @@ class SageMakerBackend(CloudBackend):
         return f"s3://sagemaker-{region}-{account}/{TAG_PREFIX}"
 
     def _environment(self, spec: JobSpec, opts: AwsOptions, region: str) -> dict[str, str]:
+        for name in REGION_VARIABLES:  # the region secrets are looked up in, in the container: the launcher's
+            if name in spec.secrets or spec.env.get(name, region) != region:
+                where = "secrets" if name in spec.secrets else f"env.{name}"
+                raise SpecError(f"{where}: {name} is the job's region, which the launcher sets to {region} (aws.region); "
+                                "another would send the job's secret lookups elsewhere.", f"Remove {name}, or set aws.region.")
         env = {"AWS_DEFAULT_REGION": region, "PYTHONUNBUFFERED": "1", **spec.env}
         if spec.secrets:
             prefix = opts.secrets_prefix or f"{TAG_PREFIX}/{spec.name}"
             refs = {name: secret_ref("aws-sm", f"{prefix}/{name}") for name in spec.secrets}
             env[SECRET_REFS_VARIABLE] = secret_refs_value(refs)
         for key, value in env.items():
+            if len(key) > ENV_VALUE_MAX:
+                raise SpecError(f"env: a variable name is {len(key)} characters; SageMaker allows {ENV_VALUE_MAX}.", "Shorten it.")
             if len(value) > ENV_VALUE_MAX:
                 raise LauncherError(f"Environment value {key} is {len(value)} characters; SageMaker allows {ENV_VALUE_MAX}.", "Shorten it.")
         if len(env) > ENV_MAX:

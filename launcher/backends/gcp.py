@@ -48,6 +48,9 @@ __all__ = ["ENDINGS", "GcpOptions", "VertexBackend", "JOB_STATES", "secret_id", 
 
 CLOUD = select.Cloud("Vertex AI", "machine", "gcp.machine_type")
 _LABEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+LAUNCHER_LABEL_PREFIX = "launcher-"  # the job's own labels: launcher-job, launcher-spec
+MAX_LABELS = 64  # per resource (https://cloud.google.com/resource-manager/docs/labels-overview#requirements)
+OWN_LABELS = 2
 _LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _TENSORBOARD_RE = re.compile(r"^projects/[^/]+/locations/[^/]+/tensorboards/[0-9]+$")
 _NETWORK_RE = re.compile(r"^projects/[^/]+/global/networks/[^/]+$")
@@ -146,7 +149,13 @@ class GcpOptions(BackendOptions):
     @field_validator("labels")
     @classmethod
     def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_LABELS - OWN_LABELS:
+            raise ValueError(f"{len(value)} labels; Vertex AI allows {MAX_LABELS} on a job, and the launcher adds "
+                             f"{OWN_LABELS} of its own: keep at most {MAX_LABELS - OWN_LABELS}")
         for key, item in value.items():
+            if key.startswith(LAUNCHER_LABEL_PREFIX):
+                raise ValueError(f"label {key}: {LAUNCHER_LABEL_PREFIX}* labels are the launcher's own (the job and the "
+                                 "spec); choose another key")
             if not _LABEL_RE.match(key) or not _LABEL_VALUE_RE.match(str(item)):
                 raise ValueError(
                     f"label {key}={item} is not valid; keys and values use lowercase letters, digits, '_' and '-' "

@@ -38,7 +38,7 @@ from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Off
 from launcher.contract import DATA_DIR_VARIABLE, ENTRYPOINT, TIMEOUT_EXIT, EntrypointArgs, code_archive, data_dir
 from launcher.errors import LauncherError, MissingExtraError
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
-from launcher.spec import BUILTIN_DATASETS, JobSpec
+from launcher.spec import BUILTIN_DATASETS, JobSpec, host_system_path
 from launcher.storage import is_remote
 from launcher.storage.upload import CONTENT
 
@@ -86,6 +86,13 @@ class Mount(BackendOptions):
             raise ValueError(f"'{value}' is not an absolute path")
         if ":" in value or "," in value:  # docker reads them as the separators of source:target:mode
             raise ValueError(f"'{value}' has a ':' or ','; docker would read them as separators: mount a folder without them")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _not_the_hosts(cls, value: str) -> str:
+        if (why := host_system_path(value)) is not None:
+            raise ValueError(f"'{value[:80]}' {why}; mount a folder of your own")
         return value
 
 

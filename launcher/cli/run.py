@@ -34,9 +34,11 @@ def run(
     from launcher.jobs import new_job_id
     from launcher import registry
     from launcher.spec import load_spec
+    from launcher.storage.upload import check_local_data
 
     spec = load_spec(job_file, overrides)
     registry.check_sections(spec, Path(job_file), overrides)
+    check_local_data(spec)  # the dry run refuses what submit would
     launcher = Launcher(backend=backend)
     plan = launcher.plan(spec, None if dry_run else new_job_id(spec.name))
     if dry_run:

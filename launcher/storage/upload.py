@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from launcher.spec import JobSpec
 
 __all__ = [
-    "CONTENT", "DATA_FOLDER", "MARKER", "Progress", "content_hash", "data_target", "fill_placeholder", "mentions",
+    "CONTENT", "DATA_FOLDER", "MARKER", "Progress", "check_local_data", "content_hash", "data_target", "fill_placeholder", "mentions",
     "stage_local_data", "upload_folder",
 ]  # fmt: skip
 
@@ -59,6 +59,31 @@ def is_local_folder(data: str) -> bool:
     from launcher.spec import BUILTIN_DATASETS  # noqa: PLC0415
 
     return data not in BUILTIN_DATASETS and "://" not in data and not data.startswith("/gcs/")
+
+
+def check_local_data(spec: "JobSpec") -> None:
+    """A local `train.data` exists and looks like what reads it, before a job mounts it or anything is uploaded:
+    the built-in trainer's ImageFolder (train/ and val/), the ultralytics engine's data.yaml (or a classify
+    ImageFolder), any folder for a program of the user's own. A dry run checks it too."""
+    data = spec.data()
+    if data is None or not is_local_folder(data):
+        return
+    root = Path(data)
+    if not root.exists():
+        raise LauncherError(f"train.data {data} does not exist.", "Create the dataset there, or point train.data at it.")
+    yolo = spec.train.engine == "ultralytics"
+    if yolo and root.is_file() and root.suffix in (".yaml", ".yml"):
+        return
+    if not root.is_dir():
+        raise LauncherError(f"train.data {data} is not a folder.", "Point train.data at the dataset's folder.")
+    if spec.command or ((root / "train").is_dir() and (root / "val").is_dir()):
+        return
+    if yolo and any(root.glob("*.yaml")):
+        return
+    shape = "a YOLO dataset (a data.yaml) or an ImageFolder" if yolo else "an ImageFolder dataset"
+    raise LauncherError(f"train.data {data} is not {shape} (train/ and val/ folders); nothing was uploaded.",
+                        "Point train.data at the dataset's root folder, laid out as <root>/train/<class>/*.jpg and "
+                        "<root>/val/<class>/*.jpg.")
 
 
 def data_target(spec: "JobSpec") -> str | None:
@@ -178,6 +203,7 @@ def stage_local_data(plan: "Plan", log: Log = _stderr, state: Path | None = None
     marker = f"{DATA_FOLDER}/{CONTENT}"
     if target is None or not mentions(plan.payload, marker):
         return plan
+    check_local_data(plan.spec)
     from launcher.storage import open_store  # noqa: PLC0415
 
     if state is None:
