@@ -56,6 +56,7 @@ __all__ = [
     "parse_duration",
     "parse_set",
     "format_validation_error",
+    "refuse_azure_only",
     "host_system_path",
 ]
 
@@ -85,6 +86,8 @@ _IMAGE_RE = re.compile(
 MAX_IMAGE = 255
 _GPU_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,254}$")
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html, and GCS's alike
+_IP_RE = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$")
 # Characters no spec value needs and that hide what a value says: controls (newline, NUL, ESC) and
 # invisible or direction-changing format characters (zero-width space, right-to-left override).
 _INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
@@ -146,6 +149,8 @@ def parse_duration(value: str | int | float) -> int:
     if isinstance(value, (int, float)):
         if not math.isfinite(value) or value <= 0:
             raise ValueError("a duration must be a positive number of seconds, like '4h' or 3600")
+        if value < 1 or value != int(value):  # int() would make 0.5 no limit at all, and 90.5 90
+            raise ValueError(f"{value} is not a whole number of seconds; write it like 90 or '90s'")
         if value > MAX_DURATION:
             raise ValueError(f"a duration must be at most {MAX_DURATION // 86400} days")
         return int(value)
@@ -221,7 +226,7 @@ class TrainConfig(_Model):
     epochs: Int = Field(10, ge=1, le=100_000, description="number of epochs to train")
     batch: Int = Field(32, le=65_536, description="batch size per GPU (per process); -1 = AutoBatch")
     imgsz: Int = Field(224, ge=8, le=4096, description="training and validation image size (pixels)")
-    fraction: Float = Field(1.0, gt=0.0, le=1.0, description="fraction of the training set to use (class-stratified)")
+    fraction: Float = Field(1.0, ge=1e-4, le=1.0, description="fraction of the training set to use (class-stratified, at least 0.0001)")
     scale: Float = Field(0.5, ge=0.0, lt=1.0, description="random-resized-crop scale gain: crops cover 1-scale..1 of the image")
     multi_scale: bool = Field(False, description="pick a random image size in [0.5, 1.5] x imgsz per batch")
     cache: Literal["ram", "disk", False] = Field(False, description="cache decoded images: ram, disk or false")
@@ -400,6 +405,16 @@ def host_system_path(value: str) -> str | None:
 _SCHEME_TYPO = re.compile(r"(?:^|/)(s3|gs|az|azureml|wasbs|abfss|https?):/(?!/)")
 
 
+def refuse_azure_only(spec: "JobSpec", backend: str) -> None:
+    """Azure ML's own kinds of location (azureml://, wasbs://, abfss://, https://ACCOUNT.blob...) on a backend
+    that cannot mount them: one SpecError naming the key (else they read as a folder, or a 'local path')."""
+    for key, value in (("train.data", spec.data()), ("checkpoint.uri", spec.checkpoint.uri)):
+        if value and (value.startswith(AZURE_URI_SCHEMES) or _AZURE_BLOB_HTTPS.match(value)):
+            raise SpecError(f"{key}: {value[:100]!r} is an Azure ML location, which only the azure backend mounts; "
+                            f"the {backend} backend cannot read it.",
+                            "Use az://CONTAINER/prefix (the account in AZURE_STORAGE_ACCOUNT), or run on -b azure.")
+
+
 def _unknown_home(value: str) -> bool:
     """`~name/...` of a user this machine does not know (Path.expanduser would raise RuntimeError)."""
     return value.startswith("~") and os.path.expanduser(value) == value
@@ -437,7 +452,11 @@ def check_location(value: str, what: str) -> str:
     if odd is not None:
         raise ValueError(f"{value!r} has a {odd!r}: a store URI takes no query, fragment, percent-encoding, "
                          "backslash or space; write it as " + scheme + "BUCKET/prefix")
-    if "//" in key or (scheme in URI_SCHEMES and not _BUCKET_RE.match(bucket)) or not bucket.isascii():
+    if scheme in ("s3://", "gs://") and (".." in bucket or _IP_RE.match(bucket) or not bucket[-1:].isalnum()
+                                         or ".-" in bucket or "-." in bucket):
+        raise ValueError(f"{value[:100]!r}: the bucket {bucket[:63]!r} breaks the bucket naming rules (no two adjacent "
+                         "periods, not an IP address, ending with a letter or digit); name the bucket as it is named")
+    if "//" in key or key.startswith("/") or (scheme in URI_SCHEMES and not _BUCKET_RE.match(bucket)) or not bucket.isascii():
         raise ValueError(f"{value!r} is not a bucket and prefix; write it as {scheme}BUCKET/prefix, "
                          "the bucket in lowercase letters, digits, '.', '-', and no empty segment")
     return value

@@ -63,7 +63,7 @@ from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, 
 from launcher.errors import LauncherError, SpecError
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
 from launcher.pushed import push, split_tag
-from launcher.spec import BUILTIN_DATASETS, JobSpec
+from launcher.spec import BUILTIN_DATASETS, JobSpec, refuse_azure_only
 from launcher.storage.upload import data_target, stage_local_data
 
 __all__ = [
@@ -150,6 +150,8 @@ class AwsOptions(BackendOptions):
     def _prefix(cls, value: str | None) -> str | None:
         if value is not None and not _SECRET_PREFIX_RE.match(value):
             raise ValueError("secrets_prefix may use only letters, digits and /_+=.@-")
+        if value is not None and not value.strip("/"):  # it would fall back to the default, torch-launcher/<name>
+            raise ValueError(f"'{value}' names no prefix; write one like team/vision, or remove secrets_prefix")
         return value.strip("/") if value else value
 
     @field_validator("tags")
@@ -319,6 +321,7 @@ class SageMakerBackend(CloudBackend):
 
     def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
         opts: AwsOptions = self.options(spec)  # type: ignore[assignment]
+        refuse_azure_only(spec, self.name)
         region, role = self._region(opts), self._role(opts)
         job = sagemaker_job_name(job_id or spec.name)
         notes: list[str] = []
@@ -453,6 +456,9 @@ class SageMakerBackend(CloudBackend):
         # without limits.max_runtime, SageMaker's own default still bounds a budget-capped runtime
         runtime = limit if asked else min(limit or DEFAULT_RUNTIME_S, DEFAULT_RUNTIME_S)
         condition = {"MaxRuntimeInSeconds": runtime}
+        if opts.max_wait_s and not spec.resources.spot:  # SageMaker takes MaxWaitTimeInSeconds only for spot
+            raise SpecError("aws.max_wait_s: a wait for spot capacity, but resources.spot is false.",
+                            "Remove aws.max_wait_s, or set resources.spot: true.")
         if spec.resources.spot:
             wait = opts.max_wait_s or 2 * runtime
             if wait < runtime:

@@ -43,7 +43,7 @@ from dataclasses import replace
 from typing import Any, Callable, Iterator, Mapping
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from launcher.azure_identity import IDENTITY_VARIABLE, USER_IDENTITY
 from launcher.backend import BackendCheck, BackendOptions, CloudBackend, Offer, follow_lines
@@ -79,6 +79,16 @@ WORKSPACE_VAULT = "{workspace-key-vault}"
 LOG_PATTERNS = (re.compile(r"user_logs/std_log.*\.txt$"), re.compile(r"azureml-logs/70_driver_log.*\.txt$"))
 _IDENTITIES = ("user_identity", "managed", "aml_token")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+# Azure's naming rules (https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules),
+# in ASCII: a name outside them is refused by the service only after the job's image and data are staged
+_NAMES = {
+    "resource_group": (re.compile(r"^[A-Za-z0-9._()-]{0,89}[A-Za-z0-9_()-]$"),
+                       "1-90 letters, digits, '.', '_', '-', '(' and ')', not ending with '.'"),
+    "workspace": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$"), "3-33 letters, digits, '_' and '-', starting with a letter or digit"),
+    "compute": (re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,14}[A-Za-z0-9]$"),
+                "2-16 letters, digits and '-', starting with a letter, not ending with '-'"),
+    "experiment": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$"), "1-255 letters, digits, '_' and '-', starting with a letter or digit"),
+}
 _AZURE_SCHEMES = ("azureml://", "wasbs://", "abfss://")
 _BLOB_HTTPS = re.compile(r"^https://[a-z0-9]+\.(blob|dfs)\.core\.windows\.net/")
 # The only expressions in the command text: the input and output the plan itself declares
@@ -158,8 +168,23 @@ class AzureOptions(BackendOptions):
     @field_validator("shm_size")
     @classmethod
     def _shm(cls, value: str) -> str:
-        if not re.fullmatch(r"\d+[bkmg]", value):
-            raise ValueError(f"'{value}' is not a size; write it like '16g' or '512m'")
+        if not re.fullmatch(r"[1-9][0-9]{0,14}[bkmg]", value):  # ASCII digits; 0 would leave no shared memory
+            raise ValueError(f"'{value[:40]}' is not a size; write it like '16g' or '512m'")
+        return value
+
+    @field_validator("subscription_id")
+    @classmethod
+    def _subscription(cls, value: str | None) -> str | None:
+        if value is not None and not _UUID.match(value):
+            raise ValueError(f"'{value[:40]}' is not a subscription id; Azure's are GUIDs like 00000000-0000-0000-0000-000000000000")
+        return value
+
+    @field_validator("resource_group", "workspace", "compute", "experiment")
+    @classmethod
+    def _names(cls, value: str | None, info: ValidationInfo) -> str | None:
+        pattern, rule = _NAMES[str(info.field_name)]
+        if value is not None and not pattern.match(value):
+            raise ValueError(f"'{value[:60]}' is not a valid {str(info.field_name).replace('_', ' ')}; Azure's are {rule}")
         return value
 
     @field_validator("storage_account")
@@ -268,7 +293,7 @@ def _quote(arg: str) -> str:
     parts = _PLACEHOLDER.split(arg)  # literal text at even indexes, the placeholders at odd ones
     for literal in parts[::2]:
         if "${{" in literal:
-            raise LauncherError(
+            raise SpecError(
                 f"command: the argument {arg[:80]!r} holds an Azure ML expression ('${{{{...}}}}') the launcher does not write.",
                 "Remove it: only ${{inputs.data}} and ${{outputs.checkpoints}} are replaced, by their mount folders.",
             )

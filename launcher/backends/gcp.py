@@ -41,13 +41,17 @@ from launcher.errors import LauncherError
 from launcher.lazy import require
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
 from launcher.pushed import push, split_tag
-from launcher.spec import BUILTIN_DATASETS, JobSpec, Resources
+from launcher.spec import BUILTIN_DATASETS, JobSpec, Resources, refuse_azure_only
 from launcher.storage.upload import data_target, stage_local_data
 
 __all__ = ["ENDINGS", "GcpOptions", "VertexBackend", "JOB_STATES", "secret_id", "parent_of"]
 
 CLOUD = select.Cloud("Vertex AI", "machine", "gcp.machine_type")
 _LABEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+# https://cloud.google.com/resource-manager/docs/creating-managing-projects#before_you_begin
+_PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_REGION_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]{1,2}$")  # us-central1, europe-west4, northamerica-northeast1
+_SERVICE_ACCOUNT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}@[a-z0-9][a-z0-9.-]{0,62}\.gserviceaccount\.com$")
 LAUNCHER_LABEL_PREFIX = "launcher-"  # the job's own labels: launcher-job, launcher-spec
 MAX_LABELS = 64  # per resource (https://cloud.google.com/resource-manager/docs/labels-overview#requirements)
 OWN_LABELS = 2
@@ -135,15 +139,30 @@ class GcpOptions(BackendOptions):
     @field_validator("tensorboard")
     @classmethod
     def _tensorboard(cls, value: str | None) -> str | None:
-        if value and not (_TENSORBOARD_RE.match(value) or value.isdigit()):
+        if value and not (_TENSORBOARD_RE.match(value) or re.fullmatch(r"[0-9]{1,30}", value)):  # ASCII: not '٣'
             raise ValueError(f"'{value}' is not a TensorBoard instance; write its ID or projects/P/locations/R/tensorboards/ID")
         return value
 
     @field_validator("service_account")
     @classmethod
     def _account(cls, value: str | None) -> str | None:
-        if value and "@" not in value:
-            raise ValueError(f"'{value}' is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)")
+        if value and not _SERVICE_ACCOUNT_RE.match(value):
+            raise ValueError(f"'{value[:80]}' is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)")
+        return value
+
+    @field_validator("project", "secrets_project")
+    @classmethod
+    def _project(cls, value: str | None) -> str | None:
+        if value is not None and not _PROJECT_RE.match(value):
+            raise ValueError(f"'{value[:40]}' is not a GCP project id: 6-30 lowercase letters, digits and dashes, "
+                             "starting with a letter, not ending with a dash")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not _REGION_RE.match(value):
+            raise ValueError(f"'{value[:40]}' is not a Vertex AI region; write it like us-central1 or europe-west4")
         return value
 
     @field_validator("labels")
@@ -246,6 +265,7 @@ class VertexBackend(CloudBackend):
     def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
         options = self.options(spec)
         _require_location(options)
+        refuse_azure_only(spec, self.name)
         job_name = job_id or spec.name
         notes = [f"parent: {parent_of(options)}"]
         machine = self.machine(spec, options, notes)

@@ -25,6 +25,7 @@ one, saying why on stderr.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -38,7 +39,7 @@ from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Off
 from launcher.contract import DATA_DIR_VARIABLE, ENTRYPOINT, TIMEOUT_EXIT, EntrypointArgs, code_archive, data_dir
 from launcher.errors import LauncherError, MissingExtraError
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
-from launcher.spec import BUILTIN_DATASETS, JobSpec, host_system_path
+from launcher.spec import BUILTIN_DATASETS, JobSpec, host_system_path, refuse_azure_only
 from launcher.storage import is_remote
 from launcher.storage.upload import CONTENT
 
@@ -70,6 +71,9 @@ ENDINGS: tuple[tuple[str, Ending], ...] = (
     (r"^lost", Ending.NODE_FAILURE),  # the job and its supervisor vanished without an exit code (reboot, kill -9)
     (r"^exit code \d+$", Ending.USER_ERROR),
 )
+
+
+_USER_RE = re.compile(r"^(?:[a-z_][a-z0-9_-]{0,31}|[0-9]{1,10})(?::(?:[a-z_][a-z0-9_-]{0,31}|[0-9]{1,10}))?$")
 
 
 class Mount(BackendOptions):
@@ -115,8 +119,22 @@ class LocalOptions(BackendOptions):
     @field_validator("shm_size")
     @classmethod
     def _shm(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip().lower().rstrip("bkmg").isdigit():
-            raise ValueError(f"'{value}' is not a size; write it like '8g' or '512m'")
+        if value is not None and not re.fullmatch(r"[1-9][0-9]{0,14}[bkmg]?", value.strip().lower()):
+            raise ValueError(f"'{value[:40]}' is not a size; write it like '8g' or '512m'")  # ASCII digits, as docker reads
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        if value is not None and not _USER_RE.match(value):
+            raise ValueError(f"'{value[:40]}' is not a user; write it as NAME, UID, NAME:GROUP or UID:GID (like '1000:1000')")
+        return value
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir(cls, value: str | None) -> str | None:
+        if value is not None and "\0" not in value and not os.path.isdir(value):
+            raise ValueError(f"'{value[:80]}' is not a folder here; the process runtime runs the job in it")
         return value
 
     @field_validator("gpus", mode="before")
@@ -263,6 +281,9 @@ def _notes(spec: JobSpec, opts: LocalOptions) -> list[str]:
         notes.append("runtime auto: docker if the engine answers and the image exists at submit, else process")
     if spec.resources.gpu_type:
         notes.append(f"resources.gpu_type {spec.resources.gpu_type} is ignored locally: the host's GPUs are used")
+    if spec.resources.cpus or spec.resources.memory:
+        notes.append("resources.cpus and resources.memory choose a cloud machine; locally the job shares the host's CPUs "
+                     "and memory (no limit is set)")
     if not spec.checkpoint.uri:
         notes.append("checkpoint.uri is not set: checkpoints stay in a temporary folder (in the container for docker)")
     return notes
@@ -301,6 +322,7 @@ class LocalBackend(Backend):
 
     def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
         opts: LocalOptions = self.options(spec)  # type: ignore[assignment]
+        refuse_azure_only(spec, self.name)
         job_name = job_id or spec.name
         payload: dict[str, Any] = {"runtime": opts.runtime}
         if opts.runtime in ("auto", "docker"):

@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from launcher.errors import LauncherError
+from launcher.errors import LauncherError, SpecError
 from launcher.storage import is_remote
 from launcher.storage.base import Store, sha256_file
 
@@ -70,18 +70,18 @@ def check_local_data(spec: "JobSpec") -> None:
         return
     root = Path(data)
     if not root.exists():
-        raise LauncherError(f"train.data {data} does not exist.", "Create the dataset there, or point train.data at it.")
+        raise SpecError(f"train.data: {data} does not exist.", "Create the dataset there, or point train.data at it.")
     yolo = spec.train.engine == "ultralytics"
     if yolo and root.is_file() and root.suffix in (".yaml", ".yml"):
         return
     if not root.is_dir():
-        raise LauncherError(f"train.data {data} is not a folder.", "Point train.data at the dataset's folder.")
+        raise SpecError(f"train.data: {data} is not a folder.", "Point train.data at the dataset's folder.")
     if spec.command or ((root / "train").is_dir() and (root / "val").is_dir()):
         return
     if yolo and any(root.glob("*.yaml")):
         return
     shape = "a YOLO dataset (a data.yaml) or an ImageFolder" if yolo else "an ImageFolder dataset"
-    raise LauncherError(f"train.data {data} is not {shape} (train/ and val/ folders); nothing was uploaded.",
+    raise SpecError(f"train.data: {data} is not {shape} (train/ and val/ folders); nothing was uploaded.",
                         "Point train.data at the dataset's root folder, laid out as <root>/train/<class>/*.jpg and "
                         "<root>/val/<class>/*.jpg.")
 

@@ -240,7 +240,7 @@ def test_catalog_machines_allow_what_their_instances_list() -> None:
 
 
 def test_offers_are_the_fitting_machines_sorted_by_price() -> None:
-    spec = _with("gcp_1x1_gpu", resources={"gpus": 1, "gpu_type": "T4", "spot": True}, gcp={"project": "p"})
+    spec = _with("gcp_1x1_gpu", resources={"gpus": 1, "gpu_type": "T4", "spot": True}, gcp={"project": "demo-project"})
     offers = VertexBackend().offers(spec)
     assert offers and all(isinstance(o, Offer) and o.gpus == 1 and o.gpu_type == "T4" and o.spot for o in offers)
     assert {o.region for o in offers} == {"us-central1", "europe-west4"}
