@@ -286,6 +286,8 @@ class TrainConfig(_Model):
     def _pretrained(cls, value: bool | str) -> bool | str:
         if isinstance(value, str) and (why := host_system_path(value)) is not None:
             raise ValueError(f"{value[:80]!r} {why}; name a weights file of your own")
+        if isinstance(value, str) and _unknown_home(value):
+            check_location(value, "weights")
         return value
 
     @field_validator("data")
@@ -1011,6 +1013,11 @@ def _check_scalar(node: yaml.ScalarNode, where: tuple[str, ...], is_key: bool, f
             raise _node_error(node, where, file, f"'{shown}' is read as {old} by YAML 1.1 and differently by YAML 1.2",
                               f"Quote it ('{shown}') to mean the text, or write the value plainly "
                               "(true/false, 10, 90).")
+    if node.tag == _TAG + "timestamp" and _EXPLICIT[node.tag].match(text):
+        try:
+            yaml.constructor.SafeConstructor().construct_yaml_timestamp(node)
+        except ValueError as exc:  # a date that does not exist: 2026-13-45
+            raise _node_error(node, where, file, f"'{text[:40]}' is not a date ({exc})", "Write a real date, or remove the tag.") from None
     pattern = _EXPLICIT.get(node.tag)
     if pattern is not None and not pattern.match(text.replace("_", "") if node.tag != _TAG + "timestamp" else text):
         kind = node.tag.rsplit(":", 1)[-1]
