@@ -25,6 +25,7 @@ the constructor or created lazily on first use.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -93,7 +94,8 @@ ENDINGS: tuple[tuple[str, Ending], ...] = (
     # the entrypoint's exit on the platform's SIGTERM (128 + 15): only a reclaim sends one to a job not cancelled
     (r"non-zero status of 143\b", Ending.PREEMPTED),
     # a stockout: "ZONE_RESOURCE_POOL_EXHAUSTED", "does not have enough resources available", or a quota
-    (r"STOCKOUT|RESOURCE_POOL_EXHAUSTED|not have enough resources|resources are insufficient|^RESOURCE_EXHAUSTED|quota", Ending.CAPACITY),
+    (r"STOCKOUT|RESOURCE_POOL_EXHAUSTED|not have enough resources|resources are insufficient|(^|: )RESOURCE_EXHAUSTED|quota",
+     Ending.CAPACITY),
     (r"^(INTERNAL|UNAVAILABLE|ABORTED):", Ending.NODE_FAILURE),
     (r"non-zero status of \d+|^(INVALID_ARGUMENT|FAILED_PRECONDITION|PERMISSION_DENIED|NOT_FOUND|DEADLINE_EXCEEDED):", Ending.USER_ERROR),
 )
@@ -377,15 +379,18 @@ class VertexBackend(CloudBackend):
             )
         plan = stage_local_data(plan)  # a local data folder, uploaded once (content-keyed)
         if plan.secrets:
-            self._store_secrets(plan, options, values)
+            with _vertex_errors("store the job's secrets in Secret Manager"):
+                self._store_secrets(plan, options, values)
         aiplatform = require("google.cloud.aiplatform_v1", "gcp")
         job = aiplatform.CustomJob.from_json(json.dumps(plan.request()))
-        created = self._jobs(options.region).create_custom_job(parent=parent_of(options), custom_job=job)
+        with _vertex_errors(f"create Vertex AI job {plan.job_name}"):
+            created = self._jobs(options.region).create_custom_job(parent=parent_of(options), custom_job=job)
         extra = {"project": options.project, "region": options.region}
         return JobRef(plan.job_name, self.name, created.name, extra)
 
     def status(self, ref: JobRef) -> JobStatus:
-        job = self._jobs(_region_of(ref)).get_custom_job(name=ref.native_id)
+        with _vertex_errors(f"read the status of Vertex AI job {ref.id}"):
+            job = self._jobs(_region_of(ref)).get_custom_job(name=ref.native_id)
         native = job.state.name if hasattr(job.state, "name") else str(job.state)
         state = JOB_STATES.get(native, JobState.UNKNOWN)
         message = job.error.message if job.error and job.error.message else ""
@@ -399,7 +404,8 @@ class VertexBackend(CloudBackend):
         return JobStatus(state, message or native, exit_code, native, ending=ending)
 
     def cancel(self, ref: JobRef) -> None:
-        self._jobs(_region_of(ref)).cancel_custom_job(name=ref.native_id)
+        with _vertex_errors(f"cancel Vertex AI job {ref.id}"):
+            self._jobs(_region_of(ref)).cancel_custom_job(name=ref.native_id)
 
     def logs(self, ref: JobRef, follow: bool = False) -> Iterator[str]:
         """Container output from Cloud Logging; with follow, polls until the job finishes."""
@@ -526,6 +532,65 @@ class VertexBackend(CloudBackend):
 
 
 # ---------------------------------------------------------------- plan pieces
+
+
+# google.rpc status -> the fix a user can apply (https://cloud.google.com/vertex-ai/docs/general/troubleshooting)
+_FIXES = {
+    "RESOURCE_EXHAUSTED": "Request more Vertex AI quota for that machine or GPU in the region (IAM & Admin > Quotas), "
+                          "or choose another gcp.machine_type, accelerator or gcp.region.",
+    "PERMISSION_DENIED": "Grant your account roles/aiplatform.user on gcp.project (and enable the Vertex AI API).",
+    "UNAUTHENTICATED": "Run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS.",
+    "NOT_FOUND": "Check gcp.project and gcp.region, and that the job still exists.",
+    "INVALID_ARGUMENT": "Fix the request's value that the message names (launch --dry-run shows the request).",
+    "FAILED_PRECONDITION": "Do what the message asks first (an API to enable, a resource to create).",
+    "UNAVAILABLE": "Vertex AI is unavailable for now: try again in a minute.",
+    "DEADLINE_EXCEEDED": "Vertex AI did not answer in time: try again in a minute.",
+    "INTERNAL": "Vertex AI failed internally: try again in a minute.",
+}
+# the HTTP error classes google.api_core raises over REST, by the status gRPC would have named
+_HTTP_STATUS = {"TooManyRequests": "RESOURCE_EXHAUSTED", "Forbidden": "PERMISSION_DENIED", "Unauthorized": "UNAUTHENTICATED",
+                "BadRequest": "INVALID_ARGUMENT", "ServiceUnavailable": "UNAVAILABLE", "GatewayTimeout": "DEADLINE_EXCEEDED",
+                "InternalServerError": "INTERNAL"}  # fmt: skip
+_REST_PREFIX = re.compile(r"^[A-Z]+ https?://\S+: ")  # "POST https://...: " before the service's own message
+
+
+@contextlib.contextmanager
+def _vertex_errors(action: str) -> Iterator[None]:
+    """Every Vertex AI and Secret Manager SDK error as one sentence and a fix (a LauncherError, which the CLI prints
+    in one line and a supervised run reads with ENDINGS: a quota refusal is a capacity error, retried elsewhere)."""
+    try:
+        yield
+    except LauncherError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - translated here, in one place, for every SDK call
+        raise _vertex_error(exc, action) from None
+
+
+def _vertex_error(exc: Exception, action: str) -> LauncherError:
+    first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+    if "google.auth" in type(exc).__module__:
+        return LauncherError(f"Could not {action}: no usable GCP credentials ({first}).", _FIXES["UNAUTHENTICATED"])
+    if not (hasattr(exc, "code") and hasattr(exc, "message")):  # not a google.api_core GoogleAPICallError
+        return LauncherError(f"Could not {action}: {first}.", "Check your network and GCP configuration (gcloud config list).")
+    status = _status_of(exc)
+    message = _REST_PREFIX.sub("", str(exc.message)).splitlines()[0][:300].rstrip(".") if exc.message else first  # type: ignore[attr-defined]
+    return LauncherError(f"Could not {action}: {status}: {message}.", _FIXES.get(status, "See the Vertex AI message above."))
+
+
+def _status_of(exc: Any) -> str:
+    """The google.rpc status of an api_core error, over gRPC or REST (where the error body names it)."""
+    if getattr(exc, "grpc_status_code", None) is not None:
+        return str(exc.grpc_status_code.name)
+    try:
+        status = exc.response.json()["error"]["status"]
+        if isinstance(status, str) and status:
+            return status
+    except Exception:  # noqa: BLE001 - no response, or not JSON: fall back to the class
+        pass
+    for cls in type(exc).__mro__:
+        if cls.__name__ in _HTTP_STATUS:
+            return _HTTP_STATUS[cls.__name__]
+    return str(getattr(exc, "code", "") or type(exc).__name__)
 
 
 def _require_location(options: GcpOptions) -> None:
