@@ -24,6 +24,7 @@ one, saying why on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -766,6 +767,7 @@ def supervise(job_dir: Path, argv: list[str], max_runtime: float | None = None) 
     """
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    _become_subreaper()
     try:
         proc = subprocess.Popen(argv)
     except OSError as exc:
@@ -775,7 +777,67 @@ def supervise(job_dir: Path, argv: list[str], max_runtime: float | None = None) 
         code = proc.wait(timeout=max_runtime)
     except subprocess.TimeoutExpired:
         code = _time_out(job_dir, proc, max_runtime or 0)
+    if _end_descendants():  # the entrypoint died (SIGKILL, the OOM killer) and left torchrun and the trainer
+        print(f"[launcher] the entrypoint ended ({128 - code if code < 0 else code}); its processes were stopped with it",
+              flush=True)
     return _record_exit(job_dir, 128 - code if code < 0 else code)
+
+
+_PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def _become_subreaper() -> None:
+    """Orphans of the job (torchrun, and the trainer in its own process group, once the entrypoint is SIGKILLed)
+    are re-parented to this supervisor instead of init, so that it can find and stop them (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes  # noqa: PLC0415
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # no prctl: the process-group signal still reaches what stayed in the group
+
+
+def _descendants(root: int) -> list[int]:
+    """The live processes below `root`, from /proc (empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError, ValueError):
+            continue  # it ended meanwhile
+        if state != "Z":
+            children.setdefault(int(ppid), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            found.append(pid)
+            todo.append(pid)
+    return found
+
+
+def _end_descendants(grace: float = STOP_GRACE_S) -> bool:
+    """SIGTERM what the job left running below this supervisor, SIGKILL it after `grace`; reap it. Whether any was."""
+    left = _descendants(os.getpid())
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + (grace if sig == signal.SIGTERM else 5.0)
+        while _descendants(os.getpid()) and time.monotonic() < deadline:
+            _reap()
+            time.sleep(0.1)
+        if not _descendants(os.getpid()):
+            break
+    _reap()
+    return bool(left)
+
+
+def _reap() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
 
 
 def _time_out(job_dir: Path, proc: subprocess.Popen[bytes], max_runtime: float) -> int:
