@@ -226,7 +226,8 @@ class TrainConfig(_Model):
     epochs: Int = Field(10, ge=1, le=100_000, description="number of epochs to train")
     batch: Int = Field(32, le=65_536, description="batch size per GPU (per process); -1 = AutoBatch")
     imgsz: Int = Field(224, ge=8, le=4096, description="training and validation image size (pixels)")
-    fraction: Float = Field(1.0, ge=1e-4, le=1.0, description="fraction of the training set to use (class-stratified, at least 0.0001)")
+    fraction: Float = Field(1.0, ge=1e-4, le=1.0,
+                            description="fraction of the training set to use (class-stratified, at least 0.0001)")
     scale: Float = Field(0.5, ge=0.0, lt=1.0, description="random-resized-crop scale gain: crops cover 1-scale..1 of the image")
     multi_scale: bool = Field(False, description="pick a random image size in [0.5, 1.5] x imgsz per batch")
     cache: Literal["ram", "disk", False] = Field(False, description="cache decoded images: ram, disk or false")
@@ -458,7 +459,8 @@ def check_location(value: str, what: str) -> str:
                                          or ".-" in bucket or "-." in bucket):
         raise ValueError(f"{value[:100]!r}: the bucket {bucket[:63]!r} breaks the bucket naming rules (no two adjacent "
                          "periods, not an IP address, ending with a letter or digit); name the bucket as it is named")
-    if "//" in key or key.startswith("/") or (scheme in URI_SCHEMES and not _BUCKET_RE.match(bucket)) or not bucket.isascii():
+    bad_bucket = (scheme in URI_SCHEMES and not _BUCKET_RE.match(bucket)) or not bucket.isascii()
+    if "//" in key or key.startswith("/") or bad_bucket:
         raise ValueError(f"{value!r} is not a bucket and prefix; write it as {scheme}BUCKET/prefix, "
                          "the bucket in lowercase letters, digits, '.', '-', and no empty segment")
     return value
@@ -694,7 +696,8 @@ class JobSpec(_Model):
             try:
                 value = shlex.split(value)
             except ValueError as exc:
-                raise ValueError(f"cannot be split into arguments ({exc}); write it as a list: [python, -c, 'print(1)']") from None
+                raise ValueError(f"cannot be split into arguments ({exc}); "
+                                 "write it as a list: [python, -c, 'print(1)']") from None
         if isinstance(value, list) and (not value or any(part == "" for part in value)):
             raise ValueError("the command is empty; remove 'command:' to run the built-in trainer, or name a program")
         return value
@@ -830,7 +833,8 @@ def _read_yaml(file: Path) -> dict[str, Any]:
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise SpecError(f"{file}: a value cannot be read: {str(exc).splitlines()[0]}.", "Fix that value.") from None
     except (KeyError, IndexError, TypeError, AttributeError):  # a PyYAML constructor on a tag _check_nodes let through
-        raise SpecError(f"{file}: a value with an explicit tag (!!...) cannot be read.", "Remove the tag or fix its value.") from None
+        raise SpecError(f"{file}: a value with an explicit tag (!!...) cannot be read.",
+                        "Remove the tag or fix its value.") from None
     if data is None:
         raise SpecError(f"{file} is empty.", "A job spec needs at least 'name:'; see examples/quickstart.yaml.")
     if not isinstance(data, dict):
@@ -1017,7 +1021,8 @@ def _check_scalar(node: yaml.ScalarNode, where: tuple[str, ...], is_key: bool, f
         try:
             yaml.constructor.SafeConstructor().construct_yaml_timestamp(node)
         except ValueError as exc:  # a date that does not exist: 2026-13-45
-            raise _node_error(node, where, file, f"'{text[:40]}' is not a date ({exc})", "Write a real date, or remove the tag.") from None
+            raise _node_error(node, where, file, f"'{text[:40]}' is not a date ({exc})",
+                              "Write a real date, or remove the tag.") from None
     pattern = _EXPLICIT.get(node.tag)
     if pattern is not None and not pattern.match(text.replace("_", "") if node.tag != _TAG + "timestamp" else text):
         kind = node.tag.rsplit(":", 1)[-1]
@@ -1083,7 +1088,8 @@ def _check_strings(raw: Any, file: Path, sets: Mapping[tuple[str, ...], str], lo
                    "Remove it; install packages with code.requirements instead.")
         if isinstance(raw, dict) and not isinstance(key, str):
             refuse(f"the key {key!r} is a {_kind(key)}, not a string", "Quote the key, like 'true': or '1':.")
-        if isinstance(key, str) and (_CONTROL.search(key) or _INVISIBLE.search(key) or _SURROGATE.search(key) or "\t" in key):
+        odd_key = isinstance(key, str) and any(p.search(key) for p in (_CONTROL, _INVISIBLE, _SURROGATE))
+        if odd_key or (isinstance(key, str) and "\t" in key):
             refuse("the key holds a control or invisible character", "Retype the key in plain characters.")
         if isinstance(value, (bytes, bytearray)):
             refuse("is binary data (!!binary)", "Write the value as text.")
@@ -1167,7 +1173,8 @@ def parse_set(item: str) -> tuple[list[str], Any]:
     except yaml.YAMLError:
         value = text
     except (KeyError, IndexError, TypeError, AttributeError):
-        raise SpecError(f"--set {key.strip()}: the value's explicit tag (!!...) cannot be read.", "Remove the tag.") from None
+        raise SpecError(f"--set {key.strip()}: the value's explicit tag (!!...) cannot be read.",
+                        "Remove the tag.") from None
     except (ValueError, RecursionError) as exc:  # an integer of more than 4300 digits, deep nesting
         reason = str(exc).splitlines()[0] if isinstance(exc, ValueError) else "nested too deeply"
         raise SpecError(f"--set {key.strip()}: the value cannot be read ({reason}).", "Give a plain value, like --set train.epochs=3.") from None

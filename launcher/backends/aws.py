@@ -159,10 +159,11 @@ class AwsOptions(BackendOptions):
     def _tags(cls, value: dict[str, str]) -> dict[str, str]:
         for key, val in value.items():
             if not key or len(key) > 128 or len(str(val)) > 256 or key.lower().startswith("aws:"):
-                raise ValueError(f"tag '{key[:60]}': keys are 1-128 characters not starting with 'aws:', values at most 256")
+                raise ValueError(f"tag '{key[:60]}': keys are 1-128 characters not starting with 'aws:', "
+                                 "values at most 256")
             if key.lower().startswith(f"{TAG_PREFIX}:"):
-                raise ValueError(f"tag '{key}': {TAG_PREFIX}: tags are the launcher's own (the job's name and spec hash); "
-                                 "choose another key")
+                raise ValueError(f"tag '{key}': {TAG_PREFIX}: tags are the launcher's own (the job's name and "
+                                 "spec hash); choose another key")
             if not (_TAG_RE.match(key) and _TAG_RE.match(str(val))):
                 raise ValueError(f"tag '{key}': use only letters, digits, spaces and _.:/=+-@")
         return value
@@ -479,8 +480,9 @@ class SageMakerBackend(CloudBackend):
         for name in REGION_VARIABLES:  # the region secrets are looked up in, in the container: the launcher's
             if name in spec.secrets or spec.env.get(name, region) != region:
                 where = "secrets" if name in spec.secrets else f"env.{name}"
-                raise SpecError(f"{where}: {name} is the job's region, which the launcher sets to {region} (aws.region); "
-                                "another would send the job's secret lookups elsewhere.", f"Remove {name}, or set aws.region.")
+                raise SpecError(f"{where}: {name} is the job's region, which the launcher sets to {region} "
+                                "(aws.region); another would send the job's secret lookups elsewhere.",
+                                f"Remove {name}, or set aws.region.")
         env = {"AWS_DEFAULT_REGION": region, "PYTHONUNBUFFERED": "1", **spec.env}
         if spec.secrets:
             prefix = opts.secrets_prefix or f"{TAG_PREFIX}/{spec.name}"
@@ -488,7 +490,8 @@ class SageMakerBackend(CloudBackend):
             env[SECRET_REFS_VARIABLE] = secret_refs_value(refs)
         for key, value in env.items():
             if len(key) > ENV_VALUE_MAX:
-                raise SpecError(f"env: a variable name is {len(key)} characters; SageMaker allows {ENV_VALUE_MAX}.", "Shorten it.")
+                raise SpecError(f"env: a variable name is {len(key)} characters; SageMaker allows {ENV_VALUE_MAX}.",
+                                "Shorten it.")
             if len(value) > ENV_VALUE_MAX:
                 raise LauncherError(f"Environment value {key} is {len(value)} characters; SageMaker allows {ENV_VALUE_MAX}.", "Shorten it.")
         if len(env) > ENV_MAX:

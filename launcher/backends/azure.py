@@ -84,10 +84,12 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _NAMES = {
     "resource_group": (re.compile(r"^[A-Za-z0-9._()-]{0,89}[A-Za-z0-9_()-]$"),
                        "1-90 letters, digits, '.', '_', '-', '(' and ')', not ending with '.'"),
-    "workspace": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$"), "3-33 letters, digits, '_' and '-', starting with a letter or digit"),
+    "workspace": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$"),
+                  "3-33 letters, digits, '_' and '-', starting with a letter or digit"),
     "compute": (re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,14}[A-Za-z0-9]$"),
                 "2-16 letters, digits and '-', starting with a letter, not ending with '-'"),
-    "experiment": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$"), "1-255 letters, digits, '_' and '-', starting with a letter or digit"),
+    "experiment": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$"),
+                   "1-255 letters, digits, '_' and '-', starting with a letter or digit"),
 }
 _AZURE_SCHEMES = ("azureml://", "wasbs://", "abfss://")
 _BLOB_HTTPS = re.compile(r"^https://[a-z0-9]+\.(blob|dfs)\.core\.windows\.net/")
@@ -154,8 +156,8 @@ class AzureOptions(BackendOptions):
     def _tags(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
             if key.startswith(LAUNCHER_TAG_PREFIX):
-                raise ValueError(f"tag '{key[:60]}': {LAUNCHER_TAG_PREFIX}* tags are the launcher's own (the job, the spec "
-                                 "and its hash); choose another key")
+                raise ValueError(f"tag '{key[:60]}': {LAUNCHER_TAG_PREFIX}* tags are the launcher's own (the job, "
+                                 "the spec and its hash); choose another key")
         return value
 
     @field_validator("identity")
@@ -176,7 +178,8 @@ class AzureOptions(BackendOptions):
     @classmethod
     def _subscription(cls, value: str | None) -> str | None:
         if value is not None and not _UUID.match(value):
-            raise ValueError(f"'{value[:40]}' is not a subscription id; Azure's are GUIDs like 00000000-0000-0000-0000-000000000000")
+            raise ValueError(f"'{value[:40]}' is not a subscription id; Azure's are GUIDs like "
+                             "00000000-0000-0000-0000-000000000000")
         return value
 
     @field_validator("resource_group", "workspace", "compute", "experiment")
@@ -184,7 +187,8 @@ class AzureOptions(BackendOptions):
     def _names(cls, value: str | None, info: ValidationInfo) -> str | None:
         pattern, rule = _NAMES[str(info.field_name)]
         if value is not None and not pattern.match(value):
-            raise ValueError(f"'{value[:60]}' is not a valid {str(info.field_name).replace('_', ' ')}; Azure's are {rule}")
+            what = str(info.field_name).replace("_", " ")
+            raise ValueError(f"'{value[:60]}' is not a valid {what}; Azure's are {rule}")
         return value
 
     @field_validator("storage_account")
@@ -294,7 +298,8 @@ def _quote(arg: str) -> str:
     for literal in parts[::2]:
         if "${{" in literal:
             raise SpecError(
-                f"command: the argument {arg[:80]!r} holds an Azure ML expression ('${{{{...}}}}') the launcher does not write.",
+                f"command: the argument {arg[:80]!r} holds an Azure ML expression ('${{{{...}}}}') the launcher "
+                "does not write.",
                 "Remove it: only ${{inputs.data}} and ${{outputs.checkpoints}} are replaced, by their mount folders.",
             )
     quoted = [part if i % 2 else shlex.quote(part) for i, part in enumerate(parts) if part or i % 2]

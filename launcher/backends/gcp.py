@@ -94,8 +94,8 @@ ENDINGS: tuple[tuple[str, Ending], ...] = (
     # the entrypoint's exit on the platform's SIGTERM (128 + 15): only a reclaim sends one to a job not cancelled
     (r"non-zero status of 143\b", Ending.PREEMPTED),
     # a stockout: "ZONE_RESOURCE_POOL_EXHAUSTED", "does not have enough resources available", or a quota
-    (r"STOCKOUT|RESOURCE_POOL_EXHAUSTED|not have enough resources|resources are insufficient|(^|: )RESOURCE_EXHAUSTED|quota",
-     Ending.CAPACITY),
+    (r"STOCKOUT|RESOURCE_POOL_EXHAUSTED|not have enough resources|resources are insufficient"
+     r"|(^|: )RESOURCE_EXHAUSTED|quota", Ending.CAPACITY),
     (r"^(INTERNAL|UNAVAILABLE|ABORTED):", Ending.NODE_FAILURE),
     (r"non-zero status of \d+|^(INVALID_ARGUMENT|FAILED_PRECONDITION|PERMISSION_DENIED|NOT_FOUND|DEADLINE_EXCEEDED):", Ending.USER_ERROR),
 )
@@ -175,8 +175,8 @@ class GcpOptions(BackendOptions):
                              f"{OWN_LABELS} of its own: keep at most {MAX_LABELS - OWN_LABELS}")
         for key, item in value.items():
             if key.startswith(LAUNCHER_LABEL_PREFIX):
-                raise ValueError(f"label {key}: {LAUNCHER_LABEL_PREFIX}* labels are the launcher's own (the job and the "
-                                 "spec); choose another key")
+                raise ValueError(f"label {key}: {LAUNCHER_LABEL_PREFIX}* labels are the launcher's own (the job "
+                                 "and the spec); choose another key")
             if not _LABEL_RE.match(key) or not _LABEL_VALUE_RE.match(str(item)):
                 raise ValueError(
                     f"label {key}={item} is not valid; keys and values use lowercase letters, digits, '_' and '-' "
@@ -548,9 +548,9 @@ _FIXES = {
     "INTERNAL": "Vertex AI failed internally: try again in a minute.",
 }
 # the HTTP error classes google.api_core raises over REST, by the status gRPC would have named
-_HTTP_STATUS = {"TooManyRequests": "RESOURCE_EXHAUSTED", "Forbidden": "PERMISSION_DENIED", "Unauthorized": "UNAUTHENTICATED",
-                "BadRequest": "INVALID_ARGUMENT", "ServiceUnavailable": "UNAVAILABLE", "GatewayTimeout": "DEADLINE_EXCEEDED",
-                "InternalServerError": "INTERNAL"}  # fmt: skip
+_HTTP_STATUS = {"TooManyRequests": "RESOURCE_EXHAUSTED", "Forbidden": "PERMISSION_DENIED",
+                "Unauthorized": "UNAUTHENTICATED", "BadRequest": "INVALID_ARGUMENT", "ServiceUnavailable": "UNAVAILABLE",
+                "GatewayTimeout": "DEADLINE_EXCEEDED", "InternalServerError": "INTERNAL"}  # fmt: skip
 _REST_PREFIX = re.compile(r"^[A-Z]+ https?://\S+: ")  # "POST https://...: " before the service's own message
 
 
@@ -571,10 +571,12 @@ def _vertex_error(exc: Exception, action: str) -> LauncherError:
     if "google.auth" in type(exc).__module__:
         return LauncherError(f"Could not {action}: no usable GCP credentials ({first}).", _FIXES["UNAUTHENTICATED"])
     if not (hasattr(exc, "code") and hasattr(exc, "message")):  # not a google.api_core GoogleAPICallError
-        return LauncherError(f"Could not {action}: {first}.", "Check your network and GCP configuration (gcloud config list).")
+        return LauncherError(f"Could not {action}: {first}.",
+                             "Check your network and GCP configuration (gcloud config list).")
     status = _status_of(exc)
     message = _REST_PREFIX.sub("", str(exc.message)).splitlines()[0][:300].rstrip(".") if exc.message else first  # type: ignore[attr-defined]
-    return LauncherError(f"Could not {action}: {status}: {message}.", _FIXES.get(status, "See the Vertex AI message above."))
+    fix = _FIXES.get(status, "See the Vertex AI message above.")
+    return LauncherError(f"Could not {action}: {status}: {message}.", fix)
 
 
 def _status_of(exc: Any) -> str:

@@ -121,14 +121,15 @@ class LocalOptions(BackendOptions):
     @classmethod
     def _shm(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[1-9][0-9]{0,14}[bkmg]?", value.strip().lower()):
-            raise ValueError(f"'{value[:40]}' is not a size; write it like '8g' or '512m'")  # ASCII digits, as docker reads
+            raise ValueError(f"'{value[:40]}' is not a size; write it like '8g' or '512m'")  # ASCII, as docker reads
         return value
 
     @field_validator("user")
     @classmethod
     def _user(cls, value: str | None) -> str | None:
         if value is not None and not _USER_RE.match(value):
-            raise ValueError(f"'{value[:40]}' is not a user; write it as NAME, UID, NAME:GROUP or UID:GID (like '1000:1000')")
+            raise ValueError(f"'{value[:40]}' is not a user; write it as NAME, UID, NAME:GROUP or UID:GID "
+                             "(like '1000:1000')")
         return value
 
     @field_validator("workdir")
@@ -283,8 +284,8 @@ def _notes(spec: JobSpec, opts: LocalOptions) -> list[str]:
     if spec.resources.gpu_type:
         notes.append(f"resources.gpu_type {spec.resources.gpu_type} is ignored locally: the host's GPUs are used")
     if spec.resources.cpus or spec.resources.memory:
-        notes.append("resources.cpus and resources.memory choose a cloud machine; locally the job shares the host's CPUs "
-                     "and memory (no limit is set)")
+        notes.append("resources.cpus and resources.memory choose a cloud machine; locally the job shares the "
+                     "host's CPUs and memory (no limit is set)")
     if not spec.checkpoint.uri:
         notes.append("checkpoint.uri is not set: checkpoints stay in a temporary folder (in the container for docker)")
     return notes
@@ -778,8 +779,8 @@ def supervise(job_dir: Path, argv: list[str], max_runtime: float | None = None) 
     except subprocess.TimeoutExpired:
         code = _time_out(job_dir, proc, max_runtime or 0)
     if _end_descendants():  # the entrypoint died (SIGKILL, the OOM killer) and left torchrun and the trainer
-        print(f"[launcher] the entrypoint ended ({128 - code if code < 0 else code}); its processes were stopped with it",
-              flush=True)
+        ended = 128 - code if code < 0 else code
+        print(f"[launcher] the entrypoint ended ({ended}); its processes were stopped with it", flush=True)
     return _record_exit(job_dir, 128 - code if code < 0 else code)
 
 

@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     from launcher.spec import JobSpec
 
 __all__ = [
-    "CONTENT", "DATA_FOLDER", "MARKER", "Progress", "check_local_data", "content_hash", "data_target", "fill_placeholder", "mentions",
-    "stage_local_data", "upload_folder",
+    "CONTENT", "DATA_FOLDER", "MARKER", "Progress", "check_local_data", "content_hash", "data_target", "fill_placeholder",
+    "mentions", "stage_local_data", "upload_folder",
 ]  # fmt: skip
 
 CONTENT = "{content-sha256}"
