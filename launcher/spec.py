@@ -104,6 +104,7 @@ MAX_NODES = 100_000  # values after expanding YAML aliases (a "billion laughs" f
 MAX_STRING = 64 * 1024  # any one value, after ${VAR} interpolation and --set
 MAX_ENV_VALUE = 32 * 1024  # a container's environment is no place for a blob; Linux caps one string at 128 KiB
 MAX_ENV_TOTAL = 128 * 1024
+MAX_ENV_NAME = 256
 URI_SCHEMES = REMOTE_SCHEMES
 # Azure ML also mounts its own kinds of location (see launcher/backends/azure.py); other backends refuse them at plan time.
 AZURE_URI_SCHEMES = ("azureml://", "wasbs://", "abfss://")
@@ -725,6 +726,8 @@ class JobSpec(_Model):
             if info.field_name == "secrets" and "=" in key:  # never repeat what follows '=': it is the secret's value
                 raise ValueError(f"'{key.split('=', 1)[0][:60]}=...' holds a value; list only the name, and "
                                  "set the value in the environment of launch")
+            if len(key) > MAX_ENV_NAME:  # SageMaker takes 512; no program reads a longer one
+                raise ValueError(f"'{key[:40]}...' is {len(key)} characters; a variable name may have at most {MAX_ENV_NAME}")
             if not _ENV_NAME_RE.match(key):
                 raise ValueError(f"'{key[:100]}' is not a valid environment variable name")
             if key in LAUNCHER_ENV:

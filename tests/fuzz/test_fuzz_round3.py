@@ -146,6 +146,9 @@ for (section, option), values in OPTIONS.items():
     for value in values:
         add(f"option-{section}.{option}-{value!r}"[:80], ("value", (section, option), value), f"{section}.{option}")
 add("sagemaker-env-name", ("value", ("env",), {"A" * 600: "x"}), "env", ("aws",))
+for length in (257, 600, 40_000):
+    add(f"env-name-{length}", ("value", ("env",), {"A" * length: "x"}), "env")
+    add(f"secret-name-{length}", ("value", ("secrets",), ["S" * length]), "secrets")
 add("max-wait-without-spot", ("value", ("aws", "max_wait_s"), 3600), "aws.max_wait_s", ("aws",))
 for name in ["aws", "sagemaker", "gcp", "vertex", "azure", "local"]:
     add(f"plugins-builtin-{name}", ("value", ("plugins",), {name: {"region": "us-east-1"}}), f"plugins.{name}")

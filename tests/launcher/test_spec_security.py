@@ -62,7 +62,7 @@ def _aws(tmp_path: Path, **changes: Any) -> Any:
     ({"env": {"AWS_DEFAULT_REGION": "eu-west-1"}}, "env.AWS_DEFAULT_REGION"),
     ({"env": {"AWS_REGION": "eu-west-1"}}, "env.AWS_REGION"),
     ({"secrets": ["AWS_DEFAULT_REGION"]}, "secrets"),
-    ({"env": {"A" * 600: "x"}}, "SageMaker allows 512"),
+    ({"env": {"A" * 600: "x"}}, "at most 256"),
 ])  # fmt: skip
 def test_aws_refuses_another_region_and_long_names(tmp_path: Path, changes: dict[str, Any], fragment: str) -> None:
     with pytest.raises(LauncherError, match=fragment):
