@@ -30,6 +30,7 @@ from launcher.runs.job import Job, attach
 from launcher.runs.supervisor import Supervisor
 from launcher.spec import JobSpec
 from launcher.staging.code import code_target, stage_code
+from launcher.staging.data import check_local_data
 from launcher.state.jobs import Attempt, JobRegistry, new_job_id
 from launcher.storage import join_uri, open_store
 from launcher.storage.lease import RunBusyError, acquire, release
@@ -74,6 +75,7 @@ class Launcher:
         this raise RunBusyError naming that job, unless `force` (take it over; that job stops uploading).
         `attempt`: the supervised run (launcher.runs.supervisor) this job is an attempt of, recorded with it."""
         plan = spec_or_plan if isinstance(spec_or_plan, Plan) else self.plan(spec_or_plan, new_job_id(spec_or_plan.name))
+        check_local_data(plan.spec)  # before a job mounts it or anything is uploaded
         # read once, here, before anything is claimed or recorded; the values never enter the plan
         secrets = secret_values(plan.secrets, os.environ if self._environ is None else self._environ)
         run = self._claim_run(plan, force)  # before the hooks: --resume-from writes into the run folder

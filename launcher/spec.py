@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import shlex
 import stat
 import typing
 from pathlib import Path
@@ -40,6 +41,7 @@ from pydantic import (
     model_validator,
 )
 
+from launcher.azure_identity import IDENTITY_VARIABLE
 from launcher.contract import BUILTIN_DATASETS, ENTRYPOINT_VARIABLES
 from launcher.errors import SpecError
 from launcher.model_names import check_model, check_yolo_model, yolo_task_of
@@ -58,10 +60,13 @@ __all__ = [
     "Limits",
     "Recovery",
     "JobSpec",
+    "LAUNCHER_ENV",
     "load_spec",
     "parse_duration",
     "parse_set",
     "format_validation_error",
+    "refuse_azure_only",
+    "host_system_path",
 ]
 
 DEFAULT_IMAGE = "torch-launcher-train:latest"
@@ -74,6 +79,12 @@ _DURATION_RE = re.compile(r"^(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]
 # LAUNCHER_KIT_TOKEN, LAUNCHER_DATA_DIR for the cache) are the user's to set.
 _RESERVED_ENV = re.compile(r"^(LD_[A-Z_]*|PATH|PYTHONPATH|PYTHONHOME|PYTHONSTARTUP|PYTHONSAFEPATH|PYTHONINSPECT|"
                            + "|".join(sorted(ENTRYPOINT_VARIABLES)) + r")$")
+# Names the launcher itself gives a job, its identity: the lease a job renews (a job that renews another's stops
+# uploading checkpoints), the Azure identity it runs as. (The aws backend refuses a region other than its own.)
+LAUNCHER_ENV = {
+    "LAUNCHER_JOB_ID": "the job's lease identity, set by the launcher",
+    IDENTITY_VARIABLE: "set by the launcher from azure.identity",
+}
 # Docker's reference grammar (distribution/reference): lowercase path components, an optional host[:port], :tag, @digest.
 _IMAGE_RE = re.compile(
     r"^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]{1,5})?/)?"
@@ -83,10 +94,13 @@ _IMAGE_RE = re.compile(
 MAX_IMAGE = 255
 _GPU_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,254}$")
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html, and GCS's alike
+_IP_RE = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$")
 # Characters no spec value needs and that hide what a value says: controls (newline, NUL, ESC) and
 # invisible or direction-changing format characters (zero-width space, right-to-left override).
 _INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # half of a UTF-16 pair ("\udc80" in YAML): no text encodes it
 _CREDENTIALS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@")
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -98,6 +112,7 @@ MAX_NODES = 100_000  # values after expanding YAML aliases (a "billion laughs" f
 MAX_STRING = 64 * 1024  # any one value, after ${VAR} interpolation and --set
 MAX_ENV_VALUE = 32 * 1024  # a container's environment is no place for a blob; Linux caps one string at 128 KiB
 MAX_ENV_TOTAL = 128 * 1024
+MAX_ENV_NAME = 256
 URI_SCHEMES = REMOTE_SCHEMES
 # Azure ML also mounts its own kinds of location (see launcher/backends/azure.py); other backends refuse them at plan time.
 AZURE_URI_SCHEMES = ("azureml://", "wasbs://", "abfss://")
@@ -143,6 +158,8 @@ def parse_duration(value: str | int | float) -> int:
     if isinstance(value, (int, float)):
         if not math.isfinite(value) or value <= 0:
             raise ValueError("a duration must be a positive number of seconds, like '4h' or 3600")
+        if value < 1 or value != int(value):  # int() would make 0.5 no limit at all, and 90.5 90
+            raise ValueError(f"{value} is not a whole number of seconds; write it like 90 or '90s'")
         if value > MAX_DURATION:
             raise ValueError(f"a duration must be at most {MAX_DURATION // 86400} days")
         return int(value)
@@ -218,7 +235,8 @@ class TrainConfig(_Model):
     epochs: Int = Field(10, ge=1, le=100_000, description="number of epochs to train")
     batch: Int = Field(32, le=65_536, description="batch size per GPU (per process); -1 = AutoBatch")
     imgsz: Int = Field(224, ge=8, le=4096, description="training and validation image size (pixels)")
-    fraction: Float = Field(1.0, gt=0.0, le=1.0, description="fraction of the training set to use (class-stratified)")
+    fraction: Float = Field(1.0, ge=1e-4, le=1.0,
+                            description="fraction of the training set to use (class-stratified, at least 0.0001)")
     scale: Float = Field(0.5, ge=0.0, lt=1.0, description="random-resized-crop scale gain: crops cover 1-scale..1 of the image")
     multi_scale: bool = Field(False, description="pick a random image size in [0.5, 1.5] x imgsz per batch")
     cache: Literal["ram", "disk", False] = Field(False, description="cache decoded images: ram, disk or false")
@@ -272,6 +290,15 @@ class TrainConfig(_Model):
         if info.data.get("engine") == "ultralytics":
             return check_yolo_model(value, info.data.get("task"))
         return check_model(value)  # shipped names (launcher.model_names): no torchvision import at load time
+
+    @field_validator("pretrained")
+    @classmethod
+    def _pretrained(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str) and (why := host_system_path(value)) is not None:
+            raise ValueError(f"{value[:80]!r} {why}; name a weights file of your own")
+        if isinstance(value, str) and _unknown_home(value):
+            check_location(value, "weights")
+        return value
 
     @field_validator("data")
     @classmethod
@@ -362,15 +389,66 @@ def _kind(value: Any) -> str:
     return {dict: "mapping", list: "list"}.get(type(value), type(value).__name__)
 
 
+# The host's own folders: mounted into a job (read-write for a checkpoint store) or uploaded as its data, they
+# would expose or damage the machine. /root, /home, /tmp, /srv, /mnt, /data and the like stay the user's.
+SYSTEM_FOLDERS = ("/etc", "/proc", "/sys", "/dev", "/boot", "/run", "/var/run", "/usr", "/bin", "/sbin", "/lib",
+                  "/lib32", "/lib64", "/libx32")  # fmt: skip
+
+
+def host_system_path(value: str) -> str | None:
+    """Why a local path is the host's own (its root, a system folder, a device, pipe or socket), or None."""
+    if "://" in value or not value.strip() or "\0" in value:
+        return None
+    for path in dict.fromkeys((os.path.normpath(os.path.abspath(value)), os.path.realpath(value))):
+        if path == "/":
+            return "is the host's root folder"
+        folder = next((f for f in SYSTEM_FOLDERS if path == f or path.startswith(f + "/")), None)
+        if folder is not None:
+            return f"is in {folder}, a system folder of the host"
+    try:
+        mode = os.stat(value).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        return "is a device, pipe or socket, not a file or folder"
+    return None
+
+
+_SCHEME_TYPO = re.compile(r"(?:^|/)(s3|gs|az|azureml|wasbs|abfss|https?):/(?!/)")
+
+
+def refuse_azure_only(spec: "JobSpec", backend: str) -> None:
+    """Azure ML's own kinds of location (azureml://, wasbs://, abfss://, https://ACCOUNT.blob...) on a backend
+    that cannot mount them: one SpecError naming the key (else they read as a folder, or a 'local path')."""
+    for key, value in (("train.data", spec.data()), ("checkpoint.uri", spec.checkpoint.uri)):
+        if value and (value.startswith(AZURE_URI_SCHEMES) or _AZURE_BLOB_HTTPS.match(value)):
+            raise SpecError(f"{key}: {value[:100]!r} is an Azure ML location, which only the azure backend mounts; "
+                            f"the {backend} backend cannot read it.",
+                            "Use az://CONTAINER/prefix (the account in AZURE_STORAGE_ACCOUNT), or run on -b azure.")
+
+
+def _unknown_home(value: str) -> bool:
+    """`~name/...` of a user this machine does not know (Path.expanduser would raise RuntimeError)."""
+    return value.startswith("~") and os.path.expanduser(value) == value
+
+
 def check_location(value: str, what: str) -> str:
     """A local path or an s3://, gs://, az:// URI with a bucket and no '..' segment; else ValueError."""
     if "\0" in value:
         raise ValueError("contains a NUL character")
+    if _unknown_home(value):
+        user = value[1:].split("/", 1)[0][:40]
+        raise ValueError(f"starts with ~{user}, but there is no home folder for {user or 'the current user'} here; "
+                         "write the full path")
     if _CREDENTIALS.match(value):  # the message never repeats the value: it holds a secret
         raise ValueError("the URI has credentials in it (user:password@); put credentials in secrets:, not in the URI")
     if "://" not in value:
         if not value.strip():
             raise ValueError(f"is empty; name {what}: a folder, or an s3://, gs:// or az:// URI")
+        if (typo := _SCHEME_TYPO.search(value)) is not None:  # 's3:/bucket/x' would be read as a relative folder
+            raise ValueError(f"{typo.group(1)}:/ is missing a '/'; write it as {typo.group(1)}://BUCKET/prefix")
+        if (why := host_system_path(value)) is not None:
+            raise ValueError(f"{value[:80]!r} {why}; name a folder of your own for {what}")
         return value
     scheme = value.split("://", 1)[0] + "://"
     if _AZURE_BLOB_HTTPS.match(value):
@@ -386,7 +464,12 @@ def check_location(value: str, what: str) -> str:
     if odd is not None:
         raise ValueError(f"{value!r} has a {odd!r}: a store URI takes no query, fragment, percent-encoding, "
                          "backslash or space; write it as " + scheme + "BUCKET/prefix")
-    if "//" in key or (scheme in URI_SCHEMES and not _BUCKET_RE.match(bucket)) or not bucket.isascii():
+    if scheme in ("s3://", "gs://") and (".." in bucket or _IP_RE.match(bucket) or not bucket[-1:].isalnum()
+                                         or ".-" in bucket or "-." in bucket):
+        raise ValueError(f"{value[:100]!r}: the bucket {bucket[:63]!r} breaks the bucket naming rules (no two adjacent "
+                         "periods, not an IP address, ending with a letter or digit); name the bucket as it is named")
+    bad_bucket = (scheme in URI_SCHEMES and not _BUCKET_RE.match(bucket)) or not bucket.isascii()
+    if "//" in key or key.startswith("/") or bad_bucket:
         raise ValueError(f"{value!r} is not a bucket and prefix; write it as {scheme}BUCKET/prefix, "
                          "the bucket in lowercase letters, digits, '.', '-', and no empty segment")
     return value
@@ -484,6 +567,11 @@ class CodeConfig(_Model):
     @classmethod
     def _size(cls, value: Any) -> Any:
         return parse_size(value)
+
+    @field_validator("dir")
+    @classmethod
+    def _dir(cls, value: str) -> str:
+        return check_location(value, "code") if _unknown_home(value) or host_system_path(value) else value
 
     @field_validator("exclude", "allow")
     @classmethod
@@ -614,7 +702,12 @@ class JobSpec(_Model):
     @field_validator("command", mode="before")
     @classmethod
     def _command(cls, value: Any) -> Any:
-        value = value.split() if isinstance(value, str) else value
+        if isinstance(value, str):  # a shell-like line: quotes group words, as in a terminal
+            try:
+                value = shlex.split(value)
+            except ValueError as exc:
+                raise ValueError(f"cannot be split into arguments ({exc}); "
+                                 "write it as a list: [python, -c, 'print(1)']") from None
         if isinstance(value, list) and (not value or any(part == "" for part in value)):
             raise ValueError("the command is empty; remove 'command:' to run the built-in trainer, or name a program")
         return value
@@ -635,11 +728,24 @@ class JobSpec(_Model):
             raise ValueError(f"the environment is larger than {MAX_ENV_TOTAL // 1024} KiB; pass large data as a file or through train.data")
         return env
 
+    @field_validator("env", "secrets")
+    @classmethod
+    def _env_names(cls, value: Any, info: ValidationInfo) -> Any:
+        for key in value:
+            if info.field_name == "secrets" and "=" in key:  # never repeat what follows '=': it is the secret's value
+                raise ValueError(f"'{key.split('=', 1)[0][:60]}=...' holds a value; list only the name, and "
+                                 "set the value in the environment of launch")
+            if len(key) > MAX_ENV_NAME:  # SageMaker takes 512; no program reads a longer one
+                raise ValueError(f"'{key[:40]}...' is {len(key)} characters; a variable name may have at most {MAX_ENV_NAME}")
+            if not _ENV_NAME_RE.match(key):
+                raise ValueError(f"'{key[:100]}' is not a valid environment variable name")
+            if key in LAUNCHER_ENV:
+                raise ValueError(f"{key} is {LAUNCHER_ENV[key]}; remove it from the spec")
+        return value
+
     @model_validator(mode="after")
     def _names(self) -> "JobSpec":
         for key in [*self.env, *self.secrets]:
-            if not _ENV_NAME_RE.match(key):
-                raise ValueError(f"'{key}' is not a valid environment variable name")
             if _RESERVED_ENV.match(key):
                 raise ValueError(f"{key} is set by the image (its entrypoint relies on it); overriding it would hijack "
                                  "the job's start: remove it, and install packages with code.requirements instead")
@@ -701,7 +807,7 @@ def load_spec(
 ) -> JobSpec:
     """Load, interpolate, override, validate and resolve a job spec file."""
     file = Path(path)
-    raw = _yaml11_on(_read_yaml(file))
+    raw = _read_yaml(file)
     environ = os.environ if environ is None else environ
     raw = _interpolate_all(raw, environ, file)
     sets: dict[tuple[str, ...], str] = {}
@@ -728,7 +834,7 @@ def validate_spec(
 def _read_yaml(file: Path) -> dict[str, Any]:
     text = _read_text(file)
     try:
-        data = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - _SpecLoader is a SafeLoader
+        data = _load_yaml(text, str(file))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -738,6 +844,9 @@ def _read_yaml(file: Path) -> dict[str, Any]:
         raise SpecError(f"{file}: the YAML is nested too deeply.", f"A job spec needs a few levels, at most {MAX_DEPTH}.") from None
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise SpecError(f"{file}: a value cannot be read: {str(exc).splitlines()[0]}.", "Fix that value.") from None
+    except (KeyError, IndexError, TypeError, AttributeError):  # a PyYAML constructor on a tag _check_nodes let through
+        raise SpecError(f"{file}: a value with an explicit tag (!!...) cannot be read.",
+                        "Remove the tag or fix its value.") from None
     if data is None:
         raise SpecError(f"{file} is empty.", "A job spec needs at least 'name:'; see examples/quickstart.yaml.")
     if not isinstance(data, dict):
@@ -750,12 +859,17 @@ def _read_yaml(file: Path) -> dict[str, Any]:
     return data
 
 
-def _yaml11_on(raw: dict[str, Any]) -> dict[str, Any]:
-    """`recovery.on:` as written: YAML 1.1 (PyYAML) reads the bare key `on` as the boolean true."""
-    section = raw.get("recovery")
-    if isinstance(section, dict) and True in section and "on" not in section:
-        raw = {**raw, "recovery": {("on" if key is True else key): value for key, value in section.items()}}
-    return raw
+def _load_yaml(text: str, source: str, at: tuple[str, ...] = ()) -> Any:
+    """One YAML document, checked by `_check_nodes` before any value is built (`at`: where a --set puts it)."""
+    loader = _SpecLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node, source, at)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _read_text(file: Path) -> str:
@@ -804,11 +918,14 @@ def _read_at_most(fd: int, limit: int) -> bytes:
 
 
 class _SpecLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (the last would silently win)."""
+    """SafeLoader that refuses a key given twice in one mapping (the last would silently win), and resolves plain
+    scalars with YAML 1.2's core schema instead of PyYAML's YAML 1.1 (see `_check_nodes`)."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    yaml_implicit_resolvers: dict[Any, Any] = {}
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
         seen: dict[tuple[str, str], yaml.Node] = {}
-        for key_node, _ in node.value:
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
                 continue
             key = (key_node.tag, key_node.value)
@@ -817,10 +934,124 @@ class _SpecLoader(yaml.SafeLoader):
                     None, None, f"the key '{key_node.value}' appears twice in one mapping; keep one", key_node.start_mark
                 )
             seen[key] = key_node
-        return super().construct_mapping(node, deep=deep)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
+
+    def compose_scalar_node(self, anchor: Any) -> yaml.ScalarNode:
+        tag = self.peek_event().tag
+        node = super().compose_scalar_node(anchor)
+        node.explicit = tag not in (None, "!")  # type: ignore[attr-defined]  # `!!int 5`, not `5`
+        return node
 
 
 _SpecLoader.add_constructor("tag:yaml.org,2002:map", _SpecLoader.construct_yaml_map)
+# YAML 1.2's core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution), and the merge key PyYAML knows
+_TAG = "tag:yaml.org,2002:"
+_YAML12 = [
+    (_TAG + "bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    (_TAG + "null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    (_TAG + "int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (_TAG + "float",
+     r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+     "-+.0123456789"),
+    (_TAG + "merge", r"^<<$", "<"),
+]
+for _tag, _regexp, _first in _YAML12:
+    _SpecLoader.add_implicit_resolver(_tag, re.compile(_regexp), list(_first))
+_YAML11 = yaml.resolver.Resolver()
+# A plain scalar YAML 1.2 reads as a string where YAML 1.1 read a date, or as a float where 1.1 read a string
+# ('1e-3'), means what it says; any other difference ('no', '010', '22:22', '1_000', '0o17') is ambiguous.
+_SAME_MEANING = {(_TAG + "timestamp", _TAG + "str"), (_TAG + "str", _TAG + "float"), (_TAG + "value", _TAG + "str")}
+_LEADING_ZERO = re.compile(r"^[-+]?0[0-9]")
+# What PyYAML's constructors parse without crashing, for a scalar tagged explicitly (`!!int`, `!!bool`)
+_EXPLICIT = {
+    _TAG + "int": re.compile(r"^[-+]?(?:0|[1-9][0-9]*|0x[0-9a-fA-F]+)$"),
+    _TAG + "float": re.compile(_YAML12[3][1] + r"|^[-+]?[0-9]+$"),
+    _TAG + "bool": re.compile(r"^(?:yes|no|true|false|on|off)$", re.IGNORECASE),
+    _TAG + "timestamp": yaml.constructor.SafeConstructor.timestamp_regexp,
+}
+_SCALAR_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "binary", "timestamp")}
+_COLLECTION_TAGS = {_TAG + "map": yaml.MappingNode, _TAG + "set": yaml.MappingNode, _TAG + "seq": yaml.SequenceNode,
+                    _TAG + "omap": yaml.SequenceNode, _TAG + "pairs": yaml.SequenceNode}  # fmt: skip
+
+
+def _ambiguous(value: str, tag: str) -> str | None:
+    """What YAML 1.1 would have made of a plain scalar that YAML 1.2 reads otherwise, or None."""
+    old = _YAML11.resolve(yaml.ScalarNode, value, (True, False))
+    if old == tag and not (tag == _TAG + "int" and _LEADING_ZERO.match(value)):
+        return None
+    if (old, tag) in _SAME_MEANING:
+        return None
+    kind = old.rsplit(":", 1)[-1]
+    return {"bool": "a boolean", "int": "a number", "float": "a number", "str": "a string"}.get(kind, kind)
+
+
+def _check_nodes(root: yaml.Node, source: str, at: tuple[str, ...] = ()) -> None:
+    """Before any value is built: env values stay exactly as written (strings), a plain key like `on` is the
+    string it looks like, and a scalar YAML 1.1 reads differently from 1.2 (`no`, `010`, `22:22`) or an explicit
+    tag its constructor cannot parse (`!!bool maybe`, `!!set` on a list) is refused with its key and line."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple[str, ...], bool]] = [(root, at, False)]
+    while stack:
+        node, where, is_key = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            _check_scalar(node, where, is_key, source)
+            continue
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                label = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
+                name = where if key.tag == _TAG + "merge" else (*where, label)
+                stack += [(key, (*where, "?"), True), (value, name, False)]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(item, (*where, str(i)), False) for i, item in enumerate(node.value)]
+        _check_collection(node, where, source)
+
+
+def _node_error(node: yaml.Node, where: tuple[str, ...], source: str, reason: str, fix: str) -> SpecError:
+    line = "" if source.startswith("--set") else f" line {node.start_mark.line + 1}:"
+    shown = ".".join(_shown_key(part) for part in where)[:200] or "(top level)"
+    return SpecError(f"{source}:{line} {shown}: {reason}.", fix)
+
+
+def _check_scalar(node: yaml.ScalarNode, where: tuple[str, ...], is_key: bool, file: str) -> None:
+    text = node.value
+    if node.style is None and not getattr(node, "explicit", False):
+        if len(where) == 2 and where[0] == "env" and not is_key and node.tag != _TAG + "null":
+            node.tag = _TAG + "str"  # 'VERSION: 1.10' is '1.10', 'DEBUG: no' is 'no'
+            return
+        elif (old := _ambiguous(text, node.tag)) is not None:
+            if is_key:
+                node.tag = _TAG + "str"  # `on:` is the key 'on' (YAML 1.1 read the boolean true)
+                return
+            shown = text if len(text) <= 40 else text[:40] + "..."
+            raise _node_error(node, where, file, f"'{shown}' is read as {old} by YAML 1.1 and differently by YAML 1.2",
+                              f"Quote it ('{shown}') to mean the text, or write the value plainly "
+                              "(true/false, 10, 90).")
+    if node.tag == _TAG + "timestamp" and _EXPLICIT[node.tag].match(text):
+        try:
+            yaml.constructor.SafeConstructor().construct_yaml_timestamp(node)
+        except ValueError as exc:  # a date that does not exist: 2026-13-45
+            raise _node_error(node, where, file, f"'{text[:40]}' is not a date ({exc})",
+                              "Write a real date, or remove the tag.") from None
+    pattern = _EXPLICIT.get(node.tag)
+    if pattern is not None and not pattern.match(text.replace("_", "") if node.tag != _TAG + "timestamp" else text):
+        kind = node.tag.rsplit(":", 1)[-1]
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise _node_error(node, where, file, f"'{text[:40]}' is not a valid YAML !!{kind}",
+                          f"Write {article} {kind} after !!{kind}, or remove the tag.")
+    if node.tag in _COLLECTION_TAGS:
+        kind = node.tag.rsplit(":", 1)[-1]
+        raise _node_error(node, where, file, f"!!{kind} needs a collection, not a scalar", "Remove the tag.")
+
+
+def _check_collection(node: yaml.Node, where: tuple[str, ...], file: str) -> None:
+    expected = _COLLECTION_TAGS.get(node.tag)
+    if node.tag in _SCALAR_TAGS or (expected is not None and not isinstance(node, expected)):
+        kind = node.tag.rsplit(":", 1)[-1]
+        shape = "mapping" if isinstance(node, yaml.MappingNode) else "list"
+        raise _node_error(node, where, file, f"!!{kind} does not fit a {shape}", "Remove the tag.")
 
 
 def _check_size(data: Any, file: Path) -> None:
@@ -869,7 +1100,8 @@ def _check_strings(raw: Any, file: Path, sets: Mapping[tuple[str, ...], str], lo
                    "Remove it; install packages with code.requirements instead.")
         if isinstance(raw, dict) and not isinstance(key, str):
             refuse(f"the key {key!r} is a {_kind(key)}, not a string", "Quote the key, like 'true': or '1':.")
-        if isinstance(key, str) and (_CONTROL.search(key) or _INVISIBLE.search(key) or "\t" in key):
+        odd_key = isinstance(key, str) and any(p.search(key) for p in (_CONTROL, _INVISIBLE, _SURROGATE))
+        if odd_key or (isinstance(key, str) and "\t" in key):
             refuse("the key holds a control or invisible character", "Retype the key in plain characters.")
         if isinstance(value, (bytes, bytearray)):
             refuse("is binary data (!!binary)", "Write the value as text.")
@@ -884,6 +1116,9 @@ def _check_strings(raw: Any, file: Path, sets: Mapping[tuple[str, ...], str], lo
             if "\0" in value or control:
                 char = "\0" if "\0" in value else control.group()  # type: ignore[union-attr]
                 refuse(f"contains the control character {char!r}", "Remove it (a value is one line of plain text).")
+            if (found := _SURROGATE.search(value)) is not None:
+                refuse(f"contains the lone surrogate U+{ord(found.group()):04X}, which is not a character",
+                       "Write the character itself, or remove the escape.")
             if (found := _INVISIBLE.search(value)) is not None:
                 refuse(f"contains the invisible character U+{ord(found.group()):04X} (zero-width or right-to-left)",
                        "Retype the value in plain characters.")
@@ -894,6 +1129,8 @@ def _check_strings(raw: Any, file: Path, sets: Mapping[tuple[str, ...], str], lo
 
 def _shown_key(key: Any) -> str:
     text = str(key)
+    if _SURROGATE.search(text):
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if not (_CONTROL.search(text) or _INVISIBLE.search(text)) else repr(text)[1:-1]
 
 
@@ -942,10 +1179,14 @@ def parse_set(item: str) -> tuple[list[str], Any]:
         raise SpecError(f"--set {key.strip()[:100]}...: the key is more than {MAX_DEPTH} levels deep.", "Set a key of the job spec.")
     if len(item) > MAX_SPEC_BYTES:
         raise SpecError(f"--set {key.strip()}: the value is longer than {MAX_SPEC_BYTES // 1024} KiB.", "Shorten it.")
+    parts = key.strip().split(".")
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = _load_yaml(text, f"--set {key.strip()}", tuple(parts)) if text.strip() else ""
     except yaml.YAMLError:
         value = text
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise SpecError(f"--set {key.strip()}: the value's explicit tag (!!...) cannot be read.",
+                        "Remove the tag.") from None
     except (ValueError, RecursionError) as exc:  # an integer of more than 4300 digits, deep nesting
         reason = str(exc).splitlines()[0] if isinstance(exc, ValueError) else "nested too deeply"
         raise SpecError(f"--set {key.strip()}: the value cannot be read ({reason}).", "Give a plain value, like --set train.epochs=3.") from None
@@ -988,8 +1229,8 @@ def _resolve_paths(raw: dict[str, Any], cwd: Path, spec_folder: Path) -> dict[st
 
 
 def _absolute(value: str, cwd: Path, builtin: tuple[str, ...] = ()) -> str:
-    if value in builtin or "://" in value or not value:
-        return value
+    if value in builtin or "://" in value or not value or _unknown_home(value):
+        return value  # check_location refuses an unknown ~user
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else (cwd / path).resolve())
 
@@ -1027,7 +1268,10 @@ def _source(loc: tuple[str, ...], file: Path | None, sets: Mapping[tuple[str, ..
     """Where a value came from: the --set that wrote it (or a key above it), else the file."""
     for n in range(len(loc), 0, -1):
         if loc[:n] in sets:  # credentials typed into a URI are never repeated
-            shown = _CONTROL.sub(lambda m: repr(m.group())[1:-1], f"--set {sets[loc[:n]]}")  # one line, whatever was typed
+            item = sets[loc[:n]]
+            if loc[0] == "secrets":  # a value typed into secrets: (NAME=value) is never repeated
+                item = item.split("=", 1)[0] + "=..."
+            shown = _CONTROL.sub(lambda m: repr(m.group())[1:-1], f"--set {item}")  # one line, whatever was typed
             return re.sub(r"://[^/?#\s]*@", "://***@", shown)[:200]
     return str(file) if file else None
 

@@ -68,9 +68,9 @@ from launcher.contract import (
     secret_ref,
     secret_refs_value,
 )
-from launcher.errors import LauncherError
+from launcher.errors import LauncherError, SpecError
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan, classify
-from launcher.spec import BUILTIN_DATASETS, JobSpec
+from launcher.spec import BUILTIN_DATASETS, JobSpec, refuse_azure_only
 from launcher.staging.data import data_target, stage_local_data
 from launcher.state.pushed import push, split_tag
 
@@ -95,6 +95,7 @@ DEFAULT_RUNTIME_S = 86_400  # SageMaker's own default MaxRuntimeInSeconds (1 day
 MAX_RUNTIME_S = 28 * 86_400  # SageMaker's upper limit for MaxRuntimeInSeconds
 ARG_MAX, ARGS_MAX = 256, 100  # TrainingContainerArgument length / list size (service model)
 ENV_VALUE_MAX, ENV_MAX = 512, 100  # TrainingEnvironmentMap
+REGION_VARIABLES = ("AWS_DEFAULT_REGION", "AWS_REGION")
 NAME_MAX = 63
 TAG_PREFIX = "torch-launcher"
 
@@ -157,6 +158,8 @@ class AwsOptions(BackendOptions):
     def _prefix(cls, value: str | None) -> str | None:
         if value is not None and not _SECRET_PREFIX_RE.match(value):
             raise ValueError("secrets_prefix may use only letters, digits and /_+=.@-")
+        if value is not None and not value.strip("/"):  # it would fall back to the default, torch-launcher/<name>
+            raise ValueError(f"'{value}' names no prefix; write one like team/vision, or remove secrets_prefix")
         return value.strip("/") if value else value
 
     @field_validator("tags")
@@ -164,7 +167,11 @@ class AwsOptions(BackendOptions):
     def _tags(cls, value: dict[str, str]) -> dict[str, str]:
         for key, val in value.items():
             if not key or len(key) > 128 or len(str(val)) > 256 or key.lower().startswith("aws:"):
-                raise ValueError(f"tag '{key}': keys are 1-128 characters not starting with 'aws:', values at most 256")
+                raise ValueError(f"tag '{key[:60]}': keys are 1-128 characters not starting with 'aws:', "
+                                 "values at most 256")
+            if key.lower().startswith(f"{TAG_PREFIX}:"):
+                raise ValueError(f"tag '{key}': {TAG_PREFIX}: tags are the launcher's own (the job's name and "
+                                 "spec hash); choose another key")
             if not (_TAG_RE.match(key) and _TAG_RE.match(str(val))):
                 raise ValueError(f"tag '{key}': use only letters, digits, spaces and _.:/=+-@")
         return value
@@ -323,6 +330,7 @@ class SageMakerBackend(CloudBackend):
 
     def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
         opts: AwsOptions = self.options(spec)  # type: ignore[assignment]
+        refuse_azure_only(spec, self.name)
         region, role = self._region(opts), self._role(opts)
         job = sagemaker_job_name(job_id or spec.name)
         notes: list[str] = []
@@ -457,6 +465,9 @@ class SageMakerBackend(CloudBackend):
         # without limits.max_runtime, SageMaker's own default still bounds a budget-capped runtime
         runtime = limit if asked else min(limit or DEFAULT_RUNTIME_S, DEFAULT_RUNTIME_S)
         condition = {"MaxRuntimeInSeconds": runtime}
+        if opts.max_wait_s and not spec.resources.spot:  # SageMaker takes MaxWaitTimeInSeconds only for spot
+            raise SpecError("aws.max_wait_s: a wait for spot capacity, but resources.spot is false.",
+                            "Remove aws.max_wait_s, or set resources.spot: true.")
         if spec.resources.spot:
             wait = opts.max_wait_s or 2 * runtime
             if wait < runtime:
@@ -474,12 +485,21 @@ class SageMakerBackend(CloudBackend):
         return f"s3://sagemaker-{region}-{account}/{TAG_PREFIX}"
 
     def _environment(self, spec: JobSpec, opts: AwsOptions, region: str) -> dict[str, str]:
+        for name in REGION_VARIABLES:  # the region secrets are looked up in, in the container: the launcher's
+            if name in spec.secrets or spec.env.get(name, region) != region:
+                where = "secrets" if name in spec.secrets else f"env.{name}"
+                raise SpecError(f"{where}: {name} is the job's region, which the launcher sets to {region} "
+                                "(aws.region); another would send the job's secret lookups elsewhere.",
+                                f"Remove {name}, or set aws.region.")
         env = {"AWS_DEFAULT_REGION": region, "PYTHONUNBUFFERED": "1", **spec.env}
         if spec.secrets:
             prefix = opts.secrets_prefix or f"{TAG_PREFIX}/{spec.name}"
             refs = {name: secret_ref("aws-sm", f"{prefix}/{name}") for name in spec.secrets}
             env[SECRET_REFS_VARIABLE] = secret_refs_value(refs)
         for key, value in env.items():
+            if len(key) > ENV_VALUE_MAX:
+                raise SpecError(f"env: a variable name is {len(key)} characters; SageMaker allows {ENV_VALUE_MAX}.",
+                                "Shorten it.")
             if len(value) > ENV_VALUE_MAX:
                 raise LauncherError(f"Environment value {key} is {len(value)} characters; SageMaker allows {ENV_VALUE_MAX}.", "Shorten it.")
         if len(env) > ENV_MAX:

@@ -43,14 +43,14 @@ from dataclasses import replace
 from typing import Any, Callable, Iterator, Mapping
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from launcher.azure_identity import IDENTITY_VARIABLE, USER_IDENTITY
 from launcher.backend import BackendCheck, BackendOptions, Offer, follow_lines
 from launcher.backends.cloud import CloudBackend
 from launcher.catalog import select
 from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, secret_ref, secret_refs_value
-from launcher.errors import LauncherError, first_line
+from launcher.errors import LauncherError, SpecError, first_line
 from launcher.lazy import require
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan
 from launcher.spec import BUILTIN_DATASETS, JobSpec
@@ -73,14 +73,32 @@ EXTRA = "azure"
 DEFAULT_SHM = "16g"
 CHECKPOINT_OUTPUT = "checkpoints"
 DATA_INPUT = "data"
+LAUNCHER_TAG_PREFIX = "launcher-"  # the job's own tags: launcher-job, launcher-spec, launcher-spec-hash
 # Without azure.key_vault the plan names the workspace's own Key Vault by this placeholder; submit
 # reads the workspace and puts in the vault's URL (plan() may not call Azure).
 WORKSPACE_VAULT = "{workspace-key-vault}"
 LOG_PATTERNS = (re.compile(r"user_logs/std_log.*\.txt$"), re.compile(r"azureml-logs/70_driver_log.*\.txt$"))
 _IDENTITIES = ("user_identity", "managed", "aml_token")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+# Azure's naming rules (https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules),
+# in ASCII: a name outside them is refused by the service only after the job's image and data are staged
+_NAMES = {
+    "resource_group": (re.compile(r"^[A-Za-z0-9._()-]{0,89}[A-Za-z0-9_()-]$"),
+                       "1-90 letters, digits, '.', '_', '-', '(' and ')', not ending with '.'"),
+    "workspace": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$"),
+                  "3-33 letters, digits, '_' and '-', starting with a letter or digit"),
+    "compute": (re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,14}[A-Za-z0-9]$"),
+                "2-16 letters, digits and '-', starting with a letter, not ending with '-'"),
+    "experiment": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$"),
+                   "1-255 letters, digits, '_' and '-', starting with a letter or digit"),
+}
 _AZURE_SCHEMES = ("azureml://", "wasbs://", "abfss://")
 _BLOB_HTTPS = re.compile(r"^https://[a-z0-9]+\.(blob|dfs)\.core\.windows\.net/")
+# The only expressions in the command text: the input and output the plan itself declares
+_PLACEHOLDER = re.compile(r"(\$\{\{(?:inputs\.%s|outputs\.%s)\}\})" % (DATA_INPUT, CHECKPOINT_OUTPUT))
+# Key Vault's DNS suffixes, public and sovereign clouds (https://learn.microsoft.com/azure/key-vault/general/about-keys-secrets-certificates)
+_VAULT_URL = re.compile(r"^https://[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]"
+                        r"\.vault\.(?:azure\.net|azure\.cn|usgovcloudapi\.net|microsoftazure\.de)/?$")
 
 # Azure ML job statuses -> ours. https://learn.microsoft.com/python/api/azure-ai-ml/azure.ai.ml.entities.job
 STATES: Mapping[str, JobState] = {
@@ -134,6 +152,15 @@ class AzureOptions(BackendOptions):
     tags: dict[str, str] = Field(default_factory=dict, description="job tags")
     shm_size: str = Field(DEFAULT_SHM, description="shared memory of the container, like '16g' (DataLoader workers need it)")
 
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.startswith(LAUNCHER_TAG_PREFIX):
+                raise ValueError(f"tag '{key[:60]}': {LAUNCHER_TAG_PREFIX}* tags are the launcher's own (the job, "
+                                 "the spec and its hash); choose another key")
+        return value
+
     @field_validator("identity")
     @classmethod
     def _identity(cls, value: str | None) -> str | None:
@@ -144,8 +171,25 @@ class AzureOptions(BackendOptions):
     @field_validator("shm_size")
     @classmethod
     def _shm(cls, value: str) -> str:
-        if not re.fullmatch(r"\d+[bkmg]", value):
-            raise ValueError(f"'{value}' is not a size; write it like '16g' or '512m'")
+        if not re.fullmatch(r"[1-9][0-9]{0,14}[bkmg]", value):  # ASCII digits; 0 would leave no shared memory
+            raise ValueError(f"'{value[:40]}' is not a size; write it like '16g' or '512m'")
+        return value
+
+    @field_validator("subscription_id")
+    @classmethod
+    def _subscription(cls, value: str | None) -> str | None:
+        if value is not None and not _UUID.match(value):
+            raise ValueError(f"'{value[:40]}' is not a subscription id; Azure's are GUIDs like "
+                             "00000000-0000-0000-0000-000000000000")
+        return value
+
+    @field_validator("resource_group", "workspace", "compute", "experiment")
+    @classmethod
+    def _names(cls, value: str | None, info: ValidationInfo) -> str | None:
+        pattern, rule = _NAMES[str(info.field_name)]
+        if value is not None and not pattern.match(value):
+            what = str(info.field_name).replace("_", " ")
+            raise ValueError(f"'{value[:60]}' is not a valid {what}; Azure's are {rule}")
         return value
 
     @field_validator("storage_account")
@@ -158,9 +202,12 @@ class AzureOptions(BackendOptions):
     @field_validator("key_vault")
     @classmethod
     def _vault(cls, value: str | None) -> str | None:
-        if value and not value.startswith("https://") and not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]", value):
-            raise ValueError(f"'{value}' is not a Key Vault name (3-24 letters, digits, dashes) or https:// URL")
-        return value
+        if value is None or re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]", value) or _VAULT_URL.match(value):
+            return value  # the secrets' values are sent to this host at submit: only a Key Vault's, over https
+        shown = re.sub(r"://[^/?#]*@", "://***@", value)[:100]
+        raise ValueError(f"'{shown}' is not a Key Vault name (3-24 letters, digits, dashes) or a Key Vault URL; "
+                         "write it like https://NAME.vault.azure.net (or .vault.azure.cn, .vault.usgovcloudapi.net, "
+                         ".vault.microsoftazure.de)")
 
     def vault_url(self) -> str | None:
         if not self.key_vault:
@@ -239,13 +286,32 @@ def _data(spec: JobSpec, opts: AzureOptions) -> tuple[dict[str, Any], str | None
 
 
 def _command(contract: EntrypointArgs) -> str:
-    """The container command contract as Azure ML's command text."""
-    # Azure ML substitutes ${{inputs.x}} / ${{outputs.x}} in the command text, so they stay unquoted.
-    return " ".join(a if "${{" in a else shlex.quote(a) for a in [*ENTRYPOINT, *contract.to_argv()])
+    """The container command contract as Azure ML's command text: every argument shell-quoted.
+
+    Azure ML replaces `${{inputs.x}}` / `${{outputs.x}}` in the command text before a shell runs it, so the
+    placeholders the launcher itself writes stay outside the quotes ('--data='${{inputs.data}}); any other
+    `${{` would be an expression of the user's in the node's shell command, and is refused."""
+    return " ".join(_quote(arg) for arg in [*ENTRYPOINT, *contract.to_argv()])
+
+
+def _quote(arg: str) -> str:
+    parts = _PLACEHOLDER.split(arg)  # literal text at even indexes, the placeholders at odd ones
+    for literal in parts[::2]:
+        if "${{" in literal:
+            raise SpecError(
+                f"command: the argument {arg[:80]!r} holds an Azure ML expression ('${{{{...}}}}') the launcher "
+                "does not write.",
+                "Remove it: only ${{inputs.data}} and ${{outputs.checkpoints}} are replaced, by their mount folders.",
+            )
+    quoted = [part if i % 2 else shlex.quote(part) for i, part in enumerate(parts) if part or i % 2]
+    return "".join(quoted) or "''"
 
 
 def _environment(spec: JobSpec, opts: AzureOptions) -> dict[str, str]:
     env = dict(spec.env)
+    if opts.storage_account and "AZURE_STORAGE_ACCOUNT" in [*env, *spec.secrets]:
+        raise SpecError("env: AZURE_STORAGE_ACCOUNT is set by the launcher from azure.storage_account.",
+                        "Remove it from env and secrets; set azure.storage_account.")
     if opts.storage_account:
         env["AZURE_STORAGE_ACCOUNT"] = opts.storage_account
     env.update(_identity_environment(opts))

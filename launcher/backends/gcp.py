@@ -25,6 +25,7 @@ the constructor or created lazily on first use.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -41,7 +42,7 @@ from launcher.contract import ENTRYPOINT, SECRET_REFS_VARIABLE, EntrypointArgs, 
 from launcher.errors import LauncherError
 from launcher.lazy import require
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan
-from launcher.spec import BUILTIN_DATASETS, JobSpec, Resources, check_location
+from launcher.spec import BUILTIN_DATASETS, JobSpec, Resources, check_location, refuse_azure_only
 from launcher.staging.data import data_target, stage_local_data
 from launcher.state.pushed import push, split_tag
 
@@ -49,6 +50,13 @@ __all__ = ["ENDINGS", "GcpOptions", "VertexBackend", "JOB_STATES", "secret_id", 
 
 CLOUD = select.Cloud("Vertex AI", "machine", "gcp.machine_type")
 _LABEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+# https://cloud.google.com/resource-manager/docs/creating-managing-projects#before_you_begin
+_PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_REGION_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]{1,2}$")  # us-central1, europe-west4, northamerica-northeast1
+_SERVICE_ACCOUNT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}@[a-z0-9][a-z0-9.-]{0,62}\.gserviceaccount\.com$")
+LAUNCHER_LABEL_PREFIX = "launcher-"  # the job's own labels: launcher-job, launcher-spec
+MAX_LABELS = 64  # per resource (https://cloud.google.com/resource-manager/docs/labels-overview#requirements)
+OWN_LABELS = 2
 _LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _TENSORBOARD_RE = re.compile(r"^projects/[^/]+/locations/[^/]+/tensorboards/[0-9]+$")
 _NETWORK_RE = re.compile(r"^projects/[^/]+/global/networks/[^/]+$")
@@ -87,7 +95,8 @@ ENDINGS: tuple[tuple[str, Ending], ...] = (
     # the entrypoint's exit on the platform's SIGTERM (128 + 15): only a reclaim sends one to a job not cancelled
     (r"non-zero status of 143\b", Ending.PREEMPTED),
     # a stockout: "ZONE_RESOURCE_POOL_EXHAUSTED", "does not have enough resources available", or a quota
-    (r"STOCKOUT|RESOURCE_POOL_EXHAUSTED|not have enough resources|resources are insufficient|^RESOURCE_EXHAUSTED|quota", Ending.CAPACITY),
+    (r"STOCKOUT|RESOURCE_POOL_EXHAUSTED|not have enough resources|resources are insufficient"
+     r"|(^|: )RESOURCE_EXHAUSTED|quota", Ending.CAPACITY),
     (r"^(INTERNAL|UNAVAILABLE|ABORTED):", Ending.NODE_FAILURE),
     (r"non-zero status of \d+|^(INVALID_ARGUMENT|FAILED_PRECONDITION|PERMISSION_DENIED|NOT_FOUND|DEADLINE_EXCEEDED):", Ending.USER_ERROR),
 )
@@ -131,21 +140,42 @@ class GcpOptions(BackendOptions):
     @field_validator("tensorboard")
     @classmethod
     def _tensorboard(cls, value: str | None) -> str | None:
-        if value and not (_TENSORBOARD_RE.match(value) or value.isdigit()):
+        if value and not (_TENSORBOARD_RE.match(value) or re.fullmatch(r"[0-9]{1,30}", value)):  # ASCII: not '٣'
             raise ValueError(f"'{value}' is not a TensorBoard instance; write its ID or projects/P/locations/R/tensorboards/ID")
         return value
 
     @field_validator("service_account")
     @classmethod
     def _account(cls, value: str | None) -> str | None:
-        if value and "@" not in value:
-            raise ValueError(f"'{value}' is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)")
+        if value and not _SERVICE_ACCOUNT_RE.match(value):
+            raise ValueError(f"'{value[:80]}' is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)")
+        return value
+
+    @field_validator("project", "secrets_project")
+    @classmethod
+    def _project(cls, value: str | None) -> str | None:
+        if value is not None and not _PROJECT_RE.match(value):
+            raise ValueError(f"'{value[:40]}' is not a GCP project id: 6-30 lowercase letters, digits and dashes, "
+                             "starting with a letter, not ending with a dash")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not _REGION_RE.match(value):
+            raise ValueError(f"'{value[:40]}' is not a Vertex AI region; write it like us-central1 or europe-west4")
         return value
 
     @field_validator("labels")
     @classmethod
     def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_LABELS - OWN_LABELS:
+            raise ValueError(f"{len(value)} labels; Vertex AI allows {MAX_LABELS} on a job, and the launcher adds "
+                             f"{OWN_LABELS} of its own: keep at most {MAX_LABELS - OWN_LABELS}")
         for key, item in value.items():
+            if key.startswith(LAUNCHER_LABEL_PREFIX):
+                raise ValueError(f"label {key}: {LAUNCHER_LABEL_PREFIX}* labels are the launcher's own (the job "
+                                 "and the spec); choose another key")
             if not _LABEL_RE.match(key) or not _LABEL_VALUE_RE.match(str(item)):
                 raise ValueError(
                     f"label {key}={item} is not valid; keys and values use lowercase letters, digits, '_' and '-' "
@@ -236,6 +266,7 @@ class VertexBackend(CloudBackend):
     def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
         options = self.options(spec)
         _require_location(options)
+        refuse_azure_only(spec, self.name)
         job_name = job_id or spec.name
         notes = [f"parent: {parent_of(options)}"]
         machine = self.machine(spec, options, notes)
@@ -347,15 +378,18 @@ class VertexBackend(CloudBackend):
             )
         plan = stage_local_data(plan)  # a local data folder, uploaded once (content-keyed)
         if plan.secrets:
-            self._store_secrets(plan, options, values)
+            with _vertex_errors("store the job's secrets in Secret Manager"):
+                self._store_secrets(plan, options, values)
         aiplatform = require("google.cloud.aiplatform_v1", "gcp")
         job = aiplatform.CustomJob.from_json(json.dumps(plan.request()))
-        created = self._jobs(options.region).create_custom_job(parent=parent_of(options), custom_job=job)
+        with _vertex_errors(f"create Vertex AI job {plan.job_name}"):
+            created = self._jobs(options.region).create_custom_job(parent=parent_of(options), custom_job=job)
         extra = {"project": options.project, "region": options.region}
         return JobRef(plan.job_name, self.name, created.name, extra)
 
     def status(self, ref: JobRef) -> JobStatus:
-        job = self._jobs(_region_of(ref)).get_custom_job(name=ref.native_id)
+        with _vertex_errors(f"read the status of Vertex AI job {ref.id}"):
+            job = self._jobs(_region_of(ref)).get_custom_job(name=ref.native_id)
         native = job.state.name if hasattr(job.state, "name") else str(job.state)
         state = JOB_STATES.get(native, JobState.UNKNOWN)
         message = job.error.message if job.error and job.error.message else ""
@@ -369,7 +403,8 @@ class VertexBackend(CloudBackend):
         return JobStatus(state, message or native, exit_code, native, ending=ending)
 
     def cancel(self, ref: JobRef) -> None:
-        self._jobs(_region_of(ref)).cancel_custom_job(name=ref.native_id)
+        with _vertex_errors(f"cancel Vertex AI job {ref.id}"):
+            self._jobs(_region_of(ref)).cancel_custom_job(name=ref.native_id)
 
     def logs(self, ref: JobRef, follow: bool = False) -> Iterator[str]:
         """Container output from Cloud Logging; with follow, polls until the job finishes."""
@@ -496,6 +531,67 @@ class VertexBackend(CloudBackend):
 
 
 # ---------------------------------------------------------------- plan pieces
+
+
+# google.rpc status -> the fix a user can apply (https://cloud.google.com/vertex-ai/docs/general/troubleshooting)
+_FIXES = {
+    "RESOURCE_EXHAUSTED": "Request more Vertex AI quota for that machine or GPU in the region (IAM & Admin > Quotas), "
+                          "or choose another gcp.machine_type, accelerator or gcp.region.",
+    "PERMISSION_DENIED": "Grant your account roles/aiplatform.user on gcp.project (and enable the Vertex AI API).",
+    "UNAUTHENTICATED": "Run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS.",
+    "NOT_FOUND": "Check gcp.project and gcp.region, and that the job still exists.",
+    "INVALID_ARGUMENT": "Fix the request's value that the message names (launch --dry-run shows the request).",
+    "FAILED_PRECONDITION": "Do what the message asks first (an API to enable, a resource to create).",
+    "UNAVAILABLE": "Vertex AI is unavailable for now: try again in a minute.",
+    "DEADLINE_EXCEEDED": "Vertex AI did not answer in time: try again in a minute.",
+    "INTERNAL": "Vertex AI failed internally: try again in a minute.",
+}
+# the HTTP error classes google.api_core raises over REST, by the status gRPC would have named
+_HTTP_STATUS = {"TooManyRequests": "RESOURCE_EXHAUSTED", "Forbidden": "PERMISSION_DENIED",
+                "Unauthorized": "UNAUTHENTICATED", "BadRequest": "INVALID_ARGUMENT", "ServiceUnavailable": "UNAVAILABLE",
+                "GatewayTimeout": "DEADLINE_EXCEEDED", "InternalServerError": "INTERNAL"}  # fmt: skip
+_REST_PREFIX = re.compile(r"^[A-Z]+ https?://\S+: ")  # "POST https://...: " before the service's own message
+
+
+@contextlib.contextmanager
+def _vertex_errors(action: str) -> Iterator[None]:
+    """Every Vertex AI and Secret Manager SDK error as one sentence and a fix (a LauncherError, which the CLI prints
+    in one line and a supervised run reads with ENDINGS: a quota refusal is a capacity error, retried elsewhere)."""
+    try:
+        yield
+    except LauncherError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - translated here, in one place, for every SDK call
+        raise _vertex_error(exc, action) from None
+
+
+def _vertex_error(exc: Exception, action: str) -> LauncherError:
+    first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+    if "google.auth" in type(exc).__module__:
+        return LauncherError(f"Could not {action}: no usable GCP credentials ({first}).", _FIXES["UNAUTHENTICATED"])
+    if not (hasattr(exc, "code") and hasattr(exc, "message")):  # not a google.api_core GoogleAPICallError
+        return LauncherError(f"Could not {action}: {first}.",
+                             "Check your network and GCP configuration (gcloud config list).")
+    status = _status_of(exc)
+    message = _REST_PREFIX.sub("", str(exc.message)).splitlines()[0][:300].rstrip(".") if exc.message else first  # type: ignore[attr-defined]
+    fix = _FIXES.get(status, "See the Vertex AI message above.")
+    return LauncherError(f"Could not {action}: {status}: {message}.", fix)
+
+
+def _status_of(exc: Any) -> str:
+    """The google.rpc status of an api_core error, over gRPC or REST (where the error body names it)."""
+    if getattr(exc, "grpc_status_code", None) is not None:
+        return str(exc.grpc_status_code.name)
+    try:
+        status = exc.response.json()["error"]["status"]
+        if isinstance(status, str) and status:
+            return status
+    except Exception:  # noqa: BLE001 - no response, or not JSON: fall back to the class
+        pass
+    for cls in type(exc).__mro__:
+        if cls.__name__ in _HTTP_STATUS:
+            return _HTTP_STATUS[cls.__name__]
+    return str(getattr(exc, "code", "") or type(exc).__name__)
 
 
 def _require_location(options: GcpOptions) -> None:

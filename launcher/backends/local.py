@@ -24,7 +24,9 @@ one, saying why on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,7 +41,7 @@ from launcher.contract import DATA_DIR_VARIABLE, ENTRYPOINT, TIMEOUT_EXIT, Entry
 from launcher.errors import LauncherError, MissingExtraError
 from launcher.estimate.local import local_offers
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan
-from launcher.spec import BUILTIN_DATASETS, JobSpec
+from launcher.spec import BUILTIN_DATASETS, JobSpec, host_system_path, refuse_azure_only
 from launcher.staging.data import CONTENT
 from launcher.staging.image import checked_client
 from launcher.state.jobs import state_dir
@@ -75,6 +77,9 @@ ENDINGS: tuple[tuple[str, Ending], ...] = (
 )
 
 
+_USER_RE = re.compile(r"^(?:[a-z_][a-z0-9_-]{0,31}|[0-9]{1,10})(?::(?:[a-z_][a-z0-9_-]{0,31}|[0-9]{1,10}))?$")
+
+
 class Mount(BackendOptions):
     """A host folder made visible to the container (docker runtime only)."""
 
@@ -89,6 +94,13 @@ class Mount(BackendOptions):
             raise ValueError(f"'{value}' is not an absolute path")
         if ":" in value or "," in value:  # docker reads them as the separators of source:target:mode
             raise ValueError(f"'{value}' has a ':' or ','; docker would read them as separators: mount a folder without them")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _not_the_hosts(cls, value: str) -> str:
+        if (why := host_system_path(value)) is not None:
+            raise ValueError(f"'{value[:80]}' {why}; mount a folder of your own")
         return value
 
 
@@ -111,8 +123,23 @@ class LocalOptions(BackendOptions):
     @field_validator("shm_size")
     @classmethod
     def _shm(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip().lower().rstrip("bkmg").isdigit():
-            raise ValueError(f"'{value}' is not a size; write it like '8g' or '512m'")
+        if value is not None and not re.fullmatch(r"[1-9][0-9]{0,14}[bkmg]?", value.strip().lower()):
+            raise ValueError(f"'{value[:40]}' is not a size; write it like '8g' or '512m'")  # ASCII, as docker reads
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        if value is not None and not _USER_RE.match(value):
+            raise ValueError(f"'{value[:40]}' is not a user; write it as NAME, UID, NAME:GROUP or UID:GID "
+                             "(like '1000:1000')")
+        return value
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir(cls, value: str | None) -> str | None:
+        if value is not None and "\0" not in value and not os.path.isdir(value):
+            raise ValueError(f"'{value[:80]}' is not a folder here; the process runtime runs the job in it")
         return value
 
     @field_validator("gpus", mode="before")
@@ -259,6 +286,9 @@ def _notes(spec: JobSpec, opts: LocalOptions) -> list[str]:
         notes.append("runtime auto: docker if the engine answers and the image exists at submit, else process")
     if spec.resources.gpu_type:
         notes.append(f"resources.gpu_type {spec.resources.gpu_type} is ignored locally: the host's GPUs are used")
+    if spec.resources.cpus or spec.resources.memory:
+        notes.append("resources.cpus and resources.memory choose a cloud machine; locally the job shares the "
+                     "host's CPUs and memory (no limit is set)")
     if not spec.checkpoint.uri:
         notes.append("checkpoint.uri is not set: checkpoints stay in a temporary folder (in the container for docker)")
     return notes
@@ -297,6 +327,7 @@ class LocalBackend(Backend):
 
     def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
         opts: LocalOptions = self.options(spec)  # type: ignore[assignment]
+        refuse_azure_only(spec, self.name)
         job_name = job_id or spec.name
         payload: dict[str, Any] = {"runtime": opts.runtime}
         if opts.runtime in ("auto", "docker"):
@@ -725,6 +756,7 @@ def supervise(job_dir: Path, argv: list[str], max_runtime: float | None = None) 
     """
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    _become_subreaper()
     try:
         proc = subprocess.Popen(argv)
     except OSError as exc:
@@ -734,7 +766,67 @@ def supervise(job_dir: Path, argv: list[str], max_runtime: float | None = None) 
         code = proc.wait(timeout=max_runtime)
     except subprocess.TimeoutExpired:
         code = _time_out(job_dir, proc, max_runtime or 0)
+    if _end_descendants():  # the entrypoint died (SIGKILL, the OOM killer) and left torchrun and the trainer
+        ended = 128 - code if code < 0 else code
+        print(f"[launcher] the entrypoint ended ({ended}); its processes were stopped with it", flush=True)
     return _record_exit(job_dir, 128 - code if code < 0 else code)
+
+
+_PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def _become_subreaper() -> None:
+    """Orphans of the job (torchrun, and the trainer in its own process group, once the entrypoint is SIGKILLed)
+    are re-parented to this supervisor instead of init, so that it can find and stop them (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes  # noqa: PLC0415
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # no prctl: the process-group signal still reaches what stayed in the group
+
+
+def _descendants(root: int) -> list[int]:
+    """The live processes below `root`, from /proc (empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError, ValueError):
+            continue  # it ended meanwhile
+        if state != "Z":
+            children.setdefault(int(ppid), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            found.append(pid)
+            todo.append(pid)
+    return found
+
+
+def _end_descendants(grace: float = STOP_GRACE_S) -> bool:
+    """SIGTERM what the job left running below this supervisor, SIGKILL it after `grace`; reap it. Whether any was."""
+    left = _descendants(os.getpid())
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + (grace if sig == signal.SIGTERM else 5.0)
+        while _descendants(os.getpid()) and time.monotonic() < deadline:
+            _reap()
+            time.sleep(0.1)
+        if not _descendants(os.getpid()):
+            break
+    _reap()
+    return bool(left)
+
+
+def _reap() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
 
 
 def _time_out(job_dir: Path, proc: subprocess.Popen[bytes], max_runtime: float) -> int:

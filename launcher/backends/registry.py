@@ -92,6 +92,13 @@ def check_sections(spec: JobSpec, file: Path | None = None, overrides: Sequence[
     """
     sets = {tuple(parse_set(item)[0]): item for item in overrides}
     _check_fallback(spec, file, sets)
+    for name in spec.plugins:  # validated there, its options would never be used: the backend reads its own section
+        if canonical(name) in BACKEND_SECTIONS:
+            source = sets.get(("plugins", name)) or sets.get(("plugins",))
+            where = f"--set {source}" if source else str(file or "the spec")
+            raise SpecError(f"{where}: plugins.{name}: {name} is a built-in backend, which reads only its own "
+                            f"{canonical(name)}: section.",
+                            f"Move these options to the top-level {canonical(name)}: section.")
     sections = [(name, getattr(spec, name)) for name in BACKEND_SECTIONS] + list(spec.plugins.items())
     for name, values in sections:
         backend = find(name) if values else None

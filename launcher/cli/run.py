@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import click
 
 from launcher.cli.base import echo_json, main
+from launcher.errors import SpecError
 
 __all__ = ["run"]
+
+
+@contextlib.contextmanager
+def _in_file(job_file: str) -> Iterator[None]:
+    """A spec value a backend refuses at plan time ('train.data: ...') is named with the file it is in."""
+    try:
+        yield
+    except SpecError as exc:
+        if exc.message.startswith((str(job_file), "--set")):
+            raise
+        raise SpecError(f"{job_file}: {exc.message}", exc.fix) from None
 
 
 @main.command()
@@ -33,12 +47,15 @@ def run(
     from launcher.api import Launcher
     from launcher.backends import registry
     from launcher.spec import load_spec
+    from launcher.staging.data import check_local_data
     from launcher.state.jobs import new_job_id
 
     spec = load_spec(job_file, overrides)
     registry.check_sections(spec, Path(job_file), overrides)
-    launcher = Launcher(backend=backend)
-    plan = launcher.plan(spec, None if dry_run else new_job_id(spec.name))
+    with _in_file(job_file):
+        check_local_data(spec)  # the dry run refuses what submit would
+        launcher = Launcher(backend=backend)
+        plan = launcher.plan(spec, None if dry_run else new_job_id(spec.name))
     if dry_run:
         click.echo(plan.to_json() if as_json else plan.to_yaml(), nl=not as_json)
         if spec.code is not None:  # what would ship, checked as submit checks it; stderr keeps the plan clean

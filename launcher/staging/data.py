@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from launcher.contract import BUILTIN_DATASETS, CONTENT
-from launcher.errors import LauncherError
+from launcher.errors import LauncherError, SpecError
 from launcher.state.jobs import state_dir
 from launcher.storage import is_remote, open_store
 from launcher.storage.base import Store, sha256_file
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from launcher.spec import JobSpec
 
 __all__ = [
-    "CONTENT", "DATA_FOLDER", "MARKER", "TransferProgress", "content_hash", "data_target", "fill_placeholder", "mentions",
-    "stage_local_data", "upload_folder",
+    "CONTENT", "DATA_FOLDER", "MARKER", "TransferProgress", "check_local_data", "content_hash", "data_target",
+    "fill_placeholder", "mentions", "stage_local_data", "upload_folder",
 ]  # fmt: skip
 
 DATA_FOLDER = "_data"
@@ -58,6 +58,31 @@ def _stderr(message: str) -> None:
 
 def is_local_folder(data: str) -> bool:
     return data not in BUILTIN_DATASETS and "://" not in data and not data.startswith("/gcs/")
+
+
+def check_local_data(spec: "JobSpec") -> None:
+    """A local `train.data` exists and looks like what reads it, before a job mounts it or anything is uploaded:
+    the built-in trainer's ImageFolder (train/ and val/), the ultralytics engine's data.yaml (or a classify
+    ImageFolder), any folder for a program of the user's own. A dry run checks it too."""
+    data = spec.data()
+    if data is None or not is_local_folder(data):
+        return
+    root = Path(data)
+    if not root.exists():
+        raise SpecError(f"train.data: {data} does not exist.", "Create the dataset there, or point train.data at it.")
+    yolo = spec.train.engine == "ultralytics"
+    if yolo and root.is_file() and root.suffix in (".yaml", ".yml"):
+        return
+    if not root.is_dir():
+        raise SpecError(f"train.data: {data} is not a folder.", "Point train.data at the dataset's folder.")
+    if spec.command or ((root / "train").is_dir() and (root / "val").is_dir()):
+        return
+    if yolo and any(root.glob("*.yaml")):
+        return
+    shape = "a YOLO dataset (a data.yaml) or an ImageFolder" if yolo else "an ImageFolder dataset"
+    raise SpecError(f"train.data: {data} is not {shape} (train/ and val/ folders); nothing was uploaded.",
+                        "Point train.data at the dataset's root folder, laid out as <root>/train/<class>/*.jpg and "
+                        "<root>/val/<class>/*.jpg.")
 
 
 def data_target(spec: "JobSpec") -> str | None:
@@ -177,6 +202,7 @@ def stage_local_data(plan: "Plan", log: Log = _stderr, state: Path | None = None
     marker = f"{DATA_FOLDER}/{CONTENT}"
     if target is None or not mentions(plan.payload, marker):
         return plan
+    check_local_data(plan.spec)
 
     if state is None:
         state = state_dir()

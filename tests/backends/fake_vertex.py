@@ -51,6 +51,8 @@ class FakeGoogle:
     secrets: dict[str, list[bytes]] = field(default_factory=dict)
     log_entries: list[dict[str, Any]] = field(default_factory=list)
     logging_status: int = 200
+    # "create" / "get" / "cancel" -> (HTTP code, google.rpc status, message) that call answers with, as Vertex does
+    job_errors: dict[str, tuple[int, str, str]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
@@ -83,6 +85,9 @@ class FakeGoogle:
     # ------------------------------------------------------------ routes
 
     def route(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        call = "create" if _JOBS.match(path) else ("cancel" if path.endswith(":cancel") else "get") if _JOB.match(path) else ""
+        if call in self.job_errors:
+            return _error(*self.job_errors[call])
         if method == "POST" and (m := _JOBS.match(path)):
             return self._create_job(m.group(1), body)
         if (m := _JOB.match(path)) and m.group(1) in self.jobs:

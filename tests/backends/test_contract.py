@@ -26,7 +26,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::U
 OPTIONS: dict[str, dict[str, Any]] = {
     "aws": {"region": "us-east-1", "role_arn": "arn:aws:iam::123456789012:role/SageMakerRole", "secrets_prefix": "p"},
     "gcp": {"project": "demo-project", "region": "us-central1"},
-    "azure": {"subscription_id": "00000000-1111-2222-3333-444444444444", "resource_group": "rg", "workspace": "ws",
+    "azure": {"subscription_id": "00000000-1111-2222-3333-444444444444", "resource_group": "rg", "workspace": "vision-ws",
               "key_vault": "vision-kv", "storage_account": "visiondata"},
     "local": {"runtime": "docker"},
 }  # fmt: skip

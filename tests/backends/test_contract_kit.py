@@ -16,8 +16,9 @@ from tests.backends.test_contract import BACKENDS, OPTIONS, _argv
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = {"aws": "aws.yaml", "gcp": "gcp.yaml", "azure": "azure.yaml", "local": "quickstart.yaml"}
-EXAMPLE_ENV = {"LAUNCHER_BUCKET": "my-bucket", "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/R", "GOOGLE_CLOUD_PROJECT": "p",
-               "AZURE_SUBSCRIPTION_ID": "s", "AZURE_RESOURCE_GROUP": "rg", "AZUREML_WORKSPACE_NAME": "ws"}  # fmt: skip
+EXAMPLE_ENV = {"LAUNCHER_BUCKET": "my-bucket", "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/R", "GOOGLE_CLOUD_PROJECT": "demo-project",
+               "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000", "AZURE_RESOURCE_GROUP": "rg",
+               "AZUREML_WORKSPACE_NAME": "vision-ws"}  # fmt: skip
 
 
 def _raw(name: str) -> dict[str, Any]:

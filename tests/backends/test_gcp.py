@@ -20,7 +20,7 @@ from launcher.backend import Offer
 from launcher.backends.gcp import JOB_STATES, GcpOptions, VertexBackend, secret_id
 from launcher.catalog import load_catalog
 from launcher.errors import LauncherError, SpecError
-from launcher.plan import JobRef, JobState
+from launcher.plan import Ending, JobRef, JobState
 from launcher.runtime import rendezvous
 from launcher.spec import JobSpec, validate_spec
 from tests.backends.fake_vertex import FakeGoogle
@@ -240,7 +240,7 @@ def test_catalog_machines_allow_what_their_instances_list() -> None:
 
 
 def test_offers_are_the_fitting_machines_sorted_by_price() -> None:
-    spec = _with("gcp_1x1_gpu", resources={"gpus": 1, "gpu_type": "T4", "spot": True}, gcp={"project": "p"})
+    spec = _with("gcp_1x1_gpu", resources={"gpus": 1, "gpu_type": "T4", "spot": True}, gcp={"project": "demo-project"})
     offers = VertexBackend().offers(spec)
     assert offers and all(isinstance(o, Offer) and o.gpus == 1 and o.gpu_type == "T4" and o.spot for o in offers)
     assert {o.region for o in offers} == {"us-central1", "europe-west4"}
@@ -530,3 +530,64 @@ def test_lazy_job_clients_use_each_regions_endpoint() -> None:
     assert client.api_endpoint == "europe-west4-aiplatform.googleapis.com"
     assert backend._jobs("europe-west4") is client
     assert backend._jobs("us-central1").api_endpoint == "us-central1-aiplatform.googleapis.com"
+
+
+# ---------------------------------------------------------------- SDK errors, translated in one place (issue 33)
+
+
+@pytest.mark.parametrize(("call", "http", "status", "message", "fragment"), [
+    ("create", 429, "RESOURCE_EXHAUSTED", "Quota exceeded for aiplatform.googleapis.com/custom_model_training_nvidia_t4_gpus",
+     "Request more Vertex AI quota"),
+    ("create", 403, "PERMISSION_DENIED", "Permission 'aiplatform.customJobs.create' denied", "roles/aiplatform.user"),
+    ("create", 400, "INVALID_ARGUMENT", "Invalid machine type n1-standard-x", "launch --dry-run"),
+    ("get", 404, "NOT_FOUND", "CustomJob does not exist", "Check gcp.project"),
+    ("get", 503, "UNAVAILABLE", "The service is currently unavailable", "try again"),
+    ("cancel", 403, "PERMISSION_DENIED", "Permission 'aiplatform.customJobs.cancel' denied", "roles/aiplatform.user"),
+])  # fmt: skip
+def test_vertex_errors_are_one_sentence_and_a_fix(fake: FakeGoogle, call: str, http: int, status: str, message: str,
+                                                  fragment: str) -> None:  # fmt: skip
+    backend = VertexBackend(**_clients(fake))
+    plan = backend.plan(_spec(CASES["gcp_cpu"]), "digits-1")
+    ref = JobRef("digits-1", "gcp", "projects/demo-project/locations/us-central1/customJobs/1000",
+                 {"project": "demo-project", "region": "us-central1"}) if call != "create" else None  # fmt: skip
+    if ref is not None:
+        backend.submit(plan)
+    fake.job_errors[call] = (http, status, message)
+    action = {"create": lambda: backend.submit(plan), "get": lambda: backend.status(ref), "cancel": lambda: backend.cancel(ref)}
+    with pytest.raises(LauncherError) as info:
+        action[call]()
+    assert type(info.value) is LauncherError and "\n" not in str(info.value)
+    assert status in info.value.message and message in info.value.message and fragment in str(info.value.fix)
+
+
+def test_a_quota_refusal_at_create_reads_as_capacity_for_the_supervisor(fake: FakeGoogle) -> None:
+    backend = VertexBackend(**_clients(fake))
+    fake.job_errors["create"] = (429, "RESOURCE_EXHAUSTED", "The following quota metrics exceed quota limits: gpus")
+    with pytest.raises(LauncherError) as info:
+        backend.submit(backend.plan(_spec(CASES["gcp_cpu"]), "digits-1"))
+    assert backend.ending_of(info.value.message) is Ending.CAPACITY
+
+
+@pytest.mark.parametrize("error", ["ResourceExhausted", "PermissionDenied", "NotFound", "ServiceUnavailable",
+                                   "DeadlineExceeded", "InternalServerError", "Unauthenticated", "Forbidden"])
+def test_every_api_core_error_type_is_translated(error: str) -> None:
+    from google.api_core import exceptions
+
+    from launcher.backends.gcp import _vertex_errors
+
+    with pytest.raises(LauncherError) as info, _vertex_errors("create Vertex AI job x"):
+        raise getattr(exceptions, error)("it went wrong")
+    assert info.value.message.startswith("Could not create Vertex AI job x: ") and "it went wrong" in info.value.message
+    assert info.value.fix and "See the Vertex AI message" not in info.value.fix, (error, info.value)
+
+
+def test_credentials_and_network_errors_are_translated() -> None:
+    from google.auth import exceptions
+
+    from launcher.backends.gcp import _vertex_errors
+
+    with pytest.raises(LauncherError, match="no usable GCP credentials") as info, _vertex_errors("create Vertex AI job x"):
+        raise exceptions.DefaultCredentialsError("Could not automatically determine credentials")
+    assert "gcloud auth application-default login" in str(info.value.fix)
+    with pytest.raises(LauncherError, match="Could not create Vertex AI job x: connection refused"), _vertex_errors("create Vertex AI job x"):
+        raise ConnectionError("connection refused")

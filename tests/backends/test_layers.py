@@ -40,7 +40,7 @@ def test_loading_a_spec_imports_no_backend_module() -> None:
         "import sys\n"
         "from pathlib import Path\n"
         "from launcher.spec import load_spec\n"
-        "load_spec(Path('examples/gcp.yaml'), environ={'GOOGLE_CLOUD_PROJECT': 'p'})\n"
+        "load_spec(Path('examples/gcp.yaml'), environ={'GOOGLE_CLOUD_PROJECT': 'demo-project'})\n"
         "print(sorted(m for m in sys.modules if m == 'launcher.backends' or m.startswith('launcher.backends.') or m == 'launcher.backends.registry'))\n"
     )
     assert _printed_by(code) == "[]"

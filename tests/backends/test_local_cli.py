@@ -23,6 +23,8 @@ def _job(tmp_path: Path, text: str) -> str:
 
 def test_dry_run_prints_the_local_plan_as_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # relative data paths resolve against the working directory
+    for part in ("train", "val"):  # a dry run refuses a data folder that is not a dataset (issue 33)
+        (tmp_path / "data" / part).mkdir(parents=True)
     job = _job(tmp_path, "name: quick\ntrain: {epochs: 2, data: data}\nlocal: {runtime: docker}\n")
     result = _launch(job, "--dry-run", "-b", "local")
     assert result.exit_code == 0, result.output

@@ -83,7 +83,7 @@ def _spec(name: str, tmp_path: Path, **raw: Any) -> Any:
         "resources": {"nodes": 2, "gpus": 0},
         "checkpoint": {"uri": "az://checkpoints/runs"},
         "azure": {"subscription_id": "00000000-0000-0000-0000-000000000000", "resource_group": "rg",
-                  "workspace": "ws", "compute": "cpu-cluster", "storage_account": AZURITE_ACCOUNT},
+                  "workspace": "conf-ws", "compute": "cpu-cluster", "storage_account": AZURITE_ACCOUNT},
         **raw,
     }, None, tmp_path)  # fmt: skip
 

@@ -38,16 +38,16 @@ BASES: dict[str, dict[str, Any]] = {
     },
     "gcp": {
         **COMMON,
-        "image": "us-central1-docker.pkg.dev/proj/launcher/torch-launcher-train:latest",
+        "image": "us-central1-docker.pkg.dev/demo-project/launcher/torch-launcher-train:latest",
         "checkpoint": {"uri": "gs://bucket/ckpt"},
-        "gcp": {"project": "proj", "region": "us-central1"},
+        "gcp": {"project": "demo-project", "region": "us-central1"},
     },
     "azure": {
         **COMMON,
         "image": "myacr.azurecr.io/torch-launcher-train:latest",
         "checkpoint": {"uri": "az://checkpoints/runs"},
         "azure": {"subscription_id": "00000000-0000-0000-0000-000000000000", "resource_group": "rg",
-                  "workspace": "ws", "storage_account": "visiondata"},  # fmt: skip
+                  "workspace": "vision-ws", "storage_account": "visiondata"},  # fmt: skip
     },
 }
 ENV = {"LAUNCHER_STATE_DIR": "", "AWS_REGION": "us-east-1"}  # LAUNCHER_STATE_DIR set per test

@@ -143,7 +143,8 @@ def test_examples_load_and_plan(path: Path) -> None:
     from launcher.api import Launcher
 
     needed = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", path.read_text()))
-    realistic = {"AWS_REGION": "us-east-1", "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/SageMakerRole"}
+    realistic = {"AWS_REGION": "us-east-1", "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/SageMakerRole",
+                 "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000"}  # checked as a GUID (issue 33)
     environ = {name: realistic.get(name, f"example-{name.lower().replace('_', '-')}") for name in needed}
     spec = load_spec(path, environ=environ)
     backend = "local" if path.parent.name == "own_program" else EXAMPLE_BACKENDS[path.name]

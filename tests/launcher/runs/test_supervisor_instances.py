@@ -180,7 +180,8 @@ def test_no_alternatives_where_the_spec_names_the_instance_or_for_local(tmp_path
 
 def _cloud(cloud: str, resources: dict[str, Any]) -> tuple[CloudBackend, JobSpec]:
     sections = {"aws": AWS, "gcp": {"project": "demo-project", "region": "us-central1"},
-                "azure": {"subscription_id": "0000", "resource_group": "rg", "workspace": "ws", "region": "eastus"}}  # fmt: skip
+                "azure": {"subscription_id": "00000000-0000-0000-0000-000000000000", "resource_group": "rg", "workspace": "vision-ws",
+                          "region": "eastus"}}  # fmt: skip
     made = {"aws": SageMakerBackend, "gcp": VertexBackend, "azure": AzureMLBackend}[cloud](catalog=load_catalog(cloud), pushed_image="")
     raw = {"name": "alt", "image": "registry.example/train:1", "resources": resources, cloud: sections[cloud]}
     return made, JobSpec.model_validate(raw)
