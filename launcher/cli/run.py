@@ -42,9 +42,9 @@ def run(
     if dry_run:
         click.echo(plan.to_json() if as_json else plan.to_yaml(), nl=not as_json)
         if spec.code is not None:  # what would ship, checked as submit checks it; stderr keeps the plan clean
-            from launcher.code import collect
+            from launcher.code import collect_for
 
-            click.echo(collect(spec.code).summary(), err=True)
+            click.echo(collect_for(spec).summary(), err=True)
         return
     if spec.recovery is not None:  # a supervised run: it submits (and budgets) each attempt itself
         if launcher.backend.name != "local" and not yes and sys.stdin.isatty():

@@ -235,3 +235,76 @@ def test_an_unchanged_folder_is_not_even_archived_again_and_a_touched_one_is_che
     (tmp_path / "store" / "_code" / f"{first}.tar.gz").unlink()  # the store lost it: sent again
     assert ship(collect(CodeConfig(dir=str(root))), target, logs.append, known=known) == first
     assert (tmp_path / "store" / "_code" / f"{first}.tar.gz").exists()
+
+
+# ------------------------------------------------------------------ the launcher's own folders never ship (issue 34)
+
+
+def _archive_names(plan) -> list[str]:  # type: ignore[no-untyped-def]
+    argv = plan.request()["process"]["argv"]
+    with tarfile.open(argv[argv.index("--code") + 1]) as tar:
+        return sorted(tar.getnames())
+
+
+def test_the_store_inside_the_code_folder_never_ships(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README's pattern, `code: .` with `checkpoint.uri: runs`, run from the spec's folder: the second archive
+    once carried the first, the lease and the checkpoints, and a big last.pt then refused the submit."""
+    from launcher.api import Launcher
+
+    project = _tree(tmp_path / "project", {
+        "job.yaml": "name: prog\ncode: {dir: ., max_size: 200KiB}\ncommand: [python, train.py]\n"
+                    "checkpoint: {uri: runs}\n",
+        "train.py": "print('hi')\n", "lib/helper.py": "X = 1\n",
+    })  # fmt: skip
+    monkeypatch.chdir(project)
+    spec = load_spec("job.yaml")
+    first = stage_code(Launcher(backend="local").plan(spec), log=lambda _m: None)
+    assert _archive_names(first) == ["job.yaml", "lib/helper.py", "train.py"]
+    run = project / "runs" / "prog"  # what a run leaves in its store
+    _tree(run, {"lease.json": "{}", "manifest.json": "{}", "manifests/00000001.json": "{}",
+                "files/00000001/last.pt": b"w" * 300_000})  # fmt: skip
+    second = stage_code(Launcher(backend="local").plan(load_spec("job.yaml")), log=lambda _m: None)
+    assert _archive_names(second) == ["job.yaml", "lib/helper.py", "train.py"]
+    assert _archive_names(second) == _archive_names(first)
+    result = CliRunner().invoke(main, ["run", "job.yaml", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "code: " in result.stderr and ": 3 files" in result.stderr
+    assert "left out: runs/ (the checkpoint store, checkpoint.uri" in result.stderr
+    assert "runs/_code" not in result.stderr and "last.pt" not in result.stderr
+
+
+def test_the_state_folder_the_data_cache_and_an_old_store_never_ship(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    project = _tree(tmp_path / "project", {
+        "train.py": "", ".state/jobs.db": "x", ".cache/datasets/remote/a/x.jpg": "x",
+        "old-store/_code/abc.tar.gz": "x", "old-store/prog/manifest.json": "{}",  # a store of an earlier checkpoint.uri
+        "results/prog/manifest.json": "{}", "results/prog/manifests/00000001.json": "{}",  # a run folder on its own
+        "data/train/a/1.jpg": "x",  # data is the user's to exclude: it ships unless ignored
+    })  # fmt: skip
+    monkeypatch.setenv("LAUNCHER_STATE_DIR", str(project / ".state"))
+    monkeypatch.setenv("LAUNCHER_DATA_DIR", str(project / ".cache" / "datasets"))
+    spec = validate_spec({"name": "prog", "code": ".", "command": ["python", "train.py"],
+                          "checkpoint": {"uri": "s3://bucket/ckpts"}}, project / "job.yaml", tmp_path)  # fmt: skip
+    from launcher.code import collect_for
+
+    files = collect_for(spec)
+    assert [e.path for e in files.entries] == ["data/train/a/1.jpg", "train.py"]
+    assert dict(files.left_out) == {
+        ".cache/datasets": "the launcher's dataset cache, $LAUNCHER_DATA_DIR",
+        ".state": "the launcher's state folder, $LAUNCHER_STATE_DIR",
+        "old-store": "a checkpoint store: it holds _code/",
+        "results/prog": "a run folder of a checkpoint store: it holds manifest.json",
+    }
+    assert "left out: .state/ (the launcher's state folder" in files.summary()
+
+
+def test_a_store_that_is_the_code_folder_keeps_its_own_parts(tmp_path: Path) -> None:
+    project = _tree(tmp_path / "p", {"train.py": "", "_code/abc.tar.gz": "x", "_data/abc/x": "x",
+                                     "prog/manifest.json": "{}", "prog/manifests/1.json": "{}"})  # fmt: skip
+    spec = validate_spec({"name": "prog", "code": ".", "command": ["python", "train.py"],
+                          "checkpoint": {"uri": str(project)}}, project / "job.yaml", tmp_path)  # fmt: skip
+    from launcher.code import collect_for
+
+    files = collect_for(spec)
+    assert [e.path for e in files.entries] == ["train.py"]
+    assert [p for p, _ in files.left_out] == ["_code", "_data", "prog"]
