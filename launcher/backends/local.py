@@ -75,7 +75,7 @@ ENDINGS: tuple[tuple[str, Ending], ...] = (
 class Mount(BackendOptions):
     """A host folder made visible to the container (docker runtime only)."""
 
-    source: str = Field(description="absolute host path")
+    source: str = Field(description="host path (a relative one is read from the spec file's folder)")
     target: str = Field(description="absolute path inside the container")
     read_only: bool = Field(True, description="mount read-only (default)")
 
@@ -103,7 +103,8 @@ class LocalOptions(BackendOptions):
     user: str | None = Field(None, description="run the container as this user, like '1000:1000' (default: the submitting user's uid:gid)")
     network: str | None = Field(None, description="docker network mode, like 'host' (default: bridge)")
     python: str = Field("python", description="interpreter of the process runtime; 'python' = the one running launch")
-    workdir: str | None = Field(None, description="working directory of the process runtime (default: the current one)")
+    workdir: str | None = Field(None, description="working directory of the process runtime (default: the current one; "
+                                                 "a relative one is read from the spec file's folder)")
 
     @field_validator("shm_size")
     @classmethod
