@@ -73,6 +73,9 @@ class Launcher:
         this raise RunBusyError naming that job, unless `force` (take it over; that job stops uploading).
         `attempt`: the supervised run (launcher.recovery) this job is an attempt of, recorded with it."""
         plan = spec_or_plan if isinstance(spec_or_plan, Plan) else self.plan(spec_or_plan, new_job_id(spec_or_plan.name))
+        from launcher.storage.upload import check_local_data  # noqa: PLC0415
+
+        check_local_data(plan.spec)  # before anything is claimed: a missing folder is a typo, not a job
         # read once, here, before anything is claimed or recorded; the values never enter the plan
         secrets = secret_values(plan.secrets, os.environ if self._environ is None else self._environ)
         run = self._claim_run(plan, force)  # before the hooks: --resume-from writes into the run folder

@@ -36,18 +36,20 @@ names the archive with the CONTENT placeholder, which `stage_code` fills in.
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import hashlib
 import io
 import json
 import os
+import re
 import stat
 import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from launcher.contract import CODE_FOLDER, code_archive
 from launcher.errors import LauncherError
@@ -57,8 +59,8 @@ if TYPE_CHECKING:
     from launcher.plan import Plan
     from launcher.spec import CodeConfig, JobSpec
 
-__all__ = ["CodeFiles", "CREDENTIAL_PATTERNS", "collect", "collect_for", "never_ship", "write_archive", "code_target",
-           "stage_code", "ship"]
+__all__ = ["CodeFiles", "CREDENTIAL_PATTERNS", "collect", "collect_for", "never_ship", "program_of", "check_command",
+           "write_archive", "code_target", "stage_code", "ship"]
 
 IGNORE_FILES = (".gitignore", ".launcherignore")
 NEVER = (".git",)  # folders that never ship, whatever the ignore files say
@@ -181,10 +183,76 @@ def never_ship(spec: "JobSpec", environ: Mapping[str, str] | None = None) -> dic
 
 
 def collect_for(spec: "JobSpec", environ: Mapping[str, str] | None = None) -> CodeFiles:
-    """`collect(spec.code)` less the launcher's own folders (`never_ship`): what submit ships and a dry run shows."""
+    """`collect(spec.code)` less the launcher's own folders (`never_ship`): what submit ships and a dry run shows.
+    The program `command:` names must be among them (`check_command`)."""
     if spec.code is None:
         raise LauncherError("this job has no code: to ship.", "Set code: to the folder that holds your program.")
-    return collect(spec.code, never_ship(spec, environ))
+    files = collect(spec.code, never_ship(spec, environ))
+    check_command(spec.command or [], files)
+    return files
+
+
+_PYTHON = re.compile(r"^python(3(\.\d+)?)?$")
+_SHELLS = ("bash", "sh")
+_PYTHON_VALUE_OPTIONS = ("-W", "-X", "-Q")  # python's options that take the next word as their value
+
+
+def program_of(command: Sequence[str]) -> tuple[str, str] | None:
+    """("file", path) or ("module", name) of the program a command runs from the code folder, when it names one:
+    `python [opts] train.py ...`, `python -m pkg.mod`, `bash run.sh`, `./run.sh`; else None (`-c`, an absolute
+    path or a bare command: the image's)."""
+    if not command:
+        return None
+    first, base = command[0], command[0].rsplit("/", 1)[-1]
+    if _PYTHON.match(base) or base in _SHELLS:
+        words = iter(command[1:])
+        for word in words:
+            if word == "-c":
+                return None
+            if word == "-m" and _PYTHON.match(base):
+                name = next(words, "")
+                return ("module", name) if name else None
+            if word in _PYTHON_VALUE_OPTIONS and _PYTHON.match(base):
+                next(words, None)
+            elif not word.startswith("-"):
+                return _relative_file(word)
+        return None
+    return _relative_file(first) if "/" in first else None
+
+
+def _relative_file(word: str) -> tuple[str, str] | None:
+    if word.startswith(("/", "~")) or "$" in word:
+        return None  # a path in the image, or one the shell fills in
+    return ("file", os.path.normpath(word).replace(os.sep, "/"))
+
+
+def check_command(command: Sequence[str], files: CodeFiles) -> None:
+    """A misspelled or left-out program fails here, at the dry run and before submit, not after a (paid)
+    start-up: the file `command:` runs must be among the files that ship."""
+    found = program_of(command)
+    if found is None:
+        return
+    kind, name = found
+    shipped = {e.path for e in files.entries}
+    if kind == "module":
+        parts = name.split(".")
+        if not ({parts[0], parts[0] + ".py"} & {p.split("/")[0] for p in shipped}):
+            return  # a module of the image's (torch.distributed.run, ...), not of this folder
+        path = "/".join(parts)
+        candidates = (f"{path}.py", f"{path}/__main__.py", f"{path}/__init__.py")
+        if any(c in shipped for c in candidates):
+            return
+        missing, known = f"module {name}", sorted(p.removesuffix(".py").replace("/", ".") for p in shipped)
+    else:
+        if name in shipped:
+            return
+        missing, known = name, sorted(shipped)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    left_out = kind == "file" and (files.root / name).is_file()
+    why = " (it is there, but an ignore file or code.exclude leaves it out)" if left_out else ""
+    raise LauncherError(f"command: {missing} is not among the files that ship from {files.root}{why}.",
+                        f"{hint}Fix the name in command:, relative to the code folder, where the command runs.")
 
 
 def collect(config: "CodeConfig", leave_out: Mapping[Path, str] | None = None) -> CodeFiles:

@@ -40,11 +40,17 @@ def run(
     launcher = Launcher(backend=backend)
     plan = launcher.plan(spec, None if dry_run else new_job_id(spec.name))
     if dry_run:
-        click.echo(plan.to_json() if as_json else plan.to_yaml(), nl=not as_json)
+        from launcher.storage.upload import check_local_data
+
+        check_local_data(spec)  # what submit would refuse, the dry run refuses too
+        shipped = None
         if spec.code is not None:  # what would ship, checked as submit checks it; stderr keeps the plan clean
             from launcher.code import collect_for
 
-            click.echo(collect_for(spec).summary(), err=True)
+            shipped = collect_for(spec).summary()
+        click.echo(plan.to_json() if as_json else plan.to_yaml(), nl=not as_json)
+        if shipped is not None:
+            click.echo(shipped, err=True)
         return
     if spec.recovery is not None:  # a supervised run: it submits (and budgets) each attempt itself
         if launcher.backend.name != "local" and not yes and sys.stdin.isatty():

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from launcher.spec import JobSpec
 
 __all__ = [
-    "CONTENT", "DATA_FOLDER", "MARKER", "Progress", "content_hash", "data_target", "fill_placeholder", "mentions",
+    "CONTENT", "DATA_FOLDER", "MARKER", "Progress", "check_local_data", "content_hash", "data_target", "fill_placeholder", "mentions",
     "stage_local_data", "upload_folder",
 ]  # fmt: skip
 
@@ -59,6 +59,17 @@ def is_local_folder(data: str) -> bool:
     from launcher.spec import BUILTIN_DATASETS  # noqa: PLC0415
 
     return data not in BUILTIN_DATASETS and "://" not in data and not data.startswith("/gcs/")
+
+
+def check_local_data(spec: "JobSpec") -> None:
+    """A local `train.data` that is not there fails the dry run and the submit, not the job's start."""
+    data = spec.data()
+    if data is None or not is_local_folder(data) or Path(data).exists():
+        return
+    raise LauncherError(
+        f"train.data {data} does not exist.",
+        "Fix the path (a relative one is read from the spec file's folder), or give an s3://, gs:// or az:// URI.",
+    )
 
 
 def data_target(spec: "JobSpec") -> str | None:

@@ -22,7 +22,8 @@ def _job(tmp_path: Path, text: str) -> str:
 
 
 def test_dry_run_prints_the_local_plan_as_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # relative data paths resolve against the working directory
+    monkeypatch.chdir(tmp_path)  # relative data paths resolve against the spec file's folder (here, too)
+    (tmp_path / "data").mkdir()  # a data folder that is not there fails the dry run
     job = _job(tmp_path, "name: quick\ntrain: {epochs: 2, data: data}\nlocal: {runtime: docker}\n")
     result = _launch(job, "--dry-run", "-b", "local")
     assert result.exit_code == 0, result.output

@@ -308,3 +308,50 @@ def test_a_store_that_is_the_code_folder_keeps_its_own_parts(tmp_path: Path) -> 
     files = collect_for(spec)
     assert [e.path for e in files.entries] == ["train.py"]
     assert [p for p, _ in files.left_out] == ["_code", "_data", "prog"]
+
+
+# ------------------------------------------------------------------ mistakes found at the dry run (issue 34)
+
+
+@pytest.mark.parametrize("command, program", [
+    (["python", "train.py", "--epochs", "3"], ("file", "train.py")),
+    (["python3", "-u", "-W", "ignore", "./src/train.py"], ("file", "src/train.py")),
+    (["python", "-m", "pkg.main"], ("module", "pkg.main")),
+    (["bash", "run.sh"], ("file", "run.sh")),
+    (["./run.sh", "x"], ("file", "run.sh")),
+    (["python", "-c", "print(1)"], None),
+    (["python", "/opt/app/train.py"], None),
+    (["torchrun", "train.py"], None),
+])  # fmt: skip
+def test_the_program_a_command_runs(command: list[str], program: tuple[str, str] | None) -> None:
+    from launcher.code import program_of
+
+    assert program_of(command) == program
+
+
+def test_a_misspelled_script_fails_the_dry_run_with_the_closest_name(tmp_path: Path) -> None:
+    _tree(tmp_path, {"job.yaml": "name: prog\ncode: .\ncommand: [python, trian.py]\ncheckpoint: {uri: runs}\n",
+                     "train.py": "", "pkg/__init__.py": "", "pkg/main.py": "", "secret.py": "",
+                     ".launcherignore": "secret.py\n"})  # fmt: skip
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "job.yaml"), "--dry-run"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"command: trian.py is not among the files that ship from {tmp_path}." in result.stderr
+    assert "did you mean train.py?" in result.stderr and result.stdout == ""
+    for command, ok in (("[python, -m, pkg.main]", True), ("[python, -m, pkg.mian]", False),
+                        ("[python, -m, torch.distributed.run]", True), ("[python, secret.py]", False)):  # fmt: skip
+        (tmp_path / "job.yaml").write_text(f"name: prog\ncode: .\ncommand: {command}\ncheckpoint: {{uri: runs}}\n")
+        result = CliRunner().invoke(main, ["run", str(tmp_path / "job.yaml"), "--dry-run"])
+        assert (result.exit_code == 0) == ok, (command, result.output)
+    assert "secret.py" in result.stderr and "an ignore file or code.exclude leaves it out" in result.stderr
+
+
+def test_a_local_data_folder_that_is_not_there_fails_the_dry_run_and_the_submit(tmp_path: Path) -> None:
+    from launcher.api import Launcher
+
+    _tree(tmp_path, {"job.yaml": "name: d\ntrain: {data: datta}\ncheckpoint: {uri: runs}\n", "data/train/a/1.png": ""})
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "job.yaml"), "--dry-run"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert f"train.data {tmp_path / 'datta'} does not exist." in result.stderr
+    with pytest.raises(LauncherError, match="does not exist"):
+        Launcher(backend="local").submit(load_spec(tmp_path / "job.yaml"))
+    assert not (tmp_path / "runs").exists(), "nothing claimed or written"

@@ -231,3 +231,19 @@ def test_every_node_restores_the_checkpoint_but_only_node_0_syncs_and_holds_the_
         if syncer is not None:
             syncer.close(grace=10)
     assert not (store_root / "r" / LEASE).exists(), "the lease is released when the job ends"
+
+
+def test_data_it_cannot_list_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """Issue 34: `s3://` data without credentials gave a 25-line traceback from the image's entrypoint."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_EC2_METADATA_DISABLED="true", LAUNCHER_DATA_DIR=str(tmp_path / "data"))  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "launcher.runtime.entrypoint", "--run-name", "r", "--save-dir", str(tmp_path / "out"),
+         "--nproc", "1", "--", "train", "data=s3://my-bucket/data", "epochs=1"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "[launcher] error: Could not list the training data at s3://my-bucket/data: NoCredentialsError: Unable to "
+        "locate credentials. Check the URI and that this machine (or the job) has credentials to read it."]
