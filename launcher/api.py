@@ -60,7 +60,7 @@ class Launcher:
 
     def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
         registry.check_sections(spec)  # every backend section, not only this backend's
-        notes = check_features(self.backend, spec)
+        notes = (*check_features(self.backend, spec), *spec.train.unused())
         if spec.code is not None:
             from launcher.code import code_target  # noqa: PLC0415
 

@@ -332,6 +332,19 @@ class TrainConfig(_Model):
             return 16
         return self.batch
 
+    def unused(self) -> list[str]:
+        """Keys the spec sets that this run will never use, each in one line with the fix (no error: the run
+        is valid). Ultralytics turns mosaic off for the last `close_mosaic` epochs (default 10), so a run of
+        that many epochs or fewer never uses `mosaic`."""
+        if self.engine != "ultralytics" or not self.mosaic:
+            return []
+        closing = 10 if self.close_mosaic is None else self.close_mosaic
+        if self.epochs > closing:
+            return []
+        return [f"train.mosaic {self.mosaic:g} is never used: Ultralytics turns mosaic off for the last close_mosaic "
+                f"({closing}) epochs and this run has {self.epochs}; set close_mosaic below {self.epochs} to use it, "
+                "or remove mosaic"]
+
     def yolo_task(self) -> str:
         """The Ultralytics task: train.task, else the model name's suffix (-seg, -cls, -pose, -obb), else detect."""
         return self.task or yolo_task_of(self.model)
@@ -1024,18 +1037,20 @@ def format_validation_error(
 
     Further problems are counted and their keys named, so the line stays one line.
     """
-    problems = []
+    problems: list[tuple[str, str, str]] = []
     for err in exc.errors():
         loc = tuple(str(part) for part in err["loc"])
         full = (*prefix, *loc)
         where = ".".join(full)[:200] or "(top level)"
         source = _source(full, file, sets or {})
         reason = _reason(err, model, loc).replace("\n", " ")[:300]
-        problems.append((where, f"{source}: {where}: {reason}" if source else f"{where}: {reason}"))
+        hint = re.search(r"; (did you mean '[^']*'\?)$", reason)  # every typo gets its suggestion, not the first only
+        problems.append((where, f"{source}: {where}: {reason}" if source else f"{where}: {reason}",
+                         f" ({hint.group(1)})" if hint else ""))  # fmt: skip
     first = problems[0][1]
     if len(problems) == 1:
         return first
-    others = ", ".join(where for where, _ in problems[1:4]) + (", ..." if len(problems) > 4 else "")
+    others = ", ".join(where + hint for where, _, hint in problems[1:4]) + (", ..." if len(problems) > 4 else "")
     return f"{first} (and {len(problems) - 1} more: {others})"
 
 
