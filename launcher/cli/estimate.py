@@ -166,15 +166,19 @@ def _cloud_cpu_without_figure(r) -> bool:  # type: ignore[no-untyped-def]
 
 
 def _print_rows(rows, spec, show_all: bool = False, job_file: str = "JOB.yaml") -> None:  # type: ignore[no-untyped-def]
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    table = Table(*COLUMNS, box=None)
     shown = _shown(rows, show_all)
-    for r in shown:
-        table.add_row(*_cells(r))
     out = console()
-    out.width = max(out.width, 180)  # a table this wide is unreadable folded into 80 columns
+    names, cells, dropped = _fit(COLUMNS, [_cells(r) for r in shown], out.width)
+    # names a user types (backend, instance) are never cut; what is left of the width goes to the others
+    table = Table(*(Column(n, min_width=9) if n in ("", "GPUs") else Column(n, no_wrap=True) for n in names),
+                  box=None, pad_edge=False)  # fmt: skip
+    for row in cells:
+        table.add_row(*row)
     out.print(table)
+    if dropped:
+        out.print(f"(a {out.width}-column terminal: {', '.join(dropped)} left out; a wider one or --json shows them)")
     hidden = sum(1 for r in rows if r.ok) - len(shown)
     if hidden:
         out.print(f"{hidden} more options (larger instances of the same GPU type): --all shows them")
@@ -199,21 +203,51 @@ def _print_rows(rows, spec, show_all: bool = False, job_file: str = "JOB.yaml") 
 
 
 # total time = startup + staging + training (training here includes validation and expected spot restarts)
-COLUMNS = ("backend", "instance", "GPUs", "$/h", "startup", "staging", "training", "total time", "total cost", "throughput",
+COLUMNS = ("backend", "instance", "region", "GPUs", "$/h all nodes", "startup", "staging", "training", "total time", "total cost", "throughput",
            "catalog", "")  # fmt: skip
+
+
+# The columns a narrow terminal leaves out first, then the ranges of the totals; the rest always shows.
+_OPTIONAL = ("catalog", "throughput", "region", "staging", "startup", "training", "$/h all nodes")
+
+
+def _fit(names: tuple[str, ...], cells: list[tuple[str, ...]], width: int) -> tuple[list[str], list[list[str]], list[str]]:
+    """The columns that fit `width` (each as wide as its widest cell, 2 columns of padding), dropping _OPTIONAL
+    ones in order, then the totals' ranges; returns (names, cells, what was left out)."""
+    keep, rows, dropped = list(names), [list(c) for c in cells], []
+
+    def needed() -> int:  # the marks column (no header) folds: a dozen columns of it are enough
+        return sum(min(max([len(n), *(len(r[i]) for r in rows)]), 12 if n == "" else 999) + 2 for i, n in enumerate(keep))
+
+    for name in _OPTIONAL:
+        if needed() <= width:
+            break
+        i = keep.index(name)
+        keep.pop(i)
+        for r in rows:
+            r.pop(i)
+        dropped.append(name)
+    if needed() > width:
+        for name in ("total time", "total cost"):
+            i = keep.index(name)
+            keep[i] = name.removeprefix("total ")
+            for r in rows:
+                r[i] = r[i].split(" (")[0]
+        dropped.append("the totals' ranges")
+    return keep, rows, dropped
 
 
 def _cells(r) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
     o = r.offer
     gpus = f"{o.nodes}x{o.gpus} {o.gpu_type or ''}".strip() if o.gpus else ("CPU" if o.nodes == 1 else f"{o.nodes}x CPU")
-    inst = f"{o.instance}{' spot' if o.spot else ''}" + (f" {o.region}" if o.region else "")
+    inst = f"{o.instance}{' spot' if o.spot else ''}"
     total = f"{_hms(r.total_s)} ({_hms(r.time_range[0])}-{_hms(r.time_range[1])})"
     cost = f"{_money(r.cost)} ({_money(r.cost_range[0])}-{_money(r.cost_range[1])})"
     source = f"{r.source} {r.images_per_s:.0f} img/s" + ("/GPU" if o.gpus else "")
     marks = ", ".join([*r.marks, *([] if r.within_limits else ["over limits"])])
     training = _hms(r.training_s + r.validation_s + r.interruption_s)
     price = _money(o.price_per_hour * o.nodes)
-    return (o.backend, inst, gpus, price, _hms(r.startup_s), _hms(r.staging_s), training, total, cost, source,
+    return (o.backend, inst, o.region or "-", gpus, price, _hms(r.startup_s), _hms(r.staging_s), training, total, cost, source,
             r.catalog_date or "-", marks.strip())  # fmt: skip
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import click
 
@@ -48,10 +49,13 @@ def status(job_id: str | None, as_json: bool) -> None:
     from launcher.progress import for_record
 
     progress = for_record(record)
-    if as_json:
-        echo_json({"id": job.id, "backend": record.backend, "native_id": record.native_id, "state": st.state.value,
-                   "message": st.message, "exit_code": st.exit_code, "details": dict(st.details),
-                   "progress": progress.to_dict() if progress else None})  # fmt: skip
+    if as_json:  # everything the plain output shows, and more: a supervised run's attempts and total
+        out = {"id": job.id, "backend": record.backend, "native_id": record.native_id, "state": st.state.value,
+               "message": st.message, "exit_code": st.exit_code, "details": dict(st.details),
+               "progress": progress.to_dict() if progress else None}  # fmt: skip
+        if record.run_id:
+            out["run"] = _run_dict(job.jobs, record.run_id)
+        echo_json(out)
         return
     if record.run_id:
         _run_status(job.jobs, record.run_id)
@@ -61,29 +65,51 @@ def status(job_id: str | None, as_json: bool) -> None:
         click.echo(progress.line())
 
 
+def _run_dict(jobs, run_id: str) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    """A supervised run as `launch status RUN` shows it: its state, each attempt's row, the total cost."""
+    run, attempts = jobs.run(run_id), jobs.attempts(run_id)
+    rows, before = [], 0
+    for a in attempts:
+        epoch = a.metrics.get("epoch")
+        rows.append({"attempt": a.attempt, "backend": a.backend, "instance": a.instance, "job": a.id,
+                     "native_id": a.native_id, "state": a.state.value, "ending": a.ending,
+                     "epochs_from": before if epoch is not None else None, "epochs_to": epoch,
+                     "seconds": ((a.finished_at or time.time()) - a.submitted_at) if a.native_id else None,
+                     "cost": a.cost()})  # fmt: skip
+        before = epoch if epoch is not None else before
+    return {"id": run.id, "state": run.state, "message": run.message, "attempts": rows,
+            "total_cost": sum(a.cost() or 0.0 for a in attempts),
+            "max_cost": (run.spec.get("limits") or {}).get("max_cost")}  # fmt: skip
+
+
 def _run_status(jobs, run_id: str) -> None:  # type: ignore[no-untyped-def]
     """A supervised run: its state, then one line per attempt, then its total cost."""
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from launcher.progress import fmt_duration
 
-    run, attempts = jobs.run(run_id), jobs.attempts(run_id)
-    click.echo(f"run {run.id}  {run.state}" + (f"  {run.message}" if run.message else ""))
-    chosen = any(a.instance for a in attempts)  # the instance column only where the supervisor chose one (a cloud catalog)
-    table = Table("attempt", "backend", *(["instance"] if chosen else []), "job", "state", "ending", "epochs", "time", "cost", box=None)
-    before = 0
+    run = _run_dict(jobs, run_id)
+    attempts = run["attempts"]
+    click.echo(f"run {run['id']}  {run['state']}" + (f"  {run['message']}" if run["message"] else ""))
+    chosen = any(a["instance"] for a in attempts)  # the instance column only where the supervisor chose one
+    table = Table("attempt", "backend", *(["instance"] if chosen else []), _id_column("job", [a["job"] for a in attempts]),
+                  "state", "ending", "epochs", "time", Column("cost", no_wrap=True), box=None)  # fmt: skip
     for a in attempts:
-        epoch = a.metrics.get("epoch")
-        done = f"{before}->{epoch}" if epoch is not None else "-"
-        before = epoch if epoch is not None else before
-        ran = fmt_duration((a.finished_at or time.time()) - a.submitted_at) if a.native_id else "-"
-        cost = a.cost()
-        table.add_row(str(a.attempt), a.backend, *([a.instance or "-"] if chosen else []), a.id, a.state.value, a.ending or "-",
-                      done, ran, "-" if cost is None else f"${cost:.2f}")  # fmt: skip
+        done = f"{a['epochs_from']}->{a['epochs_to']}" if a["epochs_to"] is not None else "-"
+        ran = fmt_duration(a["seconds"]) if a["seconds"] is not None else "-"
+        table.add_row(str(a["attempt"]), a["backend"], *([a["instance"] or "-"] if chosen else []), a["job"], a["state"],
+                      a["ending"] or "-", done, ran, "-" if a["cost"] is None else f"${a['cost']:.2f}")  # fmt: skip
     console().print(table)
-    total = sum(a.cost() or 0.0 for a in attempts)
-    limit = (run.spec.get("limits") or {}).get("max_cost")
-    click.echo(f"total cost ${total:.2f}" + (f" of limits.max_cost ${limit:.2f}" if limit else "") + f" over {len(attempts)} attempt(s)")
+    limit = run["max_cost"]
+    click.echo(f"total cost ${run['total_cost']:.2f}" + (f" of limits.max_cost ${limit:.2f}" if limit else "")
+               + f" over {len(attempts)} attempt(s)")  # fmt: skip
+
+
+def _id_column(header: str, ids: list[str]) -> Any:
+    """A column of ids a user must type: never cut, never wrapped; other columns give way."""
+    from rich.table import Column
+
+    return Column(header, no_wrap=True, min_width=max([len(header), *map(len, ids)]))
 
 
 @main.command()
@@ -165,8 +191,9 @@ def ls(limit: int, backend: str | None, as_json: bool) -> None:
         return
     from rich.table import Column, Table
 
-    table = Table("job", "backend", "state", Column("progress", no_wrap=True), "submitted", "message", box=None)
-    for r in records:
+    table = Table(_id_column("job", [r.id for r in records]), "backend", "state", Column("progress", no_wrap=True),
+                  Column("submitted", no_wrap=True), Column("message", overflow="fold", ratio=1), box=None)  # fmt: skip
+    for r in records:  # the id is never cut; the message wraps within what the terminal's width leaves
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.submitted_at))
-        table.add_row(r.id, r.backend, r.state.value, p.short() if (p := progress[r.id]) else "-", when, r.message[:60])
+        table.add_row(r.id, r.backend, r.state.value, p.short() if (p := progress[r.id]) else "-", when, r.message)
     console().print(table)

@@ -90,7 +90,8 @@ class Row:
         o = self.offer
         return {
             "backend": o.backend, "instance": o.instance, "gpu_type": o.gpu_type, "gpus": o.gpus, "nodes": o.nodes,
-            "spot": o.spot, "region": o.region, "price_per_hour": o.price_per_hour, "startup_s": round(self.startup_s, 1),
+            "spot": o.spot, "region": o.region, "price_per_hour": o.price_per_hour,
+            "price_per_hour_all_nodes": o.price_per_hour * o.nodes, "startup_s": round(self.startup_s, 1),
             "staging_s": round(self.staging_s, 1), "training_s": round(self.training_s, 1),
             "validation_s": round(self.validation_s, 1), "interruption_s": round(self.interruption_s, 1),
             "total_s": round(self.total_s, 1), "cost": round(self.cost, 4), "storage_cost": round(self.storage_cost, 6),

@@ -1,0 +1,27 @@
+"""The estimate table fits the terminal and never cuts an instance name (issue 34 item 6)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from launcher.cli import main
+
+QUICKSTART = str(Path(__file__).resolve().parents[3] / "examples" / "quickstart.yaml")
+
+
+@pytest.mark.parametrize("columns", [80, 120, 250])
+def test_the_table_fits_the_terminal_and_keeps_every_instance_name(columns: int) -> None:
+    args = ["estimate", QUICKSTART, "--set", "resources.gpus=1"]
+    rows = json.loads(CliRunner().invoke(main, [*args, "--json"]).stdout)
+    result = CliRunner().invoke(main, args, env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    table = result.stdout
+    assert max(map(len, table.splitlines())) <= columns
+    shown = [line.split()[1] for line in table.splitlines()[1:] if line.split() and line.split()[0] in ("aws", "gcp", "azure")]
+    assert shown and set(shown) <= {r["instance"] for r in rows}, shown  # whole names, none cut
+    assert ("left out; a wider one or --json shows them" in " ".join(table.split())) == (columns < 250)
+    assert all(r["price_per_hour_all_nodes"] == r["price_per_hour"] * r["nodes"] for r in rows)
