@@ -203,7 +203,8 @@ def _print_rows(rows, spec, show_all: bool = False, job_file: str = "JOB.yaml") 
 
 
 # total time = startup + staging + training (training here includes validation and expected spot restarts)
-COLUMNS = ("backend", "instance", "region", "GPUs", "$/h all nodes", "startup", "staging", "training", "total time", "total cost", "throughput",
+COLUMNS = ("backend", "instance", "region", "GPUs", "$/h all nodes", "startup", "staging", "training", "total time",
+           "total cost", "throughput",
            "catalog", "")  # fmt: skip
 
 
@@ -211,13 +212,15 @@ COLUMNS = ("backend", "instance", "region", "GPUs", "$/h all nodes", "startup", 
 _OPTIONAL = ("catalog", "throughput", "region", "staging", "startup", "training", "$/h all nodes")
 
 
-def _fit(names: tuple[str, ...], cells: list[tuple[str, ...]], width: int) -> tuple[list[str], list[list[str]], list[str]]:
+def _fit(names: tuple[str, ...], cells: list[tuple[str, ...]],
+         width: int) -> tuple[list[str], list[list[str]], list[str]]:  # fmt: skip
     """The columns that fit `width` (each as wide as its widest cell, 2 columns of padding), dropping _OPTIONAL
     ones in order, then the totals' ranges; returns (names, cells, what was left out)."""
     keep, rows, dropped = list(names), [list(c) for c in cells], []
 
     def needed() -> int:  # the marks column (no header) folds: a dozen columns of it are enough
-        return sum(min(max([len(n), *(len(r[i]) for r in rows)]), 12 if n == "" else 999) + 2 for i, n in enumerate(keep))
+        return sum(min(max([len(n), *(len(r[i]) for r in rows)]), 12 if n == "" else 999) + 2
+                   for i, n in enumerate(keep))  # fmt: skip
 
     for name in _OPTIONAL:
         if needed() <= width:

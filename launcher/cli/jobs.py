@@ -92,13 +92,15 @@ def _run_status(jobs, run_id: str) -> None:  # type: ignore[no-untyped-def]
     attempts = run["attempts"]
     click.echo(f"run {run['id']}  {run['state']}" + (f"  {run['message']}" if run["message"] else ""))
     chosen = any(a["instance"] for a in attempts)  # the instance column only where the supervisor chose one
-    table = Table("attempt", "backend", *(["instance"] if chosen else []), _id_column("job", [a["job"] for a in attempts]),
-                  "state", "ending", "epochs", "time", Column("cost", no_wrap=True), box=None)  # fmt: skip
+    job = _id_column("job", [a["job"] for a in attempts])
+    table = Table("attempt", "backend", *(["instance"] if chosen else []), job, "state", "ending", "epochs", "time",
+                  Column("cost", no_wrap=True), box=None)  # fmt: skip
     for a in attempts:
         done = f"{a['epochs_from']}->{a['epochs_to']}" if a["epochs_to"] is not None else "-"
         ran = fmt_duration(a["seconds"]) if a["seconds"] is not None else "-"
-        table.add_row(str(a["attempt"]), a["backend"], *([a["instance"] or "-"] if chosen else []), a["job"], a["state"],
-                      a["ending"] or "-", done, ran, "-" if a["cost"] is None else f"${a['cost']:.2f}")  # fmt: skip
+        cost = "-" if a["cost"] is None else f"${a['cost']:.2f}"
+        table.add_row(str(a["attempt"]), a["backend"], *([a["instance"] or "-"] if chosen else []), a["job"],
+                      a["state"], a["ending"] or "-", done, ran, cost)  # fmt: skip
     console().print(table)
     limit = run["max_cost"]
     click.echo(f"total cost ${run['total_cost']:.2f}" + (f" of limits.max_cost ${limit:.2f}" if limit else "")

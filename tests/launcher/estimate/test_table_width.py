@@ -21,7 +21,8 @@ def test_the_table_fits_the_terminal_and_keeps_every_instance_name(columns: int)
     assert result.exit_code == 0, result.output
     table = result.stdout
     assert max(map(len, table.splitlines())) <= columns
-    shown = [line.split()[1] for line in table.splitlines()[1:] if line.split() and line.split()[0] in ("aws", "gcp", "azure")]
+    lines = [line.split() for line in table.splitlines()[1:]]
+    shown = [words[1] for words in lines if words and words[0] in ("aws", "gcp", "azure")]
     assert shown and set(shown) <= {r["instance"] for r in rows}, shown  # whole names, none cut
     assert ("left out; a wider one or --json shows them" in " ".join(table.split())) == (columns < 250)
     assert all(r["price_per_hour_all_nodes"] == r["price_per_hour"] * r["nodes"] for r in rows)
