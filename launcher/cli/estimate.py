@@ -79,7 +79,9 @@ def estimate_cmd(
     if plot_file:
         from launcher.estimate.plot import plot_rows
 
-        plot_rows(rows, plot_file, f"{spec.name}: cost vs time", spec.limits.max_cost, spec.limits.max_runtime)
+        # the options the table lists (--all: every one), so each point is a row the user can read
+        plot_rows(_shown(rows, show_all), plot_file, f"{spec.name}: cost vs time", spec.limits.max_cost,
+                  spec.limits.max_runtime)  # fmt: skip
     if as_json:
         echo_json([r.to_dict() for r in rows])
         if warning:
