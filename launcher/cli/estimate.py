@@ -111,7 +111,9 @@ def _no_estimate(rows, job_file: str, unlisted: str | None) -> str:  # type: ign
         return f"Cannot estimate {job_file}: {unlisted.rstrip('.')}; pass --images N (training images) to estimate without listing it."
     reasons: dict[str, list[str]] = {}
     for r in rows:
-        reason = _cpu_hint(job_file) if _cloud_cpu_without_figure(r) else str(r.error).replace(r.offer.instance, "these instances")
+        named = r.offer.instance != "-"  # "-": no instance (a backend-wide reason); never replace the dashes of a flag
+        reason = (_cpu_hint(job_file) if _cloud_cpu_without_figure(r)
+                  else str(r.error).replace(r.offer.instance, "these instances") if named else str(r.error))  # fmt: skip
         reasons.setdefault(reason, []).append(r.offer.backend)
     said = "; ".join(f"{', '.join(dict.fromkeys(names))}: {reason.rstrip('.')}" for reason, names in reasons.items())
     return f"Cannot estimate {job_file} on any backend ({said or 'no backend installed'})."
@@ -181,6 +183,9 @@ def _print_rows(rows, spec, show_all: bool = False, job_file: str = "JOB.yaml") 
     out.print(table)
     if dropped:
         out.print(f"(a {out.width}-column terminal: {', '.join(dropped)} left out; a wider one or --json shows them)")
+    if any(not r.staging_known for r in shown):
+        out.print(f"staging: unknown (the size of {spec.train.data} is not known), left out of the totals; "
+                  "pass --data-gb G to count it")
     hidden = sum(1 for r in rows if r.ok) - len(shown)
     if hidden:
         out.print(f"{hidden} more options (larger instances of the same GPU type): --all shows them")
@@ -252,7 +257,8 @@ def _cells(r) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
     marks = ", ".join([*r.marks, *([] if r.within_limits else ["over limits"])])
     training = _hms(r.training_s + r.validation_s + r.interruption_s)
     price = _money(o.price_per_hour * o.nodes)
-    return (o.backend, inst, o.region or "-", gpus, price, _hms(r.startup_s), _hms(r.staging_s), training, total, cost, source,
+    staging = _hms(r.staging_s) if r.staging_known else "unknown"
+    return (o.backend, inst, o.region or "-", gpus, price, _hms(r.startup_s), staging, training, total, cost, source,
             r.catalog_date or "-", marks.strip())  # fmt: skip
 
 

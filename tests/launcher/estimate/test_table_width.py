@@ -41,3 +41,31 @@ def test_the_plot_shows_the_rows_the_table_shows(tmp_path: Path, monkeypatch: py
     assert [(r.offer.backend, r.offer.instance) for r in drawn] == table
     every = json.loads(CliRunner().invoke(main, ["estimate", QUICKSTART, "--set", "resources.gpus=1", "--json"]).stdout)
     assert len(drawn) < len([r for r in every if not r["error"]])  # the table (and so the plot) leaves some out
+
+
+def test_a_remote_datasets_unknown_size_is_unknown_not_0m00s(tmp_path: Path) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text("name: r\ntrain: {model: resnet50, data: s3://bucket/imagenet, imgsz: 224}\n"
+                   "resources: {gpus: 1}\ncheckpoint: {uri: s3://bucket/ckpt}\n")  # fmt: skip
+    result = CliRunner().invoke(main, ["estimate", str(job), "--images", "1281167", "-b", "aws"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith("aws ")]
+    assert rows and all("unknown" in r for r in rows), result.stdout  # the staging column
+    assert "staging: unknown (the size of s3://bucket/imagenet is not known)" in " ".join(result.stdout.split())
+    data = json.loads(CliRunner().invoke(main, ["estimate", str(job), "--images", "1281167", "-b", "aws", "--json"]).stdout)
+    assert all(r["staging_s"] is None for r in data)
+    sized = json.loads(CliRunner().invoke(main, ["estimate", str(job), "--images", "1281167", "--data-gb", "150",
+                                                 "-b", "aws", "--json"]).stdout)  # fmt: skip
+    assert all(r["staging_s"] > 60 for r in sized)
+
+
+def test_a_program_whose_data_holds_no_images_is_not_estimated_at_0_s(tmp_path: Path) -> None:
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    (tmp_path / "data" / "train" / "part-0.parquet").write_bytes(b"x" * 100)
+    (tmp_path / "train.py").write_text("")
+    job = tmp_path / "job.yaml"
+    job.write_text("name: p\ncode: .\ncommand: [python, train.py]\ntrain: {data: data}\ncheckpoint: {uri: runs}\n")
+    result = CliRunner().invoke(main, ["estimate", str(job), "--images-per-s", "100"])
+    assert result.exit_code == 2 and "holds no images it can count" in result.stderr and "--images N" in result.stderr
+    ok = CliRunner().invoke(main, ["estimate", str(job), "--images-per-s", "100", "--images", "5000", "-b", "local"])
+    assert ok.exit_code == 0, ok.output
