@@ -417,6 +417,8 @@ class LocalBackend(Backend):
         (self._dir(ref) / STOPPED_FILE).write_text(str(time.time()))
         if ref.extra.get("runtime") == "docker":
             self._docker_container(ref).stop(timeout=STOP_GRACE_S)
+            self.status(ref)  # keeps its log and exit code in the job's folder and removes the exited container now,
+            # not when someone next asks (`launch stop` of a detached job left an `Exited (143)` container behind)
         else:
             self._stop_process(ref)
 
