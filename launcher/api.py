@@ -225,12 +225,24 @@ class Job:
             else:
                 return JobStatus(record.state, record.message, record.exit_code)
         status = self.backend.status(self.ref)
+        was_finished = self.record().state.finished
         self.jobs.update(self.ref.id, status)
+        if status.finished and not was_finished:
+            self._record_final_epoch()
         if status.details.get("metrics"):  # e.g. SageMaker's billable time: backends report, the Launcher records
             self.jobs.add_metrics(self.ref.id, dict(status.details["metrics"]))
         if status.ok:
             self._record_results()
         return status
+
+    def _record_final_epoch(self) -> None:
+        """The epoch the run's folder holds as this job ends: its own progress once a newer job of the run
+        writes that folder (launch status of this job then reads this, not the newer job's epochs)."""
+        from launcher.progress import for_record  # noqa: PLC0415
+
+        progress = for_record(self.record())
+        if progress is not None:
+            self.jobs.add_metrics(self.ref.id, {"epoch": progress.epoch})
 
     def results_path(self, record: JobRecord | None = None, name: str = "results.json") -> Path | None:
         """Where the newest checkpoint's `name` (the trainer's results.json, results.csv, ...) lies, when

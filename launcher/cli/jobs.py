@@ -48,7 +48,8 @@ def status(job_id: str | None, as_json: bool) -> None:
     record = job.record()
     from launcher.progress import for_record
 
-    progress = for_record(record)
+    newer = _newer_of_the_run(job.jobs, record)
+    progress = for_record(record, newer=newer)
     if as_json:  # everything the plain output shows, and more: a supervised run's attempts and total
         out = {"id": job.id, "backend": record.backend, "native_id": record.native_id, "state": st.state.value,
                "message": st.message, "exit_code": st.exit_code, "details": dict(st.details),
@@ -63,6 +64,16 @@ def status(job_id: str | None, as_json: bool) -> None:
         click.echo(f"{job.id}  {record.backend}  {st.state.value}" + (f"  {st.message}" if st.message else ""))
     if progress:
         click.echo(progress.line())
+
+
+def _newer_of_the_run(jobs, record) -> str | None:  # type: ignore[no-untyped-def]
+    """The newest later job writing the same run folder (same name and checkpoint.uri), if any."""
+    uri = (record.spec.get("checkpoint") or {}).get("uri")
+    if not uri:
+        return None
+    later = [r for r in jobs.list(limit=200) if r.name == record.name and r.submitted_at > record.submitted_at
+             and (r.spec.get("checkpoint") or {}).get("uri") == uri]  # fmt: skip
+    return max(later, key=lambda r: r.submitted_at).id if later else None
 
 
 def _run_dict(jobs, run_id: str) -> dict:  # type: ignore[no-untyped-def, type-arg]

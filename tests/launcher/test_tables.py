@@ -44,3 +44,20 @@ def test_status_json_of_a_run_holds_its_attempts() -> None:
                for a in run["attempts"])  # fmt: skip
     assert {"backend", "instance", "ending", "epochs_from", "epochs_to", "seconds", "cost"} <= set(run["attempts"][0])
     assert "total_cost" in run
+
+
+def test_status_of_an_older_job_never_shows_a_newer_jobs_progress(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 34 item 9: a job stopped in epoch 2 showed `epoch 4/4`, the newer job's, read from the shared run folder."""
+    store = tmp_path / "runs"
+    (store / "r").mkdir(parents=True)
+    (store / "r" / "results.csv").write_text("epoch,top1,time_s\n1,0.5,1\n2,0.6,1\n3,0.7,1\n4,0.8,1\n")
+    spec = {"name": "r", "train": {"epochs": 4}, "checkpoint": {"uri": str(store)}}
+    jobs = JobRegistry()
+    jobs.add(JobRef("r-1", "local", "999991"), "r", spec, "h", state=JobState.STOPPED)
+    jobs.add_metrics("r-1", {"epoch": 2})  # what Job.status recorded when it ended
+    jobs.add(JobRef("r-2", "local", "999992"), "r", spec, "h", state=JobState.SUCCEEDED)
+    old = CliRunner().invoke(main, ["status", "r-1"])
+    assert old.exit_code == 0, old.output
+    assert "epoch 2/4" in old.output and "epoch 4/4" not in old.output and "now holds r-2's" in old.output
+    assert json.loads(CliRunner().invoke(main, ["status", "r-1", "--json"]).stdout)["progress"]["epoch"] == 2
+    assert "epoch 4/4" in CliRunner().invoke(main, ["status", "r-2"]).output
