@@ -13,7 +13,7 @@ import click
 from launcher import __version__
 from launcher.errors import LauncherError
 
-__all__ = ["main", "DefaultGroup", "echo_json", "fail", "console"]
+__all__ = ["main", "DefaultGroup", "echo_json", "fail", "console", "fit_columns"]
 
 
 class DefaultGroup(click.Group):
@@ -91,3 +91,34 @@ def console(stderr: bool = False):  # type: ignore[no-untyped-def]
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, file=sys.stderr if stderr else None)
+
+
+def fit_columns(names: tuple[str, ...], cells: list[tuple[str, ...]], width: int, optional: tuple[str, ...],
+                ranges: tuple[str, ...] = ()) -> tuple[list[str], list[list[str]], list[str]]:  # fmt: skip
+    """The columns of a table that fit `width` (each as wide as its widest cell, 2 columns of padding; the
+    header-less marks column counts 12): `optional` ones are dropped in order, then the `(low-high)` ranges of
+    the `ranges` columns (their header loses its first word). Returns (names, cells, what was left out)."""
+    keep, rows, dropped = list(names), [list(c) for c in cells], []
+
+    def needed() -> int:
+        return sum(min(max([len(n), *(len(r[i]) for r in rows)]), 12 if n == "" else 999) + 2
+                   for i, n in enumerate(keep))  # fmt: skip
+
+    for name in optional:
+        if needed() <= width:
+            break
+        if name not in keep:
+            continue
+        i = keep.index(name)
+        keep.pop(i)
+        for r in rows:
+            r.pop(i)
+        dropped.append(name)
+    if ranges and needed() > width:
+        for name in ranges:
+            i = keep.index(name)
+            keep[i] = name.split(" ", 1)[-1]
+            for r in rows:
+                r[i] = r[i].split(" (")[0]
+        dropped.append("the totals' ranges")
+    return keep, rows, dropped

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from launcher.cli.base import console, echo_json, fail, main
+from launcher.cli.base import console, echo_json, fail, fit_columns, main
 from launcher.storage import is_remote
 
 __all__ = ["estimate_cmd", "profile_cmd", "catalog"]
@@ -174,7 +174,7 @@ def _print_rows(rows, spec, show_all: bool = False, job_file: str = "JOB.yaml") 
 
     shown = _shown(rows, show_all)
     out = console()
-    names, cells, dropped = _fit(COLUMNS, [_cells(r) for r in shown], out.width)
+    names, cells, dropped = fit_columns(COLUMNS, [_cells(r) for r in shown], out.width, _OPTIONAL, _RANGES)
     # names a user types (backend, instance) are never cut; what is left of the width goes to the others
     table = Table(*(Column(n, min_width=9) if n in ("", "GPUs") else Column(n, no_wrap=True) for n in names),
                   box=None, pad_edge=False)  # fmt: skip
@@ -217,34 +217,7 @@ COLUMNS = ("backend", "instance", "region", "GPUs", "$/h all nodes", "startup", 
 
 # The columns a narrow terminal leaves out first, then the ranges of the totals; the rest always shows.
 _OPTIONAL = ("catalog", "throughput", "region", "staging", "startup", "training", "$/h all nodes")
-
-
-def _fit(names: tuple[str, ...], cells: list[tuple[str, ...]],
-         width: int) -> tuple[list[str], list[list[str]], list[str]]:  # fmt: skip
-    """The columns that fit `width` (each as wide as its widest cell, 2 columns of padding), dropping _OPTIONAL
-    ones in order, then the totals' ranges; returns (names, cells, what was left out)."""
-    keep, rows, dropped = list(names), [list(c) for c in cells], []
-
-    def needed() -> int:  # the marks column (no header) folds: a dozen columns of it are enough
-        return sum(min(max([len(n), *(len(r[i]) for r in rows)]), 12 if n == "" else 999) + 2
-                   for i, n in enumerate(keep))  # fmt: skip
-
-    for name in _OPTIONAL:
-        if needed() <= width:
-            break
-        i = keep.index(name)
-        keep.pop(i)
-        for r in rows:
-            r.pop(i)
-        dropped.append(name)
-    if needed() > width:
-        for name in ("total time", "total cost"):
-            i = keep.index(name)
-            keep[i] = name.removeprefix("total ")
-            for r in rows:
-                r[i] = r[i].split(" (")[0]
-        dropped.append("the totals' ranges")
-    return keep, rows, dropped
+_RANGES = ("total time", "total cost")  # then "5m00s (3m30s-6m31s)" becomes "5m00s", under "time"
 
 
 def _cells(r) -> tuple[str, ...]:  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from launcher.cli.base import console, echo_json, main
+from launcher.cli.base import console, echo_json, fit_columns, main
 
 __all__ = ["status", "logs", "stop", "ls", "supervise"]
 
@@ -103,16 +103,23 @@ def _run_status(jobs, run_id: str) -> None:  # type: ignore[no-untyped-def]
     attempts = run["attempts"]
     click.echo(f"run {run['id']}  {run['state']}" + (f"  {run['message']}" if run["message"] else ""))
     chosen = any(a["instance"] for a in attempts)  # the instance column only where the supervisor chose one
-    job = _id_column("job", [a["job"] for a in attempts])
-    table = Table("attempt", "backend", *(["instance"] if chosen else []), job, "state", "ending", "epochs", "time",
-                  Column("cost", no_wrap=True), box=None)  # fmt: skip
+    names = ("attempt", "backend", *(["instance"] if chosen else []), "job", "state", "ending", "epochs", "time",
+             "cost")
+    cells = []
     for a in attempts:
         done = f"{a['epochs_from']}->{a['epochs_to']}" if a["epochs_to"] is not None else "-"
         ran = fmt_duration(a["seconds"]) if a["seconds"] is not None else "-"
         cost = "-" if a["cost"] is None else f"${a['cost']:.2f}"
-        table.add_row(str(a["attempt"]), a["backend"], *([a["instance"] or "-"] if chosen else []), a["job"],
-                      a["state"], a["ending"] or "-", done, ran, cost)  # fmt: skip
-    console().print(table)
+        cells.append((str(a["attempt"]), a["backend"], *([a["instance"] or "-"] if chosen else []), a["job"],
+                      a["state"], a["ending"] or "-", done, ran, cost))  # fmt: skip
+    out = console()
+    keep, rows, dropped = fit_columns(names, cells, out.width, ("time", "epochs", "instance"))
+    table = Table(*(Column(n, no_wrap=True) for n in keep), box=None, pad_edge=False)  # ids, states: never cut
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    if dropped:
+        out.print(f"(a {out.width}-column terminal: {', '.join(dropped)} left out; a wider one or --json shows them)")
     limit = run["max_cost"]
     click.echo(f"total cost ${run['total_cost']:.2f}" + (f" of limits.max_cost ${limit:.2f}" if limit else "")
                + f" over {len(attempts)} attempt(s)")  # fmt: skip
