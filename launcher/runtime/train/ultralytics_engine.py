@@ -52,7 +52,7 @@ from launcher.runtime.train.config import parse_args
 from launcher.spec import TrainConfig
 
 __all__ = ["main", "model_gflops", "train_kwargs", "yolo_data", "offline_environment", "trim_results", "epoch_offset",
-           "finished_epochs"]
+           "finished_epochs", "clean_line"]
 
 _FONTS = ("Arial.ttf", "Arial.Unicode.ttf")
 _INTEGRATIONS = ("clearml", "comet", "dvc", "hub", "mlflow", "neptune", "raytune", "tensorboard", "wandb")
@@ -217,6 +217,36 @@ def _copy_atomic(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+def clean_line(message: str, save_dir: Path, seen: set[str]) -> str | None:
+    """An Ultralytics log line as the user should read it, or None to drop it: no container paths (its run
+    folder is a temporary one of the job's: the files reach the checkpoint store, `launch ckpt pull` copies
+    them out), no offline GitHub checks, and a repeated "not writable" warning once."""
+    if "GitHub assets check failure" in message:
+        return None  # offline by design (YOLO_OFFLINE): nothing to act on
+    if "not writable" in message or "not writeable" in message:
+        if "not writable" in seen:
+            return None
+        seen.add("not writable")
+    if "tensorboard --logdir" in message:
+        return ("TensorBoard: its event files reach the run's checkpoint store with each checkpoint; "
+                "`launch ckpt pull` the run folder, then `tensorboard --logdir` on it")
+    return message.replace(str(save_dir), "the run's checkpoint store") if str(save_dir) in message else message
+
+
+class _CleanLines:
+    """A filter on Ultralytics' logger that applies clean_line to each record."""
+
+    def __init__(self, save_dir: Path) -> None:
+        self.save_dir, self.seen = save_dir, set()  # type: ignore[var-annotated]
+
+    def filter(self, record: Any) -> bool:
+        text = clean_line(record.getMessage(), self.save_dir, self.seen)
+        if text is None:
+            return False
+        record.msg, record.args = text, ()
+        return True
+
+
 class _Stop:
     """SIGTERM: leave at once, unless the epoch's results are being written; then right after last.pt.
     In the process that launched Ultralytics' DDP workers: pass it on to them and wait (module docstring)."""
@@ -353,6 +383,9 @@ def _run(cfg: TrainConfig, save_dir: Path, environ: Mapping[str, str]) -> int:
     from ultralytics.utils import SETTINGS, USER_CONFIG_DIR  # noqa: PLC0415
 
     SETTINGS.update({key: value for key, value in _settings(environ).items() if key in SETTINGS})
+    from ultralytics.utils import LOGGER  # noqa: PLC0415
+
+    LOGGER.addFilter(_CleanLines(save_dir))
     _prepare_config_dir(Path(USER_CONFIG_DIR))
     os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", "launcher")
     os.environ.setdefault("MLFLOW_RUN", environ.get("LAUNCHER_RUN_NAME", save_dir.name))

@@ -247,3 +247,18 @@ def test_data_it_cannot_list_is_one_line_not_a_traceback(tmp_path: Path) -> None
     assert result.stderr.strip().splitlines() == [
         "[launcher] error: Could not list the training data at s3://my-bucket/data: NoCredentialsError: Unable to "
         "locate credentials. Check the URI and that this machine (or the job) has credentials to read it."]
+
+
+def test_ultralytics_lines_name_no_container_path_and_drop_offline_noise(tmp_path: Path) -> None:
+    """Issue 34 item 8: `tensorboard --logdir /tmp/launcher-job-...`, GitHub checks and repeated warnings."""
+    from launcher.runtime.train.ultralytics_engine import clean_line
+
+    run = tmp_path / "launcher-job-x" / "run"
+    seen: set[str] = set()
+    board = clean_line(f"TensorBoard: Start with 'tensorboard --logdir {run}', view at http://localhost:6006/", run, seen)
+    assert board is not None and str(run) not in board and "launch ckpt pull" in board
+    assert clean_line(f"Results saved to \x1b[1m{run}\x1b[0m", run, seen) == "Results saved to \x1b[1mthe run's checkpoint store\x1b[0m"
+    assert clean_line("GitHub assets check failure for https://api.github.com/x: offline", run, seen) is None
+    first = clean_line("train: Skipping caching images to disk, directory not writable", run, seen)
+    assert first is not None and clean_line("val: Skipping caching images to disk, directory not writable", run, seen) is None
+    assert clean_line("      Epoch    GPU_mem   box_loss", run, seen) == "      Epoch    GPU_mem   box_loss"

@@ -95,3 +95,14 @@ def test_pulling_a_finished_run_does_not_announce_a_resume(tmp_path: Path, capsy
     assert "resuming" not in capsys.readouterr().out
     assert pull_latest(str(store), "done", tmp_path / "job3", epochs=5).manifest.epoch == 3
     assert "resuming from checkpoint" in capsys.readouterr().out
+
+
+def test_a_checkpoint_without_epoch_or_step_never_reads_epoch_none() -> None:
+    """Issue 34 item 8: a program of one's own that records neither showed `(epoch None)`."""
+    from types import SimpleNamespace
+
+    from launcher.storage.sync import point
+
+    assert point(SimpleNamespace(epoch=3, step=None)) == "epoch 3"
+    assert point(SimpleNamespace(epoch=None, step=120)) == "step 120"
+    assert point(SimpleNamespace(epoch=None, step=None)) == "no epoch or step recorded"
