@@ -139,6 +139,11 @@ def test_raising_epochs_on_a_finished_yolo_run_trains_the_new_epochs(tmp_path: P
            "local": {"runtime": "process", "python": sys.executable}}  # fmt: skip
     code, logs = _to_the_end(launcher, validate_spec(raw, None, tmp_path))
     assert code == 0 and "[train] epoch 1/1:" in logs, logs[-4000:]
+    from launcher.jobs import JobRegistry  # noqa: PLC0415
+
+    past = JobRegistry().throughputs(model="yolo11n.yaml")  # a finished run is a past run for `launch estimate`
+    assert [(t.source, t.imgsz, t.batch, t.device, t.precision) for t in past] == [("job", 64, 8, "cpu", "fp32")], past
+    assert past[0].images_per_s > 0
     raw["train"]["epochs"] = 2
     code, logs = _to_the_end(launcher, validate_spec(raw, None, tmp_path))
     assert code == 0, logs[-4000:]

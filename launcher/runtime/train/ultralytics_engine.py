@@ -52,7 +52,7 @@ from launcher.runtime.train.config import parse_args
 from launcher.spec import TrainConfig
 
 __all__ = ["main", "model_gflops", "train_kwargs", "yolo_data", "offline_environment", "trim_results", "epoch_offset",
-           "finished_epochs", "clean_line"]
+           "finished_epochs", "clean_line", "measured", "LOOP_RATES"]
 
 _FONTS = ("Arial.ttf", "Arial.Unicode.ttf")
 _INTEGRATIONS = ("clearml", "comet", "dvc", "hub", "mlflow", "neptune", "raytune", "tensorboard", "wandb")
@@ -355,6 +355,24 @@ def _loop_ended(trainer: Any) -> None:
     trainer.launcher_loop_s += time.monotonic()
 
 
+LOOP_RATES: list[float] = []  # each epoch's training-loop images/s (all GPUs together), in this process
+
+
+def measured(cfg: TrainConfig, gpus: int, device_name: str | None, wall_s: float, bf16: bool) -> dict[str, Any]:
+    """What a finished run measured, in the trainer's results.json keys, so `launch estimate` takes it as a
+    past run (launcher.estimate.record, keyed as `launch profile` keys the engine: model, imgsz, Ultralytics'
+    batch, device, precision): the steady epochs' loop images/s per GPU. Empty when no epoch was timed here
+    (Ultralytics' DDP workers time theirs in their own processes)."""
+    steady = LOOP_RATES[1:] or LOOP_RATES
+    if not steady:
+        return {}
+    world = max(gpus, 1)
+    return {"model": cfg.model, "imgsz": cfg.image_size, "batch": cfg.batch_size, "world_size": world,
+            "device": "cuda" if gpus else "cpu", "device_name": device_name,
+            "precision": ("bf16" if bf16 else "amp") if gpus and cfg.amp else "fp32",
+            "images_per_s": sum(steady) / len(steady) / world, "wall_time_s": round(wall_s, 3)}  # fmt: skip
+
+
 def _summary(trainer: Any) -> None:
     """The launcher's epoch line (SageMaker's metric regexes read it), with the mAPs after it. time_s is the
     whole epoch (validation and checkpoint included); images_per_s is of its training loop alone, as the
@@ -373,6 +391,7 @@ def _summary(trainer: Any) -> None:
             row[name] = float(metrics[f"metrics/accuracy_{name}"])
     if getattr(trainer, "launcher_loop_s", 0) > 0:
         row["images_per_s"] = len(trainer.train_loader.dataset) / trainer.launcher_loop_s
+        LOOP_RATES.append(row["images_per_s"])
     maps = " ".join(f"{k.removeprefix('metrics/')} {v:.4f}" for k, v in metrics.items() if k.startswith("metrics/mAP"))
     print(f"[train] {summary_line(row, trainer.epochs + offset)} {maps}".rstrip(), flush=True)
 
@@ -389,6 +408,7 @@ def _run(cfg: TrainConfig, save_dir: Path, environ: Mapping[str, str]) -> int:
     _prepare_config_dir(Path(USER_CONFIG_DIR))
     os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", "launcher")
     os.environ.setdefault("MLFLOW_RUN", environ.get("LAUNCHER_RUN_NAME", save_dir.name))
+    started = time.monotonic()
     task = cfg.yolo_task()
     gpus = torch.cuda.device_count()
     kwargs = train_kwargs(cfg, gpus, bool(gpus) and torch.cuda.is_bf16_supported())
@@ -430,7 +450,10 @@ def _run(cfg: TrainConfig, save_dir: Path, environ: Mapping[str, str]) -> int:
         signal.signal(signal.SIGTERM, previous)
     (save_dir / EARLIER_RESULTS).unlink(missing_ok=True)
     done = json.loads((save_dir / "results.json").read_text()) if (save_dir / "results.json").is_file() else {}
-    _write_json(save_dir / "results.json", {**done, "finished": True})
+    name = torch.cuda.get_device_name(0) if gpus else None
+    bf16 = bool(gpus) and torch.cuda.is_bf16_supported()
+    _write_json(save_dir / "results.json",
+                {**done, **measured(cfg, gpus, name, time.monotonic() - started, bf16), "finished": True})
     print("[train] finished: last.pt and best.pt are in the run's checkpoint store", flush=True)
     return 0
 

@@ -262,3 +262,17 @@ def test_ultralytics_lines_name_no_container_path_and_drop_offline_noise(tmp_pat
     first = clean_line("train: Skipping caching images to disk, directory not writable", run, seen)
     assert first is not None and clean_line("val: Skipping caching images to disk, directory not writable", run, seen) is None
     assert clean_line("      Epoch    GPU_mem   box_loss", run, seen) == "      Epoch    GPU_mem   box_loss"
+
+
+def test_a_finished_yolo_run_reports_what_launch_estimate_reads_as_a_past_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from launcher.estimate.record import device_of, per_process_images_per_s
+    from launcher.runtime.train import ultralytics_engine as engine
+    from launcher.spec import TrainConfig
+
+    cfg = TrainConfig(engine="ultralytics", model="yolo11n.yaml", data="/d", imgsz=64, batch=8, epochs=3)
+    monkeypatch.setattr(engine, "LOOP_RATES", [10.0, 40.0, 44.0])
+    data = engine.measured(cfg, 2, "NVIDIA A10G", 100.0, bf16=True)
+    assert (data["model"], data["imgsz"], data["batch"], data["precision"]) == ("yolo11n.yaml", 64, 8, "bf16")
+    assert per_process_images_per_s(data) == 21.0 and device_of(data) == "A10G"  # the steady epochs, per GPU
+    monkeypatch.setattr(engine, "LOOP_RATES", [])
+    assert engine.measured(cfg, 0, None, 1.0, bf16=False) == {}
