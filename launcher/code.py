@@ -161,10 +161,28 @@ def _spec(lines: Iterable[str]) -> Any:
     return GitIgnoreSpec.from_lines(list(lines))
 
 
-# What marks a folder as the launcher's own: a store holds these folders (launcher.contract.CODE_FOLDER, the
-# data uploads), a run folder its manifests (launcher.storage.manifest) or its lease (launcher.storage.lease).
+# What marks a folder as the launcher's own, strictly enough that a user's `_data/` or `lease.json` is not taken
+# for it: a store holds archives named by their sha256 (launcher.contract.CODE_FOLDER) or data uploads under
+# their sha256 (launcher.storage.upload), a run folder its manifests (launcher.storage.manifest) or its lease
+# (launcher.storage.lease: JSON with a job and a heartbeat).
 _STORE_FOLDERS = ("_code", "_data")
-_RUN_MARKS = (("manifest.json", "manifests"), ("lease.json",))
+_SHA256_NAME = re.compile(r"^[0-9a-f]{64}(\.tar\.gz)?$")
+
+
+def _store_part(folder: Path) -> bool:
+    """Whether `folder` (a `_code` or `_data` folder) holds what the launcher puts there: sha256-named entries."""
+    try:
+        return any(_SHA256_NAME.match(entry.name) for entry in os.scandir(folder))
+    except OSError:
+        return False
+
+
+def _a_lease(file: Path) -> bool:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"job", "heartbeat"} <= data.keys()
 
 
 def never_ship(spec: "JobSpec", environ: Mapping[str, str] | None = None) -> dict[Path, str]:
@@ -276,11 +294,13 @@ def _own_folder(folder: Path, leave_out: Mapping[Path, str]) -> str | None:
     """Why `folder` is the launcher's own and never ships, or None."""
     if folder in leave_out:
         return leave_out[folder]
-    if any((folder / name).is_dir() for name in _STORE_FOLDERS):
-        return f"a checkpoint store: it holds {'/'.join(n + '/' for n in _STORE_FOLDERS if (folder / n).is_dir())}"
-    for marks in _RUN_MARKS:
-        if all((folder / name).exists() for name in marks):
-            return f"a run folder of a checkpoint store: it holds {marks[0]}"
+    parts = [f"{name}/" for name in _STORE_FOLDERS if _store_part(folder / name)]
+    if parts:
+        return f"a checkpoint store: it holds {' and '.join(parts)}"
+    if (folder / "manifest.json").is_file() and (folder / "manifests").is_dir():
+        return "a run folder of a checkpoint store: it holds manifest.json"
+    if (folder / "lease.json").is_file() and _a_lease(folder / "lease.json"):
+        return "a run folder of a checkpoint store: it holds lease.json"
     return None
 
 
@@ -301,7 +321,7 @@ class _Walk:
             return True
         if not is_dir:
             return False
-        if self.own_store and "/" not in path and item.name in _STORE_FOLDERS:
+        if self.own_store and "/" not in path and item.name in _STORE_FOLDERS and _store_part(Path(item.path)):
             why: str | None = self.leave_out[self.root] + f" ({item.name}/ is its own)"
         else:
             why = _own_folder(Path(item.path), self.leave_out)

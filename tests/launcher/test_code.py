@@ -277,7 +277,8 @@ def test_the_state_folder_the_data_cache_and_an_old_store_never_ship(tmp_path: P
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     project = _tree(tmp_path / "project", {
         "train.py": "", ".state/jobs.db": "x", ".cache/datasets/remote/a/x.jpg": "x",
-        "old-store/_code/abc.tar.gz": "x", "old-store/prog/manifest.json": "{}",  # a store of an earlier checkpoint.uri
+        f"old-store/_code/{'a' * 64}.tar.gz": "x", "old-store/prog/manifest.json": "{}",  # an earlier checkpoint.uri
+        "src/_data/table.csv": "x", "src/lease.json": '{"rent": 1}',  # a user's own names: they ship
         "results/prog/manifest.json": "{}", "results/prog/manifests/00000001.json": "{}",  # a run folder on its own
         "data/train/a/1.jpg": "x",  # data is the user's to exclude: it ships unless ignored
     })  # fmt: skip
@@ -288,7 +289,7 @@ def test_the_state_folder_the_data_cache_and_an_old_store_never_ship(tmp_path: P
     from launcher.code import collect_for
 
     files = collect_for(spec)
-    assert [e.path for e in files.entries] == ["data/train/a/1.jpg", "train.py"]
+    assert [e.path for e in files.entries] == ["data/train/a/1.jpg", "src/_data/table.csv", "src/lease.json", "train.py"]
     assert dict(files.left_out) == {
         ".cache/datasets": "the launcher's dataset cache, $LAUNCHER_DATA_DIR",
         ".state": "the launcher's state folder, $LAUNCHER_STATE_DIR",
@@ -299,7 +300,7 @@ def test_the_state_folder_the_data_cache_and_an_old_store_never_ship(tmp_path: P
 
 
 def test_a_store_that_is_the_code_folder_keeps_its_own_parts(tmp_path: Path) -> None:
-    project = _tree(tmp_path / "p", {"train.py": "", "_code/abc.tar.gz": "x", "_data/abc/x": "x",
+    project = _tree(tmp_path / "p", {"train.py": "", f"_code/{'b' * 64}.tar.gz": "x", f"_data/{'c' * 64}/x": "x",
                                      "prog/manifest.json": "{}", "prog/manifests/1.json": "{}"})  # fmt: skip
     spec = validate_spec({"name": "prog", "code": ".", "command": ["python", "train.py"],
                           "checkpoint": {"uri": str(project)}}, project / "job.yaml", tmp_path)  # fmt: skip
