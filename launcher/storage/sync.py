@@ -570,6 +570,7 @@ class Syncer:
         self._seen_sig: Any = self._signature()  # what is there at start was just pulled
         self._changes = 0
         self.errors: list[str] = []
+        self._said: int | None = None  # the version whose sync was last said
 
     @property
     def stats(self) -> PushStats:
@@ -630,8 +631,10 @@ class Syncer:
         if manifest is not None:
             sent = self.pusher.stats.bytes_sent - sent_before
             self.pusher.stats.seconds += (time.monotonic() - started) if sent else 0.0
-            self.log(f"checkpoint {manifest.version} ({point(manifest)}) synced to {self.store.uri}: "
-                     f"{sent} bytes sent in {time.monotonic() - started:.1f}s")  # fmt: skip
+            if sent or manifest.version != self._said:  # the final flush of a version already synced: said once
+                self.log(f"checkpoint {manifest.version} ({point(manifest)}) synced to {self.store.uri}: "
+                         f"{sent} bytes sent in {time.monotonic() - started:.1f}s")  # fmt: skip
+            self._said = manifest.version
         return manifest
 
     def _still_holder(self, force: bool = False) -> bool:
