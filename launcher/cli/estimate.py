@@ -63,7 +63,7 @@ def estimate_cmd(
     from launcher.jobs import JobRegistry
     from launcher.spec import load_spec
 
-    spec = load_spec(job_file, overrides)
+    spec = _load_for_pricing(job_file, overrides)
     registry.check_sections(spec, Path(job_file), overrides)
     chosen = [registry.create(b) for b in backends] if backends else None
     data_bytes = int(data_gb * 1e9) if data_gb is not None else None
@@ -92,6 +92,41 @@ def estimate_cmd(
         click.echo(f"plot: {plot_file}", err=True)
     if warning:
         click.echo(f"warning: {warning}", err=True)
+
+
+# Unset variables a price does not depend on (a role, an account, a bucket's name) get a stand-in of the right
+# shape for the estimate alone, chosen by the key that names them; said on stderr (issue 34: the cloud examples
+# could not be estimated without a role ARN or a subscription id).
+_STAND_INS = (("role_arn", "arn:aws:iam::000000000000:role/estimate-only"),
+              ("subscription_id", "00000000-0000-0000-0000-000000000000"),
+              ("service_account", "estimate-only@estimate-only.iam.gserviceaccount.com"),
+              ("", "estimate-only"))  # fmt: skip
+
+
+def _load_for_pricing(job_file: str, overrides: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """The spec as `launch` loads it; where it names unset variables, loaded again with stand-ins for them."""
+    import os
+    import re
+
+    from launcher.errors import SpecError
+    from launcher.spec import load_spec
+
+    try:
+        return load_spec(job_file, overrides)
+    except SpecError as exc:
+        text = str(exc)  # spec.py's one line: "NAME (at key.path), ..." or "key.path: environment variable NAME is not set"
+        where = dict(re.findall(r"([A-Za-z_][A-Za-z0-9_]*) \(at ([\w.]+)\)", text)) if "variables are not set" in text else {}
+        single = re.search(r": ([\w.]+): environment variable ([A-Za-z_][A-Za-z0-9_]*) is not set\.", text)
+        if single:
+            where = {single.group(2): single.group(1)}
+        if not where or any(at.endswith(("region", "location")) for at in where.values()):
+            raise  # nothing to stand in for, or a region: prices depend on it
+    stand_ins = {name: next(v for key, v in _STAND_INS if at.endswith(key)) for name, at in where.items()}
+    spec = load_spec(job_file, overrides, environ={**os.environ, **stand_ins})
+    them = "them" if len(stand_ins) > 1 else "it"
+    click.echo(f"note: {', '.join(sorted(stand_ins))} not set: priced without {them} (no price depends on a role, "
+               f"an account or a bucket's name); `launch` itself needs {them}", err=True)
+    return spec
 
 
 def _listed_dataset(data: str):  # type: ignore[no-untyped-def]

@@ -69,3 +69,16 @@ def test_a_program_whose_data_holds_no_images_is_not_estimated_at_0_s(tmp_path: 
     assert result.exit_code == 2 and "holds no images it can count" in result.stderr and "--images N" in result.stderr
     ok = CliRunner().invoke(main, ["estimate", str(job), "--images-per-s", "100", "--images", "5000", "-b", "local"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_the_cloud_examples_are_priced_without_a_role_an_account_or_a_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 34 item 4: a role ARN or a subscription id had to be set just to estimate."""
+    examples = Path(QUICKSTART).parent
+    for name in ("LAUNCHER_BUCKET", "SAGEMAKER_ROLE_ARN", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(main, ["estimate", str(examples / "aws.yaml"), "-b", "aws"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "note: LAUNCHER_BUCKET, SAGEMAKER_ROLE_ARN not set: priced without them" in result.stderr
+    assert "ml.p4d.24xlarge" in result.stdout
+    region = CliRunner().invoke(main, ["estimate", str(examples / "ci" / "job.yaml"), "-b", "aws"])
+    assert region.exit_code == 2 and "AWS_REGION (at aws.region)" in region.stderr  # a region sets the price
