@@ -65,7 +65,7 @@ class Launcher:
 
     def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:
         registry.check_sections(spec)  # every backend section, not only this backend's
-        notes = check_features(self.backend, spec)
+        notes = (*check_features(self.backend, spec), *spec.train.unused())
         if spec.code is not None:
             notes = (*notes, f"code: {spec.code.dir} is archived at submit and sent once per content to {code_target(spec)}")
         plan = self.backend.plan(spec, job_id)
@@ -76,7 +76,7 @@ class Launcher:
         this raise RunBusyError naming that job, unless `force` (take it over; that job stops uploading).
         `attempt`: the supervised run (launcher.runs.supervisor) this job is an attempt of, recorded with it."""
         plan = spec_or_plan if isinstance(spec_or_plan, Plan) else self.plan(spec_or_plan, new_job_id(spec_or_plan.name))
-        check_local_data(plan.spec)  # before a job mounts it or anything is uploaded
+        check_local_data(plan.spec)  # before anything is claimed or uploaded: a missing folder is a typo, not a job
         # read once, here, before anything is claimed or recorded; the values never enter the plan
         secrets = secret_values(plan.secrets, os.environ if self._environ is None else self._environ)
         run = self._claim_run(plan, force)  # before the hooks: --resume-from writes into the run folder

@@ -148,7 +148,7 @@ _NUM = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 _HEAD = r"\[train\] epoch [0-9]+/[0-9]+:"
 # SageMaker applies each regex to every log line and plots group 1
 # (https://docs.aws.amazon.com/sagemaker/latest/dg/training-metrics.html); anchoring on the summary's
-# head keeps the per-step progress lines ("epoch 1/3 [###...] ... lr 0.01") from matching
+# head keeps the per-step progress lines ("epoch 1/3 step 20/200 loss ... lr 0.01") from matching
 LOG_REGEXES = {"epoch": r"\[train\] epoch ([0-9]+)/[0-9]+:",
                **{name: _HEAD + r".* " + name + " " + _NUM for name in METRICS}}
 # The ultralytics engine's epoch line ends with Ultralytics' own mAPs, named as in its results.csv without

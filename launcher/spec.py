@@ -231,7 +231,8 @@ class TrainConfig(_Model):
     task: Literal["detect", "segment", "classify", "pose", "obb"] | None = Field(
         None, description="ultralytics: the YOLO task (default: from the model name, -seg/-cls/-pose/-obb, else detect); builtin: classify only")
     model: str = Field("resnet18", description="builtin: a torchvision classification model name; ultralytics: a YOLO model YAML (from scratch) or .pt weights, like yolo11n.yaml (checked when the spec loads)")
-    data: str = Field("digits", description="ImageFolder root (train/, val/), s3://, gs://, az:// URI or a built-in dataset: digits")
+    data: str = Field("digits", description="ImageFolder root (train/, val/; a relative path is read from the spec "
+                                         "file's folder), s3://, gs://, az:// URI or a built-in dataset: digits")
     epochs: Int = Field(10, ge=1, le=100_000, description="number of epochs to train")
     batch: Int = Field(32, le=65_536, description="batch size per GPU (per process); -1 = AutoBatch")
     imgsz: Int = Field(224, ge=8, le=4096, description="training and validation image size (pixels)")
@@ -241,7 +242,8 @@ class TrainConfig(_Model):
     multi_scale: bool = Field(False, description="pick a random image size in [0.5, 1.5] x imgsz per batch")
     cache: Literal["ram", "disk", False] = Field(False, description="cache decoded images: ram, disk or false")
     amp: bool = Field(True, description="automatic mixed precision (bf16 where supported, else fp16)")
-    pretrained: bool | str = Field(False, description="true: torchvision weights; a path: a local state dict")
+    pretrained: bool | str = Field(False, description="true: torchvision weights; a path: a local state dict "
+                                                      "(a relative one is read from the spec file's folder)")
     optimizer: Literal["SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp", "auto"] = "auto"
     lr0: Float = Field(0.01, gt=0.0, le=100.0, description="initial learning rate")
     lrf: Float = Field(0.01, gt=0.0, le=1.0, description="final learning rate = lr0 * lrf")
@@ -364,6 +366,19 @@ class TrainConfig(_Model):
         if self.engine == "ultralytics" and "batch" not in self.model_fields_set:
             return 16
         return self.batch
+
+    def unused(self) -> list[str]:
+        """Keys the spec sets that this run will never use, each in one line with the fix (no error: the run
+        is valid). Ultralytics turns mosaic off for the last `close_mosaic` epochs (default 10), so a run of
+        that many epochs or fewer never uses `mosaic`."""
+        if self.engine != "ultralytics" or not self.mosaic:
+            return []
+        closing = 10 if self.close_mosaic is None else self.close_mosaic
+        if self.epochs > closing:
+            return []
+        return [f"train.mosaic {self.mosaic:g} is never used: Ultralytics turns mosaic off for the last close_mosaic "
+                f"({closing}) epochs and this run has {self.epochs}; set close_mosaic below {self.epochs} to use it, "
+                "or remove mosaic"]
 
     def yolo_task(self) -> str:
         """The Ultralytics task: train.task, else the model name's suffix (-seg, -cls, -pose, -obb), else detect."""
@@ -516,7 +531,8 @@ class Resources(_Model):
 
 
 class CheckpointConfig(_Model):
-    uri: str | None = Field(None, description="local path, s3://, gs:// or az://container/prefix")
+    uri: str | None = Field(None, description="local path (a relative one is read from the spec file's folder), "
+                                              "s3://, gs:// or az://container/prefix")
     every: Int = Field(1, ge=1, le=100_000, description="epochs between checkpoint uploads")
     keep: Int = Field(3, ge=1, le=10_000, description="how many checkpoints to keep in the store")
 
@@ -659,7 +675,9 @@ def _or_a_folder(schema: dict[str, Any]) -> None:
 
 
 class JobSpec(_Model):
-    """A training job, independent of where it runs."""
+    """A training job, independent of where it runs. A relative path in it (code, train.data, train.pretrained,
+    checkpoint.uri, local.mounts' sources, local.workdir) is read from the spec file's folder, wherever launch
+    runs; one given with --set, from the current folder."""
 
     name: str = Field(description="lowercase letters, digits and dashes; names cloud jobs and the checkpoint run folder")
     image: str = Field(DEFAULT_IMAGE, description="training image; defaults to this project's image")
@@ -823,7 +841,7 @@ def validate_spec(
     raw: dict[str, Any], file: Path | None, cwd: Path, sets: Mapping[tuple[str, ...], str] | None = None
 ) -> JobSpec:
     try:
-        spec = JobSpec.model_validate(_resolve_paths(raw, cwd, (cwd / file).parent if file else cwd))
+        spec = JobSpec.model_validate(_resolve_paths(raw, cwd, (cwd / file).parent if file else cwd, sets))
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc, file, JobSpec, sets=sets)) from None
     # The backend sections (local:, aws:, plugins.<name>:) are checked by launcher.backends.registry.check_sections,
@@ -1206,33 +1224,53 @@ def _set_path(raw: dict[str, Any], key: list[str], value: Any, file: Path, item:
     node[key[-1]] = value
 
 
-def _resolve_paths(raw: dict[str, Any], cwd: Path, spec_folder: Path) -> dict[str, Any]:
-    """Make local data and checkpoint paths absolute, so plans do not depend on the cwd; `code:` is read
-    from the spec file's folder (`code: .` ships the folder the spec lives in, wherever launch runs)."""
+# The keys that hold a local path, each made absolute when the spec loads. One base for all of them: the
+# spec file's folder (`code: .` ships the folder the spec lives in, `checkpoint.uri: runs` is the runs/ beside
+# it), wherever launch runs; a value given with --set is a command-line argument and is read from the current
+# folder, as a shell user expects. `local.*` is the local backend's section: its mount sources and workdir are
+# host paths like the others (the backend itself refuses a relative one it would otherwise meet).
+_PATH_KEYS = (("code", "dir"), ("train", "data"), ("train", "pretrained"), ("checkpoint", "uri"),
+             ("local", "workdir"), ("local", "mounts", "*", "source"))  # fmt: skip
+
+
+def _resolve_paths(raw: dict[str, Any], cwd: Path, spec_folder: Path,
+                   sets: Mapping[tuple[str, ...], str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Make every local path of the spec (_PATH_KEYS) absolute, so plans depend neither on the cwd nor on the key."""
     raw = dict(raw)
-    code = raw.get("code")
-    if isinstance(code, str):
-        code = {"dir": code}
-    if isinstance(code, dict) and isinstance(code.get("dir", "."), str) and code.get("dir", ".").strip():
-        raw["code"] = {**code, "dir": _absolute(code.get("dir", "."), spec_folder.resolve())}
-    train = raw.get("train")
-    if isinstance(train, dict) and isinstance(train.get("data"), str):
-        train = dict(train)
-        train["data"] = _absolute(train["data"], cwd, builtin=BUILTIN_DATASETS)
-        raw["train"] = train
-    ckpt = raw.get("checkpoint")
-    if isinstance(ckpt, dict) and isinstance(ckpt.get("uri"), str):
-        ckpt = dict(ckpt)
-        ckpt["uri"] = _absolute(ckpt["uri"], cwd)
-        raw["checkpoint"] = ckpt
+    if isinstance(raw.get("code"), str):
+        raw["code"] = {"dir": raw["code"]}
+    if isinstance(raw.get("code"), dict) and "dir" not in raw["code"]:
+        raw["code"] = {**raw["code"], "dir": "."}
+    for key in _PATH_KEYS:
+        _resolve_key(raw, key, (), spec_folder.resolve(), cwd, sets or {})
     return raw
 
 
-def _absolute(value: str, cwd: Path, builtin: tuple[str, ...] = ()) -> str:
-    if value in builtin or "://" in value or not value or _unknown_home(value):
+def _resolve_key(node: Any, key: tuple[str, ...], at: tuple[str, ...], folder: Path, cwd: Path,
+                 sets: Mapping[tuple[str, ...], str]) -> Any:  # fmt: skip
+    """`node` with the path at `key` (`*`: each item of a list) resolved; containers are copied, never mutated."""
+    if not key:
+        if not isinstance(node, str) or not node.strip():
+            return node
+        given = any(at[:n] in sets for n in range(len(at), 0, -1))  # a --set of this key or of one above it
+        return _absolute(node, cwd if given else folder, builtin=BUILTIN_DATASETS if at == ("train", "data") else ())
+    head, rest = key[0], key[1:]
+    if head == "*" and isinstance(node, list):
+        node[:] = [_resolve_key(_copy(item), rest, (*at, str(i)), folder, cwd, sets) for i, item in enumerate(node)]
+    elif isinstance(node, dict) and head in node:
+        node[head] = _resolve_key(_copy(node[head]), rest, (*at, head), folder, cwd, sets)
+    return node
+
+
+def _copy(value: Any) -> Any:
+    return dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value
+
+
+def _absolute(value: str, base: Path, builtin: tuple[str, ...] = ()) -> str:
+    if value in builtin or "://" in value or not value or value.lower() in ("true", "false") or _unknown_home(value):
         return value  # check_location refuses an unknown ~user
     path = Path(value).expanduser()
-    return str(path if path.is_absolute() else (cwd / path).resolve())
+    return str(path if path.is_absolute() else (base / path).resolve())
 
 
 # ---------------------------------------------------------------- errors
@@ -1249,18 +1287,20 @@ def format_validation_error(
 
     Further problems are counted and their keys named, so the line stays one line.
     """
-    problems = []
+    problems: list[tuple[str, str, str]] = []
     for err in exc.errors():
         loc = tuple(str(part) for part in err["loc"])
         full = (*prefix, *loc)
         where = ".".join(full)[:200] or "(top level)"
         source = _source(full, file, sets or {})
         reason = _reason(err, model, loc).replace("\n", " ")[:300]
-        problems.append((where, f"{source}: {where}: {reason}" if source else f"{where}: {reason}"))
+        hint = re.search(r"; (did you mean '[^']*'\?)$", reason)  # every typo gets its suggestion, not the first only
+        problems.append((where, f"{source}: {where}: {reason}" if source else f"{where}: {reason}",
+                         f" ({hint.group(1)})" if hint else ""))  # fmt: skip
     first = problems[0][1]
     if len(problems) == 1:
         return first
-    others = ", ".join(where for where, _ in problems[1:4]) + (", ..." if len(problems) > 4 else "")
+    others = ", ".join(where + hint for where, _, hint in problems[1:4]) + (", ..." if len(problems) > 4 else "")
     return f"{first} (and {len(problems) - 1} more: {others})"
 
 

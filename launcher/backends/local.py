@@ -83,7 +83,7 @@ _USER_RE = re.compile(r"^(?:[a-z_][a-z0-9_-]{0,31}|[0-9]{1,10})(?::(?:[a-z_][a-z
 class Mount(BackendOptions):
     """A host folder made visible to the container (docker runtime only)."""
 
-    source: str = Field(description="absolute host path")
+    source: str = Field(description="host path (a relative one is read from the spec file's folder)")
     target: str = Field(description="absolute path inside the container")
     read_only: bool = Field(True, description="mount read-only (default)")
 
@@ -118,7 +118,8 @@ class LocalOptions(BackendOptions):
     user: str | None = Field(None, description="run the container as this user, like '1000:1000' (default: the submitting user's uid:gid)")
     network: str | None = Field(None, description="docker network mode, like 'host' (default: bridge)")
     python: str = Field("python", description="interpreter of the process runtime; 'python' = the one running launch")
-    workdir: str | None = Field(None, description="working directory of the process runtime (default: the current one)")
+    workdir: str | None = Field(None, description="working directory of the process runtime (default: the current one; "
+                                                 "a relative one is read from the spec file's folder)")
 
     @field_validator("shm_size")
     @classmethod
@@ -450,6 +451,8 @@ class LocalBackend(Backend):
         (self._dir(ref) / STOPPED_FILE).write_text(str(time.time()))
         if ref.extra.get("runtime") == "docker":
             self._docker_container(ref).stop(timeout=STOP_GRACE_S)
+            self.status(ref)  # keeps its log and exit code in the job's folder and removes the exited container now,
+            # not when someone next asks (`launch stop` of a detached job left an `Exited (143)` container behind)
         else:
             self._stop_process(ref)
 

@@ -75,7 +75,8 @@ def get(name: str) -> type[Backend]:
     cls = find(name)
     if cls is None:
         names = ", ".join(available())
-        raise LauncherError(f"Unknown backend '{name}'.", f"Choose one of: {names} (aliases: sagemaker, vertex, azureml).")
+        aliases = ", ".join(f"{alias} = {backend}" for alias, backend in ALIASES.items())
+        raise LauncherError(f"Unknown backend '{name}'.", f"Choose one of: {names} (aliases: {aliases}).")
     return cls
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -11,7 +13,7 @@ import click
 from launcher import __version__
 from launcher.errors import LauncherError
 
-__all__ = ["main", "DefaultGroup", "echo_json", "fail", "console"]
+__all__ = ["main", "DefaultGroup", "echo_json", "fail", "console", "fit_columns"]
 
 
 class DefaultGroup(click.Group):
@@ -21,8 +23,21 @@ class DefaultGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            _refuse_a_typo(ctx, args[0], list(self.commands))
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The group's help, then the options of `launch JOB.yaml` (the default command), which the group's
+        own options list would hide."""
+        super().format_help(ctx, formatter)
+        command = self.commands.get(self.default_command)
+        if command is None:
+            return
+        records = [r for p in command.get_params(ctx)
+                   if isinstance(p, click.Option) and (r := p.get_help_record(ctx)) and "--help" not in r[0]]
+        with formatter.section(f"Options of `launch JOB.yaml` (`launch {self.default_command} --help`)"):
+            formatter.write_dl(records)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -30,6 +45,17 @@ class DefaultGroup(click.Group):
         except LauncherError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+
+
+def _refuse_a_typo(ctx: click.Context, word: str, commands: list[str]) -> None:
+    """`launch stauts`: a word that is no file and close to a command is a typo of the command, said so;
+    anything else goes on as a job file (whose own check says when it is missing)."""
+    if word.startswith("-") or "/" in word or word.endswith((".yaml", ".yml")) or Path(word).exists():
+        return
+    close = difflib.get_close_matches(word, commands, n=1, cutoff=0.6)
+    if close:
+        click.echo(f"error: no command or job file '{word}'; did you mean `launch {close[0]}`?", err=True)
+        ctx.exit(2)
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -65,3 +91,34 @@ def console(stderr: bool = False):  # type: ignore[no-untyped-def]
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, file=sys.stderr if stderr else None)
+
+
+def fit_columns(names: tuple[str, ...], cells: list[tuple[str, ...]], width: int, optional: tuple[str, ...],
+                ranges: tuple[str, ...] = ()) -> tuple[list[str], list[list[str]], list[str]]:  # fmt: skip
+    """The columns of a table that fit `width` (each as wide as its widest cell, 2 columns of padding; the
+    header-less marks column counts 12): `optional` ones are dropped in order, then the `(low-high)` ranges of
+    the `ranges` columns (their header loses its first word). Returns (names, cells, what was left out)."""
+    keep, rows, dropped = list(names), [list(c) for c in cells], []
+
+    def needed() -> int:
+        return sum(min(max([len(n), *(len(r[i]) for r in rows)]), 12 if n == "" else 999) + 2
+                   for i, n in enumerate(keep))  # fmt: skip
+
+    for name in optional:
+        if needed() <= width:
+            break
+        if name not in keep:
+            continue
+        i = keep.index(name)
+        keep.pop(i)
+        for r in rows:
+            r.pop(i)
+        dropped.append(name)
+    if ranges and needed() > width:
+        for name in ranges:
+            i = keep.index(name)
+            keep[i] = name.split(" ", 1)[-1]
+            for r in rows:
+                r[i] = r[i].split(" (")[0]
+        dropped.append("the totals' ranges")
+    return keep, rows, dropped

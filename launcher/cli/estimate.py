@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from launcher.cli.base import console, echo_json, fail, main
+from launcher.cli.base import console, echo_json, fail, fit_columns, main
 from launcher.storage import is_remote
 
 __all__ = ["estimate_cmd", "profile_cmd", "catalog"]
@@ -60,10 +60,9 @@ def estimate_cmd(
     """
     from launcher.backends import registry
     from launcher.estimate.model import estimate
-    from launcher.spec import load_spec
     from launcher.state.jobs import JobRegistry
 
-    spec = load_spec(job_file, overrides)
+    spec = _load_for_pricing(job_file, overrides)
     registry.check_sections(spec, Path(job_file), overrides)
     chosen = [registry.create(b) for b in backends] if backends else registry.installed()
     data_bytes = int(data_gb * 1e9) if data_gb is not None else None
@@ -79,7 +78,9 @@ def estimate_cmd(
     if plot_file:
         from launcher.estimate.plot import plot_rows
 
-        plot_rows(rows, plot_file, f"{spec.name}: cost vs time", spec.limits.max_cost, spec.limits.max_runtime)
+        # the options the table lists (--all: every one), so each point is a row the user can read
+        plot_rows(_shown(rows, show_all), plot_file, f"{spec.name}: cost vs time", spec.limits.max_cost,
+                  spec.limits.max_runtime)  # fmt: skip
     if as_json:
         echo_json([r.to_dict() for r in rows])
         if warning:
@@ -90,6 +91,41 @@ def estimate_cmd(
         click.echo(f"plot: {plot_file}", err=True)
     if warning:
         click.echo(f"warning: {warning}", err=True)
+
+
+# Unset variables a price does not depend on (a role, an account, a bucket's name) get a stand-in of the right
+# shape for the estimate alone, chosen by the key that names them; said on stderr (issue 34: the cloud examples
+# could not be estimated without a role ARN or a subscription id).
+_STAND_INS = (("role_arn", "arn:aws:iam::000000000000:role/estimate-only"),
+              ("subscription_id", "00000000-0000-0000-0000-000000000000"),
+              ("service_account", "estimate-only@estimate-only.iam.gserviceaccount.com"),
+              ("", "estimate-only"))  # fmt: skip
+
+
+def _load_for_pricing(job_file: str, overrides: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """The spec as `launch` loads it; where it names unset variables, loaded again with stand-ins for them."""
+    import os
+    import re
+
+    from launcher.errors import SpecError
+    from launcher.spec import load_spec
+
+    try:
+        return load_spec(job_file, overrides)
+    except SpecError as exc:
+        text = str(exc)  # spec.py's one line: "NAME (at key.path), ..." or "key.path: environment variable NAME is not set"
+        where = dict(re.findall(r"([A-Za-z_][A-Za-z0-9_]*) \(at ([\w.]+)\)", text)) if "variables are not set" in text else {}
+        single = re.search(r": ([\w.]+): environment variable ([A-Za-z_][A-Za-z0-9_]*) is not set\.", text)
+        if single:
+            where = {single.group(2): single.group(1)}
+        if not where or any(at.endswith(("region", "location")) for at in where.values()):
+            raise  # nothing to stand in for, or a region: prices depend on it
+    stand_ins = {name: next(v for key, v in _STAND_INS if at.endswith(key)) for name, at in where.items()}
+    spec = load_spec(job_file, overrides, environ={**os.environ, **stand_ins})
+    them = "them" if len(stand_ins) > 1 else "it"
+    click.echo(f"note: {', '.join(sorted(stand_ins))} not set: priced without {them} (no price depends on a role, "
+               f"an account or a bucket's name); `launch` itself needs {them}", err=True)
+    return spec
 
 
 def _listed_dataset(data: str):  # type: ignore[no-untyped-def]
@@ -109,7 +145,9 @@ def _no_estimate(rows, job_file: str, unlisted: str | None) -> str:  # type: ign
         return f"Cannot estimate {job_file}: {unlisted.rstrip('.')}; pass --images N (training images) to estimate without listing it."
     reasons: dict[str, list[str]] = {}
     for r in rows:
-        reason = _cpu_hint(job_file) if _cloud_cpu_without_figure(r) else str(r.error).replace(r.offer.instance, "these instances")
+        named = r.offer.instance != "-"  # "-": no instance (a backend-wide reason); never replace the dashes of a flag
+        reason = (_cpu_hint(job_file) if _cloud_cpu_without_figure(r)
+                  else str(r.error).replace(r.offer.instance, "these instances") if named else str(r.error))  # fmt: skip
         reasons.setdefault(reason, []).append(r.offer.backend)
     said = "; ".join(f"{', '.join(dict.fromkeys(names))}: {reason.rstrip('.')}" for reason, names in reasons.items())
     return f"Cannot estimate {job_file} on any backend ({said or 'no backend installed'})."
@@ -166,15 +204,22 @@ def _cloud_cpu_without_figure(r) -> bool:  # type: ignore[no-untyped-def]
 
 
 def _print_rows(rows, spec, show_all: bool = False, job_file: str = "JOB.yaml") -> None:  # type: ignore[no-untyped-def]
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    table = Table(*COLUMNS, box=None)
     shown = _shown(rows, show_all)
-    for r in shown:
-        table.add_row(*_cells(r))
     out = console()
-    out.width = max(out.width, 180)  # a table this wide is unreadable folded into 80 columns
+    names, cells, dropped = fit_columns(COLUMNS, [_cells(r) for r in shown], out.width, _OPTIONAL, _RANGES)
+    # names a user types (backend, instance) are never cut; what is left of the width goes to the others
+    table = Table(*(Column(n, min_width=9) if n in ("", "GPUs") else Column(n, no_wrap=True) for n in names),
+                  box=None, pad_edge=False)  # fmt: skip
+    for row in cells:
+        table.add_row(*row)
     out.print(table)
+    if dropped:
+        out.print(f"(a {out.width}-column terminal: {', '.join(dropped)} left out; a wider one or --json shows them)")
+    if any(not r.staging_known for r in shown):
+        out.print(f"staging: unknown (the size of {spec.train.data} is not known), left out of the totals; "
+                  "pass --data-gb G to count it")
     hidden = sum(1 for r in rows if r.ok) - len(shown)
     if hidden:
         out.print(f"{hidden} more options (larger instances of the same GPU type): --all shows them")
@@ -199,21 +244,28 @@ def _print_rows(rows, spec, show_all: bool = False, job_file: str = "JOB.yaml") 
 
 
 # total time = startup + staging + training (training here includes validation and expected spot restarts)
-COLUMNS = ("backend", "instance", "GPUs", "$/h", "startup", "staging", "training", "total time", "total cost", "throughput",
+COLUMNS = ("backend", "instance", "region", "GPUs", "$/h all nodes", "startup", "staging", "training", "total time",
+           "total cost", "throughput",
            "catalog", "")  # fmt: skip
+
+
+# The columns a narrow terminal leaves out first, then the ranges of the totals; the rest always shows.
+_OPTIONAL = ("catalog", "throughput", "region", "staging", "startup", "training", "$/h all nodes")
+_RANGES = ("total time", "total cost")  # then "5m00s (3m30s-6m31s)" becomes "5m00s", under "time"
 
 
 def _cells(r) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
     o = r.offer
     gpus = f"{o.nodes}x{o.gpus} {o.gpu_type or ''}".strip() if o.gpus else ("CPU" if o.nodes == 1 else f"{o.nodes}x CPU")
-    inst = f"{o.instance}{' spot' if o.spot else ''}" + (f" {o.region}" if o.region else "")
+    inst = f"{o.instance}{' spot' if o.spot else ''}"
     total = f"{_hms(r.total_s)} ({_hms(r.time_range[0])}-{_hms(r.time_range[1])})"
     cost = f"{_money(r.cost)} ({_money(r.cost_range[0])}-{_money(r.cost_range[1])})"
     source = f"{r.source} {r.images_per_s:.0f} img/s" + ("/GPU" if o.gpus else "")
     marks = ", ".join([*r.marks, *([] if r.within_limits else ["over limits"])])
     training = _hms(r.training_s + r.validation_s + r.interruption_s)
     price = _money(o.price_per_hour * o.nodes)
-    return (o.backend, inst, gpus, price, _hms(r.startup_s), _hms(r.staging_s), training, total, cost, source,
+    staging = _hms(r.staging_s) if r.staging_known else "unknown"
+    return (o.backend, inst, o.region or "-", gpus, price, _hms(r.startup_s), staging, training, total, cost, source,
             r.catalog_date or "-", marks.strip())  # fmt: skip
 
 

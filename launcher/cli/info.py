@@ -25,6 +25,7 @@ def backends(as_json: bool) -> None:
             rows.append({"name": name, "sdk": check.sdk, "credentials": check.credentials, "message": check.message})
         except LauncherError as exc:
             rows.append({"name": name, "sdk": False, "credentials": None, "message": str(exc)})
+        rows[-1]["aliases"] = sorted(alias for alias, backend in registry.ALIASES.items() if backend == name)
     if as_json:
         echo_json(rows)
         return
@@ -32,9 +33,10 @@ def backends(as_json: bool) -> None:
     from rich.table import Table
 
     mark = {True: "yes", False: "no", None: "-"}
-    table = Table("backend", "sdk", "credentials", "notes", box=None)
+    table = Table("backend", "aliases", "sdk", "credentials", "notes", box=None)
     for row in rows:  # escaped: rich would read the `[aws]` of a pip hint as markup and drop it
-        table.add_row(escape(row["name"]), mark[row["sdk"]], mark[row["credentials"]], escape(row["message"]))
+        table.add_row(escape(row["name"]), ", ".join(row["aliases"]) or "-", mark[row["sdk"]], mark[row["credentials"]],
+                      escape(row["message"]))  # fmt: skip
     console().print(table)
 
 
@@ -49,7 +51,7 @@ def full_schema() -> dict:  # type: ignore[type-arg]
     from launcher.errors import LauncherError
     from launcher.spec import BACKEND_SECTIONS, JobSpec
 
-    schema = JobSpec.model_json_schema()
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **JobSpec.model_json_schema()}
     for name in BACKEND_SECTIONS:
         try:
             options = registry.get(name).options_model.model_json_schema()

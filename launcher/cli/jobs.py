@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import click
 
-from launcher.cli.base import console, echo_json, main
+from launcher.cli.base import console, echo_json, fit_columns, main
 
 __all__ = ["status", "logs", "stop", "ls", "supervise"]
 
@@ -47,11 +48,15 @@ def status(job_id: str | None, as_json: bool) -> None:
     record = job.record()
     from launcher.runs.progress import for_record
 
-    progress = for_record(record)
-    if as_json:
-        echo_json({"id": job.id, "backend": record.backend, "native_id": record.native_id, "state": st.state.value,
-                   "message": st.message, "exit_code": st.exit_code, "details": dict(st.details),
-                   "progress": progress.to_dict() if progress else None})  # fmt: skip
+    newer = _newer_of_the_run(job.jobs, record)
+    progress = for_record(record, newer=newer)
+    if as_json:  # everything the plain output shows, and more: a supervised run's attempts and total
+        out = {"id": job.id, "backend": record.backend, "native_id": record.native_id, "state": st.state.value,
+               "message": st.message, "exit_code": st.exit_code, "details": dict(st.details),
+               "progress": progress.to_dict() if progress else None}  # fmt: skip
+        if record.run_id:
+            out["run"] = _run_dict(job.jobs, record.run_id)
+        echo_json(out)
         return
     if record.run_id:
         _run_status(job.jobs, record.run_id)
@@ -61,29 +66,70 @@ def status(job_id: str | None, as_json: bool) -> None:
         click.echo(progress.line())
 
 
+def _newer_of_the_run(jobs, record) -> str | None:  # type: ignore[no-untyped-def]
+    """The newest later job writing the same run folder (same name and checkpoint.uri), if any."""
+    uri = (record.spec.get("checkpoint") or {}).get("uri")
+    if not uri:
+        return None
+    later = [r for r in jobs.list(limit=200) if r.name == record.name and r.submitted_at > record.submitted_at
+             and (r.spec.get("checkpoint") or {}).get("uri") == uri]  # fmt: skip
+    return max(later, key=lambda r: r.submitted_at).id if later else None
+
+
+def _run_dict(jobs, run_id: str) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    """A supervised run as `launch status RUN` shows it: its state, each attempt's row, the total cost."""
+    run, attempts = jobs.run(run_id), jobs.attempts(run_id)
+    rows, before = [], 0
+    for a in attempts:
+        epoch = a.metrics.get("epoch")
+        rows.append({"attempt": a.attempt, "backend": a.backend, "instance": a.instance, "job": a.id,
+                     "native_id": a.native_id, "state": a.state.value, "ending": a.ending,
+                     "epochs_from": before if epoch is not None else None, "epochs_to": epoch,
+                     "seconds": ((a.finished_at or time.time()) - a.submitted_at) if a.native_id else None,
+                     "cost": a.cost()})  # fmt: skip
+        before = epoch if epoch is not None else before
+    return {"id": run.id, "state": run.state, "message": run.message, "attempts": rows,
+            "total_cost": sum(a.cost() or 0.0 for a in attempts),
+            "max_cost": (run.spec.get("limits") or {}).get("max_cost")}  # fmt: skip
+
+
 def _run_status(jobs, run_id: str) -> None:  # type: ignore[no-untyped-def]
     """A supervised run: its state, then one line per attempt, then its total cost."""
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from launcher.runs.progress import fmt_duration
 
-    run, attempts = jobs.run(run_id), jobs.attempts(run_id)
-    click.echo(f"run {run.id}  {run.state}" + (f"  {run.message}" if run.message else ""))
-    chosen = any(a.instance for a in attempts)  # the instance column only where the supervisor chose one (a cloud catalog)
-    table = Table("attempt", "backend", *(["instance"] if chosen else []), "job", "state", "ending", "epochs", "time", "cost", box=None)
-    before = 0
+    run = _run_dict(jobs, run_id)
+    attempts = run["attempts"]
+    click.echo(f"run {run['id']}  {run['state']}" + (f"  {run['message']}" if run["message"] else ""))
+    chosen = any(a["instance"] for a in attempts)  # the instance column only where the supervisor chose one
+    names = ("attempt", "backend", *(["instance"] if chosen else []), "job", "state", "ending", "epochs", "time",
+             "cost")
+    cells = []
     for a in attempts:
-        epoch = a.metrics.get("epoch")
-        done = f"{before}->{epoch}" if epoch is not None else "-"
-        before = epoch if epoch is not None else before
-        ran = fmt_duration((a.finished_at or time.time()) - a.submitted_at) if a.native_id else "-"
-        cost = a.cost()
-        table.add_row(str(a.attempt), a.backend, *([a.instance or "-"] if chosen else []), a.id, a.state.value, a.ending or "-",
-                      done, ran, "-" if cost is None else f"${cost:.2f}")  # fmt: skip
-    console().print(table)
-    total = sum(a.cost() or 0.0 for a in attempts)
-    limit = (run.spec.get("limits") or {}).get("max_cost")
-    click.echo(f"total cost ${total:.2f}" + (f" of limits.max_cost ${limit:.2f}" if limit else "") + f" over {len(attempts)} attempt(s)")
+        done = f"{a['epochs_from']}->{a['epochs_to']}" if a["epochs_to"] is not None else "-"
+        ran = fmt_duration(a["seconds"]) if a["seconds"] is not None else "-"
+        cost = "-" if a["cost"] is None else f"${a['cost']:.2f}"
+        cells.append((str(a["attempt"]), a["backend"], *([a["instance"] or "-"] if chosen else []), a["job"],
+                      a["state"], a["ending"] or "-", done, ran, cost))  # fmt: skip
+    out = console()
+    keep, rows, dropped = fit_columns(names, cells, out.width, ("time", "epochs", "instance"))
+    table = Table(*(Column(n, no_wrap=True) for n in keep), box=None, pad_edge=False)  # ids, states: never cut
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    if dropped:
+        out.print(f"(a {out.width}-column terminal: {', '.join(dropped)} left out; a wider one or --json shows them)")
+    limit = run["max_cost"]
+    click.echo(f"total cost ${run['total_cost']:.2f}" + (f" of limits.max_cost ${limit:.2f}" if limit else "")
+               + f" over {len(attempts)} attempt(s)")  # fmt: skip
+
+
+def _id_column(header: str, ids: list[str]) -> Any:
+    """A column of ids a user must type: never cut, never wrapped; other columns give way."""
+    from rich.table import Column
+
+    return Column(header, no_wrap=True, min_width=max([len(header), *map(len, ids)]))
 
 
 @main.command()
@@ -165,8 +211,9 @@ def ls(limit: int, backend: str | None, as_json: bool) -> None:
         return
     from rich.table import Column, Table
 
-    table = Table("job", "backend", "state", Column("progress", no_wrap=True), "submitted", "message", box=None)
-    for r in records:
+    table = Table(_id_column("job", [r.id for r in records]), "backend", "state", Column("progress", no_wrap=True),
+                  Column("submitted", no_wrap=True), Column("message", overflow="fold", ratio=1), box=None)  # fmt: skip
+    for r in records:  # the id is never cut; the message wraps within what the terminal's width leaves
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.submitted_at))
-        table.add_row(r.id, r.backend, r.state.value, p.short() if (p := progress[r.id]) else "-", when, r.message[:60])
+        table.add_row(r.id, r.backend, r.state.value, p.short() if (p := progress[r.id]) else "-", when, r.message)
     console().print(table)

@@ -28,7 +28,8 @@ def _in_file(job_file: str) -> Iterator[None]:
 
 @main.command()
 @click.argument("job_file", type=click.Path(dir_okay=False))
-@click.option("-b", "--backend", default="local", show_default=True, help="local, aws, gcp, azure (or an installed plugin)")
+@click.option("-b", "--backend", default="local", show_default=True,
+              help="local (alias docker), aws (sagemaker), gcp (vertex), azure (azureml), or an installed plugin")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a spec key, e.g. train.epochs=3")
 @click.option("--dry-run", is_flag=True, help="print the request the backend would send, secrets redacted, and exit")
 @click.option("--detach", is_flag=True, help="submit and return; follow later with `launch logs JOB -f`")
@@ -57,16 +58,21 @@ def run(
         launcher = Launcher(backend=backend)
         plan = launcher.plan(spec, None if dry_run else new_job_id(spec.name))
     if dry_run:
-        click.echo(plan.to_json() if as_json else plan.to_yaml(), nl=not as_json)
+        shipped = None
         if spec.code is not None:  # what would ship, checked as submit checks it; stderr keeps the plan clean
-            from launcher.staging.code import collect
+            from launcher.staging.code import collect_for
 
-            click.echo(collect(spec.code).summary(), err=True)
+            shipped = collect_for(spec).summary()
+        click.echo(plan.to_json() if as_json else plan.to_yaml(), nl=not as_json)
+        if shipped is not None:
+            click.echo(shipped, err=True)
         return
     if spec.recovery is not None:  # a supervised run: it submits (and budgets) each attempt itself
         if launcher.backend.name != "local" and not yes and sys.stdin.isatty():
             click.confirm(f"Start run {spec.name} on {launcher.backend.name} (with recovery)? This may cost money", abort=True, err=True)
         sys.exit(_supervise(spec, backend, detach, ignore_budget))
+    for note in spec.train.unused():  # said before the money is spent, not only in the dry run's notes
+        click.echo(f"note: {note}", err=True)
     launcher.before_submit = _hooks(resume_from, ignore_budget)  # after --dry-run: it must not load the estimator
     if launcher.backend.name != "local" and not yes and sys.stdin.isatty():
         click.confirm(f"Start {plan.job_name} on {launcher.backend.name}? This may cost money", abort=True, err=True)

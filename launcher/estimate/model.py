@@ -56,7 +56,7 @@ HOURS_PER_MONTH = 730.0
 class Dataset:
     train_images: int
     val_images: int
-    bytes: int
+    bytes: int | None  # None: unknown (remote data given as --images N without --data-gb)
     local: bool  # True: the files are on this machine (a cloud job must upload them)
 
 
@@ -82,6 +82,7 @@ class Row:
     error: str = ""
     within_limits: bool = True
     marks: tuple[str, ...] = field(default=())
+    staging_known: bool = True  # False: the data's size is unknown, staging_s (0) is not a figure to act on
 
     @property
     def ok(self) -> bool:
@@ -91,8 +92,9 @@ class Row:
         o = self.offer
         return {
             "backend": o.backend, "instance": o.instance, "gpu_type": o.gpu_type, "gpus": o.gpus, "nodes": o.nodes,
-            "spot": o.spot, "region": o.region, "price_per_hour": o.price_per_hour, "startup_s": round(self.startup_s, 1),
-            "staging_s": round(self.staging_s, 1), "training_s": round(self.training_s, 1),
+            "spot": o.spot, "region": o.region, "price_per_hour": o.price_per_hour,
+            "price_per_hour_all_nodes": o.price_per_hour * o.nodes, "startup_s": round(self.startup_s, 1),
+            "staging_s": round(self.staging_s, 1) if self.staging_known else None, "training_s": round(self.training_s, 1),
             "validation_s": round(self.validation_s, 1), "interruption_s": round(self.interruption_s, 1),
             "total_s": round(self.total_s, 1), "cost": round(self.cost, 4), "storage_cost": round(self.storage_cost, 6),
             "time_range_s": [round(t, 1) for t in self.time_range], "cost_range": [round(c, 4) for c in self.cost_range],
@@ -119,7 +121,7 @@ def dataset_size(spec: JobSpec, train_images: int | None = None, data_bytes: int
         root = Path(data) / "images" if (Path(data) / "images" / "train").is_dir() else Path(data)
         return _folder_size(root, train_images)
     if train_images:
-        return Dataset(train_images, max(1, train_images // 10), data_bytes or 0, local=False)
+        return Dataset(train_images, max(1, train_images // 10), data_bytes, local=False)
     return None
 
 
@@ -166,7 +168,7 @@ def staging_seconds(data: Dataset, offer: Offer, catalog: dict[str, object]) -> 
     if offer.backend == "local" and data.local:
         return 0.0
     rate = float(offer.details.get("staging_mb_per_s") or catalog.get("staging_mb_per_s") or DEFAULT_STAGING_MB_S)
-    return data.bytes / (rate * 1e6)
+    return (data.bytes or 0) / (rate * 1e6)  # unknown: 0 here, and the row says "unknown" (Row.staging_known)
 
 
 def interruption_seconds(spec: JobSpec, work_s: float, startup_s: float, offer: Offer, catalog: dict[str, object]) -> float:
@@ -220,7 +222,7 @@ def _storage_cost(data: Dataset, total_s: float, offer: Offer) -> float:
     """Object storage for a local dataset uploaded for a cloud run, prorated (buckets bill per GB-month)."""
     if not data.local or offer.backend == "local":
         return 0.0
-    return data.bytes / 1e9 * STORAGE_USD_PER_GB_MONTH * (total_s / 3600.0) / HOURS_PER_MONTH
+    return (data.bytes or 0) / 1e9 * STORAGE_USD_PER_GB_MONTH * (total_s / 3600.0) / HOURS_PER_MONTH
 
 
 def _catalog_for(backend: str) -> dict[str, object]:
@@ -252,7 +254,9 @@ def _row_for(spec: JobSpec, offer: Offer, data: Dataset | None, jobs: JobRegistr
         )  # fmt: skip
         reason = f"no throughput figure for {spec.train.model} on {canonical_device(_device(offer))}; {hint}"
         return Row(offer, catalog_date=date, error=reason)
-    return replace(estimate_offer(spec, offer, figure, data, {**catalog, "date": date}), catalog_date=date)
+    known = data.bytes is not None or (offer.backend == "local" and data.local)
+    return replace(estimate_offer(spec, offer, figure, data, {**catalog, "date": date}), catalog_date=date,
+                   staging_known=known)  # fmt: skip
 
 
 def _device(offer: Offer) -> str:
@@ -287,6 +291,11 @@ def estimate(
     """
     no_data = spec.data() is None and not train_images  # a program of the user's own that names no data
     data = None if no_data else dataset or dataset_size(spec, train_images, data_bytes)
+    if data is not None and data.train_images == 0 and not train_images:  # nothing to count: 0 s is no estimate
+        reason = (f"train.data {spec.train.data} holds no images it can count (train/ with .jpg, .png, ...); "
+                  "pass --images N (training samples per epoch)")  # fmt: skip
+        return [Row(Offer(b.name, "-", spec.resources.gpu_type, spec.resources.gpus, spec.resources.nodes, 0.0),
+                    error=reason) for b in backends]  # fmt: skip
     rows: list[Row] = []
     for backend in backends:
         offers = _offers(backend, spec)

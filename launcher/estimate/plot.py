@@ -7,6 +7,7 @@ imported here only, with the Agg backend (no display needed).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -51,9 +52,12 @@ def plot_rows(
 DPI = 130
 
 
-def draw(rows: Sequence[Row], title: str = "", max_cost: float | None = None, max_runtime_s: float | None = None):  # type: ignore[no-untyped-def]
-    """The figure plot_rows saves: points, Pareto front, limits, and one label per point, no two overlapping."""
-    from launcher.lazy import require  # noqa: PLC0415
+def draw(rows: Sequence[Row], title: str = "", max_cost: float | None = None,
+         max_runtime_s: float | None = None):  # type: ignore[no-untyped-def]  # fmt: skip
+    """The figure plot_rows saves: the options given (the table's rows), the Pareto front, one label per point,
+    no two overlapping; the axes fit the points (log where they span more than a decade), and a limit is a red
+    line where it falls near them, else said in the legend (never stretching the axes into empty space)."""
+    from launcher.lazy import require  # noqa: PLC0415 - matplotlib only when a plot is asked for
 
     matplotlib = require("matplotlib", "train")
     matplotlib.use("Agg")
@@ -67,15 +71,52 @@ def draw(rows: Sequence[Row], title: str = "", max_cost: float | None = None, ma
         ax.scatter([r.total_s / 3600 for r in mine], [r.cost for r in mine], label=backend, s=30, alpha=0.8)
     ax.plot([r.total_s / 3600 for r in front], [r.cost for r in front], "k--", lw=1, label="Pareto front")
     ax.scatter([r.total_s / 3600 for r in front], [r.cost for r in front], s=120, facecolors="none", edgecolors="k")
-    if max_cost:
-        ax.axhline(max_cost, color="tab:red", ls=":", lw=1, label=f"max_cost ${max_cost:g}")
-    if max_runtime_s:
-        ax.axvline(max_runtime_s / 3600, color="tab:red", ls="-.", lw=1, label=f"max_runtime {max_runtime_s / 3600:.2g} h")
-    _axes(ax, ok, title)
+    xlim = _fit([r.total_s / 3600 for r in ok], max_runtime_s / 3600 if max_runtime_s else None)
+    ylim = _fit([r.cost for r in ok], max_cost)
+    _limit(ax.axhline, max_cost, ylim, f"max_cost ${max_cost:g}" if max_cost else "", ":")
+    _limit(ax.axvline, max_runtime_s / 3600 if max_runtime_s else None, xlim,
+           f"max_runtime {max_runtime_s / 3600:.2g} h" if max_runtime_s else "", "-.")  # fmt: skip
+    _axes(ax, xlim, ylim, title)
     fig.canvas.draw()  # the final layout first: labels are placed in screen space, then nothing moves
     fig.set_layout_engine("none")
     _place_labels(fig, ax, [((r.total_s / 3600, r.cost), label(r)) for r in ok])
     return fig
+
+
+DECADE = 10.0  # values spanning more than this ratio get a log axis
+NEAR = 1.5  # a limit within this factor of the points' range is drawn, the axis stretched to it
+
+
+@dataclass(frozen=True)
+class _Range:
+    lo: float
+    hi: float
+    log: bool
+    limit_shown: bool
+
+
+def _fit(values: Sequence[float], limit: float | None) -> _Range:
+    """The axis range of `values` with a margin; a limit near them (within NEAR of the top) is brought in."""
+    positive = [v for v in values if v > 0] or [1e-3]
+    lo, hi = min(positive), max(positive)
+    shown = bool(limit) and limit <= hi * NEAR  # type: ignore[operator]
+    if shown:
+        lo, hi = min(lo, limit), max(hi, limit)  # type: ignore[type-var]
+    log = hi / lo > DECADE
+    if log:
+        return _Range(lo / 1.6, hi * 1.6, True, shown)
+    pad = (hi - lo) * 0.12 or hi * 0.12
+    return _Range(max(0.0, lo - pad), hi + pad, False, shown)
+
+
+def _limit(line, value: float | None, where: _Range, text: str, style: str) -> None:  # type: ignore[no-untyped-def]
+    """A limit as a red line when it is near the points; else a legend entry saying where it lies."""
+    if not value:
+        return
+    if where.limit_shown:
+        line(value, color="tab:red", ls=style, lw=1.2, label=text)
+    else:
+        line(value, color="tab:red", ls=style, lw=1.2, label=f"{text} (far off the chart)")
 
 
 # label positions tried around a point, in points: near first, then further out on wider rings
@@ -128,15 +169,15 @@ def _text_box(ann, renderer):  # type: ignore[no-untyped-def]
     return Text.get_window_extent(ann, renderer).padded(1)
 
 
-def _axes(ax, rows: Sequence[Row], title: str) -> None:  # type: ignore[no-untyped-def]
-    times = [r.total_s for r in rows]
-    costs = [r.cost for r in rows if r.cost > 0]
-    if times and max(times) / max(min(times), 1e-9) > 20:
+def _axes(ax, x: _Range, y: _Range, title: str) -> None:  # type: ignore[no-untyped-def]
+    if x.log:
         ax.set_xscale("log")
-    if costs and max(costs) / min(costs) > 20:
+    if y.log:
         ax.set_yscale("log")
-    ax.set_xlabel("total time (hours)")
-    ax.set_ylabel("total cost (USD)")
+    ax.set_xlim(x.lo, x.hi)
+    ax.set_ylim(y.lo, y.hi)
+    ax.set_xlabel("total time (hours)" + (", log scale" if x.log else ""))
+    ax.set_ylabel("total cost (USD)" + (", log scale" if y.log else ""))
     ax.set_title(title or "cost vs time per option")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # outside: never over a label

@@ -14,6 +14,7 @@ from launcher.backends import registry
 from launcher.errors import LauncherError
 from launcher.estimate.record import record_results
 from launcher.plan import JobRef, JobState, JobStatus
+from launcher.runs.progress import for_record
 from launcher.state.jobs import JobRecord, JobRegistry
 from launcher.storage.local import LocalStore
 from launcher.storage.sync import newest
@@ -51,12 +52,22 @@ class Job:
             else:
                 return JobStatus(record.state, record.message, record.exit_code)
         status = self.backend.status(self.ref)
+        was_finished = self.record().state.finished
         self.jobs.update(self.ref.id, status)
+        if status.finished and not was_finished:
+            self._record_final_epoch()
         if status.details.get("metrics"):  # e.g. SageMaker's billable time: backends report, the Launcher records
             self.jobs.add_metrics(self.ref.id, dict(status.details["metrics"]))
         if status.ok:
             self._record_results()
         return status
+
+    def _record_final_epoch(self) -> None:
+        """The epoch the run's folder holds as this job ends: its own progress once a newer job of the run
+        writes that folder (launch status of this job then reads this, not the newer job's epochs)."""
+        progress = for_record(self.record())
+        if progress is not None:
+            self.jobs.add_metrics(self.ref.id, {"epoch": progress.epoch})
 
     def results_path(self, record: JobRecord | None = None, name: str = "results.json") -> Path | None:
         """Where the newest checkpoint's `name` (the trainer's results.json, results.csv, ...) lies, when

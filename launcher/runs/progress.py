@@ -127,9 +127,17 @@ def _from_store(store: Any, epochs: int | None, finished: bool) -> RunProgress |
     return from_csv(data.decode("utf-8"), epochs, finished, f"{store.uri} (checkpoint {manifest.version})")
 
 
-def for_record(record: Any, remote: bool = True) -> RunProgress | None:
-    """A job record's progress, never an error: an unreachable store or no credentials reads as unknown."""
+def for_record(record: Any, remote: bool = True, newer: str | None = None) -> RunProgress | None:
+    """A job record's progress, never an error: an unreachable store or no credentials reads as unknown.
+
+    `newer`: a later job of the same run, which now writes the run folder: a finished job's progress is then
+    the epoch recorded when it ended (None if none was), never the newer job's."""
     uri = (record.spec.get("checkpoint") or {}).get("uri") or ""
+    if newer and record.state.finished:
+        epoch = record.metrics.get("epoch")
+        epochs = (record.spec.get("train") or {}).get("epochs")
+        source = f"when it ended; the run folder now holds {newer}'s"
+        return RunProgress(int(epoch), epochs, None, None, source) if isinstance(epoch, (int, float)) else None
     if "://" in uri and not remote:
         return None
     try:

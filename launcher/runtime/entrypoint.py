@@ -36,10 +36,11 @@ from types import FrameType
 from typing import Sequence
 
 from launcher.contract import TIMEOUT_EXIT, EntrypointArgs
+from launcher.errors import LauncherError
 from launcher.runtime import grace, rendezvous
 from launcher.storage.base import Store
 
-__all__ = ["main", "build_command", "parse_args", "node_save_dir", "scratch_for", "uses_ultralytics"]
+__all__ = ["main", "run", "build_command", "parse_args", "node_save_dir", "scratch_for", "uses_ultralytics"]
 
 SAGEMAKER_CHECKPOINTS = Path("/opt/ml/checkpoints")  # CheckpointConfig.LocalPath: mirrored to S3 by SageMaker
 JOB_FOLDER_PREFIX = "launcher-job-"  # the training folder of one job (save_dir_for), removed once synced
@@ -337,5 +338,16 @@ def _time_out(proc: subprocess.Popen[bytes], max_runtime: float) -> int:
     return TIMEOUT_EXIT
 
 
+def run(argv: Sequence[str] | None = None) -> int:
+    """`main` as the image runs it: an error the user can act on (data that cannot be listed, a damaged code
+    archive) is one line and its exit code, never a traceback."""
+    try:
+        return main(argv)
+    except LauncherError as exc:
+        print(f"[launcher] error: {exc}".replace("\n", " "), file=sys.stderr, flush=True)
+        print(f"[launcher] exit code {exc.exit_code}", flush=True)
+        return exc.exit_code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -1,7 +1,7 @@
 """A folder of the user's, shipped with the job by its content: `code:` in the job spec.
 
-    files = collect(spec.code)                # which files ship (git's ignore rules), refused with one line if unsafe
-    print(files.summary())                    # count, size and the ten largest (launch --dry-run)
+    files = collect_for(spec)                 # which files ship (git's ignore rules), refused with one line if unsafe
+    print(files.summary())                    # count, size, the ten largest and what was left out (launch --dry-run)
     sha = write_archive(files, dest)          # a reproducible tar.gz: the same files give the same bytes
     plan = stage_code(plan)                   # submit: <checkpoint.uri>/_code/<sha256>.tar.gz, sent once
 
@@ -10,6 +10,14 @@ Which files: everything under `code.dir` except what `.gitignore` files
 last matching line wins, an excluded folder is not entered) and
 `.launcherignore` files exclude, then `code.exclude`; `.git/` never ships.
 The matching is pathspec's GitIgnoreSpec, git's own wildmatch rules.
+
+The launcher's own folders never ship either, whatever the ignore files say
+(`never_ship`): the run's checkpoint store when it is a local folder inside
+`code.dir` (README's `code: .` with `checkpoint.uri: runs` puts it there:
+each archive would carry the previous one, the lease and the checkpoints),
+the state folder (job registry), the dataset cache, and any folder that
+looks like a store (it holds `_code/` or `_data/`, or a run's `manifest.json`
+with `manifests/`, or a `lease.json`). The summary names each with its reason.
 
 What is refused, before anything is sent: a folder larger than
 `code.max_size` (the largest files named), a link that points outside the
@@ -28,20 +36,22 @@ names the archive with the CONTENT placeholder, which `stage_code` fills in.
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import hashlib
 import io
 import json
 import os
+import re
 import stat
 import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
-from launcher.contract import CODE_FOLDER, CONTENT, code_target
+from launcher.contract import CODE_FOLDER, CONTENT, code_target, data_dir
 from launcher.errors import LauncherError
 from launcher.staging.data import TransferProgress, fill_placeholder, mentions
 from launcher.state.jobs import state_dir
@@ -49,9 +59,10 @@ from launcher.storage import open_store
 
 if TYPE_CHECKING:
     from launcher.plan import Plan
-    from launcher.spec import CodeConfig
+    from launcher.spec import CodeConfig, JobSpec
 
-__all__ = ["CodeFiles", "CREDENTIAL_PATTERNS", "collect", "write_archive", "code_target", "stage_code", "ship"]
+__all__ = ["CodeFiles", "CREDENTIAL_PATTERNS", "collect", "collect_for", "never_ship", "program_of", "check_command",
+           "write_archive", "code_target", "stage_code", "ship"]
 
 IGNORE_FILES = (".gitignore", ".launcherignore")
 NEVER = (".git",)  # folders that never ship, whatever the ignore files say
@@ -86,6 +97,7 @@ class CodeFiles:
 
     root: Path
     entries: tuple[Entry, ...] = field(default_factory=tuple)
+    left_out: tuple[tuple[str, str], ...] = ()  # (folder relative to root, why): the launcher's own folders
 
     @property
     def size(self) -> int:
@@ -106,6 +118,7 @@ class CodeFiles:
         """What `launch --dry-run` prints: count, total size and the ten largest files."""
         lines = [f"code: {self.root}: {len(self.entries)} files, {_size(self.size)}; the largest:"]
         lines += [f"  {_size(e.size):>10}  {e.path}" for e in self.largest()]
+        lines += [f"  left out: {path}/ ({why})" for path, why in self.left_out]
         return "\n".join(lines)
 
 
@@ -150,26 +163,180 @@ def _spec(lines: Iterable[str]) -> Any:
     return GitIgnoreSpec.from_lines(list(lines))
 
 
-def collect(config: "CodeConfig") -> CodeFiles:
-    """The files of `config.dir` that ship; raises a LauncherError naming what is unsafe or too big."""
+# What marks a folder as the launcher's own, strictly enough that a user's `_data/` or `lease.json` is not taken
+# for it: a store holds archives named by their sha256 (launcher.contract.CODE_FOLDER) or data uploads under
+# their sha256 (launcher.staging.data), a run folder its manifests (launcher.storage.manifest) or its lease
+# (launcher.storage.lease: JSON with a job and a heartbeat).
+_STORE_FOLDERS = ("_code", "_data")
+_SHA256_NAME = re.compile(r"^[0-9a-f]{64}(\.tar\.gz)?$")
+
+
+def _store_part(folder: Path) -> bool:
+    """Whether `folder` (a `_code` or `_data` folder) holds what the launcher puts there: sha256-named entries."""
+    try:
+        return any(_SHA256_NAME.match(entry.name) for entry in os.scandir(folder))
+    except OSError:
+        return False
+
+
+def _a_lease(file: Path) -> bool:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"job", "heartbeat"} <= data.keys()
+
+
+def never_ship(spec: "JobSpec", environ: Mapping[str, str] | None = None) -> dict[Path, str]:
+    """The launcher's own folders, resolved, each with why it never ships with the code (pure but for env reads)."""
+
+    folders: dict[Path, str] = {}
+    uri = spec.checkpoint.uri
+    if uri and "://" not in uri:
+        store = "the checkpoint store, checkpoint.uri: it holds the earlier archives and checkpoints"
+        folders[Path(uri).expanduser().resolve()] = store
+    folders.setdefault(state_dir(environ).expanduser().resolve(), "the launcher's state folder, $LAUNCHER_STATE_DIR")
+    folders.setdefault(data_dir(environ).expanduser().resolve(), "the launcher's dataset cache, $LAUNCHER_DATA_DIR")
+    return folders
+
+
+def collect_for(spec: "JobSpec", environ: Mapping[str, str] | None = None) -> CodeFiles:
+    """`collect(spec.code)` less the launcher's own folders (`never_ship`): what submit ships and a dry run shows.
+    The program `command:` names must be among them (`check_command`)."""
+    if spec.code is None:
+        raise LauncherError("this job has no code: to ship.", "Set code: to the folder that holds your program.")
+    files = collect(spec.code, never_ship(spec, environ))
+    check_command(spec.command or [], files)
+    return files
+
+
+_PYTHON = re.compile(r"^python(3(\.\d+)?)?$")
+_SHELLS = ("bash", "sh")
+_PYTHON_VALUE_OPTIONS = ("-W", "-X", "-Q")  # python's options that take the next word as their value
+
+
+def program_of(command: Sequence[str]) -> tuple[str, str] | None:
+    """("file", path) or ("module", name) of the program a command runs from the code folder, when it names one:
+    `python [opts] train.py ...`, `python -m pkg.mod`, `bash run.sh`, `./run.sh`; else None (`-c`, an absolute
+    path or a bare command: the image's)."""
+    if not command:
+        return None
+    first, base = command[0], command[0].rsplit("/", 1)[-1]
+    if _PYTHON.match(base) or base in _SHELLS:
+        words = iter(command[1:])
+        for word in words:
+            if word == "-c":
+                return None
+            if word == "-m" and _PYTHON.match(base):
+                name = next(words, "")
+                return ("module", name) if name else None
+            if word in _PYTHON_VALUE_OPTIONS and _PYTHON.match(base):
+                next(words, None)
+            elif not word.startswith("-"):
+                return _relative_file(word)
+        return None
+    return _relative_file(first) if "/" in first else None
+
+
+def _relative_file(word: str) -> tuple[str, str] | None:
+    if word.startswith(("/", "~")) or "$" in word:
+        return None  # a path in the image, or one the shell fills in
+    return ("file", os.path.normpath(word).replace(os.sep, "/"))
+
+
+def check_command(command: Sequence[str], files: CodeFiles) -> None:
+    """A misspelled or left-out program fails here, at the dry run and before submit, not after a (paid)
+    start-up: the file `command:` runs must be among the files that ship."""
+    found = program_of(command)
+    if found is None:
+        return
+    kind, name = found
+    shipped = {e.path for e in files.entries}
+    if kind == "module":
+        parts = name.split(".")
+        if not ({parts[0], parts[0] + ".py"} & {p.split("/")[0] for p in shipped}):
+            return  # a module of the image's (torch.distributed.run, ...), not of this folder
+        path = "/".join(parts)
+        candidates = (f"{path}.py", f"{path}/__main__.py", f"{path}/__init__.py")
+        if any(c in shipped for c in candidates):
+            return
+        missing, known = f"module {name}", sorted(p.removesuffix(".py").replace("/", ".") for p in shipped)
+    else:
+        if name in shipped:
+            return
+        missing, known = name, sorted(shipped)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    left_out = kind == "file" and (files.root / name).is_file()
+    why = " (it is there, but an ignore file or code.exclude leaves it out)" if left_out else ""
+    raise LauncherError(f"command: {missing} is not among the files that ship from {files.root}{why}.",
+                        f"{hint}Fix the name in command:, relative to the code folder, where the command runs.")
+
+
+def collect(config: "CodeConfig", leave_out: Mapping[Path, str] | None = None) -> CodeFiles:
+    """The files of `config.dir` that ship; raises a LauncherError naming what is unsafe or too big.
+
+    `leave_out`: resolved folders that never ship, with the reason the summary gives; folders that look like
+    a checkpoint store or a run folder of one are left out too.
+    """
     root = Path(config.dir)
     if not root.is_dir():
         raise LauncherError(f"code.dir {root} is not a folder.", "Point code: at the folder that holds your program.")
     extra = _Rules((("", _spec(config.exclude)),)) if config.exclude else None
-    entries: list[Entry] = []
-    problems: dict[str, list[str]] = {"links": [], "special": []}
-    _walk(root.resolve(), root.resolve(), "", _Rules(()), extra, entries, problems)
-    _refuse(root, config, entries, problems)
-    return CodeFiles(root, tuple(sorted(entries, key=lambda e: e.path)))
+    walk = _Walk(root.resolve(), extra, dict(leave_out or {}))
+    walk.own_store = walk.root in walk.leave_out  # code: . with checkpoint.uri: . -- the store's own parts stay home
+    _walk(walk, walk.root, "", _Rules(()))
+    _refuse(root, config, walk.entries, walk.problems)
+    return CodeFiles(root, tuple(sorted(walk.entries, key=lambda e: e.path)), tuple(walk.left))
 
 
-def _walk(root: Path, folder: Path, rel: str, rules: _Rules, extra: _Rules | None, out: list[Entry],
-          problems: dict[str, list[str]]) -> None:  # fmt: skip
+def _own_folder(folder: Path, leave_out: Mapping[Path, str]) -> str | None:
+    """Why `folder` is the launcher's own and never ships, or None."""
+    if folder in leave_out:
+        return leave_out[folder]
+    parts = [f"{name}/" for name in _STORE_FOLDERS if _store_part(folder / name)]
+    if parts:
+        return f"a checkpoint store: it holds {' and '.join(parts)}"
+    if (folder / "manifest.json").is_file() and (folder / "manifests").is_dir():
+        return "a run folder of a checkpoint store: it holds manifest.json"
+    if (folder / "lease.json").is_file() and _a_lease(folder / "lease.json"):
+        return "a run folder of a checkpoint store: it holds lease.json"
+    return None
+
+
+@dataclass
+class _Walk:
+    root: Path
+    extra: _Rules | None
+    leave_out: dict[Path, str]
+    own_store: bool = False
+    entries: list[Entry] = field(default_factory=list)
+    problems: dict[str, list[str]] = field(default_factory=lambda: {"links": [], "special": []})
+    left: list[tuple[str, str]] = field(default_factory=list)
+
+    def skipped(self, path: str, item: os.DirEntry[str], is_dir: bool, rules: _Rules) -> bool:
+        if (is_dir and item.name in NEVER) or rules.ignored(path, is_dir):
+            return True
+        if self.extra and self.extra.ignored(path, is_dir):
+            return True
+        if not is_dir:
+            return False
+        if self.own_store and "/" not in path and item.name in _STORE_FOLDERS and _store_part(Path(item.path)):
+            why: str | None = self.leave_out[self.root] + f" ({item.name}/ is its own)"
+        else:
+            why = _own_folder(Path(item.path), self.leave_out)
+        if why is not None:
+            self.left.append((path, why))
+        return why is not None
+
+
+def _walk(walk: _Walk, folder: Path, rel: str, rules: _Rules) -> None:
+    root, out, problems = walk.root, walk.entries, walk.problems
     rules = rules.below(folder, rel)
     for item in sorted(os.scandir(folder), key=lambda d: d.name):
         path = f"{rel}/{item.name}" if rel else item.name
         is_dir = item.is_dir(follow_symlinks=False)
-        if (is_dir and item.name in NEVER) or rules.ignored(path, is_dir) or (extra and extra.ignored(path, is_dir)):
+        if walk.skipped(path, item, is_dir, rules):
             continue
         if item.is_symlink():
             link = _inside_link(root, Path(item.path))
@@ -178,7 +345,7 @@ def _walk(root: Path, folder: Path, rel: str, rules: _Rules, extra: _Rules | Non
             else:
                 out.append(Entry(path, Path(item.path), 0, link=link))
         elif is_dir:
-            _walk(root, Path(item.path), path, rules, extra, out, problems)
+            _walk(walk, Path(item.path), path, rules)
         elif item.is_file(follow_symlinks=False):
             st = item.stat(follow_symlinks=False)
             out.append(Entry(path, Path(item.path), st.st_size, bool(st.st_mode & 0o111)))
@@ -349,5 +516,5 @@ def stage_code(plan: "Plan", log: Log = _stderr, **clients: Any) -> "Plan":
     if spec.code is None or not mentions(plan.payload, marker):
         return plan
 
-    sha = ship(collect(spec.code), code_target(spec), log, known=state_dir() / "code-archives.json", **clients)
+    sha = ship(collect_for(spec), code_target(spec), log, known=state_dir() / "code-archives.json", **clients)
     return replace(plan, payload=fill_placeholder(plan.request(), marker, f"{CODE_FOLDER}/{sha}"))

@@ -69,7 +69,8 @@ def check_local_data(spec: "JobSpec") -> None:
         return
     root = Path(data)
     if not root.exists():
-        raise SpecError(f"train.data: {data} does not exist.", "Create the dataset there, or point train.data at it.")
+        raise SpecError(f"train.data {data} does not exist.",
+                        "Fix the path (a relative one is read from the spec file's folder), or give an s3://, gs:// or az:// URI.")
     yolo = spec.train.engine == "ultralytics"
     if yolo and root.is_file() and root.suffix in (".yaml", ".yml"):
         return

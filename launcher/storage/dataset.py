@@ -128,7 +128,7 @@ def _fetch_locked(uri: str, store: Store, folder: Path, log: Log) -> FetchResult
             log(f"could not list {uri} ({type(exc).__name__}: {exc}); using the cached copy in {data}")
             return FetchResult(data, len(done), reused=True)
         raise LauncherError(
-            f"Could not list the training data at {uri}: {type(exc).__name__}: {exc}",
+            f"Could not list the training data at {uri}: {type(exc).__name__}: {str(exc).rstrip('.')}.",
             "Check the URI and that this machine (or the job) has credentials to read it.",
         ) from None
     if not remote:

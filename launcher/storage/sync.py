@@ -54,6 +54,7 @@ from launcher.storage.manifest import (
 RUN_FILES = {LEASE, RATE_FILE}  # a run folder's own files beside its checkpoints
 
 __all__ = [
+    "point",
     "Meter",
     "PullResult",
     "PushStats",
@@ -80,6 +81,14 @@ HASH_FIRST_BELOW = 8 * 1024 * 1024
 
 Log = Callable[[str], None]
 
+
+
+def point(manifest: Any) -> str:
+    """Where a checkpoint is, as a user reads it: `epoch 3`, `step 120` (a program of one's own that records
+    steps), or `no epoch or step recorded` -- never `epoch None`."""
+    if manifest.epoch is not None:
+        return f"epoch {manifest.epoch}"
+    return f"step {manifest.step}" if manifest.step is not None else "no epoch or step recorded"
 
 def _print(message: str) -> None:
     print(f"[launcher] {message}", flush=True)
@@ -340,7 +349,7 @@ def pull_latest(uri: str, run_name: str, dest_dir: Path, scratch: Path | None = 
         _print(f"no complete checkpoint at {store.uri}; starting fresh")
     elif not (epochs and result.manifest.epoch is not None and result.manifest.epoch >= epochs):
         m = result.manifest
-        _print(f"resuming from checkpoint {m.version} (epoch {m.epoch}) of {store.uri}: "
+        _print(f"resuming from checkpoint {m.version} ({point(m)}) of {store.uri}: "
                f"{len(m.files)} files, {result.bytes_received} bytes downloaded, {result.files_reused} already here")  # fmt: skip
     return result
 
@@ -561,6 +570,7 @@ class Syncer:
         self._seen_sig: Any = self._signature()  # what is there at start was just pulled
         self._changes = 0
         self.errors: list[str] = []
+        self._said: int | None = None  # the version whose sync was last said
 
     @property
     def stats(self) -> PushStats:
@@ -621,9 +631,10 @@ class Syncer:
         if manifest is not None:
             sent = self.pusher.stats.bytes_sent - sent_before
             self.pusher.stats.seconds += (time.monotonic() - started) if sent else 0.0
-            where = f"epoch {manifest.epoch}" if manifest.epoch is not None else f"step {manifest.step}"  # a program's own
-            self.log(f"checkpoint {manifest.version} ({where}) synced to {self.store.uri}: "
-                     f"{sent} bytes sent in {time.monotonic() - started:.1f}s")  # fmt: skip
+            if sent or manifest.version != self._said:  # the final flush of a version already synced: said once
+                self.log(f"checkpoint {manifest.version} ({point(manifest)}) synced to {self.store.uri}: "
+                         f"{sent} bytes sent in {time.monotonic() - started:.1f}s")  # fmt: skip
+            self._said = manifest.version
         return manifest
 
     def _still_holder(self, force: bool = False) -> bool:

@@ -22,7 +22,7 @@ def _job(tmp_path: Path, text: str) -> str:
 
 
 def test_dry_run_prints_the_local_plan_as_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # relative data paths resolve against the working directory
+    monkeypatch.chdir(tmp_path)  # relative data paths resolve against the spec file's folder (here, too)
     for part in ("train", "val"):  # a dry run refuses a data folder that is not a dataset (issue 33)
         (tmp_path / "data" / part).mkdir(parents=True)
     job = _job(tmp_path, "name: quick\ntrain: {epochs: 2, data: data}\nlocal: {runtime: docker}\n")

@@ -100,3 +100,18 @@ def test_finished_container_is_removed_once_its_log_is_kept(client: Any, started
     assert list(fresh.logs(ref)) == ["one", "two"]
     fresh.cancel(ref)  # a finished job keeps its outcome
     assert fresh.status(ref).state == JobState.FAILED
+
+
+@pytest.mark.timeout(300)
+def test_a_stopped_container_is_removed_by_the_stop_itself(client: Any, started: list[str], tmp_path: Path) -> None:
+    """Issue 34: `launch stop` of a detached job left an `Exited (143)` container until `launch status` ran."""
+    import docker
+
+    backend, ref = _submit(client, tmp_path, started, local={"entrypoint": ["/bin/sh", "-c", "echo up; sleep 300", "sh"]})
+    deadline = time.time() + 60
+    while client.containers.get(ref.native_id).status != "running" and time.time() < deadline:
+        time.sleep(0.2)
+    _backend(client, tmp_path).cancel(ref)  # a fresh backend: as `launch stop` in another process
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get(ref.native_id)
+    assert _backend(client, tmp_path).status(ref).state == JobState.STOPPED

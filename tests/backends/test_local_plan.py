@@ -150,7 +150,7 @@ def test_builtin_dataset_is_not_mounted() -> None:
         ({"runtim": "docker"}, "local.runtim: unknown key 'runtim'; did you mean 'runtime'?"),
         ({"runtime": "podman"}, "local.runtime"),
         ({"shm_size": "lots"}, "'lots' is not a size"),
-        ({"mounts": [{"source": "data", "target": "/data"}]}, "'data' is not an absolute path"),
+        ({"mounts": [{"source": "/data", "target": "data"}]}, "'data' is not an absolute path"),
     ],
 )
 def test_bad_local_options_name_the_key(section: dict[str, Any], message: str) -> None:

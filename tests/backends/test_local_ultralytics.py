@@ -124,3 +124,36 @@ def test_a_yolo_segmenter_trains_on_the_masks(tmp_path: Path, monkeypatch: pytes
     assert [r["epoch"] for r in rows] == ["1", "2", "3"], rows
     print(f"segment final mAP50(M) {rows[-1]['metrics/mAP50(M)']}")
     assert float(rows[-1]["metrics/mAP50(M)"]) > SEGMENT_MAP50_BAR, rows[-1]
+
+
+@pytest.mark.slow
+def test_raising_epochs_on_a_finished_yolo_run_trains_the_new_epochs(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 34: `--set train.epochs=3` on a finished 2-epoch run ended `succeeded` with 0 epochs trained. Now
+    Ultralytics fine-tunes from the final last.pt for the missing epochs, counted on from the old ones."""
+    monkeypatch.setenv("LAUNCHER_DATA_DIR", str(tmp_path / "data"))
+    launcher = Launcher(backend=LocalBackend(state_dir=tmp_path / "state"))
+    data = write_shapes(tmp_path / "small", train=32, val=8)
+    raw = {"name": "yolo-more", "train": {**TRAIN, "epochs": 1, "model": "yolo11n.yaml", "data": str(data)},
+           "checkpoint": {"uri": str(tmp_path / "store")}, "env": {"OMP_NUM_THREADS": "2"},
+           "local": {"runtime": "process", "python": sys.executable}}  # fmt: skip
+    code, logs = _to_the_end(launcher, validate_spec(raw, None, tmp_path))
+    assert code == 0 and "[train] epoch 1/1:" in logs, logs[-4000:]
+    from launcher.state.jobs import JobRegistry  # noqa: PLC0415
+
+    past = JobRegistry().throughputs(model="yolo11n.yaml")  # a finished run is a past run for `launch estimate`
+    assert [(t.source, t.imgsz, t.batch, t.device, t.precision) for t in past] == [("job", 64, 8, "cpu", "fp32")], past
+    assert past[0].images_per_s > 0
+    raw["train"]["epochs"] = 2
+    code, logs = _to_the_end(launcher, validate_spec(raw, None, tmp_path))
+    assert code == 0, logs[-4000:]
+    assert "training epochs 2-2 from its last.pt" in logs and "[train] epoch 2/2:" in logs, logs[-4000:]
+    assert "/tmp/" not in logs.split("training epochs")[1].split("\n")[0]
+    rows = _rows(tmp_path, "yolo-more", "after")
+    assert [r["epoch"] for r in rows] == ["1", "2"], rows
+    import json  # noqa: PLC0415
+
+    assert json.loads((tmp_path / "after" / "results.json").read_text())["epoch"] == 2
+    assert not list((tmp_path / "after").glob(".results*")), "the aside copy never reaches the store"
+    code, logs = _to_the_end(launcher, validate_spec(raw, None, tmp_path))
+    assert code == 0 and "this run already finished" in logs and "[train] epoch" not in logs, logs[-4000:]

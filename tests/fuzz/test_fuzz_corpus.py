@@ -106,7 +106,7 @@ OPTION_VALUES: dict[tuple[str, str], list[Any]] = {
     **{("local", k): v for k, v in {
         "runtime": ["Docker", "", 5], "nproc": [True, 0, 1.5, "x", 1000], "shm_size": ["-1g", "", "g", "1e9g", " "],
         "gpus": ["", [" "], ["0\n"], [[1]]], "mounts": [[{"source": "/a:/b", "target": "/c"}], [{"source": "/a", "target": "/c:ro,z"}],
-        [{"source": "rel", "target": "/c"}], [{"source": "/a\x00", "target": "/b"}], [{"source": "/a"}], "x", [1]],
+        [{"source": "/a", "target": "rel"}], [{"source": "/a\x00", "target": "/b"}], [{"source": "/a"}], "x", [1]],
         "entrypoint": [[""], ["a\x00"], [" "], "x\u202e"], "user": ["", "\n", "root\x00"], "network": ["", "host\n"],
         "python": ["", "\x00", "py\u200bthon"], "workdir": ["", "\x00"]}.items()},  # fmt: skip
     **{("aws", k): v for k, v in {

@@ -87,7 +87,8 @@ def test_train_pretrained_is_unaffected(tmp_path: Path) -> None:
     assert _load(tmp_path, "resnet50", "  pretrained: true\n").train.pretrained is True
     spec = _load(tmp_path, "resnet50", f"  pretrained: {weights}\n")
     assert spec.train.pretrained == str(weights)
-    assert _load(tmp_path, "resnet50", "  pretrained: runs/x/last.pt\n").train.pretrained == "runs/x/last.pt"  # not resolved, as before
+    relative = _load(tmp_path, "resnet50", "  pretrained: runs/x/last.pt\n").train.pretrained
+    assert relative == str(tmp_path / "runs" / "x" / "last.pt")  # from the spec's folder, as every path (issue 34)
 
 
 def test_the_trainer_refuses_the_same_names_with_the_same_words() -> None:

@@ -150,3 +150,40 @@ def test_examples_load_and_plan(path: Path) -> None:
     backend = "local" if path.parent.name == "own_program" else EXAMPLE_BACKENDS[path.name]
     plan = Launcher(backend).plan(spec, "example-job-1")
     assert plan.job_name and plan.payload
+
+
+def test_every_relative_path_is_read_from_the_spec_files_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One base for every path in a spec (issue 34): `launch mywork/job.yaml` from elsewhere finds the same data
+    and writes the same store as `launch job.yaml` from mywork/; a --set value is read from the current folder."""
+    project = tmp_path / "mywork"
+    project.mkdir()
+    (project / "job.yaml").write_text(
+        "name: rel\ncode: .\ncommand: [python, train.py]\n"
+        "train: {data: data, pretrained: weights/w.pt}\ncheckpoint: {uri: runs}\n"
+        "local: {workdir: work, mounts: [{source: shared, target: /shared}, {source: /abs, target: /abs}]}\n"
+    )
+    expected = {"code": str(project), "data": str(project / "data"), "pretrained": str(project / "weights" / "w.pt"),
+                "uri": str(project / "runs"), "workdir": str(project / "work"),
+                "mounts": [str(project / "shared"), "/abs"]}  # fmt: skip
+
+    def paths(spec: JobSpec) -> dict:  # type: ignore[type-arg]
+        return {"code": spec.code.dir, "data": spec.train.data, "pretrained": spec.train.pretrained,  # type: ignore[union-attr]
+                "uri": spec.checkpoint.uri, "workdir": spec.local["workdir"],
+                "mounts": [m["source"] for m in spec.local["mounts"]]}  # fmt: skip
+
+    monkeypatch.chdir(tmp_path)
+    assert paths(load_spec("mywork/job.yaml")) == expected
+    monkeypatch.chdir(project)
+    assert paths(load_spec("job.yaml")) == expected
+    monkeypatch.chdir(tmp_path)
+    given = load_spec("mywork/job.yaml", ["checkpoint.uri=elsewhere", "train.data=d2"])
+    assert (given.checkpoint.uri, given.train.data) == (str(tmp_path / "elsewhere"), str(tmp_path / "d2"))
+    assert load_spec("mywork/job.yaml", ["train.data=digits"]).train.data == "digits"
+
+
+def test_the_schema_states_the_rule_for_relative_paths() -> None:
+    from launcher.cli.info import full_schema
+
+    schema = full_schema()
+    assert "read from the spec file's folder" in schema["description"]
+    assert "spec file's folder" in schema["$defs"]["CheckpointConfig"]["properties"]["uri"]["description"]

@@ -183,7 +183,7 @@ def test_good_values_still_load(tmp_path: Path) -> None:
     )
     spec = load_spec(write(tmp_path, text), environ={}, cwd=tmp_path / "sub")
     assert spec.env == {"A": "1", "B": "2.5", "C": "true", "D": ""}
-    assert spec.checkpoint.uri == str(tmp_path / "runs") and spec.command == ["python", "x.py"]
+    assert spec.checkpoint.uri == str(tmp_path.parent / "runs") and spec.command == ["python", "x.py"]  # the spec's folder
 
 
 def test_huge_interpolated_or_set_values_are_refused_naming_their_source(tmp_path: Path) -> None:

@@ -526,7 +526,8 @@ class Trainer:
             if self.end_epoch(self.validate()):
                 break
             if self.epoch < self.cfg.epochs and self.dist.any(float(self.stop_requested))[0]:
-                self.log(f"stopped by SIGTERM after epoch {self.epoch}: saved {self.save_dir / checkpoint.LAST}")
+                self.log(f"stopped by SIGTERM after epoch {self.epoch}: last.pt saved; the checkpoint sync takes it to "
+                         "the run's store")  # fmt: skip
                 return SIGTERM_EXIT
         return 0
 

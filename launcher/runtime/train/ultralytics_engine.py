@@ -13,7 +13,10 @@ Ultralytics reads torchrun's RANK as "a DDP worker").
   results.csv, the plots and `results.json` (`{"epoch": N}`, for the manifest).
 - A folder that holds a `last.pt` resumes with Ultralytics' own `resume`; rows of results.csv past that
   checkpoint's epoch (written before a SIGKILL) are dropped, so each epoch is in it once. A `last.pt` of a
-  finished run (Ultralytics marks it epoch -1) says the run finished, and exits 0.
+  finished run (Ultralytics marks it epoch -1) says the run finished, and exits 0, unless train.epochs was
+  raised past the epochs it trained for: then Ultralytics fine-tunes from that last.pt for the epochs
+  missing (its `resume` cannot extend a finished run), and the new epochs are counted on from the old ones
+  (results.csv, results.json, the summary line): `epochs: 3` after a finished 2-epoch run trains epoch 3.
 - SIGTERM: the epoch in flight is given up (Ultralytics resumes at an epoch's start), except when the
   epoch's results are being written (results.csv through last.pt): that finishes first. Exit 143.
   With several GPUs this process only waits for Ultralytics' DDP launcher (torch.distributed.run, its
@@ -48,7 +51,8 @@ from launcher.errors import LauncherError
 from launcher.runtime.train.config import parse_args
 from launcher.spec import TrainConfig, yolo_task_of
 
-__all__ = ["main", "model_gflops", "train_kwargs", "yolo_data", "offline_environment", "trim_results"]
+__all__ = ["main", "model_gflops", "train_kwargs", "yolo_data", "offline_environment", "trim_results", "epoch_offset",
+           "finished_epochs", "clean_line", "measured", "LOOP_RATES"]
 
 _FONTS = ("Arial.ttf", "Arial.Unicode.ttf")
 _INTEGRATIONS = ("clearml", "comet", "dvc", "hub", "mlflow", "neptune", "raytune", "tensorboard", "wandb")
@@ -166,6 +170,81 @@ def trim_results(save_dir: Path, epochs_done: int) -> None:
         os.replace(tmp, path)
 
 
+EARLIER_RESULTS = ".results.earlier.csv"  # a hidden name: the checkpoint sync never uploads it
+
+
+def epoch_offset(save_dir: Path) -> int:
+    """Epochs a finished run had trained before this fine-tune continued it (results.json's `offset`), else 0."""
+    try:
+        offset = json.loads((save_dir / "results.json").read_text(encoding="utf-8")).get("offset", 0)
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return offset if isinstance(offset, int) and offset >= 0 else 0
+
+
+def finished_epochs(save_dir: Path, saved: Mapping[str, Any]) -> tuple[int, int]:
+    """(epochs trained, epochs aimed at) of a finished run: results.json's `epoch` and `epochs` (the launcher's
+    count), else its final checkpoint's target (Ultralytics' `train_args`) for both. Fewer trained than aimed
+    at: early stopping (`patience`) ended it."""
+    try:
+        written = json.loads((save_dir / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        written = {}
+    target = int((saved.get("train_args") or {}).get("epochs") or 0)
+    epoch = written.get("epoch") if isinstance(written, dict) else None
+    if isinstance(epoch, int) and epoch > 0:
+        aimed = written.get("epochs")
+        return epoch, aimed if isinstance(aimed, int) and aimed >= epoch else epoch
+    return target, target
+
+
+def _extend(save_dir: Path, done: int, aimed: int) -> None:
+    """Prepare a finished run's folder for a fine-tune past its `aimed` epochs: the offset its new epochs count
+    on from, and a copy of its results.csv (Ultralytics removes results.csv when a new training starts; the
+    trainer puts the copy back). results.json keeps the old target until the first new epoch is saved, so a
+    job stopped before that starts the fine-tune again."""
+    trim_results(save_dir, done)
+    if (save_dir / "results.csv").is_file():
+        _copy_atomic(save_dir / "results.csv", save_dir / EARLIER_RESULTS)
+    _write_json(save_dir / "results.json", {"epoch": done, "epochs": aimed, "offset": done})
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.part")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def clean_line(message: str, save_dir: Path, seen: set[str]) -> str | None:
+    """An Ultralytics log line as the user should read it, or None to drop it: no container paths (its run
+    folder is a temporary one of the job's: the files reach the checkpoint store, `launch ckpt pull` copies
+    them out), no offline GitHub checks, and a repeated "not writable" warning once."""
+    if "GitHub assets check failure" in message:
+        return None  # offline by design (YOLO_OFFLINE): nothing to act on
+    if "not writable" in message or "not writeable" in message:
+        if "not writable" in seen:
+            return None
+        seen.add("not writable")
+    if "tensorboard --logdir" in message:
+        return ("TensorBoard: its event files reach the run's checkpoint store with each checkpoint; "
+                "`launch ckpt pull` the run folder, then `tensorboard --logdir` on it")
+    return message.replace(str(save_dir), "the run's checkpoint store") if str(save_dir) in message else message
+
+
+class _CleanLines:
+    """A filter on Ultralytics' logger that applies clean_line to each record."""
+
+    def __init__(self, save_dir: Path) -> None:
+        self.save_dir, self.seen = save_dir, set()  # type: ignore[var-annotated]
+
+    def filter(self, record: Any) -> bool:
+        text = clean_line(record.getMessage(), self.save_dir, self.seen)
+        if text is None:
+            return False
+        record.msg, record.args = text, ()
+        return True
+
+
 class _Stop:
     """SIGTERM: leave at once, unless the epoch's results are being written; then right after last.pt.
     In the process that launched Ultralytics' DDP workers: pass it on to them and wait (module docstring)."""
@@ -224,10 +303,20 @@ def _trainer_class(base: type) -> type:
                 self.wdir.rmdir()  # Ultralytics' weights/ folder: the checkpoints go to the run folder's top
             self.wdir = self.save_dir
             self.last, self.best = self.save_dir / "last.pt", self.save_dir / "best.pt"
+            # epochs trained before this fine-tune of a finished run (0 otherwise); read from the folder, so a
+            # resumed fine-tune and Ultralytics' DDP workers count on from the same epoch
+            self.launcher_offset = epoch_offset(self.save_dir)
+            earlier = self.save_dir / EARLIER_RESULTS
+            if self.launcher_offset and earlier.is_file() and not self.csv.exists():
+                _copy_atomic(earlier, self.csv)  # Ultralytics removes it when a new training starts: put it back
 
         def save_metrics(self, metrics: Any) -> None:
             STOP.writing = True  # from here through last.pt, one epoch's results
-            super().save_metrics(metrics)
+            self.epoch += self.launcher_offset  # results.csv counts on from the earlier epochs
+            try:
+                super().save_metrics(metrics)
+            finally:
+                self.epoch -= self.launcher_offset
 
         def save_model(self) -> Any:
             last, best = self.last, self.best
@@ -239,7 +328,9 @@ def _trainer_class(base: type) -> type:
                 os.replace(self.last, last)
             finally:
                 self.last, self.best = last, best
-            _write_json(self.save_dir / "results.json", {"epoch": self.epoch + 1, "epochs": self.epochs})
+            offset = self.launcher_offset
+            _write_json(self.save_dir / "results.json",
+                        {"epoch": self.epoch + 1 + offset, "epochs": self.epochs + offset, "offset": offset})
             STOP.done_writing()
             return saved
 
@@ -262,6 +353,24 @@ def _loop_ended(trainer: Any) -> None:
     trainer.launcher_loop_s += time.monotonic()
 
 
+LOOP_RATES: list[float] = []  # each epoch's training-loop images/s (all GPUs together), in this process
+
+
+def measured(cfg: TrainConfig, gpus: int, device_name: str | None, wall_s: float, bf16: bool) -> dict[str, Any]:
+    """What a finished run measured, in the trainer's results.json keys, so `launch estimate` takes it as a
+    past run (launcher.estimate.record, keyed as `launch profile` keys the engine: model, imgsz, Ultralytics'
+    batch, device, precision): the steady epochs' loop images/s per GPU. Empty when no epoch was timed here
+    (Ultralytics' DDP workers time theirs in their own processes)."""
+    steady = LOOP_RATES[1:] or LOOP_RATES
+    if not steady:
+        return {}
+    world = max(gpus, 1)
+    return {"model": cfg.model, "imgsz": cfg.image_size, "batch": cfg.batch_size, "world_size": world,
+            "device": "cuda" if gpus else "cpu", "device_name": device_name,
+            "precision": ("bf16" if bf16 else "amp") if gpus and cfg.amp else "fp32",
+            "images_per_s": sum(steady) / len(steady) / world, "wall_time_s": round(wall_s, 3)}  # fmt: skip
+
+
 def _summary(trainer: Any) -> None:
     """The launcher's epoch line (SageMaker's metric regexes read it), with the mAPs after it. time_s is the
     whole epoch (validation and checkpoint included); images_per_s is of its training loop alone, as the
@@ -271,7 +380,8 @@ def _summary(trainer: Any) -> None:
     metrics = dict(trainer.metrics or {})
     loss = trainer.tloss
     loss = sum(float(v) for v in loss.values()) if isinstance(loss, dict) else float(loss.sum())
-    row = {"epoch": trainer.epoch + 1, "train_loss": loss,
+    offset = getattr(trainer, "launcher_offset", 0)
+    row = {"epoch": trainer.epoch + 1 + offset, "train_loss": loss,
            "val_loss": sum(v for k, v in metrics.items() if k.startswith("val/")),
            "lr": next(iter(trainer.lr.values()), 0.0), "time_s": trainer.epoch_time or 0.0}  # fmt: skip
     for name in ("top1", "top5"):  # classify: its accuracies are the builtin trainer's columns
@@ -279,8 +389,9 @@ def _summary(trainer: Any) -> None:
             row[name] = float(metrics[f"metrics/accuracy_{name}"])
     if getattr(trainer, "launcher_loop_s", 0) > 0:
         row["images_per_s"] = len(trainer.train_loader.dataset) / trainer.launcher_loop_s
+        LOOP_RATES.append(row["images_per_s"])
     maps = " ".join(f"{k.removeprefix('metrics/')} {v:.4f}" for k, v in metrics.items() if k.startswith("metrics/mAP"))
-    print(f"[train] {summary_line(row, trainer.epochs)} {maps}".rstrip(), flush=True)
+    print(f"[train] {summary_line(row, trainer.epochs + offset)} {maps}".rstrip(), flush=True)
 
 
 def _run(cfg: TrainConfig, save_dir: Path, environ: Mapping[str, str]) -> int:
@@ -289,9 +400,13 @@ def _run(cfg: TrainConfig, save_dir: Path, environ: Mapping[str, str]) -> int:
     from ultralytics.utils import SETTINGS, USER_CONFIG_DIR  # noqa: PLC0415
 
     SETTINGS.update({key: value for key, value in _settings(environ).items() if key in SETTINGS})
+    from ultralytics.utils import LOGGER  # noqa: PLC0415
+
+    LOGGER.addFilter(_CleanLines(save_dir))
     _prepare_config_dir(Path(USER_CONFIG_DIR))
     os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", "launcher")
     os.environ.setdefault("MLFLOW_RUN", environ.get("LAUNCHER_RUN_NAME", save_dir.name))
+    started = time.monotonic()
     task = cfg.yolo_task()
     gpus = torch.cuda.device_count()
     kwargs = train_kwargs(cfg, gpus, bool(gpus) and torch.cuda.is_bf16_supported())
@@ -300,13 +415,23 @@ def _run(cfg: TrainConfig, save_dir: Path, environ: Mapping[str, str]) -> int:
     model = YOLO(str(last) if last.is_file() else cfg.model, task=task)
     if last.is_file():
         saved = torch.load(last, map_location="cpu", weights_only=False)
-        if saved.get("epoch", -1) < 0:
-            print(f"[train] this run already finished ({last} is Ultralytics' final checkpoint); nothing to do. "
-                  "Use a new run name to train again (train.pretrained can name this last.pt).", flush=True)  # fmt: skip
-            return 0
-        trim_results(save_dir, saved["epoch"] + 1)
-        print(f"[train] resuming from {last}: epoch {saved['epoch'] + 1} done, Ultralytics' resume", flush=True)
-        kwargs["resume"] = str(last)
+        if saved.get("epoch", -1) < 0:  # Ultralytics' final checkpoint: the run finished
+            done, aimed = finished_epochs(save_dir, saved)
+            if cfg.epochs <= aimed:
+                early = f" (early stopping ended it after {done} of {aimed})" if done < aimed else ""
+                print(f"[train] this run already finished: {done} epochs trained{early}; nothing to do. Raise "
+                      "train.epochs to train longer, or use a new run name to start over.", flush=True)  # fmt: skip
+                return 0
+            _extend(save_dir, done, aimed)
+            kwargs["epochs"] = cfg.epochs - done
+            print(f"[train] this run finished {done} epochs; train.epochs is {cfg.epochs}: training epochs "
+                  f"{done + 1}-{cfg.epochs} from its last.pt (Ultralytics fine-tunes from it: a new optimizer and "
+                  "warmup; its resume cannot extend a finished run)", flush=True)  # fmt: skip
+        else:
+            offset = epoch_offset(save_dir)
+            trim_results(save_dir, saved["epoch"] + 1 + offset)
+            print(f"[train] resuming from last.pt: epoch {saved['epoch'] + 1 + offset} done, Ultralytics' resume", flush=True)
+            kwargs["resume"] = str(last)
     model.add_callback("on_train_epoch_start", _loop_started)
     model.add_callback("on_train_epoch_end", _loop_ended)
     model.add_callback("on_fit_epoch_end", _summary)
@@ -321,9 +446,13 @@ def _run(cfg: TrainConfig, save_dir: Path, environ: Mapping[str, str]) -> int:
         return 128 + STOP.received
     finally:
         signal.signal(signal.SIGTERM, previous)
+    (save_dir / EARLIER_RESULTS).unlink(missing_ok=True)
     done = json.loads((save_dir / "results.json").read_text()) if (save_dir / "results.json").is_file() else {}
-    _write_json(save_dir / "results.json", {**done, "finished": True})
-    print(f"[train] finished: {last} and {save_dir / 'best.pt'}", flush=True)
+    name = torch.cuda.get_device_name(0) if gpus else None
+    bf16 = bool(gpus) and torch.cuda.is_bf16_supported()
+    _write_json(save_dir / "results.json",
+                {**done, **measured(cfg, gpus, name, time.monotonic() - started, bf16), "finished": True})
+    print("[train] finished: last.pt and best.pt are in the run's checkpoint store", flush=True)
     return 0
 
 

@@ -47,3 +47,33 @@ def _box(annotation, renderer):  # type: ignore[no-untyped-def]
 
     annotation.update_positions(renderer)
     return Text.get_window_extent(annotation, renderer)
+
+
+def test_the_axes_fit_the_options_and_far_limits_do_not_stretch_them(tmp_path) -> None:
+    """Issue 34: limits of $300 x 4 h stretched the axes, every point sat in one corner."""
+    from launcher.estimate.plot import draw
+
+    rows = [_row("a", 1.9, 300), _row("b", 1.45, 480), _row("c", 2.6, 360)]
+    fig = draw(rows, max_cost=300, max_runtime_s=4 * 3600)
+    ax = fig.axes[0]
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    assert x0 <= 300 / 3600 and x1 >= 480 / 3600 and x1 < 0.2, (x0, x1)  # hours: the points, a margin, no 4 h
+    assert y0 <= 1.45 and y1 >= 2.6 and y1 < 3.5, (y0, y1)
+    assert ax.get_xscale() == "linear" and ax.get_yscale() == "linear"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "max_cost $300 (far off the chart)" in legend and "max_runtime 4 h (far off the chart)" in legend
+    fig.savefig(tmp_path / "fit.png")
+
+
+def test_a_near_limit_is_a_line_and_decades_get_a_log_axis() -> None:
+    from launcher.estimate.plot import draw
+
+    rows = [_row("a", 0.5, 600), _row("b", 40.0, 3600 * 3), _row("c", 4.0, 3600)]
+    fig = draw(rows, max_cost=50.0)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and ax.get_xscale() == "log"  # $0.5 to $40, 10 min to 3 h: decades
+    assert ax.get_ylim()[1] >= 50.0  # the limit is near: drawn as a line inside the chart
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "max_cost $50" in legend
+    assert "log scale" in ax.get_ylabel()
+    assert len([t for t in ax.texts if t.get_text().startswith("fake:")]) == 3  # one label per option given

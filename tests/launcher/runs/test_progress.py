@@ -104,3 +104,15 @@ def test_an_ultralytics_results_csv_shows_epoch_map_and_eta() -> None:
     assert progress.best_map == 0.06  # segment: the mask mAP, the last mAP50-95 column
     assert progress.eta_s == pytest.approx(2 * (10 + 10 + 8) / 3)
     assert "best mAP50-95 0.0600" in progress.line() and "mAP50-95 0.060" in progress.short()
+
+
+def test_a_job_records_the_epoch_it_ended_at(running_job) -> None:  # type: ignore[no-untyped-def]
+    """What `launch status` of this job shows once a newer job of the run writes the folder (issue 34 item 9)."""
+    job, run = running_job
+    run.mkdir(parents=True, exist_ok=True)
+    for epoch in (1, 2):
+        report.append_row(run / "results.csv", _row(epoch, 0.5, 12.0))
+    assert "epoch" not in job.record().metrics
+    job.cancel()
+    job.wait(poll=0.2, timeout=60)
+    assert job.record().metrics["epoch"] == 2

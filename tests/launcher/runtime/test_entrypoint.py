@@ -231,3 +231,48 @@ def test_every_node_restores_the_checkpoint_but_only_node_0_syncs_and_holds_the_
         if syncer is not None:
             syncer.close(grace=10)
     assert not (store_root / "r" / LEASE).exists(), "the lease is released when the job ends"
+
+
+def test_data_it_cannot_list_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """Issue 34: `s3://` data without credentials gave a 25-line traceback from the image's entrypoint."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_EC2_METADATA_DISABLED="true", LAUNCHER_DATA_DIR=str(tmp_path / "data"))  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "launcher.runtime.entrypoint", "--run-name", "r", "--save-dir", str(tmp_path / "out"),
+         "--nproc", "1", "--", "train", "data=s3://my-bucket/data", "epochs=1"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "[launcher] error: Could not list the training data at s3://my-bucket/data: NoCredentialsError: Unable to "
+        "locate credentials. Check the URI and that this machine (or the job) has credentials to read it."]
+
+
+def test_ultralytics_lines_name_no_container_path_and_drop_offline_noise(tmp_path: Path) -> None:
+    """Issue 34 item 8: `tensorboard --logdir /tmp/launcher-job-...`, GitHub checks and repeated warnings."""
+    from launcher.runtime.train.ultralytics_engine import clean_line
+
+    run = tmp_path / "launcher-job-x" / "run"
+    seen: set[str] = set()
+    board = clean_line(f"TensorBoard: Start with 'tensorboard --logdir {run}', view at http://localhost:6006/", run, seen)
+    assert board is not None and str(run) not in board and "launch ckpt pull" in board
+    assert clean_line(f"Results saved to \x1b[1m{run}\x1b[0m", run, seen) == "Results saved to \x1b[1mthe run's checkpoint store\x1b[0m"
+    assert clean_line("GitHub assets check failure for https://api.github.com/x: offline", run, seen) is None
+    first = clean_line("train: Skipping caching images to disk, directory not writable", run, seen)
+    assert first is not None and clean_line("val: Skipping caching images to disk, directory not writable", run, seen) is None
+    assert clean_line("      Epoch    GPU_mem   box_loss", run, seen) == "      Epoch    GPU_mem   box_loss"
+
+
+def test_a_finished_yolo_run_reports_what_launch_estimate_reads_as_a_past_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from launcher.estimate.record import device_of, per_process_images_per_s
+    from launcher.runtime.train import ultralytics_engine as engine
+    from launcher.spec import TrainConfig
+
+    cfg = TrainConfig(engine="ultralytics", model="yolo11n.yaml", data="/d", imgsz=64, batch=8, epochs=3)
+    monkeypatch.setattr(engine, "LOOP_RATES", [10.0, 40.0, 44.0])
+    data = engine.measured(cfg, 2, "NVIDIA A10G", 100.0, bf16=True)
+    assert (data["model"], data["imgsz"], data["batch"], data["precision"]) == ("yolo11n.yaml", 64, 8, "bf16")
+    assert per_process_images_per_s(data) == 21.0 and device_of(data) == "A10G"  # the steady epochs, per GPU
+    monkeypatch.setattr(engine, "LOOP_RATES", [])
+    assert engine.measured(cfg, 0, None, 1.0, bf16=False) == {}

@@ -235,3 +235,124 @@ def test_an_unchanged_folder_is_not_even_archived_again_and_a_touched_one_is_che
     (tmp_path / "store" / "_code" / f"{first}.tar.gz").unlink()  # the store lost it: sent again
     assert ship(collect(CodeConfig(dir=str(root))), target, logs.append, known=known) == first
     assert (tmp_path / "store" / "_code" / f"{first}.tar.gz").exists()
+
+
+# ------------------------------------------------------------------ the launcher's own folders never ship (issue 34)
+
+
+def _archive_names(plan) -> list[str]:  # type: ignore[no-untyped-def]
+    argv = plan.request()["process"]["argv"]
+    with tarfile.open(argv[argv.index("--code") + 1]) as tar:
+        return sorted(tar.getnames())
+
+
+def test_the_store_inside_the_code_folder_never_ships(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README's pattern, `code: .` with `checkpoint.uri: runs`, run from the spec's folder: the second archive
+    once carried the first, the lease and the checkpoints, and a big last.pt then refused the submit."""
+    from launcher.api import Launcher
+
+    project = _tree(tmp_path / "project", {
+        "job.yaml": "name: prog\ncode: {dir: ., max_size: 200KiB}\ncommand: [python, train.py]\n"
+                    "checkpoint: {uri: runs}\n",
+        "train.py": "print('hi')\n", "lib/helper.py": "X = 1\n",
+    })  # fmt: skip
+    monkeypatch.chdir(project)
+    spec = load_spec("job.yaml")
+    first = stage_code(Launcher(backend="local").plan(spec), log=lambda _m: None)
+    assert _archive_names(first) == ["job.yaml", "lib/helper.py", "train.py"]
+    run = project / "runs" / "prog"  # what a run leaves in its store
+    _tree(run, {"lease.json": "{}", "manifest.json": "{}", "manifests/00000001.json": "{}",
+                "files/00000001/last.pt": b"w" * 300_000})  # fmt: skip
+    second = stage_code(Launcher(backend="local").plan(load_spec("job.yaml")), log=lambda _m: None)
+    assert _archive_names(second) == ["job.yaml", "lib/helper.py", "train.py"]
+    assert _archive_names(second) == _archive_names(first)
+    result = CliRunner().invoke(main, ["run", "job.yaml", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "code: " in result.stderr and ": 3 files" in result.stderr
+    assert "left out: runs/ (the checkpoint store, checkpoint.uri" in result.stderr
+    assert "runs/_code" not in result.stderr and "last.pt" not in result.stderr
+
+
+def test_the_state_folder_the_data_cache_and_an_old_store_never_ship(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    project = _tree(tmp_path / "project", {
+        "train.py": "", ".state/jobs.db": "x", ".cache/datasets/remote/a/x.jpg": "x",
+        f"old-store/_code/{'a' * 64}.tar.gz": "x", "old-store/prog/manifest.json": "{}",  # an earlier checkpoint.uri
+        "src/_data/table.csv": "x", "src/lease.json": '{"rent": 1}',  # a user's own names: they ship
+        "results/prog/manifest.json": "{}", "results/prog/manifests/00000001.json": "{}",  # a run folder on its own
+        "data/train/a/1.jpg": "x",  # data is the user's to exclude: it ships unless ignored
+    })  # fmt: skip
+    monkeypatch.setenv("LAUNCHER_STATE_DIR", str(project / ".state"))
+    monkeypatch.setenv("LAUNCHER_DATA_DIR", str(project / ".cache" / "datasets"))
+    spec = validate_spec({"name": "prog", "code": ".", "command": ["python", "train.py"],
+                          "checkpoint": {"uri": "s3://bucket/ckpts"}}, project / "job.yaml", tmp_path)  # fmt: skip
+    from launcher.staging.code import collect_for
+
+    files = collect_for(spec)
+    assert [e.path for e in files.entries] == ["data/train/a/1.jpg", "src/_data/table.csv", "src/lease.json", "train.py"]
+    assert dict(files.left_out) == {
+        ".cache/datasets": "the launcher's dataset cache, $LAUNCHER_DATA_DIR",
+        ".state": "the launcher's state folder, $LAUNCHER_STATE_DIR",
+        "old-store": "a checkpoint store: it holds _code/",
+        "results/prog": "a run folder of a checkpoint store: it holds manifest.json",
+    }
+    assert "left out: .state/ (the launcher's state folder" in files.summary()
+
+
+def test_a_store_that_is_the_code_folder_keeps_its_own_parts(tmp_path: Path) -> None:
+    project = _tree(tmp_path / "p", {"train.py": "", f"_code/{'b' * 64}.tar.gz": "x", f"_data/{'c' * 64}/x": "x",
+                                     "prog/manifest.json": "{}", "prog/manifests/1.json": "{}"})  # fmt: skip
+    spec = validate_spec({"name": "prog", "code": ".", "command": ["python", "train.py"],
+                          "checkpoint": {"uri": str(project)}}, project / "job.yaml", tmp_path)  # fmt: skip
+    from launcher.staging.code import collect_for
+
+    files = collect_for(spec)
+    assert [e.path for e in files.entries] == ["train.py"]
+    assert [p for p, _ in files.left_out] == ["_code", "_data", "prog"]
+
+
+# ------------------------------------------------------------------ mistakes found at the dry run (issue 34)
+
+
+@pytest.mark.parametrize("command, program", [
+    (["python", "train.py", "--epochs", "3"], ("file", "train.py")),
+    (["python3", "-u", "-W", "ignore", "./src/train.py"], ("file", "src/train.py")),
+    (["python", "-m", "pkg.main"], ("module", "pkg.main")),
+    (["bash", "run.sh"], ("file", "run.sh")),
+    (["./run.sh", "x"], ("file", "run.sh")),
+    (["python", "-c", "print(1)"], None),
+    (["python", "/opt/app/train.py"], None),
+    (["torchrun", "train.py"], None),
+])  # fmt: skip
+def test_the_program_a_command_runs(command: list[str], program: tuple[str, str] | None) -> None:
+    from launcher.staging.code import program_of
+
+    assert program_of(command) == program
+
+
+def test_a_misspelled_script_fails_the_dry_run_with_the_closest_name(tmp_path: Path) -> None:
+    _tree(tmp_path, {"job.yaml": "name: prog\ncode: .\ncommand: [python, trian.py]\ncheckpoint: {uri: runs}\n",
+                     "train.py": "", "pkg/__init__.py": "", "pkg/main.py": "", "secret.py": "",
+                     ".launcherignore": "secret.py\n"})  # fmt: skip
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "job.yaml"), "--dry-run"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"command: trian.py is not among the files that ship from {tmp_path}." in result.stderr
+    assert "did you mean train.py?" in result.stderr and result.stdout == ""
+    for command, ok in (("[python, -m, pkg.main]", True), ("[python, -m, pkg.mian]", False),
+                        ("[python, -m, torch.distributed.run]", True), ("[python, secret.py]", False)):  # fmt: skip
+        (tmp_path / "job.yaml").write_text(f"name: prog\ncode: .\ncommand: {command}\ncheckpoint: {{uri: runs}}\n")
+        result = CliRunner().invoke(main, ["run", str(tmp_path / "job.yaml"), "--dry-run"])
+        assert (result.exit_code == 0) == ok, (command, result.output)
+    assert "secret.py" in result.stderr and "an ignore file or code.exclude leaves it out" in result.stderr
+
+
+def test_a_local_data_folder_that_is_not_there_fails_the_dry_run_and_the_submit(tmp_path: Path) -> None:
+    from launcher.api import Launcher
+
+    _tree(tmp_path, {"job.yaml": "name: d\ntrain: {data: datta}\ncheckpoint: {uri: runs}\n", "data/train/a/1.png": ""})
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "job.yaml"), "--dry-run"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert f"train.data {tmp_path / 'datta'} does not exist." in result.stderr
+    with pytest.raises(LauncherError, match="does not exist"):
+        Launcher(backend="local").submit(load_spec(tmp_path / "job.yaml"))
+    assert not (tmp_path / "runs").exists(), "nothing claimed or written"

@@ -95,3 +95,26 @@ def test_pulling_a_finished_run_does_not_announce_a_resume(tmp_path: Path, capsy
     assert "resuming" not in capsys.readouterr().out
     assert pull_latest(str(store), "done", tmp_path / "job3", epochs=5).manifest.epoch == 3
     assert "resuming from checkpoint" in capsys.readouterr().out
+
+
+def test_a_checkpoint_without_epoch_or_step_never_reads_epoch_none() -> None:
+    """Issue 34 item 8: a program of one's own that records neither showed `(epoch None)`."""
+    from types import SimpleNamespace
+
+    from launcher.storage.sync import point
+
+    assert point(SimpleNamespace(epoch=3, step=None)) == "epoch 3"
+    assert point(SimpleNamespace(epoch=None, step=120)) == "step 120"
+    assert point(SimpleNamespace(epoch=None, step=None)) == "no epoch or step recorded"
+
+
+def test_the_final_flush_of_a_version_already_synced_is_not_said_again(tmp_path: Path) -> None:
+    """Issue 34 item 8: `checkpoint 2 (epoch 1) synced ... 0 bytes sent` followed the real line at every exit."""
+    from launcher.storage.local import LocalStore
+
+    store, folder, said = LocalStore(str(tmp_path / "store")), tmp_path / "save", []
+    syncer = Syncer("", "", folder, keep=5, interval=0.05, settle=0.05, store=store, log=said.append)
+    write_files(folder, fake_checkpoint(1))
+    syncer.sync_now()
+    syncer.sync_now()  # what the exit's flush does when the periodic sync already sent this version
+    assert [line for line in said if "synced to" in line] == [said[0]] and "(epoch 1)" in said[0], said

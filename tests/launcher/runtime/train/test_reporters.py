@@ -183,3 +183,26 @@ def test_sdks_are_imported_only_by_the_sinks_that_use_them(tmp_path: Path) -> No
             "print(sorted(m for m in ('wandb', 'mlflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.split() == ["[]"]
+
+
+def test_a_log_file_gets_plain_progress_lines_and_a_terminal_the_bar() -> None:
+    """Issue 34 item 8: `epoch 1/1 [##########..........] 1/2 ...` bars were written into log files."""
+    import io
+
+    from launcher.runtime.train.report import Progress
+
+    log = io.StringIO()
+    bar = Progress(0, 3, 10, log)
+    for step in range(10):
+        bar.update(step, 0.5, 0.01, 100.0)
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 10 and lines[-1] == "epoch 1/3 step 10/10 loss 0.5000 lr 0.01 100 img/s"
+    assert "#" not in log.getvalue() and "\r" not in log.getvalue()
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    Progress(0, 3, 10, screen).update(9, 0.5, 0.01, 100.0)
+    assert "[####################]" in screen.getvalue()
