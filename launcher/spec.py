@@ -34,6 +34,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
 from launcher.contract import ENTRYPOINT_VARIABLES
 from launcher.errors import SpecError
 from launcher.model_names import check_model, check_yolo_model, yolo_task_of
+from launcher.spec_sweep import Sweep, check_trials
 from launcher.storage import REMOTE_SCHEMES
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "CodeConfig",
     "Limits",
     "Recovery",
+    "Sweep",
     "JobSpec",
     "load_spec",
     "parse_duration",
@@ -582,6 +584,7 @@ class JobSpec(_Model):
     gcp: dict[str, Any] = Field(default_factory=dict, description="options of the gcp (Vertex AI) backend")
     azure: dict[str, Any] = Field(default_factory=dict, description="options of the azure (Azure ML) backend")
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict, description="options of third-party backends, by backend name")
+    sweep: Sweep | None = Field(None, description="many trials of this spec with other values of its keys (launch sweep)")
 
     @field_validator("image")
     @classmethod
@@ -625,6 +628,22 @@ class JobSpec(_Model):
         if sum(n for n in sizes if n <= MAX_ENV_VALUE) > MAX_ENV_TOTAL:  # a single oversized value is named by _env_value
             raise ValueError(f"the environment is larger than {MAX_ENV_TOTAL // 1024} KiB; pass large data as a file or through train.data")
         return env
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep(cls, value: Sweep | None, info: ValidationInfo) -> Sweep | None:
+        """Each swept key is a key of train: or resources: (a typo gets the closest one); trial names fit."""
+        name = info.data.get("name") or ""
+        if value is not None and len(name) > 43:
+            raise ValueError(f"the trials are named {name}-t001, ...: a sweep's name may have at most 43 characters")
+        for key in value.space if value else ():
+            section, field = key.split(".", 1)
+            known = list((TrainConfig if section == "train" else Resources).model_fields)
+            if field not in known:
+                close = difflib.get_close_matches(field, known, n=1, cutoff=0.6)
+                hint = f"did you mean '{section}.{close[0]}'?" if close else f"keys of {section}: {', '.join(known)}"
+                raise ValueError(f"space: '{key}' is not a key of the spec; {hint}")
+        return value
 
     @model_validator(mode="after")
     def _names(self) -> "JobSpec":
@@ -711,6 +730,7 @@ def validate_spec(
         spec = JobSpec.model_validate(_resolve_paths(raw, cwd, (cwd / file).parent if file else cwd))
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc, file, JobSpec, sets=sets)) from None
+    check_trials(spec, file)  # every trial of a sweep: a valid spec, refused here rather than at its submit
     # The backend sections (local:, aws:, plugins.<name>:) are checked by launcher.registry.check_sections,
     # where backends are loaded: loading a spec imports no backend module.
     return spec
