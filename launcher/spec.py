@@ -636,6 +636,10 @@ class JobSpec(_Model):
         name = info.data.get("name") or ""
         if value is not None and len(name) > 43:
             raise ValueError(f"the trials are named {name}-t001, ...: a sweep's name may have at most 43 characters")
+        checkpoint = info.data.get("checkpoint")
+        if value is not None and checkpoint is not None and not checkpoint.uri:
+            raise ValueError("a sweep reads each trial's metric from its results.csv in the checkpoint store: "
+                             "set checkpoint.uri (a folder, s3://, gs:// or az://)")
         for key in value.space if value else ():
             section, field = key.split(".", 1)
             known = list((TrainConfig if section == "train" else Resources).model_fields)
