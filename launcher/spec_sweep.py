@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 import random
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -36,10 +37,11 @@ if TYPE_CHECKING:
 
     from launcher.spec import JobSpec
 
-__all__ = ["EarlyStop", "Sweep", "SWEPT_SECTIONS", "trial_values", "trial_name", "trial_spec", "check_trials",
+__all__ = ["EarlyStop", "Sweep", "SWEPT_SECTIONS", "TRIAL_VARIABLE", "trial_values", "trial_name", "trial_spec", "check_trials",
            "describe", "MAX_TRIALS"]  # fmt: skip
 
 SWEPT_SECTIONS = ("train", "resources")
+TRIAL_VARIABLE = "LAUNCHER_TRIAL"  # the trial's values as JSON ({"train.lr0": 0.003}) in the job's environment
 MAX_TRIALS = 10_000
 DISTRIBUTIONS = ("uniform", "log_uniform", "int")
 
@@ -235,6 +237,7 @@ def trial_spec(spec: "JobSpec", number: int, values: dict[str, Any], max_cost: f
         section, field = key.split(".", 1)
         data[section][field] = value
     data["name"] = trial_name(spec.name, number)
+    data["env"] = {**data.get("env", {}), TRIAL_VARIABLE: json.dumps(values)}  # a program of the user's reads its values
     data["recovery"] = data.get("recovery") or {}
     if max_cost is not None:
         data["limits"]["max_cost"] = round(max_cost, 4)
