@@ -37,8 +37,18 @@ if TYPE_CHECKING:
 
     from launcher.spec import JobSpec
 
-__all__ = ["EarlyStop", "Sweep", "SWEPT_SECTIONS", "TRIAL_VARIABLE", "trial_values", "trial_name", "trial_spec", "check_trials",
-           "describe", "MAX_TRIALS"]  # fmt: skip
+__all__ = [
+    "EarlyStop",
+    "Sweep",
+    "SWEPT_SECTIONS",
+    "TRIAL_VARIABLE",
+    "trial_values",
+    "trial_name",
+    "trial_spec",
+    "check_trials",
+    "describe",
+    "MAX_TRIALS",
+]
 
 SWEPT_SECTIONS = ("train", "resources")
 TRIAL_VARIABLE = "LAUNCHER_TRIAL"  # the trial's values as JSON ({"train.lr0": 0.003}) in the job's environment
@@ -64,22 +74,32 @@ class EarlyStop(_Model):
 
     after_epochs: Int = Field(ge=1, le=100_000, description="the epoch at which trials are compared")
     keep_best: Annotated[float, Field(gt=0.0, lt=1.0), BeforeValidator(_number)] = Field(
-        0.5, description="the fraction of trials that go on past after_epochs (0.5: the best half)")
+        0.5, description="the fraction of trials that go on past after_epochs (0.5: the best half)"
+    )
 
 
 class Sweep(_Model):
     """`sweep:`: trials of this spec with other values of its own keys, under one budget (limits.max_cost)."""
 
     method: Literal["grid", "random"] = Field("random", description="grid: every combination; random: seeded draws")
-    trials: Annotated[int, Field(ge=1, le=MAX_TRIALS), BeforeValidator(_number)] | None = Field(None, description="how many trials (random: required; grid: at most the grid)")
+    trials: Annotated[int, Field(ge=1, le=MAX_TRIALS), BeforeValidator(_number)] | None = Field(
+        None, description="how many trials (random: required; grid: at most the grid)"
+    )
     parallel: Int = Field(1, ge=1, le=1000, description="trials running at once, across backends")
-    metric: str = Field("top1", min_length=1, max_length=100, description="a column of results.csv, like top1, val_loss or mAP50-95(B)")
+    metric: str = Field(
+        "top1", min_length=1, max_length=100, description="a column of results.csv, like top1, val_loss or mAP50-95(B)"
+    )
     goal: Literal["max", "min"] | None = Field(None, description="max or min; default: min for a loss, else max")
-    space: dict[str, Any] = Field(description="spec key -> a list (one of), {uniform: [a, b]}, {log_uniform: [a, b]} or {int: [a, b]}")
+    space: dict[str, Any] = Field(
+        description="spec key -> a list (one of), {uniform: [a, b]}, {log_uniform: [a, b]} or {int: [a, b]}"
+    )
     early_stop: EarlyStop | None = Field(None, description="stop the worst trials at an epoch (successive halving)")
     backends: list[str] = Field(default_factory=list, description="where trials may run (default: the -b backend)")
-    capacity: dict[str, Int] = Field(default_factory=dict, description="trials at once per backend (default: local fits "
-                                     "its GPUs, one for a CPU job; a cloud: up to parallel)")  # fmt: skip
+    capacity: dict[str, Int] = Field(
+        default_factory=dict,
+        description="trials at once per backend (default: local fits "
+        "its GPUs, one for a CPU job; a cloud: up to parallel)",
+    )
     seed: Int = Field(0, ge=0, le=2**32 - 1, description="the seed of random draws")
 
     @field_validator("space")
@@ -116,14 +136,20 @@ class Sweep(_Model):
         if self.method == "grid":
             continuous = next((k for k, d in self.space.items() if isinstance(d, dict) and "int" not in d), None)
             if continuous:
-                raise ValueError(f"a grid takes lists and int ranges only; {continuous} is continuous: "
-                                 "list the values to try, or use method: random")  # fmt: skip
+                raise ValueError(
+                    f"a grid takes lists and int ranges only; {continuous} is continuous: "
+                    "list the values to try, or use method: random"
+                )
             size = grid_size(self)
             if self.trials is not None and self.trials > size:
-                raise ValueError(f"trials is {self.trials} but the grid has {size} combinations; "
-                                 "lower trials or remove it (a grid runs every combination)")  # fmt: skip
+                raise ValueError(
+                    f"trials is {self.trials} but the grid has {size} combinations; "
+                    "lower trials or remove it (a grid runs every combination)"
+                )
             if size > MAX_TRIALS and (self.trials is None):
-                raise ValueError(f"the grid has {size} combinations, more than {MAX_TRIALS}; set trials or narrow space")
+                raise ValueError(
+                    f"the grid has {size} combinations, more than {MAX_TRIALS}; set trials or narrow space"
+                )
         if self.early_stop is not None and self.count() < 2:
             raise ValueError("early_stop compares trials: it needs at least 2")
         return self
@@ -166,10 +192,15 @@ def _check_dimension(key: str, dist: Any) -> None:
             raise ValueError(f"{key}: a list holds plain values to try, like [SGD, AdamW]")
         return
     if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
-        raise ValueError(f"{key}: give a list of values, or one of {{uniform: [a, b]}}, {{log_uniform: [a, b]}}, {{int: [a, b]}}")
+        raise ValueError(
+            f"{key}: give a list of values, or one of {{uniform: [a, b]}}, {{log_uniform: [a, b]}}, {{int: [a, b]}}"
+        )
     kind, bounds = next(iter(dist.items()))
-    if (not isinstance(bounds, list) or len(bounds) != 2
-            or any(isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) for b in bounds)):  # fmt: skip
+    if (
+        not isinstance(bounds, list)
+        or len(bounds) != 2
+        or any(isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) for b in bounds)
+    ):
         raise ValueError(f"{key}: {kind} takes two numbers [low, high], like {{{kind}: [1, 10]}}")
     low, high = bounds
     if kind == "int" and not all(isinstance(b, int) for b in bounds):
@@ -237,7 +268,10 @@ def trial_spec(spec: "JobSpec", number: int, values: dict[str, Any], max_cost: f
         section, field = key.split(".", 1)
         data[section][field] = value
     data["name"] = trial_name(spec.name, number)
-    data["env"] = {**data.get("env", {}), TRIAL_VARIABLE: json.dumps(values)}  # a program of the user's reads its values
+    data["env"] = {
+        **data.get("env", {}),
+        TRIAL_VARIABLE: json.dumps(values),
+    }  # a program of the user's reads its values
     data["recovery"] = data.get("recovery") or {}
     if max_cost is not None:
         data["limits"]["max_cost"] = round(max_cost, 4)
@@ -255,6 +289,8 @@ def check_trials(spec: "JobSpec", file: "Path | None" = None) -> None:
             trial_spec(spec, number, values)
         except ValidationError as exc:
             where = f"{file}: " if file else ""
-            raise SpecError(f"{where}sweep: trial {number} ({describe(values)}) is not a valid spec: "
-                            f"{format_validation_error(exc, None, JobSpec)}",
-                            "Narrow sweep.space to values the key takes (launch schema shows each key's range).") from None  # fmt: skip
+            raise SpecError(
+                f"{where}sweep: trial {number} ({describe(values)}) is not a valid spec: "
+                f"{format_validation_error(exc, None, JobSpec)}",
+                "Narrow sweep.space to values the key takes (launch schema shows each key's range).",
+            ) from None

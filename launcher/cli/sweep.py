@@ -35,12 +35,16 @@ def sweep() -> None:
 
 @sweep.command()
 @click.argument("job_file", type=click.Path(dir_okay=False))
-@click.option("-b", "--backend", default="local", show_default=True, help="where trials run when sweep.backends is not set")
+@click.option(
+    "-b", "--backend", default="local", show_default=True, help="where trials run when sweep.backends is not set"
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a spec key, e.g. sweep.trials=4")
 @click.option("--detach", is_flag=True, help="start the first trials and supervise the sweep in the background")
 @click.option("--yes", "-y", is_flag=True, help="do not ask before starting paid cloud jobs")
 @click.option("--ignore-budget", is_flag=True, help="start trials without estimating them against limits.max_cost")
-def start(job_file: str, backend: str, overrides: tuple[str, ...], detach: bool, yes: bool, ignore_budget: bool) -> None:
+def start(
+    job_file: str, backend: str, overrides: tuple[str, ...], detach: bool, yes: bool, ignore_budget: bool
+) -> None:
     """Run the sweep of JOB_FILE (a spec with a sweep: section)."""
     from launcher import registry
     from launcher.errors import SpecError
@@ -49,17 +53,21 @@ def start(job_file: str, backend: str, overrides: tuple[str, ...], detach: bool,
     spec = load_spec(job_file, overrides)
     registry.check_sections(spec, Path(job_file), overrides)
     if spec.sweep is None:
-        raise SpecError(f"{job_file}: there is no sweep: section to run.", "Add one (README, Sweeps), or run the spec with: launch JOB.yaml")
+        raise SpecError(
+            f"{job_file}: there is no sweep: section to run.",
+            "Add one (README, Sweeps), or run the spec with: launch JOB.yaml",
+        )
     sys.exit(start_sweep(spec, backend, detach, ignore_budget, yes))
 
 
 def start_sweep(spec: Any, backend: str, detach: bool, ignore_budget: bool, yes: bool) -> int:
-    """A new sweep of `spec`, or the unfinished sweep of this name whose supervisor is gone (picked up, no trial twice)."""
+    """A new sweep of `spec`, or the unfinished sweep of this name whose supervisor is gone (picked up)."""
     from launcher.api import Launcher
     from launcher.errors import JobNotFoundError, LauncherError
     from launcher.jobs import JobRegistry
     from launcher.recovery import supervisor_alive
-    from launcher.runs.sweep import SweepSupervisor, detach as detach_sweep, sweep_backends
+    from launcher.runs.sweep import SweepSupervisor, sweep_backends
+    from launcher.runs.sweep import detach as detach_sweep
 
     jobs = JobRegistry()
     make = lambda name: Launcher(backend=name, jobs=jobs)  # noqa: E731
@@ -69,23 +77,31 @@ def start_sweep(spec: Any, backend: str, detach: bool, ignore_budget: bool, yes:
         existing = None
     if existing is not None and existing.state == "running":
         if supervisor_alive(existing):  # type: ignore[arg-type]
-            raise LauncherError(f"Sweep {existing.id} of {spec.name} is supervised already, by process {existing.supervisor_pid}.",
-                                f"Follow it with: launch sweep status {spec.name}")  # fmt: skip
+            raise LauncherError(
+                f"Sweep {existing.id} of {spec.name} is supervised already, by process {existing.supervisor_pid}.",
+                f"Follow it with: launch sweep status {spec.name}",
+            )
         click.echo(f"picking up sweep {existing.id} from the job registry (its supervisor is gone)", err=True)
         supervisor = SweepSupervisor(existing.id, jobs, make, check_budget=not ignore_budget)
     else:
         paid = [name for name in sweep_backends(spec, backend) if name != "local"]
         if paid and not yes and sys.stdin.isatty():
-            click.confirm(f"Start sweep {spec.name} ({spec.sweep.count()} trials) on {', '.join(paid)}? This may cost money",
-                          abort=True, err=True)  # fmt: skip
+            click.confirm(
+                f"Start sweep {spec.name} ({spec.sweep.count()} trials) on {', '.join(paid)}? This may cost money",
+                abort=True,
+                err=True,
+            )
         supervisor = SweepSupervisor.start(spec, backend, jobs, make, check_budget=not ignore_budget)
     if not detach:
         return supervisor.run()
     jobs.set_sweep(supervisor.sweep_id, pid=None)
     pid = detach_sweep(supervisor.sweep_id)
     jobs.set_sweep(supervisor.sweep_id, pid=pid)
-    click.echo(f"sweep {supervisor.sweep_id} is supervised in the background by process {pid}; follow it with: "
-               f"launch sweep status {spec.name}", err=True)  # fmt: skip
+    click.echo(
+        f"sweep {supervisor.sweep_id} is supervised in the background by process {pid}; follow it with: "
+        f"launch sweep status {spec.name}",
+        err=True,
+    )
     return 0
 
 
@@ -93,8 +109,13 @@ def start_sweep(spec: Any, backend: str, detach: bool, ignore_budget: bool, yes:
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="the sweep and its trials as JSON")
 @click.option("--csv", "as_csv", is_flag=True, help="one CSV row per trial (for notebooks)")
-@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), default=None,
-              help="draw the metric against each swept value and over epochs to this PNG")  # fmt: skip
+@click.option(
+    "--plot",
+    "plot_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="draw the metric against each swept value and over epochs to this PNG",
+)
 def status(name: str, as_json: bool, as_csv: bool, plot_file: str | None) -> None:
     """The trials of sweep NAME (its name or id), best first: values, backend, state, epochs, best metric, cost."""
     from launcher.jobs import JobRegistry
@@ -121,12 +142,35 @@ def to_csv(found: dict[str, Any]) -> str:
     import io
 
     out = io.StringIO()
-    columns = ["trial", "name", *found["space"], "backend", "state", "epochs", f"best_{found['metric']}", "cost", "attempts", "run"]
+    columns = [
+        "trial",
+        "name",
+        *found["space"],
+        "backend",
+        "state",
+        "epochs",
+        f"best_{found['metric']}",
+        "cost",
+        "attempts",
+        "run",
+    ]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for r in found["trials"]:
-        writer.writerow([r["trial"], r["name"], *(r["values"].get(k) for k in found["space"]), r["backend"], r["state"],
-                         r["epochs"], "" if r["best"] is None else r["best"], r["cost"], r["attempts"], r["run"]])  # fmt: skip
+        writer.writerow(
+            [
+                r["trial"],
+                r["name"],
+                *(r["values"].get(k) for k in found["space"]),
+                r["backend"],
+                r["state"],
+                r["epochs"],
+                "" if r["best"] is None else r["best"],
+                r["cost"],
+                r["attempts"],
+                r["run"],
+            ]
+        )
     return out.getvalue()
 
 
@@ -135,16 +179,35 @@ def _show(found: dict[str, Any]) -> None:
 
     click.echo(f"sweep {found['id']}  {found['state']}" + (f"  {found['message']}" if found["message"] else ""))
     keys = found["space"]
-    table = Table("trial", *(k.split(".", 1)[1] for k in keys), "backend", "state", "epochs",
-                  f"best {found['metric']}", "cost", box=None)  # fmt: skip
+    table = Table(
+        "trial",
+        *(k.split(".", 1)[1] for k in keys),
+        "backend",
+        "state",
+        "epochs",
+        f"best {found['metric']}",
+        "cost",
+        box=None,
+    )
     for r in found["trials"]:
         values = [_value(r["values"].get(k)) for k in keys]
         best = "-" if r["best"] is None else f"{r['best']:.4g}"
-        table.add_row(f"t{r['trial']:03d}", *values, r["backend"], r["state"].replace("_", " "), str(r["epochs"]), best, f"${r['cost']:.2f}")
+        table.add_row(
+            f"t{r['trial']:03d}",
+            *values,
+            r["backend"],
+            r["state"].replace("_", " "),
+            str(r["epochs"]),
+            best,
+            f"${r['cost']:.2f}",
+        )
     console().print(table)
     limit = found["max_cost"]
-    click.echo(f"{len(found['trials'])} of {found['trials_planned']} trial(s) started; total cost ${found['cost']:.2f}"
-               + (f" of limits.max_cost ${limit:.2f}" if limit else "") + f" over {found['attempts']} attempt(s)")  # fmt: skip
+    click.echo(
+        f"{len(found['trials'])} of {found['trials_planned']} trial(s) started; total cost ${found['cost']:.2f}"
+        + (f" of limits.max_cost ${limit:.2f}" if limit else "")
+        + f" over {found['attempts']} attempt(s)"
+    )
     best = found["best"]
     if best:
         values = " ".join(f"{k}={_value(v)}" for k, v in best["values"].items())

@@ -19,7 +19,6 @@ from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.runs.sweep import SweepSupervisor, summary
 from launcher.spec import JobSpec, validate_spec
 
-
 FLEETS: list["Fleet"] = []
 
 
@@ -81,10 +80,14 @@ class Fleet(Backend):
 
 
 def _spec(tmp_path: Path, sweep: dict[str, Any], **more: Any) -> JobSpec:
-    raw = {"name": "sw", "resources": {"gpus": 1, "gpu_type": "A10G"},
-           "train": {"epochs": 3}, "checkpoint": {"uri": str(tmp_path / "store")},
-           "sweep": {"method": "random", "metric": "top1", "space": {"train.lr0": {"log_uniform": [1e-4, 1e-1]}}, **sweep},
-           **more}  # fmt: skip
+    raw = {
+        "name": "sw",
+        "resources": {"gpus": 1, "gpu_type": "A10G"},
+        "train": {"epochs": 3},
+        "checkpoint": {"uri": str(tmp_path / "store")},
+        "sweep": {"method": "random", "metric": "top1", "space": {"train.lr0": {"log_uniform": [1e-4, 1e-1]}}, **sweep},
+        **more,
+    }
     return validate_spec(raw, None, tmp_path)
 
 
@@ -116,7 +119,10 @@ def test_trials_fill_the_cheaper_backend_first_then_the_next(tmp_path: Path) -> 
     # listed second, but cheaper: trials 1 and 2 go there (its room: 2), trial 3 to the dearer one; parallel 3 reached
     assert fleet["cheap"].submitted == ["sw-t001", "sw-t002"] and fleet["dear"].submitted == ["sw-t003"]
     assert [(t.number, t.backend, t.state) for t in jobs.trials(sup.sweep_id)] == [
-        (1, "cheap", "running"), (2, "cheap", "running"), (3, "dear", "running")]
+        (1, "cheap", "running"),
+        (2, "cheap", "running"),
+        (3, "dear", "running"),
+    ]
     assert sup.step() is None and len(jobs.list()) == 3  # full: nothing more
     fleet["cheap"].finish("sw-t001")
     _until(lambda: _ended(jobs, sup, 1))
@@ -159,7 +165,11 @@ def test_the_budget_stops_new_trials_and_the_sweep_exits_3(tmp_path: Path, capsy
     assert sup.step() == 3  # trial 3's estimate is more than the half trial left; nothing runs: the sweep ends
     assert fleet["cheap"].submitted == ["sw-t001", "sw-t002"]
     record = jobs.sweep(sup.sweep_id)
-    assert record.state == "failed" and "trial 3" in record.message and "more than what is left of limits.max_cost" in record.message
+    assert (
+        record.state == "failed"
+        and "trial 3" in record.message
+        and "more than what is left of limits.max_cost" in record.message
+    )
     err = capsys.readouterr().err
     assert f"cost ${2 * cost:.2f} over 2 attempt(s) of 2 trial(s)" in err
     # each trial's run got what was left of the budget as its own max_cost (the platforms' hard limit)
@@ -170,7 +180,9 @@ def test_the_budget_stops_new_trials_and_the_sweep_exits_3(tmp_path: Path, capsy
 def test_the_budget_spent_while_trials_run_stops_them_with_exit_3(tmp_path: Path) -> None:
     cost = _one_trial_estimate(tmp_path, Fleet("cheap", 1.0))
     fleet = {"cheap": Fleet("cheap", 1.0, job_cost=3 * cost)}  # far above its estimate
-    spec = _spec(tmp_path, {"trials": 3, "parallel": 2, "capacity": {"cheap": 2}}, limits={"max_cost": round(2.5 * cost, 4)})
+    spec = _spec(
+        tmp_path, {"trials": 3, "parallel": 2, "capacity": {"cheap": 2}}, limits={"max_cost": round(2.5 * cost, 4)}
+    )
     jobs = JobRegistry(tmp_path / "jobs.db")
     sup = _supervisor(spec, jobs, fleet)
     assert sup.step() is None and fleet["cheap"].submitted == ["sw-t001", "sw-t002"]
@@ -206,11 +218,20 @@ def test_a_supervisor_killed_between_two_submissions_submits_no_duplicate(tmp_pa
     assert fleet["cheap"].submitted == ["sw-t001"]
     jobs.set_sweep(first.sweep_id, pid=None)  # what a dead pid reads as
     again = SweepSupervisor(first.sweep_id, jobs, lambda name: Launcher(backend=fleet[name], jobs=jobs), poll_s=0.01)
-    done = threading.Thread(target=lambda: [fleet["cheap"].finish(f"sw-t00{n}") or time.sleep(0.05) for n in (1, 2, 3, 4)
-                                            for _ in range(40)], daemon=True)  # fmt: skip
+    done = threading.Thread(
+        target=lambda: [
+            fleet["cheap"].finish(f"sw-t00{n}") or time.sleep(0.05) for n in (1, 2, 3, 4) for _ in range(40)
+        ],
+        daemon=True,
+    )
     done.start()
     again.run()
-    assert sorted(fleet["cheap"].submitted) == ["sw-t001", "sw-t002", "sw-t003", "sw-t004"]  # trial 1 followed, not resubmitted
+    assert sorted(fleet["cheap"].submitted) == [
+        "sw-t001",
+        "sw-t002",
+        "sw-t003",
+        "sw-t004",
+    ]  # trial 1 followed, not resubmitted
     assert len(jobs.list()) == 4 and len(jobs.runs()) == 4
 
 
@@ -234,8 +255,10 @@ def test_a_trial_recorded_but_never_started_is_started_once_after_a_restart(tmp_
 
 def test_successive_halving_stops_the_worst_half_reading_results_csv(tmp_path: Path) -> None:
     fleet = {"cheap": Fleet("cheap", 1.0)}
-    spec = _spec(tmp_path, {"trials": 4, "parallel": 4, "capacity": {"cheap": 4},
-                            "early_stop": {"after_epochs": 1, "keep_best": 0.5}})  # fmt: skip
+    spec = _spec(
+        tmp_path,
+        {"trials": 4, "parallel": 4, "capacity": {"cheap": 4}, "early_stop": {"after_epochs": 1, "keep_best": 0.5}},
+    )
     jobs = JobRegistry(tmp_path / "jobs.db")
     sup = _supervisor(spec, jobs, fleet)
     assert sup.step() is None and len(fleet["cheap"].submitted) == 4
@@ -248,9 +271,13 @@ def test_successive_halving_stops_the_worst_half_reading_results_csv(tmp_path: P
     trials = {t.number: t for t in jobs.trials(sup.sweep_id)}
     # all four known at once: ranked together, the worse half stops
     assert {n: t.decision for n, t in trials.items()} == {1: "stopped", 2: "kept", 3: "kept", 4: "stopped"}
-    assert trials[1].state == "stopped_early" and "stopped early at epoch 1: top1 0.5, 3 of 4 there" in trials[1].message
+    assert (
+        trials[1].state == "stopped_early" and "stopped early at epoch 1: top1 0.5, 3 of 4 there" in trials[1].message
+    )
     _until(lambda: _ended(jobs, sup, 1) and _ended(jobs, sup, 4))
-    assert jobs.run(trials[1].run_id).state == "stopped" and jobs.attempts(trials[1].run_id)[0].state is JobState.STOPPED
+    assert (
+        jobs.run(trials[1].run_id).state == "stopped" and jobs.attempts(trials[1].run_id)[0].state is JobState.STOPPED
+    )
     for n in (2, 3):
         fleet["cheap"].finish(f"sw-t00{n}")
     _until(lambda: _ended(jobs, sup, 2) and _ended(jobs, sup, 3))
@@ -277,7 +304,7 @@ def test_halving_one_trial_at_a_time_keeps_exactly_the_quota(tmp_path: Path) -> 
         (folder / "results.csv").write_text(f"epoch,top1\n1,0.1\n2,{value}\n")
         sup.step()
         fleet["cheap"].finish(f"sw-t00{number}")
-        _until(lambda: _ended(jobs, sup, number))
+        _until(lambda n=number: _ended(jobs, sup, n))
     assert sup.step() == 0
     decisions = [t.decision for t in jobs.trials(sup.sweep_id)]
     assert decisions.count("stopped") == 3 and decisions.count("kept") == 3

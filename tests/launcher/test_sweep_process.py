@@ -44,17 +44,24 @@ def sweep_env(tmp_path: Path) -> dict[str, Any]:
     code = tmp_path / "prog"
     code.mkdir()
     (code / "train.py").write_text(PROGRAM)
-    spec = {"name": "psw", "code": str(code), "command": ["python", "train.py"], "train": {"epochs": 2},
-            "checkpoint": {"uri": str(tmp_path / "store")}, "local": {"runtime": "process"},
-            "sweep": {"method": "grid", "parallel": 1, "metric": "top1", "space": {"train.lr0": [0.1, 0.3, 0.2]}}}  # fmt: skip
+    spec = {
+        "name": "psw",
+        "code": str(code),
+        "command": ["python", "train.py"],
+        "train": {"epochs": 2},
+        "checkpoint": {"uri": str(tmp_path / "store")},
+        "local": {"runtime": "process"},
+        "sweep": {"method": "grid", "parallel": 1, "metric": "top1", "space": {"train.lr0": [0.1, 0.3, 0.2]}},
+    }
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     env = {**os.environ, "LAUNCHER_STATE_DIR": str(tmp_path / "state"), "PYTHONUNBUFFERED": "1"}
     return {"dir": tmp_path, "env": env, "jobs": lambda: JobRegistry(tmp_path / "state" / "jobs.db")}
 
 
 def _launch(env: dict[str, Any], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([*LAUNCH, *args], env=env["env"], cwd=env["dir"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [*LAUNCH, *args], env=env["env"], cwd=env["dir"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def test_a_sweep_supervisor_killed_between_two_submissions_submits_no_duplicate(sweep_env: dict[str, Any]) -> None:
@@ -77,8 +84,9 @@ def test_a_sweep_supervisor_killed_between_two_submissions_submits_no_duplicate(
     assert [len(registry.attempts(t.run_id)) for t in trials] == [1, 1, 1]  # trial 1 was followed, not resubmitted
     assert sweep.state == "finished" and "best trial 2 (lr0=0.3): top1 0.6" in sweep.message
     assert trials[0].metrics == {"1": 0.1, "2": 0.2}
-    status = subprocess.run([*LAUNCH, "sweep", "status", "psw", "--json"], env=sweep_env["env"], capture_output=True,
-                            text=True, check=True).stdout  # fmt: skip
+    status = subprocess.run(
+        [*LAUNCH, "sweep", "status", "psw", "--json"], env=sweep_env["env"], capture_output=True, text=True, check=True
+    ).stdout
     found = json.loads(status)
     assert [r["trial"] for r in found["trials"]] == [2, 3, 1] and found["best"]["name"] == "psw-t002"
 
@@ -105,15 +113,37 @@ def test_a_random_sweep_of_the_trainer_with_halving_and_a_reclaimed_trial(tmp_pa
     """The issue's end to end: 6 trials of the built-in trainer on digits, 2 at a time on this machine, the worse half
     stopped after epoch 1; one kept trial's job SIGTERMed from outside (a reclaim) resumes from its checkpoint."""
     _subreaper()
-    spec = {"name": "dsw", "train": {"model": "shufflenet_v2_x0_5", "data": "digits", "epochs": 4, "imgsz": 32, "batch": 32,
-                                     "fraction": 0.5, "workers": 0, "amp": False},
-            "checkpoint": {"uri": str(tmp_path / "store")}, "local": {"runtime": "process"},
-            "recovery": {"max_attempts": 3, "backoff": {"initial": 1, "max": 1}},
-            "sweep": {"method": "random", "trials": 6, "parallel": 2, "capacity": {"local": 2}, "metric": "top1", "seed": 3,
-                      "space": {"train.lr0": {"log_uniform": [1e-4, 3e-2]}, "train.optimizer": ["SGD", "AdamW"]},
-                      "early_stop": {"after_epochs": 1, "keep_best": 0.5}}}  # fmt: skip
+    spec = {
+        "name": "dsw",
+        "train": {
+            "model": "shufflenet_v2_x0_5",
+            "data": "digits",
+            "epochs": 4,
+            "imgsz": 32,
+            "batch": 32,
+            "fraction": 0.5,
+            "workers": 0,
+            "amp": False,
+        },
+        "checkpoint": {"uri": str(tmp_path / "store")},
+        "local": {"runtime": "process"},
+        "recovery": {"max_attempts": 3, "backoff": {"initial": 1, "max": 1}},
+        "sweep": {
+            "method": "random",
+            "trials": 6,
+            "parallel": 2,
+            "capacity": {"local": 2},
+            "metric": "top1",
+            "seed": 3,
+            "space": {"train.lr0": {"log_uniform": [1e-4, 3e-2]}, "train.optimizer": ["SGD", "AdamW"]},
+            "early_stop": {"after_epochs": 1, "keep_best": 0.5},
+        },
+    }
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    env = {"dir": tmp_path, "env": {**os.environ, "LAUNCHER_STATE_DIR": str(tmp_path / "state"), "PYTHONUNBUFFERED": "1"}}
+    env = {
+        "dir": tmp_path,
+        "env": {**os.environ, "LAUNCHER_STATE_DIR": str(tmp_path / "state"), "PYTHONUNBUFFERED": "1"},
+    }
     jobs = lambda: JobRegistry(tmp_path / "state" / "jobs.db")  # noqa: E731
     sweep = _launch(env, "sweep", "job.yaml")
 
@@ -121,8 +151,14 @@ def test_a_random_sweep_of_the_trainer_with_halving_and_a_reclaimed_trial(tmp_pa
         registry = jobs()
         for trial in registry.trials(registry.sweeps()[0].id) if registry.sweeps() else []:
             attempts = registry.attempts(trial.run_id)
-            if trial.decision == "kept" and "1" in trial.metrics and "3" not in trial.metrics and len(attempts) == 1 \
-                    and attempts[0].native_id and not attempts[0].state.finished:  # fmt: skip
+            if (
+                trial.decision == "kept"
+                and "1" in trial.metrics
+                and "3" not in trial.metrics
+                and len(attempts) == 1
+                and attempts[0].native_id
+                and not attempts[0].state.finished
+            ):
                 return trial, attempts[0]
         return None
 
@@ -135,10 +171,19 @@ def test_a_random_sweep_of_the_trainer_with_halving_and_a_reclaimed_trial(tmp_pa
     trials = registry.trials(record.id)
     assert len(trials) == 6 and record.state == "finished"
     assert sorted(t.decision for t in trials) == ["kept"] * 3 + ["stopped"] * 3
-    assert sorted(t.state for t in trials) == ["stopped_early"] * 3 + ["succeeded"] * 3, [(t.number, t.state, t.message) for t in trials]
+    assert sorted(t.state for t in trials) == ["stopped_early"] * 3 + ["succeeded"] * 3, [
+        (t.number, t.state, t.message) for t in trials
+    ]
     reclaimed = registry.attempts(trial.run_id)
-    assert [(a.ending, a.exit_code) for a in reclaimed][0] == ("preempted", 143) and reclaimed[-1].state.value == "succeeded"
-    assert sorted(_store_epochs(tmp_path / "store", f"dsw-t{trial.number:03d}")) == [1, 2, 3, 4]  # resumed, not restarted
+    assert [(a.ending, a.exit_code) for a in reclaimed][0] == ("preempted", 143) and reclaimed[
+        -1
+    ].state.value == "succeeded"
+    assert sorted(_store_epochs(tmp_path / "store", f"dsw-t{trial.number:03d}")) == [
+        1,
+        2,
+        3,
+        4,
+    ]  # resumed, not restarted
     stored = {t.number: _store_epochs(tmp_path / "store", f"dsw-t{t.number:03d}") for t in trials}
     early = [t for t in trials if t.state == "stopped_early"]
     # stopped (its attempt stopped, not failed) with its checkpoint kept; how far it got depends on the pace here (an
@@ -148,12 +193,20 @@ def test_a_random_sweep_of_the_trainer_with_halving_and_a_reclaimed_trial(tmp_pa
     from launcher.runs.sweep import summary  # noqa: PLC0415
 
     found = summary(registry, record.id)
-    assert found["best"]["value"] == max(v for epochs in stored.values() for v in epochs.values())  # the best in the store
+    assert found["best"]["value"] == max(
+        v for epochs in stored.values() for v in epochs.values()
+    )  # the best in the store
     every_attempt = [a for t in trials for a in registry.attempts(t.run_id)]
-    assert len(registry.list()) == len(every_attempt) == 7  # one job per trial, and the reclaimed trial's second attempt
+    assert (
+        len(registry.list()) == len(every_attempt) == 7
+    )  # one job per trial, and the reclaimed trial's second attempt
     assert found["cost"] == pytest.approx(round(sum(a.cost() or 0.0 for a in every_attempt), 4), abs=1e-4)
-    plot = subprocess.run([*LAUNCH, "sweep", "status", "dsw", "--plot", str(tmp_path / "sweep.png")], env=env["env"],
-                          capture_output=True, text=True)  # fmt: skip
+    plot = subprocess.run(
+        [*LAUNCH, "sweep", "status", "dsw", "--plot", str(tmp_path / "sweep.png")],
+        env=env["env"],
+        capture_output=True,
+        text=True,
+    )
     assert plot.returncode == 0 and (tmp_path / "sweep.png").stat().st_size > 10_000, plot.stderr
     print(plot.stdout)
     import shutil  # noqa: PLC0415

@@ -24,11 +24,21 @@ BASE: dict[str, Any] = {
     "name": "cars-sweep",
     "train": {"model": "resnet18", "epochs": 3},
     "checkpoint": {"uri": "ckpts"},
-    "sweep": {"method": "random", "trials": 6, "parallel": 2, "metric": "top1",
-              "space": {"train.lr0": {"log_uniform": ["1e-4", "1e-1"]}, "train.optimizer": ["SGD", "AdamW"],
-                        "train.scale": {"uniform": [0.2, 0.9]}, "train.batch": {"int": [16, 64]}},
-              "early_stop": {"after_epochs": 1, "keep_best": 0.5}, "seed": 7},
-}  # fmt: skip
+    "sweep": {
+        "method": "random",
+        "trials": 6,
+        "parallel": 2,
+        "metric": "top1",
+        "space": {
+            "train.lr0": {"log_uniform": ["1e-4", "1e-1"]},
+            "train.optimizer": ["SGD", "AdamW"],
+            "train.scale": {"uniform": [0.2, 0.9]},
+            "train.batch": {"int": [16, 64]},
+        },
+        "early_stop": {"after_epochs": 1, "keep_best": 0.5},
+        "seed": 7,
+    },
+}
 
 
 def _write(tmp_path: Path, raw: dict[str, Any]) -> Path:
@@ -41,8 +51,14 @@ def test_random_values_are_seeded_typed_and_within_their_bounds(tmp_path: Path) 
     spec = load_spec(_write(tmp_path, BASE))
     first, again = trial_values(spec.sweep), trial_values(load_spec(_write(tmp_path, BASE)).sweep)  # type: ignore[arg-type]
     assert first == again and len(first) == 6
-    assert all(1e-4 <= v["train.lr0"] <= 0.1 and 0.2 <= v["train.scale"] <= 0.9 and 16 <= v["train.batch"] <= 64
-               and isinstance(v["train.batch"], int) and v["train.optimizer"] in ("SGD", "AdamW") for v in first)  # fmt: skip
+    assert all(
+        1e-4 <= v["train.lr0"] <= 0.1
+        and 0.2 <= v["train.scale"] <= 0.9
+        and 16 <= v["train.batch"] <= 64
+        and isinstance(v["train.batch"], int)
+        and v["train.optimizer"] in ("SGD", "AdamW")
+        for v in first
+    )
     assert len({v["train.lr0"] for v in first}) == 6  # drawn, not repeated
     other = copy.deepcopy(BASE)
     other["sweep"]["seed"] = 8
@@ -59,17 +75,28 @@ def test_a_grid_runs_every_combination_in_order(tmp_path: Path) -> None:
     assert values == [{"train.optimizer": o, "train.epochs": e} for o in ("SGD", "AdamW") for e in (1, 2, 3)]
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"train.lr": [0.1]}, "sweep: space: 'train.lr' is not a key of the spec; did you mean"),
-    ({"model.lr0": [0.1]}, "sweep.space: 'model.lr0' is not a spec key to sweep; write train.<key> or resources.<key>"),
-    ({"train.lr0": {"log_uniform": [0, 1]}}, "sweep.space: train.lr0: log_uniform needs low above 0"),
-    ({"train.lr0": {"normal": [0, 1]}}, "sweep.space: train.lr0: give a list of values, or one of"),
-    ({"train.scale": {"uniform": [0.9, 0.2]}}, "sweep.space: train.scale: uniform [0.9, 0.2]: low must be below high"),
-    ({"train.batch": {"int": [0, 4]}}, "is not a valid spec: train.batch: batch must be a positive number"),
-    ({"train.optimizer": ["SGD", "Adamw"]}, "is not a valid spec: train.optimizer: Input should be"),
-    ({"resources.gpus": [1, 99]}, "is not a valid spec: resources.gpus:"),
-])  # fmt: skip
-def test_a_bad_space_is_refused_in_one_line_before_anything(tmp_path: Path, change: dict[str, Any], message: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"train.lr": [0.1]}, "sweep: space: 'train.lr' is not a key of the spec; did you mean"),
+        (
+            {"model.lr0": [0.1]},
+            "sweep.space: 'model.lr0' is not a spec key to sweep; write train.<key> or resources.<key>",
+        ),
+        ({"train.lr0": {"log_uniform": [0, 1]}}, "sweep.space: train.lr0: log_uniform needs low above 0"),
+        ({"train.lr0": {"normal": [0, 1]}}, "sweep.space: train.lr0: give a list of values, or one of"),
+        (
+            {"train.scale": {"uniform": [0.9, 0.2]}},
+            "sweep.space: train.scale: uniform [0.9, 0.2]: low must be below high",
+        ),
+        ({"train.batch": {"int": [0, 4]}}, "is not a valid spec: train.batch: batch must be a positive number"),
+        ({"train.optimizer": ["SGD", "Adamw"]}, "is not a valid spec: train.optimizer: Input should be"),
+        ({"resources.gpus": [1, 99]}, "is not a valid spec: resources.gpus:"),
+    ],
+)
+def test_a_bad_space_is_refused_in_one_line_before_anything(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
     raw = copy.deepcopy(BASE)
     raw["sweep"]["space"].update(change)
     if "is not a valid spec" in message:  # a grid: every value is tried, the bad one certainly
@@ -83,12 +110,15 @@ def test_a_bad_space_is_refused_in_one_line_before_anything(tmp_path: Path, chan
     assert not (state / "jobs.db").exists()  # nothing recorded, nothing submitted
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"method": "grid", "space": {"train.lr0": {"uniform": [0.1, 0.2]}}}, "a grid takes lists and int ranges only"),
-    ({"trials": None}, "a random sweep needs trials"),
-    ({"metrc": "top1"}, "sweep.metrc: unknown key 'metrc'; did you mean 'metric'?"),
-    ({"early_stop": {"after_epochs": 0}}, "sweep.early_stop.after_epochs:"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"method": "grid", "space": {"train.lr0": {"uniform": [0.1, 0.2]}}}, "a grid takes lists and int ranges only"),
+        ({"trials": None}, "a random sweep needs trials"),
+        ({"metrc": "top1"}, "sweep.metrc: unknown key 'metrc'; did you mean 'metric'?"),
+        ({"early_stop": {"after_epochs": 0}}, "sweep.early_stop.after_epochs:"),
+    ],
+)
 def test_the_sweep_section_itself_is_checked(tmp_path: Path, change: dict[str, Any], message: str) -> None:
     raw = copy.deepcopy(BASE)
     raw["sweep"].update(change)
@@ -121,7 +151,9 @@ def _recorded_sweep(tmp_path: Path) -> JobRegistry:
         jobs.add_trial("sweep-1", number, run_id, values, "local", 0.1)
         jobs.add_run(run_id, trial.name, trial.model_dump(mode="json"), ["local"], None)
         job = f"{trial.name}-job"
-        jobs.add(JobRef(job, "local", "1"), trial.name, trial.model_dump(mode="json"), "h", attempt=(run_id, 1, None, None))
+        jobs.add(
+            JobRef(job, "local", "1"), trial.name, trial.model_dump(mode="json"), "h", attempt=(run_id, 1, None, None)
+        )
         jobs.update(job, JobStatus(JobState.SUCCEEDED))
         jobs.add_metrics(job, {"cost_usd": 0.25 * number})
         state = "succeeded" if len(curves[number]) == 3 else "stopped_early"
@@ -130,7 +162,9 @@ def _recorded_sweep(tmp_path: Path) -> JobRegistry:
     return jobs
 
 
-def test_status_lists_trials_by_metric_with_the_best_and_its_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_status_lists_trials_by_metric_with_the_best_and_its_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _recorded_sweep(tmp_path)
     monkeypatch.setenv("LAUNCHER_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("COLUMNS", "200")
@@ -138,15 +172,33 @@ def test_status_lists_trials_by_metric_with_the_best_and_its_weights(tmp_path: P
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == "sweep sweep-1  finished  best trial 3"
-    assert lines[1].split() == ["trial", "lr0", "optimizer", "scale", "batch", "backend", "state", "epochs", "best", "top1", "cost"]
+    assert lines[1].split() == [
+        "trial",
+        "lr0",
+        "optimizer",
+        "scale",
+        "batch",
+        "backend",
+        "state",
+        "epochs",
+        "best",
+        "top1",
+        "cost",
+    ]
     assert [line.split()[0] for line in lines[2:6]] == ["t003", "t001", "t002", "t004"]
     assert "stopped early" in lines[4] and lines[2].split()[-2:] == ["0.95", "$0.75"]
     assert "4 of 6 trial(s) started; total cost $2.50 over 4 attempt(s)" in result.output
     assert f"launch ckpt pull {tmp_path / 'ckpts' / 'cars-sweep-t003'} ./cars-sweep-t003" in result.output
     data = json.loads(CliRunner().invoke(main, ["sweep", "status", "cars-sweep", "--json"]).output)
     assert data["best"]["trial"] == 3 and data["cost"] == 2.5 and [r["trial"] for r in data["trials"]] == [3, 1, 2, 4]
-    table = list(csv.DictReader(io.StringIO(CliRunner().invoke(main, ["sweep", "status", "cars-sweep", "--csv"]).output)))
-    assert [r["trial"] for r in table] == ["3", "1", "2", "4"] and table[0]["best_top1"] == "0.95" and "train.lr0" in table[0]
+    table = list(
+        csv.DictReader(io.StringIO(CliRunner().invoke(main, ["sweep", "status", "cars-sweep", "--csv"]).output))
+    )
+    assert (
+        [r["trial"] for r in table] == ["3", "1", "2", "4"]
+        and table[0]["best_top1"] == "0.95"
+        and "train.lr0" in table[0]
+    )
     missing = CliRunner().invoke(main, ["sweep", "status", "nope"])
     assert missing.exit_code != 0 and "No sweep 'nope'" in missing.output and "Traceback" not in missing.output
 
@@ -159,7 +211,9 @@ def test_the_plot_labels_every_trial_without_overlaps(tmp_path: Path) -> None:
     fig = draw_sweep(found)
     renderer = fig.canvas.get_renderer()
     texts = [t for ax in fig.axes for t in ax.texts]
-    assert sorted(t.get_text() for t in texts) == sorted([f"t00{n}" for n in (1, 2, 3, 4)] * 4)  # each trial, each key's panel
+    assert sorted(t.get_text() for t in texts) == sorted(
+        [f"t00{n}" for n in (1, 2, 3, 4)] * 4
+    )  # each trial, each key's panel
     for ax in fig.axes:
         boxes = [_box(t, renderer) for t in ax.texts]
         assert not [(i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes)) if boxes[i].overlaps(boxes[j])]

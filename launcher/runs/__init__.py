@@ -1,0 +1,1 @@
+"""Runs: supervised runs of one spec and sweeps of many trials."""
