@@ -27,7 +27,8 @@ from typing import Any, Iterator, Mapping
 from launcher.errors import JobNotFoundError
 from launcher.plan import JobRef, JobState, JobStatus, thaw
 
-__all__ = ["JobRecord", "JobRegistry", "RunRecord", "SweepRecord", "TrialRecord", "Throughput", "state_dir", "new_job_id"]
+__all__ = ["JobRecord", "JobRegistry", "RunRecord", "SweepRecord", "TrialRecord", "Throughput", "state_dir",
+           "new_job_id"]
 
 # Columns added after the first release: a registry file written by an older version gains them.
 # A job that is one attempt of a supervised run (launcher.recovery) names its run and its number;
@@ -358,13 +359,16 @@ class JobRegistry:
 
     # ------------------------------------------------------------ sweeps (launcher.runs.sweep)
 
-    def add_sweep(self, sweep_id: str, name: str, spec: Mapping[str, Any], backends: list[str], pid: int | None) -> None:
+    def add_sweep(self, sweep_id: str, name: str, spec: Mapping[str, Any], backends: list[str],
+                  pid: int | None) -> None:  # fmt: skip
         now = time.time()
         with self._connect() as db:
             db.execute("INSERT INTO sweeps (id, name, spec, backends, state, supervisor_pid, created_at, updated_at)"
-                       " VALUES (?, ?, ?, ?, 'running', ?, ?, ?)", (sweep_id, name, json.dumps(spec), json.dumps(backends), pid, now, now))  # fmt: skip
+                       " VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+                       (sweep_id, name, json.dumps(spec), json.dumps(backends), pid, now, now))  # fmt: skip
 
-    def set_sweep(self, sweep_id: str, state: str | None = None, message: str | None = None, pid: int | None = -1) -> None:
+    def set_sweep(self, sweep_id: str, state: str | None = None, message: str | None = None,
+                  pid: int | None = -1) -> None:  # fmt: skip
         """Change what is given; `pid` -1 keeps the supervisor's pid, None clears it."""
         sweep = self.sweep(sweep_id)
         with self._connect() as db:
@@ -377,7 +381,8 @@ class JobRegistry:
         _check_key(sweep_id)
         with self._connect() as db:
             row = db.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone() or db.execute(
-                "SELECT * FROM sweeps WHERE name = ? ORDER BY created_at DESC LIMIT 1", (sweep_id,)).fetchone()  # fmt: skip
+                "SELECT * FROM sweeps WHERE name = ? ORDER BY created_at DESC LIMIT 1", (sweep_id,)
+            ).fetchone()
         if row is None:
             raise JobNotFoundError(f"No sweep '{_shown(sweep_id)}' in the job registry ({self.path}).",
                                    "Start one with: launch sweep JOB.yaml (a spec with a sweep: section)")  # fmt: skip
@@ -386,15 +391,16 @@ class JobRegistry:
 
     def sweeps(self, limit: int = 50) -> list[SweepRecord]:
         with self._connect() as db:
-            ids = [r["id"] for r in db.execute("SELECT id FROM sweeps ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()]
+            rows = db.execute("SELECT id FROM sweeps ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        ids = [r["id"] for r in rows]
         return [self.sweep(sweep_id) for sweep_id in ids]
 
     def add_trial(self, sweep_id: str, number: int, run_id: str, params: Mapping[str, Any], backend: str,
                   estimate: float | None) -> None:  # fmt: skip
         now = time.time()
         with self._connect() as db:
-            db.execute("INSERT INTO trials (sweep_id, number, run_id, params, backend, estimate, state, created_at, updated_at)"
-                       " VALUES (?, ?, ?, ?, ?, ?, 'starting', ?, ?)",
+            db.execute("INSERT INTO trials (sweep_id, number, run_id, params, backend, estimate, state, created_at,"
+                       " updated_at) VALUES (?, ?, ?, ?, ?, ?, 'starting', ?, ?)",
                        (sweep_id, number, run_id, json.dumps(dict(params)), backend, estimate, now, now))  # fmt: skip
 
     def set_trial(self, sweep_id: str, number: int, state: str | None = None, message: str | None = None,
@@ -412,9 +418,9 @@ class JobRegistry:
         """The trials of a sweep recorded so far, trial 1 first."""
         with self._connect() as db:
             rows = db.execute("SELECT * FROM trials WHERE sweep_id = ? ORDER BY number", (sweep_id,)).fetchall()
-        return [TrialRecord(r["sweep_id"], r["number"], r["run_id"], json.loads(r["params"]), r["backend"], r["estimate"],
-                            r["state"], r["message"], json.loads(r["metrics"]), r["decision"], r["created_at"], r["updated_at"])
-                for r in rows]  # fmt: skip
+        return [TrialRecord(r["sweep_id"], r["number"], r["run_id"], json.loads(r["params"]), r["backend"],
+                            r["estimate"], r["state"], r["message"], json.loads(r["metrics"]), r["decision"],
+                            r["created_at"], r["updated_at"]) for r in rows]  # fmt: skip  # fmt: skip
 
     # ------------------------------------------------------------ throughput
 

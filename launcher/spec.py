@@ -584,7 +584,7 @@ class JobSpec(_Model):
     gcp: dict[str, Any] = Field(default_factory=dict, description="options of the gcp (Vertex AI) backend")
     azure: dict[str, Any] = Field(default_factory=dict, description="options of the azure (Azure ML) backend")
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict, description="options of third-party backends, by backend name")
-    sweep: Sweep | None = Field(None, description="many trials of this spec with other values of its keys (launch sweep)")
+    sweep: Sweep | None = Field(None, description="trials of this spec with other values of its keys (launch sweep)")
 
     @field_validator("image")
     @classmethod
