@@ -201,7 +201,10 @@ def _show(found: dict[str, Any]) -> None:
             best,
             f"${r['cost']:.2f}",
         )
-    console().print(table)
+    out = console()
+    if not out.is_terminal:  # piped or captured: whole values, not cells cut to 80 columns
+        out.width = max(out.width, 200)
+    out.print(table)
     limit = found["max_cost"]
     click.echo(
         f"{len(found['trials'])} of {found['trials_planned']} trial(s) started; total cost ${found['cost']:.2f}"

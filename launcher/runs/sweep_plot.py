@@ -83,8 +83,14 @@ def draw_sweep(found: dict[str, Any]):  # type: ignore[no-untyped-def]
         if choices:
             ax.set_xticks(range(len(choices)), [str(c) for c in choices])
             ax.set_xlim(-0.5, len(choices) - 0.5)
-        elif isinstance(dist, dict) and "log_uniform" in dist:
-            ax.set_xscale("log")
+        elif isinstance(dist, dict):  # the whole range searched, so that where the trials fell in it shows
+            kind, (low, high) = next(iter(dist.items()))
+            if kind == "log_uniform":
+                ax.set_xscale("log")
+                ax.set_xlim(low / 1.25, high * 1.25)
+            else:
+                pad = (high - low) * 0.05 or 0.5
+                ax.set_xlim(low - pad, high + pad)
         ax.set_xlabel(key)
         ax.set_ylabel(f"best {metric}")
         ax.set_title(f"best {metric} against {key}", fontsize=10)
