@@ -309,3 +309,24 @@ def test_halving_one_trial_at_a_time_keeps_exactly_the_quota(tmp_path: Path) -> 
     decisions = [t.decision for t in jobs.trials(sup.sweep_id)]
     assert decisions.count("stopped") == 3 and decisions.count("kept") == 3
     assert decisions == ["kept", "kept", "kept", "stopped", "stopped", "stopped"]  # the quota of 3 kept was used first
+
+
+class Instant(Fleet):
+    """Each job succeeds at once, having written its results.csv (top1 = 10 x lr0) into its run folder."""
+
+    def submit(self, plan: Plan, secrets: Mapping[str, str] | None = None) -> JobRef:
+        ref = super().submit(plan, secrets)
+        folder = Path(plan.spec.checkpoint.uri) / plan.spec.name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "results.csv").write_text(f"epoch,top1\n1,{plan.spec.train.lr0 * 10:.4f}\n")
+        self.ended[plan.job_name] = JobState.SUCCEEDED
+        return ref
+
+
+def test_the_python_api_runs_a_sweep_to_its_best_trial(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, {"method": "grid", "parallel": 2, "space": {"train.lr0": [0.01, 0.05, 0.02]}})
+    jobs = JobRegistry(tmp_path / "jobs.db")
+    assert Launcher(backend=Instant("cheap", 1.0), jobs=jobs).sweep(spec) == 0
+    record = jobs.sweeps()[0]
+    assert record.state == "finished" and record.message == "best trial 2 (lr0=0.05): top1 0.5"
+    assert [t.state for t in jobs.trials(record.id)] == ["succeeded"] * 3 and len(jobs.list()) == 3
