@@ -140,6 +140,11 @@ class Sweep(_Model):
                     f"a grid takes lists and int ranges only; {continuous} is continuous: "
                     "list the values to try, or use method: random"
                 )
+            wide = next((k for k, d in self.space.items() if _grid_count(d) > MAX_TRIALS), None)
+            if wide:
+                raise ValueError(
+                    f"{wide} has more than {MAX_TRIALS} values for a grid; list fewer, or use method: random"
+                )
             size = grid_size(self)
             if self.trials is not None and self.trials > size:
                 raise ValueError(
@@ -218,8 +223,12 @@ def _grid_values(dist: Any) -> list[Any]:
     return list(range(low, high + 1))
 
 
+def _grid_count(dist: Any) -> int:
+    return len(dist) if isinstance(dist, list) else dist["int"][1] - dist["int"][0] + 1
+
+
 def grid_size(sweep: Sweep) -> int:
-    return math.prod(len(_grid_values(d)) for d in sweep.space.values())
+    return math.prod(_grid_count(d) for d in sweep.space.values())
 
 
 def _round(value: float) -> float:

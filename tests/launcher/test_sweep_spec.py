@@ -117,6 +117,18 @@ def test_a_bad_space_is_refused_in_one_line_before_anything(
         ({"trials": None}, "a random sweep needs trials"),
         ({"metrc": "top1"}, "sweep.metrc: unknown key 'metrc'; did you mean 'metric'?"),
         ({"early_stop": {"after_epochs": 0}}, "sweep.early_stop.after_epochs:"),
+        (
+            {"method": "grid", "trials": None, "space": {"train.epochs": {"int": [1, 10**12]}}},
+            "train.epochs has more than 10000 values for a grid",
+        ),  # refused before a list of them is made
+        (
+            {
+                "method": "grid",
+                "trials": None,
+                "space": {"train.epochs": {"int": [1, 50]}, "train.batch": {"int": [1, 500]}},
+            },
+            "the grid has 25000 combinations, more than 10000",
+        ),
     ],
 )
 def test_the_sweep_section_itself_is_checked(tmp_path: Path, change: dict[str, Any], message: str) -> None:
