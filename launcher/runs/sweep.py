@@ -405,10 +405,17 @@ class SweepSupervisor:
         if last is None or last.state.finished or not last.native_id or last.id in self._cancelled:
             return
         self._cancelled.add(last.id)
-        try:
-            Job(last.ref, self._launcher(last.backend).backend, self.jobs).cancel()
-        except LauncherError as exc:
-            self.say(f"[sweep] could not stop {last.id} on {last.backend}: {exc.message}")
+        job = Job(last.ref, self._launcher(last.backend).backend, self.jobs)
+
+        def stop() -> None:  # a backend's stop may wait out the job's grace period: not in the scheduling loop
+            try:
+                job.cancel()
+            except LauncherError as exc:
+                self.say(f"[sweep] could not stop {last.id} on {last.backend}: {exc.message}")
+
+        thread = threading.Thread(target=stop, name=f"trial-stop-{last.id}", daemon=True)
+        self._threads[f"stop-{last.id}"] = thread
+        thread.start()
 
     def _stop_running(self, trials: list[TrialRecord]) -> None:
         for trial in trials:
