@@ -182,9 +182,13 @@ class SweepSupervisor:
             self._start(number, *placed)
             waiting.pop(0)
             trials = self.jobs.trials(self.sweep_id)
-        if not waiting and not any(t.state in ACTIVE for t in trials):
+        if not waiting and not any(t.state in ACTIVE or self._stopping(t) for t in trials):
             return self._finish(trials)
         return None
+
+    def _stopping(self, trial: TrialRecord) -> bool:
+        """A trial stopped early whose run has not ended yet (its job is being stopped)."""
+        return trial.state == "stopped_early" and self.jobs.run(trial.run_id).state == "running"
 
     # ------------------------------------------------------------ placement and budget
 
