@@ -39,7 +39,9 @@ def sweep() -> None:
     "-b", "--backend", default="local", show_default=True, help="where trials run when sweep.backends is not set"
 )
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a spec key, e.g. sweep.trials=4")
-@click.option("--detach", is_flag=True, help="start the first trials and supervise the sweep in the background")
+@click.option(
+    "--detach", is_flag=True, help="supervise the sweep in the background (its log: <state dir>/sweeps/SWEEP.log)"
+)
 @click.option("--yes", "-y", is_flag=True, help="do not ask before starting paid cloud jobs")
 @click.option("--ignore-budget", is_flag=True, help="start trials without estimating them against limits.max_cost")
 def start(

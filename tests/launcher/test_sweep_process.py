@@ -212,3 +212,15 @@ def test_a_random_sweep_of_the_trainer_with_halving_and_a_reclaimed_trial(tmp_pa
     import shutil  # noqa: PLC0415
 
     shutil.copy(tmp_path / "sweep.png", "/tmp/wt36-e2e-sweep.png") if os.environ.get("SWEEP_PLOT_COPY") else None
+
+
+def test_detach_hands_the_sweep_to_a_background_supervisor(sweep_env: dict[str, Any]) -> None:
+    _subreaper()  # the background supervisor outlives `launch`: its children are reaped here, as init would
+    out, _ = _launch(sweep_env, "sweep", "job.yaml", "--detach").communicate(timeout=120)
+    assert "is supervised in the background by process" in out, out
+    jobs = sweep_env["jobs"]
+    _until(lambda: jobs().sweeps()[0].state != "running", timeout=300)
+    sweep = jobs().sweeps()[0]
+    log = (sweep_env["dir"] / "state" / "sweeps" / f"{sweep.id}.log").read_text()
+    assert sweep.state == "finished" and "best trial 2" in sweep.message, log
+    assert len(jobs().list()) == 3 and "[sweep] trial 3/3" in log
