@@ -257,8 +257,8 @@ class SweepSupervisor:
         name, cost, _why = priced[0]
         return (
             f"trial {number} ({values}) is estimated at ${cost:.2f} on {name}, more than what is left of "
-            f"limits.max_cost (${max(left, 0.0):.2f} of ${limit:.2f}, ${self.spent():.2f} spent): {number - 1} trial(s) started, "
-            f"{self.sweep.count() - number + 1} not"
+            f"limits.max_cost (${max(left, 0.0):.2f} of ${limit:.2f}, ${self.spent():.2f} spent): "
+            f"{number - 1} trial(s) started, {self.sweep.count() - number + 1} not"
         )
 
     def spent(self) -> float:
@@ -549,7 +549,7 @@ def summary(jobs: JobRegistry, sweep_id: str) -> dict[str, Any]:
                 epochs=max(epochs, default=0),
                 best=_best_value(trial, spec.sweep),
                 metric_by_epoch={int(k): v for k, v in trial.metrics.items()},
-                cost=round(sum(a.cost() or 0.0 for a in attempts), 4),
+                cost=round(sum(a.cost() or 0.0 for a in attempts), 6),
                 attempts=len(attempts),
                 estimate=trial.estimate,
                 run=trial.run_id,
@@ -582,7 +582,7 @@ def summary(jobs: JobRegistry, sweep_id: str) -> dict[str, Any]:
         "distributions": spec.sweep.space,
         "max_cost": spec.limits.max_cost,
         "early_stop_epoch": spec.sweep.early_stop.after_epochs if spec.sweep.early_stop else None,
-        "cost": round(sum(r["cost"] for r in rows), 4),
+        "cost": round(sum(a.cost() or 0.0 for t in jobs.trials(record.id) for a in jobs.attempts(t.run_id)), 6),
         "attempts": sum(r["attempts"] for r in rows),
         "trials": rows,
         "best": found,
