@@ -16,7 +16,7 @@ import click
 
 from launcher.cli.base import DefaultGroup, console, echo_json, main
 
-__all__ = ["sweep", "start_sweep"]
+__all__ = ["sweep", "start_sweep", "money"]
 
 
 class _SweepGroup(DefaultGroup):
@@ -201,7 +201,7 @@ def _show(found: dict[str, Any]) -> None:
             r["state"].replace("_", " "),
             str(r["epochs"]),
             best,
-            f"${r['cost']:.2f}",
+            money(r["cost"]),
         )
     out = console()
     if not out.is_terminal:  # piped or captured: whole values, not cells cut to 80 columns
@@ -209,7 +209,7 @@ def _show(found: dict[str, Any]) -> None:
     out.print(table)
     limit = found["max_cost"]
     click.echo(
-        f"{len(found['trials'])} of {found['trials_planned']} trial(s) started; total cost ${found['cost']:.2f}"
+        f"{len(found['trials'])} of {found['trials_planned']} trial(s) started; total cost {money(found['cost'])}"
         + (f" of limits.max_cost ${limit:.2f}" if limit else "")
         + f" over {found['attempts']} attempt(s)"
     )
@@ -218,6 +218,11 @@ def _show(found: dict[str, Any]) -> None:
         values = " ".join(f"{k}={_value(v)}" for k, v in best["values"].items())
         click.echo(f"best: {best['name']} ({values}): {found['metric']} {best['value']:.4g}")
         click.echo(f"pull its weights with: {best['pull']}")
+
+
+def money(usd: float) -> str:
+    """$1.25; a cost under a cent (this machine's electricity) to four places, not shown as $0.00."""
+    return f"${usd:.2f}" if usd == 0 or usd >= 0.01 else f"${usd:.4f}"
 
 
 def _value(value: Any) -> str:

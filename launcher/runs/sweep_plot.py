@@ -132,7 +132,7 @@ def draw_sweep(found: dict[str, Any]):  # type: ignore[no-untyped-def]
     ax.grid(True, alpha=0.3)
     ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(
-        f"sweep {found['name']}: {len(rows)} trial(s), {found['goal']} {metric}, ${found['cost']:.2f}", fontsize=11
+        f"sweep {found['name']}: {len(rows)} trial(s), {found['goal']} {metric}, {_money(found['cost'])}", fontsize=11
     )
     fig.tight_layout()
     fig.canvas.draw()  # the final layout first: labels are placed in screen space, then nothing moves
@@ -140,6 +140,10 @@ def draw_sweep(found: dict[str, Any]):  # type: ignore[no-untyped-def]
     for ax, items in labelled:
         _place_labels(fig, ax, items)
     return fig
+
+
+def _money(usd: float) -> str:
+    return f"${usd:.2f}" if usd == 0 or usd >= 0.01 else f"${usd:.4f}"
 
 
 def _categorical(rows: list[dict[str, Any]], key: str) -> bool:
