@@ -1,1 +1,1 @@
-"""Runs: supervised runs of one spec and sweeps of many trials."""
+"""Runs over time: a job handle, its progress, the budget, and the supervisor that retries and fails over."""
