@@ -322,9 +322,8 @@ class SweepSupervisor:
                 try:
                     self.jobs.run(trial.run_id)
                 except JobNotFoundError:
-                    self._create_run(
-                        trial, self.left([t for t in self.jobs.trials(self.sweep_id) if t.number != trial.number])
-                    )
+                    others = [t for t in self.jobs.trials(self.sweep_id) if t.number != trial.number]
+                    self._create_run(trial, self.left(others) if self.check_budget else None)
                     continue
                 self.jobs.set_trial(self.sweep_id, trial.number, "running")
             if trial.state not in (*ACTIVE, "stopped_early"):
