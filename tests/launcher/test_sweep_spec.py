@@ -42,6 +42,8 @@ BASE: dict[str, Any] = {
 
 
 def _write(tmp_path: Path, raw: dict[str, Any]) -> Path:
+    if "checkpoint" in raw:  # never a folder of the working directory
+        raw = {**raw, "checkpoint": {"uri": str(tmp_path / "ckpts")}}
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))  # the order of space: is the order of the draws
     return path
