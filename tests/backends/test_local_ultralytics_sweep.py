@@ -28,10 +28,11 @@ def test_a_three_trial_yolo_sweep_ends_with_the_best_map(tmp_path: Path, monkeyp
     data = write_shapes(tmp_path / "shapes", train=480, val=60)
     train = {"engine": "ultralytics", "model": "yolo11n.yaml", "data": str(data), "epochs": 3, "imgsz": 64, "batch": 8,
              "workers": 0, "plots": False, "optimizer": "AdamW", "warmup_epochs": 0, "mosaic": 0.0}  # fmt: skip
+    sweep = {"trials": 3, "parallel": 1, "metric": "mAP50(B)", "seed": 1,
+             "space": {"train.lr0": {"log_uniform": [3e-3, 2e-2]}}}  # fmt: skip
     spec = validate_spec({"name": "ysw", "train": train, "checkpoint": {"uri": str(tmp_path / "store")},
                           "env": {"OMP_NUM_THREADS": "2"}, "local": {"runtime": "process", "python": sys.executable},
-                          "sweep": {"trials": 3, "parallel": 1, "metric": "mAP50(B)", "seed": 1,
-                                    "space": {"train.lr0": {"log_uniform": [3e-3, 2e-2]}}}}, None, tmp_path)  # fmt: skip
+                          "sweep": sweep}, None, tmp_path)  # fmt: skip
     jobs = JobRegistry(tmp_path / "jobs.db")
     launcher = Launcher(backend=LocalBackend(state_dir=tmp_path / "state"), jobs=jobs)
     assert launcher.sweep(spec) == 0
