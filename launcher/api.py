@@ -163,6 +163,19 @@ class Launcher:
 
         return Supervisor.start(spec, self.backend.name, self.jobs, make).run()
 
+    def sweep(self, spec: JobSpec, check_budget: bool = True) -> int:
+        """Run the trials of `spec`'s `sweep:` section (launcher.runs.sweep: each a supervised run, placed on the
+        cheapest of sweep.backends with room, under limits.max_cost for all of them) until the sweep ends; its exit
+        status (3: the budget is spent). `launch sweep status NAME` and launcher.runs.sweep.summary read the result."""
+        from launcher.runs.sweep import SweepSupervisor  # noqa: PLC0415
+
+        def make(name: str) -> "Launcher":
+            if name == self.backend.name:
+                return self
+            return Launcher(backend=name, jobs=self.jobs, before_submit=self.before_submit, environ=self._environ)
+
+        return SweepSupervisor.start(spec, self.backend.name, self.jobs, make, check_budget=check_budget).run()
+
     def job(self, job_id: str) -> Job:
         record = self.jobs.get(job_id)
         return Job(record.ref, self.backend, self.jobs)

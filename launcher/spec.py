@@ -45,6 +45,7 @@ from launcher.azure_identity import IDENTITY_VARIABLE
 from launcher.contract import BUILTIN_DATASETS, ENTRYPOINT_VARIABLES
 from launcher.errors import SpecError
 from launcher.model_names import check_model, check_yolo_model, yolo_task_of
+from launcher.spec_sweep import Sweep, check_trials
 from launcher.storage import REMOTE_SCHEMES
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "CodeConfig",
     "Limits",
     "Recovery",
+    "Sweep",
     "JobSpec",
     "LAUNCHER_ENV",
     "load_spec",
@@ -697,6 +699,7 @@ class JobSpec(_Model):
     azure: dict[str, Any] = Field(default_factory=dict, description="options of the azure (Azure ML) backend")
     slurm: dict[str, Any] = Field(default_factory=dict, description="options of the slurm backend (a Slurm cluster)")
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict, description="options of third-party backends, by backend name")
+    sweep: Sweep | None = Field(None, description="trials of this spec with other values of its keys (launch sweep)")
 
     @field_validator("image")
     @classmethod
@@ -759,6 +762,26 @@ class JobSpec(_Model):
                 raise ValueError(f"'{key[:100]}' is not a valid environment variable name")
             if key in LAUNCHER_ENV:
                 raise ValueError(f"{key} is {LAUNCHER_ENV[key]}; remove it from the spec")
+        return value
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep(cls, value: Sweep | None, info: ValidationInfo) -> Sweep | None:
+        """Each swept key is a key of train: or resources: (a typo gets the closest one); trial names fit."""
+        name = info.data.get("name") or ""
+        if value is not None and len(name) > 43:
+            raise ValueError(f"the trials are named {name}-t001, ...: a sweep's name may have at most 43 characters")
+        checkpoint = info.data.get("checkpoint")
+        if value is not None and checkpoint is not None and not checkpoint.uri:
+            raise ValueError("a sweep reads each trial's metric from its results.csv in the checkpoint store: "
+                             "set checkpoint.uri (a folder, s3://, gs:// or az://)")
+        for key in value.space if value else ():
+            section, field = key.split(".", 1)
+            known = list((TrainConfig if section == "train" else Resources).model_fields)
+            if field not in known:
+                close = difflib.get_close_matches(field, known, n=1, cutoff=0.6)
+                hint = f"did you mean '{section}.{close[0]}'?" if close else f"keys of {section}: {', '.join(known)}"
+                raise ValueError(f"space: '{key}' is not a key of the spec; {hint}")
         return value
 
     @model_validator(mode="after")
@@ -844,6 +867,7 @@ def validate_spec(
         spec = JobSpec.model_validate(_resolve_paths(raw, cwd, (cwd / file).parent if file else cwd, sets))
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc, file, JobSpec, sets=sets)) from None
+    check_trials(spec, file)  # every trial of a sweep: a valid spec, refused here rather than at its submit
     # The backend sections (local:, aws:, plugins.<name>:) are checked by launcher.backends.registry.check_sections,
     # where backends are loaded: loading a spec imports no backend module.
     return spec

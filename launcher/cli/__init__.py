@@ -1,6 +1,7 @@
 """The `launch` command line.
 
     launch [-b local|aws|gcp|azure] JOB.yaml [--dry-run] [--detach] [--set K=V]... [--yes] [--json]
+    launch sweep JOB.yaml | launch sweep status NAME
     launch status|logs|stop|ls|backends|schema|...
 
 `launch JOB.yaml` is short for `launch run JOB.yaml`. Each group of commands
@@ -17,7 +18,7 @@ from launcher.cli.base import main
 
 __all__ = ["main"]
 
-COMMAND_MODULES = ("run", "jobs", "info", "image", "ckpt", "estimate")
+COMMAND_MODULES = ("run", "jobs", "info", "image", "ckpt", "estimate", "sweep")
 
 for _module in COMMAND_MODULES:
     importlib.import_module(f"launcher.cli.{_module}")

@@ -67,6 +67,7 @@ def main() -> None:
     launch examples/quickstart.yaml              train on this machine
     launch -b aws job.yaml --dry-run             print the SageMaker request
     launch estimate job.yaml                     cost and time on every backend
+    launch sweep job.yaml                        many trials of it (its sweep: section), one budget
     launch status | logs JOB | stop JOB | ls     follow jobs
     """
 

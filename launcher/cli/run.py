@@ -67,6 +67,10 @@ def run(
         if shipped is not None:
             click.echo(shipped, err=True)
         return
+    if spec.sweep is not None:  # many trials, each a supervised run: launch sweep
+        from launcher.cli.sweep import start_sweep
+
+        sys.exit(start_sweep(spec, backend, detach, ignore_budget, yes))
     if spec.recovery is not None:  # a supervised run: it submits (and budgets) each attempt itself
         if launcher.backend.name != "local" and not yes and sys.stdin.isatty():
             click.confirm(f"Start run {spec.name} on {launcher.backend.name} (with recovery)? This may cost money", abort=True, err=True)

@@ -27,7 +27,8 @@ from typing import Any, Iterator, Mapping
 from launcher.errors import JobNotFoundError
 from launcher.plan import JobRef, JobState, JobStatus, thaw
 
-__all__ = ["JobRecord", "JobRegistry", "RunRecord", "Throughput", "state_dir", "new_job_id"]
+__all__ = ["JobRecord", "JobRegistry", "RunRecord", "SweepRecord", "TrialRecord", "Throughput", "state_dir",
+           "new_job_id"]
 
 # Columns added after the first release: a registry file written by an older version gains them.
 # A job that is one attempt of a supervised run (launcher.runs.supervisor) names its run and its number;
@@ -62,6 +63,32 @@ CREATE TABLE IF NOT EXISTS runs (
     supervisor_pid INTEGER,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sweeps (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    backends TEXT NOT NULL,
+    state TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    supervisor_pid INTEGER,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trials (
+    sweep_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    run_id TEXT NOT NULL,
+    params TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    estimate REAL,
+    state TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    metrics TEXT NOT NULL DEFAULT '{}',
+    decision TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (sweep_id, number)
 );
 CREATE TABLE IF NOT EXISTS throughput (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -142,6 +169,40 @@ class RunRecord:
     state: str  # running | succeeded | failed | stopped
     message: str
     supervisor_pid: int | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    """One sweep (launcher.runs.sweep): its spec (with `sweep:`), the backends its trials may use, where it stands."""
+
+    id: str
+    name: str
+    spec: dict[str, Any]
+    backends: list[str]
+    state: str  # running | finished | failed | stopped
+    message: str
+    supervisor_pid: int | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial of a sweep: a supervised run (`run_id`) of the spec with `params` applied. Recorded before its run
+    is created, so a restarted sweep supervisor starts no trial twice. `metrics`: the sweep's metric by epoch."""
+
+    sweep_id: str
+    number: int
+    run_id: str
+    params: dict[str, Any]
+    backend: str
+    estimate: float | None
+    state: str  # starting | running | succeeded | failed | stopped | stopped_early
+    message: str
+    metrics: dict[str, float]
+    decision: str | None  # early stop: kept | stopped (None: not compared yet)
     created_at: float
     updated_at: float
 
@@ -295,6 +356,71 @@ class JobRegistry:
     def latest(self) -> JobRecord | None:
         found = self.list(limit=1)
         return found[0] if found else None
+
+    # ------------------------------------------------------------ sweeps (launcher.runs.sweep)
+
+    def add_sweep(self, sweep_id: str, name: str, spec: Mapping[str, Any], backends: list[str],
+                  pid: int | None) -> None:  # fmt: skip
+        now = time.time()
+        with self._connect() as db:
+            db.execute("INSERT INTO sweeps (id, name, spec, backends, state, supervisor_pid, created_at, updated_at)"
+                       " VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+                       (sweep_id, name, json.dumps(spec), json.dumps(backends), pid, now, now))  # fmt: skip
+
+    def set_sweep(self, sweep_id: str, state: str | None = None, message: str | None = None,
+                  pid: int | None = -1) -> None:  # fmt: skip
+        """Change what is given; `pid` -1 keeps the supervisor's pid, None clears it."""
+        sweep = self.sweep(sweep_id)
+        with self._connect() as db:
+            db.execute("UPDATE sweeps SET state = ?, message = ?, supervisor_pid = ?, updated_at = ? WHERE id = ?",
+                       (state or sweep.state, sweep.message if message is None else message,
+                        sweep.supervisor_pid if pid == -1 else pid, time.time(), sweep.id))  # fmt: skip
+
+    def sweep(self, sweep_id: str) -> SweepRecord:
+        """The sweep with this id, else the newest sweep of this name."""
+        _check_key(sweep_id)
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone() or db.execute(
+                "SELECT * FROM sweeps WHERE name = ? ORDER BY created_at DESC LIMIT 1", (sweep_id,)
+            ).fetchone()
+        if row is None:
+            raise JobNotFoundError(f"No sweep '{_shown(sweep_id)}' in the job registry ({self.path}).",
+                                   "Start one with: launch sweep JOB.yaml (a spec with a sweep: section)")  # fmt: skip
+        return SweepRecord(row["id"], row["name"], json.loads(row["spec"]), json.loads(row["backends"]), row["state"],
+                           row["message"], row["supervisor_pid"], row["created_at"], row["updated_at"])  # fmt: skip
+
+    def sweeps(self, limit: int = 50) -> list[SweepRecord]:
+        with self._connect() as db:
+            rows = db.execute("SELECT id FROM sweeps ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        ids = [r["id"] for r in rows]
+        return [self.sweep(sweep_id) for sweep_id in ids]
+
+    def add_trial(self, sweep_id: str, number: int, run_id: str, params: Mapping[str, Any], backend: str,
+                  estimate: float | None) -> None:  # fmt: skip
+        now = time.time()
+        with self._connect() as db:
+            db.execute("INSERT INTO trials (sweep_id, number, run_id, params, backend, estimate, state, created_at,"
+                       " updated_at) VALUES (?, ?, ?, ?, ?, ?, 'starting', ?, ?)",
+                       (sweep_id, number, run_id, json.dumps(dict(params)), backend, estimate, now, now))  # fmt: skip
+
+    def set_trial(self, sweep_id: str, number: int, state: str | None = None, message: str | None = None,
+                  metrics: Mapping[str, float] | None = None, decision: str | None = None) -> None:  # fmt: skip
+        """Change what is given; `metrics` (epoch -> value) are merged into those recorded."""
+        trial = next(t for t in self.trials(sweep_id) if t.number == number)
+        merged = {**trial.metrics, **{str(k): float(v) for k, v in (metrics or {}).items()}}
+        with self._connect() as db:
+            db.execute("UPDATE trials SET state = ?, message = ?, metrics = ?, decision = ?, updated_at = ?"
+                       " WHERE sweep_id = ? AND number = ?",
+                       (state or trial.state, trial.message if message is None else message, json.dumps(merged),
+                        decision or trial.decision, time.time(), sweep_id, number))  # fmt: skip
+
+    def trials(self, sweep_id: str) -> list[TrialRecord]:
+        """The trials of a sweep recorded so far, trial 1 first."""
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM trials WHERE sweep_id = ? ORDER BY number", (sweep_id,)).fetchall()
+        return [TrialRecord(r["sweep_id"], r["number"], r["run_id"], json.loads(r["params"]), r["backend"],
+                            r["estimate"], r["state"], r["message"], json.loads(r["metrics"]), r["decision"],
+                            r["created_at"], r["updated_at"]) for r in rows]  # fmt: skip  # fmt: skip
 
     # ------------------------------------------------------------ throughput
 

@@ -16,8 +16,8 @@ import yaml
 
 from launcher.plan import JobState
 from tests.docker_base import TRAIN_IMAGE, engine_or_skip, remove_job_containers, train_image_or_skip
-from tests.launcher import test_recovery as rec
-from tests.launcher.test_recovery import run_env  # noqa: F401 - the run's folder, registry and program
+from tests.launcher.runs import test_supervisor as rec
+from tests.launcher.runs.test_supervisor import run_env  # noqa: F401 - the run's folder, registry and program
 
 pytestmark = pytest.mark.docker
 
