@@ -1,0 +1,1 @@
+"""Host-side staging: what is prepared on the user's machine before a job runs (code, images, data)."""
