@@ -17,7 +17,7 @@ from launcher.cli.base import main
 
 __all__ = ["main"]
 
-COMMAND_MODULES = ("run", "jobs", "info", "image", "ckpt", "estimate")
+COMMAND_MODULES = ("run", "jobs", "info", "image", "ckpt", "estimate", "data")
 
 for _module in COMMAND_MODULES:
     importlib.import_module(f"launcher.cli.{_module}")

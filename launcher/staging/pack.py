@@ -341,11 +341,14 @@ def pack(src: str, dest: str, shard_size: int = SHARD_SIZE, workers: int = 8, *,
     started = time.monotonic()
     plan = plan_pack(Source(src, source_store), shard_size)
     store = dest_store if dest_store is not None else open_store(dest)
-    done = _finished(store, plan)
+    present = {o.key: o.size for o in store.list("")}
     old = _old_index(store)
-    if old is not None and old.source.get("digest") == plan.source.digest() and len(done) == len(plan.shards):
-        log(f"{store.uri} already holds this dataset, packed ({len(done)} shards); nothing to do")
-        return PackResult(old, 0, len(done), 0, time.monotonic() - started)
+    if old is not None and old.source.get("digest") == plan.source.digest() and old.layout == plan.layout \
+            and [s.name for s in old.shards()] == [s.name for s in plan.shards] \
+            and all(present.get(s.name) == s.bytes for s in old.shards()):
+        log(f"{store.uri} already holds this dataset, packed ({len(plan.shards)} shards); nothing to do")
+        return PackResult(old, 0, len(plan.shards), 0, time.monotonic() - started)
+    done = _finished(store, plan, present)
     if old is not None:
         store.delete([INDEX])  # from here the destination is a pack in progress, which no reader uses
     todo = [s for s in plan.shards if s.name not in done]
@@ -371,9 +374,8 @@ def _old_index(store: Store) -> Index | None:
         return None  # a damaged index is replaced
 
 
-def _finished(store: Store, plan: PackPlan) -> dict[str, ShardInfo]:
+def _finished(store: Store, plan: PackPlan, present: dict[str, int]) -> dict[str, ShardInfo]:
     """Shards an earlier run of this same plan uploaded (its record matches; the object has the recorded size)."""
-    present = {o.key: o.size for o in store.list("")}
     done = {}
     for shard in plan.shards:
         record_key = f"{JOURNAL}/{shard.name}.json"
