@@ -7,7 +7,9 @@ deterministic, class-stratified 80/20 split, so the trainer reads it through
 the same ImageFolder code path as any user dataset. The cache folder is
 `$LAUNCHER_DATA_DIR` or `~/.cache/launcher/datasets`.
 
-A remote `train.data` (s3://, gs://, az://) resolves to a local folder too:
+A remote `train.data` (s3://, gs://, az://) that holds a packed dataset (index.json and tar
+shards, `launch data pack`) is left as it is: the trainer streams its shards. Any other one
+resolves to a local folder too:
 a gs:// URI whose bucket is mounted at /gcs/<bucket> (Vertex AI's Cloud
 Storage FUSE) is read through the mount; anything else is pulled once into
 `<cache>/remote/` by launcher.storage.dataset (verified, reused on restart).
@@ -82,11 +84,23 @@ def stage(command: Sequence[str], environ: Mapping[str, str] | None = None, gcs_
     for arg in command:
         key, sep, value = arg.partition("=")
         if key == "data" and sep and is_remote(value):
+            if layout and _packed(value):
+                print(f"[launcher] training data {value}: a packed dataset, streamed by the trainer", flush=True)
+                staged.append(arg)
+                continue
             local = resolve(value, environ, gcs_mount, layout=layout)
             print(f"[launcher] training data {value} -> {local}", flush=True)
             arg = f"data={local}"
         staged.append(arg)
     return tuple(staged)
+
+
+def _packed(uri: str) -> bool:
+    """True when `uri` holds a packed dataset (index.json): the built-in trainer streams its shards."""
+    from launcher.storage import open_store  # noqa: PLC0415 - imports a cloud SDK
+    from launcher.storage.shards import read_index  # noqa: PLC0415
+
+    return read_index(open_store(uri)) is not None
 
 
 def _fetch(uri: str, environ: Mapping[str, str] | None) -> Path:

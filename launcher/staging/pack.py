@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator
 from launcher.errors import LauncherError
 from launcher.storage import is_remote, open_store
 from launcher.storage.base import MissingObjectError, Store
-from launcher.storage.shards import INDEX, Index, ShardInfo, member_size, read_index, write_shard
+from launcher.storage.shards import INDEX, Index, ShardInfo, member_size, parse_size, read_index, write_shard
 
 __all__ = ["PackError", "PackPlan", "PackResult", "Source", "plan_pack", "pack", "Meter", "parse_size", "print_progress", "SHARD_SIZE"]
 
@@ -48,20 +48,6 @@ _ORDER_SEED = "launcher-pack/1"  # the fixed shuffle inside each class; changing
 
 class PackError(LauncherError):
     """A source that cannot be packed (no train split, mixed layouts, unreadable files)."""
-
-
-def parse_size(text: str) -> int:
-    """'256MB', '1.5GB', '64KiB' or a byte count -> bytes."""
-    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
-    raw = text.strip().upper().replace(" ", "")
-    digits = raw.rstrip("KMGIB")
-    try:
-        value = int(float(digits) * units[raw[len(digits) :]])
-    except (ValueError, KeyError):
-        raise PackError(f"{text!r} is not a size.", "Write it as 256MB, 1GB or a number of bytes.") from None
-    if value < 1:
-        raise PackError(f"The shard size {text!r} is below one byte.", "Use a size such as 256MB.")
-    return value
 
 
 # ---------------------------------------------------------------- the source

@@ -49,6 +49,7 @@ __all__ = [
     "read_index",
     "fetch_shard",
     "stratified_take",
+    "parse_size",
 ]
 
 INDEX = "index.json"
@@ -129,6 +130,22 @@ def _shard_info(body: dict[str, Any]) -> ShardInfo:
 
 
 # ---------------------------------------------------------------- writing
+
+
+def parse_size(text: str) -> int:
+    """'256MB', '1.5GB', '64KiB' or a byte count -> bytes."""
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
+    raw = text.strip().upper().replace(" ", "")
+    digits = raw.rstrip("KMGIB")
+    try:
+        value = int(float(digits) * units[raw[len(digits) :]])
+    except (ValueError, KeyError):
+        raise LauncherError(f"{text!r} is not a size.", "Write it as 256MB, 1GB or a number of bytes.") from None
+    if value < 1:
+        raise LauncherError(f"The shard size {text!r} is below one byte.", "Use a size such as 256MB.")
+    return value
+
+
 
 
 def member_size(name: str, size: int) -> int:

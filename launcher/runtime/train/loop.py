@@ -89,6 +89,7 @@ class Trainer:
         self.totals = {"train_time": 0.0, "images": 0.0}
         self.best_fitness, self.best_epoch, self.bad_epochs, self.stopped_early = -1.0, -1, 0, False
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.packed = None  # a packed dataset (launcher.runtime.train.stream) instead of a folder
         self.epoch_acc = {"loss_sum": 0.0, "steps": 0.0, "time": 0.0, "images": 0.0}
         self.reporters = sinks.Reporters([], self.log)
 
@@ -139,6 +140,12 @@ class Trainer:
         return threads
 
     def _data(self) -> None:
+        from launcher.runtime.train import stream  # noqa: PLC0415
+
+        self.packed = stream.open_packed(self.cfg.data)
+        if self.packed is not None:
+            self._packed_data(self.packed)
+            return
         root = datasets.resolve(self.cfg.data)
         full = data.scan(root / "train")
         if not full.samples:
@@ -150,6 +157,32 @@ class Trainer:
         cache = self._cache_mode(len(self.train_split.samples) + len(self.val_split.samples))
         self.train_set = data.ImageSet(self.train_split, self.size, cache)
         self.val_set = data.ImageSet(self.val_split, self.size, cache)
+        t0 = time.monotonic()
+        self._prepare_caches(cache)
+        if cache:
+            self.log(f"cache={cache}: {len(self.train_set) + len(self.val_set)} images at {self.size}px in {time.monotonic() - t0:.1f}s")
+
+    def _packed_data(self, packed) -> None:  # type: ignore[no-untyped-def]
+        """A packed dataset (index.json + shards): read from a node-local shard cache, fetched as training goes."""
+        from launcher.runtime.train import stream  # noqa: PLC0415
+
+        index = packed.index
+        if index.layout != "imagefolder" or not index.samples("train") or "val" not in index.splits:
+            raise LauncherError(f"train.data {packed.uri} is a packed {index.layout} dataset "
+                                f"with splits {', '.join(index.splits)}; the built-in trainer needs an ImageFolder with train and val.",
+                                "Pack an ImageFolder (train/, val/), or train a YOLO pack with engine: ultralytics.")  # fmt: skip
+        folder = stream.cache_folder(packed.uri)
+        self.shard_cache = stream.ShardCache(packed.store, index, folder, stream.cache_limit(folder, index))
+        self.packed_train = stream.PackedSplit(index, "train", self.cfg.fraction)
+        self.packed_val = stream.PackedSplit(index, "val")
+        self.classes = list(index.classes)
+        self.size = data.cache_size(self.cfg.imgsz, self.cfg.multi_scale)
+        self.train_split, self.val_split = self.packed_train.split(), self.packed_val.split()
+        cache = self._cache_mode(len(self.packed_train) + len(self.packed_val))
+        self.train_set = stream.PackedSet(self.packed_train, self.size, cache, self.shard_cache)
+        self.val_set = stream.PackedSet(self.packed_val, self.size, cache, self.shard_cache)
+        self.log(f"packed dataset {packed.uri}: {len(self.packed_train.shards)} of {len(index.splits['train'])} train shards "
+                 f"({len(self.packed_train)} samples), streamed into {folder} (limit {self.shard_cache.limit / 1e9:.1f} GB)")
         t0 = time.monotonic()
         self._prepare_caches(cache)
         if cache:
@@ -246,11 +279,19 @@ class Trainer:
             workers = min(workers, 2)  # CUDA: two workers keep the gather and pinning off the step's critical path
         self.workers = workers
         pin = self.device.type == "cuda"
-        self.train_batches = data.TrainBatches(len(self.train_set), self.batch, d.rank, d.world, self.cfg.seed)
-        self.train_loader = data.make_loader(self.train_set, self.train_batches, workers, pin, _ignore_sigterm)
         from torch.utils.data import BatchSampler  # noqa: PLC0415
 
-        val_batches = BatchSampler(data.ShardSampler(len(self.val_set), d.rank, d.world), self.batch * 2, drop_last=False)
+        if self.packed is not None:
+            from launcher.runtime.train import stream  # noqa: PLC0415
+
+            self.train_batches = stream.StreamBatches(self.packed_train, self.batch, d.rank, d.world, self.cfg.seed,
+                                                      self.shard_cache)  # fmt: skip
+            val_sampler = stream.SpanSampler(len(self.val_set), d.rank, d.world)
+        else:
+            self.train_batches = data.TrainBatches(len(self.train_set), self.batch, d.rank, d.world, self.cfg.seed)
+            val_sampler = data.ShardSampler(len(self.val_set), d.rank, d.world)
+        self.train_loader = data.make_loader(self.train_set, self.train_batches, workers, pin, _ignore_sigterm)
+        val_batches = BatchSampler(val_sampler, self.batch * 2, drop_last=False)
         self.val_loader = data.make_loader(self.val_set, val_batches, min(workers, 2), pin, _ignore_sigterm)
         self.steps_per_epoch = len(self.train_batches)
         if threads:
@@ -292,6 +333,8 @@ class Trainer:
             "spec_hash": self.spec_hash,
             "train_args": self.cfg.model_dump(mode="json"),
             "rng": checkpoint.rng_state(),
+            # a packed dataset's order depends on the world size: the position is valid only for the same one
+            "data_position": {"world": self.dist.world, "samples": self.step_in_epoch * self.batch * self.dist.world},
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -305,6 +348,11 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
         same_batches = int(state["batch"]) == self.batch
+        saved_world = int(state.get("data_position", {}).get("world", self.dist.world))
+        if self.packed is not None and saved_world != self.dist.world and int(state["step_in_epoch"]):
+            self.log(f"the world size changed ({saved_world} -> {self.dist.world}): epoch {int(state['epoch']) + 1} "
+                     "starts again (a packed dataset's order depends on it)")
+            same_batches = False
         self.step_in_epoch = int(state["step_in_epoch"]) if same_batches else 0
         self.epoch_acc = dict(state["epoch_acc"]) if same_batches else {k: 0.0 for k in self.epoch_acc}
         self.totals = dict(state["totals"])
@@ -484,6 +532,8 @@ class Trainer:
             signal.signal(signal.SIGTERM, previous)
             self.close_loaders()
             self.reporters.close()
+            if self.packed is not None:
+                self.shard_cache.close()
         if code == 0:
             self.finish()
         return code
