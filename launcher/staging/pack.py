@@ -12,8 +12,9 @@
    upload each, then record it in `.pack/<shard>.json` (its plan digest, size, sha256, labels).
    A pack that stops midway and runs again keeps every shard whose record matches its plan and
    whose object has the recorded size: finished shards are never redone.
-4. Write `index.json` last, then remove shards of an earlier pack that the index does not name
-   and the `.pack/` records. A reader trusts only the index, so it never sees a partial pack.
+4. Write `index.json` last, then remove shards (and records) of an earlier pack that the index
+   does not name. A reader trusts only the index, so it never sees a partial pack. Packing a
+   changed source again rewrites only the shards whose files changed (names, sizes, mtimes/etags).
 """
 
 from __future__ import annotations
@@ -187,6 +188,9 @@ def _folder_items(source: Source) -> tuple[list[str], dict[str, list[Item]]]:
             raise PackError(f"{source.where(key)} is not inside a class folder.", f"Move it to {split}/<class>/.")
         by_split.setdefault(split, {}).setdefault(rest.split("/", 1)[0], []).append(key)
     classes = sorted(by_split.get("train", {}))
+    if not classes:
+        raise PackError(f"{source.src} has no training images (no train split).",
+                        "Put them in train/<class>/ (ImageFolder) or images/train/ (YOLO).")  # fmt: skip
     items: dict[str, list[Item]] = {}
     for split, by_class in by_split.items():
         unknown = sorted(set(by_class) - set(classes))
@@ -215,7 +219,7 @@ def _yolo_items(source: Source) -> tuple[list[str], dict[str, list[Item]]]:
         if top != "images" or not within or not key.lower().endswith(IMAGE_SUFFIXES):
             continue
         label = f"labels/{split}/{within.rsplit('.', 1)[0]}.txt"
-        item = _item(source, key, rest, -1, label if label in source.files else None)
+        item = _item(source, key, within, -1, label if label in source.files else None)
         items.setdefault(split, []).append(item)
     return classes, items
 
@@ -328,29 +332,30 @@ def pack(src: str, dest: str, shard_size: int = SHARD_SIZE, workers: int = 8, *,
     plan = plan_pack(Source(src, source_store), shard_size)
     store = dest_store if dest_store is not None else open_store(dest)
     present = {o.key: o.size for o in store.list("")}
+    done = _finished(store, plan, present)
+    todo = [s for s in plan.shards if s.name not in done]
     old = _old_index(store)
-    if old is not None and old.source.get("digest") == plan.source.digest() and old.layout == plan.layout \
-            and [s.name for s in old.shards()] == [s.name for s in plan.shards] \
-            and all(present.get(s.name) == s.bytes for s in old.shards()):
+    if not todo and old is not None and old.to_bytes() == _index(plan, done).to_bytes():
         log(f"{store.uri} already holds this dataset, packed ({len(plan.shards)} shards); nothing to do")
         return PackResult(old, 0, len(plan.shards), 0, time.monotonic() - started)
-    done = _finished(store, plan, present)
     if old is not None:
         store.delete([INDEX])  # from here the destination is a pack in progress, which no reader uses
-    todo = [s for s in plan.shards if s.name not in done]
     if done:
         log(f"resuming: {len(done)} of {len(plan.shards)} shards were already packed")
     meter = Meter(sum(len(s.items) for s in todo), sum(s.bytes for s in todo), progress)
     with ThreadPoolExecutor(max(1, workers)) as reads, ThreadPoolExecutor(min(max(1, workers), 2)) as writes:
         for name, info in zip([s.name for s in todo], writes.map(lambda s: _pack_shard(plan, s, store, reads, meter), todo)):
             done[name] = info
-    index = Index(plan.layout, tuple(plan.classes),
-                  {split: tuple(done[s.name] for s in shards) for split, shards in plan.splits.items()},
-                  {"files": len(plan.source.files), "bytes": sum(plan.source.files.values()), "digest": plan.source.digest()},
-                  plan.data_yaml)  # fmt: skip
+    index = _index(plan, done)
     store.put_bytes(INDEX, index.to_bytes())
     _tidy(store, {s.name for s in index.shards()})
     return PackResult(index, len(todo), len(plan.shards) - len(todo), meter.files, time.monotonic() - started)
+
+
+def _index(plan: PackPlan, done: dict[str, ShardInfo]) -> Index:
+    source = {"files": len(plan.source.files), "bytes": sum(plan.source.files.values()), "digest": plan.source.digest()}
+    splits = {split: tuple(done[s.name] for s in shards) for split, shards in plan.splits.items()}
+    return Index(plan.layout, tuple(plan.classes), splits, source, plan.data_yaml)
 
 
 def _old_index(store: Store) -> Index | None:
@@ -439,9 +444,13 @@ def _check_image(source: Source, key: str, data: bytes) -> None:
 
 
 def _tidy(store: Store, keep: set[str]) -> None:
-    """After the index: shards of an earlier pack that it does not name, and the progress records."""
-    stale = [o.key for o in store.list("") if o.key.startswith(f"{JOURNAL}/")
-             or (o.key.endswith(".tar") and "/" not in o.key and o.key.rsplit("-", 1)[0] in SPLITS and o.key not in keep)]
+    """After the index: shards of an earlier pack that it does not name, and their progress records (the
+    records of this pack stay: a later pack of a changed source repacks only the shards whose files changed)."""
+    stale = []
+    for o in store.list(""):
+        name = o.key.removeprefix(f"{JOURNAL}/").removesuffix(".json")
+        if name.endswith(".tar") and "/" not in name and name.rsplit("-", 1)[0] in SPLITS and name not in keep:
+            stale.append(o.key)
     if stale:
         store.delete(stale)
 
