@@ -99,16 +99,17 @@ class ShardCache:
         self._wanted: list[str] = []
         self._pending: dict[str, Future[Path]] = {}
         self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._reserved = 0  # bytes of downloads under way in this process
 
     def __getstate__(self) -> dict[str, Any]:  # a DataLoader worker started by spawn: no threads cross
         state = dict(self.__dict__)
-        state.update(_pool=None, _pending={}, _lock=None)
+        state.update(_pool=None, _pending={}, _lock=None, _reserved=0)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def path(self, name: str) -> Path:
         """The local file of shard `name`, downloaded first if this node does not have it."""
@@ -124,10 +125,21 @@ class ShardCache:
             return dest
         with _flock(self.folder / f".{name}.lock"):
             if not _has(dest, shard.bytes):  # another rank or worker may have fetched it meanwhile
-                self._make_room(shard.bytes)
-                fetch_shard(self.store, shard, dest)
+                with self._lock:  # room for it and for the downloads already under way here
+                    self._make_room(shard.bytes + self._reserved)
+                    self._reserved += shard.bytes
+                try:
+                    fetch_shard(self.store, shard, dest)
+                finally:
+                    with self._lock:
+                        self._reserved -= shard.bytes
                 self.fetched += 1
         return dest
+
+    def ahead(self) -> int:
+        """How many shards may be wanted at once: as many as fit in the limit, less the one being read."""
+        biggest = max((s.bytes for s in self.by_name.values()), default=1)
+        return 8 if self.in_place is not None else max(1, min(8, self.limit // max(biggest, 1) - 1))
 
     def want(self, names: Sequence[str]) -> None:
         """Fetch these shards in the background, in this order; they are the last ones evicted."""
@@ -235,7 +247,7 @@ class StreamBatches:
         self.split, self.batch, self.rank, self.world, self.seed, self.cache = split, batch, rank, world, seed, cache
         self.per = len(split) // world
         self.drop_last = self.per > batch  # a last batch of 1 breaks BatchNorm (as TrainBatches)
-        self.ahead = max(1, ahead)
+        self.ahead = max(1, min(ahead, cache.ahead()) if cache is not None else ahead)
         self.epoch = self.skip = 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
