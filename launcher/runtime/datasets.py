@@ -84,7 +84,13 @@ def stage(command: Sequence[str], environ: Mapping[str, str] | None = None, gcs_
     for arg in command:
         key, sep, value = arg.partition("=")
         if key == "data" and sep and is_remote(value):
-            if layout and _packed(value):
+            mounted = mounted_path(value, gcs_mount)
+            if layout and mounted is not None and (mounted / "index.json").is_file():
+                # a packed dataset in a mounted bucket: its shards are read in place, in large sequential reads
+                print(f"[launcher] training data {value}: a packed dataset, read through {mounted}", flush=True)
+                staged.append(f"data={mounted}")
+                continue
+            if layout and mounted is None and _packed(value):
                 print(f"[launcher] training data {value}: a packed dataset, streamed by the trainer", flush=True)
                 staged.append(arg)
                 continue
