@@ -1,0 +1,171 @@
+"""Large datasets: time to the first training step and epoch-1 images/s, per-object fetch vs packed shards vs local disk.
+
+    .venv/bin/python benchmarks/bench_shards.py [--images 20000] [--shard-size 8MB]
+
+Generates an ImageFolder of N small PNGs (32 px, 10 classes, plus a val split of N/10), puts it
+in moto S3 (ThreadedMotoServer on loopback, one object per image) and packs it into shards in
+the same bucket (`launch data pack`'s code, timed: packing images/s). Then, side by side in one
+run, each starting from an empty cache:
+
+  (a) per-object: today's path for a remote train.data (launcher.storage.dataset.fetch: every
+      object fetched to local disk, 8 threads), then the trainer's ImageFolder loader;
+  (b) packed: the trainer's streaming path (launcher.runtime.train.stream: shards fetched into
+      the node cache ahead of the batches), no prior download;
+  (c) local: the trainer's ImageFolder loader on the generated folder on local disk (the ceiling).
+
+Each reads the training split once through the trainer's own classes (ImageSet/PackedSet with
+cache=false, its batch sampler, DataLoader with 0 workers, decode at 32 px) with a trivial
+step (the batch to float and summed), so the numbers are the data path's, not a model's.
+first step = seconds from the start (nothing local yet) to the first batch; images/s = the
+epoch's images over the time from start to the epoch's end, and over the loop alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+__all__ = ["main"]
+
+BATCH = 64
+SIZE = 32
+
+
+def make_folder(root: Path, n: int, classes: int = 10) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", n), ("val", max(classes, n // 10))):
+        for i in range(count):
+            folder = root / split / f"class{i % classes}"
+            folder.mkdir(parents=True, exist_ok=True)
+            pixels = rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i:07d}.png")
+
+
+def upload(client, bucket: str, prefix: str, root: Path) -> None:  # type: ignore[no-untyped-def]
+    files = [p for p in sorted(root.rglob("*")) if p.is_file()]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda p: client.put_object(Bucket=bucket, Key=f"{prefix}/{p.relative_to(root).as_posix()}",
+                                                  Body=p.read_bytes()), files))  # fmt: skip
+
+
+def loop(dataset, batches) -> tuple[float, int, float]:  # type: ignore[no-untyped-def]
+    """Read one epoch; (seconds to the first batch, images, seconds of the whole loop)."""
+    from launcher.runtime.train import data
+
+    loader = data.make_loader(dataset, batches, 0, False)
+    start = time.monotonic()
+    first, images = None, 0
+    for x, _y in loader:
+        x.float().sum()
+        images += len(x)
+        first = first if first is not None else time.monotonic() - start
+    return first or 0.0, images, time.monotonic() - start
+
+
+def per_object(uri: str, client, cache: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    from launcher.runtime.train import data
+    from launcher.storage import open_store
+    from launcher.storage.dataset import fetch
+
+    start = time.monotonic()
+    root = fetch(uri, cache, store=open_store(uri, s3=client), log=lambda _m: None).root
+    fetched = time.monotonic() - start
+    dataset = data.ImageSet(data.scan(root / "train"), SIZE, False)
+    first, images, took = loop(dataset, data.TrainBatches(len(dataset), BATCH, 0, 1, 0))
+    return {"first": fetched + first, "images": images, "total": fetched + took, "loop": took}
+
+
+def packed(uri: str, client, cache: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    from launcher.runtime.train import stream
+    from launcher.storage import open_store
+
+    start = time.monotonic()
+    opened = stream.open_packed(uri, store=open_store(uri, s3=client))
+    split = stream.PackedSplit(opened.index, "train")
+    shards = stream.ShardCache(opened.store, opened.index, cache, limit=10 << 30)
+    dataset = stream.PackedSet(split, SIZE, False, shards)
+    ready = time.monotonic() - start
+    first, images, took = loop(dataset, stream.StreamBatches(split, BATCH, 0, 1, 0, shards))
+    shards.close()
+    return {"first": ready + first, "images": images, "total": ready + took, "loop": took}
+
+
+def local(root: Path) -> dict[str, float]:
+    from launcher.runtime.train import data
+
+    start = time.monotonic()
+    dataset = data.ImageSet(data.scan(root / "train"), SIZE, False)
+    ready = time.monotonic() - start
+    first, images, took = loop(dataset, data.TrainBatches(len(dataset), BATCH, 0, 1, 0))
+    return {"first": ready + first, "images": images, "total": ready + took, "loop": took}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--shard-size", default="8MB", help="shard size for the packed copy (default 8MB)")
+    args = parser.parse_args()
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
+
+    import boto3
+    from botocore.config import Config
+    from moto.server import ThreadedMotoServer
+
+    from launcher.staging.pack import pack
+    from launcher.storage import open_store
+    from launcher.storage.shards import parse_size
+
+    work = Path(tempfile.mkdtemp(prefix="bench-shards-"))
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server._server.server_address[:2]  # noqa: SLF001 - the port the OS chose
+        client = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1", aws_access_key_id="x",
+                              aws_secret_access_key="x", config=Config(max_pool_connections=32))  # fmt: skip
+        client.create_bucket(Bucket="bench")
+        t = time.monotonic()
+        make_folder(work / "src", args.images)
+        print(f"generated {args.images} train images in {time.monotonic() - t:.1f}s", flush=True)
+        upload(client, "bench", "folder", work / "src")
+        dest = "s3://bench/packed"
+        t = time.monotonic()
+        result = pack(str(work / "src"), dest, parse_size(args.shard_size), 8, dest_store=open_store(dest, s3=client))
+        pack_s = time.monotonic() - t
+        n_files = result.files
+        print(f"packed {n_files} images into {len(result.index.shards())} shards in {pack_s:.1f}s "
+              f"({n_files / pack_s:.0f} images/s)", flush=True)
+        rows = {}
+        rows["(a) per-object fetch"] = per_object("s3://bench/folder", client, work / "cache-a")
+        rows["(b) packed, streamed"] = packed(dest, client, work / "cache-b")
+        rows["(c) local disk"] = local(work / "src")
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    ceiling = rows["(c) local disk"]
+    out = io.StringIO()
+    out.write(f"\n{args.images} images of {SIZE} px, batch {BATCH}, shards {args.shard_size}, moto S3 on loopback\n")
+    out.write("| path | first step (s) | epoch 1 images/s (from start) | loop images/s | vs (c) loop |\n|---|---:|---:|---:|---:|\n")
+    for name, r in rows.items():
+        out.write(f"| {name} | {r['first']:.2f} | {r['images'] / r['total']:.0f} | {r['images'] / r['loop']:.0f} | "
+                  f"{(r['images'] / r['loop']) / (ceiling['images'] / ceiling['loop']):.2f}x |\n")
+    a, b = rows["(a) per-object fetch"], rows["(b) packed, streamed"]
+    out.write(f"\nfirst step: (a)/(b) = {a['first'] / b['first']:.1f}x; epoch 1 from start: "
+              f"(b)/(a) = {(b['images'] / b['total']) / (a['images'] / a['total']):.1f}x; packing {n_files / pack_s:.0f} images/s\n")
+    print(out.getvalue(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
