@@ -85,7 +85,13 @@ def stage(command: Sequence[str], environ: Mapping[str, str] | None = None, gcs_
         key, sep, value = arg.partition("=")
         if key == "data" and sep and is_remote(value):
             mounted = mounted_path(value, gcs_mount)
-            if layout and mounted is not None and (mounted / "index.json").is_file():
+            packed_here = mounted is not None and (mounted / "index.json").is_file()
+            if not layout and (packed_here or (mounted is None and _packed(value))):
+                local = _unpack(str(mounted) if packed_here else value, environ)
+                print(f"[launcher] training data {value}: a packed dataset, unpacked to {local}", flush=True)
+                staged.append(f"data={local}")
+                continue
+            if layout and packed_here:
                 # a packed dataset in a mounted bucket: its shards are read in place, in large sequential reads
                 print(f"[launcher] training data {value}: a packed dataset, read through {mounted}", flush=True)
                 staged.append(f"data={mounted}")
@@ -107,6 +113,17 @@ def _packed(uri: str) -> bool:
     from launcher.storage.shards import read_index  # noqa: PLC0415
 
     return read_index(open_store(uri)) is not None
+
+
+def _unpack(uri: str, environ: Mapping[str, str] | None) -> Path:
+    """A packed dataset as plain files for the ultralytics engine (which reads files): shards fetched in parallel."""
+    import hashlib  # noqa: PLC0415
+
+    from launcher.runtime.train import stream  # noqa: PLC0415
+
+    packed = stream.open_packed(uri)
+    assert packed is not None
+    return stream.unpack(packed, data_dir(environ) / "unpacked" / hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16])
 
 
 def _fetch(uri: str, environ: Mapping[str, str] | None) -> Path:

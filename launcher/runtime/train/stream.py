@@ -48,7 +48,7 @@ from launcher.storage.shards import Index, Sample, ShardError, ShardInfo, fetch_
 from launcher.storage.shards import parse_size, stratified_take
 
 __all__ = ["Packed", "open_packed", "cache_folder", "cache_limit", "ShardCache", "PackedSplit", "PackedSet",
-           "StreamBatches", "SpanSampler", "epoch_order", "CACHE_VARIABLE"]  # fmt: skip
+           "StreamBatches", "SpanSampler", "epoch_order", "unpack", "CACHE_VARIABLE"]  # fmt: skip
 
 CACHE_VARIABLE = "LAUNCHER_SHARD_CACHE"  # the node's shard cache limit: 20GB, 512MB, or bytes
 _FREE_SHARE = 0.5  # by default the cache may take half the disk that is free when training starts
@@ -335,3 +335,45 @@ class PackedSet(data.ImageSet):
 
     def pack_ident(self) -> str:
         return "|".join(f"{self.packed.shards[s].sha256}#{j}" for s, j, _l in self.packed.entries) + f"|{self.size}"
+
+
+def unpack(packed: Packed, dest: Path, threads: int = 8) -> Path:
+    """The packed dataset as plain files under `dest` (for a program that reads files: the ultralytics engine).
+
+    Shards are fetched in parallel (a few large GETs, not one per image), verified, unpacked and
+    deleted; `.complete` (the index's sha256) is written last, so a finished copy is reused and an
+    interrupted one is redone. ImageFolder: `<split>/<class>/<name>.<ext>`; YOLO: `images/<split>/...`,
+    `labels/<split>/...` and the source's data.yaml.
+    """
+    from launcher.storage.base import safe_local_path  # noqa: PLC0415
+
+    stamp = hashlib.sha256(packed.index.to_bytes()).hexdigest()
+    marker = dest / ".complete"
+    if marker.is_file() and marker.read_text().strip() == stamp:
+        return dest
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    yolo = packed.index.layout == "yolo"
+
+    def one(shard: ShardInfo) -> None:
+        tar = fetch_shard(packed.store, shard, dest / ".shards" / shard.name)
+        with open(tar, "rb") as f:
+            for sample in read_members(tar, shard.name):
+                for member in sample.members:
+                    if member.ext == "cls":
+                        continue
+                    folder = ("labels" if member.ext == "txt" else "images") if yolo else ""
+                    key = f"{folder}/{sample.key}.{member.ext}" if folder else f"{sample.key}.{member.ext}"
+                    target = safe_local_path(dest, key)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(os.pread(f.fileno(), member.size, member.offset))
+        tar.unlink()
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, packed.index.shards()))
+    shutil.rmtree(dest / ".shards", ignore_errors=True)
+    if yolo and packed.index.data_yaml:
+        (dest / "data.yaml").write_text(packed.index.data_yaml)
+    marker.write_text(stamp + "\n")
+    return dest

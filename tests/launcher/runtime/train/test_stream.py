@@ -149,3 +149,23 @@ def test_the_cache_stays_within_its_limit_and_refuses_a_damaged_shard(packed: Pa
     (tmp_path / "cache" / victim.name).unlink(missing_ok=True)
     with pytest.raises(ShardError, match=f"{victim.name} is damaged"):
         dataset.source(next(i for i, e in enumerate(split.entries) if e[0] == 0))
+
+
+def test_the_entrypoint_streams_a_packed_uri_and_unpacks_one_for_the_ultralytics_engine(
+    s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from launcher.runtime import datasets
+
+    for name, value in s3_kind.env.items():
+        monkeypatch.setenv(name, value)
+    src = datasets.write_shapes(tmp_path / "shapes", train=6, val=2, size=16)
+    store = s3_kind.store()
+    pack(str(src), store.uri, shard_size=6000, dest_store=store, log=quiet)
+    environ = {"LAUNCHER_DATA_DIR": str(tmp_path / "data")}
+    assert datasets.stage(["train", f"data={store.uri}"], environ) == ("train", f"data={store.uri}")  # streamed
+    staged = datasets.stage(["train", "engine=ultralytics", f"data={store.uri}"], environ)
+    local = Path(staged[-1].removeprefix("data="))
+    originals = {p.relative_to(src).as_posix(): p.read_bytes() for p in src.rglob("*") if p.is_file() and p.name != ".complete"}
+    copied = {p.relative_to(local).as_posix(): p.read_bytes() for p in local.rglob("*") if p.is_file() and p.name != ".complete"}
+    assert copied == originals  # images/, labels/ and data.yaml, byte for byte
+    assert datasets.stage(["train", "engine=ultralytics", f"data={store.uri}"], environ) == staged  # reused
