@@ -57,6 +57,9 @@ class Dataset:
     val_images: int
     bytes: int
     local: bool  # True: the files are on this machine (a cloud job must upload them)
+    files: int = 0  # remote: objects listed
+    packed: bool = False  # a packed dataset (launch data pack): streamed, staging waits for the first shard only
+    first_bytes: int = 0  # packed: the largest shard
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,8 @@ def staging_seconds(data: Dataset, offer: Offer, catalog: dict[str, object]) -> 
     if offer.backend == "local" and data.local:
         return 0.0
     rate = float(offer.details.get("staging_mb_per_s") or catalog.get("staging_mb_per_s") or DEFAULT_STAGING_MB_S)
-    return data.bytes / (rate * 1e6)
+    # a packed dataset streams: training starts after the first shard, the rest arrives while it runs
+    return (data.first_bytes if data.packed else data.bytes) / (rate * 1e6)
 
 
 def interruption_seconds(spec: JobSpec, work_s: float, startup_s: float, offer: Offer, catalog: dict[str, object]) -> float:
