@@ -83,6 +83,11 @@ def stage(command: Sequence[str], environ: Mapping[str, str] | None = None, gcs_
     layout = "engine=ultralytics" not in command  # a YOLO dataset (data.yaml) is checked by that engine
     for arg in command:
         key, sep, value = arg.partition("=")
+        if key == "data" and sep and not layout and not is_remote(value) and (Path(value) / "index.json").is_file():
+            local = _unpack(value, environ)  # a packed dataset in a channel or folder here, for an engine that reads files
+            print(f"[launcher] training data {value}: a packed dataset, unpacked to {local}", flush=True)
+            staged.append(f"data={local}")
+            continue
         if key == "data" and sep and is_remote(value):
             mounted = mounted_path(value, gcs_mount)
             packed_here = mounted is not None and (mounted / "index.json").is_file()
