@@ -164,7 +164,8 @@ def available_memory() -> int:
 
 
 def ram_fits(n_images: int, size: int, local_ranks: int, available: int) -> bool:
-    """Every rank on the node holds its own buffer: count them all."""
+    """Whether `local_ranks` copies of the decoded images fit: the trainer passes 1 when the node's processes
+    share one copy in /dev/shm (launcher.runtime.train.loop), else the number of processes, each with its own."""
     need = n_images * size * size * 3 * local_ranks
     return need <= available * _RAM_SHARE
 

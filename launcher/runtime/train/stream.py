@@ -295,39 +295,37 @@ class SpanSampler:
 class PackedSet(data.ImageSet):
     """The trainer's ImageSet over a packed split: each image is read from its shard in the node cache."""
 
-    _OPEN_INDEXES = 16  # shards whose member tables a process keeps (a few KB each)
+    _OPEN_SHARDS = 16  # shards a process keeps open, with their member tables (a few KB each)
 
     def __init__(self, packed: PackedSplit, size: int, cache_mode: str | bool, shards: ShardCache,
                  cache_dir: Path | None = None) -> None:  # fmt: skip
         super().__init__(packed.split(), size, cache_mode, cache_dir)
         self.packed, self.shards = packed, shards
-        self._members: dict[str, list[Sample]] = {}
+        self._open: dict[str, tuple[int, list[Sample]]] = {}
 
     def source(self, i: int) -> bytes:
         s, j, _label = self.packed.entries[i]
-        shard = self.packed.shards[s]
-        for attempt in (0, 1):
-            path = self.shards.path(shard.name)
-            try:
-                member = self._table(shard, path)[j].image()
-                with open(path, "rb") as f:
-                    return os.pread(f.fileno(), member.size, member.offset)
-            except FileNotFoundError:  # evicted between the check and the open: fetch it again
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+        fd, table = self._shard(self.packed.shards[s])
+        member = table[j].image()
+        return os.pread(fd, member.size, member.offset)
 
-    def _table(self, shard: ShardInfo, path: Path) -> list[Sample]:
-        table = self._members.get(shard.name)
-        if table is None:
+    def _shard(self, shard: ShardInfo) -> tuple[int, list[Sample]]:
+        """An open file and the member table of a shard: kept open, so a sample is one pread (a shard the
+        cache evicts meanwhile stays readable through its open file)."""
+        found = self._open.get(shard.name)
+        if found is None:
+            path = self.shards.path(shard.name)
             table = read_members(path, shard.name)
             if len(table) != shard.samples:
                 raise ShardError(f"The shard {shard.name} holds {len(table)} samples; the index says {shard.samples}.",
                                  "Pack the dataset again with `launch data pack`.")  # fmt: skip
-            if len(self._members) >= self._OPEN_INDEXES:
-                self._members.pop(next(iter(self._members)))
-            self._members[shard.name] = table
-        return table
+            if len(self._open) >= self._OPEN_SHARDS:
+                os.close(self._open.pop(next(iter(self._open)))[0])
+            found = self._open[shard.name] = (os.open(path, os.O_RDONLY), table)
+        return found
+
+    def __getstate__(self) -> dict[str, Any]:  # open files do not cross to a spawned worker
+        return {**self.__dict__, "_open": {}}
 
     def row_key(self, i: int) -> str:
         s, j, _label = self.packed.entries[i]

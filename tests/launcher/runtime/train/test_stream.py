@@ -148,7 +148,7 @@ def test_the_cache_stays_within_its_limit_and_refuses_a_damaged_shard(packed: Pa
     store.put(victim.name, bad)
     (tmp_path / "cache" / victim.name).unlink(missing_ok=True)
     with pytest.raises(ShardError, match=f"{victim.name} is damaged"):
-        dataset.source(next(i for i, e in enumerate(split.entries) if e[0] == 0))
+        stream.PackedSet(split, 16, False, cache).source(next(i for i, e in enumerate(split.entries) if e[0] == 0))
 
 
 def test_the_entrypoint_streams_a_packed_uri_and_unpacks_one_for_the_ultralytics_engine(
