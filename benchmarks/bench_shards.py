@@ -1,4 +1,4 @@
-"""Large datasets: time to the first training step and epoch-1 images/s, per-object fetch vs packed shards vs local disk.
+"""Large datasets: time to the first step and epoch-1 images/s, per-object fetch vs packed shards vs local disk.
 
     .venv/bin/python benchmarks/bench_shards.py [--images 20000] [--shard-size 8MB]
 
@@ -133,7 +133,8 @@ def main() -> None:
     server.start()
     try:
         host, port = server._server.server_address[:2]  # noqa: SLF001 - the port the OS chose
-        client = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1", aws_access_key_id="x",
+        endpoint = f"http://{host}:{port}"
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x",
                               aws_secret_access_key="x", config=Config(max_pool_connections=32))  # fmt: skip
         client.create_bucket(Bucket="bench")
         t = time.monotonic()
@@ -145,8 +146,11 @@ def main() -> None:
         result = pack(str(work / "src"), dest, parse_size(args.shard_size), 8, dest_store=open_store(dest, s3=client))
         pack_s = time.monotonic() - t
         n_files = result.files
-        print(f"packed {n_files} images into {len(result.index.shards())} shards in {pack_s:.1f}s "
-              f"({n_files / pack_s:.0f} images/s)", flush=True)
+        print(
+            f"packed {n_files} images into {len(result.index.shards())} shards in {pack_s:.1f}s "
+            f"({n_files / pack_s:.0f} images/s)",
+            flush=True,
+        )
         rows = {}
         rows["(a) per-object fetch"] = per_object("s3://bench/folder", client, work / "cache-a")
         rows["(b) packed, streamed"] = packed(dest, client, work / "cache-b")
@@ -157,13 +161,21 @@ def main() -> None:
     ceiling = rows["(c) local disk"]
     out = io.StringIO()
     out.write(f"\n{args.images} images of {SIZE} px, batch {BATCH}, shards {args.shard_size}, moto S3 on loopback\n")
-    out.write("| path | first step (s) | epoch 1 images/s (from start) | loop images/s | vs (c) loop |\n|---|---:|---:|---:|---:|\n")
+    out.write(
+        "| path | first step (s) | epoch 1 images/s (from start) | loop images/s | vs (c) loop |\n"
+        "|---|---:|---:|---:|---:|\n"
+    )
     for name, r in rows.items():
-        out.write(f"| {name} | {r['first']:.2f} | {r['images'] / r['total']:.0f} | {r['images'] / r['loop']:.0f} | "
-                  f"{(r['images'] / r['loop']) / (ceiling['images'] / ceiling['loop']):.2f}x |\n")
+        out.write(
+            f"| {name} | {r['first']:.2f} | {r['images'] / r['total']:.0f} | {r['images'] / r['loop']:.0f} | "
+            f"{(r['images'] / r['loop']) / (ceiling['images'] / ceiling['loop']):.2f}x |\n"
+        )
     a, b = rows["(a) per-object fetch"], rows["(b) packed, streamed"]
-    out.write(f"\nfirst step: (a)/(b) = {a['first'] / b['first']:.1f}x; epoch 1 from start: "
-              f"(b)/(a) = {(b['images'] / b['total']) / (a['images'] / a['total']):.1f}x; packing {n_files / pack_s:.0f} images/s\n")
+    out.write(
+        f"\nfirst step: (a)/(b) = {a['first'] / b['first']:.1f}x; epoch 1 from start: "
+        f"(b)/(a) = {(b['images'] / b['total']) / (a['images'] / a['total']):.1f}x; "
+        f"packing {n_files / pack_s:.0f} images/s\n"
+    )
     print(out.getvalue(), flush=True)
 
 

@@ -1,7 +1,7 @@
 """`launch data pack|ls`: pack a dataset into streamable shards, and look at a packed one.
 
-    launch data pack ./cars s3://bucket/datasets/cars [--shard-size 256MB] [--workers 8] [--dry-run]
-    launch data ls s3://bucket/datasets/cars            splits, classes, images, shards, bytes
+launch data pack ./cars s3://bucket/datasets/cars [--shard-size 256MB] [--workers 8] [--dry-run]
+launch data ls s3://bucket/datasets/cars            splits, classes, images, shards, bytes
 """
 
 from __future__ import annotations
@@ -58,7 +58,9 @@ def ls_command(uri: str, as_json: bool) -> None:
     summary = {
         "layout": index.layout,
         "classes": list(index.classes),
-        "splits": {s: {"samples": index.samples(s), "shards": len(v), "bytes": index.bytes(s)} for s, v in index.splits.items()},
+        "splits": {
+            s: {"samples": index.samples(s), "shards": len(v), "bytes": index.bytes(s)} for s, v in index.splits.items()
+        },
         "source": index.source,
     }
     if as_json:

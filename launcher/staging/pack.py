@@ -31,14 +31,25 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from launcher.errors import LauncherError
 from launcher.storage import is_remote, open_store
 from launcher.storage.base import MissingObjectError, Store
 from launcher.storage.shards import INDEX, Index, ShardInfo, member_size, parse_size, read_index, write_shard
 
-__all__ = ["PackError", "PackPlan", "PackResult", "Source", "plan_pack", "pack", "Meter", "parse_size", "print_progress", "SHARD_SIZE"]
+__all__ = [
+    "PackError",
+    "PackPlan",
+    "PackResult",
+    "Source",
+    "plan_pack",
+    "pack",
+    "Meter",
+    "parse_size",
+    "print_progress",
+    "SHARD_SIZE",
+]
 
 SHARD_SIZE = 256 << 20
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # what the trainer reads
@@ -71,7 +82,9 @@ class Source:
             return {k: o.size for k, o in found.items()}, {k: str(o.checksum or "") for k, o in found.items()}
         assert self.root is not None
         if not self.root.is_dir():
-            raise PackError(f"{self.src} is not a folder.", "Give the dataset's root folder (or an s3://, gs://, az:// URI).")
+            raise PackError(
+                f"{self.src} is not a folder.", "Give the dataset's root folder (or an s3://, gs://, az:// URI)."
+            )
         files, stamps = {}, {}
         for folder, dirs, names in os.walk(self.root):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -83,7 +96,9 @@ class Source:
                 try:
                     st = path.stat()
                 except OSError as exc:
-                    raise PackError(f"Cannot read {path}: {exc.strerror}.", "Fix its permissions or remove it.") from None
+                    raise PackError(
+                        f"Cannot read {path}: {exc.strerror}.", "Fix its permissions or remove it."
+                    ) from None
                 files[key], stamps[key] = st.st_size, str(st.st_mtime_ns)
         return files, stamps
 
@@ -97,7 +112,9 @@ class Source:
             assert self.root is not None
             return (self.root / key).read_bytes()
         except (OSError, MissingObjectError) as exc:
-            raise PackError(f"Cannot read {self.where(key)}: {exc}.", "Fix or remove that file, then pack again.") from None
+            raise PackError(
+                f"Cannot read {self.where(key)}: {exc}.", "Fix or remove that file, then pack again."
+            ) from None
 
     def where(self, key: str) -> str:
         return self.store.url(key) if self.store is not None else str(self.root / key)
@@ -151,7 +168,9 @@ class PackPlan:
                  f"{self.files} files ({sum(s.bytes for s in self.shards) / 1e6:.1f} MB in shards)"]  # fmt: skip
         for split, shards in self.splits.items():
             samples = sum(len(s.items) for s in shards)
-            lines.append(f"  {split}: {samples} samples in {len(shards)} shards ({shards[0].name} .. {shards[-1].name})")
+            lines.append(
+                f"  {split}: {samples} samples in {len(shards)} shards ({shards[0].name} .. {shards[-1].name})"
+            )
         return "\n".join(lines)
 
 
@@ -161,7 +180,8 @@ def plan_pack(source: Source, shard_size: int = SHARD_SIZE) -> PackPlan:
     yolo = "data.yaml" in source.files or "images" in tops or "labels" in tops
     folder = any(k.split("/", 1)[0] in SPLITS and k.lower().endswith(IMAGE_SUFFIXES) for k in source.files)
     if yolo and folder:
-        raise PackError(f"{source.src} mixes layouts: ImageFolder split folders ({', '.join(sorted(tops & set(SPLITS)))}/) "
+        splits = ", ".join(sorted(tops & set(SPLITS)))
+        raise PackError(f"{source.src} mixes layouts: ImageFolder split folders ({splits}/) "
                         "beside YOLO's data.yaml, images/ or labels/.",
                         "Pack one dataset at a time: move one layout to its own folder.")  # fmt: skip
     if yolo:
@@ -170,7 +190,8 @@ def plan_pack(source: Source, shard_size: int = SHARD_SIZE) -> PackPlan:
         layout, (classes, items), data_yaml = "imagefolder", _folder_items(source), ""
     else:
         raise PackError(f"{source.src} is neither an ImageFolder (train/<class>/*.jpg) nor a YOLO dataset "
-                        "(data.yaml, images/train/, labels/train/).", "Point at the dataset's root folder.")  # fmt: skip
+                        "(data.yaml, images/train/, labels/train/).",
+                        "Point at the dataset's root folder.")  # fmt: skip
     if not items.get("train"):
         raise PackError(f"{source.src} has no training images (no train split).",
                         "Put them in train/<class>/ (ImageFolder) or images/train/ (YOLO).")  # fmt: skip
@@ -197,7 +218,9 @@ def _folder_items(source: Source) -> tuple[list[str], dict[str, list[Item]]]:
         if unknown:
             raise PackError(f"{source.src}: {split}/{unknown[0]}/ is a class that train/ does not have.",
                             "Give every class a folder in train/, or remove it from the other splits.")  # fmt: skip
-        items[split] = [_item(source, k, k.partition("/")[2], classes.index(c)) for c, keys in by_class.items() for k in keys]
+        items[split] = [
+            _item(source, k, k.partition("/")[2], classes.index(c)) for c, keys in by_class.items() for k in keys
+        ]
     return classes, items
 
 
@@ -209,7 +232,9 @@ def _yolo_items(source: Source) -> tuple[list[str], dict[str, list[Item]]]:
     except yaml.YAMLError as exc:
         raise PackError(f"{source.where('data.yaml')} is not valid YAML ({exc}).", "Fix data.yaml.") from None
     if not isinstance(config, dict) or not config.get("names"):
-        raise PackError(f"{source.src} has no data.yaml with class names.", "Add data.yaml with `names:` (YOLO's layout).")
+        raise PackError(
+            f"{source.src} has no data.yaml with class names.", "Add data.yaml with `names:` (YOLO's layout)."
+        )
     names = config["names"]
     classes = [str(names[i]) for i in sorted(names)] if isinstance(names, dict) else [str(n) for n in names]
     items: dict[str, list[Item]] = {}
@@ -251,7 +276,9 @@ def _ordered(items: list[Item]) -> list[Item]:
         while key in seen:  # x.jpg beside x.png, or a.b.jpg beside a_b.jpg
             key, n = f"{item.key}_{n}", n + 1
         seen.add(key)
-        ordered.append(item if key == item.key else Item(item.image, key, item.ext, item.label, item.label_file, item.size))
+        ordered.append(
+            item if key == item.key else Item(item.image, key, item.ext, item.label, item.label_file, item.size)
+        )
     return ordered
 
 
@@ -271,7 +298,11 @@ def _cut(split: str, items: list[Item], shard_size: int, source: Source) -> list
         shards[-1].items.append(item)
         shards[-1].bytes += size
     for shard in shards:
-        ident = [(m, src, source.files.get(src, 0), source.stamps.get(src, "")) for i in shard.items for m, src in _members(split, i)]
+        ident = [
+            (m, src, source.files.get(src, 0), source.stamps.get(src, ""))
+            for i in shard.items
+            for m, src in _members(split, i)
+        ]
         shard.digest = hashlib.sha256(json.dumps(ident).encode()).hexdigest()
     return shards
 
@@ -303,7 +334,8 @@ class Meter:
         rate, mb = self.files / elapsed, self.bytes / elapsed / 1e6
         eta = (self.total_files - self.files) / rate if rate > 0 else float("inf")
         left = f"{eta:.0f}s" if eta != float("inf") else "?"
-        return (f"packed {self.files}/{self.total_files} files, {self.bytes / 1e6:.1f}/{self.total_bytes / 1e6:.1f} MB, "
+        done = f"{self.bytes / 1e6:.1f}/{self.total_bytes / 1e6:.1f} MB"
+        return (f"packed {self.files}/{self.total_files} files, {done}, "
                 f"{rate:.0f} files/s, {mb:.1f} MB/s, ETA {left}")  # fmt: skip
 
 
@@ -344,7 +376,9 @@ def pack(src: str, dest: str, shard_size: int = SHARD_SIZE, workers: int = 8, *,
         log(f"resuming: {len(done)} of {len(plan.shards)} shards were already packed")
     meter = Meter(sum(len(s.items) for s in todo), sum(s.bytes for s in todo), progress)
     with ThreadPoolExecutor(max(1, workers)) as reads, ThreadPoolExecutor(min(max(1, workers), 2)) as writes:
-        for name, info in zip([s.name for s in todo], writes.map(lambda s: _pack_shard(plan, s, store, reads, meter), todo)):
+        for name, info in zip(
+            [s.name for s in todo], writes.map(lambda s: _pack_shard(plan, s, store, reads, meter), todo)
+        ):
             done[name] = info
     index = _index(plan, done)
     store.put_bytes(INDEX, index.to_bytes())
@@ -440,7 +474,9 @@ def _check_image(source: Source, key: str, data: bytes) -> None:
         with Image.open(io.BytesIO(data)) as im:
             im.size  # noqa: B018 - parsing the header is the check
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise PackError(f"{source.where(key)} is not a readable image ({exc}).", "Fix or remove it, then pack again.") from None
+        raise PackError(
+            f"{source.where(key)} is not a readable image ({exc}).", "Fix or remove it, then pack again."
+        ) from None
 
 
 def _tidy(store: Store, keep: set[str]) -> None:

@@ -146,8 +146,6 @@ def parse_size(text: str) -> int:
     return value
 
 
-
-
 def member_size(name: str, size: int) -> int:
     """Bytes one member takes in a shard: its header (plus a PAX header for a long name) and padded data."""
     header = _BLOCK if len(name.encode()) <= 100 else 3 * _BLOCK + _BLOCK * (len(name.encode()) // _BLOCK)
@@ -211,13 +209,15 @@ def read_members(path: Path, name: str | None = None, max_member: int = MAX_MEMB
                     if key is not None:
                         samples.append(Sample(key, tuple(current)))
                     if member_key in seen:
-                        raise ShardError(f"The shard {name} repeats the key {member_key!r} apart from its other members.",
+                        raise ShardError(f"The shard {name} repeats the key {member_key!r} apart from its members.",
                                          "Pack the dataset again with `launch data pack`.")  # fmt: skip
                     seen.add(member_key)
                     key, current = member_key, []
                 current.append(member)
     except tarfile.TarError as exc:
-        raise ShardError(f"The shard {name} is damaged ({exc}).", "Pack the dataset again with `launch data pack`.") from None
+        raise ShardError(
+            f"The shard {name} is damaged ({exc}).", "Pack the dataset again with `launch data pack`."
+        ) from None
     if key is not None:
         samples.append(Sample(key, tuple(current)))
     return samples
@@ -233,7 +233,9 @@ def _checked(info: tarfile.TarInfo, shard: str, total: int, max_member: int) -> 
     except UnsafeKeyError:
         raise ShardError(f"The shard {shard} holds a member with an unsafe name {info.name!r}.", fix) from None
     if info.size > max_member or info.offset_data + info.size > total:
-        raise ShardError(f"The shard {shard} says its member {info.name!r} holds {info.size} bytes, more than it can.", fix)
+        raise ShardError(
+            f"The shard {shard} says its member {info.name!r} holds {info.size} bytes, more than it can.", fix
+        )
     folder, _, base = info.name.rpartition("/")
     stem, dot, ext = base.partition(".")
     if not dot or not stem or not ext:
@@ -261,7 +263,7 @@ def read_index(store: Store) -> Index | None:
 
 
 def fetch_shard(store: Store, shard: ShardInfo, dest: Path) -> Path:
-    """Download one shard to `dest` (atomically: a temp file, checked, renamed); refuse it unless it matches the index."""
+    """Download one shard to `dest` (a temp file, checked, renamed); refuse it unless it matches the index."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     try:
@@ -269,7 +271,7 @@ def fetch_shard(store: Store, shard: ShardInfo, dest: Path) -> Path:
             sha = store.get(shard.name, tmp)
         except MissingObjectError:
             raise ShardError(f"The shard {store.url(shard.name)} listed in the dataset's index is missing.",
-                             "Pack the dataset again with `launch data pack`, or restore the shard.") from None  # fmt: skip
+                             "Pack the dataset again with `launch data pack`, or restore it.") from None  # fmt: skip
         size = tmp.stat().st_size
         sha = sha or _sha256(tmp)
         if size != shard.bytes or sha != shard.sha256:

@@ -44,8 +44,17 @@ from launcher.errors import LauncherError
 from launcher.runtime.train import data
 from launcher.storage import is_remote, open_store
 from launcher.storage.base import Store
-from launcher.storage.shards import Index, Sample, ShardError, ShardInfo, fetch_shard, read_index, read_members
-from launcher.storage.shards import parse_size, stratified_take
+from launcher.storage.shards import (
+    Index,
+    Sample,
+    ShardError,
+    ShardInfo,
+    fetch_shard,
+    parse_size,
+    read_index,
+    read_members,
+    stratified_take,
+)
 
 __all__ = ["Packed", "open_packed", "cache_folder", "cache_limit", "ShardCache", "PackedSplit", "PackedSet",
            "StreamBatches", "SpanSampler", "epoch_order", "unpack", "CACHE_VARIABLE"]  # fmt: skip

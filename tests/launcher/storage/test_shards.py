@@ -11,10 +11,16 @@ import pytest
 
 from launcher.errors import LauncherError
 from launcher.staging.pack import JOURNAL, PackError, Source, pack, plan_pack
-from launcher.storage import open_store
-from launcher.storage.base import Store
 from launcher.storage.local import LocalStore
-from launcher.storage.shards import INDEX, ShardError, fetch_shard, read_index, read_members, read_samples, stratified_take
+from launcher.storage.shards import (
+    INDEX,
+    ShardError,
+    fetch_shard,
+    read_index,
+    read_members,
+    read_samples,
+    stratified_take,
+)
 from tests.launcher.storage.conftest import StoreKind
 
 
@@ -50,7 +56,12 @@ def test_pack_then_read_back_gives_every_image_byte_for_byte_with_its_class(tmp_
     src = imagefolder(tmp_path / "src")
     result = pack(str(src), str(tmp_path / "out"), shard_size=2500, log=quiet)
     index = result.index
-    assert (index.layout, index.classes, index.samples("train"), index.samples("val")) == ("imagefolder", ("c0", "c1", "c2"), 18, 6)
+    assert (index.layout, index.classes, index.samples("train"), index.samples("val")) == (
+        "imagefolder",
+        ("c0", "c1", "c2"),
+        18,
+        6,
+    )
     assert len(index.splits["train"]) > 3 and result.written == len(index.shards())
     seen = {}
     for shard in index.shards():
@@ -66,8 +77,10 @@ def test_pack_then_read_back_gives_every_image_byte_for_byte_with_its_class(tmp_
     for key, data in seen.items():  # train/c0/img_3 <- train/c0/img.3.png
         split, cls, stem = key.split("/")
         assert originals[f"{split}/{cls}/{stem.replace('_', '.')}.png"] == data
-        assert index.classes.index(cls) in {l for s in index.shards() for l in s.labels}
-    assert sorted(p.name for p in (tmp_path / "out" / JOURNAL).iterdir()) == sorted(f"{s.name}.json" for s in index.shards())
+        assert index.classes.index(cls) in {label for s in index.shards() for label in s.labels}
+    assert sorted(p.name for p in (tmp_path / "out" / JOURNAL).iterdir()) == sorted(
+        f"{s.name}.json" for s in index.shards()
+    )
 
 
 def test_the_same_input_gives_the_same_shards_and_hashes_anywhere(tmp_path: Path, s3_kind: StoreKind) -> None:
@@ -128,7 +141,9 @@ def tar_with(tmp_path: Path, *infos: tuple[tarfile.TarInfo, bytes]) -> Path:
     return path
 
 
-def member(name: str, data: bytes = b"x", kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple[tarfile.TarInfo, bytes]:
+def member(
+    name: str, data: bytes = b"x", kind: bytes = tarfile.REGTYPE, link: str = ""
+) -> tuple[tarfile.TarInfo, bytes]:
     info = tarfile.TarInfo(name)
     info.type, info.linkname, info.size = kind, link, len(data) if kind == tarfile.REGTYPE else 0
     return info, data
@@ -171,7 +186,9 @@ def test_a_member_header_claiming_a_huge_size_is_refused(tmp_path: Path) -> None
         read_members(path)
 
 
-def test_an_index_naming_a_missing_or_damaged_shard_is_refused_with_its_name(tmp_path: Path, s3_kind: StoreKind) -> None:
+def test_an_index_naming_a_missing_or_damaged_shard_is_refused_with_its_name(
+    tmp_path: Path, s3_kind: StoreKind
+) -> None:
     store = s3_kind.store()
     index = pack(str(imagefolder(tmp_path / "src")), store.uri, shard_size=2500, dest_store=store, log=quiet).index
     gone, damaged = index.shards()[0], index.shards()[1]
@@ -244,7 +261,9 @@ def test_the_cli_packs_lists_and_refuses(tmp_path: Path) -> None:
     runner = CliRunner()
     dry = runner.invoke(main, ["data", "pack", str(src), str(tmp_path / "out"), "--shard-size", "3KB", "--dry-run"])
     assert dry.exit_code == 0 and "train: 18 samples in" in dry.output and not (tmp_path / "out").exists()
-    done = runner.invoke(main, ["data", "pack", str(src), str(tmp_path / "out"), "--shard-size", "3KB", "--workers", "2"])
+    done = runner.invoke(
+        main, ["data", "pack", str(src), str(tmp_path / "out"), "--shard-size", "3KB", "--workers", "2"]
+    )
     assert done.exit_code == 0, done.output
     assert "packed" in done.output and "files/s" in done.output
     listed = runner.invoke(main, ["data", "ls", str(tmp_path / "out"), "--json"])

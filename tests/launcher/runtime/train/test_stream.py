@@ -1,4 +1,4 @@
-"""A packed dataset streamed into training: order, rank split, resume, fraction, bounded cache (launcher.runtime.train.stream)."""
+"""A packed dataset streamed into training (launcher.runtime.train.stream): order, ranks, resume, fraction, cache."""
 
 from __future__ import annotations
 
@@ -103,13 +103,19 @@ def test_a_trainer_stopped_mid_epoch_resumes_at_the_next_unread_sample(packed: P
     assert Counter(i for e, i in first.seen if e == 0) == Counter(range(n))
 
 
-def test_a_fraction_downloads_only_the_shards_it_needs_once(packed: Path, s3_kind: StoreKind, tmp_path: Path) -> None:
+def test_a_fraction_downloads_only_the_shards_it_needs_once(
+    packed: Path,
+    s3_kind: StoreKind,  # noqa: F811 - the fixture
+    tmp_path: Path,
+) -> None:
     store = s3_kind.store()
     for path in sorted(packed.rglob("*")):
         if path.is_file():
             store.put(path.relative_to(packed).as_posix(), path)
     gets: list[str] = []
-    store.client.meta.events.register("provide-client-params.s3.GetObject", lambda params, **_: gets.append(params["Key"]))
+    store.client.meta.events.register(
+        "provide-client-params.s3.GetObject", lambda params, **_: gets.append(params["Key"])
+    )
     opened = stream.open_packed(store.uri, store=store)
     gets.clear()
     split = stream.PackedSplit(opened.index, "train", 0.25)
@@ -127,8 +133,11 @@ def test_a_fraction_downloads_only_the_shards_it_needs_once(packed: Path, s3_kin
     assert sorted(Counter(label for _s, _j, label in split.entries).values()) == [2, 2, 2]  # stratified: 8 a class
 
 
-def test_the_cache_stays_within_its_limit_and_refuses_a_damaged_shard(packed: Path, s3_kind: StoreKind,
-                                                                      tmp_path: Path) -> None:  # fmt: skip
+def test_the_cache_stays_within_its_limit_and_refuses_a_damaged_shard(
+    packed: Path,
+    s3_kind: StoreKind,  # noqa: F811 - the fixture
+    tmp_path: Path,
+) -> None:
     store = s3_kind.store()
     for path in sorted(packed.rglob("*")):
         if path.is_file():
@@ -152,7 +161,9 @@ def test_the_cache_stays_within_its_limit_and_refuses_a_damaged_shard(packed: Pa
 
 
 def test_the_entrypoint_streams_a_packed_uri_and_unpacks_one_for_the_ultralytics_engine(
-    s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3_kind: StoreKind,  # noqa: F811 - the fixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from launcher.runtime import datasets
 
@@ -165,7 +176,13 @@ def test_the_entrypoint_streams_a_packed_uri_and_unpacks_one_for_the_ultralytics
     assert datasets.stage(["train", f"data={store.uri}"], environ) == ("train", f"data={store.uri}")  # streamed
     staged = datasets.stage(["train", "engine=ultralytics", f"data={store.uri}"], environ)
     local = Path(staged[-1].removeprefix("data="))
-    originals = {p.relative_to(src).as_posix(): p.read_bytes() for p in src.rglob("*") if p.is_file() and p.name != ".complete"}
-    copied = {p.relative_to(local).as_posix(): p.read_bytes() for p in local.rglob("*") if p.is_file() and p.name != ".complete"}
+    originals = {
+        p.relative_to(src).as_posix(): p.read_bytes() for p in src.rglob("*") if p.is_file() and p.name != ".complete"
+    }
+    copied = {
+        p.relative_to(local).as_posix(): p.read_bytes()
+        for p in local.rglob("*")
+        if p.is_file() and p.name != ".complete"
+    }
     assert copied == originals  # images/, labels/ and data.yaml, byte for byte
     assert datasets.stage(["train", "engine=ultralytics", f"data={store.uri}"], environ) == staged  # reused
