@@ -308,7 +308,7 @@ class Trainer:
 
             self.train_batches = stream.StreamBatches(self.packed_train, self.batch, d.rank, d.world, self.cfg.seed,
                                                       self.shard_cache)  # fmt: skip
-            val_sampler = stream.SpanSampler(len(self.val_set), d.rank, d.world)
+            val_sampler = stream.SpanSampler(len(self.val_set), d.rank, d.world, self.packed_val, self.shard_cache)
         else:
             self.train_batches = data.TrainBatches(len(self.train_set), self.batch, d.rank, d.world, self.cfg.seed)
             val_sampler = data.ShardSampler(len(self.val_set), d.rank, d.world)

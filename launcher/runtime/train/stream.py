@@ -289,16 +289,31 @@ class StreamBatches:
 
 
 class SpanSampler:
-    """Validation: rank r reads one contiguous span (a few whole shards); every sample on exactly one rank."""
+    """Validation: rank r reads one contiguous span (a few whole shards); every sample on exactly one rank.
+    With a split and a cache, it asks for the next shards of its span as it goes, as StreamBatches does."""
 
-    def __init__(self, n: int, rank: int, world: int) -> None:
+    def __init__(self, n: int, rank: int, world: int, split: PackedSplit | None = None,
+                 cache: ShardCache | None = None) -> None:  # fmt: skip
         self.ids = list(range(n * rank // world, n * (rank + 1) // world))
+        self.split, self.cache = split, cache
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.ids)
+        if self.split is None or self.cache is None:
+            yield from self.ids
+            return
+        order = list(dict.fromkeys(self.split.entries[i][0] for i in self.ids))  # shards in the order they are read
+        ahead = self.cache.ahead()
+        current = None
+        for i in self.ids:
+            shard = self.split.entries[i][0]
+            if shard != current:
+                current = shard
+                at = order.index(shard)
+                self.cache.want([self.split.shards[s].name for s in order[at : at + ahead]])
+            yield i
 
 
 class PackedSet(data.ImageSet):

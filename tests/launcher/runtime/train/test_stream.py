@@ -186,3 +186,24 @@ def test_the_entrypoint_streams_a_packed_uri_and_unpacks_one_for_the_ultralytics
     }
     assert copied == originals  # images/, labels/ and data.yaml, byte for byte
     assert datasets.stage(["train", "engine=ultralytics", f"data={store.uri}"], environ) == staged  # reused
+
+
+def test_validation_spans_cover_every_sample_once_and_prefetch_their_shards(packed: Path, tmp_path: Path) -> None:
+    opened = stream.open_packed(str(packed))
+    val = stream.PackedSplit(opened.index, "val")
+    spans = [list(stream.SpanSampler(len(val), r, 2)) for r in range(2)]
+    assert sorted(spans[0] + spans[1]) == list(range(len(val))) and not set(spans[0]) & set(spans[1])
+
+    class Wants:
+        def __init__(self) -> None:
+            self.asked: list[list[str]] = []
+
+        def ahead(self) -> int:
+            return 2
+
+        def want(self, names: list[str]) -> None:
+            self.asked.append(names)
+
+    wants = Wants()
+    assert list(stream.SpanSampler(len(val), 0, 1, val, wants)) == list(range(len(val)))  # type: ignore[arg-type]
+    assert [names[0] for names in wants.asked] == [s.name for s in val.shards]  # each shard asked for as it starts
