@@ -273,3 +273,14 @@ def test_the_cli_packs_lists_and_refuses(tmp_path: Path) -> None:
     assert plain.exit_code == 2 and "holds no packed dataset" in plain.output and "Traceback" not in plain.output
     bad = runner.invoke(main, ["data", "pack", str(src / "train"), str(tmp_path / "x")])
     assert bad.exit_code != 0 and "neither an ImageFolder" in bad.output and "Traceback" not in bad.output
+
+
+def test_a_source_in_a_store_packs_to_the_same_shards_as_the_folder(tmp_path: Path, s3_kind: StoreKind) -> None:
+    src = imagefolder(tmp_path / "src")
+    remote = s3_kind.store()
+    for key, data in contents(src).items():
+        (tmp_path / "one").write_bytes(data)
+        remote.put(key, tmp_path / "one")
+    local = pack(str(src), str(tmp_path / "a"), shard_size=2500, log=quiet).index
+    from_store = pack(remote.uri, str(tmp_path / "b"), shard_size=2500, source_store=remote, log=quiet).index
+    assert from_store.to_bytes() == local.to_bytes() and contents(tmp_path / "a") == contents(tmp_path / "b")
