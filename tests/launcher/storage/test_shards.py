@@ -284,3 +284,28 @@ def test_a_source_in_a_store_packs_to_the_same_shards_as_the_folder(tmp_path: Pa
     local = pack(str(src), str(tmp_path / "a"), shard_size=2500, log=quiet).index
     from_store = pack(remote.uri, str(tmp_path / "b"), shard_size=2500, source_store=remote, log=quiet).index
     assert from_store.to_bytes() == local.to_bytes() and contents(tmp_path / "a") == contents(tmp_path / "b")
+
+
+def test_the_fast_header_reader_agrees_with_tarfile_and_leaves_anything_unusual_to_it(tmp_path: Path) -> None:
+    from launcher.storage import shards
+
+    path = tmp_path / "s.tar"
+    long_key = "train/" + "d" * 120 + "/x"  # a PAX header: only tarfile reads that
+    with open(path, "wb") as out:
+        shards.write_shard(out, [("train/c0/a.png", b"A" * 700), ("train/c0/a.cls", b"0"), ("train/c1/b.png", b"B")])
+    fast = shards._plain_headers(path, path.stat().st_size)
+    assert fast is not None and [(i.name, i.offset_data, i.size) for i in fast] == [
+        (i.name, i.offset_data, i.size) for i in tarfile.open(path).getmembers()
+    ]
+    with open(path, "wb") as out:
+        shards.write_shard(out, [(f"{long_key}.png", b"A"), (f"{long_key}.cls", b"0")])
+    assert shards._plain_headers(path, path.stat().st_size) is None
+    assert [s.key for s in read_members(path)] == [long_key]
+    with open(path, "wb") as out:
+        shards.write_shard(out, [("a.png", b"A")])
+    raw = bytearray(path.read_bytes())
+    raw[0] = ord("b")  # the name changes, the checksum does not: tarfile's verdict
+    path.write_bytes(bytes(raw))
+    assert shards._plain_headers(path, len(raw)) is None
+    with pytest.raises(ShardError, match="damaged"):
+        read_members(path)
