@@ -185,10 +185,10 @@ class Trainer:
         mode, where = self._cache_place(cache)
         self.train_set = stream.PackedSet(self.packed_train, self.size, mode, self.shard_cache, where)
         self.val_set = stream.PackedSet(self.packed_val, self.size, mode, self.shard_cache, where)
-        where = ("read in place" if self.shard_cache.in_place is not None
+        how = ("read in place" if self.shard_cache.in_place is not None
                  else f"streamed into {folder} (limit {self.shard_cache.limit / 1e9:.1f} GB)")  # fmt: skip
         self.log(f"packed dataset {packed.uri}: {len(self.packed_train.shards)} of {len(index.splits['train'])} "
-                 f"train shards ({len(self.packed_train)} samples), {where}")  # fmt: skip
+                 f"train shards ({len(self.packed_train)} samples), {how}")  # fmt: skip
         t0 = time.monotonic()
         self._prepare_caches(cache)
         if cache:
