@@ -53,7 +53,7 @@ import json
 import re
 import time
 from dataclasses import replace
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Literal, Mapping
 
 from pydantic import Field, field_validator, model_validator
 
@@ -124,6 +124,10 @@ class AwsOptions(BackendOptions):
     max_wait_s: int | None = Field(None, ge=1, le=28 * 86400, description="spot: total time to wait for capacity plus run (default 2 x runtime)")
     secrets_prefix: str | None = Field(None, description="Secrets Manager name prefix; default torch-launcher/<job name>")
     tags: dict[str, str] = Field(default_factory=dict, description="extra tags on the training job")
+    input_mode: Literal["File", "FastFile", "stream"] = Field(
+        "File", description="how an s3:// train.data reaches the job: File (all downloaded before the container starts), "
+        "FastFile (read on demand through a mount; suits a packed dataset's large shards), stream (no channel: the trainer "
+        "reads the store itself and streams a packed dataset; the role needs s3:GetObject and s3:ListBucket)")
 
     @field_validator("region")
     @classmethod
@@ -336,7 +340,7 @@ class SageMakerBackend(CloudBackend):
         notes: list[str] = []
         choice = self._instance(spec, opts, notes)
         instance, gpus = choice.name, choice.gpus
-        data_arg, channels = self._data(spec, notes)
+        data_arg, channels = self._data(spec, notes, opts.input_mode)
         stopping = self._stopping(spec, opts, choice, notes)
         limited = spec.limits.max_runtime or spec.limits.max_cost
         max_runtime = stopping["MaxRuntimeInSeconds"] if limited else None
@@ -404,7 +408,7 @@ class SageMakerBackend(CloudBackend):
             notes.append(f"image {image} is not in Amazon ECR yet: submit will refuse until it is pushed")
         return image
 
-    def _data(self, spec: JobSpec, notes: list[str]) -> tuple[str, list[dict[str, Any]]]:
+    def _data(self, spec: JobSpec, notes: list[str], mode: str = "File") -> tuple[str, list[dict[str, Any]]]:
         """The trainer's data= value and the S3 input channel, if any.
 
         A local folder is uploaded at submit to `<checkpoint.uri>/_data/<content hash>/`
@@ -417,8 +421,11 @@ class SageMakerBackend(CloudBackend):
         if data.startswith("s3://"):
             if not _S3_RE.match(data):
                 raise LauncherError(f"train.data '{data}' is not a valid s3:// URI.", "Write it like s3://bucket/prefix.")
+            if mode == "stream":
+                notes.append(f"train.data {data} is read by the trainer from S3 (aws.input_mode: stream), with no input channel")
+                return data, []
             source = {"S3DataType": "S3Prefix", "S3Uri": data, "S3DataDistributionType": "FullyReplicated"}
-            return DATA_DIR, [{"ChannelName": DATA_CHANNEL, "DataSource": {"S3DataSource": source}, "InputMode": "File"}]
+            return DATA_DIR, [{"ChannelName": DATA_CHANNEL, "DataSource": {"S3DataSource": source}, "InputMode": mode}]
         if data in BUILTIN_DATASETS:
             return data, []
         if data.startswith(("gs://", "az://")):

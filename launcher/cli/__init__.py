@@ -18,7 +18,7 @@ from launcher.cli.base import main
 
 __all__ = ["main"]
 
-COMMAND_MODULES = ("run", "jobs", "info", "image", "ckpt", "estimate", "sweep")
+COMMAND_MODULES = ("run", "jobs", "info", "image", "ckpt", "estimate", "sweep", "data")
 
 for _module in COMMAND_MODULES:
     importlib.import_module(f"launcher.cli.{_module}")

@@ -136,7 +136,15 @@ def _listed_dataset(data: str):  # type: ignore[no-untyped-def]
     from launcher.state.jobs import state_dir
 
     found = remote_dataset(data, state_dir() / "dataset-sizes.json")
-    return (None, found) if isinstance(found, str) else (found, None)
+    if isinstance(found, str):
+        return None, found
+    if found.files > PACK_HINT_FILES and not found.packed:
+        click.echo(f"hint: {data} holds {found.files:,} files, each fetched on its own before training starts; "
+                   f"packed into shards it starts in seconds: launch data pack {data} {data.rstrip('/')}-packed", err=True)
+    return found, None
+
+
+PACK_HINT_FILES = 10_000  # above this many objects, per-object fetching dominates a job's start (issue 32)
 
 
 def _no_estimate(rows, job_file: str, unlisted: str | None) -> str:  # type: ignore[no-untyped-def]

@@ -58,6 +58,9 @@ class Dataset:
     val_images: int
     bytes: int | None  # None: unknown (remote data given as --images N without --data-gb)
     local: bool  # True: the files are on this machine (a cloud job must upload them)
+    files: int = 0  # remote: objects listed
+    packed: bool = False  # a packed dataset (launch data pack): streamed, staging waits for the first shard only
+    first_bytes: int = 0  # packed: the largest shard
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,9 @@ def staging_seconds(data: Dataset, offer: Offer, catalog: dict[str, object]) -> 
     if offer.backend == "local" and data.local:
         return 0.0
     rate = float(offer.details.get("staging_mb_per_s") or catalog.get("staging_mb_per_s") or DEFAULT_STAGING_MB_S)
-    return (data.bytes or 0) / (rate * 1e6)  # unknown: 0 here, and the row says "unknown" (Row.staging_known)
+    # a packed dataset streams: training starts after the first shard, the rest arrives while it runs;
+    # unknown: 0 here, and the row says "unknown" (Row.staging_known)
+    return ((data.first_bytes if data.packed else data.bytes) or 0) / (rate * 1e6)
 
 
 def interruption_seconds(spec: JobSpec, work_s: float, startup_s: float, offer: Offer, catalog: dict[str, object]) -> float:

@@ -29,15 +29,19 @@ def remote_dataset(uri: str, cache_file: Path, store: Store | None = None, now: 
     key = uri.rstrip("/")
     cached = _read(cache_file).get(key)
     if isinstance(cached, dict) and now() - float(cached.get("time", 0)) < MAX_AGE_S:
-        return Dataset(int(cached["train"]), int(cached["val"]), int(cached["bytes"]), local=False)
+        return Dataset(int(cached["train"]), int(cached["val"]), int(cached["bytes"]), local=False,
+                       files=int(cached.get("files", 0)), packed=bool(cached.get("packed")),
+                       first_bytes=int(cached.get("first_bytes", 0)))  # fmt: skip
     try:
         count = _count(uri, store)
     except Exception as exc:  # noqa: BLE001 - any SDK or credential error: fall back to --images
         return f"could not list {uri} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
     if not count.train:
         return f"{uri} holds no images under train/"
-    _write(cache_file, key, {"train": count.train, "val": count.val, "bytes": count.bytes, "time": now()})
-    return Dataset(count.train, count.val, count.bytes, local=False)
+    _write(cache_file, key, {"train": count.train, "val": count.val, "bytes": count.bytes, "time": now(),
+                             "files": count.files, "packed": count.packed, "first_bytes": count.first_bytes})
+    return Dataset(count.train, count.val, count.bytes, local=False, files=count.files, packed=count.packed,
+                   first_bytes=count.first_bytes)  # fmt: skip
 
 
 def _count(uri: str, store: Store | None):  # type: ignore[no-untyped-def]

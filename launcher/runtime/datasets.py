@@ -7,7 +7,9 @@ deterministic, class-stratified 80/20 split, so the trainer reads it through
 the same ImageFolder code path as any user dataset. The cache folder is
 `$LAUNCHER_DATA_DIR` or `~/.cache/launcher/datasets`.
 
-A remote `train.data` (s3://, gs://, az://) resolves to a local folder too:
+A remote `train.data` (s3://, gs://, az://) that holds a packed dataset (index.json and tar
+shards, `launch data pack`) is left as it is: the trainer streams its shards. Any other one
+resolves to a local folder too:
 a gs:// URI whose bucket is mounted at /gcs/<bucket> (Vertex AI's Cloud
 Storage FUSE) is read through the mount; anything else is pulled once into
 `<cache>/remote/` by launcher.storage.dataset (verified, reused on restart).
@@ -81,12 +83,52 @@ def stage(command: Sequence[str], environ: Mapping[str, str] | None = None, gcs_
     layout = "engine=ultralytics" not in command  # a YOLO dataset (data.yaml) is checked by that engine
     for arg in command:
         key, sep, value = arg.partition("=")
+        if key == "data" and sep and not layout and not is_remote(value) and (Path(value) / "index.json").is_file():
+            local = _unpack(value, environ)  # a packed dataset in a channel or folder here, for an engine that reads files
+            print(f"[launcher] training data {value}: a packed dataset, unpacked to {local}", flush=True)
+            staged.append(f"data={local}")
+            continue
         if key == "data" and sep and is_remote(value):
+            mounted = mounted_path(value, gcs_mount)
+            packed_here = mounted is not None and (mounted / "index.json").is_file()
+            if not layout and (packed_here or (mounted is None and _packed(value))):
+                local = _unpack(str(mounted) if packed_here else value, environ)
+                print(f"[launcher] training data {value}: a packed dataset, unpacked to {local}", flush=True)
+                staged.append(f"data={local}")
+                continue
+            if layout and packed_here:
+                # a packed dataset in a mounted bucket: its shards are read in place, in large sequential reads
+                print(f"[launcher] training data {value}: a packed dataset, read through {mounted}", flush=True)
+                staged.append(f"data={mounted}")
+                continue
+            if layout and mounted is None and _packed(value):
+                print(f"[launcher] training data {value}: a packed dataset, streamed by the trainer", flush=True)
+                staged.append(arg)
+                continue
             local = resolve(value, environ, gcs_mount, layout=layout)
             print(f"[launcher] training data {value} -> {local}", flush=True)
             arg = f"data={local}"
         staged.append(arg)
     return tuple(staged)
+
+
+def _packed(uri: str) -> bool:
+    """True when `uri` holds a packed dataset (index.json): the built-in trainer streams its shards."""
+    from launcher.storage import open_store  # noqa: PLC0415 - imports a cloud SDK
+    from launcher.storage.shards import read_index  # noqa: PLC0415
+
+    return read_index(open_store(uri)) is not None
+
+
+def _unpack(uri: str, environ: Mapping[str, str] | None) -> Path:
+    """A packed dataset as plain files for the ultralytics engine (which reads files): shards fetched in parallel."""
+    import hashlib  # noqa: PLC0415
+
+    from launcher.runtime.train import stream  # noqa: PLC0415
+
+    packed = stream.open_packed(uri)
+    assert packed is not None
+    return stream.unpack(packed, data_dir(environ) / "unpacked" / hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16])
 
 
 def _fetch(uri: str, environ: Mapping[str, str] | None) -> Path:

@@ -85,18 +85,30 @@ class ImageCount:
     train: int
     val: int
     bytes: int
+    files: int = 0  # objects listed (a plain folder: one per image)
+    packed: bool = False  # a packed dataset (index.json + shards): counted from its index
+    first_bytes: int = 0  # packed: the largest shard, what the first step waits for
 
 
 def count_images(store: Store) -> ImageCount:
-    """Count the images under `train/` and `val/` by listing the store (no object is read)."""
+    """Count the images under `train/` and `val/` by listing the store (no object is read); a packed
+    dataset's counts come from its index (one small GET)."""
     counts = {"train": 0, "val": 0}
     total = 0
-    for key, obj in listing(store).items():
+    found = listing(store)
+    if "index.json" in found:
+        from launcher.storage.shards import read_index  # noqa: PLC0415
+
+        index = read_index(store)
+        if index is not None:
+            first = max((s.bytes for s in index.shards()), default=0)
+            return ImageCount(index.samples("train"), index.samples("val"), index.bytes(), len(found), True, first)
+    for key, obj in found.items():
         total += obj.size
         split = key.split("/", 1)[0]
         if split in counts and key.lower().endswith(IMAGE_SUFFIXES):
             counts[split] += 1
-    return ImageCount(counts["train"], counts["val"], total)
+    return ImageCount(counts["train"], counts["val"], total, len(found))
 
 
 def fetch(uri: str, cache: Path, store: Store | None = None, log: Log = _print) -> FetchResult:

@@ -52,6 +52,7 @@ IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tif
 MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics: what torchvision's pretrained weights expect
 STD = (0.229, 0.224, 0.225)
 _CACHE_VERSION = "v1"
+CACHE_VERSION = _CACHE_VERSION  # part of every disk-cache row key (a packed set makes its own keys)
 _RAM_SHARE = 0.7  # never plan to use more than this share of available memory for the RAM cache
 
 
@@ -106,12 +107,14 @@ def multi_scale_size(imgsz: int, gain: float) -> int:
     return max(16, int(round(imgsz * gain / 8.0)) * 8)
 
 
-def load_image(path: str, size: int):  # type: ignore[no-untyped-def]
-    """Decode -> RGB -> shorter side to `size` -> centre crop: (size, size, 3) uint8."""
+def load_image(path: str | bytes, size: int):  # type: ignore[no-untyped-def]
+    """Decode -> RGB -> shorter side to `size` -> centre crop: (size, size, 3) uint8 (a file, or its bytes)."""
+    import io  # noqa: PLC0415
+
     import numpy as np  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 
-    with Image.open(path) as im:
+    with Image.open(io.BytesIO(path) if isinstance(path, bytes) else path) as im:
         im.draft("RGB", (size, size))  # JPEG: let libjpeg decode at a reduced scale when it can
         im = im.convert("RGB")
         w, h = im.size
@@ -161,7 +164,8 @@ def available_memory() -> int:
 
 
 def ram_fits(n_images: int, size: int, local_ranks: int, available: int) -> bool:
-    """Every rank on the node holds its own buffer: count them all."""
+    """Whether `local_ranks` copies of the decoded images fit: the trainer passes 1 when the node's processes
+    share one copy in /dev/shm (launcher.runtime.train.loop), else the number of processes, each with its own."""
     need = n_images * size * size * 3 * local_ranks
     return need <= available * _RAM_SHARE
 
@@ -197,7 +201,7 @@ class ImageSet:
         buffer.share_memory_()  # workers forked or spawned later map the same pages
 
         def fill(i: int) -> None:
-            buffer[i] = torch.from_numpy(load_image(self.split.samples[i][0], self.size))
+            buffer[i] = torch.from_numpy(load_image(self.source(i), self.size))
 
         with ThreadPoolExecutor(max(1, threads)) as pool:
             list(pool.map(fill, range(len(self))))
@@ -216,9 +220,8 @@ class ImageSet:
 
         if not len(self):
             return
-        keys = [_disk_key(p, self.size) for p, _ in self.split.samples]
-        ident = "|".join(os.path.abspath(p) for p, _ in self.split.samples) + f"|{self.size}|{_CACHE_VERSION}"
-        name = hashlib.sha1(ident.encode()).hexdigest()
+        keys = [self.row_key(i) for i in range(len(self))]
+        name = hashlib.sha1(f"{self.pack_ident()}|{_CACHE_VERSION}".encode()).hexdigest()
         self.pack, index = self.cache_dir / f"{name}.u8", self.cache_dir / f"{name}.json"
         shape = (len(self), self.size, self.size, 3)
         old = _read_index(index, self.pack, math.prod(shape))
@@ -244,7 +247,7 @@ class ImageSet:
         array = np.memmap(tmp, np.uint8, "r+" if reuse else "w+", shape=shape)
 
         def fill(i: int) -> None:
-            array[i] = load_image(self.split.samples[i][0], self.size)  # noqa: F821 - `del array` below, after use
+            array[i] = load_image(self.source(i), self.size)  # noqa: F821 - `del array` below, after use
 
         with ThreadPoolExecutor(max(1, threads)) as pool:
             list(pool.map(fill, rows))
@@ -257,12 +260,24 @@ class ImageSet:
         os.replace(tmp, self.pack)  # atomic: a concurrent reader maps either the old pack or the new one
         os.replace(tmp_index, index)
 
+    def source(self, i: int) -> str | bytes:
+        """What `load_image` decodes for sample i: its file here (a packed set: its bytes from the shard)."""
+        return self.split.samples[i][0]
+
+    def row_key(self, i: int) -> str:
+        """The disk cache's key of row i: the image's identity (path, size, mtime) and the side."""
+        return _disk_key(self.split.samples[i][0], self.size)
+
+    def pack_ident(self) -> str:
+        """What names the disk cache's array file of this set."""
+        return "|".join(os.path.abspath(p) for p, _ in self.split.samples) + f"|{self.size}"
+
     def image(self, i: int):  # type: ignore[no-untyped-def]
         import torch  # noqa: PLC0415
 
         if self.buffer is not None:
             return self.buffer[i]
-        return torch.from_numpy(load_image(self.split.samples[i][0], self.size))
+        return torch.from_numpy(load_image(self.source(i), self.size))
 
     def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
         return self.image(i), self.split.samples[i][1]

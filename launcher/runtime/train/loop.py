@@ -37,6 +37,7 @@ from launcher.spec import TrainConfig
 __all__ = ["Trainer", "pick_precision", "cpu_threads", "SIGTERM_EXIT", "batch_seed"]
 
 SIGTERM_EXIT = 128 + signal.SIGTERM
+SHARED_RAM = Path("/dev/shm")  # tmpfs: files here are memory, mapped by every process that opens them
 OOM_RETRY_STEPS = 10  # AutoBatch: an out-of-memory error within this many steps halves the batch
 
 
@@ -89,6 +90,8 @@ class Trainer:
         self.totals = {"train_time": 0.0, "images": 0.0}
         self.best_fitness, self.best_epoch, self.bad_epochs, self.stopped_early = -1.0, -1, 0, False
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.packed = None  # a packed dataset (launcher.runtime.train.stream) instead of a folder
+        self.shared_ram: Path | None = None  # cache=ram shared by the node's processes: its folder in /dev/shm
         self.epoch_acc = {"loss_sum": 0.0, "steps": 0.0, "time": 0.0, "images": 0.0}
         self.reporters = sinks.Reporters([], self.log)
 
@@ -139,6 +142,12 @@ class Trainer:
         return threads
 
     def _data(self) -> None:
+        from launcher.runtime.train import stream  # noqa: PLC0415
+
+        self.packed = stream.open_packed(self.cfg.data)
+        if self.packed is not None:
+            self._packed_data(self.packed)
+            return
         root = datasets.resolve(self.cfg.data)
         full = data.scan(root / "train")
         if not full.samples:
@@ -148,22 +157,70 @@ class Trainer:
         self.classes = full.classes
         self.size = data.cache_size(self.cfg.imgsz, self.cfg.multi_scale)
         cache = self._cache_mode(len(self.train_split.samples) + len(self.val_split.samples))
-        self.train_set = data.ImageSet(self.train_split, self.size, cache)
-        self.val_set = data.ImageSet(self.val_split, self.size, cache)
+        mode, where = self._cache_place(cache)
+        self.train_set = data.ImageSet(self.train_split, self.size, mode, where)
+        self.val_set = data.ImageSet(self.val_split, self.size, mode, where)
         t0 = time.monotonic()
         self._prepare_caches(cache)
         if cache:
             self.log(f"cache={cache}: {len(self.train_set) + len(self.val_set)} images at {self.size}px in {time.monotonic() - t0:.1f}s")
 
+    def _packed_data(self, packed) -> None:  # type: ignore[no-untyped-def]
+        """A packed dataset (index.json + shards): read from a node-local shard cache, fetched as training goes."""
+        from launcher.runtime.train import stream  # noqa: PLC0415
+
+        index = packed.index
+        if index.layout != "imagefolder" or not index.samples("train") or "val" not in index.splits:
+            raise LauncherError(f"train.data {packed.uri} is a packed {index.layout} dataset "
+                                f"with splits {', '.join(index.splits)}; the built-in trainer needs an ImageFolder with train and val.",
+                                "Pack an ImageFolder (train/, val/), or train a YOLO pack with engine: ultralytics.")  # fmt: skip
+        folder = stream.cache_folder(packed.uri)
+        self.shard_cache = stream.ShardCache(packed.store, index, folder, stream.cache_limit(folder, index))
+        self.packed_train = stream.PackedSplit(index, "train", self.cfg.fraction)
+        self.packed_val = stream.PackedSplit(index, "val")
+        self.classes = list(index.classes)
+        self.size = data.cache_size(self.cfg.imgsz, self.cfg.multi_scale)
+        self.train_split, self.val_split = self.packed_train.split(), self.packed_val.split()
+        cache = self._cache_mode(len(self.packed_train) + len(self.packed_val))
+        mode, where = self._cache_place(cache)
+        self.train_set = stream.PackedSet(self.packed_train, self.size, mode, self.shard_cache, where)
+        self.val_set = stream.PackedSet(self.packed_val, self.size, mode, self.shard_cache, where)
+        how = ("read in place" if self.shard_cache.in_place is not None
+                 else f"streamed into {folder} (limit {self.shard_cache.limit / 1e9:.1f} GB)")  # fmt: skip
+        self.log(f"packed dataset {packed.uri}: {len(self.packed_train.shards)} of {len(index.splits['train'])} "
+                 f"train shards ({len(self.packed_train)} samples), {how}")  # fmt: skip
+        t0 = time.monotonic()
+        self._prepare_caches(cache)
+        if cache:
+            self.log(f"cache={cache}: {len(self.train_set) + len(self.val_set)} images at {self.size}px in {time.monotonic() - t0:.1f}s")
+
+    def _shared_ram(self) -> Path | None:
+        """Where several processes on one node keep ONE copy of a `cache: ram` (shared memory), else None."""
+        if self.dist.local_world < 2 or not SHARED_RAM.is_dir() or not os.access(SHARED_RAM, os.W_OK):
+            return None
+        return SHARED_RAM / f"launcher-cache-{os.getuid()}"
+
     def _cache_mode(self, n_images: int) -> str | bool:
         cache = self.cfg.cache
-        if cache == "ram" and not data.ram_fits(n_images, self.size, self.dist.local_world, data.available_memory()):
-            gib = n_images * self.size**2 * 3 * self.dist.local_world / (1 << 30)
-            self.log(f"WARNING: cache=ram needs {gib:.1f} GiB for {self.dist.local_world} process(es), more than memory allows; not caching")
+        copies = 1 if self._shared_ram() is not None else self.dist.local_world
+        if cache == "ram" and not data.ram_fits(n_images, self.size, copies, data.available_memory()):
+            gib = n_images * self.size**2 * 3 * copies / (1 << 30)
+            self.log(f"WARNING: cache=ram needs {gib:.1f} GiB ({copies} cop{'y' if copies == 1 else 'ies'}), more than memory allows; not caching")
             return False
         return cache
 
+    def _cache_place(self, cache: str | bool) -> tuple[str | bool, Path | None]:
+        """cache=ram with several processes on the node: the disk cache's one array file, in shared memory
+        (/dev/shm), written by local rank 0 and mapped by every rank: one decoded copy per node, not one per rank."""
+        shared = self._shared_ram() if cache == "ram" else None
+        if shared is None:
+            return cache, None
+        self.shared_ram = shared
+        self.log(f"cache=ram: one copy for the node's {self.dist.local_world} processes in {shared}")
+        return "disk", shared
+
     def _prepare_caches(self, cache: str | bool) -> None:
+        cache = self.train_set.cache  # cache=ram shared by the node's processes is the disk cache in shared memory
         threads = max(1, min(8, self.cfg.workers or 1))
         if cache == "disk" and self.dist.local_rank != 0:
             self.dist.barrier()  # local rank 0 writes the arrays; the others then only read them
@@ -246,11 +303,19 @@ class Trainer:
             workers = min(workers, 2)  # CUDA: two workers keep the gather and pinning off the step's critical path
         self.workers = workers
         pin = self.device.type == "cuda"
-        self.train_batches = data.TrainBatches(len(self.train_set), self.batch, d.rank, d.world, self.cfg.seed)
-        self.train_loader = data.make_loader(self.train_set, self.train_batches, workers, pin, _ignore_sigterm)
         from torch.utils.data import BatchSampler  # noqa: PLC0415
 
-        val_batches = BatchSampler(data.ShardSampler(len(self.val_set), d.rank, d.world), self.batch * 2, drop_last=False)
+        if self.packed is not None:
+            from launcher.runtime.train import stream  # noqa: PLC0415
+
+            self.train_batches = stream.StreamBatches(self.packed_train, self.batch, d.rank, d.world, self.cfg.seed,
+                                                      self.shard_cache)  # fmt: skip
+            val_sampler = stream.SpanSampler(len(self.val_set), d.rank, d.world, self.packed_val, self.shard_cache)
+        else:
+            self.train_batches = data.TrainBatches(len(self.train_set), self.batch, d.rank, d.world, self.cfg.seed)
+            val_sampler = data.ShardSampler(len(self.val_set), d.rank, d.world)
+        self.train_loader = data.make_loader(self.train_set, self.train_batches, workers, pin, _ignore_sigterm)
+        val_batches = BatchSampler(val_sampler, self.batch * 2, drop_last=False)
         self.val_loader = data.make_loader(self.val_set, val_batches, min(workers, 2), pin, _ignore_sigterm)
         self.steps_per_epoch = len(self.train_batches)
         if threads:
@@ -292,6 +357,8 @@ class Trainer:
             "spec_hash": self.spec_hash,
             "train_args": self.cfg.model_dump(mode="json"),
             "rng": checkpoint.rng_state(),
+            # a packed dataset's order depends on the world size: the position is valid only for the same one
+            "data_position": {"world": self.dist.world, "samples": self.step_in_epoch * self.batch * self.dist.world},
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -305,6 +372,11 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
         same_batches = int(state["batch"]) == self.batch
+        saved_world = int(state.get("data_position", {}).get("world", self.dist.world))
+        if self.packed is not None and saved_world != self.dist.world and int(state["step_in_epoch"]):
+            self.log(f"the world size changed ({saved_world} -> {self.dist.world}): epoch {int(state['epoch']) + 1} "
+                     "starts again (a packed dataset's order depends on it)")
+            same_batches = False
         self.step_in_epoch = int(state["step_in_epoch"]) if same_batches else 0
         self.epoch_acc = dict(state["epoch_acc"]) if same_batches else {k: 0.0 for k in self.epoch_acc}
         self.totals = dict(state["totals"])
@@ -484,9 +556,22 @@ class Trainer:
             signal.signal(signal.SIGTERM, previous)
             self.close_loaders()
             self.reporters.close()
+            if self.packed is not None:
+                self.shard_cache.close()
+            self._drop_shared_ram()
         if code == 0:
             self.finish()
         return code
+
+    def _drop_shared_ram(self) -> None:
+        """The node's shared `cache: ram` arrays are memory: local rank 0 frees them when the run ends
+        (a process still mapping them keeps its pages until it exits)."""
+        if self.shared_ram is None or self.dist.local_rank != 0:
+            return
+        for dataset in (getattr(self, "train_set", None), getattr(self, "val_set", None)):
+            if dataset is not None and dataset.pack is not None:
+                dataset.pack.unlink(missing_ok=True)
+                dataset.pack.with_suffix(".json").unlink(missing_ok=True)
 
     def close_loaders(self) -> None:
         """Stop persistent DataLoader workers now, not at interpreter exit.

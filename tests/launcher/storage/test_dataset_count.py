@@ -38,9 +38,9 @@ def test_remote_images_are_counted_by_listing_and_cached(remote_kind: StoreKind,
     uri = upload(remote_kind, tmp_path, train=9, val=3)
     store = remote_kind.store(uri.split("/", 3)[3])
     cache = tmp_path / "sizes.json"
-    assert remote_dataset(uri, cache, store=store) == Dataset(9, 3, 13 * 100, local=False)
+    assert remote_dataset(uri, cache, store=store) == Dataset(9, 3, 13 * 100, local=False, files=13)
     store.delete([o.key for o in store.list()])
-    assert remote_dataset(uri, cache, store=store) == Dataset(9, 3, 1300, local=False)  # the cached count
+    assert remote_dataset(uri, cache, store=store) == Dataset(9, 3, 1300, local=False, files=13)  # the cached count
     assert remote_dataset(uri, cache, store=store, now=lambda: 4e12) == f"{uri} holds no images under train/"  # expired
 
 
@@ -68,3 +68,28 @@ def test_estimate_without_credentials_asks_for_images(fake_plugin: str, s3_kind:
     assert "could not list s3://no-such-bucket/data" in result.stderr and "pass --images N" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert all("pass --images N" in r["error"] for r in json.loads(result.stdout))
+
+
+def test_a_packed_dataset_is_counted_from_its_index_and_a_large_folder_gets_the_pack_hint(
+    fake_plugin: str, s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    from launcher.cli import estimate as estimate_cli
+    from launcher.estimate.model import staging_seconds
+    from launcher.staging.pack import pack
+    from tests.launcher.storage.test_shards import imagefolder
+
+    for name, value in s3_kind.env.items():
+        monkeypatch.setenv(name, value)
+    store = s3_kind.store()
+    index = pack(str(imagefolder(tmp_path / "src")), store.uri, shard_size=2500, dest_store=store, log=lambda _m: None).index
+    found = remote_dataset(store.uri, tmp_path / "sizes.json", store=store)
+    biggest = max(s.bytes for s in index.shards())
+    assert (found.train_images, found.val_images, found.bytes, found.packed, found.first_bytes) == (18, 6, index.bytes(), True, biggest)
+    assert staging_seconds(found, type("O", (), {"backend": "aws", "details": {}})(), {"staging_mb_per_s": 1.0}) == biggest / 1e6
+
+    monkeypatch.setattr(estimate_cli, "PACK_HINT_FILES", 10)
+    plain = upload(s3_kind, tmp_path, train=9, val=3)
+    hinted = CliRunner().invoke(main, ["estimate", str(job(tmp_path, plain)), "-b", fake_plugin, "--json"])
+    assert f"hint: {plain} holds 13 files" in hinted.stderr and f"launch data pack {plain} {plain}-packed" in hinted.stderr
+    packed = CliRunner().invoke(main, ["estimate", str(job(tmp_path, store.uri)), "-b", fake_plugin, "--json"])
+    assert packed.exit_code == 0 and "hint:" not in packed.stderr

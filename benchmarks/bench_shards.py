@@ -1,0 +1,213 @@
+"""Large datasets: time to the first step and epoch-1 images/s, per-object fetch vs packed shards vs local disk.
+
+    .venv/bin/python benchmarks/bench_shards.py [--images 20000] [--shard-size 8MB]
+
+Generates an ImageFolder of N small PNGs (32 px, 10 classes, plus a val split of N/10), puts it
+in moto S3 (ThreadedMotoServer on loopback, one object per image) and packs it into shards in
+the same bucket (`launch data pack`'s code, timed: packing images/s). Then, side by side in one
+run, each starting from an empty cache:
+
+  (a) per-object: today's path for a remote train.data (launcher.storage.dataset.fetch: every
+      object fetched to local disk, 8 threads), then the trainer's ImageFolder loader;
+  (b) packed: the trainer's streaming path (launcher.runtime.train.stream: shards fetched into
+      the node cache ahead of the batches), no prior download;
+  (c) local: the trainer's ImageFolder loader on the generated folder on local disk (the ceiling).
+
+Each reads the training split once through the trainer's own classes (ImageSet/PackedSet with
+cache=false, its batch sampler, DataLoader with 0 workers, decode at 32 px) with a trivial
+step (the batch to float and summed), so the numbers are the data path's, not a model's.
+first step = seconds from the start (nothing local yet) to the first batch; images/s = the
+epoch's images over the time from start to the epoch's end, and over the loop alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+__all__ = ["main"]
+
+BATCH = 64
+SIZE = 32
+
+
+def make_folder(root: Path, n: int, classes: int = 10) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", n), ("val", max(classes, n // 10))):
+        for i in range(count):
+            folder = root / split / f"class{i % classes}"
+            folder.mkdir(parents=True, exist_ok=True)
+            pixels = rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i:07d}.png")
+
+
+def upload(client, bucket: str, prefix: str, root: Path) -> None:  # type: ignore[no-untyped-def]
+    files = [p for p in sorted(root.rglob("*")) if p.is_file()]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda p: client.put_object(Bucket=bucket, Key=f"{prefix}/{p.relative_to(root).as_posix()}",
+                                                  Body=p.read_bytes()), files))  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"moto did not open port {port} in {timeout:.0f} s")
+
+
+def loop(dataset, batches) -> tuple[float, int, float]:  # type: ignore[no-untyped-def]
+    """Read one epoch; (seconds to the first batch, images, seconds of the whole loop)."""
+    from launcher.runtime.train import data
+
+    loader = data.make_loader(dataset, batches, 0, False)
+    start = time.monotonic()
+    first, images = None, 0
+    for x, _y in loader:
+        x.float().sum()
+        images += len(x)
+        first = first if first is not None else time.monotonic() - start
+    return first or 0.0, images, time.monotonic() - start
+
+
+def per_object(uri: str, client, cache: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    from launcher.runtime.train import data
+    from launcher.storage import open_store
+    from launcher.storage.dataset import fetch
+
+    start = time.monotonic()
+    root = fetch(uri, cache, store=open_store(uri, s3=client), log=lambda _m: None).root
+    fetched = time.monotonic() - start
+    dataset = data.ImageSet(data.scan(root / "train"), SIZE, False)
+    first, images, took = loop(dataset, data.TrainBatches(len(dataset), BATCH, 0, 1, 0))
+    return {"first": fetched + first, "images": images, "total": fetched + took, "loop": took}
+
+
+def packed(uri: str, client, cache: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    from launcher.runtime.train import stream
+    from launcher.storage import open_store
+
+    start = time.monotonic()
+    opened = stream.open_packed(uri, store=open_store(uri, s3=client))
+    split = stream.PackedSplit(opened.index, "train")
+    shards = stream.ShardCache(opened.store, opened.index, cache, limit=10 << 30)
+    dataset = stream.PackedSet(split, SIZE, False, shards)
+    ready = time.monotonic() - start
+    first, images, took = loop(dataset, stream.StreamBatches(split, BATCH, 0, 1, 0, shards))
+    shards.close()
+    return {"first": ready + first, "images": images, "total": ready + took, "loop": took}
+
+
+def local(root: Path) -> dict[str, float]:
+    from launcher.runtime.train import data
+
+    start = time.monotonic()
+    dataset = data.ImageSet(data.scan(root / "train"), SIZE, False)
+    ready = time.monotonic() - start
+    first, images, took = loop(dataset, data.TrainBatches(len(dataset), BATCH, 0, 1, 0))
+    return {"first": ready + first, "images": images, "total": ready + took, "loop": took}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--shard-size", default="8MB", help="shard size for the packed copy (default 8MB)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of (b) and (c), alternating; the median is shown")
+    args = parser.parse_args()
+
+    import boto3
+    from botocore.config import Config
+
+    from launcher.staging.pack import pack
+    from launcher.storage import open_store
+    from launcher.storage.shards import parse_size
+
+    work = Path(tempfile.mkdtemp(prefix="bench-shards-"))
+    port = free_port()
+    # its own process, as a real store is another machine: serving bytes must not take the trainer's GIL
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_port(port)
+        endpoint = f"http://127.0.0.1:{port}"
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x",
+                              aws_secret_access_key="x", config=Config(max_pool_connections=32))  # fmt: skip
+        client.create_bucket(Bucket="bench")
+        t = time.monotonic()
+        make_folder(work / "src", args.images)
+        print(f"generated {args.images} train images in {time.monotonic() - t:.1f}s", flush=True)
+        upload(client, "bench", "folder", work / "src")
+        dest = "s3://bench/packed"
+        t = time.monotonic()
+        result = pack(str(work / "src"), dest, parse_size(args.shard_size), 8, dest_store=open_store(dest, s3=client))
+        pack_s = time.monotonic() - t
+        n_files = result.files
+        print(
+            f"packed {n_files} images into {len(result.index.shards())} shards in {pack_s:.1f}s "
+            f"({n_files / pack_s:.0f} images/s)",
+            flush=True,
+        )
+        rows = {"(a) per-object fetch": per_object("s3://bench/folder", client, work / "cache-a")}
+        rounds: dict[str, list[dict[str, float]]] = {"(b) packed, streamed": [], "(c) local disk": []}
+        for n in range(args.rounds):  # (b) and (c) alternate, each (b) from an empty cache: the machine's drift
+            first = ["b", "c"] if n % 2 == 0 else ["c", "b"]  # hits both alike
+            for which in first:
+                if which == "b":
+                    rounds["(b) packed, streamed"].append(packed(dest, client, work / f"cache-b{n}"))
+                else:
+                    rounds["(c) local disk"].append(local(work / "src"))
+        for name, runs in rounds.items():  # the median round by loop speed
+            runs.sort(key=lambda r: r["images"] / r["loop"])
+            rows[name] = runs[len(runs) // 2]
+            spread = ", ".join(f"{r['images'] / r['loop']:.0f}" for r in runs)
+            print(f"{name}: loop images/s of the {len(runs)} rounds: {spread}", flush=True)
+    finally:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    ceiling = rows["(c) local disk"]
+    out = io.StringIO()
+    out.write(f"\n{args.images} images of {SIZE} px, batch {BATCH}, shards {args.shard_size}, moto S3 on loopback; "
+              f"(b), (c): median of {args.rounds} alternating rounds\n")  # fmt: skip
+    out.write(
+        "| path | first step (s) | epoch 1 images/s (from start) | loop images/s | vs (c) loop |\n"
+        "|---|---:|---:|---:|---:|\n"
+    )
+    for name, r in rows.items():
+        out.write(
+            f"| {name} | {r['first']:.2f} | {r['images'] / r['total']:.0f} | {r['images'] / r['loop']:.0f} | "
+            f"{(r['images'] / r['loop']) / (ceiling['images'] / ceiling['loop']):.2f}x |\n"
+        )
+    a, b = rows["(a) per-object fetch"], rows["(b) packed, streamed"]
+    out.write(
+        f"\nfirst step: (a)/(b) = {a['first'] / b['first']:.1f}x; epoch 1 from start: "
+        f"(b)/(a) = {(b['images'] / b['total']) / (a['images'] / a['total']):.1f}x; "
+        f"packing {n_files / pack_s:.0f} images/s\n"
+    )
+    print(out.getvalue(), flush=True)
+
+
+if __name__ == "__main__":
+    main()

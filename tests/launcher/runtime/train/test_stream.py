@@ -1,0 +1,209 @@
+"""A packed dataset streamed into training (launcher.runtime.train.stream): order, ranks, resume, fraction, cache."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from launcher.runtime.train import stream
+from launcher.runtime.train.dist import Dist
+from launcher.runtime.train.loop import SIGTERM_EXIT, Trainer
+from launcher.staging.pack import pack
+from launcher.storage.shards import ShardError, read_index
+from tests.launcher.runtime.train.conftest import make_imagefolder, tiny_config
+from tests.launcher.storage.conftest import StoreKind, moto_endpoint, s3_kind  # noqa: F401 - fixtures
+
+
+def quiet(_line: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("packed")
+    make_imagefolder(root / "src", classes=3, train=8, val=3)
+    pack(str(root / "src"), str(root / "out"), shard_size=3000, log=quiet)
+    return root / "out"
+
+
+def split_of(folder: Path, fraction: float = 1.0) -> stream.PackedSplit:
+    return stream.PackedSplit(read_index(stream.open_packed(str(folder)).store), "train", fraction)
+
+
+def test_the_order_is_a_pure_function_of_seed_epoch_and_world(packed: Path) -> None:
+    split = split_of(packed)
+    assert sorted(stream.epoch_order(split, 0, 0, 1, 0)) == list(range(len(split)))  # every sample once
+    assert stream.epoch_order(split, 0, 0, 1, 0) == stream.epoch_order(split_of(packed), 0, 0, 1, 0)
+    assert stream.epoch_order(split, 0, 0, 1, 0) != stream.epoch_order(split, 0, 1, 1, 0)
+    assert stream.epoch_order(split, 0, 0, 1, 0) != stream.epoch_order(split, 1, 0, 1, 0)
+
+
+@pytest.mark.parametrize("world", [2, 3, 5])
+def test_ranks_never_read_the_same_sample(packed: Path, world: int) -> None:
+    split = split_of(packed)
+    for epoch in range(3):
+        ranks = [stream.epoch_order(split, 7, epoch, world, r) for r in range(world)]
+        everything = [i for ids in ranks for i in ids]
+        assert len(everything) == len(set(everything))  # no sample on two ranks
+        assert len({len(ids) for ids in ranks}) == 1  # the same number of steps on every rank
+        assert len(split) - len(everything) < world  # only the remainder waits for another epoch
+        batches = [list(stream.StreamBatches(split, 2, r, world, 7, None)) for r in range(world)]
+        read = [i for b in batches for batch in b for i in batch]
+        assert len(read) == len(set(read))
+
+
+def test_across_an_interruption_every_sample_of_the_epoch_is_read_once(packed: Path) -> None:
+    split = split_of(packed)
+    first = stream.StreamBatches(split, 4, 0, 1, 3, None)
+    first.set_epoch(2)
+    done = []
+    for b, batch in enumerate(first):
+        done += batch
+        if b == 2:
+            break  # stopped after 3 batches
+    resumed = stream.StreamBatches(split, 4, 0, 1, 3, None)
+    resumed.set_epoch(2, skip=3)
+    rest = [i for batch in resumed for i in batch]
+    assert Counter(done + rest) == Counter(range(len(split)))
+
+
+class Recording(Trainer):
+    """The trainer, recording which samples each epoch reads, and stopping (as SIGTERM does) after `stop_at` steps."""
+
+    def __init__(self, *args, stop_at: int | None = None, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kw)
+        self.stop_at, self.seen = stop_at, []
+
+    def _loaders(self) -> None:
+        read = self.train_set.__getitems__
+        self.train_set.__getitems__ = lambda ids: (self.seen.extend((self.epoch, i) for i in ids), read(ids))[1]
+        super()._loaders()
+
+    def train_step(self, x, y):  # type: ignore[no-untyped-def]
+        if self.stop_at is not None and self.global_step + 1 >= self.stop_at:
+            self.stop_requested = True
+        return super().train_step(x, y)
+
+
+def test_a_trainer_stopped_mid_epoch_resumes_at_the_next_unread_sample(packed: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(packed, epochs=2)
+    device = Dist(device=torch.device("cpu"))
+    first = Recording(cfg, tmp_path / "run", device, out=io.StringIO(), stop_at=8)  # 6 steps an epoch: stops in epoch 2
+    assert first.fit() == SIGTERM_EXIT
+    second = Recording(cfg, tmp_path / "run", device, out=io.StringIO())
+    assert second.fit() == 0
+    n = 24
+    epoch2 = Counter(i for e, i in first.seen + second.seen if e == 1)
+    assert epoch2 == Counter(range(n))  # every sample of the interrupted epoch exactly once
+    assert not [i for e, i in second.seen if e == 0]  # the finished epoch was not read again
+    assert Counter(i for e, i in first.seen if e == 0) == Counter(range(n))
+
+
+def test_a_fraction_downloads_only_the_shards_it_needs_once(
+    packed: Path,
+    s3_kind: StoreKind,  # noqa: F811 - the fixture
+    tmp_path: Path,
+) -> None:
+    store = s3_kind.store()
+    for path in sorted(packed.rglob("*")):
+        if path.is_file():
+            store.put(path.relative_to(packed).as_posix(), path)
+    gets: list[str] = []
+    store.client.meta.events.register(
+        "provide-client-params.s3.GetObject", lambda params, **_: gets.append(params["Key"])
+    )
+    opened = stream.open_packed(store.uri, store=store)
+    gets.clear()
+    split = stream.PackedSplit(opened.index, "train", 0.25)
+    cache = stream.ShardCache(store, opened.index, tmp_path / "cache", limit=1 << 30)
+    dataset = stream.PackedSet(split, 16, False, cache)
+    batches = stream.StreamBatches(split, 2, 0, 1, 0, cache)
+    for ids in batches:
+        images, labels = dataset.__getitems__(ids)
+        assert images.shape == (len(ids), 16, 16, 3)
+    cache.close()
+    fetched = sorted({key.rsplit("/", 1)[-1] for key in gets})
+    total = len(opened.index.splits["train"])
+    assert fetched == sorted(s.name for s in split.shards) and len(fetched) < total / 2
+    assert len(gets) == len(fetched)  # each shard in one GET, once
+    assert sorted(Counter(label for _s, _j, label in split.entries).values()) == [2, 2, 2]  # stratified: 8 a class
+
+
+def test_the_cache_stays_within_its_limit_and_refuses_a_damaged_shard(
+    packed: Path,
+    s3_kind: StoreKind,  # noqa: F811 - the fixture
+    tmp_path: Path,
+) -> None:
+    store = s3_kind.store()
+    for path in sorted(packed.rglob("*")):
+        if path.is_file():
+            store.put(path.relative_to(packed).as_posix(), path)
+    opened = stream.open_packed(store.uri, store=store)
+    split = stream.PackedSplit(opened.index, "train")
+    biggest = max(s.bytes for s in split.shards)
+    cache = stream.ShardCache(store, opened.index, tmp_path / "cache", limit=2 * biggest)
+    dataset = stream.PackedSet(split, 16, False, cache)
+    for ids in stream.StreamBatches(split, 4, 0, 1, 0, cache):
+        dataset.__getitems__(ids)
+        assert sum(p.stat().st_size for p in (tmp_path / "cache").glob("*.tar")) <= 2 * biggest
+    cache.close()
+    victim = split.shards[0]
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"\0" * victim.bytes)
+    store.put(victim.name, bad)
+    (tmp_path / "cache" / victim.name).unlink(missing_ok=True)
+    with pytest.raises(ShardError, match=f"{victim.name} is damaged"):
+        stream.PackedSet(split, 16, False, cache).source(next(i for i, e in enumerate(split.entries) if e[0] == 0))
+
+
+def test_the_entrypoint_streams_a_packed_uri_and_unpacks_one_for_the_ultralytics_engine(
+    s3_kind: StoreKind,  # noqa: F811 - the fixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from launcher.runtime import datasets
+
+    for name, value in s3_kind.env.items():
+        monkeypatch.setenv(name, value)
+    src = datasets.write_shapes(tmp_path / "shapes", train=6, val=2, size=16)
+    store = s3_kind.store()
+    pack(str(src), store.uri, shard_size=6000, dest_store=store, log=quiet)
+    environ = {"LAUNCHER_DATA_DIR": str(tmp_path / "data")}
+    assert datasets.stage(["train", f"data={store.uri}"], environ) == ("train", f"data={store.uri}")  # streamed
+    staged = datasets.stage(["train", "engine=ultralytics", f"data={store.uri}"], environ)
+    local = Path(staged[-1].removeprefix("data="))
+    originals = {
+        p.relative_to(src).as_posix(): p.read_bytes() for p in src.rglob("*") if p.is_file() and p.name != ".complete"
+    }
+    copied = {
+        p.relative_to(local).as_posix(): p.read_bytes()
+        for p in local.rglob("*")
+        if p.is_file() and p.name != ".complete"
+    }
+    assert copied == originals  # images/, labels/ and data.yaml, byte for byte
+    assert datasets.stage(["train", "engine=ultralytics", f"data={store.uri}"], environ) == staged  # reused
+
+
+def test_validation_spans_cover_every_sample_once_and_prefetch_their_shards(packed: Path, tmp_path: Path) -> None:
+    opened = stream.open_packed(str(packed))
+    val = stream.PackedSplit(opened.index, "val")
+    spans = [list(stream.SpanSampler(len(val), r, 2)) for r in range(2)]
+    assert sorted(spans[0] + spans[1]) == list(range(len(val))) and not set(spans[0]) & set(spans[1])
+
+    class Wants:
+        def __init__(self) -> None:
+            self.asked: list[list[str]] = []
+
+        def ahead(self) -> int:
+            return 2
+
+        def want(self, names: list[str]) -> None:
+            self.asked.append(names)
+
+    wants = Wants()
+    assert list(stream.SpanSampler(len(val), 0, 1, val, wants)) == list(range(len(val)))  # type: ignore[arg-type]
+    assert [names[0] for names in wants.asked] == [s.name for s in val.shards]  # each shard asked for as it starts
