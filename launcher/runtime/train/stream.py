@@ -43,10 +43,9 @@ from launcher.contract import data_dir
 from launcher.errors import LauncherError
 from launcher.runtime.train import data
 from launcher.storage import is_remote, open_store
-from launcher.storage.base import Store
-from launcher.storage.shards import (
+from launcher.storage.base import Store, safe_local_path
 from launcher.storage.local import LocalStore
-from launcher.storage.base import safe_local_path
+from launcher.storage.shards import (
     Index,
     Sample,
     ShardError,
