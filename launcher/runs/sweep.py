@@ -41,7 +41,8 @@ from launcher.estimate.model import estimate
 from launcher.runs.job import Job
 from launcher.runs.supervisor import Supervisor, backends_of, check_backends, new_run_id, supervisor_alive
 from launcher.spec import JobSpec
-from launcher.spec_sweep import Sweep, check_trials, describe, trial_name, trial_spec, trial_values
+from launcher.spec.job import check_trials, trial_spec
+from launcher.spec.sweep import Sweep, describe, trial_name, trial_values
 from launcher.state.jobs import JobRegistry, RunRecord, SweepRecord, TrialRecord, new_job_id, state_dir
 from launcher.storage import join_uri, open_store
 from launcher.storage.retry import RetryPolicy

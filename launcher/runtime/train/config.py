@@ -16,7 +16,8 @@ import yaml
 from pydantic import ValidationError
 
 from launcher.errors import LauncherError
-from launcher.spec import TrainConfig, format_validation_error
+from launcher.spec.messages import format_validation_error
+from launcher.spec.train import TrainConfig
 
 __all__ = ["parse_args", "DEFAULT_SAVE_DIR"]
 

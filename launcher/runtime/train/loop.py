@@ -32,7 +32,7 @@ from launcher.runtime.train import metrics as sinks
 from launcher.runtime.train.dist import Dist
 from launcher.runtime.train.model import build_model
 from launcher.runtime.train.optim import ModelEMA, Schedule, build_optimizer, resolve_auto
-from launcher.spec import TrainConfig
+from launcher.spec.train import TrainConfig
 
 __all__ = ["Trainer", "pick_precision", "cpu_threads", "SIGTERM_EXIT", "batch_seed"]
 

@@ -49,7 +49,8 @@ from typing import Any, Mapping, Sequence
 from launcher.contract import data_dir, summary_line
 from launcher.errors import LauncherError
 from launcher.runtime.train.config import parse_args
-from launcher.spec import TrainConfig, yolo_task_of
+from launcher.spec.names import yolo_task_of
+from launcher.spec.train import TrainConfig
 
 __all__ = ["main", "model_gflops", "train_kwargs", "yolo_data", "offline_environment", "trim_results", "epoch_offset",
            "finished_epochs", "clean_line", "measured", "LOOP_RATES"]

@@ -58,3 +58,26 @@ def test_the_entrypoint_and_the_trainer_load_no_user_side_module() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_shared_side_imports_only_the_shared_side() -> None:
+    """What the image installs is closed under imports: a shared module never reaches a host-only one."""
+    shared = [p for p in (REPO / "launcher").rglob("*.py") if p.relative_to(REPO / "launcher").parts[0].removesuffix(".py") in SHARED]
+    found = {
+        (str(path.relative_to(REPO)), name)
+        for path in shared
+        for name in _launcher_imports(path)
+        if name != "launcher" and name.split(".")[1] not in SHARED
+    }
+    assert found == set()
+
+
+def test_the_image_imports_the_trainers_part_of_the_spec_only() -> None:
+    """TrainConfig (spec/train.py) is all the image needs of the spec: not the YAML reader, not the job models."""
+    code = (
+        "import sys\n"
+        "import launcher.runtime.entrypoint, launcher.runtime.train.config, launcher.runtime.train.loop\n"
+        "print(sorted(m for m in sys.modules if m.startswith('launcher.spec')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['launcher.spec', 'launcher.spec.messages', 'launcher.spec.names', 'launcher.spec.train']"

@@ -14,7 +14,7 @@ from launcher.backends.local import LocalBackend
 from launcher.cli import main
 from launcher.spec import validate_spec
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_no_docker_notice_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

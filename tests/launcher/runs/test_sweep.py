@@ -143,7 +143,7 @@ def test_trials_fill_the_cheaper_backend_first_then_the_next(tmp_path: Path) -> 
 
 def _one_trial_estimate(tmp_path: Path, backend: Backend) -> float:
     spec = _spec(tmp_path, {"trials": 2})
-    from launcher.spec_sweep import trial_spec  # noqa: PLC0415
+    from launcher.spec import trial_spec  # noqa: PLC0415
 
     rows = estimate(trial_spec(spec, 1, {"train.lr0": 0.01}), [backend])
     assert rows[0].ok, rows[0].error

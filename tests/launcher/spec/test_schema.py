@@ -20,7 +20,7 @@ from launcher.spec import _interpolate_all, parse_duration
 
 jsonschema = pytest.importorskip("jsonschema")
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 SPECS = sorted([*EXAMPLES.glob("*.yaml"), *EXAMPLES.glob("ci/*.yaml"), *EXAMPLES.glob("own_program/*.yaml")])
 
 # Draft 2020-12's keywords (core, applicator, unevaluated, validation, meta-data, format, content)

@@ -130,7 +130,7 @@ def test_durations(text: str | int, seconds: int) -> None:
     assert parse_duration(text) == seconds
 
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 EXAMPLE_BACKENDS = {"quickstart.yaml": "local", "aws.yaml": "aws", "gcp.yaml": "gcp", "azure.yaml": "azure", "job.yaml": "aws",
                     "slurm.yaml": "slurm"}
 

@@ -16,26 +16,23 @@
 
 The trials' values are drawn here, from `seed` alone, so the same sweep spec always gives the same trials (and a
 restarted sweep supervisor the same ones it recorded). Each swept key is a key of `train:` or `resources:`; the
-key names are checked by JobSpec, and every trial's spec as a whole by `check_trials` when the spec loads.
+key names are checked by JobSpec, and every trial's spec as a whole by `check_trials` (spec/job.py) when the
+spec loads.
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
-import json
 import math
 import random
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from launcher.errors import SpecError
+from launcher.spec.train import Int, _Model, _number
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    from launcher.spec import JobSpec
+    pass
 
 __all__ = [
     "EarlyStop",
@@ -44,8 +41,6 @@ __all__ = [
     "TRIAL_VARIABLE",
     "trial_values",
     "trial_name",
-    "trial_spec",
-    "check_trials",
     "describe",
     "MAX_TRIALS",
 ]
@@ -54,19 +49,6 @@ SWEPT_SECTIONS = ("train", "resources")
 TRIAL_VARIABLE = "LAUNCHER_TRIAL"  # the trial's values as JSON ({"train.lr0": 0.003}) in the job's environment
 MAX_TRIALS = 10_000
 DISTRIBUTIONS = ("uniform", "log_uniform", "int")
-
-
-def _number(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, not {str(value).lower()}")
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_number)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class EarlyStop(_Model):
@@ -264,42 +246,3 @@ def trial_name(sweep_name: str, number: int) -> str:
 def describe(values: dict[str, Any]) -> str:
     """`lr0=0.0031 optimizer=AdamW`: a trial's values on one line."""
     return " ".join(f"{key.split('.', 1)[1]}={value}" for key, value in values.items())
-
-
-def trial_spec(spec: "JobSpec", number: int, values: dict[str, Any], max_cost: float | None = None) -> "JobSpec":
-    """The spec of trial `number`: the sweep's spec with the trial's values, its own name (and so its own checkpoint
-    folder), no sweep: section, `recovery:` as written (the defaults when absent: every trial survives a reclaim),
-    and `max_cost` when given (what the sweep's budget leaves it). Raises pydantic's ValidationError."""
-    from launcher.spec import JobSpec  # noqa: PLC0415 - this module is part of the spec
-
-    data = copy.deepcopy(spec.model_dump(mode="json", exclude={"sweep"}))
-    for key, value in values.items():
-        section, field = key.split(".", 1)
-        data[section][field] = value
-    data["name"] = trial_name(spec.name, number)
-    data["env"] = {
-        **data.get("env", {}),
-        TRIAL_VARIABLE: json.dumps(values),
-    }  # a program of the user's reads its values
-    data["recovery"] = data.get("recovery") or {}
-    if max_cost is not None:
-        data["limits"]["max_cost"] = round(max_cost, 4)
-    return JobSpec.model_validate(data)
-
-
-def check_trials(spec: "JobSpec", file: "Path | None" = None) -> None:
-    """Refuse, in one line, a sweep one of whose trials would not be a valid spec (before anything is submitted)."""
-    from launcher.spec import JobSpec, format_validation_error  # noqa: PLC0415
-
-    if spec.sweep is None:
-        return
-    for number, values in enumerate(trial_values(spec.sweep), 1):
-        try:
-            trial_spec(spec, number, values)
-        except ValidationError as exc:
-            where = f"{file}: " if file else ""
-            raise SpecError(
-                f"{where}sweep: trial {number} ({describe(values)}) is not a valid spec: "
-                f"{format_validation_error(exc, None, JobSpec)}",
-                "Narrow sweep.space to values the key takes (launch schema shows each key's range).",
-            ) from None

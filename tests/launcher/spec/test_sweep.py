@@ -16,8 +16,7 @@ from click.testing import CliRunner
 
 from launcher.cli import main
 from launcher.plan import JobRef, JobState, JobStatus
-from launcher.spec import load_spec
-from launcher.spec_sweep import trial_spec, trial_values
+from launcher.spec import load_spec, trial_spec, trial_values
 from launcher.state.jobs import JobRegistry
 
 BASE: dict[str, Any] = {

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from launcher.errors import LauncherError, SpecError
-from launcher.model_names import check_model, classification_models, other_task_models
 from launcher.spec import load_spec
+from launcher.spec.names import check_model, classification_models, other_task_models
 
 
 def _load(tmp_path: Path, model: str, extra: str = "", overrides: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]

@@ -100,7 +100,9 @@ def check_yolo_model(name: str, task: str | None = None) -> str:
             "or .pt weights, like yolo11n.yaml, yolo11n-seg.yaml or yolo11n.pt"
         )
     if task is not None and yolo_task_of(name) != task:
-        raise ValueError(f"{shown} is a {yolo_task_of(name)} model, but train.task is {task}; name a {task} model "
-                         f"(like yolo11n{next((s for s, t in _YOLO_SUFFIX.items() if t == task), '')}.yaml) or "
-                         "remove train.task")
+        raise ValueError(
+            f"{shown} is a {yolo_task_of(name)} model, but train.task is {task}; name a {task} model "
+            f"(like yolo11n{next((s for s, t in _YOLO_SUFFIX.items() if t == task), '')}.yaml) or "
+            "remove train.task"
+        )
     return name
