@@ -121,8 +121,13 @@ def main() -> None:
 
                 def ours() -> float:
                     start = time.perf_counter()
-                    ship(collect(CodeConfig(dir=str(folder), max_size="1GiB")), target, lambda _m: None,
-                         known=Path(tmp) / f"known-{r}.json", s3=s3)  # as submit does: <state dir>/code-archives.json
+                    ship(
+                        collect(CodeConfig(dir=str(folder), max_size="1GiB")),
+                        target,
+                        lambda _m: None,
+                        known=Path(tmp) / f"known-{r}.json",
+                        s3=s3,
+                    )  # as submit does: <state dir>/code-archives.json
                     return time.perf_counter() - start
 
                 def sync() -> float:

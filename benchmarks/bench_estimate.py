@@ -57,7 +57,10 @@ def _predicted(job: str, sets: list[str], env: dict[str, str]) -> dict[str, obje
     if ok:
         return ok[0]
     # LocalBackend.offers() not wired to launcher.estimate.local yet: price the local row directly
-    print(f"note: local backend lists no offers ({rows[0]['error']}); using launcher.estimate.local directly", file=sys.stderr)
+    print(
+        f"note: local backend lists no offers ({rows[0]['error']}); using launcher.estimate.local directly",
+        file=sys.stderr,
+    )
     code = (
         "import json, sys\n"
         "from launcher.estimate.local import local_offers\n"
@@ -122,7 +125,10 @@ def one_round(job: str | None, steps: int, user_sets: list[str], beside: bool) -
     """Profile, estimate and run once in a fresh state dir; with `beside`, while a second job trains."""
     with tempfile.TemporaryDirectory(prefix="bench-estimate-") as tmp:
         job = job or (str(QUICKSTART) if QUICKSTART.exists() else _write_tiny(Path(tmp)))
-        env = {**os.environ, "LAUNCHER_STATE_DIR": str(Path(tmp) / "state")}  # the default thread policy: launcher.runtime.cpu
+        env = {
+            **os.environ,
+            "LAUNCHER_STATE_DIR": str(Path(tmp) / "state"),
+        }  # the default thread policy: launcher.runtime.cpu
         # a fresh run name: a finished run in the entrypoint's default save dir would be resumed as "nothing to do"
         run_name = f"bench-estimate-{os.getpid()}-{time.monotonic_ns()}"
         sets = [*user_sets, "local.runtime=process", f"name={run_name}"]
@@ -131,7 +137,9 @@ def one_round(job: str | None, steps: int, user_sets: list[str], beside: bool) -
             if second is not None:
                 time.sleep(10)  # past its start-up: the profile meets the job at work
             print(f"job: {job} {' '.join(user_sets)}{' beside a second job' if beside else ''}", flush=True)
-            prof = json.loads(_launch(["profile", job, "--steps", str(steps), "--json", *_flags(user_sets)], env).stdout)
+            prof = json.loads(
+                _launch(["profile", job, "--steps", str(steps), "--json", *_flags(user_sets)], env).stdout
+            )
             print(f"profile: {prof['images_per_s']:.1f} img/s on {prof['device']}, run overhead {prof.get('overhead_s')} s, "
                   f"epoch overhead {prof.get('epoch_overhead_s')} s", flush=True)  # fmt: skip
             row = _predicted(job, sets, env)
@@ -158,8 +166,12 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=60, help="launch profile --steps (its default)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of each kind (the issue's figure: 3)")
-    parser.add_argument("--beside", choices=["no", "yes", "both"], default="no",
-                        help="run profile and job beside a second training job: no, yes, or both kinds of round")
+    parser.add_argument(
+        "--beside",
+        choices=["no", "yes", "both"],
+        default="no",
+        help="run profile and job beside a second training job: no, yes, or both kinds of round",
+    )
     opts = parser.parse_args()
     kinds = {"no": [False], "yes": [True], "both": [False, True]}[opts.beside]
     results = [one_round(opts.job, opts.steps, opts.sets, beside) for beside in kinds for _ in range(opts.rounds)]
@@ -170,8 +182,10 @@ def main() -> int:
         within = abs(float(r["error"])) <= target  # type: ignore[arg-type]
         ok &= within
         where = "beside a second job" if r["beside_second_job"] else "quiet"
-        print(f"{i:>5}  {where:<19} {float(r['estimate']['total_s']):>8.1f}s {float(r['measured_s']):>8.1f}s "  # type: ignore[index]
-              f"{float(r['error']):>+7.1%}  {'within' if within else 'OUTSIDE'} {target:.0%}")  # type: ignore[arg-type]
+        print(
+            f"{i:>5}  {where:<19} {float(r['estimate']['total_s']):>8.1f}s {float(r['measured_s']):>8.1f}s "  # type: ignore[index]
+            f"{float(r['error']):>+7.1%}  {'within' if within else 'OUTSIDE'} {target:.0%}"
+        )  # type: ignore[arg-type]
     out = REPO / "benchmarks" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_estimate.json").write_text(json.dumps({"job": opts.job, "sets": opts.sets, "steps": opts.steps,

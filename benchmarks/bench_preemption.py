@@ -94,7 +94,9 @@ def main() -> None:
             print(f"moto S3 on loopback; grace windows: {windows}", flush=True)
             for mb in sizes:
                 r = measure(server, tmp, mb)
-                fits = ", ".join(f"{p} {'fits' if r['manifest_s'] <= s else 'DOES NOT FIT'}" for p, s in GRACE_S.items())
+                fits = ", ".join(
+                    f"{p} {'fits' if r['manifest_s'] <= s else 'DOES NOT FIT'}" for p, s in GRACE_S.items()
+                )
                 print(f"{mb:5d} MB checkpoint: SIGTERM -> manifest in store {r['manifest_s']:6.1f} s "
                       f"({mb * 1.048576 / r['manifest_s']:.1f} MB/s), -> entrypoint exit {r['exit_s']:6.1f} s "
                       f"(exit {r['code']}); {fits}", flush=True)  # fmt: skip

@@ -164,7 +164,9 @@ class Azure(Server):
         from launcher.storage.azure import default_client
 
         # ours as shipped: the client launcher.storage.azure builds (its block and chunk sizes)
-        return open_store(f"az://bench/{prefix}", azure=default_client({"AZURE_STORAGE_CONNECTION_STRING": self.connection()}))
+        return open_store(
+            f"az://bench/{prefix}", azure=default_client({"AZURE_STORAGE_CONNECTION_STRING": self.connection()})
+        )
 
     def create_bucket(self) -> None:
         self.client.create_container("bench")
@@ -213,7 +215,9 @@ def one_round(server: Server, folder: Path, tmp: Path, tag: str, sdk_first: bool
         "sdk_down": lambda: [server.sdk_down(f"{sdk_prefix}/{p.name}", down_sdk / p.name) for p in files_of(folder)],
         "ours_down": lambda: pull(server.store(f"ours-{tag}"), down_ours, log=lambda _m: None),
     }
-    order = ["sdk_up", "ours_up", "sdk_down", "ours_down"] if sdk_first else ["ours_up", "sdk_up", "ours_down", "sdk_down"]
+    order = (
+        ["sdk_up", "ours_up", "sdk_down", "ours_down"] if sdk_first else ["ours_up", "sdk_up", "ours_down", "sdk_down"]
+    )
     result = {key: timed(steps[key]) for key in order}
     shutil.rmtree(down_sdk)
     shutil.rmtree(down_ours)
@@ -237,7 +241,10 @@ def main() -> None:
             f"1 x {big_mb} MB": make_folder(tmp / "big", [big_mb << 20]),
             f"{small_n} x {small_kb} KB": make_folder(tmp / "small", [small_kb << 10] * small_n),
         }
-        print(f"folders: {', '.join(folders)}; best of {args.rounds} round(s); ratio = SDK time / launcher time", flush=True)
+        print(
+            f"folders: {', '.join(folders)}; best of {args.rounds} round(s); ratio = SDK time / launcher time",
+            flush=True,
+        )
         for store_name in args.stores.split(","):
             server = SERVERS[store_name](tmp)
             try:
@@ -254,7 +261,9 @@ def main() -> None:
                 server.stop()
     print("\nsummary (SDK time / launcher time; >= 1.00: at least as fast as the SDK)")
     for store_name, label, _mb, best in rows:
-        print(f"  {store_name:6s} {label:14s} up {best['sdk_up'] / best['ours_up']:.2f}   down {best['sdk_down'] / best['ours_down']:.2f}")
+        print(
+            f"  {store_name:6s} {label:14s} up {best['sdk_up'] / best['ours_up']:.2f}   down {best['sdk_down'] / best['ours_down']:.2f}"
+        )
 
 
 def report(row: tuple[str, str, float, dict[str, float]]) -> None:

@@ -68,7 +68,10 @@ class BareLoop:
         self.model, self.opt = _model_and_optimizer(args)
         self.model.train()
         self.steps = args.images // args.batch
-        self.xs = [torch.randn(args.batch, 3, args.imgsz, args.imgsz).contiguous(memory_format=torch.channels_last) for _ in range(self.steps)]
+        self.xs = [
+            torch.randn(args.batch, 3, args.imgsz, args.imgsz).contiguous(memory_format=torch.channels_last)
+            for _ in range(self.steps)
+        ]
         self.ys = [torch.randint(0, 10, (args.batch,)) for _ in range(self.steps)]
         self.dtype = {"bf16": torch.bfloat16}.get(precision)
 
@@ -123,14 +126,20 @@ def plain_loop(args: argparse.Namespace, root: Path) -> float:
     import torch
     from torchvision import datasets, transforms
 
-    tf = transforms.Compose([
-        transforms.RandomResizedCrop(args.imgsz, scale=(0.7, 1.0)),
-        transforms.ToTensor(),
-        transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    ])
+    tf = transforms.Compose(
+        [
+            transforms.RandomResizedCrop(args.imgsz, scale=(0.7, 1.0)),
+            transforms.ToTensor(),
+            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
     loader = torch.utils.data.DataLoader(
-        datasets.ImageFolder(str(root / "train"), tf), batch_size=args.batch, shuffle=True,
-        num_workers=args.workers, drop_last=True, persistent_workers=args.workers > 0,
+        datasets.ImageFolder(str(root / "train"), tf),
+        batch_size=args.batch,
+        shuffle=True,
+        num_workers=args.workers,
+        drop_last=True,
+        persistent_workers=args.workers > 0,
     )
     model, opt = _model_and_optimizer(args)
     model.train()
@@ -147,7 +156,9 @@ def plain_loop(args: argparse.Namespace, root: Path) -> float:
     return seconds
 
 
-def trainer(args: argparse.Namespace, root: Path, cache: str | bool, work: Path, beside_bare: bool = False) -> dict[str, float | str]:
+def trainer(
+    args: argparse.Namespace, root: Path, cache: str | bool, work: Path, beside_bare: bool = False
+) -> dict[str, float | str]:
     """The real trainer, in process, for two epochs; figures of the second epoch.
 
     beside_bare: a bare step runs before each of the trainer's batches (`Interleaved`);
@@ -168,8 +179,20 @@ def trainer(args: argparse.Namespace, root: Path, cache: str | bool, work: Path,
                 self.train_loader = Interleaved(self.train_loader, BareLoop(args, self.precision))
 
     os.environ["LAUNCHER_CACHE_DIR"] = str(work / "disk-cache")
-    cfg = TrainConfig(model=args.model, data=str(root), imgsz=args.imgsz, batch=args.batch, epochs=2, cache=cache,
-                      optimizer="AdamW", lr0=1e-3, scale=0.3, workers=args.workers, amp=True, warmup_epochs=0.5)
+    cfg = TrainConfig(
+        model=args.model,
+        data=str(root),
+        imgsz=args.imgsz,
+        batch=args.batch,
+        epochs=2,
+        cache=cache,
+        optimizer="AdamW",
+        lr0=1e-3,
+        scale=0.3,
+        workers=args.workers,
+        amp=True,
+        warmup_epochs=0.5,
+    )
     save_dir = work / f"run-{cache}"
     if save_dir.exists():
         import shutil
@@ -199,25 +222,37 @@ def _pin_threads() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=768, help="training images (plus a quarter for validation); 384 gave 1 s epochs, too short to be steady")
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=768,
+        help="training images (plus a quarter for validation); 384 gave 1 s epochs, too short to be steady",
+    )
     parser.add_argument("--source", type=int, default=160, help="side of the JPEG files in pixels")
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--imgsz", type=int, default=32)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of every loop back to back; ratios are taken within a round")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="rounds of every loop back to back; ratios are taken within a round"
+    )
     args = parser.parse_args()
     threads = _pin_threads()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         root = make_jpegs(work / "jpegs", args.images, args.source)
-        print(f"{args.images} train JPEGs at {args.source}px, {args.model} at {args.imgsz}px, batch {args.batch}, "
-              f"{args.workers} workers, {threads} thread(s); second-epoch figures; {args.rounds} rounds, "
-              "each ratio taken within one round, its median kept", flush=True)
+        print(
+            f"{args.images} train JPEGs at {args.source}px, {args.model} at {args.imgsz}px, batch {args.batch}, "
+            f"{args.workers} workers, {threads} thread(s); second-epoch figures; {args.rounds} rounds, "
+            "each ratio taken within one round, its median kept",
+            flush=True,
+        )
         ratios: dict[str, list[float]] = {"ceiling": [], "False": [], "ram": [], "disk": []}
         precision = ""
         for r in range(args.rounds):
-            order = list(LOOPS) if r % 2 == 0 else list(reversed(LOOPS))  # slow drift of the machine falls on both sides
+            order = (
+                list(LOOPS) if r % 2 == 0 else list(reversed(LOOPS))
+            )  # slow drift of the machine falls on both sides
             got: dict[str, float] = {}
             for name in order:
                 if name == "plain":
@@ -231,10 +266,17 @@ def main() -> None:
             ratios["ceiling"].append(got["bare"] / got["ram"])
             for cache in ("False", "ram", "disk"):
                 ratios[cache].append(got["plain"] / got[cache])
-            print(f"  round {r + 1}: epoch seconds: trainer cache=ram {got['ram']:.2f} beside bare steps {got['bare']:.2f}; "
-                  f"plain {got['plain']:.2f}, trainer cache=false {got['False']:.2f}, disk {got['disk']:.2f}", flush=True)
-        print(f"(1) trainer cache=ram over the bare loop, step by step ({precision}): {_summary(ratios['ceiling'])} (target >= 0.95)")
-        print("(2) speed-up of the trainer's epoch over the plain torchvision ImageFolder + DataLoader epoch (target >= 1.0):")
+            print(
+                f"  round {r + 1}: epoch seconds: trainer cache=ram {got['ram']:.2f} beside bare steps {got['bare']:.2f}; "
+                f"plain {got['plain']:.2f}, trainer cache=false {got['False']:.2f}, disk {got['disk']:.2f}",
+                flush=True,
+            )
+        print(
+            f"(1) trainer cache=ram over the bare loop, step by step ({precision}): {_summary(ratios['ceiling'])} (target >= 0.95)"
+        )
+        print(
+            "(2) speed-up of the trainer's epoch over the plain torchvision ImageFolder + DataLoader epoch (target >= 1.0):"
+        )
         for cache in ("False", "ram", "disk"):
             print(f"    cache={cache.lower():5s} {_summary(ratios[cache])}")
 

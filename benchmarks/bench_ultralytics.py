@@ -80,7 +80,9 @@ def main() -> None:
             ours = statistics.mean(through_launcher(work / f"l{i}", data, opts.epochs)[1:])
             theirs = statistics.mean(plain(work / f"p{i}", data, opts.epochs)[1:])
             ratios.append(theirs / ours)
-            print(f"round {i + 1}: launcher {ours:.2f} s/epoch, plain yolo {theirs:.2f} s/epoch, ratio {theirs / ours:.3f}")
+            print(
+                f"round {i + 1}: launcher {ours:.2f} s/epoch, plain yolo {theirs:.2f} s/epoch, ratio {theirs / ours:.3f}"
+            )
         print(f"epoch time ratio (plain / launcher): median {statistics.median(ratios):.3f} of {len(ratios)} round(s)")
 
 

@@ -58,7 +58,12 @@ def run(precision: str, n: int, image: str | None, out: Path) -> dict[str, objec
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env}, check=False)
     log = done.stdout + done.stderr
     (out / f"{precision}.log").write_text(log)
-    row: dict[str, object] = {"precision": precision, "gpus": n, "exit": done.returncode, "wall_s": round(time.monotonic() - t0, 1)}
+    row: dict[str, object] = {
+        "precision": precision,
+        "gpus": n,
+        "exit": done.returncode,
+        "wall_s": round(time.monotonic() - t0, 1),
+    }
     if done.returncode != 0:
         row["error"] = log.strip().splitlines()[-1] if log.strip() else "no output"
         return row

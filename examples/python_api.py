@@ -1,6 +1,6 @@
 """The Python API: plan, submit, follow and wait for a job (run from the repository root).
 
-    python examples/python_api.py [BACKEND]
+python examples/python_api.py [BACKEND]
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from launcher import JobSpec, Launcher
 
 
 def main(backend: str = "local") -> int:
-    spec = JobSpec.from_yaml("examples/quickstart.yaml", overrides=["name=api-try", "train.epochs=1", "train.fraction=0.2"])
+    spec = JobSpec.from_yaml(
+        "examples/quickstart.yaml", overrides=["name=api-try", "train.epochs=1", "train.fraction=0.2"]
+    )
     launcher = Launcher(backend=backend)
     print(launcher.plan(spec).to_yaml())  # the exact request, secrets redacted
     job = launcher.submit(spec)

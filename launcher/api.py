@@ -67,7 +67,10 @@ class Launcher:
         registry.check_sections(spec)  # every backend section, not only this backend's
         notes = (*check_features(self.backend, spec), *spec.train.unused())
         if spec.code is not None:
-            notes = (*notes, f"code: {spec.code.dir} is archived at submit and sent once per content to {code_target(spec)}")
+            notes = (
+                *notes,
+                f"code: {spec.code.dir} is archived at submit and sent once per content to {code_target(spec)}",
+            )
         plan = self.backend.plan(spec, job_id)
         return dataclasses.replace(plan, notes=plan.notes + notes) if notes else plan
 
@@ -75,7 +78,9 @@ class Launcher:
         """Submit a job. Its run folder `<checkpoint.uri>/<name>` gets one writer: a job that holds it makes
         this raise RunBusyError naming that job, unless `force` (take it over; that job stops uploading).
         `attempt`: the supervised run (launcher.runs.supervisor) this job is an attempt of, recorded with it."""
-        plan = spec_or_plan if isinstance(spec_or_plan, Plan) else self.plan(spec_or_plan, new_job_id(spec_or_plan.name))
+        plan = (
+            spec_or_plan if isinstance(spec_or_plan, Plan) else self.plan(spec_or_plan, new_job_id(spec_or_plan.name))
+        )
         check_local_data(plan.spec)  # before anything is claimed or uploaded: a missing folder is a typo, not a job
         # read once, here, before anything is claimed or recorded; the values never enter the plan
         secrets = secret_values(plan.secrets, os.environ if self._environ is None else self._environ)
@@ -125,7 +130,9 @@ class Launcher:
         """Whether a job that holds a run folder is known to have ended (asks its backend when it can)."""
         try:
             record = self.jobs.get(job_id)
-            return record.state.finished or (bool(record.native_id) and Launcher.attach(job_id, self.jobs).status().finished)
+            return record.state.finished or (
+                bool(record.native_id) and Launcher.attach(job_id, self.jobs).status().finished
+            )
         except Exception:  # noqa: BLE001 - unknown here, or its backend cannot be asked: not known to be finished
             return False
 
@@ -134,13 +141,16 @@ class Launcher:
         if run is not None:
             release(run, plan.job_name)
 
-    def _submit_recorded(self, plan: Plan, run: Any = None, secrets: Mapping[str, str] | None = None,
-                         attempt: Attempt | None = None) -> Job:
+    def _submit_recorded(
+        self, plan: Plan, run: Any = None, secrets: Mapping[str, str] | None = None, attempt: Attempt | None = None
+    ) -> Job:
         """Record first, then submit: a failed call marks the record failed; an interrupted one leaves it
         `submitting`, with a message saying where to look."""
         pending = JobRef(plan.job_name, self.backend.name, "")
         note = f"submit to {self.backend.name} did not answer (interrupted?): look for job {plan.job_name} there"
-        self.jobs.add(pending, plan.spec.name, plan.spec.model_dump(mode="json"), plan.hash(), JobState.SUBMITTING, note, attempt)
+        self.jobs.add(
+            pending, plan.spec.name, plan.spec.model_dump(mode="json"), plan.hash(), JobState.SUBMITTING, note, attempt
+        )
         try:
             ref = self.backend.submit(plan, secrets=secrets)
         except LauncherError as exc:  # the backend refused before starting anything
@@ -156,6 +166,7 @@ class Launcher:
     def supervise(self, spec: JobSpec) -> int:
         """Run `spec` under its `recovery:` policy until the run ends (launcher.runs.supervisor: resubmits on
         preemption and capacity errors, fails over to recovery.fallback); the run's exit status."""
+
         def make(name: str) -> "Launcher":
             if name == self.backend.name:
                 return self

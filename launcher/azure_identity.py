@@ -34,4 +34,8 @@ def job_credential(environ: Mapping[str, str] | None = None) -> Any:
         return require("azure.ai.ml.identity", "azure").AzureMLOnBehalfOfCredential()
     identity = require("azure.identity", "azure")
     client_id = environ.get("AZURE_CLIENT_ID")
-    return identity.DefaultAzureCredential(managed_identity_client_id=client_id) if client_id else identity.DefaultAzureCredential()
+    return (
+        identity.DefaultAzureCredential(managed_identity_client_id=client_id)
+        if client_id
+        else identity.DefaultAzureCredential()
+    )

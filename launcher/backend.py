@@ -25,8 +25,20 @@ from launcher.errors import LauncherError
 from launcher.plan import Ending, JobRef, JobStatus, Plan, classify
 from launcher.spec import JobSpec
 
-__all__ = ["ALIASES", "Alternative", "Backend", "BackendCheck", "BackendOptions", "Feature", "Offer", "check_features",
-           "canonical", "features_of", "follow_lines", "secret_values"]
+__all__ = [
+    "ALIASES",
+    "Alternative",
+    "Backend",
+    "BackendCheck",
+    "BackendOptions",
+    "Feature",
+    "Offer",
+    "check_features",
+    "canonical",
+    "features_of",
+    "follow_lines",
+    "secret_values",
+]
 
 
 # Other names users know the built-in backends by.
@@ -51,7 +63,11 @@ def secret_values(names: Sequence[str], environ: Mapping[str, str]) -> dict[str,
 
 
 def follow_lines(
-    new_lines: Callable[[], Iterable[str]], finished: Callable[[], bool], follow: bool, sleep: Callable[[float], None], poll_s: float
+    new_lines: Callable[[], Iterable[str]],
+    finished: Callable[[], bool],
+    follow: bool,
+    sleep: Callable[[float], None],
+    poll_s: float,
 ) -> Iterator[str]:
     """A job's log lines, pass after pass; with `follow`, until it has finished.
 
@@ -82,7 +98,13 @@ class BackendOptions(BaseModel):
         wants = repr(field.annotation) if field else ""
         if isinstance(value, bool) and "int" in wants and "bool" not in wants:
             raise ValueError(f"expected a number, not {str(value).lower()}")
-        items = value if isinstance(value, list) else list(value.keys()) + list(value.values()) if isinstance(value, dict) else [value]
+        items = (
+            value
+            if isinstance(value, list)
+            else list(value.keys()) + list(value.values())
+            if isinstance(value, dict)
+            else [value]
+        )
         if any(isinstance(v, str) and not v.strip() for v in items):
             raise ValueError("is empty; give a value, or remove the key for the default")
         return value
@@ -103,8 +125,10 @@ def features_of(spec: JobSpec) -> list[Feature]:
 
 # What a trainer engine cannot do, declared like a backend's `unsupported` and refused the same way.
 ENGINE_UNSUPPORTED: Mapping[str, Mapping[Feature, str]] = {
-    "ultralytics": {Feature.MULTI_NODE: "Ultralytics trains on one node (its DDP spans that node's GPUs); "
-                                        "set resources.nodes: 1 and raise resources.gpus"},
+    "ultralytics": {
+        Feature.MULTI_NODE: "Ultralytics trains on one node (its DDP spans that node's GPUs); "
+        "set resources.nodes: 1 and raise resources.gpus"
+    },
 }
 
 
@@ -118,7 +142,9 @@ def check_features(backend: "Backend", spec: JobSpec) -> tuple[str, ...]:
             raise LauncherError(f"The {spec.train.engine} engine does not support {feature.value}: {engine[feature]}")
     for feature in asked:
         backend.require(feature)
-    return tuple(f"{feature.value} is ignored: {backend.ignored[feature]}" for feature in asked if feature in backend.ignored)
+    return tuple(
+        f"{feature.value} is ignored: {backend.ignored[feature]}" for feature in asked if feature in backend.ignored
+    )
 
 
 @dataclass(frozen=True)
@@ -179,7 +205,9 @@ class Backend(abc.ABC):
     def require(self, feature: Feature) -> None:
         """Raise the uniform error when this backend lacks `feature`."""
         if feature in self.unsupported:
-            raise LauncherError(f"The {self.name} backend does not support {feature.value}: {self.unsupported[feature]}")
+            raise LauncherError(
+                f"The {self.name} backend does not support {feature.value}: {self.unsupported[feature]}"
+            )
 
     @abc.abstractmethod
     def plan(self, spec: JobSpec, job_id: str | None = None) -> Plan:

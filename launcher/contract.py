@@ -97,7 +97,7 @@ _SHA256_HEX = frozenset("0123456789abcdef")
 # torchrun's RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT.
 PROGRAM_VARIABLES = {
     "LAUNCHER_CHECKPOINT_DIR": "the newest complete checkpoint of the run, restored before start; what the program "
-                               "writes there reaches the store with a manifest",
+    "writes there reaches the store with a manifest",
     "LAUNCHER_DATA": "where train.data was staged (a local folder), when the spec sets train.data",
     "LAUNCHER_RUN_NAME": "the run's name (the spec's name): its folder under checkpoint.uri",
     "LAUNCHER_RESUMED": "1 when LAUNCHER_CHECKPOINT_DIR was restored from an earlier job of the run, else 0",
@@ -149,8 +149,10 @@ _HEAD = r"\[train\] epoch [0-9]+/[0-9]+:"
 # SageMaker applies each regex to every log line and plots group 1
 # (https://docs.aws.amazon.com/sagemaker/latest/dg/training-metrics.html); anchoring on the summary's
 # head keeps the per-step progress lines ("epoch 1/3 step 20/200 loss ... lr 0.01") from matching
-LOG_REGEXES = {"epoch": r"\[train\] epoch ([0-9]+)/[0-9]+:",
-               **{name: _HEAD + r".* " + name + " " + _NUM for name in METRICS}}
+LOG_REGEXES = {
+    "epoch": r"\[train\] epoch ([0-9]+)/[0-9]+:",
+    **{name: _HEAD + r".* " + name + " " + _NUM for name in METRICS},
+}
 # The ultralytics engine's epoch line ends with Ultralytics' own mAPs, named as in its results.csv without
 # "metrics/": box (B) for every task but classify, mask (M) for segment, keypoints (P) for pose
 _YOLO_MAP_SUFFIXES = {"detect": "B", "segment": "BM", "pose": "BP", "obb": "B", "classify": ""}
@@ -197,12 +199,20 @@ class EntrypointArgs:
     max_runtime: int | None = field(
         default=None, metadata=_flag("seconds; then SIGTERM (the trainer saves last.pt) and exit 124", int)
     )
-    code: str | None = field(default=None, metadata=_flag("the code archive <store>/_code/<sha256>.tar.gz: unpacked, "
-                                                          "then the command runs in it"))
-    requirements: str | None = field(default=None, metadata=_flag("a requirements file in the code folder, "
-                                                                  "installed at start over the image's packages"))
-    data: str | None = field(default=None, metadata=_flag("train.data for a program of the user's own: staged once "
-                                                          "per node, its local folder in LAUNCHER_DATA"))
+    code: str | None = field(
+        default=None,
+        metadata=_flag("the code archive <store>/_code/<sha256>.tar.gz: unpacked, then the command runs in it"),
+    )
+    requirements: str | None = field(
+        default=None,
+        metadata=_flag("a requirements file in the code folder, installed at start over the image's packages"),
+    )
+    data: str | None = field(
+        default=None,
+        metadata=_flag(
+            "train.data for a program of the user's own: staged once per node, its local folder in LAUNCHER_DATA"
+        ),
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "command", tuple(self.command) or ("train",))
@@ -246,7 +256,9 @@ class EntrypointArgs:
     @classmethod
     def parser(cls) -> argparse.ArgumentParser:
         """The parser the entrypoint itself uses (`--help` shows the fields' help)."""
-        parser = argparse.ArgumentParser(prog="launcher.runtime.entrypoint", description="The training image's entrypoint.")
+        parser = argparse.ArgumentParser(
+            prog="launcher.runtime.entrypoint", description="The training image's entrypoint."
+        )
         for f in _flag_fields():
             kind = f.metadata["type"]
             if f.default is dataclasses.MISSING:

@@ -25,13 +25,26 @@ DIST = "torch-launcher"
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "aws": ("boto3", "botocore.config", "boto3.s3.transfer"),
     "gcp": (
-        "google.auth", "google.auth.exceptions", "google.auth.transport.requests", "google.api_core.exceptions",
-        "google.cloud.aiplatform_v1", "google.cloud.storage", "google.cloud.logging", "google.cloud.secretmanager",
+        "google.auth",
+        "google.auth.exceptions",
+        "google.auth.transport.requests",
+        "google.api_core.exceptions",
+        "google.cloud.aiplatform_v1",
+        "google.cloud.storage",
+        "google.cloud.logging",
+        "google.cloud.secretmanager",
         "google_crc32c",
     ),  # fmt: skip
     "azure": (
-        "azure.core", "azure.core.exceptions", "azure.core.rest", "azure.identity", "azure.ai.ml", "azure.ai.ml.identity",
-        "azure.ai.ml._utils.utils", "azure.storage.blob", "azure.keyvault.secrets",
+        "azure.core",
+        "azure.core.exceptions",
+        "azure.core.rest",
+        "azure.identity",
+        "azure.ai.ml",
+        "azure.ai.ml.identity",
+        "azure.ai.ml._utils.utils",
+        "azure.storage.blob",
+        "azure.keyvault.secrets",
     ),  # fmt: skip
     "docker": ("docker", "docker.errors"),
     "train": ("torch", "torchvision.models", "matplotlib"),

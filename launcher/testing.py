@@ -65,7 +65,9 @@ def check_plan_is_pure(make: Make, raw: Mapping[str, Any], tmp_path: Path) -> Pl
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     backend = make()  # made before the world changes: what it read then is all a plan may use
     try:
-        os.environ.update({"LAUNCHER_STATE_DIR": str(tmp_path / "other-state"), SECRET_NAME: SECRET_VALUE, "AWS_REGION": "xx-kit-1"})
+        os.environ.update(
+            {"LAUNCHER_STATE_DIR": str(tmp_path / "other-state"), SECRET_NAME: SECRET_VALUE, "AWS_REGION": "xx-kit-1"}
+        )
         os.chdir(tmp_path)
         second = backend.plan(spec)
     finally:
@@ -73,7 +75,9 @@ def check_plan_is_pure(make: Make, raw: Mapping[str, Any], tmp_path: Path) -> Pl
         os.environ.update(saved_env)
         os.chdir(saved_cwd)
     assert spec.model_dump() == before, f"{type(backend).__name__}.plan changed the spec it was given"
-    assert first.to_json() == second.to_json(), f"{type(backend).__name__}.plan read the environment, the cwd or the state dir"
+    assert first.to_json() == second.to_json(), (
+        f"{type(backend).__name__}.plan read the environment, the cwd or the state dir"
+    )
     return first
 
 
@@ -87,11 +91,15 @@ def check_secrets_by_reference(make: Make, raw: Mapping[str, Any]) -> Plan:
         os.environ.pop(SECRET_NAME) if saved is None else os.environ.__setitem__(SECRET_NAME, saved)
     assert SECRET_NAME in plan.secrets, "the plan does not list the spec's secrets (Plan.secrets)"
     for text in (plan.to_json(), plan.to_yaml(), json.dumps(plan.request(), default=str)):
-        assert SECRET_VALUE not in text, "a secret's value is in the plan; pass it by reference (launcher.contract.secret_ref)"
+        assert SECRET_VALUE not in text, (
+            "a secret's value is in the plan; pass it by reference (launcher.contract.secret_ref)"
+        )
     return plan
 
 
-def check_no_sdk_import_on_plan(backend: type[Backend], raw: Mapping[str, Any], sdk_modules: Sequence[str] = ()) -> None:
+def check_no_sdk_import_on_plan(
+    backend: type[Backend], raw: Mapping[str, Any], sdk_modules: Sequence[str] = ()
+) -> None:
     """Planning (a dry run) imports none of the backend's SDK modules."""
     modules = list(sdk_modules or backend.sdk_modules)
     code = (
@@ -106,7 +114,9 @@ def check_no_sdk_import_on_plan(backend: type[Backend], raw: Mapping[str, Any], 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, f"planning in a fresh interpreter failed: {out.stderr.strip()[-500:]}"
     imported = json.loads(out.stdout.strip().splitlines()[-1])
-    assert not imported, f"{backend.__name__}.plan imported its SDK ({', '.join(imported)}); import it lazily, on submit"
+    assert not imported, (
+        f"{backend.__name__}.plan imported its SDK ({', '.join(imported)}); import it lazily, on submit"
+    )
 
 
 ASKING = {Feature.SPOT: {"spot": True}, Feature.MULTI_NODE: {"nodes": 2}}  # resources asking for each feature
@@ -121,12 +131,18 @@ def check_declared_features(make: Make, raw: Mapping[str, Any]) -> None:
             try:
                 Launcher(backend).plan(spec)
             except LauncherError as exc:
-                assert f"does not support {feature.value}" in exc.message, f"{feature.value} refused, but not by the core: {exc}"
+                assert f"does not support {feature.value}" in exc.message, (
+                    f"{feature.value} refused, but not by the core: {exc}"
+                )
             else:
-                raise AssertionError(f"{type(backend).__name__} declares {feature.value} unsupported, yet a spec asking for it planned")
+                raise AssertionError(
+                    f"{type(backend).__name__} declares {feature.value} unsupported, yet a spec asking for it planned"
+                )
         elif feature in backend.ignored:
             notes = Launcher(backend).plan(spec).notes
-            assert any(n.startswith(f"{feature.value} is ignored") for n in notes), f"the plan does not note that {feature.value} is ignored"
+            assert any(n.startswith(f"{feature.value} is ignored") for n in notes), (
+                f"the plan does not note that {feature.value} is ignored"
+            )
 
 
 def check_argv_round_trip(plan: Plan, argv: Sequence[str]) -> EntrypointArgs:

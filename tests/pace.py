@@ -19,7 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["factor", "scaled", "REFERENCE_S", "MAX_FACTOR", "MAX_AGE_S"]
 
-REFERENCE_S = 0.050  # best of 3 on a quiet 2-core CI-kind machine, 2026-12-03 (0.045-0.052 s; 0.136 s beside 4 busy processes)
+REFERENCE_S = (
+    0.050  # best of 3 on a quiet 2-core CI-kind machine, 2026-12-03 (0.045-0.052 s; 0.136 s beside 4 busy processes)
+)
 MAX_FACTOR = 4.0
 MAX_AGE_S = 30.0
 _BLOCK = b"\0" * (32 << 20)

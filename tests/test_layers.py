@@ -87,7 +87,7 @@ def _cycle() -> list[str] | None:
 
     def visit(module: str, path: list[str]) -> list[str] | None:
         if module in path:
-            return path[path.index(module):] + [module]
+            return path[path.index(module) :] + [module]
         if module in done:
             return None
         for target in sorted(GRAPH[module]):
@@ -112,7 +112,10 @@ def test_no_module_imports_its_way_back_to_itself() -> None:
     [
         ("from launcher.api import Launcher\n", {"launcher.api"}),
         ("def f():\n    from launcher.runs import supervisor\n", {"launcher.runs.supervisor"}),
-        ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from launcher.spec import JobSpec\n", {"launcher.spec"}),
+        (
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from launcher.spec import JobSpec\n",
+            {"launcher.spec"},
+        ),
         ("import launcher.storage.s3\n", {"launcher.storage.s3"}),
     ],
 )

@@ -24,7 +24,9 @@ def test_the_pace_is_measured_again_once_the_last_measure_is_old(monkeypatch: py
     assert pace.factor() == pace.MAX_FACTOR  # clamped
 
 
-def test_a_slow_tests_limit_is_set_from_the_pace_when_it_starts(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_slow_tests_limit_is_set_from_the_pace_when_it_starts(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytester.makeconftest("from tests.conftest import pytest_collection_modifyitems, pytest_runtest_protocol")
     pytester.makeini("[pytest]\ntimeout = 100\nmarkers = slow: long")
     pytester.makepyfile("""

@@ -26,7 +26,9 @@ def test_quickstart_command_names_a_real_spec() -> None:
 
 
 @pytest.mark.slow
-def test_python_api_snippet_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_python_api_snippet_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Run the README's Python block as written (local backend, a one-epoch job)."""
     code = re.search(r"```python\n(.+?)\n```", README, re.S).group(1)  # type: ignore[union-attr]
     monkeypatch.chdir(tmp_path)

@@ -102,7 +102,9 @@ TAG_PREFIX = "torch-launcher"
 _NAME_OK = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
 _ROLE_RE = re.compile(r"^arn:aws[a-z\-]*:iam::(\d{12}):role/?[a-zA-Z_0-9+=,.@\-_/]+$")
-_ECR_RE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9][a-z0-9._/-]*(:[\w.-]+|@sha256:[0-9a-f]{64})?$")
+_ECR_RE = re.compile(
+    r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9][a-z0-9._/-]*(:[\w.-]+|@sha256:[0-9a-f]{64})?$"
+)
 _S3_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
 _SECRET_PREFIX_RE = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,256}$")
 _TAG_RE = re.compile(r"^[\w\s.:/=+\-@]*$")
@@ -111,23 +113,41 @@ _TAG_RE = re.compile(r"^[\w\s.:/=+\-@]*$")
 class AwsOptions(BackendOptions):
     """The `aws:` section of a job spec."""
 
-    region: str | None = Field(None, description="AWS region of the job, e.g. us-east-1 (use ${AWS_REGION} to take it from the environment)")
+    region: str | None = Field(
+        None, description="AWS region of the job, e.g. us-east-1 (use ${AWS_REGION} to take it from the environment)"
+    )
     role_arn: str | None = Field(None, description="IAM role SageMaker assumes: arn:aws:iam::ACCOUNT:role/NAME")
-    instance_type: str | None = Field(None, description="ml.* training instance; default: the cheapest that fits resources")
-    image_uri: str | None = Field(None, description="training image in ECR (overrides `image`); from `launch image build --push -b aws`")
-    output_uri: str | None = Field(None, description="s3:// prefix for /opt/ml/model output; default s3://sagemaker-REGION-ACCOUNT/torch-launcher")
+    instance_type: str | None = Field(
+        None, description="ml.* training instance; default: the cheapest that fits resources"
+    )
+    image_uri: str | None = Field(
+        None, description="training image in ECR (overrides `image`); from `launch image build --push -b aws`"
+    )
+    output_uri: str | None = Field(
+        None, description="s3:// prefix for /opt/ml/model output; default s3://sagemaker-REGION-ACCOUNT/torch-launcher"
+    )
     subnets: list[str] = Field(default_factory=list, description="VPC subnet ids (with security_group_ids)")
     security_group_ids: list[str] = Field(default_factory=list, description="VPC security group ids (with subnets)")
     volume_size_gb: int = Field(50, ge=1, le=16384, description="EBS volume per instance, GB")
-    keep_alive_s: int | None = Field(None, ge=0, le=21600, description="warm pool: keep instances this long after the job for the next one")
-    max_retries: int | None = Field(None, ge=1, le=30, description="SageMaker RetryStrategy: retries on internal errors")
-    max_wait_s: int | None = Field(None, ge=1, le=28 * 86400, description="spot: total time to wait for capacity plus run (default 2 x runtime)")
-    secrets_prefix: str | None = Field(None, description="Secrets Manager name prefix; default torch-launcher/<job name>")
+    keep_alive_s: int | None = Field(
+        None, ge=0, le=21600, description="warm pool: keep instances this long after the job for the next one"
+    )
+    max_retries: int | None = Field(
+        None, ge=1, le=30, description="SageMaker RetryStrategy: retries on internal errors"
+    )
+    max_wait_s: int | None = Field(
+        None, ge=1, le=28 * 86400, description="spot: total time to wait for capacity plus run (default 2 x runtime)"
+    )
+    secrets_prefix: str | None = Field(
+        None, description="Secrets Manager name prefix; default torch-launcher/<job name>"
+    )
     tags: dict[str, str] = Field(default_factory=dict, description="extra tags on the training job")
     input_mode: Literal["File", "FastFile", "stream"] = Field(
-        "File", description="how an s3:// train.data reaches the job: File (all downloaded before the container starts), "
+        "File",
+        description="how an s3:// train.data reaches the job: File (all downloaded before the container starts), "
         "FastFile (read on demand through a mount; suits a packed dataset's large shards), stream (no channel: the trainer "
-        "reads the store itself and streams a packed dataset; the role needs s3:GetObject and s3:ListBucket)")
+        "reads the store itself and streams a packed dataset; the role needs s3:GetObject and s3:ListBucket)",
+    )
 
     @field_validator("region")
     @classmethod
@@ -140,7 +160,9 @@ class AwsOptions(BackendOptions):
     @classmethod
     def _role(cls, value: str | None) -> str | None:
         if value is not None and not _ROLE_RE.match(value):
-            raise ValueError(f"'{value}' is not an IAM role ARN; write it like arn:aws:iam::123456789012:role/SageMakerRole")
+            raise ValueError(
+                f"'{value}' is not an IAM role ARN; write it like arn:aws:iam::123456789012:role/SageMakerRole"
+            )
         return value
 
     @field_validator("image_uri")
@@ -171,11 +193,14 @@ class AwsOptions(BackendOptions):
     def _tags(cls, value: dict[str, str]) -> dict[str, str]:
         for key, val in value.items():
             if not key or len(key) > 128 or len(str(val)) > 256 or key.lower().startswith("aws:"):
-                raise ValueError(f"tag '{key[:60]}': keys are 1-128 characters not starting with 'aws:', "
-                                 "values at most 256")
+                raise ValueError(
+                    f"tag '{key[:60]}': keys are 1-128 characters not starting with 'aws:', values at most 256"
+                )
             if key.lower().startswith(f"{TAG_PREFIX}:"):
-                raise ValueError(f"tag '{key}': {TAG_PREFIX}: tags are the launcher's own (the job's name and "
-                                 "spec hash); choose another key")
+                raise ValueError(
+                    f"tag '{key}': {TAG_PREFIX}: tags are the launcher's own (the job's name and "
+                    "spec hash); choose another key"
+                )
             if not (_TAG_RE.match(key) and _TAG_RE.match(str(val))):
                 raise ValueError(f"tag '{key}': use only letters, digits, spaces and _.:/=+-@")
         return value
@@ -203,7 +228,9 @@ def sagemaker_job_name(job_id: str) -> str:
     """
     name = re.sub(r"[^A-Za-z0-9-]+", "-", job_id).strip("-")
     if not name:
-        raise LauncherError(f"'{job_id}' cannot name a SageMaker job.", "Use letters, digits and dashes in the job name.")
+        raise LauncherError(
+            f"'{job_id}' cannot name a SageMaker job.", "Use letters, digits and dashes in the job name."
+        )
     if len(name) > NAME_MAX:
         digest = hashlib.sha256(job_id.encode()).hexdigest()[:8]
         name = f"{name[: NAME_MAX - 9].rstrip('-')}-{digest}"
@@ -260,7 +287,11 @@ def map_status(desc: Mapping[str, Any]) -> JobStatus:
     details = {k: desc[k] for k in ("SecondaryStatus", "BillableTimeInSeconds", "TrainingTimeInSeconds") if k in desc}
     if native == "InProgress":
         state = JobState.RUNNING if secondary in _RUNNING_SECONDARY else JobState.PENDING
-        message = "spot capacity was interrupted; waiting to restart" if secondary in ("Interrupted", "Restarting") else secondary
+        message = (
+            "spot capacity was interrupted; waiting to restart"
+            if secondary in ("Interrupted", "Restarting")
+            else secondary
+        )
     elif native == "Completed":
         state, message = JobState.SUCCEEDED, ""
     elif native == "Stopping":
@@ -366,7 +397,9 @@ class SageMakerBackend(CloudBackend):
         if spec.resources.spot:
             request["EnableManagedSpotTraining"] = True
             if not spec.checkpoint.uri:
-                notes.append("spot without checkpoint.uri: after an interruption SageMaker restarts training from scratch")
+                notes.append(
+                    "spot without checkpoint.uri: after an interruption SageMaker restarts training from scratch"
+                )
         if opts.subnets:
             request["VpcConfig"] = {"Subnets": list(opts.subnets), "SecurityGroupIds": list(opts.security_group_ids)}
         if opts.max_retries:
@@ -383,7 +416,9 @@ class SageMakerBackend(CloudBackend):
         if known and opts.region not in known:
             close = difflib.get_close_matches(opts.region, known, n=1)
             hint = f"did you mean {close[0]}?" if close else f"use one of {', '.join(known[:6])}, ..."
-            raise LauncherError(f"SageMaker is not offered in region '{opts.region}'.", f"Set aws.region to a SageMaker region; {hint}")
+            raise LauncherError(
+                f"SageMaker is not offered in region '{opts.region}'.", f"Set aws.region to a SageMaker region; {hint}"
+            )
         return opts.region
 
     def _role(self, opts: AwsOptions) -> str:
@@ -420,16 +455,22 @@ class SageMakerBackend(CloudBackend):
             data = target
         if data.startswith("s3://"):
             if not _S3_RE.match(data):
-                raise LauncherError(f"train.data '{data}' is not a valid s3:// URI.", "Write it like s3://bucket/prefix.")
+                raise LauncherError(
+                    f"train.data '{data}' is not a valid s3:// URI.", "Write it like s3://bucket/prefix."
+                )
             if mode == "stream":
-                notes.append(f"train.data {data} is read by the trainer from S3 (aws.input_mode: stream), with no input channel")
+                notes.append(
+                    f"train.data {data} is read by the trainer from S3 (aws.input_mode: stream), with no input channel"
+                )
                 return data, []
             source = {"S3DataType": "S3Prefix", "S3Uri": data, "S3DataDistributionType": "FullyReplicated"}
             return DATA_DIR, [{"ChannelName": DATA_CHANNEL, "DataSource": {"S3DataSource": source}, "InputMode": mode}]
         if data in BUILTIN_DATASETS:
             return data, []
         if data.startswith(("gs://", "az://")):
-            notes.append(f"train.data {data} is read by the trainer from inside the job; it needs credentials for that store.")
+            notes.append(
+                f"train.data {data} is read by the trainer from inside the job; it needs credentials for that store."
+            )
             return data, []
         raise LauncherError(
             f"train.data '{data}' is a local folder, which a SageMaker job cannot read.",
@@ -440,7 +481,9 @@ class SageMakerBackend(CloudBackend):
         """ContainerArguments per the container contract; each at most 256 characters."""
         uri = spec.checkpoint.uri
         save_dir = CHECKPOINT_DIR if uri and uri.startswith("s3://") else None
-        contract = EntrypointArgs.for_spec(spec, gpus=gpus, checkpoint_uri=uri, data=data_arg, save_dir=save_dir, max_runtime=max_runtime)
+        contract = EntrypointArgs.for_spec(
+            spec, gpus=gpus, checkpoint_uri=uri, data=data_arg, save_dir=save_dir, max_runtime=max_runtime
+        )
         args = contract.to_argv()
         for arg in args:
             if len(arg) > ARG_MAX:
@@ -449,16 +492,24 @@ class SageMakerBackend(CloudBackend):
                     "Shorten that value (a shorter URI or command argument).",
                 )
         if len(args) > ARGS_MAX:
-            raise LauncherError(f"The container command has {len(args)} arguments; SageMaker allows {ARGS_MAX}.", "Shorten `command`.")
+            raise LauncherError(
+                f"The container command has {len(args)} arguments; SageMaker allows {ARGS_MAX}.", "Shorten `command`."
+            )
         return args
 
     def _resources(self, spec: JobSpec, opts: AwsOptions, instance: str) -> dict[str, Any]:
-        config: dict[str, Any] = {"InstanceType": instance, "InstanceCount": spec.resources.nodes, "VolumeSizeInGB": opts.volume_size_gb}
+        config: dict[str, Any] = {
+            "InstanceType": instance,
+            "InstanceCount": spec.resources.nodes,
+            "VolumeSizeInGB": opts.volume_size_gb,
+        }
         if opts.keep_alive_s:
             # Warm pools are not available with managed spot training:
             # https://docs.aws.amazon.com/sagemaker/latest/dg/train-warm-pools.html#train-warm-pools-considerations
             if spec.resources.spot:
-                raise LauncherError("aws.keep_alive_s (warm pools) cannot be combined with spot training.", "Remove one of them.")
+                raise LauncherError(
+                    "aws.keep_alive_s (warm pools) cannot be combined with spot training.", "Remove one of them."
+                )
             config["KeepAlivePeriodInSeconds"] = opts.keep_alive_s
         return config
 
@@ -466,20 +517,26 @@ class SageMakerBackend(CloudBackend):
         # Limits: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_StoppingCondition.html
         asked = spec.limits.max_runtime
         if asked and asked > MAX_RUNTIME_S:
-            raise LauncherError(f"limits.max_runtime is {asked} s; SageMaker allows at most 28 days.", "Lower limits.max_runtime to 28d or less.")
+            raise LauncherError(
+                f"limits.max_runtime is {asked} s; SageMaker allows at most 28 days.",
+                "Lower limits.max_runtime to 28d or less.",
+            )
         select.price_note(choice, opts.region, notes)
         limit = select.runtime_limit(spec, choice, notes)
         # without limits.max_runtime, SageMaker's own default still bounds a budget-capped runtime
         runtime = limit if asked else min(limit or DEFAULT_RUNTIME_S, DEFAULT_RUNTIME_S)
         condition = {"MaxRuntimeInSeconds": runtime}
         if opts.max_wait_s and not spec.resources.spot:  # SageMaker takes MaxWaitTimeInSeconds only for spot
-            raise SpecError("aws.max_wait_s: a wait for spot capacity, but resources.spot is false.",
-                            "Remove aws.max_wait_s, or set resources.spot: true.")
+            raise SpecError(
+                "aws.max_wait_s: a wait for spot capacity, but resources.spot is false.",
+                "Remove aws.max_wait_s, or set resources.spot: true.",
+            )
         if spec.resources.spot:
             wait = opts.max_wait_s or 2 * runtime
             if wait < runtime:
                 raise LauncherError(
-                    f"aws.max_wait_s ({wait}) is shorter than the runtime limit ({runtime} s).", f"Set aws.max_wait_s to at least {runtime}."
+                    f"aws.max_wait_s ({wait}) is shorter than the runtime limit ({runtime} s).",
+                    f"Set aws.max_wait_s to at least {runtime}.",
                 )
             condition["MaxWaitTimeInSeconds"] = wait
         return condition
@@ -488,16 +545,20 @@ class SageMakerBackend(CloudBackend):
         if opts.output_uri:
             return opts.output_uri
         account = _ROLE_RE.match(role).group(1)  # type: ignore[union-attr]
-        notes.append("output goes to the SageMaker default bucket, created at submit if missing (set aws.output_uri to choose)")
+        notes.append(
+            "output goes to the SageMaker default bucket, created at submit if missing (set aws.output_uri to choose)"
+        )
         return f"s3://sagemaker-{region}-{account}/{TAG_PREFIX}"
 
     def _environment(self, spec: JobSpec, opts: AwsOptions, region: str) -> dict[str, str]:
         for name in REGION_VARIABLES:  # the region secrets are looked up in, in the container: the launcher's
             if name in spec.secrets or spec.env.get(name, region) != region:
                 where = "secrets" if name in spec.secrets else f"env.{name}"
-                raise SpecError(f"{where}: {name} is the job's region, which the launcher sets to {region} "
-                                "(aws.region); another would send the job's secret lookups elsewhere.",
-                                f"Remove {name}, or set aws.region.")
+                raise SpecError(
+                    f"{where}: {name} is the job's region, which the launcher sets to {region} "
+                    "(aws.region); another would send the job's secret lookups elsewhere.",
+                    f"Remove {name}, or set aws.region.",
+                )
         env = {"AWS_DEFAULT_REGION": region, "PYTHONUNBUFFERED": "1", **spec.env}
         if spec.secrets:
             prefix = opts.secrets_prefix or f"{TAG_PREFIX}/{spec.name}"
@@ -505,12 +566,18 @@ class SageMakerBackend(CloudBackend):
             env[SECRET_REFS_VARIABLE] = secret_refs_value(refs)
         for key, value in env.items():
             if len(key) > ENV_VALUE_MAX:
-                raise SpecError(f"env: a variable name is {len(key)} characters; SageMaker allows {ENV_VALUE_MAX}.",
-                                "Shorten it.")
+                raise SpecError(
+                    f"env: a variable name is {len(key)} characters; SageMaker allows {ENV_VALUE_MAX}.", "Shorten it."
+                )
             if len(value) > ENV_VALUE_MAX:
-                raise LauncherError(f"Environment value {key} is {len(value)} characters; SageMaker allows {ENV_VALUE_MAX}.", "Shorten it.")
+                raise LauncherError(
+                    f"Environment value {key} is {len(value)} characters; SageMaker allows {ENV_VALUE_MAX}.",
+                    "Shorten it.",
+                )
         if len(env) > ENV_MAX:
-            raise LauncherError(f"The job has {len(env)} environment variables; SageMaker allows {ENV_MAX}.", "Remove some from env.")
+            raise LauncherError(
+                f"The job has {len(env)} environment variables; SageMaker allows {ENV_MAX}.", "Remove some from env."
+            )
         return env
 
     def _tags(self, spec: JobSpec, opts: AwsOptions) -> list[dict[str, str]]:
@@ -525,7 +592,9 @@ class SageMakerBackend(CloudBackend):
             return {}
         if uri.startswith("s3://"):
             if not _S3_RE.match(uri):
-                raise LauncherError(f"checkpoint.uri '{uri}' is not a valid s3:// URI.", "Write it like s3://bucket/prefix.")
+                raise LauncherError(
+                    f"checkpoint.uri '{uri}' is not a valid s3:// URI.", "Write it like s3://bucket/prefix."
+                )
             mirror = f"{uri.rstrip('/')}/{spec.name}/{CHECKPOINT_MIRROR}"
             return {"CheckpointConfig": {"S3Uri": mirror, "LocalPath": CHECKPOINT_DIR}}
         if uri.startswith(("gs://", "az://")):
@@ -583,7 +652,9 @@ class SageMakerBackend(CloudBackend):
         for name, ref in refs.items():
             secret_id = ref.removeprefix("aws-sm:")
             try:
-                client.create_secret(Name=secret_id, SecretString=values[name], Tags=[{"Key": f"{TAG_PREFIX}:managed", "Value": "true"}])
+                client.create_secret(
+                    Name=secret_id, SecretString=values[name], Tags=[{"Key": f"{TAG_PREFIX}:managed", "Value": "true"}]
+                )
             except client.exceptions.ResourceExistsException:
                 client.put_secret_value(SecretId=secret_id, SecretString=values[name])
             except Exception as exc:
@@ -611,7 +682,9 @@ class SageMakerBackend(CloudBackend):
 
     def status(self, ref: JobRef) -> JobStatus:
         try:
-            desc = self._client("sagemaker", ref.extra.get("region")).describe_training_job(TrainingJobName=ref.native_id)
+            desc = self._client("sagemaker", ref.extra.get("region")).describe_training_job(
+                TrainingJobName=ref.native_id
+            )
         except Exception as exc:
             raise _aws_error(exc, f"describe SageMaker job {ref.native_id}") from None
         status = map_status(desc)
@@ -693,7 +766,9 @@ class SageMakerBackend(CloudBackend):
         """One row per catalog instance that fits, priced in the spec's region (or the catalog's default)."""
         opts: AwsOptions = self.options(spec)  # type: ignore[assignment]
         names = [self._instance(spec, opts, []).name] if opts.instance_type else None
-        return [self._offer(spec, choice) for choice in select.offer_rows(self.catalog, spec.resources, opts.region, names)]
+        return [
+            self._offer(spec, choice) for choice in select.offer_rows(self.catalog, spec.resources, opts.region, names)
+        ]
 
     def _offer(self, spec: JobSpec, choice: select.Choice) -> Offer:
         row, spot = choice.row, spec.resources.spot
@@ -734,7 +809,10 @@ class SageMakerBackend(CloudBackend):
                 self._session = require("boto3", "aws").Session()
             region = self._session.region_name
         if not region:
-            raise LauncherError("No AWS region is configured for the image push.", "Set AWS_REGION (or run `aws configure set region us-east-1`).")
+            raise LauncherError(
+                "No AWS region is configured for the image push.",
+                "Set AWS_REGION (or run `aws configure set region us-east-1`).",
+            )
         return region
 
     @staticmethod
@@ -766,7 +844,9 @@ class SageMakerBackend(CloudBackend):
         try:
             who = self._client("sts", None).get_caller_identity()
         except Exception as exc:
-            return BackendCheck(self.name, True, False, f"no usable AWS credentials ({_aws_error(exc, 'identify').message})")
+            return BackendCheck(
+                self.name, True, False, f"no usable AWS credentials ({_aws_error(exc, 'identify').message})"
+            )
         return BackendCheck(self.name, True, True, f"account {who['Account']} as {who['Arn']}")
 
 
@@ -797,13 +877,20 @@ def _aws_error(exc: Exception, action: str) -> LauncherError:
     """A botocore error as one sentence and a fix."""
     name = type(exc).__name__
     if name in ("NoCredentialsError", "PartialCredentialsError"):
-        return LauncherError(f"Could not {action}: no AWS credentials were found.", "Run `aws configure` or `aws sso login`, or set AWS_PROFILE.")
+        return LauncherError(
+            f"Could not {action}: no AWS credentials were found.",
+            "Run `aws configure` or `aws sso login`, or set AWS_PROFILE.",
+        )
     if name == "NoRegionError":
-        return LauncherError(f"Could not {action}: no AWS region is configured.", "Set aws.region in the job spec or AWS_REGION.")
+        return LauncherError(
+            f"Could not {action}: no AWS region is configured.", "Set aws.region in the job spec or AWS_REGION."
+        )
     code = _error_code(exc)
     if code:
         message = getattr(exc, "response", {}).get("Error", {}).get("Message", "") or str(exc)
-        return LauncherError(f"Could not {action}: {code}: {message.rstrip('.')}.", _FIXES.get(code, "See the AWS message above."))
+        return LauncherError(
+            f"Could not {action}: {code}: {message.rstrip('.')}.", _FIXES.get(code, "See the AWS message above.")
+        )
     if isinstance(exc, LauncherError):
         return exc
     return LauncherError(f"Could not {action}: {exc}.", "Check your network and AWS configuration.")

@@ -83,22 +83,32 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 # Azure's naming rules (https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules),
 # in ASCII: a name outside them is refused by the service only after the job's image and data are staged
 _NAMES = {
-    "resource_group": (re.compile(r"^[A-Za-z0-9._()-]{0,89}[A-Za-z0-9_()-]$"),
-                       "1-90 letters, digits, '.', '_', '-', '(' and ')', not ending with '.'"),
-    "workspace": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$"),
-                  "3-33 letters, digits, '_' and '-', starting with a letter or digit"),
-    "compute": (re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,14}[A-Za-z0-9]$"),
-                "2-16 letters, digits and '-', starting with a letter, not ending with '-'"),
-    "experiment": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$"),
-                   "1-255 letters, digits, '_' and '-', starting with a letter or digit"),
+    "resource_group": (
+        re.compile(r"^[A-Za-z0-9._()-]{0,89}[A-Za-z0-9_()-]$"),
+        "1-90 letters, digits, '.', '_', '-', '(' and ')', not ending with '.'",
+    ),
+    "workspace": (
+        re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$"),
+        "3-33 letters, digits, '_' and '-', starting with a letter or digit",
+    ),
+    "compute": (
+        re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,14}[A-Za-z0-9]$"),
+        "2-16 letters, digits and '-', starting with a letter, not ending with '-'",
+    ),
+    "experiment": (
+        re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$"),
+        "1-255 letters, digits, '_' and '-', starting with a letter or digit",
+    ),
 }
 _AZURE_SCHEMES = ("azureml://", "wasbs://", "abfss://")
 _BLOB_HTTPS = re.compile(r"^https://[a-z0-9]+\.(blob|dfs)\.core\.windows\.net/")
 # The only expressions in the command text: the input and output the plan itself declares
 _PLACEHOLDER = re.compile(r"(\$\{\{(?:inputs\.%s|outputs\.%s)\}\})" % (DATA_INPUT, CHECKPOINT_OUTPUT))
 # Key Vault's DNS suffixes, public and sovereign clouds (https://learn.microsoft.com/azure/key-vault/general/about-keys-secrets-certificates)
-_VAULT_URL = re.compile(r"^https://[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]"
-                        r"\.vault\.(?:azure\.net|azure\.cn|usgovcloudapi\.net|microsoftazure\.de)/?$")
+_VAULT_URL = re.compile(
+    r"^https://[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]"
+    r"\.vault\.(?:azure\.net|azure\.cn|usgovcloudapi\.net|microsoftazure\.de)/?$"
+)
 
 # Azure ML job statuses -> ours. https://learn.microsoft.com/python/api/azure-ai-ml/azure.ai.ml.entities.job
 STATES: Mapping[str, JobState] = {
@@ -128,10 +138,16 @@ STATES: Mapping[str, JobState] = {
 # (https://learn.microsoft.com/azure/machine-learning/how-to-manage-quotas).
 ENDINGS: tuple[tuple[str, Ending], ...] = (
     (r"preempt|evict|low.?priority node", Ending.PREEMPTED),
-    (r"AllocationFailed|OverconstrainedAllocationRequest|ZonalAllocationFailed|SkuNotAvailable|not enough capacity"
-     r"|quota|QuotaExceeded", Ending.CAPACITY),
+    (
+        r"AllocationFailed|OverconstrainedAllocationRequest|ZonalAllocationFailed|SkuNotAvailable|not enough capacity"
+        r"|quota|QuotaExceeded",
+        Ending.CAPACITY,
+    ),
     (r"exit(ed)?\b.*\b(code|status)[: ]+143\b", Ending.PREEMPTED),  # the entrypoint's exit on the platform's SIGTERM
-    (r"^SystemError|NodeFailure|node .*(unusable|failed|unhealthy)|InternalServerError|ServiceError", Ending.NODE_FAILURE),
+    (
+        r"^SystemError|NodeFailure|node .*(unusable|failed|unhealthy)|InternalServerError|ServiceError",
+        Ending.NODE_FAILURE,
+    ),
     (r"^UserError|^ValidationError|exit(ed)?\b.*\b(code|status)", Ending.USER_ERROR),
 )
 
@@ -143,22 +159,30 @@ class AzureOptions(BackendOptions):
     resource_group: str | None = Field(None, description="resource group of the workspace")
     workspace: str | None = Field(None, description="Azure ML workspace name")
     compute: str | None = Field(None, description="compute cluster name; absent = serverless compute")
-    instance_type: str | None = Field(None, description="VM size, like Standard_NC24ads_A100_v4; default: cheapest fit from the catalog")
+    instance_type: str | None = Field(
+        None, description="VM size, like Standard_NC24ads_A100_v4; default: cheapest fit from the catalog"
+    )
     region: str | None = Field(None, description="region used for prices (default: the catalog's default region)")
-    identity: str | None = Field(None, description="user_identity, managed, aml_token, or a user-assigned managed identity client id")
+    identity: str | None = Field(
+        None, description="user_identity, managed, aml_token, or a user-assigned managed identity client id"
+    )
     key_vault: str | None = Field(None, description="Key Vault name or URL that holds the spec's secrets")
     storage_account: str | None = Field(None, description="storage account of az://container/prefix URIs")
     experiment: str | None = Field(None, description="experiment name (default: the spec's name)")
     tags: dict[str, str] = Field(default_factory=dict, description="job tags")
-    shm_size: str = Field(DEFAULT_SHM, description="shared memory of the container, like '16g' (DataLoader workers need it)")
+    shm_size: str = Field(
+        DEFAULT_SHM, description="shared memory of the container, like '16g' (DataLoader workers need it)"
+    )
 
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
             if key.startswith(LAUNCHER_TAG_PREFIX):
-                raise ValueError(f"tag '{key[:60]}': {LAUNCHER_TAG_PREFIX}* tags are the launcher's own (the job, "
-                                 "the spec and its hash); choose another key")
+                raise ValueError(
+                    f"tag '{key[:60]}': {LAUNCHER_TAG_PREFIX}* tags are the launcher's own (the job, "
+                    "the spec and its hash); choose another key"
+                )
         return value
 
     @field_validator("identity")
@@ -166,7 +190,9 @@ class AzureOptions(BackendOptions):
     def _identity(cls, value: str | None) -> str | None:
         if value is None or value in _IDENTITIES or _UUID.match(value):
             return value
-        raise ValueError(f"'{value}' is not an identity; use one of {', '.join(_IDENTITIES)} or a managed identity client id")
+        raise ValueError(
+            f"'{value}' is not an identity; use one of {', '.join(_IDENTITIES)} or a managed identity client id"
+        )
 
     @field_validator("shm_size")
     @classmethod
@@ -179,8 +205,9 @@ class AzureOptions(BackendOptions):
     @classmethod
     def _subscription(cls, value: str | None) -> str | None:
         if value is not None and not _UUID.match(value):
-            raise ValueError(f"'{value[:40]}' is not a subscription id; Azure's are GUIDs like "
-                             "00000000-0000-0000-0000-000000000000")
+            raise ValueError(
+                f"'{value[:40]}' is not a subscription id; Azure's are GUIDs like 00000000-0000-0000-0000-000000000000"
+            )
         return value
 
     @field_validator("resource_group", "workspace", "compute", "experiment")
@@ -196,7 +223,9 @@ class AzureOptions(BackendOptions):
     @classmethod
     def _account(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[a-z0-9]{3,24}", value):
-            raise ValueError(f"'{value[:40]}' is not a storage account name; Azure's are 3-24 lowercase letters and digits")
+            raise ValueError(
+                f"'{value[:40]}' is not a storage account name; Azure's are 3-24 lowercase letters and digits"
+            )
         return value
 
     @field_validator("key_vault")
@@ -205,9 +234,11 @@ class AzureOptions(BackendOptions):
         if value is None or re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]", value) or _VAULT_URL.match(value):
             return value  # the secrets' values are sent to this host at submit: only a Key Vault's, over https
         shown = re.sub(r"://[^/?#]*@", "://***@", value)[:100]
-        raise ValueError(f"'{shown}' is not a Key Vault name (3-24 letters, digits, dashes) or a Key Vault URL; "
-                         "write it like https://NAME.vault.azure.net (or .vault.azure.cn, .vault.usgovcloudapi.net, "
-                         ".vault.microsoftazure.de)")
+        raise ValueError(
+            f"'{shown}' is not a Key Vault name (3-24 letters, digits, dashes) or a Key Vault URL; "
+            "write it like https://NAME.vault.azure.net (or .vault.azure.cn, .vault.usgovcloudapi.net, "
+            ".vault.microsoftazure.de)"
+        )
 
     def vault_url(self) -> str | None:
         if not self.key_vault:
@@ -250,7 +281,11 @@ def _checkpoint(spec: JobSpec, opts: AzureOptions) -> tuple[dict[str, Any], str 
         return {}, None, ["no checkpoint.uri: checkpoints stay on the node and are lost when the job ends"]
     if uri.startswith("az://"):
         storage_path(uri, opts)  # the account must be named: the entrypoint's store needs it
-        return {}, uri, [f"checkpoints: {uri} is synced by the entrypoint (manifest, keep, every), with the job's identity"]
+        return (
+            {},
+            uri,
+            [f"checkpoints: {uri} is synced by the entrypoint (manifest, keep, every), with the job's identity"],
+        )
     path = storage_path(uri, opts)
     if path is not None:
         output = {"type": "uri_folder", "path": path, "mode": "rw_mount"}
@@ -260,8 +295,10 @@ def _checkpoint(spec: JobSpec, opts: AzureOptions) -> tuple[dict[str, Any], str 
             f"checkpoint.uri '{uri}' is a local path, which Azure ML nodes cannot reach.",
             "Use az://container/prefix (with azure.storage_account) or azureml://datastores/NAME/paths/PREFIX.",
         )
-    note = (f"checkpoint.uri {uri} is not Azure storage: nothing is mounted; the entrypoint syncs checkpoints "
-            "to it with the unified sync, so give the job that store's credentials through secrets")
+    note = (
+        f"checkpoint.uri {uri} is not Azure storage: nothing is mounted; the entrypoint syncs checkpoints "
+        "to it with the unified sync, so give the job that store's credentials through secrets"
+    )
     return {}, uri, [note]
 
 
@@ -269,11 +306,17 @@ def _data(spec: JobSpec, opts: AzureOptions) -> tuple[dict[str, Any], str | None
     """(inputs, value of the trainer's data= argument, notes)."""
     data = spec.train.data
     upload = data_target(spec)  # a local folder: uploaded at submit to the checkpoint store
-    notes = [f"train.data {data} is uploaded at submit to {upload} (unchanged content is not sent again)"] if upload else []
+    notes = (
+        [f"train.data {data} is uploaded at submit to {upload} (unchanged content is not sent again)"] if upload else []
+    )
     data = upload or data
     path = storage_path(data, opts)
     if path is not None:
-        return {DATA_INPUT: {"type": "uri_folder", "path": path, "mode": "ro_mount"}}, "${{inputs.%s}}" % DATA_INPUT, notes
+        return (
+            {DATA_INPUT: {"type": "uri_folder", "path": path, "mode": "ro_mount"}},
+            "${{inputs.%s}}" % DATA_INPUT,
+            notes,
+        )
     if upload:
         return {}, upload, notes  # s3:// or gs://: the entrypoint fetches it
     if "://" not in data and data not in BUILTIN_DATASETS:
@@ -310,14 +353,18 @@ def _quote(arg: str) -> str:
 def _environment(spec: JobSpec, opts: AzureOptions) -> dict[str, str]:
     env = dict(spec.env)
     if opts.storage_account and "AZURE_STORAGE_ACCOUNT" in [*env, *spec.secrets]:
-        raise SpecError("env: AZURE_STORAGE_ACCOUNT is set by the launcher from azure.storage_account.",
-                        "Remove it from env and secrets; set azure.storage_account.")
+        raise SpecError(
+            "env: AZURE_STORAGE_ACCOUNT is set by the launcher from azure.storage_account.",
+            "Remove it from env and secrets; set azure.storage_account.",
+        )
     if opts.storage_account:
         env["AZURE_STORAGE_ACCOUNT"] = opts.storage_account
     env.update(_identity_environment(opts))
     if spec.secrets:
         vault = opts.vault_url() or WORKSPACE_VAULT  # submit looks the workspace's Key Vault up
-        refs = {name: secret_ref("azure-kv", f"{vault}/secrets/{secret_name(spec.name, name)}") for name in spec.secrets}
+        refs = {
+            name: secret_ref("azure-kv", f"{vault}/secrets/{secret_name(spec.name, name)}") for name in spec.secrets
+        }
         env[SECRET_REFS_VARIABLE] = secret_refs_value(refs)
     return env
 
@@ -361,7 +408,9 @@ def _compute(spec: JobSpec, opts: AzureOptions, instance: str) -> tuple[dict[str
     if opts.compute:
         notes = []
         if res.spot:
-            notes.append(f"resources.spot: low priority is the tier of cluster {opts.compute}; submit checks it is low_priority")
+            notes.append(
+                f"resources.spot: low priority is the tier of cluster {opts.compute}; submit checks it is low_priority"
+            )
         return {"compute": f"azureml:{opts.compute}", "resources": resources}, notes
     resources["instance_type"] = instance
     tier = "spot" if res.spot else "standard"
@@ -421,7 +470,9 @@ class AzureMLBackend(CloudBackend):
         if choice:
             select.price_note(choice, opts.region, size_notes)
         elif spec.limits.max_cost:
-            size_notes.append("max_cost cannot cap the runtime: the cluster's VM price is unknown; set azure.instance_type to its VM size")
+            size_notes.append(
+                "max_cost cannot cap the runtime: the cluster's VM price is unknown; set azure.instance_type to its VM size"
+            )
         timeout = select.runtime_limit(spec, choice, size_notes) if choice else spec.limits.max_runtime
         # One process per GPU: the VM size's GPUs when known; on a cluster that decides the size,
         # the GPUs asked for, else all the node has (the entrypoint counts them).
@@ -450,12 +501,19 @@ class AzureMLBackend(CloudBackend):
             "name": job_name,
             "display_name": spec.name,
             "experiment_name": opts.experiment or spec.name,
-            "command": _command(EntrypointArgs.for_spec(spec, gpus=gpus, checkpoint_uri=ckpt_arg, data=data_arg, max_runtime=timeout)),
+            "command": _command(
+                EntrypointArgs.for_spec(spec, gpus=gpus, checkpoint_uri=ckpt_arg, data=data_arg, max_runtime=timeout)
+            ),
             "environment": {"image": self.training_image(spec)},
             **compute,
             "distribution": {"type": "pytorch", "process_count_per_instance": 1},
             "environment_variables": _environment(spec, opts),
-            "tags": {**opts.tags, "launcher-job": job_name, "launcher-spec": spec.name, "launcher-spec-hash": spec.spec_hash()},
+            "tags": {
+                **opts.tags,
+                "launcher-job": job_name,
+                "launcher-spec": spec.name,
+                "launcher-spec-hash": spec.spec_hash(),
+            },
         }
         if inputs:
             payload["inputs"] = inputs
@@ -485,7 +543,9 @@ class AzureMLBackend(CloudBackend):
 
     def _client_for(self, ref: JobRef) -> Any:
         extra = ref.extra
-        return self.client(extra.get("subscription_id", ""), extra.get("resource_group", ""), extra.get("workspace", ""))
+        return self.client(
+            extra.get("subscription_id", ""), extra.get("resource_group", ""), extra.get("workspace", "")
+        )
 
     def _default_workspace(self) -> AzureOptions:
         """The workspace for calls without a spec: the constructor's, else the usual environment variables."""
@@ -540,7 +600,10 @@ class AzureMLBackend(CloudBackend):
                 "Create it (az ml compute create --type AmlCompute ...), fix azure.compute, or remove it to use serverless compute.",
             ) from None
         except errors.HttpResponseError as exc:
-            raise LauncherError(f"Could not read compute target '{opts.compute}': {first_line(exc)}.", "Check the workspace settings and your access.") from None
+            raise LauncherError(
+                f"Could not read compute target '{opts.compute}': {first_line(exc)}.",
+                "Check the workspace settings and your access.",
+            ) from None
         _check_cluster_fits(cluster, opts.compute or "", spec, opts.instance_type)
 
     def _workspace_vault(self, client: Any, opts: AzureOptions) -> str:
@@ -562,7 +625,10 @@ class AzureMLBackend(CloudBackend):
         client = keyvault.SecretClient(str(vault), self._credential_or_default(), **self._client_kwargs)
         for name in plan.secrets:
             kv_name = secret_name(plan.spec.name, name)
-            _call(lambda: client.set_secret(kv_name, values[name], tags={"launcher-spec": plan.spec.name}), f"storing secret {name} in Key Vault")
+            _call(
+                lambda: client.set_secret(kv_name, values[name], tags={"launcher-spec": plan.spec.name}),
+                f"storing secret {name} in Key Vault",
+            )
 
     # ------------------------------------------------------------ follow
 
@@ -605,7 +671,7 @@ class AzureMLBackend(CloudBackend):
             text = _download(client, files[name])
             lines = text.splitlines()
             prefix = f"[{name.rsplit('/', 1)[-1].removesuffix('.txt')}] " if len(names) > 1 else ""
-            for line in lines[seen.get(name, 0):]:
+            for line in lines[seen.get(name, 0) :]:
                 yield prefix + line
             seen[name] = len(lines)
 
@@ -707,18 +773,31 @@ def _call(fn: Callable[[], Any], doing: str) -> Any:
     try:
         return fn()
     except errors.ClientAuthenticationError as exc:
-        raise LauncherError(f"Azure refused the credentials while {doing}: {first_line(exc)}.", "Run `az login` or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET.") from None
+        raise LauncherError(
+            f"Azure refused the credentials while {doing}: {first_line(exc)}.",
+            "Run `az login` or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET.",
+        ) from None
     except errors.ResourceNotFoundError as exc:
-        raise LauncherError(f"Not found while {doing}: {first_line(exc)}.", "Check the subscription, resource group and workspace names.") from None
+        raise LauncherError(
+            f"Not found while {doing}: {first_line(exc)}.",
+            "Check the subscription, resource group and workspace names.",
+        ) from None
     except errors.HttpResponseError as exc:
-        raise LauncherError(f"Azure ML rejected {doing}: {first_line(exc)}.", "Fix the field the message names and submit again.") from None
+        raise LauncherError(
+            f"Azure ML rejected {doing}: {first_line(exc)}.", "Fix the field the message names and submit again."
+        ) from None
     except errors.AzureError as exc:  # the SDK's own validation errors and network failures
-        raise LauncherError(f"Azure ML failed while {doing}: {first_line(exc)}.", "Check the message; retry if it was a network error.") from None
+        raise LauncherError(
+            f"Azure ML failed while {doing}: {first_line(exc)}.", "Check the message; retry if it was a network error."
+        ) from None
 
 
 def _registry_server(container_registry: str | None) -> str:
     if not container_registry:
-        raise LauncherError("The workspace has no container registry yet.", "Attach one: az ml workspace update --container-registry ...")
+        raise LauncherError(
+            "The workspace has no container registry yet.",
+            "Attach one: az ml workspace update --container-registry ...",
+        )
     return f"{container_registry.rstrip('/').rsplit('/', 1)[-1].lower()}.azurecr.io"
 
 
@@ -740,5 +819,8 @@ def acr_refresh_token(registry: str, credential: Any, client_kwargs: Mapping[str
     with core.PipelineClient(f"https://{registry}", **client_kwargs) as http:
         response = http.send_request(rest.HttpRequest("POST", f"https://{registry}/oauth2/exchange", data=form))
     if response.status_code != 200:
-        raise LauncherError(f"{registry} refused the token exchange (HTTP {response.status_code}).", "Grant your identity the AcrPush role on the registry.")
+        raise LauncherError(
+            f"{registry} refused the token exchange (HTTP {response.status_code}).",
+            "Grant your identity the AcrPush role on the registry.",
+        )
     return str(response.json()["refresh_token"])

@@ -44,7 +44,9 @@ class CloudBackend(Backend):
         the spec names the instance (the user's choice is kept) or sets an option in `fixed_by`. The region stays
         the spec's: its buckets, role, image and data are regional."""
         opts = self.options(spec)
-        if not self.instance_options or any(getattr(opts, key, None) for key in (*self.instance_options, *self.fixed_by)):
+        if not self.instance_options or any(
+            getattr(opts, key, None) for key in (*self.instance_options, *self.fixed_by)
+        ):
             return []
         ranked = select.ranked(self.catalog, spec.resources, getattr(opts, "region", None))
         nexts = [c for c in ranked[1:] if c.on_demand is not None]  # an unpriced instance is never the next cheapest
@@ -52,5 +54,8 @@ class CloudBackend(Backend):
 
     def _naming(self, choice: select.Choice) -> dict[str, Any]:
         """The options that name `choice`, by `instance_options` (a field the row leaves empty is left out)."""
-        values = {key: choice.name if field == "name" else choice.row.get(field) for key, field in self.instance_options.items()}
+        values = {
+            key: choice.name if field == "name" else choice.row.get(field)
+            for key, field in self.instance_options.items()
+        }
         return {key: value for key, value in values.items() if value is not None}

@@ -95,10 +95,16 @@ ENDINGS: tuple[tuple[str, Ending], ...] = (
     # the entrypoint's exit on the platform's SIGTERM (128 + 15): only a reclaim sends one to a job not cancelled
     (r"non-zero status of 143\b", Ending.PREEMPTED),
     # a stockout: "ZONE_RESOURCE_POOL_EXHAUSTED", "does not have enough resources available", or a quota
-    (r"STOCKOUT|RESOURCE_POOL_EXHAUSTED|not have enough resources|resources are insufficient"
-     r"|(^|: )RESOURCE_EXHAUSTED|quota", Ending.CAPACITY),
+    (
+        r"STOCKOUT|RESOURCE_POOL_EXHAUSTED|not have enough resources|resources are insufficient"
+        r"|(^|: )RESOURCE_EXHAUSTED|quota",
+        Ending.CAPACITY,
+    ),
     (r"^(INTERNAL|UNAVAILABLE|ABORTED):", Ending.NODE_FAILURE),
-    (r"non-zero status of \d+|^(INVALID_ARGUMENT|FAILED_PRECONDITION|PERMISSION_DENIED|NOT_FOUND|DEADLINE_EXCEEDED):", Ending.USER_ERROR),
+    (
+        r"non-zero status of \d+|^(INVALID_ARGUMENT|FAILED_PRECONDITION|PERMISSION_DENIED|NOT_FOUND|DEADLINE_EXCEEDED):",
+        Ending.USER_ERROR,
+    ),
 )
 
 
@@ -107,7 +113,9 @@ class GcpOptions(BackendOptions):
 
     project: str | None = Field(None, description="GCP project id (required), e.g. ${GOOGLE_CLOUD_PROJECT}")
     region: str | None = Field(None, description="Vertex AI region (required), e.g. us-central1")
-    staging_bucket: str | None = Field(None, description="gs://bucket/prefix for Vertex outputs when the checkpoint URI is not gs://")
+    staging_bucket: str | None = Field(
+        None, description="gs://bucket/prefix for Vertex outputs when the checkpoint URI is not gs://"
+    )
     machine_type: str | None = Field(None, description="Vertex machine type; default: cheapest that fits resources")
     accelerator_type: str | None = Field(None, description="NVIDIA_TESLA_T4, NVIDIA_L4, ... or T4, L4, A100, H100")
     service_account: str | None = Field(None, description="service account email the job runs as")
@@ -117,13 +125,17 @@ class GcpOptions(BackendOptions):
     boot_disk_type: Literal["pd-ssd", "pd-standard"] = Field("pd-ssd", description="pd-ssd or pd-standard")
     secrets_project: str | None = Field(None, description="project holding the job's secrets; default: project")
     tensorboard: str | None = Field(
-        None, description="Vertex AI TensorBoard instance the job writes to: its ID or projects/P/locations/R/tensorboards/ID")
+        None,
+        description="Vertex AI TensorBoard instance the job writes to: its ID or projects/P/locations/R/tensorboards/ID",
+    )
 
     @field_validator("staging_bucket")
     @classmethod
     def _bucket(cls, value: str | None) -> str | None:
         if value and "://" in value and not value.startswith("gs://"):
-            raise ValueError(f"'{value}' is not a gs:// bucket; Vertex AI stages outputs in Cloud Storage: write gs://BUCKET/prefix")
+            raise ValueError(
+                f"'{value}' is not a gs:// bucket; Vertex AI stages outputs in Cloud Storage: write gs://BUCKET/prefix"
+            )
         if value:
             check_location(value if value.startswith("gs://") else f"gs://{value}", "a staging bucket")
         if value and not value.startswith("gs://"):
@@ -134,14 +146,18 @@ class GcpOptions(BackendOptions):
     @classmethod
     def _network(cls, value: str | None) -> str | None:
         if value and not _NETWORK_RE.match(value):
-            raise ValueError(f"'{value}' is not a network name; write it as projects/PROJECT_NUMBER/global/networks/NAME")
+            raise ValueError(
+                f"'{value}' is not a network name; write it as projects/PROJECT_NUMBER/global/networks/NAME"
+            )
         return value
 
     @field_validator("tensorboard")
     @classmethod
     def _tensorboard(cls, value: str | None) -> str | None:
         if value and not (_TENSORBOARD_RE.match(value) or re.fullmatch(r"[0-9]{1,30}", value)):  # ASCII: not '٣'
-            raise ValueError(f"'{value}' is not a TensorBoard instance; write its ID or projects/P/locations/R/tensorboards/ID")
+            raise ValueError(
+                f"'{value}' is not a TensorBoard instance; write its ID or projects/P/locations/R/tensorboards/ID"
+            )
         return value
 
     @field_validator("service_account")
@@ -155,8 +171,10 @@ class GcpOptions(BackendOptions):
     @classmethod
     def _project(cls, value: str | None) -> str | None:
         if value is not None and not _PROJECT_RE.match(value):
-            raise ValueError(f"'{value[:40]}' is not a GCP project id: 6-30 lowercase letters, digits and dashes, "
-                             "starting with a letter, not ending with a dash")
+            raise ValueError(
+                f"'{value[:40]}' is not a GCP project id: 6-30 lowercase letters, digits and dashes, "
+                "starting with a letter, not ending with a dash"
+            )
         return value
 
     @field_validator("region")
@@ -170,12 +188,16 @@ class GcpOptions(BackendOptions):
     @classmethod
     def _labels(cls, value: dict[str, str]) -> dict[str, str]:
         if len(value) > MAX_LABELS - OWN_LABELS:
-            raise ValueError(f"{len(value)} labels; Vertex AI allows {MAX_LABELS} on a job, and the launcher adds "
-                             f"{OWN_LABELS} of its own: keep at most {MAX_LABELS - OWN_LABELS}")
+            raise ValueError(
+                f"{len(value)} labels; Vertex AI allows {MAX_LABELS} on a job, and the launcher adds "
+                f"{OWN_LABELS} of its own: keep at most {MAX_LABELS - OWN_LABELS}"
+            )
         for key, item in value.items():
             if key.startswith(LAUNCHER_LABEL_PREFIX):
-                raise ValueError(f"label {key}: {LAUNCHER_LABEL_PREFIX}* labels are the launcher's own (the job "
-                                 "and the spec); choose another key")
+                raise ValueError(
+                    f"label {key}: {LAUNCHER_LABEL_PREFIX}* labels are the launcher's own (the job "
+                    "and the spec); choose another key"
+                )
             if not _LABEL_RE.match(key) or not _LABEL_VALUE_RE.match(str(item)):
                 raise ValueError(
                     f"label {key}={item} is not valid; keys and values use lowercase letters, digits, '_' and '-' "
@@ -337,10 +359,16 @@ class VertexBackend(CloudBackend):
         if accel and accel not in info["accelerators"]:
             raise LauncherError(f"{machine_type} cannot take {accel}.", f"It allows {allowed or 'no accelerators'}.")
         what = f"{gpus} x {accel}" if gpus else "no GPU"
-        hint = "set resources.gpus to an allowed count" if info.get("gpu_required") or gpus else "pick another machine type"
+        hint = (
+            "set resources.gpus to an allowed count"
+            if info.get("gpu_required") or gpus
+            else "pick another machine type"
+        )
         raise LauncherError(f"{machine_type} does not allow {what}.", f"It allows {allowed} GPUs per node: {hint}.")
 
-    def _pools(self, spec: JobSpec, options: GcpOptions, machine: select.Choice, timeout: int | None) -> list[dict[str, Any]]:
+    def _pools(
+        self, spec: JobSpec, options: GcpOptions, machine: select.Choice, timeout: int | None
+    ) -> list[dict[str, Any]]:
         row = machine.row
         machine_spec: dict[str, Any] = {"machineType": row["machine_type"]}
         if row["accelerator_type"]:
@@ -353,8 +381,13 @@ class VertexBackend(CloudBackend):
             "containerSpec": {
                 "imageUri": self.training_image(spec),
                 "command": list(ENTRYPOINT),
-                "args": EntrypointArgs.for_spec(spec, gpus=machine.gpus, checkpoint_uri=spec.checkpoint.uri,
-                                                data=_container_data(spec), max_runtime=timeout).to_argv(),  # fmt: skip
+                "args": EntrypointArgs.for_spec(
+                    spec,
+                    gpus=machine.gpus,
+                    checkpoint_uri=spec.checkpoint.uri,
+                    data=_container_data(spec),
+                    max_runtime=timeout,
+                ).to_argv(),  # fmt: skip
                 "env": _env(spec, options),
             },
         }
@@ -440,7 +473,11 @@ class VertexBackend(CloudBackend):
         regions = [options.region] if options.region else list(self.catalog["regions"])
         names = [self.machine(spec, options).name] if options.machine_type else None
         res = self._resources(spec, options)
-        rows = [self._offer(spec, c, region) for region in regions for c in select.offer_rows(self.catalog, res, region, names)]
+        rows = [
+            self._offer(spec, c, region)
+            for region in regions
+            for c in select.offer_rows(self.catalog, res, region, names)
+        ]
         return sorted(rows, key=lambda o: (o.price_per_hour, o.instance, o.region))
 
     def _offer(self, spec: JobSpec, choice: select.Choice, region: str) -> Offer:
@@ -458,7 +495,10 @@ class VertexBackend(CloudBackend):
         project = self._project or project
         region = self._region or self._env().get("CLOUDSDK_COMPUTE_REGION") or str(self.catalog["default_region"])
         if not project:
-            raise LauncherError("No GCP project for the image push.", "Set GOOGLE_CLOUD_PROJECT or run: gcloud config set project PROJECT.")
+            raise LauncherError(
+                "No GCP project for the image push.",
+                "Set GOOGLE_CLOUD_PROJECT or run: gcloud config set project PROJECT.",
+            )
         base, tag = split_tag(local_image)
         host = f"{region}-docker.pkg.dev"
         repository = f"{host}/{project}/{self._repository}/{base.rsplit('/', 1)[-1]}"
@@ -501,7 +541,9 @@ class VertexBackend(CloudBackend):
         if region not in self._job_clients:
             aiplatform = require("google.cloud.aiplatform_v1", "gcp")
             endpoint = {"api_endpoint": f"{region}-aiplatform.googleapis.com"}
-            self._job_clients[region] = aiplatform.JobServiceClient(credentials=self._credentials, client_options=endpoint)
+            self._job_clients[region] = aiplatform.JobServiceClient(
+                credentials=self._credentials, client_options=endpoint
+            )
         return self._job_clients[region]
 
     def _logs_client(self, project: str | None) -> Any:
@@ -536,7 +578,7 @@ class VertexBackend(CloudBackend):
 # google.rpc status -> the fix a user can apply (https://cloud.google.com/vertex-ai/docs/general/troubleshooting)
 _FIXES = {
     "RESOURCE_EXHAUSTED": "Request more Vertex AI quota for that machine or GPU in the region (IAM & Admin > Quotas), "
-                          "or choose another gcp.machine_type, accelerator or gcp.region.",
+    "or choose another gcp.machine_type, accelerator or gcp.region.",
     "PERMISSION_DENIED": "Grant your account roles/aiplatform.user on gcp.project (and enable the Vertex AI API).",
     "UNAUTHENTICATED": "Run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS.",
     "NOT_FOUND": "Check gcp.project and gcp.region, and that the job still exists.",
@@ -570,8 +612,9 @@ def _vertex_error(exc: Exception, action: str) -> LauncherError:
     if "google.auth" in type(exc).__module__:
         return LauncherError(f"Could not {action}: no usable GCP credentials ({first}).", _FIXES["UNAUTHENTICATED"])
     if not (hasattr(exc, "code") and hasattr(exc, "message")):  # not a google.api_core GoogleAPICallError
-        return LauncherError(f"Could not {action}: {first}.",
-                             "Check your network and GCP configuration (gcloud config list).")
+        return LauncherError(
+            f"Could not {action}: {first}.", "Check your network and GCP configuration (gcloud config list)."
+        )
     status = _status_of(exc)
     message = _REST_PREFIX.sub("", str(exc.message)).splitlines()[0][:300].rstrip(".") if exc.message else first  # type: ignore[attr-defined]
     fix = _FIXES.get(status, "See the Vertex AI message above.")
@@ -597,7 +640,9 @@ def _status_of(exc: Any) -> str:
 def _require_location(options: GcpOptions) -> None:
     for key, example in (("project", "my-project  # or ${GOOGLE_CLOUD_PROJECT}"), ("region", "us-central1")):
         if not getattr(options, key):
-            raise LauncherError(f"The gcp backend needs gcp.{key}.", f"Add it to the job spec: gcp: {{{key}: {example}}}.")
+            raise LauncherError(
+                f"The gcp backend needs gcp.{key}.", f"Add it to the job spec: gcp: {{{key}: {example}}}."
+            )
 
 
 def _local_image(image: str) -> bool:
@@ -628,11 +673,15 @@ def _tensorboard(options: GcpOptions, output: str | None) -> str:
     """The instance's full name. Vertex writes TensorBoard logs only with a service account and an output directory
     (AIP_TENSORBOARD_LOG_DIR lies under it): https://cloud.google.com/vertex-ai/docs/experiments/tensorboard-training"""
     if not options.service_account:
-        raise LauncherError("gcp.tensorboard needs gcp.service_account: Vertex AI uploads TensorBoard logs as that account.",
-                            "Set gcp.service_account to an account with roles/storage.admin and roles/aiplatform.user.")
+        raise LauncherError(
+            "gcp.tensorboard needs gcp.service_account: Vertex AI uploads TensorBoard logs as that account.",
+            "Set gcp.service_account to an account with roles/storage.admin and roles/aiplatform.user.",
+        )
     if not output:
-        raise LauncherError("gcp.tensorboard needs an output directory for AIP_TENSORBOARD_LOG_DIR.",
-                            "Use a gs:// checkpoint.uri, or set gcp.staging_bucket.")
+        raise LauncherError(
+            "gcp.tensorboard needs an output directory for AIP_TENSORBOARD_LOG_DIR.",
+            "Use a gs:// checkpoint.uri, or set gcp.staging_bucket.",
+        )
     name = str(options.tensorboard)
     if name.isdigit():
         name = f"projects/{options.project}/locations/{options.region}/tensorboards/{name}"
@@ -644,7 +693,9 @@ def _output_directory(spec: JobSpec, options: GcpOptions, notes: list[str]) -> s
     uri = spec.checkpoint.uri
     _check_data(spec)
     if not spec.command and (target := data_target(spec)):
-        notes.append(f"train.data {spec.train.data} is uploaded at submit to {target} (unchanged content is not sent again)")
+        notes.append(
+            f"train.data {spec.train.data} is uploaded at submit to {target} (unchanged content is not sent again)"
+        )
     if uri and uri.startswith("gs://"):
         return f"{uri.rstrip('/')}/{spec.name}"
     if uri and uri.startswith(("s3://", "az://")):
@@ -664,7 +715,13 @@ def _output_directory(spec: JobSpec, options: GcpOptions, notes: list[str]) -> s
 
 def _check_data(spec: JobSpec) -> None:
     data = spec.train.data
-    if spec.command or data in BUILTIN_DATASETS or "://" in data or data.startswith("/gcs/") or data_target(spec) is not None:
+    if (
+        spec.command
+        or data in BUILTIN_DATASETS
+        or "://" in data
+        or data.startswith("/gcs/")
+        or data_target(spec) is not None
+    ):
         return  # data_target: a local folder with a remote store is uploaded at submit
     raise LauncherError(
         f"The training data {data} is on this machine, which Vertex AI jobs cannot reach.",

@@ -56,7 +56,10 @@ CHECKPOINT_TARGET = "/checkpoints"
 DATA_CACHE_TARGET = "/var/cache/launcher-data"  # the host's remote-data cache, for data: s3:// / gs:// / az://
 STOP_GRACE_S = 30  # SIGTERM first, SIGKILL after this many seconds (docker stop's timeout)
 LOG_FILE, EXIT_FILE, STOPPED_FILE, TIMEOUT_FILE = "output.log", "exit_code", "stopped", "timed_out"
-OOM_FILE, OOM_MESSAGE = "oom_killed", "oom-killed: the container ran out of memory"  # kept once the container is removed
+OOM_FILE, OOM_MESSAGE = (
+    "oom_killed",
+    "oom-killed: the container ran out of memory",
+)  # kept once the container is removed
 # Secret values reach a container through a read-only file that a small shell shim sources
 # before exec'ing the real entrypoint, never through its environment (`docker inspect` shows that).
 SECRETS_FILE, SECRETS_TARGET = "secrets.env", "/run/launcher/secrets.env"
@@ -93,7 +96,9 @@ class Mount(BackendOptions):
         if not value.startswith("/"):
             raise ValueError(f"'{value}' is not an absolute path")
         if ":" in value or "," in value:  # docker reads them as the separators of source:target:mode
-            raise ValueError(f"'{value}' has a ':' or ','; docker would read them as separators: mount a folder without them")
+            raise ValueError(
+                f"'{value}' has a ':' or ','; docker would read them as separators: mount a folder without them"
+            )
         return value
 
     @field_validator("source")
@@ -111,15 +116,24 @@ class LocalOptions(BackendOptions):
         "auto", description="docker, process (torchrun on the host) or auto: docker when an engine answers"
     )
     nproc: int | None = Field(None, ge=1, le=256, description="processes per node (default: GPUs, or 1 on CPU)")
-    shm_size: str | None = Field(None, description="container shared memory, like '8g' (default: sized for DataLoader workers)")
-    gpus: list[str] | None = Field(None, description="GPU device ids to use, like ['0', '1'] (default: any resources.gpus GPUs)")
+    shm_size: str | None = Field(
+        None, description="container shared memory, like '8g' (default: sized for DataLoader workers)"
+    )
+    gpus: list[str] | None = Field(
+        None, description="GPU device ids to use, like ['0', '1'] (default: any resources.gpus GPUs)"
+    )
     mounts: list[Mount] = Field(default_factory=list, description="extra host folders to mount into the container")
     entrypoint: list[str] | None = Field(None, description="override the image's ENTRYPOINT (docker runtime)")
-    user: str | None = Field(None, description="run the container as this user, like '1000:1000' (default: the submitting user's uid:gid)")
+    user: str | None = Field(
+        None, description="run the container as this user, like '1000:1000' (default: the submitting user's uid:gid)"
+    )
     network: str | None = Field(None, description="docker network mode, like 'host' (default: bridge)")
     python: str = Field("python", description="interpreter of the process runtime; 'python' = the one running launch")
-    workdir: str | None = Field(None, description="working directory of the process runtime (default: the current one; "
-                                                 "a relative one is read from the spec file's folder)")
+    workdir: str | None = Field(
+        None,
+        description="working directory of the process runtime (default: the current one; "
+        "a relative one is read from the spec file's folder)",
+    )
 
     @field_validator("shm_size")
     @classmethod
@@ -132,8 +146,9 @@ class LocalOptions(BackendOptions):
     @classmethod
     def _user(cls, value: str | None) -> str | None:
         if value is not None and not _USER_RE.match(value):
-            raise ValueError(f"'{value[:40]}' is not a user; write it as NAME, UID, NAME:GROUP or UID:GID "
-                             "(like '1000:1000')")
+            raise ValueError(
+                f"'{value[:40]}' is not a user; write it as NAME, UID, NAME:GROUP or UID:GID (like '1000:1000')"
+            )
         return value
 
     @field_validator("workdir")
@@ -192,12 +207,21 @@ def _nproc(spec: JobSpec, opts: LocalOptions) -> int:
 
 
 def _entrypoint_args(
-    spec: JobSpec, opts: LocalOptions, checkpoint: str | None, data: str | None, max_runtime: int | None = None,
+    spec: JobSpec,
+    opts: LocalOptions,
+    checkpoint: str | None,
+    data: str | None,
+    max_runtime: int | None = None,
     code: str | None = None,
 ) -> list[str]:
     """The entrypoint's arguments, per the container contract (launcher.contract)."""
     contract = EntrypointArgs.for_spec(
-        spec, gpus=_gpu_count(spec, opts), checkpoint_uri=checkpoint, data=data, nproc=opts.nproc, max_runtime=max_runtime,
+        spec,
+        gpus=_gpu_count(spec, opts),
+        checkpoint_uri=checkpoint,
+        data=data,
+        nproc=opts.nproc,
+        max_runtime=max_runtime,
         code=code,
     )
     return contract.to_argv()
@@ -251,7 +275,9 @@ def docker_payload(spec: JobSpec, opts: LocalOptions, job_name: str) -> dict[str
     payload: dict[str, Any] = {
         "image": spec.image,
         "name": job_name,
-        "command": _entrypoint_args(spec, opts, checkpoint, data, spec.limits.max_runtime, code),  # the entrypoint enforces it
+        "command": _entrypoint_args(
+            spec, opts, checkpoint, data, spec.limits.max_runtime, code
+        ),  # the entrypoint enforces it
         "environment": _environment(spec),
         "labels": _labels(spec, job_name),
         "shm_size": opts.shm_size or f"{shm_bytes(_nproc(spec, opts), spec.train.workers) // _MIB}m",
@@ -288,8 +314,10 @@ def _notes(spec: JobSpec, opts: LocalOptions) -> list[str]:
     if spec.resources.gpu_type:
         notes.append(f"resources.gpu_type {spec.resources.gpu_type} is ignored locally: the host's GPUs are used")
     if spec.resources.cpus or spec.resources.memory:
-        notes.append("resources.cpus and resources.memory choose a cloud machine; locally the job shares the "
-                     "host's CPUs and memory (no limit is set)")
+        notes.append(
+            "resources.cpus and resources.memory choose a cloud machine; locally the job shares the "
+            "host's CPUs and memory (no limit is set)"
+        )
     if not spec.checkpoint.uri:
         notes.append("checkpoint.uri is not set: checkpoints stay in a temporary folder (in the container for docker)")
     return notes
@@ -404,7 +432,10 @@ class LocalBackend(Backend):
         path = job_dir / SECRETS_FILE
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)  # 0644: the container may run as another uid
         with os.fdopen(fd, "w") as out:
-            out.writelines(f"{name}='{value.replace(chr(39), chr(39) + chr(92) + chr(39) + chr(39))}'\n" for name, value in secrets.items())
+            out.writelines(
+                f"{name}='{value.replace(chr(39), chr(39) + chr(92) + chr(39) + chr(39))}'\n"
+                for name, value in secrets.items()
+            )
         return path
 
     def _submit_process(self, job_name: str, payload: dict[str, Any], secrets: dict[str, str]) -> JobRef:
@@ -549,14 +580,24 @@ class LocalBackend(Backend):
             return JobStatus(JobState.RUNNING, native_state="running")
         if (self._dir(ref) / STOPPED_FILE).exists():
             return JobStatus(JobState.STOPPED, "stopped by the user", native_state="killed")
-        return JobStatus(JobState.FAILED, "the job's processes ended without an exit code", native_state="lost",
-                         ending=self.ending_of("lost"))
+        return JobStatus(
+            JobState.FAILED,
+            "the job's processes ended without an exit code",
+            native_state="lost",
+            ending=self.ending_of("lost"),
+        )
 
     def _finished(self, ref: JobRef, code: int, native: str, error: str = "") -> JobStatus:
         if (self._dir(ref) / STOPPED_FILE).exists():
             return JobStatus(JobState.STOPPED, "stopped by the user", code, native)
         if (self._dir(ref) / TIMEOUT_FILE).exists() or (code == TIMEOUT_EXIT and ref.extra.get("runtime") == "docker"):
-            return JobStatus(JobState.FAILED, "stopped: limits.max_runtime reached", code, native, ending=self.ending_of("limits.max_runtime"))
+            return JobStatus(
+                JobState.FAILED,
+                "stopped: limits.max_runtime reached",
+                code,
+                native,
+                ending=self.ending_of("limits.max_runtime"),
+            )
         if code == 0:
             return JobStatus(JobState.SUCCEEDED, "", 0, native)
         if (self._dir(ref) / OOM_FILE).exists():
@@ -608,7 +649,9 @@ def _group_alive(pgid: int) -> bool:
         return True  # no /proc (macOS): the signal's answer is all there is
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]  # after "(comm)", which may hold spaces
+            state, _ppid, group = (
+                stat.read_text().rsplit(")", 1)[1].split()[:3]
+            )  # after "(comm)", which may hold spaces
         except (OSError, IndexError, ValueError):
             continue  # it ended meanwhile
         if int(group) == pgid and state != "Z":
@@ -661,17 +704,25 @@ def _start_container(client: Any, payload: dict[str, Any]) -> Any:
         if container is not None:
             container.remove(force=True)
         reason = str(getattr(exc, "explanation", None) or exc).strip()
-        raise LauncherError(f"Docker refused to start the job: {reason}.", "Fix the local: options or the spec.") from None
+        raise LauncherError(
+            f"Docker refused to start the job: {reason}.", "Fix the local: options or the spec."
+        ) from None
     return container
 
 
 def _with_secrets_file(client: Any, payload: dict[str, Any], path: Path) -> dict[str, Any]:
     """The payload with `path` mounted read-only and the entrypoint wrapped by SECRETS_SHIM."""
-    entrypoint = payload.get("entrypoint") or client.images.get(payload["image"]).attrs["Config"].get("Entrypoint") or []
+    entrypoint = (
+        payload.get("entrypoint") or client.images.get(payload["image"]).attrs["Config"].get("Entrypoint") or []
+    )
     if isinstance(entrypoint, str):
         entrypoint = ["/bin/sh", "-c", entrypoint]
     volumes = {**payload.get("volumes", {}), str(path): {"bind": SECRETS_TARGET, "mode": "ro"}}
-    return {**payload, "entrypoint": ["/bin/sh", "-c", SECRETS_SHIM, "launcher-secrets", *entrypoint], "volumes": volumes}
+    return {
+        **payload,
+        "entrypoint": ["/bin/sh", "-c", SECRETS_SHIM, "launcher-secrets", *entrypoint],
+        "volumes": volumes,
+    }
 
 
 def _with_data_cache(payload: dict[str, Any]) -> dict[str, Any]:
@@ -689,7 +740,11 @@ def _with_data_cache(payload: dict[str, Any]) -> dict[str, Any]:
     cache = data_dir()
     cache.mkdir(parents=True, exist_ok=True)
     volumes = {**payload.get("volumes", {}), str(cache): {"bind": DATA_CACHE_TARGET, "mode": "rw"}}
-    return {**payload, "volumes": volumes, "environment": {**payload["environment"], DATA_DIR_VARIABLE: DATA_CACHE_TARGET}}
+    return {
+        **payload,
+        "volumes": volumes,
+        "environment": {**payload["environment"], DATA_DIR_VARIABLE: DATA_CACHE_TARGET},
+    }
 
 
 def _prepare_mounts(volumes: Mapping[str, Mapping[str, str]]) -> None:
@@ -857,7 +912,9 @@ def _main(argv: list[str]) -> int:
     if argv[2:3] == ["--max-runtime"] and len(argv) > 3:
         max_runtime, argv = float(argv[3]), [*argv[:2], *argv[4:]]
     if len(argv) < 4 or argv[0] != "supervise" or argv[2] != "--":
-        print("usage: python -m launcher.backends.local supervise JOB_DIR [--max-runtime S] -- ARGV...", file=sys.stderr)
+        print(
+            "usage: python -m launcher.backends.local supervise JOB_DIR [--max-runtime S] -- ARGV...", file=sys.stderr
+        )
         return 2
     return supervise(Path(argv[1]), argv[3:], max_runtime)
 

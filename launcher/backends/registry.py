@@ -21,7 +21,18 @@ from launcher.backend import ALIASES, Backend, canonical
 from launcher.errors import LauncherError, MissingExtraError, SpecError
 from launcher.spec import BACKEND_SECTIONS, JobSpec, format_validation_error, parse_set
 
-__all__ = ["GROUP", "ALIASES", "BUILTIN", "available", "installed", "find", "get", "create", "canonical", "check_sections"]
+__all__ = [
+    "GROUP",
+    "ALIASES",
+    "BUILTIN",
+    "available",
+    "installed",
+    "find",
+    "get",
+    "create",
+    "canonical",
+    "check_sections",
+]
 
 GROUP = "launcher.backends"
 BUILTIN = {"local", "aws", "gcp", "azure", "slurm"}
@@ -36,7 +47,7 @@ def _entry_points() -> list[metadata.EntryPoint]:
 def _index() -> dict[str, metadata.EntryPoint]:
     """name -> entry point; built-ins first, and never replaced by a plugin."""
     found: dict[str, metadata.EntryPoint] = {}
-    for ep in sorted(_entry_points(), key=lambda e: (e.dist is None or e.dist.name != BUILTIN_DIST)):
+    for ep in sorted(_entry_points(), key=lambda e: e.dist is None or e.dist.name != BUILTIN_DIST):
         if ep.name in found:
             continue
         found[ep.name] = ep
@@ -97,9 +108,11 @@ def check_sections(spec: JobSpec, file: Path | None = None, overrides: Sequence[
         if canonical(name) in BACKEND_SECTIONS:
             source = sets.get(("plugins", name)) or sets.get(("plugins",))
             where = f"--set {source}" if source else str(file or "the spec")
-            raise SpecError(f"{where}: plugins.{name}: {name} is a built-in backend, which reads only its own "
-                            f"{canonical(name)}: section.",
-                            f"Move these options to the top-level {canonical(name)}: section.")
+            raise SpecError(
+                f"{where}: plugins.{name}: {name} is a built-in backend, which reads only its own "
+                f"{canonical(name)}: section.",
+                f"Move these options to the top-level {canonical(name)}: section.",
+            )
     sections = [(name, getattr(spec, name)) for name in BACKEND_SECTIONS] + list(spec.plugins.items())
     for name, values in sections:
         backend = find(name) if values else None
@@ -118,13 +131,18 @@ def _check_fallback(spec: JobSpec, file: Path | None, sets: dict[tuple[str, ...]
         return
     names = [canonical(name) for name in spec.recovery.fallback]
     for i, name in enumerate(spec.recovery.fallback):
-        source = next((f"--set {sets[key]}" for key in (("recovery", "fallback"), ("recovery",)) if key in sets), str(file or "the spec"))
+        source = next(
+            (f"--set {sets[key]}" for key in (("recovery", "fallback"), ("recovery",)) if key in sets),
+            str(file or "the spec"),
+        )
         if canonical(name) not in _index():
             close = difflib.get_close_matches(canonical(name), available(), n=1, cutoff=0.5)
             hint = f"did you mean '{close[0]}'?" if close else f"installed backends: {', '.join(available())}"
             raise SpecError(f"{source}: recovery.fallback.{i}: unknown backend '{name}'; {hint}")
         if canonical(name) in names[:i]:
-            raise SpecError(f"{source}: recovery.fallback.{i}: '{name}' is the backend {canonical(name)}, listed twice; keep one")
+            raise SpecError(
+                f"{source}: recovery.fallback.{i}: '{name}' is the backend {canonical(name)}, listed twice; keep one"
+            )
 
 
 def _load(ep: metadata.EntryPoint) -> type[Backend]:
@@ -133,7 +151,9 @@ def _load(ep: metadata.EntryPoint) -> type[Backend]:
     except ImportError as exc:
         raise MissingExtraError(
             f"The backend '{ep.name}' could not be imported ({exc}).",
-            f"Install its extra: pip install '{BUILTIN_DIST}[{ep.name}]'" if ep.name in BUILTIN else "Reinstall the plugin that provides it.",
+            f"Install its extra: pip install '{BUILTIN_DIST}[{ep.name}]'"
+            if ep.name in BUILTIN
+            else "Reinstall the plugin that provides it.",
         ) from None
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise LauncherError(f"The entry point '{ep.name}' ({ep.value}) is not a launcher Backend class.")

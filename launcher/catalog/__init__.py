@@ -54,4 +54,6 @@ def load_catalog(backend: str, path: Path | None = None) -> dict[str, Any]:
     try:
         return _load(path, path.stat().st_mtime)
     except json.JSONDecodeError as exc:
-        raise LauncherError(f"The price catalog {path} is damaged ({exc}).", "Delete it to use the shipped one.") from None
+        raise LauncherError(
+            f"The price catalog {path} is damaged ({exc}).", "Delete it to use the shipped one."
+        ) from None

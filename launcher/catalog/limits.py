@@ -33,6 +33,8 @@ def budget_runtime(spec: JobSpec, price_per_node_hour: float, what: str, notes: 
             "Raise limits.max_cost or choose fewer or cheaper machines.",
         )
     if runtime is None or budget_s < runtime:
-        notes.append(f"runtime limit {budget_s} s = max_cost ${max_cost:g} / (${price_per_node_hour:g}/h x {nodes} node(s))")
+        notes.append(
+            f"runtime limit {budget_s} s = max_cost ${max_cost:g} / (${price_per_node_hour:g}/h x {nodes} node(s))"
+        )
         return budget_s
     return runtime

@@ -39,7 +39,19 @@ from launcher.errors import LauncherError
 if TYPE_CHECKING:
     from launcher.spec import JobSpec, Resources
 
-__all__ = ["Choice", "Cloud", "VCPUS_PER_GPU", "fits", "price", "choose", "ranked", "named", "no_fit", "offer_rows", "runtime_limit"]
+__all__ = [
+    "Choice",
+    "Cloud",
+    "VCPUS_PER_GPU",
+    "fits",
+    "price",
+    "choose",
+    "ranked",
+    "named",
+    "no_fit",
+    "offer_rows",
+    "runtime_limit",
+]
 
 VCPUS_PER_GPU = 4
 
@@ -119,7 +131,9 @@ def named(catalog: Mapping[str, Any], name: str, res: "Resources", region: str |
     if name not in instances:
         close = difflib.get_close_matches(name, list(instances), n=3)
         hint = f"did you mean {' or '.join(close)}?" if close else f"`launch estimate` lists the known {cloud.what}s."
-        raise LauncherError(f"{cloud.option} '{name}' is not a {cloud.what} in the {cloud.platform} catalog.", f"Fix it; {hint}")
+        raise LauncherError(
+            f"{cloud.option} '{name}' is not a {cloud.what} in the {cloud.platform} catalog.", f"Fix it; {hint}"
+        )
     row = instances[name]
     if res.gpus and row["gpus"] != res.gpus:
         raise LauncherError(
@@ -127,7 +141,9 @@ def named(catalog: Mapping[str, Any], name: str, res: "Resources", region: str |
             f"Set resources.gpus to {row['gpus']}, or pick a {cloud.what} with {res.gpus} GPUs.",
         )
     if res.gpu_type and row["gpus"] and str(row.get("gpu_type") or "").upper() != res.gpu_type:
-        raise LauncherError(f"{name} has {row.get('gpu_type')} GPUs, not {res.gpu_type}.", f"Fix resources.gpu_type or {cloud.option}.")
+        raise LauncherError(
+            f"{name} has {row.get('gpu_type')} GPUs, not {res.gpu_type}.", f"Fix resources.gpu_type or {cloud.option}."
+        )
     if (res.cpus and row["vcpus"] < res.cpus) or (res.memory and row["memory_gib"] < res.memory):
         raise LauncherError(
             f"{name} has {row['vcpus']} vCPUs and {row['memory_gib']} GiB, less than resources asks for.",
@@ -144,8 +160,13 @@ def no_fit(catalog: Mapping[str, Any], res: "Resources", cloud: Cloud) -> Launch
     if res.gpus:
         types = sorted({str(r.get("gpu_type")) for r in rows if r["gpus"]})
         if res.gpu_type and res.gpu_type not in types:
-            return LauncherError(f"{cloud.platform} has no {res.gpu_type} GPUs in the catalog.", f"Use resources.gpu_type: one of {', '.join(types)}.")
-        counts = sorted({r["gpus"] for r in rows if r["gpus"] and (not res.gpu_type or r.get("gpu_type") == res.gpu_type)})
+            return LauncherError(
+                f"{cloud.platform} has no {res.gpu_type} GPUs in the catalog.",
+                f"Use resources.gpu_type: one of {', '.join(types)}.",
+            )
+        counts = sorted(
+            {r["gpus"] for r in rows if r["gpus"] and (not res.gpu_type or r.get("gpu_type") == res.gpu_type)}
+        )
         if res.gpus not in counts:
             return LauncherError(
                 f"No {cloud.platform} {cloud.what} has exactly {res.gpus} {kind} GPUs per node; they come with {', '.join(map(str, counts))}.",
@@ -166,7 +187,9 @@ def price_note(choice: Choice, region: str | None, notes: list[str]) -> None:
         notes.append(f"no catalog price for {choice.name} in {region}; {choice.region} prices used")
 
 
-def offer_rows(catalog: Mapping[str, Any], res: "Resources", region: str | None, names: Iterable[str] | None = None) -> list[Choice]:
+def offer_rows(
+    catalog: Mapping[str, Any], res: "Resources", region: str | None, names: Iterable[str] | None = None
+) -> list[Choice]:
     """Every fitting (or the given) instance that has a price, cheapest first: the estimator's offers."""
     chosen = [n for n in catalog["instances"] if fits(catalog["instances"][n], res)] if names is None else list(names)
     priced = [c for c in (price(n, catalog, region, res.spot) for n in chosen) if c.price is not None]

@@ -73,7 +73,9 @@ def update_catalog(backend: str, today: str | None = None, **clients: Any) -> Pa
     try:
         new = updaters[backend](old, **clients)
     except LauncherError as exc:
-        raise LauncherError(f"Refreshing the {backend} catalog failed: {exc.message}; kept {catalog_path(backend)}.", exc.fix) from None
+        raise LauncherError(
+            f"Refreshing the {backend} catalog failed: {exc.message}; kept {catalog_path(backend)}.", exc.fix
+        ) from None
     except Exception as exc:  # network, HTTP, SDK errors: any failure keeps the old file
         raise LauncherError(
             f"Refreshing the {backend} catalog failed ({type(exc).__name__}: {exc}); kept {catalog_path(backend)}.",
@@ -95,7 +97,9 @@ def _write_atomic(path: Path, data: Catalog) -> None:
     os.replace(tmp, path)
 
 
-def _set_price(entry: dict[str, Any], region: str, on_demand: float | None, spot: float | None, stale: list[str], name: str) -> None:
+def _set_price(
+    entry: dict[str, Any], region: str, on_demand: float | None, spot: float | None, stale: list[str], name: str
+) -> None:
     """Write new prices; keep the old spot/on-demand ratio when only on-demand is known."""
     prices = entry.setdefault("prices", {}).setdefault(region, {})
     if on_demand is None:
@@ -113,7 +117,9 @@ def _finish(catalog: Catalog, source: str, stale: list[str], keys: tuple[str, ..
     """Stamp the source and the stale list; a refresh that matched nothing is a failure."""
     total = sum(len(e.get("prices", {})) for key in keys for e in catalog.get(key, {}).values())
     if stale and len(stale) >= total:
-        raise LauncherError("the price API returned none of the catalog's instances", "Check the region names and filters.")
+        raise LauncherError(
+            "the price API returned none of the catalog's instances", "Check the region names and filters."
+        )
     catalog["sources"] = [source, *[s for s in catalog.get("sources", []) if s != source]]
     catalog["stale"] = sorted(stale)
     return catalog
@@ -130,7 +136,9 @@ def update_aws(catalog: Catalog, pricing_client: Any = None) -> Catalog:
         for name, entry in catalog["instances"].items():
             if region in entry.get("prices", {}):
                 _set_price(entry, region, found.get(name), None, stale, name)
-    return _finish(catalog, "AWS Price List Query API (pricing:GetProducts, AmazonSageMaker, component Training)", stale)
+    return _finish(
+        catalog, "AWS Price List Query API (pricing:GetProducts, AmazonSageMaker, component Training)", stale
+    )
 
 
 def _pricing_client() -> Any:
@@ -197,7 +205,9 @@ def update_azure(catalog: Catalog, get_json: GetJson | None = None, base_url: st
 
 def _azure_filter(region: str, sizes: list[str]) -> str:
     skus = " or ".join(f"armSkuName eq '{s}'" for s in sizes)
-    return f"serviceName eq 'Virtual Machines' and armRegionName eq '{region}' and priceType eq 'Consumption' and ({skus})"
+    return (
+        f"serviceName eq 'Virtual Machines' and armRegionName eq '{region}' and priceType eq 'Consumption' and ({skus})"
+    )
 
 
 def _azure_items(get: GetJson, url: str) -> Iterator[dict[str, Any]]:
@@ -208,7 +218,9 @@ def _azure_items(get: GetJson, url: str) -> Iterator[dict[str, Any]]:
         next_url = page.get("NextPageLink")
 
 
-def _azure_prices(get: GetJson, base_url: str, region: str, sizes: list[str]) -> dict[str, tuple[float | None, float | None]]:
+def _azure_prices(
+    get: GetJson, base_url: str, region: str, sizes: list[str]
+) -> dict[str, tuple[float | None, float | None]]:
     """armSkuName -> (on-demand, low-priority or spot) Linux prices per hour."""
     query = urllib.parse.urlencode({"api-version": AZURE_API_VERSION, "$filter": _azure_filter(region, sizes)})
     kinds: dict[str, dict[str, float]] = {}
@@ -280,7 +292,9 @@ def _gcp_auth(api_key: str | None) -> dict[str, str]:
         creds, _ = google_auth.default(scopes=["https://www.googleapis.com/auth/cloud-billing.readonly"])
         creds.refresh(Request())
     except Exception as exc:  # DefaultCredentialsError, RefreshError
-        raise LauncherError(f"no Google credentials ({exc})", "Set GOOGLE_API_KEY or run: gcloud auth application-default login") from None
+        raise LauncherError(
+            f"no Google credentials ({exc})", "Set GOOGLE_API_KEY or run: gcloud auth application-default login"
+        ) from None
     return {"Authorization": f"Bearer {creds.token}"}
 
 
@@ -328,7 +342,11 @@ def _gcp_machines(catalog: Catalog, skus: list[dict[str, Any]], region: str, sta
             _set_price(entry, region, None, None, stale, name)
             continue
         od = entry["vcpus"] * cpu[0] + entry["memory_gib"] * ram[0]
-        spot = entry["vcpus"] * cpu[1] + entry["memory_gib"] * ram[1] if cpu[1] is not None and ram[1] is not None else None
+        spot = (
+            entry["vcpus"] * cpu[1] + entry["memory_gib"] * ram[1]
+            if cpu[1] is not None and ram[1] is not None
+            else None
+        )
         _set_price(entry, region, od, spot, stale, name)
 
 

@@ -34,8 +34,11 @@ class DefaultGroup(click.Group):
         command = self.commands.get(self.default_command)
         if command is None:
             return
-        records = [r for p in command.get_params(ctx)
-                   if isinstance(p, click.Option) and (r := p.get_help_record(ctx)) and "--help" not in r[0]]
+        records = [
+            r
+            for p in command.get_params(ctx)
+            if isinstance(p, click.Option) and (r := p.get_help_record(ctx)) and "--help" not in r[0]
+        ]
         with formatter.section(f"Options of `launch JOB.yaml` (`launch {self.default_command} --help`)"):
             formatter.write_dl(records)
 

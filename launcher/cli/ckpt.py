@@ -1,10 +1,10 @@
 """`launch ckpt ls|pull|push|cp`: look at and move checkpoints between any stores.
 
-    launch ckpt ls s3://bucket/ckpts            runs under a prefix
-    launch ckpt ls s3://bucket/ckpts/my-run     that run's checkpoints (or: launch ckpt ls JOB_ID)
-    launch ckpt pull gs://b/ckpts/run ./here    newest complete checkpoint -> plain files, verified
-    launch ckpt push ./here az://c/ckpts/run    a folder -> a new checkpoint (changed files only)
-    launch ckpt cp gs://b/ckpts/run s3://b/ckpts/run   any store to any store, verified
+launch ckpt ls s3://bucket/ckpts            runs under a prefix
+launch ckpt ls s3://bucket/ckpts/my-run     that run's checkpoints (or: launch ckpt ls JOB_ID)
+launch ckpt pull gs://b/ckpts/run ./here    newest complete checkpoint -> plain files, verified
+launch ckpt push ./here az://c/ckpts/run    a folder -> a new checkpoint (changed files only)
+launch ckpt cp gs://b/ckpts/run s3://b/ckpts/run   any store to any store, verified
 """
 
 from __future__ import annotations
@@ -87,7 +87,9 @@ def _run_folder(uri: str, names: list[str]) -> str:
 @ckpt.command("ls")
 @click.argument("target")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-@click.option("--verify", is_flag=True, help="also check every file's sha256 (reads all of them; sizes are always checked)")
+@click.option(
+    "--verify", is_flag=True, help="also check every file's sha256 (reads all of them; sizes are always checked)"
+)
 def ls(target: str, as_json: bool, verify: bool) -> None:
     """List a run's checkpoints (URI of a run, or JOB_ID), or the runs under a prefix."""
     from launcher.storage import open_store
@@ -134,7 +136,9 @@ def _check_files(store, rows: list[dict], verify: bool) -> None:  # type: ignore
         manifest = row.pop("_manifest", None)
         if manifest is None:
             continue
-        problems = [p for e in manifest.files.values() if (p := _file_problem(store, e, sizes, hashes if verify else None))]
+        problems = [
+            p for e in manifest.files.values() if (p := _file_problem(store, e, sizes, hashes if verify else None))
+        ]
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             row["status"] = f"damaged: {problems[0]}{more}"
@@ -231,7 +235,11 @@ def _table(rows: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(box=None)
-    columns = [c for c in ("run", "version", "epoch", "step", "time", "files", "bytes", "status", "where") if any(c in r for r in rows)]
+    columns = [
+        c
+        for c in ("run", "version", "epoch", "step", "time", "files", "bytes", "status", "where")
+        if any(c in r for r in rows)
+    ]
     for column in columns:
         table.add_column(column)
     for row in rows:

@@ -30,13 +30,32 @@ BACKENDS_HELP = "backend to price (repeatable; default: every installed backend)
 @click.argument("job_file", type=click.Path(dir_okay=False))
 @click.option("-b", "--backend", "backends", multiple=True, metavar="NAME", help=BACKENDS_HELP)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a spec key, e.g. train.epochs=3")
-@click.option("--images", type=click.IntRange(min=1), default=None, help="number of training images (remote data is counted by listing it when credentials allow)")
-@click.option("--data-gb", type=click.FloatRange(min=0), default=None, help="dataset size in GB, for the staging time of remote data")
-@click.option("--images-per-s", "images_per_s", type=click.FloatRange(min=0, min_open=True, max=1e7), default=None,
-              help="training images per second per GPU (or on the CPU), measured: needed for a program of your own")
+@click.option(
+    "--images",
+    type=click.IntRange(min=1),
+    default=None,
+    help="number of training images (remote data is counted by listing it when credentials allow)",
+)
+@click.option(
+    "--data-gb",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="dataset size in GB, for the staging time of remote data",
+)
+@click.option(
+    "--images-per-s",
+    "images_per_s",
+    type=click.FloatRange(min=0, min_open=True, max=1e7),
+    default=None,
+    help="training images per second per GPU (or on the CPU), measured: needed for a program of your own",
+)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), default=None, help="also draw cost vs time to this PNG")
-@click.option("--all", "show_all", is_flag=True, help="show every option, not only the cheapest per backend and GPU type")
+@click.option(
+    "--plot", "plot_file", type=click.Path(dir_okay=False), default=None, help="also draw cost vs time to this PNG"
+)
+@click.option(
+    "--all", "show_all", is_flag=True, help="show every option, not only the cheapest per backend and GPU type"
+)
 def estimate_cmd(
     job_file: str, backends: tuple[str, ...], overrides: tuple[str, ...], images: int | None, data_gb: float | None,
     images_per_s: float | None, as_json: bool, plot_file: str | None, show_all: bool,
@@ -113,8 +132,14 @@ def _load_for_pricing(job_file: str, overrides: tuple[str, ...]):  # type: ignor
     try:
         return load_spec(job_file, overrides)
     except SpecError as exc:
-        text = str(exc)  # spec.py's one line: "NAME (at key.path), ..." or "key.path: environment variable NAME is not set"
-        where = dict(re.findall(r"([A-Za-z_][A-Za-z0-9_]*) \(at ([\w.]+)\)", text)) if "variables are not set" in text else {}
+        text = str(
+            exc
+        )  # spec.py's one line: "NAME (at key.path), ..." or "key.path: environment variable NAME is not set"
+        where = (
+            dict(re.findall(r"([A-Za-z_][A-Za-z0-9_]*) \(at ([\w.]+)\)", text))
+            if "variables are not set" in text
+            else {}
+        )
         single = re.search(r": ([\w.]+): environment variable ([A-Za-z_][A-Za-z0-9_]*) is not set\.", text)
         if single:
             where = {single.group(2): single.group(1)}
@@ -123,8 +148,11 @@ def _load_for_pricing(job_file: str, overrides: tuple[str, ...]):  # type: ignor
     stand_ins = {name: next(v for key, v in _STAND_INS if at.endswith(key)) for name, at in where.items()}
     spec = load_spec(job_file, overrides, environ={**os.environ, **stand_ins})
     them = "them" if len(stand_ins) > 1 else "it"
-    click.echo(f"note: {', '.join(sorted(stand_ins))} not set: priced without {them} (no price depends on a role, "
-               f"an account or a bucket's name); `launch` itself needs {them}", err=True)
+    click.echo(
+        f"note: {', '.join(sorted(stand_ins))} not set: priced without {them} (no price depends on a role, "
+        f"an account or a bucket's name); `launch` itself needs {them}",
+        err=True,
+    )
     return spec
 
 
@@ -139,8 +167,11 @@ def _listed_dataset(data: str):  # type: ignore[no-untyped-def]
     if isinstance(found, str):
         return None, found
     if found.files > PACK_HINT_FILES and not found.packed:
-        click.echo(f"hint: {data} holds {found.files:,} files, each fetched on its own before training starts; "
-                   f"packed into shards it starts in seconds: launch data pack {data} {data.rstrip('/')}-packed", err=True)
+        click.echo(
+            f"hint: {data} holds {found.files:,} files, each fetched on its own before training starts; "
+            f"packed into shards it starts in seconds: launch data pack {data} {data.rstrip('/')}-packed",
+            err=True,
+        )
     return found, None
 
 
@@ -226,8 +257,10 @@ def _print_rows(rows, spec, show_all: bool = False, job_file: str = "JOB.yaml") 
     if dropped:
         out.print(f"(a {out.width}-column terminal: {', '.join(dropped)} left out; a wider one or --json shows them)")
     if any(not r.staging_known for r in shown):
-        out.print(f"staging: unknown (the size of {spec.train.data} is not known), left out of the totals; "
-                  "pass --data-gb G to count it")
+        out.print(
+            f"staging: unknown (the size of {spec.train.data} is not known), left out of the totals; "
+            "pass --data-gb G to count it"
+        )
     hidden = sum(1 for r in rows if r.ok) - len(shown)
     if hidden:
         out.print(f"{hidden} more options (larger instances of the same GPU type): --all shows them")
@@ -264,7 +297,9 @@ _RANGES = ("total time", "total cost")  # then "5m00s (3m30s-6m31s)" becomes "5m
 
 def _cells(r) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
     o = r.offer
-    gpus = f"{o.nodes}x{o.gpus} {o.gpu_type or ''}".strip() if o.gpus else ("CPU" if o.nodes == 1 else f"{o.nodes}x CPU")
+    gpus = (
+        f"{o.nodes}x{o.gpus} {o.gpu_type or ''}".strip() if o.gpus else ("CPU" if o.nodes == 1 else f"{o.nodes}x CPU")
+    )
     inst = f"{o.instance}{' spot' if o.spot else ''}"
     total = f"{_hms(r.total_s)} ({_hms(r.time_range[0])}-{_hms(r.time_range[1])})"
     cost = f"{_money(r.cost)} ({_money(r.cost_range[0])}-{_money(r.cost_range[1])})"
@@ -279,9 +314,19 @@ def _cells(r) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
 
 @main.command("profile")
 @click.argument("job_file", type=click.Path(dir_okay=False))
-@click.option("--steps", type=click.IntRange(min=3), default=60, show_default=True, help="training steps (batches) to run, over 3 short epochs")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=3),
+    default=60,
+    show_default=True,
+    help="training steps (batches) to run, over 3 short epochs",
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a spec key, e.g. train.batch=64")
-@click.option("--synthetic", is_flag=True, help="time the model alone on random tensors instead of running the trainer (torchvision models only)")
+@click.option(
+    "--synthetic",
+    is_flag=True,
+    help="time the model alone on random tensors instead of running the trainer (torchvision models only)",
+)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def profile_cmd(job_file: str, steps: int, overrides: tuple[str, ...], synthetic: bool, as_json: bool) -> None:
     """Run a few real training steps of JOB_FILE here and record images/s for estimates.
@@ -349,7 +394,14 @@ def catalog_show(backends: tuple[str, ...], region: str | None, as_json: bool) -
                 if region and reg != region:
                     continue
                 gpus = f"{entry.get('gpus', 0)}x {entry.get('gpu_type')}" if entry.get("gpus") else "-"
-                table.add_row(inst, gpus, str(entry.get("vcpus", "")), reg, _price(prices.get("on_demand")), _price(prices.get("spot")))
+                table.add_row(
+                    inst,
+                    gpus,
+                    str(entry.get("vcpus", "")),
+                    reg,
+                    _price(prices.get("on_demand")),
+                    _price(prices.get("spot")),
+                )
         out.print(table)
         for source in data.get("sources", []):
             out.print(f"  source: {source}")
@@ -360,7 +412,9 @@ def _price(value: float | None) -> str:
 
 
 @catalog.command("update")
-@click.option("-b", "--backend", required=True, type=click.Choice(["aws", "gcp", "azure"]), help="which catalog to refresh")
+@click.option(
+    "-b", "--backend", required=True, type=click.Choice(["aws", "gcp", "azure"]), help="which catalog to refresh"
+)
 def catalog_update(backend: str) -> None:
     """Refresh a catalog from the provider's public price API (the old file is kept if this fails)."""
     from launcher.catalog.update import update_catalog

@@ -16,18 +16,38 @@ def image() -> None:
 
 @image.command()
 @click.option("--tag", "-t", default=None, help="local image tag (default: the spec's default image)")
-@click.option("--file", "dockerfile", default=None, help="Dockerfile, relative to the context (default: images/Dockerfile)")
 @click.option(
-    "--context", type=click.Path(file_okay=False, exists=True), default=None, help="build context (default: the repository)"
+    "--file", "dockerfile", default=None, help="Dockerfile, relative to the context (default: images/Dockerfile)"
+)
+@click.option(
+    "--context",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="build context (default: the repository)",
 )
 @click.option("--push", is_flag=True, help="push the built image through each backend given with -b")
 @click.option("-b", "--backend", "backends", multiple=True, metavar="NAME", help="backend to push to (aws, gcp, azure)")
 @click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE", help="Dockerfile ARG value; repeatable")
-@click.option("--requirements", "requirements", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="instead: the training image (--from) plus these packages, for a program of your own")
-@click.option("--engine", "engine", type=click.Choice(["ultralytics"]), default=None,
-              help="the training image plus a trainer engine (ultralytics: AGPL-3.0), tagged torch-launcher-train:ENGINE")
-@click.option("--from", "base", default=None, help="with --requirements or --engine: the image to add to (default: the training image)")
+@click.option(
+    "--requirements",
+    "requirements",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="instead: the training image (--from) plus these packages, for a program of your own",
+)
+@click.option(
+    "--engine",
+    "engine",
+    type=click.Choice(["ultralytics"]),
+    default=None,
+    help="the training image plus a trainer engine (ultralytics: AGPL-3.0), tagged torch-launcher-train:ENGINE",
+)
+@click.option(
+    "--from",
+    "base",
+    default=None,
+    help="with --requirements or --engine: the image to add to (default: the training image)",
+)
 @click.option("--quiet", "-q", is_flag=True, help="do not print build progress")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable result")
 def build(
@@ -54,7 +74,9 @@ def build(
     if bad:
         fail(f"--build-arg {bad[0]!r} is not KEY=VALUE.")
     if (requirements or engine) and (dockerfile or context):
-        fail(f"--{'requirements' if requirements else 'engine'} builds its own small Dockerfile: drop --file and --context.")
+        fail(
+            f"--{'requirements' if requirements else 'engine'} builds its own small Dockerfile: drop --file and --context."
+        )
     if requirements and engine:
         fail("--requirements and --engine are two images: build the engine image, then --requirements --from it.")
     progress = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
@@ -64,8 +86,13 @@ def build(
     elif requirements:
         import hashlib
 
-        tag = tag or f"{DEFAULT_IMAGE.split(':')[0]}:req-{hashlib.sha256(Path(requirements).read_bytes()).hexdigest()[:12]}"
-        image_id = images.build_with_requirements(tag, Path(requirements), base or DEFAULT_IMAGE, progress=progress, buildargs=args)
+        tag = (
+            tag
+            or f"{DEFAULT_IMAGE.split(':')[0]}:req-{hashlib.sha256(Path(requirements).read_bytes()).hexdigest()[:12]}"
+        )
+        image_id = images.build_with_requirements(
+            tag, Path(requirements), base or DEFAULT_IMAGE, progress=progress, buildargs=args
+        )
     else:
         tag = tag or DEFAULT_IMAGE
         image_id = images.build(tag, Path(context) if context else images.REPO, dockerfile or images.DOCKERFILE,

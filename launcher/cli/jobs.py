@@ -103,8 +103,17 @@ def _run_status(jobs, run_id: str) -> None:  # type: ignore[no-untyped-def]
     attempts = run["attempts"]
     click.echo(f"run {run['id']}  {run['state']}" + (f"  {run['message']}" if run["message"] else ""))
     chosen = any(a["instance"] for a in attempts)  # the instance column only where the supervisor chose one
-    names = ("attempt", "backend", *(["instance"] if chosen else []), "job", "state", "ending", "epochs", "time",
-             "cost")
+    names = (
+        "attempt",
+        "backend",
+        *(["instance"] if chosen else []),
+        "job",
+        "state",
+        "ending",
+        "epochs",
+        "time",
+        "cost",
+    )
     cells = []
     for a in attempts:
         done = f"{a['epochs_from']}->{a['epochs_to']}" if a["epochs_to"] is not None else "-"
@@ -170,7 +179,11 @@ def _one_row_per_run(records, jobs):  # type: ignore[no-untyped-def]
             run, attempts = jobs.run(r.run_id), jobs.attempts(r.run_id)
             cost = sum(a.cost() or 0.0 for a in attempts)
             note = f"run: {run.state}, {len(attempts)} attempt(s), ${cost:.2f}; newest {r.id}"
-            state = r.state if run.state == "running" else type(r.state)({"succeeded": "succeeded", "stopped": "stopped"}.get(run.state, "failed"))
+            state = (
+                r.state
+                if run.state == "running"
+                else type(r.state)({"succeeded": "succeeded", "stopped": "stopped"}.get(run.state, "failed"))
+            )
             rows.append(dataclasses.replace(r, id=run.id, state=state, message=note))
     return rows
 

@@ -28,18 +28,31 @@ def _in_file(job_file: str) -> Iterator[None]:
 
 @main.command()
 @click.argument("job_file", type=click.Path(dir_okay=False))
-@click.option("-b", "--backend", default="local", show_default=True,
-              help="local (alias docker), aws (sagemaker), gcp (vertex), azure (azureml), or an installed plugin")
+@click.option(
+    "-b",
+    "--backend",
+    default="local",
+    show_default=True,
+    help="local (alias docker), aws (sagemaker), gcp (vertex), azure (azureml), or an installed plugin",
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a spec key, e.g. train.epochs=3")
 @click.option("--dry-run", is_flag=True, help="print the request the backend would send, secrets redacted, and exit")
 @click.option("--detach", is_flag=True, help="submit and return; follow later with `launch logs JOB -f`")
 @click.option("--yes", "-y", is_flag=True, help="do not ask before starting a paid cloud job")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-@click.option("--resume-from", default=None, metavar="URI", help="copy this run's checkpoint into the job's checkpoint store first")
+@click.option(
+    "--resume-from",
+    default=None,
+    metavar="URI",
+    help="copy this run's checkpoint into the job's checkpoint store first",
+)
 @click.option("--ignore-budget", is_flag=True, help="submit even when the estimate exceeds limits.max_cost")
-@click.option("--force", is_flag=True,
-              help="take the run folder <checkpoint.uri>/<name> over from the job writing it (that job stops uploading), "
-                   "or submit when the folder cannot be checked from here")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="take the run folder <checkpoint.uri>/<name> over from the job writing it (that job stops uploading), "
+    "or submit when the folder cannot be checked from here",
+)
 def run(
     job_file: str, backend: str, overrides: tuple[str, ...], dry_run: bool, detach: bool, yes: bool,
     as_json: bool, resume_from: str | None, ignore_budget: bool, force: bool,
@@ -73,7 +86,11 @@ def run(
         sys.exit(start_sweep(spec, backend, detach, ignore_budget, yes))
     if spec.recovery is not None:  # a supervised run: it submits (and budgets) each attempt itself
         if launcher.backend.name != "local" and not yes and sys.stdin.isatty():
-            click.confirm(f"Start run {spec.name} on {launcher.backend.name} (with recovery)? This may cost money", abort=True, err=True)
+            click.confirm(
+                f"Start run {spec.name} on {launcher.backend.name} (with recovery)? This may cost money",
+                abort=True,
+                err=True,
+            )
         sys.exit(_supervise(spec, backend, detach, ignore_budget))
     for note in spec.train.unused():  # said before the money is spent, not only in the dry run's notes
         click.echo(f"note: {note}", err=True)

@@ -76,14 +76,18 @@ def load_config(path: Path | None = None) -> LocalCosts:
     try:
         raw: Any = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise LauncherError(f"{path} is not valid YAML ({exc}).", "Fix the file or delete it to use the defaults.") from None
+        raise LauncherError(
+            f"{path} is not valid YAML ({exc}).", "Fix the file or delete it to use the defaults."
+        ) from None
     section = raw.get("local", {}) if isinstance(raw, dict) else None
     try:
         return LocalCosts.model_validate(section or {})
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"])
-        raise LauncherError(f"{path}: local.{where}: {problem['msg']}.", "See `launch estimate --help` for the keys.") from None
+        raise LauncherError(
+            f"{path}: local.{where}: {problem['msg']}.", "See `launch estimate --help` for the keys."
+        ) from None
 
 
 Runner = Callable[[Sequence[str]], str]
@@ -136,21 +140,29 @@ def local_offers(spec: JobSpec, costs: LocalCosts | None = None, gpus: list[Loca
     gpus = detect_gpus() if gpus is None else gpus
     want = spec.resources
     if want.nodes > 1:
-        raise LauncherError(f"The local backend runs one node, but the spec asks for {want.nodes}.", "Use a cloud backend.")
+        raise LauncherError(
+            f"The local backend runs one node, but the spec asks for {want.nodes}.", "Use a cloud backend."
+        )
     if want.gpus == 0:
         price, power, wear = hourly_price(costs, 0.0)
         return [_offer("cpu", None, 0, price, power, wear, costs)]
     if len(gpus) < want.gpus:
-        raise LauncherError(f"This machine has {len(gpus)} GPU(s); the spec asks for {want.gpus}.", "Lower resources.gpus.")
+        raise LauncherError(
+            f"This machine has {len(gpus)} GPU(s); the spec asks for {want.gpus}.", "Lower resources.gpus."
+        )
     chosen = gpus[: want.gpus]
     gpu_type = canonical_device(chosen[0].name)
     if want.gpu_type and want.gpu_type != gpu_type:
-        raise LauncherError(f"This machine's GPU is {chosen[0].name}, not {want.gpu_type}.", "Remove resources.gpu_type to use it.")
+        raise LauncherError(
+            f"This machine's GPU is {chosen[0].name}, not {want.gpu_type}.", "Remove resources.gpu_type to use it."
+        )
     price, power, wear = hourly_price(costs, sum(_gpu_watts(costs, g) for g in chosen))
     return [_offer(chosen[0].name, gpu_type, want.gpus, price, power, wear, costs)]
 
 
-def _offer(device: str, gpu_type: str | None, gpus: int, price: float, power: float, wear: float, costs: LocalCosts) -> Offer:
+def _offer(
+    device: str, gpu_type: str | None, gpus: int, price: float, power: float, wear: float, costs: LocalCosts
+) -> Offer:
     details = {
         "device": canonical_device(device),
         "device_name": device,
@@ -159,4 +171,6 @@ def _offer(device: str, gpu_type: str | None, gpus: int, price: float, power: fl
         "startup_from_profile": True,
     }
     name = "this machine" + (f" ({gpus}x {gpu_type})" if gpus else " (CPU)")
-    return Offer("local", name, gpu_type, gpus, 1, price, spot=False, region="", startup_s=costs.startup_s, details=details)
+    return Offer(
+        "local", name, gpu_type, gpus, 1, price, spot=False, region="", startup_s=costs.startup_s, details=details
+    )

@@ -176,7 +176,9 @@ def staging_seconds(data: Dataset, offer: Offer, catalog: dict[str, object]) -> 
     return ((data.first_bytes if data.packed else data.bytes) or 0) / (rate * 1e6)
 
 
-def interruption_seconds(spec: JobSpec, work_s: float, startup_s: float, offer: Offer, catalog: dict[str, object]) -> float:
+def interruption_seconds(
+    spec: JobSpec, work_s: float, startup_s: float, offer: Offer, catalog: dict[str, object]
+) -> float:
     """Expected time lost to spot interruptions: each costs a restart and half a checkpoint interval of work."""
     if not offer.spot:
         return 0.0
@@ -193,7 +195,9 @@ def interruption_seconds(spec: JobSpec, work_s: float, startup_s: float, offer: 
 def _startup(offer: Offer, figure: Figure, catalog: dict[str, object]) -> float:
     if offer.details.get("startup_from_profile") and figure.overhead_s is not None:
         return figure.overhead_s  # measured on this machine: process start, imports, data and model setup
-    return float(offer.startup_s or catalog.get("startup_s") or (0.0 if offer.backend == "local" else DEFAULT_STARTUP_S))
+    return float(
+        offer.startup_s or catalog.get("startup_s") or (0.0 if offer.backend == "local" else DEFAULT_STARTUP_S)
+    )
 
 
 # ---------------------------------------------------------------- rows
@@ -305,7 +309,12 @@ def estimate(
     for backend in backends:
         offers = _offers(backend, spec)
         if isinstance(offers, str):
-            rows.append(Row(Offer(backend.name, "-", spec.resources.gpu_type, spec.resources.gpus, spec.resources.nodes, 0.0), error=offers))
+            rows.append(
+                Row(
+                    Offer(backend.name, "-", spec.resources.gpu_type, spec.resources.gpus, spec.resources.nodes, 0.0),
+                    error=offers,
+                )
+            )
             continue
         rows.extend(_row_for(spec, offer, data, jobs, images_per_s) for offer in offers)
     return mark(rows, spec)

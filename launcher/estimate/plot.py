@@ -37,7 +37,11 @@ def label(row: Row) -> str:
 
 
 def plot_rows(
-    rows: Sequence[Row], path: str | Path, title: str = "", max_cost: float | None = None, max_runtime_s: float | None = None
+    rows: Sequence[Row],
+    path: str | Path,
+    title: str = "",
+    max_cost: float | None = None,
+    max_runtime_s: float | None = None,
 ) -> Path:
     """Draw every usable row, the Pareto front and the spec's limits (red lines) into a PNG."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
@@ -141,7 +145,11 @@ def _place_labels(fig, ax, items) -> list:  # type: ignore[no-untyped-def]
                 ann.set_position(offset)
                 ann.set_horizontalalignment("left" if dx > 0 else "right" if dx < 0 else "center")
                 box = _text_box(ann, renderer)
-                if inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1) and not any(box.overlaps(b) for b in placed):
+                if (
+                    inside.contains(box.x0, box.y0)
+                    and inside.contains(box.x1, box.y1)
+                    and not any(box.overlaps(b) for b in placed)
+                ):
                     best = (offset, box, ring)
                     break
             if best:
@@ -153,9 +161,17 @@ def _place_labels(fig, ax, items) -> list:  # type: ignore[no-untyped-def]
         offset, box, ring = best
         if ring > 0:
             ann.remove()
-            ann = ax.annotate(text, xy, fontsize=6, xytext=offset, textcoords="offset points", annotation_clip=False,
-                              ha=ann.get_horizontalalignment(), va="baseline",
-                              arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5", "shrinkA": 0, "shrinkB": 2})
+            ann = ax.annotate(
+                text,
+                xy,
+                fontsize=6,
+                xytext=offset,
+                textcoords="offset points",
+                annotation_clip=False,
+                ha=ann.get_horizontalalignment(),
+                va="baseline",
+                arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5", "shrinkA": 0, "shrinkB": 2},
+            )
         placed.append(box)
         labels.append(ann)
     return labels

@@ -55,7 +55,14 @@ from launcher.estimate.throughput import canonical_device, gpu_table, precision_
 from launcher.spec import JobSpec
 from launcher.state.jobs import JobRegistry, Throughput
 
-__all__ = ["profile", "trainer_available", "profile_with_trainer", "profile_synthetic", "PROFILE_EPOCHS", "PROFILE_STEPS"]
+__all__ = [
+    "profile",
+    "trainer_available",
+    "profile_with_trainer",
+    "profile_synthetic",
+    "PROFILE_EPOCHS",
+    "PROFILE_STEPS",
+]
 
 PROFILE_EPOCHS = 3  # the first carries the warm-up; the others are the steady ones, averaged
 # 20 steady steps (30 in all) left a 3 s window: quickstart estimates then missed by +38%, -22% and +6% on a shared
@@ -69,11 +76,18 @@ def trainer_available() -> bool:
 
 
 def profile(
-    spec: JobSpec, steps: int = PROFILE_STEPS, jobs: JobRegistry | None = None, synthetic: bool | None = None, run: Runner | None = None
+    spec: JobSpec,
+    steps: int = PROFILE_STEPS,
+    jobs: JobRegistry | None = None,
+    synthetic: bool | None = None,
+    run: Runner | None = None,
 ) -> Throughput:
     """Measure `spec` on this machine and record the figure in the job registry (`run` runs the trainer: tests)."""
     if steps < PROFILE_EPOCHS:
-        raise LauncherError(f"--steps must be at least {PROFILE_EPOCHS} (one per profiled epoch).", "Pass --steps 60 or more for a stable figure.")
+        raise LauncherError(
+            f"--steps must be at least {PROFILE_EPOCHS} (one per profiled epoch).",
+            "Pass --steps 60 or more for a stable figure.",
+        )
     use_synthetic = _synthetic(spec, synthetic, run)
     record = profile_synthetic(spec, steps) if use_synthetic else profile_with_trainer(spec, steps, run)
     (jobs or JobRegistry()).add_throughput(record)
@@ -109,7 +123,9 @@ def _run(cmd: Sequence[str], env: dict[str, str], timeout: float, grace: float =
     """
     start = time.monotonic()
     lines: list[tuple[float, str]] = []
-    proc = subprocess.Popen(list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     reader = threading.Thread(target=_collect, args=(proc, start, lines), daemon=True)
     reader.start()
     while proc.poll() is None:
@@ -119,7 +135,9 @@ def _run(cmd: Sequence[str], env: dict[str, str], timeout: float, grace: float =
             os.killpg(proc.pid, signal.SIGKILL)  # our own child's session: entrypoint, torchrun, trainer, workers
             proc.wait()
             if not done:
-                raise LauncherError(f"The profiling run took longer than {timeout:.0f} s.", "Profile with fewer --steps.")
+                raise LauncherError(
+                    f"The profiling run took longer than {timeout:.0f} s.", "Profile with fewer --steps."
+                )
             return [*lines, (done[0], "")]
         time.sleep(0.2)
     reader.join(timeout=5)
@@ -127,7 +145,8 @@ def _run(cmd: Sequence[str], env: dict[str, str], timeout: float, grace: float =
     if proc.returncode != 0:
         tail = [text for _, text in lines if text.strip()][-1:] or ["no output"]
         raise LauncherError(
-            f"The profiling run failed (exit {proc.returncode}): {tail[0]}", "Run the job once with `launch JOB.yaml` to see the full error."
+            f"The profiling run failed (exit {proc.returncode}): {tail[0]}",
+            "Run the job once with `launch JOB.yaml` to see the full error.",
         )
     return lines
 
@@ -143,7 +162,10 @@ def profile_with_trainer(spec: JobSpec, steps: int, run: Runner | None = None, t
     starts it locally."""
     data = dataset_size(spec)
     if data is None or data.train_images == 0:
-        raise LauncherError(f"Cannot size a profile run: the size of {spec.train.data} is unknown.", "Profile with a local copy of the data.")
+        raise LauncherError(
+            f"Cannot size a profile run: the size of {spec.train.data} is unknown.",
+            "Profile with a local copy of the data.",
+        )
     fraction = float(f"{min(1.0, (steps / PROFILE_EPOCHS) * _images_per_step(spec) / data.train_images):.6g}")
     with tempfile.TemporaryDirectory(prefix="launch-profile-") as tmp:
         save_dir = Path(tmp) / "save"
@@ -152,7 +174,9 @@ def profile_with_trainer(spec: JobSpec, steps: int, run: Runner | None = None, t
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env, "LAUNCHER_SAVE_DIR": str(save_dir)}
         lines = (run or _run)(cmd, env, timeout)
         if spec.train.engine == "ultralytics":
-            return _from_engine_output(spec, save_dir, lines, _fraction_images(data.train_images, fraction), data.val_images)
+            return _from_engine_output(
+                spec, save_dir, lines, _fraction_images(data.train_images, fraction), data.val_images
+            )
         return _from_trainer_output(spec, save_dir, lines)
 
 
@@ -224,7 +248,9 @@ _ENGINE_LINE = re.compile(r"epoch (\d+)/\d+: train_loss .* images_per_s ([0-9.]+
 _ENGINE_GPU = re.compile(r"CUDA:(\d+) \(([^,)]+)")
 
 
-def _from_engine_output(spec: JobSpec, save_dir: Path, lines: list[tuple[float, str]], images: int, val_images: int) -> Throughput:
+def _from_engine_output(
+    spec: JobSpec, save_dir: Path, lines: list[tuple[float, str]], images: int, val_images: int
+) -> Throughput:
     """The steady epochs' images/s from the engine's epoch lines (the training loops alone); the epochs' full
     seconds, validation and checkpoint included, from Ultralytics' results.csv, for the overheads."""
     rates = {int(m[1]): float(m[2]) for _, text in lines if (m := _ENGINE_LINE.search(text))}
@@ -232,7 +258,9 @@ def _from_engine_output(spec: JobSpec, save_dir: Path, lines: list[tuple[float, 
         raise LauncherError("The profiling run printed no [train] epoch line with images_per_s.",
                             "Run the job once with `launch JOB.yaml` and check its epoch lines.")  # fmt: skip
     rows = [{"time_s": images / rate, "images_per_s": rate} for _, rate in sorted(rates.items())]
-    gpus = {int(m[1]): m[2].strip() for _, text in lines if (m := _ENGINE_GPU.search(text))}  # Ultralytics' own DDP: all
+    gpus = {
+        int(m[1]): m[2].strip() for _, text in lines if (m := _ENGINE_GPU.search(text))
+    }  # Ultralytics' own DDP: all
     world = max(len(gpus), 1)
     ips = _steady_images_per_s(rows) / world
     val_s = val_images / world / (ips * gpu_table()["validation_speedup"])

@@ -58,13 +58,17 @@ def device_of(data: Mapping[str, Any]) -> str:
     return canonical_device(device)
 
 
-def record_results(jobs: JobRegistry, job_id: str | None, results: str | os.PathLike[str] | Mapping[str, Any]) -> Throughput:
+def record_results(
+    jobs: JobRegistry, job_id: str | None, results: str | os.PathLike[str] | Mapping[str, Any]
+) -> Throughput:
     """Store a finished job's measured throughput (and metrics, when the job is registered)."""
     data = read_results(results)
     ips = per_process_images_per_s(data)
     missing = [k for k in REQUIRED if data.get(k) in (None, "")] + (["images_per_s"] if ips is None else [])
     if missing:
-        raise LauncherError(f"The training results lack {', '.join(missing)}.", "Use a trainer that writes them to results.json.")
+        raise LauncherError(
+            f"The training results lack {', '.join(missing)}.", "Use a trainer that writes them to results.json."
+        )
     details: dict[str, Any] = {k: data[k] for k in ("wall_time_s", "epochs", "epochs_run", "device_name") if k in data}
     overhead = _overhead(jobs, job_id, data, ips)
     if overhead is not None:

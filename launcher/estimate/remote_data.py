@@ -24,7 +24,9 @@ __all__ = ["remote_dataset", "MAX_AGE_S"]
 MAX_AGE_S = 24 * 3600.0
 
 
-def remote_dataset(uri: str, cache_file: Path, store: Store | None = None, now: Callable[[], float] = time.time) -> Dataset | str:
+def remote_dataset(
+    uri: str, cache_file: Path, store: Store | None = None, now: Callable[[], float] = time.time
+) -> Dataset | str:
     """The image counts of the ImageFolder at `uri` (train/, val/), from the cache or by listing it."""
     key = uri.rstrip("/")
     cached = _read(cache_file).get(key)
@@ -38,8 +40,19 @@ def remote_dataset(uri: str, cache_file: Path, store: Store | None = None, now: 
         return f"could not list {uri} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
     if not count.train:
         return f"{uri} holds no images under train/"
-    _write(cache_file, key, {"train": count.train, "val": count.val, "bytes": count.bytes, "time": now(),
-                             "files": count.files, "packed": count.packed, "first_bytes": count.first_bytes})
+    _write(
+        cache_file,
+        key,
+        {
+            "train": count.train,
+            "val": count.val,
+            "bytes": count.bytes,
+            "time": now(),
+            "files": count.files,
+            "packed": count.packed,
+            "first_bytes": count.first_bytes,
+        },
+    )
     return Dataset(count.train, count.val, count.bytes, local=False, files=count.files, packed=count.packed,
                    first_bytes=count.first_bytes)  # fmt: skip
 

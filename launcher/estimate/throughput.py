@@ -127,7 +127,9 @@ def _torchvision_entry(model: str) -> dict[str, Any] | None:
 GIVEN_UNCERTAINTY = 0.25  # a figure the user read off a run of their own program (`--images-per-s`)
 
 
-def throughput(spec: JobSpec, device: str, jobs: JobRegistry | None = None, given: float | None = None) -> Figure | None:
+def throughput(
+    spec: JobSpec, device: str, jobs: JobRegistry | None = None, given: float | None = None
+) -> Figure | None:
     """The best figure for `spec` on `device` (a GPU type or 'cpu'), or None when there is none.
 
     `given` (`launch estimate --images-per-s`) wins. A program of the user's own (`command:`) has no
@@ -150,7 +152,9 @@ def _from_records(spec: JobSpec, records: Iterable[Throughput]) -> Figure | None
         records = measured
     for tag, label in SOURCES:
         mine = [r for r in records if r.source == tag]
-        exact = [r for r in mine if r.imgsz == spec.train.image_size and spec.train.batch_size in (r.batch, -1)]  # -1: AutoBatch
+        exact = [
+            r for r in mine if r.imgsz == spec.train.image_size and spec.train.batch_size in (r.batch, -1)
+        ]  # -1: AutoBatch
         if exact:
             return _figure(exact, label, spec, scaled=False)
     for tag, label in SOURCES:  # same model and device, other image size or batch: scale by FLOPs

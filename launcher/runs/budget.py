@@ -26,6 +26,7 @@ class Submitter(Protocol):
     backend: Backend
     jobs: JobRegistry
 
+
 __all__ = ["BudgetExceededError", "budget_hook", "check_budget", "chosen_row"]
 
 OVERRIDE = "--ignore-budget"

@@ -80,7 +80,9 @@ def from_csv(text: str, epochs: int | None, finished: bool, source: str) -> RunP
     try:
         done = [int(float(r["epoch"])) for r in rows]
         top1 = [float(r["top1"]) for r in rows if r.get("top1") not in (None, "")]
-        times = [float(r["time_s"]) for r in rows if r.get("time_s") not in (None, "")] or ultralytics_epoch_seconds(rows)
+        times = [float(r["time_s"]) for r in rows if r.get("time_s") not in (None, "")] or ultralytics_epoch_seconds(
+            rows
+        )
         maps = [c for c in (rows[0] if rows else {}) if c.startswith("metrics/mAP50-95")]
         best_map = max(float(r[maps[-1]]) for r in rows) if maps else None  # (B), then (M) or (P): the task's own
     except (KeyError, ValueError):
@@ -100,8 +102,9 @@ def _glance(uri: str) -> Any:
     return open_store(uri, retry=RetryPolicy(attempts=3))
 
 
-def read_progress(record_spec: Mapping[str, Any], name: str, finished: bool,
-                  open_store_fn: Callable[[str], Any] = _glance) -> RunProgress | None:
+def read_progress(
+    record_spec: Mapping[str, Any], name: str, finished: bool, open_store_fn: Callable[[str], Any] = _glance
+) -> RunProgress | None:
     """The progress of the run a job spec (as recorded) writes; None when it has no reachable results."""
     uri = (record_spec.get("checkpoint") or {}).get("uri")
     if not uri:

@@ -25,7 +25,9 @@ DEADLINE_S = 20.0
 def refresh_unfinished(records: list[JobRecord], jobs: JobRegistry, now: float | None = None) -> list[JobRecord]:
     """`records` with each stale unfinished job's state asked of its backend; failures keep the stored state."""
     now = time.time() if now is None else now
-    stale = [r for r in records if not r.state.finished and (r.updated_at == r.submitted_at or now - r.updated_at >= CACHE_S)]
+    stale = [
+        r for r in records if not r.state.finished and (r.updated_at == r.submitted_at or now - r.updated_at >= CACHE_S)
+    ]
     if not stale:
         return records
     pool = ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(stale)), thread_name_prefix="launch-ls")

@@ -100,7 +100,10 @@ def supervisor_alive(run: RunRecord) -> bool:
         os.kill(run.supervisor_pid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    return Path(f"/proc/{run.supervisor_pid}/stat").exists() and " Z " not in Path(f"/proc/{run.supervisor_pid}/stat").read_text()
+    return (
+        Path(f"/proc/{run.supervisor_pid}/stat").exists()
+        and " Z " not in Path(f"/proc/{run.supervisor_pid}/stat").read_text()
+    )
 
 
 class Supervisor:
@@ -115,7 +118,9 @@ class Supervisor:
         self._out = out
 
     @classmethod
-    def start(cls, spec: JobSpec, primary: str, jobs: JobRegistry, make_launcher: Callable[[str], Any], **kwargs: Any) -> "Supervisor":
+    def start(
+        cls, spec: JobSpec, primary: str, jobs: JobRegistry, make_launcher: Callable[[str], Any], **kwargs: Any
+    ) -> "Supervisor":
         """A new run of `spec`, after a dry run of every backend it may use."""
         names = backends_of(spec, primary)
         for note in check_backends(spec, names, make_launcher):
@@ -171,9 +176,15 @@ class Supervisor:
         assert spec.recovery is not None
         ending = last.ending or Ending.UNKNOWN.value
         if ending not in spec.recovery.on:
-            return self._end("failed", code, f"attempt {last.attempt} on {last.backend} ended: {ending} ({last.message}); not retried")
+            return self._end(
+                "failed",
+                code,
+                f"attempt {last.attempt} on {last.backend} ended: {ending} ({last.message}); not retried",
+            )
         if len(attempts) >= spec.recovery.max_attempts:
-            return self._end("failed", code, f"recovery.max_attempts ({spec.recovery.max_attempts}) used; the last ended: {ending}")
+            return self._end(
+                "failed", code, f"recovery.max_attempts ({spec.recovery.max_attempts}) used; the last ended: {ending}"
+            )
         backend = self._next_backend(attempts)
         instance = self._instance(attempts, backend)
         self._back_off(attempts, backend, instance)
@@ -228,7 +239,9 @@ class Supervisor:
         if self.spec.limits.max_cost is None or not self.check_budget:
             return True
         try:
-            self._price(self._launcher(backend).plan(self._spec_on(backend, instance), new_job_id(self.spec.name)), number)
+            self._price(
+                self._launcher(backend).plan(self._spec_on(backend, instance), new_job_id(self.spec.name)), number
+            )
         except LauncherError as exc:  # the budget, or a plan that cannot be made on it
             self.say(f"[recovery] skipping {instance.instance} on {backend}, the catalog's next fit: {exc.message}")
             return False
@@ -241,7 +254,9 @@ class Supervisor:
         if last.ending != Ending.CAPACITY.value or last.backend != backend or last.instance != name:
             return
         assert self.spec.recovery is not None
-        failures = _streak(attempts, lambda a: a.backend == backend and a.instance == name and a.ending == Ending.CAPACITY.value)
+        failures = _streak(
+            attempts, lambda a: a.backend == backend and a.instance == name and a.ending == Ending.CAPACITY.value
+        )
         delay = self.spec.recovery.backoff.delay(failures)
         where = (f"for {name} on {backend} ({failures} in a row, no other fitting type to try)" if name
                  else f"on {backend} ({failures} in a row)")  # fmt: skip
@@ -284,14 +299,18 @@ class Supervisor:
         try:
             price = self._price(plan, number)
         except BudgetExceededError as exc:
-            return self._end("failed", exc.exit_code, f"{exc.message}: the run stops." + (f" {exc.fix}" if exc.fix else ""))
+            return self._end(
+                "failed", exc.exit_code, f"{exc.message}: the run stops." + (f" {exc.fix}" if exc.fix else "")
+            )
         on = f" on {instance.instance}" if instance else ""
         self.say(f"[recovery] attempt {number}/{spec.recovery.max_attempts if spec.recovery else 1} of run {self.run_id}:"
                  f" submitting {plan.job_name} to {backend}{on}")  # fmt: skip
         try:
             launcher.submit(plan, attempt=(self.run_id, number, price, instance.instance if instance else None))
         except LauncherError as exc:
-            ending = launcher.backend.ending_of(exc.message)  # a refusal (quota, capacity) read by the backend's own table
+            ending = launcher.backend.ending_of(
+                exc.message
+            )  # a refusal (quota, capacity) read by the backend's own table
             if not ending.retryable:
                 return self._end("failed", exc.exit_code, f"attempt {number}: {exc}")
             self.jobs.update(plan.job_name, JobStatus(JobState.FAILED, f"submit refused: {exc.message}", ending=ending))
@@ -329,7 +348,9 @@ class Supervisor:
         left = max(spec.train.epochs - furthest, 1)  # a resumed run that had ended still starts, loads and saves
         if furthest <= 0 or left >= spec.train.epochs:
             return spec, ""
-        return spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": left})}), f" for the {left} epoch(s) left"
+        return spec.model_copy(
+            update={"train": spec.train.model_copy(update={"epochs": left})}
+        ), f" for the {left} epoch(s) left"
 
     def spent(self) -> float:
         return sum(a.cost() or 0.0 for a in self.jobs.attempts(self.run_id))
@@ -359,7 +380,9 @@ class Supervisor:
 
     def _end(self, state: str, code: int, message: str) -> int:
         self.jobs.set_run(self.run_id, state, message, pid=None)
-        self.say(f"run {self.run_id}: {state}: {message.rstrip('.')}; cost ${self.spent():.2f} over {len(self.jobs.attempts(self.run_id))} attempt(s)")
+        self.say(
+            f"run {self.run_id}: {state}: {message.rstrip('.')}; cost ${self.spent():.2f} over {len(self.jobs.attempts(self.run_id))} attempt(s)"
+        )
         return code
 
     def say(self, line: str) -> None:

@@ -55,7 +55,9 @@ def prepare(uri: str, environ: Mapping[str, str] | None = None) -> Path:
     try:
         sha = code_sha256(uri)
     except ValueError as exc:
-        raise LauncherError(f"--code {uri}: {exc}.", "Submit the job with `launch`, which names the archive by its content.") from None
+        raise LauncherError(
+            f"--code {uri}: {exc}.", "Submit the job with `launch`, which names the archive by its content."
+        ) from None
     home = data_dir(environ) / "code" / sha
     if (home / _DONE).exists():
         _say(f"code {sha[:12]}: unpacked before, in {home / 'src'}")
@@ -86,7 +88,10 @@ def _download(uri: str, dest: Path) -> str:
     try:
         sha = open_store(folder).get(name, dest)
     except MissingObjectError:
-        raise LauncherError(f"The code archive {uri} is not in the store.", "Submit the job again with `launch`: it uploads the archive first.") from None
+        raise LauncherError(
+            f"The code archive {uri} is not in the store.",
+            "Submit the job again with `launch`: it uploads the archive first.",
+        ) from None
     return sha or sha256_file(dest)
 
 
@@ -122,10 +127,14 @@ def unpack(archive: Path, dest: Path) -> int:
                                          "Ship only regular files and links inside the folder.")  # fmt: skip
     for path, target in links:  # last, so no file is ever written through a link
         if os.path.isabs(target):
-            raise UnsafeArchiveError(f"The code archive's link {path.relative_to(root)} points to an absolute path.", "Make it relative.")
+            raise UnsafeArchiveError(
+                f"The code archive's link {path.relative_to(root)} points to an absolute path.", "Make it relative."
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         if os.path.lexists(path):
-            raise UnsafeArchiveError(f"The code archive names {path.relative_to(root)} twice.", "Rebuild it with `launch`.")
+            raise UnsafeArchiveError(
+                f"The code archive names {path.relative_to(root)} twice.", "Rebuild it with `launch`."
+            )
         os.symlink(target, path)
     for path, _target in links:  # after all of them: a chain of links must still end inside
         if not Path(os.path.realpath(path)).is_relative_to(root):
@@ -137,23 +146,31 @@ def unpack(archive: Path, dest: Path) -> int:
 def _member_path(root: Path, member: tarfile.TarInfo) -> Path:
     name = PurePosixPath(member.name)
     if name.is_absolute() or member.name.startswith(("/", "\\")) or ".." in name.parts or "\0" in member.name:
-        raise UnsafeArchiveError(f"The code archive holds {member.name!r}, a path outside its folder.", "Rebuild it with `launch`.")
+        raise UnsafeArchiveError(
+            f"The code archive holds {member.name!r}, a path outside its folder.", "Rebuild it with `launch`."
+        )
     path = root.joinpath(*[p for p in name.parts if p not in ("", ".")])
     if path == root and not member.isdir():
-        raise UnsafeArchiveError(f"The code archive holds {member.name!r}, which has no name.", "Rebuild it with `launch`.")
+        raise UnsafeArchiveError(
+            f"The code archive holds {member.name!r}, which has no name.", "Rebuild it with `launch`."
+        )
     return path
 
 
 def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path, root: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not Path(os.path.realpath(path.parent)).is_relative_to(root):
-        raise UnsafeArchiveError(f"The code archive writes {member.name!r} through a link.", "Rebuild it with `launch`.")
+        raise UnsafeArchiveError(
+            f"The code archive writes {member.name!r} through a link.", "Rebuild it with `launch`."
+        )
     source = tar.extractfile(member)
     assert source is not None  # a regular member always has data
     try:
         out = open(path, "xb")
     except FileExistsError:
-        raise UnsafeArchiveError(f"The code archive names {member.name!r} twice.", "Rebuild it with `launch`.") from None
+        raise UnsafeArchiveError(
+            f"The code archive names {member.name!r} twice.", "Rebuild it with `launch`."
+        ) from None
     with source, out:
         shutil.copyfileobj(source, out, 1 << 20)
     os.chmod(path, 0o555 if member.mode & 0o111 else 0o444)
@@ -165,7 +182,9 @@ def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path, root: Path
 def install_requirements(file: Path, environ: Mapping[str, str] | None = None, python: str = sys.executable) -> Path:
     """A folder with what `file` needs beyond the image's packages, installed once per content and Python."""
     if not file.is_file():
-        raise LauncherError(f"code.requirements: {file.name} is not in the code folder.", "Name a file that ships with code:.")
+        raise LauncherError(
+            f"code.requirements: {file.name} is not in the code folder.", "Name a file that ships with code:."
+        )
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     key = hashlib.sha256(file.read_bytes() + f"\0{python}\0{version}".encode()).hexdigest()
     home = data_dir(environ) / "pip" / key[:32]

@@ -46,7 +46,9 @@ def mounted_path(uri: str, gcs_mount: Path = GCS_MOUNT) -> Path | None:
     return path if path.is_dir() else None
 
 
-def resolve(data: str, environ: Mapping[str, str] | None = None, gcs_mount: Path = GCS_MOUNT, layout: bool = True) -> Path:
+def resolve(
+    data: str, environ: Mapping[str, str] | None = None, gcs_mount: Path = GCS_MOUNT, layout: bool = True
+) -> Path:
     """A `train.data` value -> a local ImageFolder root (writing a built-in, or fetching a URI, on first use).
 
     `layout=False` (a program of the user's own, which reads any layout): any folder will do."""
@@ -55,12 +57,16 @@ def resolve(data: str, environ: Mapping[str, str] | None = None, gcs_mount: Path
     if is_remote(data):
         root = mounted_path(data, gcs_mount) or _fetch(data, environ)
     elif "://" in data:
-        raise LauncherError(f"train.data {data!r} is not a URI the trainer can read.", "Use s3://, gs://, az:// or a local folder.")
+        raise LauncherError(
+            f"train.data {data!r} is not a URI the trainer can read.", "Use s3://, gs://, az:// or a local folder."
+        )
     else:
         root = Path(data).expanduser()
     if not layout:
         if not root.is_dir():
-            raise LauncherError(f"train.data {data} is not a folder here.", "Point train.data at the folder your program reads.")
+            raise LauncherError(
+                f"train.data {data} is not a folder here.", "Point train.data at the folder your program reads."
+            )
         return root
     if not (root / "train").is_dir() or not (root / "val").is_dir():
         where = data if str(root) == data else f"{data} (read from {root})"
@@ -71,7 +77,9 @@ def resolve(data: str, environ: Mapping[str, str] | None = None, gcs_mount: Path
     return root
 
 
-def stage(command: Sequence[str], environ: Mapping[str, str] | None = None, gcs_mount: Path = GCS_MOUNT) -> tuple[str, ...]:
+def stage(
+    command: Sequence[str], environ: Mapping[str, str] | None = None, gcs_mount: Path = GCS_MOUNT
+) -> tuple[str, ...]:
     """A train command with its remote `data=` URI replaced by the local folder `resolve` makes of it.
 
     The entrypoint calls this once per node, before torchrun, so every process
@@ -84,7 +92,9 @@ def stage(command: Sequence[str], environ: Mapping[str, str] | None = None, gcs_
     for arg in command:
         key, sep, value = arg.partition("=")
         if key == "data" and sep and not layout and not is_remote(value) and (Path(value) / "index.json").is_file():
-            local = _unpack(value, environ)  # a packed dataset in a channel or folder here, for an engine that reads files
+            local = _unpack(
+                value, environ
+            )  # a packed dataset in a channel or folder here, for an engine that reads files
             print(f"[launcher] training data {value}: a packed dataset, unpacked to {local}", flush=True)
             staged.append(f"data={local}")
             continue
@@ -128,7 +138,9 @@ def _unpack(uri: str, environ: Mapping[str, str] | None) -> Path:
 
     packed = stream.open_packed(uri)
     assert packed is not None
-    return stream.unpack(packed, data_dir(environ) / "unpacked" / hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16])
+    return stream.unpack(
+        packed, data_dir(environ) / "unpacked" / hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16]
+    )
 
 
 def _fetch(uri: str, environ: Mapping[str, str] | None) -> Path:
@@ -172,9 +184,7 @@ def _write_split(root: Path) -> None:
 
     digits = load_digits()
     index = np.arange(len(digits.target))
-    train, val = train_test_split(
-        index, test_size=_VAL_FRACTION, stratify=digits.target, random_state=_SPLIT_SEED
-    )
+    train, val = train_test_split(index, test_size=_VAL_FRACTION, stratify=digits.target, random_state=_SPLIT_SEED)
     for split, ids in (("train", train), ("val", val)):
         for i in sorted(ids):
             folder = root / split / str(digits.target[i])

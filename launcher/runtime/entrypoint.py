@@ -45,7 +45,9 @@ __all__ = ["main", "run", "build_command", "parse_args", "node_save_dir", "scrat
 SAGEMAKER_CHECKPOINTS = Path("/opt/ml/checkpoints")  # CheckpointConfig.LocalPath: mirrored to S3 by SageMaker
 JOB_FOLDER_PREFIX = "launcher-job-"  # the training folder of one job (save_dir_for), removed once synced
 STOP_GRACE_S = 120  # after SIGTERM, as long as SageMaker waits before its SIGKILL
-LOCAL_GRACE_S = 30  # the local backend's stop: SIGTERM, then SIGKILL after 30 s (launcher/backends/local.py STOP_GRACE_S)
+LOCAL_GRACE_S = (
+    30  # the local backend's stop: SIGTERM, then SIGKILL after 30 s (launcher/backends/local.py STOP_GRACE_S)
+)
 
 
 def parse_args(argv: Sequence[str]) -> EntrypointArgs:
@@ -110,7 +112,13 @@ def build_command(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, nproc: int,
     torchrun = [sys.executable, "-m", "launcher.runtime.torchrun", *rdzv.torchrun_args(nproc)]
     if args.command[0] == "train" and uses_ultralytics(args.command):
         # one process per node, not under torchrun: Ultralytics runs its own DDP over its device list
-        return [sys.executable, "-m", "launcher.runtime.train.ultralytics_engine", *args.command[1:], f"save_dir={save_dir}"]
+        return [
+            sys.executable,
+            "-m",
+            "launcher.runtime.train.ultralytics_engine",
+            *args.command[1:],
+            f"save_dir={save_dir}",
+        ]
     if args.command[0] == "train":
         return [*torchrun, "-m", "launcher.runtime.train", *args.command[1:], f"save_dir={save_dir}"]
     program = list(args.command)
@@ -214,14 +222,18 @@ def _flush_despite_signals(syncer) -> None:  # type: ignore[no-untyped-def]
     after its grace window is the limit).
     """
     received: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, _f: received.append(signum)) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {
+        sig: signal.signal(sig, lambda signum, _f: received.append(signum)) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         syncer.close()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if received:
-        print(f"[launcher] signal {received[0]} during the final checkpoint upload: finished the upload first", flush=True)
+        print(
+            f"[launcher] signal {received[0]} during the final checkpoint upload: finished the upload first", flush=True
+        )
 
 
 def _stage_data(args: EntrypointArgs, environ: dict[str, str]) -> EntrypointArgs:
@@ -287,7 +299,12 @@ def _start_sync(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, save_dir: Pat
     from launcher.storage.lease import Holder  # noqa: PLC0415
 
     syncer = sync.Syncer(
-        args.checkpoint_uri, args.run_name, save_dir, keep=args.keep, spec_hash=args.spec_hash, every=args.every,
+        args.checkpoint_uri,
+        args.run_name,
+        save_dir,
+        keep=args.keep,
+        spec_hash=args.spec_hash,
+        every=args.every,
         scratch=scratch,
     )
     syncer.holder = Holder(syncer.store, log=lambda m: print(f"[launcher] {m}", flush=True))
@@ -296,8 +313,9 @@ def _start_sync(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, save_dir: Pat
     return syncer
 
 
-def _run_forwarding_signals(cmd: list[str], environ: dict[str, str], max_runtime: float | None = None,
-                            cwd: Path | None = None) -> int:
+def _run_forwarding_signals(
+    cmd: list[str], environ: dict[str, str], max_runtime: float | None = None, cwd: Path | None = None
+) -> int:
     """Run torchrun, forwarding SIGTERM/SIGINT; a signalled job exits 128 + signal.
 
     torchrun itself exits 1 (with a SignalException) after forwarding a signal

@@ -20,7 +20,12 @@ from launcher.storage.manifest import RATE_FILE
 
 __all__ = ["GRACE_S", "RATE_FILE", "remember_rate", "remembered_rate", "checkpoint_bytes", "fit_warning"]
 
-GRACE_S = {"sagemaker": 120, "vertex": 30, "azureml": 30, "slurm": 30}  # SIGTERM -> SIGKILL, seconds (Slurm: KillWait's default)
+GRACE_S = {
+    "sagemaker": 120,
+    "vertex": 30,
+    "azureml": 30,
+    "slurm": 30,
+}  # SIGTERM -> SIGKILL, seconds (Slurm: KillWait's default)
 MIN_SAMPLE = 8 << 20  # smaller uploads time the requests' latency, not the bandwidth
 
 
@@ -61,6 +66,8 @@ def fit_warning(platform: str, size: int, rate: float | None) -> str | None:
     need = size / rate
     if need <= grace:
         return None
-    return (f"WARNING: the final checkpoint ({size / 1e6:.0f} MB) needs about {need:.0f} s to upload at the "
-            f"{rate / 1e6:.1f} MB/s measured before, more than the {grace} s {platform} gives between SIGTERM and "
-            "the kill: a preemption would keep only the previous checkpoint (save less often, or a smaller model state)")
+    return (
+        f"WARNING: the final checkpoint ({size / 1e6:.0f} MB) needs about {need:.0f} s to upload at the "
+        f"{rate / 1e6:.1f} MB/s measured before, more than the {grace} s {platform} gives between SIGTERM and "
+        "the kill: a preemption would keep only the previous checkpoint (save less often, or a smaller model state)"
+    )

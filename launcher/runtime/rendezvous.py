@@ -38,8 +38,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["Rendezvous", "detect", "expand_hostlist", "slurm", "sagemaker_environment", "SAGEMAKER_RESOURCE_CONFIG",
-           "DEFAULT_PORT", "EFA_INSTANCES", "EFA_RDMA_INSTANCES"]
+__all__ = [
+    "Rendezvous",
+    "detect",
+    "expand_hostlist",
+    "slurm",
+    "sagemaker_environment",
+    "SAGEMAKER_RESOURCE_CONFIG",
+    "DEFAULT_PORT",
+    "EFA_INSTANCES",
+    "EFA_RDMA_INSTANCES",
+]
 
 SAGEMAKER_RESOURCE_CONFIG = Path("/opt/ml/input/config/resourceconfig.json")
 DEFAULT_PORT = 29500
@@ -184,8 +193,9 @@ def slurm(environ: Mapping[str, str], hostname: str) -> Rendezvous:
     short = hostname.split(".")[0]
     names = [host.split(".")[0] for host in hosts]
     if short not in names:
-        raise RuntimeError(f"this node's hostname {hostname!r} is not in the Slurm node list {hosts}: "
-                           "cannot tell its rank")
+        raise RuntimeError(
+            f"this node's hostname {hostname!r} is not in the Slurm node list {hosts}: cannot tell its rank"
+        )
     job = environ.get("SLURM_JOB_ID", "0").split("_")[0]
     port = int(environ.get("MASTER_PORT") or DEFAULT_PORT + (int(job) if job.isdigit() else 0) % SLURM_PORT_SPAN)
     return Rendezvous("slurm", len(hosts), names.index(short), hosts[0], port)

@@ -73,7 +73,9 @@ RESOLVERS: dict[str, Callable[[str, Mapping[str, str]], str]] = {
 def resolve(ref: str, environ: Mapping[str, str]) -> str:
     scheme, sep, rest = ref.partition(":")
     if not sep or scheme not in RESOLVERS:
-        raise LauncherError(f"Unknown secret reference '{ref}'.", f"Use one of: {', '.join(RESOLVERS)} followed by ':'.")
+        raise LauncherError(
+            f"Unknown secret reference '{ref}'.", f"Use one of: {', '.join(RESOLVERS)} followed by ':'."
+        )
     return RESOLVERS[scheme](rest, environ)
 
 

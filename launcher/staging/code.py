@@ -61,15 +61,40 @@ if TYPE_CHECKING:
     from launcher.plan import Plan
     from launcher.spec import CodeConfig, JobSpec
 
-__all__ = ["CodeFiles", "CREDENTIAL_PATTERNS", "collect", "collect_for", "never_ship", "program_of", "check_command",
-           "write_archive", "code_target", "stage_code", "ship"]
+__all__ = [
+    "CodeFiles",
+    "CREDENTIAL_PATTERNS",
+    "collect",
+    "collect_for",
+    "never_ship",
+    "program_of",
+    "check_command",
+    "write_archive",
+    "code_target",
+    "stage_code",
+    "ship",
+]
 
 IGNORE_FILES = (".gitignore", ".launcherignore")
 NEVER = (".git",)  # folders that never ship, whatever the ignore files say
 # Names that usually hold secrets: refused unless excluded, or allowed by code.allow (gitignore patterns).
 CREDENTIAL_PATTERNS = (
-    ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "credentials", "credentials.json", "id_rsa", "id_dsa",
-    "id_ecdsa", "id_ed25519", ".netrc", ".pypirc", ".git-credentials", "*.kubeconfig",
+    ".env",
+    ".env.*",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "credentials",
+    "credentials.json",
+    "id_rsa",
+    "id_dsa",
+    "id_ecdsa",
+    "id_ed25519",
+    ".netrc",
+    ".pypirc",
+    ".git-credentials",
+    "*.kubeconfig",
 )
 GZIP_LEVEL = 6
 PROGRESS_ABOVE = 8 << 20  # smaller archives go up in a moment: no progress lines
@@ -150,7 +175,7 @@ class _Rules:
         for base, spec in self.specs:
             if base and not rel.startswith(base + "/"):
                 continue
-            local = rel[len(base) + 1:] if base else rel
+            local = rel[len(base) + 1 :] if base else rel
             result = spec.check_file(local + "/" if is_dir else local)
             if result.include is not None:
                 return bool(result.include)
@@ -269,8 +294,10 @@ def check_command(command: Sequence[str], files: CodeFiles) -> None:
     hint = f"did you mean {close[0]}? " if close else ""
     left_out = kind == "file" and (files.root / name).is_file()
     why = " (it is there, but an ignore file or code.exclude leaves it out)" if left_out else ""
-    raise LauncherError(f"command: {missing} is not among the files that ship from {files.root}{why}.",
-                        f"{hint}Fix the name in command:, relative to the code folder, where the command runs.")
+    raise LauncherError(
+        f"command: {missing} is not among the files that ship from {files.root}{why}.",
+        f"{hint}Fix the name in command:, relative to the code folder, where the command runs.",
+    )
 
 
 def collect(config: "CodeConfig", leave_out: Mapping[Path, str] | None = None) -> CodeFiles:
@@ -422,7 +449,9 @@ def _add(tar: tarfile.TarFile, entry: Entry) -> None:
     with open(entry.source, "rb") as src:
         size = os.fstat(src.fileno()).st_size
         if size != entry.size or not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
-            raise LauncherError(f"code: {entry.path} changed while the archive was written.", "Submit again once it is saved.")
+            raise LauncherError(
+                f"code: {entry.path} changed while the archive was written.", "Submit again once it is saved."
+            )
         info.size = size
         tar.addfile(info, src)
 
@@ -465,7 +494,9 @@ def ship(files: CodeFiles, target: str, log: Log = _stderr, known: Path | None =
         if there:
             log(f"code: {files.root}: {len(files.entries)} files, already at {where} (same content), nothing to send")
         else:
-            log(f"code: {files.root}: {len(files.entries)} files ({_size(files.size)}) -> {where} ({_size(size)} compressed)")
+            log(
+                f"code: {files.root}: {len(files.entries)} files ({_size(files.size)}) -> {where} ({_size(size)} compressed)"
+            )
             store.put(name, archive, TransferProgress(size, log).advance if size > PROGRESS_ABOVE else None, sha256=sha)
     cache.put(signature, sha, size)
     return sha
@@ -499,7 +530,7 @@ class _Known:
             return
         self.known.pop(signature, None)
         self.known[signature] = [sha, size]
-        kept = dict(list(self.known.items())[-self.LIMIT:])
+        kept = dict(list(self.known.items())[-self.LIMIT :])
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(self.path.name + ".tmp")

@@ -69,8 +69,10 @@ def check_local_data(spec: "JobSpec") -> None:
         return
     root = Path(data)
     if not root.exists():
-        raise SpecError(f"train.data {data} does not exist.",
-                        "Fix the path (a relative one is read from the spec file's folder), or give an s3://, gs:// or az:// URI.")
+        raise SpecError(
+            f"train.data {data} does not exist.",
+            "Fix the path (a relative one is read from the spec file's folder), or give an s3://, gs:// or az:// URI.",
+        )
     yolo = spec.train.engine == "ultralytics"
     if yolo and root.is_file() and root.suffix in (".yaml", ".yml"):
         return
@@ -81,9 +83,11 @@ def check_local_data(spec: "JobSpec") -> None:
     if yolo and any(root.glob("*.yaml")):
         return
     shape = "a YOLO dataset (a data.yaml) or an ImageFolder" if yolo else "an ImageFolder dataset"
-    raise SpecError(f"train.data: {data} is not {shape} (train/ and val/ folders); nothing was uploaded.",
-                        "Point train.data at the dataset's root folder, laid out as <root>/train/<class>/*.jpg and "
-                        "<root>/val/<class>/*.jpg.")
+    raise SpecError(
+        f"train.data: {data} is not {shape} (train/ and val/ folders); nothing was uploaded.",
+        "Point train.data at the dataset's root folder, laid out as <root>/train/<class>/*.jpg and "
+        "<root>/val/<class>/*.jpg.",
+    )
 
 
 def data_target(spec: "JobSpec") -> str | None:
@@ -152,7 +156,9 @@ def content_hash(folder: Path, cache: HashCache | None = None) -> tuple[str, dic
     cache = cache or HashCache(None)
     files = files_of(folder)
     if not files:
-        raise LauncherError(f"train.data {folder} holds no files.", "Point train.data at an ImageFolder (train/, val/).")
+        raise LauncherError(
+            f"train.data {folder} holds no files.", "Point train.data at an ImageFolder (train/, val/)."
+        )
     with ThreadPoolExecutor(WORKERS) as pool:
         shas = dict(zip(files, pool.map(cache.sha256, files.values())))
     listing = {key: [files[key].stat().st_size, shas[key]] for key in files}

@@ -124,20 +124,31 @@ ENGINE_REQUIREMENTS = {"ultralytics": "ultralytics>=8.4,<8.5\ncloudpickle>=3.1.1
 def engine_image(engine: str, base: str = DEFAULT_IMAGE) -> tuple[str, dict[str, str], str]:
     """(tag, build arguments, Dockerfile) of the image variant for a trainer engine."""
     if engine not in ENGINE_REQUIREMENTS:
-        raise LauncherError(f"--engine {engine}: no such engine image.", f"Use one of: {', '.join(ENGINE_REQUIREMENTS)}.")
+        raise LauncherError(
+            f"--engine {engine}: no such engine image.", f"Use one of: {', '.join(ENGINE_REQUIREMENTS)}."
+        )
     return f"{DEFAULT_IMAGE.split(':')[0]}:{engine}", {"BASE_IMAGE": base}, ENGINE_DOCKERFILE
 
 
-def build_engine(engine: str, tag: str | None = None, base: str = DEFAULT_IMAGE, client: Any = None,
-                 progress: BuildLog = lambda line: None, buildargs: dict[str, str] | None = None) -> tuple[str, str]:
+def build_engine(
+    engine: str,
+    tag: str | None = None,
+    base: str = DEFAULT_IMAGE,
+    client: Any = None,
+    progress: BuildLog = lambda line: None,
+    buildargs: dict[str, str] | None = None,
+) -> tuple[str, str]:
     """Build the engine variant of `base`; returns (tag, image id)."""
     default_tag, args, dockerfile = engine_image(engine, base)
     tag = tag or default_tag
-    return tag, _build_derived(tag, dockerfile, ENGINE_REQUIREMENTS[engine].encode(), client, progress, {**args, **(buildargs or {})})
+    return tag, _build_derived(
+        tag, dockerfile, ENGINE_REQUIREMENTS[engine].encode(), client, progress, {**args, **(buildargs or {})}
+    )
 
 
-def _build_derived(tag: str, dockerfile: str, requirements: bytes, client: Any, progress: BuildLog,
-                   buildargs: dict[str, str]) -> str:
+def _build_derived(
+    tag: str, dockerfile: str, requirements: bytes, client: Any, progress: BuildLog, buildargs: dict[str, str]
+) -> str:
     """Build a small Dockerfile with one requirements.txt beside it as the whole context."""
     import tempfile  # noqa: PLC0415
 
@@ -149,14 +160,24 @@ def _build_derived(tag: str, dockerfile: str, requirements: bytes, client: Any, 
 
 
 def build_with_requirements(
-    tag: str, requirements: Path, base: str = DEFAULT_IMAGE, client: Any = None, progress: BuildLog = lambda line: None,
+    tag: str,
+    requirements: Path,
+    base: str = DEFAULT_IMAGE,
+    client: Any = None,
+    progress: BuildLog = lambda line: None,
     buildargs: dict[str, str] | None = None,
 ) -> str:
     """Build `base` plus `requirements` (REQUIREMENTS_DOCKERFILE) as `tag`; returns the image id."""
     if not requirements.is_file():
         raise LauncherError(f"--requirements {requirements}: no such file.", "Name your program's requirements.txt.")
-    return _build_derived(tag, REQUIREMENTS_DOCKERFILE, requirements.read_bytes(), client, progress,
-                          {"BASE_IMAGE": base, **(buildargs or {})})
+    return _build_derived(
+        tag,
+        REQUIREMENTS_DOCKERFILE,
+        requirements.read_bytes(),
+        client,
+        progress,
+        {"BASE_IMAGE": base, **(buildargs or {})},
+    )
 
 
 def ignore_patterns(context: Path) -> list[str]:

@@ -27,8 +27,16 @@ from typing import Any, Iterator, Mapping
 from launcher.errors import JobNotFoundError
 from launcher.plan import JobRef, JobState, JobStatus, thaw
 
-__all__ = ["JobRecord", "JobRegistry", "RunRecord", "SweepRecord", "TrialRecord", "Throughput", "state_dir",
-           "new_job_id"]
+__all__ = [
+    "JobRecord",
+    "JobRegistry",
+    "RunRecord",
+    "SweepRecord",
+    "TrialRecord",
+    "Throughput",
+    "state_dir",
+    "new_job_id",
+]
 
 # Columns added after the first release: a registry file written by an older version gains them.
 # A job that is one attempt of a supervised run (launcher.runs.supervisor) names its run and its number;
@@ -289,7 +297,9 @@ class JobRegistry:
             if row is None:
                 row = db.execute("SELECT * FROM jobs WHERE native_id = ?", (job_id,)).fetchone()
         if row is None:
-            raise JobNotFoundError(f"No job '{_shown(job_id)}' in the job registry ({self.path}).", "List jobs with: launch ls")
+            raise JobNotFoundError(
+                f"No job '{_shown(job_id)}' in the job registry ({self.path}).", "List jobs with: launch ls"
+            )
         return _record(row)
 
     def find(self, id_or_name: str) -> JobRecord:
@@ -299,7 +309,9 @@ class JobRegistry:
             return self.get(id_or_name)
         except JobNotFoundError:
             with self._connect() as db:
-                row = db.execute("SELECT * FROM jobs WHERE name = ? ORDER BY submitted_at DESC LIMIT 1", (id_or_name,)).fetchone()
+                row = db.execute(
+                    "SELECT * FROM jobs WHERE name = ? ORDER BY submitted_at DESC LIMIT 1", (id_or_name,)
+                ).fetchone()
             if row is None:
                 raise JobNotFoundError(
                     f"No job with the id or name '{_shown(id_or_name)}' in the job registry ({self.path}).",
@@ -338,13 +350,17 @@ class JobRegistry:
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone() or db.execute(
                 "SELECT * FROM runs WHERE name = ? ORDER BY created_at DESC LIMIT 1", (run_id,)).fetchone()  # fmt: skip
         if row is None:
-            raise JobNotFoundError(f"No run '{_shown(run_id)}' in the job registry ({self.path}).", "List runs and jobs with: launch ls")
+            raise JobNotFoundError(
+                f"No run '{_shown(run_id)}' in the job registry ({self.path}).", "List runs and jobs with: launch ls"
+            )
         return RunRecord(row["id"], row["name"], json.loads(row["spec"]), json.loads(row["backends"]), row["state"],
                          row["message"], row["supervisor_pid"], row["created_at"], row["updated_at"])  # fmt: skip
 
     def runs(self, limit: int = 50) -> list[RunRecord]:
         with self._connect() as db:
-            ids = [r["id"] for r in db.execute("SELECT id FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()]
+            ids = [
+                r["id"] for r in db.execute("SELECT id FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+            ]
         return [self.run(run_id) for run_id in ids]
 
     def attempts(self, run_id: str) -> list[JobRecord]:
@@ -380,9 +396,12 @@ class JobRegistry:
         """The sweep with this id, else the newest sweep of this name."""
         _check_key(sweep_id)
         with self._connect() as db:
-            row = db.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone() or db.execute(
-                "SELECT * FROM sweeps WHERE name = ? ORDER BY created_at DESC LIMIT 1", (sweep_id,)
-            ).fetchone()
+            row = (
+                db.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+                or db.execute(
+                    "SELECT * FROM sweeps WHERE name = ? ORDER BY created_at DESC LIMIT 1", (sweep_id,)
+                ).fetchone()
+            )
         if row is None:
             raise JobNotFoundError(f"No sweep '{_shown(sweep_id)}' in the job registry ({self.path}).",
                                    "Start one with: launch sweep JOB.yaml (a spec with a sweep: section)")  # fmt: skip

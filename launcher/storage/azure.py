@@ -79,7 +79,9 @@ class AzureStore(CloudStore):
 
         def run() -> str | None:
             with open(src, "rb") as f:
-                reader = HashingFile(f, seekable=False, hashing=sha256 is None)  # not seekable: read in order, sent in parallel
+                reader = HashingFile(
+                    f, seekable=False, hashing=sha256 is None
+                )  # not seekable: read in order, sent in parallel
                 self._blob(key).upload_blob(
                     reader, length=size, overwrite=True, max_concurrency=self.concurrency,
                     progress_hook=_progress_hook(progress),

@@ -55,7 +55,9 @@ class MissingObjectError(LauncherError):
     """`get` of a key that is not in the store (every store raises this, whatever its SDK says)."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(f"{url} is missing from the store.", "Something deleted it; readers fall back to an older checkpoint.")
+        super().__init__(
+            f"{url} is missing from the store.", "Something deleted it; readers fall back to an older checkpoint."
+        )
         self.url = url
 
 
@@ -309,7 +311,9 @@ class CloudStore(Store):
 
     default_concurrency = 8
 
-    def __init__(self, uri: str, client: Any = None, retry: RetryPolicy | None = None, concurrency: int | None = None) -> None:
+    def __init__(
+        self, uri: str, client: Any = None, retry: RetryPolicy | None = None, concurrency: int | None = None
+    ) -> None:
         super().__init__(uri)
         self.bucket, _, prefix = self.uri[len(self.scheme) + 3 :].partition("/")
         self.prefix = prefix.strip("/")
@@ -336,7 +340,9 @@ class CloudStore(Store):
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _delete_each(self, keys: Iterable[str], delete: Callable[[str], object], not_found: type[BaseException]) -> None:
+    def _delete_each(
+        self, keys: Iterable[str], delete: Callable[[str], object], not_found: type[BaseException]
+    ) -> None:
         for key in keys:
             try:
                 self.retry.call(lambda k=key: delete(k), f"delete {self.url(key)}")

@@ -39,7 +39,17 @@ from launcher.storage.base import ObjectInfo, Store, UnsafeKeyError, check_key, 
 
 __all__ = ["FetchResult", "ImageCount", "fetch", "count_images", "cache_folder", "listing", "COMPLETE"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # as launcher.runtime.train.data reads
+IMAGE_SUFFIXES = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".ppm",
+    ".bmp",
+    ".pgm",
+    ".tif",
+    ".tiff",
+    ".webp",
+)  # as launcher.runtime.train.data reads
 COMPLETE = ".complete"
 WORKERS = 8
 
@@ -144,7 +154,9 @@ def _fetch_locked(uri: str, store: Store, folder: Path, log: Log) -> FetchResult
             "Check the URI and that this machine (or the job) has credentials to read it.",
         ) from None
     if not remote:
-        raise LauncherError(f"The training data URI {uri} holds no files.", "Check the URI (bucket and prefix) in train.data.")
+        raise LauncherError(
+            f"The training data URI {uri} holds no files.", "Check the URI (bucket and prefix) in train.data."
+        )
     if done is not None and _same_listing(done, remote) and not _stale_files(data, done):
         log(f"training data: reusing {len(remote)} cached files of {uri} in {data}")
         return FetchResult(data, len(remote), reused=True)
@@ -179,7 +191,9 @@ def _stale_files(data: Path, done: dict[str, list[Any]]) -> list[str]:
     return stale
 
 
-def _refresh(uri: str, store: Store, folder: Path, remote: dict[str, ObjectInfo], done: dict[str, list[Any]], log: Log) -> FetchResult:
+def _refresh(
+    uri: str, store: Store, folder: Path, remote: dict[str, ObjectInfo], done: dict[str, list[Any]], log: Log
+) -> FetchResult:
     """Fetch what is missing or changed, remove what is gone, then write `.complete`."""
     data = folder / "data"
     (folder / COMPLETE).unlink(missing_ok=True)  # from here until the end the cache is not trusted

@@ -72,7 +72,9 @@ class GCSStore(CloudStore):
 
         return ObjectInfo(key, size, self.retry.call(run, f"upload {self.url(key)}"))
 
-    def _put_streamed(self, key: str, src: Path, size: int, progress: Progress | None, sha256: str | None) -> str | None:
+    def _put_streamed(
+        self, key: str, src: Path, size: int, progress: Progress | None, sha256: str | None
+    ) -> str | None:
         """One resumable session, the whole file in one PUT read 1 MiB at a time; the crc32c GCS computed must match ours."""
         exceptions = require("google.api_core.exceptions", "gcp")
         crc = require("google_crc32c", "gcp").Checksum()
@@ -133,7 +135,9 @@ class GCSStore(CloudStore):
         https://cloud.google.com/storage/docs/request-preconditions"""
         failed = require("google.api_core.exceptions", "gcp").PreconditionFailed
         try:
-            self.retry.call(lambda: self._blob(key).upload_from_string(data, if_generation_match=0), f"create {self.url(key)}")
+            self.retry.call(
+                lambda: self._blob(key).upload_from_string(data, if_generation_match=0), f"create {self.url(key)}"
+            )
         except failed:
             return False
         return True

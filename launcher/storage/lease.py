@@ -168,4 +168,6 @@ class Holder:
 
     def _lose(self, holder: LeaseInfo) -> None:
         self.lost = True
-        self.log(f"job {holder.job} now holds {self.store.uri} (taken over); this job stops uploading checkpoints there")
+        self.log(
+            f"job {holder.job} now holds {self.store.uri} (taken over); this job stops uploading checkpoints there"
+        )

@@ -143,6 +143,8 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"the key {key[:40]!r} appears twice in one object")
         found[key] = value
     return found
+
+
 MAX_PART_BYTES = 255  # one path component on ext4, xfs, NTFS, APFS
 
 
@@ -171,7 +173,9 @@ def _name(name: Any) -> str:
     if _HIDDEN_CHARS.search(name):
         raise ValueError(f"the name {name[:40]!r} holds a control or invisible character")
     encoded = name.encode("utf-8", "surrogatepass")
-    if len(encoded) > MAX_NAME_BYTES or any(len(p.encode("utf-8", "surrogatepass")) > MAX_PART_BYTES for p in name.split("/")):
+    if len(encoded) > MAX_NAME_BYTES or any(
+        len(p.encode("utf-8", "surrogatepass")) > MAX_PART_BYTES for p in name.split("/")
+    ):
         raise ValueError(f"the name {name[:40]!r}... is too long for a file system ({len(encoded)} bytes)")
     if any(part.startswith(".") for part in name.split("/")):
         raise ValueError(f"the name {name!r} is hidden; the launcher never stores dot-files")
@@ -240,7 +244,11 @@ def file_key(version: int, name: str) -> str:
 
 
 def writer_info(platform: str = "") -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "platform": platform or os.environ.get("LAUNCHER_PLATFORM", "")}
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "platform": platform or os.environ.get("LAUNCHER_PLATFORM", ""),
+    }
 
 
 def versions_in_store(store: Store) -> list[int]:
@@ -269,9 +277,12 @@ def candidates(store: Store) -> Iterator[tuple[str, Manifest | ManifestError]]:
     elif isinstance(found, Manifest) and found.version not in history:
         history = sorted({*history, found.version})
     elif isinstance(found, Manifest) and found.version < history[-1]:
-        yield store.url(MANIFEST), StaleHead(
-            f"{store.url(MANIFEST)} names checkpoint {found.version}, but checkpoint {history[-1]} under {HISTORY} "
-            "is newer (its writer stopped between the two writes); the newer one is tried first."
+        yield (
+            store.url(MANIFEST),
+            StaleHead(
+                f"{store.url(MANIFEST)} names checkpoint {found.version}, but checkpoint {history[-1]} under {HISTORY} "
+                "is newer (its writer stopped between the two writes); the newer one is tried first."
+            ),
         )
     for version in reversed(history):
         if isinstance(found, Manifest) and version == found.version:

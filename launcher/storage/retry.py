@@ -78,5 +78,3 @@ class RetryPolicy:
                     self.log(f"retrying {what} in {delay:.1f}s after {type(exc).__name__} (status {http_status(exc)})")
                 self.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
-
-

@@ -69,7 +69,9 @@ class S3Store(CloudStore):
         if size <= UPLOAD_PART:
             data = Path(src).read_bytes()
             sha = sha256 or hashlib.sha256(data).hexdigest()
-            self.retry.call(lambda: self.client.put_object(Bucket=self.bucket, Key=name, Body=data), f"upload {self.url(key)}")
+            self.retry.call(
+                lambda: self.client.put_object(Bucket=self.bucket, Key=name, Body=data), f"upload {self.url(key)}"
+            )
             if progress:
                 progress(len(data))
             return ObjectInfo(key, len(data), sha)
@@ -79,7 +81,9 @@ class S3Store(CloudStore):
 
         def run() -> str | None:
             with open(src, "rb") as f:
-                reader = HashingFile(f, progress, seekable=False, hashing=sha256 is None)  # not seekable: read once, in order
+                reader = HashingFile(
+                    f, progress, seekable=False, hashing=sha256 is None
+                )  # not seekable: read once, in order
                 self.client.upload_fileobj(reader, self.bucket, name, Config=transfer)
                 return sha256 or reader.hexdigest(size)
 

@@ -82,13 +82,13 @@ HASH_FIRST_BELOW = 8 * 1024 * 1024
 Log = Callable[[str], None]
 
 
-
 def point(manifest: Any) -> str:
     """Where a checkpoint is, as a user reads it: `epoch 3`, `step 120` (a program of one's own that records
     steps), or `no epoch or step recorded` -- never `epoch None`."""
     if manifest.epoch is not None:
         return f"epoch {manifest.epoch}"
     return f"step {manifest.step}" if manifest.step is not None else "no epoch or step recorded"
+
 
 def _print(message: str) -> None:
     print(f"[launcher] {message}", flush=True)
@@ -228,7 +228,9 @@ class PullResult:
     files_reused: int = 0
 
 
-def pull(store: Store, dest: Path, meter: Meter | None = None, log: Log = _print, scratch: Path | None = None) -> PullResult:
+def pull(
+    store: Store, dest: Path, meter: Meter | None = None, log: Log = _print, scratch: Path | None = None
+) -> PullResult:
     """Download the newest complete, verified checkpoint into `dest`; fall back past damaged ones."""
     dest = Path(dest)
     result = PullResult(None)
@@ -288,7 +290,9 @@ def _note_unfinished(store: Store, manifest: Manifest, tried: set[int], result: 
         log(result.skipped[-1])
 
 
-def _download(store: Store, manifest: Manifest, dest: Path, meter: Meter, result: PullResult, scratch: Path | None = None) -> None:
+def _download(
+    store: Store, manifest: Manifest, dest: Path, meter: Meter, result: PullResult, scratch: Path | None = None
+) -> None:
     """Fetch every file into a staging folder, verify all, then move them into `dest` together."""
     dest.mkdir(parents=True, exist_ok=True)
     state = LocalState(dest, scratch)
@@ -398,7 +402,9 @@ def _local_is_newer(store: Store, dest: Path) -> PullResult | None:
     manifest, skipped = newest(store)
     if manifest is None or manifest.epoch is None or manifest.epoch >= local_epoch:
         return None
-    skipped.append(f"kept the local checkpoint in {dest} (epoch {local_epoch}), newer than {store.uri} (epoch {manifest.epoch})")
+    skipped.append(
+        f"kept the local checkpoint in {dest} (epoch {local_epoch}), newer than {store.uri} (epoch {manifest.epoch})"
+    )
     _print(skipped[-1])
     return PullResult(None, skipped)
 
@@ -446,7 +452,9 @@ class Pusher:
             return self.base  # nothing changed: no new version, nothing sent
         return self._commit(entries, epoch, step, meta)
 
-    def _commit(self, entries: dict[str, FileEntry], epoch: int | None, step: int | None, meta: Manifest | None) -> Manifest:
+    def _commit(
+        self, entries: dict[str, FileEntry], epoch: int | None, step: int | None, meta: Manifest | None
+    ) -> Manifest:
         writer = {**writer_info(), **({"copied_from": meta.writer} if meta else {})}
         manifest = Manifest(self.next_version, entries, epoch, step, time.time(),
                             meta.spec_hash if meta else self.spec_hash, writer)  # fmt: skip
@@ -484,13 +492,14 @@ class Pusher:
             sent = self.store.put(key, path, meter.advance, sha256=sha)  # a hash known already is not computed again
             sha = sha or (digest.result() if digest else sent.checksum)
         if path.stat().st_mtime_ns != st.st_mtime_ns or path.stat().st_size != st.st_size:
-            raise LauncherError(f"{name} changed while it was uploaded.", "It is uploaded again with the next checkpoint.")
+            raise LauncherError(
+                f"{name} changed while it was uploaded.", "It is uploaded again with the next checkpoint."
+            )
         with self._lock:
             self.state.remember(name, st, sha)
             self.stats.bytes_sent += st.st_size
             self.stats.files_sent += 1
         return FileEntry(key, st.st_size, sha)
-
 
     def _mirror_events(self, manifest: Manifest) -> None:
         """The newest version's TensorBoard event files, once, in `tensorboard/` (see _stored_key); best effort."""
@@ -535,7 +544,9 @@ def copy(src: Store, dst: Store, keep: int = 3, meter: Meter | None = None, log:
     with tempfile.TemporaryDirectory(prefix="launcher-copy-") as tmp:
         result = pull(src, Path(tmp), meter, log)
         if result.manifest is None:
-            raise LauncherError(f"There is no complete checkpoint at {src.uri}.", "Check the URI with `launch ckpt ls`.")
+            raise LauncherError(
+                f"There is no complete checkpoint at {src.uri}.", "Check the URI with `launch ckpt ls`."
+            )
         if isinstance(dst, LocalStore) and not any(True for _ in candidates(dst)) and set(scan(dst.root)) - RUN_FILES:
             raise LauncherError(f"{dst.uri} already holds files that are not a checkpoint store.",
                                 "Copy into an empty folder, or use `launch ckpt pull` to get plain files.")  # fmt: skip
@@ -562,7 +573,13 @@ class Syncer:
                  log: Log = _print, scratch: Path | None = None, holder: Any = None) -> None:  # fmt: skip
         self.store = store or open_store(join_uri(uri, run_name))
         self.holder = holder  # launcher.storage.lease.Holder: heartbeats the run's lease, notices a takeover
-        self.folder, self.every, self.interval, self.settle, self.log = Path(save_dir), max(every, 1), interval, settle, log
+        self.folder, self.every, self.interval, self.settle, self.log = (
+            Path(save_dir),
+            max(every, 1),
+            interval,
+            settle,
+            log,
+        )
         self.keep, self.spec_hash, self.scratch = keep, spec_hash, scratch
         self._pusher: Pusher | None = None
         self._stop = threading.Event()
@@ -673,4 +690,3 @@ class Syncer:
             self.log(f"final checkpoint upload did not finish within {grace:.0f}s; the store keeps the previous one")
             return False
         return not self.errors
-

@@ -128,7 +128,9 @@ class FakeAzure(BaseAdapter):
         ]
 
     def _workspace(self, call: Call, sub: str, rg: str, ws: str) -> tuple[int, Any, dict[str, str]]:
-        registry = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerRegistry/registries/{self.registry}"
+        registry = (
+            f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerRegistry/registries/{self.registry}"
+        )
         body = {
             "id": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}",
             "name": ws, "location": "eastus", "kind": "Default",
@@ -155,7 +157,12 @@ class FakeAzure(BaseAdapter):
             body = dict(call.body)
             body["properties"] = {**body["properties"], "status": "NotStarted",
                                   "services": {"Studio": {"endpoint": f"https://ml.azure.com/runs/{name}"}}}  # fmt: skip
-            self.jobs[name] = {**body, "id": call.path, "name": name, "type": "Microsoft.MachineLearningServices/workspaces/jobs"}
+            self.jobs[name] = {
+                **body,
+                "id": call.path,
+                "name": name,
+                "type": "Microsoft.MachineLearningServices/workspaces/jobs",
+            }
             return 201, self.jobs[name], {}
         if name not in self.jobs:
             return 404, {"error": {"code": "UserError", "message": f"Job {name} not found"}}, {}
@@ -190,11 +197,21 @@ class FakeAzure(BaseAdapter):
 
     def _key_vault(self, call: Call) -> tuple[int, Any, dict[str, str]]:
         if "Authorization" not in call.headers:  # Key Vault's challenge-based auth: the first request is sent bare
-            challenge = 'Bearer authorization="https://login.microsoftonline.com/tenant-id", resource="https://vault.azure.net"'
+            challenge = (
+                'Bearer authorization="https://login.microsoftonline.com/tenant-id", resource="https://vault.azure.net"'
+            )
             return 401, {"error": {"code": "Unauthorized"}}, {"WWW-Authenticate": challenge}
         name = call.path.split("/secrets/", 1)[1].split("/")[0]
         self.secrets[name] = call.body["value"]
-        return 200, {"id": f"https://{urlparse(call.url).netloc}/secrets/{name}/v1", "value": call.body["value"], "attributes": {"enabled": True}}, {}
+        return (
+            200,
+            {
+                "id": f"https://{urlparse(call.url).netloc}/secrets/{name}/v1",
+                "value": call.body["value"],
+                "attributes": {"enabled": True},
+            },
+            {},
+        )
 
     def _acr(self, call: Call) -> tuple[int, Any, dict[str, str]]:
         form = parse_qs(call.body if isinstance(call.body, str) else "")
@@ -203,7 +220,9 @@ class FakeAzure(BaseAdapter):
         return 200, {"refresh_token": "acr-refresh-token"}, {}
 
 
-def _response(request: requests.PreparedRequest, status: int, payload: Any, headers: dict[str, str]) -> requests.Response:
+def _response(
+    request: requests.PreparedRequest, status: int, payload: Any, headers: dict[str, str]
+) -> requests.Response:
     if isinstance(payload, str):
         data = payload.encode()
     else:

@@ -85,7 +85,13 @@ class FakeGoogle:
     # ------------------------------------------------------------ routes
 
     def route(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
-        call = "create" if _JOBS.match(path) else ("cancel" if path.endswith(":cancel") else "get") if _JOB.match(path) else ""
+        call = (
+            "create"
+            if _JOBS.match(path)
+            else ("cancel" if path.endswith(":cancel") else "get")
+            if _JOB.match(path)
+            else ""
+        )
         if call in self.job_errors:
             return _error(*self.job_errors[call])
         if method == "POST" and (m := _JOBS.match(path)):

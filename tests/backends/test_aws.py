@@ -62,12 +62,27 @@ CASES = {
         limits={"max_runtime": "12h", "max_cost": 200},
         env={"NCCL_DEBUG": "WARN"},
         secrets=["WANDB_API_KEY"],
-        aws={"max_retries": 2, "subnets": ["subnet-0abc"], "security_group_ids": ["sg-0abc"], "tags": {"team": "vision"}},
+        aws={
+            "max_retries": 2,
+            "subnets": ["subnet-0abc"],
+            "security_group_ids": ["sg-0abc"],
+            "tags": {"team": "vision"},
+        },
     ),
     "cpu_only": dict(resources={"cpus": 4, "memory": 8}, aws={"keep_alive_s": 600, "volume_size_gb": 30}),
-    "s3_data": dict(resources={"gpus": 1, "gpu_type": "A10G"}, train={"data": "s3://my-bucket/datasets/flowers", "imgsz": 64}),
-    "ultralytics_segment": dict(resources={"gpus": 1}, train={"engine": "ultralytics", "model": "yolo11n-seg.yaml", "imgsz": 640,
-                                                              "data": "s3://my-bucket/datasets/coco8-seg", "epochs": 50}),
+    "s3_data": dict(
+        resources={"gpus": 1, "gpu_type": "A10G"}, train={"data": "s3://my-bucket/datasets/flowers", "imgsz": 64}
+    ),
+    "ultralytics_segment": dict(
+        resources={"gpus": 1},
+        train={
+            "engine": "ultralytics",
+            "model": "yolo11n-seg.yaml",
+            "imgsz": 640,
+            "data": "s3://my-bucket/datasets/coco8-seg",
+            "epochs": 50,
+        },
+    ),
 }
 
 
@@ -75,7 +90,9 @@ CASES = {
 
 
 def _input_shape() -> Any:
-    return botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateTrainingJob").input_shape
+    return (
+        botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateTrainingJob").input_shape
+    )
 
 
 def _python_pattern(pattern: str) -> str:
@@ -96,7 +113,9 @@ def strict_problems(shape: Any, value: Any, path: str = "") -> list[str]:
     elif shape.type_name == "map":
         found += [f"{path}: {len(value)} entries > {meta['max']}"] if len(value) > meta.get("max", 1 << 30) else []
         for key, item in value.items():
-            found += strict_problems(shape.key, key, f"{path}<{key}>") + strict_problems(shape.value, item, f"{path}.{key}")
+            found += strict_problems(shape.key, key, f"{path}<{key}>") + strict_problems(
+                shape.value, item, f"{path}.{key}"
+            )
     elif shape.type_name == "string":
         if len(value) > meta.get("max", 1 << 30):
             found.append(f"{path}: {len(value)} chars > {meta['max']}")
@@ -131,7 +150,9 @@ def test_plan_passes_botocore_validation(case: str) -> None:
     ("detect", "yolo11n.yaml", ["mAP50(B)", "mAP50-95(B)"]),
     ("classify", "yolo11n-cls.yaml", []),
 ])  # fmt: skip
-def test_metric_definitions_read_the_engines_epoch_line(task: str, model: str, maps: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_metric_definitions_read_the_engines_epoch_line(
+    task: str, model: str, maps: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     """SageMaker plots what the ultralytics engine prints: the regexes run on the adapter's own line."""
     from types import SimpleNamespace
 
@@ -143,10 +164,14 @@ def test_metric_definitions_read_the_engines_epoch_line(task: str, model: str, m
         metrics = {k: v for k, v in metrics.items() if "(M)" not in k}
     # Ultralytics reports mAPs for the box tasks, top-1/top-5 accuracy for classify
     metrics = {k: v for k, v in metrics.items() if ("mAP" in k) != (task == "classify") or k.startswith("val/")}
-    trainer = SimpleNamespace(tloss={"box": 1.0, "cls": 0.5}, epoch=2, epochs=50, metrics=metrics, lr={"pg0": 0.01}, epoch_time=12.5)
+    trainer = SimpleNamespace(
+        tloss={"box": 1.0, "cls": 0.5}, epoch=2, epochs=50, metrics=metrics, lr={"pg0": 0.01}, epoch_time=12.5
+    )
     _summary(trainer)
     line = capsys.readouterr().out.strip()
-    spec = make_spec(train={"engine": "ultralytics", "model": model, "task": task, "data": "s3://my-bucket/datasets/shapes"})
+    spec = make_spec(
+        train={"engine": "ultralytics", "model": model, "task": task, "data": "s3://my-bucket/datasets/shapes"}
+    )
     definitions = backend().plan(spec, JOB_ID).request()["AlgorithmSpecification"]["MetricDefinitions"]
     read = {d["Name"]: float(m.group(1)) for d in definitions if (m := re.search(d["Regex"], line))}
     expected = {"epoch": 3.0, "train_loss": 1.5, "val_loss": 1.5, "lr": 0.01, "time_s": 12.5,
@@ -154,7 +179,11 @@ def test_metric_definitions_read_the_engines_epoch_line(task: str, model: str, m
     if task == "classify":
         expected.update(top1=0.9, top5=1.0)
     assert read == expected, line
-    assert {d["Name"] for d in definitions} - set(read) == {"images_per_s", "gpu_mem_gib", *(() if task == "classify" else ("top1", "top5"))}
+    assert {d["Name"] for d in definitions} - set(read) == {
+        "images_per_s",
+        "gpu_mem_gib",
+        *(() if task == "classify" else ("top1", "top5")),
+    }
 
 
 def test_strict_check_catches_a_long_argument() -> None:
@@ -165,14 +194,21 @@ def test_strict_check_catches_a_long_argument() -> None:
 
 def test_golden_cases_cover_the_issue() -> None:
     plans = {c: backend().plan(make_spec(**CASES[c]), JOB_ID).request() for c in CASES}
-    assert plans["one_gpu"]["ResourceConfig"] == {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50}
+    assert plans["one_gpu"]["ResourceConfig"] == {
+        "InstanceType": "ml.g4dn.xlarge",
+        "InstanceCount": 1,
+        "VolumeSizeInGB": 50,
+    }
     spot = plans["multi_node_spot"]
     assert spot["ResourceConfig"]["InstanceType"] == "ml.p4d.24xlarge" and spot["ResourceConfig"]["InstanceCount"] == 2
     assert spot["EnableManagedSpotTraining"] is True
     stop = spot["StoppingCondition"]
     assert stop["MaxWaitTimeInSeconds"] >= stop["MaxRuntimeInSeconds"]
     # SageMaker mirrors the trainer's folder inside the run folder, apart from the manifest layout (see backends/aws.py)
-    assert spot["CheckpointConfig"] == {"S3Uri": "s3://my-bucket/ckpts/flowers/sagemaker", "LocalPath": "/opt/ml/checkpoints"}
+    assert spot["CheckpointConfig"] == {
+        "S3Uri": "s3://my-bucket/ckpts/flowers/sagemaker",
+        "LocalPath": "/opt/ml/checkpoints",
+    }
     args = spot["AlgorithmSpecification"]["ContainerArguments"]
     assert args[args.index("--save-dir") + 1] == "/opt/ml/checkpoints" and "--checkpoint-uri" in args
     assert plans["cpu_only"]["ResourceConfig"]["InstanceType"] == "ml.c5.xlarge"
@@ -220,7 +256,9 @@ def test_plan_imports_no_sdk() -> None:
         f"spec = JobSpec.model_validate(json.loads({json.dumps(json.dumps(make_spec(**CASES['multi_node_spot']).model_dump(mode='json')))}));"
         "SageMakerBackend().plan(spec, 'x'); print('boto3' in sys.modules, 'botocore' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ.copy())
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ.copy()
+    )
     assert out.stdout.split() == ["False", "False"]
 
 
@@ -293,8 +331,14 @@ def test_registry_finds_the_backend_by_alias() -> None:
 @pytest.mark.parametrize(
     "over, message",
     [
-        (dict(aws={"instance_type": "ml.g5.xlrge"}), r"not a training instance type in the SageMaker catalog.*did you mean ml\.g5\.xlarge"),
-        (dict(resources={"gpus": 2}, aws={"instance_type": "ml.g5.xlarge"}), r"ml\.g5\.xlarge has 1 GPU\(s\) per node but resources\.gpus asks for 2"),
+        (
+            dict(aws={"instance_type": "ml.g5.xlrge"}),
+            r"not a training instance type in the SageMaker catalog.*did you mean ml\.g5\.xlarge",
+        ),
+        (
+            dict(resources={"gpus": 2}, aws={"instance_type": "ml.g5.xlarge"}),
+            r"ml\.g5\.xlarge has 1 GPU\(s\) per node but resources\.gpus asks for 2",
+        ),
         (dict(resources={"cpus": 16}, aws={"instance_type": "ml.g5.xlarge"}), r"ml\.g5\.xlarge has 4 vCPUs"),
         (dict(resources={"gpus": 3}), r"exactly 3 any type GPUs per node; they come with 1, 4, 8"),
         (dict(resources={"gpus": 1, "gpu_type": "B200"}), r"no B200 GPUs"),
@@ -352,7 +396,11 @@ def test_non_s3_checkpoint_is_synced_by_the_entrypoint() -> None:
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> Any:
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     with mock_aws():
@@ -405,7 +453,9 @@ def test_submit_refuses_a_missing_secret(aws_env: Any) -> None:
         ("Completed", "Completed", None, JobState.SUCCEEDED, ""),
     ],
 )
-def test_status_mapping_through_moto(aws_env: Any, native: str, secondary: str, reason: str | None, state: JobState, message: str) -> None:
+def test_status_mapping_through_moto(
+    aws_env: Any, native: str, secondary: str, reason: str | None, state: JobState, message: str
+) -> None:
     be = backend(session=aws_env)
     ref = be.submit(be.plan(make_spec(aws={"output_uri": "s3://my-bucket/out"}), JOB_ID))
     job = _moto_job(JOB_ID)
@@ -454,7 +504,9 @@ def _put_events(logs: Any, stream: str, lines: list[str]) -> None:
 
 def test_logs_read_every_host_stream(aws_env: Any) -> None:
     be = backend(session=aws_env)
-    ref = be.submit(be.plan(make_spec(resources={"gpus": 8, "nodes": 2}, aws={"output_uri": "s3://my-bucket/out"}), JOB_ID))
+    ref = be.submit(
+        be.plan(make_spec(resources={"gpus": 8, "nodes": 2}, aws={"output_uri": "s3://my-bucket/out"}), JOB_ID)
+    )
     logs = aws_env.client("logs")
     _put_events(logs, f"{JOB_ID}/algo-1-1700000000", ["[launcher] node 0/2", "epoch 1"])
     _put_events(logs, f"{JOB_ID}/algo-2-1700000000", ["[launcher] node 1/2"])
@@ -502,7 +554,9 @@ def test_submit_maps_quota_errors_with_stubber() -> None:
     client = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
     plan = backend().plan(make_spec(aws={"output_uri": "s3://my-bucket/out"}), JOB_ID)
     with Stubber(client) as stub:
-        stub.add_client_error("create_training_job", "ResourceLimitExceeded", "The account-level service limit is 0 Instances")
+        stub.add_client_error(
+            "create_training_job", "ResourceLimitExceeded", "The account-level service limit is 0 Instances"
+        )
         with pytest.raises(LauncherError, match="ResourceLimitExceeded.*Service Quotas"):
             backend(clients={"sagemaker": client}).submit(plan)
 
@@ -555,10 +609,15 @@ def test_push_image_creates_the_repository_and_returns_the_digest(aws_env: Any) 
     assert ref == f"{repo}@sha256:" + "1" * 64
     assert aws_env.client("ecr").describe_repositories()["repositories"][0]["repositoryName"] == "torch-launcher-train"
     push = [e for e in docker.images.log if e[0] == "push"][0]
-    token = base64.b64decode(aws_env.client("ecr").get_authorization_token()["authorizationData"][0]["authorizationToken"]).decode()
+    token = base64.b64decode(
+        aws_env.client("ecr").get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    ).decode()
     assert push[1:3] == (repo, "v1") and push[3]["username"] == token.split(":")[0] == "AWS"
     # the pushed reference is accepted by plan as the image
-    assert backend().plan(make_spec(aws={"image_uri": ref}), JOB_ID).request()["AlgorithmSpecification"]["TrainingImage"] == ref
+    assert (
+        backend().plan(make_spec(aws={"image_uri": ref}), JOB_ID).request()["AlgorithmSpecification"]["TrainingImage"]
+        == ref
+    )
     # a second push reuses the repository
     assert backend(session=aws_env).push_image("torch-launcher-train:v1", FakeDocker()) == ref
 
@@ -590,7 +649,9 @@ def test_check_probes_credentials(aws_env: Any) -> None:
 def test_check_reports_missing_credentials() -> None:
     client = boto3.client("sts", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
     with Stubber(client) as stub:
-        stub.add_client_error("get_caller_identity", "ExpiredTokenException", "The security token included in the request is expired")
+        stub.add_client_error(
+            "get_caller_identity", "ExpiredTokenException", "The security token included in the request is expired"
+        )
         check = backend(clients={"sts": client}).check()
     assert check.credentials is False and "ExpiredTokenException" in check.message
 
@@ -601,9 +662,17 @@ def test_check_reports_missing_credentials() -> None:
 @pytest.mark.parametrize("host, rank", [("algo-1", 0), ("algo-2", 1), ("algo-3", 2)])
 def test_rendezvous_from_resourceconfig(tmp_path: Path, host: str, rank: int) -> None:
     config = tmp_path / "resourceconfig.json"
-    config.write_text(json.dumps({"current_host": host, "hosts": ["algo-2", "algo-1", "algo-3"], "network_interface_name": "eth0"}))
+    config.write_text(
+        json.dumps({"current_host": host, "hosts": ["algo-2", "algo-1", "algo-3"], "network_interface_name": "eth0"})
+    )
     rdzv = rendezvous.detect({}, resource_config=config)
-    assert (rdzv.platform, rdzv.nnodes, rdzv.node_rank, rdzv.master_addr, rdzv.is_chief) == ("sagemaker", 3, rank, "algo-1", rank == 0)
+    assert (rdzv.platform, rdzv.nnodes, rdzv.node_rank, rdzv.master_addr, rdzv.is_chief) == (
+        "sagemaker",
+        3,
+        rank,
+        "algo-1",
+        rank == 0,
+    )
     assert rdzv.torchrun_args(8) == [
         "--nnodes", "3", "--node_rank", str(rank), "--master_addr", "algo-1", "--master_port", "29500", "--nproc_per_node", "8",
     ]  # fmt: skip

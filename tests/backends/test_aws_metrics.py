@@ -24,25 +24,55 @@ from launcher.spec import JobSpec
 from tests.conftest import REPO
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/torch-launcher-train@sha256:" + "0" * 64
-TRAIN = ["data=digits", "fraction=0.1", "epochs=2", "imgsz=16", "model=shufflenet_v2_x0_5", "batch=16",
-         "workers=0", "amp=false", "warmup_epochs=0.5"]
+TRAIN = [
+    "data=digits",
+    "fraction=0.1",
+    "epochs=2",
+    "imgsz=16",
+    "model=shufflenet_v2_x0_5",
+    "batch=16",
+    "workers=0",
+    "amp=false",
+    "warmup_epochs=0.5",
+]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], Path]:
     tmp = tmp_path_factory.mktemp("sm-metrics")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "LOCAL_", "MASTER_", "WANDB_", "MLFLOW_"))}
-    env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO),
-               LAUNCHER_DATA_DIR=str(tmp / "data"), LAUNCHER_CACHE_DIR=str(tmp / "cache"))
-    done = subprocess.run([sys.executable, "-m", "launcher.runtime.train", *TRAIN, f"save_dir={tmp / 'run'}"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RANK", "WORLD_SIZE", "LOCAL_", "MASTER_", "WANDB_", "MLFLOW_"))
+    }
+    env.update(
+        PYTHONUNBUFFERED="1",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=str(REPO),
+        LAUNCHER_DATA_DIR=str(tmp / "data"),
+        LAUNCHER_CACHE_DIR=str(tmp / "cache"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "launcher.runtime.train", *TRAIN, f"save_dir={tmp / 'run'}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return (done.stdout + done.stderr).splitlines(), tmp / "run"
 
 
 def _definitions() -> list[dict[str, str]]:
-    spec = JobSpec.model_validate({"name": "digits", "image": IMAGE, "train": {"data": "digits"},
-                                   "aws": {"region": "us-east-1", "role_arn": "arn:aws:iam::123456789012:role/R"}})
+    spec = JobSpec.model_validate(
+        {
+            "name": "digits",
+            "image": IMAGE,
+            "train": {"data": "digits"},
+            "aws": {"region": "us-east-1", "role_arn": "arn:aws:iam::123456789012:role/R"},
+        }
+    )
     request = SageMakerBackend(catalog=load_catalog("aws")).plan(spec, "digits-1").request()
     return request["AlgorithmSpecification"]["MetricDefinitions"]
 

@@ -38,7 +38,11 @@ BASE: dict[str, Any] = {
 }
 LOW_PRIORITY_CLUSTER = {
     "computeType": "AmlCompute",
-    "properties": {"vmSize": "STANDARD_NC24S_V3", "vmPriority": "LowPriority", "scaleSettings": {"maxNodeCount": 4, "minNodeCount": 0}},
+    "properties": {
+        "vmSize": "STANDARD_NC24S_V3",
+        "vmPriority": "LowPriority",
+        "scaleSettings": {"maxNodeCount": 4, "minNodeCount": 0},
+    },
 }
 
 CASES: dict[str, dict[str, Any]] = {
@@ -49,7 +53,13 @@ CASES: dict[str, dict[str, Any]] = {
         "checkpoint": {"uri": "az://checkpoints/runs", "keep": 2},
         "secrets": ["WANDB_API_KEY"],
         "limits": {"max_runtime": "4h"},
-        "azure": {**WS, "storage_account": "visiondata", "key_vault": "vision-kv", "identity": "managed", "tags": {"team": "vision"}},
+        "azure": {
+            **WS,
+            "storage_account": "visiondata",
+            "key_vault": "vision-kv",
+            "identity": "managed",
+            "tags": {"team": "vision"},
+        },
     },
     "azure_2x4_low_priority": {
         **BASE,
@@ -289,7 +299,10 @@ def test_submit_compute_target_not_found(fake: FakeAzure) -> None:
 
 
 def test_submit_refuses_spot_on_a_dedicated_cluster(fake: FakeAzure) -> None:
-    fake.computes["lowpri-v100"] = {**LOW_PRIORITY_CLUSTER, "properties": {**LOW_PRIORITY_CLUSTER["properties"], "vmPriority": "Dedicated"}}
+    fake.computes["lowpri-v100"] = {
+        **LOW_PRIORITY_CLUSTER,
+        "properties": {**LOW_PRIORITY_CLUSTER["properties"], "vmPriority": "Dedicated"},
+    }
     backend = _backend(fake)
     with pytest.raises(LauncherError, match="cluster 'lowpri-v100' is dedicated"):
         backend.submit(backend.plan(_spec(CASES["azure_2x4_low_priority"])))
@@ -298,7 +311,9 @@ def test_submit_refuses_spot_on_a_dedicated_cluster(fake: FakeAzure) -> None:
 def test_submit_refuses_a_cluster_of_another_vm_size(fake: FakeAzure) -> None:
     backend = _backend(fake)
     spec = _with("azure_2x4_low_priority", azure__instance_type="Standard_NC64as_T4_v3")
-    with pytest.raises(LauncherError, match="runs STANDARD_NC24S_V3, but azure.instance_type says Standard_NC64as_T4_v3"):
+    with pytest.raises(
+        LauncherError, match="runs STANDARD_NC24S_V3, but azure.instance_type says Standard_NC64as_T4_v3"
+    ):
         backend.submit(backend.plan(spec))
 
 
@@ -314,13 +329,17 @@ def test_service_rejection_is_one_sentence(fake: FakeAzure) -> None:
     spec = _with("azure_cpu_only", azure={**WS, "experiment": "smoke"})
     plan = backend.plan(spec, job_id="rejected-1")
     fake.reject_jobs = "Quota exceeded for Standard_D4s_v3 in eastus"
-    with pytest.raises(LauncherError, match=r"Azure ML rejected submitting job rejected-1: \(UserError\) Quota exceeded"):
+    with pytest.raises(
+        LauncherError, match=r"Azure ML rejected submitting job rejected-1: \(UserError\) Quota exceeded"
+    ):
         backend.submit(plan)
 
 
 def test_submit_needs_the_secret_values(fake: FakeAzure) -> None:
     backend = _backend(fake, {})
-    with pytest.raises(LauncherError, match="secret WANDB_API_KEY is listed in the spec but not set in your environment"):
+    with pytest.raises(
+        LauncherError, match="secret WANDB_API_KEY is listed in the spec but not set in your environment"
+    ):
         backend.submit(backend.plan(_spec(CASES["azure_1x1_gpu"])))
 
 
@@ -469,7 +488,11 @@ def test_options_model_fields() -> None:
 def test_example_spec_plans(fake: FakeAzure) -> None:
     from launcher.spec import load_spec
 
-    environ = {"AZURE_SUBSCRIPTION_ID": WS["subscription_id"], "AZURE_RESOURCE_GROUP": "ml-rg", "AZUREML_WORKSPACE_NAME": "vision-ws"}
+    environ = {
+        "AZURE_SUBSCRIPTION_ID": WS["subscription_id"],
+        "AZURE_RESOURCE_GROUP": "ml-rg",
+        "AZUREML_WORKSPACE_NAME": "vision-ws",
+    }
     spec = load_spec(REPO / "examples" / "azure.yaml", environ=environ)
     fake.computes["gpu-lowpri"] = LOW_PRIORITY_CLUSTER
     backend = _backend(fake, {"WANDB_API_KEY": "k"})

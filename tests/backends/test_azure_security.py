@@ -28,12 +28,22 @@ def _command(**changes: Any) -> str:
 def _run_as_azure_would(command: str, tmp_path: Path) -> None:
     """Azure ML replaces the placeholders in the text with the mount folders, then a shell runs it; `python`
     here is a shell function that does nothing, so only an injected command could touch anything."""
-    text = command.replace("${{inputs.data}}", "/mnt/azureml/data").replace("${{outputs.checkpoints}}", "/mnt/azureml/ck")
+    text = command.replace("${{inputs.data}}", "/mnt/azureml/data").replace(
+        "${{outputs.checkpoints}}", "/mnt/azureml/ck"
+    )
     subprocess.run(["sh", "-c", f"python() {{ :; }}; {text}"], cwd=tmp_path, check=True, timeout=30)
 
 
-@pytest.mark.parametrize("payload", ["${{inputs.data}}; touch pwned", "$(touch pwned)", "`touch pwned`",
-                                     "${{outputs.checkpoints}}|touch pwned", "a'; touch pwned; '"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "${{inputs.data}}; touch pwned",
+        "$(touch pwned)",
+        "`touch pwned`",
+        "${{outputs.checkpoints}}|touch pwned",
+        "a'; touch pwned; '",
+    ],
+)
 def test_a_command_argument_cannot_inject_into_the_nodes_shell(payload: str, tmp_path: Path) -> None:
     command = _command(command=["echo", payload])
     _run_as_azure_would(command, tmp_path)
@@ -54,19 +64,39 @@ def test_other_azure_expressions_are_refused(arg: str) -> None:
         _command(command=["echo", arg])
 
 
-@pytest.mark.parametrize("vault", ["https://attacker.example.com", "http://vision-kv.vault.azure.net",
-                                   "https://vision-kv.vault.azure.net.attacker.com", "https://a@vision-kv.vault.azure.net",
-                                   "https://vision-kv.vault.azure.net/x", "ftp://vision-kv.vault.azure.net"])
+@pytest.mark.parametrize(
+    "vault",
+    [
+        "https://attacker.example.com",
+        "http://vision-kv.vault.azure.net",
+        "https://vision-kv.vault.azure.net.attacker.com",
+        "https://a@vision-kv.vault.azure.net",
+        "https://vision-kv.vault.azure.net/x",
+        "ftp://vision-kv.vault.azure.net",
+    ],
+)
 def test_key_vault_is_only_a_key_vault_host_over_https(vault: str) -> None:
-    spec = validate_spec({**BASE, "secrets": ["TOKEN"], "azure": {**WS, "key_vault": vault}}, Path("job.yaml"), Path("/srv"))
+    spec = validate_spec(
+        {**BASE, "secrets": ["TOKEN"], "azure": {**WS, "key_vault": vault}}, Path("job.yaml"), Path("/srv")
+    )
     with pytest.raises(SpecError, match="azure.key_vault"):
         AzureMLBackend().plan(spec)
 
 
-@pytest.mark.parametrize("vault", ["vision-kv", "https://vision-kv.vault.azure.net", "https://vision-kv.vault.azure.cn/",
-                                   "https://vision-kv.vault.usgovcloudapi.net", "https://vision-kv.vault.microsoftazure.de"])
+@pytest.mark.parametrize(
+    "vault",
+    [
+        "vision-kv",
+        "https://vision-kv.vault.azure.net",
+        "https://vision-kv.vault.azure.cn/",
+        "https://vision-kv.vault.usgovcloudapi.net",
+        "https://vision-kv.vault.microsoftazure.de",
+    ],
+)
 def test_key_vault_names_and_sovereign_cloud_hosts_plan(vault: str) -> None:
-    spec = validate_spec({**BASE, "secrets": ["TOKEN"], "azure": {**WS, "key_vault": vault}}, Path("job.yaml"), Path("/srv"))
+    spec = validate_spec(
+        {**BASE, "secrets": ["TOKEN"], "azure": {**WS, "key_vault": vault}}, Path("job.yaml"), Path("/srv")
+    )
     refs = AzureMLBackend().plan(spec).request()["environment_variables"]["LAUNCHER_SECRET_REFS"]
     assert "vision-kv.vault." in refs
 

@@ -15,7 +15,11 @@ from tests.backends.test_aws import JOB_ID, aws_env, backend, make_spec  # noqa:
 
 
 def data_folder(root: Path) -> Path:
-    for key, body in {"train/cat/1.png": b"c1" * 50, "train/dog/2.png": b"d2" * 40, "val/cat/3.png": b"c3" * 30}.items():
+    for key, body in {
+        "train/cat/1.png": b"c1" * 50,
+        "train/dog/2.png": b"d2" * 40,
+        "val/cat/3.png": b"c3" * 30,
+    }.items():
         (root / key).parent.mkdir(parents=True, exist_ok=True)
         (root / key).write_bytes(body)
     return root
@@ -36,16 +40,24 @@ def test_aws_local_data_without_a_remote_store_is_refused(tmp_path: Path) -> Non
         backend().plan(spec, JOB_ID)
 
 
-def test_aws_submit_uploads_once_and_the_job_reads_the_upload(aws_env: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+def test_aws_submit_uploads_once_and_the_job_reads_the_upload(
+    aws_env: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # noqa: F811
     aws_env.client("s3").create_bucket(Bucket="my-bucket")
     folder = data_folder(tmp_path / "flowers")
-    spec = make_spec(train={"data": str(folder)}, checkpoint={"uri": "s3://my-bucket/ckpts"}, aws={"output_uri": "s3://my-bucket/out"})
+    spec = make_spec(
+        train={"data": str(folder)},
+        checkpoint={"uri": "s3://my-bucket/ckpts"},
+        aws={"output_uri": "s3://my-bucket/out"},
+    )
     be = backend(session=aws_env)
     be.submit(be.plan(spec, JOB_ID))
     digest = content_hash(folder)[0]
     desc = aws_env.client("sagemaker").describe_training_job(TrainingJobName=JOB_ID)
     assert desc["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://my-bucket/ckpts/_data/{digest}"
-    keys = {o["Key"] for o in aws_env.client("s3").list_objects_v2(Bucket="my-bucket", Prefix="ckpts/_data/")["Contents"]}
+    keys = {
+        o["Key"] for o in aws_env.client("s3").list_objects_v2(Bucket="my-bucket", Prefix="ckpts/_data/")["Contents"]
+    }
     prefix = f"ckpts/_data/{digest}/"
     assert keys == {prefix + k for k in ("train/cat/1.png", "train/dog/2.png", "val/cat/3.png", MARKER)}
     assert "uploading 3 files" in capsys.readouterr().err
@@ -67,13 +79,18 @@ def _vertex_args(spec: Any) -> list[str]:
 def test_vertex_reads_gs_data_through_its_cloud_storage_fuse_mount() -> None:
     args = _vertex_args(gcp_spec("gcp_1x1_gpu", train__data="gs://demo-data/sets/flowers"))
     assert "data=/gcs/demo-data/sets/flowers" in args
-    assert "data=s3://bucket/flowers" in _vertex_args(gcp_spec("gcp_1x1_gpu", train__data="s3://bucket/flowers"))  # fetched
+    assert "data=s3://bucket/flowers" in _vertex_args(
+        gcp_spec("gcp_1x1_gpu", train__data="s3://bucket/flowers")
+    )  # fetched
 
 
 def test_vertex_plans_a_local_folder_from_its_upload_under_the_mount(tmp_path: Path) -> None:
     folder = data_folder(tmp_path / "flowers")
     plan = VertexBackend().plan(gcp_spec("gcp_1x1_gpu", train__data=str(folder)))
-    assert f"data=/gcs/demo-ckpt/runs/_data/{CONTENT}" in plan.request()["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]
+    assert (
+        f"data=/gcs/demo-ckpt/runs/_data/{CONTENT}"
+        in plan.request()["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]
+    )
     assert any("uploaded at submit" in note for note in plan.notes)
 
 
@@ -108,7 +125,9 @@ def test_azure_passes_the_jobs_identity_to_the_container() -> None:
 
 def test_azure_refuses_an_unpushed_local_image_at_submit(fake: FakeAzure) -> None:
     backend = azure_backend(fake, {"WANDB_API_KEY": "x"})
-    plan = backend.plan(azure_spec("azure_1x1_gpu", image="torch-launcher-train:latest"), job_id="digits-1")  # a dry run works
+    plan = backend.plan(
+        azure_spec("azure_1x1_gpu", image="torch-launcher-train:latest"), job_id="digits-1"
+    )  # a dry run works
     with pytest.raises(LauncherError, match="exists only on this machine") as info:
         backend.submit(plan)
     assert "launch image build --push -b azure" in (info.value.fix or "")
@@ -121,7 +140,9 @@ def test_azure_secrets_without_key_vault_go_to_the_workspaces_vault(fake: FakeAz
     assert "{workspace-key-vault}" in plan.request()["environment_variables"]["LAUNCHER_SECRET_REFS"]
     backend.submit(plan)
     stored = [c for c in fake.calls if "vault.azure.net" in c.url and c.method == "PUT"]
-    assert stored and all(c.url.startswith("https://wskv123.vault.azure.net/secrets/digits-WANDB-API-KEY") for c in stored)
+    assert stored and all(
+        c.url.startswith("https://wskv123.vault.azure.net/secrets/digits-WANDB-API-KEY") for c in stored
+    )
     (put,) = fake.requests_to(r"/jobs/digits-2$", "PUT")
     refs = put.body["properties"]["environmentVariables"]["LAUNCHER_SECRET_REFS"]
     assert "https://wskv123.vault.azure.net/secrets/digits-WANDB-API-KEY" in refs and "{workspace" not in refs
@@ -135,6 +156,8 @@ def test_azure_uploads_a_local_folder_to_the_jobs_store(fake: FakeAzure, aws_env
     backend.submit(backend.plan(spec, job_id="digits-3"))
     (put,) = fake.requests_to(r"/jobs/digits-3$", "PUT")
     digest = content_hash(folder)[0]
-    assert f"data=s3://shared-ckpt/runs/_data/{digest}" in put.body["properties"]["command"]  # fetched by the entrypoint
+    assert (
+        f"data=s3://shared-ckpt/runs/_data/{digest}" in put.body["properties"]["command"]
+    )  # fetched by the entrypoint
     keys = {o["Key"] for o in aws_env.client("s3").list_objects_v2(Bucket="shared-ckpt")["Contents"]}
     assert f"runs/_data/{digest}/{MARKER}" in keys

@@ -124,7 +124,9 @@ def test_azure_named_cluster_without_a_size_runs_one_process_per_gpu() -> None:
     parsed = _parsed("azure", azure={"compute": "gpu-cluster"})
     assert parsed.gpus is None
     assert _parsed("azure", resources={"gpus": 4}, azure={"compute": "gpu-cluster"}).gpus == 4
-    sized = _parsed("azure", resources={"gpus": 4}, azure={"compute": "gpu-cluster", "instance_type": "Standard_NC24s_v3"})
+    sized = _parsed(
+        "azure", resources={"gpus": 4}, azure={"compute": "gpu-cluster", "instance_type": "Standard_NC24s_v3"}
+    )
     assert sized.gpus == 4
 
 

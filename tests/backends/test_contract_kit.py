@@ -34,7 +34,14 @@ def test_every_builtin_backend_is_registered() -> None:
 @pytest.mark.parametrize("name", sorted(BACKENDS))
 def test_every_builtin_backend_keeps_the_contract(name: str, tmp_path: Path) -> None:
     cls = registry.get(name)
-    check_backend(cls, _raw(name), tmp_path, argv_of=_argv, examples=[REPO / "examples" / EXAMPLES[name]], examples_env=EXAMPLE_ENV)
+    check_backend(
+        cls,
+        _raw(name),
+        tmp_path,
+        argv_of=_argv,
+        examples=[REPO / "examples" / EXAMPLES[name]],
+        examples_env=EXAMPLE_ENV,
+    )
 
 
 @pytest.fixture
@@ -45,7 +52,9 @@ def sample_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[t
     dist = tmp_path / "slurmish-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: slurmish\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(textwrap.dedent("[launcher.backends]\nslurmish = slurmish:SlurmishBackend\n"))
+    (dist / "entry_points.txt").write_text(
+        textwrap.dedent("[launcher.backends]\nslurmish = slurmish:SlurmishBackend\n")
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     registry.reload()
     yield registry.get("slurmish")
@@ -53,7 +62,9 @@ def sample_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[t
     registry.reload()
 
 
-def test_a_sample_plugin_is_one_module_and_one_entry_point_and_keeps_the_contract(sample_plugin: type, tmp_path: Path) -> None:
+def test_a_sample_plugin_is_one_module_and_one_entry_point_and_keeps_the_contract(
+    sample_plugin: type, tmp_path: Path
+) -> None:
     import slurmish  # type: ignore[import-not-found]  # installed by the fixture
 
     raw = {"name": "digits", "resources": {"gpus": 2, "nodes": 2}, "plugins": {"slurmish": {"partition": "a100"}}}
@@ -71,7 +82,10 @@ def test_the_kit_catches_a_backend_that_breaks_the_contract(tmp_path: Path) -> N
             import os
 
             plan = super().plan(spec, job_id)
-            env = {**plan.payload["env"], **{n: os.environ.get(n, "") for n in spec.secrets}}  # the value, not a reference
+            env = {
+                **plan.payload["env"],
+                **{n: os.environ.get(n, "") for n in spec.secrets},
+            }  # the value, not a reference
             return Plan(self.name, plan.job_name, spec, {**plan.payload, "env": env}, secrets=plan.secrets)
 
     with pytest.raises(AssertionError, match="secret's value is in the plan"):
@@ -86,7 +100,9 @@ def test_the_kit_catches_a_plan_that_reads_the_environment(tmp_path: Path) -> No
             import os
 
             plan = super().plan(spec, job_id)
-            return type(plan)(self.name, plan.job_name, spec, {**plan.payload, "cwd": os.getcwd()}, secrets=plan.secrets)
+            return type(plan)(
+                self.name, plan.job_name, spec, {**plan.payload, "cwd": os.getcwd()}, secrets=plan.secrets
+            )
 
     with pytest.raises(AssertionError, match="read the environment, the cwd or the state dir"):
         check_backend(Impure, {"name": "digits", "plugins": {"slurmish": {}}}, tmp_path)

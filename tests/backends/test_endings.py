@@ -31,7 +31,12 @@ P, C, N, U, X = Ending.PREEMPTED, Ending.CAPACITY, Ending.NODE_FAILURE, Ending.U
 
 # ---------------------------------------------------------------- SageMaker (moto)
 
-INTERRUPTED = [{"Status": "Starting"}, {"Status": "Training"}, {"Status": "Interrupted"}, {"Status": "MaxWaitTimeExceeded"}]
+INTERRUPTED = [
+    {"Status": "Starting"},
+    {"Status": "Training"},
+    {"Status": "Interrupted"},
+    {"Status": "MaxWaitTimeExceeded"},
+]
 NEVER_STARTED = [{"Status": "Starting"}, {"Status": "MaxWaitTimeExceeded"}]
 
 
@@ -49,7 +54,9 @@ NEVER_STARTED = [{"Status": "Starting"}, {"Status": "MaxWaitTimeExceeded"}]
     ("Completed", "Completed", "", None, None),
     ("Stopped", "Stopped", "", None, None),  # StopTrainingJob: the user's stop, never retried
 ])  # fmt: skip
-def test_sagemaker_endings(aws_env: Any, native: str, secondary: str, reason: str, transitions: Any, ending: Ending | None) -> None:  # noqa: F811
+def test_sagemaker_endings(
+    aws_env: Any, native: str, secondary: str, reason: str, transitions: Any, ending: Ending | None
+) -> None:  # noqa: F811
     be = test_aws.backend(session=aws_env)
     ref = be.submit(be.plan(test_aws.make_spec(aws={"output_uri": "s3://my-bucket/out"}), test_aws.JOB_ID))
     job = test_aws._moto_job(test_aws.JOB_ID)
@@ -139,7 +146,9 @@ def _submit(tmp_path: Path, argv: list[str]) -> tuple[LocalBackend, JobRef]:
     backend = LocalBackend(state_dir=tmp_path / "state")
     spec = validate_spec({"name": "ends", "local": {"runtime": "process", "python": sys.executable}}, None, tmp_path)
     plan = backend.plan(spec, "ends-1")
-    plan = type(plan)(plan.backend, plan.job_name, plan.spec, {"runtime": "process", "process": {"argv": argv, "env": {}}})
+    plan = type(plan)(
+        plan.backend, plan.job_name, plan.spec, {"runtime": "process", "process": {"argv": argv, "env": {}}}
+    )
     ref = backend.submit(plan)
     return backend, ref
 

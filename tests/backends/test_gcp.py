@@ -43,8 +43,12 @@ CASES: dict[str, dict[str, Any]] = {
         "secrets": ["WANDB_API_KEY"],
         "resources": {"gpus": 4, "nodes": 3, "gpu_type": "A100", "spot": True},
         "limits": {"max_runtime": "6h", "max_cost": 100},
-        "gcp": {**GCP, "service_account": "trainer@demo-project.iam.gserviceaccount.com",
-                "network": "projects/123456/global/networks/vpc", "boot_disk_size_gb": 200},
+        "gcp": {
+            **GCP,
+            "service_account": "trainer@demo-project.iam.gserviceaccount.com",
+            "network": "projects/123456/global/networks/vpc",
+            "boot_disk_size_gb": 200,
+        },
     },  # fmt: skip
     "gcp_cpu": {
         **BASE,
@@ -163,12 +167,17 @@ def test_secrets_appear_only_as_secret_manager_references(monkeypatch: pytest.Mo
     assert "s3cr3t-value" not in plan.to_json()
     env = plan.request()["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["env"]
     refs = json.loads(next(e["value"] for e in env if e["name"] == "LAUNCHER_SECRET_REFS"))
-    assert refs == {"WANDB_API_KEY": "gcp-sm:projects/demo-project/secrets/launcher-digits-WANDB_API_KEY/versions/latest"}
+    assert refs == {
+        "WANDB_API_KEY": "gcp-sm:projects/demo-project/secrets/launcher-digits-WANDB_API_KEY/versions/latest"
+    }
 
 
 def test_cheapest_machine_that_fits_is_chosen() -> None:
     backend = VertexBackend()
-    assert backend.machine(_with("gcp_1x1_gpu", resources={"gpus": 1, "gpu_type": "L4"}), GcpOptions(**GCP)).name == "g2-standard-4"
+    assert (
+        backend.machine(_with("gcp_1x1_gpu", resources={"gpus": 1, "gpu_type": "L4"}), GcpOptions(**GCP)).name
+        == "g2-standard-4"
+    )
     big = _with("gcp_1x1_gpu", resources={"gpus": 8, "gpu_type": "H100"})
     assert backend.machine(big, GcpOptions(**GCP)).name == "a3-highgpu-8g"
     cpu = _with("gcp_1x1_gpu", resources={"gpus": 0, "cpus": 16})
@@ -185,12 +194,21 @@ def test_cheapest_machine_that_fits_is_chosen() -> None:
         ({"resources": {"gpus": 1, "gpu_type": "K9000"}}, "Vertex AI has no K9000 GPUs"),
         ({"gcp__accelerator_type": "NVIDIA_TESLA_K9000"}, "no accelerator 'NVIDIA_TESLA_K9000'"),
         ({"resources": {"gpus": 3, "gpu_type": "T4"}}, "exactly 3 T4 GPUs per node; they come with 1, 2, 4"),
-        ({"resources": {"gpus": 8, "gpu_type": "T4"}, "gcp__machine_type": "n1-standard-16"}, "n1-standard-16 does not allow 8 x NVIDIA_TESLA_T4"),
-        ({"resources": {"gpus": 1, "gpu_type": "T4"}, "gcp__machine_type": "a2-highgpu-1g"}, "a2-highgpu-1g cannot take NVIDIA_TESLA_T4"),
+        (
+            {"resources": {"gpus": 8, "gpu_type": "T4"}, "gcp__machine_type": "n1-standard-16"},
+            "n1-standard-16 does not allow 8 x NVIDIA_TESLA_T4",
+        ),
+        (
+            {"resources": {"gpus": 1, "gpu_type": "T4"}, "gcp__machine_type": "a2-highgpu-1g"},
+            "a2-highgpu-1g cannot take NVIDIA_TESLA_T4",
+        ),
         ({"gcp": {"region": "us-central1"}}, "needs gcp.project"),
         ({"gcp": {"project": "demo-project"}}, "needs gcp.region"),
         ({"checkpoint": {"uri": "/srv/checkpoints"}}, "Use a gs://bucket/prefix URI"),
-        ({"train__data": "/srv/data/digits", "checkpoint__uri": None}, "/srv/data/digits is a folder on this machine, and the job has no remote store"),
+        (
+            {"train__data": "/srv/data/digits", "checkpoint__uri": None},
+            "/srv/data/digits is a folder on this machine, and the job has no remote store",
+        ),
         ({"limits": {"max_cost": 0.001}}, "buys only 5 s"),
     ],
 )
@@ -236,7 +254,14 @@ def test_catalog_machines_allow_what_their_instances_list() -> None:
         for region in catalog["regions"]:
             prices = inst["prices"][region]
             assert 0 < prices["spot"] < prices["on_demand"], name
-    assert {a["gpu_type"] for a in catalog["accelerators"].values()} >= {"T4", "V100", "L4", "A100", "A100-80GB", "H100"}
+    assert {a["gpu_type"] for a in catalog["accelerators"].values()} >= {
+        "T4",
+        "V100",
+        "L4",
+        "A100",
+        "A100-80GB",
+        "H100",
+    }
 
 
 def test_offers_are_the_fitting_machines_sorted_by_price() -> None:
@@ -246,7 +271,9 @@ def test_offers_are_the_fitting_machines_sorted_by_price() -> None:
     assert {o.region for o in offers} == {"us-central1", "europe-west4"}
     assert [o.price_per_hour for o in offers] == sorted(o.price_per_hour for o in offers)
     cheapest = offers[0]
-    assert cheapest.instance == "n1-standard-4+1xNVIDIA_TESLA_T4" and cheapest.details["machine_type"] == "n1-standard-4"
+    assert (
+        cheapest.instance == "n1-standard-4+1xNVIDIA_TESLA_T4" and cheapest.details["machine_type"] == "n1-standard-4"
+    )
 
 
 # ---------------------------------------------------------------- real clients against the fake
@@ -267,8 +294,12 @@ def _clients(fake: FakeGoogle) -> dict[str, Any]:
     options = {"api_endpoint": fake.endpoint}
     return {
         "job_client": aiplatform_v1.JobServiceClient(transport="rest", client_options=options, credentials=creds),
-        "secrets_client": secretmanager.SecretManagerServiceClient(transport="rest", client_options=options, credentials=creds),
-        "logging_client": logging.Client(project="demo-project", credentials=creds, _use_grpc=False, client_options=options),
+        "secrets_client": secretmanager.SecretManagerServiceClient(
+            transport="rest", client_options=options, credentials=creds
+        ),
+        "logging_client": logging.Client(
+            project="demo-project", credentials=creds, _use_grpc=False, client_options=options
+        ),
     }
 
 
@@ -328,7 +359,9 @@ def test_submit_stores_secrets_in_secret_manager_and_sends_only_references(fake:
 
 def test_submit_refuses_a_secret_missing_from_the_environment(fake: FakeGoogle) -> None:
     backend = VertexBackend(**_clients(fake), environ={})
-    with pytest.raises(LauncherError, match="secret WANDB_API_KEY is listed in the spec but not set in your environment"):
+    with pytest.raises(
+        LauncherError, match="secret WANDB_API_KEY is listed in the spec but not set in your environment"
+    ):
         backend.submit(backend.plan(_spec(CASES["gcp_3x4_spot"])))
     assert fake.jobs == {}
 
@@ -352,7 +385,10 @@ def test_the_pushed_image_replaces_the_default_local_image() -> None:
 def _entry(job_id: str, second: int, text: str) -> dict[str, Any]:
     return {
         "logName": "projects/demo-project/logs/workerpool0-0",
-        "resource": {"type": "ml_job", "labels": {"job_id": job_id, "project_id": "demo-project", "task_name": "workerpool0-0"}},
+        "resource": {
+            "type": "ml_job",
+            "labels": {"job_id": job_id, "project_id": "demo-project", "task_name": "workerpool0-0"},
+        },
         "timestamp": f"2026-01-01T00:00:0{second}Z",
         "textPayload": text,
     }
@@ -363,7 +399,12 @@ def test_logs_read_the_jobs_cloud_logging_entries(fake: FakeGoogle) -> None:
     ref = backend.submit(backend.plan(_spec(CASES["gcp_cpu"])))
     structured = {**_entry("1000", 4, ""), "jsonPayload": {"message": "epoch 3", "levelname": "INFO"}}
     del structured["textPayload"]
-    fake.log_entries += [_entry("1000", 1, "epoch 1"), _entry("999", 2, "other job"), _entry("1000", 3, "epoch 2"), structured]
+    fake.log_entries += [
+        _entry("1000", 1, "epoch 1"),
+        _entry("999", 2, "other job"),
+        _entry("1000", 3, "epoch 2"),
+        structured,
+    ]
     assert list(backend.logs(ref)) == ["epoch 1", "epoch 2", "epoch 3"]
     listing = fake.requests[-1]
     assert listing.path == "/v2/entries:list"
@@ -408,12 +449,20 @@ def _cluster_spec(pool: str, index: int) -> str:
         "workerpool0": ["cmle-training-workerpool0-1000-0:2222"],
         "workerpool1": ["cmle-training-workerpool1-1000-0:2222", "cmle-training-workerpool1-1000-1:2222"],
     }
-    return json.dumps({"cluster": cluster, "environment": "cloud", "task": {"type": pool, "index": index, "trial": ""}, "job": "{}"})
+    return json.dumps(
+        {"cluster": cluster, "environment": "cloud", "task": {"type": pool, "index": index, "trial": ""}, "job": "{}"}
+    )
 
 
-@pytest.mark.parametrize(("pool", "index", "rank"), [("workerpool0", 0, 0), ("workerpool1", 0, 1), ("workerpool1", 1, 2)])
+@pytest.mark.parametrize(
+    ("pool", "index", "rank"), [("workerpool0", 0, 0), ("workerpool1", 0, 1), ("workerpool1", 1, 2)]
+)
 def test_each_replica_of_a_three_node_job_finds_its_rank(tmp_path: Path, pool: str, index: int, rank: int) -> None:
-    environ = {"CLUSTER_SPEC": _cluster_spec(pool, index), "MASTER_ADDR": "cmle-training-workerpool0-1000-0", "MASTER_PORT": "3333"}
+    environ = {
+        "CLUSTER_SPEC": _cluster_spec(pool, index),
+        "MASTER_ADDR": "cmle-training-workerpool0-1000-0",
+        "MASTER_PORT": "3333",
+    }
     rdzv = rendezvous.detect(environ, resource_config=tmp_path / "absent.json")
     assert (rdzv.platform, rdzv.nnodes, rdzv.node_rank, rdzv.is_chief) == ("vertex", 3, rank, rank == 0)
     assert rdzv.torchrun_args(4) == [
@@ -423,7 +472,9 @@ def test_each_replica_of_a_three_node_job_finds_its_rank(tmp_path: Path, pool: s
 
 
 def test_without_master_variables_the_chief_of_cluster_spec_is_the_master(tmp_path: Path) -> None:
-    rdzv = rendezvous.detect({"CLUSTER_SPEC": _cluster_spec("workerpool1", 1)}, resource_config=tmp_path / "absent.json")
+    rdzv = rendezvous.detect(
+        {"CLUSTER_SPEC": _cluster_spec("workerpool1", 1)}, resource_config=tmp_path / "absent.json"
+    )
     assert (rdzv.master_addr, rdzv.master_port, rdzv.node_rank) == ("cmle-training-workerpool0-1000-0", 2222, 2)
 
 
@@ -453,7 +504,9 @@ class _Images:
         self.log.append(("get", name))
         return _Image(self.log)
 
-    def push(self, repository: str, tag: str, auth_config: dict[str, str], stream: bool, decode: bool) -> Iterator[dict[str, Any]]:
+    def push(
+        self, repository: str, tag: str, auth_config: dict[str, str], stream: bool, decode: bool
+    ) -> Iterator[dict[str, Any]]:
         self.log.append(("push", repository, tag, auth_config["username"]))
         return iter(self.events)
 
@@ -500,7 +553,11 @@ def test_example_spec_plans() -> None:
     spec = load_spec(REPO / "examples" / "gcp.yaml", environ={"GOOGLE_CLOUD_PROJECT": "demo-project"}, cwd=REPO)
     plan = VertexBackend().plan(spec)
     pools = plan.request()["jobSpec"]["workerPoolSpecs"]
-    assert pools[0]["machineSpec"] == {"machineType": "g2-standard-48", "acceleratorType": "NVIDIA_L4", "acceleratorCount": 4}
+    assert pools[0]["machineSpec"] == {
+        "machineType": "g2-standard-48",
+        "acceleratorType": "NVIDIA_L4",
+        "acceleratorCount": 4,
+    }
     assert [p["replicaCount"] for p in pools] == ["1", "1"]
     assert plan.request()["jobSpec"]["scheduling"]["strategy"] == "SPOT"
 
@@ -553,7 +610,11 @@ def test_vertex_errors_are_one_sentence_and_a_fix(fake: FakeGoogle, call: str, h
     if ref is not None:
         backend.submit(plan)
     fake.job_errors[call] = (http, status, message)
-    action = {"create": lambda: backend.submit(plan), "get": lambda: backend.status(ref), "cancel": lambda: backend.cancel(ref)}
+    action = {
+        "create": lambda: backend.submit(plan),
+        "get": lambda: backend.status(ref),
+        "cancel": lambda: backend.cancel(ref),
+    }
     with pytest.raises(LauncherError) as info:
         action[call]()
     assert type(info.value) is LauncherError and "\n" not in str(info.value)
@@ -568,8 +629,19 @@ def test_a_quota_refusal_at_create_reads_as_capacity_for_the_supervisor(fake: Fa
     assert backend.ending_of(info.value.message) is Ending.CAPACITY
 
 
-@pytest.mark.parametrize("error", ["ResourceExhausted", "PermissionDenied", "NotFound", "ServiceUnavailable",
-                                   "DeadlineExceeded", "InternalServerError", "Unauthenticated", "Forbidden"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        "ResourceExhausted",
+        "PermissionDenied",
+        "NotFound",
+        "ServiceUnavailable",
+        "DeadlineExceeded",
+        "InternalServerError",
+        "Unauthenticated",
+        "Forbidden",
+    ],
+)
 def test_every_api_core_error_type_is_translated(error: str) -> None:
     from google.api_core import exceptions
 
@@ -586,8 +658,14 @@ def test_credentials_and_network_errors_are_translated() -> None:
 
     from launcher.backends.gcp import _vertex_errors
 
-    with pytest.raises(LauncherError, match="no usable GCP credentials") as info, _vertex_errors("create Vertex AI job x"):
+    with (
+        pytest.raises(LauncherError, match="no usable GCP credentials") as info,
+        _vertex_errors("create Vertex AI job x"),
+    ):
         raise exceptions.DefaultCredentialsError("Could not automatically determine credentials")
     assert "gcloud auth application-default login" in str(info.value.fix)
-    with pytest.raises(LauncherError, match="Could not create Vertex AI job x: connection refused"), _vertex_errors("create Vertex AI job x"):
+    with (
+        pytest.raises(LauncherError, match="Could not create Vertex AI job x: connection refused"),
+        _vertex_errors("create Vertex AI job x"),
+    ):
         raise ConnectionError("connection refused")

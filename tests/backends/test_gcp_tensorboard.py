@@ -18,9 +18,13 @@ ACCOUNT = "trainer@demo-project.iam.gserviceaccount.com"
 
 
 def _plan_body(**gcp: Any) -> dict[str, Any]:
-    raw = {"name": "digits", "image": "us-central1-docker.pkg.dev/demo-project/launcher/train:1",
-           "checkpoint": {"uri": "gs://demo-ckpt/runs"}, "env": {"LOG_LEVEL": "info"},
-           "gcp": {"project": "demo-project", "region": "us-central1", **gcp}}
+    raw = {
+        "name": "digits",
+        "image": "us-central1-docker.pkg.dev/demo-project/launcher/train:1",
+        "checkpoint": {"uri": "gs://demo-ckpt/runs"},
+        "env": {"LOG_LEVEL": "info"},
+        "gcp": {"project": "demo-project", "region": "us-central1", **gcp},
+    }
     return VertexBackend().plan(validate_spec(raw, Path("job.yaml"), Path("/srv"))).request()
 
 
@@ -48,8 +52,11 @@ def test_tensorboard_without_a_service_account_is_one_sentence_with_a_fix() -> N
 
 
 def test_tensorboard_without_an_output_directory_is_refused() -> None:
-    raw = {"name": "digits", "image": "us-central1-docker.pkg.dev/demo-project/launcher/train:1",
-           "gcp": {"project": "demo-project", "region": "us-central1", "tensorboard": "123", "service_account": ACCOUNT}}
+    raw = {
+        "name": "digits",
+        "image": "us-central1-docker.pkg.dev/demo-project/launcher/train:1",
+        "gcp": {"project": "demo-project", "region": "us-central1", "tensorboard": "123", "service_account": ACCOUNT},
+    }
     with pytest.raises(LauncherError, match="needs an output directory"):
         VertexBackend().plan(validate_spec(raw, Path("job.yaml"), Path("/srv")))
 

@@ -22,7 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _printed_by(code: str) -> str:
     """What `code` prints in a fresh interpreter (a fresh sys.modules) run from the repository."""
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_making_a_cloud_backend_imports_neither_the_image_builder_nor_the_local_backend() -> None:
@@ -59,7 +61,12 @@ def test_a_typo_in_any_backend_section_is_still_found_before_planning(tmp_path: 
 def test_plan_reads_no_environment_or_files(cloud: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A refreshed catalog appearing in the state dir after the backend was made does not change its plans."""
     backend = CLOUDS[cloud](pushed_image="")
-    raw: dict[str, Any] = {"name": "digits", "image": "registry.example/train:1", "resources": {"gpus": 1}, cloud: OPTIONS[cloud]}
+    raw: dict[str, Any] = {
+        "name": "digits",
+        "image": "registry.example/train:1",
+        "resources": {"gpus": 1},
+        cloud: OPTIONS[cloud],
+    }
     spec = validate_spec(raw, Path("job.yaml"), Path("/srv"))
     before = _instance(CLOUDS[cloud](pushed_image="").plan(spec))
     refreshed = json.loads(json.dumps(load_catalog(cloud)))

@@ -39,7 +39,11 @@ def test_dry_run_json_and_the_docker_alias(tmp_path: Path) -> None:
     job = _job(tmp_path, "name: quick\nlocal: {runtime: process}\n")
     result = _launch("run", job, "--dry-run", "-b", "docker", "--json")
     assert result.exit_code == 0, result.output
-    assert yaml.safe_load(result.output)["payload"]["process"]["argv"][:3] == ["python", "-m", "launcher.runtime.entrypoint"]
+    assert yaml.safe_load(result.output)["payload"]["process"]["argv"][:3] == [
+        "python",
+        "-m",
+        "launcher.runtime.entrypoint",
+    ]
 
 
 def test_set_overrides_reach_the_plan(tmp_path: Path) -> None:

@@ -145,7 +145,9 @@ def test_secret_values_reach_the_container_but_not_the_plan(
 
 
 def test_missing_image_is_one_sentence_and_a_fix(client: Any, tmp_path: Path) -> None:
-    spec = validate_spec({"name": "noimg", "image": "launcher-test/absent:nope", "local": {"runtime": "docker"}}, None, tmp_path)
+    spec = validate_spec(
+        {"name": "noimg", "image": "launcher-test/absent:nope", "local": {"runtime": "docker"}}, None, tmp_path
+    )
     backend = LocalBackend(docker_client=client)
     with pytest.raises(LauncherError, match="not on this machine") as err:
         backend.submit(backend.plan(spec, "noimg-1"))
@@ -175,7 +177,9 @@ def test_engine_not_running_is_one_sentence_and_a_fix(tmp_path: Path) -> None:
 def test_ctrl_c_in_the_cli_stops_the_container(client: Any, jobs: list[str], tmp_path: Path) -> None:
     script = "trap 'echo got TERM; exit 143' TERM; echo up; while true; do sleep 0.1; done"
     job = tmp_path / "job.yaml"
-    job.write_text(yaml.safe_dump({"name": "dock-ctrl-c", "image": TRAIN_IMAGE, "local": {"runtime": "docker", **_shell(script)}}))
+    job.write_text(
+        yaml.safe_dump({"name": "dock-ctrl-c", "image": TRAIN_IMAGE, "local": {"runtime": "docker", **_shell(script)}})
+    )
     cli = subprocess.Popen(
         [sys.executable, "-c", "from launcher.cli import main; main()", "run", str(job), "--ignore-budget"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_reaches_it,
@@ -205,7 +209,9 @@ def test_a_missing_data_folder_is_refused_and_the_checkpoint_folder_is_created(
     assert "train.data" in str(err.value)
     (tmp_path / "data").mkdir()
     script = _shell("test -d /checkpoints && echo ckpt-mounted")
-    spec = _spec(tmp_path, train={"data": str(tmp_path / "data")}, checkpoint={"uri": str(tmp_path / "ckpt")}, local=script)
+    spec = _spec(
+        tmp_path, train={"data": str(tmp_path / "data")}, checkpoint={"uri": str(tmp_path / "ckpt")}, local=script
+    )
     plan = backend.plan(spec, f"ckpt-{time.time_ns()}")
     jobs.append(plan.job_name)
     ref = backend.submit(plan)

@@ -62,7 +62,9 @@ def test_secret_reaches_a_custom_entrypoint_but_not_the_container_config(
 ) -> None:
     monkeypatch.setenv("HYG_TOKEN", SECRET)
     script = 'printf "%s\\n" "$HYG_TOKEN"'  # quotes, $ and backticks arrive verbatim
-    backend, ref = _submit(client, tmp_path, started, secrets=["HYG_TOKEN"], local={"entrypoint": ["/bin/sh", "-c", script, "sh"]})
+    backend, ref = _submit(
+        client, tmp_path, started, secrets=["HYG_TOKEN"], local={"entrypoint": ["/bin/sh", "-c", script, "sh"]}
+    )
     assert list(backend.logs(ref, follow=True)) == [SECRET]
     attrs = client.containers.get(ref.native_id).attrs  # still there: nobody asked its status yet
     assert not any(item.startswith("HYG_TOKEN") for item in attrs["Config"]["Env"])
@@ -88,7 +90,9 @@ def test_secret_reaches_the_images_own_entrypoint(
 def test_finished_container_is_removed_once_its_log_is_kept(client: Any, started: list[str], tmp_path: Path) -> None:
     import docker
 
-    backend, ref = _submit(client, tmp_path, started, local={"entrypoint": ["/bin/sh", "-c", "echo one; echo two; exit 3", "sh"]})
+    backend, ref = _submit(
+        client, tmp_path, started, local={"entrypoint": ["/bin/sh", "-c", "echo one; echo two; exit 3", "sh"]}
+    )
     assert list(backend.logs(ref, follow=True)) == ["one", "two"]
     status = backend.status(ref)
     assert (status.state, status.exit_code) == (JobState.FAILED, 3)
@@ -107,7 +111,9 @@ def test_a_stopped_container_is_removed_by_the_stop_itself(client: Any, started:
     """Issue 34: `launch stop` of a detached job left an `Exited (143)` container until `launch status` ran."""
     import docker
 
-    backend, ref = _submit(client, tmp_path, started, local={"entrypoint": ["/bin/sh", "-c", "echo up; sleep 300", "sh"]})
+    backend, ref = _submit(
+        client, tmp_path, started, local={"entrypoint": ["/bin/sh", "-c", "echo up; sleep 300", "sh"]}
+    )
     deadline = time.time() + 60
     while client.containers.get(ref.native_id).status != "running" and time.time() < deadline:
         time.sleep(0.2)

@@ -15,7 +15,9 @@ import pytest
 
 from launcher.backends.local import LocalBackend
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_CHILD_SUBREAPER are Linux's")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="/proc and PR_SET_CHILD_SUBREAPER are Linux's"
+)
 
 # the "entrypoint": starts a "torchrun" that starts a "trainer" in a session of its own, then waits
 ENTRYPOINT = textwrap.dedent("""

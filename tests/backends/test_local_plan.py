@@ -34,10 +34,20 @@ CASES: dict[str, dict[str, Any]] = {
     "local_docker_gpu": {**BASE, "resources": {"gpus": 2}, "local": {"runtime": "docker"}},
     "local_docker_cpu": {
         **BASE,
-        "local": {"runtime": "docker", "nproc": 2, "shm_size": "4g", "user": "1000:1000", "network": "host",
-                  "mounts": [{"source": "/srv/cache", "target": "/cache"}]},
+        "local": {
+            "runtime": "docker",
+            "nproc": 2,
+            "shm_size": "4g",
+            "user": "1000:1000",
+            "network": "host",
+            "mounts": [{"source": "/srv/cache", "target": "/cache"}],
+        },
     },  # fmt: skip
-    "local_process": {**BASE, "command": ["python", "ddp.py", "--steps", "3"], "local": {"runtime": "process", "nproc": 2}},
+    "local_process": {
+        **BASE,
+        "command": ["python", "ddp.py", "--steps", "3"],
+        "local": {"runtime": "process", "nproc": 2},
+    },
     "local_auto": {**BASE, "local": {"runtime": "auto"}},
 }
 

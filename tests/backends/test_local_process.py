@@ -121,7 +121,9 @@ def test_stop_terminates_the_process_group_and_records_stopped(tmp_path: Path) -
     spec = validate_spec({"name": "sleepy", "local": {"runtime": "process", "python": sys.executable}}, None, tmp_path)
     plan = backend.plan(spec, "sleepy-1")
     argv = [sys.executable, "-c", script]
-    plan = type(plan)(plan.backend, plan.job_name, plan.spec, {"runtime": "process", "process": {"argv": argv, "env": {}}})
+    plan = type(plan)(
+        plan.backend, plan.job_name, plan.spec, {"runtime": "process", "process": {"argv": argv, "env": {}}}
+    )
     ref = backend.submit(plan)
     logs = backend.logs(ref, follow=True)
     assert next(logs) == "up"
@@ -143,7 +145,9 @@ def test_gpus_on_a_host_without_gpus_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_missing_secret_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
-    spec = validate_spec({"name": "s", "secrets": ["NOT_SET_ANYWHERE"], "local": {"runtime": "process"}}, None, tmp_path)
+    spec = validate_spec(
+        {"name": "s", "secrets": ["NOT_SET_ANYWHERE"], "local": {"runtime": "process"}}, None, tmp_path
+    )
     backend = LocalBackend(state_dir=tmp_path / "state")
     with pytest.raises(LauncherError, match="Export NOT_SET_ANYWHERE"):
         backend.submit(backend.plan(spec, "s-1"))
@@ -195,7 +199,11 @@ def test_max_runtime_stops_the_job_and_says_why(tmp_path: Path) -> None:
     assert 2 <= time.monotonic() - started < 20
     assert "got TERM" in lines and any("limits.max_runtime (2s) reached" in line for line in lines)
     status = LocalBackend(state_dir=tmp_path / "state").status(ref)
-    assert (status.state, status.exit_code, status.message) == (JobState.FAILED, 124, "stopped: limits.max_runtime reached")
+    assert (status.state, status.exit_code, status.message) == (
+        JobState.FAILED,
+        124,
+        "stopped: limits.max_runtime reached",
+    )
 
 
 @pytest.mark.slow

@@ -48,7 +48,9 @@ def _spec(tmp_path: Path, folder: Path, runtime: str, **raw: Any) -> Any:
 
 
 @pytest.mark.slow
-def test_a_users_program_resumes_from_its_own_step_after_sigterm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_users_program_resumes_from_its_own_step_after_sigterm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LAUNCHER_DATA_DIR", str(tmp_path / "data"))
     folder = program_folder(tmp_path)
     launcher = Launcher(backend=LocalBackend(state_dir=tmp_path / "state"))
@@ -61,7 +63,9 @@ def test_a_users_program_resumes_from_its_own_step_after_sigterm(tmp_path: Path,
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_in_the_image_a_users_program_resumes_from_its_own_step_after_sigterm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_in_the_image_a_users_program_resumes_from_its_own_step_after_sigterm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The same, in the training image built from images/Dockerfile: the archive unpacked in the container."""
     client = engine_or_skip()
     train_image_or_skip(client)

@@ -58,7 +58,9 @@ def _to_the_end(launcher: Launcher, spec: Any) -> tuple[int | None, str]:
 
 
 @pytest.mark.slow
-def test_a_yolo_detector_resumes_after_sigterm_with_each_epoch_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_yolo_detector_resumes_after_sigterm_with_each_epoch_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LAUNCHER_DATA_DIR", str(tmp_path / "data"))
     launcher = Launcher(backend=LocalBackend(state_dir=tmp_path / "state"))
     _detector_scenario(tmp_path, launcher, _spec(tmp_path, "yolo-det", "yolo11n.yaml"))
@@ -66,7 +68,9 @@ def test_a_yolo_detector_resumes_after_sigterm_with_each_epoch_once(tmp_path: Pa
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_in_the_engine_image_a_yolo_detector_resumes_after_sigterm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_in_the_engine_image_a_yolo_detector_resumes_after_sigterm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The same in the image `launch image build --engine ultralytics` makes (from this checkout's training image)."""
     from tests.docker_base import engine_or_skip, remove_job_containers, train_image_or_skip  # noqa: PLC0415
 
@@ -86,7 +90,9 @@ def test_in_the_engine_image_a_yolo_detector_resumes_after_sigterm(tmp_path: Pat
 def _detector_scenario(tmp_path: Path, launcher: Launcher, spec: Any) -> None:
 
     job = launcher.submit(spec)
-    assert wait_until(lambda: "[train] epoch 1/3:" in "\n".join(job.logs()), TIMEOUT_S, 0.5), "\n".join(job.logs())[-4000:]
+    assert wait_until(lambda: "[train] epoch 1/3:" in "\n".join(job.logs()), TIMEOUT_S, 0.5), "\n".join(job.logs())[
+        -4000:
+    ]
     job.cancel()
     status = job.wait(poll=0.5, timeout=300)
     first = "\n".join(job.logs())
@@ -127,8 +133,9 @@ def test_a_yolo_segmenter_trains_on_the_masks(tmp_path: Path, monkeypatch: pytes
 
 
 @pytest.mark.slow
-def test_raising_epochs_on_a_finished_yolo_run_trains_the_new_epochs(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_raising_epochs_on_a_finished_yolo_run_trains_the_new_epochs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 34: `--set train.epochs=3` on a finished 2-epoch run ended `succeeded` with 0 epochs trained. Now
     Ultralytics fine-tunes from the final last.pt for the missing epochs, counted on from the old ones."""
     monkeypatch.setenv("LAUNCHER_DATA_DIR", str(tmp_path / "data"))

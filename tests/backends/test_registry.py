@@ -11,7 +11,7 @@ import pytest
 from launcher.backends import registry
 from launcher.errors import LauncherError
 
-PLUGIN = '''
+PLUGIN = """
 from launcher.backend import Backend, BackendOptions
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 
@@ -43,7 +43,7 @@ class EchoBackend(Backend):
 
 class FakeLocal(EchoBackend):
     name = "local"
-'''
+"""
 
 
 @pytest.fixture

@@ -83,7 +83,9 @@ def test_a_region_without_a_price_falls_back_to_the_default_regions_price(cloud:
     [("aws", "instance_type", "ml.p3.2xlarge"), ("azure", "instance_type", "Standard_NC6s_v3"),
      ("gcp", "machine_type", "a2-highgpu-1g")],
 )  # fmt: skip
-def test_a_job_without_gpus_naming_a_gpu_instance_uses_its_gpus_everywhere(cloud: str, option: str, instance: str) -> None:
+def test_a_job_without_gpus_naming_a_gpu_instance_uses_its_gpus_everywhere(
+    cloud: str, option: str, instance: str
+) -> None:
     plan = _plan(cloud, resources={"gpus": 0}, **{cloud: {option: instance}})
     assert EntrypointArgs.parse(_argv(plan)).gpus == 1
     assert any(f"resources.gpus is 0; the job uses all 1 GPU(s) of {instance}" in n for n in plan.notes)
@@ -100,7 +102,9 @@ def test_the_rule_itself() -> None:
     res = Resources(gpus=1)
     assert [c.name for c in select.offer_rows(CATALOG, res, OTHER)] == ["default-only", "everywhere"]
     assert select.choose(CATALOG, Resources(gpus=1, spot=True), OTHER, cloud).price == pytest.approx(1.0 / 3)
-    assert select.fits(CATALOG["instances"]["cpu"], Resources(gpu_type="A100"))  # a GPU type needs GPUs to mean anything
+    assert select.fits(
+        CATALOG["instances"]["cpu"], Resources(gpu_type="A100")
+    )  # a GPU type needs GPUs to mean anything
     unpriced = {**CATALOG, "instances": {"x": {**_row(1, 8, {}), "prices": {}}}}
     choice = select.choose(unpriced, res, OTHER, cloud)
     assert choice.price is None

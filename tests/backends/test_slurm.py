@@ -79,7 +79,9 @@ def argv_of(plan: Plan) -> list[str]:
 def test_the_slurm_backend_keeps_the_launcher_contract(tmp_path: Path) -> None:
     raw = {**BASE, "slurm": KINDS["pyxis"]}
     examples = [GOLDEN.parents[2] / "examples" / "slurm.yaml"]
-    plan = check_backend(SlurmBackend, raw, tmp_path, argv_of=argv_of, golden=GOLDEN / "slurm_contract.yaml", examples=examples)
+    plan = check_backend(
+        SlurmBackend, raw, tmp_path, argv_of=argv_of, golden=GOLDEN / "slurm_contract.yaml", examples=examples
+    )
     assert EntrypointArgs.parse(argv_of(plan)).checkpoint_uri == "/shared/ckpts"
 
 

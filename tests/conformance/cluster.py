@@ -177,5 +177,7 @@ def store_results(uri: str, run: str, env: Mapping[str, str], dest: Path) -> Run
 
 def _newest(listing: Any) -> dict[str, Any]:
     """The newest checkpoint's entry of `launch ckpt ls --json`."""
-    entries = listing if isinstance(listing, list) else listing.get("versions") or listing.get("checkpoints") or [listing]
+    entries = (
+        listing if isinstance(listing, list) else listing.get("versions") or listing.get("checkpoints") or [listing]
+    )
     return max(entries, key=lambda e: int(e.get("version", 0)))

@@ -105,4 +105,3 @@ def azurite_endpoint(addr: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield f"http://{addr}:{port}/{AZURITE_ACCOUNT}"
     finally:
         stop_service(proc)
-

@@ -106,7 +106,9 @@ class SageMakerLocalJob:
         logs = self.logs()
         own = dict(re.findall(r"(algo-\d+)-\w+ *\|(?:\x1b\[[0-9;]*m)? *\[launcher\] exit code (\d+)", logs))
         compose = dict(re.findall(r"(algo-\d+)-\w+ exited with code (\d+)", logs))
-        assert all(own.get(host, code) == code for host, code in compose.items()), f"compose {compose} vs the hosts' own {own}"
+        assert all(own.get(host, code) == code for host, code in compose.items()), (
+            f"compose {compose} vs the hosts' own {own}"
+        )
         for container in self.containers():  # compose stops showing the others' output once it aborts: ask the engine
             container.reload()
             host = re.search(r"(algo-\d+)-\w+$", container.name)
@@ -125,7 +127,9 @@ class SageMakerLocalJob:
 # ---------------------------------------------------------------- Vertex AI
 
 
-def vertex_nodes(body: Mapping[str, Any], job_id: str, gcs_folders: Mapping[str, Path], harness_env: Mapping[str, str]) -> list[Node]:
+def vertex_nodes(
+    body: Mapping[str, Any], job_id: str, gcs_folders: Mapping[str, Path], harness_env: Mapping[str, str]
+) -> list[Node]:
     """One Node per replica of the CustomJob body's worker pools."""
     pools = body["jobSpec"]["workerPoolSpecs"]
     hosts = [[f"workerpool{i}-{r}" for r in range(int(p.get("replicaCount", 1)))] for i, p in enumerate(pools)]
@@ -204,4 +208,3 @@ def azureml_nodes(job: Mapping[str, Any], job_id: str, mount: Callable[[str, Map
         env.update(harness_env)
         nodes.append(Node(f"node-{rank}", ["/bin/bash", "-c", command], env, dict(volumes)))
     return nodes
-

@@ -42,7 +42,11 @@ def main(request_file: str, s3_endpoint: str, container_root: str) -> int:
     from sagemaker.local.image import _SageMakerContainer
 
     compose = _SageMakerContainer._compose
-    _SageMakerContainer._compose = lambda self, detached=False: [*compose(self, detached), "--timeout", str(SIGKILL_AFTER_S)]
+    _SageMakerContainer._compose = lambda self, detached=False: [
+        *compose(self, detached),
+        "--timeout",
+        str(SIGKILL_AFTER_S),
+    ]
 
     request = json.loads(Path(request_file).read_text())
     region = request.get("Environment", {}).get("AWS_DEFAULT_REGION", "us-east-1")

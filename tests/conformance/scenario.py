@@ -51,8 +51,12 @@ def preempt_then_resume(start: Callable[[], Job], read: Callable[[Path], RunResu
     """The trainer's scenario (module docstring). What a restart from scratch could not fake: the resumed
     trainer names the sha256 of the last.pt it loaded (the store's), and its epoch and step are the saved ones."""
     sigterm_at, codes, logs = _sigterm_after(start, f"epoch 2/{EPOCHS}:", then_wait=3)  # 3 s into epoch 3
-    assert len(codes) == NODES and all(code == SIGTERM_EXIT for code in codes), f"exit codes {codes} after SIGTERM:\n{logs[-6000:]}"
-    assert f"x {NODES} process(es)" in logs, f"the trainer did not run as one job of world size {NODES}:\n{logs[-6000:]}"
+    assert len(codes) == NODES and all(code == SIGTERM_EXIT for code in codes), (
+        f"exit codes {codes} after SIGTERM:\n{logs[-6000:]}"
+    )
+    assert f"x {NODES} process(es)" in logs, (
+        f"the trainer did not run as one job of world size {NODES}:\n{logs[-6000:]}"
+    )
     mid = re.findall(r"stopped by SIGTERM: saved \S+ at epoch (\d+), step (\d+)", logs)
     after = re.findall(r"stopped by SIGTERM after epoch (\d+):", logs)
     saved = mid or [(str(int(n) + 1), "0") for n in after]  # where the next job must start: (epoch, step)
@@ -64,11 +68,15 @@ def preempt_then_resume(start: Callable[[], Job], read: Callable[[Path], RunResu
     assert stopped.epochs == list(range(1, len(stopped.epochs) + 1)) and len(stopped.epochs) >= 2, stopped.rows
 
     codes, logs = _to_the_end(start)
-    assert len(codes) == NODES and all(code == 0 for code in codes), f"exit codes {codes} of the resumed run:\n{logs[-6000:]}"
+    assert len(codes) == NODES and all(code == 0 for code in codes), (
+        f"exit codes {codes} of the resumed run:\n{logs[-6000:]}"
+    )
     epoch, step = saved[-1]
     resumed = re.findall(r"resuming from \S*last\.pt \(sha256 ([0-9a-f]{64})\): epoch (\d+), step (\d+) of", logs)
-    assert resumed == [(last_sha, epoch, step)], f"expected the trainer to resume from the store's last.pt " \
+    assert resumed == [(last_sha, epoch, step)], (
+        f"expected the trainer to resume from the store's last.pt "
         f"({last_sha[:12]}, epoch {epoch}, step {step}); it said {resumed}:\n{logs[-6000:]}"
+    )
     final = read(tmp_path / "final")
     assert final.epochs == list(range(1, EPOCHS + 1)), f"results.csv epochs {final.epochs}"
     assert final.rows[: len(stopped.rows)] == stopped.rows, "the first job's rows of results.csv changed"
@@ -139,7 +147,9 @@ def program_preempt_then_resume(start: Callable[[], Job], read: Callable[[Path],
     assert (tmp_path / "after-sigterm" / "state.pt").exists()
 
     codes, logs = _to_the_end(start)
-    assert len(codes) == nodes and all(code == 0 for code in codes), f"exit codes {codes} of the resumed run:\n{logs[-6000:]}"
+    assert len(codes) == nodes and all(code == 0 for code in codes), (
+        f"exit codes {codes} of the resumed run:\n{logs[-6000:]}"
+    )
     for rank in range(world):  # every node restored the checkpoint folder, and the program continued from its step
         assert f"[program] rank {rank} world_size {world} resumed 1" in logs, logs[-6000:]
         assert f"[program] rank {rank} continues from saved step {saved}" in logs, logs[-6000:]

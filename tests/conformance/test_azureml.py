@@ -35,7 +35,9 @@ ACCOUNT_URL = re.compile(r"^https://[a-z0-9]+\.blob\.core\.windows\.net/([^/]+)/
 
 
 def connection_string(endpoint: str) -> str:
-    return f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};"
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};"
+    )
 
 
 def upload(service: Any, container: str, folder: Path, prefix: str) -> None:
@@ -55,7 +57,7 @@ def download(service: Any, container: str, prefix: str, dest: Path) -> Path:
     client = service.get_container_client(container)
 
     def get(name: str) -> None:
-        target = dest / name[len(prefix):].lstrip("/")
+        target = dest / name[len(prefix) :].lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(client.download_blob(name).readall())
 
@@ -105,10 +107,14 @@ def _starter(job: Mapping[str, Any], name: str, service: Any, azurite_endpoint: 
     return (lambda: ContainerJob(Cluster(docker, image, azureml_nodes(job, name, mount, harness), "azureml"))), harness
 
 
-def test_two_nodes_train_and_resume_after_sigterm(docker: Any, image: str, azurite_endpoint: str, digits: Path, tmp_path: Path) -> None:
+def test_two_nodes_train_and_resume_after_sigterm(
+    docker: Any, image: str, azurite_endpoint: str, digits: Path, tmp_path: Path
+) -> None:
     service = _service(azurite_endpoint, digits)
     name = f"conf-azure-{uuid.uuid4().hex[:6]}"
-    job = Launcher(backend="azure").plan(_spec(name, tmp_path, train={**TRAIN, "data": "az://datasets/digits"})).request()
+    job = (
+        Launcher(backend="azure").plan(_spec(name, tmp_path, train={**TRAIN, "data": "az://datasets/digits"})).request()
+    )
     start, harness = _starter(job, name, service, azurite_endpoint, docker, image, tmp_path)
     read = lambda dest: store_results("az://checkpoints/runs", name, harness, dest)  # noqa: E731
     preempt_then_resume(start, read, tmp_path)

@@ -48,8 +48,19 @@ from tests.backends.test_local_ultralytics import DETECT_MAP50_BAR, ENGINE_IMAGE
 
 ECR_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/torch-launcher-train:ultralytics"
 EPOCHS = 3
-TRAIN = {"engine": "ultralytics", "model": "yolo11n.yaml", "epochs": EPOCHS, "imgsz": 64, "batch": 8, "workers": 0,
-         "plots": False, "optimizer": "AdamW", "lr0": 0.01, "warmup_epochs": 0, "mosaic": 0.0}  # as test_local_ultralytics
+TRAIN = {
+    "engine": "ultralytics",
+    "model": "yolo11n.yaml",
+    "epochs": EPOCHS,
+    "imgsz": 64,
+    "batch": 8,
+    "workers": 0,
+    "plots": False,
+    "optimizer": "AdamW",
+    "lr0": 0.01,
+    "warmup_epochs": 0,
+    "mosaic": 0.0,
+}  # as test_local_ultralytics
 RECLAIM_AFTER = ("[train] epoch 1/3:", "[train] epoch 2/3:")  # SageMaker reclaims its first two jobs there
 RUN_S = 1500  # the whole run on a quiet machine (three attempts: about 5 minutes); scaled by the pace
 
@@ -66,7 +77,9 @@ def shapes_in_s3(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> 
     from launcher.runtime.datasets import write_shapes
     from tests.conftest import require_service
 
-    require_service("sagemaker SDK v2", Path(SAGEMAKER_PYTHON).exists(), f"{SAGEMAKER_PYTHON} is missing (.ci/run makes it)")
+    require_service(
+        "sagemaker SDK v2", Path(SAGEMAKER_PYTHON).exists(), f"{SAGEMAKER_PYTHON} is missing (.ci/run makes it)"
+    )
     root = write_shapes(tmp_path_factory.mktemp("shapes"), train=480, val=60)
     return upload_folder(s3_client(s3_endpoint), root, "data/shapes")
 
@@ -74,7 +87,9 @@ def shapes_in_s3(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> 
 class SageMakerComputePlane:
     """Runs the training jobs moto accepts under SageMaker's local mode (module docstring)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, s3_endpoint: str, docker: Any, image: str, workdir: Path) -> None:
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, s3_endpoint: str, docker: Any, image: str, workdir: Path
+    ) -> None:
         from moto.core import DEFAULT_ACCOUNT_ID
         from moto.sagemaker import models, responses
 
@@ -145,7 +160,10 @@ class SageMakerComputePlane:
         job.training_time_in_seconds = job.billable_time_in_seconds = ran
         if reclaim_after is not None:  # managed spot: interrupted, and no capacity before MaxWaitTimeInSeconds
             job.training_job_status, job.secondary_status = "Stopped", "MaxWaitTimeExceeded"
-            transitions += [{"Status": "Interrupted", "StartTime": time.time()}, {"Status": "MaxWaitTimeExceeded", "StartTime": time.time()}]
+            transitions += [
+                {"Status": "Interrupted", "StartTime": time.time()},
+                {"Status": "MaxWaitTimeExceeded", "StartTime": time.time()},
+            ]
         elif codes and all(code == 0 for code in codes):
             job.training_job_status = job.secondary_status = "Completed"
         else:
@@ -236,13 +254,19 @@ def test_a_spot_run_reclaimed_twice_on_sagemaker_finishes_on_local_docker(platfo
     assert ran.returncode == 0, f"launch exited {ran.returncode}:\n{out[-8000:]}"
 
     # SageMaker ran two jobs, each reclaimed after an epoch was saved: every container exited 143
-    assert [(codes, how) for _, codes, how in platform.endings] == [([143], "MaxWaitTimeExceeded")] * 2, platform.endings
+    assert [(codes, how) for _, codes, how in platform.endings] == [([143], "MaxWaitTimeExceeded")] * 2, (
+        platform.endings
+    )
     assert "local: the checkpoint store s3://" in out, "no note of what the fallback pays to read the S3 store"
-    assert out.count("(preempted)") == 2 and "aws failed 2 time(s) in a row: moving the run to local" in out, out[-8000:]
+    assert out.count("(preempted)") == 2 and "aws failed 2 time(s) in a row: moving the run to local" in out, out[
+        -8000:
+    ]
     # the supervisor showed the SageMaker jobs' own output (CloudWatch) and the local one's
     assert "[train] epoch 1/3:" in out and "[train] epoch 3/3:" in out, out[-8000:]
     resumed = re.findall(r"\[train\] resuming from \S+: epoch (\d+) done", out)
-    assert resumed == ["1", "2"], f"each attempt after the first resumes from the store's last.pt: {resumed}\n{out[-8000:]}"
+    assert resumed == ["1", "2"], (
+        f"each attempt after the first resumes from the store's last.pt: {resumed}\n{out[-8000:]}"
+    )
     assert re.search(r"attempt 3 \(\S+ on local\): succeeded", out), out[-8000:]
 
     status = _launch("status", name, env=env, timeout=120)

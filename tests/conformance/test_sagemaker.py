@@ -61,7 +61,11 @@ def upload_folder(client: Any, folder: Path, prefix: str) -> str:
         client.create_bucket(Bucket=BUCKET)
     files = [p for p in folder.rglob("*") if p.is_file()]
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda p: client.upload_file(str(p), BUCKET, f"{prefix}/{p.relative_to(folder).as_posix()}"), files))
+        list(
+            pool.map(
+                lambda p: client.upload_file(str(p), BUCKET, f"{prefix}/{p.relative_to(folder).as_posix()}"), files
+            )
+        )
     return f"s3://{BUCKET}/{prefix}"
 
 
@@ -73,7 +77,9 @@ def _run(request: dict, s3_endpoint: str, docker: Any, image: str, tmp_path: Pat
     request["ResourceConfig"]["InstanceType"] = "local"
     env = {**os.environ, **AWS_ENV}
     runs = iter(range(1, 10))
-    start = lambda: SageMakerLocalJob(SAGEMAKER_PYTHON, request, s3_endpoint, tmp_path / f"run{next(runs)}", env, docker, image)  # noqa: E731
+    start = lambda: SageMakerLocalJob(
+        SAGEMAKER_PYTHON, request, s3_endpoint, tmp_path / f"run{next(runs)}", env, docker, image
+    )  # noqa: E731
     return start, {**AWS_ENV, "AWS_ENDPOINT_URL": s3_endpoint}
 
 
@@ -88,7 +94,9 @@ def _spec(name: str, tmp_path: Path, **raw: Any) -> Any:
     }, None, tmp_path)  # fmt: skip
 
 
-def test_two_nodes_train_and_resume_after_sigterm(docker: Any, image: str, s3_endpoint: str, s3: Any, tmp_path: Path) -> None:
+def test_two_nodes_train_and_resume_after_sigterm(
+    docker: Any, image: str, s3_endpoint: str, s3: Any, tmp_path: Path
+) -> None:
     name = f"conf-sagemaker-{uuid.uuid4().hex[:6]}"
     spec = _spec(name, tmp_path, train={**TRAIN, "data": f"s3://{BUCKET}/data/digits"})
     start, store_env = _run(Launcher(backend="aws").plan(spec).request(), s3_endpoint, docker, image, tmp_path)

@@ -36,7 +36,9 @@ def gcs_client(endpoint: str) -> Any:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    return storage.Client(project="conformance", credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint})
+    return storage.Client(
+        project="conformance", credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint}
+    )
 
 
 def _bucket_with_digits(gcs_server: tuple[str, Path], digits: Path) -> Any:
@@ -69,7 +71,9 @@ def _starter(body: dict, name: str, docker: Any, image: str, gcs_server: tuple[s
     return (lambda: ContainerJob(Cluster(docker, image, nodes(), "vertex"))), harness
 
 
-def test_two_nodes_train_and_resume_after_sigterm(docker: Any, image: str, gcs_server: tuple[str, Path], digits: Path, tmp_path: Path) -> None:
+def test_two_nodes_train_and_resume_after_sigterm(
+    docker: Any, image: str, gcs_server: tuple[str, Path], digits: Path, tmp_path: Path
+) -> None:
     _bucket_with_digits(gcs_server, digits)
     name = f"conf-vertex-{uuid.uuid4().hex[:6]}"
     spec = _spec(name, tmp_path, train={**TRAIN, "data": f"gs://{BUCKET}/data/digits"})

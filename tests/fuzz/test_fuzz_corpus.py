@@ -90,8 +90,17 @@ SPEC_VALUES: dict[tuple[str, ...], list[Any]] = {
     ("limits",): [[1], "none", 5],
     ("limits", "max_runtime"): BAD_DURATIONS,
     ("limits", "max_cost"): [*BAD_NUMBERS, 0, -5, ".nan"],
-    ("env",): [[1], "text", 5, {"A": None}, {"A": [1]}, {"A": {"b": 1}}, {"A": "x\x00y"}, {"A": "x" * 40_000},
-               *({n: "x"} for n in BAD_ENV_NAMES)],  # fmt: skip
+    ("env",): [
+        [1],
+        "text",
+        5,
+        {"A": None},
+        {"A": [1]},
+        {"A": {"b": 1}},
+        {"A": "x\x00y"},
+        {"A": "x" * 40_000},
+        *({n: "x"} for n in BAD_ENV_NAMES),
+    ],  # fmt: skip
     ("secrets",): ["WANDB", {"a": 1}, [None], [1], ["A", "A"], *([n] for n in BAD_ENV_NAMES)],
     ("code",): [5, [1], True],
     ("code", "dir"): ["\x00", "a\x00b", "d\u202e", 5, [1]],
@@ -103,29 +112,81 @@ SPEC_VALUES: dict[tuple[str, ...], list[Any]] = {
 
 # each backend's options section: (backend, option) -> bad values
 OPTION_VALUES: dict[tuple[str, str], list[Any]] = {
-    **{("local", k): v for k, v in {
-        "runtime": ["Docker", "", 5], "nproc": [True, 0, 1.5, "x", 1000], "shm_size": ["-1g", "", "g", "1e9g", " "],
-        "gpus": ["", [" "], ["0\n"], [[1]]], "mounts": [[{"source": "/a:/b", "target": "/c"}], [{"source": "/a", "target": "/c:ro,z"}],
-        [{"source": "/a", "target": "rel"}], [{"source": "/a\x00", "target": "/b"}], [{"source": "/a"}], "x", [1]],
-        "entrypoint": [[""], ["a\x00"], [" "], "x\u202e"], "user": ["", "\n", "root\x00"], "network": ["", "host\n"],
-        "python": ["", "\x00", "py\u200bthon"], "workdir": ["", "\x00"]}.items()},  # fmt: skip
-    **{("aws", k): v for k, v in {
-        "region": ["", "us-east-1\n", "US-EAST-1", 5], "role_arn": ["", "arn:aws:iam::1:role/x\n", "root"],
-        "instance_type": ["", " ", "ml.p3\n"], "image_uri": ["", "UPPER", "a b", "x" * 600],
-        "output_uri": ["s3://k:${FUZZ_SECRET}@bucket/x", "gs://b/x", ""], "subnets": [[""], ["a\nb"], "x"],
-        "security_group_ids": [[""], [" "]], "volume_size_gb": [True, 0, 1e30, "x"], "max_wait_s": [True, 0],
-        "keep_alive_s": [True, -1, 10**9], "max_retries": [True, 0, 100], "secrets_prefix": ["", "a b", "a\x00"],
-        "tags": [{"": "x"}, {"a": "b\n"}, {"k": [1]}, {"a": " "}, "x"]}.items()},  # fmt: skip
-    **{("gcp", k): v for k, v in {
-        "project": ["", "p\n", " "], "region": ["", " ", "us\u200bcentral1"], "staging_bucket": ["gs://k:${FUZZ_SECRET}@b/x", "s3://b/x", ""],
-        "machine_type": ["", " "], "accelerator_type": ["", "NVIDIA\n"], "service_account": ["", "a b"],
-        "network": ["", "x\n"], "labels": [{"A": "b"}, {"": ""}, {"a": "b c"}], "boot_disk_size_gb": [True, 10, 1.5],
-        "boot_disk_type": ["ssd", "", 5], "secrets_project": ["", " "], "tensorboard": ["", "x\n"]}.items()},  # fmt: skip
-    **{("azure", k): v for k, v in {
-        "subscription_id": ["", " ", "x\n"], "resource_group": ["", "a\nb"], "workspace": ["", "w\u202es"],
-        "compute": ["", " "], "instance_type": ["", "x\n"], "region": ["", " "], "identity": ["", "x\n", "bogus"],
-        "key_vault": ["", "a b", "https://k:${FUZZ_SECRET}@v.vault.azure.net"], "storage_account": ["", "UPPER", "a b", "x" * 30],
-        "experiment": ["", "a\nb"], "tags": [{"": ""}, {"a": "b\n"}], "shm_size": ["", "-1g", "1e9g", "x"]}.items()},  # fmt: skip
+    **{
+        ("local", k): v
+        for k, v in {
+            "runtime": ["Docker", "", 5],
+            "nproc": [True, 0, 1.5, "x", 1000],
+            "shm_size": ["-1g", "", "g", "1e9g", " "],
+            "gpus": ["", [" "], ["0\n"], [[1]]],
+            "mounts": [
+                [{"source": "/a:/b", "target": "/c"}],
+                [{"source": "/a", "target": "/c:ro,z"}],
+                [{"source": "/a", "target": "rel"}],
+                [{"source": "/a\x00", "target": "/b"}],
+                [{"source": "/a"}],
+                "x",
+                [1],
+            ],
+            "entrypoint": [[""], ["a\x00"], [" "], "x\u202e"],
+            "user": ["", "\n", "root\x00"],
+            "network": ["", "host\n"],
+            "python": ["", "\x00", "py\u200bthon"],
+            "workdir": ["", "\x00"],
+        }.items()
+    },  # fmt: skip
+    **{
+        ("aws", k): v
+        for k, v in {
+            "region": ["", "us-east-1\n", "US-EAST-1", 5],
+            "role_arn": ["", "arn:aws:iam::1:role/x\n", "root"],
+            "instance_type": ["", " ", "ml.p3\n"],
+            "image_uri": ["", "UPPER", "a b", "x" * 600],
+            "output_uri": ["s3://k:${FUZZ_SECRET}@bucket/x", "gs://b/x", ""],
+            "subnets": [[""], ["a\nb"], "x"],
+            "security_group_ids": [[""], [" "]],
+            "volume_size_gb": [True, 0, 1e30, "x"],
+            "max_wait_s": [True, 0],
+            "keep_alive_s": [True, -1, 10**9],
+            "max_retries": [True, 0, 100],
+            "secrets_prefix": ["", "a b", "a\x00"],
+            "tags": [{"": "x"}, {"a": "b\n"}, {"k": [1]}, {"a": " "}, "x"],
+        }.items()
+    },  # fmt: skip
+    **{
+        ("gcp", k): v
+        for k, v in {
+            "project": ["", "p\n", " "],
+            "region": ["", " ", "us\u200bcentral1"],
+            "staging_bucket": ["gs://k:${FUZZ_SECRET}@b/x", "s3://b/x", ""],
+            "machine_type": ["", " "],
+            "accelerator_type": ["", "NVIDIA\n"],
+            "service_account": ["", "a b"],
+            "network": ["", "x\n"],
+            "labels": [{"A": "b"}, {"": ""}, {"a": "b c"}],
+            "boot_disk_size_gb": [True, 10, 1.5],
+            "boot_disk_type": ["ssd", "", 5],
+            "secrets_project": ["", " "],
+            "tensorboard": ["", "x\n"],
+        }.items()
+    },  # fmt: skip
+    **{
+        ("azure", k): v
+        for k, v in {
+            "subscription_id": ["", " ", "x\n"],
+            "resource_group": ["", "a\nb"],
+            "workspace": ["", "w\u202es"],
+            "compute": ["", " "],
+            "instance_type": ["", "x\n"],
+            "region": ["", " "],
+            "identity": ["", "x\n", "bogus"],
+            "key_vault": ["", "a b", "https://k:${FUZZ_SECRET}@v.vault.azure.net"],
+            "storage_account": ["", "UPPER", "a b", "x" * 30],
+            "experiment": ["", "a\nb"],
+            "tags": [{"": ""}, {"a": "b\n"}],
+            "shm_size": ["", "-1g", "1e9g", "x"],
+        }.items()
+    },  # fmt: skip
 }
 
 # raw YAML documents appended to (or replacing) the base spec: (label, text, fragment of the error)
@@ -148,7 +209,7 @@ RAW: list[tuple[str, str, str]] = [
     ("merge-scalar", "train:\n  <<: 5\n", "YAML"),
     ("merge-top-bad", "extra: &c {nope: 1}\n<<: *c\n", "unknown key"),
     ("merge-into-env", "env:\n  <<: {LD_PRELOAD: /x.so}\n", "LD_PRELOAD"),
-    ("key-control", "env: {\"A\\u202eB\": x}\n", "env"),
+    ("key-control", 'env: {"A\\u202eB": x}\n', "env"),
     ("omap", "train: !!omap [{epochs: 1}]\n", "train"),
     ("int-tag-bad", "train: {epochs: !!int abc}\n", "YAML"),
 ]
@@ -190,7 +251,9 @@ def spec_cases() -> list[tuple[str, Any, str]]:
     """(kind, payload, fragment): systematic; every hostile value at every key."""
     cases: list[tuple[str, Any, str]] = []
     for path, values in SPEC_VALUES.items():
-        cases += [("value", (path, v), ".".join(path) if path != ("env",) and path != ("secrets",) else "") for v in values]
+        cases += [
+            ("value", (path, v), ".".join(path) if path != ("env",) and path != ("secrets",) else "") for v in values
+        ]
     for (backend, option), values in OPTION_VALUES.items():
         cases += [("value", ((backend, option), v), f"{backend}.") for v in values]
     cases += [("value", ((b,), v), b) for b in BACKENDS for v in ([1], "x", 5, {"no_such_option": 1})]
@@ -244,7 +307,9 @@ def render(backend: str, kind: str, payload: Any) -> tuple[str, tuple[str, ...]]
     return dump(base), (payload,)
 
 
-def dry_run(runner: CliRunner, env: dict[str, str], folder: Path, backend: str, text: str, sets: tuple[str, ...] = ()) -> Any:
+def dry_run(
+    runner: CliRunner, env: dict[str, str], folder: Path, backend: str, text: str, sets: tuple[str, ...] = ()
+) -> Any:
     path = folder / "job.yaml"
     path.write_bytes(text.encode("utf-8", "surrogatepass"))
     args = ["-b", backend, str(path), "--dry-run", *(a for s in sets for a in ("--set", s))]
@@ -252,7 +317,9 @@ def dry_run(runner: CliRunner, env: dict[str, str], folder: Path, backend: str, 
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_planted_secret_stays_out_of_a_valid_plan(backend: str, runner: CliRunner, env: dict[str, str], tmp_path: Path) -> None:
+def test_a_planted_secret_stays_out_of_a_valid_plan(
+    backend: str, runner: CliRunner, env: dict[str, str], tmp_path: Path
+) -> None:
     """The control: a spec that names the secret plans, and the plan holds its name, never its value."""
     spec = {**BASES[backend], "secrets": ["FUZZ_SECRET"]}
     result, _ = dry_run(runner, env, tmp_path, backend, dump(spec))
@@ -262,7 +329,9 @@ def test_a_planted_secret_stays_out_of_a_valid_plan(backend: str, runner: CliRun
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize(("kind", "payload", "fragment"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
-def test_generated_hostile_specs(kind: str, payload: Any, fragment: str, runner: CliRunner, env: dict[str, str], tmp_path: Path) -> None:
+def test_generated_hostile_specs(
+    kind: str, payload: Any, fragment: str, runner: CliRunner, env: dict[str, str], tmp_path: Path
+) -> None:
     for backend in BACKENDS:
         text, sets = render(backend, kind, payload)
         result, path = dry_run(runner, env, tmp_path, backend, text, sets)
@@ -298,8 +367,12 @@ def tainted_uris(draw: st.DrawFn) -> str:
 
 @pytest.mark.timeout(300)
 @settings(max_examples=60, **SETTINGS)
-@given(uri=st.one_of(credential_uris(), tainted_uris()), key=st.sampled_from([("checkpoint", "uri"), ("train", "data")]))
-def test_generated_uris_are_refused(uri: str, key: tuple[str, str], runner: CliRunner, env: dict[str, str], tmp_path: Path) -> None:
+@given(
+    uri=st.one_of(credential_uris(), tainted_uris()), key=st.sampled_from([("checkpoint", "uri"), ("train", "data")])
+)
+def test_generated_uris_are_refused(
+    uri: str, key: tuple[str, str], runner: CliRunner, env: dict[str, str], tmp_path: Path
+) -> None:
     for backend in BACKENDS:
         result, path = dry_run(runner, env, tmp_path, backend, dump(set_path(BASES[backend], key, uri)))
         line = one_line_error(result, str(path), ".".join(key))
@@ -310,8 +383,18 @@ def test_generated_uris_are_refused(uri: str, key: tuple[str, str], runner: CliR
 @pytest.mark.timeout(300)
 @settings(max_examples=60, **SETTINGS)
 @given(
-    key=st.sampled_from([("name",), ("image",), ("train", "model"), ("resources", "gpu_type"), ("aws", "instance_type"),
-                         ("gcp", "machine_type"), ("azure", "compute"), ("local", "network")]),  # fmt: skip
+    key=st.sampled_from(
+        [
+            ("name",),
+            ("image",),
+            ("train", "model"),
+            ("resources", "gpu_type"),
+            ("aws", "instance_type"),
+            ("gcp", "machine_type"),
+            ("azure", "compute"),
+            ("local", "network"),
+        ]
+    ),  # fmt: skip
     good=st.sampled_from(["resnet18", "my-job", "T4", "ml.g4dn.xlarge"]),
     char=st.sampled_from([*ZERO_WIDTH, *BIDI, *CONTROLS, "\x00"]),
     at=st.integers(0, 20),
@@ -347,7 +430,17 @@ SHA = "0" * 64
 
 
 def manifest(files: Any, **over: Any) -> bytes:
-    body = {"format": 1, "version": 1, "epoch": 1, "step": 1, "time": 1.0, "spec_hash": "", "writer": {}, "files": files, **over}
+    body = {
+        "format": 1,
+        "version": 1,
+        "epoch": 1,
+        "step": 1,
+        "time": 1.0,
+        "spec_hash": "",
+        "writer": {},
+        "files": files,
+        **over,
+    }
     body["digest"] = _digest(body)
     return json.dumps(body).encode()
 

@@ -67,7 +67,7 @@ for where in [("checkpoint", "uri"), ("train", "data"), ("train", "pretrained"),
 for path in [("env", "A"), ("name",), ("train", "model"), ("image",), ("checkpoint", "uri"), ("local", "network"),
              ("aws", "instance_type"), ("gcp", "machine_type"), ("azure", "compute"), ("command",)]:  # fmt: skip
     for escape in ["\\udc80", "\\ud800", "x\\udfffy"]:
-        value = f"[\"{escape}\"]" if path == ("command",) else f"\"{escape}\""
+        value = f'["{escape}"]' if path == ("command",) else f'"{escape}"'
         add(f"surrogate-{escape}-{'.'.join(path)}", raw(path, value), ".".join(path))
 add("surrogate-key", raw(("env",), '{"\\udc80": x}'), "env")
 
@@ -93,7 +93,12 @@ for name in ["LAUNCHER_JOB_ID", "LAUNCHER_AZURE_IDENTITY"]:
 for name in ["AWS_DEFAULT_REGION", "AWS_REGION"]:
     add(f"region-env-{name}", ("value", ("env",), {name: "eu-west-1"}), f"env.{name}", ("aws",))
     add(f"region-secret-{name}", ("value", ("secrets",), [name]), "secrets", ("aws",))
-add("azure-storage-account-env", ("value", ("env",), {"AZURE_STORAGE_ACCOUNT": "attacker"}), "AZURE_STORAGE_ACCOUNT", ("azure",))
+add(
+    "azure-storage-account-env",
+    ("value", ("env",), {"AZURE_STORAGE_ACCOUNT": "attacker"}),
+    "AZURE_STORAGE_ACCOUNT",
+    ("azure",),
+)
 for key in ["torch-launcher:name", "torch-launcher:spec-hash", "TORCH-LAUNCHER:x"]:
     add(f"own-tag-aws-{key}", ("value", ("aws", "tags"), {key: "x"}), "aws.tags")
 for key in ["launcher-job", "launcher-spec", "launcher-spec-hash"]:
@@ -110,8 +115,11 @@ for arg in ["${{inputs.other}}", "${{inputs.data}}${{outputs.x}}", "x; ${{ input
 SYSTEM = ["/", "/etc", "/etc/", "/proc", "/proc/self", "/sys", "/dev", "/dev/zero", "/dev/shm/x", "/usr/lib", "/boot",
           "/run", "/var/run/docker.sock", "/bin", "/lib64", "//etc", "/etc/../etc", "/tmp/../etc"]  # fmt: skip
 for path in SYSTEM:
-    add(f"system-mount-{path}", ("value", ("local", "mounts"), [{"source": path, "target": "/host", "read_only": False}]),
-        "local.mounts.0.source")
+    add(
+        f"system-mount-{path}",
+        ("value", ("local", "mounts"), [{"source": path, "target": "/host", "read_only": False}]),
+        "local.mounts.0.source",
+    )
     add(f"system-data-{path}", ("value", ("train", "data"), path), "train.data")
     add(f"system-ckpt-{path}", ("value", ("checkpoint", "uri"), path), "checkpoint.uri", ("local",))
 for path in ["/etc/shadow", "/etc/passwd", "/proc/self/environ", "/dev/zero", "/dev/stdin"]:
@@ -128,10 +136,28 @@ for uri in ["s3://my..bucket/x", "s3://192.168.0.1/x", "s3://bucket//key", "s3:/
 OPTIONS: dict[tuple[str, str], list[Any]] = {
     ("gcp", "project"): ["proj", "p", "PROJ-123", "1project", "my-project-", "a" * 31, "my_project", "pr\u0456ject"],
     ("gcp", "secrets_project"): ["proj", "x/y"],
-    ("gcp", "region"): ["../", "us-central1/..", "US-CENTRAL1", "europe_west4", "us-central-1", "global", "us central1"],
-    ("gcp", "service_account"): ["a@b", "x@evil.com", "root; id@x.iam.gserviceaccount.com", "@x.iam.gserviceaccount.com"],
+    ("gcp", "region"): [
+        "../",
+        "us-central1/..",
+        "US-CENTRAL1",
+        "europe_west4",
+        "us-central-1",
+        "global",
+        "us central1",
+    ],
+    ("gcp", "service_account"): [
+        "a@b",
+        "x@evil.com",
+        "root; id@x.iam.gserviceaccount.com",
+        "@x.iam.gserviceaccount.com",
+    ],
     ("gcp", "tensorboard"): ["\u0663", "12\u0663", "\u00b9"],
-    ("azure", "subscription_id"): ["x", "0000", "00000000-0000-0000-0000-00000000000g", "{00000000-0000-0000-0000-000000000000}"],
+    ("azure", "subscription_id"): [
+        "x",
+        "0000",
+        "00000000-0000-0000-0000-00000000000g",
+        "{00000000-0000-0000-0000-000000000000}",
+    ],
     ("azure", "resource_group"): ["rg/x", "rg?x", "rg.", "a" * 91, "r#g"],
     ("azure", "workspace"): ["w", "ws", "w s", "ws/", "-ws", "a" * 40],
     ("azure", "experiment"): ["exp/1", "\u00e9t\u00e9", "a b", "-x"],

@@ -46,8 +46,12 @@ BASES: dict[str, dict[str, Any]] = {
         **COMMON,
         "image": "myacr.azurecr.io/torch-launcher-train:latest",
         "checkpoint": {"uri": "az://checkpoints/runs"},
-        "azure": {"subscription_id": "00000000-0000-0000-0000-000000000000", "resource_group": "rg",
-                  "workspace": "vision-ws", "storage_account": "visiondata"},  # fmt: skip
+        "azure": {
+            "subscription_id": "00000000-0000-0000-0000-000000000000",
+            "resource_group": "rg",
+            "workspace": "vision-ws",
+            "storage_account": "visiondata",
+        },  # fmt: skip
     },
 }
 ENV = {"LAUNCHER_STATE_DIR": "", "AWS_REGION": "us-east-1"}  # LAUNCHER_STATE_DIR set per test
@@ -56,7 +60,10 @@ NUMBERS = [True, False, math.inf, -math.inf, math.nan, 1e30, -1e30, "abc", [1], 
 LOCATIONS = ["ftp://host/x", "s3://", "s3:///x", "gs://b/../x", "http://example.com/d", "az://c/./x", 5, [1]]
 BOOLS = ["maybe", 2, [1], None]
 BAD_VALUES: dict[tuple[str, ...], list[Any]] = {
-    **{("train", k): NUMBERS for k in ("epochs", "batch", "imgsz", "fraction", "lr0", "lrf", "momentum", "workers", "patience", "seed")},
+    **{
+        ("train", k): NUMBERS
+        for k in ("epochs", "batch", "imgsz", "fraction", "lr0", "lrf", "momentum", "workers", "patience", "seed")
+    },
     **{("resources", k): NUMBERS for k in ("gpus", "nodes", "cpus")},
     **{("checkpoint", k): NUMBERS for k in ("every", "keep")},
     ("limits", "max_cost"): NUMBERS,
@@ -97,7 +104,15 @@ CORRUPTIONS: list[tuple[str, Any, str]] = [
     ("latin-1", lambda t: (t + "# café\n").encode("latin-1"), "not UTF-8"),
     ("utf-16", lambda t: t.encode("utf-16"), "UTF-16"),
     ("alias-bomb", lambda t: (t + alias_bomb(9)).encode(), "expands to more than"),
-    ("self-alias", lambda t: (t.replace("train:", "train: &t", 1) + "x: *t\n").replace("train: &t", "train: &t\n  inner: *t\n  old:", 1).encode(), "job.yaml"),
+    (
+        "self-alias",
+        lambda t: (
+            (t.replace("train:", "train: &t", 1) + "x: *t\n")
+            .replace("train: &t", "train: &t\n  inner: *t\n  old:", 1)
+            .encode()
+        ),
+        "job.yaml",
+    ),
     ("deep-40", lambda t: (t + "x: " + "[" * 40 + "]" * 40 + "\n").encode(), "nested"),
     ("deep-3000", lambda t: (t + "x: " + "[" * 3000 + "]" * 3000 + "\n").encode(), "nested"),
     ("duplicate-name", lambda t: (t + "name: other\n").encode(), "appears twice"),
@@ -106,7 +121,11 @@ CORRUPTIONS: list[tuple[str, Any, str]] = [
     ("scalar", lambda t: b"just words\n", "top level is a str"),
     ("empty", lambda t: b"", "is empty"),
     ("nul", lambda t: (t + "x: a\x00b\n").encode(), "YAML syntax error"),
-    ("missing-vars", lambda t: t.replace("fuzz-job", "${FUZZ_UNSET_A}", 1).replace("resnet18", "${FUZZ_UNSET_B}", 1).encode(), "environment variables are not set"),
+    (
+        "missing-vars",
+        lambda t: t.replace("fuzz-job", "${FUZZ_UNSET_A}", 1).replace("resnet18", "${FUZZ_UNSET_B}", 1).encode(),
+        "environment variables are not set",
+    ),
     ("huge-int", lambda t: (t + "x: " + "9" * 5000 + "\n").encode(), "cannot be read"),
     ("big-file", lambda t: (t + "#" * (2 << 20)).encode(), "larger than"),
 ]
@@ -232,7 +251,9 @@ def _launch(args: list[str], state: str, timeout: float = 60) -> subprocess.Comp
         ("local", "huge-set", "--set train.epochs"),
     ],
 )
-def test_hostile_specs_in_a_real_process(backend: str, make: str, fragment: str, tmp_path: Path, state_dir: str) -> None:
+def test_hostile_specs_in_a_real_process(
+    backend: str, make: str, fragment: str, tmp_path: Path, state_dir: str
+) -> None:
     path, extra = tmp_path / "job.yaml", []
     base = dump(BASES[backend])
     if make == "fifo":

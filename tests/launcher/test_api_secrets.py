@@ -68,7 +68,9 @@ def test_the_launcher_reads_each_secret_once_and_hands_the_values_over(tmp_path:
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
-def test_a_missing_secret_is_one_sentence_on_every_backend_and_nothing_is_recorded(backend: str, tmp_path: Path) -> None:
+def test_a_missing_secret_is_one_sentence_on_every_backend_and_nothing_is_recorded(
+    backend: str, tmp_path: Path
+) -> None:
     plan = _plan(backend, secrets=["WANDB_API_KEY"])
     jobs = JobRegistry(tmp_path / "jobs.db")
     with pytest.raises(LauncherError) as info:

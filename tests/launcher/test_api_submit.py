@@ -61,7 +61,12 @@ def test_the_record_exists_before_the_backend_is_called_and_is_completed_after(t
     during = backend.seen_during_submit
     assert during.state is JobState.SUBMITTING and during.native_id == "" and "paid-1" in during.message
     record = jobs.get("paid-1")
-    assert (record.state, record.native_id, record.ref_extra, record.message) == (JobState.PENDING, "native-7", {"region": "x"}, "")
+    assert (record.state, record.native_id, record.ref_extra, record.message) == (
+        JobState.PENDING,
+        "native-7",
+        {"region": "x"},
+        "",
+    )
     assert job.status().state is JobState.RUNNING and backend.asked[-1].native_id == "native-7"
 
 

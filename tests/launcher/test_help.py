@@ -49,20 +49,25 @@ def test_every_unknown_key_gets_its_did_you_mean(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as err:
         load_spec(path)
     assert str(err.value).endswith(
-        "train.epoch: unknown key 'epoch'; did you mean 'epochs'? (and 1 more: train.bach (did you mean 'batch'?))")
+        "train.epoch: unknown key 'epoch'; did you mean 'epochs'? (and 1 more: train.bach (did you mean 'batch'?))"
+    )
 
 
 def test_mosaic_that_a_short_yolo_run_never_uses_is_said(tmp_path: Path) -> None:
     (tmp_path / "shapes").mkdir()
     (tmp_path / "shapes" / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [a]\n")
     path = tmp_path / "job.yaml"
-    path.write_text("name: y\ntrain: {engine: ultralytics, model: yolo11n.yaml, data: shapes, epochs: 2, mosaic: 1.0}\n")
+    path.write_text(
+        "name: y\ntrain: {engine: ultralytics, model: yolo11n.yaml, data: shapes, epochs: 2, mosaic: 1.0}\n"
+    )
     result = CliRunner().invoke(main, ["run", str(path), "--dry-run"])
     assert result.exit_code == 0, result.output
     import yaml
 
     notes = yaml.safe_load(result.stdout)["notes"]
-    assert ("train.mosaic 1 is never used: Ultralytics turns mosaic off for the last close_mosaic (10) epochs and "
-            "this run has 2; set close_mosaic below 2 to use it, or remove mosaic") in notes
+    assert (
+        "train.mosaic 1 is never used: Ultralytics turns mosaic off for the last close_mosaic (10) epochs and "
+        "this run has 2; set close_mosaic below 2 to use it, or remove mosaic"
+    ) in notes
     assert load_spec(path, ["train.close_mosaic=1"]).train.unused() == []
     assert load_spec(path, ["train.epochs=11"]).train.unused() == []

@@ -31,8 +31,14 @@ def test_status_json_of_a_run_holds_its_attempts() -> None:
     jobs.add_run("run-20261207-1", "det", {"name": "det", "limits": {"max_cost": 5}}, ["local"], None)
     jobs.set_run("run-20261207-1", state="succeeded")
     for n, state in ((1, JobState.FAILED), (2, JobState.SUCCEEDED)):
-        jobs.add(JobRef(f"det-{n}", "local", f"99999{n}"), "det", {}, "h", state=state,
-                 attempt=("run-20261207-1", n, None, None))  # type: ignore[arg-type]
+        jobs.add(
+            JobRef(f"det-{n}", "local", f"99999{n}"),
+            "det",
+            {},
+            "h",
+            state=state,
+            attempt=("run-20261207-1", n, None, None),
+        )  # type: ignore[arg-type]
     plain = CliRunner().invoke(main, ["status", "run-20261207-1"], env={"COLUMNS": "80"})
     assert plain.exit_code == 0, plain.output
     assert "det-1" in plain.output and "det-2" in plain.output and "total cost" in plain.output

@@ -42,7 +42,12 @@ class SlurmishBackend(Backend):
         env = dict(spec.env)
         if spec.secrets:
             env[SECRET_REFS_VARIABLE] = secret_refs_value({n: secret_ref("env", n) for n in spec.secrets})
-        payload = {"partition": opts.partition, "nodes": spec.resources.nodes, "argv": [*ENTRYPOINT, *contract.to_argv()], "env": env}
+        payload = {
+            "partition": opts.partition,
+            "nodes": spec.resources.nodes,
+            "argv": [*ENTRYPOINT, *contract.to_argv()],
+            "env": env,
+        }
         return Plan(self.name, job_id or spec.name, spec, payload, secrets=tuple(spec.secrets))
 
     def submit(self, plan: Plan, secrets: Mapping[str, str] | None = None) -> JobRef:
@@ -62,4 +67,4 @@ class SlurmishBackend(Backend):
 def argv_of(plan: Plan) -> list[str]:
     """Where this backend keeps the entrypoint's arguments in its request (for launcher.testing)."""
     request: Mapping[str, list[str]] = plan.request()
-    return list(request["argv"][len(ENTRYPOINT):])
+    return list(request["argv"][len(ENTRYPOINT) :])

@@ -20,7 +20,15 @@ from __future__ import annotations
 
 from typing import Callable
 
-__all__ = ["CPU_DEFAULT_BATCH", "PROFILE_SIZES", "DEFAULT_FRACTION", "choose_batch", "cuda_measure", "auto_batch", "is_oom"]
+__all__ = [
+    "CPU_DEFAULT_BATCH",
+    "PROFILE_SIZES",
+    "DEFAULT_FRACTION",
+    "choose_batch",
+    "cuda_measure",
+    "auto_batch",
+    "is_oom",
+]
 
 CPU_DEFAULT_BATCH = 32
 PROFILE_SIZES = (1, 2, 4, 8, 16)
@@ -95,8 +103,14 @@ def auto_batch(device, step: Callable[[int], None] | None, reduce_min: Callable[
     import torch  # noqa: PLC0415
 
     if device.type != "cuda" or step is None:
-        return CPU_DEFAULT_BATCH, f"AutoBatch needs a CUDA GPU to measure memory; using batch={CPU_DEFAULT_BATCH} on {device.type}"
+        return (
+            CPU_DEFAULT_BATCH,
+            f"AutoBatch needs a CUDA GPU to measure memory; using batch={CPU_DEFAULT_BATCH} on {device.type}",
+        )
     free, total = torch.cuda.mem_get_info(device)  # CUDA only
     batch = reduce_min(choose_batch(cuda_measure(step, device), free))
     gib = 1 << 30
-    return batch, f"AutoBatch: batch={batch} for {DEFAULT_FRACTION:.0%} of {free / gib:.1f} of {total / gib:.1f} GiB free"
+    return (
+        batch,
+        f"AutoBatch: batch={batch} for {DEFAULT_FRACTION:.0%} of {free / gib:.1f} of {total / gib:.1f} GiB free",
+    )

@@ -89,5 +89,7 @@ def setup(environ: Mapping[str, str] | None = None) -> Dist:
     if world > 1:
         import torch.distributed as td  # noqa: PLC0415
 
-        td.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
+        td.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None
+        )
     return Dist(rank, world, local_rank, local_world, device)

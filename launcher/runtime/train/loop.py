@@ -79,7 +79,9 @@ def _ignore_sigterm(_worker_id: int) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, save_dir: Path, dist: Dist, spec_hash: str = "", out: TextIO | None = None) -> None:
+    def __init__(
+        self, cfg: TrainConfig, save_dir: Path, dist: Dist, spec_hash: str = "", out: TextIO | None = None
+    ) -> None:
         import torch  # noqa: PLC0415
 
         self.cfg, self.save_dir, self.dist, self.spec_hash = cfg, save_dir, dist, spec_hash
@@ -128,7 +130,9 @@ class Trainer:
         if state is not None:
             self._restore(state)
         if state is not None and not self.already_finished(state):  # a finished run says only that, in fit()
-            sha = hashlib.sha256(resumed[0].read_bytes()).hexdigest()  # names exactly what was loaded (proof of a resume)
+            sha = hashlib.sha256(
+                resumed[0].read_bytes()
+            ).hexdigest()  # names exactly what was loaded (proof of a resume)
             self.log(f"resuming from {resumed[0]} (sha256 {sha}): epoch {self.epoch + 1}, "
                      f"step {self.step_in_epoch} of {self.steps_per_epoch}")  # fmt: skip
         return state
@@ -163,7 +167,9 @@ class Trainer:
         t0 = time.monotonic()
         self._prepare_caches(cache)
         if cache:
-            self.log(f"cache={cache}: {len(self.train_set) + len(self.val_set)} images at {self.size}px in {time.monotonic() - t0:.1f}s")
+            self.log(
+                f"cache={cache}: {len(self.train_set) + len(self.val_set)} images at {self.size}px in {time.monotonic() - t0:.1f}s"
+            )
 
     def _packed_data(self, packed) -> None:  # type: ignore[no-untyped-def]
         """A packed dataset (index.json + shards): read from a node-local shard cache, fetched as training goes."""
@@ -192,7 +198,9 @@ class Trainer:
         t0 = time.monotonic()
         self._prepare_caches(cache)
         if cache:
-            self.log(f"cache={cache}: {len(self.train_set) + len(self.val_set)} images at {self.size}px in {time.monotonic() - t0:.1f}s")
+            self.log(
+                f"cache={cache}: {len(self.train_set) + len(self.val_set)} images at {self.size}px in {time.monotonic() - t0:.1f}s"
+            )
 
     def _shared_ram(self) -> Path | None:
         """Where several processes on one node keep ONE copy of a `cache: ram` (shared memory), else None."""
@@ -205,7 +213,9 @@ class Trainer:
         copies = 1 if self._shared_ram() is not None else self.dist.local_world
         if cache == "ram" and not data.ram_fits(n_images, self.size, copies, data.available_memory()):
             gib = n_images * self.size**2 * 3 * copies / (1 << 30)
-            self.log(f"WARNING: cache=ram needs {gib:.1f} GiB ({copies} cop{'y' if copies == 1 else 'ies'}), more than memory allows; not caching")
+            self.log(
+                f"WARNING: cache=ram needs {gib:.1f} GiB ({copies} cop{'y' if copies == 1 else 'ies'}), more than memory allows; not caching"
+            )
             return False
         return cache
 
@@ -229,8 +239,10 @@ class Trainer:
         if cache == "disk" and self.dist.local_rank == 0:
             self.dist.barrier()
         if cache == "disk":
-            self.log(f"disk cache: {self.train_set.written + self.val_set.written} arrays written, "
-                     f"{self.train_set.reused + self.val_set.reused} reused")
+            self.log(
+                f"disk cache: {self.train_set.written + self.val_set.written} arrays written, "
+                f"{self.train_set.reused + self.val_set.reused} reused"
+            )
 
     def _check_compatible(self, state: dict[str, Any], path: Path) -> None:
         if state.get("model_name") != self.cfg.model or state.get("classes") != self.classes:
@@ -240,7 +252,9 @@ class Trainer:
                 "Use another checkpoint folder (a new run name), or the same model and dataset.",
             )
         if self.spec_hash and state.get("spec_hash") and state["spec_hash"] != self.spec_hash:
-            self.log(f"note: the job spec changed since {path.name} was written (spec hash {state['spec_hash']} -> {self.spec_hash})")
+            self.log(
+                f"note: the job spec changed since {path.name} was written (spec hash {state['spec_hash']} -> {self.spec_hash})"
+            )
 
     def _model(self) -> None:
         import torch  # noqa: PLC0415
@@ -277,7 +291,9 @@ class Trainer:
         model = copy.deepcopy(self.model).train()
         opt = build_optimizer("AdamW", model, 1e-3, 0.9, 0.0)  # the optimizer with the most state
         ema = ModelEMA(model)
-        x = torch.randn(batch, 3, self.size, self.size, device=self.device).contiguous(memory_format=torch.channels_last)
+        x = torch.randn(batch, 3, self.size, self.size, device=self.device).contiguous(
+            memory_format=torch.channels_last
+        )
         y = torch.randint(0, len(self.classes), (batch,), device=self.device)
         with self._autocast():
             loss = self.criterion(model(x), y)
@@ -319,8 +335,10 @@ class Trainer:
         self.val_loader = data.make_loader(self.val_set, val_batches, min(workers, 2), pin, _ignore_sigterm)
         self.steps_per_epoch = len(self.train_batches)
         if threads:
-            self.log(f"{threads} compute thread(s) ({cpus} CPUs, {d.local_world} process(es), {workers} loader workers"
-                     f"{'' if workers == self.cfg.workers else f' of {self.cfg.workers} asked'}); set OMP_NUM_THREADS to choose")
+            self.log(
+                f"{threads} compute thread(s) ({cpus} CPUs, {d.local_world} process(es), {workers} loader workers"
+                f"{'' if workers == self.cfg.workers else f' of {self.cfg.workers} asked'}); set OMP_NUM_THREADS to choose"
+            )
 
     def _optimizer(self) -> None:
         iterations = self.cfg.epochs * self.steps_per_epoch
@@ -329,7 +347,9 @@ class Trainer:
             self.log(f"optimizer auto -> {name} lr0={lr0:g} ({iterations} iterations; SGD above {10_000})")
         self.optimizer_name, self.lr0 = name, lr0
         self.optimizer = build_optimizer(name, self.model, lr0, self.cfg.momentum, self.cfg.weight_decay)
-        self.schedule = Schedule.for_run(lr0, self.cfg.lrf, self.cfg.epochs, self.steps_per_epoch, self.cfg.warmup_epochs, self.cfg.cos_lr)
+        self.schedule = Schedule.for_run(
+            lr0, self.cfg.lrf, self.cfg.epochs, self.steps_per_epoch, self.cfg.warmup_epochs, self.cfg.cos_lr
+        )
 
     # ------------------------------------------------------------ state
 
@@ -344,8 +364,12 @@ class Trainer:
             "global_step": self.global_step,
             "epoch_acc": dict(self.epoch_acc),
             "totals": dict(self.totals),
-            "early_stop": {"best_fitness": self.best_fitness, "best_epoch": self.best_epoch,
-                           "bad_epochs": self.bad_epochs, "stopped_early": self.stopped_early},
+            "early_stop": {
+                "best_fitness": self.best_fitness,
+                "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs,
+                "stopped_early": self.stopped_early,
+            },
             "finished": finished,
             "epochs": self.cfg.epochs,
             "batch": self.batch,
@@ -367,15 +391,19 @@ class Trainer:
         if state.get("optimizer_name") == self.optimizer_name:
             self.optimizer.load_state_dict(state["optimizer"])
         else:
-            self.log(f"optimizer changed ({state.get('optimizer_name')} -> {self.optimizer_name}): starting its state fresh")
+            self.log(
+                f"optimizer changed ({state.get('optimizer_name')} -> {self.optimizer_name}): starting its state fresh"
+            )
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
         same_batches = int(state["batch"]) == self.batch
         saved_world = int(state.get("data_position", {}).get("world", self.dist.world))
         if self.packed is not None and saved_world != self.dist.world and int(state["step_in_epoch"]):
-            self.log(f"the world size changed ({saved_world} -> {self.dist.world}): epoch {int(state['epoch']) + 1} "
-                     "starts again (a packed dataset's order depends on it)")
+            self.log(
+                f"the world size changed ({saved_world} -> {self.dist.world}): epoch {int(state['epoch']) + 1} "
+                "starts again (a packed dataset's order depends on it)"
+            )
             same_batches = False
         self.step_in_epoch = int(state["step_in_epoch"]) if same_batches else 0
         self.epoch_acc = dict(state["epoch_acc"]) if same_batches else {k: 0.0 for k in self.epoch_acc}
@@ -455,7 +483,9 @@ class Trainer:
         """Train the rest of the current epoch; False when stopped by SIGTERM."""
         self.net.train()
         self.train_batches.set_epoch(self.epoch, skip=self.step_in_epoch)
-        progress = report.StepProgress(self.epoch, self.cfg.epochs, self.steps_per_epoch, self.out) if self.dist.main else None
+        progress = (
+            report.StepProgress(self.epoch, self.cfg.epochs, self.steps_per_epoch, self.out) if self.dist.main else None
+        )
         acc = self.epoch_acc
         tick = time.monotonic()
         for b, (images, labels) in enumerate(self.train_loader, start=self.step_in_epoch):
@@ -470,8 +500,12 @@ class Trainer:
                 acc["steps"] += 1
             self.step_in_epoch = b + 1
             if progress is not None:
-                progress.update(b, acc["loss_sum"] / max(acc["steps"], 1), self.schedule(self.global_step - 1),
-                                acc["images"] / max(acc["time"], 1e-9))
+                progress.update(
+                    b,
+                    acc["loss_sum"] / max(acc["steps"], 1),
+                    self.schedule(self.global_step - 1),
+                    acc["images"] / max(acc["time"], 1e-9),
+                )
             if stop:
                 return False
         self.ema.flush(self.model)  # validation and the epoch's checkpoint see every step of the epoch
@@ -513,9 +547,14 @@ class Trainer:
         stop = bool(self.dist.any(float(stop))[0])  # rank 0 decides the same, but never risk a split
         self.totals["train_time"] += acc["time"]
         self.totals["images"] += acc["images"]
-        row = {"epoch": self.epoch + 1, "train_loss": acc["loss_sum"] / max(acc["steps"], 1), **metrics,
-               "lr": self.schedule(self.global_step - 1), "time_s": acc["time"],
-               "images_per_s": acc["images"] / max(acc["time"], 1e-9)}
+        row = {
+            "epoch": self.epoch + 1,
+            "train_loss": acc["loss_sum"] / max(acc["steps"], 1),
+            **metrics,
+            "lr": self.schedule(self.global_step - 1),
+            "time_s": acc["time"],
+            "images_per_s": acc["images"] / max(acc["time"], 1e-9),
+        }
         self.epoch += 1
         self.step_in_epoch = 0
         self.epoch_acc = {k: 0.0 for k in acc}
@@ -529,8 +568,10 @@ class Trainer:
             self.reporters.flush()  # before last.pt: the syncer uploads the events with this checkpoint
         self.save(finished=finished, end_of_epoch=True)
         if stop:
-            self.log(f"early stop: no improvement of top-1 for {self.cfg.patience} epochs (best {self.best_fitness:.4f} "
-                     f"at epoch {self.best_epoch + 1})")
+            self.log(
+                f"early stop: no improvement of top-1 for {self.cfg.patience} epochs (best {self.best_fitness:.4f} "
+                f"at epoch {self.best_epoch + 1})"
+            )
         return stop
 
     # ------------------------------------------------------------ run
@@ -540,15 +581,21 @@ class Trainer:
         self.save_dir.mkdir(parents=True, exist_ok=True)
         state = self.setup()
         if self.already_finished(state):
-            self.log(f"this run already finished ({state['epoch']} of {state['epochs']} epochs) in {self.save_dir}; "
-                     "nothing to do. Raise train.epochs to train longer, or use a new run name to start over.")
+            self.log(
+                f"this run already finished ({state['epoch']} of {state['epochs']} epochs) in {self.save_dir}; "
+                "nothing to do. Raise train.epochs to train longer, or use a new run name to start over."
+            )
             return 0
         if self.dist.main:
             report.truncate_rows(self.save_dir / "results.csv", self.epoch)
-            self.reporters = sinks.from_env(self.save_dir, self.epoch + 1, self.cfg.model_dump(mode="json"), log=self.log)
-        self.log(f"{self.cfg.model} on {len(self.train_set)} train / {len(self.val_set)} val images, "
-                 f"{len(self.classes)} classes, batch {self.batch} x {self.dist.world} process(es), "
-                 f"{self.precision}, {self.device}, {self.workers} workers")
+            self.reporters = sinks.from_env(
+                self.save_dir, self.epoch + 1, self.cfg.model_dump(mode="json"), log=self.log
+            )
+        self.log(
+            f"{self.cfg.model} on {len(self.train_set)} train / {len(self.val_set)} val images, "
+            f"{len(self.classes)} classes, batch {self.batch} x {self.dist.world} process(es), "
+            f"{self.precision}, {self.device}, {self.workers} workers"
+        )
         previous = signal.signal(signal.SIGTERM, self.request_stop)
         try:
             code = self._epochs()
@@ -605,8 +652,10 @@ class Trainer:
             self._reset_peak_memory()
             if not self._epoch_with_oom_retry():
                 self.save()
-                self.log(f"stopped by SIGTERM: saved {self.save_dir / checkpoint.LAST} at epoch {self.epoch + 1}, "
-                         f"step {self.step_in_epoch}; run again to resume")
+                self.log(
+                    f"stopped by SIGTERM: saved {self.save_dir / checkpoint.LAST} at epoch {self.epoch + 1}, "
+                    f"step {self.step_in_epoch}; run again to resume"
+                )
                 return SIGTERM_EXIT
             if self.end_epoch(self.validate()):
                 break
@@ -622,8 +671,13 @@ class Trainer:
             try:
                 return self.train_epoch()
             except RuntimeError as exc:
-                if not (self.cfg.batch == -1 and self.global_step < OOM_RETRY_STEPS and self.batch > 1
-                        and autobatch.is_oom(exc) and not self.dist.active):
+                if not (
+                    self.cfg.batch == -1
+                    and self.global_step < OOM_RETRY_STEPS
+                    and self.batch > 1
+                    and autobatch.is_oom(exc)
+                    and not self.dist.active
+                ):
                     raise
             self._halve_batch()
 
@@ -650,7 +704,9 @@ class Trainer:
             "epochs_run": self.epoch,
             "stopped_early": self.stopped_early,
             "images_per_second": self.totals["images"] / max(self.totals["train_time"], 1e-9),
-            "images_per_second_per_process": self.totals["images"] / max(self.totals["train_time"], 1e-9) / self.dist.world,
+            "images_per_second_per_process": self.totals["images"]
+            / max(self.totals["train_time"], 1e-9)
+            / self.dist.world,
             "train_time_s": self.totals["train_time"],
             "wall_time_s": time.monotonic() - self.started,
             "device": self.device.type,
@@ -670,9 +726,13 @@ class Trainer:
             "spec_hash": self.spec_hash,
         }
         report.write_json(self.save_dir / "results.json", summary)
-        print(f"[train] done: best top-1 {self.best_fitness:.4f} at epoch {self.best_epoch + 1} of {self.epoch}; "
-              f"{summary['images_per_second']:.0f} images/s; weights: {checkpoint.BEST} (last: {checkpoint.LAST}) "
-              f"in {self._where_weights_stay()}", file=self.out, flush=True)
+        print(
+            f"[train] done: best top-1 {self.best_fitness:.4f} at epoch {self.best_epoch + 1} of {self.epoch}; "
+            f"{summary['images_per_second']:.0f} images/s; weights: {checkpoint.BEST} (last: {checkpoint.LAST}) "
+            f"in {self._where_weights_stay()}",
+            file=self.out,
+            flush=True,
+        )
 
     def _where_weights_stay(self) -> str:
         """The run folder, or, for a job's own training folder (removed once synced), the run's checkpoint store."""

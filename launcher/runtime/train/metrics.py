@@ -84,7 +84,9 @@ class Reporters:
                 getattr(sink, method)(*args)
             except Exception as exc:  # noqa: BLE001 - reporting must never stop training
                 self.sinks.remove(sink)
-                self._log(f"WARNING: {sink.name} reporting failed ({type(exc).__name__}: {exc}); training continues without it")
+                self._log(
+                    f"WARNING: {sink.name} reporting failed ({type(exc).__name__}: {exc}); training continues without it"
+                )
 
 
 # ------------------------------------------------------------------ TensorBoard
@@ -97,7 +99,7 @@ def tensorboard_dirs(save_dir: Path, environ: Mapping[str, str]) -> list[Path]:
     if vertex:
         # Vertex mounts every bucket at /gcs/<bucket> (Cloud Storage FUSE), and the TensorBoard writer
         # only writes local files without TensorFlow
-        dirs.append(Path("/gcs", vertex[len("gs://"):]) if vertex.startswith("gs://") else Path(vertex))
+        dirs.append(Path("/gcs", vertex[len("gs://") :]) if vertex.startswith("gs://") else Path(vertex))
     return dirs
 
 
@@ -157,9 +159,15 @@ class WandbReporter(Reporter):
         import wandb  # noqa: PLC0415
 
         self.wandb = wandb
-        self.run = wandb.init(project=environ.get("WANDB_PROJECT") or "launcher", name=run_name, config=config,
-                              id=ids.get("wandb_id"), resume="allow", reinit="create_new",
-                              settings=wandb.Settings(init_timeout=60, console="off"))
+        self.run = wandb.init(
+            project=environ.get("WANDB_PROJECT") or "launcher",
+            name=run_name,
+            config=config,
+            id=ids.get("wandb_id"),
+            resume="allow",
+            reinit="create_new",
+            settings=wandb.Settings(init_timeout=60, console="off"),
+        )
         ids.put("wandb_id", self.run.id)
 
     def log(self, epoch: int, values: Mapping[str, float]) -> None:
@@ -209,14 +217,16 @@ class MlflowReporter(Reporter):
 # ------------------------------------------------------------------ assembly
 
 
-def from_env(save_dir: Path, first_epoch: int, config: dict[str, Any], environ: Mapping[str, str] | None = None,
-             log: Log = print) -> Reporters:
+def from_env(
+    save_dir: Path, first_epoch: int, config: dict[str, Any], environ: Mapping[str, str] | None = None, log: Log = print
+) -> Reporters:
     """The sinks this environment asks for, each started (a sink that cannot start warns and is left out)."""
     environ = os.environ if environ is None else environ
     ids = _Ids(save_dir)
     run_name = environ.get("LAUNCHER_RUN_NAME") or Path(save_dir).resolve().name
     makers: list[tuple[str, Callable[[], Reporter]]] = [
-        (TensorBoardReporter.name, lambda d=d: TensorBoardReporter(d, first_epoch)) for d in tensorboard_dirs(save_dir, environ)
+        (TensorBoardReporter.name, lambda d=d: TensorBoardReporter(d, first_epoch))
+        for d in tensorboard_dirs(save_dir, environ)
     ]
     if environ.get("WANDB_API_KEY") or environ.get("WANDB_PROJECT"):
         makers.append((WandbReporter.name, lambda: WandbReporter(run_name, config, ids, environ)))

@@ -38,7 +38,9 @@ def build_model(name: str, classes: int, pretrained: bool | str):  # type: ignor
     model = torchvision.models.get_model(name, weights=None, num_classes=classes)
     if isinstance(pretrained, str) and pretrained:
         loaded, skipped = load_weights(model, Path(pretrained))
-        print(f"[train] loaded {loaded} tensors from {pretrained} ({skipped} skipped: shape or name mismatch)", flush=True)
+        print(
+            f"[train] loaded {loaded} tensors from {pretrained} ({skipped} skipped: shape or name mismatch)", flush=True
+        )
     return model
 
 
@@ -76,11 +78,16 @@ def load_weights(model, path: Path) -> tuple[int, int]:  # type: ignore[no-untyp
     import torch  # noqa: PLC0415
 
     if not path.is_file():
-        raise LauncherError(f"train.pretrained {str(path)!r} does not exist.", "Give the path of a state dict file, or true.")
+        raise LauncherError(
+            f"train.pretrained {str(path)!r} does not exist.", "Give the path of a state dict file, or true."
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise LauncherError(f"train.pretrained {str(path)!r} is not a loadable state dict ({exc}).", "Save one with torch.save(model.state_dict(), path).") from None
+        raise LauncherError(
+            f"train.pretrained {str(path)!r} is not a loadable state dict ({exc}).",
+            "Save one with torch.save(model.state_dict(), path).",
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("ema"), dict):
         state = state["ema"]["module"]  # one of our checkpoints: its EMA weights are the good ones
     own = model.state_dict()

@@ -92,7 +92,9 @@ class Schedule:
     cosine: bool = False
 
     @classmethod
-    def for_run(cls, lr0: float, lrf: float, epochs: int, steps_per_epoch: int, warmup_epochs: float, cosine: bool) -> "Schedule":
+    def for_run(
+        cls, lr0: float, lrf: float, epochs: int, steps_per_epoch: int, warmup_epochs: float, cosine: bool
+    ) -> "Schedule":
         total = max(1, epochs * steps_per_epoch)
         warmup = min(int(round(warmup_epochs * steps_per_epoch)), total - 1)
         return cls(lr0, lrf, total, max(0, warmup), cosine)
@@ -136,7 +138,13 @@ class ModelEMA:
             src, dst = _unwrap(model).state_dict(), self.module.state_dict()
             floats = [k for k, v in dst.items() if v.dtype.is_floating_point]
             ints = [k for k, v in dst.items() if not v.dtype.is_floating_point]
-            self._cache = (model, [dst[k] for k in floats], [src[k] for k in floats], [dst[k] for k in ints], [src[k] for k in ints])
+            self._cache = (
+                model,
+                [dst[k] for k in floats],
+                [src[k] for k in floats],
+                [dst[k] for k in ints],
+                [src[k] for k in ints],
+            )
         return self._cache[1:]
 
     def step(self, model) -> None:  # type: ignore[no-untyped-def]

@@ -41,8 +41,10 @@ class StepProgress:
             if done == self.steps:
                 self.stream.write("\n")
         elif done % self.every == 0 or done == self.steps:  # a log file: a plain line a tenth of an epoch, no bar
-            self.stream.write(f"epoch {self.epoch + 1}/{self.epochs} step {done}/{self.steps} loss {loss:.4f} "
-                              f"lr {lr:.3g} {images_per_s:.0f} img/s\n")
+            self.stream.write(
+                f"epoch {self.epoch + 1}/{self.epochs} step {done}/{self.steps} loss {loss:.4f} "
+                f"lr {lr:.3g} {images_per_s:.0f} img/s\n"
+            )
         self.stream.flush()
 
 

@@ -52,8 +52,19 @@ from launcher.runtime.train.config import parse_args
 from launcher.spec.names import yolo_task_of
 from launcher.spec.train import TrainConfig
 
-__all__ = ["main", "model_gflops", "train_kwargs", "yolo_data", "offline_environment", "trim_results", "epoch_offset",
-           "finished_epochs", "clean_line", "measured", "LOOP_RATES"]
+__all__ = [
+    "main",
+    "model_gflops",
+    "train_kwargs",
+    "yolo_data",
+    "offline_environment",
+    "trim_results",
+    "epoch_offset",
+    "finished_epochs",
+    "clean_line",
+    "measured",
+    "LOOP_RATES",
+]
 
 _FONTS = ("Arial.ttf", "Arial.Unicode.ttf")
 _INTEGRATIONS = ("clearml", "comet", "dvc", "hub", "mlflow", "neptune", "raytune", "tensorboard", "wandb")
@@ -94,23 +105,31 @@ def yolo_data(data: str, task: str, work: Path) -> str:
     root = Path(data)
     if task == "classify":
         if not (root / "train").is_dir():
-            raise LauncherError(f"train.data {data} is not a classification dataset (it needs train/ and val/ folders).",
-                                "Lay it out as <root>/train/<class>/*.jpg and <root>/val/<class>/*.jpg.")
+            raise LauncherError(
+                f"train.data {data} is not a classification dataset (it needs train/ and val/ folders).",
+                "Lay it out as <root>/train/<class>/*.jpg and <root>/val/<class>/*.jpg.",
+            )
         return str(root)
     if root.is_file() and root.suffix in (".yaml", ".yml"):
         file, root = root, root.parent
     else:
         found = [root / n for n in ("data.yaml", "data.yml") if (root / n).is_file()] or sorted(root.glob("*.yaml"))
         if not root.is_dir() or len(found) != 1:
-            raise LauncherError(f"train.data {data} is not a YOLO dataset folder with one data.yaml.",
-                                "Point train.data at the folder holding data.yaml, images/ and labels/.")
+            raise LauncherError(
+                f"train.data {data} is not a YOLO dataset folder with one data.yaml.",
+                "Point train.data at the folder holding data.yaml, images/ and labels/.",
+            )
         file = found[0]
     try:
         described = yaml.safe_load(file.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise LauncherError(f"{file} cannot be read as YAML: {exc}".splitlines()[0], "Fix the dataset's data.yaml.") from None
+        raise LauncherError(
+            f"{file} cannot be read as YAML: {exc}".splitlines()[0], "Fix the dataset's data.yaml."
+        ) from None
     if not isinstance(described, dict) or "names" not in described or "train" not in described:
-        raise LauncherError(f"{file} is not a YOLO data.yaml (it needs train:, val: and names:).", "Fix the dataset's data.yaml.")
+        raise LauncherError(
+            f"{file} is not a YOLO data.yaml (it needs train:, val: and names:).", "Fix the dataset's data.yaml."
+        )
     described["path"] = str(root.resolve())
     work.mkdir(parents=True, exist_ok=True)
     target = work / "data.yaml"
@@ -227,8 +246,10 @@ def clean_line(message: str, save_dir: Path, seen: set[str]) -> str | None:
             return None
         seen.add("not writable")
     if "tensorboard --logdir" in message:
-        return ("TensorBoard: its event files reach the run's checkpoint store with each checkpoint; "
-                "`launch ckpt pull` the run folder, then `tensorboard --logdir` on it")
+        return (
+            "TensorBoard: its event files reach the run's checkpoint store with each checkpoint; "
+            "`launch ckpt pull` the run folder, then `tensorboard --logdir` on it"
+        )
     return message.replace(str(save_dir), "the run's checkpoint store") if str(save_dir) in message else message
 
 
@@ -330,8 +351,10 @@ def _trainer_class(base: type) -> type:
             finally:
                 self.last, self.best = last, best
             offset = self.launcher_offset
-            _write_json(self.save_dir / "results.json",
-                        {"epoch": self.epoch + 1 + offset, "epochs": self.epochs + offset, "offset": offset})
+            _write_json(
+                self.save_dir / "results.json",
+                {"epoch": self.epoch + 1 + offset, "epochs": self.epochs + offset, "offset": offset},
+            )
             STOP.done_writing()
             return saved
 
@@ -431,7 +454,10 @@ def _run(cfg: TrainConfig, save_dir: Path, environ: Mapping[str, str]) -> int:
         else:
             offset = epoch_offset(save_dir)
             trim_results(save_dir, saved["epoch"] + 1 + offset)
-            print(f"[train] resuming from last.pt: epoch {saved['epoch'] + 1 + offset} done, Ultralytics' resume", flush=True)
+            print(
+                f"[train] resuming from last.pt: epoch {saved['epoch'] + 1 + offset} done, Ultralytics' resume",
+                flush=True,
+            )
             kwargs["resume"] = str(last)
     model.add_callback("on_train_epoch_start", _loop_started)
     model.add_callback("on_train_epoch_end", _loop_ended)
@@ -451,8 +477,10 @@ def _run(cfg: TrainConfig, save_dir: Path, environ: Mapping[str, str]) -> int:
     done = json.loads((save_dir / "results.json").read_text()) if (save_dir / "results.json").is_file() else {}
     name = torch.cuda.get_device_name(0) if gpus else None
     bf16 = bool(gpus) and torch.cuda.is_bf16_supported()
-    _write_json(save_dir / "results.json",
-                {**done, **measured(cfg, gpus, name, time.monotonic() - started, bf16), "finished": True})
+    _write_json(
+        save_dir / "results.json",
+        {**done, **measured(cfg, gpus, name, time.monotonic() - started, bf16), "finished": True},
+    )
     print("[train] finished: last.pt and best.pt are in the run's checkpoint store", flush=True)
     return 0
 

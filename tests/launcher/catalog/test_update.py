@@ -88,13 +88,18 @@ def test_aws_update_pages_through_price_list(tmp_path) -> None:
                {"Type": "TERM_MATCH", "Field": "component", "Value": "Training"}]  # fmt: skip
     base = {"ServiceCode": "AmazonSageMaker", "Filters": filters, "MaxResults": 100}
     stub.add_response("get_products", {"PriceList": [_price_item("ml.g5.xlarge", "1.5")], "NextToken": "t2"}, base)
-    stub.add_response("get_products", {"PriceList": [_price_item("ml.p3.2xlarge", "3.825")]}, {**base, "NextToken": "t2"})
+    stub.add_response(
+        "get_products", {"PriceList": [_price_item("ml.p3.2xlarge", "3.825")]}, {**base, "NextToken": "t2"}
+    )
     with stub:
         path = update_catalog("aws", today="2026-11-27", pricing_client=client)
     stub.assert_no_pending_responses()
     new = json.loads(path.read_text())
     assert new["date"] == "2026-11-27" and new["stale"] == []
-    assert new["instances"]["ml.g5.xlarge"]["prices"]["us-east-1"] == {"on_demand": 1.5, "spot": 0.45}  # spot keeps its ratio
+    assert new["instances"]["ml.g5.xlarge"]["prices"]["us-east-1"] == {
+        "on_demand": 1.5,
+        "spot": 0.45,
+    }  # spot keeps its ratio
     assert new["instances"]["ml.p3.2xlarge"]["prices"]["us-east-1"]["on_demand"] == 3.825
     assert load_catalog("aws")["date"] == "2026-11-27"
 

@@ -21,7 +21,9 @@ def spec(**train: object) -> JobSpec:
 
 def offer(instance: str = "fake.g1", price: float = 2.0, gpus: int = 1, nodes: int = 1, spot: bool = False,
           gpu_type: str = "A10G", startup_s: float = 100.0, **details: object) -> Offer:  # fmt: skip
-    return Offer("fake", instance, gpu_type, gpus, nodes, price, spot=spot, region="r1", startup_s=startup_s, details=details)
+    return Offer(
+        "fake", instance, gpu_type, gpus, nodes, price, spot=spot, region="r1", startup_s=startup_s, details=details
+    )
 
 
 class FakeBackend(Backend):

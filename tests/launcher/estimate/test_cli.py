@@ -19,7 +19,9 @@ def fake_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     dist = tmp_path / "site" / "fake_launcher_plugin-0.1.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-launcher-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[launcher.backends]\nfakecloud = tests.launcher.estimate.fakes:PluginBackend\n")
+    (dist / "entry_points.txt").write_text(
+        "[launcher.backends]\nfakecloud = tests.launcher.estimate.fakes:PluginBackend\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     registry.reload()
     yield "fakecloud"
@@ -90,7 +92,9 @@ def _hms_s(text: str) -> int:
 
 def test_the_table_shows_staging(fake_plugin: str, tmp_path: Path) -> None:
     path = tmp_path / "remote.yaml"
-    path.write_text("name: remote\ntrain: {model: resnet50, data: 's3://bucket/data', epochs: 5}\nresources: {gpus: 1, gpu_type: A10G}\n")
+    path.write_text(
+        "name: remote\ntrain: {model: resnet50, data: 's3://bucket/data', epochs: 5}\nresources: {gpus: 1, gpu_type: A10G}\n"
+    )
     result = CliRunner().invoke(main, ["estimate", str(path), "-b", fake_plugin, "--images", "20000", "--data-gb", "50"],
                                 env={"COLUMNS": "300"})  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -103,7 +107,9 @@ def test_the_table_total_is_the_sum_of_its_columns(fake_plugin: str, tmp_path: P
     from launcher.spec import load_spec
 
     path = tmp_path / "remote.yaml"
-    path.write_text("name: remote\ntrain: {model: resnet50, data: 's3://bucket/data', epochs: 5}\nresources: {gpus: 1, gpu_type: A10G}\n")
+    path.write_text(
+        "name: remote\ntrain: {model: resnet50, data: 's3://bucket/data', epochs: 5}\nresources: {gpus: 1, gpu_type: A10G}\n"
+    )
     rows = estimate(load_spec(str(path)), [registry.create(fake_plugin)], train_images=20000, data_bytes=50 * 10**9)
     for row in rows:
         cells = dict(zip(COLUMNS, _cells(row)))
@@ -117,7 +123,9 @@ def test_a_dataset_that_cannot_be_listed_fails_in_one_line_without_a_table_or_pl
     for name in ("AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_CONNECTION_STRING"):
         monkeypatch.delenv(name, raising=False)
     path = tmp_path / "az.yaml"
-    path.write_text("name: az\ntrain: {model: resnet50, data: 'az://container/imagenet', epochs: 5}\nresources: {gpus: 1, gpu_type: A10G}\n")
+    path.write_text(
+        "name: az\ntrain: {model: resnet50, data: 'az://container/imagenet', epochs: 5}\nresources: {gpus: 1, gpu_type: A10G}\n"
+    )
     png = tmp_path / "plot.png"
     result = CliRunner().invoke(main, ["estimate", str(path), "-b", fake_plugin, "--plot", str(png)])
     assert result.exit_code != 0
@@ -129,7 +137,9 @@ def test_a_dataset_that_cannot_be_listed_fails_in_one_line_without_a_table_or_pl
 
 def test_an_option_of_weeks_is_warned_about(fake_plugin: str, tmp_path: Path) -> None:
     path = tmp_path / "huge.yaml"
-    path.write_text("name: huge\ntrain: {model: resnet50, data: 's3://bucket/data', epochs: 90}\nresources: {gpus: 1, gpu_type: A10G}\n")
+    path.write_text(
+        "name: huge\ntrain: {model: resnet50, data: 's3://bucket/data', epochs: 90}\nresources: {gpus: 1, gpu_type: A10G}\n"
+    )
     for flags in ([], ["--json"]):
         result = CliRunner().invoke(main, ["estimate", str(path), "-b", fake_plugin, "--images", "100000000", *flags])
         assert result.exit_code == 0, result.output

@@ -38,7 +38,9 @@ def test_config_file_overrides_and_rejects_typos(tmp_path) -> None:
 
 
 def test_hourly_price_is_electricity_plus_amortisation() -> None:
-    costs = LocalCosts(electricity_usd_per_kwh=0.20, host_watts=100, hardware_usd=8760, lifetime_years=1, utilisation=0.5)
+    costs = LocalCosts(
+        electricity_usd_per_kwh=0.20, host_watts=100, hardware_usd=8760, lifetime_years=1, utilisation=0.5
+    )
     total, power, wear = hourly_price(costs, 400.0)
     assert power == pytest.approx(0.5 * 0.20)
     assert wear == pytest.approx(2.0)

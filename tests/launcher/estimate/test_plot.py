@@ -11,7 +11,13 @@ def _row(name: str, cost: float, total: float, error: str = "") -> Row:
 
 
 def test_pareto_front_drops_dominated_and_failed_rows() -> None:
-    rows = [_row("a", 1.0, 100), _row("b", 2.0, 50), _row("c", 3.0, 100), _row("d", 1.0, 200), _row("e", 0.1, 1, "broken")]
+    rows = [
+        _row("a", 1.0, 100),
+        _row("b", 2.0, 50),
+        _row("c", 3.0, 100),
+        _row("d", 1.0, 200),
+        _row("e", 0.1, 1, "broken"),
+    ]
     assert [r.offer.instance for r in pareto_front(rows)] == ["b", "a"]
 
 
@@ -33,8 +39,12 @@ def test_labels_of_a_crowded_plot_do_not_overlap(tmp_path) -> None:
     labels = [t for t in fig.axes[0].texts if t.get_text().startswith("fake:")]
     assert len(labels) == len(rows)
     boxes = [_box(t, renderer) for t in labels]
-    clashes = [(labels[i].get_text(), labels[j].get_text()) for i in range(len(boxes)) for j in range(i + 1, len(boxes))
-               if boxes[i].overlaps(boxes[j])]
+    clashes = [
+        (labels[i].get_text(), labels[j].get_text())
+        for i in range(len(boxes))
+        for j in range(i + 1, len(boxes))
+        if boxes[i].overlaps(boxes[j])
+    ]
     assert clashes == []
     assert all(fig.axes[0].bbox.contains(b.x0, b.y0) and fig.axes[0].bbox.contains(b.x1, b.y1) for b in boxes)
     fig.savefig(tmp_path / "crowded.png")  # what is saved is what was checked: the layout no longer moves

@@ -51,7 +51,12 @@ def test_profile_runs_the_trainer_and_records_overheads(tmp_path) -> None:
     assert "epochs=3" in train_args and "model=resnet50" in train_args and "epochs=10" not in train_args
     assert f"fraction={15 / 3 * 32 / 1437:.6g}" in train_args
     # the steady epochs together: (150 + 150) images in (6 + 8) s; the warm-up epoch does not count
-    assert (record.images_per_s, record.device, record.precision, record.source) == (pytest.approx(300 / 14), "cpu", "amp", "profile")
+    assert (record.images_per_s, record.device, record.precision, record.source) == (
+        pytest.approx(300 / 14),
+        "cpu",
+        "amp",
+        "profile",
+    )
     # a steady epoch = 11 s between epoch lines on average: 7 s training + modelled validation (360 / (3 x 300 / 14)) + overhead
     assert record.details["epoch_overhead_s"] == pytest.approx(11.0 - 7.0 - 360 / (3 * 300 / 14), abs=1e-3)
     assert record.details["overhead_s"] == pytest.approx(45.0 - 3 * 11.0)
@@ -107,7 +112,9 @@ def test_a_failing_trainer_is_one_clear_error(tmp_path) -> None:
 
 def test_remote_data_cannot_be_profiled(tmp_path) -> None:
     with pytest.raises(LauncherError, match="unknown"):
-        profile(spec(data="s3://b/d"), steps=4, jobs=JobRegistry(tmp_path / "j.db"), synthetic=False, run=FakeTrainerRun())
+        profile(
+            spec(data="s3://b/d"), steps=4, jobs=JobRegistry(tmp_path / "j.db"), synthetic=False, run=FakeTrainerRun()
+        )
 
 
 def test_synthetic_profile_times_real_steps(tmp_path) -> None:
@@ -129,10 +136,14 @@ def test_synthetic_profile_uses_the_runs_thread_policy(monkeypatch: pytest.Monke
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(3)
-        record = profile_synthetic(spec(model="mobilenet_v3_small", imgsz=32, batch=4, resources={"gpus": 0}), steps=2, warmup=1)
+        record = profile_synthetic(
+            spec(model="mobilenet_v3_small", imgsz=32, batch=4, resources={"gpus": 0}), steps=2, warmup=1
+        )
         assert record.details["threads"] == torch.get_num_threads() == 1  # OMP_NUM_THREADS wins, as in the trainer
         monkeypatch.delenv("OMP_NUM_THREADS")
-        record = profile_synthetic(spec(model="mobilenet_v3_small", imgsz=32, batch=4, resources={"gpus": 0}), steps=2, warmup=1)
+        record = profile_synthetic(
+            spec(model="mobilenet_v3_small", imgsz=32, batch=4, resources={"gpus": 0}), steps=2, warmup=1
+        )
         assert record.details["threads"] == torch.get_num_threads() == cpu_threads({}, usable_cpus(), 1)
     finally:
         torch.set_num_threads(before)
@@ -207,12 +218,22 @@ class FakeEngineRun:
         self.cmd = list(cmd)
         save = Path(cmd[cmd.index("--save-dir") + 1])
         save.mkdir(parents=True, exist_ok=True)
-        rows = "".join(f"{e},{t},1.2,3.4,1.1,0,0,0,0,2.1,6.5,1.4,0.0006,0.0006,0.0006\n" for e, t in ((1, 9.0), (2, 14.0), (3, 20.0)))
+        rows = "".join(
+            f"{e},{t},1.2,3.4,1.1,0,0,0,0,2.1,6.5,1.4,0.0006,0.0006,0.0006\n"
+            for e, t in ((1, 9.0), (2, 14.0), (3, 20.0))
+        )
         (save / "results.csv").write_text(f"{YOLO_CSV_HEAD}\n{rows}")
-        (save / "results.json").write_text(json.dumps({"epoch": 3, "epochs": 3, "finished": True}))  # what the engine writes
+        (save / "results.json").write_text(
+            json.dumps({"epoch": 3, "epochs": 3, "finished": True})
+        )  # what the engine writes
         epochs = [(14.0, _engine_line(1, 9.0, self.rates[0])), (19.0, _engine_line(2, 5.0, self.rates[1])),
                   (25.0, _engine_line(3, 6.0, self.rates[2]))]  # fmt: skip
-        return [(0.2, "[launcher] local: node 0/1, 1 process(es) per node"), *((3.0, b) for b in self.banner), *epochs, (30.0, "")]
+        return [
+            (0.2, "[launcher] local: node 0/1, 1 process(es) per node"),
+            *((3.0, b) for b in self.banner),
+            *epochs,
+            (30.0, ""),
+        ]
 
 
 def _yolo_spec(tmp_path: Path, train_images: int = 480, val_images: int = 60, **keys: object) -> JobSpec:
@@ -241,8 +262,17 @@ def test_the_ultralytics_engine_is_profiled_from_its_loop_images_per_s_and_resul
     assert "epochs=50" not in args
     # the steady epochs' loops together: (160 + 160) images in (160/40 + 160/32) s; the warm-up epoch does not count
     ips = 320 / (160 / 40 + 160 / 32)
-    assert (record.images_per_s, record.model, record.imgsz, record.batch) == (pytest.approx(ips), "yolo11n.yaml", 640, 16)
-    assert (record.device, record.precision, record.source) == ("cpu", "fp32", "profile")  # Ultralytics: no AMP on a CPU
+    assert (record.images_per_s, record.model, record.imgsz, record.batch) == (
+        pytest.approx(ips),
+        "yolo11n.yaml",
+        640,
+        16,
+    )
+    assert (record.device, record.precision, record.source) == (
+        "cpu",
+        "fp32",
+        "profile",
+    )  # Ultralytics: no AMP on a CPU
     # results.csv's steady epochs take 5 and 6 s: beyond their loops (4.5 s) and modelled validation, the per-epoch overhead
     val_s = 60 / (ips * gpu_table()["validation_speedup"])
     assert record.details["epoch_overhead_s"] == pytest.approx(5.5 - 4.5 - val_s, abs=1e-3)
@@ -295,7 +325,9 @@ def test_a_yolo_profile_on_gpus_is_per_gpu_and_informs_the_same_gpu_in_the_cloud
     ({"epochs": 50, "mosaic": 0.5}, "close_mosaic=0"),
     ({"epochs": 50, "model": "yolo11n-cls.yaml"}, None),  # classify: no mosaic
 ])  # fmt: skip
-def test_a_yolo_profile_loads_images_as_most_of_the_runs_epochs_do(tmp_path, keys: dict[str, object], expected: str | None) -> None:
+def test_a_yolo_profile_loads_images_as_most_of_the_runs_epochs_do(
+    tmp_path, keys: dict[str, object], expected: str | None
+) -> None:
     run = FakeEngineRun()
     profile(_yolo_spec(tmp_path, **keys), steps=30, jobs=JobRegistry(tmp_path / "j.db"), run=run)
     closing = [a for a in _train_args(run.cmd) if a.startswith("close_mosaic=")]
@@ -313,7 +345,9 @@ def test_a_yolo_profile_without_the_engines_images_per_s_is_one_clear_error(tmp_
 
 def test_synthetic_is_refused_for_the_ultralytics_engine(tmp_path) -> None:
     with pytest.raises(LauncherError, match="ultralytics engine"):
-        profile(_yolo_spec(tmp_path), steps=30, jobs=JobRegistry(tmp_path / "j.db"), synthetic=True, run=FakeEngineRun())
+        profile(
+            _yolo_spec(tmp_path), steps=30, jobs=JobRegistry(tmp_path / "j.db"), synthetic=True, run=FakeEngineRun()
+        )
 
 
 def test_the_engines_epoch_line_reports_its_training_loops_images_per_s(capsys: pytest.CaptureFixture[str]) -> None:
@@ -333,7 +367,9 @@ def test_the_engines_epoch_line_reports_its_training_loops_images_per_s(capsys: 
 
 
 @pytest.mark.slow
-def test_launch_profile_measures_the_ultralytics_engine_and_estimate_uses_it(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_launch_profile_measures_the_ultralytics_engine_and_estimate_uses_it(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The real engine: YOLO11n from its YAML on the rendered shapes (tests/backends/test_local_ultralytics.py's
     small settings), 12 steps over 3 epochs on this CPU. Took 21-25 s here (2 shared cores)."""
     pytest.importorskip("ultralytics")
@@ -351,10 +387,20 @@ def test_launch_profile_measures_the_ultralytics_engine_and_estimate_uses_it(tmp
     assert result.exit_code == 0, result.output
     measured = json.loads(result.output)
     # 12 steps of 8 images over 3 epochs: 32 of the 160 images per epoch
-    assert (measured["method"], measured["fraction_images"], measured["device"], measured["precision"]) == ("ultralytics", 32, "cpu", "fp32")
+    assert (measured["method"], measured["fraction_images"], measured["device"], measured["precision"]) == (
+        "ultralytics",
+        32,
+        "cpu",
+        "fp32",
+    )
     assert 1 < measured["images_per_s"] < 10_000 and measured["overhead_s"] > 0
     (record,) = JobRegistry().throughputs(model="yolo11n.yaml", device="cpu")
-    assert (record.source, record.imgsz, record.batch, record.images_per_s) == ("profile", 64, 8, measured["images_per_s"])
+    assert (record.source, record.imgsz, record.batch, record.images_per_s) == (
+        "profile",
+        64,
+        8,
+        measured["images_per_s"],
+    )
     result = CliRunner().invoke(main, ["estimate", str(job), "-b", "local", "--json"])
     assert result.exit_code == 0, result.output
     (row,) = [r for r in json.loads(result.output) if r["gpus"] == 0]

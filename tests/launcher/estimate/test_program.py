@@ -45,10 +45,14 @@ def test_with_a_figure_every_row_uses_it(tmp_path: Path) -> None:
 
 
 def test_a_program_that_names_no_data_needs_the_image_count(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["estimate", str(_job(tmp_path, data=False)), "-b", "aws", "--images-per-s", "250"])
+    result = CliRunner().invoke(
+        main, ["estimate", str(_job(tmp_path, data=False)), "-b", "aws", "--images-per-s", "250"]
+    )
     assert result.exit_code == 2 and "names no train.data; pass --images N" in result.output
 
 
 def test_profile_refuses_a_program_with_the_way_to_a_figure(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["profile", str(_job(tmp_path))])
-    assert result.exit_code == 2 and "--images-per-s N" in result.output and len(result.output.strip().splitlines()) == 1
+    assert (
+        result.exit_code == 2 and "--images-per-s N" in result.output and len(result.output.strip().splitlines()) == 1
+    )

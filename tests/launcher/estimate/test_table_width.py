@@ -47,12 +47,16 @@ def test_a_remote_datasets_unknown_size_is_unknown_not_0m00s(tmp_path: Path) -> 
     job = tmp_path / "job.yaml"
     job.write_text("name: r\ntrain: {model: resnet50, data: s3://bucket/imagenet, imgsz: 224}\n"
                    "resources: {gpus: 1}\ncheckpoint: {uri: s3://bucket/ckpt}\n")  # fmt: skip
-    result = CliRunner().invoke(main, ["estimate", str(job), "--images", "1281167", "-b", "aws"], env={"COLUMNS": "250"})
+    result = CliRunner().invoke(
+        main, ["estimate", str(job), "--images", "1281167", "-b", "aws"], env={"COLUMNS": "250"}
+    )
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith("aws ")]
     assert rows and all("unknown" in r for r in rows), result.stdout  # the staging column
     assert "staging: unknown (the size of s3://bucket/imagenet is not known)" in " ".join(result.stdout.split())
-    data = json.loads(CliRunner().invoke(main, ["estimate", str(job), "--images", "1281167", "-b", "aws", "--json"]).stdout)
+    data = json.loads(
+        CliRunner().invoke(main, ["estimate", str(job), "--images", "1281167", "-b", "aws", "--json"]).stdout
+    )
     assert all(r["staging_s"] is None for r in data)
     sized = json.loads(CliRunner().invoke(main, ["estimate", str(job), "--images", "1281167", "--data-gb", "150",
                                                  "-b", "aws", "--json"]).stdout)  # fmt: skip

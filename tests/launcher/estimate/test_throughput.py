@@ -13,7 +13,9 @@ def jobs(tmp_path) -> JobRegistry:
     return JobRegistry(tmp_path / "jobs.db")
 
 
-def _t(source: str, ips: float, imgsz: int = 224, batch: int = 32, device: str = "A10G", **details: object) -> Throughput:
+def _t(
+    source: str, ips: float, imgsz: int = 224, batch: int = 32, device: str = "A10G", **details: object
+) -> Throughput:
     return Throughput("resnet50", imgsz, batch, "amp", device, ips, source, details=details)
 
 

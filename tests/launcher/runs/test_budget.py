@@ -56,4 +56,6 @@ def test_a_cost_exactly_at_the_budget_is_within_it_and_a_cent_above_is_not(tmp_p
     _launcher(tmp_path, backend).submit(spec(limits={"max_cost": row.cost}))
     assert len(backend.submitted) == 1
     with pytest.raises(BudgetExceededError, match="exceeds limits.max_cost"):
-        _launcher(tmp_path, FakeBackend([offer("fake.exact", price=3.0)])).submit(spec(limits={"max_cost": row.cost - 0.01}))
+        _launcher(tmp_path, FakeBackend([offer("fake.exact", price=3.0)])).submit(
+            spec(limits={"max_cost": row.cost - 0.01})
+        )

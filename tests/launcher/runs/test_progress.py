@@ -22,8 +22,16 @@ HEADER = ",".join(report.COLUMNS) + "\n"
 
 
 def _row(epoch: int, top1: float, time_s: float) -> dict[str, float]:
-    return {"epoch": epoch, "train_loss": 1.0, "val_loss": 1.0, "top1": top1, "top5": 1.0, "lr": 0.01,
-            "time_s": time_s, "images_per_s": 50.0}
+    return {
+        "epoch": epoch,
+        "train_loss": 1.0,
+        "val_loss": 1.0,
+        "top1": top1,
+        "top5": 1.0,
+        "lr": 0.01,
+        "time_s": time_s,
+        "images_per_s": 50.0,
+    }
 
 
 def test_eta_is_the_remaining_epochs_at_the_mean_epoch_time(tmp_path: Path) -> None:
@@ -49,8 +57,12 @@ def running_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignor
     sleeper = tmp_path / "sleepy-python"
     sleeper.write_text("#!/bin/sh\nexec sleep 60\n")
     sleeper.chmod(sleeper.stat().st_mode | stat.S_IEXEC)
-    raw = {"name": "digits-run", "train": {"epochs": 8}, "checkpoint": {"uri": str(tmp_path / "ckpt")},
-           "local": {"runtime": "process", "python": str(sleeper)}}
+    raw = {
+        "name": "digits-run",
+        "train": {"epochs": 8},
+        "checkpoint": {"uri": str(tmp_path / "ckpt")},
+        "local": {"runtime": "process", "python": str(sleeper)},
+    }
     job = Launcher(LocalBackend(), JobRegistry()).submit(validate_spec(raw, None, tmp_path))
     yield job, tmp_path / "ckpt" / "digits-run"
     job.cancel()
@@ -71,7 +83,13 @@ def test_status_and_ls_show_progress_and_json_carries_it(running_job, tmp_path: 
     assert "epoch 2/8  best top-1 0.7500  ETA 1m" in shown.stdout and str(run / "results.csv") in shown.stdout
     data = json.loads(CliRunner().invoke(main, ["status", job.id, "--json"], env=env).stdout)
     assert data["state"] == "running"
-    assert data["progress"] == {"epoch": 2, "epochs": 8, "best_top1": 0.75, "eta_s": 90.0, "source": str(run / "results.csv")}
+    assert data["progress"] == {
+        "epoch": 2,
+        "epochs": 8,
+        "best_top1": 0.75,
+        "eta_s": 90.0,
+        "source": str(run / "results.csv"),
+    }
 
     listed = CliRunner().invoke(main, ["ls"], env=env)
     assert listed.exit_code == 0 and "progress" in listed.stdout and "2/8 top1 0.750 ETA 1m" in listed.stdout
@@ -97,8 +115,10 @@ def test_an_unreachable_store_reads_as_unknown(tmp_path: Path, monkeypatch: pyte
 def test_an_ultralytics_results_csv_shows_epoch_map_and_eta() -> None:
     from launcher.runs.progress import from_csv
 
-    text = ("epoch,time,train/box_loss,metrics/mAP50(B),metrics/mAP50-95(B),metrics/mAP50-95(M)\n"
-            "1,10,5.1,0.01,0.004,0.003\n2,20,4.2,0.20,0.08,0.06\n3,8,3.9,0.25,0.07,0.05\n")  # a resume restarts time
+    text = (
+        "epoch,time,train/box_loss,metrics/mAP50(B),metrics/mAP50-95(B),metrics/mAP50-95(M)\n"
+        "1,10,5.1,0.01,0.004,0.003\n2,20,4.2,0.20,0.08,0.06\n3,8,3.9,0.25,0.07,0.05\n"
+    )  # a resume restarts time
     progress = from_csv(text, 5, False, "here")
     assert progress is not None and progress.epoch == 3 and progress.best_top1 is None
     assert progress.best_map == 0.06  # segment: the mask mAP, the last mAP50-95 column

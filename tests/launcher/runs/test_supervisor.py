@@ -82,6 +82,7 @@ def _until(what: Callable[[], Any], timeout: float = 240) -> Any:
 
 def _attempt_running(run_env: dict[str, Any], number: int, epoch: int) -> Any:
     """The attempt `number` once the store shows `epoch` epochs done (it is then mid-way through the next)."""
+
     def ready() -> Any:
         jobs = run_env["jobs"]()
         attempts = jobs.runs() and jobs.attempts(jobs.runs()[0].id)

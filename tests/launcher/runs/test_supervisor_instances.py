@@ -54,7 +54,9 @@ class ScriptedSageMaker(SageMakerBackend):
 
     def status(self, ref: JobRef) -> JobStatus:
         ending = self.platform.ends[ref.id]
-        return JobStatus(JobState.SUCCEEDED) if ending is None else JobStatus(JobState.FAILED, ending.value, ending=ending)
+        return (
+            JobStatus(JobState.SUCCEEDED) if ending is None else JobStatus(JobState.FAILED, ending.value, ending=ending)
+        )
 
     def logs(self, ref: JobRef, follow: bool = False) -> Iterator[str]:
         return iter(())
@@ -71,7 +73,9 @@ def _spec(tmp_path: Path, resources: dict[str, Any], aws: dict[str, Any] | None 
     return validate_spec(raw, None, tmp_path)
 
 
-def _supervisor(spec: JobSpec, jobs: JobRegistry, platform: Platform, waits: list[float], run_id: str | None = None) -> Supervisor:
+def _supervisor(
+    spec: JobSpec, jobs: JobRegistry, platform: Platform, waits: list[float], run_id: str | None = None
+) -> Supervisor:
     make = lambda name: Launcher(backend=ScriptedSageMaker(platform), jobs=jobs)  # noqa: E731
     kwargs: dict[str, Any] = {"stream_logs": False, "poll_s": 0, "sleep": waits.append}
     return Supervisor(run_id, jobs, make, **kwargs) if run_id else Supervisor.start(spec, "aws", jobs, make, **kwargs)
@@ -98,7 +102,9 @@ def test_capacity_on_the_catalogs_choice_tries_the_next_fit_at_once(tmp_path: Pa
     _run_status(jobs, run.id)  # `launch status RUN`
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert ["attempt", "backend", "instance"] == rows[1][:3] and [r[:3] for r in rows[2:4]] == [
-        ["1", "aws", "ml.g5.xlarge"], ["2", "aws", "ml.g5.2xlarge"]]
+        ["1", "aws", "ml.g5.xlarge"],
+        ["2", "aws", "ml.g5.2xlarge"],
+    ]
 
 
 def test_a_named_instance_is_kept_and_retried_after_backoff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,13 +116,18 @@ def test_a_named_instance_is_kept_and_retried_after_backoff(tmp_path: Path, caps
     assert "tries" not in err and "[recovery] no capacity on aws (2 in a row): waiting 20 s before attempt 3" in err
 
 
-def test_once_every_fitting_type_was_tried_the_last_is_retried_after_backoff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_once_every_fitting_type_was_tried_the_last_is_retried_after_backoff(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     platform, waits, jobs = Platform([C, C, C, C, None]), [], JobRegistry(tmp_path / "jobs.db")  # type: ignore[var-annotated]
     spec = _spec(tmp_path, {"gpus": 4, "gpu_type": "A10G"})  # two types have 4 A10G: ml.g5.12xlarge and ml.g5.24xlarge
     assert _supervisor(spec, jobs, platform, waits).run() == 0
     assert platform.instances == ["ml.g5.12xlarge"] + ["ml.g5.24xlarge"] * 4
     assert waits == [10, 20, 40]  # counted from the first retry of the same type
-    assert "no capacity for ml.g5.24xlarge on aws (1 in a row, no other fitting type to try): waiting 10 s" in capsys.readouterr().err
+    assert (
+        "no capacity for ml.g5.24xlarge on aws (1 in a row, no other fitting type to try): waiting 10 s"
+        in capsys.readouterr().err
+    )
 
 
 def test_a_next_fit_beyond_the_budget_is_skipped_for_the_same_type_after_backoff(tmp_path: Path,
@@ -127,7 +138,10 @@ def test_a_next_fit_beyond_the_budget_is_skipped_for_the_same_type_after_backoff
     assert _supervisor(spec, jobs, platform, waits).run() == 0
     assert platform.instances == ["ml.g5.xlarge", "ml.g5.xlarge"] and waits == [10]  # not a run ended by the budget
     err = capsys.readouterr().err
-    assert f"skipping ml.g5.2xlarge on aws, the catalog's next fit: Attempt 2 on aws is estimated at ${costs[1]:.2f}" in err
+    assert (
+        f"skipping ml.g5.2xlarge on aws, the catalog's next fit: Attempt 2 on aws is estimated at ${costs[1]:.2f}"
+        in err
+    )
     assert "no capacity for ml.g5.xlarge on aws (1 in a row, no other fitting type to try): waiting 10 s" in err
 
 
@@ -159,7 +173,9 @@ def test_each_alternative_plans_on_its_instance_and_the_first_is_the_plans_own(c
     assert len(alternatives) > 1 and all(row["gpus"] == 1 and row["gpu_type"] == "T4" for row in rows)
     region = spec.options_section(cloud)["region"]
     prices = [row["prices"][region]["on_demand"] for row in rows]
-    assert prices == sorted(prices) and [alt.price_per_hour for alt in alternatives] == prices  # the catalog rule's order
+    assert (
+        prices == sorted(prices) and [alt.price_per_hour for alt in alternatives] == prices
+    )  # the catalog rule's order
     assert _planned(cloud, backend.plan(spec)) == alternatives[0].instance
     for alt in alternatives[1:]:
         section = {**spec.options_section(cloud), **alt.options}
@@ -182,7 +198,9 @@ def _cloud(cloud: str, resources: dict[str, Any]) -> tuple[CloudBackend, JobSpec
     sections = {"aws": AWS, "gcp": {"project": "demo-project", "region": "us-central1"},
                 "azure": {"subscription_id": "00000000-0000-0000-0000-000000000000", "resource_group": "rg", "workspace": "vision-ws",
                           "region": "eastus"}}  # fmt: skip
-    made = {"aws": SageMakerBackend, "gcp": VertexBackend, "azure": AzureMLBackend}[cloud](catalog=load_catalog(cloud), pushed_image="")
+    made = {"aws": SageMakerBackend, "gcp": VertexBackend, "azure": AzureMLBackend}[cloud](
+        catalog=load_catalog(cloud), pushed_image=""
+    )
     raw = {"name": "alt", "image": "registry.example/train:1", "resources": resources, cloud: sections[cloud]}
     return made, JobSpec.model_validate(raw)
 
@@ -265,7 +283,10 @@ def test_a_resumed_attempt_is_estimated_on_the_epochs_left(tmp_path: Path) -> No
 def test_a_resumed_attempt_whose_epochs_left_cost_more_than_what_is_left_is_still_refused(tmp_path: Path) -> None:
     full, rest = _estimate(100, tmp_path), _estimate(40, tmp_path)
     code, message = _budget_run(tmp_path, done=60, cost=full, max_cost=full + 0.9 * rest)
-    assert code == 3 and f"estimated at ${rest:.2f} for the 40 epoch(s) left, more than what is left of limits.max_cost" in message
+    assert (
+        code == 3
+        and f"estimated at ${rest:.2f} for the 40 epoch(s) left, more than what is left of limits.max_cost" in message
+    )
 
 
 # ---------------------------------------------------------------- what is left of the budget, per attempt
@@ -280,7 +301,9 @@ class Billed(ScriptedSageMaker):
 
     def status(self, ref: JobRef) -> JobStatus:
         status = super().status(ref)
-        return JobStatus(status.state, status.message, details={"metrics": {"cost_usd": self.billed}}, ending=status.ending)
+        return JobStatus(
+            status.state, status.message, details={"metrics": {"cost_usd": self.billed}}, ending=status.ending
+        )
 
 
 def test_each_attempt_is_capped_by_the_platform_at_what_is_left_of_the_runs_budget(tmp_path: Path) -> None:
@@ -293,7 +316,9 @@ def test_each_attempt_is_capped_by_the_platform_at_what_is_left_of_the_runs_budg
     first, second = jobs.attempts(jobs.runs()[0].id)
     assert first.spec["limits"]["max_cost"] == 5.0 and second.spec["limits"]["max_cost"] == 3.0
     assert jobs.runs()[0].spec["limits"]["max_cost"] == 5.0  # the run's budget stays as written
-    stop = [Billed(platform, 0).plan(JobSpec.model_validate(a.spec)).payload["StoppingCondition"] for a in (first, second)]
+    stop = [
+        Billed(platform, 0).plan(JobSpec.model_validate(a.spec)).payload["StoppingCondition"] for a in (first, second)
+    ]
     price = CATALOG["instances"]["ml.g5.xlarge"]["prices"][REGION]["spot" if spec.resources.spot else "on_demand"]
     assert [s["MaxRuntimeInSeconds"] for s in stop] == [int(5.0 / price * 3600), int(3.0 / price * 3600)]
 
@@ -304,7 +329,10 @@ def test_a_spent_budget_submits_no_more_attempts(tmp_path: Path) -> None:
     make = lambda name: Launcher(backend=Billed(platform, 5.0), jobs=jobs)  # noqa: E731
     assert Supervisor.start(spec, "aws", jobs, make, stream_logs=False, poll_s=0).run() == 3
     assert len(platform.instances) == 1
-    assert "limits.max_cost ($5.00) is spent ($5.00 over 1 attempt(s)): attempt 2 is not submitted" in jobs.runs()[0].message
+    assert (
+        "limits.max_cost ($5.00) is spent ($5.00 over 1 attempt(s)): attempt 2 is not submitted"
+        in jobs.runs()[0].message
+    )
 
 
 def test_an_attempt_that_cannot_be_estimated_says_why_and_what_to_do(tmp_path: Path) -> None:

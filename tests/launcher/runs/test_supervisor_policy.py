@@ -36,7 +36,11 @@ class Scripted(Backend):
 
     def status(self, ref: JobRef) -> JobStatus:
         ending = self.ends[ref.id]
-        return JobStatus(JobState.SUCCEEDED) if ending is None else JobStatus(JobState.FAILED, f"ended {ending.value}", 1, ending=ending)
+        return (
+            JobStatus(JobState.SUCCEEDED)
+            if ending is None
+            else JobStatus(JobState.FAILED, f"ended {ending.value}", 1, ending=ending)
+        )
 
     def logs(self, ref: JobRef, follow: bool = False) -> Iterator[str]:
         return iter(())
@@ -47,7 +51,9 @@ class Scripted(Backend):
         return BackendCheck(self.name, True, self.ready, "ready" if self.ready else "no credentials")
 
 
-def _run(tmp_path: Path, backends: dict[str, Scripted], recovery: dict[str, Any]) -> tuple[int, list[float], JobRegistry]:
+def _run(
+    tmp_path: Path, backends: dict[str, Scripted], recovery: dict[str, Any]
+) -> tuple[int, list[float], JobRegistry]:
     spec = validate_spec({"name": "pol", "command": ["true"], "recovery": recovery}, None, tmp_path)
     jobs = JobRegistry(tmp_path / "jobs.db")
     waits: list[float] = []
@@ -63,7 +69,12 @@ def _tried(jobs: JobRegistry) -> list[tuple[str, str | None]]:
 
 def test_capacity_backs_off_then_moves_to_the_fallback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     backends = {"aws": Scripted("aws", [C, C]), "gcp": Scripted("gcp", [None])}
-    recovery = {"max_attempts": 4, "fallback": ["gcp"], "after_failures": 2, "backoff": {"initial": 10, "max": 15, "factor": 2}}
+    recovery = {
+        "max_attempts": 4,
+        "fallback": ["gcp"],
+        "after_failures": 2,
+        "backoff": {"initial": 10, "max": 15, "factor": 2},
+    }
     code, waits, jobs = _run(tmp_path, backends, recovery)
     assert code == 0 and waits == [10]  # one capacity retry on aws, then the move needs no wait
     assert _tried(jobs) == [("aws", "capacity"), ("aws", "capacity"), ("gcp", None)]
@@ -74,7 +85,9 @@ def test_capacity_backs_off_then_moves_to_the_fallback(tmp_path: Path, capsys: p
 
 def test_backoff_is_exponential_and_bounded(tmp_path: Path) -> None:
     backends = {"aws": Scripted("aws", [C, C, C, None])}
-    code, waits, _ = _run(tmp_path, backends, {"max_attempts": 4, "after_failures": 9, "backoff": {"initial": 10, "max": 25}})
+    code, waits, _ = _run(
+        tmp_path, backends, {"max_attempts": 4, "after_failures": 9, "backoff": {"initial": 10, "max": 25}}
+    )
     assert code == 0 and waits == [10, 20, 25]
 
 
@@ -121,7 +134,9 @@ class Priced(Scripted):
 
     def status(self, ref: JobRef) -> JobStatus:
         status = super().status(ref)
-        return JobStatus(status.state, status.message, status.exit_code, details={"metrics": {"cost_usd": 1.0}}, ending=status.ending)
+        return JobStatus(
+            status.state, status.message, status.exit_code, details={"metrics": {"cost_usd": 1.0}}, ending=status.ending
+        )
 
 
 def test_the_budget_counts_every_attempt_and_stops_the_run_with_exit_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -136,7 +151,10 @@ def test_the_budget_counts_every_attempt_and_stops_the_run_with_exit_3(tmp_path:
     aws = Priced("aws", [P, None])
     assert Launcher(backend=aws, jobs=jobs).supervise(spec) == 3  # the estimate (~$0.86) exceeds the $0.50 left
     assert len(aws.submitted) == 1 and _tried(jobs) == [("aws", "preempted")]
-    assert "more than what is left of limits.max_cost ($0.50 of $1.50, $1.00 spent by 1 attempt(s))" in jobs.runs()[0].message
+    assert (
+        "more than what is left of limits.max_cost ($0.50 of $1.50, $1.00 spent by 1 attempt(s))"
+        in jobs.runs()[0].message
+    )
     assert "cost $1.00 over 1 attempt(s)" in capsys.readouterr().err
     monkeypatch.setenv("LAUNCHER_STATE_DIR", str(tmp_path))
     result = CliRunner().invoke(main, ["ls", "--json"])

@@ -52,7 +52,9 @@ def test_recovery_defaults(tmp_path: Path) -> None:
     (SPEC.replace("max: 2m", "max: 5s"), (), "recovery.backoff: max (5 s) is shorter than initial (10 s)"),
     (SPEC.replace("[aws, vertex, local]", "[aws, aws]"), (), "recovery.fallback: Value error, aws is listed twice; keep one"),
 ])  # fmt: skip
-def test_bad_recovery_is_one_line_naming_the_key(tmp_path: Path, text: str, overrides: tuple[str, ...], expected: str) -> None:
+def test_bad_recovery_is_one_line_naming_the_key(
+    tmp_path: Path, text: str, overrides: tuple[str, ...], expected: str
+) -> None:
     with pytest.raises(SpecError) as caught:
         load(tmp_path, text, overrides)
     message = str(caught.value)

@@ -117,7 +117,12 @@ def test_requirements_install_only_what_the_environment_lacks_into_a_cached_laye
     wheels = tiny_wheel(tmp_path, "launcher_extra_pkg", "1.2.3")
     req = tmp_path / "requirements.txt"
     req.write_text("launcher_extra_pkg==1.2.3\nclick\n")  # click is already in this environment
-    env = {**os.environ, "LAUNCHER_DATA_DIR": str(tmp_path / "cache"), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}
+    env = {
+        **os.environ,
+        "LAUNCHER_DATA_DIR": str(tmp_path / "cache"),
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(wheels),
+    }
     layer = install_requirements(req, env)
     site = layer / "site"
     assert sorted(p.name for p in site.iterdir() if not p.name.endswith(".dist-info")) == ["launcher_extra_pkg"]
@@ -131,6 +136,11 @@ def test_requirements_install_only_what_the_environment_lacks_into_a_cached_laye
 def test_a_failing_install_names_pip_and_the_index(tmp_path: Path) -> None:
     req = tmp_path / "requirements.txt"
     req.write_text("no_such_package_anywhere==9.9\n")
-    env = {**os.environ, "LAUNCHER_DATA_DIR": str(tmp_path / "cache"), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path)}
+    env = {
+        **os.environ,
+        "LAUNCHER_DATA_DIR": str(tmp_path / "cache"),
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(tmp_path),
+    }
     with pytest.raises(LauncherError, match="pip failed: .*PIP_INDEX_URL or PIP_FIND_LINKS"):
         install_requirements(req, env)

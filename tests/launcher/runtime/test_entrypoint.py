@@ -199,13 +199,15 @@ def test_python_as_the_programs_first_word_is_the_entrypoints_own_interpreter(tm
     for word in ("python", "python3"):
         args = entrypoint.parse_args(["--run-name", "r", "--", word, "train.py", "--steps", "3"])
         cmd = entrypoint.build_command(args, LOCAL, 1, tmp_path)
-        assert cmd[cmd.index("--no-python") + 1:] == [sys.executable, "train.py", "--steps", "3"]
+        assert cmd[cmd.index("--no-python") + 1 :] == [sys.executable, "train.py", "--steps", "3"]
     args = entrypoint.parse_args(["--run-name", "r", "--", "/usr/bin/python3", "x.py"])
     assert entrypoint.build_command(args, LOCAL, 1, tmp_path)[-2:] == ["/usr/bin/python3", "x.py"]  # a path is kept
 
 
 @pytest.mark.parametrize("node_rank", [0, 1])
-def test_every_node_restores_the_checkpoint_but_only_node_0_syncs_and_holds_the_lease(tmp_path: Path, node_rank: int) -> None:
+def test_every_node_restores_the_checkpoint_but_only_node_0_syncs_and_holds_the_lease(
+    tmp_path: Path, node_rank: int
+) -> None:
     from launcher.storage.lease import LEASE
     from launcher.storage.local import LocalStore
     from launcher.storage.sync import push
@@ -246,7 +248,8 @@ def test_data_it_cannot_list_is_one_line_not_a_traceback(tmp_path: Path) -> None
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines() == [
         "[launcher] error: Could not list the training data at s3://my-bucket/data: NoCredentialsError: Unable to "
-        "locate credentials. Check the URI and that this machine (or the job) has credentials to read it."]
+        "locate credentials. Check the URI and that this machine (or the job) has credentials to read it."
+    ]
 
 
 def test_ultralytics_lines_name_no_container_path_and_drop_offline_noise(tmp_path: Path) -> None:
@@ -255,12 +258,20 @@ def test_ultralytics_lines_name_no_container_path_and_drop_offline_noise(tmp_pat
 
     run = tmp_path / "launcher-job-x" / "run"
     seen: set[str] = set()
-    board = clean_line(f"TensorBoard: Start with 'tensorboard --logdir {run}', view at http://localhost:6006/", run, seen)
+    board = clean_line(
+        f"TensorBoard: Start with 'tensorboard --logdir {run}', view at http://localhost:6006/", run, seen
+    )
     assert board is not None and str(run) not in board and "launch ckpt pull" in board
-    assert clean_line(f"Results saved to \x1b[1m{run}\x1b[0m", run, seen) == "Results saved to \x1b[1mthe run's checkpoint store\x1b[0m"
+    assert (
+        clean_line(f"Results saved to \x1b[1m{run}\x1b[0m", run, seen)
+        == "Results saved to \x1b[1mthe run's checkpoint store\x1b[0m"
+    )
     assert clean_line("GitHub assets check failure for https://api.github.com/x: offline", run, seen) is None
     first = clean_line("train: Skipping caching images to disk, directory not writable", run, seen)
-    assert first is not None and clean_line("val: Skipping caching images to disk, directory not writable", run, seen) is None
+    assert (
+        first is not None
+        and clean_line("val: Skipping caching images to disk, directory not writable", run, seen) is None
+    )
     assert clean_line("      Epoch    GPU_mem   box_loss", run, seen) == "      Epoch    GPU_mem   box_loss"
 
 

@@ -43,7 +43,9 @@ def test_a_finished_run_stops_before_pulling_staging_or_training(
                             "train", "data=digits", "epochs=3"])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
-    assert "this run already finished: checkpoint 1" in out and "holds epoch 3 of 3" in out and "nothing downloaded" in out
+    assert (
+        "this run already finished: checkpoint 1" in out and "holds epoch 3 of 3" in out and "nothing downloaded" in out
+    )
     assert not (store / "done" / lease.LEASE).exists()  # the lease is given back
     assert not any((tmp_path / "tmp").rglob("*.pt"))  # nothing copied anywhere
 
@@ -61,5 +63,7 @@ def test_more_epochs_or_a_damaged_checkpoint_take_the_usual_path(tmp_path: Path)
 def test_a_program_of_the_users_own_is_never_judged_finished(tmp_path: Path) -> None:
     """Only the built-in trainer's epochs=N says how many epochs the run has."""
     store = _finished_run(tmp_path)
-    args = entrypoint.parse_args(["--run-name", "done", "--checkpoint-uri", str(store), "--", "python", "train.py", "epochs=3"])
+    args = entrypoint.parse_args(
+        ["--run-name", "done", "--checkpoint-uri", str(store), "--", "python", "train.py", "epochs=3"]
+    )
     assert entrypoint._already_finished(args, entrypoint.rendezvous.detect({})) is False

@@ -30,6 +30,10 @@ def test_efa_instances_get_the_efa_provider_and_rdma_where_it_exists(tmp_path: P
 
 
 def test_other_platforms_add_no_environment() -> None:
-    vertex = {"CLUSTER_SPEC": json.dumps({"cluster": {"workerpool0": ["h0:2222"]}, "task": {"type": "workerpool0", "index": 0}})}
+    vertex = {
+        "CLUSTER_SPEC": json.dumps(
+            {"cluster": {"workerpool0": ["h0:2222"]}, "task": {"type": "workerpool0", "index": 0}}
+        )
+    }
     for environ in ({}, vertex, {"MASTER_ADDR": "10.0.0.4", "NODE_RANK": "1", "WORLD_SIZE": "2"}):
         assert dict(rendezvous.detect(environ, resource_config=Path("/nonexistent")).environment) == {}

@@ -13,9 +13,11 @@ RUNTIME = REPO / "launcher" / "runtime"
 # what both sides share: the contract, the trainer's keys (spec.TrainConfig), the stores, and small helpers
 SHARED = {"contract", "errors", "lazy", "spec", "storage", "azure_identity", "runtime"}
 # the one user-side module that runs the runtime on this machine, and so shares its thread policy
-USER_SIDE_RUNTIME_IMPORTS = {("launcher/estimate/profile.py", "launcher.runtime.cpu"),
-                             # a YOLO model's GFLOPs come from the one module that imports Ultralytics
-                             ("launcher/estimate/throughput.py", "launcher.runtime.train.ultralytics_engine")}
+USER_SIDE_RUNTIME_IMPORTS = {
+    ("launcher/estimate/profile.py", "launcher.runtime.cpu"),
+    # a YOLO model's GFLOPs come from the one module that imports Ultralytics
+    ("launcher/estimate/throughput.py", "launcher.runtime.train.ultralytics_engine"),
+}
 
 
 def _launcher_imports(path: Path) -> set[str]:
@@ -24,7 +26,9 @@ def _launcher_imports(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names |= {node.module} | ({f"{node.module}.{a.name}" for a in node.names} if node.module == "launcher" else set())
+            names |= {node.module} | (
+                {f"{node.module}.{a.name}" for a in node.names} if node.module == "launcher" else set()
+            )
     return {name for name in names if name == "launcher" or name.startswith("launcher.")}
 
 
@@ -62,7 +66,11 @@ def test_the_entrypoint_and_the_trainer_load_no_user_side_module() -> None:
 
 def test_the_shared_side_imports_only_the_shared_side() -> None:
     """What the image installs is closed under imports: a shared module never reaches a host-only one."""
-    shared = [p for p in (REPO / "launcher").rglob("*.py") if p.relative_to(REPO / "launcher").parts[0].removesuffix(".py") in SHARED]
+    shared = [
+        p
+        for p in (REPO / "launcher").rglob("*.py")
+        if p.relative_to(REPO / "launcher").parts[0].removesuffix(".py") in SHARED
+    ]
     found = {
         (str(path.relative_to(REPO)), name)
         for path in shared

@@ -32,8 +32,18 @@ def _refused(tmp_path: Path, train: dict) -> str:
 
 def test_the_ultralytics_engine_gets_the_keys_the_spec_sets_under_their_own_names(tmp_path: Path) -> None:
     spec = _load(tmp_path, {**YOLO, "epochs": 3, "imgsz": 64, "batch": -1, "cache": "ram", "mosaic": 0.5, "lrf": 0.1})
-    assert spec.train.to_args() == ["engine=ultralytics", "model=yolo11n.yaml", "data=/data/shapes", "epochs=3",
-                                    "batch=-1", "imgsz=64", "cache=ram", "lrf=0.1", "mosaic=0.5", "task=detect"]
+    assert spec.train.to_args() == [
+        "engine=ultralytics",
+        "model=yolo11n.yaml",
+        "data=/data/shapes",
+        "epochs=3",
+        "batch=-1",
+        "imgsz=64",
+        "cache=ram",
+        "lrf=0.1",
+        "mosaic=0.5",
+        "task=detect",
+    ]
 
 
 def test_the_builtin_engine_command_line_has_no_engine_keys(tmp_path: Path) -> None:
@@ -56,7 +66,9 @@ def test_the_task_follows_the_model_name(tmp_path: Path) -> None:
     ({"engine": "ultralytics", "model": "yolo11n.yaml"}, ["ultralytics engine needs train.data", "data.yaml"]),
     ({**YOLO, "model": "resnet18"}, ["not an Ultralytics model name", "yolo11n.yaml"]),
 ])  # fmt: skip
-def test_a_key_meaningless_to_the_engine_or_task_is_refused_in_one_line(tmp_path: Path, train: dict, words: list) -> None:
+def test_a_key_meaningless_to_the_engine_or_task_is_refused_in_one_line(
+    tmp_path: Path, train: dict, words: list
+) -> None:
     message = _refused(tmp_path, train)
     assert "job.yaml" in message and all(w in message for w in words), message
 
@@ -65,7 +77,9 @@ def test_two_nodes_with_the_ultralytics_engine_are_refused_through_the_feature_c
     spec = _load(tmp_path, YOLO, resources={"nodes": 2}, checkpoint={"uri": str(tmp_path / "store")})
     with pytest.raises(LauncherError) as info:
         Launcher(backend=LocalBackend(state_dir=tmp_path / "state")).plan(spec)
-    assert str(info.value).startswith("The ultralytics engine does not support multi_node: Ultralytics trains on one node")
+    assert str(info.value).startswith(
+        "The ultralytics engine does not support multi_node: Ultralytics trains on one node"
+    )
 
 
 def test_the_schema_says_which_keys_each_engine_takes() -> None:

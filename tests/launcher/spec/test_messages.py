@@ -63,8 +63,13 @@ def test_a_finished_run_says_where_its_results_are(tmp_path: Path, monkeypatch: 
     weights = [line for line in result.stderr.splitlines() if line.startswith("weights: ")]
     assert len(weights) == 1, result.stderr
     best, last_pt = (Path(p) for p in weights[0].removeprefix("weights: ").split(" and "))
-    assert (best.name, last_pt.name) == ("best.pt", "last.pt") and best.is_relative_to(run_dir) and best.read_text() == "best.pt"
+    assert (
+        (best.name, last_pt.name) == ("best.pt", "last.pt")
+        and best.is_relative_to(run_dir)
+        and best.read_text() == "best.pt"
+    )
     assert f"copy them out with: launch ckpt pull {run_dir} ./here" in result.stderr
+
 
 def test_estimate_of_a_cpu_job_says_in_one_line_how_to_get_cloud_rows(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["estimate", str(REPO / "examples" / "quickstart.yaml")],

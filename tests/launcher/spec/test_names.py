@@ -32,7 +32,9 @@ def test_a_typo_is_refused_with_the_closest_name(tmp_path: Path) -> None:
     assert str(tmp_path / "job.yaml") in message
 
 
-@pytest.mark.parametrize(("typo", "meant"), [("ResNet50", "resnet50"), ("efficientnet-b0", "efficientnet_b0"), ("vit_b16", "vit_b_16")])
+@pytest.mark.parametrize(
+    ("typo", "meant"), [("ResNet50", "resnet50"), ("efficientnet-b0", "efficientnet_b0"), ("vit_b16", "vit_b_16")]
+)
 def test_case_and_dashes_suggest_the_real_name(tmp_path: Path, typo: str, meant: str) -> None:
     assert f"did you mean '{meant}'?" in _error(tmp_path, typo)
 
@@ -40,7 +42,10 @@ def test_case_and_dashes_suggest_the_real_name(tmp_path: Path, typo: str, meant:
 @pytest.mark.parametrize("name", ["yolov8n", "yolo11n.pt", "YOLOv5s", "rtdetr-l"])
 def test_yolo_names_say_the_trainer_trains_classification_models_only(tmp_path: Path, name: str) -> None:
     message = _error(tmp_path, name)
-    assert "is an Ultralytics model" in message and "the built-in trainer trains torchvision classification models only" in message
+    assert (
+        "is an Ultralytics model" in message
+        and "the built-in trainer trains torchvision classification models only" in message
+    )
     assert "train.engine: ultralytics" in message
 
 
@@ -63,7 +68,9 @@ def test_other_torchvision_tasks_are_named(tmp_path: Path, name: str, task: str,
 
 
 def test_a_weights_file_points_at_train_pretrained(tmp_path: Path) -> None:
-    assert "name the architecture in train.model (like resnet18) and the file in train.pretrained" in _error(tmp_path, "best.pt")
+    assert "name the architecture in train.model (like resnet18) and the file in train.pretrained" in _error(
+        tmp_path, "best.pt"
+    )
 
 
 def test_a_name_like_nothing_lists_examples_in_one_short_line(tmp_path: Path) -> None:
@@ -95,7 +102,10 @@ def test_the_trainer_refuses_the_same_names_with_the_same_words() -> None:
     """The trainer's own argument parser (in the image) runs the same check, so an old spec gets the same line."""
     from launcher.runtime.train.config import parse_args
 
-    with pytest.raises(LauncherError, match=r"train.model: 'resnet5O' is not a torchvision classification model; did you mean 'resnet50'\?"):
+    with pytest.raises(
+        LauncherError,
+        match=r"train.model: 'resnet5O' is not a torchvision classification model; did you mean 'resnet50'\?",
+    ):
         parse_args(["model=resnet5O"], environ={})
     assert parse_args(["model=resnet50"], environ={})[0].model == "resnet50"
 
@@ -114,7 +124,13 @@ def test_loading_a_spec_imports_neither_torch_nor_torchvision(tmp_path: Path) ->
         "try:\n    load_spec(sys.argv[1], ['train.model=resnet5O'])\nexcept Exception as exc:\n    print(type(exc).__name__)\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'numpy'}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "job.yaml")], capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "job.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert done.stdout.split() == ["SpecError", "[]"], done.stdout + done.stderr
 
 

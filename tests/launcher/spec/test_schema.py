@@ -119,10 +119,13 @@ def test_limits_in_the_schema(schema: dict[str, Any], limits: dict[str, Any], va
 
 
 @pytest.mark.parametrize(
-    "text", ["4h", "1h30m", "90s", "2d", "1d2h3m4s", " 4H ", "90M", "", "h", "4", "4x", "4h 30m", "-4h", "4.5h", "m30", "0h"]
+    "text",
+    ["4h", "1h30m", "90s", "2d", "1d2h3m4s", " 4H ", "90M", "", "h", "4", "4x", "4h 30m", "-4h", "4.5h", "m30", "0h"],
 )
 def test_the_duration_pattern_is_what_parse_duration_reads(schema: dict[str, Any], text: str) -> None:
-    string = next(s for s in schema["$defs"]["Limits"]["properties"]["max_runtime"]["anyOf"] if s.get("type") == "string")
+    string = next(
+        s for s in schema["$defs"]["Limits"]["properties"]["max_runtime"]["anyOf"] if s.get("type") == "string"
+    )
     try:
         parse_duration(text)
         parsed = True
@@ -132,12 +135,16 @@ def test_the_duration_pattern_is_what_parse_duration_reads(schema: dict[str, Any
     assert matched == parsed or text == "0h", text  # '0h' has the form; its value is refused (not > 0)
 
 
-@pytest.mark.parametrize(("memory", "valid"), [("64Gi", True), ("16 GB", True), (32, True), ("64GiB", True), ("64Mi", False), (0, False)])
+@pytest.mark.parametrize(
+    ("memory", "valid"), [("64Gi", True), ("16 GB", True), (32, True), ("64GiB", True), ("64Mi", False), (0, False)]
+)
 def test_memory_in_the_schema(schema: dict[str, Any], memory: Any, valid: bool) -> None:
     assert jsonschema.Draft202012Validator(schema).is_valid({"name": "x", "resources": {"memory": memory}}) is valid
 
 
-@pytest.mark.parametrize("text", ["100MiB", "1GiB", "50MB", "2g", "512 k", "1.5 GiB", "100", "lots", "", "-5MiB", "1TiB", "MiB"])
+@pytest.mark.parametrize(
+    "text", ["100MiB", "1GiB", "50MB", "2g", "512 k", "1.5 GiB", "100", "lots", "", "-5MiB", "1TiB", "MiB"]
+)
 def test_code_max_size_in_the_schema_is_what_parse_size_reads(schema: dict[str, Any], text: str) -> None:
     from launcher.spec import parse_size
 

@@ -79,7 +79,9 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
 
 
 def test_interpolation_with_defaults_and_missing_variable(tmp_path: Path) -> None:
-    text = "name: a\ntrain: {epochs: '${EPOCHS}', model: '${MODEL:-resnet34}'}\ncheckpoint: {uri: 's3://${BUCKET}/ck'}\n"
+    text = (
+        "name: a\ntrain: {epochs: '${EPOCHS}', model: '${MODEL:-resnet34}'}\ncheckpoint: {uri: 's3://${BUCKET}/ck'}\n"
+    )
     spec = load_spec(write(tmp_path, text), environ={"EPOCHS": "7", "BUCKET": "b1"})
     assert spec.train.epochs == 7 and spec.train.model == "resnet34"
     assert spec.checkpoint.uri == "s3://b1/ck"
@@ -131,11 +133,21 @@ def test_durations(text: str | int, seconds: int) -> None:
 
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
-EXAMPLE_BACKENDS = {"quickstart.yaml": "local", "aws.yaml": "aws", "gcp.yaml": "gcp", "azure.yaml": "azure", "job.yaml": "aws",
-                    "slurm.yaml": "slurm"}
+EXAMPLE_BACKENDS = {
+    "quickstart.yaml": "local",
+    "aws.yaml": "aws",
+    "gcp.yaml": "gcp",
+    "azure.yaml": "azure",
+    "job.yaml": "aws",
+    "slurm.yaml": "slurm",
+}
 
 
-@pytest.mark.parametrize("path", sorted([*EXAMPLES.glob("*.yaml"), *EXAMPLES.glob("ci/*.yaml"), *EXAMPLES.glob("own_program/*.yaml")]), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted([*EXAMPLES.glob("*.yaml"), *EXAMPLES.glob("ci/*.yaml"), *EXAMPLES.glob("own_program/*.yaml")]),
+    ids=lambda p: p.name,
+)
 def test_examples_load_and_plan(path: Path) -> None:
     """Every example spec validates and plans (pure, offline) on the backend it is written for."""
     import re
@@ -143,8 +155,11 @@ def test_examples_load_and_plan(path: Path) -> None:
     from launcher.api import Launcher
 
     needed = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", path.read_text()))
-    realistic = {"AWS_REGION": "us-east-1", "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/SageMakerRole",
-                 "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000"}  # checked as a GUID (issue 33)
+    realistic = {
+        "AWS_REGION": "us-east-1",
+        "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/SageMakerRole",
+        "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000",
+    }  # checked as a GUID (issue 33)
     environ = {name: realistic.get(name, f"example-{name.lower().replace('_', '-')}") for name in needed}
     spec = load_spec(path, environ=environ)
     backend = "local" if path.parent.name == "own_program" else EXAMPLE_BACKENDS[path.name]
@@ -152,7 +167,9 @@ def test_examples_load_and_plan(path: Path) -> None:
     assert plan.job_name and plan.payload
 
 
-def test_every_relative_path_is_read_from_the_spec_files_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_relative_path_is_read_from_the_spec_files_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One base for every path in a spec (issue 34): `launch mywork/job.yaml` from elsewhere finds the same data
     and writes the same store as `launch job.yaml` from mywork/; a --set value is read from the current folder."""
     project = tmp_path / "mywork"

@@ -183,7 +183,10 @@ def test_good_values_still_load(tmp_path: Path) -> None:
     )
     spec = load_spec(write(tmp_path, text), environ={}, cwd=tmp_path / "sub")
     assert spec.env == {"A": "1", "B": "2.5", "C": "true", "D": ""}
-    assert spec.checkpoint.uri == str(tmp_path.parent / "runs") and spec.command == ["python", "x.py"]  # the spec's folder
+    assert spec.checkpoint.uri == str(tmp_path.parent / "runs") and spec.command == [
+        "python",
+        "x.py",
+    ]  # the spec's folder
 
 
 def test_huge_interpolated_or_set_values_are_refused_naming_their_source(tmp_path: Path) -> None:
@@ -256,5 +259,7 @@ def test_launcher_names_the_entrypoint_does_not_set_are_the_users(tmp_path: Path
     """Only what the entrypoint sets is reserved: a secret named LAUNCHER_KIT_TOKEN is a user's name."""
     from launcher.spec import validate_spec
 
-    spec = validate_spec({"name": "x", "env": {"LAUNCHER_DATA_DIR": "/cache"}, "secrets": ["LAUNCHER_KIT_TOKEN"]}, None, tmp_path)
+    spec = validate_spec(
+        {"name": "x", "env": {"LAUNCHER_DATA_DIR": "/cache"}, "secrets": ["LAUNCHER_KIT_TOKEN"]}, None, tmp_path
+    )
     assert spec.env["LAUNCHER_DATA_DIR"] == "/cache" and spec.secrets == ["LAUNCHER_KIT_TOKEN"]

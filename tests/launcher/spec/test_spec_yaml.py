@@ -107,5 +107,5 @@ def test_an_unknown_home_folder_is_one_line(tmp_path: Path, key: str) -> None:
 def test_a_command_string_is_split_like_a_shell(tmp_path: Path) -> None:
     spec = load(tmp_path, "command: \"python -c 'print(1)'\"\n")
     assert spec.command == ["python", "-c", "print(1)"]
-    message = refused(tmp_path, "command: \"python -c 'print(1)\"\n")
+    message = refused(tmp_path, 'command: "python -c \'print(1)"\n')
     assert "command" in message and "list" in message

@@ -156,12 +156,19 @@ def test_an_unchanged_folder_is_uploaded_once_and_a_change_uploads_a_new_archive
 
 
 def _spec(tmp_path: Path, **extra) -> object:  # type: ignore[no-untyped-def]
-    raw = {"name": "prog", "code": ".", "command": ["python", "train.py"], "checkpoint": {"uri": str(tmp_path / "store")}}
+    raw = {
+        "name": "prog",
+        "code": ".",
+        "command": ["python", "train.py"],
+        "checkpoint": {"uri": str(tmp_path / "store")},
+    }
     return validate_spec({**raw, **extra}, tmp_path / "job.yaml", tmp_path)
 
 
 def test_code_dot_is_the_spec_files_folder_wherever_launch_runs(tmp_path: Path, monkeypatch) -> None:
-    folder = _tree(tmp_path / "project", {"job.yaml": "name: prog\ncode: .\ncommand: [python, train.py]\n", "train.py": ""})
+    folder = _tree(
+        tmp_path / "project", {"job.yaml": "name: prog\ncode: .\ncommand: [python, train.py]\n", "train.py": ""}
+    )
     monkeypatch.chdir(tmp_path)
     assert load_spec(folder / "job.yaml").code.dir == str(folder)
     assert load_spec("project/job.yaml").code.dir == str(folder)
@@ -203,8 +210,10 @@ def test_submit_fills_in_the_code_hash_and_leaves_the_data_placeholder_to_the_da
     sha = Path(code_arg).name.removesuffix(".tar.gz")
     assert len(sha) == 64 and Path(code_arg).exists()
     assert hashlib.sha256(Path(code_arg).read_bytes()).hexdigest() == sha
-    assert staged.request()["docker"]["command"][staged.request()["docker"]["command"].index("--code") + 1] == \
-        f"/checkpoints/_code/{sha}.tar.gz"
+    assert (
+        staged.request()["docker"]["command"][staged.request()["docker"]["command"].index("--code") + 1]
+        == f"/checkpoints/_code/{sha}.tar.gz"
+    )
 
 
 def test_dry_run_lists_what_would_ship_and_refuses_what_must_not(tmp_path: Path) -> None:
@@ -212,7 +221,10 @@ def test_dry_run_lists_what_would_ship_and_refuses_what_must_not(tmp_path: Path)
                      "train.py": "print()\n", "big.bin": b"x" * 5000, ".gitignore": "runs/\n"})  # fmt: skip
     result = CliRunner().invoke(main, ["run", str(tmp_path / "job.yaml"), "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "{content-sha256}.tar.gz" in result.stdout and "code: " not in result.stdout.split("notes:")[0].split("payload:")[0]
+    assert (
+        "{content-sha256}.tar.gz" in result.stdout
+        and "code: " not in result.stdout.split("notes:")[0].split("payload:")[0]
+    )
     assert f"code: {tmp_path}: 4 files, 5.0 KiB; the largest:" in result.stderr
     assert result.stderr.index("big.bin") < result.stderr.index("train.py")
     assert not (tmp_path / "runs").exists(), "a dry run writes nothing"
@@ -273,8 +285,9 @@ def test_the_store_inside_the_code_folder_never_ships(tmp_path: Path, monkeypatc
     assert "runs/_code" not in result.stderr and "last.pt" not in result.stderr
 
 
-def test_the_state_folder_the_data_cache_and_an_old_store_never_ship(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_state_folder_the_data_cache_and_an_old_store_never_ship(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = _tree(tmp_path / "project", {
         "train.py": "", ".state/jobs.db": "x", ".cache/datasets/remote/a/x.jpg": "x",
         f"old-store/_code/{'a' * 64}.tar.gz": "x", "old-store/prog/manifest.json": "{}",  # an earlier checkpoint.uri
@@ -289,7 +302,12 @@ def test_the_state_folder_the_data_cache_and_an_old_store_never_ship(tmp_path: P
     from launcher.staging.code import collect_for
 
     files = collect_for(spec)
-    assert [e.path for e in files.entries] == ["data/train/a/1.jpg", "src/_data/table.csv", "src/lease.json", "train.py"]
+    assert [e.path for e in files.entries] == [
+        "data/train/a/1.jpg",
+        "src/_data/table.csv",
+        "src/lease.json",
+        "train.py",
+    ]
     assert dict(files.left_out) == {
         ".cache/datasets": "the launcher's dataset cache, $LAUNCHER_DATA_DIR",
         ".state": "the launcher's state folder, $LAUNCHER_STATE_DIR",

@@ -44,7 +44,7 @@ def test_the_engine_image_adds_ultralytics_to_the_training_image_with_headless_o
     assert set(engine.files) == {"Dockerfile", "requirements.txt"}
     dockerfile = engine.files["Dockerfile"]
     assert "FROM ${BASE_IMAGE}" in dockerfile and "pip uninstall -y opencv-python" in dockerfile
-    assert 'import cv2, ultralytics, launcher.runtime.train.ultralytics_engine' in dockerfile
+    assert "import cv2, ultralytics, launcher.runtime.train.ultralytics_engine" in dockerfile
     assert "ultralytics>=8.4,<8.5" in engine.files["requirements.txt"]
 
 

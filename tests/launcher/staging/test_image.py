@@ -40,7 +40,10 @@ def test_image_ls_shows_pushes() -> None:
 
 
 def test_progress_lines_turn_a_build_error_into_one_sentence() -> None:
-    events = [{"stream": "Step 1/2 : FROM x\n"}, {"error": "boom", "errorDetail": {"message": "returned a non-zero code: 3"}}]
+    events = [
+        {"stream": "Step 1/2 : FROM x\n"},
+        {"error": "boom", "errorDetail": {"message": "returned a non-zero code: 3"}},
+    ]
     lines = images.progress_lines(iter(events))
     assert next(lines) == "Step 1/2 : FROM x"
     with pytest.raises(LauncherError, match="The image build failed: returned a non-zero code: 3"):
@@ -97,7 +100,9 @@ def test_build_streams_progress_and_returns_the_image_id(client: Any, tag: str, 
 @pytest.mark.docker
 def test_cli_build_reports_a_failing_step(client: Any, tag: str, tmp_path: Path) -> None:
     (tmp_path / "Dockerfile.bad").write_text(f"FROM {BASE_IMAGE}\nRUN exit 3\n")
-    result = CliRunner().invoke(main, ["image", "build", "-t", tag, "--context", str(tmp_path), "--file", "Dockerfile.bad"])
+    result = CliRunner().invoke(
+        main, ["image", "build", "-t", tag, "--context", str(tmp_path), "--file", "Dockerfile.bad"]
+    )
     assert result.exit_code == 2
     assert "The image build failed" in result.output and "Traceback" not in result.output
 

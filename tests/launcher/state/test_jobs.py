@@ -68,7 +68,9 @@ def test_a_hostile_key_is_one_error_never_a_crash(key: str, tmp_path: Path) -> N
         with pytest.raises(JobNotFoundError) as info:
             lookup(key)
         text = str(info.value)
-        assert "\n" not in text and "\x00" not in text and "\x1b" not in text and len(text) < 400 and "launch ls" in text
+        assert (
+            "\n" not in text and "\x00" not in text and "\x1b" not in text and len(text) < 400 and "launch ls" in text
+        )
 
 
 def _cli(*args: str):  # type: ignore[no-untyped-def]

@@ -26,7 +26,9 @@ class Docker:
     def __init__(self, events: list[dict[str, Any]]) -> None:
         self.images, self.events, self.pushed = self, events, []
 
-    def push(self, repository: str, tag: str, auth_config: dict[str, str], stream: bool, decode: bool) -> Iterator[dict[str, Any]]:
+    def push(
+        self, repository: str, tag: str, auth_config: dict[str, str], stream: bool, decode: bool
+    ) -> Iterator[dict[str, Any]]:
         self.pushed.append((repository, tag, auth_config))
         return iter(self.events)
 

@@ -170,4 +170,9 @@ def fake_checkpoint(epoch: int, size: int = 200_000) -> dict[str, bytes]:
     """A trainer-like folder at the end of `epoch` (1-based): last.pt, best.pt, epoch-N.pt, results.csv."""
     rows = "".join(f"{e},0.{e}\n" for e in range(1, epoch + 1))
     last = (f"epoch {epoch} ".encode() * size)[:size]
-    return {"last.pt": last, "best.pt": b"best" * 1000, f"epoch-{epoch}.pt": last, "results.csv": f"epoch,train_loss\n{rows}".encode()}
+    return {
+        "last.pt": last,
+        "best.pt": b"best" * 1000,
+        f"epoch-{epoch}.pt": last,
+        "results.csv": f"epoch,train_loss\n{rows}".encode(),
+    }

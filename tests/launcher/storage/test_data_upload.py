@@ -31,7 +31,9 @@ def spec_for(tmp_path: Path, data: Path, uri: str | None):  # type: ignore[no-un
 def test_the_target_comes_from_the_spec_alone(tmp_path: Path) -> None:
     data = make_folder(tmp_path / "data")
     assert data_target(spec_for(tmp_path, data, "s3://b/ckpts/")) == f"s3://b/ckpts/_data/{CONTENT}"
-    assert data_target(validate_spec({"name": "d", "checkpoint": {"uri": "s3://b/c"}}, None, tmp_path)) is None  # digits
+    assert (
+        data_target(validate_spec({"name": "d", "checkpoint": {"uri": "s3://b/c"}}, None, tmp_path)) is None
+    )  # digits
     assert data_target(validate_spec({"name": "r", "train": {"data": "gs://b/set"}}, None, tmp_path)) is None
     with pytest.raises(LauncherError, match="no remote store to upload it to"):
         data_target(spec_for(tmp_path, data, None))
@@ -69,7 +71,9 @@ def test_upload_once_resume_and_skip(s3_kind: StoreKind, tmp_path: Path) -> None
     assert upload_folder(data, store, listing, messages.append) == 0 and "already uploaded" in messages[-1]
 
 
-def test_submit_fills_the_placeholder_after_uploading(s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_submit_fills_the_placeholder_after_uploading(
+    s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name, value in s3_kind.env.items():
         monkeypatch.setenv(name, value)
     data = make_folder(tmp_path / "data")
@@ -79,7 +83,10 @@ def test_submit_fills_the_placeholder_after_uploading(s3_kind: StoreKind, tmp_pa
     plan = Plan("test", "job-1", spec, {"Channels": [{"S3Uri": target}], "Args": ["--", "train", f"data={target}"]})
     staged = stage_local_data(plan, log=lambda _m: None, state=tmp_path / "state")
     digest = content_hash(data)[0]
-    assert staged.request() == {"Channels": [{"S3Uri": f"{root}/_data/{digest}"}], "Args": ["--", "train", f"data={root}/_data/{digest}"]}
+    assert staged.request() == {
+        "Channels": [{"S3Uri": f"{root}/_data/{digest}"}],
+        "Args": ["--", "train", f"data={root}/_data/{digest}"],
+    }
     uploaded = open_store(f"{root}/_data/{digest}")
     assert sorted(o.key for o in uploaded.list()) == sorted([MARKER, "train/a/1.png", "train/b/2.png", "val/a/3.png"])
     messages: list[str] = []

@@ -101,7 +101,9 @@ def test_an_empty_uri_is_a_clear_error(s3_kind: StoreKind, tmp_path: Path) -> No
         fetch(store.uri, tmp_path / "cache", store=store, log=quiet)
 
 
-def test_train_command_data_uri_becomes_the_cached_folder(s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_command_data_uri_becomes_the_cached_folder(
+    s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What the entrypoint does once per node: `data=s3://...` -> `data=<node-local cache>`, through the SDK's own chain."""
     for name, value in s3_kind.env.items():
         monkeypatch.setenv(name, value)
@@ -111,6 +113,9 @@ def test_train_command_data_uri_becomes_the_cached_folder(s3_kind: StoreKind, tm
     staged = datasets.stage(["train", f"data={store.uri}", "epochs=1"], environ)
     local = Path(staged[1].removeprefix("data="))
     assert staged[0] == "train" and staged[2] == "epochs=1"
-    assert local.is_relative_to(tmp_path / "data" / "remote") and (local / "train/1/b.png").read_bytes() == FILES["train/1/b.png"]
+    assert (
+        local.is_relative_to(tmp_path / "data" / "remote")
+        and (local / "train/1/b.png").read_bytes() == FILES["train/1/b.png"]
+    )
     with pytest.raises(LauncherError, match="not an ImageFolder"):
         datasets.resolve(store.uri + "/train", environ)

@@ -30,7 +30,9 @@ def upload(kind: StoreKind, tmp_path: Path, train: int, val: int) -> str:
 
 def job(tmp_path: Path, data: str) -> Path:
     path = tmp_path / "job.yaml"
-    path.write_text(f"name: remote-est\ntrain: {{model: resnet50, data: '{data}', epochs: 5}}\nresources: {{gpus: 1, gpu_type: A10G}}\n")
+    path.write_text(
+        f"name: remote-est\ntrain: {{model: resnet50, data: '{data}', epochs: 5}}\nresources: {{gpus: 1, gpu_type: A10G}}\n"
+    )
     return path
 
 
@@ -45,7 +47,10 @@ def test_remote_images_are_counted_by_listing_and_cached(remote_kind: StoreKind,
 
 
 def test_estimate_lists_remote_data_instead_of_asking_for_images(
-    fake_plugin: str, s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    fake_plugin: str,
+    s3_kind: StoreKind,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
 ) -> None:
     for name, value in s3_kind.env.items():
         monkeypatch.setenv(name, value)
@@ -54,7 +59,9 @@ def test_estimate_lists_remote_data_instead_of_asking_for_images(
     assert listed.exit_code == 0, listed.output
     rows = json.loads(listed.stdout)
     assert rows and all(not r.get("error") for r in rows)
-    given = CliRunner().invoke(main, ["estimate", str(job(tmp_path, uri)), "-b", fake_plugin, "--json", "--images", "30"])
+    given = CliRunner().invoke(
+        main, ["estimate", str(job(tmp_path, uri)), "-b", fake_plugin, "--json", "--images", "30"]
+    )
     assert [r["training_s"] for r in rows] == [r["training_s"] for r in json.loads(given.stdout)]
     assert uri in json.loads((state_dir() / "dataset-sizes.json").read_text())
 
@@ -63,7 +70,9 @@ def test_estimate_without_credentials_asks_for_images(fake_plugin: str, s3_kind:
                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     for name, value in s3_kind.env.items():
         monkeypatch.setenv(name, value)
-    result = CliRunner().invoke(main, ["estimate", str(job(tmp_path, "s3://no-such-bucket/data")), "-b", fake_plugin, "--json"])
+    result = CliRunner().invoke(
+        main, ["estimate", str(job(tmp_path, "s3://no-such-bucket/data")), "-b", fake_plugin, "--json"]
+    )
     assert result.exit_code != 0, result.output  # nothing could be estimated: a failure, in one line
     assert "could not list s3://no-such-bucket/data" in result.stderr and "pass --images N" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -71,7 +80,10 @@ def test_estimate_without_credentials_asks_for_images(fake_plugin: str, s3_kind:
 
 
 def test_a_packed_dataset_is_counted_from_its_index_and_a_large_folder_gets_the_pack_hint(
-    fake_plugin: str, s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    fake_plugin: str,
+    s3_kind: StoreKind,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
 ) -> None:
     from launcher.cli import estimate as estimate_cli
     from launcher.estimate.model import staging_seconds
@@ -81,15 +93,28 @@ def test_a_packed_dataset_is_counted_from_its_index_and_a_large_folder_gets_the_
     for name, value in s3_kind.env.items():
         monkeypatch.setenv(name, value)
     store = s3_kind.store()
-    index = pack(str(imagefolder(tmp_path / "src")), store.uri, shard_size=2500, dest_store=store, log=lambda _m: None).index
+    index = pack(
+        str(imagefolder(tmp_path / "src")), store.uri, shard_size=2500, dest_store=store, log=lambda _m: None
+    ).index
     found = remote_dataset(store.uri, tmp_path / "sizes.json", store=store)
     biggest = max(s.bytes for s in index.shards())
-    assert (found.train_images, found.val_images, found.bytes, found.packed, found.first_bytes) == (18, 6, index.bytes(), True, biggest)
-    assert staging_seconds(found, type("O", (), {"backend": "aws", "details": {}})(), {"staging_mb_per_s": 1.0}) == biggest / 1e6
+    assert (found.train_images, found.val_images, found.bytes, found.packed, found.first_bytes) == (
+        18,
+        6,
+        index.bytes(),
+        True,
+        biggest,
+    )
+    assert (
+        staging_seconds(found, type("O", (), {"backend": "aws", "details": {}})(), {"staging_mb_per_s": 1.0})
+        == biggest / 1e6
+    )
 
     monkeypatch.setattr(estimate_cli, "PACK_HINT_FILES", 10)
     plain = upload(s3_kind, tmp_path, train=9, val=3)
     hinted = CliRunner().invoke(main, ["estimate", str(job(tmp_path, plain)), "-b", fake_plugin, "--json"])
-    assert f"hint: {plain} holds 13 files" in hinted.stderr and f"launch data pack {plain} {plain}-packed" in hinted.stderr
+    assert (
+        f"hint: {plain} holds 13 files" in hinted.stderr and f"launch data pack {plain} {plain}-packed" in hinted.stderr
+    )
     packed = CliRunner().invoke(main, ["estimate", str(job(tmp_path, store.uri)), "-b", fake_plugin, "--json"])
     assert packed.exit_code == 0 and "hint:" not in packed.stderr

@@ -26,7 +26,9 @@ def upload_small_digits(kind: StoreKind, tmp_path: Path, per_class: int = 6) -> 
 
 
 @pytest.mark.slow
-def test_local_run_trains_on_s3_data_and_reuses_the_cache(s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_local_run_trains_on_s3_data_and_reuses_the_cache(
+    s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name, value in s3_kind.env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("LAUNCHER_DATA_DIR", str(tmp_path / "node-cache"))
@@ -43,6 +45,8 @@ def test_local_run_trains_on_s3_data_and_reuses_the_cache(s3_kind: StoreKind, tm
     assert "training data: fetching 120 of 120 files" in first.output
     assert [p.stat().st_size > 0 for p in (tmp_path / "ckpt" / "s3-data").rglob("last.pt")][:1] == [True]  # it trained
 
-    second = CliRunner().invoke(main, ["run", str(job), "--ignore-budget", "--set", "name=s3-data-2"], catch_exceptions=False)
+    second = CliRunner().invoke(
+        main, ["run", str(job), "--ignore-budget", "--set", "name=s3-data-2"], catch_exceptions=False
+    )
     assert second.exit_code == 0, second.output[-3000:]
     assert "training data: reusing 120 cached files" in second.output and "fetching" not in second.output

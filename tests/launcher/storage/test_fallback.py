@@ -50,10 +50,17 @@ def test_a_missing_object_falls_back_to_the_previous_version(kind: StoreKind, tm
     result = pull(store, tmp_path / "dest", log=lines.append)
     assert result.manifest is not None and result.manifest.version == 1
     assert (tmp_path / "dest" / "last.pt").read_bytes() == fake_checkpoint(1)["last.pt"]
-    assert len(lines) == 1 and "checkpoint 2" in lines[0] and "files/00000002/last.pt" in lines[0] and "missing" in lines[0]
+    assert (
+        len(lines) == 1
+        and "checkpoint 2" in lines[0]
+        and "files/00000002/last.pt" in lines[0]
+        and "missing" in lines[0]
+    )
 
 
-def test_cli_pull_exits_0_with_the_previous_version(s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_pull_exits_0_with_the_previous_version(
+    s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name, value in s3_kind.env.items():
         monkeypatch.setenv(name, value)
     store = s3_kind.store()
@@ -91,7 +98,9 @@ def _add_file(name: str) -> Callable[[dict[str, Any]], None]:
     (_add_file("x" * 300 + ".pt"), "too long"),
     (_set("files", []), "not an object"),
 ])  # fmt: skip
-def test_an_intact_but_invalid_manifest_is_skipped(change: Callable[[dict[str, Any]], None], reason: str, tmp_path: Path) -> None:
+def test_an_intact_but_invalid_manifest_is_skipped(
+    change: Callable[[dict[str, Any]], None], reason: str, tmp_path: Path
+) -> None:
     store = open_store(str(tmp_path / "store"))
     two_versions(store, tmp_path)
     forge(store, 2, change)
@@ -188,10 +197,15 @@ def test_ls_verify_reads_remote_files(s3_kind: StoreKind, tmp_path: Path, monkey
     store.put("files/00000002/last.pt", tmp_path / "evil" / "last.pt")
     assert [r["status"] for r in _ls(store.uri)] == ["ok", "ok"]
     rows = _ls(store.uri, "--verify")
-    assert rows[0]["status"].startswith("damaged: files/00000002/last.pt does not match") and rows[1]["status"] == "ok (sha256 verified)"
+    assert (
+        rows[0]["status"].startswith("damaged: files/00000002/last.pt does not match")
+        and rows[1]["status"] == "ok (sha256 verified)"
+    )
 
 
-def test_one_bad_key_never_hides_the_other_runs(s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_bad_key_never_hides_the_other_runs(
+    s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name, value in s3_kind.env.items():
         monkeypatch.setenv(name, value)
     prefix = s3_kind.store()

@@ -35,7 +35,11 @@ def test_create_if_absent_is_atomic_on_s3(s3_kind: StoreKind) -> None:
 
 @pytest.mark.parametrize("name", ["local", "azure"])
 def test_create_if_absent_is_atomic(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    store = (StoreKind("local", str(tmp_path / "s"), None, None) if name == "local" else request.getfixturevalue("azure_kind")).store()
+    store = (
+        StoreKind("local", str(tmp_path / "s"), None, None)
+        if name == "local"
+        else request.getfixturevalue("azure_kind")
+    ).store()
     assert store.put_bytes_new("x.json", b"1") and not store.put_bytes_new("x.json", b"2")
     assert store.get_bytes("x.json") == b"1"
 
@@ -96,7 +100,9 @@ def test_close_releases_the_lease(kind: StoreKind, tmp_path: Path) -> None:
     assert read(store) is None and versions_in_store(store) == [1]
 
 
-def test_an_entrypoint_without_a_job_id_adopts_the_submitted_lease(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_entrypoint_without_a_job_id_adopts_the_submitted_lease(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from launcher.storage import open_store
 
     monkeypatch.delenv("LAUNCHER_JOB_ID", raising=False)

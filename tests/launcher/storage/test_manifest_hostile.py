@@ -10,7 +10,17 @@ from launcher.storage.manifest import Manifest, ManifestError, _digest
 
 
 def sealed(**over: object) -> bytes:
-    body = {"format": 1, "version": 1, "epoch": 1, "step": 1, "time": 1.0, "spec_hash": "", "writer": {}, "files": {}, **over}
+    body = {
+        "format": 1,
+        "version": 1,
+        "epoch": 1,
+        "step": 1,
+        "time": 1.0,
+        "spec_hash": "",
+        "writer": {},
+        "files": {},
+        **over,
+    }
     body["digest"] = _digest(body)
     return json.dumps(body).encode()
 

@@ -17,8 +17,19 @@ def _results(folder: Path, epochs: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "last.pt").write_bytes(b"weights")
     for e in range(1, epochs + 1):
-        report.append_row(folder / "results.csv", {"epoch": e, "train_loss": 1 / e, "val_loss": 1 / e, "top1": [0.5, 0.8, 0.7][e - 1],
-                                                   "top5": 1.0, "lr": 0.01, "time_s": 10.0 * e, "images_per_s": 100.0})
+        report.append_row(
+            folder / "results.csv",
+            {
+                "epoch": e,
+                "train_loss": 1 / e,
+                "val_loss": 1 / e,
+                "top1": [0.5, 0.8, 0.7][e - 1],
+                "top5": 1.0,
+                "lr": 0.01,
+                "time_s": 10.0 * e,
+                "images_per_s": 100.0,
+            },
+        )
 
 
 def test_progress_is_read_from_the_newest_manifest(kind: StoreKind, tmp_path: Path) -> None:

@@ -97,7 +97,9 @@ def test_a_rewritten_file_of_the_same_size_is_hashed_once(tmp_path: Path) -> Non
     assert store.told == [None, sha256_file(src / "last.pt")] and second.files["last.pt"].sha256 == store.told[1]
 
 
-def test_a_big_rewritten_file_of_the_same_size_is_read_once(remote_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_big_rewritten_file_of_the_same_size_is_read_once(
+    remote_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A rewritten last.pt (new weights, the same size) goes up hashed while it streams: no hash pass before it."""
     from launcher.storage import sync
 
@@ -252,7 +254,9 @@ def test_truncated_manifest_uses_the_history_copy(kind: StoreKind, tmp_path: Pat
     assert result.manifest.version == 2 and "manifest.json is damaged" in result.skipped[0]
     store.put_bytes(f"{HISTORY}00000002.json", data.replace(b'"epoch": 2', b'"epoch": 9'))  # edited: digest fails
     result = pull(store, tmp_path / "dest2")
-    assert result.manifest.version == 1 and "digest" in result.skipped[1] and len(result.skipped) == 2  # not "unfinished"
+    assert (
+        result.manifest.version == 1 and "digest" in result.skipped[1] and len(result.skipped) == 2
+    )  # not "unfinished"
 
 
 def test_unsafe_keys_in_a_manifest_are_refused(kind: StoreKind, tmp_path: Path) -> None:
@@ -264,7 +268,9 @@ def test_unsafe_keys_in_a_manifest_are_refused(kind: StoreKind, tmp_path: Path) 
         store.put_bytes(MANIFEST, _with_digest(body))
         result = pull(store, tmp_path / "dest" / "inner")
         assert result.manifest == good and "Refusing the checkpoint key" in result.skipped[0]
-    assert not (tmp_path / "dest" / "escape.pt").exists() and sorted(p.name for p in (tmp_path / "dest").iterdir()) == ["inner"]
+    assert not (tmp_path / "dest" / "escape.pt").exists() and sorted(p.name for p in (tmp_path / "dest").iterdir()) == [
+        "inner"
+    ]
 
 
 def _with_digest(body: dict) -> bytes:
@@ -274,8 +280,14 @@ def _with_digest(body: dict) -> bytes:
 
 
 @pytest.mark.parametrize("target", ["local", "s3", "gcs", "azure"])
-def test_copy_between_any_two_stores(kind: StoreKind, target: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    dst_kind = StoreKind("local", str(tmp_path / "other"), None, None) if target == "local" else request.getfixturevalue(f"{target}_kind")
+def test_copy_between_any_two_stores(
+    kind: StoreKind, target: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    dst_kind = (
+        StoreKind("local", str(tmp_path / "other"), None, None)
+        if target == "local"
+        else request.getfixturevalue(f"{target}_kind")
+    )
     src_store, dst_store = kind.store(), dst_kind.store()
     write_files(tmp_path / "src", fake_checkpoint(3))
     original = push(src_store, tmp_path / "src", spec_hash="abc")
@@ -297,7 +309,9 @@ def test_throttling_and_5xx_are_retried(remote_kind: StoreKind, tmp_path: Path) 
     assert files_of(tmp_path / "dest") == fake_checkpoint(1)
 
 
-def test_gcs_large_files_stream_in_one_request_and_a_corrupted_one_is_sent_again(gcs_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gcs_large_files_stream_in_one_request_and_a_corrupted_one_is_sent_again(
+    gcs_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Above MULTIPART_MAX a file is one resumable session and one streamed PUT; the crc32c GCS
     computes is checked against ours, so a body damaged on the way is detected and uploaded again."""
     from launcher.storage import gcs
@@ -315,7 +329,9 @@ def test_gcs_large_files_stream_in_one_request_and_a_corrupted_one_is_sent_again
     assert files_of(tmp_path / "dest") == files
 
 
-def test_gcs_a_corrupted_upload_is_an_error_when_not_retried(gcs_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gcs_a_corrupted_upload_is_an_error_when_not_retried(
+    gcs_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The control for the test above: without retries the mismatch surfaces; nothing is reported as sent."""
     from launcher.storage import gcs
 

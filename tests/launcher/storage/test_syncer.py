@@ -22,7 +22,9 @@ def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyp
 
 def test_syncer_uploads_each_checkpoint_and_flushes_on_close(kind: StoreKind, tmp_path: Path) -> None:
     store, folder = kind.store(), tmp_path / "save"
-    syncer = Syncer("", "", folder, keep=5, spec_hash="h1", interval=0.05, settle=0.05, store=store, log=lambda _m: None)
+    syncer = Syncer(
+        "", "", folder, keep=5, spec_hash="h1", interval=0.05, settle=0.05, store=store, log=lambda _m: None
+    )
     syncer.start()
     for epoch in (1, 2):
         write_files(folder, fake_checkpoint(epoch))

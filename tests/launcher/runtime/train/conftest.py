@@ -16,7 +16,9 @@ from tests.conftest import REPO
 TINY = ["model=shufflenet_v2_x0_5", "imgsz=16", "batch=4", "workers=0", "warmup_epochs=0.5", "amp=false"]
 
 
-def make_imagefolder(root: Path, classes: int = 3, train: int = 8, val: int = 3, size: int = 12, ext: str = ".png") -> Path:
+def make_imagefolder(
+    root: Path, classes: int = 3, train: int = 8, val: int = 3, size: int = 12, ext: str = ".png"
+) -> Path:
     """Class k is a noisy image whose brightness and stripe direction depend on k: learnable, not trivial."""
     import numpy as np
     from PIL import Image
@@ -56,16 +58,24 @@ def trainer_env(**extra: str) -> dict[str, str]:
 
 def start_trainer(args: list[str], **extra_env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "launcher.runtime.train", *args], cwd=REPO, env=trainer_env(**extra_env),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "launcher.runtime.train", *args],
+        cwd=REPO,
+        env=trainer_env(**extra_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,  # its own process group, as torchrun starts each rank
     )
 
 
 def run_trainer(args: list[str], timeout: float = 300, **extra_env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "launcher.runtime.train", *args], cwd=REPO, env=trainer_env(**extra_env),
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "launcher.runtime.train", *args],
+        cwd=REPO,
+        env=trainer_env(**extra_env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

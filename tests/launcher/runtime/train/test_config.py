@@ -10,7 +10,9 @@ from launcher.spec import TrainConfig
 
 
 def test_to_args_round_trips_every_knob() -> None:
-    cfg = TrainConfig(model="resnet18", batch=-1, cache="disk", pretrained="/w/00.pt", fraction=0.5, multi_scale=True, data="/d/1")
+    cfg = TrainConfig(
+        model="resnet18", batch=-1, cache="disk", pretrained="/w/00.pt", fraction=0.5, multi_scale=True, data="/d/1"
+    )
     parsed, save_dir = parse_args([*cfg.to_args(), "save_dir=/tmp/out"], environ={})
     assert parsed == cfg
     assert save_dir == Path("/tmp/out")

@@ -29,7 +29,9 @@ def test_disk_cache_writes_reuses_and_rebuilds_stale_arrays(tmp_path: Path, tiny
     first = data.ImageSet(split, 12, "disk", cache_dir=tmp_path)
     first.prepare()
     assert (first.written, first.reused) == (9, 0)
-    assert [p.suffix for p in tmp_path.iterdir() if p.suffix != ".json"] == [".u8"]  # one packed array, not a file per image
+    assert [p.suffix for p in tmp_path.iterdir() if p.suffix != ".json"] == [
+        ".u8"
+    ]  # one packed array, not a file per image
     assert first.buffer.shape == (9, 12, 12, 3)  # memory-mapped: a batch is one gather, decoded once ever
     again = data.ImageSet(split, 12, "disk", cache_dir=tmp_path)
     again.prepare()
@@ -43,7 +45,9 @@ def test_disk_cache_writes_reuses_and_rebuilds_stale_arrays(tmp_path: Path, tiny
     stale = data.ImageSet(split, 12, "disk", cache_dir=tmp_path)
     stale.prepare()
     assert (stale.written, stale.reused) == (1, 8)
-    assert torch.equal(stale.__getitems__([1, 8])[0], plain.__getitems__([1, 8])[0])  # the kept rows survive the rewrite
+    assert torch.equal(
+        stale.__getitems__([1, 8])[0], plain.__getitems__([1, 8])[0]
+    )  # the kept rows survive the rewrite
 
 
 def test_ram_cache_is_one_shared_buffer_with_the_decoded_images(tiny_data: Path) -> None:

@@ -42,12 +42,18 @@ def test_a_gs_uri_is_read_through_its_cloud_storage_fuse_mount(tmp_path: Path) -
     """Vertex AI mounts buckets at /gcs/<bucket>: the trainer reads there, nothing is downloaded."""
     mount = tmp_path / "gcs"
     datasets.write_digits(mount / "bucket" / "sets")
-    root = datasets.resolve("gs://bucket/sets/digits", environ={"LAUNCHER_DATA_DIR": str(tmp_path / "cache")}, gcs_mount=mount)
+    root = datasets.resolve(
+        "gs://bucket/sets/digits", environ={"LAUNCHER_DATA_DIR": str(tmp_path / "cache")}, gcs_mount=mount
+    )
     assert root == mount / "bucket" / "sets" / "digits"
     assert not (tmp_path / "cache").exists()
     staged = datasets.stage(["train", "epochs=1", "data=gs://bucket/sets/digits"], {}, gcs_mount=mount)
     assert staged == ("train", "epochs=1", f"data={root}")
-    assert datasets.stage(["python", "x.py", "data=gs://bucket/sets/digits"], {}) == ("python", "x.py", "data=gs://bucket/sets/digits")
+    assert datasets.stage(["python", "x.py", "data=gs://bucket/sets/digits"], {}) == (
+        "python",
+        "x.py",
+        "data=gs://bucket/sets/digits",
+    )
 
 
 def test_the_digits_folder_is_readable_by_every_user(tmp_path: Path) -> None:

@@ -17,9 +17,24 @@ pytestmark = pytest.mark.slow
 
 
 def test_two_process_gloo_run(tiny_data: Path, tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "launcher.runtime.train", *TINY, f"data={tiny_data}", "epochs=2", "cache=disk", f"save_dir={tmp_path}"]
-    done = subprocess.run(cmd, cwd=REPO, env=trainer_env(LAUNCHER_SPEC_HASH="ddp"), capture_output=True, text=True, timeout=300)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "launcher.runtime.train",
+        *TINY,
+        f"data={tiny_data}",
+        "epochs=2",
+        "cache=disk",
+        f"save_dir={tmp_path}",
+    ]
+    done = subprocess.run(
+        cmd, cwd=REPO, env=trainer_env(LAUNCHER_SPEC_HASH="ddp"), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["world_size"] == 2 and result["epochs_run"] == 2

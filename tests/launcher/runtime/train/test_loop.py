@@ -47,7 +47,9 @@ def test_a_run_writes_every_output(tiny_data: Path, tmp_path: Path) -> None:
     assert set(last) >= {"model", "ema", "optimizer", "scaler", "rng", "early_stop", "global_step"}
 
 
-def test_a_job_folder_removed_once_synced_is_never_named_as_where_the_weights_are(tiny_data: Path, tmp_path: Path) -> None:
+def test_a_job_folder_removed_once_synced_is_never_named_as_where_the_weights_are(
+    tiny_data: Path, tmp_path: Path
+) -> None:
     """Issue 23: the done line and results.json named /tmp/launcher-job-*/NAME/best.pt, gone after the sync."""
     job_folder = tmp_path / "launcher-job-abc" / "run"
     trainer, out = _trainer(_cfg(tiny_data, epochs=1), job_folder)
@@ -99,7 +101,9 @@ def test_a_non_finite_loss_skips_the_step(tiny_data: Path, tmp_path: Path) -> No
     assert loss != loss and not stop  # NaN
     assert "non-finite loss" in out.getvalue() and "step skipped" in out.getvalue()
     after = trainer.model.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before if before[k].dtype.is_floating_point and "running" not in k)
+    assert all(
+        torch.equal(before[k], after[k]) for k in before if before[k].dtype.is_floating_point and "running" not in k
+    )
     trainer.train_step(torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 0]))
     assert not torch.equal(before["fc.weight"], trainer.model.state_dict()["fc.weight"])
 
@@ -163,7 +167,9 @@ def test_pretrained_path_loads_a_local_state_dict(tiny_data: Path, tmp_path: Pat
     assert got["fc.weight"].shape == (3, 1024)  # the head was sized for this dataset
 
 
-def test_pretrained_true_reads_torchvision_weights_from_the_hub_cache(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pretrained_true_reads_torchvision_weights_from_the_hub_cache(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torchvision
 
     weights = torchvision.models.ShuffleNet_V2_X0_5_Weights.DEFAULT
@@ -178,12 +184,16 @@ def test_pretrained_true_reads_torchvision_weights_from_the_hub_cache(tiny_data:
     assert trainer.model.fc.out_features == 3
 
 
-def test_pretrained_true_offline_is_a_clear_error(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pretrained_true_offline_is_a_clear_error(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     for var in ("HTTPS_PROXY", "https_proxy"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens there: the download fails at once
     trainer, _ = _trainer(_cfg(tiny_data, pretrained=True), tmp_path / "run")
-    with pytest.raises(LauncherError, match=r"could not get the pretrained weights of shufflenet_v2_x0_5.*hub/checkpoints"):
+    with pytest.raises(
+        LauncherError, match=r"could not get the pretrained weights of shufflenet_v2_x0_5.*hub/checkpoints"
+    ):
         trainer.setup()
 
 
@@ -221,7 +231,9 @@ def test_the_trainer_uses_the_thread_policy(tiny_data: Path, tmp_path: Path, mon
         torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize(("omp", "cache", "workers"), [(None, False, 0), ("2", False, 2), ("3", False, 1), ("2", "ram", 0)])
+@pytest.mark.parametrize(
+    ("omp", "cache", "workers"), [(None, False, 0), ("2", False, 2), ("3", False, 1), ("2", "ram", 0)]
+)
 def test_cpu_loader_workers_get_only_the_cores_the_compute_threads_leave(
     tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, omp: str | None, cache: str | bool, workers: int
 ) -> None:

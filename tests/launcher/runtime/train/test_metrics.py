@@ -47,7 +47,9 @@ def test_tensorboard_events_equal_results_csv(tiny_data: Path, tmp_path: Path) -
     assert "WARNING" not in out
 
 
-def test_the_epoch_summary_line_carries_every_metric_and_sagemaker_regexes_read_it(tiny_data: Path, tmp_path: Path) -> None:
+def test_the_epoch_summary_line_carries_every_metric_and_sagemaker_regexes_read_it(
+    tiny_data: Path, tmp_path: Path
+) -> None:
     out = fit_on_cpu(tiny_config(tiny_data), tmp_path)
     rows = report.read_rows(tmp_path / "results.csv")
     for name, regex in contract.LOG_REGEXES.items():
@@ -88,7 +90,9 @@ def test_the_syncer_uploads_the_events_with_the_checkpoints(tiny_data: Path, tmp
     _assert_events_equal_csv(elsewhere)
 
 
-def test_vertex_tensorboard_dir_gets_the_same_events(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_vertex_tensorboard_dir_gets_the_same_events(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AIP_TENSORBOARD_LOG_DIR", str(tmp_path / "aip"))
     fit_on_cpu(tiny_config(tiny_data, epochs=1), tmp_path / "run")
     assert _scalars(tmp_path / "aip") == _scalars(tmp_path / "run")

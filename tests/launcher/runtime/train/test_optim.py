@@ -9,12 +9,21 @@ from launcher.runtime.train.optim import ModelEMA, Schedule, build_optimizer, pa
 
 
 def _net() -> torch.nn.Module:
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.LazyLinear(2)
+    )
 
 
 @pytest.mark.parametrize(
-    "name, cls", [("SGD", torch.optim.SGD), ("Adam", torch.optim.Adam), ("AdamW", torch.optim.AdamW),
-                  ("NAdam", torch.optim.NAdam), ("RAdam", torch.optim.RAdam), ("RMSProp", torch.optim.RMSprop)]
+    "name, cls",
+    [
+        ("SGD", torch.optim.SGD),
+        ("Adam", torch.optim.Adam),
+        ("AdamW", torch.optim.AdamW),
+        ("NAdam", torch.optim.NAdam),
+        ("RAdam", torch.optim.RAdam),
+        ("RMSProp", torch.optim.RMSprop),
+    ],
 )
 def test_optimizer_names_map_to_torch_classes(name: str, cls: type) -> None:
     net = torch.nn.Sequential(torch.nn.Linear(3, 2))
@@ -23,7 +32,9 @@ def test_optimizer_names_map_to_torch_classes(name: str, cls: type) -> None:
 
 
 def test_no_weight_decay_on_norm_layers_and_biases() -> None:
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2)
+    )
     decay, no_decay = param_groups(net, 5e-4)
     assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0.0
     assert {id(p) for p in decay["params"]} == {id(net[0].weight), id(net[3].weight)}

@@ -22,8 +22,16 @@ def _csv(save_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("WANDB_API_KEY", "WANDB_PROJECT", "WANDB_MODE", "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID",
-                 "MLFLOW_EXPERIMENT_NAME", "AZUREML_RUN_ID", "AIP_TENSORBOARD_LOG_DIR"):
+    for name in (
+        "WANDB_API_KEY",
+        "WANDB_PROJECT",
+        "WANDB_MODE",
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_RUN_ID",
+        "MLFLOW_EXPERIMENT_NAME",
+        "AZUREML_RUN_ID",
+        "AIP_TENSORBOARD_LOG_DIR",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -42,12 +50,15 @@ def _mlflow_history(uri: str, run_id: str) -> dict[str, list[tuple[int, float]]]
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=uri)
-    return {name: [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, name), key=lambda m: m.step)]
-            for name in CSV_METRICS}
+    return {
+        name: [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, name), key=lambda m: m.step)]
+        for name in CSV_METRICS
+    }
 
 
 def test_an_mlflow_store_receives_the_same_metrics_and_a_resume_continues_the_run(
-        tiny_data: Path, tmp_path: Path, mlflow_store: str) -> None:
+    tiny_data: Path, tmp_path: Path, mlflow_store: str
+) -> None:
     import mlflow
 
     run = tmp_path / "run"
@@ -63,8 +74,9 @@ def test_an_mlflow_store_receives_the_same_metrics_and_a_resume_continues_the_ru
     assert len(_csv(run)["top1"]) == 3
 
 
-def test_on_azure_ml_the_metrics_go_to_the_platforms_run(tiny_data: Path, tmp_path: Path, mlflow_store: str,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_on_azure_ml_the_metrics_go_to_the_platforms_run(
+    tiny_data: Path, tmp_path: Path, mlflow_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mlflow
 
     # what Azure ML sets in a job's container: its tracking URI and the job's own run
@@ -86,7 +98,8 @@ def _closed_port() -> int:
 
 
 def test_an_unreachable_tracking_server_warns_once_and_training_finishes(
-        tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
@@ -116,7 +129,9 @@ def test_a_sink_that_fails_mid_run_is_dropped_after_one_warning() -> None:
         sinks.flush()
     sinks.close()
     assert bad.seen == [1] and good.seen == [1, 2, 3]
-    assert said == ["WARNING: Flaky reporting failed (ConnectionError: connection reset); training continues without it"]
+    assert said == [
+        "WARNING: Flaky reporting failed (ConnectionError: connection reset); training continues without it"
+    ]
 
 
 def test_nothing_configured_means_tensorboard_only(tmp_path: Path) -> None:
@@ -138,8 +153,8 @@ def _wandb_records(path: Path) -> Iterator[object]:
         if block - pos % block < 7:  # a block's tail too short for a header is padding
             pos += block - pos % block
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         buf = chunk if kind in (1, 2) else buf + chunk  # 1 full, 2 first, 3 middle, 4 last
         if kind in (1, 4):
             record = pb.Record()
@@ -158,7 +173,9 @@ def _wandb_history(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return found
 
 
-def test_wandb_offline_run_logs_the_same_metrics(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wandb_offline_run_logs_the_same_metrics(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_PROJECT", "launcher-tests")
@@ -178,10 +195,14 @@ def test_sdks_are_imported_only_by_the_sinks_that_use_them(tmp_path: Path) -> No
 
     from tests.conftest import REPO
 
-    code = ("import sys; from launcher.runtime.train import metrics; import launcher.backends.aws; "
-            f"s = metrics.from_env(__import__('pathlib').Path({str(tmp_path)!r}), 1, {{}}, environ={{}}); s.close(); "
-            "print(sorted(m for m in ('wandb', 'mlflow') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, timeout=120)
+    code = (
+        "import sys; from launcher.runtime.train import metrics; import launcher.backends.aws; "
+        f"s = metrics.from_env(__import__('pathlib').Path({str(tmp_path)!r}), 1, {{}}, environ={{}}); s.close(); "
+        "print(sorted(m for m in ('wandb', 'mlflow') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, timeout=120
+    )
     assert out.stdout.split() == ["[]"]
 
 

@@ -90,5 +90,7 @@ def test_sigterm_mid_epoch_saves_at_once_and_loses_nothing(tiny_data: Path, tmp_
 def test_bad_arguments_exit_2_with_one_line(tmp_path: Path) -> None:
     done = run_trainer(["epoch=3", f"save_dir={tmp_path}"])
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == ["[train] error: train.epoch: unknown key 'epoch'; did you mean 'epochs'?"]
+    assert done.stderr.strip().splitlines() == [
+        "[train] error: train.epoch: unknown key 'epoch'; did you mean 'epochs'?"
+    ]
     assert not isinstance(done, subprocess.TimeoutExpired)
