@@ -125,9 +125,15 @@ def stage(
 def _packed(uri: str) -> bool:
     """True when `uri` holds a packed dataset (index.json): the built-in trainer streams its shards."""
     from launcher.storage import open_store  # noqa: PLC0415 - imports a cloud SDK
+    from launcher.storage.dataset import unreadable  # noqa: PLC0415
     from launcher.storage.shards import read_index  # noqa: PLC0415
 
-    return read_index(open_store(uri)) is not None
+    try:
+        return read_index(open_store(uri)) is not None
+    except LauncherError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any SDK error (no credentials, no network): one line, as a listing's
+        raise unreadable(uri, exc) from None
 
 
 def _unpack(uri: str, environ: Mapping[str, str] | None) -> Path:

@@ -476,6 +476,11 @@ def _check_image(source: Source, key: str, data: bytes) -> None:
         raise PackError(
             f"{source.where(key)} is not a readable image ({exc}).", "Fix or remove it, then pack again."
         ) from None
+    except ImportError:  # Ultralytics, once imported, retries an unidentified image with a plugin it may not have
+        raise PackError(
+            f"{source.where(key)} is not a readable image (Pillow cannot identify it).",
+            "Fix or remove it, then pack again.",
+        ) from None
 
 
 def _tidy(store: Store, keep: set[str]) -> None:

@@ -37,7 +37,7 @@ from launcher.errors import LauncherError
 from launcher.storage import open_store
 from launcher.storage.base import ObjectInfo, Store, UnsafeKeyError, check_key, safe_local_path
 
-__all__ = ["FetchResult", "ImageCount", "fetch", "count_images", "cache_folder", "listing", "COMPLETE"]
+__all__ = ["FetchResult", "ImageCount", "fetch", "count_images", "cache_folder", "listing", "unreadable", "COMPLETE"]
 
 IMAGE_SUFFIXES = (
     ".jpg",
@@ -140,6 +140,14 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def unreadable(uri: str, exc: BaseException) -> LauncherError:
+    """The one line for training data this machine (or the job) cannot list or read: no credentials, no network."""
+    return LauncherError(
+        f"Could not list the training data at {uri}: {type(exc).__name__}: {str(exc).rstrip('.')}.",
+        "Check the URI and that this machine (or the job) has credentials to read it.",
+    )
+
+
 def _fetch_locked(uri: str, store: Store, folder: Path, log: Log) -> FetchResult:
     data = folder / "data"
     done = _read_complete(folder, uri)
@@ -149,10 +157,7 @@ def _fetch_locked(uri: str, store: Store, folder: Path, log: Log) -> FetchResult
         if done is not None and not _stale_files(data, done):
             log(f"could not list {uri} ({type(exc).__name__}: {exc}); using the cached copy in {data}")
             return FetchResult(data, len(done), reused=True)
-        raise LauncherError(
-            f"Could not list the training data at {uri}: {type(exc).__name__}: {str(exc).rstrip('.')}.",
-            "Check the URI and that this machine (or the job) has credentials to read it.",
-        ) from None
+        raise unreadable(uri, exc) from None
     if not remote:
         raise LauncherError(
             f"The training data URI {uri} holds no files.", "Check the URI (bucket and prefix) in train.data."

@@ -210,10 +210,10 @@ def test_a_log_file_gets_plain_progress_lines_and_a_terminal_the_bar() -> None:
     """Issue 34 item 8: `epoch 1/1 [##########..........] 1/2 ...` bars were written into log files."""
     import io
 
-    from launcher.runtime.train.report import Progress
+    from launcher.runtime.train.report import StepProgress
 
     log = io.StringIO()
-    bar = Progress(0, 3, 10, log)
+    bar = StepProgress(0, 3, 10, log)
     for step in range(10):
         bar.update(step, 0.5, 0.01, 100.0)
     lines = log.getvalue().splitlines()
@@ -225,5 +225,5 @@ def test_a_log_file_gets_plain_progress_lines_and_a_terminal_the_bar() -> None:
             return True
 
     screen = Terminal()
-    Progress(0, 3, 10, screen).update(9, 0.5, 0.01, 100.0)
+    StepProgress(0, 3, 10, screen).update(9, 0.5, 0.01, 100.0)
     assert "[####################]" in screen.getvalue()
