@@ -114,11 +114,11 @@ ARG PIP_ARGS=""
 COPY requirements.txt /opt/launcher/engine-requirements.txt
 RUN python -m pip install --no-cache-dir ${PIP_ARGS} -r /opt/launcher/engine-requirements.txt \\
     && python -m pip uninstall -y opencv-python \\
-    && python -m pip install --no-cache-dir ${PIP_ARGS} --force-reinstall --no-deps opencv-python-headless \\
+    && python -m pip install --no-cache-dir ${PIP_ARGS} --force-reinstall --no-deps "opencv-python-headless>=4.8,<5" \\
     && python -c "import cv2, ultralytics, launcher.runtime.train.ultralytics_engine"
 """
 # What the `ultralytics` extra of pyproject.toml installs (tests/launcher/test_engine_image.py keeps them equal).
-ENGINE_REQUIREMENTS = {"ultralytics": "ultralytics>=8.4,<8.5\ncloudpickle>=3.1.1\nopencv-python-headless>=4.8\n"}
+ENGINE_REQUIREMENTS = {"ultralytics": "ultralytics>=8.4,<8.5\ncloudpickle>=3.1.1\nopencv-python-headless>=4.8,<5\n"}
 
 
 def engine_image(engine: str, base: str = DEFAULT_IMAGE) -> tuple[str, dict[str, str], str]:

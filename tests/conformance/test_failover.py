@@ -269,7 +269,7 @@ def test_a_spot_run_reclaimed_twice_on_sagemaker_finishes_on_local_docker(platfo
     )
     assert re.search(r"attempt 3 \(\S+ on local\): succeeded", out), out[-8000:]
 
-    status = _launch("status", name, env=env, timeout=120)
+    status = _launch("status", name, env={**env, "COLUMNS": "200"}, timeout=120)  # every column, none cut
     story = status.stdout
     assert status.returncode == 0 and re.search(r"run \S+\s+succeeded", story), status.stdout + status.stderr
     attempts = re.findall(r"^\s*(\d)\s+(aws|local)\s+\S+\s+(\w+)\s+(\S+)\s+(\S+)", story, re.M)
