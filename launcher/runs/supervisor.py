@@ -39,7 +39,16 @@ from launcher.runs.progress import for_record
 from launcher.spec import BACKEND_SECTIONS, JobSpec
 from launcher.state.jobs import JobRecord, JobRegistry, RunRecord, new_job_id, state_dir
 
-__all__ = ["Supervisor", "backends_of", "check_backends", "detach", "new_run_id", "supervisor_alive", "transfer_note"]
+__all__ = [
+    "Supervisor",
+    "background",
+    "backends_of",
+    "check_backends",
+    "detach",
+    "new_run_id",
+    "supervisor_alive",
+    "transfer_note",
+]
 
 ATTENTION = 1  # the run stopped for a person to look (an unanswered submit, max_attempts)
 
@@ -399,12 +408,16 @@ def _streak(attempts: list[JobRecord], same: Callable[[JobRecord], bool]) -> int
     return count
 
 
-def detach(run_id: str) -> int:
-    """Hand the run to a background supervisor (`python -m launcher.cli supervise RUN`, the same code as
-    `launch supervise RUN`, in its own session, output in <state dir>/runs/RUN.log); returns its pid."""
-    log_dir = state_dir() / "runs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / f"{run_id}.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "launcher.cli", "supervise", run_id], stdin=subprocess.DEVNULL,
+def background(cli_args: list[str], log_file: Path) -> int:
+    """`python -m launcher.cli *cli_args` in its own session (it outlives this process), its output appended to
+    `log_file`; its pid. The detached run and sweep supervisors are the same code as their CLI commands."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "launcher.cli", *cli_args], stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     return proc.pid
+
+
+def detach(run_id: str) -> int:
+    """Hand the run to a background supervisor (`launch supervise RUN`), output in <state dir>/runs/RUN.log; its pid."""
+    return background(["supervise", run_id], state_dir() / "runs" / f"{run_id}.log")

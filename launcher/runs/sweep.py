@@ -28,7 +28,6 @@ import csv
 import io
 import math
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -39,7 +38,7 @@ from launcher.backends import registry
 from launcher.errors import JobNotFoundError, LauncherError
 from launcher.estimate.model import estimate
 from launcher.runs.job import Job
-from launcher.runs.supervisor import Supervisor, backends_of, check_backends, new_run_id, supervisor_alive
+from launcher.runs.supervisor import Supervisor, backends_of, background, check_backends, new_run_id, supervisor_alive
 from launcher.spec import JobSpec
 from launcher.spec.job import check_trials, trial_spec
 from launcher.spec.sweep import Sweep, describe, trial_name, trial_values
@@ -591,16 +590,6 @@ def summary(jobs: JobRegistry, sweep_id: str) -> dict[str, Any]:
 
 
 def detach(sweep_id: str) -> int:
-    """Hand the sweep to a background supervisor (`python -m launcher.cli sweep supervise SWEEP`, the same code as
-    `launch sweep supervise SWEEP`, in its own session, output in <state dir>/sweeps/SWEEP.log); returns its pid."""
-    log_dir = state_dir() / "sweeps"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / f"{sweep_id}.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "launcher.cli", "sweep", "supervise", sweep_id],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return proc.pid
+    """Hand the sweep to a background supervisor (`launch sweep supervise SWEEP`), output in
+    <state dir>/sweeps/SWEEP.log; its pid."""
+    return background(["sweep", "supervise", sweep_id], state_dir() / "sweeps" / f"{sweep_id}.log")
