@@ -273,14 +273,16 @@ class JobRegistry:
             )
 
     def update(self, job_id: str, status: JobStatus) -> None:
+        """Record what the backend said; an unfinished state never replaces a finished one (a stop request written
+        after the job's supervisor already saw it stopped stays "stopped")."""
         now = time.time()
         finished = now if status.finished else None
         with self._connect() as db:
             db.execute(
                 "UPDATE jobs SET state = ?, message = ?, exit_code = ?, updated_at = ?, ending = ?,"
-                " finished_at = COALESCE(finished_at, ?) WHERE id = ?",
+                " finished_at = COALESCE(finished_at, ?) WHERE id = ? AND (? OR finished_at IS NULL)",
                 (status.state.value, status.message, status.exit_code, now, status.ending.value if status.ending else None,
-                 finished, job_id),
+                 finished, job_id, status.finished),
             )  # fmt: skip
 
     def add_metrics(self, job_id: str, metrics: Mapping[str, Any]) -> None:
