@@ -47,10 +47,13 @@ class Job(Protocol):
 NODES = 2
 
 
-def preempt_then_resume(start: Callable[[], Job], read: Callable[[Path], RunResult], tmp_path: Path) -> RunResult:
+def preempt_then_resume(start: Callable[[], Job], read: Callable[[Path], RunResult], tmp_path: Path,
+                        logged: str | None = None) -> RunResult:  # fmt: skip
     """The trainer's scenario (module docstring). What a restart from scratch could not fake: the resumed
-    trainer names the sha256 of the last.pt it loaded (the store's), and its epoch and step are the saved ones."""
+    trainer names the sha256 of the last.pt it loaded (the store's), and its epoch and step are the saved ones.
+    `logged`: a pattern both jobs' logs must match (how the data was read)."""
     sigterm_at, codes, logs = _sigterm_after(start, f"epoch 2/{EPOCHS}:", then_wait=3)  # 3 s into epoch 3
+    assert logged is None or re.search(logged, logs), f"{logged!r} not in the logs:\n{logs[-6000:]}"
     assert len(codes) == NODES and all(code == SIGTERM_EXIT for code in codes), (
         f"exit codes {codes} after SIGTERM:\n{logs[-6000:]}"
     )
@@ -71,6 +74,7 @@ def preempt_then_resume(start: Callable[[], Job], read: Callable[[Path], RunResu
     assert len(codes) == NODES and all(code == 0 for code in codes), (
         f"exit codes {codes} of the resumed run:\n{logs[-6000:]}"
     )
+    assert logged is None or re.search(logged, logs), f"{logged!r} not in the resumed job's logs:\n{logs[-6000:]}"
     epoch, step = saved[-1]
     resumed = re.findall(r"resuming from \S*last\.pt \(sha256 ([0-9a-f]{64})\): epoch (\d+), step (\d+) of", logs)
     assert resumed == [(last_sha, epoch, step)], (

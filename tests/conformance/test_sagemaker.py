@@ -11,7 +11,10 @@ ResourceConfig.InstanceType ("local").
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -83,25 +86,51 @@ def _run(request: dict, s3_endpoint: str, docker: Any, image: str, tmp_path: Pat
     return start, {**AWS_ENV, "AWS_ENDPOINT_URL": s3_endpoint}
 
 
+AWS_OPTIONS = {"region": "us-east-1", "role_arn": "arn:aws:iam::123456789012:role/SageMakerRole",
+               "output_uri": f"s3://{BUCKET}/output", "instance_type": "ml.m5.xlarge"}  # fmt: skip
+
+
 def _spec(name: str, tmp_path: Path, **raw: Any) -> Any:
     return validate_spec({
         "name": name,
         "resources": {"nodes": 2, "gpus": 0},
         "checkpoint": {"uri": f"s3://{BUCKET}/checkpoints"},
-        "aws": {"region": "us-east-1", "role_arn": "arn:aws:iam::123456789012:role/SageMakerRole",
-                "output_uri": f"s3://{BUCKET}/output", "instance_type": "ml.m5.xlarge"},
+        "aws": AWS_OPTIONS,
         **raw,
     }, None, tmp_path)  # fmt: skip
 
 
-def test_two_nodes_train_and_resume_after_sigterm(
-    docker: Any, image: str, s3_endpoint: str, s3: Any, tmp_path: Path
+@pytest.fixture(scope="module")
+def packed_digits(s3: Any, s3_endpoint: str, digits: Path) -> str:
+    """The digits ImageFolder packed by `launch data pack` into s3://BUCKET/data/digits-packed: 256 KB shards, so
+    that the training split has several (12), which the two nodes share out."""
+    dest = f"s3://{BUCKET}/data/digits-packed"
+    env = {**os.environ, **AWS_ENV, "AWS_ENDPOINT_URL": s3_endpoint}
+    launch = [sys.executable, "-c", "from launcher.cli import main; main()"]
+    packed = subprocess.run([*launch, "data", "pack", str(digits), dest, "--shard-size", "256KB"], env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert packed.returncode == 0, packed.stdout + packed.stderr
+    listed = subprocess.run(
+        [*launch, "data", "ls", dest, "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert listed.returncode == 0 and json.loads(listed.stdout)["splits"]["train"]["shards"] >= 4, listed.stdout
+    return dest
+
+
+def test_two_nodes_train_from_packed_shards_and_resume_mid_epoch_after_sigterm(
+    docker: Any, image: str, s3_endpoint: str, packed_digits: str, tmp_path: Path
 ) -> None:
+    """The trainer scenario from a packed dataset streamed from the store (aws.input_mode: stream: no channel, each
+    node's trainer fetches its shards from S3 into its node cache); SIGTERM in epoch 3 saves the position in the epoch,
+    and the resumed job continues from that step (scenario.preempt_then_resume checks the epoch and step)."""
     name = f"conf-sagemaker-{uuid.uuid4().hex[:6]}"
-    spec = _spec(name, tmp_path, train={**TRAIN, "data": f"s3://{BUCKET}/data/digits"})
-    start, store_env = _run(Launcher(backend="aws").plan(spec).request(), s3_endpoint, docker, image, tmp_path)
+    spec = _spec(name, tmp_path, train={**TRAIN, "data": packed_digits}, aws={**AWS_OPTIONS, "input_mode": "stream"})
+    request = Launcher(backend="aws").plan(spec).request()
+    assert request.get("InputDataConfig", []) == [], request.get("InputDataConfig")
+    start, store_env = _run(request, s3_endpoint, docker, image, tmp_path)
     read = lambda dest: store_results(f"s3://{BUCKET}/checkpoints", name, store_env, dest)  # noqa: E731
-    preempt_then_resume(start, read, tmp_path)
+    streamed = rf"packed dataset {packed_digits}: \d+ of \d+ train shards \(\d+ samples\), .*streamed into"
+    preempt_then_resume(start, read, tmp_path, logged=streamed)
 
 
 def test_a_users_program_on_two_nodes_resumes_from_its_own_step(docker: Any, image: str, s3_endpoint: str, s3: Any,
