@@ -182,18 +182,9 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
-class SweepRecord:
-    """One sweep (launcher.runs.sweep): its spec (with `sweep:`), the backends its trials may use, where it stands."""
-
-    id: str
-    name: str
-    spec: dict[str, Any]
-    backends: list[str]
-    state: str  # running | finished | failed | stopped
-    message: str
-    supervisor_pid: int | None
-    created_at: float
-    updated_at: float
+class SweepRecord(RunRecord):
+    """One sweep (launcher.runs.sweep): its spec (with `sweep:`), the backends its trials may use, where it stands
+    (state: running | finished | failed | stopped). Supervised as a run is, so the same fields."""
 
 
 @dataclass(frozen=True)
