@@ -76,6 +76,8 @@ def preempt_then_resume(start: Callable[[], Job], read: Callable[[Path], RunResu
     )
     assert logged is None or re.search(logged, logs), f"{logged!r} not in the resumed job's logs:\n{logs[-6000:]}"
     epoch, step = saved[-1]
+    print(f"conformance: SIGTERM {'mid-epoch' if mid else 'at an epoch end'}: the next job starts at epoch {epoch}, "
+          f"step {step}")  # fmt: skip
     resumed = re.findall(r"resuming from \S*last\.pt \(sha256 ([0-9a-f]{64})\): epoch (\d+), step (\d+) of", logs)
     assert resumed == [(last_sha, epoch, step)], (
         f"expected the trainer to resume from the store's last.pt "
