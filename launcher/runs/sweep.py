@@ -40,8 +40,8 @@ from launcher.estimate.model import estimate
 from launcher.runs.job import Job
 from launcher.runs.supervisor import Supervisor, backends_of, background, check_backends, new_run_id, supervisor_alive
 from launcher.spec import JobSpec
-from launcher.spec.job import check_trials, trial_spec
-from launcher.spec.sweep import Sweep, describe, trial_name, trial_values
+from launcher.spec.job import check_trials, known_values, next_values, resolve_sweep, trial_spec
+from launcher.spec.sweep import Sweep, describe, trial_name
 from launcher.state.jobs import JobRegistry, RunRecord, SweepRecord, TrialRecord, new_job_id, state_dir
 from launcher.storage import join_uri, open_store
 from launcher.storage.retry import RetryPolicy
@@ -95,7 +95,6 @@ class SweepSupervisor:
         self.spec = JobSpec.model_validate(record.spec)
         assert self.spec.sweep is not None
         self.sweep: Sweep = self.spec.sweep
-        self.values = trial_values(self.sweep)
 
     @classmethod
     def start(
@@ -108,21 +107,24 @@ class SweepSupervisor:
                 "Add one (see README, Sweeps), or run it with: launch JOB.yaml",
             )
         check_trials(spec)  # the Python API's specs were not loaded from a file
+        spec = resolve_sweep(spec)  # an ultralytics sweep's space, recorded as it is now
+        assert spec.sweep is not None
         names = sweep_backends(spec, primary)
-        first = trial_spec(spec, 1, trial_values(spec.sweep)[0])
+        known = known_values(spec)
+        first = trial_spec(spec, 1, known[0][1])
         fallback = [name for name in backends_of(first, names[0]) if name not in names]
         for note in check_backends(first, [*names, *fallback], make_launcher):  # SDK, credentials, options: found now
             if "the checkpoint store" in note:
                 print(f"[sweep] note: {note}", file=sys.stderr, flush=True)
         launchers = {name: make_launcher(name) for name in names}
-        for number, values in enumerate(trial_values(spec.sweep), 1):
+        for number, (label, values) in enumerate(known, 1):
             tspec = trial_spec(spec, number, values)
             for name, launcher in launchers.items():
                 try:
                     launcher.plan(tspec)  # every check a submit makes of the plan, for every trial, before any submit
                 except LauncherError as exc:
                     raise LauncherError(
-                        f"sweep: trial {number} ({describe(values)}) cannot run on {name}: {exc.message}",
+                        f"sweep: {label} ({describe(values)}) cannot run on {name}: {exc.message}",
                         exc.fix or "Narrow sweep.space, or remove that backend from sweep.backends.",
                     ) from None
         sweep_id = new_sweep_id(spec.name)
@@ -177,14 +179,18 @@ class SweepSupervisor:
         waiting = [n for n in range(1, self.sweep.count() + 1) if n not in started]
         while waiting and sum(t.state in ACTIVE for t in trials) < self.sweep.parallel:
             number = waiting[0]
-            placed = self._place(number, trials)
+            try:
+                values = self._values(number, trials)
+            except ValueError as exc:  # an ultralytics space with no new values left
+                return self._end("failed", 1, f"trial {number}: {exc}")
+            placed = self._place(number, values, trials)
             if isinstance(placed, str):  # no backend may take it now
                 if any(t.state in ACTIVE for t in trials):
                     break  # a running trial ends, or costs less than estimated: then again
                 return self._end("failed", BUDGET_EXIT, placed)
             if placed is None:
                 break  # every backend is full
-            self._start(number, *placed)
+            self._start(number, values, *placed)
             waiting.pop(0)
             trials = self.jobs.trials(self.sweep_id)
         if not waiting and not any(t.state in ACTIVE or self._stopping(t) for t in trials):
@@ -228,11 +234,13 @@ class SweepSupervisor:
         reserved = sum(max(0.0, (t.estimate or 0.0) - self._trial_cost(t)) for t in trials if t.state in ACTIVE)
         return limit - self.spent() - reserved
 
-    def _place(self, number: int, trials: list[TrialRecord]) -> tuple[str, float | None, float | None] | str | None:
+    def _place(
+        self, number: int, values: dict[str, Any], trials: list[TrialRecord]
+    ) -> tuple[str, float | None, float | None] | str | None:
         """(backend, estimate, budget it gets) for trial `number`: the cheapest backend with room whose estimate fits
         what is left of the budget; None when every backend is full; a sentence when the budget (or a missing
         estimate while a budget is set) leaves no backend."""
-        spec = trial_spec(self.spec, number, self.values[number - 1])
+        spec = trial_spec(self.spec, number, values)
         options = []
         for name in self.record.backends:
             if sum(t.state in ACTIVE and t.backend == name for t in trials) < self.capacity(name):
@@ -251,16 +259,16 @@ class SweepSupervisor:
                 return name, cost, left
         limit = self.spec.limits.max_cost
         priced = [o for o in options if o[1] is not None]
-        values = describe(self.values[number - 1])
+        shown = describe(values)
         if not priced:
             why = "; ".join(f"{name}: {why}" for name, _c, why in options)
             return (
-                f"cannot estimate trial {number} ({values}) to keep limits.max_cost (${limit:.2f}): {why}; "
+                f"cannot estimate trial {number} ({shown}) to keep limits.max_cost (${limit:.2f}): {why}; "
                 f"give the estimate a figure (launch estimate JOB.yaml) or pass --ignore-budget"
             )
         name, cost, _why = priced[0]
         return (
-            f"trial {number} ({values}) is estimated at ${cost:.2f} on {name}, more than what is left of "
+            f"trial {number} ({shown}) is estimated at ${cost:.2f} on {name}, more than what is left of "
             f"limits.max_cost (${max(left, 0.0):.2f} of ${limit:.2f}, ${self.spent():.2f} spent): "
             f"{number - 1} trial(s) started, {self.sweep.count() - number + 1} not"
         )
@@ -274,8 +282,20 @@ class SweepSupervisor:
 
     # ------------------------------------------------------------ trials
 
-    def _start(self, number: int, backend: str, estimate: float | None, budget: float | None) -> None:
-        values = self.values[number - 1]
+    def _values(self, number: int, trials: list[TrialRecord]) -> dict[str, Any]:
+        """Trial `number`'s values: grid and random from the seed; ultralytics a mutation of the finished trials'
+        results now (each trial's best metric, trial order), made as the trial starts and recorded with it."""
+        sign = 1.0 if self.sweep.goal_() == "max" else -1.0  # Ultralytics' fitness: higher is better
+        results = []
+        for trial in trials:
+            value = _best_value(trial, self.sweep)
+            if value is not None and trial.state not in ACTIVE:  # ended: succeeded, stopped (early), failed
+                results.append((sign * value, trial.params))
+        return next_values(self.spec, number, results, [t.params for t in trials])
+
+    def _start(
+        self, number: int, values: dict[str, Any], backend: str, estimate: float | None, budget: float | None
+    ) -> None:
         run_id = new_run_id(trial_name(self.spec.name, number))
         self.jobs.add_trial(self.sweep_id, number, run_id, values, backend, estimate)  # first: a restart sees it
         cost = f" (estimated ${estimate:.2f})" if estimate is not None else ""

@@ -330,3 +330,34 @@ def test_the_python_api_runs_a_sweep_to_its_best_trial(tmp_path: Path) -> None:
     record = jobs.sweeps()[0]
     assert record.state == "finished" and record.message == "best trial 2 (lr0=0.05): top1 0.5"
     assert [t.state for t in jobs.trials(record.id)] == ["succeeded"] * 3 and len(jobs.list()) == 3
+
+
+def test_an_ultralytics_sweep_mutates_the_results_known_when_each_trial_starts(tmp_path: Path) -> None:
+    """Each trial's values are made as it starts, from the finished trials' metrics then, and recorded: a restarted
+    sweep supervisor follows the recorded values and makes the next trial's from the same results."""
+    from launcher.spec.job import next_values  # noqa: PLC0415
+
+    (tmp_path / "shapes").mkdir()
+    (tmp_path / "shapes" / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {0: square}\n")
+    train = {"engine": "ultralytics", "model": "yolo11n.yaml", "data": str(tmp_path / "shapes"), "epochs": 2}
+    spec = _spec(tmp_path, {"method": "ultralytics", "trials": 4, "seed": 5, "space": {}}, train=train)
+    jobs = JobRegistry(tmp_path / "jobs.db")
+    fleet = {"cheap": Instant("cheap", 1.0)}  # top1 = 10 x lr0, at once
+    first = _supervisor(spec, jobs, fleet)
+    while len(jobs.trials(first.sweep_id)) < 2:
+        assert first.step() is None
+        _until(lambda: all(_ended(jobs, first, t.number) for t in jobs.trials(first.sweep_id)))
+    jobs.set_sweep(first.sweep_id, pid=None)  # the first supervisor is gone after trial 2 started
+    again = SweepSupervisor(first.sweep_id, jobs, lambda name: Launcher(backend=fleet[name], jobs=jobs), poll_s=0.01)
+    assert again.run() == 0
+    trials = jobs.trials(first.sweep_id)
+    assert len(trials) == 4 and len(jobs.list()) == 4  # trials 1 and 2 followed, not redone
+    recorded = JobSpec.model_validate(jobs.sweep(first.sweep_id).spec)
+    assert "train.momentum" in recorded.sweep.space  # Ultralytics' space, recorded with the sweep
+    assert trials[0].params == next_values(recorded, 1, [], [])  # the spec's own values (Ultralytics' defaults)
+    for n in (2, 3, 4):  # each from the results of the trials before it (each ended before the next started)
+        before = trials[: n - 1]
+        results = [(max(t.metrics.values()), t.params) for t in before]
+        assert trials[n - 1].params == next_values(recorded, n, results, [t.params for t in before])
+        assert trials[n - 1].params not in [t.params for t in before]
+    assert [float(t.metrics["1"]) for t in trials] == [round(t.params["train.lr0"] * 10, 4) for t in trials]
