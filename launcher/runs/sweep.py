@@ -360,7 +360,7 @@ class SweepSupervisor:
                 thread = self._threads.get(run.id)
                 if thread is None or not thread.is_alive():
                     self._follow(trial)  # a restarted sweep supervisor: the run's own supervisor picks it up
-                if trial.decision == "stopped":
+                if (trial.decision or "").startswith("stopped"):
                     self._cancel(run)
                 continue
             if trial.state == "stopped_early" and run.state != "succeeded":
@@ -378,50 +378,50 @@ class SweepSupervisor:
             self.jobs.set_trial(self.sweep_id, trial.number, metrics=new)
 
     def _early_stop(self) -> None:
-        """Successive halving at early_stop.after_epochs (see the module's docstring), trial order on ties."""
+        """Successive halving at each rung of early_stop.after_epochs (see the module's docstring), trial order on
+        ties; a trial is compared at a rung once the one before kept it."""
         stop = self.sweep.early_stop
         if stop is None:
             return
-        rung, total = str(stop.after_epochs), self.sweep.count()
-        keep = max(1, round(stop.keep_best * total))
-        for trial in self.jobs.trials(self.sweep_id):
-            if trial.decision is not None or rung not in trial.metrics:
-                continue
-            trials = self.jobs.trials(self.sweep_id)
-            seen = sorted((t for t in trials if rung in t.metrics), key=lambda t: t.number)
-            ranked = sorted(seen, key=lambda t: -t.metrics[rung] if self.sweep.goal_() == "max" else t.metrics[rung])
-            place = ranked.index(next(t for t in ranked if t.number == trial.number)) + 1
-            kept = sum(t.decision == "kept" for t in trials)
-            stopped = sum(t.decision == "stopped" for t in trials)
-            if stopped >= total - keep:
-                decision = "kept"
-            elif kept >= keep:
-                decision = "stopped"
-            else:
-                decision = "kept" if place <= math.ceil(stop.keep_best * len(seen)) else "stopped"
-            value = f"{self.sweep.metric} {trial.metrics[rung]:.4g}"
-            if decision == "kept":
-                self.jobs.set_trial(
-                    self.sweep_id,
-                    trial.number,
-                    decision="kept",
-                    message=f"kept at epoch {rung}: {value}, {place} of {len(seen)} there",
-                )
-                continue
-            finished = trial.state not in ACTIVE
-            self.jobs.set_trial(
-                self.sweep_id,
-                trial.number,
-                None if finished else "stopped_early",
-                f"stopped early at epoch {rung}: {value}, {place} of {len(seen)} there",
-                decision="stopped",
-            )
-            self.say(
-                f"[sweep] trial {trial.number} ({describe(trial.params)}): stopped early at epoch {rung} ({value}, "
-                f"{place} of {len(seen)})"
-            )
-            if not finished:
-                self._cancel(self.jobs.run(trial.run_id))
+        for index, (reaching, keep) in enumerate(stop.quotas(self.sweep.count())):
+            for trial in self.jobs.trials(self.sweep_id):
+                if _decided(trial, stop.rungs) == ("kept", index - 1) and str(stop.rungs[index]) in trial.metrics:
+                    self._rank(trial, index, reaching, keep)
+
+    def _rank(self, trial: TrialRecord, index: int, reaching: int, keep: int) -> None:
+        """Keep or stop `trial` at rung `index`: ranked among the trials that reached the rung so far, within the
+        rung's quota (at most `keep` kept, at most `reaching - keep` stopped)."""
+        stop = self.sweep.early_stop
+        assert stop is not None
+        rung = str(stop.rungs[index])
+        trials = self.jobs.trials(self.sweep_id)
+        decided = [_decided(t, stop.rungs) for t in trials]
+        here = [t for t, d in zip(trials, decided) if d[1] == index]
+        seen = sorted([*here, *(t for t, d in zip(trials, decided) if d == ("kept", index - 1) and rung in t.metrics)],
+                      key=lambda t: t.number)  # fmt: skip
+        ranked = sorted(seen, key=lambda t: -t.metrics[rung] if self.sweep.goal_() == "max" else t.metrics[rung])
+        place = [t.number for t in ranked].index(trial.number) + 1
+        kept = sum(_decided(t, stop.rungs) == ("kept", index) for t in here)
+        if len(here) - kept >= reaching - keep:
+            verb = "kept"
+        elif kept >= keep:
+            verb = "stopped"
+        else:
+            verb = "kept" if place <= math.ceil(stop.keep_best * len(seen)) else "stopped"
+        decision = verb if index == 0 else f"{verb}@{rung}"  # the first rung's without its epoch (one-rung sweeps)
+        value = f"{self.sweep.metric} {trial.metrics[rung]:.4g}"
+        if verb == "kept":
+            message = f"kept at epoch {rung}: {value}, {place} of {len(seen)} there"
+            self.jobs.set_trial(self.sweep_id, trial.number, decision=decision, message=message)
+            return
+        finished = trial.state not in ACTIVE
+        message = f"stopped early at epoch {rung}: {value}, {place} of {len(seen)} there"
+        self.jobs.set_trial(
+            self.sweep_id, trial.number, None if finished else "stopped_early", message, decision=decision
+        )
+        self.say(f"[sweep] trial {trial.number} ({describe(trial.params)}): {message}")
+        if not finished:
+            self._cancel(self.jobs.run(trial.run_id))
 
     def _cancel(self, run: RunRecord) -> None:
         """Stop a run's current attempt (once per attempt): its supervisor then ends the run as stopped."""
@@ -477,6 +477,15 @@ class SweepSupervisor:
 
     def say(self, line: str) -> None:
         print(line, file=sys.stderr, flush=True)
+
+
+def _decided(trial: TrialRecord, rungs: list[int]) -> tuple[str, int]:
+    """A trial's last early-stop decision as (kept | stopped, the rung's index); ("kept", -1) when none yet (every
+    trial goes to the first rung). Recorded as `kept`/`stopped` at the first rung, `kept@4`/`stopped@4` at a later one."""
+    if not trial.decision:
+        return ("kept", -1)
+    verb, _, epoch = trial.decision.partition("@")
+    return (verb, rungs.index(int(epoch)) if epoch and int(epoch) in rungs else 0)
 
 
 # ---------------------------------------------------------------- reading results
@@ -598,7 +607,7 @@ def summary(jobs: JobRegistry, sweep_id: str) -> dict[str, Any]:
         "space": list(spec.sweep.space),
         "distributions": spec.sweep.space,
         "max_cost": spec.limits.max_cost,
-        "early_stop_epoch": spec.sweep.early_stop.after_epochs if spec.sweep.early_stop else None,
+        "early_stop_epochs": spec.sweep.early_stop.rungs if spec.sweep.early_stop else [],
         "cost": round(sum(a.cost() or 0.0 for t in jobs.trials(record.id) for a in jobs.attempts(t.run_id)), 6),
         "attempts": sum(r["attempts"] for r in rows),
         "trials": rows,

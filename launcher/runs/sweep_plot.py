@@ -114,8 +114,8 @@ def draw_sweep(found: dict[str, Any]):  # type: ignore[no-untyped-def]
             color="goldenrod" if is_best else color,
             alpha=1 if is_best else 0.7,
         )
-    rung = found.get("early_stop_epoch")
-    if rung:
+    rungs = found.get("early_stop_epochs") or []
+    for rung in rungs:
         ax.axvline(rung, color="tab:red", ls=":", lw=1)
     from matplotlib.lines import Line2D  # noqa: PLC0415
 
@@ -124,8 +124,9 @@ def draw_sweep(found: dict[str, Any]):  # type: ignore[no-untyped-def]
         Line2D([], [], color="tab:orange", ls="--", label="stopped early"),
         Line2D([], [], color="goldenrod", lw=2.2, label=f"best (t{best:03d})" if best else "best"),
     ]
-    if rung:
-        legend.append(Line2D([], [], color="tab:red", ls=":", label=f"early stop at epoch {rung}"))
+    if rungs:
+        at = ", ".join(str(r) for r in rungs)
+        legend.append(Line2D([], [], color="tab:red", ls=":", label=f"early stop at epoch {at}"))
     ax.legend(handles=legend, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)

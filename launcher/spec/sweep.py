@@ -53,12 +53,43 @@ DISTRIBUTIONS = ("uniform", "log_uniform", "int")
 
 
 class EarlyStop(_Model):
-    """Successive halving: at `after_epochs`, the trials outside the best `keep_best` fraction are stopped."""
+    """Successive halving: at each epoch of `after_epochs` (a rung), the trials still running outside the best
+    `keep_best` fraction of those that reached it are stopped."""
 
-    after_epochs: Int = Field(ge=1, le=100_000, description="the epoch at which trials are compared")
-    keep_best: Annotated[float, Field(gt=0.0, lt=1.0), BeforeValidator(_number)] = Field(
-        0.5, description="the fraction of trials that go on past after_epochs (0.5: the best half)"
+    after_epochs: int | list[int] = Field(
+        description="the epoch at which trials are compared, or a list of them (rungs), like [2, 4]"
     )
+    keep_best: Annotated[float, Field(gt=0.0, lt=1.0), BeforeValidator(_number)] = Field(
+        0.5, description="the fraction of trials that go on past each rung (0.5: the best half)"
+    )
+
+    @field_validator("after_epochs", mode="before")
+    @classmethod
+    def _rungs(cls, value: Any) -> Any:
+        epochs = value if isinstance(value, list) else [value]
+        if not epochs:
+            raise ValueError("the list of epochs is empty; give one or more, like [2, 4]")
+        for epoch in epochs:
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch <= 100_000:
+                raise ValueError(f"{epoch!r} is not an epoch: give a whole number from 1 to 100000, like 5 or [2, 4]")
+        if any(b <= a for a, b in zip(epochs, epochs[1:])):
+            raise ValueError(f"{value}: list the epochs in rising order, each once, like [2, 4]")
+        return value
+
+    @property
+    def rungs(self) -> list[int]:
+        """The epochs at which trials are compared, first to last."""
+        return list(self.after_epochs) if isinstance(self.after_epochs, list) else [self.after_epochs]
+
+    def quotas(self, trials: int) -> list[tuple[int, int]]:
+        """For each rung: (how many trials may reach it, how many of those go on): keep_best of the trials kept at
+        the rung before (all trials at the first), rounded, at least one."""
+        out, reaching = [], trials
+        for _ in self.rungs:
+            keep = max(1, round(self.keep_best * reaching))
+            out.append((reaching, keep))
+            reaching = keep
+        return out
 
 
 class Sweep(_Model):

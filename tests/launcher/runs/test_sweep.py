@@ -361,3 +361,58 @@ def test_an_ultralytics_sweep_mutates_the_results_known_when_each_trial_starts(t
         assert trials[n - 1].params == next_values(recorded, n, results, [t.params for t in before])
         assert trials[n - 1].params not in [t.params for t in before]
     assert [float(t.metrics["1"]) for t in trials] == [round(t.params["train.lr0"] * 10, 4) for t in trials]
+
+
+def test_halving_at_two_rungs_keeps_half_of_those_still_running_at_each(tmp_path: Path) -> None:
+    fleet = {"cheap": Fleet("cheap", 1.0)}
+    spec = _spec(
+        tmp_path,
+        {
+            "trials": 8,
+            "parallel": 8,
+            "capacity": {"cheap": 8},
+            "early_stop": {"after_epochs": [1, 2], "keep_best": 0.5},
+        },
+    )
+    jobs = JobRegistry(tmp_path / "jobs.db")
+    sup = _supervisor(spec, jobs, fleet)
+    assert sup.step() is None and len(fleet["cheap"].submitted) == 8
+    first = {1: 0.1, 2: 0.8, 3: 0.3, 4: 0.7, 5: 0.2, 6: 0.6, 7: 0.4, 8: 0.5}  # 2, 4, 6 and 8 go on
+    second = {2: 0.81, 4: 0.9, 6: 0.95, 8: 0.5}  # of those, 4 and 6 go on
+
+    def write(epochs: int) -> None:
+        for number, value in first.items():
+            lines = [f"1,{value}"] + ([f"2,{second[number]}"] if epochs == 2 and number in second else [])
+            (tmp_path / "store" / f"sw-t00{number}" / "results.csv").write_text(
+                "epoch,top1\n" + "\n".join(lines) + "\n"
+            )
+
+    write(1)
+    assert sup.step() is None
+    decisions = {t.number: t.decision for t in jobs.trials(sup.sweep_id)}
+    assert decisions == {
+        1: "stopped",
+        2: "kept",
+        3: "stopped",
+        4: "kept",
+        5: "stopped",
+        6: "kept",
+        7: "stopped",
+        8: "kept",
+    }
+    _until(lambda: all(_ended(jobs, sup, n) for n in (1, 3, 5, 7)))
+    write(2)  # the stopped trials wrote no second epoch; the kept ones did
+    assert sup.step() is None
+    trials = {t.number: t for t in jobs.trials(sup.sweep_id)}
+    assert {n: trials[n].decision for n in (2, 4, 6, 8)} == {2: "stopped@2", 4: "kept@2", 6: "kept@2", 8: "stopped@2"}
+    assert (
+        trials[8].state == "stopped_early" and "stopped early at epoch 2: top1 0.5, 4 of 4 there" in trials[8].message
+    )
+    _until(lambda: _ended(jobs, sup, 2) and _ended(jobs, sup, 8))
+    for n in (4, 6):
+        fleet["cheap"].finish(f"sw-t00{n}")
+    _until(lambda: _ended(jobs, sup, 4) and _ended(jobs, sup, 6))
+    assert sup.step() == 0
+    states = [t.state for t in jobs.trials(sup.sweep_id)]
+    assert states.count("stopped_early") == 6 and states.count("succeeded") == 2
+    assert summary(jobs, sup.sweep_id)["early_stop_epochs"] == [1, 2]
