@@ -160,7 +160,17 @@ class SweepSupervisor:
         except KeyboardInterrupt:
             self.say(f"\ninterrupted: stopping the running trials of sweep {self.sweep_id} ...")
             self._stop_running(self.jobs.trials(self.sweep_id))
-            return self._end("stopped", 130, "interrupted (Ctrl-C)")
+            code = self._end("stopped", 130, "interrupted (Ctrl-C): the running trials were stopped")
+            again = (
+                "launch sweep JOB.yaml starts it again: its trials resume from their checkpoints (the same values)"
+                if self.sweep.method != "ultralytics"
+                else "launch sweep JOB.yaml starts a new sweep (its mutations may differ: use another name)"
+            )
+            self.say(
+                f"the trials' checkpoints are kept (launch sweep status {self.spec.name}); {again}; "
+                "launch sweep --detach runs a sweep that outlives the terminal"
+            )
+            return code
 
     def step(self) -> int | None:
         """One pass: follow the trials, stop the worst at the rung, start trials while there is room and budget."""
