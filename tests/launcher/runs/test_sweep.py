@@ -416,3 +416,72 @@ def test_halving_at_two_rungs_keeps_half_of_those_still_running_at_each(tmp_path
     states = [t.state for t in jobs.trials(sup.sweep_id)]
     assert states.count("stopped_early") == 6 and states.count("succeeded") == 2
     assert summary(jobs, sup.sweep_id)["early_stop_epochs"] == [1, 2]
+
+
+class Scored(Fleet):
+    """Each job succeeds at once with two epochs in its results.csv, top1 a smooth function of the trial's values."""
+
+    def submit(self, plan: Plan, secrets: Mapping[str, str] | None = None) -> JobRef:
+        ref = super().submit(plan, secrets)
+        t = plan.spec.train
+        top1 = 0.9 - 20 * abs(t.lr0 - 0.006) - abs((t.momentum or 0.9) - 0.9) - 0.01 * abs((t.box or 7.5) - 9)
+        folder = Path(plan.spec.checkpoint.uri) / plan.spec.name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "results.csv").write_text(f"epoch,top1\n1,{top1 - 0.1:.4f}\n2,{top1:.4f}\n")
+        self.ended[plan.job_name] = JobState.SUCCEEDED
+        return ref
+
+
+def test_an_ultralytics_sweeps_status_and_plot_show_the_keys_that_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner  # noqa: PLC0415
+    from matplotlib.text import Text  # noqa: PLC0415
+
+    from launcher.cli import main  # noqa: PLC0415
+    from launcher.runs.sweep_plot import draw_sweep, plot_sweep  # noqa: PLC0415
+
+    (tmp_path / "shapes").mkdir()
+    (tmp_path / "shapes" / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {0: square}\n")
+    train = {"engine": "ultralytics", "model": "yolo11n.yaml", "data": str(tmp_path / "shapes"), "epochs": 2}
+    space = {
+        "train.lr0": {"uniform": [1e-4, 1e-2]},
+        "train.momentum": {"uniform": [0.7, 0.98], "gain": 0.3},
+        "train.box": {"uniform": [1.0, 20.0]},
+        **{f"train.{k}": {"uniform": [0.0, 0.9]} for k in ("hsv_s", "hsv_v", "translate", "scale")},
+        "train.close_mosaic": {"int": [0, 10]},
+    }
+    spec = _spec(tmp_path, {"method": "ultralytics", "trials": 8, "seed": 2, "space": space}, train=train)
+    jobs = JobRegistry(tmp_path / "jobs.db")
+    assert Launcher(backend=Scored("cheap", 1.0), jobs=jobs).sweep(spec) == 0
+    sweep_id = jobs.sweeps()[0].id
+    found = summary(jobs, sweep_id)
+    fig = draw_sweep(found)
+    renderer = fig.canvas.get_renderer()
+    moved = [k for k in space if len({repr(t.params[k]) for t in jobs.trials(sweep_id)}) > 1]
+    assert [ax.get_xlabel() for ax in fig.axes[:-1]] == moved and len(fig.axes) == len(moved) + 1
+    for ax in fig.axes:
+        boxes = []
+        for text in ax.texts:
+            text.update_positions(renderer)
+            boxes.append(Text.get_window_extent(text, renderer))
+        assert not [(i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes)) if boxes[i].overlaps(boxes[j])]
+    own = [[a.title, a.xaxis.label, a.yaxis.label, *a.get_xticklabels(), *a.get_yticklabels()] for a in fig.axes]
+    for i, group in enumerate(own):
+        extents = [t.get_window_extent(renderer) for t in group if t.get_text()]
+        assert not [j for j, other in enumerate(fig.axes) if j != i and any(b.overlaps(other.bbox) for b in extents)]
+    plot_sweep(found, tmp_path / "sweep.png")
+    import os  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    shutil.copy(tmp_path / "sweep.png", "/tmp/wt36-ultra-sweep.png") if os.environ.get("SWEEP_PLOT_COPY") else None
+    monkeypatch.setenv("LAUNCHER_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("COLUMNS", "200")
+    shown = CliRunner().invoke(main, ["sweep", "status", "sw"])
+    assert shown.exit_code == 0, shown.output
+    header = shown.output.splitlines()[1].split()
+    assert header[1 : 1 + len(moved)] == [k.split(".")[1] for k in moved]
+    same = [k.split(".")[1] for k in space if k not in moved]
+    if same:
+        assert "the same in every trial: " + same[0] in shown.output
+    print(shown.output)
