@@ -10,10 +10,14 @@ budget less what every attempt of every trial has cost and what the running tria
 cost. The trial's run gets that remainder as its own max_cost (the platforms' hard runtime limit); once the
 sweep's total reaches max_cost, the running trials are stopped and the sweep ends with exit 3.
 
-Early stopping is successive halving at one rung: when a trial's results.csv in the store (the trial's metric at
-`early_stop.after_epochs`) is known, it is compared with the trials that reached that epoch so far; those outside
-the best `keep_best` fraction are stopped (their checkpoints stay) and marked `stopped_early`, not failed. At
-most round(keep_best x trials) trials are kept and the rest stopped, so a sweep of 6 keeping half stops 3.
+Early stopping is successive halving: when a trial's results.csv in the store (the trial's metric at an epoch of
+`early_stop.after_epochs`, a rung) is known, it is compared with the trials that reached that epoch so far; those
+outside the best `keep_best` fraction are stopped (their checkpoints stay) and marked `stopped_early`, not failed. At
+most round(keep_best x trials) trials are kept and the rest stopped, so a sweep of 6 keeping half stops 3; at each
+later rung the same among the trials kept at the one before.
+
+`method: ultralytics` makes a trial's values when it starts (launcher.spec.job.next_values: a seeded mutation of
+the results of the trials ended by then, as Ultralytics' tuner does) and records them with the trial.
 
 Everything is in the job registry (launcher.state.jobs: the sweep, each trial with its values, run, backend, estimate,
 metric per epoch and early-stop decision; the run's attempts as jobs). A trial is recorded before its run is
@@ -41,7 +45,7 @@ from launcher.runs.job import Job
 from launcher.runs.supervisor import Supervisor, backends_of, background, check_backends, new_run_id, supervisor_alive
 from launcher.spec import JobSpec
 from launcher.spec.job import check_trials, known_values, next_values, resolve_sweep, trial_spec
-from launcher.spec.sweep import Sweep, describe, trial_name
+from launcher.spec.sweep import Sweep, describe, trial_name, trial_values
 from launcher.state.jobs import JobRegistry, RunRecord, SweepRecord, TrialRecord, new_job_id, state_dir
 from launcher.storage import join_uri, open_store
 from launcher.storage.retry import RetryPolicy
@@ -95,6 +99,7 @@ class SweepSupervisor:
         self.spec = JobSpec.model_validate(record.spec)
         assert self.spec.sweep is not None
         self.sweep: Sweep = self.spec.sweep
+        self._drawn = trial_values(self.sweep) if self.sweep.method != "ultralytics" else []  # grid, random: all now
 
     @classmethod
     def start(
@@ -295,6 +300,8 @@ class SweepSupervisor:
     def _values(self, number: int, trials: list[TrialRecord]) -> dict[str, Any]:
         """Trial `number`'s values: grid and random from the seed; ultralytics a mutation of the finished trials'
         results now (each trial's best metric, trial order), made as the trial starts and recorded with it."""
+        if self._drawn:
+            return self._drawn[number - 1]
         sign = 1.0 if self.sweep.goal_() == "max" else -1.0  # Ultralytics' fitness: higher is better
         results = []
         for trial in trials:
