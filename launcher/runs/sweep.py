@@ -169,7 +169,8 @@ class SweepSupervisor:
             again = (
                 "launch sweep JOB.yaml starts it again: its trials resume from their checkpoints (the same values)"
                 if self.sweep.method != "ultralytics"
-                else "launch sweep JOB.yaml starts a new sweep (its mutations may differ: use another name)"
+                else "a new sweep's mutations may differ from these: give it another name: so that its trials do "
+                "not resume these checkpoints"
             )
             self.say(
                 f"the trials' checkpoints are kept (launch sweep status {self.spec.name}); {again}; "
