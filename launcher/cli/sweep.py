@@ -192,8 +192,10 @@ def to_csv(found: dict[str, Any]) -> str:
 def _show(found: dict[str, Any]) -> None:
     from rich.table import Table
 
+    from launcher.runs.sweep_plot import shown_keys
+
     click.echo(f"sweep {found['id']}  {found['state']}" + (f"  {found['message']}" if found["message"] else ""))
-    keys = found["space"]
+    keys = shown_keys(found)
     table = Table(
         "trial",
         *(k.split(".", 1)[1] for k in keys),
@@ -220,6 +222,11 @@ def _show(found: dict[str, Any]) -> None:
     if not out.is_terminal:  # piped or captured: whole values, not cells cut to 80 columns
         out.width = max(out.width, 200)
     out.print(table)
+    same = [k for k in found["space"] if k not in keys]
+    if same and found["trials"]:
+        values = found["trials"][0]["values"]
+        shown = " ".join(f"{key.split('.', 1)[1]}={_value(values.get(key))}" for key in same)
+        click.echo(f"the same in every trial: {shown}")
     limit = found["max_cost"]
     click.echo(
         f"{len(found['trials'])} of {found['trials_planned']} trial(s) started; total cost {money(found['cost'])}"

@@ -10,10 +10,14 @@ budget less what every attempt of every trial has cost and what the running tria
 cost. The trial's run gets that remainder as its own max_cost (the platforms' hard runtime limit); once the
 sweep's total reaches max_cost, the running trials are stopped and the sweep ends with exit 3.
 
-Early stopping is successive halving at one rung: when a trial's results.csv in the store (the trial's metric at
-`early_stop.after_epochs`) is known, it is compared with the trials that reached that epoch so far; those outside
-the best `keep_best` fraction are stopped (their checkpoints stay) and marked `stopped_early`, not failed. At
-most round(keep_best x trials) trials are kept and the rest stopped, so a sweep of 6 keeping half stops 3.
+Early stopping is successive halving: when a trial's results.csv in the store (the trial's metric at an epoch of
+`early_stop.after_epochs`, a rung) is known, it is compared with the trials that reached that epoch so far; those
+outside the best `keep_best` fraction are stopped (their checkpoints stay) and marked `stopped_early`, not failed. At
+most round(keep_best x trials) trials are kept and the rest stopped, so a sweep of 6 keeping half stops 3; at each
+later rung the same among the trials kept at the one before.
+
+`method: ultralytics` makes a trial's values when it starts (launcher.spec.job.next_values: a seeded mutation of
+the results of the trials ended by then, as Ultralytics' tuner does) and records them with the trial.
 
 Everything is in the job registry (launcher.state.jobs: the sweep, each trial with its values, run, backend, estimate,
 metric per epoch and early-stop decision; the run's attempts as jobs). A trial is recorded before its run is
@@ -40,7 +44,7 @@ from launcher.estimate.model import estimate
 from launcher.runs.job import Job
 from launcher.runs.supervisor import Supervisor, backends_of, background, check_backends, new_run_id, supervisor_alive
 from launcher.spec import JobSpec
-from launcher.spec.job import check_trials, trial_spec
+from launcher.spec.job import check_trials, known_values, next_values, resolve_sweep, trial_spec
 from launcher.spec.sweep import Sweep, describe, trial_name, trial_values
 from launcher.state.jobs import JobRegistry, RunRecord, SweepRecord, TrialRecord, new_job_id, state_dir
 from launcher.storage import join_uri, open_store
@@ -95,7 +99,7 @@ class SweepSupervisor:
         self.spec = JobSpec.model_validate(record.spec)
         assert self.spec.sweep is not None
         self.sweep: Sweep = self.spec.sweep
-        self.values = trial_values(self.sweep)
+        self._drawn = trial_values(self.sweep) if self.sweep.method != "ultralytics" else []  # grid, random: all now
 
     @classmethod
     def start(
@@ -108,21 +112,24 @@ class SweepSupervisor:
                 "Add one (see README, Sweeps), or run it with: launch JOB.yaml",
             )
         check_trials(spec)  # the Python API's specs were not loaded from a file
+        spec = resolve_sweep(spec)  # an ultralytics sweep's space, recorded as it is now
+        assert spec.sweep is not None
         names = sweep_backends(spec, primary)
-        first = trial_spec(spec, 1, trial_values(spec.sweep)[0])
+        known = known_values(spec)
+        first = trial_spec(spec, 1, known[0][1])
         fallback = [name for name in backends_of(first, names[0]) if name not in names]
         for note in check_backends(first, [*names, *fallback], make_launcher):  # SDK, credentials, options: found now
             if "the checkpoint store" in note:
                 print(f"[sweep] note: {note}", file=sys.stderr, flush=True)
         launchers = {name: make_launcher(name) for name in names}
-        for number, values in enumerate(trial_values(spec.sweep), 1):
+        for number, (label, values) in enumerate(known, 1):
             tspec = trial_spec(spec, number, values)
             for name, launcher in launchers.items():
                 try:
                     launcher.plan(tspec)  # every check a submit makes of the plan, for every trial, before any submit
                 except LauncherError as exc:
                     raise LauncherError(
-                        f"sweep: trial {number} ({describe(values)}) cannot run on {name}: {exc.message}",
+                        f"sweep: {label} ({describe(values)}) cannot run on {name}: {exc.message}",
                         exc.fix or "Narrow sweep.space, or remove that backend from sweep.backends.",
                     ) from None
         sweep_id = new_sweep_id(spec.name)
@@ -158,7 +165,18 @@ class SweepSupervisor:
         except KeyboardInterrupt:
             self.say(f"\ninterrupted: stopping the running trials of sweep {self.sweep_id} ...")
             self._stop_running(self.jobs.trials(self.sweep_id))
-            return self._end("stopped", 130, "interrupted (Ctrl-C)")
+            code = self._end("stopped", 130, "interrupted (Ctrl-C): the running trials were stopped")
+            again = (
+                "launch sweep JOB.yaml starts it again: its trials resume from their checkpoints (the same values)"
+                if self.sweep.method != "ultralytics"
+                else "a new sweep's mutations may differ from these: give it another name: so that its trials do "
+                "not resume these checkpoints"
+            )
+            self.say(
+                f"the trials' checkpoints are kept (launch sweep status {self.spec.name}); {again}; "
+                "launch sweep --detach runs a sweep that outlives the terminal"
+            )
+            return code
 
     def step(self) -> int | None:
         """One pass: follow the trials, stop the worst at the rung, start trials while there is room and budget."""
@@ -177,14 +195,18 @@ class SweepSupervisor:
         waiting = [n for n in range(1, self.sweep.count() + 1) if n not in started]
         while waiting and sum(t.state in ACTIVE for t in trials) < self.sweep.parallel:
             number = waiting[0]
-            placed = self._place(number, trials)
+            try:
+                values = self._values(number, trials)
+            except ValueError as exc:  # an ultralytics space with no new values left
+                return self._end("failed", 1, f"trial {number}: {exc}")
+            placed = self._place(number, values, trials)
             if isinstance(placed, str):  # no backend may take it now
                 if any(t.state in ACTIVE for t in trials):
                     break  # a running trial ends, or costs less than estimated: then again
                 return self._end("failed", BUDGET_EXIT, placed)
             if placed is None:
                 break  # every backend is full
-            self._start(number, *placed)
+            self._start(number, values, *placed)
             waiting.pop(0)
             trials = self.jobs.trials(self.sweep_id)
         if not waiting and not any(t.state in ACTIVE or self._stopping(t) for t in trials):
@@ -228,11 +250,13 @@ class SweepSupervisor:
         reserved = sum(max(0.0, (t.estimate or 0.0) - self._trial_cost(t)) for t in trials if t.state in ACTIVE)
         return limit - self.spent() - reserved
 
-    def _place(self, number: int, trials: list[TrialRecord]) -> tuple[str, float | None, float | None] | str | None:
+    def _place(
+        self, number: int, values: dict[str, Any], trials: list[TrialRecord]
+    ) -> tuple[str, float | None, float | None] | str | None:
         """(backend, estimate, budget it gets) for trial `number`: the cheapest backend with room whose estimate fits
         what is left of the budget; None when every backend is full; a sentence when the budget (or a missing
         estimate while a budget is set) leaves no backend."""
-        spec = trial_spec(self.spec, number, self.values[number - 1])
+        spec = trial_spec(self.spec, number, values)
         options = []
         for name in self.record.backends:
             if sum(t.state in ACTIVE and t.backend == name for t in trials) < self.capacity(name):
@@ -251,16 +275,16 @@ class SweepSupervisor:
                 return name, cost, left
         limit = self.spec.limits.max_cost
         priced = [o for o in options if o[1] is not None]
-        values = describe(self.values[number - 1])
+        shown = describe(values)
         if not priced:
             why = "; ".join(f"{name}: {why}" for name, _c, why in options)
             return (
-                f"cannot estimate trial {number} ({values}) to keep limits.max_cost (${limit:.2f}): {why}; "
+                f"cannot estimate trial {number} ({shown}) to keep limits.max_cost (${limit:.2f}): {why}; "
                 f"give the estimate a figure (launch estimate JOB.yaml) or pass --ignore-budget"
             )
         name, cost, _why = priced[0]
         return (
-            f"trial {number} ({values}) is estimated at ${cost:.2f} on {name}, more than what is left of "
+            f"trial {number} ({shown}) is estimated at ${cost:.2f} on {name}, more than what is left of "
             f"limits.max_cost (${max(left, 0.0):.2f} of ${limit:.2f}, ${self.spent():.2f} spent): "
             f"{number - 1} trial(s) started, {self.sweep.count() - number + 1} not"
         )
@@ -274,8 +298,22 @@ class SweepSupervisor:
 
     # ------------------------------------------------------------ trials
 
-    def _start(self, number: int, backend: str, estimate: float | None, budget: float | None) -> None:
-        values = self.values[number - 1]
+    def _values(self, number: int, trials: list[TrialRecord]) -> dict[str, Any]:
+        """Trial `number`'s values: grid and random from the seed; ultralytics a mutation of the finished trials'
+        results now (each trial's best metric, trial order), made as the trial starts and recorded with it."""
+        if self._drawn:
+            return self._drawn[number - 1]
+        sign = 1.0 if self.sweep.goal_() == "max" else -1.0  # Ultralytics' fitness: higher is better
+        results = []
+        for trial in trials:
+            value = _best_value(trial, self.sweep)
+            if value is not None and trial.state not in ACTIVE:  # ended: succeeded, stopped (early), failed
+                results.append((sign * value, trial.params))
+        return next_values(self.spec, number, results, [t.params for t in trials])
+
+    def _start(
+        self, number: int, values: dict[str, Any], backend: str, estimate: float | None, budget: float | None
+    ) -> None:
         run_id = new_run_id(trial_name(self.spec.name, number))
         self.jobs.add_trial(self.sweep_id, number, run_id, values, backend, estimate)  # first: a restart sees it
         cost = f" (estimated ${estimate:.2f})" if estimate is not None else ""
@@ -340,7 +378,7 @@ class SweepSupervisor:
                 thread = self._threads.get(run.id)
                 if thread is None or not thread.is_alive():
                     self._follow(trial)  # a restarted sweep supervisor: the run's own supervisor picks it up
-                if trial.decision == "stopped":
+                if (trial.decision or "").startswith("stopped"):
                     self._cancel(run)
                 continue
             if trial.state == "stopped_early" and run.state != "succeeded":
@@ -358,50 +396,50 @@ class SweepSupervisor:
             self.jobs.set_trial(self.sweep_id, trial.number, metrics=new)
 
     def _early_stop(self) -> None:
-        """Successive halving at early_stop.after_epochs (see the module's docstring), trial order on ties."""
+        """Successive halving at each rung of early_stop.after_epochs (see the module's docstring), trial order on
+        ties; a trial is compared at a rung once the one before kept it."""
         stop = self.sweep.early_stop
         if stop is None:
             return
-        rung, total = str(stop.after_epochs), self.sweep.count()
-        keep = max(1, round(stop.keep_best * total))
-        for trial in self.jobs.trials(self.sweep_id):
-            if trial.decision is not None or rung not in trial.metrics:
-                continue
-            trials = self.jobs.trials(self.sweep_id)
-            seen = sorted((t for t in trials if rung in t.metrics), key=lambda t: t.number)
-            ranked = sorted(seen, key=lambda t: -t.metrics[rung] if self.sweep.goal_() == "max" else t.metrics[rung])
-            place = ranked.index(next(t for t in ranked if t.number == trial.number)) + 1
-            kept = sum(t.decision == "kept" for t in trials)
-            stopped = sum(t.decision == "stopped" for t in trials)
-            if stopped >= total - keep:
-                decision = "kept"
-            elif kept >= keep:
-                decision = "stopped"
-            else:
-                decision = "kept" if place <= math.ceil(stop.keep_best * len(seen)) else "stopped"
-            value = f"{self.sweep.metric} {trial.metrics[rung]:.4g}"
-            if decision == "kept":
-                self.jobs.set_trial(
-                    self.sweep_id,
-                    trial.number,
-                    decision="kept",
-                    message=f"kept at epoch {rung}: {value}, {place} of {len(seen)} there",
-                )
-                continue
-            finished = trial.state not in ACTIVE
-            self.jobs.set_trial(
-                self.sweep_id,
-                trial.number,
-                None if finished else "stopped_early",
-                f"stopped early at epoch {rung}: {value}, {place} of {len(seen)} there",
-                decision="stopped",
-            )
-            self.say(
-                f"[sweep] trial {trial.number} ({describe(trial.params)}): stopped early at epoch {rung} ({value}, "
-                f"{place} of {len(seen)})"
-            )
-            if not finished:
-                self._cancel(self.jobs.run(trial.run_id))
+        for index, (reaching, keep) in enumerate(stop.quotas(self.sweep.count())):
+            for trial in self.jobs.trials(self.sweep_id):
+                if _decided(trial, stop.rungs) == ("kept", index - 1) and str(stop.rungs[index]) in trial.metrics:
+                    self._rank(trial, index, reaching, keep)
+
+    def _rank(self, trial: TrialRecord, index: int, reaching: int, keep: int) -> None:
+        """Keep or stop `trial` at rung `index`: ranked among the trials that reached the rung so far, within the
+        rung's quota (at most `keep` kept, at most `reaching - keep` stopped)."""
+        stop = self.sweep.early_stop
+        assert stop is not None
+        rung = str(stop.rungs[index])
+        trials = self.jobs.trials(self.sweep_id)
+        decided = [_decided(t, stop.rungs) for t in trials]
+        here = [t for t, d in zip(trials, decided) if d[1] == index]
+        seen = sorted([*here, *(t for t, d in zip(trials, decided) if d == ("kept", index - 1) and rung in t.metrics)],
+                      key=lambda t: t.number)  # fmt: skip
+        ranked = sorted(seen, key=lambda t: -t.metrics[rung] if self.sweep.goal_() == "max" else t.metrics[rung])
+        place = [t.number for t in ranked].index(trial.number) + 1
+        kept = sum(_decided(t, stop.rungs) == ("kept", index) for t in here)
+        if len(here) - kept >= reaching - keep:
+            verb = "kept"
+        elif kept >= keep:
+            verb = "stopped"
+        else:
+            verb = "kept" if place <= math.ceil(stop.keep_best * len(seen)) else "stopped"
+        decision = verb if index == 0 else f"{verb}@{rung}"  # the first rung's without its epoch (one-rung sweeps)
+        value = f"{self.sweep.metric} {trial.metrics[rung]:.4g}"
+        if verb == "kept":
+            message = f"kept at epoch {rung}: {value}, {place} of {len(seen)} there"
+            self.jobs.set_trial(self.sweep_id, trial.number, decision=decision, message=message)
+            return
+        finished = trial.state not in ACTIVE
+        message = f"stopped early at epoch {rung}: {value}, {place} of {len(seen)} there"
+        self.jobs.set_trial(
+            self.sweep_id, trial.number, None if finished else "stopped_early", message, decision=decision
+        )
+        self.say(f"[sweep] trial {trial.number} ({describe(trial.params)}): {message}")
+        if not finished:
+            self._cancel(self.jobs.run(trial.run_id))
 
     def _cancel(self, run: RunRecord) -> None:
         """Stop a run's current attempt (once per attempt): its supervisor then ends the run as stopped."""
@@ -457,6 +495,15 @@ class SweepSupervisor:
 
     def say(self, line: str) -> None:
         print(line, file=sys.stderr, flush=True)
+
+
+def _decided(trial: TrialRecord, rungs: list[int]) -> tuple[str, int]:
+    """A trial's last early-stop decision as (kept | stopped, the rung's index); ("kept", -1) when none yet (every
+    trial goes to the first rung). Recorded as `kept`/`stopped` at the first rung, `kept@4`/`stopped@4` at a later one."""
+    if not trial.decision:
+        return ("kept", -1)
+    verb, _, epoch = trial.decision.partition("@")
+    return (verb, rungs.index(int(epoch)) if epoch and int(epoch) in rungs else 0)
 
 
 # ---------------------------------------------------------------- reading results
@@ -578,7 +625,7 @@ def summary(jobs: JobRegistry, sweep_id: str) -> dict[str, Any]:
         "space": list(spec.sweep.space),
         "distributions": spec.sweep.space,
         "max_cost": spec.limits.max_cost,
-        "early_stop_epoch": spec.sweep.early_stop.after_epochs if spec.sweep.early_stop else None,
+        "early_stop_epochs": spec.sweep.early_stop.rungs if spec.sweep.early_stop else [],
         "cost": round(sum(a.cost() or 0.0 for t in jobs.trials(record.id) for a in jobs.attempts(t.run_id)), 6),
         "attempts": sum(r["attempts"] for r in rows),
         "trials": rows,

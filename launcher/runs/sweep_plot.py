@@ -15,7 +15,7 @@ from typing import Any
 from launcher.estimate.plot import _place_labels
 from launcher.lazy import require
 
-__all__ = ["plot_sweep", "draw_sweep"]
+__all__ = ["plot_sweep", "draw_sweep", "shown_keys"]
 
 DPI = 130
 STYLE = {
@@ -45,11 +45,12 @@ def draw_sweep(found: dict[str, Any]):  # type: ignore[no-untyped-def]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    keys, metric, rows = found["space"], found["metric"], found["trials"]
+    keys, metric, rows = shown_keys(found), found["metric"], found["trials"]
     panels = len(keys) + 1
-    columns = 2 if panels > 1 else 1
+    columns = 1 if panels == 1 else 2 if panels <= 6 else 4  # an ultralytics sweep moves up to 22 keys
     lines = math.ceil(panels / columns)
-    fig, axes = plt.subplots(lines, columns, figsize=(6.2 * columns, 4.3 * lines), dpi=DPI, squeeze=False)
+    width, height = (6.2, 4.3) if columns <= 2 else (4.6, 3.4)
+    fig, axes = plt.subplots(lines, columns, figsize=(width * columns, height * lines), dpi=DPI, squeeze=False)
     flat = list(axes.flat)
     for ax in flat[panels:]:
         ax.remove()
@@ -85,7 +86,8 @@ def draw_sweep(found: dict[str, Any]):  # type: ignore[no-untyped-def]
             ax.set_xticks(range(len(choices)), [str(c) for c in choices])
             ax.set_xlim(-0.5, len(choices) - 0.5)
         elif isinstance(dist, dict):  # the whole range searched, so that where the trials fell in it shows
-            kind, (low, high) = next(iter(dist.items()))
+            kind = next(k for k in dist if k != "gain")  # an ultralytics key: {uniform: [a, b], gain: 0.3}
+            low, high = dist[kind]
             if kind == "log_uniform":
                 ax.set_xscale("log")
                 ax.set_xlim(low / 1.25, high * 1.25)
@@ -114,8 +116,8 @@ def draw_sweep(found: dict[str, Any]):  # type: ignore[no-untyped-def]
             color="goldenrod" if is_best else color,
             alpha=1 if is_best else 0.7,
         )
-    rung = found.get("early_stop_epoch")
-    if rung:
+    rungs = found.get("early_stop_epochs") or []
+    for rung in rungs:
         ax.axvline(rung, color="tab:red", ls=":", lw=1)
     from matplotlib.lines import Line2D  # noqa: PLC0415
 
@@ -124,8 +126,9 @@ def draw_sweep(found: dict[str, Any]):  # type: ignore[no-untyped-def]
         Line2D([], [], color="tab:orange", ls="--", label="stopped early"),
         Line2D([], [], color="goldenrod", lw=2.2, label=f"best (t{best:03d})" if best else "best"),
     ]
-    if rung:
-        legend.append(Line2D([], [], color="tab:red", ls=":", label=f"early stop at epoch {rung}"))
+    if rungs:
+        at = ", ".join(str(r) for r in rungs)
+        legend.append(Line2D([], [], color="tab:red", ls=":", label=f"early stop at epoch {at}"))
     ax.legend(handles=legend, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
@@ -141,6 +144,15 @@ def draw_sweep(found: dict[str, Any]):  # type: ignore[no-untyped-def]
     for ax, items in labelled:
         _place_labels(fig, ax, items)
     return fig
+
+
+def shown_keys(found: dict[str, Any]) -> list[str]:
+    """The swept keys worth a panel or a column: all of them up to 6, else (an ultralytics sweep's 22) those whose
+    value differs between the trials started so far."""
+    keys, rows = found["space"], found["trials"]
+    if len(keys) <= 6 or len(rows) < 2:
+        return list(keys)
+    return [k for k in keys if len({repr(r["values"].get(k)) for r in rows}) > 1]
 
 
 def _money(usd: float) -> str:

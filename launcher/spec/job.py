@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import re
 import shlex
 from pathlib import Path
@@ -28,6 +29,7 @@ from pydantic import (
 from launcher.azure_identity import IDENTITY_VARIABLE
 from launcher.contract import BUILTIN_DATASETS
 from launcher.errors import SpecError
+from launcher.spec import tune
 from launcher.spec.load import (
     _RESERVED_ENV,
     _YAML12,
@@ -53,11 +55,15 @@ from launcher.spec.train import (
     _number,
     _unknown_home,
     check_location,
+    engine_keys,
     host_system_path,
 )
 
 __all__ = [
     "trial_spec",
+    "known_values",
+    "next_values",
+    "resolve_sweep",
     "check_trials",
     "DEFAULT_IMAGE",
     "Resources",
@@ -503,6 +509,12 @@ class JobSpec(_Model):
                 close = difflib.get_close_matches(field, known, n=1, cutoff=0.6)
                 hint = f"did you mean '{section}.{close[0]}'?" if close else f"keys of {section}: {', '.join(known)}"
                 raise ValueError(f"space: '{key}' is not a key of the spec; {hint}")
+        train = info.data.get("train")
+        if value is not None and value.method == "ultralytics" and train is not None and train.engine != "ultralytics":
+            raise ValueError(
+                "method: ultralytics mutates Ultralytics' hyperparameters and runs the ultralytics engine only; "
+                "set train.engine: ultralytics, or use method: random"
+            )
         return value
 
     @model_validator(mode="after")
@@ -674,17 +686,71 @@ def trial_spec(spec: "JobSpec", number: int, values: dict[str, Any], max_cost: f
     return JobSpec.model_validate(data)
 
 
+def resolve_sweep(spec: "JobSpec") -> "JobSpec":
+    """The spec with an ultralytics sweep's space written out: Ultralytics' own space (launcher.spec.tune) for the
+    keys the spec's task takes when sweep.space is empty. A sweep records this spec, so that its supervisor, restarted
+    on a host with another ultralytics (or none), mutates over the same space."""
+    if spec.sweep is None or spec.sweep.method != "ultralytics" or spec.sweep.space:
+        return spec
+    keys = engine_keys()["ultralytics"][spec.train.yolo_task()]
+    data = spec.model_dump(mode="json")
+    data["sweep"]["space"] = tune.space_for(keys)
+    return JobSpec.model_validate(data)
+
+
+def _base_values(spec: "JobSpec") -> dict[str, Any]:
+    """An ultralytics sweep's first trial: the spec's own values of the space's keys (Ultralytics' defaults where
+    it sets none), within the bounds."""
+    assert spec.sweep is not None
+    train = spec.train
+    given = {key: getattr(train, key) for key in train.model_fields_set if getattr(train, key) is not None}
+    return tune.base_values(tune.dims(resolve_sweep(spec).sweep.space), given)  # type: ignore[union-attr]
+
+
+def next_values(
+    spec: "JobSpec", number: int, results: list[tuple[float, dict[str, Any]]], tried: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Trial `number`'s values. grid and random: drawn from the sweep's seed alone. ultralytics: trial 1 the spec's
+    own values; a later one Ultralytics' mutation (launcher.spec.tune) of `results` (each finished trial's metric,
+    higher is better, and its values, oldest first; the first trial's values with fitness 0 while none has
+    finished, as Ultralytics' distributed tuner does), none of `tried`, from a generator seeded with the sweep's
+    seed and `number`: the same spec and the same results so far give the same values."""
+    sweep = spec.sweep
+    assert sweep is not None
+    if sweep.method != "ultralytics":
+        return trial_values(sweep)[number - 1]
+    base = _base_values(spec)
+    if number == 1:
+        return base
+    space = tune.dims(resolve_sweep(spec).sweep.space)  # type: ignore[union-attr]
+    rng = random.Random(f"ultralytics-{sweep.seed}-{number}")
+    return tune.mutate(space, results or [(0.0, base)], [base, *tried], rng)
+
+
+def known_values(spec: "JobSpec") -> list[tuple[str, dict[str, Any]]]:
+    """What can be checked before a sweep starts, labelled: every trial of grid and random; for ultralytics the first
+    trial, the space's lower and its upper bounds (mutations stay within them, so each later trial is valid too)."""
+    sweep = spec.sweep
+    assert sweep is not None
+    if sweep.method != "ultralytics":
+        return [(f"trial {n}", values) for n, values in enumerate(trial_values(sweep), 1)]
+    space = tune.dims(resolve_sweep(spec).sweep.space)  # type: ignore[union-attr]
+    low = tune.constrain(space, {k: d.low for k, d in space.items()})
+    high = tune.constrain(space, {k: d.high for k, d in space.items()})
+    return [("trial 1", _base_values(spec)), ("the space's lower bounds", low), ("the space's upper bounds", high)]
+
+
 def check_trials(spec: "JobSpec", file: "Path | None" = None) -> None:
     """Refuse, in one line, a sweep one of whose trials would not be a valid spec (before anything is submitted)."""
     if spec.sweep is None:
         return
-    for number, values in enumerate(trial_values(spec.sweep), 1):
+    for label, values in known_values(spec):
         try:
-            trial_spec(spec, number, values)
+            trial_spec(spec, 1, values)
         except ValidationError as exc:
             where = f"{file}: " if file else ""
             raise SpecError(
-                f"{where}sweep: trial {number} ({describe(values)}) is not a valid spec: "
+                f"{where}sweep: {label} ({describe(values)}) is not a valid spec: "
                 f"{format_validation_error(exc, None, JobSpec)}",
                 "Narrow sweep.space to values the key takes (launch schema shows each key's range).",
             ) from None

@@ -1,7 +1,7 @@
 """`sweep:` in the job spec: many trials of one spec, each a run of its own (launcher.runs.sweep schedules them).
 
     sweep:
-      method: random            # grid | random
+      method: random            # grid | random | ultralytics (Ultralytics' tuner: launcher.spec.tune)
       trials: 24
       parallel: 4
       metric: top1              # a column of the trial's results.csv; goal: max | min
@@ -14,8 +14,9 @@
       backends: [local, aws]
       seed: 0
 
-The trials' values are drawn here, from `seed` alone, so the same sweep spec always gives the same trials (and a
-restarted sweep supervisor the same ones it recorded). Each swept key is a key of `train:` or `resources:`; the
+The trials' values of grid and random are drawn here, from `seed` alone, so the same sweep spec always gives the
+same trials (and a restarted sweep supervisor the same ones it recorded). Those of `ultralytics` are mutations of the
+best results so far (launcher.spec.tune), made as each trial starts and recorded then. Each swept key is a key of `train:` or `resources:`; the
 key names are checked by JobSpec, and every trial's spec as a whole by `check_trials` (spec/job.py) when the
 spec loads.
 """
@@ -27,7 +28,7 @@ import math
 import random
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from launcher.spec.train import Int, _Model, _number
 
@@ -52,18 +53,53 @@ DISTRIBUTIONS = ("uniform", "log_uniform", "int")
 
 
 class EarlyStop(_Model):
-    """Successive halving: at `after_epochs`, the trials outside the best `keep_best` fraction are stopped."""
+    """Successive halving: at each epoch of `after_epochs` (a rung), the trials still running outside the best
+    `keep_best` fraction of those that reached it are stopped."""
 
-    after_epochs: Int = Field(ge=1, le=100_000, description="the epoch at which trials are compared")
-    keep_best: Annotated[float, Field(gt=0.0, lt=1.0), BeforeValidator(_number)] = Field(
-        0.5, description="the fraction of trials that go on past after_epochs (0.5: the best half)"
+    after_epochs: int | list[int] = Field(
+        description="the epoch at which trials are compared, or a list of them (rungs), like [2, 4]"
     )
+    keep_best: Annotated[float, Field(gt=0.0, lt=1.0), BeforeValidator(_number)] = Field(
+        0.5, description="the fraction of trials that go on past each rung (0.5: the best half)"
+    )
+
+    @field_validator("after_epochs", mode="before")
+    @classmethod
+    def _rungs(cls, value: Any) -> Any:
+        epochs = value if isinstance(value, list) else [value]
+        if not epochs:
+            raise ValueError("the list of epochs is empty; give one or more, like [2, 4]")
+        for epoch in epochs:
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch <= 100_000:
+                raise ValueError(f"{epoch!r} is not an epoch: give a whole number from 1 to 100000, like 5 or [2, 4]")
+        if any(b <= a for a, b in zip(epochs, epochs[1:])):
+            raise ValueError(f"{value}: list the epochs in rising order, each once, like [2, 4]")
+        return value
+
+    @property
+    def rungs(self) -> list[int]:
+        """The epochs at which trials are compared, first to last."""
+        return list(self.after_epochs) if isinstance(self.after_epochs, list) else [self.after_epochs]
+
+    def quotas(self, trials: int) -> list[tuple[int, int]]:
+        """For each rung: (how many trials may reach it, how many of those go on): keep_best of the trials kept at
+        the rung before (all trials at the first), rounded, at least one."""
+        out, reaching = [], trials
+        for _ in self.rungs:
+            keep = max(1, round(self.keep_best * reaching))
+            out.append((reaching, keep))
+            reaching = keep
+        return out
 
 
 class Sweep(_Model):
     """`sweep:`: trials of this spec with other values of its own keys, under one budget (limits.max_cost)."""
 
-    method: Literal["grid", "random"] = Field("random", description="grid: every combination; random: seeded draws")
+    method: Literal["grid", "random", "ultralytics"] = Field(
+        "random",
+        description="grid: every combination; random: seeded draws; ultralytics: Ultralytics' tuner "
+        "(mutations of the best trials so far, the ultralytics engine only)",
+    )
     trials: Annotated[int, Field(ge=1, le=MAX_TRIALS), BeforeValidator(_number)] | None = Field(
         None, description="how many trials (random: required; grid: at most the grid)"
     )
@@ -73,7 +109,9 @@ class Sweep(_Model):
     )
     goal: Literal["max", "min"] | None = Field(None, description="max or min; default: min for a loss, else max")
     space: dict[str, Any] = Field(
-        description="spec key -> a list (one of), {uniform: [a, b]}, {log_uniform: [a, b]} or {int: [a, b]}"
+        default_factory=dict,
+        description="spec key -> a list (one of), {uniform: [a, b]}, {log_uniform: [a, b]} or {int: [a, b]}; "
+        "ultralytics: {uniform: [a, b], gain: 0.3} or {int: [a, b]}, default Ultralytics' own space",
     )
     early_stop: EarlyStop | None = Field(None, description="stop the worst trials at an epoch (successive halving)")
     backends: list[str] = Field(default_factory=list, description="where trials may run (default: the -b backend)")
@@ -86,12 +124,16 @@ class Sweep(_Model):
 
     @field_validator("space")
     @classmethod
-    def _space(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if not value:
+    def _space(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        method = info.data.get("method")
+        if not value and method != "ultralytics":
             raise ValueError("is empty; name at least one key to sweep, like train.lr0: {log_uniform: [1e-4, 1e-1]}")
         space = {str(key): _numbers(dist) for key, dist in value.items()}
         for key, dist in space.items():
-            _check_dimension(key, dist)
+            if method == "ultralytics":
+                _check_mutable(key, dist)
+            else:
+                _check_dimension(key, dist)
         return space
 
     @field_validator("backends")
@@ -113,8 +155,9 @@ class Sweep(_Model):
 
     @model_validator(mode="after")
     def _method(self) -> "Sweep":
-        if self.method == "random" and self.trials is None:
-            raise ValueError("a random sweep needs trials: how many to draw, like trials: 12")
+        if self.method != "grid" and self.trials is None:
+            article = "an" if self.method == "ultralytics" else "a"
+            raise ValueError(f"{article} {self.method} sweep needs trials: how many to run, like trials: 12")
         if self.method == "grid":
             continuous = next((k for k, d in self.space.items() if isinstance(d, dict) and "int" not in d), None)
             if continuous:
@@ -154,10 +197,9 @@ class Sweep(_Model):
 
 
 def _numbers(dist: Any) -> Any:
-    """{log_uniform: [1e-4, 1e-1]}: YAML reads 1e-4 (no dot) as a string; a bound is a number."""
-    if not (isinstance(dist, dict) and len(dist) == 1 and isinstance(next(iter(dist.values())), list)):
+    """{log_uniform: [1e-4, 1e-1]}: YAML reads 1e-4 (no dot) as a string; a bound (and a gain) is a number."""
+    if not isinstance(dist, dict):
         return dist
-    kind, bounds = next(iter(dist.items()))
 
     def number(value: Any) -> Any:
         try:
@@ -165,7 +207,24 @@ def _numbers(dist: Any) -> Any:
         except ValueError:
             return value
 
-    return {kind: [number(b) for b in bounds]}
+    return {kind: [number(b) for b in v] if isinstance(v, list) else number(v) for kind, v in dist.items()}
+
+
+def _check_mutable(key: str, dist: Any) -> None:
+    """A key of an ultralytics sweep: a train key with bounds to mutate within, as Ultralytics' (min, max, gain)."""
+    if not key.startswith("train."):
+        raise ValueError(f"'{key}': an ultralytics sweep mutates train keys only (like train.lr0); remove it")
+    kinds = dist.keys() - {"gain"} if isinstance(dist, dict) else set()
+    if len(kinds) != 1 or not kinds <= {"uniform", "int"} or ("gain" in dist and "int" in kinds):
+        raise ValueError(
+            f"{key}: an ultralytics sweep mutates within bounds: give {{uniform: [a, b]}} (optionally gain: 0.3, "
+            "the step's scale) or {int: [a, b]}"
+        )
+    kind = next(iter(kinds))
+    _check_dimension(key, {kind: dist[kind]})
+    gain = dist.get("gain", 1.0)
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not 0 < gain <= 1:
+        raise ValueError(f"{key}: gain scales the mutation step: a number above 0 and at most 1, not {gain!r}")
 
 
 def _check_dimension(key: str, dist: Any) -> None:
@@ -231,6 +290,8 @@ def _draw(rng: random.Random, dist: Any) -> Any:
 
 def trial_values(sweep: Sweep) -> list[dict[str, Any]]:
     """Each trial's values (trial 1 first), from the sweep's own settings alone: the same sweep, the same trials."""
+    if sweep.method == "ultralytics":
+        raise ValueError("an ultralytics sweep's values are made as its trials start (launcher.spec.job.next_values)")
     if sweep.method == "grid":
         keys = list(sweep.space)
         combos = itertools.islice(itertools.product(*(_grid_values(sweep.space[k]) for k in keys)), sweep.count())

@@ -330,3 +330,158 @@ def test_the_python_api_runs_a_sweep_to_its_best_trial(tmp_path: Path) -> None:
     record = jobs.sweeps()[0]
     assert record.state == "finished" and record.message == "best trial 2 (lr0=0.05): top1 0.5"
     assert [t.state for t in jobs.trials(record.id)] == ["succeeded"] * 3 and len(jobs.list()) == 3
+
+
+def test_an_ultralytics_sweep_mutates_the_results_known_when_each_trial_starts(tmp_path: Path) -> None:
+    """Each trial's values are made as it starts, from the finished trials' metrics then, and recorded: a restarted
+    sweep supervisor follows the recorded values and makes the next trial's from the same results."""
+    from launcher.spec.job import next_values  # noqa: PLC0415
+
+    (tmp_path / "shapes").mkdir()
+    (tmp_path / "shapes" / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {0: square}\n")
+    train = {"engine": "ultralytics", "model": "yolo11n.yaml", "data": str(tmp_path / "shapes"), "epochs": 2}
+    spec = _spec(tmp_path, {"method": "ultralytics", "trials": 4, "seed": 5, "space": {}}, train=train)
+    jobs = JobRegistry(tmp_path / "jobs.db")
+    fleet = {"cheap": Instant("cheap", 1.0)}  # top1 = 10 x lr0, at once
+    first = _supervisor(spec, jobs, fleet)
+    while len(jobs.trials(first.sweep_id)) < 2:
+        assert first.step() is None
+        _until(lambda: all(_ended(jobs, first, t.number) for t in jobs.trials(first.sweep_id)))
+    jobs.set_sweep(first.sweep_id, pid=None)  # the first supervisor is gone after trial 2 started
+    again = SweepSupervisor(first.sweep_id, jobs, lambda name: Launcher(backend=fleet[name], jobs=jobs), poll_s=0.01)
+    assert again.run() == 0
+    trials = jobs.trials(first.sweep_id)
+    assert len(trials) == 4 and len(jobs.list()) == 4  # trials 1 and 2 followed, not redone
+    recorded = JobSpec.model_validate(jobs.sweep(first.sweep_id).spec)
+    assert "train.momentum" in recorded.sweep.space  # Ultralytics' space, recorded with the sweep
+    assert trials[0].params == next_values(recorded, 1, [], [])  # the spec's own values (Ultralytics' defaults)
+    for n in (2, 3, 4):  # each from the results of the trials before it (each ended before the next started)
+        before = trials[: n - 1]
+        results = [(max(t.metrics.values()), t.params) for t in before]
+        assert trials[n - 1].params == next_values(recorded, n, results, [t.params for t in before])
+        assert trials[n - 1].params not in [t.params for t in before]
+    assert [float(t.metrics["1"]) for t in trials] == [round(t.params["train.lr0"] * 10, 4) for t in trials]
+
+
+def test_halving_at_two_rungs_keeps_half_of_those_still_running_at_each(tmp_path: Path) -> None:
+    fleet = {"cheap": Fleet("cheap", 1.0)}
+    spec = _spec(
+        tmp_path,
+        {
+            "trials": 8,
+            "parallel": 8,
+            "capacity": {"cheap": 8},
+            "early_stop": {"after_epochs": [1, 2], "keep_best": 0.5},
+        },
+    )
+    jobs = JobRegistry(tmp_path / "jobs.db")
+    sup = _supervisor(spec, jobs, fleet)
+    assert sup.step() is None and len(fleet["cheap"].submitted) == 8
+    first = {1: 0.1, 2: 0.8, 3: 0.3, 4: 0.7, 5: 0.2, 6: 0.6, 7: 0.4, 8: 0.5}  # 2, 4, 6 and 8 go on
+    second = {2: 0.81, 4: 0.9, 6: 0.95, 8: 0.5}  # of those, 4 and 6 go on
+
+    def write(epochs: int) -> None:
+        for number, value in first.items():
+            lines = [f"1,{value}"] + ([f"2,{second[number]}"] if epochs == 2 and number in second else [])
+            (tmp_path / "store" / f"sw-t00{number}" / "results.csv").write_text(
+                "epoch,top1\n" + "\n".join(lines) + "\n"
+            )
+
+    write(1)
+    assert sup.step() is None
+    decisions = {t.number: t.decision for t in jobs.trials(sup.sweep_id)}
+    assert decisions == {
+        1: "stopped",
+        2: "kept",
+        3: "stopped",
+        4: "kept",
+        5: "stopped",
+        6: "kept",
+        7: "stopped",
+        8: "kept",
+    }
+    _until(lambda: all(_ended(jobs, sup, n) for n in (1, 3, 5, 7)))
+    write(2)  # the stopped trials wrote no second epoch; the kept ones did
+    assert sup.step() is None
+    trials = {t.number: t for t in jobs.trials(sup.sweep_id)}
+    assert {n: trials[n].decision for n in (2, 4, 6, 8)} == {2: "stopped@2", 4: "kept@2", 6: "kept@2", 8: "stopped@2"}
+    assert (
+        trials[8].state == "stopped_early" and "stopped early at epoch 2: top1 0.5, 4 of 4 there" in trials[8].message
+    )
+    _until(lambda: _ended(jobs, sup, 2) and _ended(jobs, sup, 8))
+    for n in (4, 6):
+        fleet["cheap"].finish(f"sw-t00{n}")
+    _until(lambda: _ended(jobs, sup, 4) and _ended(jobs, sup, 6))
+    assert sup.step() == 0
+    states = [t.state for t in jobs.trials(sup.sweep_id)]
+    assert states.count("stopped_early") == 6 and states.count("succeeded") == 2
+    assert summary(jobs, sup.sweep_id)["early_stop_epochs"] == [1, 2]
+
+
+class Scored(Fleet):
+    """Each job succeeds at once with two epochs in its results.csv, top1 a smooth function of the trial's values."""
+
+    def submit(self, plan: Plan, secrets: Mapping[str, str] | None = None) -> JobRef:
+        ref = super().submit(plan, secrets)
+        t = plan.spec.train
+        top1 = 0.9 - 20 * abs(t.lr0 - 0.006) - abs((t.momentum or 0.9) - 0.9) - 0.01 * abs((t.box or 7.5) - 9)
+        folder = Path(plan.spec.checkpoint.uri) / plan.spec.name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "results.csv").write_text(f"epoch,top1\n1,{top1 - 0.1:.4f}\n2,{top1:.4f}\n")
+        self.ended[plan.job_name] = JobState.SUCCEEDED
+        return ref
+
+
+def test_an_ultralytics_sweeps_status_and_plot_show_the_keys_that_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner  # noqa: PLC0415
+    from matplotlib.text import Text  # noqa: PLC0415
+
+    from launcher.cli import main  # noqa: PLC0415
+    from launcher.runs.sweep_plot import draw_sweep, plot_sweep  # noqa: PLC0415
+
+    (tmp_path / "shapes").mkdir()
+    (tmp_path / "shapes" / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {0: square}\n")
+    train = {"engine": "ultralytics", "model": "yolo11n.yaml", "data": str(tmp_path / "shapes"), "epochs": 2}
+    space = {
+        "train.lr0": {"uniform": [1e-4, 1e-2]},
+        "train.momentum": {"uniform": [0.7, 0.98], "gain": 0.3},
+        "train.box": {"uniform": [1.0, 20.0]},
+        **{f"train.{k}": {"uniform": [0.0, 0.9]} for k in ("hsv_s", "hsv_v", "translate", "scale")},
+        "train.close_mosaic": {"int": [0, 10]},
+    }
+    spec = _spec(tmp_path, {"method": "ultralytics", "trials": 8, "seed": 2, "space": space}, train=train)
+    jobs = JobRegistry(tmp_path / "jobs.db")
+    assert Launcher(backend=Scored("cheap", 1.0), jobs=jobs).sweep(spec) == 0
+    sweep_id = jobs.sweeps()[0].id
+    found = summary(jobs, sweep_id)
+    fig = draw_sweep(found)
+    renderer = fig.canvas.get_renderer()
+    moved = [k for k in space if len({repr(t.params[k]) for t in jobs.trials(sweep_id)}) > 1]
+    assert [ax.get_xlabel() for ax in fig.axes[:-1]] == moved and len(fig.axes) == len(moved) + 1
+    for ax in fig.axes:
+        boxes = []
+        for text in ax.texts:
+            text.update_positions(renderer)
+            boxes.append(Text.get_window_extent(text, renderer))
+        assert not [(i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes)) if boxes[i].overlaps(boxes[j])]
+    own = [[a.title, a.xaxis.label, a.yaxis.label, *a.get_xticklabels(), *a.get_yticklabels()] for a in fig.axes]
+    for i, group in enumerate(own):
+        extents = [t.get_window_extent(renderer) for t in group if t.get_text()]
+        assert not [j for j, other in enumerate(fig.axes) if j != i and any(b.overlaps(other.bbox) for b in extents)]
+    plot_sweep(found, tmp_path / "sweep.png")
+    import os  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    shutil.copy(tmp_path / "sweep.png", "/tmp/wt36-ultra-sweep.png") if os.environ.get("SWEEP_PLOT_COPY") else None
+    monkeypatch.setenv("LAUNCHER_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("COLUMNS", "200")
+    shown = CliRunner().invoke(main, ["sweep", "status", "sw"])
+    assert shown.exit_code == 0, shown.output
+    header = shown.output.splitlines()[1].split()
+    assert header[1 : 1 + len(moved)] == [k.split(".")[1] for k in moved]
+    same = [k.split(".")[1] for k in space if k not in moved]
+    if same:
+        assert "the same in every trial: " + same[0] in shown.output
+    print(shown.output)

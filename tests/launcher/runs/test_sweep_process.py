@@ -223,3 +223,86 @@ def test_detach_hands_the_sweep_to_a_background_supervisor(sweep_env: dict[str, 
     log = (sweep_env["dir"] / "state" / "sweeps" / f"{sweep.id}.log").read_text()
     assert sweep.state == "finished" and "best trial 2" in sweep.message, log
     assert len(jobs().list()) == 3 and "[sweep] trial 3/3" in log
+
+
+# epoch 1 at once, epoch 2 once the test creates `release` beside the code: a trial that waits there is certainly
+# running when the test acts (no race with its pace); on SIGTERM it ends as a stopped job does
+WAITING = textwrap.dedent(
+    """
+    import json, os, time
+    out = os.environ["LAUNCHER_CHECKPOINT_DIR"]
+    lr0 = json.loads(os.environ["LAUNCHER_TRIAL"])["train.lr0"]
+    path = os.path.join(out, "results.csv")
+    rows = open(path).read().splitlines()[1:] if os.path.exists(path) else []
+    for epoch in range(len(rows) + 1, 3):
+        while epoch == 2 and not os.path.exists(os.path.join(os.path.dirname(__file__), "release")):
+            time.sleep(0.1)
+        rows.append(f"{epoch},{lr0 * epoch:.4f}")
+        with open(path + ".tmp", "w") as f:
+            f.write("epoch,top1\\n" + "\\n".join(rows) + "\\n")
+        os.replace(path + ".tmp", path)
+    """
+)
+
+
+def test_ctrl_c_stops_the_running_trials_keeps_their_checkpoints_and_records_the_sweep_stopped(
+    sweep_env: dict[str, Any],
+) -> None:
+    """`launch sweep job.yaml` in the foreground, Ctrl-C (SIGINT to its process group, as a terminal sends it) while two
+    trials run: as a foreground `launch job.yaml`, it stops them (their runs stopped, not failed; the checkpoint of
+    epoch 1 kept) and ends with 130, the sweep recorded as stopped, no further trial started. Started again, the same
+    command runs a new sweep of the spec, whose trials resume from those checkpoints (grid and random: the same values)."""
+    _subreaper()
+    folder = sweep_env["dir"]
+    (folder / "prog" / "train.py").write_text(WAITING)
+    spec = yaml.safe_load((folder / "job.yaml").read_text())
+    spec["sweep"].update({"parallel": 2, "capacity": {"local": 2}})
+    (folder / "job.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    sweep = subprocess.Popen(
+        [*LAUNCH, "sweep", "job.yaml"],
+        env=sweep_env["env"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell's foreground job
+    )
+    jobs = sweep_env["jobs"]
+
+    def both_at_epoch_1() -> bool:
+        if sweep.poll() is not None:
+            raise AssertionError(sweep.communicate()[0][-5000:])
+        registry = jobs()
+        trials = registry.trials(registry.sweeps()[0].id) if registry.sweeps() else []
+        return len(trials) == 2 and all("1" in t.metrics for t in trials)
+
+    _until(both_at_epoch_1, timeout=180)
+    os.killpg(sweep.pid, signal.SIGINT)
+    out, _ = sweep.communicate(timeout=180)
+    assert sweep.returncode == 130, out[-5000:]
+    assert "interrupted: stopping the running trials of sweep" in out and "Traceback" not in out
+    assert "launch sweep JOB.yaml starts it again: its trials resume from their checkpoints" in out
+    registry = jobs()
+    record = registry.sweeps()[0]
+    trials = registry.trials(record.id)
+    assert record.state == "stopped" and record.message.startswith("interrupted (Ctrl-C)"), record.message
+    assert [t.state for t in trials] == ["stopped", "stopped"] and len(registry.list()) == 2  # trial 3 never started
+    for trial in trials:
+        assert registry.run(trial.run_id).state == "stopped"
+        assert [a.state.value for a in registry.attempts(trial.run_id)] == ["stopped"]
+    assert [_store_epochs(folder / "store", f"psw-t00{n}") for n in (1, 2)] == [{1: 0.1}, {1: 0.3}]  # kept
+    status = subprocess.run(
+        [*LAUNCH, "sweep", "status", "psw"], env=sweep_env["env"], capture_output=True, text=True, check=True
+    )
+    assert "stopped" in status.stdout and "2 of 3 trial(s) started" in status.stdout, status.stdout
+
+    (folder / "prog" / "release").write_text("")
+    again = _launch(sweep_env, "sweep", "job.yaml")
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, out[-5000:]
+    registry = jobs()
+    latest = registry.sweeps()[0]
+    assert (
+        latest.id != record.id and latest.state == "finished" and "best trial 2 (lr0=0.3): top1 0.6" in latest.message
+    )
+    assert [_store_epochs(folder / "store", f"psw-t00{n}") for n in (1, 2)] == [{1: 0.1, 2: 0.2}, {1: 0.3, 2: 0.6}]

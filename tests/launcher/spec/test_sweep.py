@@ -118,6 +118,8 @@ def test_a_bad_space_is_refused_in_one_line_before_anything(
         ({"trials": None}, "a random sweep needs trials"),
         ({"metrc": "top1"}, "sweep.metrc: unknown key 'metrc'; did you mean 'metric'?"),
         ({"early_stop": {"after_epochs": 0}}, "sweep.early_stop.after_epochs:"),
+        ({"early_stop": {"after_epochs": [4, 2]}}, "[4, 2]: list the epochs in rising order, each once"),
+        ({"early_stop": {"after_epochs": []}}, "the list of epochs is empty"),
         (
             {"method": "grid", "trials": None, "space": {"train.epochs": {"int": [1, 10**12]}}},
             "train.epochs has more than 10000 values for a grid",
