@@ -91,7 +91,7 @@ def start_sweep(spec: Any, backend: str, detach: bool, ignore_budget: bool, yes:
     except JobNotFoundError:
         existing = None
     if existing is not None and existing.state == "running":
-        if supervisor_alive(existing):  # type: ignore[arg-type]
+        if supervisor_alive(existing):
             raise LauncherError(
                 f"Sweep {existing.id} of {spec.name} is supervised already, by process {existing.supervisor_pid}.",
                 f"Follow it with: launch sweep status {spec.name}",

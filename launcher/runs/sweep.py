@@ -150,7 +150,7 @@ class SweepSupervisor:
                 f"sweep {sweep.id} already ended: {sweep.state}" + (f" ({sweep.message})" if sweep.message else "")
             )
             return 0 if sweep.state == "finished" else 1
-        if supervisor_alive(sweep):  # type: ignore[arg-type]  # the same pid rule as a run's
+        if supervisor_alive(sweep):  # the same pid rule as a run's
             raise LauncherError(
                 f"Sweep {sweep.id} is supervised already, by process {sweep.supervisor_pid}.",
                 f"Follow it with: launch sweep status {sweep.name}",
