@@ -1,6 +1,7 @@
 """Large datasets: time to the first step and epoch-1 images/s, per-object fetch vs packed shards vs local disk.
 
     .venv/bin/python benchmarks/bench_shards.py [--images 20000] [--shard-size 8MB]
+    .venv/bin/python benchmarks/bench_shards.py --cache-ram [--images 3000] [--side 160]
 
 Generates an ImageFolder of N small PNGs (32 px, 10 classes, plus a val split of N/10), puts it
 in moto S3 (ThreadedMotoServer on loopback, one object per image) and packs it into shards in
@@ -18,6 +19,22 @@ cache=false, its batch sampler, DataLoader with 0 workers, decode at 32 px) with
 step (the batch to float and summed), so the numbers are the data path's, not a model's.
 first step = seconds from the start (nothing local yet) to the first batch; images/s = the
 epoch's images over the time from start to the epoch's end, and over the loop alone.
+
+`--cache-ram`: the resident memory per rank of `cache: ram` with 2 processes on a node. Each
+layout runs in 2 fresh (spawned) processes, as torchrun's ranks, on the generated ImageFolder:
+
+  (d) one copy per node (what the trainer does with 2 or more local processes): local rank 0
+      decodes the splits into the disk cache's array file in /dev/shm (ImageSet cache="disk"
+      with cache_dir there), the other rank waits at a barrier, then maps the same file;
+  (e) one copy per rank (what it did before): each rank decodes into its own shared-memory
+      tensor (ImageSet cache="ram");
+  (f) no cache, the control: each batch decoded as it is read; what a rank's memory grows by
+      for reasons other than a cache (batches, decode buffers, allocator) is subtracted.
+
+Each rank then reads every training batch (a gather from the cache, touching every row) and
+reports Rss and Pss from /proc/self/smaps_rollup (Pss splits each shared page between the
+processes mapping it, so the ranks' Pss add up to the node's memory), against its own figures
+just before the cache was built.
 """
 
 from __future__ import annotations
@@ -78,17 +95,22 @@ def wait_port(port: int, timeout: float = 60.0) -> None:
     raise SystemExit(f"moto did not open port {port} in {timeout:.0f} s")
 
 
+CPU = [0.0]  # the CPU seconds (this process, every thread) of the last loop
+
+
 def loop(dataset, batches) -> tuple[float, int, float]:  # type: ignore[no-untyped-def]
-    """Read one epoch; (seconds to the first batch, images, seconds of the whole loop)."""
+    """Read one epoch; (seconds to the first batch, images, seconds of the whole loop). The loop's CPU time
+    goes to CPU[0]: on a machine others load, CPU per image is steadier than images per wall second."""
     from launcher.runtime.train import data
 
     loader = data.make_loader(dataset, batches, 0, False)
-    start = time.monotonic()
+    start, cpu = time.monotonic(), time.process_time()
     first, images = None, 0
     for x, _y in loader:
         x.float().sum()
         images += len(x)
         first = first if first is not None else time.monotonic() - start
+    CPU[0] = time.process_time() - cpu
     return first or 0.0, images, time.monotonic() - start
 
 
@@ -102,7 +124,7 @@ def per_object(uri: str, client, cache: Path) -> dict[str, float]:  # type: igno
     fetched = time.monotonic() - start
     dataset = data.ImageSet(data.scan(root / "train"), SIZE, False)
     first, images, took = loop(dataset, data.TrainBatches(len(dataset), BATCH, 0, 1, 0))
-    return {"first": fetched + first, "images": images, "total": fetched + took, "loop": took}
+    return {"first": fetched + first, "images": images, "total": fetched + took, "loop": took, "cpu": CPU[0]}
 
 
 def packed(uri: str, client, cache: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -117,7 +139,7 @@ def packed(uri: str, client, cache: Path) -> dict[str, float]:  # type: ignore[n
     ready = time.monotonic() - start
     first, images, took = loop(dataset, stream.StreamBatches(split, BATCH, 0, 1, 0, shards))
     shards.close()
-    return {"first": ready + first, "images": images, "total": ready + took, "loop": took}
+    return {"first": ready + first, "images": images, "total": ready + took, "loop": took, "cpu": CPU[0]}
 
 
 def local(root: Path) -> dict[str, float]:
@@ -127,15 +149,108 @@ def local(root: Path) -> dict[str, float]:
     dataset = data.ImageSet(data.scan(root / "train"), SIZE, False)
     ready = time.monotonic() - start
     first, images, took = loop(dataset, data.TrainBatches(len(dataset), BATCH, 0, 1, 0))
-    return {"first": ready + first, "images": images, "total": ready + took, "loop": took}
+    return {"first": ready + first, "images": images, "total": ready + took, "loop": took, "cpu": CPU[0]}
+
+
+def memory() -> dict[str, int]:
+    """This process's Rss and Pss in bytes (/proc/self/smaps_rollup)."""
+    found = {}
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("Rss", "Pss"):
+            found[name] = int(rest.split()[0]) * 1024
+    return found
+
+
+def cache_rank(rank: int, root: str, side: int, shared: str | None, barrier, results) -> None:  # type: ignore[no-untyped-def]
+    """One rank of the --cache-ram run (see the module's docstring): (d) with `shared`, else (e)."""
+    import torch
+
+    from launcher.runtime.train import data
+
+    torch.set_num_threads(1)
+    split = data.scan(Path(root) / "train")
+    torch.zeros(1).sum()  # torch's own start-up memory goes in the baseline, not in the cache's share
+    before = memory()
+    mode = False if shared == "" else "disk" if shared else "ram"  # "": (f), the control
+    dataset = data.ImageSet(split, side, mode, Path(shared) if shared else None)
+    start = time.monotonic()
+    if shared and rank != 0:
+        barrier.wait()  # local rank 0 writes the array; this rank then only maps it
+    dataset.prepare(threads=2)
+    if shared and rank == 0:
+        barrier.wait()
+    ready = time.monotonic() - start
+    for ids in data.TrainBatches(len(dataset), BATCH, rank, 2, 0):
+        dataset.__getitems__(ids)[0].float().sum()
+    barrier.wait()  # both ranks hold their cache now
+    after = memory()
+    results.put({"rank": rank, "before": before, "after": after, "ready": ready, "written": dataset.written,
+                 "cache_bytes": len(dataset) * side * side * 3})  # fmt: skip
+    barrier.wait()  # neither exits (unmapping its pages) before the other has measured
+
+
+def cache_ram(images: int, side: int) -> None:
+    import multiprocessing
+
+    work = Path(tempfile.mkdtemp(prefix="bench-cache-ram-"))
+    shm = Path("/dev/shm") / f"bench-cache-ram-{work.name}"
+    rows = {}
+    try:
+        t = time.monotonic()
+        make_folder(work / "src", images)
+        print(f"generated {images} train images in {time.monotonic() - t:.1f}s", flush=True)
+        context = multiprocessing.get_context("spawn")  # fresh processes, as torchrun starts them
+        layouts = (("(d) one copy per node (/dev/shm)", str(shm)), ("(e) one copy per rank", None),
+                   ("(f) no cache (control)", ""))  # fmt: skip
+        for name, shared in layouts:
+            barrier, results = context.Barrier(2), context.Queue()
+            procs = [context.Process(target=cache_rank, args=(r, str(work / "src"), side, shared, barrier, results))
+                     for r in range(2)]  # fmt: skip
+            for proc in procs:
+                proc.start()
+            got = sorted((results.get(timeout=600) for _ in procs), key=lambda r: r["rank"])
+            for proc in procs:
+                proc.join()
+            rows[name] = got
+            shutil.rmtree(shm, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(shm, ignore_errors=True)
+    mb = 1e6
+    copy = next(iter(rows.values()))[0]["cache_bytes"]
+    out = io.StringIO()
+    out.write(
+        f"\ncache: ram, 2 processes, {images} train images decoded at {side} px: one copy is {copy / mb:.0f} MB\n"
+    )
+    out.write("| layout | rank | Rss (MB) | Pss (MB) | Pss over its start (MB) | cache built in (s) |\n"
+              "|---|---:|---:|---:|---:|---:|\n")  # fmt: skip
+    for name, ranks in rows.items():
+        for r in ranks:
+            grown = r["after"]["Pss"] - r["before"]["Pss"]
+            out.write(f"| {name} | {r['rank']} | {r['after']['Rss'] / mb:.0f} | {r['after']['Pss'] / mb:.0f} | "
+                      f"{grown / mb:.0f} | {r['ready']:.1f} |\n")  # fmt: skip
+    node = {name: sum(r["after"]["Pss"] - r["before"]["Pss"] for r in ranks) for name, ranks in rows.items()}
+    control = node.pop("(f) no cache (control)")
+    said = "; ".join(f"{name}: {(grown - control) / mb:.0f} MB = {(grown - control) / copy:.2f} copies"
+                     for name, grown in node.items())  # fmt: skip
+    out.write(f"\nthe node's cache memory (both ranks' Pss growth less the control's {control / mb:.0f} MB): {said}\n")
+    print(out.getvalue(), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--images", type=int, default=None, help="train images (default 20000; --cache-ram: 3000)")
+    parser.add_argument("--cache-ram", action="store_true", help="measure memory per rank of cache: ram, 2 processes")
+    parser.add_argument("--without-a", action="store_true", help="skip (a), the per-object fetch (minutes at 20k)")
+    parser.add_argument("--side", type=int, default=160, help="--cache-ram: the decoded side in px (default 160)")
     parser.add_argument("--shard-size", default="8MB", help="shard size for the packed copy (default 8MB)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of (b) and (c), alternating; the median is shown")
     args = parser.parse_args()
+    if args.cache_ram:
+        cache_ram(args.images or 3000, args.side)
+        return
+    args.images = args.images or 20_000
 
     import boto3
     from botocore.config import Config
@@ -169,7 +284,11 @@ def main() -> None:
             f"({n_files / pack_s:.0f} images/s)",
             flush=True,
         )
-        rows = {"(a) per-object fetch": per_object("s3://bench/folder", client, work / "cache-a")}
+        rows = (
+            {}
+            if args.without_a
+            else {"(a) per-object fetch": per_object("s3://bench/folder", client, work / "cache-a")}
+        )
         rounds: dict[str, list[dict[str, float]]] = {"(b) packed, streamed": [], "(c) local disk": []}
         for n in range(args.rounds):  # (b) and (c) alternate, each (b) from an empty cache: the machine's drift
             first = ["b", "c"] if n % 2 == 0 else ["c", "b"]  # hits both alike
@@ -182,7 +301,8 @@ def main() -> None:
             runs.sort(key=lambda r: r["images"] / r["loop"])
             rows[name] = runs[len(runs) // 2]
             spread = ", ".join(f"{r['images'] / r['loop']:.0f}" for r in runs)
-            print(f"{name}: loop images/s of the {len(runs)} rounds: {spread}", flush=True)
+            cpu = ", ".join(f"{1e6 * r['cpu'] / r['images']:.1f}" for r in sorted(runs, key=lambda r: r["cpu"]))
+            print(f"{name}: loop images/s of the {len(runs)} rounds: {spread}; CPU ms per 1k images: {cpu}", flush=True)
     finally:
         server.terminate()
         server.wait()
@@ -192,20 +312,22 @@ def main() -> None:
     out.write(f"\n{args.images} images of {SIZE} px, batch {BATCH}, shards {args.shard_size}, moto S3 on loopback; "
               f"(b), (c): median of {args.rounds} alternating rounds\n")  # fmt: skip
     out.write(
-        "| path | first step (s) | epoch 1 images/s (from start) | loop images/s | vs (c) loop |\n"
-        "|---|---:|---:|---:|---:|\n"
+        "| path | first step (s) | epoch 1 images/s (from start) | loop images/s | vs (c) loop "
+        "| loop CPU ms per 1k images | vs (c) CPU |\n"
+        "|---|---:|---:|---:|---:|---:|---:|\n"
     )
+    cpu_c = ceiling["cpu"] / ceiling["images"]
     for name, r in rows.items():
         out.write(
             f"| {name} | {r['first']:.2f} | {r['images'] / r['total']:.0f} | {r['images'] / r['loop']:.0f} | "
-            f"{(r['images'] / r['loop']) / (ceiling['images'] / ceiling['loop']):.2f}x |\n"
+            f"{(r['images'] / r['loop']) / (ceiling['images'] / ceiling['loop']):.2f}x | "
+            f"{1e6 * r['cpu'] / r['images']:.1f} | {cpu_c / (r['cpu'] / r['images']):.2f}x |\n"
         )
-    a, b = rows["(a) per-object fetch"], rows["(b) packed, streamed"]
-    out.write(
-        f"\nfirst step: (a)/(b) = {a['first'] / b['first']:.1f}x; epoch 1 from start: "
-        f"(b)/(a) = {(b['images'] / b['total']) / (a['images'] / a['total']):.1f}x; "
-        f"packing {n_files / pack_s:.0f} images/s\n"
-    )
+    b = rows["(b) packed, streamed"]
+    a = rows.get("(a) per-object fetch")
+    versus = (f"first step: (a)/(b) = {a['first'] / b['first']:.1f}x; epoch 1 from start: "
+              f"(b)/(a) = {(b['images'] / b['total']) / (a['images'] / a['total']):.1f}x; ") if a else ""  # fmt: skip
+    out.write(f"\n{versus}packing {n_files / pack_s:.0f} images/s\n")
     print(out.getvalue(), flush=True)
 
 

@@ -166,16 +166,11 @@ def _listed_dataset(data: str):  # type: ignore[no-untyped-def]
     found = remote_dataset(data, state_dir() / "dataset-sizes.json")
     if isinstance(found, str):
         return None, found
-    if found.files > PACK_HINT_FILES and not found.packed:
-        click.echo(
-            f"hint: {data} holds {found.files:,} files, each fetched on its own before training starts; "
-            f"packed into shards it starts in seconds: launch data pack {data} {data.rstrip('/')}-packed",
-            err=True,
-        )
+    from launcher.estimate import remote_data
+
+    if found.files > remote_data.PACK_HINT_FILES and not found.packed:
+        click.echo(remote_data.pack_hint_line(data.rstrip("/"), found.files), err=True)
     return found, None
-
-
-PACK_HINT_FILES = 10_000  # above this many objects, per-object fetching dominates a job's start (issue 32)
 
 
 def _no_estimate(rows, job_file: str, unlisted: str | None) -> str:  # type: ignore[no-untyped-def]

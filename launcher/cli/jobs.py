@@ -46,14 +46,16 @@ def status(job_id: str | None, as_json: bool) -> None:
     job = _job(job_id)
     st = job.status()
     record = job.record()
-    from launcher.runs.progress import for_record
+    from launcher.runs.progress import data_for_record, for_record
 
     newer = _newer_of_the_run(job.jobs, record)
     progress = for_record(record, newer=newer)
+    fed = data_for_record(record) if newer is None else None  # a packed dataset's shards, while the job runs
     if as_json:  # everything the plain output shows, and more: a supervised run's attempts and total
         out = {"id": job.id, "backend": record.backend, "native_id": record.native_id, "state": st.state.value,
                "message": st.message, "exit_code": st.exit_code, "details": dict(st.details),
-               "progress": progress.to_dict() if progress else None}  # fmt: skip
+               "progress": progress.to_dict() if progress else None,
+               "data_progress": fed.to_dict() if fed else None}  # fmt: skip
         if record.run_id:
             out["run"] = _run_dict(job.jobs, record.run_id)
         echo_json(out)
@@ -64,6 +66,8 @@ def status(job_id: str | None, as_json: bool) -> None:
         click.echo(f"{job.id}  {record.backend}  {st.state.value}" + (f"  {st.message}" if st.message else ""))
     if progress:
         click.echo(progress.line())
+    if fed:
+        click.echo(fed.line())
 
 
 def _newer_of_the_run(jobs, record) -> str | None:  # type: ignore[no-untyped-def]

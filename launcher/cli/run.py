@@ -79,7 +79,9 @@ def run(
         click.echo(plan.to_json() if as_json else plan.to_yaml(), nl=not as_json)
         if shipped is not None:
             click.echo(shipped, err=True)
+        _pack_hint(spec, listing=False)  # a dry run stays offline: only a count already made is used
         return
+    _pack_hint(spec, listing=True)  # once, before the trials or attempts: not from each
     if spec.sweep is not None:  # many trials, each a supervised run: launch sweep
         from launcher.cli.sweep import start_sweep
 
@@ -104,6 +106,23 @@ def run(
             echo_json({"id": job.id, "backend": job.backend.name, "native_id": job.ref.native_id})
         return
     sys.exit(_follow(job, as_json))
+
+
+def _pack_hint(spec, listing: bool) -> None:  # type: ignore[no-untyped-def]
+    """One line when a remote `train.data` is a plain folder of more than 10,000 files (issue 32): packed,
+    it would start in seconds. Counted at submit (stopping at 10,001 objects) and kept for a day, so a dry
+    run after a submit or `launch estimate` says it too; a store that cannot be listed only costs the hint."""
+    from launcher.storage import is_remote
+
+    data = spec.data()
+    if data is None or not is_remote(data):
+        return
+    from launcher.estimate.remote_data import pack_hint
+    from launcher.state.jobs import state_dir
+
+    line = pack_hint(data, state_dir() / "dataset-sizes.json", listing=listing)
+    if line:
+        click.echo(line, err=True)
 
 
 def _supervise(spec, backend: str, detach: bool, ignore_budget: bool) -> int:  # type: ignore[no-untyped-def]

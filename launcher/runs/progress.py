@@ -8,21 +8,40 @@ small results.csv it lists, so what `launch status` shows is what the last
 synced checkpoint holds. The ETA is the remaining epochs times the mean
 training time of the epochs so far (validation and startup not included, so
 it leans low); a finished job has none.
+
+While a job streams a packed dataset, `DataProgress` is how far its node 0 has
+got with the shards: the trainer's record, `.data-progress.json` in a local
+run folder, or `data-progress.json` that the checkpoint syncer copies to the
+run folder in a store (`launch status` shows it while the job runs).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from launcher.contract import ultralytics_epoch_seconds
 from launcher.storage import join_uri, open_store
+from launcher.storage.manifest import DATA_PROGRESS
 from launcher.storage.retry import RetryPolicy
 
-__all__ = ["RunProgress", "from_csv", "read_progress", "for_record", "fmt_duration", "ultralytics_epoch_seconds"]
+__all__ = [
+    "RunProgress",
+    "DataProgress",
+    "data_from_json",
+    "read_data_progress",
+    "data_for_record",
+    "from_csv",
+    "read_progress",
+    "for_record",
+    "fmt_duration",
+    "ultralytics_epoch_seconds",
+]
 
 RESULTS = "results.csv"
 
@@ -63,6 +82,69 @@ class RunProgress:
         if self.eta_s is not None:
             text += f" ETA {fmt_duration(self.eta_s)}"
         return text
+
+
+@dataclass(frozen=True)
+class DataProgress:
+    """The trainer's record of a packed dataset's shards on node 0 (launcher.runtime.train.stream.DataProgress)."""
+
+    phase: str
+    shards: int
+    shards_total: int
+    bytes: int
+    bytes_total: int
+    time: float  # when the trainer wrote it (epoch seconds)
+    source: str
+    uri: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self, now: float | None = None) -> str:
+        """`data: 3/15 shards, 24.0 of 120.0 MB streamed from s3://b/cars (12s ago)` (the `launch status` line)."""
+        age = max(0.0, (time.time() if now is None else now) - self.time)
+        whence = f" from {self.uri}" if self.uri else ""
+        return (f"data: {self.shards}/{self.shards_total} shards, {self.bytes / 1e6:.1f} of "
+                f"{self.bytes_total / 1e6:.1f} MB {self.phase.replace('streaming', 'streamed')}{whence} "
+                f"({fmt_duration(age)} ago)")  # fmt: skip
+
+
+def data_from_json(text: str | bytes, source: str) -> DataProgress | None:
+    """A data progress record, or None when it is not one (a damaged or foreign file reads as unknown)."""
+    try:
+        body = json.loads(text)
+        return DataProgress(str(body["phase"]), int(body["shards"]), int(body["shards_total"]), int(body["bytes"]),
+                            int(body["bytes_total"]), float(body["time"]), source, str(body.get("uri", "")))  # fmt: skip
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def read_data_progress(
+    record_spec: Mapping[str, Any], name: str, open_store_fn: Callable[[str], Any] | None = None
+) -> DataProgress | None:
+    """The data progress of the run a job spec writes: the trainer's own file in a local run folder, else the
+    copy the checkpoint syncer keeps in the run folder of the store; None when there is none."""
+    uri = (record_spec.get("checkpoint") or {}).get("uri")
+    if not uri:
+        return None
+    run_uri = join_uri(uri, name)
+    if "://" not in uri:
+        own = Path(run_uri) / f".{DATA_PROGRESS}"
+        if own.is_file():
+            return data_from_json(own.read_bytes(), str(own))
+    store = (open_store_fn or _glance)(run_uri)
+    body = store.get_bytes(DATA_PROGRESS)
+    return None if body is None else data_from_json(body, store.url(DATA_PROGRESS))
+
+
+def data_for_record(record: Any, open_store_fn: Callable[[str], Any] | None = None) -> DataProgress | None:
+    """A running job's data progress, never an error (a finished job's, or an unreachable store's, is None)."""
+    if record.state.finished:
+        return None
+    try:
+        return read_data_progress(record.spec, record.name, open_store_fn or _glance)
+    except Exception:  # noqa: BLE001 - progress is a nicety; `status` must still answer
+        return None
 
 
 def fmt_duration(seconds: float) -> str:

@@ -10,6 +10,7 @@ https://learn.microsoft.com/azure/storage/blobs/storage-blob-upload-python
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -70,6 +71,17 @@ class AzureStore(CloudStore):
         def run() -> list[ObjectInfo]:
             blobs = self.client.get_container_client(self.bucket).list_blobs(name_starts_with=root + prefix)
             return [ObjectInfo(b.name[len(root) :], b.size, b.etag) for b in blobs]
+
+        return self.retry.call(run, f"list {self.url(prefix)}")
+
+    def count(self, limit: int, prefix: str = "") -> int:
+        root = f"{self.prefix}/" if self.prefix else ""
+
+        def run() -> int:
+            blobs = self.client.get_container_client(self.bucket).list_blobs(
+                name_starts_with=root + prefix, results_per_page=min(limit, 5000)
+            )
+            return sum(1 for _ in itertools.islice(blobs, limit))  # the pager asks for no page past `limit`
 
         return self.retry.call(run, f"list {self.url(prefix)}")
 

@@ -256,6 +256,11 @@ class Store(ABC):
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Every object whose key starts with `prefix` (a folder, like `files/`)."""
 
+    def count(self, limit: int, prefix: str = "") -> int:
+        """How many objects `list(prefix)` would give, counting no further than `limit` (a cloud store stops
+        asking for pages there: a cheap "more than N?" on a bucket of millions)."""
+        return min(len(self.list(prefix)), limit)
+
     @abstractmethod
     def put(self, key: str, src: Path, progress: Progress | None = None, sha256: str | None = None) -> ObjectInfo:
         """Upload the file `src` to `key`, replacing any object there (`hashes_put`: with its sha256).

@@ -14,6 +14,7 @@ https://cloud.google.com/storage/docs/performing-resumable-uploads
 from __future__ import annotations
 
 import base64
+import itertools
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -45,6 +46,15 @@ class GCSStore(CloudStore):
         def run() -> list[ObjectInfo]:
             blobs = self.client.list_blobs(self.bucket, prefix=root + prefix)
             return [ObjectInfo(b.name[len(root) :], int(b.size or 0), b.md5_hash) for b in blobs]
+
+        return self.retry.call(run, f"list {self.url(prefix)}")
+
+    def count(self, limit: int, prefix: str = "") -> int:
+        root = f"{self.prefix}/" if self.prefix else ""
+
+        def run() -> int:  # max_results: no page past `limit` is asked for; islice: a server that sends more anyway
+            blobs = self.client.list_blobs(self.bucket, prefix=root + prefix, max_results=limit)
+            return sum(1 for _ in itertools.islice(blobs, limit))
 
         return self.retry.call(run, f"list {self.url(prefix)}")
 

@@ -45,6 +45,7 @@ __all__ = [
     "write_manifest",
     "retain",
     "RATE_FILE",
+    "DATA_PROGRESS",
     "versions_in_store",
     "writer_info",
 ]
@@ -53,6 +54,9 @@ MANIFEST = "manifest.json"
 HISTORY = "manifests/"
 FILES = "files/"
 RATE_FILE = "upload-rate.json"
+# the trainer's data progress (shards fetched/total, bytes): `.data-progress.json` in the training folder (a dot-file:
+# never part of a checkpoint), copied by the checkpoint syncer to `data-progress.json` in the run folder
+DATA_PROGRESS = "data-progress.json"
 FORMAT = 1
 
 

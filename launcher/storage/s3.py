@@ -56,6 +56,17 @@ class S3Store(CloudStore):
                 found.append(ObjectInfo(obj["Key"][len(root) :], obj["Size"], obj.get("ETag", "").strip('"')))
         return found
 
+    def count(self, limit: int, prefix: str = "") -> int:
+        root = f"{self.prefix}/" if self.prefix else ""
+        pages = {"MaxItems": limit, "PageSize": min(limit, 1000)}  # the paginator stops asking at MaxItems
+
+        def run() -> int:
+            paginator = self.client.get_paginator("list_objects_v2")
+            found = paginator.paginate(Bucket=self.bucket, Prefix=root + prefix, PaginationConfig=pages)
+            return min(sum(len(page.get("Contents", [])) for page in found), limit)
+
+        return self.retry.call(run, f"list {self.url(prefix)}")
+
     def put(self, key: str, src: Path, progress: Progress | None = None, sha256: str | None = None) -> ObjectInfo:
         """Up to one part: one PutObject. Larger: boto3's own managed multipart upload, fed the file
         once, in order, through a hashing wrapper (parts go up `concurrency` at a time while the

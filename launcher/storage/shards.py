@@ -26,9 +26,10 @@ import io
 import json
 import os
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator, Sequence
+from typing import IO, Any, Iterable, Iterator, NamedTuple, Sequence
 
 from launcher.errors import LauncherError
 from launcher.storage.base import MissingObjectError, Store, UnsafeKeyError, check_key
@@ -166,17 +167,16 @@ def write_shard(out: IO[bytes], members: Iterable[tuple[str, bytes]]) -> None:
 # ---------------------------------------------------------------- reading
 
 
-@dataclass(frozen=True)
-class Member:
-    """Where one member's bytes are in a shard file."""
+class Member(NamedTuple):
+    """Where one member's bytes are in a shard file (a named tuple: a shard's table makes thousands of them, and a
+    frozen dataclass took three times as long to build)."""
 
     ext: str
     offset: int
     size: int
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(NamedTuple):
     """One sample of a shard: its key and its members by extension (image first, then the label)."""
 
     key: str
@@ -196,11 +196,14 @@ def read_members(path: Path, name: str | None = None, max_member: int = MAX_MEMB
     bytes and inside the file, grouped by key; a key that comes back after another one is refused.
     """
     name = name or Path(path).name
+    total = os.path.getsize(path)
+    fast = _plain_samples(path, total, max_member)
+    if fast is not None:
+        return fast
     samples: list[Sample] = []
     current: list[Member] = []
     key = None
     seen: set[str] = set()
-    total = os.path.getsize(path)
     try:
         with tarfile.open(path, mode="r:") as tar:
             for info in _plain_headers(path, total) or tar:
@@ -257,6 +260,83 @@ def _plain_headers(path: Path, total: int) -> list[tarfile.TarInfo] | None:
             infos.append(info)
             pos += _BLOCK + -(-size // _BLOCK) * _BLOCK
     return infos
+
+
+def _plain_samples(path: Path, total: int, max_member: int) -> list[Sample] | None:
+    """`read_members` of a shard as `write_shard` writes it (plain ustar headers of regular files), in one pass
+    with no TarInfo: the member table of a 1,250-image shard took 20 ms through `_plain_headers` and `_checked`,
+    a fifth of the time its images take to decode (benchmarks/bench_shards.py). It takes on only what passes every
+    check `_checked` makes; anything else (another header kind, a bad checksum, an unsafe or odd name, a size
+    beyond the file or the limit, a key apart from its members) returns None, and the general path reads the
+    file and names the fault."""
+    import mmap  # noqa: PLC0415
+
+    if total < _BLOCK:
+        return None
+    samples: list[Sample] = []
+    current: list[Member] = []
+    key, seen, folders = None, set(), set()
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        pos = 0
+        while pos + _BLOCK <= total:
+            header = buf[pos : pos + _BLOCK]
+            if header == _ZERO_BLOCK:
+                break
+            if header[156] not in (48, 0) or header[257:263] != b"ustar\0" or header[124] & 0x80:
+                return None
+            try:
+                size = int(header[124:136].strip(b" \0") or b"0", 8)
+                checksum = int(header[148:156].strip(b" \0"), 8)
+                base = header[:100].split(b"\0", 1)[0]
+                member_name = (header[345:500].split(b"\0", 1)[0] + b"/" + base if header[345] else base).decode()
+            except (ValueError, UnicodeDecodeError):
+                return None
+            start = pos + _BLOCK
+            # the header's checksum (its bytes summed, the checksum field as spaces), compared modulo 65521 through
+            # zlib's Adler-32 (whose low half is 1 + that sum, mod 65521) at C speed: `sum(header)` in Python took
+            # 2.5 us a header, 40% of this loop. The check only tells a plain tar from anything else; the shard's
+            # sha256 against the index is what vouches for its bytes.
+            adler = (zlib.adler32(header) & 0xFFFF) - sum(header[148:156]) + 256
+            if (adler - 1 - checksum) % 65521 or not 256 <= checksum <= 130_560 or size > max_member:
+                return None
+            if start + size > total:
+                return None
+            folder, _, file = member_name.rpartition("/")
+            stem, dot, ext = file.partition(".")
+            if (
+                not (dot and stem and ext)
+                or "\\" in file
+                or "\0" in file
+                or not _safe_folder(folder, member_name, folders)
+            ):
+                return None
+            member_key = f"{folder}/{stem}" if folder else stem
+            if member_key != key:
+                if key is not None:
+                    samples.append(Sample(key, tuple(current)))
+                if member_key in seen:
+                    return None
+                seen.add(member_key)
+                key, current = member_key, []
+            current.append(Member(ext, start, size))
+            pos = start + -(-size // _BLOCK) * _BLOCK
+    if key is not None:
+        samples.append(Sample(key, tuple(current)))
+    return samples
+
+
+def _safe_folder(folder: str, name: str, known: set[str]) -> bool:
+    """`check_key(name)`, checking each folder once: the file's own part is checked by the caller (no `\\` or
+    NUL; with a stem and an extension it is never empty, `.` or `..`)."""
+    if folder in known:
+        return True
+    try:
+        check_key(f"{folder}/x" if folder else name)
+    except UnsafeKeyError:
+        return False
+    if folder:
+        known.add(folder)
+    return True
 
 
 def _checked(info: tarfile.TarInfo, shard: str, total: int, max_member: int) -> tuple[str, Member]:

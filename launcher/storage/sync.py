@@ -38,6 +38,7 @@ from launcher.storage.base import MissingObjectError, Store, safe_local_path, sh
 from launcher.storage.lease import LEASE
 from launcher.storage.local import LocalStore
 from launcher.storage.manifest import (
+    DATA_PROGRESS,
     FILES,
     RATE_FILE,
     FileEntry,
@@ -51,7 +52,7 @@ from launcher.storage.manifest import (
     writer_info,
 )
 
-RUN_FILES = {LEASE, RATE_FILE}  # a run folder's own files beside its checkpoints
+RUN_FILES = {LEASE, RATE_FILE, DATA_PROGRESS}  # a run folder's own files beside its checkpoints
 
 __all__ = [
     "point",
@@ -588,6 +589,7 @@ class Syncer:
         self._changes = 0
         self.errors: list[str] = []
         self._said: int | None = None  # the version whose sync was last said
+        self._progress_seen: Any = None  # the trainer's data progress file as last copied
 
     @property
     def stats(self) -> PushStats:
@@ -615,6 +617,7 @@ class Syncer:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self._still_holder()
+            self.mirror_data_progress()
             sig = self._signature()
             if sig == self._seen_sig:
                 continue
@@ -654,6 +657,20 @@ class Syncer:
             self._said = manifest.version
         return manifest
 
+    def mirror_data_progress(self) -> bool:
+        """Copy the trainer's `.data-progress.json` (a dot-file: in no checkpoint) to `data-progress.json` in the
+        run folder when it changed, for `launch status`; best effort. True when it copied it."""
+        path = self.folder / f".{DATA_PROGRESS}"
+        try:
+            st = path.stat()
+            if (st.st_mtime_ns, st.st_size) == self._progress_seen:
+                return False
+            self.store.put_bytes(DATA_PROGRESS, path.read_bytes())
+        except Exception:  # noqa: BLE001 - no record yet, or the store unreachable: the next round tries again
+            return False
+        self._progress_seen = (st.st_mtime_ns, st.st_size)
+        return True
+
     def _still_holder(self, force: bool = False) -> bool:
         """Renew the run's lease (at most once a heartbeat period unless `force`); False once it was taken over."""
         if self.holder is None:
@@ -683,6 +700,7 @@ class Syncer:
             if self._thread.is_alive():  # an upload is still running: never start a second writer beside it
                 self.log(f"checkpoint upload still running after {grace:.0f}s; the store keeps the previous one")
                 return False
+        self.mirror_data_progress()
         final = threading.Thread(target=self.sync_now, name="checkpoint-flush", daemon=True)
         final.start()
         final.join(max(0.0, deadline - time.monotonic()))

@@ -184,6 +184,11 @@ class Trainer:
         self.shard_cache = stream.ShardCache(packed.store, index, folder, stream.cache_limit(folder, index))
         self.packed_train = stream.PackedSplit(index, "train", self.cfg.fraction)
         self.packed_val = stream.PackedSplit(index, "val")
+        if self.dist.rank == 0 and self.shard_cache.in_place is None:  # `launch status` shows how far streaming got
+            used = [s.name for s in (*self.packed_train.shards, *self.packed_val.shards)]
+            self.shard_cache.progress = stream.DataProgress(
+                stream.progress_file(self.save_dir), self.shard_cache, used, packed.uri
+            )
         self.classes = list(index.classes)
         self.size = data.cache_size(self.cfg.imgsz, self.cfg.multi_scale)
         self.train_split, self.val_split = self.packed_train.split(), self.packed_val.split()

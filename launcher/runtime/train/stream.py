@@ -22,12 +22,16 @@ Why it is shaped like this:
   wanted shards, never the ones wanted next. A retried attempt on the same node reuses it.
 - `fraction` keeps, per class, the first samples in pack order (the packer interleaves classes,
   so that prefix is a stratified subset that lies in the first shards): only those are fetched.
+- Rank 0 records the node's progress (shards fetched of those the run reads, and their bytes) in
+  `.data-progress.json` in its training folder, at most every few seconds as batches are handed
+  out: the checkpoint syncer copies it to the run folder, where `launch status` reads it.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import math
 import os
 import random
@@ -45,6 +49,7 @@ from launcher.runtime.train import data
 from launcher.storage import is_remote, open_store
 from launcher.storage.base import Store, safe_local_path
 from launcher.storage.local import LocalStore
+from launcher.storage.manifest import DATA_PROGRESS
 from launcher.storage.shards import (
     Index,
     Sample,
@@ -58,7 +63,7 @@ from launcher.storage.shards import (
 )
 
 __all__ = ["Packed", "open_packed", "cache_folder", "cache_limit", "ShardCache", "PackedSplit", "PackedSet",
-           "StreamBatches", "SpanSampler", "epoch_order", "unpack", "CACHE_VARIABLE"]  # fmt: skip
+           "StreamBatches", "SpanSampler", "DataProgress", "progress_file", "epoch_order", "unpack", "CACHE_VARIABLE"]  # fmt: skip
 
 CACHE_VARIABLE = "LAUNCHER_SHARD_CACHE"  # the node's shard cache limit: 20GB, 512MB, or bytes
 _FREE_SHARE = 0.5  # by default the cache may take half the disk that is free when training starts
@@ -110,10 +115,11 @@ class ShardCache:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.RLock()
         self._reserved = 0  # bytes of downloads under way in this process
+        self.progress: DataProgress | None = None  # rank 0's record of the node's shards (set by the trainer)
 
     def __getstate__(self) -> dict[str, Any]:  # a DataLoader worker started by spawn: no threads cross
         state = dict(self.__dict__)
-        state.update(_pool=None, _pending={}, _lock=None, _reserved=0)
+        state.update(_pool=None, _pending={}, _lock=None, _reserved=0, progress=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -152,6 +158,8 @@ class ShardCache:
 
     def want(self, names: Sequence[str]) -> None:
         """Fetch these shards in the background, in this order; they are the last ones evicted."""
+        if self.progress is not None:
+            self.progress.update()
         with self._lock:
             self._wanted = list(names)
             now = time.time()
@@ -172,6 +180,12 @@ class ShardCache:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self.progress is not None:
+            self.progress.update(force=True)
+
+    def ready(self, name: str) -> bool:
+        """Shard `name` is on this node, verified (or read in place)."""
+        return self.in_place is not None or _has(self.folder / name, self.by_name[name].bytes)
 
     def _make_room(self, need: int) -> None:
         files = [(p.stat().st_mtime, p) for p in self.folder.glob("*.tar")]
@@ -183,6 +197,46 @@ class ShardCache:
             if path.name not in keep:
                 held -= path.stat().st_size
                 path.unlink(missing_ok=True)  # a reader that has it open keeps reading; a later one fetches it again
+
+
+class DataProgress:
+    """How far this node has got with the shards a run reads: `{"phase", "uri", "shards", "shards_total", "bytes",
+    "bytes_total", "time"}` in `path` (written whole, then renamed), at most every `every` seconds.
+
+    A shard counts once it has been on the node's disk, verified (whichever process fetched it); an eviction
+    later does not uncount it. `update` costs one stat per shard not yet seen, and only when a write is due."""
+
+    def __init__(self, path: Path, cache: ShardCache, names: Sequence[str], uri: str, every: float = 5.0,
+                 clock: Any = time.monotonic, wall: Any = time.time) -> None:  # fmt: skip
+        self.path, self.cache, self.uri, self.every, self.clock, self.wall = Path(path), cache, uri, every, clock, wall
+        self.names = list(dict.fromkeys(names))
+        self.seen: set[str] = set()
+        self._last: float | None = None
+
+    def update(self, force: bool = False) -> dict[str, Any] | None:
+        """Write the record when `every` seconds have passed since the last one (or `force`); returns what it wrote."""
+        now = self.clock()
+        if not force and self._last is not None and now - self._last < self.every:
+            return None
+        self._last = now
+        self.seen.update(n for n in self.names if n not in self.seen and self.cache.ready(n))
+        size = {n: self.cache.by_name[n].bytes for n in self.names}
+        record = {"phase": "streaming", "uri": self.uri, "shards": len(self.seen), "shards_total": len(self.names),
+                  "bytes": sum(size[n] for n in self.seen), "bytes_total": sum(size.values()),
+                  "time": round(self.wall(), 3)}  # fmt: skip
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(json.dumps(record))
+            os.replace(tmp, self.path)
+        except OSError:
+            return None  # a nicety: a full or read-only disk must not stop training
+        return record
+
+
+def progress_file(save_dir: Path) -> Path:
+    """Where the trainer keeps its data progress: a dot-file, so no checkpoint includes it."""
+    return Path(save_dir) / f".{DATA_PROGRESS}"
 
 
 def _has(path: Path, size: int) -> bool:

@@ -6,6 +6,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -136,3 +137,55 @@ def test_a_job_records_the_epoch_it_ended_at(running_job) -> None:  # type: igno
     job.cancel()
     job.wait(poll=0.2, timeout=60)
     assert job.record().metrics["epoch"] == 2
+
+
+def _data_record(shards: int, at: float) -> bytes:
+    body = {"phase": "streaming", "uri": "s3://b/cars", "shards": shards, "shards_total": 15, "bytes": shards * 8_000_000,
+            "bytes_total": 120_000_000, "time": at}  # fmt: skip
+    return json.dumps(body).encode()
+
+
+def test_status_shows_a_streaming_job_s_data_progress(running_job) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    job, run = running_job
+    env = {"LAUNCHER_STATE_DIR": os.environ["LAUNCHER_STATE_DIR"]}
+    before = json.loads(CliRunner().invoke(main, ["status", job.id, "--json"], env=env).stdout)
+    assert before["data_progress"] is None  # no packed dataset streamed yet
+    run.mkdir(parents=True, exist_ok=True)
+    (run / ".data-progress.json").write_bytes(_data_record(3, time.time()))  # what the trainer's stream reader writes
+
+    shown = CliRunner().invoke(main, ["status", job.id], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "data: 3/15 shards, 24.0 of 120.0 MB streamed from s3://b/cars (" in shown.stdout
+    data = json.loads(CliRunner().invoke(main, ["status", job.id, "--json"], env=env).stdout)
+    assert {k: v for k, v in data["data_progress"].items() if k != "time"} == {
+        "phase": "streaming", "shards": 3, "shards_total": 15, "bytes": 24_000_000, "bytes_total": 120_000_000,
+        "source": str(run / ".data-progress.json"), "uri": "s3://b/cars",
+    }  # fmt: skip
+
+
+def test_data_progress_is_read_from_the_store_and_damaged_or_finished_reads_as_unknown(tmp_path: Path) -> None:
+    from launcher.runs.progress import DataProgress, data_for_record, data_from_json, read_data_progress
+    from launcher.storage.local import LocalStore
+
+    store = LocalStore(str(tmp_path / "store" / "r"))
+    spec = {"name": "r", "checkpoint": {"uri": "s3://bucket/runs"}}
+    opened: list[str] = []
+    open_fn = lambda uri: opened.append(uri) or store  # noqa: E731
+    assert read_data_progress(spec, "r", open_fn) is None  # nothing streamed yet
+    store.put_bytes("data-progress.json", _data_record(15, 100.0))  # the syncer's copy in the run folder
+    found = read_data_progress(spec, "r", open_fn)
+    assert opened[-1] == "s3://bucket/runs/r" and found == DataProgress(
+        "streaming", 15, 15, 120_000_000, 120_000_000, 100.0, store.url("data-progress.json"), "s3://b/cars"
+    )
+    assert found.line(now=130.0) == "data: 15/15 shards, 120.0 of 120.0 MB streamed from s3://b/cars (30s ago)"
+    for bad in (b"", b"{}", b"[1]", b'{"phase": "x", "shards": "many"}'):
+        assert data_from_json(bad, "x") is None
+
+    def record(finished: bool):  # type: ignore[no-untyped-def]
+        return SimpleNamespace(name="r", spec=spec, state=SimpleNamespace(finished=finished))
+
+    assert data_for_record(record(False), open_fn) == found
+    assert data_for_record(record(True), open_fn) is None
+    assert data_for_record(record(False), lambda uri: 1 / 0) is None  # an unreachable store: unknown, never an error

@@ -85,7 +85,7 @@ def test_a_packed_dataset_is_counted_from_its_index_and_a_large_folder_gets_the_
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,  # noqa: F811
 ) -> None:
-    from launcher.cli import estimate as estimate_cli
+    from launcher.estimate import remote_data
     from launcher.estimate.model import staging_seconds
     from launcher.staging.pack import pack
     from tests.launcher.storage.test_shards import imagefolder
@@ -110,7 +110,7 @@ def test_a_packed_dataset_is_counted_from_its_index_and_a_large_folder_gets_the_
         == biggest / 1e6
     )
 
-    monkeypatch.setattr(estimate_cli, "PACK_HINT_FILES", 10)
+    monkeypatch.setattr(remote_data, "PACK_HINT_FILES", 10)
     plain = upload(s3_kind, tmp_path, train=9, val=3)
     hinted = CliRunner().invoke(main, ["estimate", str(job(tmp_path, plain)), "-b", fake_plugin, "--json"])
     assert (
@@ -118,3 +118,82 @@ def test_a_packed_dataset_is_counted_from_its_index_and_a_large_folder_gets_the_
     )
     packed = CliRunner().invoke(main, ["estimate", str(job(tmp_path, store.uri)), "-b", fake_plugin, "--json"])
     assert packed.exit_code == 0 and "hint:" not in packed.stderr
+
+
+def test_count_stops_listing_at_its_limit(remote_kind: StoreKind, tmp_path: Path) -> None:
+    uri = upload(remote_kind, tmp_path, train=9, val=3)
+    store = remote_kind.store(uri.split("/", 3)[3])
+    assert (store.count(5), store.count(13), store.count(100), store.count(100, prefix="val/")) == (5, 13, 13, 3)
+    if remote_kind.name == "s3":  # one page of 5 asked for, not the whole listing
+        calls: list[str] = []
+        store.client.meta.events.register("before-call.s3.ListObjectsV2", lambda **_kw: calls.append("list"))
+        assert store.count(5) == 5 and calls == ["list"]
+
+
+def test_launch_says_once_that_packing_would_start_faster(
+    fake_plugin: str,
+    s3_kind: StoreKind,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+) -> None:
+    from launcher.estimate import remote_data
+    from launcher.staging.pack import pack
+    from tests.launcher.storage.test_shards import imagefolder
+
+    for name, value in s3_kind.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(remote_data, "PACK_HINT_FILES", 10)
+    plain = upload(s3_kind, tmp_path, train=9, val=3)  # 13 objects
+    submit = ["-b", fake_plugin, "--detach", "--yes", "--ignore-budget"]
+    hint = f"hint: {plain} holds more than 10 files, each fetched on its own before training starts; " \
+           f"packed into shards it starts in seconds: launch data pack {plain} {plain}-packed"  # fmt: skip
+
+    dry = CliRunner().invoke(main, ["run", str(job(tmp_path, plain)), "-b", fake_plugin, "--dry-run"])
+    assert dry.exit_code == 0 and "hint:" not in dry.stderr  # offline: nothing counted yet, nothing listed
+    submitted = CliRunner().invoke(main, ["run", str(job(tmp_path, plain)), *submit])
+    assert submitted.exit_code == 0, submitted.output
+    assert [line for line in submitted.stderr.splitlines() if "hint" in line] == [hint]
+    dry = CliRunner().invoke(main, ["run", str(job(tmp_path, plain)), "-b", fake_plugin, "--dry-run"])
+    assert dry.exit_code == 0 and [line for line in dry.stderr.splitlines() if "hint" in line] == [hint]
+
+    store = s3_kind.store()
+    pack(str(imagefolder(tmp_path / "src")), store.uri, shard_size=2500, dest_store=store, log=lambda _m: None)
+    monkeypatch.setattr(remote_data, "PACK_HINT_FILES", 2)  # the packed dataset's few shards are many here
+    packed = CliRunner().invoke(main, ["run", str(job(tmp_path, store.uri)), *submit])
+    assert packed.exit_code == 0 and "hint:" not in packed.stderr, packed.output
+
+    few = upload(s3_kind, tmp_path, train=1, val=0)  # 2 objects: no hint
+    small = CliRunner().invoke(main, ["run", str(job(tmp_path, few)), *submit])
+    assert small.exit_code == 0 and "hint:" not in small.stderr, small.output
+
+
+def test_a_store_that_cannot_be_listed_costs_only_the_hint(
+    fake_plugin: str,
+    s3_kind: StoreKind,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+) -> None:
+    from launcher.estimate import remote_data
+
+    for name, value in s3_kind.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(remote_data, "PACK_HINT_FILES", 0)
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(job(tmp_path, "s3://no-such-bucket/data")),
+            "-b",
+            fake_plugin,
+            "--detach",
+            "--yes",
+            "--ignore-budget",
+        ],
+    )
+    assert result.exit_code == 0 and "hint:" not in result.stderr, result.output
+    assert remote_data.pack_hint("s3://no-such-bucket/data", tmp_path / "c.json", store=_Broken()) is None
+
+
+class _Broken:
+    def count(self, limit: int, prefix: str = "") -> int:
+        raise RuntimeError("no network")

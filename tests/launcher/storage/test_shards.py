@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -307,5 +308,30 @@ def test_the_fast_header_reader_agrees_with_tarfile_and_leaves_anything_unusual_
     raw[0] = ord("b")  # the name changes, the checksum does not: tarfile's verdict
     path.write_bytes(bytes(raw))
     assert shards._plain_headers(path, len(raw)) is None
+    with pytest.raises(ShardError, match="damaged"):
+        read_members(path)
+
+
+def test_the_one_pass_member_table_agrees_with_the_general_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from launcher.storage import shards
+
+    path = tmp_path / "s.tar"
+    members = [(f"train/c{i % 3}/{i:04d}.{ext}", bytes([i % 251]) * (i * 37 % 1500) if ext == "png" else b"1")
+               for i in range(40) for ext in ("png", "cls")] + [("top.jpg", b"J" * 513), ("top.txt", b"0 0.5")]  # fmt: skip
+    with open(path, "wb") as out:
+        shards.write_shard(out, members)
+    fast = shards._plain_samples(path, path.stat().st_size, shards.MAX_MEMBER)
+    monkeypatch.setattr(shards, "_plain_samples", lambda *_a: None)  # the general path: tarfile's headers
+    assert fast is not None and fast == read_members(path) and len(fast) == 41
+    with open(path, "rb") as f:  # every offset and size points at the member's bytes
+        got = {f"{s.key}.{m.ext}": os.pread(f.fileno(), m.size, m.offset) for s in fast for m in s.members}
+    assert got == dict(members)
+    monkeypatch.undo()
+    raw = bytearray(path.read_bytes())
+    raw[150] = ord("7")  # a checksum digit: not a plain tar any more, the general path judges it
+    path.write_bytes(bytes(raw))
+    assert shards._plain_samples(path, len(raw), shards.MAX_MEMBER) is None
     with pytest.raises(ShardError, match="damaged"):
         read_members(path)

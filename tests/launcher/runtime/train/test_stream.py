@@ -14,7 +14,7 @@ from launcher.runtime.train.dist import Dist
 from launcher.runtime.train.loop import SIGTERM_EXIT, Trainer
 from launcher.staging.pack import pack
 from launcher.storage.shards import ShardError, read_index
-from tests.launcher.runtime.train.conftest import make_imagefolder, tiny_config
+from tests.launcher.runtime.train.conftest import fit_on_cpu, make_imagefolder, tiny_config
 from tests.launcher.storage.conftest import StoreKind, moto_endpoint, s3_kind  # noqa: F401 - fixtures
 
 
@@ -207,3 +207,86 @@ def test_validation_spans_cover_every_sample_once_and_prefetch_their_shards(pack
     wants = Wants()
     assert list(stream.SpanSampler(len(val), 0, 1, val, wants)) == list(range(len(val)))  # type: ignore[arg-type]
     assert [names[0] for names in wants.asked] == [s.name for s in val.shards]  # each shard asked for as it starts
+
+
+def test_the_stream_reader_records_the_node_s_data_progress(
+    packed: Path,
+    s3_kind: StoreKind,  # noqa: F811 - the fixture
+    tmp_path: Path,
+) -> None:
+    import json
+
+    store = s3_kind.store()
+    for path in sorted(packed.rglob("*")):
+        if path.is_file():
+            store.put(path.relative_to(packed).as_posix(), path)
+    opened = stream.open_packed(store.uri, store=store)
+    split = stream.PackedSplit(opened.index, "train")
+    cache = stream.ShardCache(store, opened.index, tmp_path / "cache", limit=1 << 30)
+    clock = [0.0]
+    record = stream.progress_file(tmp_path / "run")
+    cache.progress = stream.DataProgress(record, cache, [s.name for s in split.shards], store.uri, every=5.0,
+                                         clock=lambda: clock[0], wall=lambda: 1000.0)  # fmt: skip
+    total = sum(s.bytes for s in split.shards)
+    dataset = stream.PackedSet(split, 16, False, cache)
+    batches = iter(stream.StreamBatches(split, 2, 0, 1, 0, cache))
+    first = next(batches)  # asks for the first shards: the record says none is here yet
+    assert json.loads(record.read_text()) == {"phase": "streaming", "uri": store.uri, "shards": 0,
+                                              "shards_total": len(split.shards), "bytes": 0, "bytes_total": total,
+                                              "time": 1000.0}  # fmt: skip
+    dataset.__getitems__(first)  # its shard is fetched now
+    written = record.stat().st_mtime_ns
+    next(batches)
+    assert record.stat().st_mtime_ns == written  # within `every` seconds: not written again
+    clock[0] = 5.0
+    dataset.__getitems__(next(batches))
+    now = json.loads(record.read_text())
+    assert 1 <= now["shards"] <= len(split.shards) and now["bytes"] >= min(s.bytes for s in split.shards)
+    for ids in batches:
+        dataset.__getitems__(ids)
+    cache.close()  # the last record: every shard the run reads
+    assert json.loads(record.read_text())["shards"] == len(split.shards)
+    assert json.loads(record.read_text())["bytes"] == total
+
+
+def test_the_syncer_copies_the_data_progress_to_the_run_folder(tmp_path: Path) -> None:
+    from launcher.storage.local import LocalStore
+    from launcher.storage.sync import Syncer
+
+    save = tmp_path / "save"
+    save.mkdir()
+    store = LocalStore(str(tmp_path / "store"))
+    syncer = Syncer("unused", "r", save, store=store, log=quiet)
+    assert not syncer.mirror_data_progress()  # no record yet
+    stream.progress_file(save).write_text('{"shards": 1}')
+    assert syncer.mirror_data_progress() and store.get_bytes("data-progress.json") == b'{"shards": 1}'
+    assert not syncer.mirror_data_progress()  # unchanged: not sent again
+    (save / "last.pt").write_bytes(b"weights")
+    manifest = syncer.pusher.push()
+    assert manifest is not None and set(manifest.files) == {"last.pt"}  # the record is in no checkpoint
+
+
+def test_a_trainer_streaming_a_packed_uri_leaves_its_data_progress_beside_its_checkpoints(
+    packed: Path,
+    s3_kind: StoreKind,  # noqa: F811 - the fixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    for name, value in s3_kind.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LAUNCHER_DATA_DIR", str(tmp_path / "data"))
+    store = s3_kind.store()
+    for path in sorted(packed.rglob("*")):
+        if path.is_file():
+            store.put(path.relative_to(packed).as_posix(), path)
+    fit_on_cpu(tiny_config(store.uri, epochs=1), tmp_path / "run")
+    index = read_index(store)
+    record = json.loads(stream.progress_file(tmp_path / "run").read_text())
+    assert (record["shards"], record["shards_total"], record["bytes"], record["uri"]) == (
+        len(index.shards()),
+        len(index.shards()),
+        index.bytes(),
+        store.uri,
+    )
