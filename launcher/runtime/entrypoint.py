@@ -330,6 +330,7 @@ def _start_sync(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, save_dir: Pat
         spec_hash=args.spec_hash,
         every=args.every,
         scratch=scratch,
+        wait_for=sync.TRIGGER if args.command[0] == "train" else None,  # both engines save last.pt
     )
     syncer.holder = Holder(syncer.store, log=lambda m: print(f"[launcher] {m}", flush=True))
     syncer.holder.claim()

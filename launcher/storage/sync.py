@@ -55,6 +55,8 @@ RUN_FILES = {LEASE, RATE_FILE}  # a run folder's own files beside its checkpoint
 
 __all__ = [
     "point",
+    "synced_line",
+    "size_text",
     "Meter",
     "PullResult",
     "PushStats",
@@ -88,6 +90,21 @@ def point(manifest: Any) -> str:
     if manifest.epoch is not None:
         return f"epoch {manifest.epoch}"
     return f"step {manifest.step}" if manifest.step is not None else "no epoch or step recorded"
+
+
+def synced_line(manifest: Any, uri: str, sent: int, seconds: float) -> str:
+    """`checkpoint 2 (epoch 1) synced to URI: 213.6 MiB sent in 0.7s`; a checkpoint whose program records neither
+    epoch nor step is named by its number alone."""
+    where = f" ({point(manifest)})" if manifest.epoch is not None or manifest.step is not None else ""
+    return f"checkpoint {manifest.version}{where} synced to {uri}: {size_text(sent)} sent in {seconds:.1f}s"
+
+
+def size_text(n: int) -> str:
+    """Bytes as a person reads them: `88 bytes`, `4.6 KiB`, `213.6 MiB`, `1.2 GiB`."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def _print(message: str) -> None:
@@ -570,8 +587,12 @@ class Syncer:
 
     def __init__(self, uri: str, run_name: str, save_dir: Path, keep: int = 3, spec_hash: str = "",
                  every: int = 1, interval: float = 2.0, settle: float = 1.0, store: Store | None = None,
-                 log: Log = _print, scratch: Path | None = None, holder: Any = None) -> None:  # fmt: skip
+                 log: Log = _print, scratch: Path | None = None, holder: Any = None,
+                 wait_for: str | None = None) -> None:  # fmt: skip
         self.store = store or open_store(join_uri(uri, run_name))
+        # a program known to write `wait_for` (the trainers' last.pt): nothing is a checkpoint before it is there,
+        # so the first event file or plot is not taken as `checkpoint 1` of a run that has not saved yet
+        self.wait_for = wait_for
         self.holder = holder  # launcher.storage.lease.Holder: heartbeats the run's lease, notices a takeover
         self.folder, self.every, self.interval, self.settle, self.log = (
             Path(save_dir),
@@ -616,13 +637,16 @@ class Syncer:
         while not self._stop.wait(self.interval):
             self._still_holder()
             sig = self._signature()
-            if sig == self._seen_sig:
+            if sig == self._seen_sig or not self._ready():
                 continue
             self._seen_sig = sig
             self._changes += 1
             if self._changes % self.every == 0:
                 self._wait_quiet()
                 self.sync_now()
+
+    def _ready(self) -> bool:
+        return self.wait_for is None or (self.folder / self.wait_for).is_file()
 
     def _wait_quiet(self, limit: float = 30.0) -> None:
         deadline = time.monotonic() + limit
@@ -640,6 +664,8 @@ class Syncer:
         try:
             if not self._still_holder(force=True):
                 return None  # another job took the run over: never write beside it
+            if not self._ready():
+                return None  # the program has saved nothing yet: no checkpoint to take
             manifest = self.pusher.push()
         except Exception as exc:  # noqa: BLE001 - a failed upload must not kill training
             self.errors.append(f"{type(exc).__name__}: {exc}")
@@ -649,8 +675,7 @@ class Syncer:
             sent = self.pusher.stats.bytes_sent - sent_before
             self.pusher.stats.seconds += (time.monotonic() - started) if sent else 0.0
             if sent or manifest.version != self._said:  # the final flush of a version already synced: said once
-                self.log(f"checkpoint {manifest.version} ({point(manifest)}) synced to {self.store.uri}: "
-                         f"{sent} bytes sent in {time.monotonic() - started:.1f}s")  # fmt: skip
+                self.log(synced_line(manifest, self.store.uri, sent, time.monotonic() - started))
             self._said = manifest.version
         return manifest
 
