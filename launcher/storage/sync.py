@@ -55,6 +55,7 @@ RUN_FILES = {LEASE, RATE_FILE}  # a run folder's own files beside its checkpoint
 
 __all__ = [
     "point",
+    "named",
     "synced_line",
     "size_text",
     "Meter",
@@ -92,11 +93,16 @@ def point(manifest: Any) -> str:
     return f"step {manifest.step}" if manifest.step is not None else "no epoch or step recorded"
 
 
+def named(manifest: Any) -> str:
+    """`checkpoint 2 (epoch 1)`, `checkpoint 3 (step 40)`; a checkpoint whose program records neither epoch nor
+    step is named by its number alone (issue 34: `(no epoch or step recorded)` in every line told a user nothing)."""
+    recorded = manifest.epoch is not None or manifest.step is not None
+    return f"checkpoint {manifest.version}" + (f" ({point(manifest)})" if recorded else "")
+
+
 def synced_line(manifest: Any, uri: str, sent: int, seconds: float) -> str:
-    """`checkpoint 2 (epoch 1) synced to URI: 213.6 MiB sent in 0.7s`; a checkpoint whose program records neither
-    epoch nor step is named by its number alone."""
-    where = f" ({point(manifest)})" if manifest.epoch is not None or manifest.step is not None else ""
-    return f"checkpoint {manifest.version}{where} synced to {uri}: {size_text(sent)} sent in {seconds:.1f}s"
+    """`checkpoint 2 (epoch 1) synced to URI: 213.6 MiB sent in 0.7s`."""
+    return f"{named(manifest)} synced to {uri}: {size_text(sent)} sent in {seconds:.1f}s"
 
 
 def size_text(n: int) -> str:
@@ -370,8 +376,8 @@ def pull_latest(uri: str, run_name: str, dest_dir: Path, scratch: Path | None = 
         _print(f"no complete checkpoint at {store.uri}; starting fresh")
     elif not (epochs and result.manifest.epoch is not None and result.manifest.epoch >= epochs):
         m = result.manifest
-        _print(f"resuming from checkpoint {m.version} ({point(m)}) of {store.uri}: "
-               f"{len(m.files)} files, {result.bytes_received} bytes downloaded, {result.files_reused} already here")  # fmt: skip
+        _print(f"resuming from {named(m)} of {store.uri}: {len(m.files)} files, "
+               f"{size_text(result.bytes_received)} downloaded, {result.files_reused} already here")  # fmt: skip
     return result
 
 

@@ -151,3 +151,18 @@ def test_the_sync_line_names_sizes_and_says_nothing_of_an_unrecorded_epoch() -> 
     assert synced_line(SimpleNamespace(version=1, epoch=None, step=40), "s", 88, 0.0).endswith(
         "(step 40) synced to s: 88 bytes sent in 0.0s"
     )
+
+
+def test_a_resume_from_a_checkpoint_without_epoch_or_step_names_it_by_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 34 item 8: `resuming from checkpoint 1 (no epoch or step recorded) of ...: 1 bytes downloaded`."""
+    store = tmp_path / "store"
+    syncer = Syncer(str(store), "prog", tmp_path / "job1", interval=0.05, settle=0.05, log=lambda _m: None)
+    write_files(tmp_path / "job1", {"count.txt": b"1" * 3000})
+    assert syncer.close(grace=60)
+    capsys.readouterr()
+    assert pull_latest(str(store), "prog", tmp_path / "job2").manifest.version == 1
+    said = capsys.readouterr().out
+    assert f"resuming from checkpoint 1 of {store}" in said and "2.9 KiB downloaded" in said, said
+    assert "no epoch or step" not in said
