@@ -110,7 +110,7 @@ def size_text(n: int) -> str:
     for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
+    return f"{n} byte" if n == 1 else f"{n} bytes"
 
 
 def _print(message: str) -> None:
