@@ -160,6 +160,7 @@ def test_the_recovery_section_supervises_one_store_from_any_folder(tmp_path: Pat
     (project / "step.py").write_text(STEP)
     first = _invoke(monkeypatch, tmp_path, ["-b", "local", "mywork/job.yaml"], stdout=False)
     assert "count 1 resumed 0" in first and "[recovery] attempt 1" in first, first
+    assert "training data" not in first  # a supervised program without train.data is given none (the digits were)
     second = _invoke(monkeypatch, project, ["-b", "local", "job.yaml"], stdout=False)
     assert "count 2 resumed 1" in second, second  # the same store: runs/ beside the spec
     assert sorted(p.name for p in (project / "runs").iterdir()) == ["_code", "walk-recovery"]
