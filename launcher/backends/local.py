@@ -49,6 +49,7 @@ from launcher.storage import is_remote
 
 __all__ = [
     "LocalBackend", "LocalOptions", "Mount", "docker_payload", "process_payload", "shm_bytes", "host_gpu_count", "supervise",
+    "host_paths", "host_line",
 ]  # fmt: skip
 
 DATA_TARGET = "/data"
@@ -544,9 +545,10 @@ class LocalBackend(Backend):
         job_dir = self._dir(ref)
         job_dir.mkdir(parents=True, exist_ok=True)
         part = job_dir / f"{LOG_FILE}.part"
-        with open(part, "wb") as out:
-            for chunk in container.logs(stream=True, follow=False):
-                out.write(chunk)
+        mounts = host_paths(container)
+        with open(part, "w", encoding="utf-8") as out:
+            for line in _lines(container.logs(stream=True, follow=False)):
+                out.write(host_line(line, mounts) + "\n")
         part.replace(job_dir / LOG_FILE)
         (job_dir / EXIT_FILE).write_text(str(code))  # written last: its presence says the log is complete
         try:
@@ -559,10 +561,11 @@ class LocalBackend(Backend):
             yield from (self._dir(ref) / LOG_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
             return
         container = self._docker_container(ref)
+        mounts = host_paths(container)
         if not follow:
-            yield from container.logs().decode("utf-8", "replace").splitlines()
+            yield from (host_line(line, mounts) for line in container.logs().decode("utf-8", "replace").splitlines())
             return
-        yield from _lines(container.logs(stream=True, follow=True))
+        yield from (host_line(line, mounts) for line in _lines(container.logs(stream=True, follow=True)))
 
     # ------------------------------------------------------------ process
 
@@ -769,6 +772,24 @@ def _read_exit_code(job_dir: Path) -> int | None:
         return int((job_dir / EXIT_FILE).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
+
+
+def host_paths(container: Any) -> dict[str, str]:
+    """The launcher's own mounts of a job's container: target inside it -> the folder on this machine."""
+    ours = (CHECKPOINT_TARGET, DATA_TARGET, DATA_CACHE_TARGET)
+    mounts = (container.attrs or {}).get("Mounts") or []
+    return {m["Destination"]: m["Source"] for m in mounts if m.get("Destination") in ours and m.get("Source")}
+
+
+def host_line(line: str, mounts: Mapping[str, str]) -> str:
+    """A `[launcher]` line of the entrypoint as the user can act on it: the folders it names inside the container
+    (`synced to /checkpoints/quickstart`) are the ones on this machine they are mounted from (issue 34 item 8).
+    The program's own lines are left as they are."""
+    if not line.startswith("[launcher]"):
+        return line
+    for target, source in mounts.items():
+        line = re.sub(rf"(?<![\w./-]){re.escape(target)}(?![\w.-])", lambda _m, s=source: s, line)
+    return line
 
 
 def _lines(chunks: Iterator[bytes]) -> Iterator[str]:

@@ -258,7 +258,7 @@ def _report(result) -> None:  # type: ignore[no-untyped-def]
 def pull(src: str, dest: str) -> None:
     """Download SRC's newest complete checkpoint into the folder DEST, verified."""
     from launcher.storage import open_store
-    from launcher.storage.sync import point
+    from launcher.storage.sync import named, size_text
     from launcher.storage.sync import pull as pull_
 
     with RichMeter() as meter:
@@ -266,8 +266,8 @@ def pull(src: str, dest: str) -> None:
     _report(result)
     if result.manifest is None:
         fail(f"No complete checkpoint at {src}.", code=1)
-    click.echo(f"checkpoint {result.manifest.version} ({point(result.manifest)}) -> {dest}: "
-               f"{result.bytes_received} bytes downloaded, {result.files_reused} files already there", err=True)  # fmt: skip
+    click.echo(f"{named(result.manifest)} -> {dest}: "
+               f"{size_text(result.bytes_received)} downloaded, {result.files_reused} files already there", err=True)  # fmt: skip
 
 
 @ckpt.command()
@@ -296,9 +296,9 @@ def push(src: str, dest: str, keep: int) -> None:
 def cp(src: str, dest: str, keep: int) -> None:
     """Copy SRC's newest complete checkpoint to DEST (any store to any store), verified."""
     from launcher.storage import open_store
-    from launcher.storage.sync import copy, point
+    from launcher.storage.sync import copy, named
 
     with RichMeter() as meter:
         result = copy(open_store(resolve(src)), open_store(dest), keep=keep, meter=meter, log=lambda _m: None)
     _report(result)
-    click.echo(f"copied checkpoint {result.manifest.version} ({point(result.manifest)}) to {dest}", err=True)
+    click.echo(f"copied {named(result.manifest)} to {dest}", err=True)

@@ -256,6 +256,11 @@ def _print_rows(rows, spec, show_all: bool = False, job_file: str = "JOB.yaml") 
             f"staging: unknown (the size of {spec.train.data} is not known), left out of the totals; "
             "pass --data-gb G to count it"
         )
+    for r in shown:
+        if r.source == "rough":  # the shipped per-core CPU figure: say what it is and how to replace it
+            out.print(f"{r.offer.backend} {r.offer.instance}: {r.images_per_s:.0f} img/s is a rough figure "
+                      f"({r.source_detail.removeprefix('rough: ')}); `launch profile {job_file}` measures this "
+                      "machine", soft_wrap=True)  # fmt: skip
     hidden = sum(1 for r in rows if r.ok) - len(shown)
     if hidden:
         out.print(f"{hidden} more options (larger instances of the same GPU type): --all shows them")

@@ -170,6 +170,10 @@ def _offer(
         "amortisation_per_hour": round(wear, 4),
         "startup_from_profile": True,
     }
+    if not gpus:  # the cores the job gets here: the rough CPU figure (throughput.py) is per core
+        from launcher.runtime.cpu import usable_cpus  # noqa: PLC0415
+
+        details["cpus"] = usable_cpus()
     name = "this machine" + (f" ({gpus}x {gpu_type})" if gpus else " (CPU)")
     return Offer(
         "local", name, gpu_type, gpus, 1, price, spot=False, region="", startup_s=costs.startup_s, details=details

@@ -251,7 +251,8 @@ def _row_for(spec: JobSpec, offer: Offer, data: Dataset | None, jobs: JobRegistr
         what = f"the size of {spec.train.data} is unknown offline" if spec.data() else "the job names no train.data"
         reason = f"{what}; pass --images N (training images per epoch)"
         return Row(offer, catalog_date=date, error=reason)
-    figure = throughput(spec, _device(offer), jobs, images_per_s)
+    cpus = offer.details.get("cpus") if offer.backend == "local" else None
+    figure = throughput(spec, _device(offer), jobs, images_per_s, cpus=int(cpus) if isinstance(cpus, int) else None)
     if figure is None and spec.command:
         reason = ("the speed of a program of your own is unknown here; pass --images-per-s N (training images per "
                   "second per GPU, or on the CPU, read off a short run of it)")  # fmt: skip

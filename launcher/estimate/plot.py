@@ -100,12 +100,17 @@ class _Range:
 
 
 def _fit(values: Sequence[float], limit: float | None) -> _Range:
-    """The axis range of `values` with a margin; a limit near them (within NEAR of the top) is brought in."""
+    """The axis range of `values` with a margin; a limit near them (within NEAR of the top) is brought in.
+    A free option ($0: a Slurm cluster without `gpu_hour_price`) keeps the axis linear from below 0, where
+    a log axis could not show it."""
     positive = [v for v in values if v > 0] or [1e-3]
     lo, hi = min(positive), max(positive)
     shown = bool(limit) and limit <= hi * NEAR  # type: ignore[operator]
     if shown:
         lo, hi = min(lo, limit), max(hi, limit)  # type: ignore[type-var]
+    if any(v <= 0 for v in values):
+        pad = hi * 0.06
+        return _Range(-pad, hi + pad, False, shown)
     log = hi / lo > DECADE
     if log:
         return _Range(lo / 1.6, hi * 1.6, True, shown)

@@ -128,18 +128,21 @@ GIVEN_UNCERTAINTY = 0.25  # a figure the user read off a run of their own progra
 
 
 def throughput(
-    spec: JobSpec, device: str, jobs: JobRegistry | None = None, given: float | None = None
+    spec: JobSpec, device: str, jobs: JobRegistry | None = None, given: float | None = None, cpus: int | None = None
 ) -> Figure | None:
     """The best figure for `spec` on `device` (a GPU type or 'cpu'), or None when there is none.
 
     `given` (`launch estimate --images-per-s`) wins. A program of the user's own (`command:`) has no
-    other figure: the profile, past runs and the table all measure the built-in trainer."""
+    other figure: the profile, past runs and the tables all measure the built-in trainers. On this machine's
+    CPU (`cpus`: the usable cores the local offer counted) the last resort is the rough per-core figure."""
     if given:
         return Figure(given, "given", "--images-per-s", GIVEN_UNCERTAINTY)
     if spec.command:
         return None
     device = canonical_device(device)
     records = jobs.throughputs(model=spec.train.model, device=device) if jobs is not None else []
+    if device == "cpu":
+        return _from_records(spec, records) or _from_cpu_table(spec, cpus)
     return _from_records(spec, records) or _from_table(spec, device)
 
 
@@ -210,3 +213,26 @@ def _from_table(spec: JobSpec, device: str) -> Figure | None:
         f" x {ref['gflops']:.2f}/{gflops:.2f} GFLOPs"
     )
     return Figure(ips, "table", detail, table["uncertainty"][kind])
+
+
+def _from_cpu_table(spec: JobSpec, cpus: int | None) -> Figure | None:
+    """The built-in trainer on this machine's CPU, before `launch profile`: the figure per core measured on one
+    CPU (data/gpus.json `cpu`, with how, where and when), times the cores here, scaled by FLOPs. Rough, and said so."""
+    entry = gpu_table().get("cpu")
+    if entry is None or spec.train.engine != "builtin":
+        return None  # the figure is the built-in trainer's; a YOLO model on a CPU is another workload
+    have, want = model_gflops(entry["model"], entry["imgsz"]), model_gflops(spec.train.model, spec.train.image_size)
+    if not have or not want:
+        return None
+    if not cpus:
+        return None  # the local offer says how many cores the job gets here (estimate/local.py)
+    cores = cpus
+    per_core = entry[precision_of(spec)]
+    scaled = (
+        f", x {have / want:.3g} by GFLOPs ({spec.train.model} at {spec.train.image_size}px)" if have != want else ""
+    )
+    detail = (
+        f"rough: {entry['model']} at {entry['imgsz']}px ran {per_core} img/s per core on {entry['cpu']} "
+        f"({entry['date']}), x {cores} core(s) here{scaled}"
+    )
+    return Figure(per_core * cores * have / want, "rough", detail, gpu_table()["uncertainty"]["rough"])

@@ -46,11 +46,22 @@ __all__ = [
     "check_backends",
     "detach",
     "new_run_id",
+    "spec_record",
     "supervisor_alive",
     "transfer_note",
 ]
 
 ATTENTION = 1  # the run stopped for a person to look (an unanswered submit, max_attempts)
+
+
+def spec_record(spec: JobSpec) -> dict[str, Any]:
+    """The spec as a run keeps it (its record, each attempt's spec): every value, so the registry's readers find
+    the store and the epochs, but not a program's unset train.data, which read back would be set, and a program
+    that asked for no data would be given the digits (JobSpec.data)."""
+    data = spec.model_dump(mode="json")
+    if spec.command and spec.data() is None:
+        data["train"].pop("data", None)
+    return data
 
 
 def new_run_id(name: str) -> str:
@@ -136,7 +147,7 @@ class Supervisor:
             if "the checkpoint store" in note:
                 print(f"[recovery] note: {note}", file=sys.stderr, flush=True)
         run_id = new_run_id(spec.name)
-        jobs.add_run(run_id, spec.name, spec.model_dump(mode="json"), names, os.getpid())
+        jobs.add_run(run_id, spec.name, spec_record(spec), names, os.getpid())
         return cls(run_id, jobs, make_launcher, **kwargs)
 
     # ------------------------------------------------------------ the loop
@@ -276,7 +287,7 @@ class Supervisor:
         """The run's spec for an attempt on `instance`: itself on the catalog's own choice, else with the options that
         name the instance. That spec is the attempt's job record's; the run's stays as the user wrote it."""
         spec = self.spec
-        data, left = spec.model_dump(mode="json"), self._budget_left()
+        data, left = spec_record(spec), self._budget_left()
         if left is not None and left < (spec.limits.max_cost or 0):
             # what is left of the run's budget is the attempt's: the platforms turn it into their hard runtime limit
             # (SageMaker's MaxRuntimeInSeconds, ...), so the run's total stays within max_cost whatever the estimate said

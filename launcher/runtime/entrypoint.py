@@ -40,7 +40,16 @@ from launcher.errors import LauncherError
 from launcher.runtime import grace, rendezvous
 from launcher.storage.base import Store
 
-__all__ = ["main", "run", "build_command", "parse_args", "node_save_dir", "scratch_for", "uses_ultralytics"]
+__all__ = [
+    "main",
+    "run",
+    "build_command",
+    "parse_args",
+    "node_save_dir",
+    "scratch_for",
+    "uses_ultralytics",
+    "compute_threads",
+]
 
 SAGEMAKER_CHECKPOINTS = Path("/opt/ml/checkpoints")  # CheckpointConfig.LocalPath: mirrored to S3 by SageMaker
 JOB_FOLDER_PREFIX = "launcher-job-"  # the training folder of one job (save_dir_for), removed once synced
@@ -127,6 +136,20 @@ def build_command(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, nproc: int,
     return [*torchrun, "--no-python", *program]
 
 
+def compute_threads(environ: dict[str, str], nproc: int) -> dict[str, str]:
+    """OMP_NUM_THREADS for `nproc` training processes on this node, when more than one and the job sets none.
+
+    torchrun sets it to 1 in that case and prints a five-line banner about it; one thread per process leaves
+    cores idle (CPU training, the batches a GPU process decodes itself). The processes share the usable cores
+    instead: the rule the trainer and `launch profile` follow (launcher.runtime.cpu), so their figures agree.
+    """
+    if nproc <= 1 or environ.get("OMP_NUM_THREADS", "").strip():
+        return {}
+    from launcher.runtime.cpu import cpu_threads, usable_cpus  # noqa: PLC0415
+
+    return {"OMP_NUM_THREADS": str(cpu_threads({}, usable_cpus(), nproc))}
+
+
 def uses_ultralytics(command: Sequence[str]) -> bool:
     """Whether a train command is for the ultralytics engine (TrainConfig.to_args writes engine=ultralytics)."""
     return "engine=ultralytics" in command[1:]
@@ -172,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     save_dir = node_save_dir(save_dir_for(args, environ), rdzv, args.run_name)
     save_dir.mkdir(parents=True, exist_ok=True)
     nproc = processes_per_node(args)
+    environ.update(compute_threads(environ, nproc))
     grace_s = grace.GRACE_S.get(rdzv.platform, LOCAL_GRACE_S)
     environ.update(
         LAUNCHER_RUN_NAME=args.run_name,
@@ -306,6 +330,7 @@ def _start_sync(args: EntrypointArgs, rdzv: rendezvous.Rendezvous, save_dir: Pat
         spec_hash=args.spec_hash,
         every=args.every,
         scratch=scratch,
+        wait_for=sync.TRIGGER if args.command[0] == "train" else None,  # both engines save last.pt
     )
     syncer.holder = Holder(syncer.store, log=lambda m: print(f"[launcher] {m}", flush=True))
     syncer.holder.claim()

@@ -56,6 +56,9 @@ RUN_FILES = {LEASE, RATE_FILE, DATA_PROGRESS}  # a run folder's own files beside
 
 __all__ = [
     "point",
+    "named",
+    "synced_line",
+    "size_text",
     "Meter",
     "PullResult",
     "PushStats",
@@ -89,6 +92,26 @@ def point(manifest: Any) -> str:
     if manifest.epoch is not None:
         return f"epoch {manifest.epoch}"
     return f"step {manifest.step}" if manifest.step is not None else "no epoch or step recorded"
+
+
+def named(manifest: Any) -> str:
+    """`checkpoint 2 (epoch 1)`, `checkpoint 3 (step 40)`; a checkpoint whose program records neither epoch nor
+    step is named by its number alone (issue 34: `(no epoch or step recorded)` in every line told a user nothing)."""
+    recorded = manifest.epoch is not None or manifest.step is not None
+    return f"checkpoint {manifest.version}" + (f" ({point(manifest)})" if recorded else "")
+
+
+def synced_line(manifest: Any, uri: str, sent: int, seconds: float) -> str:
+    """`checkpoint 2 (epoch 1) synced to URI: 213.6 MiB sent in 0.7s`."""
+    return f"{named(manifest)} synced to {uri}: {size_text(sent)} sent in {seconds:.1f}s"
+
+
+def size_text(n: int) -> str:
+    """Bytes as a person reads them: `88 bytes`, `4.6 KiB`, `213.6 MiB`, `1.2 GiB`."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} byte" if n == 1 else f"{n} bytes"
 
 
 def _print(message: str) -> None:
@@ -354,8 +377,8 @@ def pull_latest(uri: str, run_name: str, dest_dir: Path, scratch: Path | None = 
         _print(f"no complete checkpoint at {store.uri}; starting fresh")
     elif not (epochs and result.manifest.epoch is not None and result.manifest.epoch >= epochs):
         m = result.manifest
-        _print(f"resuming from checkpoint {m.version} ({point(m)}) of {store.uri}: "
-               f"{len(m.files)} files, {result.bytes_received} bytes downloaded, {result.files_reused} already here")  # fmt: skip
+        _print(f"resuming from {named(m)} of {store.uri}: {len(m.files)} files, "
+               f"{size_text(result.bytes_received)} downloaded, {result.files_reused} already here")  # fmt: skip
     return result
 
 
@@ -571,8 +594,12 @@ class Syncer:
 
     def __init__(self, uri: str, run_name: str, save_dir: Path, keep: int = 3, spec_hash: str = "",
                  every: int = 1, interval: float = 2.0, settle: float = 1.0, store: Store | None = None,
-                 log: Log = _print, scratch: Path | None = None, holder: Any = None) -> None:  # fmt: skip
+                 log: Log = _print, scratch: Path | None = None, holder: Any = None,
+                 wait_for: str | None = None) -> None:  # fmt: skip
         self.store = store or open_store(join_uri(uri, run_name))
+        # a program known to write `wait_for` (the trainers' last.pt): nothing is a checkpoint before it is there,
+        # so the first event file or plot is not taken as `checkpoint 1` of a run that has not saved yet
+        self.wait_for = wait_for
         self.holder = holder  # launcher.storage.lease.Holder: heartbeats the run's lease, notices a takeover
         self.folder, self.every, self.interval, self.settle, self.log = (
             Path(save_dir),
@@ -619,13 +646,16 @@ class Syncer:
             self._still_holder()
             self.mirror_data_progress()
             sig = self._signature()
-            if sig == self._seen_sig:
+            if sig == self._seen_sig or not self._ready():
                 continue
             self._seen_sig = sig
             self._changes += 1
             if self._changes % self.every == 0:
                 self._wait_quiet()
                 self.sync_now()
+
+    def _ready(self) -> bool:
+        return self.wait_for is None or (self.folder / self.wait_for).is_file()
 
     def _wait_quiet(self, limit: float = 30.0) -> None:
         deadline = time.monotonic() + limit
@@ -643,6 +673,8 @@ class Syncer:
         try:
             if not self._still_holder(force=True):
                 return None  # another job took the run over: never write beside it
+            if not self._ready():
+                return None  # the program has saved nothing yet: no checkpoint to take
             manifest = self.pusher.push()
         except Exception as exc:  # noqa: BLE001 - a failed upload must not kill training
             self.errors.append(f"{type(exc).__name__}: {exc}")
@@ -652,8 +684,7 @@ class Syncer:
             sent = self.pusher.stats.bytes_sent - sent_before
             self.pusher.stats.seconds += (time.monotonic() - started) if sent else 0.0
             if sent or manifest.version != self._said:  # the final flush of a version already synced: said once
-                self.log(f"checkpoint {manifest.version} ({point(manifest)}) synced to {self.store.uri}: "
-                         f"{sent} bytes sent in {time.monotonic() - started:.1f}s")  # fmt: skip
+                self.log(synced_line(manifest, self.store.uri, sent, time.monotonic() - started))
             self._said = manifest.version
         return manifest
 

@@ -121,3 +121,18 @@ def test_a_stopped_container_is_removed_by_the_stop_itself(client: Any, started:
     with pytest.raises(docker.errors.NotFound):
         client.containers.get(ref.native_id)
     assert _backend(client, tmp_path).status(ref).state == JobState.STOPPED
+
+
+@pytest.mark.timeout(300)
+def test_the_entrypoints_lines_name_the_folders_on_this_machine(
+    client: Any, started: list[str], tmp_path: Path
+) -> None:
+    """Issue 34 item 8: `[launcher] checkpoint 1 synced to /checkpoints/...` named a folder only the container has."""
+    store = tmp_path / "store"
+    said = "echo '[launcher] checkpoint 1 (epoch 1) synced to /checkpoints/hyg: 1 byte sent'; echo 'mine: /checkpoints'"
+    backend, ref = _submit(client, tmp_path, started, checkpoint={"uri": str(store)},
+                           local={"entrypoint": ["/bin/sh", "-c", said, "sh"]})  # fmt: skip
+    want = [f"[launcher] checkpoint 1 (epoch 1) synced to {store}/hyg: 1 byte sent", "mine: /checkpoints"]
+    assert list(backend.logs(ref, follow=True)) == want  # the program's own lines stay as printed
+    backend.status(ref)  # finished: the log is kept and the container removed
+    assert list(_backend(client, tmp_path).logs(ref)) == want

@@ -172,3 +172,28 @@ def test_options_model_defaults() -> None:
     opts = LocalOptions()
     assert opts.runtime == "auto"
     assert opts.python == "python"
+
+
+def test_a_launcher_line_names_the_host_folder_a_mount_target_comes_from() -> None:
+    """Issue 34 item 8, without a container: only `[launcher]` lines, only whole path segments."""
+    from types import SimpleNamespace
+
+    from launcher.backends.local import host_line, host_paths
+
+    container = SimpleNamespace(attrs={"Mounts": [
+        {"Source": "/home/me/runs", "Destination": "/checkpoints"},
+        {"Source": "/home/me/digits", "Destination": "/data"},
+        {"Source": "/home/me/elsewhere", "Destination": "/mnt/other"},  # a mount of the spec's own: left alone
+    ]})  # fmt: skip
+    mounts = host_paths(container)
+    assert mounts == {"/checkpoints": "/home/me/runs", "/data": "/home/me/digits"}
+    assert host_line("[launcher] no complete checkpoint at /checkpoints/q; starting fresh", mounts) == (
+        "[launcher] no complete checkpoint at /home/me/runs/q; starting fresh"
+    )
+    assert host_line("[launcher] training data /data -> /data (LAUNCHER_DATA)", mounts) == (
+        "[launcher] training data /home/me/digits -> /home/me/digits (LAUNCHER_DATA)"
+    )
+    assert host_line("[launcher] /checkpointsx /tmp/checkpoints /data.old", mounts) == (
+        "[launcher] /checkpointsx /tmp/checkpoints /data.old"
+    )  # fmt: skip
+    assert host_line("[train] saved /checkpoints/q", mounts) == "[train] saved /checkpoints/q"

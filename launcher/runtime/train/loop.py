@@ -133,7 +133,7 @@ class Trainer:
             sha = hashlib.sha256(
                 resumed[0].read_bytes()
             ).hexdigest()  # names exactly what was loaded (proof of a resume)
-            self.log(f"resuming from {resumed[0]} (sha256 {sha}): epoch {self.epoch + 1}, "
+            self.log(f"resuming from {resumed[0].name} (sha256 {sha}): epoch {self.epoch + 1}, "
                      f"step {self.step_in_epoch} of {self.steps_per_epoch}")  # fmt: skip
         return state
 
@@ -587,7 +587,7 @@ class Trainer:
         state = self.setup()
         if self.already_finished(state):
             self.log(
-                f"this run already finished ({state['epoch']} of {state['epochs']} epochs) in {self.save_dir}; "
+                f"this run already finished ({state['epoch']} of {state['epochs']} epochs); "
                 "nothing to do. Raise train.epochs to train longer, or use a new run name to start over."
             )
             return 0
@@ -658,7 +658,7 @@ class Trainer:
             if not self._epoch_with_oom_retry():
                 self.save()
                 self.log(
-                    f"stopped by SIGTERM: saved {self.save_dir / checkpoint.LAST} at epoch {self.epoch + 1}, "
+                    f"stopped by SIGTERM: saved {checkpoint.LAST} at epoch {self.epoch + 1}, "
                     f"step {self.step_in_epoch}; run again to resume"
                 )
                 return SIGTERM_EXIT

@@ -150,3 +150,26 @@ def test_an_option_of_weeks_is_warned_about(fake_plugin: str, tmp_path: Path) ->
 def test_a_plausible_estimate_has_no_warning(fake_plugin: str, job: Path) -> None:
     result = CliRunner().invoke(main, ["estimate", str(job), "-b", fake_plugin])
     assert result.exit_code == 0 and "warning" not in result.output
+
+
+def test_the_readme_quickstart_estimates_on_this_cpu_without_a_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 34 item 4: `launch estimate examples/quickstart.yaml` said `Cannot estimate ... on any backend` until
+    `launch profile`; its local row now comes from the recorded CPU figure, said to be rough."""
+    from launcher.estimate.throughput import gpu_table
+    from launcher.runtime.cpu import usable_cpus
+    from tests.conftest import REPO
+
+    monkeypatch.setenv("LAUNCHER_STATE_DIR", str(tmp_path / "state"))  # no profile, no past run
+    monkeypatch.setenv("LAUNCHER_CONFIG", str(tmp_path / "none.yaml"))
+    spec = str(REPO / "examples" / "quickstart.yaml")
+    result = CliRunner().invoke(main, ["estimate", spec, "-b", "local", "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    cpu = gpu_table()["cpu"]  # the quickstart is the figure's own workload: resnet18 at 32 px, amp
+    assert (row["source"], row["images_per_s"]) == ("rough", pytest.approx(cpu["amp"] * usable_cpus(), abs=0.01))
+    assert row["total_s"] > 0 and cpu["cpu"] in row["source_detail"]
+    table = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["estimate", spec, "-b", "local"])
+    assert table.exit_code == 0 and "rough" in table.stdout and "is a rough figure" in table.stdout, table.output
+    assert f"launch profile {spec}" in table.stdout

@@ -87,3 +87,18 @@ def test_a_near_limit_is_a_line_and_decades_get_a_log_axis() -> None:
     assert "max_cost $50" in legend
     assert "log scale" in ax.get_ylabel()
     assert len([t for t in ax.texts if t.get_text().startswith("fake:")]) == 3  # one label per option given
+
+
+def test_a_free_option_is_on_the_chart(tmp_path) -> None:
+    """Seen in README's ResNet-50 estimate (issue 34 item 5): the Slurm row at $0 lay below the y axis, its Pareto
+    front line running off the bottom edge to a point nobody could see."""
+    from launcher.estimate.plot import draw
+
+    rows = [_row("slurm", 0.0, 7560), _row("azure", 22.72, 7500), _row("aws", 44.48, 7080), _row("gcp", 50.94, 7140)]
+    fig = draw(rows, max_cost=300, max_runtime_s=4 * 3600)
+    ax = fig.axes[0]
+    y0, y1 = ax.get_ylim()
+    assert y0 < 0 < 50.94 < y1 < 60 and ax.get_yscale() == "linear", (y0, y1)
+    cheap = draw([_row("slurm", 0.0, 600), _row("aws", 0.5, 600), _row("gcp", 40.0, 3600)])
+    assert cheap.axes[0].get_ylim()[0] < 0 and cheap.axes[0].get_yscale() == "linear"  # decades, but $0 shows
+    fig.savefig(tmp_path / "free.png")

@@ -57,8 +57,26 @@ def test_table_is_scaled_by_model_flops(jobs: JobRegistry) -> None:
     assert fp32 is not None and fp32.images_per_s == pytest.approx(349)
 
 
-def test_no_table_figure_for_cpu(jobs: JobRegistry) -> None:
-    assert throughput(spec(), "cpu", jobs) is None
+def test_no_table_figure_for_a_cloud_cpu(jobs: JobRegistry) -> None:
+    assert throughput(spec(), "ml.m5.xlarge CPU", jobs) is None  # another CPU than the one measured
+
+
+def test_this_machines_cpu_gets_the_rough_per_core_figure_scaled_by_cores_and_flops(jobs: JobRegistry) -> None:
+    """Issue 34 item 4: the CPU quickstart could not be estimated before `launch profile`."""
+    cpu = gpu_table()["cpu"]
+    assert {"amp", "fp32", "cpu", "date", "how", "model", "imgsz"} <= set(cpu)  # the figure says how, where, when
+    same = throughput(spec(model=cpu["model"], imgsz=cpu["imgsz"]), "cpu", jobs, cpus=4)
+    assert same is not None and same.source == "rough" and same.images_per_s == pytest.approx(cpu["amp"] * 4)
+    assert same.uncertainty == gpu_table()["uncertainty"]["rough"] and cpu["date"] in same.detail
+    bigger = throughput(spec(model="resnet50", imgsz=32, amp=False), "cpu", jobs, cpus=2)
+    ratio = model_gflops(cpu["model"], cpu["imgsz"]) / model_gflops("resnet50", 32)
+    assert bigger is not None and bigger.images_per_s == pytest.approx(cpu["fp32"] * 2 * ratio)
+    assert (
+        throughput(spec(engine="ultralytics", model="yolo11n.yaml", data="s3://b/shapes"), "cpu", jobs, cpus=2) is None
+    )  # not its figure
+    jobs.add_throughput(Throughput(cpu["model"], cpu["imgsz"], 32, "amp", "cpu", 99.0, "profile"))
+    measured = throughput(spec(model=cpu["model"], imgsz=cpu["imgsz"]), "cpu", jobs, cpus=4)
+    assert measured is not None and (measured.source, measured.images_per_s) == ("measured", 99.0)
 
 
 def test_past_runs_beat_table_and_profile_beats_past_runs(jobs: JobRegistry) -> None:

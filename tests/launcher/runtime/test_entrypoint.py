@@ -287,3 +287,35 @@ def test_a_finished_yolo_run_reports_what_launch_estimate_reads_as_a_past_run(mo
     assert per_process_images_per_s(data) == 21.0 and device_of(data) == "A10G"  # the steady epochs, per GPU
     monkeypatch.setattr(engine, "LOOP_RATES", [])
     assert engine.measured(cfg, 0, None, 1.0, bf16=False) == {}
+
+
+def test_several_processes_share_the_cores_without_torchruns_omp_banner(tmp_path: Path) -> None:
+    """torchrun sets OMP_NUM_THREADS=1 for nproc > 1 and prints a banner about it (issue 34 item 8): the entrypoint
+    sets the cores per process first, the trainer's own rule; a value the job sets is kept."""
+    from launcher.runtime.cpu import usable_cpus
+
+    script = tmp_path / "threads.py"
+    script.write_text(
+        "import os\nos.write(1, f\"threads {os.environ['RANK']} {os.environ['OMP_NUM_THREADS']}\\n\".encode())\n"
+    )
+    command = [sys.executable, "-m", "launcher.runtime.entrypoint", "--run-name", "r", "--save-dir",
+               str(tmp_path / "out"), "--nproc", "2", "--", sys.executable, str(script)]  # fmt: skip
+    environ = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=environ)
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text
+    share = max(1, usable_cpus() // 2)
+    assert sorted(line for line in text.splitlines() if line.startswith("threads")) == [
+        f"threads 0 {share}", f"threads 1 {share}"
+    ], text  # fmt: skip
+    assert "OMP_NUM_THREADS environment variable" not in text and "*****" not in text
+    kept = subprocess.run(command, capture_output=True, text=True, timeout=180, env={**environ, "OMP_NUM_THREADS": "3"})
+    assert sorted(line for line in kept.stdout.splitlines() if line.startswith("threads")) == [
+        "threads 0 3", "threads 1 3"
+    ], kept.stdout + kept.stderr  # fmt: skip
+
+
+def test_one_process_leaves_the_threads_to_torch() -> None:
+    assert entrypoint.compute_threads({}, 1) == {}
+    assert entrypoint.compute_threads({"OMP_NUM_THREADS": "4"}, 2) == {}
+    assert entrypoint.compute_threads({}, 2)["OMP_NUM_THREADS"].isdigit()

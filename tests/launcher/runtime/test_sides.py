@@ -15,6 +15,8 @@ SHARED = {"contract", "errors", "lazy", "spec", "storage", "azure_identity", "ru
 # the one user-side module that runs the runtime on this machine, and so shares its thread policy
 USER_SIDE_RUNTIME_IMPORTS = {
     ("launcher/estimate/profile.py", "launcher.runtime.cpu"),
+    # the local row's CPU offer counts the cores a job gets here by the same rule (the rough CPU figure is per core)
+    ("launcher/estimate/local.py", "launcher.runtime.cpu"),
     # a YOLO model's GFLOPs come from the one module that imports Ultralytics
     ("launcher/estimate/throughput.py", "launcher.runtime.train.ultralytics_engine"),
 }

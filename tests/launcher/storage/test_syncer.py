@@ -120,3 +120,49 @@ def test_the_final_flush_of_a_version_already_synced_is_not_said_again(tmp_path:
     syncer.sync_now()
     syncer.sync_now()  # what the exit's flush does when the periodic sync already sent this version
     assert [line for line in said if "synced to" in line] == [said[0]] and "(epoch 1)" in said[0], said
+
+
+def test_a_trainer_run_has_no_checkpoint_before_its_first_last_pt(tmp_path: Path) -> None:
+    """Issue 34 item 8: the trainer's first TensorBoard event file (88 bytes) was synced and said as
+    `checkpoint 1 (no epoch or step recorded)` before any epoch; with wait_for the first checkpoint is the first save."""
+    from launcher.storage.local import LocalStore
+
+    store, folder, said = LocalStore(str(tmp_path / "store")), tmp_path / "save", []
+    syncer = Syncer("", "", folder, interval=0.05, settle=0.05, store=store, log=said.append, wait_for="last.pt")
+    syncer.start()
+    write_files(folder, {"events.out.tfevents.1.host": b"x" * 88, "trackers.json": b"{}"})
+    time.sleep(0.5)  # several polls: none may take a version
+    assert syncer.sync_now() is None and versions_in_store(store) == [] and said == []
+    write_files(folder, fake_checkpoint(1))
+    wait_for(lambda: versions_in_store(store) == [1])
+    assert syncer.close(grace=60)
+    assert [line for line in said if "synced to" in line] == [said[0]] and "checkpoint 1 (epoch 1)" in said[0], said
+
+
+def test_the_sync_line_names_sizes_and_says_nothing_of_an_unrecorded_epoch() -> None:
+    from types import SimpleNamespace
+
+    from launcher.storage.sync import synced_line
+
+    line = synced_line(SimpleNamespace(version=2, epoch=1, step=None), "runs/q", 223985646, 0.71)
+    assert line == "checkpoint 2 (epoch 1) synced to runs/q: 213.6 MiB sent in 0.7s"
+    line = synced_line(SimpleNamespace(version=3, epoch=None, step=None), "runs/p", 4729, 0.0)
+    assert line == "checkpoint 3 synced to runs/p: 4.6 KiB sent in 0.0s"
+    assert synced_line(SimpleNamespace(version=1, epoch=None, step=40), "s", 88, 0.0).endswith(
+        "(step 40) synced to s: 88 bytes sent in 0.0s"
+    )
+
+
+def test_a_resume_from_a_checkpoint_without_epoch_or_step_names_it_by_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 34 item 8: `resuming from checkpoint 1 (no epoch or step recorded) of ...: 1 bytes downloaded`."""
+    store = tmp_path / "store"
+    syncer = Syncer(str(store), "prog", tmp_path / "job1", interval=0.05, settle=0.05, log=lambda _m: None)
+    write_files(tmp_path / "job1", {"count.txt": b"1" * 3000})
+    assert syncer.close(grace=60)
+    capsys.readouterr()
+    assert pull_latest(str(store), "prog", tmp_path / "job2").manifest.version == 1
+    said = capsys.readouterr().out
+    assert f"resuming from checkpoint 1 of {store}" in said and "2.9 KiB downloaded" in said, said
+    assert "no epoch or step" not in said

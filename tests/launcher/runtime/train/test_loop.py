@@ -73,15 +73,21 @@ def test_patience_stops_without_strict_improvement(tiny_data: Path, tmp_path: Pa
     assert "early stop" in out.getvalue()
 
 
+def _line(text: str, part: str) -> str:
+    return next(line for line in text.splitlines() if part in line)
+
+
 def test_resuming_a_finished_run_is_a_message_and_epochs_can_be_extended(tiny_data: Path, tmp_path: Path) -> None:
     first, _ = _trainer(_cfg(tiny_data, epochs=1), tmp_path)
     first.fit()
     again, out = _trainer(_cfg(tiny_data, epochs=1), tmp_path)
     assert again.fit() == 0 and "already finished" in out.getvalue()
+    assert str(tmp_path) not in _line(out.getvalue(), "already finished")  # a job's folder is no path to open
     assert "resuming from" not in out.getvalue()  # only the one line that matters
     longer, out = _trainer(_cfg(tiny_data, epochs=2), tmp_path)
     assert longer.fit() == 0
-    assert "resuming from" in out.getvalue() and "epoch 2/2" in out.getvalue()
+    assert "resuming from last.pt (sha256 " in out.getvalue() and "epoch 2/2" in out.getvalue()
+    assert str(tmp_path) not in _line(out.getvalue(), "resuming from")  # issue 34 item 8
     assert len((tmp_path / "results.csv").read_text().splitlines()) == 3
 
 
@@ -125,7 +131,8 @@ def test_sigterm_flag_saves_mid_epoch_and_exits_143(tiny_data: Path, tmp_path: P
     assert trainer._epochs() == SIGTERM_EXIT
     state = checkpoint.load(tmp_path / "last.pt")
     assert (state["epoch"], state["step_in_epoch"], state["finished"]) == (0, 1, False)
-    assert "stopped by SIGTERM" in out.getvalue()
+    assert "stopped by SIGTERM: saved last.pt at epoch 1, step 1" in out.getvalue()
+    assert str(tmp_path) not in out.getvalue()  # the job's own training folder is no path a user can open (issue 34)
 
 
 def test_precision_choice() -> None:
