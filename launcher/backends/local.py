@@ -37,7 +37,16 @@ from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, TextIO
 from pydantic import Field, field_validator
 
 from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Offer
-from launcher.contract import DATA_DIR_VARIABLE, ENTRYPOINT, TIMEOUT_EXIT, EntrypointArgs, code_archive, data_dir
+from launcher.contract import (
+    DATA_DIR_VARIABLE,
+    ENTRYPOINT,
+    TIMEOUT_EXIT,
+    EntrypointArgs,
+    code_archive,
+    data_dir,
+    staged_weights,
+    weights_location,
+)
 from launcher.errors import LauncherError, MissingExtraError
 from launcher.estimate.local import local_offers
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan
@@ -213,6 +222,7 @@ def _entrypoint_args(
     data: str | None,
     max_runtime: int | None = None,
     code: str | None = None,
+    weights: str | None = None,
 ) -> list[str]:
     """The entrypoint's arguments, per the container contract (launcher.contract)."""
     contract = EntrypointArgs.for_spec(
@@ -223,6 +233,7 @@ def _entrypoint_args(
         nproc=opts.nproc,
         max_runtime=max_runtime,
         code=code,
+        weights=weights,
     )
     return contract.to_argv()
 
@@ -272,11 +283,14 @@ def docker_payload(spec: JobSpec, opts: LocalOptions, job_name: str) -> dict[str
     data = DATA_TARGET if _is_local_path(spec.data()) else None
     # the code archive, submitted into the checkpoint folder (launcher.staging.code), as the container sees that folder
     code = code_archive(CHECKPOINT_TARGET, CONTENT) if spec.code and _is_local_path(spec.checkpoint.uri) else None
+    # weights fetched at submit (launcher.staging.weights), stored there too
+    staged = staged_weights(spec) if _is_local_path(spec.checkpoint.uri) else None
+    weights = weights_location(CHECKPOINT_TARGET, staged[1]) if staged else None
     payload: dict[str, Any] = {
         "image": spec.image,
         "name": job_name,
         "command": _entrypoint_args(
-            spec, opts, checkpoint, data, spec.limits.max_runtime, code
+            spec, opts, checkpoint, data, spec.limits.max_runtime, code, weights
         ),  # the entrypoint enforces it
         "environment": _environment(spec),
         "labels": _labels(spec, job_name),
