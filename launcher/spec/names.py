@@ -105,7 +105,7 @@ def check_weights_url(value: str) -> str:
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@", value):
         raise ValueError("the URL has credentials in it (user:password@); use a URL without them")
     match = _URL.match(value)
-    if match is None or not url_file_name(value) or not value.isascii():
+    if match is None or match.group(3).endswith("/") or not value.isascii():  # the path must name a file
         raise ValueError(f"{shown!r} is not a URL of a weights file; write it as https://HOST/path/file.pt")
     scheme, host = match.group(1).lower(), match.group(2).lower()
     if scheme == "http" and host.rsplit(":", 1)[0] not in _LOOPBACK and not host.startswith("[::1]"):
