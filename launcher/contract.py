@@ -148,14 +148,16 @@ def code_sha256(uri: str) -> str:
 
 def staged_weights(spec: "JobSpec") -> tuple[str, str] | None:
     """(the train key, its value) of weights fetched at submit (pure): the ultralytics engine's `.pt` model (an
-    Ultralytics asset name or an http(s) URL: the job, offline, has no other way to get it), the built-in trainer's
-    `pretrained` URL or store URI. None when the job reads no such weights (a model YAML, a local file, `true`)."""
+    Ultralytics asset name or an http(s) URL: the job, offline, has no other way to get it; not an absolute path),
+    the built-in trainer's `pretrained` URL or store URI. None when the job reads no such weights (a model YAML,
+    a local file, `true`)."""
     if spec.command:
         return None
     train = spec.train
     if train.engine == "ultralytics":
         name = train.model.split("?", 1)[0].split("#", 1)[0]
-        return ("model", train.model) if name.lower().endswith(".pt") else None
+        by_name = "/" not in name  # an Ultralytics asset name; an absolute path is a file the job reads as it is
+        return ("model", train.model) if name.lower().endswith(".pt") and ("://" in name or by_name) else None
     if isinstance(train.pretrained, str) and train.pretrained.lower().startswith(_WEIGHTS_SOURCES):
         return "pretrained", train.pretrained
     return None

@@ -124,6 +124,8 @@ def check_yolo_model(name: str, task: str | None = None) -> str:
     """`name` if it names an Ultralytics model (YAML or .pt) for `task`, else ValueError saying what to write."""
     if "://" in name and url_file_name(name).lower().endswith(".pt"):  # weights by URL, fetched at submit
         return check_weights_url(name)  # a file name need not say its task: train.task, when set, says it
+    if name.startswith("/") and name.lower().endswith(".pt") and "\0" not in name:
+        return name  # a file the job reads as it is (a mount; in the image, the weights the submit stored)
     shown = repr(name if len(name) <= 80 else name[:80] + "...")
     if not _YOLO_FILE.match(name):
         raise ValueError(
