@@ -63,8 +63,9 @@ class S3Store(CloudStore):
         parallel, UPLOAD_CONCURRENCY at a time, as the SDK does by default), while a helper thread reads the
         file once more for its sha256 (from the page cache; hashlib releases the GIL), returned in `checksum`.
 
-        Measured (benchmarks/bench_storage.py, moto on loopback, 200 MB, 2 cores): feeding `upload_fileobj`
-        one hashing stream, read once in order, was 0.89-0.94x of `upload_file`; this 1.05-1.13x. A file
+        Measured (moto on loopback, 200 MB, 2 shared cores, 2026-12-07): feeding `upload_fileobj` one hashing
+        stream, read once in order, was 0.94x of `upload_file` as a bare put and 0.83-0.96x through Pusher.push
+        (benchmarks/bench_storage.py); this 1.05-1.13x and 0.91-1.16x (median 1.03). A file
         that changes while it goes up is caught by its caller (its size and mtime, launcher.storage.sync).
         A failed upload is aborted by boto3, so no parts stay billed, and started again by the retry policy.
         """
