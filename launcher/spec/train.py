@@ -191,6 +191,8 @@ class TrainConfig(_Model):
     @classmethod
     def _model(cls, value: str, info: ValidationInfo) -> str:
         if info.data.get("engine") == "ultralytics":
+            if value.startswith("/") and (why := host_system_path(value)) is not None:
+                raise ValueError(f"{value[:80]!r} {why}; name a weights file of your own")
             return check_yolo_model(value, info.data.get("task"))
         return check_model(value)  # shipped names (launcher.spec.names): no torchvision import at load time
 

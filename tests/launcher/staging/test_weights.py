@@ -271,3 +271,12 @@ def test_a_missing_s3_object_is_one_line(tmp_path: Path, aws: Any) -> None:
 def test_a_program_of_your_own_is_left_alone(tmp_path: Path) -> None:
     command = ("python", "train.py", "pretrained=/x/_weights/" + "a" * 64 + ".pt")
     assert runtime_weights.stage(command, {}) == command
+
+
+def test_an_absolute_weights_path_is_read_as_it_is_but_never_a_system_folder(tmp_path: Path) -> None:
+    spec = _yolo_spec(tmp_path, "/srv/weights/yolo11n-seg.pt")
+    docker, process = _train_args(_plan(tmp_path, spec))
+    assert "model=/srv/weights/yolo11n-seg.pt" in process and "task=segment" in process
+    assert not any(n.startswith("train.model") for n in _plan(tmp_path, spec).notes), "nothing is fetched"
+    with pytest.raises(SpecError, match="name a weights file of your own"):
+        _yolo_spec(tmp_path, "/etc/yolo11n.pt")
