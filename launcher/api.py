@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping
 from launcher import storage
 from launcher.backend import Backend, check_features, secret_values
 from launcher.backends import registry
+from launcher.contract import staged_weights, weights_target
 from launcher.errors import LauncherError, MissingExtraError, first_line
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.runs.job import Job, attach
@@ -32,6 +33,7 @@ from launcher.runs.supervisor import Supervisor
 from launcher.spec import JobSpec
 from launcher.staging.code import code_target, stage_code
 from launcher.staging.data import check_local_data
+from launcher.staging.weights import stage_weights
 from launcher.state.jobs import Attempt, JobRegistry, new_job_id
 from launcher.storage import join_uri
 from launcher.storage.lease import RunBusyError, acquire, release
@@ -71,6 +73,10 @@ class Launcher:
                 *notes,
                 f"code: {spec.code.dir} is archived at submit and sent once per content to {code_target(spec)}",
             )
+        if (staged := staged_weights(spec)) is not None:
+            target = weights_target(spec)
+            notes = (*notes, f"train.{staged[0]} {_shown(staged[1])} is fetched at submit, on this machine, and stored "
+                     f"once per content at {target} (the job reads it there, offline)")  # fmt: skip
         plan = self.backend.plan(spec, job_id)
         return dataclasses.replace(plan, notes=plan.notes + notes) if notes else plan
 
@@ -86,7 +92,7 @@ class Launcher:
         secrets = secret_values(plan.secrets, os.environ if self._environ is None else self._environ)
         run = self._claim_run(plan, force)  # before the hooks: --resume-from writes into the run folder
         try:
-            plan = self._ship_code(plan)
+            plan = stage_weights(self._ship_code(plan))  # pretrained weights by URL or name: fetched here, once
             for hook in self.before_submit:
                 hook(self, plan)
         except BaseException:
@@ -195,6 +201,12 @@ class Launcher:
     def attach(cls, job_id: str, jobs: JobRegistry | None = None) -> Job:
         """A handle on a recorded job, on whatever backend it ran."""
         return attach(job_id, jobs)
+
+
+def _shown(url: str) -> str:
+    """A URL for a note: never its query, which may hold a token."""
+    base = url.split("?", 1)[0]
+    return base + ("?..." if len(base) < len(url) else "")
 
 
 def _unchecked_run(where: str, exc: BaseException) -> LauncherError:

@@ -66,6 +66,12 @@ __all__ = [
     "CONTENT",
     "BUILTIN_DATASETS",
     "code_sha256",
+    "WEIGHTS_FOLDER",
+    "WEIGHTS_SUFFIXES",
+    "staged_weights",
+    "weights_location",
+    "weights_target",
+    "weights_sha256",
     "PROGRAM_VARIABLES",
     "ENTRYPOINT_VARIABLES",
 ]
@@ -89,6 +95,12 @@ SECRET_SCHEMES = {
 CODE_FOLDER = "_code"
 # Stands for the sha256 of what is shipped (code archive, data folder) in a plan until submit computes it.
 CONTENT = "{content-sha256}"
+# Pretrained weights named by a URL, an Ultralytics asset name or a store URI are fetched on the submitting machine
+# and stored by content: <checkpoint.uri>/_weights/<sha256><suffix>. The train command names that location and the
+# entrypoint (launcher.runtime.weights) reads it, checking the bytes against the name, so a job never downloads.
+WEIGHTS_FOLDER = "_weights"
+WEIGHTS_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")  # what torch.load reads; any other name is stored as .pt
+_WEIGHTS_SOURCES = ("https://", "http://", "s3://", "gs://", "az://")
 # Datasets the image makes itself (launcher.runtime.datasets); any other train.data is a folder or a URI.
 BUILTIN_DATASETS = ("digits",)
 _SHA256_HEX = frozenset("0123456789abcdef")
@@ -132,6 +144,63 @@ def code_sha256(uri: str) -> str:
     if not name.endswith(".tar.gz") or len(sha) != 64 or not set(sha) <= _SHA256_HEX:
         raise ValueError(f"{uri!r} is not a code archive name (<sha256>.tar.gz)")
     return sha
+
+
+def staged_weights(spec: "JobSpec") -> tuple[str, str] | None:
+    """(the train key, its value) of weights fetched at submit (pure): the ultralytics engine's `.pt` model (an
+    Ultralytics asset name or an http(s) URL: the job, offline, has no other way to get it; not an absolute path),
+    the built-in trainer's `pretrained` URL or store URI. None when the job reads no such weights (a model YAML,
+    a local file, `true`)."""
+    if spec.command:
+        return None
+    train = spec.train
+    if train.engine == "ultralytics":
+        name = train.model.split("?", 1)[0].split("#", 1)[0]
+        by_name = "/" not in name  # an Ultralytics asset name; an absolute path is a file the job reads as it is
+        return ("model", train.model) if name.lower().endswith(".pt") and ("://" in name or by_name) else None
+    if isinstance(train.pretrained, str) and train.pretrained.lower().startswith(_WEIGHTS_SOURCES):
+        return "pretrained", train.pretrained
+    return None
+
+
+def _weights_suffix(source: str) -> str:
+    name = source.split("?", 1)[0].split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1].lower()
+    return next((s for s in WEIGHTS_SUFFIXES if name.endswith(s)), ".pt")
+
+
+def weights_location(store_uri: str, source: str, sha256: str = CONTENT) -> str:
+    """Where the weights of `source` live under a store, named by content (`sha256` may be the placeholder)."""
+    return f"{store_uri.rstrip('/')}/{WEIGHTS_FOLDER}/{sha256}{_weights_suffix(source)}"
+
+
+def weights_target(spec: "JobSpec") -> str | None:
+    """Where the spec's staged weights go, with the CONTENT placeholder (pure); None when it stages none."""
+    staged = staged_weights(spec)
+    if staged is None:
+        return None
+    if not spec.checkpoint.uri:
+        key, source = staged
+        raise LauncherError(
+            f"train.{key} {_shown(source)} is fetched at submit and stored in the run's checkpoint store, "
+            "and this job has none.",
+            "Set checkpoint.uri (a folder like runs, or an s3://, gs:// or az:// URI); the weights go to <uri>/_weights/.",
+        )
+    return weights_location(spec.checkpoint.uri, staged[1])
+
+
+def weights_sha256(uri: str) -> str | None:
+    """The sha256 a stored weights file's name promises (`.../_weights/<64 hex><suffix>`), else None."""
+    folder, _, name = uri.rstrip("/").rpartition("/")
+    sha, dot, suffix = name.partition(".")
+    if not folder.endswith(WEIGHTS_FOLDER) or len(sha) != 64 or not set(sha) <= _SHA256_HEX:
+        return None
+    return sha if dot and f".{suffix}" in WEIGHTS_SUFFIXES else None
+
+
+def _shown(url: str) -> str:
+    """A URL for a message: without its query or fragment, which may hold a token (a presigned URL's signature)."""
+    base = url.split("?", 1)[0].split("#", 1)[0]
+    return base + ("?..." if len(base) < len(url) else "")
 
 
 def data_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -240,12 +309,14 @@ class EntrypointArgs:
         A program of the user's own (`command:`) gets `data` as `--data` instead,
         and with `code:` the archive `--code` (default: under the spec's own
         checkpoint.uri; a backend whose container sees the store elsewhere passes
-        `code=`), with the content hash as a placeholder until submit.
+        `code=`), with the content hash as a placeholder until submit. Weights fetched
+        at submit go the same way (`weights=`: where the container sees them, default
+        under the spec's checkpoint.uri; launcher.contract.staged_weights).
         """
         store = {"checkpoint_uri": checkpoint_uri, "keep": spec.checkpoint.keep, "every": spec.checkpoint.every}
         return cls(
             run_name=spec.name,
-            command=train_command(spec, data),
+            command=train_command(spec, data, flags.pop("weights", None)),
             gpus=gpus,
             spec_hash=spec.spec_hash(),
             **(store if checkpoint_uri else {}),
@@ -296,13 +367,19 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def train_command(spec: "JobSpec", data: str | None = None) -> tuple[str, ...]:
+def train_command(spec: "JobSpec", data: str | None = None, weights: str | None = None) -> tuple[str, ...]:
     """The command after `--`: the spec's own command, else `train` with the trainer's key=value
-    arguments, `data=` replaced by `data` when the backend mounts or stages the data elsewhere."""
+    arguments, `data=` replaced by `data` when the backend mounts or stages the data elsewhere, and the
+    weights fetched at submit (`staged_weights`) named by where they are stored (`weights`, default
+    `weights_target`: under the spec's own checkpoint.uri)."""
     if spec.command:
         return tuple(spec.command)
-    train = spec.train.model_copy(update={"data": data}) if data else spec.train
-    return ("train", *train.to_args())
+    args = (spec.train.model_copy(update={"data": data}) if data else spec.train).to_args()
+    staged = staged_weights(spec)
+    if staged is not None:
+        where = weights or weights_target(spec)
+        args = [f"{staged[0]}={where}" if arg.partition("=")[0] == staged[0] else arg for arg in args]
+    return ("train", *args)
 
 
 def secret_ref(scheme: str, reference: str) -> str:

@@ -37,10 +37,20 @@ from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, TextIO
 from pydantic import Field, field_validator
 
 from launcher.backend import Backend, BackendCheck, BackendOptions, Feature, Offer
-from launcher.contract import DATA_DIR_VARIABLE, ENTRYPOINT, TIMEOUT_EXIT, EntrypointArgs, code_archive, data_dir
+from launcher.contract import (
+    DATA_DIR_VARIABLE,
+    ENTRYPOINT,
+    TIMEOUT_EXIT,
+    EntrypointArgs,
+    code_archive,
+    data_dir,
+    staged_weights,
+    weights_location,
+)
 from launcher.errors import LauncherError, MissingExtraError
 from launcher.estimate.local import local_offers
 from launcher.plan import Ending, JobRef, JobState, JobStatus, Plan
+from launcher.runtime.cpu import explicit_threads, loader_workers
 from launcher.spec import BUILTIN_DATASETS, JobSpec, host_system_path, refuse_azure_only
 from launcher.staging.data import CONTENT
 from launcher.staging.image import checked_client
@@ -48,8 +58,8 @@ from launcher.state.jobs import state_dir
 from launcher.storage import is_remote
 
 __all__ = [
-    "LocalBackend", "LocalOptions", "Mount", "docker_payload", "process_payload", "shm_bytes", "host_gpu_count", "supervise",
-    "host_paths", "host_line",
+    "LocalBackend", "LocalOptions", "Mount", "docker_payload", "process_payload", "shm_bytes", "loader_workers_of",
+    "host_gpu_count", "supervise", "host_paths", "host_line",
 ]  # fmt: skip
 
 DATA_TARGET = "/data"
@@ -169,14 +179,32 @@ class LocalOptions(BackendOptions):
         return value  # anything else: pydantic names what is wrong
 
 
+def loader_workers_of(spec: JobSpec, nproc: int, gpus: int) -> int:
+    """The DataLoader workers per process the job's trainer will run at most, by the trainer's own rule
+    (launcher.runtime.cpu.loader_workers), not the raw `train.workers`: a CPU job of the built-in trainer runs
+    none unless OMP_NUM_THREADS leaves cores free. Ultralytics and a program of your own: `train.workers`."""
+    if spec.command or spec.train.engine != "builtin":
+        return spec.train.workers
+    # torchrun sets OMP_NUM_THREADS=1 for its processes when it starts more than one and the env does not set it
+    omp = explicit_threads(spec.env) or (1 if nproc > 1 else None)
+    cached = spec.train.cache == "disk"  # cache=ram falls back to no cache when memory is short: not certain
+    return loader_workers(spec.train.workers, processes=nproc, gpu=gpus > 0, cached=cached, cpus=None, omp=omp)
+
+
 def shm_bytes(nproc: int, workers: int) -> int:
     """Shared memory for the DataLoader: each worker passes batches through /dev/shm.
 
     Docker's default of 64 MiB makes PyTorch DataLoader workers die with "bus
     error" (https://github.com/pytorch/pytorch#docker-image). We give each
-    process 512 MiB plus 256 MiB per worker, and never less than 1 GiB.
+    process 512 MiB plus 256 MiB per worker (the workers the trainer will run:
+    loader_workers_of), and never less than 1 GiB.
     """
     return max(1024, nproc * (512 + 256 * workers)) * _MIB
+
+
+def _shm_mib(spec: JobSpec, opts: "LocalOptions") -> int:
+    nproc = _nproc(spec, opts)
+    return shm_bytes(nproc, loader_workers_of(spec, nproc, _gpu_count(spec, opts))) // _MIB
 
 
 def host_gpu_count() -> int:
@@ -214,6 +242,7 @@ def _entrypoint_args(
     data: str | None,
     max_runtime: int | None = None,
     code: str | None = None,
+    weights: str | None = None,
 ) -> list[str]:
     """The entrypoint's arguments, per the container contract (launcher.contract)."""
     contract = EntrypointArgs.for_spec(
@@ -224,6 +253,7 @@ def _entrypoint_args(
         nproc=opts.nproc,
         max_runtime=max_runtime,
         code=code,
+        weights=weights,
     )
     return contract.to_argv()
 
@@ -273,15 +303,18 @@ def docker_payload(spec: JobSpec, opts: LocalOptions, job_name: str) -> dict[str
     data = DATA_TARGET if _is_local_path(spec.data()) else None
     # the code archive, submitted into the checkpoint folder (launcher.staging.code), as the container sees that folder
     code = code_archive(CHECKPOINT_TARGET, CONTENT) if spec.code and _is_local_path(spec.checkpoint.uri) else None
+    # weights fetched at submit (launcher.staging.weights), stored there too
+    staged = staged_weights(spec) if _is_local_path(spec.checkpoint.uri) else None
+    weights = weights_location(CHECKPOINT_TARGET, staged[1]) if staged else None
     payload: dict[str, Any] = {
         "image": spec.image,
         "name": job_name,
         "command": _entrypoint_args(
-            spec, opts, checkpoint, data, spec.limits.max_runtime, code
+            spec, opts, checkpoint, data, spec.limits.max_runtime, code, weights
         ),  # the entrypoint enforces it
         "environment": _environment(spec),
         "labels": _labels(spec, job_name),
-        "shm_size": opts.shm_size or f"{shm_bytes(_nproc(spec, opts), spec.train.workers) // _MIB}m",
+        "shm_size": opts.shm_size or f"{_shm_mib(spec, opts)}m",
         "volumes": _volumes(spec, opts),
     }
     extras = {"entrypoint": opts.entrypoint, "user": opts.user, "network_mode": opts.network}

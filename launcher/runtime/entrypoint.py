@@ -261,12 +261,13 @@ def _flush_despite_signals(syncer) -> None:  # type: ignore[no-untyped-def]
 
 
 def _stage_data(args: EntrypointArgs, environ: dict[str, str]) -> EntrypointArgs:
-    """A remote `data=` fetched (or found mounted) once per node, before torchrun starts the ranks."""
+    """A remote `data=` fetched (or found mounted) once per node, before torchrun starts the ranks, and the
+    pretrained weights the submit stored by content (launcher.runtime.weights)."""
     from dataclasses import replace  # noqa: PLC0415
 
-    from launcher.runtime import datasets  # noqa: PLC0415
+    from launcher.runtime import datasets, weights  # noqa: PLC0415
 
-    return replace(args, command=datasets.stage(args.command, environ))
+    return replace(args, command=weights.stage(datasets.stage(args.command, environ), environ))
 
 
 def _remove_job_folder(save_dir: Path, synced: bool) -> None:

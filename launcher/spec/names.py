@@ -16,7 +16,10 @@ import re
 from importlib import resources
 from typing import Any
 
-__all__ = ["classification_models", "other_task_models", "check_model", "check_yolo_model", "yolo_task_of"]
+__all__ = [
+    "classification_models", "other_task_models", "check_model", "check_yolo_model", "yolo_task_of", "check_weights_url",
+    "url_file_name",
+]  # fmt: skip
 
 _TASKS = {  # models.json "other_tasks" key -> what such a model does
     "detection": "object-detection",
@@ -85,20 +88,55 @@ def _backbone(name: str, names: tuple[str, ...]) -> str | None:
     return max(inside, key=len) if inside else None
 
 
+# Weights by URL: https anywhere, plain http only to this machine (a local mirror; nothing crosses a network unsigned)
+_LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+_URL = re.compile(r"^(https?)://([^/?#@\s]+)(/[^?#\s]*)(\?[^#\s]*)?$", re.IGNORECASE)
+
+
+def url_file_name(value: str) -> str:
+    """The last path segment of a URL or path, without query or fragment: https://h/w/yolo11n.pt?x=1 -> yolo11n.pt."""
+    return value.split("?", 1)[0].split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+
+
+def check_weights_url(value: str) -> str:
+    """`value` if it is an https URL of a file (http only to this machine), else ValueError; the message never shows
+    the query, which may hold a token (a presigned URL's signature)."""
+    shown = value.split("?", 1)[0][:100]
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@", value):
+        raise ValueError("the URL has credentials in it (user:password@); use a URL without them")
+    match = _URL.match(value)
+    if match is None or match.group(3).endswith("/") or not value.isascii():  # the path must name a file
+        raise ValueError(f"{shown!r} is not a URL of a weights file; write it as https://HOST/path/file.pt")
+    scheme, host = match.group(1).lower(), match.group(2).lower()
+    if scheme == "http" and host.rsplit(":", 1)[0] not in _LOOPBACK and not host.startswith("[::1]"):
+        raise ValueError(f"{shown!r} is plain http; use https (plain http is taken only from 127.0.0.1 or localhost)")
+    return value
+
+
 def yolo_task_of(name: str) -> str:
-    """The task an Ultralytics model name is for: yolo11n-seg.yaml -> segment, yolo11n.pt -> detect."""
-    stem = re.sub(r"\.(yaml|yml|pt)$", "", name.lower())
+    """The task an Ultralytics model name is for: yolo11n-seg.yaml -> segment, yolo11n.pt -> detect (a URL: its
+    file's name)."""
+    stem = re.sub(r"\.(yaml|yml|pt)$", "", url_file_name(name).lower())
     return next((task for suffix, task in _YOLO_SUFFIX.items() if stem.endswith(suffix)), "detect")
 
 
 def check_yolo_model(name: str, task: str | None = None) -> str:
     """`name` if it names an Ultralytics model (YAML or .pt) for `task`, else ValueError saying what to write."""
+    if "://" in name and url_file_name(name).lower().endswith(".pt"):  # weights by URL, fetched at submit
+        return check_weights_url(name)  # a file name need not say its task: train.task, when set, says it
+    if name.startswith("/") and name.lower().endswith(".pt") and "\0" not in name:
+        return name  # a file the job reads as it is (a mount; in the image, the weights the submit stored)
     shown = repr(name if len(name) <= 80 else name[:80] + "...")
     if not _YOLO_FILE.match(name):
         raise ValueError(
-            f"{shown} is not an Ultralytics model name; the ultralytics engine takes a model YAML (from scratch) "
-            "or .pt weights, like yolo11n.yaml, yolo11n-seg.yaml or yolo11n.pt"
+            f"{shown} is not an Ultralytics model name; the ultralytics engine takes a model YAML (from scratch), "
+            ".pt weights by name, like yolo11n.yaml, yolo11n-seg.yaml or yolo11n.pt, or .pt weights by https URL"
         )
+    return _check_task(name, task)
+
+
+def _check_task(name: str, task: str | None) -> str:
+    shown = repr(name.split("?", 1)[0][:80])
     if task is not None and yolo_task_of(name) != task:
         raise ValueError(
             f"{shown} is a {yolo_task_of(name)} model, but train.task is {task}; name a {task} model "

@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from launcher.contract import BUILTIN_DATASETS
-from launcher.spec.names import check_model, check_yolo_model, yolo_task_of
+from launcher.spec.names import check_model, check_weights_url, check_yolo_model, yolo_task_of
 from launcher.storage import REMOTE_SCHEMES
 
 __all__ = ["TrainConfig", "ENGINES", "TASKS", "ULTRALYTICS_KEYS", "host_system_path"]
@@ -105,7 +105,7 @@ class TrainConfig(_Model):
     )
     model: str = Field(
         "resnet18",
-        description="builtin: a torchvision classification model name; ultralytics: a YOLO model YAML (from scratch) or .pt weights, like yolo11n.yaml (checked when the spec loads)",
+        description="builtin: a torchvision classification model name; ultralytics: a YOLO model YAML (from scratch) or .pt weights by Ultralytics asset name or https URL, fetched at submit, like yolo11n.yaml or yolo11n.pt (checked when the spec loads)",
     )
     data: str = Field(
         "digits",
@@ -127,7 +127,8 @@ class TrainConfig(_Model):
     pretrained: bool | str = Field(
         False,
         description="true: torchvision weights; a path: a local state dict "
-        "(a relative one is read from the spec file's folder)",
+        "(a relative one is read from the spec file's folder); an https URL or s3://, gs://, az:// URI: fetched at "
+        "submit and stored by content in the checkpoint store",
     )
     optimizer: Literal["SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp", "auto"] = "auto"
     lr0: Float = Field(0.01, gt=0.0, le=100.0, description="initial learning rate")
@@ -190,12 +191,18 @@ class TrainConfig(_Model):
     @classmethod
     def _model(cls, value: str, info: ValidationInfo) -> str:
         if info.data.get("engine") == "ultralytics":
+            if value.startswith("/") and (why := host_system_path(value)) is not None:
+                raise ValueError(f"{value[:80]!r} {why}; name a weights file of your own")
             return check_yolo_model(value, info.data.get("task"))
         return check_model(value)  # shipped names (launcher.spec.names): no torchvision import at load time
 
     @field_validator("pretrained")
     @classmethod
     def _pretrained(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str) and value.lower().startswith(("http://", "https://")):
+            return check_weights_url(value)  # fetched at submit (launcher.staging.weights)
+        if isinstance(value, str) and "://" in value:
+            return check_location(value, "weights")
         if isinstance(value, str) and (why := host_system_path(value)) is not None:
             raise ValueError(f"{value[:80]!r} {why}; name a weights file of your own")
         if isinstance(value, str) and _unknown_home(value):

@@ -118,8 +118,39 @@ def test_secret_values_never_reach_the_printed_plan() -> None:
 def test_cpu_job_has_no_device_request_and_docker_default_shm_is_never_used() -> None:
     payload = LocalBackend().plan(_spec({**BASE, "local": {"runtime": "docker"}})).payload["docker"]
     assert "device_requests" not in payload
-    assert payload["shm_size"] == f"{shm_bytes(1, 4) // 1024 // 1024}m"
+    assert payload["shm_size"] == f"{shm_bytes(1, 0) // 1024 // 1024}m", "the CPU trainer runs no loader workers"
     assert shm_bytes(1, 0) >= 1024 * 1024 * 1024
+
+
+def _shm(raw: dict[str, Any]) -> str:
+    return str(
+        LocalBackend()
+        .plan(_spec({**raw, "local": {"runtime": "docker", **raw.get("local", {})}}))
+        .payload["docker"]["shm_size"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "nproc", "workers"),
+    [
+        ({}, 1, 0),  # CPU: the compute threads take every core, the batches are made between steps
+        ({"env": {"OMP_NUM_THREADS": "1"}}, 1, 4),  # cores left free: up to train.workers, as many as the cores allow
+        ({"local": {"nproc": 2}}, 2, 4),  # torchrun sets OMP_NUM_THREADS=1 for two processes: the same
+        ({"env": {"OMP_NUM_THREADS": "1"}, "train": {**BASE["train"], "cache": "disk"}}, 1, 0),  # cached: none on CPU
+        ({"resources": {"gpus": 2}}, 2, 4),
+        ({"resources": {"gpus": 1}, "train": {**BASE["train"], "cache": "disk"}}, 1, 2),  # cached on a GPU: two
+        ({"resources": {"gpus": 1}, "train": {**BASE["train"], "cache": "ram"}}, 1, 4),  # ram may fall back: all
+        ({"command": ["python", "train.py"], "code": "/srv"}, 1, 8),  # a program of your own: train.workers as is
+    ],
+)
+def test_dev_shm_is_sized_for_the_loader_workers_the_trainer_will_run(
+    change: dict[str, Any], nproc: int, workers: int
+) -> None:
+    """Issue 33: /dev/shm followed the raw train.workers although the trainer caps it (launcher.runtime.cpu)."""
+    raw = {**BASE, **change}
+    if "command" in raw:
+        raw["train"] = {k: v for k, v in raw["train"].items() if k not in ("workers",)}
+    assert _shm(raw) == f"{shm_bytes(nproc, workers) // 1024 // 1024}m"
 
 
 def test_gpu_device_ids_select_devices() -> None:

@@ -164,3 +164,73 @@ def test_raising_epochs_on_a_finished_yolo_run_trains_the_new_epochs(
     assert not list((tmp_path / "after").glob(".results*")), "the aside copy never reaches the store"
     code, logs = _to_the_end(launcher, validate_spec(raw, None, tmp_path))
     assert code == 0 and "this run already finished" in logs and "[train] epoch" not in logs, logs[-4000:]
+
+
+# ------------------------------------------------------------------ weights by URL (issue 33)
+
+
+@pytest.fixture
+def yolo_weights(tmp_path: Path) -> Path:
+    """Untrained YOLO11n weights, made offline from its model YAML the way Ultralytics saves a model (no download)."""
+    from ultralytics import YOLO  # noqa: PLC0415
+
+    folder = tmp_path / "www" / "weights"
+    folder.mkdir(parents=True)
+    YOLO("yolo11n.yaml").save(str(folder / "yolo11n.pt"))
+    return folder / "yolo11n.pt"
+
+
+def _weights_by_url(tmp_path: Path, launcher: Launcher, weights: Path, runtime: str) -> None:
+    """A spec naming YOLO weights by URL trains in the offline engine: the weights fetched at submit from a
+    loopback HTTP server (the job never reaches it), stored by content, read and checked by the job."""
+    import hashlib  # noqa: PLC0415
+
+    from tests.http_files import serve_folder  # noqa: PLC0415
+
+    sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+    with serve_folder(weights.parent.parent) as server:
+        url = server.url("weights/yolo11n.pt") + "?token=s3cr3t"
+        spec = _spec(tmp_path, "yolo-url", url, runtime=runtime)
+        spec = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": 1})})
+        code, logs = _to_the_end(launcher, spec)
+        assert server.requests["GET /weights/yolo11n.pt?token=s3cr3t"] == 1, server.requests
+    assert code == 0, logs[-4000:]
+    stored = tmp_path / "store" / "_weights" / f"{sha}.pt"
+    assert stored.read_bytes() == weights.read_bytes(), "stored by content in the run's store"
+    assert f"[launcher] weights {sha[:12]}:" in logs and "(sha256 checked)" in logs, logs[-4000:]
+    assert "[train] epoch 1/1:" in logs, logs[-4000:]
+    for bad in ("Downloading", "s3cr3t", "127.0.0.1"):  # the job fetched nothing, and never saw the URL
+        assert bad not in logs, logs[-4000:]
+
+
+@pytest.mark.slow
+def test_yolo_weights_by_url_are_fetched_at_submit_and_read_from_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, yolo_weights: Path
+) -> None:
+    monkeypatch.setenv("LAUNCHER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LAUNCHER_STATE_DIR", str(tmp_path / "state"))
+    launcher = Launcher(backend=LocalBackend(state_dir=tmp_path / "state"))
+    _weights_by_url(tmp_path, launcher, yolo_weights, "process")
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_in_the_engine_image_yolo_weights_by_url_come_from_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, yolo_weights: Path
+) -> None:
+    """The same in the offline engine image, on the local Docker backend (the image must hold this checkout's
+    launcher.runtime.weights: rebuild it with `launch image build --engine ultralytics`)."""
+    from tests.docker_base import engine_or_skip, remove_job_containers, train_image_or_skip  # noqa: PLC0415
+
+    client = engine_or_skip()
+    train_image_or_skip(client, ENGINE_IMAGE)
+    monkeypatch.setenv("LAUNCHER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LAUNCHER_STATE_DIR", str(tmp_path / "state"))
+    launcher = Launcher(backend=LocalBackend(docker_client=client, state_dir=tmp_path / "state"))
+    ids: list[str] = []
+    submit = launcher.submit
+    launcher.submit = lambda spec: ids.append((job := submit(spec)).id) or job  # type: ignore[method-assign]
+    try:
+        _weights_by_url(tmp_path, launcher, yolo_weights, "docker")
+    finally:
+        remove_job_containers(client, ids)

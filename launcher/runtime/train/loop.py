@@ -26,7 +26,7 @@ from typing import Any, TextIO
 from launcher import contract
 from launcher.errors import LauncherError
 from launcher.runtime import datasets
-from launcher.runtime.cpu import cpu_threads, usable_cpus
+from launcher.runtime.cpu import cpu_threads, explicit_threads, loader_workers, usable_cpus
 from launcher.runtime.train import autobatch, checkpoint, data, report
 from launcher.runtime.train import metrics as sinks
 from launcher.runtime.train.dist import Dist
@@ -310,18 +310,14 @@ class Trainer:
     def _loaders(self) -> None:
         d = self.dist
         cpus = usable_cpus()
-        cores = max(1, cpus // d.local_world)  # this process's share of the cores
-        workers = min(self.cfg.workers, cores)
-        threads = 0
-        if self.device.type == "cpu":
-            # the compute threads take this process's cores; a worker process beside them preempts one mid-step and
-            # the others wait for it. So a batch is made here, between steps, unless OMP_NUM_THREADS leaves cores free
-            # (benchmarks/bench_trainer.py, cache=false on 2 cores: epoch 2.06-2.44 s with no workers, 2.49-2.70 s with 2).
-            # A cached batch is one gather, which a worker would only hand over through shared memory.
-            threads = self._cpu_threads(cpus)
-            workers = 0 if self.train_set.buffer is not None else min(workers, max(0, cores - threads))
-        elif self.train_set.buffer is not None:
-            workers = min(workers, 2)  # CUDA: two workers keep the gather and pinning off the step's critical path
+        # On a CPU the compute threads take this process's cores; a worker process beside them preempts one mid-step
+        # and the others wait for it. So a batch is made here, between steps, unless OMP_NUM_THREADS leaves cores free
+        # (benchmarks/bench_trainer.py, cache=false on 2 cores: epoch 2.06-2.44 s with no workers, 2.49-2.70 s with 2).
+        # On CUDA two workers keep a cached set's gather and pinning off the step's critical path. One rule with the
+        # local backend's /dev/shm size: launcher.runtime.cpu.loader_workers.
+        threads = self._cpu_threads(cpus) if self.device.type == "cpu" else 0
+        workers = loader_workers(self.cfg.workers, processes=d.local_world, gpu=self.device.type != "cpu",
+                                 cached=self.train_set.buffer is not None, cpus=cpus, omp=explicit_threads(os.environ))  # fmt: skip
         self.workers = workers
         pin = self.device.type == "cuda"
         from torch.utils.data import BatchSampler  # noqa: PLC0415

@@ -49,7 +49,7 @@ from typing import Any, Mapping, Sequence
 from launcher.contract import data_dir, summary_line
 from launcher.errors import LauncherError
 from launcher.runtime.train.config import parse_args
-from launcher.spec.names import yolo_task_of
+from launcher.spec.names import url_file_name, yolo_task_of
 from launcher.spec.train import TrainConfig
 
 __all__ = [
@@ -139,13 +139,13 @@ def yolo_data(data: str, task: str, work: Path) -> str:
 
 def model_gflops(model: str, imgsz: int) -> float | None:
     """GFLOPs of one forward pass of a YOLO model at `imgsz`, built from its model YAML (a .pt name: the YAML
-    of the same name), offline; None when Ultralytics does not know the model."""
+    of the same name; a URL's file name too), offline; None when Ultralytics does not know the model."""
     os.environ.update({k: v for k, v in offline_environment(os.environ).items() if k not in os.environ})
     from ultralytics.nn.tasks import DetectionModel, guess_model_task, yaml_model_load  # noqa: PLC0415
     from ultralytics.utils.torch_utils import get_flops  # noqa: PLC0415
 
     try:
-        cfg = yaml_model_load(str(Path(model).with_suffix(".yaml")))
+        cfg = yaml_model_load(str(Path(url_file_name(model)).with_suffix(".yaml")))  # a URL: its file's name
     except (FileNotFoundError, OSError):
         return None
     from ultralytics.nn import tasks  # noqa: PLC0415

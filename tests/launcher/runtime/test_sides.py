@@ -12,11 +12,13 @@ REPO = Path(__file__).resolve().parents[3]
 RUNTIME = REPO / "launcher" / "runtime"
 # what both sides share: the contract, the trainer's keys (spec.TrainConfig), the stores, and small helpers
 SHARED = {"contract", "errors", "lazy", "spec", "storage", "azure_identity", "runtime"}
-# the one user-side module that runs the runtime on this machine, and so shares its thread policy
+# the user-side modules that share the runtime's CPU policy (threads, loader workers) for jobs on this machine
 USER_SIDE_RUNTIME_IMPORTS = {
     ("launcher/estimate/profile.py", "launcher.runtime.cpu"),
     # the local row's CPU offer counts the cores a job gets here by the same rule (the rough CPU figure is per core)
     ("launcher/estimate/local.py", "launcher.runtime.cpu"),
+    # the local Docker job's /dev/shm is sized for the loader workers the trainer will run: the same rule
+    ("launcher/backends/local.py", "launcher.runtime.cpu"),
     # a YOLO model's GFLOPs come from the one module that imports Ultralytics
     ("launcher/estimate/throughput.py", "launcher.runtime.train.ultralytics_engine"),
 }
