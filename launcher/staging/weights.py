@@ -31,7 +31,7 @@ names the location with the CONTENT placeholder until this fills it in.
 from __future__ import annotations
 
 import hashlib
-import inspect
+import importlib.util
 import json
 import os
 import socket
@@ -96,14 +96,13 @@ def asset_url(name: str, environ: Mapping[str, str] | None = None) -> str | None
     environ = os.environ if environ is None else environ
     if mirror := environ.get(MIRROR_VARIABLE, "").strip():
         return f"{mirror.rstrip('/')}/{name}"
+    # Ultralytics (AGPL, optional; ~2 s to import) is imported only by its adapter, and only here at submit
+    from launcher.runtime.train.ultralytics_engine import released_weights_url  # noqa: PLC0415
+
     try:
-        from ultralytics.utils import downloads  # noqa: PLC0415 - AGPL, optional; ~2 s: only at submit, only here
+        return released_weights_url(name)
     except ImportError:
         return None
-    if name not in downloads.GITHUB_ASSETS_NAMES:
-        return None
-    release = inspect.signature(downloads.attempt_download_asset).parameters["release"].default
-    return f"https://github.com/{downloads.GITHUB_ASSETS_REPO}/releases/download/{release}/{name}"
 
 
 def _source_url(what: str, source: str, environ: Mapping[str, str] | None) -> str:
@@ -113,15 +112,13 @@ def _source_url(what: str, source: str, environ: Mapping[str, str] | None) -> st
     url = asset_url(source, environ)
     if url is not None:
         return url
-    try:
-        import ultralytics  # noqa: F401, PLC0415
-    except ImportError:
+    if importlib.util.find_spec("ultralytics") is None:
         raise LauncherError(
             f"{what} {source} names Ultralytics weights, which are fetched at submit, and Ultralytics is not "
             "installed here to say where they are.",
             f"Install it (pip install 'torch-launcher[ultralytics]'), set {what} to the weights' https URL, "
             f"or set ${MIRROR_VARIABLE} to a server that has them.",
-        ) from None
+        )
     raise LauncherError(
         f"{what} {source} is not one of Ultralytics' released weights, so it cannot be fetched.",
         f"Name a released one (like yolo11n.pt), give its https URL, or start from a model YAML (like "

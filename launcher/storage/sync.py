@@ -581,6 +581,9 @@ def copy(src: Store, dst: Store, keep: int = 3, meter: Meter | None = None, log:
 # ------------------------------------------------------------------ background sync
 
 
+QUIET_SETTLES = 5  # the longest wait for a quiet folder before a sync, in settle periods (5 s by default)
+
+
 class Syncer:
     """Node 0's background uploader: a new checkpoint each time the trainer replaces last.pt.
 
@@ -651,13 +654,15 @@ class Syncer:
             self._seen_sig = sig
             self._changes += 1
             if self._changes % self.every == 0:
-                self._wait_quiet()
+                self._wait_quiet(QUIET_SETTLES * self.settle)
                 self.sync_now()
 
     def _ready(self) -> bool:
         return self.wait_for is None or (self.folder / self.wait_for).is_file()
 
-    def _wait_quiet(self, limit: float = 30.0) -> None:
+    def _wait_quiet(self, limit: float) -> None:
+        """Until the folder has not changed for `settle` seconds, or `limit` seconds: a program that never pauses
+        (epochs shorter than `settle`) still gets a checkpoint every few seconds, not only when it stops."""
         deadline = time.monotonic() + limit
         before = scan(self.folder)
         while time.monotonic() < deadline and not self._stop.wait(self.settle):

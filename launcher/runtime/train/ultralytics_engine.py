@@ -156,6 +156,20 @@ def model_gflops(model: str, imgsz: int) -> float | None:
     return float(flops) or None
 
 
+def released_weights_url(name: str) -> str | None:
+    """The download URL of Ultralytics' released weights `name` (`yolo11n.pt`) at the release this Ultralytics pins;
+    None when it releases no such file. Used on the host at submit (launcher.staging.weights); ImportError without
+    Ultralytics."""
+    import inspect  # noqa: PLC0415
+
+    from ultralytics.utils import downloads  # noqa: PLC0415
+
+    if name not in downloads.GITHUB_ASSETS_NAMES:
+        return None
+    release = inspect.signature(downloads.attempt_download_asset).parameters["release"].default
+    return f"https://github.com/{downloads.GITHUB_ASSETS_REPO}/releases/download/{release}/{name}"
+
+
 def devices(gpus: int) -> Any:
     """Ultralytics' `device`: every visible GPU (a list: its own DDP), else the CPU."""
     if gpus > 1:

@@ -21,6 +21,8 @@ USER_SIDE_RUNTIME_IMPORTS = {
     ("launcher/backends/local.py", "launcher.runtime.cpu"),
     # a YOLO model's GFLOPs come from the one module that imports Ultralytics
     ("launcher/estimate/throughput.py", "launcher.runtime.train.ultralytics_engine"),
+    # where Ultralytics' released weights are: asked of the adapter at submit (launcher.staging.weights)
+    ("launcher/staging/weights.py", "launcher.runtime.train.ultralytics_engine"),
 }
 
 

@@ -74,7 +74,7 @@ def test_a_finished_run_says_where_its_results_are(tmp_path: Path, monkeypatch: 
 def test_estimate_of_a_cpu_job_says_in_one_line_how_to_get_cloud_rows(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["estimate", str(REPO / "examples" / "quickstart.yaml")],
                                 env={"LAUNCHER_STATE_DIR": str(tmp_path), "COLUMNS": "400"})  # fmt: skip
-    assert result.exit_code != 0 and result.output.startswith("error: "), result.output  # no profile: no row at all
+    assert result.exit_code == 0, result.output  # the local CPU row, from the recorded rough figure
     hints = [line for line in result.output.splitlines() if "--set resources.gpus=1" in line]
     assert len(hints) == 1 and "aws, azure, gcp" in hints[0]
     assert "on these instances CPU" not in result.output

@@ -166,3 +166,18 @@ def test_a_resume_from_a_checkpoint_without_epoch_or_step_names_it_by_number(
     said = capsys.readouterr().out
     assert f"resuming from checkpoint 1 of {store}" in said and "2.9 KiB downloaded" in said, said
     assert "no epoch or step" not in said
+
+
+def test_a_folder_that_never_goes_quiet_is_synced_after_a_few_settle_periods(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trainer whose epochs are shorter than `settle` changes its folder at every look: the sync waits at most
+    QUIET_SETTLES settle periods (it waited 30 s, longer than a short sweep trial runs, so the sweep saw no epoch)."""
+    from launcher.storage import sync
+    from launcher.storage.local import LocalStore
+
+    syncer = Syncer("", "", tmp_path, interval=0.01, settle=0.01, store=LocalStore(str(tmp_path / "store")))
+    looks = iter(range(10**6))
+    monkeypatch.setattr(sync, "scan", lambda folder: {"last.pt": next(looks)})  # a new last.pt at every look
+    syncer._wait_quiet(sync.QUIET_SETTLES * syncer.settle)
+    assert sync.QUIET_SETTLES <= next(looks) <= sync.QUIET_SETTLES + 3  # the scans it made: bounded by settles
