@@ -56,6 +56,7 @@ from launcher.errors import LauncherError
 from launcher.staging.data import TransferProgress, fill_placeholder, mentions
 from launcher.state.jobs import state_dir
 from launcher.storage import open_store
+from launcher.storage.sync import size_text
 
 if TYPE_CHECKING:
     from launcher.plan import Plan
@@ -141,17 +142,10 @@ class CodeFiles:
 
     def summary(self) -> str:
         """What `launch --dry-run` prints: count, total size and the ten largest files."""
-        lines = [f"code: {self.root}: {len(self.entries)} files, {_size(self.size)}; the largest:"]
-        lines += [f"  {_size(e.size):>10}  {e.path}" for e in self.largest()]
+        lines = [f"code: {self.root}: {len(self.entries)} files, {size_text(self.size)}; the largest:"]
+        lines += [f"  {size_text(e.size):>10}  {e.path}" for e in self.largest()]
         lines += [f"  left out: {path}/ ({why})" for path, why in self.left_out]
         return "\n".join(lines)
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
 
 
 # ------------------------------------------------------------------ which files
@@ -411,9 +405,9 @@ def _refuse(root: Path, config: "CodeConfig", entries: list[Entry], problems: di
                             "Check .gitignore, .launcherignore and code.exclude.")  # fmt: skip
     total = sum(e.size for e in entries)
     if total > config.max_size:
-        largest = ", ".join(f"{e.path} ({_size(e.size)})" for e in CodeFiles(root, tuple(entries)).largest(5))
+        largest = ", ".join(f"{e.path} ({size_text(e.size)})" for e in CodeFiles(root, tuple(entries)).largest(5))
         raise LauncherError(
-            f"code: {root} holds {_size(total)} to ship, more than code.max_size ({_size(config.max_size)}); the largest: {largest}.",
+            f"code: {root} holds {size_text(total)} to ship, more than code.max_size ({size_text(config.max_size)}); the largest: {largest}.",
             "Exclude data and outputs in .launcherignore or code.exclude (data belongs in train.data), or raise code.max_size.",
         )
 
@@ -495,7 +489,7 @@ def ship(files: CodeFiles, target: str, log: Log = _stderr, known: Path | None =
             log(f"code: {files.root}: {len(files.entries)} files, already at {where} (same content), nothing to send")
         else:
             log(
-                f"code: {files.root}: {len(files.entries)} files ({_size(files.size)}) -> {where} ({_size(size)} compressed)"
+                f"code: {files.root}: {len(files.entries)} files ({size_text(files.size)}) -> {where} ({size_text(size)} compressed)"
             )
             store.put(name, archive, TransferProgress(size, log).advance if size > PROGRESS_ABOVE else None, sha256=sha)
     cache.put(signature, sha, size)

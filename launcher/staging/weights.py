@@ -49,6 +49,7 @@ from launcher.staging.data import TransferProgress, fill_placeholder, mentions
 from launcher.state.jobs import state_dir
 from launcher.storage import is_remote, open_store
 from launcher.storage.base import MissingObjectError, sha256_file
+from launcher.storage.sync import size_text
 
 if TYPE_CHECKING:
     from launcher.plan import Plan
@@ -160,7 +161,7 @@ def store_weights(what: str, source: str, target: str, log: Log = _stderr,
         if there:
             log(f"{what}: already at {store.url(name)} (same content), nothing to send")
         else:
-            log(f"{what}: {_size(size)} -> {store.url(name)}")
+            log(f"{what}: {size_text(size)} -> {store.url(name)}")
             store.put(name, file, TransferProgress(size, log).advance if size > PROGRESS_ABOVE else None, sha256=sha)
     known.put(source, _Fetched(sha, size, validator))
     return sha
@@ -186,12 +187,7 @@ def _max_bytes(environ: Mapping[str, str]) -> int:
 def _validator(what: str, url: str, clients: dict[str, Any]) -> str | None:
     """What tells, without downloading, that the source has not changed since it was fetched."""
     if is_remote(url):
-        folder, _, name = url.rpartition("/")
-        info = {o.key: o for o in _store_call(what, url, lambda: open_store(folder, **clients).list(name))}.get(name)
-        if info is None:
-            raise LauncherError(
-                f"{what} {url} is not in that store.", "Check the URI (and this machine's credentials)."
-            )
+        _, _, info = _stat(what, url, clients)
         return f"{info.size}:{info.checksum or ''}"
     if "/releases/download/" in url:
         return ""  # a pinned release never changes
@@ -202,6 +198,16 @@ def _validator(what: str, url: str, clients: dict[str, Any]) -> str | None:
     except LauncherError:
         return None  # no answer to HEAD: the download says why, or fetches it
     return "|".join(found) if any(found[:2]) else None  # a size alone does not say the content is the same
+
+
+def _stat(what: str, uri: str, clients: dict[str, Any]) -> tuple[Any, str, Any]:
+    """(the store of `uri`'s folder, the object's name, its listing entry); refused when it is not there."""
+    folder, _, name = uri.rpartition("/")
+    store = _store_call(what, uri, lambda: open_store(folder, **clients))
+    info = {o.key: o for o in _store_call(what, uri, lambda: store.list(name))}.get(name)
+    if info is None:
+        raise LauncherError(f"{what} {uri} is not in that store.", "Check the URI (and this machine's credentials).")
+    return store, name, info
 
 
 def _store_call(what: str, url: str, call: Callable[[], Any]) -> Any:
@@ -262,11 +268,7 @@ def _download(what: str, url: str, dest: Path, limit: int, log: Log, clients: di
 
 
 def _from_store(what: str, uri: str, dest: Path, limit: int, log: Log, clients: dict[str, Any]) -> str:
-    folder, _, name = uri.rpartition("/")
-    store = open_store(folder, **clients)
-    info = {o.key: o for o in _store_call(what, uri, lambda: store.list(name))}.get(name)
-    if info is None:
-        raise LauncherError(f"{what} {uri} is not in that store.", "Check the URI (and this machine's credentials).")
+    store, name, info = _stat(what, uri, clients)
     _refuse_size(what, uri, info.size, limit)
     progress = _Progress(info.size, log)
     try:
@@ -279,7 +281,7 @@ def _from_store(what: str, uri: str, dest: Path, limit: int, log: Log, clients: 
 def _refuse_size(what: str, url: str, size: int | None, limit: int) -> None:
     if size is not None and size > limit:
         raise LauncherError(
-            f"{what}: {_shown(url)} is {_size(size)}, more than the {_size(limit)} accepted for weights.",
+            f"{what}: {_shown(url)} is {size_text(size)}, more than the {size_text(limit)} accepted for weights.",
             f"Check that it is the weights file; to take a larger one, set ${MAX_GB_VARIABLE} (GiB).",
         )
 
@@ -310,13 +312,6 @@ def _check_weights(what: str, source: str, file: Path) -> None:
         f"{what} {_shown(source)} is not a PyTorch weights file ({looks}).",
         "Give weights saved with torch.save (a .pt file), or their direct download URL.",
     )
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
 
 
 class _Known:
