@@ -25,15 +25,13 @@ from typing import Any, Callable, Mapping
 from launcher import storage
 from launcher.backend import Backend, check_features, secret_values
 from launcher.backends import registry
-from launcher.contract import staged_weights, weights_target
 from launcher.errors import LauncherError, MissingExtraError, first_line
 from launcher.plan import JobRef, JobState, JobStatus, Plan
 from launcher.runs.job import Job, attach
 from launcher.runs.supervisor import Supervisor
 from launcher.spec import JobSpec
 from launcher.staging.code import code_target, stage_code
-from launcher.staging.data import check_local_data
-from launcher.staging.weights import stage_weights
+from launcher.staging.weights import check_local_inputs, stage_weights, weights_notes
 from launcher.state.jobs import Attempt, JobRegistry, new_job_id
 from launcher.storage import join_uri
 from launcher.storage.lease import RunBusyError, acquire, release
@@ -73,11 +71,8 @@ class Launcher:
                 *notes,
                 f"code: {spec.code.dir} is archived at submit and sent once per content to {code_target(spec)}",
             )
-        if (staged := staged_weights(spec)) is not None:
-            target = weights_target(spec)
-            notes = (*notes, f"train.{staged[0]} {_shown(staged[1])} is fetched at submit, on this machine, and stored "
-                     f"once per content at {target} (the job reads it there, offline)")  # fmt: skip
         plan = self.backend.plan(spec, job_id)
+        notes = (*notes, *weights_notes(plan))
         return dataclasses.replace(plan, notes=plan.notes + notes) if notes else plan
 
     def submit(self, spec_or_plan: JobSpec | Plan, force: bool = False, attempt: Attempt | None = None) -> Job:
@@ -87,7 +82,7 @@ class Launcher:
         plan = (
             spec_or_plan if isinstance(spec_or_plan, Plan) else self.plan(spec_or_plan, new_job_id(spec_or_plan.name))
         )
-        check_local_data(plan.spec)  # before anything is claimed or uploaded: a missing folder is a typo, not a job
+        check_local_inputs(plan.spec)  # before anything is claimed or uploaded: a missing file is a typo, not a job
         # read once, here, before anything is claimed or recorded; the values never enter the plan
         secrets = secret_values(plan.secrets, os.environ if self._environ is None else self._environ)
         run = self._claim_run(plan, force)  # before the hooks: --resume-from writes into the run folder
@@ -201,12 +196,6 @@ class Launcher:
     def attach(cls, job_id: str, jobs: JobRegistry | None = None) -> Job:
         """A handle on a recorded job, on whatever backend it ran."""
         return attach(job_id, jobs)
-
-
-def _shown(url: str) -> str:
-    """A URL for a note: never its query, which may hold a token."""
-    base = url.split("?", 1)[0]
-    return base + ("?..." if len(base) < len(url) else "")
 
 
 def _unchecked_run(where: str, exc: BaseException) -> LauncherError:

@@ -69,6 +69,8 @@ __all__ = [
     "WEIGHTS_FOLDER",
     "WEIGHTS_SUFFIXES",
     "staged_weights",
+    "host_weights",
+    "shown_url",
     "weights_location",
     "weights_target",
     "weights_sha256",
@@ -149,8 +151,9 @@ def code_sha256(uri: str) -> str:
 def staged_weights(spec: "JobSpec") -> tuple[str, str] | None:
     """(the train key, its value) of weights fetched at submit (pure): the ultralytics engine's `.pt` model (an
     Ultralytics asset name or an http(s) URL: the job, offline, has no other way to get it; not an absolute path),
-    the built-in trainer's `pretrained` URL or store URI. None when the job reads no such weights (a model YAML,
-    a local file, `true`)."""
+    the built-in trainer's `pretrained` URL, store URI or file on this machine (absolute: the job may run
+    elsewhere, so it gets a copy; `host_weights`). None when the job reads no such weights (a model YAML,
+    `true`)."""
     if spec.command:
         return None
     train = spec.train
@@ -160,7 +163,16 @@ def staged_weights(spec: "JobSpec") -> tuple[str, str] | None:
         return ("model", train.model) if name.lower().endswith(".pt") and ("://" in name or by_name) else None
     if isinstance(train.pretrained, str) and train.pretrained.lower().startswith(_WEIGHTS_SOURCES):
         return "pretrained", train.pretrained
+    if isinstance(train.pretrained, str):
+        return "pretrained", os.path.abspath(train.pretrained)  # the spec made it absolute; the Python API may not
     return None
+
+
+def host_weights(spec: "JobSpec") -> str | None:
+    """The staged weights' file on this machine (an absolute path), when that is where they come from (pure): a
+    job on this machine reads it where it is (the local backend mounts it), any other gets a copy in its store."""
+    staged = staged_weights(spec)
+    return staged[1] if staged is not None and os.path.isabs(staged[1]) else None
 
 
 def _weights_suffix(source: str) -> str:
@@ -181,8 +193,8 @@ def weights_target(spec: "JobSpec") -> str | None:
     if not spec.checkpoint.uri:
         key, source = staged
         raise LauncherError(
-            f"train.{key} {_shown(source)} is fetched at submit and stored in the run's checkpoint store, "
-            "and this job has none.",
+            f"train.{key} {shown_url(source)} is {'copied' if os.path.isabs(source) else 'fetched'} at submit and "
+            "stored in the run's checkpoint store, and this job has none.",
             "Set checkpoint.uri (a folder like runs, or an s3://, gs:// or az:// URI); the weights go to <uri>/_weights/.",
         )
     return weights_location(spec.checkpoint.uri, staged[1])
@@ -197,7 +209,7 @@ def weights_sha256(uri: str) -> str | None:
     return sha if dot and f".{suffix}" in WEIGHTS_SUFFIXES else None
 
 
-def _shown(url: str) -> str:
+def shown_url(url: str) -> str:
     """A URL for a message: without its query or fragment, which may hold a token (a presigned URL's signature)."""
     base = url.split("?", 1)[0].split("#", 1)[0]
     return base + ("?..." if len(base) < len(url) else "")

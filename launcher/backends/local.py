@@ -44,6 +44,7 @@ from launcher.contract import (
     EntrypointArgs,
     code_archive,
     data_dir,
+    host_weights,
     staged_weights,
     weights_location,
 )
@@ -64,6 +65,7 @@ __all__ = [
 
 DATA_TARGET = "/data"
 CHECKPOINT_TARGET = "/checkpoints"
+WEIGHTS_TARGET = "/weights"  # train.pretrained's file on this machine, mounted read-only (no copy in the store)
 DATA_CACHE_TARGET = "/var/cache/launcher-data"  # the host's remote-data cache, for data: s3:// / gs:// / az://
 STOP_GRACE_S = 30  # SIGTERM first, SIGKILL after this many seconds (docker stop's timeout)
 LOG_FILE, EXIT_FILE, STOPPED_FILE, TIMEOUT_FILE = "output.log", "exit_code", "stopped", "timed_out"
@@ -280,9 +282,15 @@ def _volumes(spec: JobSpec, opts: LocalOptions) -> dict[str, dict[str, str]]:
         volumes[str(spec.data())] = {"bind": DATA_TARGET, "mode": "ro"}
     if _is_local_path(spec.checkpoint.uri):
         volumes[str(spec.checkpoint.uri)] = {"bind": CHECKPOINT_TARGET, "mode": "rw"}
+    if (weights := host_weights(spec)) is not None:
+        volumes[weights] = {"bind": _mounted_weights(weights), "mode": "ro"}
     for mount in opts.mounts:
         volumes[mount.source] = {"bind": mount.target, "mode": "ro" if mount.read_only else "rw"}
     return volumes
+
+
+def _mounted_weights(file: str) -> str:
+    return f"{WEIGHTS_TARGET}/{Path(file).name}"
 
 
 def _device_requests(spec: JobSpec, opts: LocalOptions) -> list[dict[str, Any]]:
@@ -303,9 +311,11 @@ def docker_payload(spec: JobSpec, opts: LocalOptions, job_name: str) -> dict[str
     data = DATA_TARGET if _is_local_path(spec.data()) else None
     # the code archive, submitted into the checkpoint folder (launcher.staging.code), as the container sees that folder
     code = code_archive(CHECKPOINT_TARGET, CONTENT) if spec.code and _is_local_path(spec.checkpoint.uri) else None
-    # weights fetched at submit (launcher.staging.weights), stored there too
+    # weights fetched at submit (launcher.staging.weights), stored there too; a file of this machine is mounted
     staged = staged_weights(spec) if _is_local_path(spec.checkpoint.uri) else None
     weights = weights_location(CHECKPOINT_TARGET, staged[1]) if staged else None
+    if (file := host_weights(spec)) is not None:
+        weights = _mounted_weights(file)
     payload: dict[str, Any] = {
         "image": spec.image,
         "name": job_name,
@@ -330,7 +340,11 @@ def process_payload(spec: JobSpec, opts: LocalOptions) -> dict[str, Any]:
     if opts.gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(opts.gpus)
     payload: dict[str, Any] = {
-        "argv": [opts.python, *ENTRYPOINT[1:], *_entrypoint_args(spec, opts, spec.checkpoint.uri, None)],
+        "argv": [
+            opts.python,
+            *ENTRYPOINT[1:],
+            *_entrypoint_args(spec, opts, spec.checkpoint.uri, None, weights=host_weights(spec)),  # read where it is
+        ],
         "env": env,
         "gpus": _gpu_count(spec, opts),
     }
@@ -793,7 +807,7 @@ def _prepare_mounts(volumes: Mapping[str, Mapping[str, str]]) -> None:
         if bind.get("mode") != "rw" and not Path(source).exists():
             raise LauncherError(
                 f"{source} (mounted at {bind['bind']}) does not exist on this machine.",
-                "Fix the path in train.data or local.mounts.",
+                "Fix the path in train.data, train.pretrained or local.mounts.",
             )
     for source, bind in volumes.items():
         if bind.get("mode") == "rw":

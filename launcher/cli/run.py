@@ -61,13 +61,13 @@ def run(
     from launcher.api import Launcher
     from launcher.backends import registry
     from launcher.spec import load_spec
-    from launcher.staging.data import check_local_data
+    from launcher.staging.weights import check_local_inputs
     from launcher.state.jobs import new_job_id
 
     spec = load_spec(job_file, overrides)
     registry.check_sections(spec, Path(job_file), overrides)
     with _in_file(job_file):
-        check_local_data(spec)  # the dry run refuses what submit would
+        check_local_inputs(spec)  # the dry run refuses what submit would
         launcher = Launcher(backend=backend)
         plan = launcher.plan(spec, None if dry_run else new_job_id(spec.name))
     if dry_run:

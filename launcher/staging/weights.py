@@ -15,7 +15,10 @@ user's credentials, fetches them once:
 - an s3://, gs:// or az:// URI, read with this machine's credentials. Copied
   at submit rather than read by the job: the job may have no credentials for
   that bucket (another account, another cloud, local Docker), and the copy
-  pins the content, so a resumed or retried job trains from the same bytes.
+  pins the content, so a resumed or retried job trains from the same bytes;
+- a file on this machine (the built-in trainer's `train.pretrained: ./best.pt`),
+  for a job that runs elsewhere (a cloud, Slurm). The local backend reads it
+  where it is instead (mounted read-only into the container).
 
 They are stored under `<checkpoint.uri>/_weights/<sha256><suffix>`, the store
 the job already reads its code and writes its checkpoints to; the entrypoint
@@ -23,7 +26,8 @@ reads them there and checks the sha256 (launcher.runtime.weights). What was
 fetched is remembered in the state folder (`weights.json`: source, sha256,
 size and the server's validator), so a second submit of the same weights
 downloads nothing (an asset name is a pinned release; a URL is asked only
-for its headers, a store URI only for its listing) and uploads nothing (the
+for its headers, a store URI only for its listing, a file only for its size
+and modification time) and uploads nothing (the
 object of that name and size is there). `plan()` stays pure: the request
 names the location with the CONTENT placeholder until this fills it in.
 """
@@ -43,9 +47,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from launcher.contract import CONTENT, WEIGHTS_FOLDER, staged_weights, weights_target
-from launcher.errors import LauncherError
-from launcher.staging.data import TransferProgress, fill_placeholder, mentions
+from launcher.contract import CONTENT, WEIGHTS_FOLDER, host_weights, shown_url, staged_weights, weights_target
+from launcher.errors import LauncherError, SpecError
+from launcher.staging.data import TransferProgress, check_local_data, fill_placeholder, mentions
 from launcher.state.jobs import state_dir
 from launcher.storage import is_remote, open_store
 from launcher.storage.base import MissingObjectError, sha256_file
@@ -53,8 +57,18 @@ from launcher.storage.sync import size_text
 
 if TYPE_CHECKING:
     from launcher.plan import Plan
+    from launcher.spec import JobSpec
 
-__all__ = ["stage_weights", "store_weights", "asset_url", "MAX_GB_VARIABLE", "MIRROR_VARIABLE", "DEFAULT_MAX_GB"]
+__all__ = [
+    "stage_weights",
+    "store_weights",
+    "weights_notes",
+    "check_local_weights",
+    "asset_url",
+    "MAX_GB_VARIABLE",
+    "MIRROR_VARIABLE",
+    "DEFAULT_MAX_GB",
+]
 
 MAX_GB_VARIABLE = "LAUNCHER_WEIGHTS_MAX_GB"  # the largest download accepted, in GiB
 MIRROR_VARIABLE = "LAUNCHER_WEIGHTS_MIRROR"  # a base URL that serves Ultralytics assets by name
@@ -70,15 +84,12 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _shown(url: str) -> str:
-    """A URL for messages: never its query or fragment, which may hold a token (a presigned URL's signature)."""
-    base = url.split("?", 1)[0].split("#", 1)[0]
-    return base + ("?..." if len(base) < len(url) else "")
+_MARKER = f"{WEIGHTS_FOLDER}/{CONTENT}"
 
 
 def stage_weights(plan: "Plan", log: Log = _stderr, environ: Mapping[str, str] | None = None, **clients: Any) -> "Plan":
     """Fetch and store the plan's pretrained weights (if its request names them with the placeholder); fill it in."""
-    marker = f"{WEIGHTS_FOLDER}/{CONTENT}"
+    marker = _MARKER
     staged = staged_weights(plan.spec)
     if staged is None or not mentions(plan.payload, marker):
         return plan
@@ -86,6 +97,44 @@ def stage_weights(plan: "Plan", log: Log = _stderr, environ: Mapping[str, str] |
     assert target is not None  # staged weights always have a target, or plan() refused the spec
     sha = store_weights(f"train.{staged[0]}", staged[1], target, log, environ, **clients)
     return replace(plan, payload=fill_placeholder(plan.request(), marker, f"{WEIGHTS_FOLDER}/{sha}"))
+
+
+def weights_notes(plan: "Plan") -> tuple[str, ...]:
+    """The plan's note on its weights, when submit stores them (its request names them with the placeholder)."""
+    staged = staged_weights(plan.spec)
+    if staged is None or not mentions(plan.payload, _MARKER):
+        return ()
+    how = "copied at submit from this machine" if os.path.isabs(staged[1]) else "fetched at submit, on this machine,"
+    return (f"train.{staged[0]} {shown_url(staged[1])} is {how} and stored once per content at "
+            f"{weights_target(plan.spec)} (the job reads it there, offline)",)  # fmt: skip
+
+
+def check_local_inputs(spec: "JobSpec") -> None:
+    """What the spec reads from this machine (train.data, train.pretrained) is there and of the right kind,
+    before anything is claimed, mounted or uploaded; the dry run checks it too."""
+    check_local_data(spec)
+    check_local_weights(spec)
+
+
+def check_local_weights(spec: "JobSpec") -> None:
+    """train.pretrained's file on this machine exists and is PyTorch weights, before a job mounts it or anything
+    is uploaded (a dry run checks it too): a typo is refused here, not after a paid start-up."""
+    file = host_weights(spec)
+    if file is None:
+        return
+    path = Path(file)
+    if not path.is_file():
+        why = "does not exist" if not path.exists() else "is not a file"
+        raise SpecError(f"train.pretrained {file} {why}.",
+                        "Fix the path (a relative one is read from the spec file's folder), or give an https URL "
+                        "or an s3://, gs:// or az:// URI.")  # fmt: skip
+    try:
+        _refuse_size("train.pretrained", file, path.stat().st_size, _max_bytes(os.environ))
+        _check_weights("train.pretrained", file, path)
+    except OSError as exc:
+        raise SpecError(f"train.pretrained {file} cannot be read ({exc.strerror}).", "Fix its permissions.") from None
+    except LauncherError as exc:
+        raise SpecError(exc.message, exc.fix) from None  # a key of the spec file: the CLI names the file
 
 
 # ------------------------------------------------------------------ where the weights come from
@@ -107,8 +156,8 @@ def asset_url(name: str, environ: Mapping[str, str] | None = None) -> str | None
 
 
 def _source_url(what: str, source: str, environ: Mapping[str, str] | None) -> str:
-    """The URL or store URI to fetch `source` from (a URL, a store URI, or an asset name)."""
-    if "://" in source:
+    """The URL, store URI or file to fetch `source` from (a URL, a store URI, a file, or an asset name)."""
+    if "://" in source or os.path.isabs(source):
         return source
     url = asset_url(source, environ)
     if url is not None:
@@ -149,12 +198,17 @@ def store_weights(what: str, source: str, target: str, log: Log = _stderr,
     if hit is not None and validator is not None and hit.validator == validator:
         store, name, there = _stored(target, hit.sha, hit.size, clients)
         if there:
-            log(f"{what} {_shown(source)}: already at {store.url(name)}, nothing to fetch or send")
+            log(f"{what} {shown_url(source)}: already at {store.url(name)}, nothing to fetch or send")
             return hit.sha
     with tempfile.TemporaryDirectory(prefix="launcher-weights-") as tmp:
-        file = Path(tmp) / "weights"
-        log(f"{what} {_shown(source)}: fetching {_shown(url)}")
-        sha = _download(what, url, file, _max_bytes(environ), log, clients)
+        if os.path.isabs(url):  # a file of this machine: read where it is
+            file = Path(url)
+            _refuse_size(what, url, file.stat().st_size, _max_bytes(environ))
+            sha = sha256_file(file)
+        else:
+            file = Path(tmp) / "weights"
+            log(f"{what} {shown_url(source)}: fetching {shown_url(url)}")
+            sha = _download(what, url, file, _max_bytes(environ), log, clients)
         size = file.stat().st_size
         _check_weights(what, source, file)
         store, name, there = _stored(target, sha, size, clients)
@@ -186,6 +240,12 @@ def _max_bytes(environ: Mapping[str, str]) -> int:
 
 def _validator(what: str, url: str, clients: dict[str, Any]) -> str | None:
     """What tells, without downloading, that the source has not changed since it was fetched."""
+    if os.path.isabs(url):
+        try:
+            info = os.stat(url)
+        except OSError as exc:
+            raise LauncherError(f"{what} {url} cannot be read ({exc.strerror}).", "Fix the path.") from None
+        return f"{info.st_size}:{info.st_mtime_ns}"  # what make and rsync trust
     if is_remote(url):
         _, _, info = _stat(what, url, clients)
         return f"{info.size}:{info.checksum or ''}"
@@ -227,14 +287,14 @@ def _open(what: str, url: str, method: str = "GET") -> Any:
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code == 404:
-            raise LauncherError(f"{what}: {_shown(url)} was not found (HTTP 404).",
+            raise LauncherError(f"{what}: {shown_url(url)} was not found (HTTP 404).",
                                 "Check the URL (or the asset name).") from None  # fmt: skip
-        raise LauncherError(f"{what}: {_shown(url)} answered HTTP {exc.code} ({exc.reason}).",
+        raise LauncherError(f"{what}: {shown_url(url)} answered HTTP {exc.code} ({exc.reason}).",
                             "Check the URL and that this machine may read it.") from None  # fmt: skip
     except (urllib.error.URLError, OSError) as exc:  # refused, unknown host, TLS, timeout
         reason = getattr(exc, "reason", exc)
         why = "timed out" if isinstance(reason, (socket.timeout, TimeoutError)) else str(reason)[:160]
-        raise LauncherError(f"{what}: could not reach {_shown(url)} ({why}).",
+        raise LauncherError(f"{what}: could not reach {shown_url(url)} ({why}).",
                             "Check the URL and this machine's network; the job itself never downloads.") from None  # fmt: skip
 
 
@@ -248,7 +308,7 @@ def _download(what: str, url: str, dest: Path, limit: int, log: Log, clients: di
         total = int(length) if length and length.isdigit() else None
         _refuse_size(what, url, total, limit)
         if (response.headers.get("Content-Type") or "").startswith("text/html"):
-            raise LauncherError(f"{what}: {_shown(url)} is a web page, not a weights file.",
+            raise LauncherError(f"{what}: {shown_url(url)} is a web page, not a weights file.",
                                 "Give the URL of the file itself (a direct download link).")  # fmt: skip
         progress = _Progress(total, log)
         with open(dest, "wb") as out:
@@ -259,10 +319,10 @@ def _download(what: str, url: str, dest: Path, limit: int, log: Log, clients: di
                     progress.advance(len(chunk))
                     _refuse_size(what, url, progress.done, limit)
             except (OSError, ValueError) as exc:  # a reset or a timeout mid-way
-                raise LauncherError(f"{what}: the download of {_shown(url)} broke off ({str(exc)[:120]}).",
+                raise LauncherError(f"{what}: the download of {shown_url(url)} broke off ({str(exc)[:120]}).",
                                     "Submit again.") from None  # fmt: skip
     if total is not None and progress.done != total:
-        raise LauncherError(f"{what}: the download of {_shown(url)} ended after {progress.done} of {total} bytes.",
+        raise LauncherError(f"{what}: the download of {shown_url(url)} ended after {progress.done} of {total} bytes.",
                             "Submit again.")  # fmt: skip
     return digest.hexdigest()
 
@@ -281,7 +341,7 @@ def _from_store(what: str, uri: str, dest: Path, limit: int, log: Log, clients: 
 def _refuse_size(what: str, url: str, size: int | None, limit: int) -> None:
     if size is not None and size > limit:
         raise LauncherError(
-            f"{what}: {_shown(url)} is {size_text(size)}, more than the {size_text(limit)} accepted for weights.",
+            f"{what}: {shown_url(url)} is {size_text(size)}, more than the {size_text(limit)} accepted for weights.",
             f"Check that it is the weights file; to take a larger one, set ${MAX_GB_VARIABLE} (GiB).",
         )
 
@@ -309,7 +369,7 @@ def _check_weights(what: str, source: str, file: Path) -> None:
         return
     looks = "a web page" if head.lstrip()[:1] == b"<" else "empty" if not head else f"it starts with {head[:16]!r}"
     raise LauncherError(
-        f"{what} {_shown(source)} is not a PyTorch weights file ({looks}).",
+        f"{what} {shown_url(source)} is not a PyTorch weights file ({looks}).",
         "Give weights saved with torch.save (a .pt file), or their direct download URL.",
     )
 

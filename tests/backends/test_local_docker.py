@@ -248,11 +248,15 @@ def test_quickstart_in_the_image_leaves_files_owned_by_the_submitting_user(clien
     """The image runs as root on the clouds; locally it runs as whoever submits, so the run folder is theirs.
 
     The ordinary user is a real uid with no home, in the docker group only (setpriv), running
-    `launch` from a folder of its own, as a workstation user would.
+    `launch` from a folder of its own, as a workstation user would. It starts from weights of its own, a file
+    only it may read: mounted read-only into the container, read there as that user (issue 33).
     """
     import grp
     import shutil
     import tempfile
+
+    import torch
+    import torchvision
 
     work = Path(tempfile.mkdtemp(prefix="launcher-user-"))
     try:
@@ -261,12 +265,17 @@ def test_quickstart_in_the_image_leaves_files_owned_by_the_submitting_user(clien
         os.chown(work, uid, uid)
         os.chown(work / "state", uid, uid)
         work.chmod(0o755)
-        cmd = [sys.executable, "-c", "from launcher.cli import main; main()", "-b", "local", "quickstart.yaml", *SHORT]
+        torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), work / "mine.pt")
+        os.chown(work / "mine.pt", uid, uid)
+        (work / "mine.pt").chmod(0o600)
+        cmd = [sys.executable, "-c", "from launcher.cli import main; main()", "-b", "local", "quickstart.yaml", *SHORT,
+               "--set", "train.pretrained=mine.pt"]  # fmt: skip
         if uid:
             cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", f"--groups={grp.getgrnam('docker').gr_gid}", *cmd]
         env = {**os.environ, "HOME": str(work), "LAUNCHER_STATE_DIR": str(work / "state"), "PYTHONPATH": str(REPO)}
         done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=900, check=False)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "tensors from /weights/mine.pt (0 skipped" in done.stdout + done.stderr, "the weights were read"
         run = work / "runs" / "quickstart"  # a checkpoint store: manifest.json, manifests/, files/N/last.pt, ...
         stored = [p for p in run.rglob("*") if p.is_file()]
         assert any(p.name == "last.pt" for p in stored) and (run / "manifest.json").is_file()

@@ -269,3 +269,35 @@ def test_corpus_size() -> None:
     """Every theme, on every backend it concerns: the corpus stays large."""
     runs = sum(len(c[3]) for c in CASES)
     assert len(CASES) >= 350 and runs >= 1200, (len(CASES), runs)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_pretrained_file_of_this_machine_is_checked_and_never_handed_to_a_job_elsewhere(
+    backend: str, runner: CliRunner, env: dict[str, str], tmp_path: Path
+) -> None:
+    """A local train.pretrained is refused at the dry run when it is missing or not weights; else the local
+    backend mounts it read-only and every other backend names the copy submit puts in the run's store: a job
+    on a cloud never gets a path of this machine (it would fail there, after a paid start-up)."""
+    folder = tmp_path / "w"
+    folder.mkdir()
+    (folder / "best.pt").write_bytes(b"PK\x03\x04" + bytes(60))  # a zip archive's start: what torch.save writes
+    (folder / "notes.pt").write_text("hello")
+    path = tmp_path / "job.yaml"
+    for value, fragment in ((folder / "missing.pt", "does not exist"), (folder / "notes.pt", "is not a PyTorch weights"),
+                            (folder, "is not a file")):  # fmt: skip
+        path.write_text(dump(set_path(BASES[backend], ("train", "pretrained"), str(value))))
+        result = runner.invoke(main, ["-b", backend, str(path), "--dry-run"], env=env)
+        assert fragment in check(result, str(path), "train.pretrained")
+    path.write_text(dump(set_path(BASES[backend], ("train", "pretrained"), "w/best.pt")))  # from the spec's folder
+    result = runner.invoke(main, ["-b", backend, str(path), "--dry-run"], env=env)
+    assert result.exit_code == 0, result.stderr
+    if backend == "local":  # the container mounts it; the process runtime, on this machine, reads it where it is
+        docker, process = result.stdout.split("process:", 1)
+        assert "pretrained=/weights/best.pt" in docker and "bind: /weights/best.pt" in docker
+        assert "mode: ro" in docker.split("bind: /weights/best.pt", 1)[1][:40]
+        assert f"pretrained={folder / 'best.pt'}" in process
+    else:
+        assert f"pretrained={folder / 'best.pt'}" not in result.stdout, "a path of this machine in the job"
+        assert "_weights/{content-sha256}.pt" in result.stdout
+        words = " ".join(result.stdout.split())  # the plan's YAML wraps long notes
+        assert f"train.pretrained {folder / 'best.pt'} is copied at submit from this machine" in words

@@ -261,6 +261,48 @@ def test_pretrained_from_s3_is_copied_at_submit_and_read_by_the_job(tmp_path: Pa
     assert not list((tmp_path / "other" / "weights").iterdir()), "nothing unchecked is left for a later start"
 
 
+def test_a_file_of_this_machine_is_copied_into_the_store_of_a_job_on_a_cloud(tmp_path: Path, aws: Any) -> None:
+    file = tmp_path / "w" / "best.pt"
+    file.parent.mkdir()
+    file.write_bytes(weights_bytes())
+    keys = {"name": "r18", "train": {"pretrained": "w/best.pt"}, "checkpoint": {"uri": "s3://ckpts/runs"},
+            "aws": {"region": "us-east-1", "role_arn": "arn:aws:iam::123456789012:role/SageMakerRole"}}  # fmt: skip
+    spec = validate_spec(keys, None, tmp_path)
+    plan = Launcher(backend="aws").plan(spec, "r18-1")
+    assert any(n.startswith(f"train.pretrained {file} is copied at submit from this machine") for n in plan.notes)
+    assert str(file) not in str(plan.request()), "the job never gets a path of this machine"
+
+    lines: list[str] = []
+    staged = stage_weights(plan, log=lines.append, environ=_env(tmp_path), s3=aws)
+    sha = hashlib.sha256(file.read_bytes()).hexdigest()
+    assert f"pretrained=s3://ckpts/runs/_weights/{sha}.pt" in str(staged.request())
+    assert aws.get_object(Bucket="ckpts", Key=f"runs/_weights/{sha}.pt")["Body"].read() == file.read_bytes()
+    assert not any("fetching" in line for line in lines), lines
+
+    lines.clear()  # the same file again: its size and modification time say it is unchanged; nothing is read or sent
+    stage_weights(Launcher(backend="aws").plan(spec, "r18-2"), log=lines.append, environ=_env(tmp_path), s3=aws)
+    assert any("nothing to fetch or send" in line for line in lines), lines
+
+    file.write_bytes(weights_bytes(5000))  # retrained: new content, a new object; the old one stays for its runs
+    again = stage_weights(Launcher(backend="aws").plan(spec, "r18-3"), log=print, environ=_env(tmp_path), s3=aws)
+    new = hashlib.sha256(file.read_bytes()).hexdigest()
+    assert new != sha and f"pretrained=s3://ckpts/runs/_weights/{new}.pt" in str(again.request())
+    keys_there = {o["Key"] for o in aws.list_objects_v2(Bucket="ckpts", Prefix="runs/_weights/")["Contents"]}
+    assert keys_there == {f"runs/_weights/{sha}.pt", f"runs/_weights/{new}.pt"}
+
+
+def test_a_file_of_this_machine_is_mounted_by_the_local_backend_and_needs_no_store(tmp_path: Path) -> None:
+    file = tmp_path / "best.pt"
+    file.write_bytes(weights_bytes())
+    spec = validate_spec({"name": "r18", "train": {"pretrained": "best.pt"}}, None, tmp_path)
+    plan = _plan(tmp_path, spec)
+    docker, process = _train_args(plan)
+    assert "pretrained=/weights/best.pt" in docker and f"pretrained={file}" in process
+    assert plan.request()["docker"]["volumes"][str(file)] == {"bind": "/weights/best.pt", "mode": "ro"}
+    assert not any(n.startswith("train.pretrained") for n in plan.notes), "nothing is copied"
+    assert stage_weights(plan, log=print, environ=_env(tmp_path)) is plan
+
+
 def test_a_missing_s3_object_is_one_line(tmp_path: Path, aws: Any) -> None:
     spec = validate_spec({"name": "r18", "train": {"pretrained": "s3://models/nothing.pth"},
                           "checkpoint": {"uri": "s3://ckpts/runs"}}, None, tmp_path)  # fmt: skip
