@@ -13,7 +13,7 @@ from typing import Sequence
 
 from launcher.estimate.model import Row
 
-__all__ = ["pareto_front", "label", "plot_rows", "draw"]
+__all__ = ["pareto_front", "label", "plot_rows", "draw", "place_labels"]
 
 
 def pareto_front(rows: Sequence[Row]) -> list[Row]:
@@ -83,7 +83,7 @@ def draw(rows: Sequence[Row], title: str = "", max_cost: float | None = None,
     _axes(ax, xlim, ylim, title)
     fig.canvas.draw()  # the final layout first: labels are placed in screen space, then nothing moves
     fig.set_layout_engine("none")
-    _place_labels(fig, ax, [((r.total_s / 3600, r.cost), label(r)) for r in ok])
+    place_labels(fig, ax, [((r.total_s / 3600, r.cost), label(r)) for r in ok])
     return fig
 
 
@@ -133,14 +133,22 @@ _DIRECTIONS = [(1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, 
 _RINGS = 40
 
 
-def _place_labels(fig, ax, items) -> list:  # type: ignore[no-untyped-def]
+def place_labels(fig, ax, items, marks: Sequence[float] = ()) -> list:  # type: ignore[no-untyped-def]
     """Greedy placement: each label at the first offset (nearest first) where its box meets no label placed
-    before it and stays in the figure; a label moved away from its point gets a thin line to it."""
+    before it, no other item's marker (`marks`: each item's marker radius in points, when given) and stays in
+    the axes; a label moved away from its point gets a thin line to it."""
+    from matplotlib.transforms import Bbox  # noqa: PLC0415
+
     renderer = fig.canvas.get_renderer()
     inside = ax.bbox  # inside the axes: never over the tick labels or the legend
+    scale = fig.dpi / 72  # points to pixels
+    centres = [ax.transData.transform(xy) for xy, _ in items] if marks else []
+    markers = [Bbox.from_extents(x - r * scale, y - r * scale, x + r * scale, y + r * scale)
+               for (x, y), r in zip(centres, marks)]  # fmt: skip
     placed: list = []
     labels = []
-    for xy, text in items:
+    for i, (xy, text) in enumerate(items):
+        others = [m for j, m in enumerate(markers) if j != i]
         ann = ax.annotate(text, xy, fontsize=6, xytext=(3, 3), textcoords="offset points", annotation_clip=False)
         best = None
         for ring in range(_RINGS):
@@ -154,6 +162,7 @@ def _place_labels(fig, ax, items) -> list:  # type: ignore[no-untyped-def]
                     inside.contains(box.x0, box.y0)
                     and inside.contains(box.x1, box.y1)
                     and not any(box.overlaps(b) for b in placed)
+                    and not any(box.overlaps(m) for m in others)
                 ):
                     best = (offset, box, ring)
                     break

@@ -2,8 +2,8 @@
 
 One panel per swept key (the trial's best metric against its value: a log axis for a log-uniform key, the listed
 order for a choice), one panel of the metric per epoch (a line per trial, the early-stop epoch marked). Each point
-is labelled with its trial (t003), no two labels overlapping (the estimate plot's placement); the best trial is a
-star. matplotlib is imported here only, with the Agg backend.
+is labelled with its trial (t003), no label over another or over another trial's point (the estimate plot's
+placement); the best trial is a star. matplotlib is imported here only, with the Agg backend.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from launcher.estimate.plot import _place_labels
+from launcher.estimate.plot import place_labels
 from launcher.lazy import require
 
 __all__ = ["plot_sweep", "draw_sweep", "shown_keys"]
@@ -56,7 +56,7 @@ def draw_sweep(found: dict[str, Any]):  # type: ignore[no-untyped-def]
         ax.remove()
     best = (found.get("best") or {}).get("trial")
     done = [r for r in rows if r["best"] is not None]
-    labelled: list[tuple[Any, list[tuple[tuple[float, float], str]]]] = []
+    labelled: list[tuple[Any, list[tuple[tuple[float, float], str]], list[float]]] = []
     for ax, key in zip(flat, keys):
         dist = found.get("distributions", {}).get(key)
         choices = (
@@ -66,7 +66,7 @@ def draw_sweep(found: dict[str, Any]):  # type: ignore[no-untyped-def]
             if _categorical(done, key)
             else None
         )
-        items = []
+        items, marks = [], []
         for r in done:
             value = r["values"].get(key)
             x = (choices.index(value) if value in choices else choices.index(str(value))) if choices else float(value)
@@ -82,6 +82,7 @@ def draw_sweep(found: dict[str, Any]):  # type: ignore[no-untyped-def]
                 zorder=3,
             )
             items.append(((x, r["best"]), f"t{r['trial']:03d}"))
+            marks.append(_radius(160 if r["trial"] == best else 40))
         if choices:
             ax.set_xticks(range(len(choices)), [str(c) for c in choices])
             ax.set_xlim(-0.5, len(choices) - 0.5)
@@ -99,7 +100,7 @@ def draw_sweep(found: dict[str, Any]):  # type: ignore[no-untyped-def]
         ax.set_title(f"best {metric} against {key}", fontsize=10)
         ax.grid(True, alpha=0.3)
         _margins(ax)
-        labelled.append((ax, items))
+        labelled.append((ax, items, marks))
     ax = flat[len(keys)]
     for r in rows:
         epochs = sorted((int(e), v) for e, v in r["metric_by_epoch"].items())
@@ -121,11 +122,12 @@ def draw_sweep(found: dict[str, Any]):  # type: ignore[no-untyped-def]
         ax.axvline(rung, color="tab:red", ls=":", lw=1)
     from matplotlib.lines import Line2D  # noqa: PLC0415
 
-    legend = [
-        Line2D([], [], color="tab:blue", label="ran to the end"),
-        Line2D([], [], color="tab:orange", ls="--", label="stopped early"),
-        Line2D([], [], color="goldenrod", lw=2.2, label=f"best (t{best:03d})" if best else "best"),
-    ]
+    states = {r["state"] for r in rows if r["metric_by_epoch"]}
+    kinds = [("succeeded", "ran to the end", "-"), ("stopped_early", "stopped early", "--"),
+             ("running", "running", "-"), ("failed", "failed", "-"), ("stopped", "stopped", "-")]  # fmt: skip
+    legend = [Line2D([], [], color=STYLE[state][1], ls=ls, label=text) for state, text, ls in kinds if state in states]
+    if best:
+        legend.append(Line2D([], [], color="goldenrod", lw=2.2, label=f"best (t{best:03d})"))
     if rungs:
         at = ", ".join(str(r) for r in rungs)
         legend.append(Line2D([], [], color="tab:red", ls=":", label=f"early stop at epoch {at}"))
@@ -141,8 +143,8 @@ def draw_sweep(found: dict[str, Any]):  # type: ignore[no-untyped-def]
     fig.tight_layout()
     fig.canvas.draw()  # the final layout first: labels are placed in screen space, then nothing moves
     fig.set_layout_engine("none")
-    for ax, items in labelled:
-        _place_labels(fig, ax, items)
+    for ax, items, marks in labelled:
+        place_labels(fig, ax, items, marks)
     return fig
 
 
@@ -153,6 +155,11 @@ def shown_keys(found: dict[str, Any]) -> list[str]:
     if len(keys) <= 6 or len(rows) < 2:
         return list(keys)
     return [k for k in keys if len({repr(r["values"].get(k)) for r in rows}) > 1]
+
+
+def _radius(size: float) -> float:
+    """A scatter marker's radius in points, from its area `s` (points squared), its edge and a point of air."""
+    return math.sqrt(size) / 2 + 1
 
 
 def _money(usd: float) -> str:
