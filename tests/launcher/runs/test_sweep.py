@@ -476,6 +476,8 @@ def test_an_ultralytics_sweeps_status_and_plot_show_the_keys_that_moved(
             box = Text.get_window_extent(text, renderer)
             mine = ax.transData.transform(text.xy)
             assert not [c for c in centres if box.contains(*c) and tuple(c) != tuple(mine)], (ax.get_xlabel(), text)
+    legend = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
+    assert legend[0] == "ran to the end" and legend[1].startswith("best (t") and len(legend) == 2, legend
     plot_sweep(found, tmp_path / "sweep.png")
     monkeypatch.setenv("LAUNCHER_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("COLUMNS", "200")
