@@ -13,7 +13,7 @@ While a job stages its `train.data` or streams a packed dataset, `DataProgress`
 is how far its node 0 has got: the trainer's streaming record (`.data-progress.json`
 in a local run folder, or `data-progress.json` that the checkpoint syncer copies
 to the run folder in a store), or the entrypoint's staging record, which node 0
-writes to `data-progress.json` itself (phases fetching, unpacking, staged:
+writes to `data-progress.json` itself (phases listing, fetching, unpacking, staged:
 launcher.storage.dataset). `launch status` shows it while the job runs, naming
 the node when the job has several.
 """
@@ -90,8 +90,8 @@ class RunProgress:
 
 @dataclass(frozen=True)
 class DataProgress:
-    """Node 0's record of `train.data`: its staging (launcher.storage.dataset.StagingProgress, phase fetching,
-    unpacking or staged) or its streaming of a packed dataset's shards (launcher.runtime.train.stream.DataProgress,
+    """Node 0's record of `train.data`: its staging (launcher.storage.dataset.StagingProgress, phase listing,
+    fetching, unpacking or staged) or its streaming of a packed dataset's shards (launcher.runtime.train.stream.DataProgress,
     phase streaming; a record without a phase is one of those)."""
 
     phase: str
@@ -121,7 +121,9 @@ class DataProgress:
         if not self.files_total:  # streaming, or a packed dataset unpacked
             unit, done, total = ("shards", self.shards, self.shards_total)
         mb = f"{self.bytes / 1e6:.1f} of {self.bytes_total / 1e6:.1f} MB"
-        if self.phase == "staged":
+        if self.phase == "listing":
+            text = f"staging: listing the files of {self.uri or 'train.data'}"
+        elif self.phase == "staged":
             took = f" in {fmt_duration(self.seconds)}" if self.seconds is not None else ""
             text = f"staged {total:,} {unit}, {self.bytes_total / 1e6:.1f} MB{whence}{took}"
         elif self.phase in STAGING:

@@ -21,7 +21,7 @@ from fetching the same URI at once.
 
 While data is staged, node 0 tells `launch status` how far it got
 (`StagingProgress`): the record the trainer writes while it streams a packed
-dataset (launcher.runtime.train.stream.DataProgress), with `phase` fetching
+dataset (launcher.runtime.train.stream.DataProgress), with `phase` listing, then fetching
 (this module, object by object), unpacking (a packed dataset's shards, unpacked
 for the ultralytics engine) or staged (done). The entrypoint stages the data
 before it pulls the checkpoint and starts the checkpoint syncer (which copies
@@ -119,6 +119,8 @@ class StagingProgress:
 
     def finish(self) -> None:
         """Staging is done: every item is here."""
+        if not self.record:
+            return  # nothing was staged (no phase started)
         self.record.update({"phase": "staged", self.unit: self.record[f"{self.unit}_total"]},
                            bytes=self.record["bytes_total"])  # fmt: skip
         self._save(force=True)
@@ -236,6 +238,8 @@ def unreadable(uri: str, exc: BaseException) -> LauncherError:
 def _fetch_locked(uri: str, store: Store, folder: Path, log: Log, progress: StagingProgress | None) -> FetchResult:
     data = folder / "data"
     done = _read_complete(folder, uri)
+    if progress is not None:  # listing 200,000 objects takes minutes: say so meanwhile
+        progress.start("listing", uri, "files", 0, 0)
     try:
         remote = listing(store)
     except Exception as exc:  # noqa: BLE001 - any SDK error: fall back to a complete cache

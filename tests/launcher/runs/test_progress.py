@@ -204,6 +204,8 @@ def test_the_data_line_of_each_phase_names_node_0_when_there_are_several() -> No
         assert found is not None
         return found.line(now=110.0)
 
+    listing = line(_staging_record("listing", 0, 100.0, 3.0))
+    assert listing == "data: staging: listing the files of s3://b/digits (10s ago)"
     assert line(_staging_record("fetching", 1_200, 100.0, 7.0), nodes=2) == (
         "data: staging 1,200/20,000 files, 3.1 of 52.0 MB fetched from s3://b/digits (node 0 of 2, 10s ago)"
     )

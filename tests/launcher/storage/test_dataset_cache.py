@@ -133,35 +133,32 @@ def test_node_0_records_how_far_the_fetch_got_then_that_it_is_staged(s3_kind: St
                                wall=lambda: 1000.0)  # fmt: skip
     fetch(store.uri, tmp_path / "cache", store=store, log=quiet, progress=progress)
     sizes = [len(FILES[k]) for k in sorted(FILES)]  # fetched in key order
-    base = {
-        "uri": store.uri,
-        "shards": 0,
-        "shards_total": 0,
-        "files_total": 4,
-        "bytes_total": sum(sizes),
-        "time": 1000.0,
-    }
-    assert (
-        written
-        == [
-            {**base, "phase": "fetching", "files": 0, "bytes": 0, "seconds": 2},  # clock 0 at the start, 2 here
-            {**base, "phase": "fetching", "files": 3, "bytes": sum(sizes[:3]), "seconds": 8},  # 6 s after: due again
-            {**base, "phase": "staged", "files": 4, "bytes": sum(sizes), "seconds": 12},
-        ]
-    )
+    base = {"uri": store.uri, "shards": 0, "shards_total": 0, "files_total": 4, "bytes_total": sum(sizes),
+            "time": 1000.0}  # fmt: skip
+    nothing = {**base, "files": 0, "files_total": 0, "bytes": 0, "bytes_total": 0}
+    assert written == [
+        {**nothing, "phase": "listing", "seconds": 2},  # clock 0 when made, 2 here
+        {**base, "phase": "fetching", "files": 0, "bytes": 0, "seconds": 4},  # a phase starts: written at once
+        {**base, "phase": "fetching", "files": 3, "bytes": sum(sizes[:3]), "seconds": 10},  # 6 s after: due again
+        {**base, "phase": "staged", "files": 4, "bytes": sum(sizes), "seconds": 14},
+    ]  # fmt: skip
 
     written.clear()
     again = StagingProgress(lambda body: written.append(json.loads(body)), clock=lambda: 0.0, wall=lambda: 1.0)
     (tmp_path / "cache" / next(p.name for p in (tmp_path / "cache").iterdir()) / "data/val/1/d.png").unlink()
     fetch(store.uri, tmp_path / "cache", store=store, log=quiet, progress=again)  # one file missing: fetched again
     assert [(r["phase"], r["files"], r["bytes"]) for r in written] == [
+        ("listing", 0, 0),
         ("fetching", 3, sum(len(FILES[k]) for k in FILES if k != "val/1/d.png")),  # the cached ones count at once
         ("staged", 4, sum(sizes)),
     ]
     written.clear()
     fetch(store.uri, tmp_path / "cache", store=store, log=quiet, progress=again)  # all cached: staged at once
-    assert [(r["phase"], r["files"], r["bytes"]) for r in written] == [("fetching", 4, sum(sizes)),
-                                                                     ("staged", 4, sum(sizes))]  # fmt: skip
+    assert [(r["phase"], r["files"], r["bytes"]) for r in written] == [
+        ("listing", 0, 0),
+        ("fetching", 4, sum(sizes)),
+        ("staged", 4, sum(sizes)),
+    ]
 
 
 def test_a_failing_progress_write_never_stops_the_staging_and_three_in_a_row_end_the_record(tmp_path: Path) -> None:
