@@ -37,7 +37,6 @@ __all__ = [
     "RunProgress",
     "DataProgress",
     "data_from_json",
-    "STAGING",
     "read_data_progress",
     "data_for_record",
     "from_csv",
@@ -126,14 +125,14 @@ class DataProgress:
         elif self.phase == "staged":
             took = f" in {fmt_duration(self.seconds)}" if self.seconds is not None else ""
             text = f"staged {total:,} {unit}, {self.bytes_total / 1e6:.1f} MB{whence}{took}"
-        elif self.phase in STAGING:
-            text = f"staging {done:,}/{total:,} {unit}, {mb} {STAGING[self.phase]}{whence}"
+        elif self.phase in _STAGED_BY:
+            text = f"staging {done:,}/{total:,} {unit}, {mb} {_STAGED_BY[self.phase]}{whence}"
         else:
             text = f"{done:,}/{total:,} {unit}, {mb} {self.phase.replace('streaming', 'streamed')}{whence}"
         return f"data: {text} ({node}{fmt_duration(age)} ago)"
 
 
-STAGING = {"fetching": "fetched", "unpacking": "fetched and unpacked"}  # a phase -> what its bytes went through
+_STAGED_BY = {"fetching": "fetched", "unpacking": "fetched and unpacked"}  # a phase -> what its bytes went through
 
 
 def data_from_json(text: str | bytes, source: str, nodes: int = 1) -> DataProgress | None:
