@@ -9,10 +9,13 @@ synced checkpoint holds. The ETA is the remaining epochs times the mean
 training time of the epochs so far (validation and startup not included, so
 it leans low); a finished job has none.
 
-While a job streams a packed dataset, `DataProgress` is how far its node 0 has
-got with the shards: the trainer's record, `.data-progress.json` in a local
-run folder, or `data-progress.json` that the checkpoint syncer copies to the
-run folder in a store (`launch status` shows it while the job runs).
+While a job stages its `train.data` or streams a packed dataset, `DataProgress`
+is how far its node 0 has got: the trainer's streaming record (`.data-progress.json`
+in a local run folder, or `data-progress.json` that the checkpoint syncer copies
+to the run folder in a store), or the entrypoint's staging record, which node 0
+writes to `data-progress.json` itself (phases listing, fetching, unpacking, staged:
+launcher.storage.dataset). `launch status` shows it while the job runs, naming
+the node when the job has several.
 """
 
 from __future__ import annotations
@@ -86,55 +89,88 @@ class RunProgress:
 
 @dataclass(frozen=True)
 class DataProgress:
-    """The trainer's record of a packed dataset's shards on node 0 (launcher.runtime.train.stream.DataProgress)."""
+    """Node 0's record of `train.data`: its staging (launcher.storage.dataset.StagingProgress, phase listing,
+    fetching, unpacking or staged) or its streaming of a packed dataset's shards (launcher.runtime.train.stream.DataProgress,
+    phase streaming; a record without a phase is one of those)."""
 
     phase: str
     shards: int
     shards_total: int
     bytes: int
     bytes_total: int
-    time: float  # when the trainer wrote it (epoch seconds)
+    time: float  # when it was written (epoch seconds)
     source: str
     uri: str = ""
+    files: int = 0  # a plain folder being staged: objects on the node's disk (its shards stay 0)
+    files_total: int = 0
+    seconds: float | None = None  # staging: how long it has taken so far
+    nodes: int = 1  # the job's nodes (the figures are node 0's)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def line(self, now: float | None = None) -> str:
-        """`data: 3/15 shards, 24.0 of 120.0 MB streamed from s3://b/cars (12s ago)` (the `launch status` line)."""
+        """The `launch status` line: `data: 3/15 shards, 24.0 of 120.0 MB streamed from s3://b/cars (12s ago)`,
+        `data: staging 1,200/20,000 files, 3.1 of 52.0 MB fetched from s3://b/d (4s ago)`, `data: staged 20,000
+        files, 52.0 MB from s3://b/d in 41s (2m ago)`; `(node 0 of 2, 12s ago)` when the job has several nodes."""
         age = max(0.0, (time.time() if now is None else now) - self.time)
         whence = f" from {self.uri}" if self.uri else ""
-        return (f"data: {self.shards}/{self.shards_total} shards, {self.bytes / 1e6:.1f} of "
-                f"{self.bytes_total / 1e6:.1f} MB {self.phase.replace('streaming', 'streamed')}{whence} "
-                f"({fmt_duration(age)} ago)")  # fmt: skip
+        node = f"node 0 of {self.nodes}, " if self.nodes > 1 else ""
+        unit, done, total = ("files", self.files, self.files_total)
+        if not self.files_total:  # streaming, or a packed dataset unpacked
+            unit, done, total = ("shards", self.shards, self.shards_total)
+        mb = f"{self.bytes / 1e6:.1f} of {self.bytes_total / 1e6:.1f} MB"
+        if self.phase == "listing":
+            text = f"staging: listing the files of {self.uri or 'train.data'}"
+        elif self.phase == "staged":
+            took = f" in {fmt_duration(self.seconds)}" if self.seconds is not None else ""
+            text = f"staged {total:,} {unit}, {self.bytes_total / 1e6:.1f} MB{whence}{took}"
+        elif self.phase in _STAGED_BY:
+            text = f"staging {done:,}/{total:,} {unit}, {mb} {_STAGED_BY[self.phase]}{whence}"
+        else:
+            text = f"{done:,}/{total:,} {unit}, {mb} {self.phase.replace('streaming', 'streamed')}{whence}"
+        return f"data: {text} ({node}{fmt_duration(age)} ago)"
 
 
-def data_from_json(text: str | bytes, source: str) -> DataProgress | None:
+_STAGED_BY = {"fetching": "fetched", "unpacking": "fetched and unpacked"}  # a phase -> what its bytes went through
+
+
+def data_from_json(text: str | bytes, source: str, nodes: int = 1) -> DataProgress | None:
     """A data progress record, or None when it is not one (a damaged or foreign file reads as unknown)."""
     try:
         body = json.loads(text)
-        return DataProgress(str(body["phase"]), int(body["shards"]), int(body["shards_total"]), int(body["bytes"]),
-                            int(body["bytes_total"]), float(body["time"]), source, str(body.get("uri", "")))  # fmt: skip
-    except (ValueError, KeyError, TypeError):
+        seconds = body.get("seconds")
+        return DataProgress(
+            str(body.get("phase", "streaming")), int(body.get("shards", 0)), int(body.get("shards_total", 0)),
+            int(body["bytes"]), int(body["bytes_total"]), float(body["time"]), source, str(body.get("uri", "")),
+            int(body.get("files", 0)), int(body.get("files_total", 0)),
+            None if seconds is None else float(seconds), max(1, int(nodes)),
+        )  # fmt: skip
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def read_data_progress(
     record_spec: Mapping[str, Any], name: str, open_store_fn: Callable[[str], Any] | None = None
 ) -> DataProgress | None:
-    """The data progress of the run a job spec writes: the trainer's own file in a local run folder, else the
-    copy the checkpoint syncer keeps in the run folder of the store; None when there is none."""
+    """The data progress of the run a job spec writes: the newer of the trainer's own file in a local run folder
+    and the copy in the run folder of the store (the checkpoint syncer's, or node 0's staging record); None when
+    there is none."""
     uri = (record_spec.get("checkpoint") or {}).get("uri")
     if not uri:
         return None
+    nodes = (record_spec.get("resources") or {}).get("nodes") or 1
     run_uri = join_uri(uri, name)
+    found = []
     if "://" not in uri:
         own = Path(run_uri) / f".{DATA_PROGRESS}"
         if own.is_file():
-            return data_from_json(own.read_bytes(), str(own))
+            found.append(data_from_json(own.read_bytes(), str(own), nodes))
     store = (open_store_fn or _glance)(run_uri)
     body = store.get_bytes(DATA_PROGRESS)
-    return None if body is None else data_from_json(body, store.url(DATA_PROGRESS))
+    if body is not None:
+        found.append(data_from_json(body, store.url(DATA_PROGRESS), nodes))
+    return max((f for f in found if f is not None), key=lambda f: f.time, default=None)
 
 
 def data_for_record(record: Any, open_store_fn: Callable[[str], Any] | None = None) -> DataProgress | None:

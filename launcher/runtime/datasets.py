@@ -13,6 +13,8 @@ resolves to a local folder too:
 a gs:// URI whose bucket is mounted at /gcs/<bucket> (Vertex AI's Cloud
 Storage FUSE) is read through the mount; anything else is pulled once into
 `<cache>/remote/` by launcher.storage.dataset (verified, reused on restart).
+On node 0 the entrypoint passes a `progress` (launcher.storage.dataset.StagingProgress)
+that records the fetch or the unpacking for `launch status`.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from launcher.contract import BUILTIN_DATASETS, data_dir
 from launcher.errors import LauncherError
 from launcher.storage import is_remote
+
+if TYPE_CHECKING:
+    from launcher.storage.dataset import StagingProgress
 
 __all__ = ["BUILTINS", "GCS_MOUNT", "SHAPES", "mounted_path", "resolve", "stage", "write_digits", "write_shapes"]
 
@@ -47,7 +52,11 @@ def mounted_path(uri: str, gcs_mount: Path = GCS_MOUNT) -> Path | None:
 
 
 def resolve(
-    data: str, environ: Mapping[str, str] | None = None, gcs_mount: Path = GCS_MOUNT, layout: bool = True
+    data: str,
+    environ: Mapping[str, str] | None = None,
+    gcs_mount: Path = GCS_MOUNT,
+    layout: bool = True,
+    progress: StagingProgress | None = None,
 ) -> Path:
     """A `train.data` value -> a local ImageFolder root (writing a built-in, or fetching a URI, on first use).
 
@@ -55,7 +64,7 @@ def resolve(
     if data == "digits":
         return write_digits(data_dir(environ))
     if is_remote(data):
-        root = mounted_path(data, gcs_mount) or _fetch(data, environ)
+        root = mounted_path(data, gcs_mount) or _fetch(data, environ, progress)
     elif "://" in data:
         raise LauncherError(
             f"train.data {data!r} is not a URI the trainer can read.", "Use s3://, gs://, az:// or a local folder."
@@ -78,7 +87,10 @@ def resolve(
 
 
 def stage(
-    command: Sequence[str], environ: Mapping[str, str] | None = None, gcs_mount: Path = GCS_MOUNT
+    command: Sequence[str],
+    environ: Mapping[str, str] | None = None,
+    gcs_mount: Path = GCS_MOUNT,
+    progress: StagingProgress | None = None,
 ) -> tuple[str, ...]:
     """A train command with its remote `data=` URI replaced by the local folder `resolve` makes of it.
 
@@ -92,9 +104,8 @@ def stage(
     for arg in command:
         key, sep, value = arg.partition("=")
         if key == "data" and sep and not layout and not is_remote(value) and (Path(value) / "index.json").is_file():
-            local = _unpack(
-                value, environ
-            )  # a packed dataset in a channel or folder here, for an engine that reads files
+            # a packed dataset in a channel or folder here, for an engine that reads files
+            local = _unpack(value, environ, progress)
             print(f"[launcher] training data {value}: a packed dataset, unpacked to {local}", flush=True)
             staged.append(f"data={local}")
             continue
@@ -102,7 +113,7 @@ def stage(
             mounted = mounted_path(value, gcs_mount)
             packed_here = mounted is not None and (mounted / "index.json").is_file()
             if not layout and (packed_here or (mounted is None and _packed(value))):
-                local = _unpack(str(mounted) if packed_here else value, environ)
+                local = _unpack(str(mounted) if packed_here else value, environ, progress)
                 print(f"[launcher] training data {value}: a packed dataset, unpacked to {local}", flush=True)
                 staged.append(f"data={local}")
                 continue
@@ -115,7 +126,7 @@ def stage(
                 print(f"[launcher] training data {value}: a packed dataset, streamed by the trainer", flush=True)
                 staged.append(arg)
                 continue
-            local = resolve(value, environ, gcs_mount, layout=layout)
+            local = resolve(value, environ, gcs_mount, layout=layout, progress=progress)
             print(f"[launcher] training data {value} -> {local}", flush=True)
             arg = f"data={local}"
         staged.append(arg)
@@ -136,7 +147,7 @@ def _packed(uri: str) -> bool:
         raise unreadable(uri, exc) from None
 
 
-def _unpack(uri: str, environ: Mapping[str, str] | None) -> Path:
+def _unpack(uri: str, environ: Mapping[str, str] | None, progress: StagingProgress | None = None) -> Path:
     """A packed dataset as plain files for the ultralytics engine (which reads files): shards fetched in parallel."""
     import hashlib  # noqa: PLC0415
 
@@ -144,15 +155,22 @@ def _unpack(uri: str, environ: Mapping[str, str] | None) -> Path:
 
     packed = stream.open_packed(uri)
     assert packed is not None
-    return stream.unpack(
-        packed, data_dir(environ) / "unpacked" / hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16]
+    if progress is not None:
+        progress.start("unpacking", uri, "shards", len(packed.index.shards()), packed.index.bytes())
+    local = stream.unpack(
+        packed,
+        data_dir(environ) / "unpacked" / hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16],
+        progress=progress,
     )
+    if progress is not None:
+        progress.finish()
+    return local
 
 
-def _fetch(uri: str, environ: Mapping[str, str] | None) -> Path:
+def _fetch(uri: str, environ: Mapping[str, str] | None, progress: StagingProgress | None = None) -> Path:
     from launcher.storage.dataset import fetch  # noqa: PLC0415 - imports a cloud SDK
 
-    return fetch(uri, data_dir(environ) / "remote").root
+    return fetch(uri, data_dir(environ) / "remote", progress=progress).root
 
 
 def write_digits(cache: Path) -> Path:

@@ -9,8 +9,9 @@ The flags are the container contract, defined once in launcher.contract
 It detects the platform (launcher.runtime.rendezvous), resolves secret references
 into environment variables (launcher.runtime.secrets), pulls the newest complete
 checkpoint from the checkpoint store (a local path too) into a training
-folder of this job's own, starts torchrun with the right nnodes / node_rank /
-nproc_per_node, forwards SIGTERM and SIGINT (spot preemption, `launch stop`,
+folder of this job's own (after staging the data: meanwhile node 0 writes how
+far it got to the run folder itself, `staging_progress`), starts torchrun with
+the right nnodes / node_rank / nproc_per_node, forwards SIGTERM and SIGINT (spot preemption, `launch stop`,
 Ctrl-C) to it, keeps the store synced from node 0 while holding the run's
 lease (launcher.storage.lease), flushes that sync at the end, releases the
 lease and exits with the job's code.
@@ -33,12 +34,15 @@ import sys
 import tempfile
 from pathlib import Path
 from types import FrameType
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from launcher.contract import TIMEOUT_EXIT, EntrypointArgs
 from launcher.errors import LauncherError
 from launcher.runtime import grace, rendezvous
 from launcher.storage.base import Store
+
+if TYPE_CHECKING:
+    from launcher.storage.dataset import StagingProgress
 
 __all__ = [
     "main",
@@ -49,6 +53,7 @@ __all__ = [
     "scratch_for",
     "uses_ultralytics",
     "compute_threads",
+    "staging_progress",
 ]
 
 SAGEMAKER_CHECKPOINTS = Path("/opt/ml/checkpoints")  # CheckpointConfig.LocalPath: mirrored to S3 by SageMaker
@@ -155,7 +160,9 @@ def uses_ultralytics(command: Sequence[str]) -> bool:
     return "engine=ultralytics" in command[1:]
 
 
-def program_environment(args: EntrypointArgs, environ: dict[str, str]) -> tuple[dict[str, str], Path | None]:
+def program_environment(
+    args: EntrypointArgs, environ: dict[str, str], progress: StagingProgress | None = None
+) -> tuple[dict[str, str], Path | None]:
     """(the variables a program of the user's own gets, its working folder): the code unpacked, the
     requirements installed, the data staged. Empty for the built-in trainer."""
     if args.command[0] == "train":
@@ -170,7 +177,7 @@ def program_environment(args: EntrypointArgs, environ: dict[str, str]) -> tuple[
     if paths:
         extra["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [environ.get("PYTHONPATH")])])
     if args.data:
-        local = datasets.resolve(args.data, environ, layout=False)
+        local = datasets.resolve(args.data, environ, layout=False, progress=progress)
         print(f"[launcher] training data {args.data} -> {local} (LAUNCHER_DATA)", flush=True)
         extra["LAUNCHER_DATA"] = str(local)
     return extra, folder
@@ -189,8 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if _already_finished(args, rdzv):
         print("[launcher] exit code 0", flush=True)
         return 0
-    args = _stage_data(args, environ)
-    program, workdir = program_environment(args, environ)
+    progress = staging_progress(args, rdzv)
+    args = _stage_data(args, environ, progress)
+    program, workdir = program_environment(args, environ, progress)
     environ.update(program)
     save_dir = node_save_dir(save_dir_for(args, environ), rdzv, args.run_name)
     save_dir.mkdir(parents=True, exist_ok=True)
@@ -260,14 +268,29 @@ def _flush_despite_signals(syncer) -> None:  # type: ignore[no-untyped-def]
         )
 
 
-def _stage_data(args: EntrypointArgs, environ: dict[str, str]) -> EntrypointArgs:
+def _stage_data(
+    args: EntrypointArgs, environ: dict[str, str], progress: StagingProgress | None = None
+) -> EntrypointArgs:
     """A remote `data=` fetched (or found mounted) once per node, before torchrun starts the ranks, and the
     pretrained weights the submit stored by content (launcher.runtime.weights)."""
     from dataclasses import replace  # noqa: PLC0415
 
     from launcher.runtime import datasets, weights  # noqa: PLC0415
 
-    return replace(args, command=weights.stage(datasets.stage(args.command, environ), environ))
+    staged = datasets.stage(args.command, environ, progress=progress)
+    return replace(args, command=weights.stage(staged, environ))
+
+
+def staging_progress(args: EntrypointArgs, rdzv: rendezvous.Rendezvous) -> StagingProgress | None:
+    """Node 0's record of the data staging, for `launch status`: written straight to the run folder of the
+    checkpoint store, as the syncer (which copies the trainer's own record there) starts only after staging.
+    None on the other nodes (`launch status` shows node 0's figures) and without a checkpoint URI."""
+    if not args.checkpoint_uri or not rdzv.is_chief:
+        return None
+    from launcher.storage import join_uri  # noqa: PLC0415
+    from launcher.storage.dataset import StagingProgress, run_folder_writer  # noqa: PLC0415
+
+    return StagingProgress(run_folder_writer(join_uri(args.checkpoint_uri, args.run_name)))
 
 
 def _remove_job_folder(save_dir: Path, synced: bool) -> None:

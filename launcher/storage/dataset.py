@@ -18,6 +18,18 @@ leaves no `.complete`, so the next run checks and completes the folder. When
 the store cannot be listed (no network, no credentials), a complete cache is
 used as it is, with a warning. A file lock keeps two processes on one node
 from fetching the same URI at once.
+
+While data is staged, node 0 tells `launch status` how far it got
+(`StagingProgress`): the record the trainer writes while it streams a packed
+dataset (launcher.runtime.train.stream.DataProgress), with `phase` listing, then fetching
+(this module, object by object), unpacking (a packed dataset's shards, unpacked
+for the ultralytics engine) or staged (done). The entrypoint stages the data
+before it pulls the checkpoint and starts the checkpoint syncer (which copies
+the trainer's record to the run folder later), so the staging record is written
+straight to `data-progress.json` in the run folder of the checkpoint store
+(`run_folder_writer`: a local store writes a temp file and renames it, an object
+PUT is whole): one small write at the start, at most one every few seconds, one
+at the end; a failed write is skipped, never an error.
 """
 
 from __future__ import annotations
@@ -34,10 +46,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from launcher.errors import LauncherError
-from launcher.storage import open_store
+from launcher.storage import RetryPolicy, open_store
 from launcher.storage.base import ObjectInfo, Store, UnsafeKeyError, check_key, safe_local_path
+from launcher.storage.manifest import DATA_PROGRESS
 
-__all__ = ["FetchResult", "ImageCount", "fetch", "count_images", "cache_folder", "listing", "unreadable", "COMPLETE"]
+__all__ = ["FetchResult", "ImageCount", "StagingProgress", "run_folder_writer", "fetch", "count_images", "cache_folder",
+           "listing", "unreadable", "COMPLETE"]  # fmt: skip
 
 IMAGE_SUFFIXES = (
     ".jpg",
@@ -68,6 +82,73 @@ class FetchResult:
     bytes_received: int = 0
     removed: int = 0
     reused: bool = False  # the whole cache was valid: nothing fetched
+
+
+class StagingProgress:
+    """How far node 0 has got staging `train.data`, as `{"phase", "uri", "files", "files_total", "shards",
+    "shards_total", "bytes", "bytes_total", "seconds", "time"}` (whole JSON) passed to `write`: at `start`, after
+    an item when `every` seconds have passed since the last write, and at `finish` (phase `staged`). `seconds`
+    counts from when staging began (this object made), listing included. Three failed writes in a row end the
+    record: progress must not slow the staging down."""
+
+    UNITS = ("files", "shards")
+
+    def __init__(self, write: Callable[[bytes], None], every: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:  # fmt: skip
+        self.write, self.every, self.clock, self.wall = write, every, clock, wall
+        self.began = clock()
+        self.record: dict[str, Any] = {}
+        self.unit = "files"
+        self._last: float | None = None
+        self._failures = 0
+
+    def start(self, phase: str, uri: str, unit: str, total: int, bytes_total: int, done: int = 0,
+              done_bytes: int = 0) -> None:  # fmt: skip
+        """A phase begins: `total` items (`unit`: files or shards) of `bytes_total` bytes, `done` of them here."""
+        self.unit = unit
+        self.record = {"phase": phase, "uri": uri.rstrip("/"), **{u: 0 for u in self.UNITS},
+                       **{f"{u}_total": 0 for u in self.UNITS}, unit: done, f"{unit}_total": total,
+                       "bytes": done_bytes, "bytes_total": bytes_total}  # fmt: skip
+        self._save(force=True)
+
+    def advance(self, size: int) -> None:
+        """One more item (of `size` bytes) is on the node's disk."""
+        self.record[self.unit] += 1
+        self.record["bytes"] += size
+        self._save()
+
+    def finish(self) -> None:
+        """Staging is done: every item is here."""
+        if not self.record:
+            return  # nothing was staged (no phase started)
+        self.record.update({"phase": "staged", self.unit: self.record[f"{self.unit}_total"]},
+                           bytes=self.record["bytes_total"])  # fmt: skip
+        self._save(force=True)
+
+    def _save(self, force: bool = False) -> None:
+        now = self.clock()
+        if self._failures >= 3 or (not force and self._last is not None and now - self._last < self.every):
+            return
+        self._last = now
+        body = {**self.record, "seconds": round(now - self.began, 3), "time": round(self.wall(), 3)}
+        try:
+            self.write(json.dumps(body).encode())
+            self._failures = 0
+        except Exception:  # noqa: BLE001 - a nicety: an unreachable store must not stop the staging
+            self._failures += 1
+
+
+def run_folder_writer(run_uri: str) -> Callable[[bytes], None]:
+    """Writes a data progress record to `data-progress.json` in a run folder (opened at the first write, with
+    few retries: `launch status` reads it there)."""
+    opened: list[Store] = []
+
+    def write(body: bytes) -> None:
+        if not opened:
+            opened.append(open_store(run_uri, retry=RetryPolicy(attempts=2)))
+        opened[0].put_bytes(DATA_PROGRESS, body)
+
+    return write
 
 
 def cache_folder(uri: str, cache: Path) -> Path:
@@ -121,13 +202,19 @@ def count_images(store: Store) -> ImageCount:
     return ImageCount(counts["train"], counts["val"], total, len(found))
 
 
-def fetch(uri: str, cache: Path, store: Store | None = None, log: Log = _print) -> FetchResult:
-    """Make `<cache>/<id>/data` an exact, verified copy of the objects under `uri`; returns where it is."""
+def fetch(
+    uri: str, cache: Path, store: Store | None = None, log: Log = _print, progress: StagingProgress | None = None
+) -> FetchResult:
+    """Make `<cache>/<id>/data` an exact, verified copy of the objects under `uri`; returns where it is.
+    `progress`: node 0's record for `launch status` (phase fetching, then staged)."""
     store = store or open_store(uri)
     folder = cache_folder(uri, cache)
     folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder / ".lock"):
-        return _fetch_locked(uri, store, folder, log)
+        result = _fetch_locked(uri, store, folder, log, progress)
+    if progress is not None:
+        progress.finish()
+    return result
 
 
 @contextmanager
@@ -148,14 +235,17 @@ def unreadable(uri: str, exc: BaseException) -> LauncherError:
     )
 
 
-def _fetch_locked(uri: str, store: Store, folder: Path, log: Log) -> FetchResult:
+def _fetch_locked(uri: str, store: Store, folder: Path, log: Log, progress: StagingProgress | None) -> FetchResult:
     data = folder / "data"
     done = _read_complete(folder, uri)
+    if progress is not None:  # listing 200,000 objects takes minutes: say so meanwhile
+        progress.start("listing", uri, "files", 0, 0)
     try:
         remote = listing(store)
     except Exception as exc:  # noqa: BLE001 - any SDK error: fall back to a complete cache
         if done is not None and not _stale_files(data, done):
             log(f"could not list {uri} ({type(exc).__name__}: {exc}); using the cached copy in {data}")
+            _all_cached(progress, uri, [entry[0] for entry in done.values()])
             return FetchResult(data, len(done), reused=True)
         raise unreadable(uri, exc) from None
     if not remote:
@@ -164,8 +254,14 @@ def _fetch_locked(uri: str, store: Store, folder: Path, log: Log) -> FetchResult
         )
     if done is not None and _same_listing(done, remote) and not _stale_files(data, done):
         log(f"training data: reusing {len(remote)} cached files of {uri} in {data}")
+        _all_cached(progress, uri, [o.size for o in remote.values()])
         return FetchResult(data, len(remote), reused=True)
-    return _refresh(uri, store, folder, remote, done or {}, log)
+    return _refresh(uri, store, folder, remote, done or {}, log, progress)
+
+
+def _all_cached(progress: StagingProgress | None, uri: str, sizes: list[int]) -> None:
+    if progress is not None:  # nothing to fetch: the record starts with every file here (`fetch` ends it)
+        progress.start("fetching", uri, "files", len(sizes), sum(sizes), len(sizes), sum(sizes))
 
 
 def _read_complete(folder: Path, uri: str) -> dict[str, list[Any]] | None:
@@ -196,9 +292,8 @@ def _stale_files(data: Path, done: dict[str, list[Any]]) -> list[str]:
     return stale
 
 
-def _refresh(
-    uri: str, store: Store, folder: Path, remote: dict[str, ObjectInfo], done: dict[str, list[Any]], log: Log
-) -> FetchResult:
+def _refresh(uri: str, store: Store, folder: Path, remote: dict[str, ObjectInfo], done: dict[str, list[Any]], log: Log,
+             progress: StagingProgress | None) -> FetchResult:  # fmt: skip
     """Fetch what is missing or changed, remove what is gone, then write `.complete`."""
     data = folder / "data"
     (folder / COMPLETE).unlink(missing_ok=True)  # from here until the end the cache is not trusted
@@ -207,10 +302,14 @@ def _refresh(
     todo = [k for k in remote if k not in keep]
     total = sum(remote[k].size for k in todo)
     log(f"training data: fetching {len(todo)} of {len(remote)} files ({total / 1e6:.1f} MB) from {uri} into {data}")
+    if progress is not None:
+        progress.start("fetching", uri, "files", len(remote), sum(o.size for o in remote.values()), len(keep),
+                       sum(remote[k].size for k in keep))  # fmt: skip
     started = time.monotonic()
     with ThreadPoolExecutor(WORKERS) as pool:
-        for _ in pool.map(lambda k: _get(store, k, remote[k], data), todo):
-            pass
+        for key, _ in zip(todo, pool.map(lambda k: _get(store, k, remote[k], data), todo)):
+            if progress is not None:
+                progress.advance(remote[key].size)
     removed = _remove_extra(data, set(remote))
     files = {k: [o.size, o.checksum, safe_local_path(data, k).stat().st_mtime_ns] for k, o in remote.items()}
     _write_atomic(folder / COMPLETE, json.dumps({"uri": uri.rstrip("/"), "files": files}).encode())

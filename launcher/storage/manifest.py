@@ -55,7 +55,8 @@ HISTORY = "manifests/"
 FILES = "files/"
 RATE_FILE = "upload-rate.json"
 # the trainer's data progress (shards fetched/total, bytes): `.data-progress.json` in the training folder (a dot-file:
-# never part of a checkpoint), copied by the checkpoint syncer to `data-progress.json` in the run folder
+# never part of a checkpoint), copied by the checkpoint syncer to `data-progress.json` in the run folder; before the
+# syncer starts, node 0 writes its data staging record there itself (launcher.storage.dataset.StagingProgress)
 DATA_PROGRESS = "data-progress.json"
 FORMAT = 1
 

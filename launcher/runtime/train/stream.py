@@ -413,13 +413,14 @@ class PackedSet(data.ImageSet):
         return "|".join(f"{self.packed.shards[s].sha256}#{j}" for s, j, _l in self.packed.entries) + f"|{self.size}"
 
 
-def unpack(packed: Packed, dest: Path, threads: int = 8) -> Path:
+def unpack(packed: Packed, dest: Path, threads: int = 8, progress: Any = None) -> Path:
     """The packed dataset as plain files under `dest` (for a program that reads files: the ultralytics engine).
 
     Shards are fetched in parallel (a few large GETs, not one per image), verified, unpacked and
     deleted; `.complete` (the index's sha256) is written last, so a finished copy is reused and an
     interrupted one is redone. ImageFolder: `<split>/<class>/<name>.<ext>`; YOLO: `images/<split>/...`,
-    `labels/<split>/...` and the source's data.yaml.
+    `labels/<split>/...` and the source's data.yaml. `progress` (launcher.storage.dataset.StagingProgress,
+    started by the caller) is told of each shard unpacked.
     """
     stamp = hashlib.sha256(packed.index.to_bytes()).hexdigest()
     marker = dest / ".complete"
@@ -444,8 +445,11 @@ def unpack(packed: Packed, dest: Path, threads: int = 8) -> Path:
                     target.write_bytes(os.pread(f.fileno(), member.size, member.offset))
         tar.unlink()
 
+    shards = packed.index.shards()
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(one, packed.index.shards()))
+        for shard, _ in zip(shards, pool.map(one, shards)):
+            if progress is not None:
+                progress.advance(shard.bytes)
     shutil.rmtree(dest / ".shards", ignore_errors=True)
     if yolo and packed.index.data_yaml:
         (dest / "data.yaml").write_text(packed.index.data_yaml)

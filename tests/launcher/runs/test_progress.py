@@ -161,8 +161,78 @@ def test_status_shows_a_streaming_job_s_data_progress(running_job) -> None:  # t
     data = json.loads(CliRunner().invoke(main, ["status", job.id, "--json"], env=env).stdout)
     assert {k: v for k, v in data["data_progress"].items() if k != "time"} == {
         "phase": "streaming", "shards": 3, "shards_total": 15, "bytes": 24_000_000, "bytes_total": 120_000_000,
-        "source": str(run / ".data-progress.json"), "uri": "s3://b/cars",
+        "source": str(run / ".data-progress.json"), "uri": "s3://b/cars", "files": 0, "files_total": 0,
+        "seconds": None, "nodes": 1,
     }  # fmt: skip
+
+
+def _staging_record(phase: str, files: int, at: float, seconds: float) -> bytes:
+    body = {"phase": phase, "uri": "s3://b/digits", "files": files, "files_total": 20_000, "shards": 0,
+            "shards_total": 0, "bytes": files * 2_600, "bytes_total": 52_000_000, "seconds": seconds,
+            "time": at}  # fmt: skip
+    return json.dumps(body).encode()
+
+
+def test_status_shows_the_data_staging_then_that_it_is_staged(running_job) -> None:  # type: ignore[no-untyped-def]
+    """While the entrypoint fetches a plain remote folder, node 0 writes `data-progress.json` in the run folder."""
+    import time
+
+    job, run = running_job
+    env = {"LAUNCHER_STATE_DIR": os.environ["LAUNCHER_STATE_DIR"]}
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "data-progress.json").write_bytes(_staging_record("fetching", 1_200, time.time(), 7.0))
+    shown = CliRunner().invoke(main, ["status", job.id], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "data: staging 1,200/20,000 files, 3.1 of 52.0 MB fetched from s3://b/digits (" in shown.stdout
+    data = json.loads(CliRunner().invoke(main, ["status", job.id, "--json"], env=env).stdout)["data_progress"]
+    assert (data["phase"], data["files"], data["files_total"], data["source"]) == (
+        "fetching",
+        1_200,
+        20_000,
+        str(run / "data-progress.json"),
+    )
+    (run / "data-progress.json").write_bytes(_staging_record("staged", 20_000, time.time(), 41.0))
+    shown = CliRunner().invoke(main, ["status", job.id], env=env)
+    assert "data: staged 20,000 files, 52.0 MB from s3://b/digits in 41s (" in shown.stdout
+
+
+def test_the_data_line_of_each_phase_names_node_0_when_there_are_several() -> None:
+    from launcher.runs.progress import data_from_json
+
+    def line(body: bytes, nodes: int = 1) -> str:
+        found = data_from_json(body, "x", nodes)
+        assert found is not None
+        return found.line(now=110.0)
+
+    listing = line(_staging_record("listing", 0, 100.0, 3.0))
+    assert listing == "data: staging: listing the files of s3://b/digits (10s ago)"
+    assert line(_staging_record("fetching", 1_200, 100.0, 7.0), nodes=2) == (
+        "data: staging 1,200/20,000 files, 3.1 of 52.0 MB fetched from s3://b/digits (node 0 of 2, 10s ago)"
+    )
+    unpacking = {"phase": "unpacking", "uri": "s3://b/shapes", "files": 0, "files_total": 0, "shards": 3,
+                 "shards_total": 12, "bytes": 24_000_000, "bytes_total": 96_000_000, "seconds": 5.0,
+                 "time": 100.0}  # fmt: skip
+    assert line(json.dumps(unpacking).encode()) == (
+        "data: staging 3/12 shards, 24.0 of 96.0 MB fetched and unpacked from s3://b/shapes (10s ago)"
+    )
+    staged = {**unpacking, "phase": "staged", "shards": 12, "bytes": 96_000_000, "seconds": 75.0}
+    assert line(json.dumps(staged).encode(), nodes=4) == (
+        "data: staged 12 shards, 96.0 MB from s3://b/shapes in 1m (node 0 of 4, 10s ago)"
+    )
+    assert line(_data_record(3, 100.0), nodes=2) == (
+        "data: 3/15 shards, 24.0 of 120.0 MB streamed from s3://b/cars (node 0 of 2, 10s ago)"
+    )
+
+
+def test_a_record_written_before_staging_was_recorded_still_reads_as_streaming() -> None:
+    """Records of earlier versions: the trainer's, with no phase at first, and no files, seconds or nodes."""
+    from launcher.runs.progress import DataProgress, data_from_json
+
+    old = {"uri": "s3://b/cars", "shards": 3, "shards_total": 15, "bytes": 24_000_000, "bytes_total": 120_000_000,
+           "time": 100.0}  # fmt: skip
+    found = data_from_json(json.dumps(old).encode(), "x")
+    assert found == DataProgress("streaming", 3, 15, 24_000_000, 120_000_000, 100.0, "x", "s3://b/cars")
+    assert found.line(now=100.0) == "data: 3/15 shards, 24.0 of 120.0 MB streamed from s3://b/cars (0s ago)"
 
 
 def test_data_progress_is_read_from_the_store_and_damaged_or_finished_reads_as_unknown(tmp_path: Path) -> None:
@@ -189,3 +259,22 @@ def test_data_progress_is_read_from_the_store_and_damaged_or_finished_reads_as_u
     assert data_for_record(record(False), open_fn) == found
     assert data_for_record(record(True), open_fn) is None
     assert data_for_record(record(False), lambda uri: 1 / 0) is None  # an unreachable store: unknown, never an error
+
+
+def test_in_a_local_run_folder_the_newer_record_wins_and_the_spec_says_how_many_nodes(tmp_path: Path) -> None:
+    from launcher.runs.progress import read_data_progress
+
+    run = tmp_path / "ckpt" / "r"
+    run.mkdir(parents=True)
+    spec = {"name": "r", "checkpoint": {"uri": str(tmp_path / "ckpt")}, "resources": {"nodes": 2}}
+    (run / ".data-progress.json").write_bytes(_data_record(3, 100.0))  # a trainer's own file, from before
+    (run / "data-progress.json").write_bytes(_staging_record("staged", 20_000, 200.0, 41.0))  # node 0 staged since
+    found = read_data_progress(spec, "r")
+    assert found is not None and (found.phase, found.nodes) == ("staged", 2)
+    (run / ".data-progress.json").write_bytes(_data_record(4, 300.0))  # then the trainer streams
+    found = read_data_progress(spec, "r")
+    assert found is not None and (found.phase, found.shards, found.source) == (
+        "streaming",
+        4,
+        str(run / ".data-progress.json"),
+    )

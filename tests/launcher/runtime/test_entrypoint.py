@@ -16,6 +16,7 @@ import pytest
 from launcher import contract
 from launcher.errors import LauncherError
 from launcher.runtime import entrypoint, rendezvous, secrets
+from tests.launcher.storage.conftest import StoreKind, moto_endpoint, s3_kind  # noqa: F401 - fixtures
 
 LOCAL = rendezvous.Rendezvous("local", 1, 0, "127.0.0.1", 29500)
 
@@ -319,3 +320,35 @@ def test_one_process_leaves_the_threads_to_torch() -> None:
     assert entrypoint.compute_threads({}, 1) == {}
     assert entrypoint.compute_threads({"OMP_NUM_THREADS": "4"}, 2) == {}
     assert entrypoint.compute_threads({}, 2)["OMP_NUM_THREADS"].isdigit()
+
+
+def test_node_0_records_the_data_staging_in_the_run_folder_before_the_syncer_starts(
+    s3_kind: StoreKind,  # noqa: F811 - the fixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`launch status` during staging: the syncer (which copies the trainer's record) is not running yet, so
+    node 0 writes the record to the run folder of the checkpoint store itself; the other nodes write nothing."""
+    from launcher.runs.progress import read_data_progress
+
+    for name, value in s3_kind.env.items():
+        monkeypatch.setenv(name, value)
+    data = s3_kind.store()
+    for key in ("train/0/a.png", "train/1/b.png", "val/0/c.png", "val/1/d.png"):
+        data.put_bytes(key, key.encode() * 100)
+    ckpt = tmp_path / "ckpt"
+    args = entrypoint.parse_args(["--run-name", "r", "--checkpoint-uri", str(ckpt), "--", "train", f"data={data.uri}"])
+    node = lambda rank: rendezvous.Rendezvous("vertex", 2, rank, "workerpool0-0", 2222)  # noqa: E731
+    assert entrypoint.staging_progress(args, node(1)) is None
+    assert entrypoint.staging_progress(entrypoint.parse_args(["--run-name", "r", "--", "train"]), LOCAL) is None
+    environ = {"LAUNCHER_DATA_DIR": str(tmp_path / "data")}
+    staged = entrypoint._stage_data(args, environ, entrypoint.staging_progress(args, node(0)))
+    assert staged.command[1] != f"data={data.uri}"  # fetched to this node's disk
+    assert [p.name for p in (ckpt / "r").iterdir()] == ["data-progress.json"]  # no lease, no checkpoint: no syncer
+    record = json.loads((ckpt / "r" / "data-progress.json").read_text())
+    assert (record["phase"], record["files"], record["files_total"], record["uri"]) == ("staged", 4, 4, data.uri)
+    found = read_data_progress({"checkpoint": {"uri": str(ckpt)}, "resources": {"nodes": 2}}, "r")
+    line = found.line(now=found.time) if found else ""
+    assert line.startswith(f"data: staged 4 files, 0.0 MB from {data.uri} in ") and line.endswith(
+        "(node 0 of 2, 0s ago)"
+    ), line

@@ -1,4 +1,5 @@
-"""Remote training data: fetched once into a node-local cache, verified, reused, repaired (launcher.storage.dataset)."""
+"""Remote training data: fetched once into a node-local cache, verified, reused, repaired, its progress recorded
+(launcher.storage.dataset)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from launcher.errors import LauncherError
 from launcher.runtime import datasets
 from launcher.storage.base import Store
-from launcher.storage.dataset import COMPLETE, cache_folder, fetch
+from launcher.storage.dataset import COMPLETE, StagingProgress, cache_folder, fetch, run_folder_writer
 from tests.launcher.storage.conftest import StoreKind
 
 FILES = {
@@ -119,3 +120,64 @@ def test_train_command_data_uri_becomes_the_cached_folder(
     )
     with pytest.raises(LauncherError, match="not an ImageFolder"):
         datasets.resolve(store.uri + "/train", environ)
+
+
+def test_node_0_records_how_far_the_fetch_got_then_that_it_is_staged(s3_kind: StoreKind, tmp_path: Path) -> None:
+    """What `launch status` shows while a plain remote folder is staged: at the start, at most every `every`
+    seconds as files arrive (a clock injected: each reading 2 s later), and at the end."""
+    store = s3_kind.store()
+    upload(store, tmp_path, FILES)
+    written: list[dict] = []
+    ticks = iter(range(0, 1000, 2))
+    progress = StagingProgress(lambda body: written.append(json.loads(body)), every=5.0, clock=lambda: next(ticks),
+                               wall=lambda: 1000.0)  # fmt: skip
+    fetch(store.uri, tmp_path / "cache", store=store, log=quiet, progress=progress)
+    sizes = [len(FILES[k]) for k in sorted(FILES)]  # fetched in key order
+    base = {"uri": store.uri, "shards": 0, "shards_total": 0, "files_total": 4, "bytes_total": sum(sizes),
+            "time": 1000.0}  # fmt: skip
+    nothing = {**base, "files": 0, "files_total": 0, "bytes": 0, "bytes_total": 0}
+    assert written == [
+        {**nothing, "phase": "listing", "seconds": 2},  # clock 0 when made, 2 here
+        {**base, "phase": "fetching", "files": 0, "bytes": 0, "seconds": 4},  # a phase starts: written at once
+        {**base, "phase": "fetching", "files": 3, "bytes": sum(sizes[:3]), "seconds": 10},  # 6 s after: due again
+        {**base, "phase": "staged", "files": 4, "bytes": sum(sizes), "seconds": 14},
+    ]  # fmt: skip
+
+    written.clear()
+    again = StagingProgress(lambda body: written.append(json.loads(body)), clock=lambda: 0.0, wall=lambda: 1.0)
+    (tmp_path / "cache" / next(p.name for p in (tmp_path / "cache").iterdir()) / "data/val/1/d.png").unlink()
+    fetch(store.uri, tmp_path / "cache", store=store, log=quiet, progress=again)  # one file missing: fetched again
+    assert [(r["phase"], r["files"], r["bytes"]) for r in written] == [
+        ("listing", 0, 0),
+        ("fetching", 3, sum(len(FILES[k]) for k in FILES if k != "val/1/d.png")),  # the cached ones count at once
+        ("staged", 4, sum(sizes)),
+    ]
+    written.clear()
+    fetch(store.uri, tmp_path / "cache", store=store, log=quiet, progress=again)  # all cached: staged at once
+    assert [(r["phase"], r["files"], r["bytes"]) for r in written] == [
+        ("listing", 0, 0),
+        ("fetching", 4, sum(sizes)),
+        ("staged", 4, sum(sizes)),
+    ]
+
+
+def test_a_failing_progress_write_never_stops_the_staging_and_three_in_a_row_end_the_record(tmp_path: Path) -> None:
+    calls: list[bytes] = []
+
+    def broken(body: bytes) -> None:
+        calls.append(body)
+        raise OSError("the checkpoint store is unreachable")
+
+    progress = StagingProgress(broken, every=0.0)
+    progress.start("fetching", "s3://b/d", "files", 10, 100)
+    for _ in range(5):
+        progress.advance(10)
+    progress.finish()
+    assert len(calls) == 3 and progress.record["phase"] == "staged"  # tried 3 times, then no more
+
+
+def test_the_staging_record_lands_in_the_run_folder_of_a_store(tmp_path: Path) -> None:
+    write = run_folder_writer(str(tmp_path / "ckpt" / "r"))
+    write(b'{"phase": "staged"}')
+    assert (tmp_path / "ckpt" / "r" / "data-progress.json").read_bytes() == b'{"phase": "staged"}'
+    assert [p.name for p in (tmp_path / "ckpt" / "r").iterdir()] == ["data-progress.json"]  # no temp file left

@@ -1,8 +1,10 @@
 """`launch -b local` with `train.data: s3://...` (moto): the entrypoint fetches the data once per node,
-the trainer trains on it, and a second run reuses the node-local cache without downloading again."""
+the trainer trains on it (node 0 leaves its staging record in the run folder), and a second run reuses the
+node-local cache without downloading again."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,8 @@ def test_local_run_trains_on_s3_data_and_reuses_the_cache(
     assert first.exit_code == 0, first.output[-3000:]
     assert "training data: fetching 120 of 120 files" in first.output
     assert [p.stat().st_size > 0 for p in (tmp_path / "ckpt" / "s3-data").rglob("last.pt")][:1] == [True]  # it trained
+    staged = json.loads((tmp_path / "ckpt" / "s3-data" / "data-progress.json").read_text())  # for `launch status`
+    assert (staged["phase"], staged["files"], staged["files_total"], staged["uri"]) == ("staged", 120, 120, uri)
 
     second = CliRunner().invoke(
         main, ["run", str(job), "--ignore-budget", "--set", "name=s3-data-2"], catch_exceptions=False

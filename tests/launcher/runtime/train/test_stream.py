@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from launcher.runtime.train import stream
 from launcher.runtime.train.dist import Dist
 from launcher.runtime.train.loop import SIGTERM_EXIT, Trainer
 from launcher.staging.pack import pack
+from launcher.storage.dataset import StagingProgress
 from launcher.storage.shards import ShardError, read_index
 from tests.launcher.runtime.train.conftest import fit_on_cpu, make_imagefolder, tiny_config
 from tests.launcher.storage.conftest import StoreKind, moto_endpoint, s3_kind  # noqa: F401 - fixtures
@@ -173,8 +175,17 @@ def test_the_entrypoint_streams_a_packed_uri_and_unpacks_one_for_the_ultralytics
     store = s3_kind.store()
     pack(str(src), store.uri, shard_size=6000, dest_store=store, log=quiet)
     environ = {"LAUNCHER_DATA_DIR": str(tmp_path / "data")}
-    assert datasets.stage(["train", f"data={store.uri}"], environ) == ("train", f"data={store.uri}")  # streamed
-    staged = datasets.stage(["train", "engine=ultralytics", f"data={store.uri}"], environ)
+    written: list[dict] = []
+    progress = StagingProgress(lambda body: written.append(json.loads(body)), every=0.0)  # every shard recorded
+    streamed = datasets.stage(["train", f"data={store.uri}"], environ, progress=progress)
+    assert streamed == ("train", f"data={store.uri}") and not written  # streamed: nothing staged
+    staged = datasets.stage(["train", "engine=ultralytics", f"data={store.uri}"], environ, progress=progress)
+    shards = read_index(store).shards()
+    assert [(r["phase"], r["shards"], r["shards_total"], r["bytes"]) for r in written] == [
+        ("unpacking", 0, len(shards), 0),
+        *(("unpacking", n, len(shards), sum(s.bytes for s in shards[:n])) for n in range(1, len(shards) + 1)),
+        ("staged", len(shards), len(shards), sum(s.bytes for s in shards)),
+    ] and len(shards) > 1  # fmt: skip
     local = Path(staged[-1].removeprefix("data="))
     originals = {
         p.relative_to(src).as_posix(): p.read_bytes() for p in src.rglob("*") if p.is_file() and p.name != ".complete"
@@ -214,7 +225,6 @@ def test_the_stream_reader_records_the_node_s_data_progress(
     s3_kind: StoreKind,  # noqa: F811 - the fixture
     tmp_path: Path,
 ) -> None:
-    import json
 
     store = s3_kind.store()
     for path in sorted(packed.rglob("*")):
@@ -272,7 +282,6 @@ def test_a_trainer_streaming_a_packed_uri_leaves_its_data_progress_beside_its_ch
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import json
 
     for name, value in s3_kind.env.items():
         monkeypatch.setenv(name, value)
