@@ -6,7 +6,7 @@ import difflib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
@@ -126,3 +126,25 @@ def fit_columns(names: tuple[str, ...], cells: list[tuple[str, ...]], width: int
                 r[i] = r[i].split(" (")[0]
         dropped.append("the totals' ranges")
     return keep, rows, dropped
+
+
+def unfinished(find: Callable[[str], Any], what: str, name: str, follow: str) -> Any | None:
+    """The running record of `name` that `find` returns (a run or a sweep) when its supervisor is gone, to be
+    picked up; None when there is none; refused when its supervisor still runs (`follow`: the command that
+    follows it, `{id}` the record's id)."""
+    from launcher.errors import JobNotFoundError  # noqa: PLC0415
+    from launcher.runs.supervisor import supervisor_alive  # noqa: PLC0415
+
+    try:
+        existing = find(name)
+    except JobNotFoundError:
+        return None
+    if existing is None or existing.state != "running":
+        return None
+    if supervisor_alive(existing):
+        raise LauncherError(
+            f"{what.capitalize()} {existing.id} of {name} is supervised already, by process {existing.supervisor_pid}.",
+            f"Follow it with: {follow.format(id=existing.id)}",
+        )
+    click.echo(f"picking up {what} {existing.id} from the job registry (its supervisor is gone)", err=True)
+    return existing

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import click
 
-from launcher.cli.base import echo_json, main
+from launcher.cli.base import echo_json, main, unfinished
 from launcher.errors import SpecError
 
 __all__ = ["run"]
@@ -128,22 +128,14 @@ def _pack_hint(spec, listing: bool) -> None:  # type: ignore[no-untyped-def]
 def _supervise(spec, backend: str, detach: bool, ignore_budget: bool) -> int:  # type: ignore[no-untyped-def]
     """`recovery:`: a new supervised run, or the unfinished run of this name whose supervisor is gone."""
     from launcher.api import Launcher
-    from launcher.errors import JobNotFoundError, LauncherError
-    from launcher.runs.supervisor import Supervisor, supervisor_alive
+    from launcher.runs.supervisor import Supervisor
     from launcher.runs.supervisor import detach as detach_run
     from launcher.state.jobs import JobRegistry
 
     jobs = JobRegistry()
     make = lambda name: Launcher(backend=name, jobs=jobs)  # noqa: E731
-    try:
-        existing = jobs.run(spec.name)
-    except JobNotFoundError:
-        existing = None
-    if existing is not None and existing.state == "running":
-        if supervisor_alive(existing):
-            raise LauncherError(f"Run {existing.id} of {spec.name} is supervised already, by process {existing.supervisor_pid}.",
-                                f"Follow it with: launch status {existing.id}")  # fmt: skip
-        click.echo(f"picking up run {existing.id} from the job registry (its supervisor is gone)", err=True)
+    existing = unfinished(jobs.run, "run", spec.name, "launch status {id}")
+    if existing is not None:
         supervisor = Supervisor(existing.id, jobs, make, check_budget=not ignore_budget)
     else:
         supervisor = Supervisor.start(spec, backend, jobs, make, check_budget=not ignore_budget)

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from launcher.cli.base import DefaultGroup, console, echo_json, main
+from launcher.cli.base import DefaultGroup, console, echo_json, main, unfinished
 
 __all__ = ["sweep", "start_sweep", "money", "supervise"]
 
@@ -78,25 +78,14 @@ def start(
 def start_sweep(spec: Any, backend: str, detach: bool, ignore_budget: bool, yes: bool) -> int:
     """A new sweep of `spec`, or the unfinished sweep of this name whose supervisor is gone (picked up)."""
     from launcher.api import Launcher
-    from launcher.errors import JobNotFoundError, LauncherError
-    from launcher.runs.supervisor import supervisor_alive
     from launcher.runs.sweep import SweepSupervisor, sweep_backends
     from launcher.runs.sweep import detach as detach_sweep
     from launcher.state.jobs import JobRegistry
 
     jobs = JobRegistry()
     make = lambda name: Launcher(backend=name, jobs=jobs)  # noqa: E731
-    try:
-        existing = jobs.sweep(spec.name)
-    except JobNotFoundError:
-        existing = None
-    if existing is not None and existing.state == "running":
-        if supervisor_alive(existing):
-            raise LauncherError(
-                f"Sweep {existing.id} of {spec.name} is supervised already, by process {existing.supervisor_pid}.",
-                f"Follow it with: launch sweep status {spec.name}",
-            )
-        click.echo(f"picking up sweep {existing.id} from the job registry (its supervisor is gone)", err=True)
+    existing = unfinished(jobs.sweep, "sweep", spec.name, f"launch sweep status {spec.name}")
+    if existing is not None:
         supervisor = SweepSupervisor(existing.id, jobs, make, check_budget=not ignore_budget)
     else:
         paid = [name for name in sweep_backends(spec, backend) if name != "local"]
