@@ -290,3 +290,46 @@ def test_a_trainer_streaming_a_packed_uri_leaves_its_data_progress_beside_its_ch
         index.bytes(),
         store.uri,
     )
+
+
+def test_each_shard_is_hashed_once_as_it_downloads_and_the_same_wanted_list_costs_nothing(
+    packed: Path,
+    s3_kind: StoreKind,  # noqa: F811 - the fixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from launcher.storage import shards
+
+    store = s3_kind.store()
+    for path in sorted(packed.rglob("*")):
+        if path.is_file():
+            store.put(path.relative_to(packed).as_posix(), path)
+    rehashed: list[Path] = []
+    monkeypatch.setattr(shards, "_sha256", lambda path: rehashed.append(path) or "0" * 64)
+    looked: list[Path] = []
+    has = stream._has
+    monkeypatch.setattr(stream, "_has", lambda path, size: looked.append(path) or has(path, size))
+    opened = stream.open_packed(store.uri, store=store)
+    split = stream.PackedSplit(opened.index, "train")
+    cache = stream.ShardCache(store, opened.index, tmp_path / "cache", limit=1 << 30)
+    assert cache.threads == stream.prefetch_threads()
+    names = [s.name for s in split.shards[:2]]
+    cache.want(names)
+    assert [cache.path(n).name for n in names] == names  # each from the background or here, whichever came first
+    assert cache.fetched == 2
+    assert rehashed == []  # verified against the index from the hash taken while downloading, not a second read
+    looked.clear()
+    cache.want(names)  # what every batch of a shard asks again: no stat, no touch, no download
+    assert looked == []
+    cache.want(names[1:])
+    assert len(looked) == 1
+    dataset = stream.PackedSet(split, 16, False, cache)
+    for ids in stream.StreamBatches(split, 4, 0, 1, 0, cache):
+        assert dataset.__getitems__(ids)[0].shape == (len(ids), 16, 16, 3)
+    cache.close()
+    assert rehashed == [] and cache.fetched == len(split.shards)
+
+
+@pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 1), (4, 2), (8, 4), (64, 4)])
+def test_shards_are_prefetched_by_one_thread_per_two_cores(cpus: int, threads: int) -> None:
+    assert stream.prefetch_threads(cpus) == threads
