@@ -14,9 +14,9 @@ Why it is shaped like this:
   span is shuffled in windows of one shard's worth of samples, so a rank has at most two shards
   open at once. A resumed run skips the batches already done and never touches their shards.
 - The batch sampler runs in the training process a few batches ahead of the steps; as it hands
-  out batch b it asks the cache for the shards of the next batches, which background threads
-  download (in parallel, verified against the index) while the step runs. The first step waits
-  only for the first shard.
+  out batch b it asks the cache for the shards of the next batches, which background threads (one
+  per two cores, `prefetch_threads`) download in that order, verified against the index, while the
+  step runs. The first step waits only for the first shard.
 - The cache is a folder per dataset on the node's disk, shared by every rank on the node (a file
   lock per shard: one download each) and bounded: before a download it evicts the least recently
   wanted shards, never the ones wanted next. A retried attempt on the same node reuses it.
