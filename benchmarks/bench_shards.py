@@ -12,7 +12,12 @@ run, each starting from an empty cache:
       object fetched to local disk, 8 threads), then the trainer's ImageFolder loader;
   (b) packed: the trainer's streaming path (launcher.runtime.train.stream: shards fetched into
       the node cache ahead of the batches), no prior download;
-  (c) local: the trainer's ImageFolder loader on the generated folder on local disk (the ceiling).
+  (c) local: the trainer's ImageFolder loader on the generated folder on local disk (the ceiling);
+  (b') in place: the same shards packed into a folder on local disk and read where they are (the trainer's
+      path for a packed folder on the machine): the reader alone, without the download, to tell the
+      reader's own cost from the fake store's and the download's.
+
+(b)'s rows also give the store server's CPU (moto, its own process on the same cores) per 1k images.
 
 Each reads the training split once through the trainer's own classes (ImageSet/PackedSet with
 cache=false, its batch sampler, DataLoader with 0 workers, decode at 32 px) with a trivial
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import shutil
 import socket
 import subprocess
@@ -127,19 +133,28 @@ def per_object(uri: str, client, cache: Path) -> dict[str, float]:  # type: igno
     return {"first": fetched + first, "images": images, "total": fetched + took, "loop": took, "cpu": CPU[0]}
 
 
-def packed(uri: str, client, cache: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def server_cpu(pid: int) -> float:
+    """CPU seconds (user and system) process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def packed(uri: str, client, cache: Path, server: int | None = None) -> dict[str, float]:  # type: ignore[no-untyped-def]
     from launcher.runtime.train import stream
     from launcher.storage import open_store
 
+    served = server_cpu(server) if server else 0.0
     start = time.monotonic()
-    opened = stream.open_packed(uri, store=open_store(uri, s3=client))
+    opened = stream.open_packed(uri, store=open_store(uri, s3=client) if client else None)
     split = stream.PackedSplit(opened.index, "train")
     shards = stream.ShardCache(opened.store, opened.index, cache, limit=10 << 30)
     dataset = stream.PackedSet(split, SIZE, False, shards)
     ready = time.monotonic() - start
     first, images, took = loop(dataset, stream.StreamBatches(split, BATCH, 0, 1, 0, shards))
     shards.close()
-    return {"first": ready + first, "images": images, "total": ready + took, "loop": took, "cpu": CPU[0]}
+    store = server_cpu(server) - served if server else 0.0
+    return {"first": ready + first, "images": images, "total": ready + took, "loop": took, "cpu": CPU[0],
+            "store_cpu": store}  # fmt: skip
 
 
 def local(root: Path) -> dict[str, float]:
@@ -279,6 +294,7 @@ def main() -> None:
         result = pack(str(work / "src"), dest, parse_size(args.shard_size), 8, dest_store=open_store(dest, s3=client))
         pack_s = time.monotonic() - t
         n_files = result.files
+        pack(str(work / "src"), str(work / "packed"), parse_size(args.shard_size), 8)  # (b'): the same shards, here
         print(
             f"packed {n_files} images into {len(result.index.shards())} shards in {pack_s:.1f}s "
             f"({n_files / pack_s:.0f} images/s)",
@@ -289,20 +305,25 @@ def main() -> None:
             if args.without_a
             else {"(a) per-object fetch": per_object("s3://bench/folder", client, work / "cache-a")}
         )
-        rounds: dict[str, list[dict[str, float]]] = {"(b) packed, streamed": [], "(c) local disk": []}
+        in_place = "(b') packed, read in place (no download)"
+        rounds: dict[str, list[dict[str, float]]] = {"(b) packed, streamed": [], "(c) local disk": [], in_place: []}
         for n in range(args.rounds):  # (b) and (c) alternate, each (b) from an empty cache: the machine's drift
             first = ["b", "c"] if n % 2 == 0 else ["c", "b"]  # hits both alike
             for which in first:
                 if which == "b":
-                    rounds["(b) packed, streamed"].append(packed(dest, client, work / f"cache-b{n}"))
+                    rounds["(b) packed, streamed"].append(packed(dest, client, work / f"cache-b{n}", server.pid))
                 else:
                     rounds["(c) local disk"].append(local(work / "src"))
+            rounds[in_place].append(packed(str(work / "packed"), None, work / f"cache-p{n}"))
         for name, runs in rounds.items():  # the median round by loop speed
             runs.sort(key=lambda r: r["images"] / r["loop"])
             rows[name] = runs[len(runs) // 2]
             spread = ", ".join(f"{r['images'] / r['loop']:.0f}" for r in runs)
             cpu = ", ".join(f"{1e6 * r['cpu'] / r['images']:.1f}" for r in sorted(runs, key=lambda r: r["cpu"]))
-            print(f"{name}: loop images/s of the {len(runs)} rounds: {spread}; CPU ms per 1k images: {cpu}", flush=True)
+            served = ", ".join(f"{1e6 * r['store_cpu'] / r['images']:.1f}" for r in runs if r.get("store_cpu"))
+            served = f"; store server CPU ms per 1k images: {served}" if served else ""
+            print(f"{name}: loop images/s of the {len(runs)} rounds: {spread}; CPU ms per 1k images: {cpu}{served}",
+                  flush=True)  # fmt: skip
     finally:
         server.terminate()
         server.wait()
@@ -310,18 +331,21 @@ def main() -> None:
     ceiling = rows["(c) local disk"]
     out = io.StringIO()
     out.write(f"\n{args.images} images of {SIZE} px, batch {BATCH}, shards {args.shard_size}, moto S3 on loopback; "
-              f"(b), (c): median of {args.rounds} alternating rounds\n")  # fmt: skip
+              f"(b), (c), (b'): median of {args.rounds} rounds, (b) and (c) alternating\n")  # fmt: skip
     out.write(
-        "| path | first step (s) | epoch 1 images/s (from start) | loop images/s | vs (c) loop "
-        "| loop CPU ms per 1k images | vs (c) CPU |\n"
-        "|---|---:|---:|---:|---:|---:|---:|\n"
+        "| path | first step (s) | epoch 1 images/s (from start) | vs (c) from start | loop images/s | vs (c) loop "
+        "| loop CPU ms per 1k images | vs (c) CPU | store server CPU ms per 1k images |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     cpu_c = ceiling["cpu"] / ceiling["images"]
     for name, r in rows.items():
+        store = f"{1e6 * r['store_cpu'] / r['images']:.1f}" if r.get("store_cpu") else "-"
         out.write(
-            f"| {name} | {r['first']:.2f} | {r['images'] / r['total']:.0f} | {r['images'] / r['loop']:.0f} | "
+            f"| {name} | {r['first']:.2f} | {r['images'] / r['total']:.0f} | "
+            f"{(r['images'] / r['total']) / (ceiling['images'] / ceiling['total']):.2f}x | {r['images'] / r['loop']:.0f} | "
             f"{(r['images'] / r['loop']) / (ceiling['images'] / ceiling['loop']):.2f}x | "
-            f"{1e6 * r['cpu'] / r['images']:.1f} | {cpu_c / (r['cpu'] / r['images']):.2f}x |\n"
+            f"{1e6 * r['cpu'] / r['images']:.1f} | {cpu_c / (r['cpu'] / r['images']):.2f}x | "
+            f"{store} |\n"
         )
     b = rows["(b) packed, streamed"]
     a = rows.get("(a) per-object fetch")

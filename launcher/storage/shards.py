@@ -26,7 +26,6 @@ import io
 import json
 import os
 import tarfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, NamedTuple, Sequence
@@ -46,6 +45,7 @@ __all__ = [
     "member_size",
     "write_shard",
     "read_members",
+    "read_images",
     "read_samples",
     "read_index",
     "fetch_shard",
@@ -197,9 +197,14 @@ def read_members(path: Path, name: str | None = None, max_member: int = MAX_MEMB
     """
     name = name or Path(path).name
     total = os.path.getsize(path)
-    fast = _plain_samples(path, total, max_member)
-    if fast is not None:
-        return fast
+    table = _plain_table(path, total, max_member)
+    if table is not None:
+        names, stems = table.names, table.stems
+        members = [
+            Member(names[m][stems[m] + 1 :].decode(), table.offsets[m], table.sizes[m]) for m in range(len(names))
+        ]
+        return [Sample(names[a][: stems[a]].decode(), tuple(members[a:b]))
+                for a, b in zip(table.first, table.first[1:] + [len(names)])]  # fmt: skip
     samples: list[Sample] = []
     current: list[Member] = []
     key = None
@@ -224,6 +229,15 @@ def read_members(path: Path, name: str | None = None, max_member: int = MAX_MEMB
     if key is not None:
         samples.append(Sample(key, tuple(current)))
     return samples
+
+
+def read_images(path: Path, name: str | None = None, max_member: int = MAX_MEMBER) -> list[tuple[int, int]]:
+    """(offset, size) of each sample's image (its first member) in a shard file, in order: what the trainer reads,
+    checked as `read_members` checks it, without building each sample's key and members."""
+    table = _plain_table(path, os.path.getsize(path), max_member)
+    if table is None:
+        return [(s.members[0].offset, s.members[0].size) for s in read_members(path, name, max_member)]
+    return [(table.offsets[m], table.sizes[m]) for m in table.first]
 
 
 _ZERO_BLOCK = bytes(_BLOCK)
@@ -262,81 +276,98 @@ def _plain_headers(path: Path, total: int) -> list[tarfile.TarInfo] | None:
     return infos
 
 
-def _plain_samples(path: Path, total: int, max_member: int) -> list[Sample] | None:
-    """`read_members` of a shard as `write_shard` writes it (plain ustar headers of regular files), in one pass
-    with no TarInfo: the member table of a 1,250-image shard took 20 ms through `_plain_headers` and `_checked`,
-    a fifth of the time its images take to decode (benchmarks/bench_shards.py). It takes on only what passes every
-    check `_checked` makes; anything else (another header kind, a bad checksum, an unsafe or odd name, a size
-    beyond the file or the limit, a key apart from its members) returns None, and the general path reads the
-    file and names the fault."""
+class _Table(NamedTuple):
+    """A shard's members as `_plain_table` reads them: names as bytes, where each sample starts."""
+
+    names: list[bytes]
+    stems: list[int]  # where each name's extension starts (its first `.` after the last `/`)
+    offsets: list[int]
+    sizes: list[int]
+    first: list[int]  # the member each sample starts with (its image)
+
+
+def _plain_table(path: Path, total: int, max_member: int) -> _Table | None:
+    """The member table of a shard as `write_shard` writes it (plain ustar headers of regular files), with every
+    check `_checked` makes done on all headers at once (numpy): a header at a time in Python, the table of a
+    1,562-image shard took 10 ms, a tenth of what its images take to decode (benchmarks/bench_shards.py), and the
+    trainer reads one per shard. It takes on only what passes every check: anything else (another header kind, a
+    bad checksum, an unsafe or odd name, a size beyond the file or the limit, a key apart from its members; or no
+    numpy) returns None, and the general path reads the file and names the fault."""
     import mmap  # noqa: PLC0415
 
+    try:
+        import numpy as np  # noqa: PLC0415 - in the training image; without it tarfile reads the shard
+    except ImportError:
+        return None
     if total < _BLOCK:
         return None
-    samples: list[Sample] = []
-    current: list[Member] = []
-    key, seen, folders = None, set(), set()
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        pos = 0
-        while pos + _BLOCK <= total:
-            header = buf[pos : pos + _BLOCK]
-            if header == _ZERO_BLOCK:
-                break
-            if header[156] not in (48, 0) or header[257:263] != b"ustar\0" or header[124] & 0x80:
-                return None
+        starts, pos, last = [], 0, total - _BLOCK
+        while pos <= last:  # the one sequential part: each header says where the next one is
             try:
-                size = int(header[124:136].strip(b" \0") or b"0", 8)
-                checksum = int(header[148:156].strip(b" \0"), 8)
-                base = header[:100].split(b"\0", 1)[0]
-                member_name = (header[345:500].split(b"\0", 1)[0] + b"/" + base if header[345] else base).decode()
-            except (ValueError, UnicodeDecodeError):
+                size = int(buf[pos + 124 : pos + 135], 8)
+            except ValueError:
+                if buf[pos : pos + _BLOCK] == _ZERO_BLOCK:
+                    break
                 return None
-            start = pos + _BLOCK
-            # the header's checksum (its bytes summed, the checksum field as spaces), compared modulo 65521 through
-            # zlib's Adler-32 (whose low half is 1 + that sum, mod 65521) at C speed: `sum(header)` in Python took
-            # 2.5 us a header, 40% of this loop. The check only tells a plain tar from anything else; the shard's
-            # sha256 against the index is what vouches for its bytes.
-            adler = (zlib.adler32(header) & 0xFFFF) - sum(header[148:156]) + 256
-            if (adler - 1 - checksum) % 65521 or not 256 <= checksum <= 130_560 or size > max_member:
+            if size < 0:
                 return None
-            if start + size > total:
-                return None
-            folder, _, file = member_name.rpartition("/")
-            stem, dot, ext = file.partition(".")
-            if (
-                not (dot and stem and ext)
-                or "\\" in file
-                or "\0" in file
-                or not _safe_folder(folder, member_name, folders)
-            ):
-                return None
-            member_key = f"{folder}/{stem}" if folder else stem
-            if member_key != key:
-                if key is not None:
-                    samples.append(Sample(key, tuple(current)))
-                if member_key in seen:
-                    return None
-                seen.add(member_key)
-                key, current = member_key, []
-            current.append(Member(ext, start, size))
-            pos = start + -(-size // _BLOCK) * _BLOCK
-    if key is not None:
-        samples.append(Sample(key, tuple(current)))
-    return samples
-
-
-def _safe_folder(folder: str, name: str, known: set[str]) -> bool:
-    """`check_key(name)`, checking each folder once: the file's own part is checked by the caller (no `\\` or
-    NUL; with a stem and an extension it is never empty, `.` or `..`)."""
-    if folder in known:
-        return True
+            starts.append(pos)
+            pos += _BLOCK + ((size + _BLOCK - 1) & -_BLOCK)
+        joined = b"".join([buf[p : p + _BLOCK] for p in starts])
+    n = len(starts)
+    if not n:
+        return _Table([], [], [], [], [])
+    heads = np.frombuffer(joined, np.uint8).reshape(n, _BLOCK)
+    sizes = (heads[:, 124:135].astype(np.int64) - 48) @ (8 ** np.arange(10, -1, -1, dtype=np.int64))
+    checksum = heads[:, 148:154]
+    if not (
+        _octal(heads[:, 124:135]) and _octal(checksum)  # the size and checksum fields as tarfile writes them:
+        and not heads[:, 135].any() and not heads[:, 154].any() and (heads[:, 155] == 32).all()  # digits, NUL
+        and ((heads[:, 156] == 48) | (heads[:, 156] == 0)).all()  # regular files only
+        and (heads[:, 257:263] == np.frombuffer(b"ustar\0", np.uint8)).all()
+        and not heads[:, 345:500].any()  # no ustar prefix (write_shard writes a long name as a PAX header)
+        and int(sizes.max()) <= max_member and starts[-1] + _BLOCK + int(sizes[-1]) <= total
+    ):  # fmt: skip
+        return None
+    expected = (checksum.astype(np.int64) - 48) @ (8 ** np.arange(5, -1, -1, dtype=np.int64))
+    if ((heads.sum(1, dtype=np.uint32) - heads[:, 148:156].sum(1, dtype=np.uint32) + 8 * 32) != expected).any():
+        return None
+    name = heads[:, :100]
+    column = np.arange(100)
+    nul = name == 0
+    length = np.where(nul.any(1), nul.argmax(1), 100)
+    slash = name == 47
+    folder_end = np.where(slash.any(1), 99 - slash[:, ::-1].argmax(1), -1)  # the last `/`, -1: none
+    dot = (name == 46) & (column > folder_end[:, None])
+    stem_end = dot.argmax(1)  # the first `.` after it: a key is `<folder>/<stem>`, the rest its extension
+    if not (
+        (np.count_nonzero(name, 1) == length).all()  # nothing after the name's NUL
+        and dot.any(1).all() and (stem_end > folder_end + 1).all() and (stem_end + 1 < length).all()
+        and not (name == 92).any()  # no backslash
+        and not ((folder_end == -1) & (name[:, 1] == 58)).any()  # check_key's `c:` on a name without a folder
+        and (folder_end != 0).all()  # an absolute name (`/x.png`): its folder is empty
+    ):  # fmt: skip
+        return None
+    keys = np.ascontiguousarray(np.where(column < stem_end[:, None], name, 0)).view("S100").ravel()
+    first = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    if len(set(keys[first].tolist())) != len(first):  # a key that comes back after another one
+        return None
+    folders = np.ascontiguousarray(np.where(column < folder_end[:, None], name, 0)).view("S100").ravel()
+    names = np.ascontiguousarray(name).view("S100").ravel().tolist()  # the trailing NULs dropped
     try:
-        check_key(f"{folder}/x" if folder else name)
-    except UnsafeKeyError:
-        return False
-    if folder:
-        known.add(folder)
-    return True
+        b"\n".join(names).decode()
+        for folder in set(folders.tolist()):
+            if folder:
+                check_key(folder.decode() + "/x")
+    except (UnicodeDecodeError, UnsafeKeyError):
+        return None
+    offsets = [p + _BLOCK for p in starts]
+    return _Table(names, stem_end.tolist(), offsets, sizes.tolist(), first.tolist())
+
+
+def _octal(digits) -> bool:  # type: ignore[no-untyped-def]
+    return bool(((digits >= 48) & (digits <= 55)).all())
 
 
 def _checked(info: tarfile.TarInfo, shard: str, total: int, max_member: int) -> tuple[str, Member]:

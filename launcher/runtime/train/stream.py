@@ -14,9 +14,9 @@ Why it is shaped like this:
   span is shuffled in windows of one shard's worth of samples, so a rank has at most two shards
   open at once. A resumed run skips the batches already done and never touches their shards.
 - The batch sampler runs in the training process a few batches ahead of the steps; as it hands
-  out batch b it asks the cache for the shards of the next batches, which background threads
-  download (in parallel, verified against the index) while the step runs. The first step waits
-  only for the first shard.
+  out batch b it asks the cache for the shards of the next batches, which background threads (one
+  per two cores, `prefetch_threads`) download in that order, verified against the index, while the
+  step runs. The first step waits only for the first shard.
 - The cache is a folder per dataset on the node's disk, shared by every rank on the node (a file
   lock per shard: one download each) and bounded: before a download it evicts the least recently
   wanted shards, never the ones wanted next. A retried attempt on the same node reuses it.
@@ -45,6 +45,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from launcher.contract import data_dir
 from launcher.errors import LauncherError
+from launcher.runtime.cpu import usable_cpus
 from launcher.runtime.train import data
 from launcher.storage import is_remote, open_store
 from launcher.storage.base import Store, safe_local_path
@@ -52,18 +53,19 @@ from launcher.storage.local import LocalStore
 from launcher.storage.manifest import DATA_PROGRESS
 from launcher.storage.shards import (
     Index,
-    Sample,
     ShardError,
     ShardInfo,
     fetch_shard,
     parse_size,
+    read_images,
     read_index,
     read_members,
     stratified_take,
 )
 
 __all__ = ["Packed", "open_packed", "cache_folder", "cache_limit", "ShardCache", "PackedSplit", "PackedSet",
-           "StreamBatches", "SpanSampler", "DataProgress", "progress_file", "epoch_order", "unpack", "CACHE_VARIABLE"]  # fmt: skip
+           "StreamBatches", "SpanSampler", "DataProgress", "prefetch_threads", "progress_file", "epoch_order", "unpack",
+           "CACHE_VARIABLE"]  # fmt: skip
 
 CACHE_VARIABLE = "LAUNCHER_SHARD_CACHE"  # the node's shard cache limit: 20GB, 512MB, or bytes
 _FREE_SHARE = 0.5  # by default the cache may take half the disk that is free when training starts
@@ -103,8 +105,9 @@ def cache_limit(folder: Path, index: Index, environ: Mapping[str, str] | None = 
 class ShardCache:
     """Shards of one dataset on this node's disk: fetched once, verified, bounded, shared by processes."""
 
-    def __init__(self, store: Store, index: Index, folder: Path, limit: int, threads: int = 4) -> None:
-        self.store, self.folder, self.limit, self.threads = store, Path(folder), limit, threads
+    def __init__(self, store: Store, index: Index, folder: Path, limit: int, threads: int | None = None) -> None:
+        self.store, self.folder, self.limit = store, Path(folder), limit
+        self.threads = threads or prefetch_threads()
         self.by_name = {s.name: s for s in index.shards()}
 
         self.in_place = Path(store.uri) if isinstance(store, LocalStore) else None
@@ -157,10 +160,16 @@ class ShardCache:
         return 8 if self.in_place is not None else max(1, min(8, self.limit // max(biggest, 1) - 1))
 
     def want(self, names: Sequence[str]) -> None:
-        """Fetch these shards in the background, in this order; they are the last ones evicted."""
+        """Fetch these shards in the background, in this order; they are the last ones evicted.
+
+        The samplers call this for every batch, and the list changes only when a shard is done with: the same
+        list again costs nothing (no stat or touch of each shard). A shard evicted or failed meanwhile is then
+        fetched by the reader itself, which needs it anyway."""
         if self.progress is not None:
             self.progress.update()
         with self._lock:
+            if self._wanted == list(names):
+                return
             self._wanted = list(names)
             now = time.time()
             for name in names if self.in_place is None else ():
@@ -197,6 +206,13 @@ class ShardCache:
             if path.name not in keep:
                 held -= path.stat().st_size
                 path.unlink(missing_ok=True)  # a reader that has it open keeps reading; a later one fetches it again
+
+
+def prefetch_threads(cpus: int | None = None) -> int:
+    """Shards downloaded at once: one per two cores, 1 to 4. Each download is itself parallel (a store's ranged
+    GETs), and on a small machine more at once only take cores from decoding: with 4 on 2 cores the first shard
+    arrived with the next three, not before them."""
+    return max(1, min(4, (cpus or usable_cpus()) // 2))
 
 
 class DataProgress:
@@ -373,27 +389,27 @@ class SpanSampler:
 class PackedSet(data.ImageSet):
     """The trainer's ImageSet over a packed split: each image is read from its shard in the node cache."""
 
-    _OPEN_SHARDS = 16  # shards a process keeps open, with their member tables (a few KB each)
+    _OPEN_SHARDS = 16  # shards a process keeps open, with their images' places (16 bytes a sample)
 
     def __init__(self, packed: PackedSplit, size: int, cache_mode: str | bool, shards: ShardCache,
                  cache_dir: Path | None = None) -> None:  # fmt: skip
         super().__init__(packed.split(), size, cache_mode, cache_dir)
         self.packed, self.shards = packed, shards
-        self._open: dict[str, tuple[int, list[Sample]]] = {}
+        self._open: dict[str, tuple[int, list[tuple[int, int]]]] = {}
 
     def source(self, i: int) -> bytes:
         s, j, _label = self.packed.entries[i]
         fd, table = self._shard(self.packed.shards[s])
-        member = table[j].image()
-        return os.pread(fd, member.size, member.offset)
+        offset, size = table[j]
+        return os.pread(fd, size, offset)
 
-    def _shard(self, shard: ShardInfo) -> tuple[int, list[Sample]]:
-        """An open file and the member table of a shard: kept open, so a sample is one pread (a shard the
+    def _shard(self, shard: ShardInfo) -> tuple[int, list[tuple[int, int]]]:
+        """An open file and where each image is in a shard: kept open, so a sample is one pread (a shard the
         cache evicts meanwhile stays readable through its open file)."""
         found = self._open.get(shard.name)
         if found is None:
             path = self.shards.path(shard.name)
-            table = read_members(path, shard.name)
+            table = read_images(path, shard.name)
             if len(table) != shard.samples:
                 raise ShardError(f"The shard {shard.name} holds {len(table)} samples; the index says {shard.samples}.",
                                  "Pack the dataset again with `launch data pack`.")  # fmt: skip

@@ -155,6 +155,10 @@ def member(
     [
         ([member("../evil.png")], "unsafe name"),
         ([member("/etc/evil.png")], "unsafe name"),
+        ([member("/evil.png")], "unsafe name"),
+        ([member("c:evil.png")], "unsafe name"),
+        ([member("a//b.png")], "unsafe name"),
+        ([member("a/.png")], "without a key"),
         ([member("a/./b.png")], "unsafe name"),
         ([member("a.png"), member("a.cls", kind=tarfile.SYMTYPE, link="/etc/passwd")], "link"),
         ([member("a.png", kind=tarfile.LNKTYPE, link="b.png")], "link"),
@@ -322,9 +326,12 @@ def test_the_one_pass_member_table_agrees_with_the_general_reader(
                for i in range(40) for ext in ("png", "cls")] + [("top.jpg", b"J" * 513), ("top.txt", b"0 0.5")]  # fmt: skip
     with open(path, "wb") as out:
         shards.write_shard(out, members)
-    fast = shards._plain_samples(path, path.stat().st_size, shards.MAX_MEMBER)
-    monkeypatch.setattr(shards, "_plain_samples", lambda *_a: None)  # the general path: tarfile's headers
-    assert fast is not None and fast == read_members(path) and len(fast) == 41
+    assert shards._plain_table(path, path.stat().st_size, shards.MAX_MEMBER) is not None  # the fast path reads it
+    fast = read_members(path)
+    images = [(s.members[0].offset, s.members[0].size) for s in fast]  # what the trainer reads: each image's place
+    assert shards.read_images(path) == images
+    monkeypatch.setattr(shards, "_plain_table", lambda *_a: None)  # the general path: tarfile's headers
+    assert fast is not None and fast == read_members(path) and len(fast) == 41 and shards.read_images(path) == images
     with open(path, "rb") as f:  # every offset and size points at the member's bytes
         got = {f"{s.key}.{m.ext}": os.pread(f.fileno(), m.size, m.offset) for s in fast for m in s.members}
     assert got == dict(members)
@@ -332,6 +339,6 @@ def test_the_one_pass_member_table_agrees_with_the_general_reader(
     raw = bytearray(path.read_bytes())
     raw[150] = ord("7")  # a checksum digit: not a plain tar any more, the general path judges it
     path.write_bytes(bytes(raw))
-    assert shards._plain_samples(path, len(raw), shards.MAX_MEMBER) is None
+    assert shards._plain_table(path, len(raw), shards.MAX_MEMBER) is None
     with pytest.raises(ShardError, match="damaged"):
         read_members(path)

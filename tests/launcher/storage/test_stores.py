@@ -45,6 +45,33 @@ def test_put_get_list_delete(kind: StoreKind, tmp_path: Path) -> None:
     assert store.list() == []
 
 
+def test_an_s3_object_of_one_part_comes_in_one_get_without_a_head(
+    s3_kind: StoreKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first ranged GET says the object's size: a shard of a packed dataset is one request, not a HEAD and a
+    GET; a bigger object's other parts follow it; a missing one is named."""
+    from launcher.storage import s3
+    from launcher.storage.base import MissingObjectError
+
+    store = s3_kind.store()
+    calls: list[str] = []
+    for op in ("HeadObject", "GetObject"):
+        store.client.meta.events.register(f"provide-client-params.s3.{op}", lambda params, op=op, **_: calls.append(op))
+    src = tmp_path / "shard.tar"
+    src.write_bytes(os.urandom(300_000))
+    store.put("shard.tar", src)
+    assert store.get("shard.tar", tmp_path / "back") == sha256_file(src) and calls == ["GetObject"]
+    assert (tmp_path / "back").read_bytes() == src.read_bytes()
+    calls.clear()
+    monkeypatch.setattr(s3, "PART", 64 << 10)
+    seen: list[int] = []
+    assert store.get("shard.tar", tmp_path / "parts", seen.append) == sha256_file(src)
+    assert calls == ["GetObject"] * 5 and sum(seen) == 300_000
+    assert (tmp_path / "parts").read_bytes() == src.read_bytes()
+    with pytest.raises(MissingObjectError):
+        store.get("missing.tar", tmp_path / "missing")
+
+
 def test_large_files_go_in_parts_and_come_back_whole(kind: StoreKind, tmp_path: Path) -> None:
     """34 MiB crosses every store's multipart / block / chunk size (16 or 32 MiB)."""
     store, src = kind.store(), tmp_path / "big"

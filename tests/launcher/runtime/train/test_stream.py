@@ -36,6 +36,15 @@ def split_of(folder: Path, fraction: float = 1.0) -> stream.PackedSplit:
     return stream.PackedSplit(read_index(stream.open_packed(str(folder)).store), "train", fraction)
 
 
+def in_store(packed: Path, kind: StoreKind):  # type: ignore[no-untyped-def]
+    """A copy of the packed folder in the store of `kind`."""
+    store = kind.store()
+    for path in sorted(packed.rglob("*")):
+        if path.is_file():
+            store.put(path.relative_to(packed).as_posix(), path)
+    return store
+
+
 def test_the_order_is_a_pure_function_of_seed_epoch_and_world(packed: Path) -> None:
     split = split_of(packed)
     assert sorted(stream.epoch_order(split, 0, 0, 1, 0)) == list(range(len(split)))  # every sample once
@@ -110,10 +119,7 @@ def test_a_fraction_downloads_only_the_shards_it_needs_once(
     s3_kind: StoreKind,  # noqa: F811 - the fixture
     tmp_path: Path,
 ) -> None:
-    store = s3_kind.store()
-    for path in sorted(packed.rglob("*")):
-        if path.is_file():
-            store.put(path.relative_to(packed).as_posix(), path)
+    store = in_store(packed, s3_kind)
     gets: list[str] = []
     store.client.meta.events.register(
         "provide-client-params.s3.GetObject", lambda params, **_: gets.append(params["Key"])
@@ -140,10 +146,7 @@ def test_the_cache_stays_within_its_limit_and_refuses_a_damaged_shard(
     s3_kind: StoreKind,  # noqa: F811 - the fixture
     tmp_path: Path,
 ) -> None:
-    store = s3_kind.store()
-    for path in sorted(packed.rglob("*")):
-        if path.is_file():
-            store.put(path.relative_to(packed).as_posix(), path)
+    store = in_store(packed, s3_kind)
     opened = stream.open_packed(store.uri, store=store)
     split = stream.PackedSplit(opened.index, "train")
     biggest = max(s.bytes for s in split.shards)
@@ -226,10 +229,7 @@ def test_the_stream_reader_records_the_node_s_data_progress(
     tmp_path: Path,
 ) -> None:
 
-    store = s3_kind.store()
-    for path in sorted(packed.rglob("*")):
-        if path.is_file():
-            store.put(path.relative_to(packed).as_posix(), path)
+    store = in_store(packed, s3_kind)
     opened = stream.open_packed(store.uri, store=store)
     split = stream.PackedSplit(opened.index, "train")
     cache = stream.ShardCache(store, opened.index, tmp_path / "cache", limit=1 << 30)
@@ -286,10 +286,7 @@ def test_a_trainer_streaming_a_packed_uri_leaves_its_data_progress_beside_its_ch
     for name, value in s3_kind.env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("LAUNCHER_DATA_DIR", str(tmp_path / "data"))
-    store = s3_kind.store()
-    for path in sorted(packed.rglob("*")):
-        if path.is_file():
-            store.put(path.relative_to(packed).as_posix(), path)
+    store = in_store(packed, s3_kind)
     fit_on_cpu(tiny_config(store.uri, epochs=1), tmp_path / "run")
     index = read_index(store)
     record = json.loads(stream.progress_file(tmp_path / "run").read_text())
@@ -299,3 +296,43 @@ def test_a_trainer_streaming_a_packed_uri_leaves_its_data_progress_beside_its_ch
         index.bytes(),
         store.uri,
     )
+
+
+def test_each_shard_is_hashed_once_as_it_downloads_and_the_same_wanted_list_costs_nothing(
+    packed: Path,
+    s3_kind: StoreKind,  # noqa: F811 - the fixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from launcher.storage import shards
+
+    store = in_store(packed, s3_kind)
+    rehashed: list[Path] = []
+    monkeypatch.setattr(shards, "_sha256", lambda path: rehashed.append(path) or "0" * 64)
+    looked: list[Path] = []
+    has = stream._has
+    monkeypatch.setattr(stream, "_has", lambda path, size: looked.append(path) or has(path, size))
+    opened = stream.open_packed(store.uri, store=store)
+    split = stream.PackedSplit(opened.index, "train")
+    cache = stream.ShardCache(store, opened.index, tmp_path / "cache", limit=1 << 30)
+    assert cache.threads == stream.prefetch_threads()
+    names = [s.name for s in split.shards[:2]]
+    cache.want(names)
+    assert [cache.path(n).name for n in names] == names  # each from the background or here, whichever came first
+    assert cache.fetched == 2
+    assert rehashed == []  # verified against the index from the hash taken while downloading, not a second read
+    looked.clear()
+    cache.want(names)  # what every batch of a shard asks again: no stat, no touch, no download
+    assert looked == []
+    cache.want(names[1:])
+    assert len(looked) == 1
+    dataset = stream.PackedSet(split, 16, False, cache)
+    for ids in stream.StreamBatches(split, 4, 0, 1, 0, cache):
+        assert dataset.__getitems__(ids)[0].shape == (len(ids), 16, 16, 3)
+    cache.close()
+    assert rehashed == [] and cache.fetched == len(split.shards)
+
+
+@pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 1), (4, 2), (8, 4), (64, 4)])
+def test_shards_are_prefetched_by_one_thread_per_two_cores(cpus: int, threads: int) -> None:
+    assert stream.prefetch_threads(cpus) == threads
