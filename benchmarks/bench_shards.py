@@ -288,7 +288,8 @@ def main() -> None:
         t = time.monotonic()
         make_folder(work / "src", args.images)
         print(f"generated {args.images} train images in {time.monotonic() - t:.1f}s", flush=True)
-        upload(client, "bench", "folder", work / "src")
+        if not args.without_a:  # one object per image: minutes at 200k, and only (a) reads them
+            upload(client, "bench", "folder", work / "src")
         dest = "s3://bench/packed"
         t = time.monotonic()
         result = pack(str(work / "src"), dest, parse_size(args.shard_size), 8, dest_store=open_store(dest, s3=client))
