@@ -321,6 +321,7 @@ def test_each_shard_is_hashed_once_as_it_downloads_and_the_same_wanted_list_cost
     assert [cache.path(n).name for n in names] == names  # each from the background or here, whichever came first
     assert cache.fetched == 2
     assert rehashed == []  # verified against the index from the hash taken while downloading, not a second read
+    cache.close()  # the background fetches end (each found its shard here): only this thread's checks count below
     looked.clear()
     cache.want(names)  # what every batch of a shard asks again: no stat, no touch, no download
     assert looked == []
