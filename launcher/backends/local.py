@@ -311,11 +311,14 @@ def docker_payload(spec: JobSpec, opts: LocalOptions, job_name: str) -> dict[str
     data = DATA_TARGET if _is_local_path(spec.data()) else None
     # the code archive, submitted into the checkpoint folder (launcher.staging.code), as the container sees that folder
     code = code_archive(CHECKPOINT_TARGET, CONTENT) if spec.code and _is_local_path(spec.checkpoint.uri) else None
-    # weights fetched at submit (launcher.staging.weights), stored there too; a file of this machine is mounted
-    staged = staged_weights(spec) if _is_local_path(spec.checkpoint.uri) else None
-    weights = weights_location(CHECKPOINT_TARGET, staged[1]) if staged else None
+    # a weights file of this machine is mounted; weights fetched at submit (launcher.staging.weights) are stored
+    # in the checkpoint folder too
+    staged = staged_weights(spec)
+    weights = None
     if (file := host_weights(spec)) is not None:
         weights = _mounted_weights(file)
+    elif staged is not None and _is_local_path(spec.checkpoint.uri):
+        weights = weights_location(CHECKPOINT_TARGET, staged[1])
     payload: dict[str, Any] = {
         "image": spec.image,
         "name": job_name,

@@ -71,18 +71,19 @@ def draw_sweep(found: dict[str, Any]):  # type: ignore[no-untyped-def]
             value = r["values"].get(key)
             x = (choices.index(value) if value in choices else choices.index(str(value))) if choices else float(value)
             marker, color = STYLE.get(r["state"], ("o", "k"))
+            size = 160 if r["trial"] == best else 40  # points squared
             ax.scatter(
                 [x],
                 [r["best"]],
                 marker="*" if r["trial"] == best else marker,
-                s=160 if r["trial"] == best else 40,
+                s=size,
                 color="gold" if r["trial"] == best else color,
                 edgecolors="k",
                 linewidths=0.5,
                 zorder=3,
             )
             items.append(((x, r["best"]), f"t{r['trial']:03d}"))
-            marks.append(_radius(160 if r["trial"] == best else 40))
+            marks.append(_radius(size))
         if choices:
             ax.set_xticks(range(len(choices)), [str(c) for c in choices])
             ax.set_xlim(-0.5, len(choices) - 0.5)

@@ -63,6 +63,7 @@ __all__ = [
     "stage_weights",
     "store_weights",
     "weights_notes",
+    "check_local_inputs",
     "check_local_weights",
     "asset_url",
     "MAX_GB_VARIABLE",
@@ -87,22 +88,28 @@ def _stderr(message: str) -> None:
 _MARKER = f"{WEIGHTS_FOLDER}/{CONTENT}"
 
 
+def _stored_by_submit(plan: "Plan") -> tuple[str, str] | None:
+    """The plan's staged weights (`staged_weights`) when submit stores them: its request names the placeholder
+    (the local backend reads a file of this machine where it is instead)."""
+    staged = staged_weights(plan.spec)
+    return staged if staged is not None and mentions(plan.payload, _MARKER) else None
+
+
 def stage_weights(plan: "Plan", log: Log = _stderr, environ: Mapping[str, str] | None = None, **clients: Any) -> "Plan":
     """Fetch and store the plan's pretrained weights (if its request names them with the placeholder); fill it in."""
-    marker = _MARKER
-    staged = staged_weights(plan.spec)
-    if staged is None or not mentions(plan.payload, marker):
+    staged = _stored_by_submit(plan)
+    if staged is None:
         return plan
     target = weights_target(plan.spec)
     assert target is not None  # staged weights always have a target, or plan() refused the spec
     sha = store_weights(f"train.{staged[0]}", staged[1], target, log, environ, **clients)
-    return replace(plan, payload=fill_placeholder(plan.request(), marker, f"{WEIGHTS_FOLDER}/{sha}"))
+    return replace(plan, payload=fill_placeholder(plan.request(), _MARKER, f"{WEIGHTS_FOLDER}/{sha}"))
 
 
 def weights_notes(plan: "Plan") -> tuple[str, ...]:
     """The plan's note on its weights, when submit stores them (its request names them with the placeholder)."""
-    staged = staged_weights(plan.spec)
-    if staged is None or not mentions(plan.payload, _MARKER):
+    staged = _stored_by_submit(plan)
+    if staged is None:
         return ()
     how = "copied at submit from this machine" if os.path.isabs(staged[1]) else "fetched at submit, on this machine,"
     return (f"train.{staged[0]} {shown_url(staged[1])} is {how} and stored once per content at "
